@@ -1,0 +1,20 @@
+/* RFC 3339 timestamps <-> milliseconds since the epoch (UTC), without the C library's locale. */
+#ifndef CANARY_RFC3339_H
+#define CANARY_RFC3339_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RFC3339_MAX 32 /* "2026-11-26T05:40:05.123Z" and NUL fit */
+
+/* Write ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf (RFC3339_MAX bytes). Returns buf. */
+char *rfc3339_format(int64_t ms, char *buf);
+
+/*
+ * Parse "YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)" (a space may stand for the T).
+ * Returns true and sets *ms on success.
+ */
+bool rfc3339_parse(const char *s, int64_t *ms);
+
+#endif

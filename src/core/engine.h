@@ -1,0 +1,62 @@
+/*
+ * The engine: every rollout of a plan, the global kill switches and the event-id memory.
+ * Routes each event to its rollout, ignores repeated ids, fires deadlines. Pure like the rest
+ * of core: time comes in as an argument.
+ */
+#ifndef CANARY_ENGINE_H
+#define CANARY_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/effect.h"
+#include "core/error.h"
+#include "core/event.h"
+#include "core/idset.h"
+#include "core/plan.h"
+#include "core/rollout.h"
+
+struct engine {
+  const struct plan *plan;   /* borrowed: must outlive the engine */
+  struct flags global;       /* kill switches that apply to every rollout */
+  struct rollout **rollouts; /* in order of creation */
+  size_t n_rollouts, cap_rollouts;
+  struct idset seen;         /* ids of the events applied */
+};
+
+/* Outcome of engine_apply() besides its return code. */
+enum apply_outcome {
+  APPLY_APPLIED,   /* the event was applied (it may still have decided nothing) */
+  APPLY_DUPLICATE, /* the id was seen before: nothing changed */
+  APPLY_REJECTED   /* invalid for the current state of the world: nothing changed, why says */
+};
+
+int engine_init(struct engine *e, const struct plan *plan) CANARY_MUSTCHECK;
+void engine_destroy(struct engine *e);
+
+/*
+ * Apply ev at now. Deadlines due before now are NOT fired here: call engine_tick() first.
+ * Returns CANARY_OK (see *outcome), or CANARY_ENOMEM. A rejected event (unknown rollout,
+ * a second rollout.requested for an id, an unknown cohort, ...) sets *outcome = APPLY_REJECTED
+ * and explains in why; its id is not remembered, so a corrected event can follow.
+ */
+int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct effects *out,
+                 enum apply_outcome *outcome, char *why, size_t why_len) CANARY_MUSTCHECK;
+
+/* Fire every deadline due at or before now, rollout by rollout in creation order. */
+int engine_tick(struct engine *e, int64_t now, struct effects *out) CANARY_MUSTCHECK;
+
+/* The earliest deadline of any rollout, or ROLLOUT_NO_DEADLINE. */
+int64_t engine_next_deadline(const struct engine *e);
+
+/* The rollout with this id, or NULL. */
+struct rollout *engine_find(const struct engine *e, const char *id);
+
+/*
+ * Add a rollout restored from storage (the engine copies it). Returns CANARY_EEXISTS if the id
+ * is taken, CANARY_ENOMEM.
+ */
+int engine_restore(struct engine *e, const struct rollout *r) CANARY_MUSTCHECK;
+
+#endif

@@ -1,0 +1,124 @@
+/* Wire names for the event enums and the stateless checks of the contract. */
+#include "core/event.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Name and parse functions for one enum, generated from its X-macro map. */
+#define ENUM_NAMES(prefix, type, MAP, COUNT)                         \
+  static const char *const prefix##_names[] = {                      \
+      MAP(ENUM_WIRE)};                                               \
+  const char *prefix##_name(enum type v) {                           \
+    return (unsigned)v < (unsigned)(COUNT) ? prefix##_names[v] : "?"; \
+  }                                                                  \
+  bool prefix##_parse(const char *s, enum type *out) {               \
+    for (int i = 0; i < (int)(COUNT); i++) {                         \
+      if (strcmp(s, prefix##_names[i]) == 0) {                       \
+        *out = (enum type)i;                                         \
+        return true;                                                 \
+      }                                                              \
+    }                                                                \
+    return false;                                                    \
+  }
+#define ENUM_WIRE(name, wire) wire,
+
+ENUM_NAMES(event_type, event_type, EVENT_TYPE_MAP, EVENT_TYPE_COUNT)
+ENUM_NAMES(incident_kind, incident_kind, INCIDENT_KIND_MAP, INCIDENT_KIND_COUNT)
+ENUM_NAMES(sentiment, sentiment, SENTIMENT_MAP, SENTIMENT_COUNT)
+ENUM_NAMES(approval_role, approval_role, APPROVAL_ROLE_MAP, APPROVAL_ROLE_COUNT)
+ENUM_NAMES(alert_kind, alert_kind, ALERT_KIND_MAP, ALERT_KIND_COUNT)
+ENUM_NAMES(command_action, command_action, COMMAND_ACTION_MAP, COMMAND_ACTION_COUNT)
+ENUM_NAMES(variant, variant, VARIANT_MAP, VARIANT_COUNT)
+
+static bool fail(char *why, size_t len, const char *msg, const char *field) {
+  if (why && len)
+    snprintf(why, len, "%s: %s", field, msg);
+  return false;
+}
+
+static bool flag_name_ok(const char *flag) {
+  static const char prefix[] = "canary.cohort.";
+  static const char suffix[] = ".enabled";
+  if (strcmp(flag, "system.canary.enabled") == 0)
+    return true;
+  size_t n = strlen(flag), p = sizeof prefix - 1, s = sizeof suffix - 1;
+  return n > p + s && strncmp(flag, prefix, p) == 0 && strcmp(flag + n - s, suffix) == 0;
+}
+
+static bool values_finite(const struct metric_value *v, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!v[i].name || !v[i].name[0] || !isfinite(v[i].value))
+      return false;
+  return true;
+}
+
+bool event_validate(const struct event *ev, char *why, size_t why_len) {
+  if (!ev->id[0])
+    return fail(why, why_len, "missing", "id");
+  if ((unsigned)ev->type >= EVENT_TYPE_COUNT)
+    return fail(why, why_len, "unknown event type", "type");
+  if (!ev->rollout[0] && ev->type != EVENT_FLAG_SET)
+    return fail(why, why_len, "missing", "rollout");
+  if (ev->time_ms < 0)
+    return fail(why, why_len, "must not be before 1970", "time");
+
+  switch (ev->type) {
+  case EVENT_ROLLOUT_REQUESTED:
+    if (!ev->service[0])
+      return fail(why, why_len, "missing", "service");
+    if (!ev->version[0])
+      return fail(why, why_len, "missing", "version");
+    if (!ev->baseline_version[0])
+      return fail(why, why_len, "missing", "baseline_version");
+    return true;
+  case EVENT_SMOKE_COMPLETED:
+    if (ev->passed < 0 || ev->failed < 0)
+      return fail(why, why_len, "must not be negative", ev->passed < 0 ? "passed" : "failed");
+    return true;
+  case EVENT_CRASH_REPORTED:
+    if (!ev->cohort[0])
+      return fail(why, why_len, "missing", "cohort");
+    if (ev->count < 1)
+      return fail(why, why_len, "must be at least 1", "count");
+    return true;
+  case EVENT_INCIDENT_OPENED:
+    if (ev->severity < 1 || ev->severity > 4)
+      return fail(why, why_len, "must be 1..4", "severity");
+    __attribute__((fallthrough)); /* both need the incident id */
+  case EVENT_INCIDENT_RESOLVED:
+    if (!ev->incident[0])
+      return fail(why, why_len, "missing", "incident");
+    return true;
+  case EVENT_FEEDBACK_RECEIVED:
+  case EVENT_DIFF_SAMPLES:
+    if (!ev->cohort[0])
+      return fail(why, why_len, "missing", "cohort");
+    return true;
+  case EVENT_METRICS:
+    if (!ev->cohort[0])
+      return fail(why, why_len, "missing", "cohort");
+    if (ev->metrics.interval_ms <= 0)
+      return fail(why, why_len, "must be positive", "interval_ms");
+    if (!values_finite(ev->metrics.counters, ev->metrics.n_counters))
+      return fail(why, why_len, "names must be set and values finite", "counters");
+    if (!values_finite(ev->metrics.gauges, ev->metrics.n_gauges))
+      return fail(why, why_len, "names must be set and values finite", "gauges");
+    return true;
+  case EVENT_FLAG_SET:
+    if (!flag_name_ok(ev->flag))
+      return fail(why, why_len,
+                  "must be system.canary.enabled or canary.cohort.<name>.enabled", "flag");
+    return true;
+  case EVENT_CI_COMPLETED:
+  case EVENT_DEPLOY_COMPLETED:
+  case EVENT_HEALTH_CHECKED:
+  case EVENT_APPROVAL_GRANTED:
+  case EVENT_ALERT_RAISED:
+  case EVENT_COMMAND:
+    return true;
+  case EVENT_TYPE_COUNT:
+    break;
+  }
+  return fail(why, why_len, "unknown event type", "type");
+}

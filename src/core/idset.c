@@ -1,0 +1,62 @@
+/* Event-id set: linear probing, grown at 50% load so probes stay short. */
+#include "core/idset.h"
+
+#include <stdlib.h>
+
+uint64_t idset_hash(const char *id) {
+  uint64_t h = 1469598103934665603ULL;
+  for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
+    h ^= *p;
+    h *= 1099511628211ULL;
+  }
+  return h ? h : 1;
+}
+
+static size_t probe(const uint64_t *slots, size_t cap, uint64_t h) {
+  size_t i = (size_t)(h ^ (h >> 29)) & (cap - 1);
+  while (slots[i] && slots[i] != h)
+    i = (i + 1) & (cap - 1);
+  return i;
+}
+
+bool idset_contains(const struct idset *s, const char *id) {
+  if (!s->cap)
+    return false;
+  uint64_t h = idset_hash(id);
+  return s->slots[probe(s->slots, s->cap, h)] == h;
+}
+
+static int grow(struct idset *s) {
+  size_t cap = s->cap ? s->cap * 2 : 1024;
+  uint64_t *slots = calloc(cap, sizeof *slots);
+  if (!slots)
+    return CANARY_ENOMEM;
+  for (size_t i = 0; i < s->cap; i++)
+    if (s->slots[i])
+      slots[probe(slots, cap, s->slots[i])] = s->slots[i];
+  free(s->slots);
+  s->slots = slots;
+  s->cap = cap;
+  return CANARY_OK;
+}
+
+int idset_add(struct idset *s, const char *id) {
+  if ((s->n + 1) * 2 > s->cap) {
+    int rc = grow(s);
+    if (rc)
+      return rc;
+  }
+  uint64_t h = idset_hash(id);
+  size_t i = probe(s->slots, s->cap, h);
+  if (!s->slots[i]) {
+    s->slots[i] = h;
+    s->n++;
+  }
+  return CANARY_OK;
+}
+
+void idset_free(struct idset *s) {
+  free(s->slots);
+  s->slots = NULL;
+  s->n = s->cap = 0;
+}

@@ -1,0 +1,169 @@
+/* The rollout plan: stages with their gates, halt rules, thresholds, notification channels. */
+#ifndef CANARY_PLAN_H
+#define CANARY_PLAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/event.h"
+
+#define PLAN_MAX_STAGES 6
+#define PLAN_MAX_CRITERIA 12 /* per gate (entry or exit) */
+#define PLAN_MAX_RULES 32
+#define PLAN_MAX_ALERTS 16
+#define PLAN_MAX_EXPRS 4     /* expressions under one rule or alert */
+#define PLAN_MAX_PARAMS 16
+#define PLAN_MAX_LIST 4      /* user segments, features */
+#define PLAN_MAX_SLOS 8
+#define PLAN_NAME_MAX 48
+#define PLAN_TEXT_MAX 160
+#define PLAN_EXPR_MAX 256
+
+/*
+ * What a criterion checks. Every check but METRIC is decided from deploy events and commands;
+ * METRIC criteria are kept (expression and window) and reported "not evaluated" — never passed —
+ * until the metric engine evaluates them.
+ */
+#define CHECK_MAP(XX)                                                                     \
+  XX(CI_PASSED, "ci_passed")                     /* last ci.completed was ok */            \
+  XX(DEPLOY_SUCCEEDED, "deploy_succeeded")       /* last deploy.completed was ok */        \
+  XX(HEALTH_GREEN, "health_green")               /* last health.checked was ok */          \
+  XX(SMOKE_PASSED, "smoke_passed")               /* last smoke run ok with 0 failures */   \
+  XX(NO_CRASHES, "no_crashes")                   /* no crash.reported for the cohort */    \
+  XX(PREVIOUS_STAGE_PASSED, "previous_stage_passed") /* exit gate of stage before passed */ \
+  XX(NO_OPEN_INCIDENTS, "no_open_incidents")     /* none open with severity <= max */      \
+  XX(NO_INCIDENTS_WITHIN, "no_incidents_within") /* none opened in window, sev <= max */   \
+  XX(POSITIVE_FEEDBACK, "positive_feedback")     /* >= min_count positive, ratio >= min */ \
+  XX(NO_NEGATIVE_FEEDBACK, "no_negative_feedback")                                        \
+  XX(APPROVAL, "approval")                       /* approval.granted for role */           \
+  XX(METRIC, "metric")                           /* expression over metric windows */
+
+enum check {
+#define XX(name, wire) CHECK_##name,
+  CHECK_MAP(XX)
+#undef XX
+  CHECK_COUNT
+};
+
+struct criterion {
+  enum check check;
+  char name[PLAN_NAME_MAX];  /* short label shown in status and evidence */
+  char text[PLAN_TEXT_MAX];  /* the plan's own wording, e.g. "All CI checks passed" */
+  int cohort;                /* stage index whose cohort is meant; -1 = the gate's own stage */
+  int max_severity;          /* incidents: severities 1..max_severity count */
+  int64_t window_ms;         /* no_incidents_within; metric window */
+  int64_t min_count;         /* positive_feedback */
+  double min_ratio;          /* positive_feedback: positive / all, 0 = not checked */
+  enum approval_role role;   /* approval */
+  char expr[PLAN_EXPR_MAX];  /* metric */
+  int64_t for_ms;            /* metric: must hold this long */
+};
+
+struct stage {
+  char name[PLAN_NAME_MAX];   /* cohort name: internal_test, friendly_gp, beta, ga */
+  char title[PLAN_TEXT_MAX];  /* "Internal Test" */
+  char users[PLAN_TEXT_MAX];  /* who the cohort is: "Engineering team, QA" */
+  char purpose[PLAN_TEXT_MAX];
+  double traffic_percent;     /* exposure while the stage runs: 0.5, 5, 25, 100 */
+  char segments[PLAN_MAX_LIST][PLAN_NAME_MAX]; /* allow-listed user segments, e.g. eng-team */
+  int n_segments;
+  char features[PLAN_MAX_LIST][PLAN_NAME_MAX];
+  int n_features;
+  int64_t min_duration_ms;    /* not left before this; 0 = no minimum */
+  int64_t max_duration_ms;    /* halted when passed with the exit gate unmet; 0 = no maximum */
+  char announce[PLAN_TEXT_MAX]; /* #releases message when the stage starts ("" = none) */
+  struct criterion entry[PLAN_MAX_CRITERIA];
+  int n_entry;
+  struct criterion exit[PLAN_MAX_CRITERIA];
+  int n_exit;
+};
+
+#define RULE_ACTION_MAP(XX)                 \
+  XX(PAUSE, "pause_canary")                 \
+  XX(ALERT_ONCALL, "alert_oncall")          \
+  XX(ROLLBACK, "rollback")
+enum rule_action {
+#define XX(name, wire) RULE_##name,
+  RULE_ACTION_MAP(XX)
+#undef XX
+  RULE_ACTION_COUNT
+};
+
+/*
+ * A halt rule or an alert. It fires on an alert.raised (and an incident.opened) of kind
+ * on_alert, or when its expressions hold for for_ms (metric rules: evaluated by the metric
+ * engine; kept here until then). Severity 1 rules also page on-call.
+ */
+struct rule {
+  char name[PLAN_NAME_MAX];
+  char text[PLAN_TEXT_MAX];
+  char category[PLAN_NAME_MAX]; /* performance, errors, business: the plan's headings */
+  bool has_alert;
+  enum alert_kind on_alert;
+  char exprs[PLAN_MAX_EXPRS][PLAN_EXPR_MAX];
+  int n_exprs;
+  int64_t for_ms;
+  enum rule_action action;
+  int severity; /* 1 critical .. 3 info */
+};
+
+/* A named threshold, e.g. error_rate = 0.01; expressions refer to it by name. */
+struct plan_param {
+  char name[PLAN_NAME_MAX];
+  double value;
+};
+
+/* A service-level objective: a named expression that must hold. */
+struct plan_slo {
+  char name[PLAN_NAME_MAX];
+  char expr[PLAN_EXPR_MAX];
+};
+
+struct plan_channels {
+  char releases[PLAN_NAME_MAX];    /* "#releases": every decision */
+  char oncall[PLAN_NAME_MAX];      /* paged for severity 1 rules and the circuit breaker */
+  char status_page[PLAN_NAME_MAX]; /* public incident updates (Sev 1-2) */
+  char executive[PLAN_TEXT_MAX];   /* executive briefing e-mail (Sev 1) */
+};
+
+struct plan {
+  char name[PLAN_NAME_MAX];
+  struct stage stages[PLAN_MAX_STAGES];
+  int n_stages;
+  struct rule rules[PLAN_MAX_RULES];   /* automatic halt rules */
+  int n_rules;
+  struct rule alerts[PLAN_MAX_ALERTS]; /* the plan's alert configuration */
+  int n_alerts;
+  struct plan_param params[PLAN_MAX_PARAMS]; /* halt_conditions */
+  int n_params;
+  struct plan_slo slos[PLAN_MAX_SLOS];
+  int n_slos;
+  struct plan_channels notify;
+  int breaker_threshold;      /* consecutive errors that disable the cohort; 0 = off */
+  bool canary_enabled;        /* initial value of system.canary.enabled */
+  int64_t post_mortem_ms;     /* post-mortem due this long after a rollback (48 h) */
+  int buckets;                /* bucketing resolution for the traffic split (10000) */
+};
+
+const char *check_name(enum check c);
+bool check_parse(const char *s, enum check *out);
+const char *rule_action_name(enum rule_action a);
+bool rule_action_parse(const char *s, enum rule_action *out);
+
+/* Index of the stage named name, or -1. */
+int plan_stage_index(const struct plan *p, const char *name);
+
+/* The value of the named parameter in *out; false if the plan has none by that name. */
+bool plan_param(const struct plan *p, const char *name, double *out);
+
+/*
+ * Check what the config layer cannot see field by field: at least one stage, percentages
+ * strictly increasing and ending at 100, min <= max durations, criterion cohorts in range.
+ * Returns true when consistent, else false with a reason in why.
+ */
+bool plan_validate(const struct plan *p, char *why, size_t why_len);
+
+/* Field-by-field equality (used to show that the seed's JSON and the YAML give one plan). */
+bool plan_equal(const struct plan *a, const struct plan *b);
+
+#endif

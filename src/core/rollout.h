@@ -1,0 +1,142 @@
+/*
+ * The rollout state machine: one rollout of one service version through the plan's stages.
+ * Pure: no I/O, no clock. rollout_step() is the only function that changes a rollout.
+ */
+#ifndef CANARY_ROLLOUT_H
+#define CANARY_ROLLOUT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/effect.h"
+#include "core/error.h"
+#include "core/event.h"
+#include "core/plan.h"
+
+#define ROLLOUT_MAX_INCIDENTS 32
+#define ROLLOUT_NO_DEADLINE INT64_MAX
+
+/* What a deploy event last said about a fact: nothing yet, ok, or failed. */
+enum fact { FACT_UNKNOWN, FACT_OK, FACT_FAILED };
+
+struct rollout_incident {
+  char id[EVENT_NAME_MAX];
+  int severity;
+  enum incident_kind kind;
+  int64_t opened_ms;
+  bool open;
+};
+
+/* Kill switches: false = the canary is switched off there. */
+struct flags {
+  bool canary_enabled;                   /* system.canary.enabled */
+  bool cohort_enabled[PLAN_MAX_STAGES];  /* canary.cohort.<name>.enabled, by stage index */
+};
+
+/* A plain value: copy it, keep it on the stack, serialise it field by field. */
+struct rollout {
+  char id[EVENT_NAME_MAX];
+  char service[EVENT_NAME_MAX];
+  char version[EVENT_NAME_MAX];
+  char baseline_version[EVENT_NAME_MAX];
+
+  enum rollout_state state;
+  enum rollout_state resume_to;  /* pending or running: where resume returns to */
+  int stage;                     /* index into plan->stages */
+  int64_t requested_ms;
+  int64_t stage_started_ms;      /* when the current stage started running */
+  int64_t stage_max_at_ms;       /* halt if the exit gate is unmet by then; 0 = none */
+  bool exit_hold_reported;       /* the "minimum reached, exit gate unmet" hold was decided */
+  bool prev_stage_passed;        /* the exit gate of the stage before the current one passed */
+
+  int64_t seq;                   /* last decision sequence number */
+  int64_t notify_seq;            /* last notification number */
+  int64_t traffic_seq;           /* last traffic-split number */
+
+  /* Facts from deploy events. */
+  enum fact ci, deploy, health, smoke;
+  int64_t smoke_passed, smoke_failed;
+  int64_t crashes[PLAN_MAX_STAGES];   /* by cohort */
+  int64_t positive[PLAN_MAX_STAGES];  /* feedback by cohort */
+  int64_t negative[PLAN_MAX_STAGES];
+  struct rollout_incident incidents[ROLLOUT_MAX_INCIDENTS];
+  int n_incidents;
+  unsigned approvals;                 /* bit (1 << role) */
+  char approvers[APPROVAL_ROLE_COUNT][EVENT_NAME_MAX];
+
+  /* Circuit breaker: consecutive errors; open = the current cohort is disabled. */
+  int breaker_errors;
+  bool breaker_open;
+
+  struct flags flags;                 /* this rollout's own kill switches */
+
+  /* Published traffic split: a change in any of these publishes a new one. */
+  double exposure_percent;
+  unsigned traffic_sig;
+
+  /* Kept for the metric engine: metric and diff events seen. */
+  int64_t metric_events;
+  int64_t last_metric_ms;
+};
+
+/* Everything a step needs besides the rollout and the event. */
+struct step_ctx {
+  const struct plan *plan;
+  int64_t now;                  /* ms since the epoch; the caller's clock, never read here */
+  const struct flags *global;   /* kill switches that apply to every rollout */
+};
+
+/* Result of one criterion of a gate, for decisions and `canaryctl status`. */
+enum gate_result { GATE_PASS, GATE_FAIL, GATE_NOT_EVALUATED };
+
+struct gate_check {
+  const struct criterion *criterion;
+  enum gate_result result;
+  char detail[160];  /* what was seen: "2 crash(es) reported", "waiting for health.checked" */
+};
+
+/*
+ * Start a rollout from a rollout.requested event: state pending at the first stage. The entry
+ * gate is evaluated by the first rollout_step() call (the engine passes the same event on).
+ */
+void rollout_init(struct rollout *r, const struct event *requested, const struct plan *plan);
+
+/*
+ * Apply one event to r at ctx->now and re-evaluate gates and deadlines. Appends decisions,
+ * notifications and traffic splits to out in the order they happen. An event that cannot apply
+ * to this rollout (an unknown cohort, say) changes nothing and returns CANARY_EINVALID with the
+ * reason in why; a command that is not allowed in the current state is not an error: it is
+ * answered with a "hold" decision (rule command_rejected) and changes nothing else.
+ */
+int rollout_step(struct rollout *r, const struct event *ev, const struct step_ctx *ctx,
+                 struct effects *out, char *why, size_t why_len) CANARY_MUSTCHECK;
+
+/*
+ * Fire what is due at ctx->now: a stage's minimum duration reached, its maximum passed, an
+ * incident window elapsed. Call it at (or after) rollout_next_deadline(). Also re-applies the
+ * kill switches in ctx->global (after a global flag change).
+ */
+int rollout_tick(struct rollout *r, const struct step_ctx *ctx, struct effects *out)
+    CANARY_MUSTCHECK;
+
+/* The earliest time after which rollout_tick() may decide something, or ROLLOUT_NO_DEADLINE. */
+int64_t rollout_next_deadline(const struct rollout *r, const struct plan *plan);
+
+/*
+ * Evaluate the entry (exit=false) or exit gate of stage at now. Fills up to max checks, returns
+ * how many criteria the gate has. The gate passes when every check is GATE_PASS.
+ */
+int rollout_gate(const struct rollout *r, const struct plan *plan, int stage, bool exit,
+                 int64_t now, struct gate_check *checks, int max);
+
+/* Share of users on the canary now, after kill switches and the breaker. */
+double rollout_exposure(const struct rollout *r, const struct plan *plan,
+                        const struct flags *global);
+
+/* Whether the rollout is finished (rolled back or completed). */
+bool rollout_is_terminal(const struct rollout *r);
+
+/* The kill switches as the plan starts them: everything enabled but what the plan says. */
+void flags_init(struct flags *f, const struct plan *plan);
+
+#endif
