@@ -44,6 +44,7 @@ struct rollout {
   enum rollout_state resume_to;  /* pending or running: where resume returns to */
   int stage;                     /* index into plan->stages */
   int64_t requested_ms;
+  int64_t clock_ms;              /* the latest "now" it was stepped with: time never goes back */
   int64_t stage_started_ms;      /* when the current stage started running */
   int64_t stage_max_at_ms;       /* halt if the exit gate is unmet by then; 0 = none */
   bool exit_hold_reported;       /* the "minimum reached, exit gate unmet" hold was decided */
@@ -138,5 +139,12 @@ bool rollout_is_terminal(const struct rollout *r);
 
 /* The kill switches as the plan starts them: everything enabled but what the plan says. */
 void flags_init(struct flags *f, const struct plan *plan);
+
+/*
+ * Set flag (system.canary.enabled or canary.cohort.<stage>.enabled) to value in f. Returns
+ * CANARY_OK, or CANARY_EINVALID when the name is malformed or names no stage of the plan.
+ */
+int flags_apply(struct flags *f, const struct plan *plan, const char *flag, bool value)
+    CANARY_MUSTCHECK;
 
 #endif

@@ -1,0 +1,151 @@
+/* Routes events to rollouts, remembers event ids, applies global kill switches, fires deadlines. */
+#include "core/engine.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int engine_init(struct engine *e, const struct plan *plan) {
+  memset(e, 0, sizeof *e);
+  e->plan = plan;
+  flags_init(&e->global, plan);
+  return CANARY_OK;
+}
+
+void engine_destroy(struct engine *e) {
+  for (size_t i = 0; i < e->n_rollouts; i++)
+    free(e->rollouts[i]);
+  free(e->rollouts);
+  idset_free(&e->seen);
+  memset(e, 0, sizeof *e);
+}
+
+struct rollout *engine_find(const struct engine *e, const char *id) {
+  for (size_t i = 0; i < e->n_rollouts; i++)
+    if (strcmp(e->rollouts[i]->id, id) == 0)
+      return e->rollouts[i];
+  return NULL;
+}
+
+static struct rollout *add_rollout(struct engine *e) {
+  if (e->n_rollouts == e->cap_rollouts) {
+    size_t cap = e->cap_rollouts ? e->cap_rollouts * 2 : 16;
+    struct rollout **rs = realloc(e->rollouts, cap * sizeof *rs);
+    if (!rs)
+      return NULL;
+    e->rollouts = rs;
+    e->cap_rollouts = cap;
+  }
+  struct rollout *r = calloc(1, sizeof *r);
+  if (r)
+    e->rollouts[e->n_rollouts++] = r;
+  return r;
+}
+
+int engine_restore(struct engine *e, const struct rollout *r) {
+  if (engine_find(e, r->id))
+    return CANARY_EEXISTS;
+  struct rollout *copy = add_rollout(e);
+  if (!copy)
+    return CANARY_ENOMEM;
+  *copy = *r;
+  return CANARY_OK;
+}
+
+__attribute__((format(printf, 4, 5))) static int rejected(enum apply_outcome *outcome, char *why,
+                                                          size_t len, const char *fmt, ...) {
+  *outcome = APPLY_REJECTED;
+  if (why && len) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, len, fmt, ap);
+    va_end(ap);
+  }
+  return CANARY_OK;
+}
+
+/* A flag.set without a rollout: change the global switches, tell every live rollout. */
+static int apply_global_flag(struct engine *e, const struct event *ev, int64_t now,
+                             struct effects *out, enum apply_outcome *outcome, char *why,
+                             size_t len) {
+  struct flags next = e->global;
+  if (flags_apply(&next, e->plan, ev->flag, ev->value) != CANARY_OK)
+    return rejected(outcome, why, len, "flag: '%s' names no cohort of the plan", ev->flag);
+  e->global = next;
+  struct step_ctx ctx = {.plan = e->plan, .now = now, .global = &e->global};
+  for (size_t i = 0; i < e->n_rollouts; i++) {
+    struct rollout *r = e->rollouts[i];
+    if (rollout_is_terminal(r))
+      continue;
+    int rc = rollout_step(r, ev, &ctx, out, why, len);
+    if (rc != CANARY_OK)
+      return rc; /* a global flag cannot be invalid for one rollout: only ENOMEM gets here */
+  }
+  return CANARY_OK;
+}
+
+int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct effects *out,
+                 enum apply_outcome *outcome, char *why, size_t why_len) {
+  *outcome = APPLY_APPLIED;
+  if (why && why_len)
+    why[0] = '\0';
+  if (idset_contains(&e->seen, ev->id)) {
+    *outcome = APPLY_DUPLICATE;
+    return CANARY_OK;
+  }
+  if (!event_validate(ev, why, why_len)) {
+    *outcome = APPLY_REJECTED;
+    return CANARY_OK;
+  }
+
+  int rc;
+  struct step_ctx ctx = {.plan = e->plan, .now = now, .global = &e->global};
+  if (ev->type == EVENT_FLAG_SET && !ev->rollout[0]) {
+    rc = apply_global_flag(e, ev, now, out, outcome, why, why_len);
+  } else if (ev->type == EVENT_ROLLOUT_REQUESTED) {
+    if (engine_find(e, ev->rollout))
+      return rejected(outcome, why, why_len, "rollout: '%s' already exists", ev->rollout);
+    struct rollout *r = add_rollout(e);
+    if (!r)
+      return CANARY_ENOMEM;
+    rollout_init(r, ev, e->plan);
+    rc = rollout_step(r, ev, &ctx, out, why, why_len);
+  } else {
+    struct rollout *r = engine_find(e, ev->rollout);
+    if (!r)
+      return rejected(outcome, why, why_len, "rollout: '%s' is unknown (no rollout.requested)",
+                      ev->rollout);
+    rc = rollout_step(r, ev, &ctx, out, why, why_len);
+    if (rc == CANARY_EINVALID) {
+      *outcome = APPLY_REJECTED;
+      return CANARY_OK;
+    }
+  }
+  if (rc != CANARY_OK || *outcome != APPLY_APPLIED)
+    return rc;
+  return idset_add(&e->seen, ev->id);
+}
+
+int engine_tick(struct engine *e, int64_t now, struct effects *out) {
+  struct step_ctx ctx = {.plan = e->plan, .now = now, .global = &e->global};
+  for (size_t i = 0; i < e->n_rollouts; i++) {
+    struct rollout *r = e->rollouts[i];
+    if (rollout_next_deadline(r, e->plan) > now)
+      continue;
+    int rc = rollout_tick(r, &ctx, out);
+    if (rc != CANARY_OK)
+      return rc;
+  }
+  return CANARY_OK;
+}
+
+int64_t engine_next_deadline(const struct engine *e) {
+  int64_t best = ROLLOUT_NO_DEADLINE;
+  for (size_t i = 0; i < e->n_rollouts; i++) {
+    int64_t t = rollout_next_deadline(e->rollouts[i], e->plan);
+    if (t < best)
+      best = t;
+  }
+  return best;
+}

@@ -1,0 +1,873 @@
+/*
+ * The rollout state machine. Facts from events are recorded first; then evaluate() decides
+ * what the facts and the clock allow: start, advance, hold, halt. Commands and halt rules act
+ * directly. Every change of state goes through this file and leaves a decision behind.
+ */
+#include "core/rollout.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define ACTOR_SELF "canaryd"
+
+/* One call's working set, so helpers need one argument instead of six. */
+struct run {
+  struct rollout *r;
+  const struct plan *plan;
+  const struct flags *global;
+  const struct event *ev; /* the event being applied; NULL on a tick */
+  int64_t now;
+  struct effects *out;
+  int err;
+  struct decision spare; /* written to when the effect list cannot grow (err says so) */
+};
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+static const char *stage_name(const struct plan *p, int i) {
+  return i >= 0 && i < p->n_stages ? p->stages[i].name : "";
+}
+
+static bool is_last(const struct plan *p, int stage) { return stage == p->n_stages - 1; }
+
+bool rollout_is_terminal(const struct rollout *r) {
+  return r->state == ROLLOUT_ROLLED_BACK || r->state == ROLLOUT_COMPLETED;
+}
+
+void flags_init(struct flags *f, const struct plan *plan) {
+  memset(f, 0, sizeof *f);
+  f->canary_enabled = plan->canary_enabled;
+  for (int i = 0; i < PLAN_MAX_STAGES; i++)
+    f->cohort_enabled[i] = true;
+}
+
+int flags_apply(struct flags *f, const struct plan *plan, const char *flag, bool value) {
+  static const char prefix[] = "canary.cohort.";
+  static const char suffix[] = ".enabled";
+  if (strcmp(flag, "system.canary.enabled") == 0) {
+    f->canary_enabled = value;
+    return CANARY_OK;
+  }
+  size_t n = strlen(flag), p = sizeof prefix - 1, s = sizeof suffix - 1;
+  if (n <= p + s || strncmp(flag, prefix, p) || strcmp(flag + n - s, suffix))
+    return CANARY_EINVALID;
+  char cohort[PLAN_NAME_MAX];
+  if (n - p - s >= sizeof cohort)
+    return CANARY_EINVALID;
+  memcpy(cohort, flag + p, n - p - s);
+  cohort[n - p - s] = '\0';
+  int i = plan_stage_index(plan, cohort);
+  if (i < 0)
+    return CANARY_EINVALID;
+  f->cohort_enabled[i] = value;
+  return CANARY_OK;
+}
+
+/* The stage whose cohort is exposed now: a pending rollout still serves the stage before. */
+static int exposed_stage(const struct rollout *r, const struct plan *plan) {
+  switch (r->state) {
+  case ROLLOUT_COMPLETED: return plan->n_stages - 1;
+  case ROLLOUT_ROLLED_BACK: return -1;
+  case ROLLOUT_PENDING: return r->stage - 1;
+  case ROLLOUT_RUNNING: return r->stage;
+  case ROLLOUT_PAUSED: return r->resume_to == ROLLOUT_PENDING ? r->stage - 1 : r->stage;
+  case ROLLOUT_STATE_COUNT: break;
+  }
+  return -1;
+}
+
+double rollout_exposure(const struct rollout *r, const struct plan *plan,
+                        const struct flags *global) {
+  int s = exposed_stage(r, plan);
+  if (s < 0 || r->breaker_open || !global->canary_enabled || !r->flags.canary_enabled)
+    return 0;
+  if (!global->cohort_enabled[s] || !r->flags.cohort_enabled[s])
+    return 0;
+  return plan->stages[s].traffic_percent;
+}
+
+/* ---- effects ------------------------------------------------------------------------------- */
+
+static struct effect *push(struct run *u, enum effect_kind kind) {
+  struct effect *e = effects_push(u->out, kind);
+  if (!e)
+    u->err = CANARY_ENOMEM;
+  return e;
+}
+
+/*
+ * Record a decision about the rollout as it is now (state and stage already changed).
+ * from is the stage index it came from (-1: none). Never returns NULL.
+ */
+__attribute__((format(printf, 6, 7))) static struct decision *
+decide(struct run *u, enum decision_action action, int from, const char *rule, const char *actor,
+       const char *fmt, ...) {
+  struct rollout *r = u->r;
+  struct effect *e = push(u, EFFECT_DECISION);
+  struct decision *d = e ? &e->u.decision : &u->spare;
+  if (!e)
+    memset(d, 0, sizeof *d);
+  d->seq = ++r->seq;
+  snprintf(d->id, sizeof d->id, "%s/%" PRId64, r->id, d->seq);
+  snprintf(d->rollout, sizeof d->rollout, "%s", r->id);
+  d->time_ms = u->now;
+  d->action = action;
+  snprintf(d->from_stage, sizeof d->from_stage, "%s", stage_name(u->plan, from));
+  snprintf(d->to_stage, sizeof d->to_stage, "%s", stage_name(u->plan, r->stage));
+  d->state = r->state;
+  snprintf(d->rule, sizeof d->rule, "%s", rule ? rule : "");
+  snprintf(d->actor, sizeof d->actor, "%s", actor && actor[0] ? actor : ACTOR_SELF);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(d->reason, sizeof d->reason, fmt, ap);
+  va_end(ap);
+  decision_add_str(d, "trigger", u->ev ? u->ev->id : "deadline");
+  return d;
+}
+
+static const char *channel_target(const struct plan *p, enum notify_channel ch) {
+  switch (ch) {
+  case NOTIFY_RELEASES: return p->notify.releases;
+  case NOTIFY_ONCALL: return p->notify.oncall;
+  case NOTIFY_STATUS_PAGE: return p->notify.status_page;
+  case NOTIFY_EXECUTIVE: return p->notify.executive;
+  case NOTIFY_CHANNEL_COUNT: break;
+  }
+  return "";
+}
+
+__attribute__((format(printf, 6, 7))) static void
+notify(struct run *u, enum notify_channel ch, enum notify_severity sev, const struct decision *d,
+       const char *title, const char *fmt, ...) {
+  if (!channel_target(u->plan, ch)[0])
+    return; /* the plan names no address for this channel */
+  struct effect *e = push(u, EFFECT_NOTIFICATION);
+  if (!e)
+    return;
+  struct notification *n = &e->u.notification;
+  struct rollout *r = u->r;
+  snprintf(n->id, sizeof n->id, "%s/n%" PRId64, r->id, ++r->notify_seq);
+  snprintf(n->rollout, sizeof n->rollout, "%s", r->id);
+  n->time_ms = u->now;
+  n->channel = ch;
+  snprintf(n->target, sizeof n->target, "%s", channel_target(u->plan, ch));
+  n->severity = sev;
+  snprintf(n->title, sizeof n->title, "%s", title);
+  snprintf(n->decision_id, sizeof n->decision_id, "%s", d ? d->id : "");
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(n->text, sizeof n->text, fmt, ap);
+  va_end(ap);
+}
+
+/* Tell #releases about a decision, in the words of its reason. */
+static void announce(struct run *u, const struct decision *d, enum notify_severity sev) {
+  char title[PLAN_TEXT_MAX];
+  snprintf(title, sizeof title, "%s %s: %s%s%s", u->r->service, u->r->version,
+           decision_action_name(d->action), d->to_stage[0] ? " at " : "", d->to_stage);
+  notify(u, NOTIFY_RELEASES, sev, d, title, "%s", d->reason);
+}
+
+static unsigned traffic_signature(const struct rollout *r, const struct plan *plan,
+                                  const struct flags *g) {
+  unsigned sig = (unsigned)(exposed_stage(r, plan) + 1) << 20;
+  sig |= (unsigned)(g->canary_enabled && r->flags.canary_enabled) << 0;
+  sig |= (unsigned)r->breaker_open << 1;
+  for (int i = 0; i < plan->n_stages; i++)
+    sig |= (unsigned)(g->cohort_enabled[i] && r->flags.cohort_enabled[i]) << (2 + i);
+  return sig;
+}
+
+/* Publish the traffic split when anything clusters must apply has changed. */
+static void publish_traffic(struct run *u) {
+  struct rollout *r = u->r;
+  double exposure = rollout_exposure(r, u->plan, u->global);
+  unsigned sig = traffic_signature(r, u->plan, u->global);
+  if (exposure == r->exposure_percent && sig == r->traffic_sig)
+    return;
+  struct effect *e = push(u, EFFECT_TRAFFIC);
+  if (!e)
+    return;
+  r->exposure_percent = exposure;
+  r->traffic_sig = sig;
+  struct traffic_split *t = &e->u.traffic;
+  snprintf(t->id, sizeof t->id, "%s/f%" PRId64, r->id, ++r->traffic_seq);
+  snprintf(t->rollout, sizeof t->rollout, "%s", r->id);
+  snprintf(t->service, sizeof t->service, "%s", r->service);
+  snprintf(t->version, sizeof t->version, "%s", r->version);
+  snprintf(t->baseline_version, sizeof t->baseline_version, "%s", r->baseline_version);
+  t->time_ms = u->now;
+  t->exposure_percent = exposure;
+  t->canary_enabled = u->global->canary_enabled && r->flags.canary_enabled;
+  t->breaker_open = r->breaker_open;
+  int s = exposed_stage(r, u->plan);
+  t->n_cohorts = u->plan->n_stages;
+  for (int i = 0; i < u->plan->n_stages; i++) {
+    struct traffic_cohort *c = &t->cohorts[i];
+    snprintf(c->name, sizeof c->name, "%s", u->plan->stages[i].name);
+    c->percent = u->plan->stages[i].traffic_percent;
+    c->kill = !(u->global->cohort_enabled[i] && r->flags.cohort_enabled[i]);
+    c->enabled = exposure > 0 && i <= s && !c->kill;
+  }
+  snprintf(t->salt, sizeof t->salt, "%s", r->id);
+  t->buckets = u->plan->buckets;
+}
+
+/* ---- gates --------------------------------------------------------------------------------- */
+
+static enum gate_result fact_check(enum fact f, const char *event, char *detail, size_t n) {
+  switch (f) {
+  case FACT_OK: snprintf(detail, n, "%s: ok", event); return GATE_PASS;
+  case FACT_FAILED: snprintf(detail, n, "last %s failed", event); return GATE_FAIL;
+  case FACT_UNKNOWN: break;
+  }
+  snprintf(detail, n, "waiting for %s", event);
+  return GATE_FAIL;
+}
+
+static const struct rollout_incident *incident_within(const struct rollout *r, int max_sev,
+                                                      int64_t since) {
+  const struct rollout_incident *worst = NULL;
+  for (int i = 0; i < r->n_incidents; i++) {
+    const struct rollout_incident *in = &r->incidents[i];
+    if (in->severity <= max_sev && in->opened_ms > since &&
+        (!worst || in->opened_ms > worst->opened_ms))
+      worst = in;
+  }
+  return worst;
+}
+
+static enum gate_result check_one(const struct rollout *r, const struct plan *plan, int stage,
+                                  const struct criterion *c, int64_t now, char *detail,
+                                  size_t n) {
+  int cohort = c->cohort >= 0 ? c->cohort : stage;
+  const char *cname = stage_name(plan, cohort);
+  switch (c->check) {
+  case CHECK_CI_PASSED: return fact_check(r->ci, "ci.completed", detail, n);
+  case CHECK_DEPLOY_SUCCEEDED: return fact_check(r->deploy, "deploy.completed", detail, n);
+  case CHECK_HEALTH_GREEN: return fact_check(r->health, "health.checked", detail, n);
+  case CHECK_SMOKE_PASSED:
+    if (r->smoke == FACT_UNKNOWN) {
+      snprintf(detail, n, "waiting for smoke.completed");
+      return GATE_FAIL;
+    }
+    snprintf(detail, n, "%" PRId64 " passed, %" PRId64 " failed%s", r->smoke_passed,
+             r->smoke_failed, r->smoke == FACT_FAILED ? " (run not ok)" : "");
+    return r->smoke == FACT_OK ? GATE_PASS : GATE_FAIL;
+  case CHECK_NO_CRASHES:
+    snprintf(detail, n, "%" PRId64 " crash(es) reported in %s", r->crashes[cohort], cname);
+    return r->crashes[cohort] == 0 ? GATE_PASS : GATE_FAIL;
+  case CHECK_PREVIOUS_STAGE_PASSED:
+    if (stage == 0 || stage < r->stage) {
+      snprintf(detail, n, "%s", stage == 0 ? "first stage" : "passed");
+      return GATE_PASS;
+    }
+    if (stage == r->stage && r->prev_stage_passed) {
+      snprintf(detail, n, "%s passed its exit gate", stage_name(plan, stage - 1));
+      return GATE_PASS;
+    }
+    snprintf(detail, n, "%s has not passed its exit gate", stage_name(plan, stage - 1));
+    return GATE_FAIL;
+  case CHECK_NO_OPEN_INCIDENTS:
+    for (int i = 0; i < r->n_incidents; i++) {
+      const struct rollout_incident *in = &r->incidents[i];
+      if (in->open && in->severity <= c->max_severity) {
+        snprintf(detail, n, "incident %s (Sev %d) is open", in->id, in->severity);
+        return GATE_FAIL;
+      }
+    }
+    snprintf(detail, n, "no open Sev 1-%d incident", c->max_severity);
+    return GATE_PASS;
+  case CHECK_NO_INCIDENTS_WITHIN: {
+    const struct rollout_incident *in = incident_within(r, c->max_severity, now - c->window_ms);
+    if (in) {
+      snprintf(detail, n, "incident %s (Sev %d) opened %" PRId64 " min ago; clear after %" PRId64
+               " min", in->id, in->severity, (now - in->opened_ms) / 60000,
+               c->window_ms / 60000);
+      return GATE_FAIL;
+    }
+    snprintf(detail, n, "no Sev 1-%d incident in the last %" PRId64 " min", c->max_severity,
+             c->window_ms / 60000);
+    return GATE_PASS;
+  }
+  case CHECK_POSITIVE_FEEDBACK: {
+    int64_t pos = r->positive[cohort], neg = r->negative[cohort];
+    double ratio = pos + neg ? (double)pos / (double)(pos + neg) : 0;
+    snprintf(detail, n, "%" PRId64 " positive, %" PRId64 " negative from %s", pos, neg, cname);
+    /* The seed asks for a positive ratio "> 80%": strictly above min_ratio. */
+    bool ok = pos >= (c->min_count > 0 ? c->min_count : 1) && (c->min_ratio <= 0 || ratio > c->min_ratio);
+    return ok ? GATE_PASS : GATE_FAIL;
+  }
+  case CHECK_NO_NEGATIVE_FEEDBACK:
+    snprintf(detail, n, "%" PRId64 " negative feedback from %s", r->negative[cohort], cname);
+    return r->negative[cohort] == 0 ? GATE_PASS : GATE_FAIL;
+  case CHECK_APPROVAL:
+    if (r->approvals & (1u << c->role)) {
+      snprintf(detail, n, "%s approved by %s", approval_role_name(c->role), r->approvers[c->role]);
+      return GATE_PASS;
+    }
+    snprintf(detail, n, "waiting for %s approval", approval_role_name(c->role));
+    return GATE_FAIL;
+  case CHECK_METRIC:
+    snprintf(detail, n, "metric criteria are not evaluated yet: %s", c->expr);
+    return GATE_NOT_EVALUATED;
+  case CHECK_COUNT: break;
+  }
+  snprintf(detail, n, "unknown check");
+  return GATE_FAIL;
+}
+
+int rollout_gate(const struct rollout *r, const struct plan *plan, int stage, bool exit,
+                 int64_t now, struct gate_check *checks, int max) {
+  if (stage < 0 || stage >= plan->n_stages)
+    return 0;
+  const struct stage *s = &plan->stages[stage];
+  const struct criterion *c = exit ? s->exit : s->entry;
+  int n = exit ? s->n_exit : s->n_entry;
+  for (int i = 0; i < n && i < max; i++) {
+    checks[i].criterion = &c[i];
+    checks[i].result = check_one(r, plan, stage, &c[i], now, checks[i].detail,
+                                 sizeof checks[i].detail);
+  }
+  return n;
+}
+
+/* Evaluate a gate; true when every criterion passes. Fills checks (PLAN_MAX_CRITERIA). */
+static bool gate_passes(const struct run *u, int stage, bool exit, struct gate_check *checks,
+                        int *n) {
+  *n = rollout_gate(u->r, u->plan, stage, exit, u->now, checks, PLAN_MAX_CRITERIA);
+  for (int i = 0; i < *n; i++)
+    if (checks[i].result != GATE_PASS)
+      return false;
+  return true;
+}
+
+/* "ci_passed (waiting for ci.completed); health_green (last health.checked failed)" */
+static void unmet_list(const struct gate_check *checks, int n, char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < n && used < len; i++) {
+    if (checks[i].result == GATE_PASS)
+      continue;
+    int w = snprintf(buf + used, len - used, "%s%s (%s)", used ? "; " : "",
+                     checks[i].criterion->name, checks[i].detail);
+    if (w < 0)
+      break;
+    used += (size_t)w;
+  }
+}
+
+static void add_gate_evidence(struct decision *d, const struct gate_check *checks, int n) {
+  static const char *const result_names[] = {"pass", "fail", "not_evaluated"};
+  for (int i = 0; i < n; i++)
+    decision_add_str(d, checks[i].criterion->name, result_names[checks[i].result]);
+}
+
+/* ---- transitions --------------------------------------------------------------------------- */
+
+/* Start running stage r->stage now (or complete, on the last stage). */
+static struct decision *enter_stage(struct run *u, int from, enum decision_action action,
+                                    const char *rule, const char *actor, const char *why) {
+  struct rollout *r = u->r;
+  const struct stage *s = &u->plan->stages[r->stage];
+  r->state = is_last(u->plan, r->stage) ? ROLLOUT_COMPLETED : ROLLOUT_RUNNING;
+  r->stage_started_ms = u->now;
+  r->stage_max_at_ms = s->max_duration_ms ? u->now + s->max_duration_ms : 0;
+  r->exit_hold_reported = false;
+  if (action == DECISION_ADVANCE && r->state == ROLLOUT_COMPLETED)
+    action = DECISION_COMPLETE;
+  struct decision *d = decide(u, action, from, rule, actor, "%s; %s at %g%% of users", why,
+                              s->name, s->traffic_percent);
+  decision_add_num(d, "exposure_percent", rollout_exposure(r, u->plan, u->global));
+  announce(u, d, NOTIFY_SEV_INFO);
+  if (s->announce[0])
+    notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, d, s->announce,
+           "%s %s is now at %s (%g%%). Checklist: %s.", r->service, r->version, s->name,
+           s->traffic_percent, s->announce);
+  return d;
+}
+
+/* Stop expansion because a rule fired. */
+static void halt(struct run *u, const char *rule, int severity, const char *fmt_reason) {
+  struct rollout *r = u->r;
+  bool already = r->state == ROLLOUT_PAUSED;
+  if (r->state == ROLLOUT_PENDING || r->state == ROLLOUT_RUNNING) {
+    r->resume_to = r->state;
+    r->state = ROLLOUT_PAUSED;
+  }
+  struct decision *d = decide(u, DECISION_HALT, r->stage, rule, NULL, "%s%s", fmt_reason,
+                              already ? " (already paused)" : "");
+  decision_add_num(d, "exposure_percent", rollout_exposure(r, u->plan, u->global));
+  announce(u, d, severity <= 1 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING);
+  if (severity <= 1)
+    notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, d, "Canary halted", "%s %s: %s", r->service,
+           r->version, d->reason);
+}
+
+static void roll_back(struct run *u, const char *rule, const char *actor, const char *why) {
+  struct rollout *r = u->r;
+  r->state = ROLLOUT_ROLLED_BACK;
+  struct decision *d = decide(u, DECISION_ROLLBACK, r->stage, rule, actor, "%s", why);
+  decision_add_num(d, "exposure_percent", 0);
+  decision_add_int(d, "post_mortem_due_ms", u->now + u->plan->post_mortem_ms);
+  announce(u, d, NOTIFY_SEV_WARNING);
+  notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, d, "Post-mortem due",
+         "%s %s was rolled back. Verify health checks, notify stakeholders; post-mortem within "
+         "%" PRId64 " h.", r->service, r->version, u->plan->post_mortem_ms / 3600000);
+}
+
+/* One round of gate and deadline evaluation; true if the state moved (evaluate again). */
+static bool evaluate_once(struct run *u) {
+  struct rollout *r = u->r;
+  const struct stage *s = &u->plan->stages[r->stage];
+  struct gate_check checks[PLAN_MAX_CRITERIA];
+  int n;
+  char unmet[EVENT_TEXT_MAX + 64];
+
+  if (r->state == ROLLOUT_PENDING) {
+    if (gate_passes(u, r->stage, false, checks, &n)) {
+      int from = r->stage - 1;
+      struct decision *d = enter_stage(u, from, from < 0 ? DECISION_START : DECISION_ADVANCE,
+                                       "entry_gate", NULL, "entry gate passed");
+      add_gate_evidence(d, checks, n);
+      return true;
+    }
+    if (!r->exit_hold_reported) { /* reused while pending: the entry hold was reported */
+      unmet_list(checks, n, unmet, sizeof unmet);
+      struct decision *d = decide(u, DECISION_HOLD, r->stage - 1, "entry_gate",
+                                  NULL, "waiting for the entry gate of %s: %s", s->name, unmet);
+      add_gate_evidence(d, checks, n);
+      r->exit_hold_reported = true;
+    }
+    return false;
+  }
+  if (r->state != ROLLOUT_RUNNING || is_last(u->plan, r->stage))
+    return false;
+  if (u->now < r->stage_started_ms + s->min_duration_ms)
+    return false; /* a stage is never left before its minimum */
+
+  if (gate_passes(u, r->stage, true, checks, &n)) {
+    int from = r->stage;
+    r->stage++;
+    r->prev_stage_passed = true;
+    r->state = ROLLOUT_PENDING;
+    r->exit_hold_reported = false;
+    struct gate_check entry[PLAN_MAX_CRITERIA];
+    int m;
+    if (gate_passes(u, r->stage, false, entry, &m)) {
+      struct decision *d = enter_stage(u, from, DECISION_ADVANCE, "exit_gate", NULL,
+                                       "exit gate of the previous stage and entry gate passed");
+      add_gate_evidence(d, checks, n);
+      add_gate_evidence(d, entry, m);
+      return true;
+    }
+    unmet_list(entry, m, unmet, sizeof unmet);
+    struct decision *d = decide(u, DECISION_HOLD, from, "entry_gate", NULL,
+                                "%s passed its exit gate; waiting for the entry gate of %s: %s",
+                                stage_name(u->plan, from), u->plan->stages[r->stage].name, unmet);
+    add_gate_evidence(d, entry, m);
+    r->exit_hold_reported = true;
+    return false;
+  }
+  unmet_list(checks, n, unmet, sizeof unmet);
+  if (r->stage_max_at_ms && u->now >= r->stage_max_at_ms) {
+    char reason[sizeof unmet + 96];
+    snprintf(reason, sizeof reason, "%s passed its maximum duration with the exit gate unmet: %s",
+             s->name, unmet);
+    halt(u, "stage_max_duration", 2, reason);
+    return false;
+  }
+  if (!r->exit_hold_reported) {
+    struct decision *d = decide(u, DECISION_HOLD, r->stage, "exit_gate", NULL,
+                                "minimum duration of %s reached; exit gate unmet: %s", s->name,
+                                unmet);
+    add_gate_evidence(d, checks, n);
+    r->exit_hold_reported = true;
+  }
+  return false;
+}
+
+static void evaluate(struct run *u) {
+  for (int guard = 0; guard <= 2 * u->plan->n_stages && !u->err; guard++)
+    if (!evaluate_once(u))
+      break;
+}
+
+/* ---- circuit breaker ----------------------------------------------------------------------- */
+
+static void breaker_success(struct run *u) { u->r->breaker_errors = 0; }
+
+static void breaker_error(struct run *u, const char *what) {
+  struct rollout *r = u->r;
+  if (u->plan->breaker_threshold <= 0 || rollout_is_terminal(r) || r->breaker_open) {
+    if (!r->breaker_open)
+      r->breaker_errors++;
+    return;
+  }
+  if (++r->breaker_errors < u->plan->breaker_threshold)
+    return;
+  r->breaker_open = true;
+  int s = exposed_stage(r, u->plan);
+  char reason[EVENT_TEXT_MAX];
+  snprintf(reason, sizeof reason, "circuit breaker: %d consecutive errors (last: %s); cohort %s "
+           "disabled", r->breaker_errors, what, s >= 0 ? u->plan->stages[s].name : "none");
+  halt(u, "circuit_breaker", 1, reason);
+}
+
+/* ---- events -------------------------------------------------------------------------------- */
+
+__attribute__((format(printf, 3, 4))) static int reject(char *why, size_t len, const char *fmt,
+                                                       ...) {
+  if (why && len) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, len, fmt, ap);
+    va_end(ap);
+  }
+  return CANARY_EINVALID;
+}
+
+static void command_rejected(struct run *u, const char *hint) {
+  const struct event *ev = u->ev;
+  struct decision *d = decide(u, DECISION_HOLD, u->r->stage, "command_rejected", ev->actor,
+                              "%s%s rejected: rollout is %s%s%s", command_action_name(ev->action),
+                              ev->force ? " --force" : "", rollout_state_name(u->r->state),
+                              hint[0] ? "; " : "", hint);
+  decision_add_str(d, "command", command_action_name(ev->action));
+  decision_add_bool(d, "accepted", false);
+}
+
+static void on_command(struct run *u) {
+  struct rollout *r = u->r;
+  const struct event *ev = u->ev;
+  const char *reason = ev->reason[0] ? ev->reason : "no reason given";
+  enum rollout_state st = r->state;
+  bool live = st == ROLLOUT_PENDING || st == ROLLOUT_RUNNING;
+  char why[EVENT_TEXT_MAX + 64];
+
+  switch (ev->action) {
+  case COMMAND_PAUSE:
+    if (!live)
+      return command_rejected(u, st == ROLLOUT_PAUSED ? "already paused" : "it has ended");
+    r->resume_to = st;
+    r->state = ROLLOUT_PAUSED;
+    announce(u, decide(u, DECISION_PAUSE, r->stage, "manual", ev->actor, "paused by %s: %s",
+                       ev->actor[0] ? ev->actor : "unknown", reason), NOTIFY_SEV_WARNING);
+    return;
+  case COMMAND_RESUME:
+    if (st != ROLLOUT_PAUSED)
+      return command_rejected(u, "only a paused rollout resumes");
+    r->state = r->resume_to;
+    r->breaker_open = false;
+    r->breaker_errors = 0;
+    r->exit_hold_reported = false;
+    /* The stage gets a fresh maximum: otherwise a rollout halted at its maximum would halt
+     * again the moment it resumes. The minimum still counts from the stage's start. */
+    if (r->state == ROLLOUT_RUNNING && u->plan->stages[r->stage].max_duration_ms)
+      r->stage_max_at_ms = u->now + u->plan->stages[r->stage].max_duration_ms;
+    announce(u, decide(u, DECISION_RESUME, r->stage, "manual", ev->actor, "resumed by %s: %s",
+                       ev->actor[0] ? ev->actor : "unknown", reason), NOTIFY_SEV_INFO);
+    return;
+  case COMMAND_PROMOTE:
+    if (ev->force) {
+      if (rollout_is_terminal(r))
+        return command_rejected(u, "it has ended");
+      int from = r->stage;
+      r->stage = u->plan->n_stages - 1;
+      r->breaker_open = false;
+      r->breaker_errors = 0;
+      snprintf(why, sizeof why, "promoted --force to 100%% by %s: %s",
+               ev->actor[0] ? ev->actor : "unknown", reason);
+      decision_add_bool(enter_stage(u, from, DECISION_PROMOTE, "manual_force", ev->actor, why),
+                        "force", true);
+      return;
+    }
+    if (!live)
+      return command_rejected(u, st == ROLLOUT_PAUSED ? "resume it first, or promote --force"
+                                                      : "it has ended");
+    {
+      int from = st == ROLLOUT_PENDING ? r->stage - 1 : r->stage;
+      struct gate_check checks[PLAN_MAX_CRITERIA];
+      int n;
+      bool met = st == ROLLOUT_PENDING ? gate_passes(u, r->stage, false, checks, &n)
+                                       : gate_passes(u, r->stage, true, checks, &n);
+      char unmet[EVENT_TEXT_MAX];
+      unmet_list(checks, n, unmet, sizeof unmet);
+      if (st == ROLLOUT_RUNNING) {
+        r->stage++;
+        r->prev_stage_passed = false;
+      }
+      snprintf(why, sizeof why, "promoted by %s: %s%s%s", ev->actor[0] ? ev->actor : "unknown",
+               reason, met ? "" : "; bypassed: ", met ? "" : unmet);
+      struct decision *d = enter_stage(u, from, DECISION_PROMOTE, "manual", ev->actor, why);
+      add_gate_evidence(d, checks, n);
+    }
+    return;
+  case COMMAND_ROLLBACK:
+    if (st == ROLLOUT_ROLLED_BACK)
+      return command_rejected(u, "already rolled back");
+    snprintf(why, sizeof why, "rolled back by %s: %s", ev->actor[0] ? ev->actor : "unknown",
+             reason);
+    roll_back(u, "manual", ev->actor, why);
+    return;
+  case COMMAND_ACTION_COUNT:
+    break;
+  }
+}
+
+static enum alert_kind alert_of_incident(enum incident_kind k) {
+  switch (k) {
+  case INCIDENT_SECURITY: return ALERT_SECURITY;
+  case INCIDENT_COMPLIANCE: return ALERT_COMPLIANCE;
+  case INCIDENT_DATA_INCONSISTENCY: return ALERT_DATA_INCONSISTENCY;
+  default: return ALERT_KIND_COUNT;
+  }
+}
+
+/* Fire the plan's rules that watch alerts of kind. */
+static void fire_alert_rules(struct run *u, enum alert_kind kind, const char *detail) {
+  struct rollout *r = u->r;
+  for (int i = 0; i < u->plan->n_rules && !u->err; i++) {
+    const struct rule *rule = &u->plan->rules[i];
+    if (!rule->has_alert || rule->on_alert != kind)
+      continue;
+    char reason[EVENT_TEXT_MAX + 64];
+    snprintf(reason, sizeof reason, "halt rule %s: %s%s%s", rule->name,
+             rule->text[0] ? rule->text : alert_kind_name(kind), detail[0] ? ": " : "", detail);
+    if (rollout_is_terminal(r) || rule->action == RULE_ALERT_ONCALL) {
+      notify(u, rule->action == RULE_ALERT_ONCALL ? NOTIFY_ONCALL : NOTIFY_RELEASES,
+             rule->severity <= 1 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING, NULL, rule->name,
+             "%s %s: %s", r->service, r->version, reason);
+    } else if (rule->action == RULE_ROLLBACK) {
+      roll_back(u, rule->name, NULL, reason);
+    } else {
+      halt(u, rule->name, rule->severity, reason);
+    }
+  }
+}
+
+static int on_incident_opened(struct run *u, char *why, size_t why_len) {
+  struct rollout *r = u->r;
+  const struct event *ev = u->ev;
+  for (int i = 0; i < r->n_incidents; i++)
+    if (strcmp(r->incidents[i].id, ev->incident) == 0)
+      return reject(why, why_len, "incident: %s is already open", ev->incident);
+  if (r->n_incidents == ROLLOUT_MAX_INCIDENTS)
+    return reject(why, why_len, "incident: too many incidents on this rollout (%s)", ev->incident);
+  struct rollout_incident *in = &r->incidents[r->n_incidents++];
+  snprintf(in->id, sizeof in->id, "%s", ev->incident);
+  in->severity = ev->severity;
+  in->kind = ev->incident_kind;
+  in->opened_ms = u->now;
+  in->open = true;
+  if (ev->severity <= 2)
+    notify(u, NOTIFY_STATUS_PAGE, NOTIFY_SEV_WARNING, NULL, "Incident under investigation",
+           "Sev %d incident %s (%s) during the rollout of %s %s.", ev->severity, ev->incident,
+           incident_kind_name(ev->incident_kind), r->service, r->version);
+  if (ev->severity == 1) {
+    notify(u, NOTIFY_EXECUTIVE, NOTIFY_SEV_CRITICAL, NULL, "Executive briefing: Sev 1 incident",
+           "Sev 1 incident %s (%s) during the rollout of %s %s.", ev->incident,
+           incident_kind_name(ev->incident_kind), r->service, r->version);
+    notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, NULL, "Sev 1 incident",
+           "Sev 1 incident %s (%s) during the rollout of %s %s.", ev->incident,
+           incident_kind_name(ev->incident_kind), r->service, r->version);
+  }
+  enum alert_kind k = alert_of_incident(ev->incident_kind);
+  if (k != ALERT_KIND_COUNT)
+    fire_alert_rules(u, k, ev->incident);
+  return CANARY_OK;
+}
+
+static int cohort_of(const struct run *u, char *why, size_t why_len) {
+  int c = plan_stage_index(u->plan, u->ev->cohort);
+  if (c < 0)
+    reject(why, why_len, "cohort: '%s' is not a stage of the plan", u->ev->cohort);
+  return c;
+}
+
+static enum fact fact_of(bool ok) { return ok ? FACT_OK : FACT_FAILED; }
+
+/* Record what ev says; act on commands, flags and alerts. */
+static int apply_event(struct run *u, char *why, size_t why_len) {
+  struct rollout *r = u->r;
+  const struct event *ev = u->ev;
+  int c;
+  switch (ev->type) {
+  case EVENT_ROLLOUT_REQUESTED:
+    return CANARY_OK; /* rollout_init() did the work; evaluate() decides */
+  case EVENT_CI_COMPLETED:
+    r->ci = fact_of(ev->ok);
+    return CANARY_OK;
+  case EVENT_DEPLOY_COMPLETED:
+    r->deploy = fact_of(ev->ok);
+    ev->ok ? breaker_success(u) : breaker_error(u, "deployment failed");
+    return CANARY_OK;
+  case EVENT_HEALTH_CHECKED:
+    r->health = fact_of(ev->ok);
+    ev->ok ? breaker_success(u) : breaker_error(u, "health check failed");
+    return CANARY_OK;
+  case EVENT_SMOKE_COMPLETED: {
+    bool ok = ev->ok && ev->failed == 0;
+    r->smoke = fact_of(ok);
+    r->smoke_passed = ev->passed;
+    r->smoke_failed = ev->failed;
+    ok ? breaker_success(u) : breaker_error(u, "smoke tests failed");
+    return CANARY_OK;
+  }
+  case EVENT_CRASH_REPORTED:
+    if ((c = cohort_of(u, why, why_len)) < 0)
+      return CANARY_EINVALID;
+    r->crashes[c] += ev->count;
+    breaker_error(u, "crash reported");
+    return CANARY_OK;
+  case EVENT_INCIDENT_OPENED:
+    return on_incident_opened(u, why, why_len);
+  case EVENT_INCIDENT_RESOLVED:
+    for (int i = 0; i < r->n_incidents; i++)
+      if (strcmp(r->incidents[i].id, ev->incident) == 0 && r->incidents[i].open) {
+        r->incidents[i].open = false;
+        return CANARY_OK;
+      }
+    return reject(why, why_len, "incident: %s is not open on this rollout", ev->incident);
+  case EVENT_FEEDBACK_RECEIVED:
+    if ((c = cohort_of(u, why, why_len)) < 0)
+      return CANARY_EINVALID;
+    (ev->sentiment == SENTIMENT_POSITIVE ? r->positive : r->negative)[c]++;
+    return CANARY_OK;
+  case EVENT_APPROVAL_GRANTED:
+    r->approvals |= 1u << ev->role;
+    snprintf(r->approvers[ev->role], sizeof r->approvers[ev->role], "%s",
+             ev->actor[0] ? ev->actor : "unknown");
+    return CANARY_OK;
+  case EVENT_ALERT_RAISED:
+    fire_alert_rules(u, ev->alert_kind, ev->detail);
+    return CANARY_OK;
+  case EVENT_COMMAND:
+    on_command(u);
+    return CANARY_OK;
+  case EVENT_FLAG_SET: {
+    bool global = !ev->rollout[0];
+    if (!global && flags_apply(&r->flags, u->plan, ev->flag, ev->value) != CANARY_OK)
+      return reject(why, why_len, "flag: '%s' names no cohort of the plan", ev->flag);
+    struct decision *d = decide(u, DECISION_FLAG, r->stage, "kill_switch", ev->actor,
+                                "%s%s set to %s by %s: exposure %g%%", global ? "global " : "",
+                                ev->flag, ev->value ? "true" : "false",
+                                ev->actor[0] ? ev->actor : "unknown",
+                                rollout_exposure(r, u->plan, u->global));
+    decision_add_str(d, "flag", ev->flag);
+    decision_add_bool(d, "value", ev->value);
+    decision_add_num(d, "exposure_percent", rollout_exposure(r, u->plan, u->global));
+    announce(u, d, ev->value ? NOTIFY_SEV_INFO : NOTIFY_SEV_WARNING);
+    return CANARY_OK;
+  }
+  case EVENT_METRICS:
+  case EVENT_DIFF_SAMPLES:
+    /* Accepted and counted; the metric engine decides on them. */
+    if (cohort_of(u, why, why_len) < 0)
+      return CANARY_EINVALID;
+    r->metric_events++;
+    r->last_metric_ms = u->now;
+    return CANARY_OK;
+  case EVENT_TYPE_COUNT:
+    break;
+  }
+  return reject(why, why_len, "type: %s cannot be applied to a rollout", event_type_name(ev->type));
+}
+
+/* ---- public -------------------------------------------------------------------------------- */
+
+void rollout_init(struct rollout *r, const struct event *ev, const struct plan *plan) {
+  memset(r, 0, sizeof *r);
+  snprintf(r->id, sizeof r->id, "%s", ev->rollout);
+  snprintf(r->service, sizeof r->service, "%s", ev->service);
+  snprintf(r->version, sizeof r->version, "%s", ev->version);
+  snprintf(r->baseline_version, sizeof r->baseline_version, "%s", ev->baseline_version);
+  r->state = ROLLOUT_PENDING;
+  r->resume_to = ROLLOUT_PENDING;
+  r->requested_ms = ev->time_ms;
+  r->prev_stage_passed = true; /* the first stage has no predecessor */
+  for (int i = 0; i < PLAN_MAX_STAGES; i++)
+    r->flags.cohort_enabled[i] = true;
+  r->flags.canary_enabled = true;
+  r->traffic_sig = ~0u; /* publish the first split (exposure 0) at once */
+  (void)plan;
+}
+
+static void run_init(struct run *u, struct rollout *r, const struct event *ev,
+                     const struct step_ctx *ctx, struct effects *out) {
+  memset(u, 0, sizeof *u);
+  u->r = r;
+  u->plan = ctx->plan;
+  u->global = ctx->global;
+  u->ev = ev;
+  u->now = ctx->now > r->clock_ms ? ctx->now : r->clock_ms;
+  u->out = out;
+}
+
+int rollout_step(struct rollout *r, const struct event *ev, const struct step_ctx *ctx,
+                 struct effects *out, char *why, size_t why_len) {
+  struct run u;
+  run_init(&u, r, ev, ctx, out);
+  /* Validate first: a rejected event must leave no trace, not even a sequence number. */
+  struct rollout before = *r;
+  size_t n_before = out->n;
+  int rc = apply_event(&u, why, why_len);
+  if (rc != CANARY_OK) {
+    *r = before;
+    out->n = n_before;
+    return rc;
+  }
+  if (!rollout_is_terminal(r) && r->state != ROLLOUT_PAUSED)
+    evaluate(&u);
+  publish_traffic(&u);
+  r->clock_ms = u.now;
+  return u.err;
+}
+
+int rollout_tick(struct rollout *r, const struct step_ctx *ctx, struct effects *out) {
+  struct run u;
+  run_init(&u, r, NULL, ctx, out);
+  if (!rollout_is_terminal(r) && r->state != ROLLOUT_PAUSED)
+    evaluate(&u);
+  publish_traffic(&u);
+  r->clock_ms = u.now;
+  return u.err;
+}
+
+static void earliest(int64_t *best, int64_t t) {
+  if (t < *best)
+    *best = t;
+}
+
+int64_t rollout_next_deadline(const struct rollout *r, const struct plan *plan) {
+  int64_t best = ROLLOUT_NO_DEADLINE;
+  if (r->state != ROLLOUT_PENDING && r->state != ROLLOUT_RUNNING)
+    return best;
+  const struct stage *s = &plan->stages[r->stage];
+  bool exit = r->state == ROLLOUT_RUNNING;
+  if (exit) {
+    if (is_last(plan, r->stage))
+      return best;
+    int64_t min_at = r->stage_started_ms + s->min_duration_ms;
+    if (!r->exit_hold_reported)
+      earliest(&best, min_at); /* the minimum: advance or report the hold */
+    if (r->stage_max_at_ms)
+      earliest(&best, r->stage_max_at_ms < min_at ? min_at : r->stage_max_at_ms);
+  }
+  /* An incident that ages out of a gate's window changes the gate then. */
+  const struct criterion *c = exit ? s->exit : s->entry;
+  int n = exit ? s->n_exit : s->n_entry;
+  for (int i = 0; i < n; i++) {
+    if (c[i].check != CHECK_NO_INCIDENTS_WITHIN)
+      continue;
+    for (int j = 0; j < r->n_incidents; j++) {
+      const struct rollout_incident *in = &r->incidents[j];
+      int64_t clears = in->opened_ms + c[i].window_ms;
+      if (in->severity <= c[i].max_severity && clears > r->clock_ms)
+        earliest(&best, clears);
+    }
+  }
+  return best;
+}
