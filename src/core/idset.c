@@ -40,13 +40,15 @@ static int grow(struct idset *s) {
   return CANARY_OK;
 }
 
-int idset_add(struct idset *s, const char *id) {
+int idset_add(struct idset *s, const char *id) { return idset_add_hash(s, idset_hash(id)); }
+
+int idset_add_hash(struct idset *s, uint64_t h) {
   if ((s->n + 1) * 2 > s->cap) {
     int rc = grow(s);
     if (rc)
       return rc;
   }
-  uint64_t h = idset_hash(id);
+  h = h ? h : 1;
   size_t i = probe(s->slots, s->cap, h);
   if (!s->slots[i]) {
     s->slots[i] = h;

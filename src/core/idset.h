@@ -24,6 +24,8 @@ uint64_t idset_hash(const char *id);
 bool idset_contains(const struct idset *s, const char *id);
 /* Add id. Returns CANARY_OK, or CANARY_ENOMEM. */
 int idset_add(struct idset *s, const char *id) CANARY_MUSTCHECK;
+/* Add an id by its idset_hash() (restoring a set from storage). */
+int idset_add_hash(struct idset *s, uint64_t hash) CANARY_MUSTCHECK;
 void idset_free(struct idset *s);
 
 #endif
