@@ -216,8 +216,9 @@ static int set_category(struct loader *ld, const struct ynode *v, void *target) 
 static int set_exprs(struct loader *ld, const struct ynode *v, void *target) {
   struct rule *r = target;
   if (v->kind == YNODE_SCALAR) {
-    r->n_exprs = 1;
-    return schema_str(ld, v, "expr", r->exprs[0], sizeof r->exprs[0]);
+    int rc = schema_str(ld, v, "expr", r->exprs[0], sizeof r->exprs[0]);
+    r->n_exprs = rc ? 0 : 1;
+    return rc;
   }
   int rc = list_room(ld, v, "expr", PLAN_MAX_EXPRS);
   if (!rc && v->n == 0)
