@@ -1,0 +1,31 @@
+/* Helpers shared by canaryctl's subcommands. */
+#include "app/app_cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "codec/rfc3339.h"
+#include "config/config.h"
+
+bool cli_parse_time(const char *s, int64_t *ms) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (*s && !*end && !errno && v >= 0) {
+    *ms = v;
+    return true;
+  }
+  return rfc3339_parse(s, ms);
+}
+
+bool cli_load_plan(const char *prog, const char *path, struct plan *plan) {
+  struct config_error err;
+  int rc = path ? config_load_file(path, plan, &err) : config_load_default(plan, &err);
+  if (rc == CANARY_OK)
+    return true;
+  char msg[sizeof err.file + sizeof err.message + 32];
+  config_error_format(&err, msg, sizeof msg);
+  fprintf(stderr, "%s: %s\n", prog, msg);
+  return false;
+}

@@ -1,0 +1,27 @@
+/* Shared pieces of the command-line programs: exit codes, option helpers, messages. */
+#ifndef CANARY_APP_CLI_H
+#define CANARY_APP_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/plan.h"
+
+/* Exit codes scripts can trust. */
+enum cli_exit {
+  EXIT_OK = 0,        /* did what was asked */
+  EXIT_BAD_INPUT = 1, /* input (events, plan, answer) was bad or the command was refused */
+  EXIT_USAGE = 2,     /* the command line was wrong */
+  EXIT_UNAVAILABLE = 3, /* a service (Kafka, PostgreSQL) could not be reached in time */
+};
+
+/* Parse a time: integer ms since the epoch, or RFC 3339. */
+bool cli_parse_time(const char *s, int64_t *ms);
+
+/*
+ * Load the plan from path (NULL: the compiled-in default plan). On error, print
+ * "canaryctl: file:line:column: message" to stderr and return false.
+ */
+bool cli_load_plan(const char *prog, const char *path, struct plan *plan);
+
+#endif
