@@ -7,6 +7,7 @@
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ struct run {
   int64_t now;
   struct effects *out;
   int err;
+  size_t dec_at;         /* index in out of the latest decision; SIZE_MAX: it is in spare */
   struct decision spare; /* written to when the effect list cannot grow (err says so) */
 };
 
@@ -98,6 +100,15 @@ static struct effect *push(struct run *u, enum effect_kind kind) {
 }
 
 /*
+ * The latest decision of this run. The effect list is a growable array: every push may move it
+ * (realloc), so a decision pointer is good only until the next notification or traffic split is
+ * pushed. Code that still needs the decision after a push asks for it again here.
+ */
+static struct decision *latest(struct run *u) {
+  return u->dec_at == SIZE_MAX ? &u->spare : &u->out->items[u->dec_at].u.decision;
+}
+
+/*
  * Record a decision about the rollout as it is now (state and stage already changed).
  * from is the stage index it came from (-1: none). Never returns NULL.
  */
@@ -107,6 +118,7 @@ decide(struct run *u, enum decision_action action, int from, const char *rule, c
   struct rollout *r = u->r;
   struct effect *e = push(u, EFFECT_DECISION);
   struct decision *d = e ? &e->u.decision : &u->spare;
+  u->dec_at = e ? (size_t)(e - u->out->items) : SIZE_MAX;
   if (!e)
     memset(d, 0, sizeof *d);
   d->seq = ++r->seq;
@@ -143,6 +155,15 @@ notify(struct run *u, enum notify_channel ch, enum notify_severity sev, const st
        const char *title, const char *fmt, ...) {
   if (!channel_target(u->plan, ch)[0])
     return; /* the plan names no address for this channel */
+  /* d and the arguments (often d->reason) point into the effect list, which the push below may
+   * move: take what is needed from them first. */
+  char text[sizeof ((struct notification *)0)->text];
+  char decision_id[sizeof d->id];
+  snprintf(decision_id, sizeof decision_id, "%s", d ? d->id : "");
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
   struct effect *e = push(u, EFFECT_NOTIFICATION);
   if (!e)
     return;
@@ -155,11 +176,8 @@ notify(struct run *u, enum notify_channel ch, enum notify_severity sev, const st
   snprintf(n->target, sizeof n->target, "%s", channel_target(u->plan, ch));
   n->severity = sev;
   snprintf(n->title, sizeof n->title, "%s", title);
-  snprintf(n->decision_id, sizeof n->decision_id, "%s", d ? d->id : "");
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(n->text, sizeof n->text, fmt, ap);
-  va_end(ap);
+  snprintf(n->decision_id, sizeof n->decision_id, "%s", decision_id);
+  snprintf(n->text, sizeof n->text, "%s", text);
 }
 
 /* Tell #releases about a decision, in the words of its reason. */
@@ -381,12 +399,12 @@ static struct decision *enter_stage(struct run *u, int from, enum decision_actio
   struct decision *d = decide(u, action, from, rule, actor, "%s; %s at %g%% of users", why,
                               s->name, s->traffic_percent);
   decision_add_num(d, "exposure_percent", rollout_exposure(r, u->plan, u->global));
-  announce(u, d, NOTIFY_SEV_INFO);
+  announce(u, d, NOTIFY_SEV_INFO); /* d is stale from here on: see latest() */
   if (s->announce[0])
-    notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, d, s->announce,
+    notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, latest(u), s->announce,
            "%s %s is now at %s (%g%%). Checklist: %s.", r->service, r->version, s->name,
            s->traffic_percent, s->announce);
-  return d;
+  return latest(u); /* good until the caller's next push */
 }
 
 /* Stop expansion because a rule fired. */
@@ -401,9 +419,9 @@ static void halt(struct run *u, const char *rule, int severity, const char *fmt_
                               already ? " (already paused)" : "");
   decision_add_num(d, "exposure_percent", rollout_exposure(r, u->plan, u->global));
   announce(u, d, severity <= 1 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING);
-  if (severity <= 1)
-    notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, d, "Canary halted", "%s %s: %s", r->service,
-           r->version, d->reason);
+  if (severity <= 1) /* after announce() d may have moved: see latest() */
+    notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, latest(u), "Canary halted", "%s %s: %s",
+           r->service, r->version, latest(u)->reason);
 }
 
 static void roll_back(struct run *u, const char *rule, const char *actor, const char *why) {
@@ -412,8 +430,8 @@ static void roll_back(struct run *u, const char *rule, const char *actor, const 
   struct decision *d = decide(u, DECISION_ROLLBACK, r->stage, rule, actor, "%s", why);
   decision_add_num(d, "exposure_percent", 0);
   decision_add_int(d, "post_mortem_due_ms", u->now + u->plan->post_mortem_ms);
-  announce(u, d, NOTIFY_SEV_WARNING);
-  notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, d, "Post-mortem due",
+  announce(u, d, NOTIFY_SEV_WARNING); /* d is stale from here on: see latest() */
+  notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, latest(u), "Post-mortem due",
          "%s %s was rolled back. Verify health checks, notify stakeholders; post-mortem within "
          "%" PRId64 " h.", r->service, r->version, u->plan->post_mortem_ms / 3600000);
 }
