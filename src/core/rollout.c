@@ -606,21 +606,27 @@ static void on_command(struct run *u) {
       return command_rejected(u, st == ROLLOUT_PAUSED ? "resume it first, or promote --force"
                                                       : "it has ended");
     {
+      /* Pending: this stage's entry gate is bypassed. Running: this stage's exit gate AND the
+       * next stage's entry gate are (promoting into ga skips its approvals): the decision lists
+       * both, or the audit trail would not show what a person overrode. */
       int from = st == ROLLOUT_PENDING ? r->stage - 1 : r->stage;
-      struct gate_check checks[PLAN_MAX_CRITERIA];
-      int n;
-      bool met = st == ROLLOUT_PENDING ? gate_passes(u, r->stage, false, checks, &n)
-                                       : gate_passes(u, r->stage, true, checks, &n);
-      char unmet[EVENT_TEXT_MAX];
-      unmet_list(checks, n, unmet, sizeof unmet);
+      struct gate_check checks[PLAN_MAX_CRITERIA], entry[PLAN_MAX_CRITERIA];
+      int n, m = 0;
+      bool met = gate_passes(u, r->stage, st == ROLLOUT_RUNNING, checks, &n);
       if (st == ROLLOUT_RUNNING) {
         r->stage++;
-        r->prev_stage_passed = false;
+        r->prev_stage_passed = false; /* the stage left early never passed its exit gate */
+        met = gate_passes(u, r->stage, false, entry, &m) && met;
       }
-      snprintf(why, sizeof why, "promoted by %s: %s%s%s", ev->actor[0] ? ev->actor : "unknown",
-               reason, met ? "" : "; bypassed: ", met ? "" : unmet);
+      char unmet[EVENT_TEXT_MAX], unmet_entry[EVENT_TEXT_MAX];
+      unmet_list(checks, n, unmet, sizeof unmet);
+      unmet_list(entry, m, unmet_entry, sizeof unmet_entry);
+      snprintf(why, sizeof why, "promoted by %s: %s%s%s%s%s", ev->actor[0] ? ev->actor : "unknown",
+               reason, met ? "" : "; bypassed: ", unmet, unmet[0] && unmet_entry[0] ? "; " : "",
+               unmet_entry);
       struct decision *d = enter_stage(u, from, DECISION_PROMOTE, "manual", ev->actor, why);
       add_gate_evidence(d, checks, n);
+      add_gate_evidence(d, entry, m);
     }
     return;
   case COMMAND_ROLLBACK:
