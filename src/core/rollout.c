@@ -80,8 +80,27 @@ static int exposed_stage(const struct rollout *r, const struct plan *plan) {
   return -1;
 }
 
+/*
+ * The global switches as they apply to r. They govern canaries in flight; a completed rollout is
+ * the release. The engine does not step completed rollouts on a global flag.set (turning every
+ * finished release back to its baseline is not what "disable the canary" means), so the global
+ * switches must not reach them later either: any unrelated event would republish the split at
+ * 0% with no decision behind it. A completed rollout's own flags still apply.
+ */
+static const struct flags *global_for(const struct rollout *r, const struct flags *global,
+                                      struct flags *all_on) {
+  if (r->state != ROLLOUT_COMPLETED)
+    return global;
+  all_on->canary_enabled = true;
+  for (int i = 0; i < PLAN_MAX_STAGES; i++)
+    all_on->cohort_enabled[i] = true;
+  return all_on;
+}
+
 double rollout_exposure(const struct rollout *r, const struct plan *plan,
                         const struct flags *global) {
+  struct flags all_on;
+  global = global_for(r, global, &all_on);
   int s = exposed_stage(r, plan);
   if (s < 0 || r->breaker_open || !global->canary_enabled || !r->flags.canary_enabled)
     return 0;
@@ -190,6 +209,8 @@ static void announce(struct run *u, const struct decision *d, enum notify_severi
 
 static unsigned traffic_signature(const struct rollout *r, const struct plan *plan,
                                   const struct flags *g) {
+  struct flags all_on;
+  g = global_for(r, g, &all_on);
   unsigned sig = (unsigned)(exposed_stage(r, plan) + 1) << 20;
   sig |= (unsigned)(g->canary_enabled && r->flags.canary_enabled) << 0;
   sig |= (unsigned)r->breaker_open << 1;
@@ -210,6 +231,8 @@ static void publish_traffic(struct run *u) {
     return;
   r->exposure_percent = exposure;
   r->traffic_sig = sig;
+  struct flags all_on;
+  const struct flags *g = global_for(r, u->global, &all_on);
   struct traffic_split *t = &e->u.traffic;
   snprintf(t->id, sizeof t->id, "%s/f%" PRId64, r->id, ++r->traffic_seq);
   snprintf(t->rollout, sizeof t->rollout, "%s", r->id);
@@ -218,7 +241,7 @@ static void publish_traffic(struct run *u) {
   snprintf(t->baseline_version, sizeof t->baseline_version, "%s", r->baseline_version);
   t->time_ms = u->now;
   t->exposure_percent = exposure;
-  t->canary_enabled = u->global->canary_enabled && r->flags.canary_enabled;
+  t->canary_enabled = g->canary_enabled && r->flags.canary_enabled;
   t->breaker_open = r->breaker_open;
   int s = exposed_stage(r, u->plan);
   t->n_cohorts = u->plan->n_stages;
@@ -226,7 +249,7 @@ static void publish_traffic(struct run *u) {
     struct traffic_cohort *c = &t->cohorts[i];
     snprintf(c->name, sizeof c->name, "%s", u->plan->stages[i].name);
     c->percent = u->plan->stages[i].traffic_percent;
-    c->kill = !(u->global->cohort_enabled[i] && r->flags.cohort_enabled[i]);
+    c->kill = !(g->cohort_enabled[i] && r->flags.cohort_enabled[i]);
     c->enabled = exposure > 0 && i <= s && !c->kill;
   }
   snprintf(t->salt, sizeof t->salt, "%s", r->id);
