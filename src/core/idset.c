@@ -4,7 +4,10 @@
 #include <stdlib.h>
 
 uint64_t idset_hash(const char *id) {
-  uint64_t h = 1469598103934665603ULL;
+  /* FNV-1a's 64-bit offset basis, 0xcbf29ce484222325. Written in hex: the decimal form had
+   * lost its last digit, which gave hashes that are not FNV-1a, while the store persists them
+   * as FNV-1a (migrations/001_init.sql) for other tools to recompute. */
+  uint64_t h = 0xcbf29ce484222325ULL;
   for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
     h ^= *p;
     h *= 1099511628211ULL;
