@@ -100,3 +100,35 @@ void fixture_plan(struct plan *p) {
   r->action = RULE_PAUSE;
   r->severity = 2;
 }
+
+struct event fixture_requested(const char *id, const char *rollout, int64_t t) {
+  struct event ev = fixture_event(EVENT_ROLLOUT_REQUESTED, id, rollout, t);
+  snprintf(ev.service, sizeof ev.service, "web");
+  snprintf(ev.version, sizeof ev.version, "2.1.0");
+  snprintf(ev.baseline_version, sizeof ev.baseline_version, "2.0.9");
+  return ev;
+}
+
+struct event fixture_command(const char *id, const char *rollout, int64_t t,
+                             enum command_action action, bool force) {
+  struct event ev = fixture_event(EVENT_COMMAND, id, rollout, t);
+  ev.action = action;
+  ev.force = force;
+  snprintf(ev.actor, sizeof ev.actor, "alice");
+  snprintf(ev.reason, sizeof ev.reason, "test");
+  return ev;
+}
+
+struct event fixture_flag(const char *id, const char *rollout, int64_t t, const char *flag,
+                          bool value) {
+  struct event ev = fixture_event(EVENT_FLAG_SET, id, rollout, t);
+  snprintf(ev.flag, sizeof ev.flag, "%s", flag);
+  ev.value = value;
+  snprintf(ev.actor, sizeof ev.actor, "alice");
+  return ev;
+}
+
+struct criterion *fixture_criterion(struct plan *p, int stage, bool exit, enum check c,
+                                    const char *name) {
+  return add(&p->stages[stage], exit, c, name);
+}

@@ -1,0 +1,768 @@
+/*
+ * The engine: routing events to rollouts, repeated and rejected ids, global kill switches,
+ * deadlines across rollouts, determinism, and a whole rollout from request to 100%.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/engine.h"
+#include "fixtures.h"
+
+#define T0 1700000000000LL /* 2023-11-14T22:13:20Z */
+
+/* An engine on the fixture plan; all effects since the last clear() are kept in fx. */
+struct t {
+  struct plan plan;
+  struct engine e;
+  struct effects fx;
+  int next_id;
+  char why[256];
+};
+
+static int setup(void **state) {
+  struct t *t = calloc(1, sizeof *t);
+  if (!t)
+    return -1;
+  fixture_plan(&t->plan);
+  if (engine_init(&t->e, &t->plan) != CANARY_OK)
+    return -1;
+  *state = t;
+  return 0;
+}
+
+static int teardown(void **state) {
+  struct t *t = *state;
+  engine_destroy(&t->e);
+  effects_free(&t->fx);
+  free(t);
+  return 0;
+}
+
+static void clear(struct t *t) { effects_clear(&t->fx); }
+
+/* Apply e at its own time; returns the outcome. */
+static enum apply_outcome submit(struct t *t, const struct event *e) {
+  enum apply_outcome out = APPLY_REJECTED;
+  t->why[0] = '\0';
+  assert_int_equal(engine_apply(&t->e, e, e->time_ms, &t->fx, &out, t->why, sizeof t->why),
+                   CANARY_OK);
+  return out;
+}
+
+/* Apply e and require that it was applied. */
+static void apply(struct t *t, struct event e) {
+  enum apply_outcome out = submit(t, &e);
+  if (out != APPLY_APPLIED)
+    fail_msg("%s (%s) not applied: %s", e.id, event_type_name(e.type), t->why);
+}
+
+static void tick(struct t *t, int64_t now) {
+  assert_int_equal(engine_tick(&t->e, now, &t->fx), CANARY_OK);
+}
+
+/*
+ * What a worker does: fire every deadline due by at, each at its own time. A tick consumes what
+ * is due: the next deadline is always later, or a worker would spin.
+ */
+static void run_until(struct t *t, int64_t at) {
+  for (int64_t d; (d = engine_next_deadline(&t->e)) <= at;) {
+    tick(t, d);
+    if (engine_next_deadline(&t->e) <= d)
+      fail_msg("deadline T0%+lld ms is still due after a tick at it", (long long)(d - T0));
+  }
+}
+
+static struct event ev(struct t *t, enum event_type type, const char *rollout, int64_t at) {
+  char id[32];
+  snprintf(id, sizeof id, "e%d", ++t->next_id);
+  return fixture_event(type, id, rollout, at);
+}
+
+static void request(struct t *t, const char *rollout, int64_t at) {
+  char id[32];
+  snprintf(id, sizeof id, "req-%s", rollout);
+  apply(t, fixture_requested(id, rollout, at));
+}
+
+static void fact(struct t *t, enum event_type type, const char *rollout, int64_t at, bool ok) {
+  struct event e = ev(t, type, rollout, at);
+  e.ok = ok;
+  apply(t, e);
+}
+
+static void command(struct t *t, const char *rollout, int64_t at, enum command_action a,
+                    bool force) {
+  char id[32];
+  snprintf(id, sizeof id, "c%d", ++t->next_id);
+  apply(t, fixture_command(id, rollout, at, a, force));
+}
+
+/* Requested at at; ci, deploy and health pass 1, 2, 3 min later: running from at + 3 min. */
+static void start(struct t *t, const char *rollout, int64_t at) {
+  request(t, rollout, at);
+  fact(t, EVENT_CI_COMPLETED, rollout, at + 1 * MIN_MS, true);
+  fact(t, EVENT_DEPLOY_COMPLETED, rollout, at + 2 * MIN_MS, true);
+  fact(t, EVENT_HEALTH_CHECKED, rollout, at + 3 * MIN_MS, true);
+  assert_int_equal(engine_find(&t->e, rollout)->state, ROLLOUT_RUNNING);
+}
+
+static size_t n_kind(const struct t *t, enum effect_kind k) { return effects_count(&t->fx, k); }
+
+/* Number of effects about rollout. */
+static size_t n_for(const struct t *t, const char *rollout) {
+  size_t n = 0;
+  for (size_t i = 0; i < t->fx.n; i++) {
+    const struct effect *x = &t->fx.items[i];
+    const char *r = x->kind == EFFECT_DECISION       ? x->u.decision.rollout
+                    : x->kind == EFFECT_NOTIFICATION ? x->u.notification.rollout
+                                                     : x->u.traffic.rollout;
+    n += strcmp(r, rollout) == 0;
+  }
+  return n;
+}
+
+/* The last decision about rollout, or NULL. */
+static const struct decision *last_decision(const struct t *t, const char *rollout) {
+  for (size_t i = t->fx.n; i-- > 0;)
+    if (t->fx.items[i].kind == EFFECT_DECISION &&
+        strcmp(t->fx.items[i].u.decision.rollout, rollout) == 0)
+      return &t->fx.items[i].u.decision;
+  return NULL;
+}
+
+/* The last traffic split of rollout, or NULL. */
+static const struct traffic_split *last_traffic(const struct t *t, const char *rollout) {
+  for (size_t i = t->fx.n; i-- > 0;)
+    if (t->fx.items[i].kind == EFFECT_TRAFFIC &&
+        strcmp(t->fx.items[i].u.traffic.rollout, rollout) == 0)
+      return &t->fx.items[i].u.traffic;
+  return NULL;
+}
+
+static double exposure(const struct t *t, const char *rollout) {
+  return rollout_exposure(engine_find(&t->e, rollout), &t->plan, &t->e.global);
+}
+
+#define assert_contains(haystack, needle)                                       \
+  do {                                                                          \
+    if (!strstr((haystack), (needle)))                                          \
+      fail_msg("'%s' does not contain '%s'", (haystack), (needle));             \
+  } while (0)
+
+#define assert_action(d, act)                                                            \
+  do {                                                                                   \
+    assert_non_null(d);                                                                  \
+    assert_string_equal(decision_action_name((d)->action), decision_action_name(act));   \
+  } while (0)
+
+/* ---- routing and ids ----------------------------------------------------------------------- */
+
+static void test_requested_creates_a_rollout(void **state) {
+  struct t *t = *state;
+  request(t, "r1", T0);
+  assert_int_equal(t->e.n_rollouts, 1);
+  struct rollout *r = engine_find(&t->e, "r1");
+  assert_non_null(r);
+  assert_int_equal(r->state, ROLLOUT_PENDING);
+  assert_string_equal(r->service, "web");
+  assert_int_equal(r->requested_ms, T0);
+  assert_null(engine_find(&t->e, "r2"));
+  assert_int_equal(t->fx.n, 2); /* the entry hold and the first (empty) traffic split */
+  assert_action(last_decision(t, "r1"), DECISION_HOLD);
+  assert_true(idset_contains(&t->e.seen, "req-r1"));
+}
+
+static void test_duplicate_id_is_ignored(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  struct event e = fixture_event(EVENT_CRASH_REPORTED, "crash-1", "r1", T0 + 10 * MIN_MS);
+  snprintf(e.cohort, sizeof e.cohort, "internal_test");
+  e.count = 1;
+  assert_int_equal(submit(t, &e), APPLY_APPLIED);
+  struct rollout before = *engine_find(&t->e, "r1");
+  clear(t);
+  e.time_ms += MIN_MS; /* a redelivery, later */
+  assert_int_equal(submit(t, &e), APPLY_DUPLICATE);
+  assert_int_equal(t->fx.n, 0);
+  assert_memory_equal(&before, engine_find(&t->e, "r1"), sizeof before);
+  assert_int_equal(engine_find(&t->e, "r1")->crashes[0], 1);
+
+  /* the id is what counts, whatever the event says now */
+  e.type = EVENT_COMMAND;
+  e.action = COMMAND_ROLLBACK;
+  assert_int_equal(submit(t, &e), APPLY_DUPLICATE);
+  assert_int_equal(engine_find(&t->e, "r1")->state, ROLLOUT_RUNNING);
+
+  struct event req = fixture_requested("req-r1", "r1", T0);
+  assert_int_equal(submit(t, &req), APPLY_DUPLICATE);
+  assert_int_equal(t->fx.n, 0);
+  assert_int_equal(t->e.n_rollouts, 1);
+}
+
+struct reject_case {
+  const char *name;
+  struct event ev; /* id, rollout and time are filled in unless set */
+  const char *why; /* a substring of the reason */
+};
+
+static const struct reject_case reject_cases[] = {
+    {"unknown rollout", {.type = EVENT_CI_COMPLETED, .rollout = "nope", .ok = true}, "nope"},
+    {"second rollout.requested",
+     {.type = EVENT_ROLLOUT_REQUESTED, .service = "web", .version = "2.2.0",
+      .baseline_version = "2.1.0"},
+     "already exists"},
+    {"crash in an unknown cohort", {.type = EVENT_CRASH_REPORTED, .cohort = "gamma", .count = 1},
+     "gamma"},
+    {"feedback from an unknown cohort",
+     {.type = EVENT_FEEDBACK_RECEIVED, .cohort = "gamma", .sentiment = SENTIMENT_POSITIVE},
+     "gamma"},
+    {"metrics for an unknown cohort",
+     {.type = EVENT_METRICS, .cohort = "gamma", .metrics = {.interval_ms = 10000}}, "gamma"},
+    {"diff samples for an unknown cohort", {.type = EVENT_DIFF_SAMPLES, .cohort = "gamma"},
+     "gamma"},
+    {"flag for an unknown cohort",
+     {.type = EVENT_FLAG_SET, .flag = "canary.cohort.gamma.enabled", .value = false}, "gamma"},
+    {"global flag for an unknown cohort",
+     {.type = EVENT_FLAG_SET, .rollout = "-", .flag = "canary.cohort.gamma.enabled"}, "gamma"},
+    {"malformed flag", {.type = EVENT_FLAG_SET, .flag = "canary.enabled"}, "flag"},
+    {"unknown incident resolved", {.type = EVENT_INCIDENT_RESOLVED, .incident = "INC-X"},
+     "INC-X"},
+    {"severity out of range",
+     {.type = EVENT_INCIDENT_OPENED, .incident = "INC-5", .severity = 5}, "severity"},
+    {"crash count 0", {.type = EVENT_CRASH_REPORTED, .cohort = "beta", .count = 0}, "count"},
+    {"missing id", {.type = EVENT_CI_COMPLETED, .id = "-", .ok = true}, "id"},
+};
+
+/*
+ * A rejected event changes nothing (the rollout compares equal byte for byte, no effect is
+ * produced, no sequence number used) and its id is not remembered.
+ */
+static void test_rejected_events(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  fact(t, EVENT_HEALTH_CHECKED, "r1", T0 + 5 * MIN_MS, false);
+  for (size_t k = 0; k < sizeof reject_cases / sizeof reject_cases[0]; k++) {
+    const struct reject_case *c = &reject_cases[k];
+    struct event e = c->ev;
+    if (strcmp(e.id, "-") == 0)
+      e.id[0] = '\0';
+    else
+      snprintf(e.id, sizeof e.id, "bad-%zu", k);
+    if (strcmp(e.rollout, "-") == 0)
+      e.rollout[0] = '\0';
+    else if (!e.rollout[0])
+      snprintf(e.rollout, sizeof e.rollout, "r1");
+    e.time_ms = T0 + 10 * MIN_MS;
+
+    struct rollout before = *engine_find(&t->e, "r1");
+    struct flags global = t->e.global;
+    size_t n_rollouts = t->e.n_rollouts, n_seen = t->e.seen.n;
+    clear(t);
+    enum apply_outcome out = submit(t, &e);
+    if (out != APPLY_REJECTED)
+      fail_msg("%s: outcome %d, not rejected", c->name, out);
+    if (!strstr(t->why, c->why))
+      fail_msg("%s: why '%s' lacks '%s'", c->name, t->why, c->why);
+    if (t->fx.n != 0)
+      fail_msg("%s: %zu effects", c->name, t->fx.n);
+    if (memcmp(&before, engine_find(&t->e, "r1"), sizeof before) != 0)
+      fail_msg("%s: the rollout changed", c->name);
+    assert_memory_equal(&global, &t->e.global, sizeof global);
+    assert_int_equal(t->e.n_rollouts, n_rollouts);
+    assert_int_equal(t->e.seen.n, n_seen);
+    if (e.id[0] && idset_contains(&t->e.seen, e.id))
+      fail_msg("%s: the id of a rejected event was remembered", c->name);
+  }
+}
+
+/* A rejected event's id is free: the corrected event with the same id applies. */
+static void test_corrected_event_reuses_rejected_id(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  struct event e = fixture_event(EVENT_FEEDBACK_RECEIVED, "fb-1", "r1", T0 + 10 * MIN_MS);
+  snprintf(e.cohort, sizeof e.cohort, "friendly-gp"); /* a typo */
+  e.sentiment = SENTIMENT_NEGATIVE;
+  assert_int_equal(submit(t, &e), APPLY_REJECTED);
+  snprintf(e.cohort, sizeof e.cohort, "friendly_gp");
+  assert_int_equal(submit(t, &e), APPLY_APPLIED);
+  assert_int_equal(engine_find(&t->e, "r1")->negative[1], 1);
+  assert_int_equal(submit(t, &e), APPLY_DUPLICATE);
+  assert_int_equal(engine_find(&t->e, "r1")->negative[1], 1);
+}
+
+/* A rejected command is applied (answered with a hold) and its id remembered like any other. */
+static void test_rejected_command_is_applied_and_remembered(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  clear(t);
+  struct event c = fixture_command("cmd-1", "r1", T0 + 10 * MIN_MS, COMMAND_RESUME, false);
+  assert_int_equal(submit(t, &c), APPLY_APPLIED);
+  const struct decision *d = last_decision(t, "r1");
+  assert_action(d, DECISION_HOLD);
+  assert_string_equal(d->rule, "command_rejected");
+  assert_int_equal(t->fx.n, 1);
+  assert_int_equal(submit(t, &c), APPLY_DUPLICATE);
+}
+
+static void test_metrics_accepted_and_decide_nothing(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  clear(t);
+  const struct metric_value counters[] = {{"requests", 5000}, {"errors", 400}};
+  const double lat[] = {120, 180, 9000};
+  const struct metric_dist dists[] = {{"latency_ms", lat, 3}};
+  for (int i = 0; i < 5; i++) {
+    struct event e = ev(t, EVENT_METRICS, "r1", T0 + (10 + i) * MIN_MS);
+    snprintf(e.cohort, sizeof e.cohort, "internal_test");
+    e.metrics.variant = i % 2 ? VARIANT_BASELINE : VARIANT_CANARY;
+    e.metrics.interval_ms = 60000;
+    e.metrics.counters = counters;
+    e.metrics.n_counters = 2;
+    e.metrics.dists = dists;
+    e.metrics.n_dists = 1;
+    apply(t, e);
+  }
+  const struct diff_sample samples[] = {{1, 10, 10}, {2, 20, 25}};
+  struct event d = ev(t, EVENT_DIFF_SAMPLES, "r1", T0 + 20 * MIN_MS);
+  snprintf(d.cohort, sizeof d.cohort, "internal_test");
+  d.diff.samples = samples;
+  d.diff.n = 2;
+  apply(t, d);
+  assert_int_equal(t->fx.n, 0);
+  const struct rollout *r = engine_find(&t->e, "r1");
+  assert_int_equal(r->metric_events, 6);
+  assert_int_equal(r->last_metric_ms, T0 + 20 * MIN_MS);
+  assert_int_equal(r->state, ROLLOUT_RUNNING);
+  assert_int_equal(r->seq, 2);
+}
+
+/* ---- global kill switches ------------------------------------------------------------------ */
+
+static void test_global_flag_applies_to_every_live_rollout(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);                 /* running, 0.5% */
+  request(t, "r2", T0 + 1 * MIN_MS);  /* pending */
+  start(t, "r3", T0 + 2 * MIN_MS);
+  command(t, "r3", T0 + 6 * MIN_MS, COMMAND_PROMOTE, true); /* completed, 100% */
+  start(t, "r4", T0 + 3 * MIN_MS);
+  command(t, "r4", T0 + 7 * MIN_MS, COMMAND_PAUSE, false); /* paused at 0.5% */
+  clear(t);
+
+  apply(t, fixture_flag("kill-1", "", T0 + 10 * MIN_MS, "system.canary.enabled", false));
+  assert_false(t->e.global.canary_enabled);
+  static const char *const live[] = {"r1", "r2", "r4"};
+  for (size_t i = 0; i < 3; i++) {
+    const struct decision *d = last_decision(t, live[i]);
+    assert_action(d, DECISION_FLAG);
+    assert_string_equal(d->rule, "kill_switch");
+    assert_contains(d->reason, "global system.canary.enabled set to false");
+    assert_true(exposure(t, live[i]) == 0);
+  }
+  assert_int_equal(n_kind(t, EFFECT_DECISION), 3);
+  assert_int_equal(n_for(t, "r3"), 0); /* completed: not a live rollout */
+  assert_int_equal(engine_find(&t->e, "r2")->state, ROLLOUT_PENDING);
+  assert_int_equal(engine_find(&t->e, "r4")->state, ROLLOUT_PAUSED);
+  assert_true(last_traffic(t, "r1")->exposure_percent == 0);
+  assert_false(last_traffic(t, "r1")->canary_enabled);
+  assert_true(last_traffic(t, "r4")->exposure_percent == 0);
+
+  /* a rollout created later starts with the switch off: it runs, at 0% */
+  clear(t);
+  start(t, "r5", T0 + 20 * MIN_MS);
+  assert_action(last_decision(t, "r5"), DECISION_START);
+  assert_true(last_traffic(t, "r5")->exposure_percent == 0);
+  assert_false(last_traffic(t, "r5")->canary_enabled);
+  const struct evidence_item *x = decision_evidence(last_decision(t, "r5"), "exposure_percent");
+  assert_non_null(x);
+  assert_true(x->num == 0);
+
+  clear(t);
+  apply(t, fixture_flag("kill-2", "", T0 + 30 * MIN_MS, "system.canary.enabled", true));
+  assert_true(last_traffic(t, "r1")->exposure_percent == 0.5);
+  assert_true(last_traffic(t, "r5")->exposure_percent == 0.5);
+  assert_true(exposure(t, "r4") == 0.5);
+  /* pending at the first stage: 0% either way, but clusters see the switch itself change */
+  assert_true(last_traffic(t, "r2")->exposure_percent == 0);
+  assert_true(last_traffic(t, "r2")->canary_enabled);
+  assert_int_equal(n_kind(t, EFFECT_DECISION), 4);
+}
+
+static void test_global_cohort_flag(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  start(t, "r2", T0);
+  command(t, "r2", T0 + 5 * MIN_MS, COMMAND_PROMOTE, false); /* friendly_gp, 5% */
+  clear(t);
+  apply(t, fixture_flag("k", "", T0 + 10 * MIN_MS, "canary.cohort.internal_test.enabled", false));
+  assert_true(exposure(t, "r1") == 0);
+  assert_true(exposure(t, "r2") == 5); /* another cohort is exposed there */
+  assert_true(last_traffic(t, "r2")->cohorts[0].kill);
+  assert_false(t->e.global.cohort_enabled[0]);
+  /* a rollout's own switch cannot turn the global one back on */
+  clear(t);
+  struct event on = fixture_flag("k2", "r1", T0 + 11 * MIN_MS,
+                                 "canary.cohort.internal_test.enabled", true);
+  apply(t, on);
+  assert_true(exposure(t, "r1") == 0);
+  assert_int_equal(n_for(t, "r2"), 0);
+}
+
+/*
+ * A completed rollout is the release, not a canary in flight: the global switch is not applied
+ * to it (the engine does not step it), and a later event about it must not republish its
+ * traffic at 0% behind everyone's back, with no decision to say why.
+ */
+static void test_global_flag_leaves_completed_rollouts_alone(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  command(t, "r1", T0 + 5 * MIN_MS, COMMAND_PROMOTE, true);
+  assert_int_equal(engine_find(&t->e, "r1")->state, ROLLOUT_COMPLETED);
+  apply(t, fixture_flag("kill", "", T0 + 10 * MIN_MS, "system.canary.enabled", false));
+  clear(t);
+  struct event inc = ev(t, EVENT_INCIDENT_OPENED, "r1", T0 + 20 * MIN_MS); /* after GA */
+  snprintf(inc.incident, sizeof inc.incident, "INC-8");
+  inc.severity = 3;
+  apply(t, inc);
+  assert_null(last_traffic(t, "r1"));
+  assert_true(exposure(t, "r1") == 100);
+  apply(t, fixture_flag("kill2", "", T0 + 21 * MIN_MS, "canary.cohort.ga.enabled", false));
+  assert_true(exposure(t, "r1") == 100);
+  /* its own switch is explicit and decided: that one still applies */
+  clear(t);
+  apply(t, fixture_flag("own", "r1", T0 + 30 * MIN_MS, "system.canary.enabled", false));
+  assert_action(last_decision(t, "r1"), DECISION_FLAG);
+  assert_true(last_traffic(t, "r1")->exposure_percent == 0);
+  /* and a rollback still takes it to 0 */
+  command(t, "r1", T0 + 40 * MIN_MS, COMMAND_ROLLBACK, false);
+  assert_true(exposure(t, "r1") == 0);
+}
+
+/*
+ * Kill switches change exposure, not state (docs/ARCHITECTURE.md), so stages keep soaking while
+ * the global switch is off, at 0%. Pinned here because its consequence is sharp: on reaching
+ * ga the release serves 100%, announced by its "complete" decision, switch or no switch.
+ */
+static void test_completing_while_globally_off(void **state) {
+  struct t *t = *state;
+  apply(t, fixture_flag("kill", "", T0, "system.canary.enabled", false));
+  start(t, "r1", T0);
+  assert_true(exposure(t, "r1") == 0);
+  struct event e = ev(t, EVENT_SMOKE_COMPLETED, "r1", T0 + 10 * MIN_MS);
+  e.ok = true;
+  apply(t, e);
+  e = ev(t, EVENT_FEEDBACK_RECEIVED, "r1", T0 + 20 * MIN_MS);
+  snprintf(e.cohort, sizeof e.cohort, "friendly_gp");
+  e.sentiment = SENTIMENT_POSITIVE;
+  apply(t, e);
+  for (int role = 0; role < APPROVAL_ROLE_COUNT; role++) {
+    e = ev(t, EVENT_APPROVAL_GRANTED, "r1", T0 + 30 * MIN_MS);
+    e.role = (enum approval_role)role;
+    apply(t, e);
+  }
+  run_until(t, T0 + 24 * HOUR_MS);
+  assert_int_equal(engine_find(&t->e, "r1")->stage, 1); /* advanced, at 0% */
+  assert_true(exposure(t, "r1") == 0);
+  clear(t);
+  run_until(t, T0 + 30 * 24 * HOUR_MS);
+  assert_int_equal(engine_find(&t->e, "r1")->state, ROLLOUT_COMPLETED);
+  const struct decision *d = last_decision(t, "r1");
+  assert_action(d, DECISION_COMPLETE);
+  const struct evidence_item *x = decision_evidence(d, "exposure_percent");
+  assert_non_null(x);
+  assert_true(x->num == 100);
+  assert_true(last_traffic(t, "r1")->exposure_percent == 100);
+}
+
+/* ---- deadlines across rollouts ------------------------------------------------------------- */
+
+static void test_tick_fires_due_rollouts_only(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);                  /* internal_test from T0 + 3 min */
+  start(t, "r2", T0 + 30 * MIN_MS);    /* internal_test from T0 + 33 min */
+  struct event s = ev(t, EVENT_SMOKE_COMPLETED, "r1", T0 + 40 * MIN_MS);
+  s.ok = true;
+  s.passed = 10;
+  apply(t, s);
+  s = ev(t, EVENT_SMOKE_COMPLETED, "r2", T0 + 40 * MIN_MS);
+  s.ok = true;
+  s.passed = 10;
+  apply(t, s);
+  const int64_t min1 = T0 + 3 * MIN_MS + HOUR_MS, min2 = T0 + 33 * MIN_MS + HOUR_MS;
+  assert_int_equal(engine_next_deadline(&t->e), min1);
+
+  clear(t);
+  tick(t, min1 - 1);
+  assert_int_equal(t->fx.n, 0);
+  tick(t, min1);
+  assert_int_equal(engine_find(&t->e, "r1")->stage, 1);
+  assert_int_equal(engine_find(&t->e, "r2")->stage, 0);
+  assert_int_equal(n_for(t, "r2"), 0);
+  const struct decision *d = last_decision(t, "r1");
+  assert_action(d, DECISION_ADVANCE);
+  assert_int_equal(d->time_ms, min1);
+  assert_int_equal(engine_next_deadline(&t->e), min2);
+
+  clear(t);
+  tick(t, min2);
+  assert_int_equal(engine_find(&t->e, "r2")->stage, 1);
+  assert_int_equal(last_decision(t, "r2")->time_ms, min2);
+  assert_int_equal(engine_next_deadline(&t->e), min1 + 24 * HOUR_MS);
+}
+
+static void test_no_rollouts_no_deadline(void **state) {
+  struct t *t = *state;
+  assert_int_equal(engine_next_deadline(&t->e), ROLLOUT_NO_DEADLINE);
+  tick(t, T0);
+  assert_int_equal(t->fx.n, 0);
+  request(t, "r1", T0);
+  assert_int_equal(engine_next_deadline(&t->e), ROLLOUT_NO_DEADLINE); /* pending, no windows */
+}
+
+static void test_restore(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  struct rollout copy = *engine_find(&t->e, "r1");
+  assert_int_equal(engine_restore(&t->e, &copy), CANARY_EEXISTS);
+  snprintf(copy.id, sizeof copy.id, "r9");
+  assert_int_equal(engine_restore(&t->e, &copy), CANARY_OK);
+  assert_int_equal(t->e.n_rollouts, 2);
+  assert_int_equal(engine_find(&t->e, "r9")->state, ROLLOUT_RUNNING);
+  /* a restored rollout has its deadlines and takes events */
+  assert_int_equal(engine_next_deadline(&t->e), T0 + 3 * MIN_MS + HOUR_MS);
+  command(t, "r9", T0 + 10 * MIN_MS, COMMAND_PAUSE, false);
+  assert_int_equal(engine_find(&t->e, "r9")->state, ROLLOUT_PAUSED);
+  assert_int_equal(engine_find(&t->e, "r1")->state, ROLLOUT_RUNNING);
+}
+
+/* ---- a whole rollout ----------------------------------------------------------------------- */
+
+/* A realistic rollout of web 2.1.0, with noise, as a worker would feed it. */
+static void happy_path(struct t *t, bool noise) {
+  struct event e;
+#define AT(ms) (run_until(t, (ms)), (ms))
+  apply(t, fixture_requested("req", "r1", AT(T0)));
+  fact(t, EVENT_CI_COMPLETED, "r1", AT(T0 + 5 * MIN_MS), true);
+  fact(t, EVENT_DEPLOY_COMPLETED, "r1", AT(T0 + 12 * MIN_MS), true);
+  if (noise)
+    fact(t, EVENT_HEALTH_CHECKED, "r1", AT(T0 + 13 * MIN_MS), false);
+  fact(t, EVENT_HEALTH_CHECKED, "r1", AT(T0 + 14 * MIN_MS), true); /* start */
+  e = ev(t, EVENT_SMOKE_COMPLETED, "r1", AT(T0 + 30 * MIN_MS));
+  e.ok = true;
+  e.passed = 42;
+  apply(t, e);
+  if (noise) {
+    request(t, "other", AT(T0 + 40 * MIN_MS));
+    const struct metric_value c[] = {{"requests", 900}, {"errors", 1}};
+    e = ev(t, EVENT_METRICS, "r1", AT(T0 + 50 * MIN_MS));
+    snprintf(e.cohort, sizeof e.cohort, "internal_test");
+    e.metrics.interval_ms = 60000;
+    e.metrics.counters = c;
+    e.metrics.n_counters = 2;
+    apply(t, e);
+    struct event bad = ev(t, EVENT_CRASH_REPORTED, "r1", AT(T0 + 55 * MIN_MS));
+    snprintf(bad.cohort, sizeof bad.cohort, "nowhere");
+    bad.count = 1;
+    assert_int_equal(submit(t, &bad), APPLY_REJECTED);
+    apply(t, fixture_flag("k1", "r1", AT(T0 + 2 * HOUR_MS), "canary.cohort.beta.enabled",
+                          false));
+    apply(t, fixture_flag("k2", "r1", AT(T0 + 3 * HOUR_MS), "canary.cohort.beta.enabled",
+                          true));
+  }
+  e = ev(t, EVENT_FEEDBACK_RECEIVED, "r1", AT(T0 + 6 * HOUR_MS));
+  snprintf(e.cohort, sizeof e.cohort, "friendly_gp");
+  e.sentiment = SENTIMENT_POSITIVE;
+  apply(t, e);
+  e.time_ms = AT(T0 + 20 * HOUR_MS);
+  snprintf(e.id, sizeof e.id, "fb-2");
+  apply(t, e);
+  if (noise) {
+    e = ev(t, EVENT_INCIDENT_OPENED, "r1", AT(T0 + 22 * HOUR_MS));
+    snprintf(e.incident, sizeof e.incident, "INC-3");
+    e.severity = 3;
+    apply(t, e);
+  }
+  fact(t, EVENT_HEALTH_CHECKED, "r1", AT(T0 + 30 * HOUR_MS), true);
+  static const enum approval_role roles[] = {APPROVAL_PRODUCT_OWNER, APPROVAL_SUPPORT,
+                                             APPROVAL_DOCS};
+  for (int i = 0; i < 3; i++) {
+    e = ev(t, EVENT_APPROVAL_GRANTED, "r1", AT(T0 + (50 + 10 * i) * HOUR_MS));
+    e.role = roles[i];
+    snprintf(e.actor, sizeof e.actor, "approver%d", i);
+    apply(t, e);
+  }
+  run_until(t, T0 + 30 * 24 * HOUR_MS);
+#undef AT
+}
+
+/*
+ * Observed, and what a release engineer expects: hold at the request (nothing known yet), start
+ * when health turns green (T0 + 14 min), advance to friendly_gp at internal_test's 1 h minimum,
+ * advance to beta at friendly_gp's 24 h minimum (feedback already in), complete at beta's 48 h
+ * minimum (approvals already in). Every decision is stamped with the time that caused it.
+ */
+static void test_happy_path(void **state) {
+  struct t *t = *state;
+  happy_path(t, false);
+  static const struct {
+    enum decision_action action;
+    const char *to;
+    int64_t at;
+  } want[] = {
+      {DECISION_HOLD, "internal_test", T0},
+      {DECISION_START, "internal_test", T0 + 14 * MIN_MS},
+      {DECISION_ADVANCE, "friendly_gp", T0 + 74 * MIN_MS},
+      {DECISION_ADVANCE, "beta", T0 + 74 * MIN_MS + 24 * HOUR_MS},
+      {DECISION_COMPLETE, "ga", T0 + 74 * MIN_MS + 72 * HOUR_MS},
+  };
+  size_t k = 0;
+  for (size_t i = 0; i < t->fx.n; i++) {
+    if (t->fx.items[i].kind != EFFECT_DECISION)
+      continue;
+    const struct decision *d = &t->fx.items[i].u.decision;
+    if (k >= sizeof want / sizeof want[0])
+      fail_msg("unexpected decision %s: %s", decision_action_name(d->action), d->reason);
+    if (d->action != want[k].action || strcmp(d->to_stage, want[k].to) || d->time_ms != want[k].at)
+      fail_msg("decision %zu: %s to %s at T0%+.1f h; want %s to %s at T0%+.1f h", k,
+               decision_action_name(d->action), d->to_stage, (d->time_ms - T0) / 3600e3,
+               decision_action_name(want[k].action), want[k].to, (want[k].at - T0) / 3600e3);
+    k++;
+  }
+  assert_int_equal(k, sizeof want / sizeof want[0]);
+  const struct rollout *r = engine_find(&t->e, "r1");
+  assert_int_equal(r->state, ROLLOUT_COMPLETED);
+  assert_int_equal(r->stage, 3);
+  assert_true(exposure(t, "r1") == 100);
+  assert_int_equal(engine_next_deadline(&t->e), ROLLOUT_NO_DEADLINE);
+
+  /* traffic follows the stages: 0 -> 0.5 -> 5 -> 25 -> 100 */
+  static const double shares[] = {0, 0.5, 5, 25, 100};
+  size_t n = 0;
+  for (size_t i = 0; i < t->fx.n; i++)
+    if (t->fx.items[i].kind == EFFECT_TRAFFIC) {
+      assert_true(n < 5);
+      assert_true(t->fx.items[i].u.traffic.exposure_percent == shares[n]);
+      n++;
+    }
+  assert_int_equal(n, 5);
+
+  /* #releases hears of every stage, with each stage's checklist item */
+  static const char *const titles[] = {"Notify pilot partners", "Send beta announcement",
+                                       "Send success announcement"};
+  for (size_t j = 0; j < 3; j++) {
+    bool seen = false;
+    for (size_t i = 0; i < t->fx.n; i++)
+      seen = seen || (t->fx.items[i].kind == EFFECT_NOTIFICATION &&
+                      strcmp(t->fx.items[i].u.notification.title, titles[j]) == 0);
+    if (!seen)
+      fail_msg("no '%s' notification", titles[j]);
+  }
+}
+
+/* Decision ids are "<rollout>/<seq>" with seq 1, 2, 3... and no gaps, even with noise. */
+static void test_decision_ids_are_contiguous(void **state) {
+  struct t *t = *state;
+  happy_path(t, true);
+  int64_t seq = 0, notes = 0, splits = 0;
+  for (size_t i = 0; i < t->fx.n; i++) {
+    const struct effect *x = &t->fx.items[i];
+    char want[64];
+    if (x->kind == EFFECT_DECISION && strcmp(x->u.decision.rollout, "r1") == 0) {
+      seq++;
+      assert_int_equal(x->u.decision.seq, seq);
+      snprintf(want, sizeof want, "r1/%lld", (long long)seq);
+      assert_string_equal(x->u.decision.id, want);
+    } else if (x->kind == EFFECT_NOTIFICATION && strcmp(x->u.notification.rollout, "r1") == 0) {
+      snprintf(want, sizeof want, "r1/n%lld", (long long)++notes);
+      assert_string_equal(x->u.notification.id, want);
+    } else if (x->kind == EFFECT_TRAFFIC && strcmp(x->u.traffic.rollout, "r1") == 0) {
+      snprintf(want, sizeof want, "r1/f%lld", (long long)++splits);
+      assert_string_equal(x->u.traffic.id, want);
+    }
+  }
+  assert_true(seq >= 7); /* 5 of the happy path, 2 kill switch decisions */
+  assert_int_equal(engine_find(&t->e, "r1")->seq, seq);
+  assert_int_equal(engine_find(&t->e, "r1")->state, ROLLOUT_COMPLETED);
+}
+
+/* The same events give the same effects, byte for byte. */
+static void test_determinism(void **state) {
+  struct t *a = *state;
+  struct t *b = calloc(1, sizeof *b);
+  assert_non_null(b);
+  fixture_plan(&b->plan);
+  assert_int_equal(engine_init(&b->e, &b->plan), CANARY_OK);
+  happy_path(a, true);
+  happy_path(b, true);
+  assert_true(a->fx.n > 20);
+  assert_int_equal(a->fx.n, b->fx.n);
+  for (size_t i = 0; i < a->fx.n; i++)
+    if (memcmp(&a->fx.items[i], &b->fx.items[i], sizeof a->fx.items[i]) != 0)
+      fail_msg("effect %zu differs", i);
+  assert_memory_equal(engine_find(&a->e, "r1"), engine_find(&b->e, "r1"), sizeof(struct rollout));
+  engine_destroy(&b->e);
+  effects_free(&b->fx);
+  free(b);
+}
+
+/* Many rollouts: the engine grows its table and finds each one. */
+static void test_many_rollouts(void **state) {
+  struct t *t = *state;
+  for (int i = 0; i < 100; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "r%d", i);
+    start(t, id, T0 + i * MIN_MS);
+  }
+  assert_int_equal(t->e.n_rollouts, 100);
+  for (int i = 0; i < 100; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "r%d", i);
+    assert_string_equal(engine_find(&t->e, id)->id, id);
+  }
+  assert_int_equal(engine_next_deadline(&t->e), T0 + 3 * MIN_MS + HOUR_MS);
+  clear(t);
+  tick(t, T0 + 99 * MIN_MS + 3 * MIN_MS + HOUR_MS); /* the last one's minimum */
+  /* none has smoke results: r0..r39 are past their 2 h maximum too and halt, the rest hold */
+  size_t holds = 0, halts = 0;
+  for (size_t i = 0; i < t->fx.n; i++)
+    if (t->fx.items[i].kind == EFFECT_DECISION) {
+      holds += t->fx.items[i].u.decision.action == DECISION_HOLD;
+      halts += t->fx.items[i].u.decision.action == DECISION_HALT;
+    }
+  assert_int_equal(holds, 60);
+  assert_int_equal(halts, 40);
+  assert_int_equal(engine_find(&t->e, "r39")->state, ROLLOUT_PAUSED);
+  assert_int_equal(engine_find(&t->e, "r40")->state, ROLLOUT_RUNNING);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_requested_creates_a_rollout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_duplicate_id_is_ignored, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rejected_events, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_corrected_event_reuses_rejected_id, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rejected_command_is_applied_and_remembered, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_metrics_accepted_and_decide_nothing, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_global_flag_applies_to_every_live_rollout, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_global_cohort_flag, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_global_flag_leaves_completed_rollouts_alone, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_completing_while_globally_off, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tick_fires_due_rollouts_only, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_rollouts_no_deadline, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_restore, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_happy_path, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_decision_ids_are_contiguous, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_determinism, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_many_rollouts, setup, teardown),
+  };
+  return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
+}
