@@ -1,0 +1,681 @@
+/* Input events <-> DeployEvent, CommandEvent and MetricEvent records. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/avro_codec.h"
+#include "codec/avro_codec_internal.h"
+
+#define T(x) (1u << EVENT_##x)
+#define T_DEPLOY                                                                              \
+  (T(ROLLOUT_REQUESTED) | T(CI_COMPLETED) | T(DEPLOY_COMPLETED) | T(HEALTH_CHECKED) |          \
+   T(SMOKE_COMPLETED) | T(CRASH_REPORTED) | T(INCIDENT_OPENED) | T(INCIDENT_RESOLVED) |        \
+   T(FEEDBACK_RECEIVED) | T(APPROVAL_GRANTED) | T(ALERT_RAISED))
+#define T_COMMANDS (T(COMMAND) | T(FLAG_SET))
+#define T_METRICS (T(METRICS) | T(DIFF_SAMPLES))
+#define T_OK (T(CI_COMPLETED) | T(DEPLOY_COMPLETED) | T(HEALTH_CHECKED) | T(SMOKE_COMPLETED))
+
+_Static_assert(EVENT_TYPE_COUNT <= 32, "types are a 32-bit mask");
+
+/* How a nullable field of a deploy or command record maps onto struct event. */
+enum fkind { K_STR, K_BOOL, K_I64, K_SEVERITY, K_ENUM };
+
+struct enum_desc {
+  const char *(*name)(int v); /* wire name, "?" past the end */
+  int count;
+  size_t off;                 /* the enum's offset in struct event */
+};
+
+static const char *incident_kind_n(int v) { return incident_kind_name((enum incident_kind)v); }
+static const char *alert_kind_n(int v) { return alert_kind_name((enum alert_kind)v); }
+static const char *sentiment_n(int v) { return sentiment_name((enum sentiment)v); }
+static const char *role_n(int v) { return approval_role_name((enum approval_role)v); }
+static const char *action_n(int v) { return command_action_name((enum command_action)v); }
+static const char *variant_n(int v) { return variant_name((enum variant)v); }
+
+static const struct enum_desc INCIDENT_KIND = {incident_kind_n, INCIDENT_KIND_COUNT,
+                                               offsetof(struct event, incident_kind)};
+static const struct enum_desc ALERT_KIND = {alert_kind_n, ALERT_KIND_COUNT,
+                                            offsetof(struct event, alert_kind)};
+static const struct enum_desc SENTIMENT = {sentiment_n, SENTIMENT_COUNT,
+                                           offsetof(struct event, sentiment)};
+static const struct enum_desc ROLE = {role_n, APPROVAL_ROLE_COUNT, offsetof(struct event, role)};
+static const struct enum_desc ACTION = {action_n, COMMAND_ACTION_COUNT,
+                                        offsetof(struct event, action)};
+static const struct enum_desc VARIANT = {variant_n, VARIANT_COUNT,
+                                         offsetof(struct event, metrics.variant)};
+
+struct efield {
+  int field;        /* position in the slot's spec */
+  enum fkind kind;
+  uint32_t types;    /* event types that have it */
+  uint32_t required; /* event types that must give it */
+  size_t off, size;  /* K_STR: char array; K_BOOL, K_I64: the member */
+  const struct enum_desc *en;
+  const char *name;
+};
+
+#define EV(m) offsetof(struct event, m), sizeof(((struct event *)0)->m)
+#define F_STR(f, m, types, req) {f, K_STR, types, req, EV(m), NULL, #m}
+#define F_BOOL(f, m, types, req) {f, K_BOOL, types, req, EV(m), NULL, #m}
+#define F_I64(f, m, types, req) {f, K_I64, types, req, EV(m), NULL, #m}
+#define F_ENUM(f, en, types, name) {f, K_ENUM, types, types, 0, 0, &en, name}
+
+/*
+ * The fields after id, rollout, time and type, as the JSON codec has them: which types use a
+ * field and which must give it. `kind` is two entries: incident kind and alert kind.
+ */
+static const struct efield DEPLOY[] = {
+    F_STR(DF_SERVICE, service, T(ROLLOUT_REQUESTED), T(ROLLOUT_REQUESTED)),
+    F_STR(DF_VERSION, version, T(ROLLOUT_REQUESTED), T(ROLLOUT_REQUESTED)),
+    F_STR(DF_BASELINE_VERSION, baseline_version, T(ROLLOUT_REQUESTED), T(ROLLOUT_REQUESTED)),
+    F_BOOL(DF_OK, ok, T_OK, T_OK),
+    F_I64(DF_PASSED, passed, T(SMOKE_COMPLETED), 0),
+    F_I64(DF_FAILED, failed, T(SMOKE_COMPLETED), 0),
+    F_I64(DF_COUNT, count, T(CRASH_REPORTED), T(CRASH_REPORTED)),
+    F_STR(DF_COHORT, cohort, T(CRASH_REPORTED) | T(FEEDBACK_RECEIVED),
+          T(CRASH_REPORTED) | T(FEEDBACK_RECEIVED)),
+    F_STR(DF_INCIDENT, incident, T(INCIDENT_OPENED) | T(INCIDENT_RESOLVED),
+          T(INCIDENT_OPENED) | T(INCIDENT_RESOLVED)),
+    {DF_SEVERITY, K_SEVERITY, T(INCIDENT_OPENED), T(INCIDENT_OPENED), EV(severity), NULL,
+     "severity"},
+    F_ENUM(DF_KIND, INCIDENT_KIND, T(INCIDENT_OPENED), "kind"),
+    F_ENUM(DF_KIND, ALERT_KIND, T(ALERT_RAISED), "kind"),
+    F_ENUM(DF_SENTIMENT, SENTIMENT, T(FEEDBACK_RECEIVED), "sentiment"),
+    F_ENUM(DF_ROLE, ROLE, T(APPROVAL_GRANTED), "role"),
+    F_STR(DF_ACTOR, actor, T(APPROVAL_GRANTED), 0),
+    F_STR(DF_DETAIL, detail, T(ALERT_RAISED), 0),
+};
+
+static const struct efield COMMANDS[] = {
+    F_ENUM(CF_ACTION, ACTION, T(COMMAND), "action"),
+    F_BOOL(CF_FORCE, force, T(COMMAND), 0),
+    F_STR(CF_ACTOR, actor, T(COMMAND) | T(FLAG_SET), 0),
+    F_STR(CF_REASON, reason, T(COMMAND), 0),
+    F_STR(CF_FLAG, flag, T(FLAG_SET), T(FLAG_SET)),
+    F_BOOL(CF_VALUE, value, T(FLAG_SET), T(FLAG_SET)),
+};
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A field's name as the schema spells it. */
+static const char *fname(const struct avro_codec_slot *sl, int k) {
+  return sl->spec[k].name;
+}
+
+static int *enum_at(struct event *ev, const struct enum_desc *en) {
+  return (int *)((char *)ev + en->off);
+}
+
+static int enum_get(const struct event *ev, const struct enum_desc *en) {
+  return *(const int *)((const char *)ev + en->off);
+}
+
+/* "product_owner, support, docs" */
+static void enum_list(const struct enum_desc *en, char *buf, size_t len) {
+  size_t at = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < en->count && at < len; i++)
+    at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? ", " : "", en->name(i));
+}
+
+const char *avro_codec_topic_of(enum event_type t) {
+  uint32_t bit = (unsigned)t < EVENT_TYPE_COUNT ? 1u << t : 0;
+  return bit & T_DEPLOY ? "canary.deploy" : bit & T_COMMANDS ? "canary.commands"
+       : bit & T_METRICS ? "canary.metrics" : NULL;
+}
+
+/* ---- decoding ------------------------------------------------------------------------------- */
+
+struct dec {
+  avro_codec_t *c;
+  struct avro_codec_slot *sl;
+  struct event *ev;
+  char *why;
+  size_t why_len;
+};
+
+#define INVALID(d, ...) avro_codec_fail((d)->why, (d)->why_len, CANARY_EINVALID, __VA_ARGS__)
+
+static int avro_broke(struct dec *d, const char *field) {
+  return avro_codec_fail(d->why, d->why_len, CANARY_EINVALID, "%s: %s", field, avro_strerror());
+}
+
+/* Field k of the record, and whether it is set (not null). */
+static int get(struct dec *d, int k, avro_value_t *v, bool *present) {
+  avro_value_t f;
+  if (avro_codec_field(d->sl, &d->sl->dec, k, &f))
+    return avro_broke(d, fname(d->sl, k));
+  int rc = avro_codec_opt(&f, v);
+  if (rc < 0)
+    return avro_broke(d, fname(d->sl, k));
+  *present = rc == 1;
+  return CANARY_OK;
+}
+
+static int parse_enum(struct dec *d, const char *field, const struct enum_desc *en,
+                      avro_value_t *v, int *out) {
+  const char *s = "";
+  size_t n = 0;
+  int rc = avro_codec_get_str(v, field, &s, &n, d->why, d->why_len);
+  if (rc)
+    return rc;
+  for (int i = 0; i < en->count; i++) {
+    const char *name = en->name(i);
+    if (strlen(name) == n && memcmp(name, s, n) == 0) {
+      *out = i;
+      return CANARY_OK;
+    }
+  }
+  char got[48], list[160];
+  avro_codec_excerpt(s, n, got, sizeof got);
+  enum_list(en, list, sizeof list);
+  return INVALID(d, "%s: '%s' is not one of %s", field, got, list);
+}
+
+static int get_long(struct dec *d, const char *field, avro_value_t *v, int64_t *out) {
+  return avro_value_get_long(v, out) ? avro_broke(d, field) : CANARY_OK;
+}
+
+/* One nullable field of the deploy or command tables. */
+static int decode_field(struct dec *d, const struct efield *f, avro_value_t *v) {
+  struct event *ev = d->ev;
+  const char *name = fname(d->sl, f->field);
+  switch (f->kind) {
+  case K_STR:
+    return avro_codec_copy_str(v, name, (char *)ev + f->off, f->size, d->why, d->why_len);
+  case K_BOOL: {
+    int b;
+    if (avro_value_get_boolean(v, &b))
+      return avro_broke(d, name);
+    *(bool *)((char *)ev + f->off) = b != 0;
+    return CANARY_OK;
+  }
+  case K_I64:
+    return get_long(d, name, v, (int64_t *)((char *)ev + f->off));
+  case K_SEVERITY: {
+    int32_t sev;
+    if (avro_value_get_int(v, &sev))
+      return avro_broke(d, name);
+    if (sev < 1 || sev > 4)
+      return INVALID(d, "severity: must be 1..4, got %ld", (long)sev);
+    ev->severity = sev;
+    return CANARY_OK;
+  }
+  case K_ENUM:
+    return parse_enum(d, name, f->en, v, enum_at(ev, f->en));
+  }
+  return INVALID(d, "%s: unsupported", name);
+}
+
+/* The nullable fields of a deploy or command record: required ones given, foreign ones null. */
+static int decode_fields(struct dec *d, const struct efield *tab, size_t n, int first, int count) {
+  const uint32_t bit = 1u << d->ev->type;
+  for (int k = first; k < count; k++) {
+    avro_value_t v;
+    bool present = false;
+    int rc = get(d, k, &v, &present);
+    if (rc)
+      return rc;
+    const struct efield *f = NULL;
+    for (size_t i = 0; i < n && !f; i++)
+      if (tab[i].field == k && (tab[i].types & bit))
+        f = &tab[i];
+    if (!f) {
+      if (present)
+        return INVALID(d, "%s: not a field of %s (must be null)", fname(d->sl, k),
+                       event_type_name(d->ev->type));
+      continue;
+    }
+    if (!present) {
+      if (f->required & bit)
+        return INVALID(d, "%s: missing (required for %s)", fname(d->sl, k),
+                       event_type_name(d->ev->type));
+      continue;
+    }
+    if ((rc = decode_field(d, f, &v)))
+      return rc;
+  }
+  return CANARY_OK;
+}
+
+/* id, rollout, time and type: the first four fields of every input record. */
+static int decode_common(struct dec *d, uint32_t types) {
+  avro_value_t v;
+  bool present = false;
+  int rc;
+  if ((rc = get(d, DF_TYPE, &v, &present)))
+    return rc;
+  const char *s = "";
+  size_t n = 0;
+  if ((rc = avro_codec_get_str(&v, "type", &s, &n, d->why, d->why_len)))
+    return rc;
+  char got[48];
+  if (n >= 32 || !event_type_parse(avro_codec_excerpt(s, n, got, sizeof got), &d->ev->type))
+    return INVALID(d, "type: unknown event type '%s'", avro_codec_excerpt(s, n, got, sizeof got));
+  if (!(types & 1u << d->ev->type))
+    return INVALID(d, "type: %s is not an event of %s (schema id %ld)", got, d->sl->topic,
+                   (long)d->sl->id);
+
+  if ((rc = get(d, DF_ID, &v, &present)) ||
+      (rc = avro_codec_copy_str(&v, "id", d->ev->id, sizeof d->ev->id, d->why, d->why_len)))
+    return rc;
+  if ((rc = get(d, DF_ROLLOUT, &v, &present)))
+    return rc;
+  if (present &&
+      (rc = avro_codec_copy_str(&v, "rollout", d->ev->rollout, sizeof d->ev->rollout, d->why,
+                                d->why_len)))
+    return rc;
+  if ((rc = get(d, DF_TIME, &v, &present)))
+    return rc;
+  return get_long(d, "time", &v, &d->ev->time_ms);
+}
+#define SAME(a, b, c) ((int)(a) == (int)(b) && (int)(a) == (int)(c))
+_Static_assert(SAME(DF_ID, CF_ID, MF_ID) && SAME(DF_ROLLOUT, CF_ROLLOUT, MF_ROLLOUT) &&
+                   SAME(DF_TIME, CF_TIME, MF_TIME) && SAME(DF_TYPE, CF_TYPE, MF_TYPE),
+               "the common fields come first in every input spec");
+
+/* Grow *arr to hold n items of size each. */
+static bool grow(void **arr, size_t *cap, size_t n, size_t size) {
+  if (*cap >= n)
+    return true;
+  size_t c = *cap ? *cap : 16;
+  while (c < n)
+    c *= 2;
+  void *p = realloc(*arr, c * size);
+  if (!p)
+    return false;
+  *arr = p;
+  *cap = c;
+  return true;
+}
+#define GROW(c, arr, n) grow((void **)&(c)->arr, &(c)->cap_##arr, (n), sizeof *(c)->arr)
+
+static int nomem(struct dec *d) {
+  return avro_codec_fail(d->why, d->why_len, CANARY_ENOMEM, "out of memory");
+}
+
+/* A metric name: the map key, as a C string (the check refused NUL in keys). */
+static int metric_name(struct dec *d, const char *field, const char *name) {
+  if (!name || !name[0])
+    return INVALID(d, "%s: metric names must not be empty", field);
+  return CANARY_OK;
+}
+
+/* counters or gauges: map<double> into the codec's array. */
+static int decode_values(struct dec *d, int k, struct metric_value **arr, size_t *cap,
+                         const struct metric_value **out, size_t *n_out) {
+  const char *field = fname(d->sl, k);
+  avro_value_t map, v;
+  size_t n;
+  if (avro_codec_field(d->sl, &d->sl->dec, k, &map) || avro_value_get_size(&map, &n))
+    return avro_broke(d, field);
+  if (!grow((void **)arr, cap, n, sizeof **arr))
+    return nomem(d);
+  for (size_t i = 0; i < n; i++) {
+    const char *name;
+    double x;
+    if (avro_value_get_by_index(&map, i, &v, &name) || avro_value_get_double(&v, &x))
+      return avro_broke(d, field);
+    int rc = metric_name(d, field, name);
+    if (rc)
+      return rc;
+    if (!isfinite(x))
+      return INVALID(d, "%s.%s: not a finite number", field, name);
+    (*arr)[i] = (struct metric_value){name, x};
+  }
+  *out = *arr;
+  *n_out = n;
+  return CANARY_OK;
+}
+
+/* distributions: map<array<double>>; all values in one array of the codec. */
+static int decode_dists(struct dec *d) {
+  avro_codec_t *c = d->c;
+  avro_value_t map, arr, v;
+  size_t n, total = 0;
+  if (avro_codec_field(d->sl, &d->sl->dec, MF_DISTRIBUTIONS, &map) ||
+      avro_value_get_size(&map, &n))
+    return avro_broke(d, "distributions");
+  for (size_t i = 0; i < n; i++) {
+    size_t m;
+    if (avro_value_get_by_index(&map, i, &arr, NULL) || avro_value_get_size(&arr, &m))
+      return avro_broke(d, "distributions");
+    total += m;
+  }
+  if (!GROW(c, dists, n) || !GROW(c, values, total))
+    return nomem(d);
+  size_t at = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *name;
+    size_t m;
+    if (avro_value_get_by_index(&map, i, &arr, &name) || avro_value_get_size(&arr, &m))
+      return avro_broke(d, "distributions");
+    int rc = metric_name(d, "distributions", name);
+    if (rc)
+      return rc;
+    for (size_t j = 0; j < m; j++) {
+      double x;
+      if (avro_value_get_by_index(&arr, j, &v, NULL) || avro_value_get_double(&v, &x))
+        return avro_broke(d, "distributions");
+      if (!isfinite(x))
+        return INVALID(d, "distributions.%s[%zu]: not a finite number", name, j);
+      c->values[at + j] = x;
+    }
+    c->dists[i] = (struct metric_dist){name, c->values + at, m};
+    at += m;
+  }
+  d->ev->metrics.dists = c->dists;
+  d->ev->metrics.n_dists = n;
+  return CANARY_OK;
+}
+
+/* samples: array<DiffSample {input, stable, canary}> (the spec pins the field order). */
+static int decode_samples(struct dec *d) {
+  static const char *const names[] = {"input", "stable", "canary"};
+  avro_codec_t *c = d->c;
+  avro_value_t arr, rec, v;
+  size_t n;
+  if (avro_codec_field(d->sl, &d->sl->dec, MF_SAMPLES, &arr) || avro_value_get_size(&arr, &n))
+    return avro_broke(d, "samples");
+  if (!GROW(c, samples, n))
+    return nomem(d);
+  for (size_t i = 0; i < n; i++) {
+    double x[3];
+    if (avro_value_get_by_index(&arr, i, &rec, NULL))
+      return avro_broke(d, "samples");
+    for (int f = 0; f < 3; f++) {
+      if (avro_value_get_by_index(&rec, (size_t)f, &v, NULL) || avro_value_get_double(&v, &x[f]))
+        return avro_broke(d, "samples");
+      if (!isfinite(x[f]))
+        return INVALID(d, "samples[%zu].%s: not a finite number", i, names[f]);
+    }
+    c->samples[i] = (struct diff_sample){x[0], x[1], x[2]};
+  }
+  d->ev->diff.samples = c->samples;
+  d->ev->diff.n = n;
+  return CANARY_OK;
+}
+
+/* A map or array field that must be empty for this type. */
+static int must_be_empty(struct dec *d, int k) {
+  avro_value_t v;
+  size_t n;
+  if (avro_codec_field(d->sl, &d->sl->dec, k, &v) || avro_value_get_size(&v, &n))
+    return avro_broke(d, fname(d->sl, k));
+  if (n)
+    return INVALID(d, "%s: not a field of %s (must be empty)", fname(d->sl, k),
+                   event_type_name(d->ev->type));
+  return CANARY_OK;
+}
+
+static int decode_metrics(struct dec *d) {
+  struct event *ev = d->ev;
+  avro_codec_t *c = d->c;
+  avro_value_t v;
+  bool present = false;
+  int rc;
+  if ((rc = get(d, MF_COHORT, &v, &present)) ||
+      (rc = avro_codec_copy_str(&v, "cohort", ev->cohort, sizeof ev->cohort, d->why, d->why_len)))
+    return rc;
+  if (ev->type == EVENT_DIFF_SAMPLES) {
+    static const int foreign[] = {MF_VARIANT, MF_INTERVAL_MS};
+    for (size_t i = 0; i < N(foreign); i++) {
+      if ((rc = get(d, foreign[i], &v, &present)))
+        return rc;
+      if (present)
+        return INVALID(d, "%s: not a field of diff.samples (must be null)",
+                       fname(d->sl, foreign[i]));
+    }
+    if ((rc = must_be_empty(d, MF_COUNTERS)) || (rc = must_be_empty(d, MF_GAUGES)) ||
+        (rc = must_be_empty(d, MF_DISTRIBUTIONS)))
+      return rc;
+    return decode_samples(d);
+  }
+
+  if ((rc = get(d, MF_VARIANT, &v, &present)))
+    return rc;
+  if (!present)
+    return INVALID(d, "variant: missing (required for metrics)");
+  if ((rc = parse_enum(d, "variant", &VARIANT, &v, enum_at(ev, &VARIANT))))
+    return rc;
+  if ((rc = get(d, MF_INTERVAL_MS, &v, &present)))
+    return rc;
+  if (!present)
+    return INVALID(d, "interval_ms: missing (required for metrics)");
+  if ((rc = get_long(d, "interval_ms", &v, &ev->metrics.interval_ms)))
+    return rc;
+  if ((rc = must_be_empty(d, MF_SAMPLES)))
+    return rc;
+  if ((rc = decode_values(d, MF_COUNTERS, &c->counters, &c->cap_counters, &ev->metrics.counters,
+                          &ev->metrics.n_counters)) ||
+      (rc = decode_values(d, MF_GAUGES, &c->gauges, &c->cap_gauges, &ev->metrics.gauges,
+                          &ev->metrics.n_gauges)))
+    return rc;
+  return decode_dists(d);
+}
+
+int avro_codec_decode_event(avro_codec_t *c, const void *buf, size_t len, struct event *ev,
+                            char *why, size_t why_len) {
+  memset(ev, 0, sizeof *ev);
+  struct avro_codec_slot *sl;
+  int rc = avro_codec_read(c, buf, len, 1u << SLOT_DEPLOY | 1u << SLOT_COMMANDS | 1u << SLOT_METRICS,
+                           &sl, why, why_len);
+  if (rc)
+    return rc;
+  struct dec d = {c, sl, ev, why, why_len};
+  const enum avro_slot which = (enum avro_slot)(sl - c->slot);
+  switch (which) {
+  case SLOT_DEPLOY:
+    rc = decode_common(&d, T_DEPLOY);
+    if (!rc)
+      rc = decode_fields(&d, DEPLOY, N(DEPLOY), DF_SERVICE, DF_COUNT_);
+    break;
+  case SLOT_COMMANDS:
+    rc = decode_common(&d, T_COMMANDS);
+    if (!rc && !ev->rollout[0] && ev->type != EVENT_FLAG_SET)
+      rc = INVALID(&d, "rollout: missing (only a flag.set may apply to all rollouts)");
+    if (!rc)
+      rc = decode_fields(&d, COMMANDS, N(COMMANDS), CF_ACTION, CF_COUNT_);
+    break;
+  case SLOT_METRICS:
+    rc = decode_common(&d, T_METRICS);
+    if (!rc)
+      rc = decode_metrics(&d);
+    break;
+  default:
+    rc = INVALID(&d, "schema id %ld is not an input event", (long)sl->id);
+    break;
+  }
+  if (rc)
+    return rc;
+  if (!event_validate(ev, why, why_len))
+    return CANARY_EINVALID;
+  return CANARY_OK;
+}
+
+/* ---- encoding ------------------------------------------------------------------------------- */
+
+/* Every char array of ev ends within its size. */
+static bool strings_terminated(const struct event *ev) {
+#define TERM(m) (memchr(ev->m, '\0', sizeof ev->m) != NULL)
+  return TERM(id) && TERM(rollout) && TERM(service) && TERM(version) && TERM(baseline_version) &&
+         TERM(cohort) && TERM(incident) && TERM(actor) && TERM(detail) && TERM(reason) &&
+         TERM(flag);
+#undef TERM
+}
+
+static int encode_field(struct avro_codec_slot *sl, avro_value_t *rec, const struct efield *f,
+                        const struct event *ev) {
+  const char *p = (const char *)ev + f->off;
+  avro_value_t v;
+  int rc;
+  switch (f->kind) {
+  case K_STR:
+    /* Optional strings travel as null when empty, required ones as they are. */
+    if (!f->required)
+      return avro_codec_put_ostr(sl, rec, f->field, p, f->size);
+    if ((rc = avro_codec_put_branch(sl, rec, f->field, true, &v)))
+      return rc;
+    return avro_value_set_string(&v, p) ? CANARY_ENOMEM : CANARY_OK;
+  case K_BOOL:
+    if ((rc = avro_codec_put_branch(sl, rec, f->field, true, &v)))
+      return rc;
+    return avro_value_set_boolean(&v, *(const bool *)p) ? CANARY_ENOMEM : CANARY_OK;
+  case K_I64:
+    if ((rc = avro_codec_put_branch(sl, rec, f->field, true, &v)))
+      return rc;
+    return avro_value_set_long(&v, *(const int64_t *)p) ? CANARY_ENOMEM : CANARY_OK;
+  case K_SEVERITY:
+    if ((rc = avro_codec_put_branch(sl, rec, f->field, true, &v)))
+      return rc;
+    return avro_value_set_int(&v, ev->severity) ? CANARY_ENOMEM : CANARY_OK;
+  case K_ENUM: {
+    int e = enum_get(ev, f->en);
+    if (e < 0 || e >= f->en->count)
+      return CANARY_EINVALID;
+    if ((rc = avro_codec_put_branch(sl, rec, f->field, true, &v)))
+      return rc;
+    return avro_value_set_string(&v, f->en->name(e)) ? CANARY_ENOMEM : CANARY_OK;
+  }
+  }
+  return CANARY_EINVALID;
+}
+
+/* The nullable fields of a deploy or command record: the type's own, the rest null. */
+static int encode_fields(struct avro_codec_slot *sl, avro_value_t *rec, const struct efield *tab,
+                         size_t n, int first, int count, const struct event *ev) {
+  const uint32_t bit = 1u << ev->type;
+  for (int k = first; k < count; k++) {
+    const struct efield *f = NULL;
+    for (size_t i = 0; i < n && !f; i++)
+      if (tab[i].field == k && (tab[i].types & bit))
+        f = &tab[i];
+    avro_value_t v;
+    int rc = f ? encode_field(sl, rec, f, ev) : avro_codec_put_branch(sl, rec, k, false, &v);
+    if (rc)
+      return rc;
+  }
+  return CANARY_OK;
+}
+
+/* counters or gauges: names must be set and unique. */
+static int encode_values(struct avro_codec_slot *sl, avro_value_t *rec, int k,
+                         const struct metric_value *vals, size_t n) {
+  avro_value_t map, v;
+  if (n && !vals)
+    return CANARY_EINVALID;
+  if (avro_codec_field(sl, rec, k, &map))
+    return CANARY_EINVALID;
+  for (size_t i = 0; i < n; i++) {
+    int is_new = 0;
+    if (!vals[i].name || !vals[i].name[0])
+      return CANARY_EINVALID;
+    if (avro_value_add(&map, vals[i].name, &v, NULL, &is_new))
+      return CANARY_ENOMEM;
+    if (!is_new)
+      return CANARY_EINVALID; /* a name given twice */
+    if (avro_value_set_double(&v, vals[i].value))
+      return CANARY_ENOMEM;
+  }
+  return CANARY_OK;
+}
+
+static int encode_metrics(struct avro_codec_slot *sl, avro_value_t *rec, const struct event *ev) {
+  avro_value_t v, map, arr, item, x;
+  int rc;
+  if ((rc = avro_codec_put_str(sl, rec, MF_COHORT, ev->cohort, sizeof ev->cohort)))
+    return rc;
+  const bool metrics = ev->type == EVENT_METRICS;
+  if (metrics && (unsigned)ev->metrics.variant >= VARIANT_COUNT)
+    return CANARY_EINVALID;
+  if ((rc = avro_codec_put_branch(sl, rec, MF_VARIANT, metrics, &v)))
+    return rc;
+  if (metrics && avro_value_set_string(&v, variant_name(ev->metrics.variant)))
+    return CANARY_ENOMEM;
+  if ((rc = avro_codec_put_branch(sl, rec, MF_INTERVAL_MS, metrics, &v)))
+    return rc;
+  if (metrics && avro_value_set_long(&v, ev->metrics.interval_ms))
+    return CANARY_ENOMEM;
+  /* Maps and arrays were emptied by the reset in avro_codec_begin(). */
+  if (metrics) {
+    const struct event_metrics *m = &ev->metrics;
+    if ((rc = encode_values(sl, rec, MF_COUNTERS, m->counters, m->n_counters)) ||
+        (rc = encode_values(sl, rec, MF_GAUGES, m->gauges, m->n_gauges)))
+      return rc;
+    if (m->n_dists && !m->dists)
+      return CANARY_EINVALID;
+    if (avro_codec_field(sl, rec, MF_DISTRIBUTIONS, &map))
+      return CANARY_EINVALID;
+    for (size_t i = 0; i < m->n_dists; i++) {
+      const struct metric_dist *dd = &m->dists[i];
+      int is_new = 0;
+      if (!dd->name || !dd->name[0] || (dd->n && !dd->values))
+        return CANARY_EINVALID;
+      if (avro_value_add(&map, dd->name, &arr, NULL, &is_new))
+        return CANARY_ENOMEM;
+      if (!is_new)
+        return CANARY_EINVALID;
+      for (size_t j = 0; j < dd->n; j++)
+        if (avro_value_append(&arr, &x, NULL) || avro_value_set_double(&x, dd->values[j]))
+          return CANARY_ENOMEM;
+    }
+    return CANARY_OK;
+  }
+  if (ev->diff.n && !ev->diff.samples)
+    return CANARY_EINVALID;
+  if (avro_codec_field(sl, rec, MF_SAMPLES, &arr))
+    return CANARY_EINVALID;
+  for (size_t i = 0; i < ev->diff.n; i++) {
+    const struct diff_sample *s = &ev->diff.samples[i];
+    const double xs[3] = {s->input, s->stable, s->canary};
+    if (avro_value_append(&arr, &item, NULL))
+      return CANARY_ENOMEM;
+    for (int f = 0; f < 3; f++)
+      if (avro_value_get_by_index(&item, (size_t)f, &x, NULL) || avro_value_set_double(&x, xs[f]))
+        return CANARY_ENOMEM;
+  }
+  return CANARY_OK;
+}
+
+int avro_codec_encode_event(avro_codec_t *c, const struct event *ev, struct avro_buf *out) {
+  if ((unsigned)ev->type >= EVENT_TYPE_COUNT || !strings_terminated(ev) ||
+      !event_validate(ev, NULL, 0))
+    return CANARY_EINVALID;
+  const uint32_t bit = 1u << ev->type;
+  enum avro_slot which = bit & T_DEPLOY ? SLOT_DEPLOY : bit & T_COMMANDS ? SLOT_COMMANDS
+                                                                         : SLOT_METRICS;
+  struct avro_codec_slot *sl = &c->slot[which];
+  avro_value_t *rec = avro_codec_begin(c, which);
+  if (!rec)
+    return CANARY_ENOMEM;
+  int rc;
+  if ((rc = avro_codec_put_str(sl, rec, DF_ID, ev->id, sizeof ev->id)) ||
+      (rc = avro_codec_put_long(sl, rec, DF_TIME, ev->time_ms)))
+    return rc;
+  avro_value_t type;
+  if (avro_codec_field(sl, rec, DF_TYPE, &type) ||
+      avro_value_set_string(&type, event_type_name(ev->type)))
+    return CANARY_ENOMEM;
+  if (which == SLOT_COMMANDS)
+    rc = avro_codec_put_ostr(sl, rec, CF_ROLLOUT, ev->rollout, sizeof ev->rollout);
+  else
+    rc = avro_codec_put_str(sl, rec, DF_ROLLOUT, ev->rollout, sizeof ev->rollout);
+  if (rc)
+    return rc;
+  switch (which) {
+  case SLOT_DEPLOY:
+    rc = encode_fields(sl, rec, DEPLOY, N(DEPLOY), DF_SERVICE, DF_COUNT_, ev);
+    break;
+  case SLOT_COMMANDS:
+    rc = encode_fields(sl, rec, COMMANDS, N(COMMANDS), CF_ACTION, CF_COUNT_, ev);
+    break;
+  default:
+    rc = encode_metrics(sl, rec, ev);
+    break;
+  }
+  if (rc)
+    return rc;
+  return avro_codec_finish(c, which, out);
+}
