@@ -366,7 +366,7 @@ static int get_samples(struct decoder *d, const struct json_value *v) {
 
 static int decode_field(struct decoder *d, const struct field *f, const struct json_value *v) {
   char *at = (char *)d->ev + f->off;
-  int64_t i;
+  int64_t i = 0;
   int rc;
   switch (f->kind) {
   case F_STR:

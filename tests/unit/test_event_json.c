@@ -1002,7 +1002,7 @@ static void assert_same_json(struct json_doc *doc, const struct json_value *docs
 }
 
 static void test_docs_examples(void **state) {
-  size_t len;
+  size_t len = 0;
   char *md = read_file(CANARY_SOURCE_DIR "/docs/events.md", &len);
   if (!md)
     fail_msg("cannot read %s", CANARY_SOURCE_DIR "/docs/events.md");
