@@ -375,14 +375,45 @@ int rollout_gate(const struct rollout *r, const struct plan *plan, int stage, bo
   return n;
 }
 
-/* Evaluate a gate; true when every criterion passes. Fills checks (PLAN_MAX_CRITERIA). */
+/*
+ * The implicit criterion of every gate: no expansion while a kill switch or the circuit breaker
+ * holds the gate's cohort at 0%. Moving on at 0% would reach the next stage with no evidence
+ * from real traffic, and a rollout that completed while switched off would jump to 100% the
+ * moment the switch came back.
+ */
+static const struct criterion canary_on = {
+    .check = CHECK_COUNT, .name = "kill_switch", .text = "Canary enabled for the cohort",
+    .cohort = -1};
+
+static bool switched_off(const struct run *u, int stage, char *detail, size_t n) {
+  const struct rollout *r = u->r;
+  const char *why = NULL;
+  if (!u->global->canary_enabled || !r->flags.canary_enabled)
+    why = "system.canary.enabled is false";
+  else if (!u->global->cohort_enabled[stage] || !r->flags.cohort_enabled[stage])
+    why = "the cohort's kill switch is off";
+  else if (r->breaker_open)
+    why = "the circuit breaker is open";
+  if (why)
+    snprintf(detail, n, "%s for %s", why, u->plan->stages[stage].name);
+  return why != NULL;
+}
+
+/* Evaluate a gate; true when every criterion passes. Fills checks (PLAN_MAX_CRITERIA + 1). */
 static bool gate_passes(const struct run *u, int stage, bool exit, struct gate_check *checks,
                         int *n) {
   *n = rollout_gate(u->r, u->plan, stage, exit, u->now, checks, PLAN_MAX_CRITERIA);
+  bool pass = true;
   for (int i = 0; i < *n; i++)
     if (checks[i].result != GATE_PASS)
-      return false;
-  return true;
+      pass = false;
+  if (switched_off(u, stage, checks[*n].detail, sizeof checks[*n].detail)) {
+    checks[*n].criterion = &canary_on;
+    checks[*n].result = GATE_FAIL;
+    ++*n;
+    pass = false;
+  }
+  return pass;
 }
 
 /* "ci_passed (waiting for ci.completed); health_green (last health.checked failed)" */
@@ -463,7 +494,7 @@ static void roll_back(struct run *u, const char *rule, const char *actor, const 
 static bool evaluate_once(struct run *u) {
   struct rollout *r = u->r;
   const struct stage *s = &u->plan->stages[r->stage];
-  struct gate_check checks[PLAN_MAX_CRITERIA];
+  struct gate_check checks[PLAN_MAX_CRITERIA + 1];
   int n;
   char unmet[EVENT_TEXT_MAX + 64];
 
@@ -495,7 +526,7 @@ static bool evaluate_once(struct run *u) {
     r->prev_stage_passed = true;
     r->state = ROLLOUT_PENDING;
     r->exit_hold_reported = false;
-    struct gate_check entry[PLAN_MAX_CRITERIA];
+    struct gate_check entry[PLAN_MAX_CRITERIA + 1];
     int m;
     if (gate_passes(u, r->stage, false, entry, &m)) {
       struct decision *d = enter_stage(u, from, DECISION_ADVANCE, "exit_gate", NULL,
@@ -633,7 +664,7 @@ static void on_command(struct run *u) {
        * next stage's entry gate are (promoting into ga skips its approvals): the decision lists
        * both, or the audit trail would not show what a person overrode. */
       int from = st == ROLLOUT_PENDING ? r->stage - 1 : r->stage;
-      struct gate_check checks[PLAN_MAX_CRITERIA], entry[PLAN_MAX_CRITERIA];
+      struct gate_check checks[PLAN_MAX_CRITERIA + 1], entry[PLAN_MAX_CRITERIA + 1];
       int n, m = 0;
       bool met = gate_passes(u, r->stage, st == ROLLOUT_RUNNING, checks, &n);
       if (st == ROLLOUT_RUNNING) {

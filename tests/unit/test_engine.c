@@ -373,15 +373,15 @@ static void test_global_flag_applies_to_every_live_rollout(void **state) {
   assert_false(last_traffic(t, "r1")->canary_enabled);
   assert_true(last_traffic(t, "r4")->exposure_percent == 0);
 
-  /* a rollout created later starts with the switch off: it runs, at 0% */
+  /* a rollout created later sees the switch off: it waits, at 0% */
   clear(t);
-  start(t, "r5", T0 + 20 * MIN_MS);
-  assert_action(last_decision(t, "r5"), DECISION_START);
+  request(t, "r5", T0 + 20 * MIN_MS);
+  fact(t, EVENT_CI_COMPLETED, "r5", T0 + 21 * MIN_MS, true);
+  fact(t, EVENT_DEPLOY_COMPLETED, "r5", T0 + 22 * MIN_MS, true);
+  fact(t, EVENT_HEALTH_CHECKED, "r5", T0 + 23 * MIN_MS, true);
+  assert_int_equal(engine_find(&t->e, "r5")->state, ROLLOUT_PENDING);
   assert_true(last_traffic(t, "r5")->exposure_percent == 0);
   assert_false(last_traffic(t, "r5")->canary_enabled);
-  const struct evidence_item *x = decision_evidence(last_decision(t, "r5"), "exposure_percent");
-  assert_non_null(x);
-  assert_true(x->num == 0);
 
   clear(t);
   apply(t, fixture_flag("kill-2", "", T0 + 30 * MIN_MS, "system.canary.enabled", true));
@@ -391,7 +391,9 @@ static void test_global_flag_applies_to_every_live_rollout(void **state) {
   /* pending at the first stage: 0% either way, but clusters see the switch itself change */
   assert_true(last_traffic(t, "r2")->exposure_percent == 0);
   assert_true(last_traffic(t, "r2")->canary_enabled);
-  assert_int_equal(n_kind(t, EFFECT_DECISION), 4);
+  /* a flag decision for each of the four live rollouts, and r5 starts now that it may */
+  assert_int_equal(n_kind(t, EFFECT_DECISION), 5);
+  assert_action(last_decision(t, "r5"), DECISION_START);
 }
 
 static void test_global_cohort_flag(void **state) {
@@ -445,39 +447,52 @@ static void test_global_flag_leaves_completed_rollouts_alone(void **state) {
 }
 
 /*
- * Kill switches change exposure, not state (docs/ARCHITECTURE.md), so stages keep soaking while
- * the global switch is off, at 0%. Pinned here because its consequence is sharp: on reaching
- * ga the release serves 100%, announced by its "complete" decision, switch or no switch.
+ * No expansion while a kill switch holds the cohort at 0%: the rollout does not start (or move
+ * on) switched off, however long it waits, and the hold says why. Turning the switch back on
+ * lets it start at once — not jump to wherever the clock would have taken it.
  */
-static void test_completing_while_globally_off(void **state) {
+static void test_no_expansion_while_globally_off(void **state) {
   struct t *t = *state;
   apply(t, fixture_flag("kill", "", T0, "system.canary.enabled", false));
-  start(t, "r1", T0);
+  request(t, "r1", T0);
+  fact(t, EVENT_CI_COMPLETED, "r1", T0 + 1 * MIN_MS, true);
+  fact(t, EVENT_DEPLOY_COMPLETED, "r1", T0 + 2 * MIN_MS, true);
+  fact(t, EVENT_HEALTH_CHECKED, "r1", T0 + 3 * MIN_MS, true);
+  assert_int_equal(engine_find(&t->e, "r1")->state, ROLLOUT_PENDING);
+  const struct decision *d = last_decision(t, "r1");
+  assert_action(d, DECISION_HOLD);
+  assert_non_null(strstr(d->reason, "kill_switch (system.canary.enabled is false"));
   assert_true(exposure(t, "r1") == 0);
+
+  run_until(t, T0 + 30 * 24 * HOUR_MS);
+  assert_int_equal(engine_find(&t->e, "r1")->state, ROLLOUT_PENDING);
+  assert_int_equal(engine_find(&t->e, "r1")->stage, 0);
+
+  clear(t);
+  apply(t, fixture_flag("on", "", T0 + 30 * 24 * HOUR_MS + 1, "system.canary.enabled", true));
+  assert_int_equal(engine_find(&t->e, "r1")->state, ROLLOUT_RUNNING);
+  assert_int_equal(engine_find(&t->e, "r1")->stage, 0);
+  assert_action(last_decision(t, "r1"), DECISION_START);
+  assert_true(exposure(t, "r1") == 0.5);
+}
+
+/* A running stage switched off at its minimum holds (once) instead of advancing at 0%. */
+static void test_cohort_switched_off_holds_at_minimum(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
   struct event e = ev(t, EVENT_SMOKE_COMPLETED, "r1", T0 + 10 * MIN_MS);
   e.ok = true;
   apply(t, e);
-  e = ev(t, EVENT_FEEDBACK_RECEIVED, "r1", T0 + 20 * MIN_MS);
-  snprintf(e.cohort, sizeof e.cohort, "friendly_gp");
-  e.sentiment = SENTIMENT_POSITIVE;
-  apply(t, e);
-  for (int role = 0; role < APPROVAL_ROLE_COUNT; role++) {
-    e = ev(t, EVENT_APPROVAL_GRANTED, "r1", T0 + 30 * MIN_MS);
-    e.role = (enum approval_role)role;
-    apply(t, e);
-  }
-  run_until(t, T0 + 24 * HOUR_MS);
-  assert_int_equal(engine_find(&t->e, "r1")->stage, 1); /* advanced, at 0% */
-  assert_true(exposure(t, "r1") == 0);
+  apply(t, fixture_flag("k", "r1", T0 + 20 * MIN_MS, "canary.cohort.internal_test.enabled", false));
   clear(t);
-  run_until(t, T0 + 30 * 24 * HOUR_MS);
-  assert_int_equal(engine_find(&t->e, "r1")->state, ROLLOUT_COMPLETED);
+  run_until(t, T0 + 3 * MIN_MS + HOUR_MS);
+  assert_int_equal(engine_find(&t->e, "r1")->stage, 0);
   const struct decision *d = last_decision(t, "r1");
-  assert_action(d, DECISION_COMPLETE);
-  const struct evidence_item *x = decision_evidence(d, "exposure_percent");
-  assert_non_null(x);
-  assert_true(x->num == 100);
-  assert_true(last_traffic(t, "r1")->exposure_percent == 100);
+  assert_action(d, DECISION_HOLD);
+  assert_non_null(strstr(d->reason, "kill_switch (the cohort's kill switch is off"));
+  apply(t, fixture_flag("k2", "r1", T0 + 90 * MIN_MS, "canary.cohort.internal_test.enabled", true));
+  assert_int_equal(engine_find(&t->e, "r1")->stage, 1);
+  assert_action(last_decision(t, "r1"), DECISION_ADVANCE);
 }
 
 /* ---- deadlines across rollouts ------------------------------------------------------------- */
@@ -755,7 +770,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_global_cohort_flag, setup, teardown),
       cmocka_unit_test_setup_teardown(test_global_flag_leaves_completed_rollouts_alone, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(test_completing_while_globally_off, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_expansion_while_globally_off, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cohort_switched_off_holds_at_minimum, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tick_fires_due_rollouts_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_no_rollouts_no_deadline, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restore, setup, teardown),

@@ -1322,11 +1322,15 @@ static void test_kill_switch_current_cohort(void **state) {
   assert_true(ts->cohorts[0].kill);
   assert_false(ts->cohorts[0].enabled);
   assert_true(exposure(t) == 0);
-  /* the stage keeps soaking: the switch is about traffic, not about the plan */
+  /* no expansion while the cohort is switched off: at its minimum the stage holds */
   smoke(t, S0 + 6 * MIN_MS, true, 42, 0);
   tick(t, S1);
+  assert_state(t, ROLLOUT_RUNNING, INTERNAL_TEST);
+  assert_contains(only_decision(t)->reason, "kill_switch (the cohort's kill switch is off");
+  /* switched back on: it moves on at once */
+  assert_int_equal(flag(t, S1 + MIN_MS, "canary.cohort.internal_test.enabled", true), CANARY_OK);
   assert_state(t, ROLLOUT_RUNNING, FRIENDLY_GP);
-  assert_true(exposure(t) == 5); /* friendly_gp's switch is on */
+  assert_true(exposure(t) == 5);
 }
 
 static void test_kill_switch_other_cohort(void **state) {
