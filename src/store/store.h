@@ -6,6 +6,9 @@
  *
  * Exactly-once recipe (docs/ARCHITECTURE.md): state, transitions, offsets and outbox rows of a
  * batch commit in ONE transaction, fenced by the shard's owner epoch.
+ *
+ * A store_t is one connection: use it from one thread at a time (the relay and the worker each
+ * open their own).
  */
 #ifndef CANARY_STORE_H
 #define CANARY_STORE_H
@@ -24,25 +27,38 @@ typedef struct store store_t;
 #define STORE_TOPIC_MAX 64
 #define STORE_INPUT_TOPICS 3 /* canary.deploy, canary.metrics, canary.commands */
 
-/* Log sink: the store says what it is doing (retries, back-off) through this, never stderr. */
+/*
+ * Log sink: the store says what it is doing (retries, back-off, migrations, server notices)
+ * through this, never stderr. level is a syslog(3) priority: LOG_ERR, LOG_WARNING (each failed
+ * connection attempt: "PostgreSQL unavailable (...): retrying in 400 ms"), LOG_INFO, LOG_DEBUG.
+ */
 typedef void (*store_log_fn)(void *ctx, int level, const char *msg);
 
 /*
  * Connect with conninfo (libpq syntax), retrying with exponential back-off (100 ms .. 5 s)
- * until timeout_ms has passed (0 = try once). Each failed attempt is logged. Sets
- * synchronous_commit=on for the session. Returns CANARY_OK, CANARY_EUNAVAILABLE.
+ * until timeout_ms has passed (0 = try once). Each failed attempt is logged (there is no handle
+ * for store_last_error() when this fails). Sets synchronous_commit=on for the session; unless
+ * conninfo says otherwise, connect_timeout=5 and TCP keepalives (10 s idle, 3 probes 5 s apart)
+ * so that a dead server fails a blocked call instead of hanging it. Returns CANARY_OK,
+ * CANARY_EUNAVAILABLE, CANARY_ENOMEM.
  */
 int store_open(const char *conninfo, int timeout_ms, store_log_fn log, void *log_ctx,
                store_t **out) CANARY_MUSTCHECK;
 void store_close(store_t *s);
 
-/* Reconnect after a lost connection (same back-off). */
+/* Reconnect after a lost connection (same back-off). Forgets the last outbox fetch. */
 int store_reconnect(store_t *s, int timeout_ms) CANARY_MUSTCHECK;
 
 /*
  * Apply the migrations compiled into the binary (migrations/NNN_name.sql) that
  * schema_migrations does not record yet, each in its own transaction, in order; serialised
  * against concurrent migrators by an advisory lock. *applied = how many ran (0 the second time).
+ * CANARY_EINVALID when a recorded migration's checksum differs from the compiled-in file, or a
+ * new file's version is older than the newest applied one (store_last_error() names the file);
+ * CANARY_EIO when a migration fails ("migrations/002_x.sql:14: <server message>"): that
+ * migration is rolled back, the earlier ones stay. Versions recorded but unknown to this build
+ * (a newer canaryd migrated) are logged as a warning, not an error. A migration runs inside a
+ * transaction: no CREATE INDEX CONCURRENTLY, no BEGIN/COMMIT of its own.
  */
 int store_migrate(store_t *s, int *applied) CANARY_MUSTCHECK;
 
@@ -53,16 +69,20 @@ struct store_offsets {
 extern const char *const store_input_topics[STORE_INPUT_TOPICS];
 
 /*
- * Take ownership of shard for worker: bump owner_epoch and return it. From now on batches from
- * an older epoch fail with CANARY_EFENCED.
+ * Take ownership of shard for worker: bump owner_epoch (1 for a shard never claimed) and return
+ * it. From now on batches from an older epoch fail with CANARY_EFENCED. A claim waits for a
+ * batch of the old owner that is committing at that moment (both take the shard's row lock).
  */
 int store_claim_shard(store_t *s, int shard, const char *worker, int64_t *epoch)
     CANARY_MUSTCHECK;
 
 /*
- * Load what the shard's engine needs: every rollout of the shard (engine_restore), the shard's
- * global kill switches, the ids of events applied (for duplicate detection), and the offsets.
- * e must be freshly initialised with the plan.
+ * Load what the shard's engine needs: every rollout of the shard (engine_restore, in creation
+ * order), the shard's global kill switches (left as engine_init set them when none were ever
+ * committed), the ids of events applied (for duplicate detection), and the offsets (-1 where
+ * none). One consistent snapshot. e must be freshly initialised with the plan. CANARY_EINVALID
+ * when a stored rollout cannot be read or is at a stage the plan does not have (the row is
+ * named in store_last_error()); e is then partly filled: engine_destroy() it.
  */
 int store_load_shard(store_t *s, int shard, struct engine *e, struct store_offsets *offsets)
     CANARY_MUSTCHECK;
@@ -76,7 +96,14 @@ struct store_outbox_row {
   size_t len;
 };
 
-/* One batch of one shard. Everything in it commits together or not at all. */
+/*
+ * One batch of one shard. Everything in it commits together or not at all. A rollout listed
+ * twice is stored once (the last one). Rollouts new to the store take their creation rank (the
+ * order store_load_shard restores) in the order listed: list them in engine order. Every
+ * decision's rollout must be stored already or be in the batch. A decision's (rollout, seq) and
+ * id must be new: the transition log is append-only. Outbox rows whose message_id is stored
+ * already are skipped, as are event ids already recorded.
+ */
 struct store_batch {
   int shard;
   int64_t epoch;
@@ -95,8 +122,14 @@ struct store_batch {
 /*
  * Commit b in one transaction (libpq pipeline mode: one round trip). Fails with CANARY_EFENCED
  * when the shard's epoch is no longer b->epoch (another worker took over: the caller must drop
- * the shard), CANARY_EUNAVAILABLE when the connection is lost (nothing committed; retry after
- * store_reconnect), CANARY_EIO for other errors (rolled back).
+ * the shard; nothing written), CANARY_EIO for other errors (rolled back, nothing written; the
+ * server's message in store_last_error()), CANARY_EINVALID for a malformed batch (an outbox row
+ * without topic or message id; nothing sent), CANARY_ENOMEM.
+ * CANARY_EUNAVAILABLE when the connection is lost. If it was lost while COMMIT was in flight,
+ * the batch may or may not have committed: do not send the same batch again (its transitions
+ * would be duplicates). Instead store_reconnect(), then rebuild the shard from the store
+ * (store_load_shard into a fresh engine) and consume from the offsets it returns — they say
+ * whether the batch made it.
  */
 int store_commit(store_t *s, const struct store_batch *b) CANARY_MUSTCHECK;
 
@@ -110,13 +143,23 @@ struct store_outbox_msg {
   size_t len;
 };
 
-/* Up to max unpublished rows in commit order. */
+/*
+ * Up to max unpublished rows in seq order, which is commit order within a shard (its batches
+ * are serialised by the fence); rows of different shards may commit out of seq order, and a
+ * row committed late is still returned by a later fetch since only published_at is looked at.
+ */
 int store_outbox_fetch(store_t *s, size_t max, const struct store_outbox_msg **msgs, size_t *n)
     CANARY_MUSTCHECK;
 /* Mark rows published (after the broker acknowledged them). */
 int store_outbox_mark(store_t *s, const int64_t *seqs, size_t n) CANARY_MUSTCHECK;
 
-/* Read side for canaryctl: every rollout, and one rollout's transition log. */
+/*
+ * Read side for canaryctl: every rollout (in creation order), and one rollout's transition log
+ * (decisions in seq order, evidence items as decided). Arrays are allocated here and the caller
+ * free()s them. store_history returns CANARY_ENOTFOUND for a rollout the store does not have
+ * (a known rollout without decisions gives *n = 0); CANARY_EINVALID when a stored row cannot be
+ * read back.
+ */
 struct store_rollout_row {
   struct rollout rollout;
   int shard;
