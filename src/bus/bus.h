@@ -3,6 +3,10 @@
  * offsets managed by the application, never by Kafka) and the idempotent producer that the
  * outbox relay and canaryctl use. librdkafka underneath; the loop follows its
  * examples/consumer.c: short polls, every message destroyed, close before destroy.
+ *
+ * Threading: a consumer or producer is used from one thread. Every callback (hooks, log,
+ * delivery) runs on that thread, inside bus_consumer_poll()/bus_consumer_close() or
+ * bus_producer_poll()/bus_producer_flush()/bus_produce(), never on a librdkafka thread.
  */
 #ifndef CANARY_BUS_H
 #define CANARY_BUS_H
@@ -17,6 +21,15 @@
 /* Indexed like store_input_topics[]: 0 canary.deploy, 1 canary.metrics, 2 canary.commands. */
 extern const char *const bus_input_topics[BUS_INPUT_TOPICS];
 
+/* Log levels are syslog(3)'s, as librdkafka's: */
+enum bus_log_level {
+  BUS_LOG_ERR = 3,     /* something failed that an operator must look at */
+  BUS_LOG_WARNING = 4, /* a broker error the client retries on its own */
+  BUS_LOG_NOTICE = 5,  /* rebalances: shards assigned and revoked */
+  BUS_LOG_INFO = 6,
+  BUS_LOG_DEBUG = 7,
+};
+/* msg is one line without a newline; it names the topic/partition (and offset) it is about. */
 typedef void (*bus_log_fn)(void *ctx, int level, const char *msg);
 
 /*
@@ -24,13 +37,16 @@ typedef void (*bus_log_fn)(void *ctx, int level, const char *msg);
  * before any of its messages are returned; it fills next[] with the offsets to start from
  * (-1 = the beginning) — typically from store_load_shard(). revoked() is called once per shard
  * taken away; the caller must drop the shard's state (it commits nothing more for it).
- * A non-zero return from assigned() leaves the shard unassigned and is logged.
+ * A non-zero return from assigned() leaves the shard unassigned and is logged: the group still
+ * counts the shard as this member's, so nobody consumes it until the next rebalance.
+ * Both run inside bus_consumer_poll() (after the previous batch was released) or
+ * bus_consumer_close(), so a returned batch never holds messages of a shard revoked since.
  */
 struct bus_hooks {
   void *ctx;
   int (*assigned)(void *ctx, int shard, int64_t next[BUS_INPUT_TOPICS]);
   void (*revoked)(void *ctx, int shard);
-  bus_log_fn log;
+  bus_log_fn log; /* may be NULL: nothing is logged */
 };
 
 typedef struct bus_consumer bus_consumer_t;
@@ -56,25 +72,56 @@ int bus_consumer_new(const char *brokers, const char *group, const char *client_
                      const struct bus_hooks *hooks, bus_consumer_t **out) CANARY_MUSTCHECK;
 
 /*
+ * bus_consumer_new() with extra librdkafka properties: conf is NULL or a NULL-terminated list
+ * of name, value pairs applied over the defaults (session.timeout.ms, heartbeat.interval.ms,
+ * debug, ...). The properties the exactly-once recipe depends on (enable.auto.commit,
+ * enable.auto.offset.store, partition.assignment.strategy, enable.partition.eof, group.id,
+ * bootstrap.servers) cannot be overridden: CANARY_EINVALID, logged.
+ */
+int bus_consumer_new_conf(const char *brokers, const char *group, const char *client_id,
+                          const struct bus_hooks *hooks, const char *const *conf,
+                          bus_consumer_t **out) CANARY_MUSTCHECK;
+
+/*
  * Wait up to timeout_ms for messages; returns up to max of them in *msgs (consumer-owned).
- * *idle is set when every assigned partition is at its end (caught up). Errors from the
- * broker are logged, not returned: the consumer keeps retrying on its own.
+ * Returns early, with what it has, as soon as every assigned partition is at its end.
+ * *idle is set when every assigned partition is at its end (caught up): every partition
+ * assigned has reported its end since its last message. Before the first assignment of the
+ * group *idle is false; with an empty assignment (more members than shards) it is true.
+ * Errors from the broker are logged, not returned: the consumer keeps retrying on its own.
+ * Returns CANARY_OK, CANARY_ENOMEM, CANARY_EINVALID (max is 0).
  */
 int bus_consumer_poll(bus_consumer_t *c, int timeout_ms, const struct bus_msg **msgs,
                       size_t max, size_t *n, bool *idle) CANARY_MUSTCHECK;
 
-/* Leave the group (revoking every shard through the hooks) and free. */
+/* Leave the group (revoking every shard through the hooks) and free. NULL is ignored. */
 void bus_consumer_close(bus_consumer_t *c);
 
 typedef struct bus_producer bus_producer_t;
 
-/* enable.idempotence=true, acks=all, partitioner=murmur2_random (what Java clients use). */
+/*
+ * enable.idempotence=true, acks=all, partitioner=murmur2_random (what Java clients use),
+ * linger.ms=5, message.timeout.ms=30000.
+ */
 int bus_producer_new(const char *brokers, const char *client_id, bus_log_fn log, void *log_ctx,
                      bus_producer_t **out) CANARY_MUSTCHECK;
+/*
+ * bus_producer_new() with extra librdkafka properties (NULL-terminated name, value pairs).
+ * enable.idempotence, acks, partitioner and bootstrap.servers cannot be overridden.
+ */
+int bus_producer_new_conf(const char *brokers, const char *client_id, bus_log_fn log,
+                          void *log_ctx, const char *const *conf,
+                          bus_producer_t **out) CANARY_MUSTCHECK;
 
 /*
- * Queue one message; partition = -1 lets the partitioner pick by key. delivered(opaque, ok)
- * is called from bus_producer_poll()/flush() when the broker answered.
+ * Queue one message (key and value are copied); partition = -1 lets the partitioner pick by
+ * key. delivered(ctx, opaque, ok, error) is called once per message from bus_producer_poll(),
+ * bus_producer_flush() or bus_produce() (which serves delivery reports while it waits for
+ * room in a full queue) when the broker answered or message.timeout.ms passed.
+ * Returns CANARY_OK; CANARY_EFULL when the queue stayed full for message.timeout.ms;
+ * CANARY_EINVALID for an unknown topic/partition or a message too large; CANARY_EUNAVAILABLE
+ * when the producer has failed for good (a fatal idempotence error: destroy it, make a new
+ * one, and publish again what was not acknowledged); CANARY_EIO otherwise. Logged.
  */
 typedef void (*bus_delivery_fn)(void *ctx, int64_t opaque, bool ok, const char *error);
 int bus_produce(bus_producer_t *p, const char *topic, int32_t partition, const void *key,
@@ -84,8 +131,12 @@ void bus_producer_on_delivery(bus_producer_t *p, bus_delivery_fn fn, void *ctx);
 void bus_producer_poll(bus_producer_t *p, int timeout_ms);
 /* Wait until everything queued is delivered or timeout_ms passed; CANARY_ETIMEOUT then. */
 int bus_producer_flush(bus_producer_t *p, int timeout_ms) CANARY_MUSTCHECK;
-/* Number of partitions of topic (metadata), or -1. */
+/* Number of partitions of topic (metadata), or -1 (unknown topic, broker unreachable). */
 int bus_partition_count(bus_producer_t *p, const char *topic, int timeout_ms);
+/*
+ * Free the producer. Messages not yet delivered are dropped without a delivery report:
+ * call bus_producer_flush() first. NULL is ignored.
+ */
 void bus_producer_destroy(bus_producer_t *p);
 
 #endif
