@@ -94,6 +94,21 @@ int bus_consumer_new_conf(const char *brokers, const char *group, const char *cl
 int bus_consumer_poll(bus_consumer_t *c, int timeout_ms, const struct bus_msg **msgs,
                       size_t max, size_t *n, bool *idle) CANARY_MUSTCHECK;
 
+/*
+ * Whether topic/partition (an index into bus_input_topics) has reported its end since the last
+ * message returned from it: nothing more is there right now. True for a partition that is not
+ * assigned (nothing will come from it).
+ */
+bool bus_consumer_at_end(const bus_consumer_t *c, int topic, int32_t partition);
+
+/*
+ * Go back (or forward) to next[] on the shard's three partitions (-1 = the beginning), e.g. to
+ * the offsets stored with the last commit that is known to have happened. Returns CANARY_OK or
+ * CANARY_EIO (logged).
+ */
+int bus_consumer_seek_shard(bus_consumer_t *c, int shard, const int64_t next[BUS_INPUT_TOPICS])
+    CANARY_MUSTCHECK;
+
 /* Leave the group (revoking every shard through the hooks) and free. NULL is ignored. */
 void bus_consumer_close(bus_consumer_t *c);
 

@@ -455,3 +455,41 @@ int bus_consumer_poll(bus_consumer_t *c, int timeout_ms, const struct bus_msg **
   *idle = idle_now(c);
   return CANARY_OK;
 }
+
+/* ---- positions -------------------------------------------------------------------------- */
+
+bool bus_consumer_at_end(const bus_consumer_t *c, int topic, int32_t partition) {
+  for (size_t i = 0; i < c->n_parts; i++)
+    if (c->parts[i].topic == topic && c->parts[i].partition == partition)
+      return c->parts[i].eof;
+  return true; /* not assigned (the topic has fewer partitions): nothing will come from it */
+}
+
+int bus_consumer_seek_shard(bus_consumer_t *c, int shard, const int64_t next[BUS_INPUT_TOPICS]) {
+  rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(BUS_INPUT_TOPICS);
+  if (!list)
+    return CANARY_ENOMEM;
+  for (int t = 0; t < BUS_INPUT_TOPICS; t++) {
+    rd_kafka_topic_partition_t *tp =
+        rd_kafka_topic_partition_list_add(list, bus_input_topics[t], shard);
+    tp->offset = next[t] < 0 ? RD_KAFKA_OFFSET_BEGINNING : next[t];
+  }
+  rd_kafka_error_t *err = rd_kafka_seek_partitions(c->rk, list, 10000);
+  int rc = CANARY_OK;
+  if (err) {
+    consumer_log(c, BUS_LOG_ERR, "seek of shard %d failed: %s", shard, rd_kafka_error_string(err));
+    rd_kafka_error_destroy(err);
+    rc = CANARY_EIO;
+  }
+  for (int i = 0; rc == CANARY_OK && i < list->cnt; i++)
+    if (list->elems[i].err) {
+      consumer_log(c, BUS_LOG_ERR, "seek of %s [%d] failed: %s", list->elems[i].topic, shard,
+                   rd_kafka_err2str(list->elems[i].err));
+      rc = CANARY_EIO;
+    }
+  rd_kafka_topic_partition_list_destroy(list);
+  for (size_t i = 0; i < c->n_parts; i++)
+    if (c->parts[i].partition == shard)
+      c->parts[i].eof = false;
+  return rc;
+}

@@ -816,6 +816,8 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
     return CANARY_OK;
   case EVENT_APPROVAL_GRANTED:
     r->approvals |= 1u << ev->role;
+    /* zeroed first: a rollout is compared and stored byte for byte, so no stale tail bytes */
+    memset(r->approvers[ev->role], 0, sizeof r->approvers[ev->role]);
     snprintf(r->approvers[ev->role], sizeof r->approvers[ev->role], "%s",
              ev->actor[0] ? ev->actor : "unknown");
     return CANARY_OK;

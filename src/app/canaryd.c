@@ -1,0 +1,157 @@
+/*
+ * canaryd: the worker. Consumes canary.deploy, canary.metrics and canary.commands in a consumer
+ * group, decides through the core, commits to PostgreSQL, publishes the outbox to Kafka.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "app/app_cli.h"
+#include "app/app_log.h"
+#include "app/worker.h"
+#include "store/store.h"
+
+static volatile sig_atomic_t running = 1;
+
+static void on_signal(int sig) {
+  (void)sig;
+  running = 0;
+}
+
+static const char usage[] =
+    "usage: canaryd [run] [OPTIONS]      run the worker (the default)\n"
+    "       canaryd migrate [--pg CONNINFO]\n"
+    "\n"
+    "Options (environment variable in brackets):\n"
+    "  --kafka BROKERS     Kafka bootstrap servers [CANARY_KAFKA]\n"
+    "  --pg CONNINFO       PostgreSQL connection string [CANARY_PG]\n"
+    "  --plan FILE         rollout plan (YAML or the seed's flag JSON) [CANARY_PLAN];\n"
+    "                      default: the built-in plan (config/rollout.yaml)\n"
+    "  --group NAME        consumer group (canaryd); workers of one group share the shards\n"
+    "  --worker-id ID      this worker's name (hostname-pid)\n"
+    "  --clock wall|event  wall (default): deadlines also fire from the wall clock while the\n"
+    "                      input is idle; event: only event time moves the clock (replays)\n"
+    "  --tick-ms N         idle deadline check interval (500)\n"
+    "  --hold-ms N         longest wait for a lagging partition before releasing (1000)\n"
+    "  --no-relay          do not publish the outbox (another process does)\n"
+    "  --log-json          log lines as JSON\n"
+    "  -v, --verbose       debug logging\n"
+    "  -h, --help          this help\n"
+    "\n"
+    "SIGTERM/SIGINT: finish the batch, commit, publish, leave the group, exit 0.\n"
+    "Exit status: 0 clean stop, 1 could not start (configuration, schemas, migrations),\n"
+    "2 usage error.\n";
+
+static const char *env_or(const char *v, const char *name) { return v ? v : getenv(name); }
+
+static int migrate(const char *conninfo) {
+  store_t *st;
+  int applied = 0;
+  if (!conninfo) {
+    fprintf(stderr, "canaryd migrate: --pg or CANARY_PG is required\n");
+    return EXIT_USAGE;
+  }
+  if (store_open(conninfo, 30000, log_callback, NULL, &st) != CANARY_OK)
+    return EXIT_UNAVAILABLE;
+  int rc = store_migrate(st, &applied);
+  if (rc != CANARY_OK)
+    fprintf(stderr, "canaryd migrate: %s\n", store_last_error(st));
+  else
+    printf("migrations: %d applied\n", applied);
+  store_close(st);
+  return rc == CANARY_OK ? EXIT_OK : EXIT_BAD_INPUT;
+}
+
+int main(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"kafka", required_argument, NULL, 'k'},   {"pg", required_argument, NULL, 'p'},
+      {"plan", required_argument, NULL, 'P'},    {"group", required_argument, NULL, 'g'},
+      {"worker-id", required_argument, NULL, 'w'}, {"clock", required_argument, NULL, 'c'},
+      {"tick-ms", required_argument, NULL, 't'}, {"hold-ms", required_argument, NULL, 'H'},
+      {"no-relay", no_argument, NULL, 'R'},      {"log-json", no_argument, NULL, 'j'},
+      {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
+  struct worker_config cfg;
+  worker_config_defaults(&cfg);
+  const char *kafka = NULL, *pg = NULL, *plan_path = NULL;
+  bool json = false;
+  int level = LOG_LVL_INFO, c;
+  char worker_id[128];
+  char host[64] = "canaryd";
+  gethostname(host, sizeof host - 1);
+  snprintf(worker_id, sizeof worker_id, "%s-%d", host, (int)getpid());
+  cfg.worker_id = worker_id;
+
+  bool do_migrate = false;
+  if (argc > 1 && argv[1][0] != '-') {
+    if (!strcmp(argv[1], "migrate"))
+      do_migrate = true;
+    else if (strcmp(argv[1], "run")) {
+      fprintf(stderr, "canaryd: unknown command '%s'\n\n%s", argv[1], usage);
+      return EXIT_USAGE;
+    }
+    argv++;
+    argc--;
+  }
+  while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+    switch (c) {
+    case 'k': kafka = optarg; break;
+    case 'p': pg = optarg; break;
+    case 'P': plan_path = optarg; break;
+    case 'g': cfg.group = optarg; break;
+    case 'w': cfg.worker_id = optarg; break;
+    case 'c':
+      if (strcmp(optarg, "wall") && strcmp(optarg, "event")) {
+        fprintf(stderr, "canaryd: --clock must be wall or event\n");
+        return EXIT_USAGE;
+      }
+      cfg.wall_clock = !strcmp(optarg, "wall");
+      break;
+    case 't': cfg.tick_ms = atoi(optarg); break;
+    case 'H': cfg.hold_ms = atoi(optarg); break;
+    case 'R': cfg.relay = false; break;
+    case 'j': json = true; break;
+    case 'v': level = LOG_LVL_DEBUG; break;
+    case 'V': puts("canaryd " CANARY_VERSION); return EXIT_OK;
+    case 'h': fputs(usage, stdout); return EXIT_OK;
+    default: fputs(usage, stderr); return EXIT_USAGE;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "canaryd: unexpected argument '%s'\n", argv[optind]);
+    return EXIT_USAGE;
+  }
+  log_setup(level, json, "canaryd");
+  pg = env_or(pg, "CANARY_PG");
+  if (do_migrate)
+    return migrate(pg);
+  kafka = env_or(kafka, "CANARY_KAFKA");
+  plan_path = env_or(plan_path, "CANARY_PLAN");
+  if (!kafka || !pg) {
+    fprintf(stderr, "canaryd: %s is required (option or environment)\n",
+            !kafka ? "--kafka/CANARY_KAFKA" : "--pg/CANARY_PG");
+    return EXIT_USAGE;
+  }
+  if (cfg.tick_ms <= 0 || cfg.hold_ms < 0) {
+    fprintf(stderr, "canaryd: --tick-ms must be positive and --hold-ms not negative\n");
+    return EXIT_USAGE;
+  }
+  static struct plan plan;
+  if (!cli_load_plan("canaryd", plan_path, &plan))
+    return EXIT_BAD_INPUT;
+  cfg.plan = &plan;
+  cfg.brokers = kafka;
+  cfg.conninfo = pg;
+
+  struct sigaction sa = {.sa_handler = on_signal};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  log_msg(LOG_LVL_NOTICE, NULL, "canaryd %s starting: plan %s, %d stages", CANARY_VERSION,
+          plan_path ? plan_path : "(built-in)", plan.n_stages);
+  return worker_run(&cfg, &running) == 0 ? EXIT_OK : EXIT_BAD_INPUT;
+}

@@ -1,0 +1,779 @@
+/*
+ * The worker loop. A shard (one partition number across the three input topics) is owned by one
+ * worker at a time and has its own engine, so its events replay in one order:
+ *
+ *   poll ─▶ queue per topic ─▶ release in event-time order ─▶ engine ─▶ batch ─▶ commit ─▶ relay
+ *
+ * "Now" is event time: an event is applied at its own time, after every deadline due before it
+ * has fired at its exact time — as `canaryctl simulate` does, so a replay of the same input
+ * decides the same. While the input is idle (every partition caught up), the wall clock fires
+ * due deadlines (stage minimums and maximums), each still decided at its exact deadline time.
+ */
+#include "app/worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app/app_log.h"
+#include "bus/bus.h"
+#include "codec/avro_codec.h"
+#include "codec/event_json.h"
+#include "codec/json.h"
+#include "core/engine.h"
+#include "store/store.h"
+
+#define MAX_SHARDS 256
+#define RELAY_BATCH 500
+
+/* One consumed message waiting for its turn (its bytes copied out of librdkafka's). */
+struct pending {
+  int64_t offset;
+  int64_t time_ms;       /* event time; INT64_MIN when it does not decode (released first) */
+  int64_t arrived_ms;    /* wall clock, for the hold limit */
+  unsigned char *key, *value;
+  size_t key_len, len;
+};
+
+struct queue {
+  struct pending *items;
+  size_t head, n, cap; /* items[head .. head+n) */
+};
+
+/* What a shard has decided since its last commit. */
+struct dead {
+  struct avro_buf payload;
+  char *key;
+  char id[96]; /* "dlq/<topic>/<partition>/<offset>": a re-applied batch cannot double it */
+};
+
+struct batch {
+  struct effects fx;
+  struct rollout **dirty;
+  size_t n_dirty, cap_dirty;
+  char **ids;
+  size_t n_ids, cap_ids;
+  struct dead *dlq;
+  size_t n_dlq, cap_dlq;
+  bool offsets_moved;
+};
+
+struct shard {
+  int id;
+  int64_t epoch;
+  struct engine engine;
+  struct queue q[BUS_INPUT_TOPICS];
+  int64_t next[BUS_INPUT_TOPICS]; /* next offset to apply, per input topic (-1: from start) */
+  struct batch b;
+};
+
+struct worker {
+  const struct worker_config *cfg;
+  store_t *store;
+  store_t *relay_store;
+  bus_consumer_t *consumer;
+  bus_producer_t *producer;
+  avro_codec_t *codec;
+  struct shard *shards[MAX_SHARDS];
+  volatile sig_atomic_t *running;
+  int64_t last_tick_ms, last_stats_ms;
+  /* commit scratch, reused */
+  struct avro_buf *enc;
+  struct store_outbox_row *rows;
+  const struct decision **decisions;
+  size_t cap_enc, cap_rows, cap_decisions;
+  struct jbuf slack;
+  /* relay */
+  int64_t *acked;
+  size_t n_acked, cap_acked;
+  /* counters for the periodic progress line */
+  int64_t applied, duplicates, dead_letters, decisions_made, published, commits;
+};
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static unsigned char *dup_bytes(const void *p, size_t n) {
+  unsigned char *d = malloc(n + 1);
+  if (d) {
+    if (n)
+      memcpy(d, p, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+/* Make room for one more element in *items; false on ENOMEM. */
+static bool reserve(void *items, size_t *cap, size_t n, size_t elem) {
+  void **p = items;
+  if (n < *cap)
+    return true;
+  size_t c = *cap ? *cap * 2 : 16;
+  void *q = realloc(*p, c * elem);
+  if (!q)
+    return false;
+  *p = q;
+  *cap = c;
+  return true;
+}
+
+/* ---- queues ----------------------------------------------------------------------------- */
+
+static void pending_free(struct pending *p) {
+  free(p->key);
+  free(p->value);
+}
+
+static bool queue_push(struct queue *q, const struct pending *p) {
+  if (q->head + q->n == q->cap && q->head) { /* compact before growing */
+    memmove(q->items, q->items + q->head, q->n * sizeof *q->items);
+    q->head = 0;
+  }
+  if (!reserve(&q->items, &q->cap, q->head + q->n, sizeof *q->items))
+    return false;
+  q->items[q->head + q->n++] = *p;
+  return true;
+}
+
+static struct pending *queue_front(struct queue *q) { return q->n ? &q->items[q->head] : NULL; }
+
+static void queue_pop(struct queue *q) {
+  pending_free(&q->items[q->head]);
+  q->head++;
+  if (!--q->n)
+    q->head = 0;
+}
+
+static void queue_clear(struct queue *q) {
+  while (q->n)
+    queue_pop(q);
+}
+
+/* ---- batches ---------------------------------------------------------------------------- */
+
+static void batch_clear(struct batch *b) {
+  effects_clear(&b->fx);
+  b->n_dirty = 0;
+  for (size_t i = 0; i < b->n_ids; i++)
+    free(b->ids[i]);
+  b->n_ids = 0;
+  for (size_t i = 0; i < b->n_dlq; i++) {
+    avro_buf_free(&b->dlq[i].payload);
+    free(b->dlq[i].key);
+  }
+  b->n_dlq = 0;
+  b->offsets_moved = false;
+}
+
+static void batch_free(struct batch *b) {
+  batch_clear(b);
+  effects_free(&b->fx);
+  free(b->dirty);
+  free(b->ids);
+  free(b->dlq);
+  memset(b, 0, sizeof *b);
+}
+
+static bool batch_empty(const struct batch *b) {
+  return !b->fx.n && !b->n_dirty && !b->n_ids && !b->n_dlq && !b->offsets_moved;
+}
+
+static void mark_dirty(struct batch *b, struct rollout *r) {
+  for (size_t i = 0; i < b->n_dirty; i++)
+    if (b->dirty[i] == r)
+      return;
+  if (reserve(&b->dirty, &b->cap_dirty, b->n_dirty, sizeof *b->dirty))
+    b->dirty[b->n_dirty++] = r;
+}
+
+static void mark_all_dirty(struct shard *s) {
+  for (size_t i = 0; i < s->engine.n_rollouts; i++)
+    mark_dirty(&s->b, s->engine.rollouts[i]);
+}
+
+/* ---- shards ----------------------------------------------------------------------------- */
+
+static void shard_reset(struct shard *s) {
+  for (int t = 0; t < BUS_INPUT_TOPICS; t++)
+    queue_clear(&s->q[t]);
+  batch_clear(&s->b);
+  engine_destroy(&s->engine);
+}
+
+static void shard_free(struct shard *s) {
+  if (!s)
+    return;
+  shard_reset(s);
+  for (int t = 0; t < BUS_INPUT_TOPICS; t++)
+    free(s->q[t].items);
+  batch_free(&s->b);
+  free(s);
+}
+
+/* Reconnect to PostgreSQL, as long as it takes (or until shutdown). */
+static bool store_back(struct worker *w, store_t *st) {
+  while (*w->running) {
+    if (store_reconnect(st, 30000) == CANARY_OK) {
+      log_msg(LOG_LVL_NOTICE, NULL, "PostgreSQL is back");
+      return true;
+    }
+    log_msg(LOG_LVL_WARNING, NULL, "PostgreSQL still unavailable; retrying");
+  }
+  return false;
+}
+
+/* Claim the shard and load its state from the store into a fresh engine. */
+static int shard_fill(struct worker *w, struct shard *s) {
+  struct store_offsets off;
+  int rc = engine_init(&s->engine, w->cfg->plan);
+  if (rc == CANARY_OK)
+    rc = store_claim_shard(w->store, s->id, w->cfg->worker_id, &s->epoch);
+  if (rc == CANARY_OK)
+    rc = store_load_shard(w->store, s->id, &s->engine, &off);
+  if (rc == CANARY_OK) {
+    memcpy(s->next, off.next, sizeof s->next);
+    char ctx[64];
+    snprintf(ctx, sizeof ctx, "shard=%d epoch=%" PRId64, s->id, s->epoch);
+    log_msg(LOG_LVL_NOTICE, ctx, "shard loaded: %zu rollouts, next offsets %" PRId64 "/%" PRId64
+            "/%" PRId64, s->engine.n_rollouts, s->next[0], s->next[1], s->next[2]);
+    return CANARY_OK;
+  }
+  engine_destroy(&s->engine);
+  log_msg(LOG_LVL_ERR, NULL, "cannot load shard %d: %s (%s)", s->id, canary_strerror(rc),
+          store_last_error(w->store));
+  return rc;
+}
+
+/* Claim and load a shard; retried while PostgreSQL is away, since the group gave it to us. */
+static struct shard *shard_load(struct worker *w, int id) {
+  struct shard *s = calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  s->id = id;
+  for (;;) {
+    int rc = shard_fill(w, s);
+    if (rc == CANARY_OK)
+      return s;
+    if (rc != CANARY_EUNAVAILABLE || !store_back(w, w->store)) {
+      free(s);
+      return NULL;
+    }
+  }
+}
+
+static int on_assigned(void *ctx, int id, int64_t next[BUS_INPUT_TOPICS]) {
+  struct worker *w = ctx;
+  if (id < 0 || id >= MAX_SHARDS) {
+    log_msg(LOG_LVL_ERR, NULL, "shard %d is beyond the %d this build supports", id, MAX_SHARDS);
+    return -1;
+  }
+  shard_free(w->shards[id]);
+  w->shards[id] = shard_load(w, id);
+  if (!w->shards[id])
+    return -1;
+  memcpy(next, w->shards[id]->next, sizeof w->shards[id]->next);
+  return 0;
+}
+
+static void on_revoked(void *ctx, int id) {
+  struct worker *w = ctx;
+  if (id < 0 || id >= MAX_SHARDS || !w->shards[id])
+    return;
+  log_msg(LOG_LVL_NOTICE, NULL, "shard %d revoked", id);
+  shard_free(w->shards[id]);
+  w->shards[id] = NULL;
+}
+
+/*
+ * Start the shard over from what the store has: after a commit whose outcome is unknown (the
+ * connection dropped during COMMIT) or that failed, memory may be ahead of the store. The
+ * stored offsets say where the truth ends; the consumer goes back there.
+ */
+static void shard_rewind(struct worker *w, struct shard *s) {
+  for (;;) {
+    shard_reset(s);
+    int rc = shard_fill(w, s);
+    if (rc == CANARY_OK)
+      break;
+    if (!*w->running || (rc == CANARY_EUNAVAILABLE && !store_back(w, w->store)))
+      return;
+    if (rc != CANARY_EUNAVAILABLE)
+      return; /* logged; the shard stays empty until the next rebalance */
+  }
+  if (bus_consumer_seek_shard(w->consumer, s->id, s->next) != CANARY_OK)
+    log_msg(LOG_LVL_ERR, NULL, "shard %d: cannot seek back to the stored offsets", s->id);
+}
+
+/* ---- applying events -------------------------------------------------------------------- */
+
+static void dead_letter(struct worker *w, struct shard *s, int topic, const struct pending *p,
+                        const char *reason) {
+  struct batch *b = &s->b;
+  char ctx[160];
+  snprintf(ctx, sizeof ctx, "topic=%s partition=%d offset=%" PRId64, bus_input_topics[topic],
+           s->id, p->offset);
+  log_msg(LOG_LVL_WARNING, ctx, "dead letter: %s", reason);
+  w->dead_letters++;
+  if (!reserve(&b->dlq, &b->cap_dlq, b->n_dlq, sizeof *b->dlq))
+    return;
+  struct dead *d = &b->dlq[b->n_dlq];
+  memset(d, 0, sizeof *d);
+  if (avro_codec_encode_dlq(w->codec, p->value, p->len, bus_input_topics[topic], s->id,
+                            p->offset, p->key, p->key_len, reason, wall_ms(),
+                            &d->payload) != CANARY_OK) {
+    log_msg(LOG_LVL_ERR, ctx, "cannot encode the dead letter");
+    avro_buf_free(&d->payload);
+    return;
+  }
+  d->key = p->key ? (char *)dup_bytes(p->key, p->key_len) : NULL;
+  snprintf(d->id, sizeof d->id, "dlq/%s/%d/%" PRId64, bus_input_topics[topic], s->id, p->offset);
+  b->n_dlq++;
+}
+
+/* Mark the rollouts whose deadline is due at t (they are about to change). */
+static void mark_due(struct shard *s, int64_t t) {
+  for (size_t i = 0; i < s->engine.n_rollouts; i++)
+    if (rollout_next_deadline(s->engine.rollouts[i], s->engine.plan) <= t)
+      mark_dirty(&s->b, s->engine.rollouts[i]);
+}
+
+/* Fire the shard's deadlines up to t, each at its own time. */
+static int fire_until(struct shard *s, int64_t t) {
+  for (;;) {
+    int64_t d = engine_next_deadline(&s->engine);
+    if (d > t)
+      return CANARY_OK;
+    mark_due(s, d);
+    int rc = engine_tick(&s->engine, d, &s->b.fx);
+    if (rc != CANARY_OK)
+      return rc;
+  }
+}
+
+static void apply_one(struct worker *w, struct shard *s, int topic, const struct pending *p) {
+  struct event ev;
+  char why[512];
+  s->next[topic] = p->offset + 1;
+  s->b.offsets_moved = true;
+  int rc = avro_codec_decode_event(w->codec, p->value, p->len, &ev, why, sizeof why);
+  if (rc != CANARY_OK)
+    return dead_letter(w, s, topic, p, why);
+  if (strcmp(avro_codec_topic_of(ev.type), bus_input_topics[topic]) != 0) {
+    snprintf(why, sizeof why, "type %s belongs on %s, not %s", event_type_name(ev.type),
+             avro_codec_topic_of(ev.type), bus_input_topics[topic]);
+    return dead_letter(w, s, topic, p, why);
+  }
+  if ((rc = fire_until(s, ev.time_ms)) != CANARY_OK) {
+    log_msg(LOG_LVL_ERR, NULL, "shard %d: %s", s->id, canary_strerror(rc));
+    return;
+  }
+  enum apply_outcome outcome;
+  size_t before = s->b.fx.n;
+  rc = engine_apply(&s->engine, &ev, ev.time_ms, &s->b.fx, &outcome, why, sizeof why);
+  if (rc != CANARY_OK) {
+    log_msg(LOG_LVL_ERR, NULL, "shard %d: %s", s->id, canary_strerror(rc));
+    return;
+  }
+  switch (outcome) {
+  case APPLY_DUPLICATE:
+    w->duplicates++;
+    return;
+  case APPLY_REJECTED:
+    return dead_letter(w, s, topic, p, why);
+  case APPLY_APPLIED:
+    break;
+  }
+  w->applied++;
+  if (reserve(&s->b.ids, &s->b.cap_ids, s->b.n_ids, sizeof *s->b.ids))
+    s->b.ids[s->b.n_ids++] = (char *)dup_bytes(ev.id, strlen(ev.id));
+  if (ev.type == EVENT_FLAG_SET && !ev.rollout[0])
+    mark_all_dirty(s);
+  else if (engine_find(&s->engine, ev.rollout))
+    mark_dirty(&s->b, engine_find(&s->engine, ev.rollout));
+  for (size_t i = before; i < s->b.fx.n; i++)
+    if (s->b.fx.items[i].kind == EFFECT_DECISION && log_enabled(LOG_LVL_INFO)) {
+      const struct decision *d = &s->b.fx.items[i].u.decision;
+      char ctx[128];
+      snprintf(ctx, sizeof ctx, "rollout=%s shard=%d", d->rollout, s->id);
+      log_msg(LOG_LVL_INFO, ctx, "decision %s: %s %s (%s): %s", d->id,
+              decision_action_name(d->action), d->to_stage, rollout_state_name(d->state),
+              d->reason);
+    }
+}
+
+/*
+ * Release queued messages in event-time order across the shard's three topic-partitions. The
+ * earliest head goes first, but only when every other partition either has a message queued
+ * (so nothing earlier can still come from it) or has reported its end; a partition that is
+ * merely slow is waited for at most hold_ms. With the input already in Kafka — a replay — this
+ * gives the same order every time; live, a caught-up partition never delays the others.
+ */
+static void release(struct worker *w, struct shard *s, int64_t now_wall) {
+  for (;;) {
+    int k = -1;
+    for (int t = 0; t < BUS_INPUT_TOPICS; t++) {
+      const struct pending *p = queue_front(&s->q[t]);
+      if (p && (k < 0 || p->time_ms < queue_front(&s->q[k])->time_ms))
+        k = t;
+    }
+    if (k < 0)
+      return;
+    const struct pending *head = queue_front(&s->q[k]);
+    bool waited = now_wall - head->arrived_ms >= w->cfg->hold_ms;
+    for (int t = 0; t < BUS_INPUT_TOPICS && !waited; t++)
+      if (t != k && !s->q[t].n && !bus_consumer_at_end(w->consumer, t, s->id))
+        return; /* partition t may still deliver something earlier */
+    apply_one(w, s, k, head);
+    queue_pop(&s->q[k]);
+  }
+}
+
+/* ---- committing ------------------------------------------------------------------------- */
+
+static bool add_row(struct worker *w, size_t *n, const char *topic, const char *key,
+                    const char *id, const struct avro_buf *payload) {
+  if (!reserve(&w->rows, &w->cap_rows, *n, sizeof *w->rows))
+    return false;
+  w->rows[(*n)++] = (struct store_outbox_row){
+      .topic = topic, .key = key, .message_id = id, .payload = payload->data, .len = payload->len};
+  return true;
+}
+
+/* Encode the batch's effects for the outbox. Returns the number of rows, or -1. */
+static long build_outbox(struct worker *w, struct shard *s, size_t *n_decisions) {
+  struct batch *b = &s->b;
+  size_t n = 0;
+  *n_decisions = 0;
+  if (b->fx.n > w->cap_enc) { /* encoders reuse their buffers: new slots start empty */
+    struct avro_buf *enc = realloc(w->enc, b->fx.n * sizeof *enc);
+    if (!enc)
+      return -1;
+    memset(enc + w->cap_enc, 0, (b->fx.n - w->cap_enc) * sizeof *enc);
+    w->enc = enc;
+    w->cap_enc = b->fx.n;
+  }
+  for (size_t i = 0; i < b->fx.n; i++) {
+    const struct effect *e = &b->fx.items[i];
+    struct avro_buf *out = &w->enc[i];
+    int rc;
+    const char *topic, *key, *id;
+    switch (e->kind) {
+    case EFFECT_DECISION:
+      if (!reserve(&w->decisions, &w->cap_decisions, *n_decisions, sizeof *w->decisions))
+        return -1;
+      w->decisions[(*n_decisions)++] = &e->u.decision;
+      rc = avro_codec_encode_decision(w->codec, &e->u.decision, out);
+      topic = "canary.decisions", key = e->u.decision.rollout, id = e->u.decision.id;
+      break;
+    case EFFECT_NOTIFICATION:
+      jbuf_reset(&w->slack);
+      notification_slack_payload(&e->u.notification, &w->slack);
+      rc = avro_codec_encode_notification(w->codec, &e->u.notification,
+                                          w->slack.data ? w->slack.data : "{}", out);
+      topic = "canary.notifications", key = e->u.notification.rollout;
+      id = e->u.notification.id;
+      break;
+    case EFFECT_TRAFFIC:
+      rc = avro_codec_encode_traffic(w->codec, &e->u.traffic, out);
+      topic = "canary.flags", key = e->u.traffic.service, id = e->u.traffic.id;
+      break;
+    default:
+      continue;
+    }
+    if (rc != CANARY_OK) {
+      log_msg(LOG_LVL_ERR, NULL, "shard %d: cannot encode an output: %s", s->id,
+              canary_strerror(rc));
+      return -1;
+    }
+    if (!add_row(w, &n, topic, key, id, out))
+      return -1;
+  }
+  for (size_t i = 0; i < b->n_dlq; i++)
+    if (!add_row(w, &n, "canary.dlq", b->dlq[i].key, b->dlq[i].id, &b->dlq[i].payload))
+      return -1;
+  return (long)n;
+}
+
+/* Commit the shard's batch: state, transitions, offsets, outbox, ids — together or not at all. */
+static void commit(struct worker *w, struct shard *s) {
+  if (batch_empty(&s->b))
+    return;
+  size_t n_decisions;
+  long n_rows = build_outbox(w, s, &n_decisions);
+  if (n_rows < 0) {
+    log_msg(LOG_LVL_ERR, NULL, "shard %d: out of memory building a batch; rewinding", s->id);
+    shard_rewind(w, s);
+    return;
+  }
+  struct store_batch b = {
+      .shard = s->id,
+      .epoch = s->epoch,
+      .rollouts = s->b.dirty,
+      .n_rollouts = s->b.n_dirty,
+      .decisions = w->decisions,
+      .n_decisions = n_decisions,
+      .outbox = w->rows,
+      .n_outbox = (size_t)n_rows,
+      .event_ids = (const char *const *)s->b.ids,
+      .n_event_ids = s->b.n_ids,
+      .global = &s->engine.global,
+  };
+  memcpy(b.offsets.next, s->next, sizeof b.offsets.next);
+  /* The log lists rollouts in creation order so the store restores them in it. */
+  int rc = store_commit(w->store, &b);
+  switch (rc) {
+  case CANARY_OK:
+    w->commits++;
+    w->decisions_made += (int64_t)n_decisions;
+    batch_clear(&s->b);
+    return;
+  case CANARY_EFENCED:
+    log_msg(LOG_LVL_WARNING, NULL, "shard %d: another worker owns it now (epoch %" PRId64
+            " is stale); dropping it", s->id, s->epoch);
+    w->shards[s->id] = NULL;
+    shard_free(s);
+    return;
+  case CANARY_EUNAVAILABLE:
+    log_msg(LOG_LVL_WARNING, NULL, "shard %d: PostgreSQL went away during a commit; "
+            "reconnecting, then resuming from what was stored", s->id);
+    if (store_back(w, w->store))
+      shard_rewind(w, s);
+    return;
+  default:
+    log_msg(LOG_LVL_ERR, NULL, "shard %d: commit failed: %s (%s); resuming from what was stored",
+            s->id, canary_strerror(rc), store_last_error(w->store));
+    shard_rewind(w, s);
+    return;
+  }
+}
+
+/* ---- relay ------------------------------------------------------------------------------ */
+
+static void on_delivery(void *ctx, int64_t opaque, bool ok, const char *error) {
+  struct worker *w = ctx;
+  if (!ok) {
+    log_msg(LOG_LVL_WARNING, NULL, "outbox row %" PRId64 " not delivered: %s (will retry)",
+            opaque, error ? error : "?");
+    return;
+  }
+  if (reserve(&w->acked, &w->cap_acked, w->n_acked, sizeof *w->acked))
+    w->acked[w->n_acked++] = opaque;
+}
+
+/*
+ * Publish what the outbox holds, oldest first, and mark what the broker acknowledged. A crash
+ * between the two publishes those rows again on restart, with the same ids: consumers
+ * de-duplicate by id.
+ */
+static void relay(struct worker *w, bool final) {
+  for (int round = 0; round < 20 && (*w->running || final); round++) {
+    const struct store_outbox_msg *msgs;
+    size_t n;
+    int rc = store_outbox_fetch(w->relay_store, RELAY_BATCH, &msgs, &n);
+    if (rc == CANARY_EUNAVAILABLE) {
+      store_back(w, w->relay_store);
+      return;
+    }
+    if (rc != CANARY_OK || n == 0)
+      return;
+    w->n_acked = 0;
+    for (size_t i = 0; i < n; i++) {
+      const struct store_outbox_msg *m = &msgs[i];
+      rc = bus_produce(w->producer, m->topic, -1, m->key, m->key ? strlen(m->key) : 0, m->payload,
+                       m->len, m->seq);
+      if (rc != CANARY_OK) {
+        log_msg(LOG_LVL_WARNING, NULL, "cannot queue outbox row %" PRId64 " for %s: %s", m->seq,
+                m->topic, canary_strerror(rc));
+        break;
+      }
+    }
+    if (bus_producer_flush(w->producer, 10000) != CANARY_OK)
+      log_msg(LOG_LVL_WARNING, NULL, "Kafka did not acknowledge every outbox row in 10 s; "
+              "the rest will be published again");
+    if (w->n_acked) {
+      rc = store_outbox_mark(w->relay_store, w->acked, w->n_acked);
+      if (rc != CANARY_OK)
+        log_msg(LOG_LVL_WARNING, NULL, "cannot mark %zu outbox rows published: %s", w->n_acked,
+                canary_strerror(rc));
+      else
+        w->published += (int64_t)w->n_acked;
+    }
+    if (n < RELAY_BATCH || w->n_acked < n)
+      return;
+  }
+}
+
+/* ---- the loop --------------------------------------------------------------------------- */
+
+static void enqueue(struct worker *w, const struct bus_msg *m, int64_t now_wall) {
+  if (m->partition < 0 || m->partition >= MAX_SHARDS || !w->shards[m->partition])
+    return; /* not ours (any more): its new owner consumes it from the stored offsets */
+  struct shard *s = w->shards[m->partition];
+  struct pending p = {.offset = m->offset, .arrived_ms = now_wall, .time_ms = INT64_MIN,
+                      .key_len = m->key_len, .len = m->len};
+  struct event ev;
+  char why[8];
+  /* Decoded once here for its time only; apply_one() decodes again (metric arrays live in the
+   * codec only until the next decode). */
+  if (avro_codec_decode_event(w->codec, m->value, m->len, &ev, why, sizeof why) == CANARY_OK)
+    p.time_ms = ev.time_ms;
+  p.key = m->key ? dup_bytes(m->key, m->key_len) : NULL;
+  p.value = dup_bytes(m->value, m->len);
+  if (!p.value || !queue_push(&s->q[m->topic], &p)) {
+    pending_free(&p);
+    log_msg(LOG_LVL_ERR, NULL, "out of memory queueing a message of shard %d", s->id);
+  }
+}
+
+static void idle_tick(struct worker *w, int64_t now_wall) {
+  for (int i = 0; i < MAX_SHARDS; i++) {
+    struct shard *s = w->shards[i];
+    if (!s)
+      continue;
+    for (int t = 0; t < BUS_INPUT_TOPICS; t++)
+      if (s->q[t].n)
+        goto next; /* events still queued come first */
+    if (fire_until(s, now_wall) != CANARY_OK)
+      log_msg(LOG_LVL_ERR, NULL, "shard %d: cannot fire deadlines", s->id);
+  next:;
+  }
+}
+
+static void stats(struct worker *w, int64_t now_wall) {
+  if (now_wall - w->last_stats_ms < 10000)
+    return;
+  w->last_stats_ms = now_wall;
+  int owned = 0;
+  for (int i = 0; i < MAX_SHARDS; i++)
+    owned += w->shards[i] != NULL;
+  log_msg(LOG_LVL_INFO, NULL, "progress: %d shards, %" PRId64 " events applied, %" PRId64
+          " duplicates, %" PRId64 " dead letters, %" PRId64 " decisions, %" PRId64
+          " commits, %" PRId64 " published", owned, w->applied, w->duplicates, w->dead_letters,
+          w->decisions_made, w->commits, w->published);
+}
+
+static int start(struct worker *w) {
+  const struct worker_config *cfg = w->cfg;
+  int applied = 0;
+  if (avro_codec_new(&w->codec) != CANARY_OK) {
+    log_msg(LOG_LVL_ERR, NULL, "cannot load the Avro schemas");
+    return -1;
+  }
+  log_msg(LOG_LVL_INFO, NULL, "connecting to PostgreSQL");
+  while (store_open(cfg->conninfo, 30000, log_callback, NULL, &w->store) != CANARY_OK)
+    if (!*w->running)
+      return -1;
+  while (cfg->relay && store_open(cfg->conninfo, 30000, log_callback, NULL, &w->relay_store) !=
+                           CANARY_OK)
+    if (!*w->running)
+      return -1;
+  int rc = store_migrate(w->store, &applied);
+  if (rc != CANARY_OK) {
+    log_msg(LOG_LVL_ERR, NULL, "migrations failed: %s", store_last_error(w->store));
+    return -1;
+  }
+  if (applied)
+    log_msg(LOG_LVL_NOTICE, NULL, "applied %d migrations", applied);
+  if (cfg->relay) {
+    if (bus_producer_new(cfg->brokers, cfg->worker_id, log_callback, NULL, &w->producer) !=
+        CANARY_OK) {
+      log_msg(LOG_LVL_ERR, NULL, "cannot create the Kafka producer for %s", cfg->brokers);
+      return -1;
+    }
+    bus_producer_on_delivery(w->producer, on_delivery, w);
+  }
+  struct bus_hooks hooks = {.ctx = w, .assigned = on_assigned, .revoked = on_revoked,
+                            .log = log_callback};
+  if (bus_consumer_new(cfg->brokers, cfg->group, cfg->worker_id, &hooks, &w->consumer) !=
+      CANARY_OK) {
+    log_msg(LOG_LVL_ERR, NULL, "cannot create the Kafka consumer for %s", cfg->brokers);
+    return -1;
+  }
+  log_msg(LOG_LVL_NOTICE, NULL, "worker %s joined group %s on %s", cfg->worker_id, cfg->group,
+          cfg->brokers);
+  return 0;
+}
+
+static void stop(struct worker *w) {
+  /* Leaving the group runs the revoke hooks, which free the shards. */
+  bus_consumer_close(w->consumer);
+  for (int i = 0; i < MAX_SHARDS; i++)
+    shard_free(w->shards[i]);
+  if (w->producer) {
+    if (bus_producer_flush(w->producer, 10000) != CANARY_OK)
+      log_msg(LOG_LVL_WARNING, NULL, "stopping with outbox rows unacknowledged: they are "
+              "published again at the next start");
+    bus_producer_destroy(w->producer);
+  }
+  store_close(w->relay_store);
+  store_close(w->store);
+  avro_codec_destroy(w->codec);
+  for (size_t i = 0; i < w->cap_enc; i++)
+    avro_buf_free(&w->enc[i]);
+  free(w->enc);
+  free(w->rows);
+  free(w->decisions);
+  free(w->acked);
+  jbuf_free(&w->slack);
+}
+
+void worker_config_defaults(struct worker_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->group = "canaryd";
+  cfg->worker_id = "canaryd";
+  cfg->wall_clock = true;
+  cfg->tick_ms = 500;
+  cfg->hold_ms = 1000;
+  cfg->batch_max = 1000;
+  cfg->relay = true;
+}
+
+int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) {
+  struct worker *w = calloc(1, sizeof *w);
+  if (!w)
+    return -1;
+  w->cfg = cfg;
+  w->running = running;
+  jbuf_init(&w->slack);
+  int code = start(w);
+  while (code == 0 && *running) {
+    const struct bus_msg *msgs;
+    size_t n = 0;
+    bool idle = false;
+    if (bus_consumer_poll(w->consumer, 100, &msgs, (size_t)cfg->batch_max, &n, &idle) !=
+        CANARY_OK)
+      log_msg(LOG_LVL_ERR, NULL, "consumer poll failed");
+    int64_t now = wall_ms();
+    for (size_t i = 0; i < n; i++)
+      enqueue(w, &msgs[i], now);
+    for (int i = 0; i < MAX_SHARDS; i++)
+      if (w->shards[i])
+        release(w, w->shards[i], now);
+    if (cfg->wall_clock && idle && now - w->last_tick_ms >= cfg->tick_ms) {
+      w->last_tick_ms = now;
+      idle_tick(w, now);
+    }
+    for (int i = 0; i < MAX_SHARDS; i++)
+      if (w->shards[i])
+        commit(w, w->shards[i]);
+    if (cfg->relay)
+      relay(w, false);
+    stats(w, now);
+  }
+  if (w->store) {
+    /* SIGTERM: what was applied is committed above; publish what the outbox holds. */
+    if (cfg->relay && w->relay_store)
+      relay(w, true);
+    log_msg(LOG_LVL_NOTICE, NULL, "stopping: %" PRId64 " events applied, %" PRId64
+            " decisions, %" PRId64 " published", w->applied, w->decisions_made, w->published);
+  }
+  stop(w);
+  free(w);
+  return code;
+}

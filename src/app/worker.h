@@ -1,0 +1,38 @@
+/*
+ * The canaryd worker: consumes the input topics in a consumer group, applies each shard's
+ * events through its own engine in event-time order, commits state + transitions + offsets +
+ * outbox in one PostgreSQL transaction per shard and batch, and relays the outbox to Kafka.
+ */
+#ifndef CANARY_WORKER_H
+#define CANARY_WORKER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/plan.h"
+
+struct worker_config {
+  const char *brokers;   /* Kafka bootstrap servers */
+  const char *conninfo;  /* libpq connection string */
+  const char *group;     /* consumer group */
+  const char *worker_id; /* owner name recorded on the shards it claims */
+  const struct plan *plan;
+  bool wall_clock;       /* fire due deadlines from the wall clock while input is idle */
+  int tick_ms;           /* how often idle deadlines are checked */
+  int hold_ms;           /* longest wait for a lagging co-partition before releasing anyway */
+  int batch_max;         /* messages per poll */
+  bool relay;            /* publish the outbox (off: another process relays) */
+};
+
+/* Sensible defaults: wall clock on, tick 500 ms, hold 1000 ms, batch 1000, relay on. */
+void worker_config_defaults(struct worker_config *cfg);
+
+/*
+ * Run until *running becomes 0 (SIGTERM/SIGINT): finishes the batch in hand, commits it,
+ * publishes the outbox, leaves the group. Returns 0 on a clean stop, non-zero when it could not
+ * start (bad configuration, schemas).
+ */
+int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running);
+
+#endif
