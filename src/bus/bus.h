@@ -112,6 +112,20 @@ int bus_consumer_seek_shard(bus_consumer_t *c, int shard, const int64_t next[BUS
 /* Leave the group (revoking every shard through the hooks) and free. NULL is ignored. */
 void bus_consumer_close(bus_consumer_t *c);
 
+/*
+ * A reader of one whole topic outside any consumer group (for watching outputs): every partition
+ * from the beginning (or only what arrives from now on). Nothing is committed.
+ */
+typedef struct bus_reader bus_reader_t;
+int bus_reader_new(const char *brokers, const char *topic, bool from_beginning, bus_log_fn log,
+                   void *log_ctx, bus_reader_t **out) CANARY_MUSTCHECK;
+/*
+ * Wait up to timeout_ms for the next message (valid until the next call); CANARY_ETIMEOUT when
+ * none came. *caught_up: every partition has reported its end since its last message.
+ */
+int bus_reader_read(bus_reader_t *r, int timeout_ms, struct bus_msg *msg, bool *caught_up);
+void bus_reader_close(bus_reader_t *r);
+
 typedef struct bus_producer bus_producer_t;
 
 /*

@@ -1,0 +1,282 @@
+/*
+ * `canaryctl watch`: read the output topics (decisions, notifications, traffic splits, dead
+ * letters) and print them as a readable timeline or as JSON Lines.
+ */
+#include "app/app_watch.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app/app_cli.h"
+#include "app/app_log.h"
+#include "app/app_timeline.h"
+#include "bus/bus.h"
+#include "codec/avro_codec.h"
+#include "codec/event_json.h"
+#include "codec/json.h"
+#include "codec/rfc3339.h"
+
+static const char usage[] =
+    "usage: canaryctl watch [--topic T[,T...]] [--from-beginning] [--until-idle MS]\n"
+    "                       [--rollout ID] [--json] [--kafka BROKERS]\n"
+    "\n"
+    "Print what canaryd publishes, as it is published.\n"
+    "\n"
+    "  --topic T          decisions, notifications, flags, dlq, or all\n"
+    "                     (default: decisions,notifications)\n"
+    "  --from-beginning   everything the topics hold, not only what comes from now on\n"
+    "  --until-idle MS    stop once every partition is caught up and nothing came for MS\n"
+    "  --rollout ID       only this rollout\n"
+    "  --json             one JSON object per line, {\"topic\":...,\"value\":{...}}\n"
+    "  --kafka BROKERS    [CANARY_KAFKA]\n"
+    "\n"
+    "With --until-idle, a summary line on stderr counts the messages and the ids seen more than\n"
+    "once (an outbox relay that crashed between publishing and marking publishes again, with\n"
+    "the same id; consumers de-duplicate by id).\n"
+    "Exit status: 0 ok, 2 usage error, 3 Kafka unavailable.\n";
+
+static volatile sig_atomic_t stop;
+static void on_signal(int sig) {
+  (void)sig;
+  stop = 1;
+}
+
+enum { T_DECISIONS, T_NOTIFICATIONS, T_FLAGS, T_DLQ, T_COUNT };
+static const char *const topic_names[T_COUNT] = {"canary.decisions", "canary.notifications",
+                                                 "canary.flags", "canary.dlq"};
+static const char *const short_names[T_COUNT] = {"decisions", "notifications", "flags", "dlq"};
+
+/* Ids seen, to count re-published messages. */
+struct seen {
+  char **ids;
+  size_t n, cap;
+  int64_t repeats;
+};
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void seen_add(struct seen *s, const char *id) {
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 256;
+    char **ids = realloc(s->ids, cap * sizeof *ids);
+    if (!ids)
+      return;
+    s->ids = ids;
+    s->cap = cap;
+  }
+  s->ids[s->n++] = strdup(id);
+}
+
+static int64_t count_repeats(struct seen *s) {
+  qsort(s->ids, s->n, sizeof *s->ids, cmp_str);
+  int64_t r = 0;
+  for (size_t i = 1; i < s->n; i++)
+    r += strcmp(s->ids[i], s->ids[i - 1]) == 0;
+  return r;
+}
+
+struct watch {
+  avro_codec_t *codec;
+  const char *rollout;
+  bool json;
+  struct jbuf out;
+  struct seen seen;
+  int64_t messages;
+  char slack[8192];
+};
+
+static void print_json(struct watch *w, int topic, void (*write)(const void *, struct jbuf *),
+                       const void *value) {
+  jbuf_reset(&w->out);
+  jbuf_puts(&w->out, "{\"topic\":");
+  jbuf_string(&w->out, topic_names[topic]);
+  jbuf_puts(&w->out, ",\"value\":");
+  write(value, &w->out);
+  jbuf_puts(&w->out, "}\n");
+  fwrite(w->out.data, 1, w->out.len, stdout);
+}
+
+static void w_decision(const void *v, struct jbuf *b) { decision_to_json(v, b); }
+static void w_notification(const void *v, struct jbuf *b) { notification_to_json(v, b); }
+static void w_traffic(const void *v, struct jbuf *b) { traffic_to_json(v, b); }
+
+static void show(struct watch *w, int topic, const struct bus_msg *m) {
+  char why[256], at[RFC3339_MAX];
+  int rc = CANARY_OK;
+  w->messages++;
+  switch (topic) {
+  case T_DECISIONS: {
+    struct decision d;
+    if ((rc = avro_codec_decode_decision(w->codec, m->value, m->len, &d, why, sizeof why)))
+      break;
+    seen_add(&w->seen, d.id);
+    if (w->rollout && strcmp(w->rollout, d.rollout))
+      return;
+    if (w->json)
+      print_json(w, topic, w_decision, &d);
+    else
+      timeline_decision(stdout, &d);
+    break;
+  }
+  case T_NOTIFICATIONS: {
+    struct notification n;
+    if ((rc = avro_codec_decode_notification(w->codec, m->value, m->len, &n, w->slack,
+                                             sizeof w->slack, why, sizeof why)) &&
+        rc != CANARY_EFULL)
+      break;
+    rc = CANARY_OK;
+    seen_add(&w->seen, n.id);
+    if (w->rollout && strcmp(w->rollout, n.rollout))
+      return;
+    if (w->json)
+      print_json(w, topic, w_notification, &n);
+    else
+      timeline_notification(stdout, &n);
+    break;
+  }
+  case T_FLAGS: {
+    struct traffic_split t;
+    if ((rc = avro_codec_decode_traffic(w->codec, m->value, m->len, &t, why, sizeof why)))
+      break;
+    seen_add(&w->seen, t.id);
+    if (w->rollout && strcmp(w->rollout, t.rollout))
+      return;
+    if (w->json)
+      print_json(w, topic, w_traffic, &t);
+    else
+      printf("%s %s traffic %s %s: exposure %g%%%s%s\n", rfc3339_format(t.time_ms, at),
+             t.rollout, t.service, t.version, t.exposure_percent,
+             t.canary_enabled ? "" : " (kill switch off)", t.breaker_open ? " (breaker open)" : "");
+    break;
+  }
+  case T_DLQ: {
+    struct avro_dlq d;
+    if ((rc = avro_codec_decode_dlq(w->codec, m->value, m->len, &d, why, sizeof why)))
+      break;
+    if (w->json) {
+      jbuf_reset(&w->out);
+      jbuf_puts(&w->out, "{\"topic\":\"canary.dlq\",\"value\":{\"topic\":");
+      jbuf_string(&w->out, d.topic);
+      jbuf_printf(&w->out, ",\"partition\":%d,\"offset\":%" PRId64 ",\"reason\":", d.partition,
+                  d.offset);
+      jbuf_string(&w->out, d.reason);
+      jbuf_puts(&w->out, "}}\n");
+      fwrite(w->out.data, 1, w->out.len, stdout);
+    } else {
+      printf("%s dead letter from %s [%d] offset %" PRId64 ": %s\n",
+             rfc3339_format(d.time_ms, at), d.topic, d.partition, d.offset, d.reason);
+    }
+    break;
+  }
+  }
+  if (rc != CANARY_OK)
+    fprintf(stderr, "canaryctl watch: %s [%d] offset %" PRId64 ": cannot decode: %s\n",
+            topic_names[topic], m->partition, m->offset, why);
+  fflush(stdout);
+}
+
+static bool parse_topics(const char *arg, bool want[T_COUNT]) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", arg);
+  memset(want, 0, T_COUNT * sizeof *want);
+  for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    bool found = false;
+    for (int i = 0; i < T_COUNT; i++)
+      if (!strcmp(t, short_names[i]) || !strcmp(t, topic_names[i]) || !strcmp(t, "all"))
+        want[i] = found = true;
+    if (!found)
+      return false;
+  }
+  return true;
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int app_watch(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"topic", required_argument, NULL, 't'},      {"from-beginning", no_argument, NULL, 'b'},
+      {"until-idle", required_argument, NULL, 'i'}, {"rollout", required_argument, NULL, 'r'},
+      {"json", no_argument, NULL, 'j'},             {"kafka", required_argument, NULL, 'k'},
+      {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
+  bool want[T_COUNT] = {true, true, false, false}, from_beginning = false;
+  const char *kafka = getenv("CANARY_KAFKA");
+  int64_t idle_ms = -1;
+  struct watch w = {.rollout = NULL};
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 't':
+      if (!parse_topics(optarg, want)) {
+        fprintf(stderr, "canaryctl watch: --topic: unknown topic in '%s'\n", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case 'b': from_beginning = true; break;
+    case 'i': idle_ms = atoll(optarg); break;
+    case 'r': w.rollout = optarg; break;
+    case 'j': w.json = true; break;
+    case 'k': kafka = optarg; break;
+    case 'h': fputs(usage, stdout); return EXIT_OK;
+    default: fputs(usage, stderr); return EXIT_USAGE;
+    }
+  }
+  if (!kafka || optind < argc) {
+    fprintf(stderr, "canaryctl watch: %s\n", !kafka ? "--kafka or CANARY_KAFKA is required"
+                                                    : "unexpected argument");
+    return EXIT_USAGE;
+  }
+  log_setup(LOG_LVL_WARNING, false, "canaryctl");
+  if (avro_codec_new(&w.codec) != CANARY_OK)
+    return EXIT_BAD_INPUT;
+  bus_reader_t *readers[T_COUNT] = {NULL};
+  int code = EXIT_OK;
+  for (int i = 0; i < T_COUNT && code == EXIT_OK; i++)
+    if (want[i] && bus_reader_new(kafka, topic_names[i], from_beginning, log_callback, NULL,
+                                  &readers[i]) != CANARY_OK)
+      code = EXIT_UNAVAILABLE;
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  jbuf_init(&w.out);
+  int64_t last_msg = mono_ms();
+  while (code == EXIT_OK && !stop) {
+    bool all_caught_up = true, got = false;
+    for (int i = 0; i < T_COUNT; i++) {
+      if (!readers[i])
+        continue;
+      struct bus_msg m;
+      bool caught_up;
+      while (bus_reader_read(readers[i], got ? 0 : 50, &m, &caught_up) == CANARY_OK) {
+        show(&w, i, &m);
+        got = true;
+      }
+      all_caught_up = all_caught_up && caught_up;
+    }
+    if (got)
+      last_msg = mono_ms();
+    else if (idle_ms >= 0 && all_caught_up && mono_ms() - last_msg >= idle_ms)
+      break;
+  }
+  for (int i = 0; i < T_COUNT; i++)
+    bus_reader_close(readers[i]);
+  if (idle_ms >= 0)
+    fprintf(stderr, "watched %" PRId64 " messages, %zu ids, %" PRId64
+            " re-published (same id seen again)\n", w.messages, w.seen.n, count_repeats(&w.seen));
+  for (size_t i = 0; i < w.seen.n; i++)
+    free(w.seen.ids[i]);
+  free(w.seen.ids);
+  jbuf_free(&w.out);
+  avro_codec_destroy(w.codec);
+  return code;
+}
