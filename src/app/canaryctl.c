@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "app/app_cli.h"
+#include "app/app_emit.h"
 #include "app/app_plan.h"
 #include "app/app_simulate.h"
 
@@ -15,11 +16,12 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
     {"simulate", app_simulate, "run the plan on a JSON Lines file of events in virtual time"},
     {"plan", app_plan, "check or show a plan file (YAML, or the seed's feature-flag JSON)"},
+    {"emit", app_emit, "produce contract events (from flags or JSON Lines) to Kafka"},
 };
 
 static void usage(FILE *f) {
   fputs("usage: canaryctl COMMAND [OPTIONS]   (canaryctl COMMAND --help for details)\n\n"
-        "canaryd's command line: simulate a rollout plan, check plan files.\n\ncommands:\n",
+        "canaryd's command line: simulate a rollout plan, check plan files, emit events.\n\ncommands:\n",
         f);
   for (size_t i = 0; i < sizeof subcommands / sizeof *subcommands; i++)
     fprintf(f, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);

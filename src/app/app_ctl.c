@@ -1,0 +1,230 @@
+/* Services, producing and rollout selection for canaryctl's live subcommands. */
+#include "app/app_ctl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app/app_cli.h"
+#include "app/app_log.h"
+
+/* ---- logs of the libraries ---------------------------------------------------------------- */
+
+/*
+ * The store and the bus say what they are doing through a log callback. A command-line user
+ * wants one line that says what failed, not every retry: keep the last warning, print it when
+ * the operation fails; --verbose prints everything as it happens.
+ */
+static bool verbose;
+static char last_log[512];
+
+static void ctl_log(void *ctx, int level, const char *msg) {
+  if (level <= LOG_LVL_WARNING)
+    snprintf(last_log, sizeof last_log, "%s", msg);
+  if (verbose)
+    log_callback(ctx, level, msg);
+}
+
+void ctl_set_verbose(bool on) {
+  verbose = on;
+  log_setup(on ? LOG_LVL_DEBUG : LOG_LVL_ERR, false, "canaryctl");
+}
+
+/* ---- small things ------------------------------------------------------------------------- */
+
+int64_t ctl_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void ctl_new_id(char *buf, size_t len) {
+  static unsigned n;
+  char host[64] = "host";
+  if (gethostname(host, sizeof host - 1) != 0)
+    snprintf(host, sizeof host, "host");
+  host[sizeof host - 1] = '\0';
+  snprintf(buf, len, "%s-%ld-%lld-%u", host, (long)getpid(), (long long)ctl_now_ms(), ++n);
+}
+
+const char *ctl_env_or(const char *value, const char *name) {
+  if (value)
+    return value;
+  const char *v = getenv(name);
+  return v && *v ? v : NULL;
+}
+
+/* ---- the store ---------------------------------------------------------------------------- */
+
+int ctl_store_open(const char *prog, const char *conninfo, store_t **out) {
+  *out = NULL;
+  if (!conninfo) {
+    fprintf(stderr, "%s: --pg or CANARY_PG is required (PostgreSQL connection string)\n", prog);
+    return EXIT_USAGE;
+  }
+  last_log[0] = '\0';
+  if (store_open(conninfo, CTL_CONNECT_TIMEOUT_MS, ctl_log, NULL, out) != CANARY_OK) {
+    fprintf(stderr, "%s: PostgreSQL unavailable: %s\n", prog,
+            last_log[0] ? last_log : "cannot connect");
+    return EXIT_UNAVAILABLE;
+  }
+  return EXIT_OK;
+}
+
+int ctl_list_rollouts(const char *prog, store_t *st, struct store_rollout_row **rows, size_t *n) {
+  int rc = store_list_rollouts(st, rows, n);
+  if (rc == CANARY_OK)
+    return EXIT_OK;
+  fprintf(stderr, "%s: cannot read rollouts: %s (%s)%s\n", prog, canary_strerror(rc),
+          store_last_error(st),
+          strstr(store_last_error(st), "does not exist") ? "; has canaryd migrated the database?"
+                                                         : "");
+  return EXIT_UNAVAILABLE;
+}
+
+bool ctl_is_active(const struct rollout *r) {
+  return r->state != ROLLOUT_COMPLETED && r->state != ROLLOUT_ROLLED_BACK;
+}
+
+int ctl_pick_rollout(const char *prog, const struct store_rollout_row *rows, size_t n,
+                     const char *given, const struct store_rollout_row **row) {
+  *row = NULL;
+  if (given) {
+    for (size_t i = 0; i < n; i++)
+      if (strcmp(rows[i].rollout.id, given) == 0) {
+        *row = &rows[i];
+        return EXIT_OK;
+      }
+    fprintf(stderr, "%s: unknown rollout '%s' (canaryctl status lists them)\n", prog, given);
+    return EXIT_BAD_INPUT;
+  }
+  size_t active = 0;
+  for (size_t i = 0; i < n; i++)
+    if (ctl_is_active(&rows[i].rollout)) {
+      active++;
+      *row = &rows[i];
+    }
+  if (active == 1)
+    return EXIT_OK;
+  *row = NULL;
+  if (!active) {
+    fprintf(stderr, "%s: no active rollout; name one\n", prog);
+    return EXIT_BAD_INPUT;
+  }
+  fprintf(stderr, "%s: several active rollouts: ", prog);
+  const char *sep = "";
+  for (size_t i = 0; i < n; i++)
+    if (ctl_is_active(&rows[i].rollout)) {
+      fprintf(stderr, "%s%s", sep, rows[i].rollout.id);
+      sep = ", ";
+    }
+  fputs("; name one\n", stderr);
+  return EXIT_BAD_INPUT;
+}
+
+/* ---- producing ---------------------------------------------------------------------------- */
+
+static void on_delivery(void *ctx, int64_t opaque, bool ok, const char *error) {
+  struct ctl_sender *s = ctx;
+  (void)opaque;
+  if (ok) {
+    s->delivered++;
+    return;
+  }
+  if (!s->failed++)
+    snprintf(s->error, sizeof s->error, "%s", error ? error : "delivery failed");
+}
+
+int ctl_sender_open(struct ctl_sender *s, const char *prog, const char *brokers) {
+  memset(s, 0, sizeof *s);
+  s->prog = prog;
+  s->brokers = brokers;
+  if (!brokers) {
+    fprintf(stderr, "%s: --kafka or CANARY_KAFKA is required (Kafka bootstrap servers)\n", prog);
+    return EXIT_USAGE;
+  }
+  if (avro_codec_new(&s->codec) != CANARY_OK) {
+    fprintf(stderr, "%s: cannot load the Avro schemas\n", prog);
+    return EXIT_BAD_INPUT;
+  }
+  char client[96];
+  snprintf(client, sizeof client, "canaryctl-%ld", (long)getpid());
+  last_log[0] = '\0';
+  if (bus_producer_new(brokers, client, ctl_log, NULL, &s->producer) != CANARY_OK) {
+    fprintf(stderr, "%s: cannot create a Kafka producer for %s: %s\n", prog, brokers,
+            last_log[0] ? last_log : "bad configuration");
+    avro_codec_destroy(s->codec);
+    s->codec = NULL;
+    return EXIT_USAGE;
+  }
+  bus_producer_on_delivery(s->producer, on_delivery, s);
+  return EXIT_OK;
+}
+
+/* Partitions of topic, looked up once; -1 (printed) when Kafka does not say. */
+static int partitions_of(struct ctl_sender *s, const char *topic) {
+  for (int i = 0; i < s->n_topics; i++)
+    if (strcmp(s->topics[i], topic) == 0)
+      return s->partitions[i];
+  last_log[0] = '\0';
+  int n = bus_partition_count(s->producer, topic, CTL_CONNECT_TIMEOUT_MS);
+  if (n <= 0) {
+    fprintf(stderr, "%s: Kafka at %s did not describe topic %s within %d s: %s\n", s->prog,
+            s->brokers, topic, CTL_CONNECT_TIMEOUT_MS / 1000,
+            last_log[0] ? last_log : "no answer");
+    return -1;
+  }
+  if (s->n_topics < (int)(sizeof s->partitions / sizeof s->partitions[0])) {
+    snprintf(s->topics[s->n_topics], sizeof s->topics[0], "%s", topic);
+    s->partitions[s->n_topics++] = n;
+  }
+  return n;
+}
+
+int ctl_send(struct ctl_sender *s, const struct event *ev, char *why, size_t why_len) {
+  int rc = avro_codec_encode_event(s->codec, ev, &s->buf);
+  if (rc != CANARY_OK) {
+    snprintf(why, why_len, "cannot encode: %s", canary_strerror(rc));
+    return EXIT_BAD_INPUT;
+  }
+  const char *topic = avro_codec_topic_of(ev->type);
+  int parts = topic ? partitions_of(s, topic) : -1;
+  if (parts < 0) {
+    snprintf(why, why_len, "Kafka unavailable");
+    return EXIT_UNAVAILABLE;
+  }
+  bool everywhere = ev->type == EVENT_FLAG_SET && !ev->rollout[0];
+  for (int p = everywhere ? 0 : -1; p < (everywhere ? parts : 0); p++) {
+    const char *key = ev->rollout[0] ? ev->rollout : NULL;
+    rc = bus_produce(s->producer, topic, p, key, key ? strlen(key) : 0, s->buf.data, s->buf.len,
+                     s->queued);
+    if (rc != CANARY_OK) {
+      snprintf(why, why_len, "cannot queue for %s: %s", topic, canary_strerror(rc));
+      return rc == CANARY_EINVALID ? EXIT_BAD_INPUT : EXIT_UNAVAILABLE;
+    }
+    s->queued++;
+  }
+  return EXIT_OK;
+}
+
+int ctl_sender_flush(struct ctl_sender *s, int timeout_ms) {
+  if (!s->producer)
+    return EXIT_OK;
+  int rc = bus_producer_flush(s->producer, timeout_ms);
+  int64_t missing = s->queued - s->delivered;
+  if (rc == CANARY_OK && !missing)
+    return EXIT_OK;
+  fprintf(stderr, "%s: %lld of %lld messages not delivered to Kafka at %s: %s\n", s->prog,
+          (long long)missing, (long long)s->queued, s->brokers,
+          s->failed ? s->error : "timed out");
+  return EXIT_UNAVAILABLE;
+}
+
+void ctl_sender_close(struct ctl_sender *s) {
+  bus_producer_destroy(s->producer);
+  avro_codec_destroy(s->codec);
+  avro_buf_free(&s->buf);
+  memset(s, 0, sizeof *s);
+}

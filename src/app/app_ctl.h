@@ -1,0 +1,94 @@
+/*
+ * What canaryctl's live subcommands share: finding Kafka and PostgreSQL, producing contract
+ * events (Avro, to the topic of their type, a global flag.set to every partition), unique
+ * event ids, and picking the rollout a command is about.
+ */
+#ifndef CANARY_APP_CTL_H
+#define CANARY_APP_CTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bus/bus.h"
+#include "codec/avro_codec.h"
+#include "core/event.h"
+#include "store/store.h"
+
+/* How long canaryctl waits for a service before it gives up with EXIT_UNAVAILABLE. */
+#define CTL_CONNECT_TIMEOUT_MS 5000
+
+/* Wall-clock milliseconds since the epoch. */
+int64_t ctl_now_ms(void);
+
+/* A new event id, unique across hosts, processes and calls: "<host>-<pid>-<ms>-<n>". */
+void ctl_new_id(char *buf, size_t len);
+
+/* value when given, else the environment variable name (NULL when neither). */
+const char *ctl_env_or(const char *value, const char *name);
+
+/* Raise the library log level: warnings and debug lines of the store and bus on stderr. */
+void ctl_set_verbose(bool verbose);
+
+/*
+ * Open the store at conninfo (NULL: "--pg or CANARY_PG is required", EXIT_USAGE). Returns an
+ * exit code: EXIT_OK and *out, or EXIT_UNAVAILABLE after CTL_CONNECT_TIMEOUT_MS with the last
+ * reason printed as "PROG: PostgreSQL unavailable: ...".
+ */
+int ctl_store_open(const char *prog, const char *conninfo, store_t **out);
+
+/*
+ * Read every rollout (store_list_rollouts) or print why not ("PROG: cannot read rollouts: ...")
+ * and return EXIT_UNAVAILABLE. The caller free()s *rows.
+ */
+int ctl_list_rollouts(const char *prog, store_t *st, struct store_rollout_row **rows, size_t *n);
+
+/* A rollout that can still move: neither completed nor rolled back. */
+bool ctl_is_active(const struct rollout *r);
+
+/*
+ * The row of the rollout named given, or, when given is NULL, of the only active rollout.
+ * Returns EXIT_OK and *row; EXIT_BAD_INPUT with the reason printed: "unknown rollout 'x'",
+ * "no active rollout; name one", "several active rollouts: a-1, b-2; name one".
+ */
+int ctl_pick_rollout(const char *prog, const struct store_rollout_row *rows, size_t n,
+                     const char *given, const struct store_rollout_row **row);
+
+/*
+ * A producer of contract events. Messages are queued by ctl_send() and confirmed by
+ * ctl_sender_flush(); partitions counts are looked up once per topic (which also tells whether
+ * Kafka answers at all).
+ */
+struct ctl_sender {
+  const char *prog;
+  const char *brokers;
+  bus_producer_t *producer;
+  avro_codec_t *codec;
+  struct avro_buf buf;
+  int64_t queued, delivered, failed;
+  char error[256];            /* the first delivery error */
+  char topics[4][STORE_TOPIC_MAX];
+  int partitions[4];          /* by topics[] */
+  int n_topics;
+};
+
+/* Create the producer and codec. Returns an exit code (EXIT_USAGE when brokers is NULL). */
+int ctl_sender_open(struct ctl_sender *s, const char *prog, const char *brokers);
+
+/*
+ * Encode ev (avro_codec_encode_event) and queue it on the topic of its type with key = rollout;
+ * a flag.set without rollout goes to every partition of canary.commands (same id in each).
+ * Returns EXIT_OK; EXIT_BAD_INPUT when ev does not encode (why says why); EXIT_UNAVAILABLE when
+ * Kafka does not answer or the topic does not exist (printed).
+ */
+int ctl_send(struct ctl_sender *s, const struct event *ev, char *why, size_t why_len);
+
+/*
+ * Wait until every queued message is acknowledged or timeout_ms passed. Returns EXIT_OK, or
+ * EXIT_UNAVAILABLE with "PROG: N of M messages not delivered: reason" printed.
+ */
+int ctl_sender_flush(struct ctl_sender *s, int timeout_ms);
+
+void ctl_sender_close(struct ctl_sender *s);
+
+#endif
