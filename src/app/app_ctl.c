@@ -66,8 +66,7 @@ int ctl_store_open(const char *prog, const char *conninfo, store_t **out) {
   }
   last_log[0] = '\0';
   if (store_open(conninfo, CTL_CONNECT_TIMEOUT_MS, ctl_log, NULL, out) != CANARY_OK) {
-    fprintf(stderr, "%s: PostgreSQL unavailable: %s\n", prog,
-            last_log[0] ? last_log : "cannot connect");
+    fprintf(stderr, "%s: %s\n", prog, last_log[0] ? last_log : "PostgreSQL unavailable");
     return EXIT_UNAVAILABLE;
   }
   return EXIT_OK;

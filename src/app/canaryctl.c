@@ -3,9 +3,12 @@
 #include <string.h>
 
 #include "app/app_cli.h"
+#include "app/app_command.h"
 #include "app/app_emit.h"
+#include "app/app_ops.h"
 #include "app/app_plan.h"
 #include "app/app_simulate.h"
+#include "app/app_watch.h"
 
 struct subcommand {
   const char *name;
@@ -14,14 +17,25 @@ struct subcommand {
 };
 
 static const struct subcommand subcommands[] = {
+    {"status", app_status, "rollouts, or one rollout's gates, deadlines and kill switches"},
+    {"history", app_history, "a rollout's decisions with their evidence, oldest first"},
+    {"pause", app_command, "stop a rollout's expansion and wait for canaryd's answer"},
+    {"resume", app_command, "resume a paused or halted rollout"},
+    {"promote", app_command, "go to the next stage now (--force: straight to 100%)"},
+    {"rollback", app_command, "roll back: exposure 0, the baseline serves everyone"},
+    {"flags", app_flags, "the kill switches: global per shard, and each active rollout's"},
+    {"flag", app_flag, "flag set NAME true|false [ROLLOUT]: set a kill switch"},
+    {"watch", app_watch, "print what canaryd publishes (decisions, notifications, splits, DLQ)"},
+    {"emit", app_emit, "produce contract events (from flags or JSON Lines) to Kafka"},
     {"simulate", app_simulate, "run the plan on a JSON Lines file of events in virtual time"},
     {"plan", app_plan, "check or show a plan file (YAML, or the seed's feature-flag JSON)"},
-    {"emit", app_emit, "produce contract events (from flags or JSON Lines) to Kafka"},
 };
 
 static void usage(FILE *f) {
   fputs("usage: canaryctl COMMAND [OPTIONS]   (canaryctl COMMAND --help for details)\n\n"
-        "canaryd's command line: simulate a rollout plan, check plan files, emit events.\n\ncommands:\n",
+        "canaryd's command line: operate rollouts (status, history, pause, resume, promote,\n"
+        "rollback, kill switches), emit events, simulate a plan, check plan files.\n"
+        "Kafka and PostgreSQL come from --kafka/--pg or CANARY_KAFKA/CANARY_PG.\n\ncommands:\n",
         f);
   for (size_t i = 0; i < sizeof subcommands / sizeof *subcommands; i++)
     fprintf(f, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);

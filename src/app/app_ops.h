@@ -1,0 +1,24 @@
+/* `canaryctl status`, `history` and `flags`: what canaryd has decided, read from PostgreSQL. */
+#ifndef CANARY_APP_OPS_H
+#define CANARY_APP_OPS_H
+
+#include <stdbool.h>
+
+#include "core/plan.h"
+#include "core/rollout.h"
+#include "store/store.h"
+
+/* Each takes argv[0] = the subcommand name and returns the exit code (app_cli.h). */
+int app_status(int argc, char **argv);
+int app_history(int argc, char **argv);
+int app_flags(int argc, char **argv);
+
+/*
+ * The global kill switches of shard as committed (read through store_load_shard into a scratch
+ * engine, so they come from the same snapshot the worker would load). Returns CANARY_OK; the
+ * store's error otherwise (store_last_error() says what).
+ */
+int ops_global_flags(store_t *st, const struct plan *plan, int shard, struct flags *out)
+    CANARY_MUSTCHECK;
+
+#endif

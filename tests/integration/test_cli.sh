@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# canaryctl against a live canaryd on the real PostgreSQL and Kafka (ctest label integration).
+#
+#   tests/integration/test_cli.sh CANARYCTL CANARYD
+#
+# Needs CANARY_PG and CANARY_KAFKA (scripts/lib/services.sh: services_start all; services_env)
+# and FAILS without them: an integration test that cannot run is not a pass.
+# Starts its own canaryd (fresh consumer group; the offsets themselves live in PostgreSQL) with
+# tests/scenarios/plans/deploy-gates.yaml, drives a fresh rollout through the deploy gates with
+# `canaryctl emit`, then operates it: status, pause (twice: the second is rejected), resume,
+# promote, a cohort kill switch off and on, rollback, history; and checks that input the worker
+# rejects becomes a dead letter. Do not run it while another canaryd works on the same database
+# (the two would take the shards from each other).
+set -euo pipefail
+
+ctl=${1:?usage: test_cli.sh CANARYCTL CANARYD}
+daemon=${2:?usage: test_cli.sh CANARYCTL CANARYD}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+plan=$root/tests/scenarios/plans/deploy-gates.yaml
+
+: "${CANARY_PG:?CANARY_PG is not set: start the services (scripts/lib/services.sh) first}"
+: "${CANARY_KAFKA:?CANARY_KAFKA is not set: start the services (scripts/lib/services.sh) first}"
+export CANARY_PG CANARY_KAFKA CANARY_PLAN=$plan
+
+started=$(date +%s%N)
+tmp=$(mktemp -d)
+suffix=$$-$(date +%s)
+R=web-cli-$suffix       # the rollout operated on
+R2=api-cli-$suffix      # a second one: several active, promote --force
+GHOST=ghost-cli-$suffix # never requested: its events become dead letters
+pid=
+
+cleanup() {
+  local rc=$?
+  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid"
+    wait "$pid" 2>/dev/null || true
+  fi
+  if ((rc != 0)); then
+    echo "--- canaryd log (last 40 lines) ---" >&2
+    tail -n 40 "$tmp/canaryd.log" >&2 || true
+  fi
+  rm -rf "$tmp"
+  exit "$rc"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+# run EXPECTED_EXIT CMD...: run, keep stdout/stderr in $out/$err, check the exit status.
+run() {
+  local want=$1 got=0
+  shift
+  "$@" >"$tmp/out" 2>"$tmp/err" || got=$?
+  out=$(cat "$tmp/out")
+  err=$(cat "$tmp/err")
+  if [[ $got != "$want" ]]; then
+    fail "exit $got (want $want): $*
+stdout: $out
+stderr: $err"
+  fi
+}
+
+# has TEXT WHAT: $TEXT contains the fixed string WHAT.
+has() {
+  grep -qF -- "$2" <<<"$1" || fail "expected '$2' in:
+$1"
+}
+
+# wait_for SECONDS DESCRIPTION CMD...: retry CMD every 0.2 s until it succeeds.
+wait_for() {
+  local limit=$1 what=$2
+  shift 2
+  local end=$(($(date +%s) + limit))
+  until "$@" >/dev/null 2>&1; do
+    (($(date +%s) < end)) || fail "timed out after ${limit}s waiting for $what"
+    sleep 0.2
+  done
+}
+
+status_has() { "$ctl" status "$1" | grep -qF -- "$2"; }
+
+step() { printf '== %s\n' "$*"; }
+
+# ---- the worker --------------------------------------------------------------------------------
+step "starting canaryd (group cli-test-$suffix)"
+"$daemon" --plan "$plan" --group "cli-test-$suffix" --worker-id "cli-test-$suffix" \
+  >"$tmp/canaryd.log" 2>&1 &
+pid=$!
+
+# ---- emit: flags and JSON Lines ----------------------------------------------------------------
+step "emit rollout.requested from flags"
+run 0 "$ctl" emit --type rollout.requested --rollout "$R" --service web --version 2.1.0 \
+  --baseline_version 2.0.3
+[[ $out =~ ^[A-Za-z0-9._-]+-[0-9]+-[0-9]+-1$ ]] || fail "emit printed '$out', not a generated id"
+[[ $err == "emitted 1 events (0 bad lines)" ]] || fail "emit summary: '$err'"
+run 0 "$ctl" emit --id "$R2-req" --type rollout.requested --rollout "$R2" --service api \
+  --version 3.0.0 --baseline_version 2.9.9 --quiet
+[[ $out == "$R2-req" && -z $err ]] || fail "emit --id/--quiet: stdout '$out', stderr '$err'"
+
+step "emit the deploy gates as JSON Lines on stdin"
+now=$(date +%s%3N)
+run 0 "$ctl" emit <<EOF
+# CI, deployment and health checks of $R
+{"id":"$R-ci","rollout":"$R","time":$now,"type":"ci.completed","ok":true}
+
+{"id":"$R-deploy","rollout":"$R","time":$now,"type":"deploy.completed","ok":true}
+{"id":"$R-health","rollout":"$R","time":$now,"type":"health.checked","ok":true}
+EOF
+[[ $err == "emitted 3 events (0 bad lines)" ]] || fail "emit summary: '$err'"
+
+step "emit: bad flags and bad lines"
+run 1 "$ctl" emit --type ci.completed --rollout "$R" --ok yes
+[[ $err == "canaryctl emit: ok: expected true or false, got string" ]] || fail "bad --ok: '$err'"
+run 2 "$ctl" emit --ok true
+has "$err" "canaryctl emit: --ok without --type"
+run 1 "$ctl" emit --type ci.completed --rollout "$R" --ok true --sevrity 1
+[[ $err == "canaryctl emit: unknown field 'sevrity' for ci.completed" ]] || fail "'$err'"
+
+# ---- the rollout starts -------------------------------------------------------------------------
+step "status: $R runs at internal_test"
+wait_for 60 "$R to start" status_has "$R" "state           running"
+run 0 "$ctl" status "$R"
+has "$out" "rollout $R: web 2.1.0 (baseline 2.0.3), shard "
+has "$out" "  stage           internal_test (1 of 4, 0.5% of users)"
+has "$out" "  exposure        0.5%"
+has "$out" "exit gate of internal_test (waiting for it): not passed"
+has "$out" "  fail          smoke_passed             All smoke tests pass: waiting for smoke.completed"
+has "$out" "  pass          ci_passed                All CI checks passed: ci.completed: ok"
+has "$out" "  canary.cohort.friendly_gp.enabled        rollout on   global on"
+run 0 "$ctl" status "$R" --json
+has "$out" "\"id\":\"$R\",\"service\":\"web\",\"version\":\"2.1.0\""
+has "$out" "\"state\":\"running\",\"stage\":\"internal_test\""
+run 0 "$ctl" status --list
+has "$out" "ROLLOUT"
+grep -qE "^$R +web +2\.1\.0 +internal_test +running +0\.5% +20[0-9-]+T" <<<"$out" ||
+  fail "status table row of $R:
+$out"
+wait_for 30 "$R2 to be stored" status_has "$R2" "state           pending"
+
+step "several active rollouts: a command must name one"
+run 1 "$ctl" pause
+has "$err" "canaryctl pause: several active rollouts: "
+has "$err" "$R"
+has "$err" "$R2"
+has "$err" "; name one"
+run 1 "$ctl" pause "nope-$suffix"
+[[ $err == "canaryctl pause: unknown rollout 'nope-$suffix' (canaryctl status lists them)" ]] ||
+  fail "'$err'"
+
+# ---- commands ------------------------------------------------------------------------------------
+step "pause"
+run 0 "$ctl" pause "$R" --reason "db migration" --actor alice
+has "$out" " $R pause internal_test paused [manual] paused by alice: db migration"
+run 0 "$ctl" status "$R"
+has "$out" "  state           paused (resume returns to running)"
+
+step "pause again: rejected"
+run 1 "$ctl" pause "$R" --actor alice
+has "$out" " $R hold internal_test paused [command_rejected] pause rejected: rollout is paused; already paused"
+[[ $err == "canaryctl pause: pause rejected: rollout is paused; already paused" ]] ||
+  fail "rejection: '$err'"
+
+step "resume"
+run 0 "$ctl" resume "$R" --actor alice --reason "migration done"
+has "$out" " $R resume internal_test running [manual] resumed by alice: migration done"
+
+step "promote"
+run 0 "$ctl" promote "$R" --actor bob --reason "looks good"
+has "$out" " $R promote internal_test->friendly_gp running [manual] promoted by bob: looks good; bypassed: smoke_passed (waiting for smoke.completed)"
+run 0 "$ctl" status "$R"
+has "$out" "  stage           friendly_gp (2 of 4, 5% of users)"
+has "$out" "  exposure        5%"
+
+step "kill switch for the friendly_gp cohort of $R"
+run 0 "$ctl" flag set canary.cohort.friendly_gp.enabled false "$R" --actor carol
+has "$out" " $R flag friendly_gp running [kill_switch] canary.cohort.friendly_gp.enabled set to false by carol: exposure 0%"
+run 0 "$ctl" status "$R"
+has "$out" "  exposure        0% (switched off: see kill switches)"
+has "$out" "  canary.cohort.friendly_gp.enabled        rollout off  global on"
+run 0 "$ctl" flags
+grep -qE "^$R +on +on +off +on +on +0% +running friendly_gp \(shard [0-9]+\)$" <<<"$out" ||
+  fail "flags row of $R:
+$out"
+run 0 "$ctl" flag set canary.cohort.friendly_gp.enabled true "$R" --actor carol
+has "$out" " $R flag friendly_gp running [kill_switch] canary.cohort.friendly_gp.enabled set to true by carol: exposure 5%"
+run 0 "$ctl" status "$R"
+has "$out" "  exposure        5%"
+run 1 "$ctl" flag set canary.cohort.nope.enabled false "$R"
+has "$err" "'canary.cohort.nope.enabled' is not a kill switch of the plan"
+
+step "rollback"
+run 0 "$ctl" rollback "$R" --actor alice --reason "error budget"
+has "$out" " $R rollback friendly_gp rolled_back [manual] rolled back by alice: error budget"
+run 0 "$ctl" status "$R"
+has "$out" "  state           rolled_back"
+has "$out" "  exposure        0%"
+
+step "promote --force the second rollout, then roll it back from completed"
+run 0 "$ctl" promote "$R2" --force --actor bob --reason hotfix
+has "$out" " $R2 promote internal_test->ga completed [manual_force] promoted --force to 100% by bob: hotfix; ga at 100% of users"
+run 1 "$ctl" promote "$R2" --actor bob
+has "$err" "canaryctl promote: promote rejected: rollout is completed; it has ended"
+run 0 "$ctl" rollback "$R2" --actor bob
+has "$out" " $R2 rollback ga rolled_back [manual]"
+
+# ---- history -------------------------------------------------------------------------------------
+step "history: every decision in order, with its evidence"
+run 0 "$ctl" history "$R"
+actions=$(awk -v r="$R" '$2 == r { print $3 }' <<<"$out" | tr '\n' ' ')
+[[ $actions == "hold start pause hold resume promote flag flag rollback " ]] ||
+  fail "history actions: '$actions'
+$out"
+has "$out" "    trigger: $R-health"
+has "$out" "    command: pause"
+has "$out" "    accepted: false"
+has "$out" "    flag: canary.cohort.friendly_gp.enabled"
+run 0 "$ctl" history "$R" --json
+[[ $(wc -l <<<"$out") == 9 ]] || fail "history --json: $(wc -l <<<"$out") lines"
+for seq in 1 2 3 4 5 6 7 8 9; do
+  sed -n "${seq}p" <<<"$out" | grep -qF "{\"id\":\"$R/$seq\",\"rollout\":\"$R\",\"seq\":$seq," ||
+    fail "history --json line $seq: $(sed -n "${seq}p" <<<"$out")"
+done
+
+# ---- bad input -----------------------------------------------------------------------------------
+step "a malformed line is refused by emit; the good line beside it is still sent"
+run 1 "$ctl" emit <<EOF
+{"id":"$GHOST-1","rollout":"$GHOST","time":$now,"type":"ci.completed","ok":true}
+{"id":"$GHOST-2","rollout":"$GHOST","time":$now,"type":"ci.completed","ok":tru}
+EOF
+has "$err" "stdin:2:"
+has "$err" "emitted 1 events (1 bad lines)"
+
+step "input canaryd rejects (unknown rollout) becomes a dead letter"
+psql=$(command -v psql || echo "${CANARY_PG_BIN:-/usr/lib/postgresql/15/bin}/psql")
+dlq_rows() {
+  "$psql" "$CANARY_PG" -XAtc "select count(*) from outbox where topic = 'canary.dlq' and key = '$GHOST'"
+}
+dead_letter_logged() { grep -q "dead letter: rollout: '$GHOST' is unknown" "$tmp/canaryd.log"; }
+wait_for 30 "a dead letter for $GHOST" dead_letter_logged
+[[ $(dlq_rows) == 1 ]] || fail "outbox rows for canary.dlq with key $GHOST: $(dlq_rows)"
+grep -F "dead letter: rollout: '$GHOST' is unknown" "$tmp/canaryd.log" | grep -qF "topic=canary.deploy" ||
+  fail "the dead letter log line does not name its topic"
+
+elapsed=$((($(date +%s%N) - started) / 1000000))
+echo "test_cli: all checks passed in ${elapsed} ms"
