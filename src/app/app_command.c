@@ -183,20 +183,29 @@ static int build_event(const char *prog, const char *type, const char *rollout, 
   return EXIT_OK;
 }
 
-/* Produce ev and wait for the broker's acknowledgement. Returns an exit code. */
-static int send_event(const struct cmd_opts *o, const struct event *ev, int *partitions) {
+/*
+ * Produce ev and wait for the broker's acknowledgement. Returns an exit code. before(ctx, n)
+ * (may be NULL) runs once Kafka has said how many partitions canary.commands has (n), just
+ * before the event is produced.
+ */
+static int send_event(const struct cmd_opts *o, const struct event *ev,
+                      void (*before)(void *ctx, int partitions), void *ctx) {
   struct ctl_sender s;
   char why[256];
   int code = ctl_sender_open(&s, o->prog, o->kafka);
   if (code != EXIT_OK)
     return code;
-  code = ctl_send(&s, ev, why, sizeof why);
+  int parts = ctl_partitions(&s, "canary.commands");
+  if (parts < 0)
+    code = EXIT_UNAVAILABLE;
+  if (code == EXIT_OK && before)
+    before(ctx, parts);
+  if (code == EXIT_OK)
+    code = ctl_send(&s, ev, why, sizeof why);
   if (code == EXIT_BAD_INPUT)
     fprintf(stderr, "%s: %s\n", o->prog, why);
   if (code == EXIT_OK)
     code = ctl_sender_flush(&s, o->timeout_ms);
-  if (partitions)
-    *partitions = s.n_topics ? s.partitions[0] : 0;
   ctl_sender_close(&s);
   return code;
 }
@@ -340,7 +349,7 @@ int app_command(int argc, char **argv) {
     jbuf_free(&extra);
   }
   if (code == EXIT_OK)
-    code = send_event(&o, &ev, NULL);
+    code = send_event(&o, &ev, NULL, NULL);
   struct waited w = {.rollout = row ? row->rollout.id : NULL};
   if (code == EXIT_OK) {
     code = wait_decisions(&o, st, ev.id, &w, 1);
@@ -372,22 +381,42 @@ int app_command(int argc, char **argv) {
 
 /* ---- flag set ------------------------------------------------------------------------------ */
 
-/* Wait until every shard < n_shards has recorded flag = value among its global switches. */
-static int wait_global(const struct cmd_opts *o, store_t *st, const struct plan *plan,
-                       const char *flag, bool value, int n_shards) {
-  struct flags want;
-  int64_t deadline = ctl_now_ms() + o->timeout_ms;
+/* A global flag.set: the shards, and which of them showed the value before it was sent. */
+struct global_wait {
+  const struct cmd_opts *o;
+  store_t *st;
+  const struct plan *plan;
+  const char *flag;
+  bool value;
+  int shards;
+  int already; /* shards that showed the value before the event was sent */
+};
+
+/* Whether shard s has recorded flag = value among its global switches. */
+static bool shard_has(const struct global_wait *g, int s) {
+  struct flags f, want;
+  if (ops_global_flags(g->st, g->plan, s, &f) != CANARY_OK)
+    return false;
+  want = f;
+  return flags_apply(&want, g->plan, g->flag, g->value) == CANARY_OK &&
+         !memcmp(&want, &f, sizeof f);
+}
+
+static void global_before(void *ctx, int partitions) {
+  struct global_wait *g = ctx;
+  g->shards = partitions;
+  for (int s = 0; s < partitions; s++)
+    g->already += shard_has(g, s);
+}
+
+/* Wait until every shard has recorded the value. */
+static int wait_global(const struct global_wait *g) {
+  int64_t deadline = ctl_now_ms() + g->o->timeout_ms;
   for (;;) {
     int done = 0;
-    for (int s = 0; s < n_shards; s++) {
-      struct flags f;
-      if (ops_global_flags(st, plan, s, &f) != CANARY_OK)
-        continue;
-      want = f;
-      if (flags_apply(&want, plan, flag, value) == CANARY_OK && !memcmp(&want, &f, sizeof f))
-        done++;
-    }
-    if (done == n_shards)
+    for (int s = 0; s < g->shards; s++)
+      done += shard_has(g, s);
+    if (done == g->shards)
       return EXIT_OK;
     if (ctl_now_ms() >= deadline)
       return EXIT_UNAVAILABLE;
@@ -470,9 +499,9 @@ int app_flag(int argc, char **argv) {
     code = build_event(prog, "flag.set", given, extra.data ? extra.data : "", &ev, scratch);
     jbuf_free(&extra);
   }
-  int partitions = 0;
+  struct global_wait g = {.o = &o, .st = st, .plan = &plan, .flag = flag, .value = value};
   if (code == EXIT_OK)
-    code = send_event(&o, &ev, &partitions);
+    code = send_event(&o, &ev, !given && !n_w ? global_before : NULL, &g);
   if (code == EXIT_OK && n_w) {
     code = wait_decisions(&o, st, ev.id, w, n_w);
     for (size_t i = 0; i < n_w; i++)
@@ -485,11 +514,15 @@ int app_flag(int argc, char **argv) {
           fprintf(stderr, " %s", w[i].rollout);
       fprintf(stderr, ": is canaryd running? (the flag.set was sent as event %s)\n", ev.id);
     }
+  } else if (code == EXIT_OK && g.already == g.shards) {
+    /* Nothing to watch change: say so rather than claim canaryd applied it. */
+    printf("global %s was already %s on all %d shards (no active rollouts to switch; sent as "
+           "event %s)\n", flag, value ? "true" : "false", g.shards, ev.id);
   } else if (code == EXIT_OK) {
-    code = wait_global(&o, st, &plan, flag, value, partitions);
+    code = wait_global(&g);
     if (code == EXIT_OK)
       printf("global %s set to %s: recorded by all %d shards (no active rollouts to switch)\n",
-             flag, value ? "true" : "false", partitions);
+             flag, value ? "true" : "false", g.shards);
     else
       fprintf(stderr, "%s: not recorded by every shard within %g s: is canaryd running? (the "
               "flag.set was sent as event %s)\n", prog, o.timeout_ms / 1000.0, ev.id);

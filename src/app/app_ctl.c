@@ -162,8 +162,7 @@ int ctl_sender_open(struct ctl_sender *s, const char *prog, const char *brokers)
   return EXIT_OK;
 }
 
-/* Partitions of topic, looked up once; -1 (printed) when Kafka does not say. */
-static int partitions_of(struct ctl_sender *s, const char *topic) {
+int ctl_partitions(struct ctl_sender *s, const char *topic) {
   for (int i = 0; i < s->n_topics; i++)
     if (strcmp(s->topics[i], topic) == 0)
       return s->partitions[i];
@@ -189,7 +188,7 @@ int ctl_send(struct ctl_sender *s, const struct event *ev, char *why, size_t why
     return EXIT_BAD_INPUT;
   }
   const char *topic = avro_codec_topic_of(ev->type);
-  int parts = topic ? partitions_of(s, topic) : -1;
+  int parts = topic ? ctl_partitions(s, topic) : -1;
   if (parts < 0) {
     snprintf(why, why_len, "Kafka unavailable");
     return EXIT_UNAVAILABLE;

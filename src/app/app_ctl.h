@@ -75,6 +75,9 @@ struct ctl_sender {
 /* Create the producer and codec. Returns an exit code (EXIT_USAGE when brokers is NULL). */
 int ctl_sender_open(struct ctl_sender *s, const char *prog, const char *brokers);
 
+/* Partitions of topic, looked up once; -1 (printed: Kafka did not say within 5 s). */
+int ctl_partitions(struct ctl_sender *s, const char *topic);
+
 /*
  * Encode ev (avro_codec_encode_event) and queue it on the topic of its type with key = rollout;
  * a flag.set without rollout goes to every partition of canary.commands (same id in each).

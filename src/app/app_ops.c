@@ -21,7 +21,8 @@
 #include "core/engine.h"
 
 static const char status_usage[] =
-    "usage: canaryctl status [ROLLOUT] [--list] [--json] [--plan FILE] [--pg CONNINFO] [-v]\n"
+    "usage: canaryctl status [ROLLOUT] [--cohort STAGE] [--list] [--json] [--plan FILE]\n"
+    "                        [--pg CONNINFO] [-v]\n"
     "\n"
     "What canaryd has decided, from PostgreSQL.\n"
     "Without ROLLOUT: a table of every rollout (id, service, version, stage, state, exposure,\n"
@@ -32,6 +33,8 @@ static const char status_usage[] =
     "and what was seen; the stage's minimum and maximum as times; the circuit breaker; the kill\n"
     "switches (the rollout's own and its shard's global ones); the last decision.\n"
     "\n"
+    "  --cohort STAGE    the entry and exit gates of STAGE instead of the current stage's\n"
+    "                    (before expanding into it: what still stands in the way)\n"
     "  --list            the table even when one rollout is active\n"
     "  --json            one JSON object: {\"rollouts\":[...]} or the rollout in detail\n"
     "  --plan FILE       the plan canaryd runs [CANARY_PLAN]; default: the built-in plan\n"
@@ -80,6 +83,8 @@ struct ops_opts {
   const char *prog, *usage;
   const char *pg, *kafka, *plan;
   const char *rollout;
+  const char *cohort;
+  bool takes_cohort;
   bool json, list;
 };
 
@@ -89,6 +94,7 @@ static int parse(int argc, char **argv, struct ops_opts *o, bool takes_rollout) 
       {"pg", required_argument, NULL, 'p'},   {"kafka", required_argument, NULL, 'k'},
       {"plan", required_argument, NULL, 'P'}, {"json", no_argument, NULL, 'j'},
       {"list", no_argument, NULL, 'l'},       {"verbose", no_argument, NULL, 'v'},
+      {"cohort", required_argument, NULL, 'c'},
       {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
   int c;
   ctl_set_verbose(false);
@@ -100,6 +106,13 @@ static int parse(int argc, char **argv, struct ops_opts *o, bool takes_rollout) 
     case 'P': o->plan = optarg; break;
     case 'j': o->json = true; break;
     case 'l': o->list = true; break;
+    case 'c':
+      if (!o->takes_cohort) {
+        fputs(o->usage, stderr);
+        return EXIT_USAGE;
+      }
+      o->cohort = optarg;
+      break;
     case 'v': ctl_set_verbose(true); break;
     case 'h': fputs(o->usage, stdout); return EXIT_OK;
     default: fputs(o->usage, stderr); return EXIT_USAGE;
@@ -273,8 +286,22 @@ struct gate_view {
   bool passed;
 };
 
-/* The gates worth showing for r at now, in the order they matter. */
-static int gates_of(const struct rollout *r, const struct plan *plan, int64_t now,
+static void gate_eval(const struct rollout *r, const struct plan *plan, int64_t now,
+                      struct gate_view *g) {
+  g->n = rollout_gate(r, plan, g->stage, g->exit, now, g->checks, PLAN_MAX_CRITERIA);
+  if (g->n > PLAN_MAX_CRITERIA)
+    g->n = PLAN_MAX_CRITERIA;
+  g->passed = true;
+  for (int k = 0; k < g->n; k++)
+    g->passed &= g->checks[k].result == GATE_PASS;
+}
+
+/*
+ * The gates worth showing for r at now, in the order they matter: the entry and exit gates of
+ * its stage (the one it waits for marked), and the next stage's entry gate while running. With
+ * cohort >= 0, the entry and exit gates of that stage instead (canary:validate --cohort).
+ */
+static int gates_of(const struct rollout *r, const struct plan *plan, int64_t now, int cohort,
                     struct gate_view *g) {
   int n = 0;
   if (r->stage < 0 || r->stage >= plan->n_stages)
@@ -282,27 +309,24 @@ static int gates_of(const struct rollout *r, const struct plan *plan, int64_t no
   enum rollout_state st = r->state == ROLLOUT_PAUSED ? r->resume_to : r->state;
   bool live = r->state == ROLLOUT_PENDING || r->state == ROLLOUT_RUNNING;
   bool terminal = r->state == ROLLOUT_COMPLETED || r->state == ROLLOUT_ROLLED_BACK;
-  g[n++] = (struct gate_view){.stage = r->stage, .exit = false,
-                              .role = live && st == ROLLOUT_PENDING ? "waiting" : ""};
-  if (r->stage + 1 < plan->n_stages || plan->stages[r->stage].n_exit)
-    g[n++] = (struct gate_view){.stage = r->stage, .exit = true,
-                                .role = live && st == ROLLOUT_RUNNING ? "waiting" : ""};
-  if (!terminal && st == ROLLOUT_RUNNING && r->stage + 1 < plan->n_stages)
+  int stage = cohort >= 0 ? cohort : r->stage;
+  bool here = stage == r->stage;
+  g[n++] = (struct gate_view){.stage = stage, .exit = false,
+                              .role = here && live && st == ROLLOUT_PENDING ? "waiting" : ""};
+  if (stage + 1 < plan->n_stages || plan->stages[stage].n_exit)
+    g[n++] = (struct gate_view){.stage = stage, .exit = true,
+                                .role = here && live && st == ROLLOUT_RUNNING ? "waiting" : ""};
+  if (cohort < 0 && !terminal && st == ROLLOUT_RUNNING && r->stage + 1 < plan->n_stages)
     g[n++] = (struct gate_view){.stage = r->stage + 1, .exit = false, .role = "next"};
-  for (int i = 0; i < n; i++) {
-    g[i].n = rollout_gate(r, plan, g[i].stage, g[i].exit, now, g[i].checks, PLAN_MAX_CRITERIA);
-    if (g[i].n > PLAN_MAX_CRITERIA)
-      g[i].n = PLAN_MAX_CRITERIA;
-    g[i].passed = true;
-    for (int k = 0; k < g[i].n; k++)
-      g[i].passed &= g[i].checks[k].result == GATE_PASS;
-  }
+  for (int i = 0; i < n; i++)
+    gate_eval(r, plan, now, &g[i]);
   return n;
 }
 
 struct detail {
   const struct store_rollout_row *row;
   const struct plan *plan;
+  int cohort; /* -1, or the stage whose gates are asked for */
   int64_t now;
   struct flags global;
   bool has_global;
@@ -327,7 +351,7 @@ static void detail_fill(struct detail *d, store_t *st) {
     d->min_at = s->min_duration_ms ? r->stage_started_ms + s->min_duration_ms : 0;
     d->max_at = r->stage_max_at_ms;
   }
-  d->n_gates = gates_of(r, plan, d->now, d->gates);
+  d->n_gates = gates_of(r, plan, d->now, d->cohort, d->gates);
   d->has_last = last_decision(st, r->id, &d->last);
 }
 
@@ -488,7 +512,7 @@ static void detail_text(const struct detail *d) {
 }
 
 int app_status(int argc, char **argv) {
-  struct ops_opts o = {.prog = "canaryctl status", .usage = status_usage};
+  struct ops_opts o = {.prog = "canaryctl status", .usage = status_usage, .takes_cohort = true};
   int code = parse(argc, argv, &o, true);
   if (code >= 0)
     return code;
@@ -505,11 +529,16 @@ int app_status(int argc, char **argv) {
     size_t active = 0;
     for (size_t i = 0; i < n; i++)
       active += ctl_is_active(&rows[i].rollout);
-    if (!o.rollout && (o.list || active != 1)) {
+    int cohort = o.cohort ? plan_stage_index(&plan, o.cohort) : -1;
+    if (o.cohort && cohort < 0) {
+      fprintf(stderr, "%s: --cohort: '%s' is no stage of the plan\n", o.prog, o.cohort);
+      code = EXIT_BAD_INPUT;
+    } else if (!o.rollout && !o.cohort && (o.list || active != 1)) {
       code = status_table(&o, st, &plan, rows, n);
     } else {
       static struct detail d;
       memset(&d, 0, sizeof d);
+      d.cohort = cohort;
       code = ctl_pick_rollout(o.prog, rows, n, o.rollout, &d.row);
       if (code == EXIT_OK) {
         d.plan = &plan;

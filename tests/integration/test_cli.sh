@@ -29,9 +29,13 @@ R=web-cli-$suffix       # the rollout operated on
 R2=api-cli-$suffix      # a second one: several active, promote --force
 GHOST=ghost-cli-$suffix # never requested: its events become dead letters
 pid=
+global_off=
 
 cleanup() {
   local rc=$?
+  if [[ -n $global_off && -n $pid ]]; then # do not leave a global switch off behind
+    "$ctl" flag set canary.cohort.ga.enabled true --actor test_cli >/dev/null 2>&1 || true
+  fi
   if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid"
     wait "$pid" 2>/dev/null || true
@@ -76,7 +80,10 @@ wait_for() {
   shift 2
   local end=$(($(date +%s) + limit))
   until "$@" >/dev/null 2>&1; do
-    (($(date +%s) < end)) || fail "timed out after ${limit}s waiting for $what"
+    if (($(date +%s) >= end)); then
+      echo "timed out after ${limit}s waiting for $what" >&2
+      return 1
+    fi
     sleep 0.2
   done
 }
@@ -122,7 +129,8 @@ run 1 "$ctl" emit --type ci.completed --rollout "$R" --ok true --sevrity 1
 
 # ---- the rollout starts -------------------------------------------------------------------------
 step "status: $R runs at internal_test"
-wait_for 60 "$R to start" status_has "$R" "state           running"
+wait_for 60 "$R to start" status_has "$R" "state           running" ||
+  fail "$R did not start: $("$ctl" status "$R" 2>&1)"
 run 0 "$ctl" status "$R"
 has "$out" "rollout $R: web 2.1.0 (baseline 2.0.3), shard "
 has "$out" "  stage           internal_test (1 of 4, 0.5% of users)"
@@ -139,7 +147,7 @@ has "$out" "ROLLOUT"
 grep -qE "^$R +web +2\.1\.0 +internal_test +running +0\.5% +20[0-9-]+T" <<<"$out" ||
   fail "status table row of $R:
 $out"
-wait_for 30 "$R2 to be stored" status_has "$R2" "state           pending"
+wait_for 30 "$R2 to be stored" status_has "$R2" "state           pending" || fail "no $R2"
 
 step "several active rollouts: a command must name one"
 run 1 "$ctl" pause
@@ -207,6 +215,30 @@ has "$err" "canaryctl promote: promote rejected: rollout is completed; it has en
 run 0 "$ctl" rollback "$R2" --actor bob
 has "$out" " $R2 rollback ga rolled_back [manual]"
 
+step "a global kill switch reaches every shard"
+global_off=1
+run 0 "$ctl" flag set canary.cohort.ga.enabled false --actor carol
+[[ $out == *"global canary.cohort.ga.enabled set to false by carol"* ||
+  $out == "global canary.cohort.ga.enabled set to false: recorded by all "*" shards (no active rollouts to switch)" ]] ||
+  fail "global flag set: '$out'"
+run 0 "$ctl" flags --json
+globals=${out%%\"rollouts\"*}
+[[ $globals == *'"canary.cohort.ga.enabled":false'* && $globals != *'"canary.cohort.ga.enabled":true'* ]] ||
+  fail "flags --json after a global switch: $out"
+run 0 "$ctl" flags
+[[ $(grep -c '^global shard' <<<"$out") -ge 1 ]] || fail "no global rows: $out"
+if grep '^global shard' <<<"$out" | awk '{ print $8 }' | grep -qv '^off$'; then
+  fail "a shard did not record canary.cohort.ga.enabled=false:
+$out"
+fi
+run 0 "$ctl" flag set canary.cohort.ga.enabled true --actor carol
+global_off=
+run 0 "$ctl" flags
+if grep '^global shard' <<<"$out" | awk '{ print $8 }' | grep -qv '^on$'; then
+  fail "a shard did not record canary.cohort.ga.enabled=true:
+$out"
+fi
+
 # ---- history -------------------------------------------------------------------------------------
 step "history: every decision in order, with its evidence"
 run 0 "$ctl" history "$R"
@@ -240,7 +272,7 @@ dlq_rows() {
   "$psql" "$CANARY_PG" -XAtc "select count(*) from outbox where topic = 'canary.dlq' and key = '$GHOST'"
 }
 dead_letter_logged() { grep -q "dead letter: rollout: '$GHOST' is unknown" "$tmp/canaryd.log"; }
-wait_for 30 "a dead letter for $GHOST" dead_letter_logged
+wait_for 30 "a dead letter for $GHOST" dead_letter_logged || fail "no dead letter"
 [[ $(dlq_rows) == 1 ]] || fail "outbox rows for canary.dlq with key $GHOST: $(dlq_rows)"
 grep -F "dead letter: rollout: '$GHOST' is unknown" "$tmp/canaryd.log" | grep -qF "topic=canary.deploy" ||
   fail "the dead letter log line does not name its topic"
