@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app/app_cli.h"
 #include "app/app_ctl.h"
@@ -399,6 +400,8 @@ int app_emit(int argc, char **argv) {
       fprintf(stderr, PROG ": %s: %s\n", o.file, strerror(errno));
       code = EXIT_BAD_INPUT;
     } else {
+      if (std && isatty(STDIN_FILENO) && !o.quiet)
+        fputs(PROG ": reading JSON Lines from standard input (end with Ctrl-D)\n", stderr);
       code = o.dry_run ? EXIT_OK
                        : ctl_sender_open(&s, PROG, ctl_env_or(o.kafka, "CANARY_KAFKA"));
       if (code == EXIT_OK)

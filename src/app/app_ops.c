@@ -468,7 +468,9 @@ static void detail_text(const struct detail *d) {
          d->exposure == 0 && r->state == ROLLOUT_RUNNING ? " (switched off: see kill switches)"
                                                          : "");
   printf("  %-15s %s\n", "requested", rfc3339_format(r->requested_ms, t));
-  if (r->stage_started_ms)
+  bool started = r->state == ROLLOUT_RUNNING ||
+                 (r->state == ROLLOUT_PAUSED && r->resume_to == ROLLOUT_RUNNING);
+  if (started && r->stage_started_ms) /* pending: it is the previous stage's start */
     print_when("stage started", r->stage_started_ms, d->now);
   if (d->min_at)
     print_when("minimum until", d->min_at, d->now);
