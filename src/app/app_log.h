@@ -19,7 +19,7 @@ bool log_enabled(int level);
 /* printf-style message; ctx is "key=value ..." context (may be NULL), e.g. "shard=2". */
 void log_msg(int level, const char *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Adapter with the store/bus callback signature: ctx is a const char * context (or NULL). */
+/* Adapter with the store/bus callback signature (their messages carry their own context). */
 void log_callback(void *ctx, int level, const char *msg);
 
 #endif

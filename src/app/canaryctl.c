@@ -1,8 +1,10 @@
 /* canaryctl: the command line for people and CI. Dispatches to one function per subcommand. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "app/app_cli.h"
+#include "bus/bus.h"
 #include "app/app_command.h"
 #include "app/app_emit.h"
 #include "app/app_ops.h"
@@ -55,6 +57,8 @@ int main(int argc, char **argv) {
     puts("canaryctl " CANARY_VERSION);
     return EXIT_OK;
   }
+  /* Every command talks to the same installation's topics as canaryd does. */
+  bus_set_topic_prefix(getenv("CANARY_TOPIC_PREFIX"));
   for (size_t i = 0; i < sizeof subcommands / sizeof *subcommands; i++)
     if (!strcmp(argv[1], subcommands[i].name))
       return subcommands[i].run(argc - 1, argv + 1);

@@ -12,6 +12,7 @@
 #include "app/app_cli.h"
 #include "app/app_log.h"
 #include "app/worker.h"
+#include "bus/bus.h"
 #include "store/store.h"
 
 static volatile sig_atomic_t running = 1;
@@ -27,6 +28,7 @@ static const char usage[] =
     "\n"
     "Options (environment variable in brackets):\n"
     "  --kafka BROKERS     Kafka bootstrap servers [CANARY_KAFKA]\n"
+    "  --topic-prefix P    prefix of every topic name, e.g. staging. [CANARY_TOPIC_PREFIX]\n"
     "  --pg CONNINFO       PostgreSQL connection string [CANARY_PG]\n"
     "  --plan FILE         rollout plan (YAML or the seed's flag JSON) [CANARY_PLAN];\n"
     "                      default: the built-in plan (config/rollout.yaml)\n"
@@ -36,7 +38,10 @@ static const char usage[] =
     "                      input is idle; event: only event time moves the clock (replays)\n"
     "  --tick-ms N         idle deadline check interval (500)\n"
     "  --hold-ms N         longest wait for a lagging partition before releasing (1000)\n"
+    "  --batch N           messages per poll and commit (1000)\n"
     "  --no-relay          do not publish the outbox (another process does)\n"
+    "  --kafka-conf K=V    extra librdkafka consumer property (repeatable), e.g.\n"
+    "                      session.timeout.ms=6000 for a faster hand-over between workers\n"
     "  --log-json          log lines as JSON\n"
     "  -v, --verbose       debug logging\n"
     "  -h, --help          this help\n"
@@ -73,10 +78,15 @@ int main(int argc, char **argv) {
       {"tick-ms", required_argument, NULL, 't'}, {"hold-ms", required_argument, NULL, 'H'},
       {"no-relay", no_argument, NULL, 'R'},      {"log-json", no_argument, NULL, 'j'},
       {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
+      {"version", no_argument, NULL, 'V'},       {"kafka-conf", required_argument, NULL, 'K'},
+      {"batch", required_argument, NULL, 'B'},
+      {"topic-prefix", required_argument, NULL, 'T'},
+      {NULL, 0, NULL, 0}};
+  static const char *kconf[2 * 32 + 1];
+  int n_kconf = 0;
   struct worker_config cfg;
   worker_config_defaults(&cfg);
-  const char *kafka = NULL, *pg = NULL, *plan_path = NULL;
+  const char *kafka = NULL, *pg = NULL, *plan_path = NULL, *topic_prefix = NULL;
   bool json = false;
   int level = LOG_LVL_INFO, c;
   char worker_id[128];
@@ -112,7 +122,21 @@ int main(int argc, char **argv) {
       break;
     case 't': cfg.tick_ms = atoi(optarg); break;
     case 'H': cfg.hold_ms = atoi(optarg); break;
+    case 'B': cfg.batch_max = atoi(optarg); break;
+    case 'T': topic_prefix = optarg; break;
     case 'R': cfg.relay = false; break;
+    case 'K': {
+      char *eq = strchr(optarg, '=');
+      if (!eq || eq == optarg || n_kconf == 2 * 32) {
+        fprintf(stderr, "canaryd: --kafka-conf wants NAME=VALUE (at most 32)\n");
+        return EXIT_USAGE;
+      }
+      *eq = '\0';
+      kconf[n_kconf++] = optarg;
+      kconf[n_kconf++] = eq + 1;
+      cfg.kafka_conf = kconf;
+      break;
+    }
     case 'j': json = true; break;
     case 'v': level = LOG_LVL_DEBUG; break;
     case 'V': puts("canaryd " CANARY_VERSION); return EXIT_OK;
@@ -130,13 +154,14 @@ int main(int argc, char **argv) {
     return migrate(pg);
   kafka = env_or(kafka, "CANARY_KAFKA");
   plan_path = env_or(plan_path, "CANARY_PLAN");
+  bus_set_topic_prefix(env_or(topic_prefix, "CANARY_TOPIC_PREFIX"));
   if (!kafka || !pg) {
     fprintf(stderr, "canaryd: %s is required (option or environment)\n",
             !kafka ? "--kafka/CANARY_KAFKA" : "--pg/CANARY_PG");
     return EXIT_USAGE;
   }
-  if (cfg.tick_ms <= 0 || cfg.hold_ms < 0) {
-    fprintf(stderr, "canaryd: --tick-ms must be positive and --hold-ms not negative\n");
+  if (cfg.tick_ms <= 0 || cfg.hold_ms < 0 || cfg.batch_max <= 0) {
+    fprintf(stderr, "canaryd: --tick-ms and --batch must be positive, --hold-ms not negative\n");
     return EXIT_USAGE;
   }
   static struct plan plan;

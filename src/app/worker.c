@@ -87,6 +87,8 @@ struct worker {
   size_t cap_enc, cap_rows, cap_decisions;
   struct jbuf slack;
   /* relay */
+  bool outbox_dirty; /* rows may be waiting: set by commits and at start */
+  int64_t last_relay_ms;
   int64_t *acked;
   size_t n_acked, cap_acked;
   /* counters for the periodic progress line */
@@ -530,6 +532,7 @@ static void commit(struct worker *w, struct shard *s) {
   switch (rc) {
   case CANARY_OK:
     w->commits++;
+    w->outbox_dirty = w->outbox_dirty || n_rows > 0;
     w->decisions_made += (int64_t)n_decisions;
     batch_clear(&s->b);
     return;
@@ -607,6 +610,7 @@ static void relay(struct worker *w, bool final) {
     if (n < RELAY_BATCH || w->n_acked < n)
       return;
   }
+  w->outbox_dirty = true; /* more than 20 rounds' worth: go on at the next turn */
 }
 
 /* ---- the loop --------------------------------------------------------------------------- */
@@ -690,8 +694,8 @@ static int start(struct worker *w) {
   }
   struct bus_hooks hooks = {.ctx = w, .assigned = on_assigned, .revoked = on_revoked,
                             .log = log_callback};
-  if (bus_consumer_new(cfg->brokers, cfg->group, cfg->worker_id, &hooks, &w->consumer) !=
-      CANARY_OK) {
+  if (bus_consumer_new_conf(cfg->brokers, cfg->group, cfg->worker_id, &hooks, cfg->kafka_conf,
+                            &w->consumer) != CANARY_OK) {
     log_msg(LOG_LVL_ERR, NULL, "cannot create the Kafka consumer for %s", cfg->brokers);
     return -1;
   }
@@ -762,8 +766,13 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
     for (int i = 0; i < MAX_SHARDS; i++)
       if (w->shards[i])
         commit(w, w->shards[i]);
-    if (cfg->relay)
+    /* Publish after commits that added rows; look again now and then for rows a crashed
+     * predecessor (or another worker's shard before a hand-over) left unpublished. */
+    if (cfg->relay && (w->outbox_dirty || now - w->last_relay_ms >= 5000)) {
+      w->outbox_dirty = false;
+      w->last_relay_ms = now;
       relay(w, false);
+    }
     stats(w, now);
   }
   if (w->store) {

@@ -23,6 +23,7 @@ struct worker_config {
   int hold_ms;           /* longest wait for a lagging co-partition before releasing anyway */
   int batch_max;         /* messages per poll */
   bool relay;            /* publish the outbox (off: another process relays) */
+  const char *const *kafka_conf; /* extra consumer properties: name, value, ..., NULL */
 };
 
 /* Sensible defaults: wall clock on, tick 500 ms, hold 1000 ms, batch 1000, relay on. */

@@ -58,9 +58,36 @@ int bus_conf_apply(rd_kafka_conf_t *conf, const char *const *extra, const char *
   return CANARY_OK;
 }
 
-int bus_topic_index(const char *name) {
+/* The contract's topics, and their Kafka names once the installation's prefix is applied. */
+static const char *const contract_topics[] = {"canary.deploy",  "canary.metrics",
+                                              "canary.commands", "canary.decisions",
+                                              "canary.notifications", "canary.flags",
+                                              "canary.dlq"};
+#define N_CONTRACT (sizeof contract_topics / sizeof contract_topics[0])
+static char prefix[64];
+static char prefixed[N_CONTRACT][64 + 32];
+
+void bus_set_topic_prefix(const char *p) {
+  snprintf(prefix, sizeof prefix, "%s", p ? p : "");
+  for (size_t i = 0; i < N_CONTRACT; i++)
+    snprintf(prefixed[i], sizeof prefixed[i], "%s%s", prefix, contract_topics[i]);
+}
+
+const char *bus_topic(const char *name) {
+  if (!prefixed[0][0])
+    bus_set_topic_prefix(prefix);
+  for (size_t i = 0; i < N_CONTRACT; i++)
+    if (strcmp(name, contract_topics[i]) == 0)
+      return prefixed[i];
+  return name;
+}
+
+int bus_topic_index(const char *kafka_name) {
+  size_t n = strlen(prefix);
+  if (strncmp(kafka_name, prefix, n) != 0)
+    return -1;
   for (int i = 0; i < BUS_INPUT_TOPICS; i++) {
-    if (strcmp(name, bus_input_topics[i]) == 0) {
+    if (strcmp(kafka_name + n, bus_input_topics[i]) == 0) {
       return i;
     }
   }

@@ -21,6 +21,28 @@
 /* Indexed like store_input_topics[]: 0 canary.deploy, 1 canary.metrics, 2 canary.commands. */
 extern const char *const bus_input_topics[BUS_INPUT_TOPICS];
 
+/* msg is one line without a newline; it names the topic/partition (and offset) it is about. */
+typedef void (*bus_log_fn)(void *ctx, int level, const char *msg);
+
+/*
+ * Topic names. Callers use the contract's names ("canary.deploy", "canary.decisions", ...); the
+ * bus prefixes them with the installation's prefix (CANARY_TOPIC_PREFIX: "" by default, e.g.
+ * "staging." to run several installations on one cluster, or a test's own topics). Set it
+ * once at start, before any consumer, producer or reader is created.
+ */
+void bus_set_topic_prefix(const char *prefix);
+/* The Kafka name of a contract topic (the name itself for any other). Static storage. */
+const char *bus_topic(const char *contract_topic);
+
+/*
+ * Create the contract's topics (prefixed) that do not exist yet: the three inputs and
+ * canary.decisions with `partitions` partitions, canary.notifications and canary.dlq with one,
+ * canary.flags with one and compaction (a traffic split per service is its latest value).
+ * Returns CANARY_OK, CANARY_EUNAVAILABLE (broker unreachable), CANARY_EIO (logged).
+ */
+int bus_create_topics(const char *brokers, int partitions, int timeout_ms, bus_log_fn log,
+                      void *log_ctx) CANARY_MUSTCHECK;
+
 /* Log levels are syslog(3)'s, as librdkafka's: */
 enum bus_log_level {
   BUS_LOG_ERR = 3,     /* something failed that an operator must look at */
@@ -29,8 +51,6 @@ enum bus_log_level {
   BUS_LOG_INFO = 6,
   BUS_LOG_DEBUG = 7,
 };
-/* msg is one line without a newline; it names the topic/partition (and offset) it is about. */
-typedef void (*bus_log_fn)(void *ctx, int level, const char *msg);
 
 /*
  * Rebalance hooks. assigned() is called once per shard (partition number) newly assigned,

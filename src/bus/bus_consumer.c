@@ -328,7 +328,7 @@ int bus_consumer_new_conf(const char *brokers, const char *group, const char *cl
 
   rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(BUS_INPUT_TOPICS);
   for (int t = 0; t < BUS_INPUT_TOPICS; t++) {
-    rd_kafka_topic_partition_list_add(topics, bus_input_topics[t], RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_add(topics, bus_topic(bus_input_topics[t]), RD_KAFKA_PARTITION_UA);
   }
   rd_kafka_resp_err_t serr = rd_kafka_subscribe(c->rk, topics);
   rd_kafka_topic_partition_list_destroy(topics);
@@ -471,7 +471,7 @@ int bus_consumer_seek_shard(bus_consumer_t *c, int shard, const int64_t next[BUS
     return CANARY_ENOMEM;
   for (int t = 0; t < BUS_INPUT_TOPICS; t++) {
     rd_kafka_topic_partition_t *tp =
-        rd_kafka_topic_partition_list_add(list, bus_input_topics[t], shard);
+        rd_kafka_topic_partition_list_add(list, bus_topic(bus_input_topics[t]), shard);
     tp->offset = next[t] < 0 ? RD_KAFKA_OFFSET_BEGINNING : next[t];
   }
   rd_kafka_error_t *err = rd_kafka_seek_partitions(c->rk, list, 10000);

@@ -138,14 +138,15 @@ void bus_producer_on_delivery(bus_producer_t *p, bus_delivery_fn fn, void *ctx) 
   p->delivered_ctx = ctx;
 }
 
-int bus_produce(bus_producer_t *p, const char *topic, int32_t partition, const void *key,
+int bus_produce(bus_producer_t *p, const char *contract_topic, int32_t partition, const void *key,
                 size_t key_len, const void *value, size_t len, int64_t opaque) {
-  if (!topic || !*topic) {
+  if (!contract_topic || !*contract_topic) {
     bus_logf(p->log, p->log_ctx, BUS_LOG_ERR, "kafka producer: no topic");
     return CANARY_EINVALID;
   }
   int64_t deadline = bus_now_ms() + p->queue_wait_ms;
   for (;;) {
+    const char *topic = bus_topic(contract_topic);
     rd_kafka_resp_err_t err = rd_kafka_producev(
         p->rk, RD_KAFKA_V_TOPIC(topic),
         RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
@@ -202,7 +203,8 @@ int bus_producer_flush(bus_producer_t *p, int timeout_ms) {
   return CANARY_OK;
 }
 
-int bus_partition_count(bus_producer_t *p, const char *topic, int timeout_ms) {
+int bus_partition_count(bus_producer_t *p, const char *contract_topic, int timeout_ms) {
+  const char *topic = bus_topic(contract_topic);
   rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topic, NULL);
   if (!rkt) {
     return -1;

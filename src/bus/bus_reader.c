@@ -16,8 +16,9 @@ struct bus_reader {
   void *log_ctx;
 };
 
-int bus_reader_new(const char *brokers, const char *topic, bool from_beginning, bus_log_fn log,
-                   void *log_ctx, bus_reader_t **out) {
+int bus_reader_new(const char *brokers, const char *contract_topic, bool from_beginning,
+                   bus_log_fn log, void *log_ctx, bus_reader_t **out) {
+  const char *topic = bus_topic(contract_topic);
   char err[512];
   *out = NULL;
   bus_reader_t *r = calloc(1, sizeof *r);

@@ -1,0 +1,552 @@
+/*
+ * The worker against the real broker and database: crash safety and two workers in one group.
+ *
+ * A recorded stream (tests/integration/gen-stream, >= 2000 events over dozens of rollouts) is
+ * produced as Avro to the input topics. The reference is the same stream through the engine
+ * in-process, exactly as `canaryctl simulate` runs it. canaryd runs with --clock event (only
+ * event time moves its clock, as in the reference) against a database of its own.
+ *
+ * - crash safety: canaryd is killed with SIGKILL at random moments at least 10 times and
+ *   restarted; then its transition log, its final rollout states and the set of decision ids
+ *   published on canary.decisions must equal the reference. Re-published ids are counted.
+ * - two workers: two canaryd in one group share the shards; one is killed; the other takes its
+ *   shards over; again everything must equal the reference, nothing lost or doubled.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "app/app_cli.h"
+#include "bus/bus.h"
+#include "codec/avro_codec.h"
+#include "codec/event_json.h"
+#include "codec/json.h"
+#include "codec/rollout_json.h"
+#include "core/engine.h"
+#include "store/store.h"
+
+#define STREAM_EVENTS 2400
+#define PLAN_FILE CANARY_SOURCE_DIR "/tests/integration/plans/fast.yaml"
+
+static const char *pg, *kafka;
+static struct plan plan;
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms) {
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) && errno == EINTR)
+    ;
+}
+
+/* The reference: every event through one engine, deadlines fired at their times in between. */
+struct reference {
+  struct event *events;
+  size_t n_events;
+  struct engine engine;
+  struct decision *decisions;
+  size_t n_decisions;
+};
+
+static void keep_decisions(struct reference *ref, struct effects *fx) {
+  for (size_t i = 0; i < fx->n; i++)
+    if (fx->items[i].kind == EFFECT_DECISION) {
+      ref->decisions = realloc(ref->decisions, (ref->n_decisions + 1) * sizeof *ref->decisions);
+      assert_non_null(ref->decisions);
+      ref->decisions[ref->n_decisions++] = fx->items[i].u.decision;
+    }
+  effects_clear(fx);
+}
+
+static void fire_until(struct reference *ref, struct effects *fx, int64_t t) {
+  for (int64_t d; (d = engine_next_deadline(&ref->engine)) <= t;) {
+    assert_int_equal(engine_tick(&ref->engine, d, fx), CANARY_OK);
+    keep_decisions(ref, fx);
+  }
+}
+
+/* Generate the stream, keep its events, and run the reference over it. */
+static void reference_build(struct reference *ref, const char *prefix) {
+  char cmd[512], why[512];
+  snprintf(cmd, sizeof cmd, "%s/tests/integration/gen-stream %s %d", CANARY_SOURCE_DIR, prefix,
+           STREAM_EVENTS);
+  FILE *f = popen(cmd, "r");
+  assert_non_null(f);
+  struct event_scratch *scratch = event_scratch_new();
+  struct effects fx = EFFECTS_INIT;
+  memset(ref, 0, sizeof *ref);
+  assert_int_equal(engine_init(&ref->engine, &plan), CANARY_OK);
+  ref->events = calloc(STREAM_EVENTS + 1, sizeof *ref->events);
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  int64_t clock = INT64_MIN;
+  while ((len = getline(&line, &cap, f)) > 0) {
+    assert_true(ref->n_events < STREAM_EVENTS);
+    struct event *ev = &ref->events[ref->n_events++];
+    if (event_from_json(line, (size_t)len - 1, ev, scratch, why, sizeof why) != CANARY_OK)
+      fail_msg("generated line %zu does not parse: %s", ref->n_events, why);
+    /* Metric arrays borrow the scratch: this test keeps metric events without their values
+     * (the core counts them, decides nothing) and sends them as such. */
+    memset(&ev->metrics, 0, sizeof ev->metrics);
+    ev->metrics.interval_ms = 10000;
+    fire_until(ref, &fx, ev->time_ms);
+    clock = ev->time_ms > clock ? ev->time_ms : clock;
+    enum apply_outcome outcome;
+    assert_int_equal(engine_apply(&ref->engine, ev, clock, &fx, &outcome, why, sizeof why),
+                     CANARY_OK);
+    if (outcome == APPLY_REJECTED)
+      fail_msg("the reference rejects generated event %s: %s", ev->id, why);
+    keep_decisions(ref, &fx);
+  }
+  fire_until(ref, &fx, clock);
+  free(line);
+  assert_int_equal(pclose(f), 0);
+  assert_int_equal((int)ref->n_events, STREAM_EVENTS);
+  effects_free(&fx);
+  event_scratch_destroy(scratch);
+}
+
+static void reference_free(struct reference *ref) {
+  engine_destroy(&ref->engine);
+  free(ref->events);
+  free(ref->decisions);
+}
+
+static void on_delivery(void *ctx, int64_t opaque, bool ok, const char *error) {
+  int *failed = ctx;
+  if (!ok) {
+    fprintf(stderr, "delivery of event %" PRId64 " failed: %s\n", opaque, error);
+    (*failed)++;
+  }
+}
+
+/* Produce events [from, to) as the contract says: Avro, the topic of its type, key = rollout. */
+static void produce(const struct reference *ref, size_t from, size_t to) {
+  avro_codec_t *codec;
+  bus_producer_t *p;
+  int failed = 0;
+  assert_int_equal(avro_codec_new(&codec), CANARY_OK);
+  assert_int_equal(bus_producer_new(kafka, "test-worker", NULL, NULL, &p), CANARY_OK);
+  bus_producer_on_delivery(p, on_delivery, &failed);
+  struct avro_buf buf = AVRO_BUF_INIT;
+  for (size_t i = from; i < to && i < ref->n_events; i++) {
+    const struct event *ev = &ref->events[i];
+    assert_int_equal(avro_codec_encode_event(codec, ev, &buf), CANARY_OK);
+    assert_int_equal(bus_produce(p, avro_codec_topic_of(ev->type), -1, ev->rollout,
+                                 strlen(ev->rollout), buf.data, buf.len, (int64_t)i),
+                     CANARY_OK);
+  }
+  assert_int_equal(bus_producer_flush(p, 30000), CANARY_OK);
+  assert_int_equal(failed, 0);
+  avro_buf_free(&buf);
+  bus_producer_destroy(p);
+  avro_codec_destroy(codec);
+}
+
+/* A database of the test's own: the worker starts from nothing (offsets from the start). */
+static char *fresh_database(const char *name) {
+  PGconn *c = PQconnectdb(pg);
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  char sql[256];
+  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
+  PQclear(PQexec(c, sql));
+  snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+  PGresult *r = PQexec(c, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    fail_msg("%s: %s", sql, PQerrorMessage(c));
+  PQclear(r);
+  PQfinish(c);
+  char *conninfo = malloc(strlen(pg) + 64);
+  sprintf(conninfo, "%s dbname=%s", pg, name); /* libpq: the last dbname wins */
+  return conninfo;
+}
+
+static void drop_database(const char *name) {
+  PGconn *c = PQconnectdb(pg);
+  char sql[256];
+  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+  PQclear(PQexec(c, sql));
+  PQfinish(c);
+}
+
+/* Start canaryd; its log goes to a file next to the build. */
+static pid_t start_worker(const char *conninfo, const char *group, const char *id) {
+  char log[256];
+  snprintf(log, sizeof log, "%s/test_worker-%s.log", CANARY_BINARY_DIR, id);
+  /* Static membership: a worker restarted under the same id gets its shards back at once
+   * instead of waiting for its dead predecessor's session to time out. */
+  char instance[128];
+  snprintf(instance, sizeof instance, "group.instance.id=%s-%s", group, id);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    /* --clock event and a long --hold-ms: input already in Kafka is released strictly in
+     * event-time order, as the reference applies it. Small batches: more commits to crash in. */
+    execl(CANARY_BINARY_DIR "/canaryd", "canaryd", "--clock", "event", "--hold-ms", "600000",
+          "--batch", "50", "--plan", PLAN_FILE,
+          "--pg", conninfo, "--kafka", kafka, "--group", group, "--worker-id", id,
+          "--kafka-conf", "session.timeout.ms=6000", "--kafka-conf", "heartbeat.interval.ms=500",
+          "--kafka-conf", instance, (char *)NULL);
+    _exit(127);
+  }
+  return pid;
+}
+
+static int stop_worker(pid_t pid, int sig) {
+  int status = 0;
+  kill(pid, sig);
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  return status;
+}
+
+/* Sum of the shards' owner epochs: it grows by one for every claim. */
+static long epochs(const char *conninfo) {
+  PGconn *c = PQconnectdb(conninfo);
+  PGresult *r = PQexec(c, "SELECT coalesce(sum(owner_epoch), 0) FROM shards");
+  long n = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : 0;
+  PQclear(r);
+  PQfinish(c);
+  return n;
+}
+
+/* Sum of the stored next offsets: how far the worker has committed through the input. */
+static long committed(const char *conninfo) {
+  PGconn *c = PQconnectdb(conninfo);
+  PGresult *r = PQexec(c, "SELECT coalesce(sum(next_offset), 0) FROM offsets WHERE next_offset > 0");
+  long n = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : 0;
+  PQclear(r);
+  PQfinish(c);
+  return n;
+}
+
+/* Wait until the shards were claimed `claims` more times than `before` (false on timeout). */
+static bool wait_claims(const char *conninfo, long before, long claims, int64_t ms) {
+  int64_t until = mono_ms() + ms;
+  while (mono_ms() < until) {
+    if (epochs(conninfo) >= before + claims)
+      return true;
+    sleep_ms(50);
+  }
+  return false;
+}
+
+/* Number of transitions stored for the stream's rollouts. */
+static long stored_transitions(const char *conninfo, const char *prefix) {
+  PGconn *c = PQconnectdb(conninfo);
+  if (PQstatus(c) != CONNECTION_OK) {
+    PQfinish(c);
+    return -1;
+  }
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT count(*) FROM transitions WHERE rollout LIKE '%s-%%'", prefix);
+  PGresult *r = PQexec(c, sql);
+  long n = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : -1;
+  PQclear(r);
+  PQfinish(c);
+  return n;
+}
+
+/* Wait until the store holds as many transitions as the reference (or time runs out). */
+static void wait_caught_up(const char *conninfo, const char *prefix, size_t want, int64_t ms) {
+  int64_t until = mono_ms() + ms;
+  long n = -1;
+  while (mono_ms() < until) {
+    n = stored_transitions(conninfo, prefix);
+    if (n >= (long)want)
+      return;
+    sleep_ms(250);
+  }
+  fail_msg("the worker stored %ld of %zu transitions in %" PRId64 " s", n, want, ms / 1000);
+}
+
+static bool same_decision(const struct decision *a, const struct decision *b) {
+  if (strcmp(a->id, b->id) || a->seq != b->seq || a->time_ms != b->time_ms ||
+      a->action != b->action || strcmp(a->from_stage, b->from_stage) ||
+      strcmp(a->to_stage, b->to_stage) || a->state != b->state || strcmp(a->reason, b->reason) ||
+      strcmp(a->rule, b->rule) || strcmp(a->actor, b->actor) || a->n_evidence != b->n_evidence)
+    return false;
+  for (int i = 0; i < a->n_evidence; i++) {
+    const struct evidence_item *x = &a->evidence[i], *y = &b->evidence[i];
+    if (strcmp(x->key, y->key) || x->kind != y->kind || x->num != y->num || x->i != y->i ||
+        x->b != y->b || strcmp(x->str, y->str))
+      return false;
+  }
+  return true;
+}
+
+/* The transition log and the final states in the store equal the reference's. */
+static void compare_store(const struct reference *ref, const char *conninfo) {
+  store_t *st;
+  assert_int_equal(store_open(conninfo, 10000, NULL, NULL, &st), CANARY_OK);
+  struct jbuf a, b;
+  jbuf_init(&a);
+  jbuf_init(&b);
+  size_t checked = 0;
+  for (size_t i = 0; i < ref->engine.n_rollouts; i++) {
+    const struct rollout *want = ref->engine.rollouts[i];
+    struct decision *got;
+    size_t n;
+    assert_int_equal(store_history(st, want->id, &got, &n), CANARY_OK);
+    size_t k = 0;
+    for (size_t j = 0; j < ref->n_decisions; j++) {
+      const struct decision *d = &ref->decisions[j];
+      if (strcmp(d->rollout, want->id))
+        continue;
+      if (k >= n)
+        fail_msg("%s: decision %s is missing from the store", want->id, d->id);
+      if (!same_decision(d, &got[k]))
+        fail_msg("%s: stored decision %s differs from the reference's %s (%s / %s)", want->id,
+                 got[k].id, d->id, got[k].reason, d->reason);
+      k++;
+      checked++;
+    }
+    if (k != n)
+      fail_msg("%s: the store has %zu decisions, the reference %zu", want->id, n, k);
+    free(got);
+  }
+  assert_int_equal(checked, ref->n_decisions);
+
+  struct store_rollout_row *rows;
+  size_t n_rows, matched = 0;
+  assert_int_equal(store_list_rollouts(st, &rows, &n_rows), CANARY_OK);
+  for (size_t i = 0; i < n_rows; i++) {
+    const struct rollout *want = engine_find(&ref->engine, rows[i].rollout.id);
+    if (!want)
+      continue; /* another test's rollout */
+    jbuf_reset(&a);
+    jbuf_reset(&b);
+    rollout_json_write(want, &a);
+    rollout_json_write(&rows[i].rollout, &b);
+    if (a.len != b.len || memcmp(a.data, b.data, a.len))
+      fail_msg("final state of %s differs:\nreference %.*s\nstored    %.*s", want->id,
+               (int)a.len, a.data, (int)b.len, b.data);
+    matched++;
+  }
+  assert_int_equal(matched, ref->engine.n_rollouts);
+  free(rows);
+  jbuf_free(&a);
+  jbuf_free(&b);
+  store_close(st);
+  printf("    %zu decisions of %zu rollouts equal the reference, final states equal\n",
+         ref->n_decisions, ref->engine.n_rollouts);
+}
+
+static int cmp_str(const void *x, const void *y) {
+  return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* The decision ids published for the stream's rollouts equal the reference's, as a set. */
+static void compare_published(const struct reference *ref, const char *prefix) {
+  avro_codec_t *codec;
+  bus_reader_t *r;
+  assert_int_equal(avro_codec_new(&codec), CANARY_OK);
+  assert_int_equal(bus_reader_new(kafka, "canary.decisions", true, NULL, NULL, &r), CANARY_OK);
+  size_t plen = strlen(prefix), n = 0, cap = ref->n_decisions * 2 + 16;
+  char **ids = calloc(cap, sizeof *ids);
+  int64_t quiet_since = mono_ms(), until = mono_ms() + 60000;
+  char why[256];
+  for (;;) {
+    struct bus_msg m;
+    bool caught_up;
+    if (bus_reader_read(r, 200, &m, &caught_up) == CANARY_OK) {
+      struct decision d;
+      assert_int_equal(avro_codec_decode_decision(codec, m.value, m.len, &d, why, sizeof why),
+                       CANARY_OK);
+      if (!strncmp(d.rollout, prefix, plen) && d.rollout[plen] == '-') {
+        if (n == cap)
+          ids = realloc(ids, (cap *= 2) * sizeof *ids);
+        ids[n++] = strdup(d.id);
+      }
+      quiet_since = mono_ms();
+      continue;
+    }
+    /* caught up, and no more arriving for 2 s (the relay may still be publishing) */
+    if (caught_up && n >= ref->n_decisions && mono_ms() - quiet_since > 2000)
+      break;
+    if (mono_ms() > until)
+      break;
+  }
+  qsort(ids, n, sizeof *ids, cmp_str);
+  size_t unique = 0, repeats = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (i && !strcmp(ids[i], ids[i - 1]))
+      repeats++;
+    else
+      ids[unique++] = ids[i];
+  }
+  char **want = calloc(ref->n_decisions + 1, sizeof *want);
+  for (size_t i = 0; i < ref->n_decisions; i++)
+    want[i] = (char *)ref->decisions[i].id;
+  qsort(want, ref->n_decisions, sizeof *want, cmp_str);
+  printf("    published %zu decision messages: %zu distinct ids, %zu re-published (same id)\n",
+         n, unique, repeats);
+  assert_int_equal(unique, ref->n_decisions);
+  for (size_t i = 0; i < unique; i++)
+    if (strcmp(ids[i], want[i]))
+      fail_msg("published id %s where the reference has %s", ids[i], want[i]);
+  /* ids[] holds freed duplicates' pointers only below unique; free everything once */
+  free(want);
+  free(ids); /* the strdup'd strings leak in this short-lived test process on purpose */
+  bus_reader_close(r);
+  avro_codec_destroy(codec);
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+/*
+ * Topics of the test's own (CANARY_TOPIC_PREFIX, inherited by the canaryd it starts): only the
+ * stream is in them, so nothing another test produced can interleave with it.
+ */
+static void own_topics(const char *prefix) {
+  char p[96];
+  snprintf(p, sizeof p, "%s.", prefix);
+  setenv("CANARY_TOPIC_PREFIX", p, 1);
+  bus_set_topic_prefix(p);
+  assert_int_equal(bus_create_topics(kafka, 3, 20000, NULL, NULL), CANARY_OK);
+}
+
+static void test_crash_safety(void **state) {
+  (void)state;
+  char prefix[64], db[64], group[80];
+  snprintf(prefix, sizeof prefix, "crash%d%ld", (int)getpid(), (long)time(NULL) % 100000);
+  snprintf(db, sizeof db, "canary_%s", prefix);
+  snprintf(group, sizeof group, "g-%s", prefix);
+  own_topics(prefix);
+  struct reference ref;
+  reference_build(&ref, prefix);
+  printf("    stream: %zu events, %zu rollouts, %zu reference decisions\n", ref.n_events,
+         ref.engine.n_rollouts, ref.n_decisions);
+  char *conninfo = fresh_database(db);
+
+  /* The whole stream is in Kafka before the first start: what the worker sees does not depend
+   * on when it fetches, so its decisions must equal the reference's. Each run is killed at a
+   * random moment after it has claimed its shards (it is then loading or applying batches). */
+  produce(&ref, 0, ref.n_events);
+  srand((unsigned)getpid());
+  int kills = 0;
+  for (int round = 0; round < 12; round++) {
+    long before = epochs(conninfo);
+    pid_t pid = start_worker(conninfo, group, "crash");
+    assert_true(wait_claims(conninfo, before, 3, 60000));
+    sleep_ms(50 + rand() % 700);
+    int status = stop_worker(pid, SIGKILL);
+    assert_true(WIFSIGNALED(status)); /* it was still running: the kill hit it mid-work */
+    kills++;
+    printf("    kill -9 #%d: %ld of %zu events and %ld of %zu transitions committed so far\n",
+           kills, committed(conninfo), ref.n_events, stored_transitions(conninfo, prefix),
+           ref.n_decisions);
+  }
+  pid_t pid = start_worker(conninfo, group, "crash");
+  wait_caught_up(conninfo, prefix, ref.n_decisions, 180000);
+  sleep_ms(1500); /* nothing more may come: an extra transition would fail below */
+  int status = stop_worker(pid, SIGTERM);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  assert_true(kills >= 10);
+
+  compare_store(&ref, conninfo);
+  compare_published(&ref, prefix);
+  drop_database(db);
+  free(conninfo);
+  reference_free(&ref);
+}
+
+static void test_two_workers_share_and_take_over(void **state) {
+  (void)state;
+  char prefix[64], db[64], group[80];
+  snprintf(prefix, sizeof prefix, "pair%d%ld", (int)getpid(), (long)time(NULL) % 100000);
+  snprintf(db, sizeof db, "canary_%s", prefix);
+  snprintf(group, sizeof group, "g-%s", prefix);
+  own_topics(prefix);
+  struct reference ref;
+  reference_build(&ref, prefix);
+  char *conninfo = fresh_database(db);
+  produce(&ref, 0, ref.n_events);
+
+  /* The group splits the three shards between the two. */
+  pid_t a = start_worker(conninfo, group, "pair-a");
+  pid_t b = start_worker(conninfo, group, "pair-b");
+  PGconn *c = NULL;
+  int64_t until = mono_ms() + 60000;
+  int owners = 0;
+  while (mono_ms() < until && owners < 2) {
+    sleep_ms(300);
+    c = PQconnectdb(conninfo);
+    PGresult *r = PQexec(c, "SELECT count(DISTINCT owner) FROM shards");
+    owners = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    PQfinish(c);
+  }
+  assert_int_equal(owners, 2);
+  sleep_ms(300 + rand() % 700);
+  /* Kill one mid-stream: the other must take its shards over from the stored offsets. */
+  long at_kill = stored_transitions(conninfo, prefix);
+  int status = stop_worker(a, SIGKILL);
+  assert_true(WIFSIGNALED(status));
+  printf("    a killed with %ld of %zu transitions stored\n", at_kill, ref.n_decisions);
+  int owned_by_b = 0;
+  until = mono_ms() + 60000;
+  while (mono_ms() < until && owned_by_b < 3) {
+    sleep_ms(300);
+    c = PQconnectdb(conninfo);
+    PGresult *r = PQexec(c, "SELECT count(*) FROM shards WHERE owner = 'pair-b'");
+    owned_by_b = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    PQfinish(c);
+  }
+  wait_caught_up(conninfo, prefix, ref.n_decisions, 180000);
+  sleep_ms(1500);
+  status = stop_worker(b, SIGTERM);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  printf("    worker b owns %d shards after a was killed\n", owned_by_b);
+  assert_int_equal(owned_by_b, 3);
+
+  compare_store(&ref, conninfo);
+  compare_published(&ref, prefix);
+  drop_database(db);
+  free(conninfo);
+  reference_free(&ref);
+}
+
+int main(void) {
+  pg = getenv("CANARY_PG");
+  kafka = getenv("CANARY_KAFKA");
+  if (!pg || !kafka) {
+    fprintf(stderr, "test_worker: CANARY_PG and CANARY_KAFKA must be set "
+                    "(scripts/test starts the services)\n");
+    return 1;
+  }
+  if (!cli_load_plan("test_worker", PLAN_FILE, &plan))
+    return 1;
+  setvbuf(stdout, NULL, _IONBF, 0);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_crash_safety),
+      cmocka_unit_test(test_two_workers_share_and_take_over),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
