@@ -75,7 +75,7 @@ void bus_set_topic_prefix(const char *p) {
 
 const char *bus_topic(const char *name) {
   if (!prefixed[0][0])
-    bus_set_topic_prefix(prefix);
+    bus_set_topic_prefix(NULL); /* not set yet: the prefix is "" */
   for (size_t i = 0; i < N_CONTRACT; i++)
     if (strcmp(name, contract_topics[i]) == 0)
       return prefixed[i];
