@@ -470,6 +470,12 @@ static void test_crash_safety(void **state) {
 
   compare_store(&ref, conninfo);
   compare_published(&ref, prefix);
+  /* the stream walks rollouts all the way: through the real broker and database to GA */
+  size_t completed = 0;
+  for (size_t i = 0; i < ref.engine.n_rollouts; i++)
+    completed += ref.engine.rollouts[i]->state == ROLLOUT_COMPLETED;
+  printf("    %zu rollouts reached ga (completed) through Kafka and PostgreSQL\n", completed);
+  assert_true(completed >= 1);
   drop_database(db);
   free(conninfo);
   reference_free(&ref);
@@ -533,6 +539,74 @@ static void test_two_workers_share_and_take_over(void **state) {
   reference_free(&ref);
 }
 
+/*
+ * A message that is not one of ours goes to canary.dlq with its bytes, where it came from and
+ * why; the worker goes on with the next message.
+ */
+static void test_malformed_message_to_dlq(void **state) {
+  (void)state;
+  char prefix[64], db[64], group[80];
+  snprintf(prefix, sizeof prefix, "dlq%d%ld", (int)getpid(), (long)time(NULL) % 100000);
+  snprintf(db, sizeof db, "canary_%s", prefix);
+  snprintf(group, sizeof group, "g-%s", prefix);
+  own_topics(prefix);
+  char *conninfo = fresh_database(db);
+
+  char rollout[80];
+  snprintf(rollout, sizeof rollout, "%s-r1", prefix);
+  static const char garbage[] = "{\"id\":\"not avro\"}";
+  bus_producer_t *p;
+  assert_int_equal(bus_producer_new(kafka, "test-dlq", NULL, NULL, &p), CANARY_OK);
+  assert_int_equal(bus_produce(p, "canary.deploy", -1, rollout, strlen(rollout), garbage,
+                               sizeof garbage - 1, 0), CANARY_OK);
+  /* then a valid rollout.requested for the same rollout (same key: same partition, after it) */
+  struct event ev = {.type = EVENT_ROLLOUT_REQUESTED, .time_ms = 1767225600000};
+  snprintf(ev.id, sizeof ev.id, "%s-e1", prefix);
+  snprintf(ev.rollout, sizeof ev.rollout, "%s", rollout);
+  snprintf(ev.service, sizeof ev.service, "svc");
+  snprintf(ev.version, sizeof ev.version, "2.0.0");
+  snprintf(ev.baseline_version, sizeof ev.baseline_version, "1.9.0");
+  avro_codec_t *codec;
+  assert_int_equal(avro_codec_new(&codec), CANARY_OK);
+  struct avro_buf buf = AVRO_BUF_INIT;
+  assert_int_equal(avro_codec_encode_event(codec, &ev, &buf), CANARY_OK);
+  assert_int_equal(bus_produce(p, "canary.deploy", -1, rollout, strlen(rollout), buf.data,
+                               buf.len, 1), CANARY_OK);
+  assert_int_equal(bus_producer_flush(p, 30000), CANARY_OK);
+  bus_producer_destroy(p);
+
+  pid_t pid = start_worker(conninfo, group, "dlq");
+  wait_caught_up(conninfo, prefix, 1, 60000); /* the valid one decided: a hold at the entry */
+  assert_int_equal(WEXITSTATUS(stop_worker(pid, SIGTERM)), 0);
+
+  bus_reader_t *r;
+  assert_int_equal(bus_reader_new(kafka, "canary.dlq", true, NULL, NULL, &r), CANARY_OK);
+  struct bus_msg m;
+  bool caught_up = false, found = false;
+  char why[256];
+  for (int64_t until = mono_ms() + 30000; !found && mono_ms() < until;) {
+    if (bus_reader_read(r, 200, &m, &caught_up) != CANARY_OK)
+      continue;
+    struct avro_dlq d;
+    assert_int_equal(avro_codec_decode_dlq(codec, m.value, m.len, &d, why, sizeof why), CANARY_OK);
+    assert_string_equal(d.topic, "canary.deploy");
+    assert_int_equal(d.offset, 0);
+    assert_int_equal(d.original_len, sizeof garbage - 1);
+    assert_memory_equal(d.original, garbage, sizeof garbage - 1);
+    assert_int_equal(d.key_len, strlen(rollout));
+    printf("    dead letter: %s [%d] offset %" PRId64 ": %s\n", d.topic, d.partition, d.offset,
+           d.reason);
+    assert_non_null(strstr(d.reason, "magic"));
+    found = true;
+  }
+  assert_true(found);
+  bus_reader_close(r);
+  avro_buf_free(&buf);
+  avro_codec_destroy(codec);
+  drop_database(db);
+  free(conninfo);
+}
+
 int main(void) {
   pg = getenv("CANARY_PG");
   kafka = getenv("CANARY_KAFKA");
@@ -547,6 +621,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_crash_safety),
       cmocka_unit_test(test_two_workers_share_and_take_over),
+      cmocka_unit_test(test_malformed_message_to_dlq),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
