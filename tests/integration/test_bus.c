@@ -228,8 +228,16 @@ static void store_at_end(struct store_sim *s) {
   for (int p = 0; p < SHARDS; p++) {
     for (int t = 0; t < BUS_INPUT_TOPICS; t++) {
       int64_t lo = -1, hi = -1;
-      rd_kafka_resp_err_t e =
-          rd_kafka_query_watermark_offsets(rk, bus_input_topics[t], p, &lo, &hi, 10000);
+      rd_kafka_resp_err_t e;
+      /* A broker that has just created its topics may not have elected every leader yet. */
+      for (int tries = 0; tries < 60; tries++) {
+        e = rd_kafka_query_watermark_offsets(rk, bus_input_topics[t], p, &lo, &hi, 10000);
+        if (e != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
+            e != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
+            e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+          break;
+        usleep(250 * 1000);
+      }
       if (e) {
         fail_msg("watermarks of %s [%d]: %s", bus_input_topics[t], p, rd_kafka_err2str(e));
       }
