@@ -123,11 +123,13 @@ _svc_targets() {
     esac
 }
 
-# True if something listens on (or is bound to) 127.0.0.1:PORT or *:PORT.
+# True if something listens on 127.0.0.1:PORT or *:PORT. Connections left in TIME_WAIT by a
+# server we just stopped do not count: PostgreSQL and Kafka bind with SO_REUSEADDR, and counting
+# them would move a restarted service to another port under its clients' feet.
 _svc_port_in_use() {
     local port=$1
     if command -v ss >/dev/null 2>&1; then
-        if ss -Htan "sport = :$port" 2>/dev/null | grep -q .; then
+        if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
             return 0
         fi
     fi

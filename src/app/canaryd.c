@@ -38,6 +38,8 @@ static const char usage[] =
     "                      input is idle; event: only event time moves the clock (replays)\n"
     "  --tick-ms N         idle deadline check interval (500)\n"
     "  --hold-ms N         longest wait for a lagging partition before releasing (1000)\n"
+    "  --grace-ms N        how long a caught-up partition is waited for after a message\n"
+    "                      arrives on another, so simultaneous events keep their order (200)\n"
     "  --batch N           messages per poll and commit (1000)\n"
     "  --no-relay          do not publish the outbox (another process does)\n"
     "  --kafka-conf K=V    extra librdkafka consumer property (repeatable), e.g.\n"
@@ -81,6 +83,7 @@ int main(int argc, char **argv) {
       {"version", no_argument, NULL, 'V'},       {"kafka-conf", required_argument, NULL, 'K'},
       {"batch", required_argument, NULL, 'B'},
       {"topic-prefix", required_argument, NULL, 'T'},
+      {"grace-ms", required_argument, NULL, 'G'},
       {NULL, 0, NULL, 0}};
   static const char *kconf[2 * 32 + 1];
   int n_kconf = 0;
@@ -124,6 +127,7 @@ int main(int argc, char **argv) {
     case 'H': cfg.hold_ms = atoi(optarg); break;
     case 'B': cfg.batch_max = atoi(optarg); break;
     case 'T': topic_prefix = optarg; break;
+    case 'G': cfg.grace_ms = atoi(optarg); break;
     case 'R': cfg.relay = false; break;
     case 'K': {
       char *eq = strchr(optarg, '=');
@@ -160,7 +164,7 @@ int main(int argc, char **argv) {
             !kafka ? "--kafka/CANARY_KAFKA" : "--pg/CANARY_PG");
     return EXIT_USAGE;
   }
-  if (cfg.tick_ms <= 0 || cfg.hold_ms < 0 || cfg.batch_max <= 0) {
+  if (cfg.tick_ms <= 0 || cfg.hold_ms < 0 || cfg.grace_ms < 0 || cfg.batch_max <= 0) {
     fprintf(stderr, "canaryd: --tick-ms and --batch must be positive, --hold-ms not negative\n");
     return EXIT_USAGE;
   }

@@ -412,9 +412,12 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
 /*
  * Release queued messages in event-time order across the shard's three topic-partitions. The
  * earliest head goes first, but only when every other partition either has a message queued
- * (so nothing earlier can still come from it) or has reported its end; a partition that is
- * merely slow is waited for at most hold_ms. With the input already in Kafka — a replay — this
- * gives the same order every time; live, a caught-up partition never delays the others.
+ * (so nothing earlier can still come from it) or is at its end and has stayed there for
+ * grace_ms since the head arrived: messages produced at about the same moment to different
+ * partitions reach the broker (and us) a few milliseconds apart, and an end-of-partition seen
+ * before the head arrived says nothing about them. A partition that is merely slow is waited
+ * for at most hold_ms. With the input already in Kafka — a replay — this gives the same order
+ * every time; live, it costs at most grace_ms of latency.
  */
 static void release(struct worker *w, struct shard *s, int64_t now_wall) {
   for (;;) {
@@ -427,10 +430,13 @@ static void release(struct worker *w, struct shard *s, int64_t now_wall) {
     if (k < 0)
       return;
     const struct pending *head = queue_front(&s->q[k]);
-    bool waited = now_wall - head->arrived_ms >= w->cfg->hold_ms;
-    for (int t = 0; t < BUS_INPUT_TOPICS && !waited; t++)
-      if (t != k && !s->q[t].n && !bus_consumer_at_end(w->consumer, t, s->id))
+    int64_t waited = now_wall - head->arrived_ms;
+    for (int t = 0; t < BUS_INPUT_TOPICS && waited < w->cfg->hold_ms; t++) {
+      if (t == k || s->q[t].n)
+        continue;
+      if (!bus_consumer_at_end(w->consumer, t, s->id) || waited < w->cfg->grace_ms)
         return; /* partition t may still deliver something earlier */
+    }
     apply_one(w, s, k, head);
     queue_pop(&s->q[k]);
   }
@@ -734,6 +740,7 @@ void worker_config_defaults(struct worker_config *cfg) {
   cfg->wall_clock = true;
   cfg->tick_ms = 500;
   cfg->hold_ms = 1000;
+  cfg->grace_ms = 200;
   cfg->batch_max = 1000;
   cfg->relay = true;
 }

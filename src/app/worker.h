@@ -21,12 +21,13 @@ struct worker_config {
   bool wall_clock;       /* fire due deadlines from the wall clock while input is idle */
   int tick_ms;           /* how often idle deadlines are checked */
   int hold_ms;           /* longest wait for a lagging co-partition before releasing anyway */
+  int grace_ms;          /* how long a partition at its end is waited for after a message */
   int batch_max;         /* messages per poll */
   bool relay;            /* publish the outbox (off: another process relays) */
   const char *const *kafka_conf; /* extra consumer properties: name, value, ..., NULL */
 };
 
-/* Sensible defaults: wall clock on, tick 500 ms, hold 1000 ms, batch 1000, relay on. */
+/* Defaults: wall clock on, tick 500 ms, hold 1000 ms, grace 200 ms, batch 1000, relay on. */
 void worker_config_defaults(struct worker_config *cfg);
 
 /*

@@ -607,6 +607,80 @@ static void test_malformed_message_to_dlq(void **state) {
   free(conninfo);
 }
 
+/* scripts/services ACTION SERVICE, on the services scripts/test started (same CANARY_VAR). */
+static void services(const char *action, const char *service) {
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "CANARY_QUIET=1 %s/scripts/services %s %s >/dev/null 2>&1",
+           CANARY_SOURCE_DIR, action, service);
+  assert_int_equal(system(cmd), 0);
+}
+
+/* Run one SQL statement on the maintenance connection. */
+static void sql(const char *statement) {
+  PGconn *c = PQconnectdb(pg);
+  PGresult *r = PQexec(c, statement);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+    fail_msg("%s: %s", statement, PQerrorMessage(c));
+  PQclear(r);
+  PQfinish(c);
+}
+
+/*
+ * PostgreSQL and then Kafka go away while the worker runs, and come back: the worker waits,
+ * retries, says so in its log, loses nothing and doubles nothing. The database outage cuts the
+ * worker's connections and refuses new ones for a while (the server itself stays up, so its
+ * port cannot change under the worker); the Kafka outage stops the broker.
+ */
+static void test_survives_outages(void **state) {
+  (void)state;
+  char prefix[64], db[64], group[80];
+  snprintf(prefix, sizeof prefix, "outage%d%ld", (int)getpid(), (long)time(NULL) % 100000);
+  snprintf(db, sizeof db, "canary_%s", prefix);
+  snprintf(group, sizeof group, "g-%s", prefix);
+  own_topics(prefix);
+  struct reference ref;
+  reference_build(&ref, prefix);
+  char *conninfo = fresh_database(db);
+  produce(&ref, 0, ref.n_events / 3);
+  pid_t pid = start_worker(conninfo, group, "outage");
+  wait_caught_up(conninfo, prefix, 1, 60000);
+
+  char statement[256];
+  snprintf(statement, sizeof statement, "ALTER DATABASE %s ALLOW_CONNECTIONS false", db);
+  sql(statement);
+  snprintf(statement, sizeof statement,
+           "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s'", db);
+  sql(statement);
+  printf("    PostgreSQL connections cut and refused\n");
+  sleep_ms(3000);
+  snprintf(statement, sizeof statement, "ALTER DATABASE %s ALLOW_CONNECTIONS true", db);
+  sql(statement);
+  printf("    PostgreSQL back\n");
+  produce(&ref, ref.n_events / 3, 2 * ref.n_events / 3);
+  sleep_ms(2000);
+
+  services("stop", "kafka");
+  printf("    Kafka stopped\n");
+  sleep_ms(3000);
+  services("start", "kafka");
+  printf("    Kafka back\n");
+  produce(&ref, 2 * ref.n_events / 3, ref.n_events);
+
+  wait_caught_up(conninfo, prefix, ref.n_decisions, 180000);
+  sleep_ms(2000);
+  int status = stop_worker(pid, SIGTERM);
+  assert_true(WIFEXITED(status)); /* it never gave up */
+  assert_int_equal(WEXITSTATUS(status), 0);
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "grep -q 'PostgreSQL' %s/test_worker-outage.log", CANARY_BINARY_DIR);
+  assert_int_equal(system(cmd), 0); /* and it said what happened */
+  compare_store(&ref, conninfo);
+  compare_published(&ref, prefix);
+  drop_database(db);
+  free(conninfo);
+  reference_free(&ref);
+}
+
 int main(void) {
   pg = getenv("CANARY_PG");
   kafka = getenv("CANARY_KAFKA");
@@ -622,6 +696,7 @@ int main(void) {
       cmocka_unit_test(test_crash_safety),
       cmocka_unit_test(test_two_workers_share_and_take_over),
       cmocka_unit_test(test_malformed_message_to_dlq),
+      cmocka_unit_test(test_survives_outages),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
