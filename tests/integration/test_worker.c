@@ -126,6 +126,37 @@ static void reference_build(struct reference *ref, const char *prefix) {
   event_scratch_destroy(scratch);
 }
 
+/*
+ * The reference is what `canaryctl simulate` prints for the same stream: check it byte for byte,
+ * so the in-process reference cannot drift from the simulator.
+ */
+static void reference_matches_simulate(const struct reference *ref, const char *prefix) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "%s/tests/integration/gen-stream %s %d | %s/canaryctl simulate --plan %s --events -",
+           CANARY_SOURCE_DIR, prefix, STREAM_EVENTS, CANARY_BINARY_DIR, PLAN_FILE);
+  FILE *f = popen(cmd, "r");
+  assert_non_null(f);
+  struct jbuf b;
+  jbuf_init(&b);
+  char *line = NULL;
+  size_t cap = 0, i = 0;
+  ssize_t len;
+  while ((len = getline(&line, &cap, f)) > 0) {
+    assert_true(i < ref->n_decisions);
+    jbuf_reset(&b);
+    decision_to_json(&ref->decisions[i], &b);
+    if ((size_t)len - 1 != b.len || memcmp(line, b.data, b.len))
+      fail_msg("simulate line %zu differs from the reference:\n%s%.*s", i + 1, line,
+               (int)b.len, b.data);
+    i++;
+  }
+  assert_int_equal(pclose(f), 0);
+  assert_int_equal(i, ref->n_decisions);
+  free(line);
+  jbuf_free(&b);
+}
+
 static void reference_free(struct reference *ref) {
   engine_destroy(&ref->engine);
   free(ref->events);
@@ -438,6 +469,7 @@ static void test_crash_safety(void **state) {
   own_topics(prefix);
   struct reference ref;
   reference_build(&ref, prefix);
+  reference_matches_simulate(&ref, prefix);
   printf("    stream: %zu events, %zu rollouts, %zu reference decisions\n", ref.n_events,
          ref.engine.n_rollouts, ref.n_decisions);
   char *conninfo = fresh_database(db);
