@@ -1,0 +1,561 @@
+/* Windows: fine buckets age into coarse roll-ups, and queries merge whatever their span covers. */
+#include "core/window.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { FINE = 0, COARSE = 1 };
+
+const char *window_kind_name(enum window_kind kind) {
+  switch (kind) {
+#define XX(name, wire) \
+  case WINDOW_##name: return wire;
+    WINDOW_KIND_MAP(XX)
+#undef XX
+  default: return "unknown";
+  }
+}
+
+static int64_t floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static int64_t mod(int64_t a, int64_t b) {
+  int64_t r = a % b;
+  return r < 0 ? r + b : r;
+}
+
+static int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
+
+/* --- configuration -------------------------------------------------------------------------- */
+
+int window_init(struct window *w, enum window_kind kind, int64_t bucket_ms,
+                int64_t retention_ms) {
+  struct window_config cfg = {
+      .bucket_ms = bucket_ms,
+      .retention_ms = retention_ms,
+      .fine_span_ms = WINDOW_FINE_SPAN_MS_DEFAULT,
+      .coarse_ms = WINDOW_COARSE_MS_DEFAULT,
+      .alpha = SKETCH_ALPHA_DEFAULT,
+  };
+  if (bucket_ms > 0) {
+    cfg.coarse_ms = ceil_div(WINDOW_COARSE_MS_DEFAULT, bucket_ms) * bucket_ms;
+    if (cfg.fine_span_ms < bucket_ms)
+      cfg.fine_span_ms = bucket_ms;
+  }
+  return window_init_config(w, kind, &cfg);
+}
+
+static bool config_ok(enum window_kind kind, const struct window_config *c) {
+  const int64_t max = WINDOW_TIME_MAX;
+  if ((unsigned)kind >= WINDOW_KIND_COUNT)
+    return false;
+  if (c->bucket_ms <= 0 || c->bucket_ms > max || c->retention_ms < c->bucket_ms ||
+      c->retention_ms > max || c->fine_span_ms < c->bucket_ms || c->fine_span_ms > max ||
+      c->coarse_ms < c->bucket_ms || c->coarse_ms > max || c->coarse_ms % c->bucket_ms)
+    return false;
+  return true;
+}
+
+int window_init_config(struct window *w, enum window_kind kind, const struct window_config *cfg) {
+  memset(w, 0, sizeof *w);
+  w->kind = kind;
+  w->n_tiers = 1;
+  int rc = sketch_init(&w->scratch, cfg->alpha);
+  if (rc || !config_ok(kind, cfg))
+    return CANARY_EINVALID;
+  w->cfg = *cfg;
+  bool two = cfg->retention_ms > cfg->fine_span_ms && cfg->coarse_ms > cfg->bucket_ms;
+  struct window_tier *f = &w->tier[FINE], *c = &w->tier[COARSE];
+  f->width_ms = cfg->bucket_ms;
+  f->span_ms = two ? cfg->fine_span_ms : cfg->retention_ms;
+  /* keys floor((clock - span) / width) .. floor(clock / width): at most ceil(span/width) + 1 */
+  f->slots = ceil_div(f->span_ms, f->width_ms) + 1;
+  if (two) {
+    w->n_tiers = 2;
+    c->width_ms = cfg->coarse_ms;
+    c->span_ms = cfg->retention_ms;
+    c->slots = ceil_div(c->span_ms, c->width_ms) + 1;
+  }
+  if (f->slots > WINDOW_MAX_SLOTS || c->slots > WINDOW_MAX_SLOTS) {
+    memset(w->tier, 0, sizeof w->tier);
+    w->n_tiers = 1;
+    return CANARY_EINVALID;
+  }
+  return CANARY_OK;
+}
+
+/* --- buckets -------------------------------------------------------------------------------- */
+
+/* The oldest key a tier keeps at the current clock. */
+static int64_t tier_lo(const struct window *w, const struct window_tier *t) {
+  return floor_div(w->clock_ms - t->span_ms, t->width_ms);
+}
+
+static void bucket_clear(struct window_bucket *b) {
+  memset(b, 0, sizeof *b);
+  b->key = WINDOW_NO_KEY;
+}
+
+static void bucket_drop(const struct window *w, struct window_bucket *b) {
+  if (w->kind == WINDOW_DISTRIBUTION && b->u.sketch) {
+    sketch_free(b->u.sketch);
+    free(b->u.sketch);
+  }
+  bucket_clear(b);
+}
+
+static int ring_alloc(struct window_tier *t) {
+  if (t->b)
+    return CANARY_OK;
+  t->b = malloc((size_t)t->slots * sizeof *t->b);
+  if (!t->b)
+    return CANARY_ENOMEM;
+  for (int64_t i = 0; i < t->slots; i++)
+    bucket_clear(&t->b[i]);
+  return CANARY_OK;
+}
+
+/* The bucket of key in tier t, opened empty if the slot held nothing (or something stale). */
+static struct window_bucket *bucket_open(const struct window *w, struct window_tier *t,
+                                         int64_t key) {
+  if (ring_alloc(t))
+    return NULL;
+  struct window_bucket *b = &t->b[mod(key, t->slots)];
+  if (b->key != key) {
+    bucket_drop(w, b); /* stale keys are cleared on expiry; this is only a safety net */
+    b->key = key;
+  }
+  return b;
+}
+
+static const struct window_bucket *bucket_find(const struct window_tier *t, int64_t key) {
+  if (!t->b)
+    return NULL;
+  const struct window_bucket *b = &t->b[mod(key, t->slots)];
+  return b->key == key && b->n ? b : NULL;
+}
+
+/* Fold src (a fine bucket leaving the fine tier) into dst (its coarse bucket); src is left
+ * without its sketch when dst takes it over. */
+static int bucket_merge(const struct window *w, struct window_bucket *dst,
+                        struct window_bucket *src) {
+  if (w->kind == WINDOW_DISTRIBUTION && src->u.sketch) {
+    if (!dst->u.sketch) {
+      dst->u.sketch = src->u.sketch; /* the common case: no copy */
+      src->u.sketch = NULL;
+    } else {
+      int rc = sketch_merge(dst->u.sketch, src->u.sketch);
+      if (rc)
+        return rc;
+    }
+  } else if (w->kind == WINDOW_GAUGE) {
+    if (!dst->n) {
+      dst->u.gauge = src->u.gauge;
+    } else {
+      if (src->u.gauge.min < dst->u.gauge.min)
+        dst->u.gauge.min = src->u.gauge.min;
+      if (src->u.gauge.max > dst->u.gauge.max)
+        dst->u.gauge.max = src->u.gauge.max;
+      if (src->u.gauge.last_ms >= dst->u.gauge.last_ms) {
+        dst->u.gauge.last = src->u.gauge.last;
+        dst->u.gauge.last_ms = src->u.gauge.last_ms;
+      }
+    }
+  }
+  dst->n += src->n;
+  dst->sum += src->sum;
+  return CANARY_OK;
+}
+
+/*
+ * Move the clock to t (if later). Coarse buckets past the retention go first; then fine
+ * buckets that leave the fine tier roll into their coarse bucket (or go, if that is past the
+ * retention too). Each loop is bounded by the ring: a jump of days costs one pass.
+ */
+static int advance(struct window *w, int64_t t) {
+  if (!w->started) {
+    w->started = true;
+    w->clock_ms = t;
+    return CANARY_OK;
+  }
+  if (t <= w->clock_ms)
+    return CANARY_OK;
+  struct window_tier *f = &w->tier[FINE], *c = &w->tier[COARSE];
+  int64_t old_flo = tier_lo(w, f), old_clo = w->n_tiers == 2 ? tier_lo(w, c) : 0;
+  w->clock_ms = t;
+  int rc = CANARY_OK;
+  if (w->n_tiers == 2 && c->b) {
+    int64_t clo = tier_lo(w, c);
+    for (int64_t k = old_clo; k < clo && k < old_clo + c->slots; k++) {
+      struct window_bucket *b = &c->b[mod(k, c->slots)];
+      if (b->key == k)
+        bucket_drop(w, b);
+    }
+  }
+  if (f->b) {
+    int64_t flo = tier_lo(w, f);
+    for (int64_t k = old_flo; k < flo && k < old_flo + f->slots; k++) {
+      struct window_bucket *b = &f->b[mod(k, f->slots)];
+      if (b->key != k)
+        continue;
+      if (w->n_tiers == 2) {
+        int64_t ck = floor_div(k * f->width_ms, c->width_ms);
+        if (ck >= tier_lo(w, c)) {
+          struct window_bucket *cb = bucket_open(w, c, ck);
+          int r = cb ? bucket_merge(w, cb, b) : CANARY_ENOMEM;
+          if (r) {
+            w->dropped += b->n;
+            rc = r;
+          }
+        }
+      }
+      bucket_drop(w, b);
+    }
+  }
+  return rc;
+}
+
+/*
+ * The bucket that data at t goes to, after moving the clock. NULL with *rc == CANARY_OK when t
+ * is past the retention (the caller counts it dropped), NULL with CANARY_ENOMEM when a ring or
+ * roll-up could not be allocated.
+ */
+static struct window_bucket *bucket_at(struct window *w, int64_t t, int *rc) {
+  *rc = advance(w, t);
+  struct window_tier *f = &w->tier[FINE], *c = &w->tier[COARSE];
+  struct window_tier *tier = NULL;
+  int64_t key = floor_div(t, f->width_ms);
+  if (key >= tier_lo(w, f)) {
+    tier = f;
+  } else if (w->n_tiers == 2) {
+    key = floor_div(t, c->width_ms);
+    if (key >= tier_lo(w, c))
+      tier = c;
+  }
+  if (!tier)
+    return NULL;
+  struct window_bucket *b = bucket_open(w, tier, key);
+  if (!b)
+    *rc = CANARY_ENOMEM;
+  return b;
+}
+
+static bool time_ok(int64_t t) { return t >= -WINDOW_TIME_MAX && t <= WINDOW_TIME_MAX; }
+
+/* t is in range and the window was initialised successfully (a failed init leaves no slots). */
+static bool add_ok(const struct window *w, enum window_kind kind, int64_t t) {
+  return w->kind == kind && w->tier[FINE].slots > 0 && time_ok(t);
+}
+
+int window_add_counter(struct window *w, int64_t t_ms, double value) {
+  if (!add_ok(w, WINDOW_COUNTER, t_ms) || !isfinite(value))
+    return CANARY_EINVALID;
+  int rc;
+  struct window_bucket *b = bucket_at(w, t_ms, &rc);
+  if (!b) {
+    w->dropped++;
+    return rc;
+  }
+  b->n++;
+  b->sum += value;
+  return rc;
+}
+
+int window_add_gauge(struct window *w, int64_t t_ms, double value) {
+  if (!add_ok(w, WINDOW_GAUGE, t_ms) || !isfinite(value))
+    return CANARY_EINVALID;
+  int rc;
+  struct window_bucket *b = bucket_at(w, t_ms, &rc);
+  if (!b) {
+    w->dropped++;
+    return rc;
+  }
+  if (!b->n || value < b->u.gauge.min)
+    b->u.gauge.min = value;
+  if (!b->n || value > b->u.gauge.max)
+    b->u.gauge.max = value;
+  if (!b->n || t_ms >= b->u.gauge.last_ms) {
+    b->u.gauge.last = value;
+    b->u.gauge.last_ms = t_ms;
+  }
+  b->n++;
+  b->sum += value;
+  return rc;
+}
+
+static bool sample_ok(double v) { return v >= 0 && isfinite(v); }
+
+int window_add_samples(struct window *w, int64_t t_ms, const double *values, size_t n) {
+  if (!add_ok(w, WINDOW_DISTRIBUTION, t_ms) || (n && !values))
+    return CANARY_EINVALID;
+  size_t valid = 0;
+  for (size_t i = 0; i < n; i++)
+    valid += sample_ok(values[i]);
+  w->rejected += n - valid;
+  int bad = valid < n ? CANARY_EINVALID : CANARY_OK;
+  if (!valid)
+    return bad; /* nothing to keep: neither a bucket nor the clock moves */
+  int rc;
+  struct window_bucket *b = bucket_at(w, t_ms, &rc);
+  if (!b) {
+    w->dropped += valid;
+    return rc ? rc : bad;
+  }
+  if (!b->u.sketch) {
+    struct sketch *s = malloc(sizeof *s);
+    if (!s) {
+      w->dropped += valid;
+      return CANARY_ENOMEM;
+    }
+    if (sketch_init(s, w->cfg.alpha)) { /* validated at init: cannot happen */
+      free(s);
+      return CANARY_EINVALID;
+    }
+    b->u.sketch = s;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!sample_ok(values[i]))
+      continue;
+    if (sketch_add(b->u.sketch, values[i])) {
+      w->dropped += valid;
+      return CANARY_ENOMEM;
+    }
+    b->n++;
+    b->sum += values[i];
+    valid--;
+  }
+  return rc ? rc : bad;
+}
+
+int window_expire(struct window *w, int64_t now) {
+  if (!w->started || !time_ok(now))
+    return CANARY_OK;
+  return advance(w, now);
+}
+
+/* --- queries -------------------------------------------------------------------------------- */
+
+typedef int (*visit_fn)(const struct window_bucket *b, int64_t start, int64_t end, void *ctx);
+
+/*
+ * Call fn for every non-empty bucket that holds a point of [now - span, now], oldest first:
+ * coarse buckets for the part before the fine tier (each clipped to end where the fine tier
+ * starts: a coarse bucket there holds only what has left the fine tier), then fine buckets.
+ */
+static bool query_ok(const struct window *w, int64_t now, int64_t span) {
+  return w->started && time_ok(now) && span >= 0 && span <= WINDOW_TIME_MAX;
+}
+
+static int visit(const struct window *w, int64_t now, int64_t span, visit_fn fn, void *ctx) {
+  if (!query_ok(w, now, span))
+    return CANARY_OK;
+  const struct window_tier *f = &w->tier[FINE], *c = &w->tier[COARSE];
+  int64_t from = now - span;
+  int64_t flo = tier_lo(w, f);
+  int64_t k0 = floor_div(from, f->width_ms), k1 = floor_div(now, f->width_ms);
+  if (w->n_tiers == 2 && k0 < flo) {
+    int64_t fine_start = flo * f->width_ms;
+    int64_t last = now < fine_start - 1 ? now : fine_start - 1;
+    int64_t clo = tier_lo(w, c);
+    int64_t c0 = floor_div(from, c->width_ms), c1 = floor_div(last, c->width_ms);
+    if (c0 < clo)
+      c0 = clo;
+    if (c1 > clo + c->slots - 1)
+      c1 = clo + c->slots - 1;
+    for (int64_t k = c0; k <= c1; k++) {
+      const struct window_bucket *b = bucket_find(c, k);
+      if (!b)
+        continue;
+      int64_t start = k * c->width_ms, end = start + c->width_ms;
+      int rc = fn(b, start, end < fine_start ? end : fine_start, ctx);
+      if (rc)
+        return rc;
+    }
+  }
+  if (k0 < flo)
+    k0 = flo;
+  if (k1 > flo + f->slots - 1)
+    k1 = flo + f->slots - 1;
+  for (int64_t k = k0; k <= k1; k++) {
+    const struct window_bucket *b = bucket_find(f, k);
+    if (!b)
+      continue;
+    int rc = fn(b, k * f->width_ms, (k + 1) * f->width_ms, ctx);
+    if (rc)
+      return rc;
+  }
+  return CANARY_OK;
+}
+
+struct stats_ctx {
+  const struct window *w;
+  struct window_stats *out;
+  int64_t from, to;
+  int64_t covered_ms;
+};
+
+static int add_stats(const struct window_bucket *b, int64_t start, int64_t end, void *p) {
+  struct stats_ctx *ctx = p;
+  struct window_stats *o = ctx->out;
+  double min = 0, max = 0;
+  if (ctx->w->kind == WINDOW_GAUGE) {
+    min = b->u.gauge.min;
+    max = b->u.gauge.max;
+    if (!o->n || b->u.gauge.last_ms >= o->last_ms) {
+      o->last = b->u.gauge.last;
+      o->last_ms = b->u.gauge.last_ms;
+    }
+  } else if (ctx->w->kind == WINDOW_DISTRIBUTION && b->u.sketch) {
+    min = b->u.sketch->min;
+    max = b->u.sketch->max;
+  }
+  if (ctx->w->kind != WINDOW_COUNTER) {
+    if (!o->n || min < o->min)
+      o->min = min;
+    if (!o->n || max > o->max)
+      o->max = max;
+  }
+  o->n += b->n;
+  o->sum += b->sum;
+  o->buckets++;
+  int64_t lo = start > ctx->from ? start : ctx->from, hi = end < ctx->to ? end : ctx->to;
+  if (hi > lo)
+    ctx->covered_ms += hi - lo;
+  return CANARY_OK;
+}
+
+void window_stats(const struct window *w, int64_t now, int64_t span_ms, struct window_stats *out) {
+  memset(out, 0, sizeof *out);
+  if (!query_ok(w, now, span_ms))
+    return;
+  struct stats_ctx ctx = {w, out, now - span_ms, now, 0};
+  if (visit(w, now, span_ms, add_stats, &ctx))
+    return; /* add_stats cannot fail */
+  if (span_ms == 0)
+    out->coverage = out->n ? 1 : 0;
+  else
+    out->coverage = ctx.covered_ms >= span_ms ? 1 : (double)ctx.covered_ms / (double)span_ms;
+}
+
+double window_counter_sum(const struct window *w, int64_t now, int64_t span_ms) {
+  struct window_stats st;
+  window_stats(w, now, span_ms, &st);
+  return st.sum;
+}
+
+static bool gauge_stats(const struct window *w, int64_t now, int64_t span_ms,
+                        struct window_stats *st) {
+  window_stats(w, now, span_ms, st);
+  return st->n > 0;
+}
+
+bool window_gauge_avg(const struct window *w, int64_t now, int64_t span_ms, double *out) {
+  struct window_stats st;
+  if (!gauge_stats(w, now, span_ms, &st))
+    return false;
+  *out = st.sum / (double)st.n;
+  return true;
+}
+
+bool window_gauge_max(const struct window *w, int64_t now, int64_t span_ms, double *out) {
+  struct window_stats st;
+  if (!gauge_stats(w, now, span_ms, &st))
+    return false;
+  *out = st.max;
+  return true;
+}
+
+bool window_gauge_min(const struct window *w, int64_t now, int64_t span_ms, double *out) {
+  struct window_stats st;
+  if (!gauge_stats(w, now, span_ms, &st))
+    return false;
+  *out = st.min;
+  return true;
+}
+
+bool window_gauge_last(const struct window *w, int64_t now, int64_t span_ms, double *out) {
+  struct window_stats st;
+  if (!gauge_stats(w, now, span_ms, &st))
+    return false;
+  *out = st.last;
+  return true;
+}
+
+uint64_t window_count(const struct window *w, int64_t now, int64_t span_ms) {
+  struct window_stats st;
+  window_stats(w, now, span_ms, &st);
+  return st.n;
+}
+
+double window_coverage(const struct window *w, int64_t now, int64_t span_ms) {
+  struct window_stats st;
+  window_stats(w, now, span_ms, &st);
+  return st.coverage;
+}
+
+static int merge_sketch(const struct window_bucket *b, int64_t start, int64_t end, void *dst) {
+  (void)start;
+  (void)end;
+  return b->u.sketch ? sketch_merge(dst, b->u.sketch) : CANARY_OK;
+}
+
+int window_merge(const struct window *w, int64_t now, int64_t span_ms, struct sketch *dst) {
+  if (w->kind != WINDOW_DISTRIBUTION || dst->alpha != w->scratch.alpha)
+    return CANARY_EINVALID;
+  return visit(w, now, span_ms, merge_sketch, dst);
+}
+
+int window_quantile(struct window *w, int64_t now, int64_t span_ms, double q, double *out) {
+  if (!(q >= 0 && q <= 1))
+    return CANARY_EINVALID;
+  sketch_reset(&w->scratch);
+  int rc = window_merge(w, now, span_ms, &w->scratch);
+  if (rc)
+    return rc;
+  return sketch_quantile(&w->scratch, q, out) ? CANARY_OK : CANARY_ENOTFOUND;
+}
+
+/* --- bookkeeping ---------------------------------------------------------------------------- */
+
+size_t window_buckets(const struct window *w) {
+  size_t n = 0;
+  for (int i = 0; i < w->n_tiers; i++)
+    for (int64_t k = 0; w->tier[i].b && k < w->tier[i].slots; k++)
+      n += w->tier[i].b[k].key != WINDOW_NO_KEY;
+  return n;
+}
+
+size_t window_memory(const struct window *w) {
+  size_t bytes = (size_t)w->scratch.cap * sizeof *w->scratch.bins;
+  for (int i = 0; i < w->n_tiers; i++) {
+    const struct window_tier *t = &w->tier[i];
+    if (!t->b)
+      continue;
+    bytes += (size_t)t->slots * sizeof *t->b;
+    if (w->kind != WINDOW_DISTRIBUTION)
+      continue;
+    for (int64_t k = 0; k < t->slots; k++) {
+      const struct sketch *s = t->b[k].key != WINDOW_NO_KEY ? t->b[k].u.sketch : NULL;
+      if (s)
+        bytes += sizeof *s + (size_t)s->cap * sizeof *s->bins;
+    }
+  }
+  return bytes;
+}
+
+void window_free(struct window *w) {
+  for (int i = 0; i < w->n_tiers; i++) {
+    struct window_tier *t = &w->tier[i];
+    for (int64_t k = 0; t->b && k < t->slots; k++)
+      bucket_drop(w, &t->b[k]);
+    free(t->b);
+    t->b = NULL;
+  }
+  sketch_free(&w->scratch);
+  w->started = false;
+  w->clock_ms = 0;
+  w->dropped = w->rejected = 0;
+}
