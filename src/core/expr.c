@@ -1,0 +1,431 @@
+/* Rule language, shared part: names, numbers, accessors, canonical text, caret messages and
+ * evidence lines. */
+#include "core/expr.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const kind_names[] = {
+#define XX(name, text) text,
+    EXPR_KIND_MAP(XX)
+#undef XX
+};
+
+const char *expr_kind_name(enum expr_kind k) {
+  return (unsigned)k < EXPR_KIND_COUNT ? kind_names[k] : "?";
+}
+
+/* --- numbers, locale-independent ------------------------------------------------------------ */
+
+static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+size_t expr_scan_number(const char *s, double *out) {
+  size_t i = 0;
+  uint64_t mant = 0;
+  int exp10 = 0, digits = 0;
+  if (s[0] < '0' || s[0] > '9')
+    return 0;
+  for (; s[i] >= '0' && s[i] <= '9'; i++) {
+    if (digits < 19) {
+      mant = mant * 10 + (uint64_t)(s[i] - '0');
+      if (mant)
+        digits++;
+    } else {
+      exp10++; /* digits past the 19th only scale */
+    }
+  }
+  if (s[i] == '.' && s[i + 1] >= '0' && s[i + 1] <= '9') {
+    for (i++; s[i] >= '0' && s[i] <= '9'; i++) {
+      if (digits < 19) {
+        mant = mant * 10 + (uint64_t)(s[i] - '0');
+        if (mant)
+          digits++;
+        exp10--;
+      }
+    }
+  }
+  if ((s[i] == 'e' || s[i] == 'E') &&
+      ((s[i + 1] >= '0' && s[i + 1] <= '9') ||
+       ((s[i + 1] == '+' || s[i + 1] == '-') && s[i + 2] >= '0' && s[i + 2] <= '9'))) {
+    int sign = 1, e = 0;
+    i++;
+    if (s[i] == '+' || s[i] == '-')
+      sign = s[i++] == '-' ? -1 : 1;
+    for (; s[i] >= '0' && s[i] <= '9'; i++)
+      if (e < 100000)
+        e = e * 10 + (s[i] - '0');
+    exp10 += sign * e;
+  }
+  if (s[i] == '%') {
+    exp10 -= 2;
+    i++;
+  }
+  if (mant == 0) {
+    *out = 0;
+  } else if (mant < (1ULL << 53) && exp10 >= -22 && exp10 <= 22) {
+    /* both operands exact: one correctly rounded operation, the compiler's result */
+    *out = exp10 >= 0 ? (double)mant * pow10_exact[exp10] : (double)mant / pow10_exact[-exp10];
+  } else {
+    long double v = (long double)mant;
+    if (exp10 > 0)
+      v *= powl(10.0L, (long double)exp10);
+    else
+      v /= powl(10.0L, (long double)-exp10);
+    *out = (double)v;
+  }
+  return i;
+}
+
+int64_t expr_default_window(int64_t window_ms, int64_t for_ms) {
+  if (window_ms > 0)
+    return window_ms;
+  if (for_ms > 0)
+    return for_ms;
+  return EXPR_DEFAULT_WINDOW_MS;
+}
+
+bool expr_is_condition(const struct expr *e) {
+  return e->root >= 0 && (e->nodes[e->root].flags & EXPR_F_COND);
+}
+
+bool expr_uses(const struct expr *e, enum expr_kind k) {
+  for (int i = 0; i < e->n_nodes; i++)
+    if (e->nodes[i].kind == k)
+      return true;
+  return false;
+}
+
+int64_t expr_longest_window(const struct expr *e) {
+  int64_t w = 0;
+  for (int i = 0; i < e->n_nodes; i++)
+    if (e->nodes[i].window_ms > w)
+      w = e->nodes[i].window_ms;
+  return w;
+}
+
+const char *expr_metric(const struct expr *e, int node) {
+  if (node < 0 || node >= e->n_nodes || e->nodes[node].metric < 0)
+    return NULL;
+  return e->names + e->nodes[node].metric;
+}
+
+const char *expr_name(const struct expr *e, int node) {
+  if (node < 0 || node >= e->n_nodes || e->nodes[node].name < 0)
+    return NULL;
+  return e->names + e->nodes[node].name;
+}
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* --- canonical text ------------------------------------------------------------------------ */
+
+struct out {
+  char *buf;
+  size_t len, used;
+};
+
+__attribute__((format(printf, 2, 3))) static void put(struct out *o, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  size_t room = o->used < o->len ? o->len - o->used : 0;
+  int n = vsnprintf(room ? o->buf + o->used : NULL, room, fmt, ap);
+  va_end(ap);
+  if (n > 0)
+    o->used += (size_t)n;
+}
+
+/* Shortest text that reads back as v, with '.' whatever the locale. */
+/* printf in the locale's decimal point, then '.' in its place: the language has '.'. */
+static void format_c(char *norm, size_t len, bool fixed, int prec, double v) {
+  char buf[400];
+  if (fixed)
+    snprintf(buf, sizeof buf, "%.*f", prec, v);
+  else
+    snprintf(buf, sizeof buf, "%.*e", prec, v);
+  size_t k = 0;
+  for (size_t i = 0; buf[i] && k + 1 < len;) {
+    char c = buf[i];
+    if (is_digit(c) || c == 'e' || c == '+' || c == '-') {
+      norm[k++] = c;
+      i++;
+    } else {
+      norm[k++] = '.';
+      while (buf[i] && !is_digit(buf[i]) && buf[i] != 'e' && buf[i] != '+' && buf[i] != '-')
+        i++;
+    }
+  }
+  norm[k] = '\0';
+}
+
+static bool reads_back(const char *text, double v) {
+  double back;
+  const char *digits = text[0] == '-' ? text + 1 : text;
+  return expr_scan_number(digits, &back) == strlen(digits) && (text[0] == '-' ? -back : back) == v;
+}
+
+/* The shortest text that reads back as v: plain decimals from 1e-6 to 1e15 (2500, 0.005),
+ * exponents beyond. */
+static void put_number(struct out *o, double v) {
+  if (isnan(v)) {
+    put(o, "NaN");
+    return;
+  }
+  if (isinf(v)) {
+    put(o, v < 0 ? "-inf" : "inf");
+    return;
+  }
+  char text[64];
+  int prec = 1;
+  for (; prec < 17; prec++) {
+    format_c(text, sizeof text, false, prec - 1, v);
+    if (reads_back(text, v))
+      break;
+  }
+  format_c(text, sizeof text, false, prec - 1, v);
+  int exp10 = atoi(strchr(text, 'e') + 1);
+  if (v != 0 && exp10 >= -6 && exp10 < 15) {
+    char fixed[64];
+    int decimals = prec - 1 - exp10;
+    format_c(fixed, sizeof fixed, true, decimals > 0 ? decimals : 0, v);
+    if (reads_back(fixed, v)) {
+      put(o, "%s", fixed);
+      return;
+    }
+  }
+  if (v == 0) {
+    put(o, "0");
+    return;
+  }
+  put(o, "%s", text);
+}
+
+static void put_duration(struct out *o, int64_t ms) {
+  static const struct {
+    const char *unit;
+    int64_t ms;
+  } parts[] = {{"h", 3600000LL}, {"m", 60000LL}, {"s", 1000LL}, {"ms", 1LL}};
+  if (ms <= 0) {
+    put(o, "0s");
+    return;
+  }
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+    if (ms >= parts[i].ms) {
+      put(o, "%lld%s", (long long)(ms / parts[i].ms), parts[i].unit);
+      ms %= parts[i].ms;
+    }
+}
+
+/* Binding strength, loosest first. */
+static int prec(const struct expr_node *n) {
+  switch ((enum expr_kind)n->kind) {
+  case EXPR_OR: return 1;
+  case EXPR_AND: return 2;
+  case EXPR_NOT: return 3;
+  case EXPR_GT: case EXPR_GE: case EXPR_LT: case EXPR_LE: case EXPR_EQ: case EXPR_NE: return 4;
+  case EXPR_ADD: case EXPR_SUB: return 5;
+  case EXPR_MUL: case EXPR_DIV: return 6;
+  case EXPR_NEG: return 7;
+  default: return 8;
+  }
+}
+
+static void fmt(const struct expr *e, int i, int outer, struct out *o) {
+  const struct expr_node *n = &e->nodes[i];
+  int p = prec(n);
+  bool paren = p < outer;
+  if (paren)
+    put(o, "(");
+  switch ((enum expr_kind)n->kind) {
+  case EXPR_NUM:
+    put_number(o, n->num);
+    break;
+  case EXPR_NAME:
+  case EXPR_PARAM:
+    put(o, "%s", e->names + n->name);
+    break;
+  case EXPR_NEG:
+    put(o, "-");
+    fmt(e, n->a, p, o);
+    break;
+  case EXPR_NOT:
+    put(o, "not ");
+    fmt(e, n->a, p, o);
+    break;
+  case EXPR_GT: case EXPR_GE: case EXPR_LT: case EXPR_LE: case EXPR_EQ: case EXPR_NE:
+    fmt(e, n->a, p + 1, o);
+    put(o, " %s ", expr_kind_name(n->kind));
+    fmt(e, n->b, p + 1, o);
+    break;
+  case EXPR_ADD: case EXPR_SUB: case EXPR_MUL: case EXPR_DIV: case EXPR_AND: case EXPR_OR:
+    fmt(e, n->a, p, o); /* left-associative: the left side needs no parentheses at p */
+    put(o, " %s ", expr_kind_name(n->kind));
+    fmt(e, n->b, p + 1, o);
+    break;
+  case EXPR_RATE: case EXPR_INCREASE: case EXPR_AVG_OVER_TIME: case EXPR_MAX_OVER_TIME:
+  case EXPR_MIN_OVER_TIME: case EXPR_QUANTILE:
+    if ((n->flags & EXPR_F_SHORTHAND) && !e->bound) {
+      put(o, "%s", e->names + n->name);
+      break;
+    }
+    put(o, "%s(", expr_kind_name(n->kind));
+    if (n->kind == EXPR_QUANTILE) {
+      put_number(o, n->num);
+      put(o, ", ");
+    }
+    put(o, "%s", e->names + n->metric);
+    if (n->window_ms > 0) {
+      put(o, "[");
+      put_duration(o, n->window_ms);
+      put(o, "]");
+    }
+    put(o, ")");
+    break;
+  case EXPR_BASELINE:
+    if (n->flags & EXPR_F_BARE) {
+      put(o, "baseline");
+      break;
+    }
+    put(o, "baseline(");
+    fmt(e, n->a, 0, o);
+    put(o, ")");
+    break;
+  case EXPR_ZSCORE:
+    put(o, "zscore(");
+    fmt(e, n->a, 0, o);
+    put(o, ", ");
+    put_duration(o, n->window_ms);
+    put(o, ")");
+    break;
+  case EXPR_DIFF_RATIO:
+    put(o, "canary_diff_ratio(");
+    fmt(e, n->a, 0, o);
+    if (!(n->flags & EXPR_F_NO_WINDOW)) {
+      put(o, ", ");
+      put_duration(o, n->window_ms);
+    }
+    put(o, ")");
+    break;
+  case EXPR_SLOS_MET:
+    put(o, "slos_met()");
+    break;
+  default:
+    put(o, "?");
+    break;
+  }
+  if (paren)
+    put(o, ")");
+}
+
+size_t expr_format(const struct expr *e, int node, char *buf, size_t len) {
+  struct out o = {buf, len, 0};
+  if (len)
+    buf[0] = '\0';
+  if (node < 0)
+    node = e->root;
+  if (node < 0 || node >= e->n_nodes)
+    return 0;
+  fmt(e, node, 0, &o);
+  return o.used;
+}
+
+/* --- error rendering ----------------------------------------------------------------------- */
+
+size_t expr_error_render(const char *src, const struct expr_error *e, char *buf, size_t len) {
+  struct out o = {buf, len, 0};
+  if (len)
+    buf[0] = '\0';
+  size_t n = strlen(src);
+  size_t pos = e->pos < 0 ? 0 : (size_t)e->pos > n ? n : (size_t)e->pos;
+  size_t line = pos;
+  while (line > 0 && src[line - 1] != '\n')
+    line--;
+  size_t end = pos;
+  while (end < n && src[end] != '\n')
+    end++;
+  put(&o, "%.*s\n", (int)(end - line), src + line);
+  for (size_t i = line; i < pos; i++) {
+    unsigned char c = (unsigned char)src[i];
+    if (c == '\t')
+      put(&o, "\t");
+    else if ((c & 0xc0) != 0x80) /* one column per character, not per UTF-8 byte */
+      put(&o, " ");
+  }
+  put(&o, "^ %s", e->message);
+  return o.used;
+}
+
+/* --- evidence ------------------------------------------------------------------------------ */
+
+static const struct expr_measure *measure_of(const struct expr_result *r, int node) {
+  for (int i = 0; i < r->n_measures; i++)
+    if (r->measures[i].node == node)
+      return &r->measures[i];
+  return NULL;
+}
+
+static void put_node(struct out *o, const struct expr *e, int node) {
+  size_t room = o->used < o->len ? o->len - o->used : 0;
+  o->used += expr_format(e, node, room ? o->buf + o->used : NULL, room);
+}
+
+size_t expr_explain(const struct expr *e, const struct expr_result *r, char *buf, size_t len) {
+  struct out o = {buf, len, 0};
+  if (len)
+    buf[0] = '\0';
+  for (int i = 0; i < r->n_compares; i++) {
+    const struct expr_compare *c = &r->compares[i];
+    const struct expr_node *n = &e->nodes[c->node];
+    if (i)
+      put(&o, "; ");
+    put_node(&o, e, n->a);
+    put(&o, " = ");
+    if (isnan(c->lhs))
+      put(&o, "?");
+    else
+      put_number(&o, c->lhs);
+    put(&o, " %s ", expr_kind_name(n->kind));
+    put_node(&o, e, n->b);
+    if (e->nodes[n->b].kind != EXPR_NUM) {
+      put(&o, " = ");
+      if (isnan(c->rhs))
+        put(&o, "?");
+      else
+        put_number(&o, c->rhs);
+    }
+    if (!isnan(c->baseline)) {
+      put(&o, " (baseline ");
+      put_number(&o, c->baseline);
+      put(&o, ")");
+    }
+    put(&o, ": %s", expr_truth_name(c->truth));
+  }
+  if (r->n_compares == 0) {
+    put_node(&o, e, -1);
+    put(&o, ": ");
+    if (r->truth == EXPR_INSUFFICIENT)
+      put(&o, "%s", expr_truth_name(r->truth));
+    else if (expr_is_condition(e))
+      put(&o, "%s", expr_truth_name(r->truth));
+    else
+      put_number(&o, r->value);
+  }
+  if (r->truth == EXPR_INSUFFICIENT && r->why != EXPR_WHY_NONE && r->why_node >= 0) {
+    put(&o, "; %s: ", expr_why_name(r->why));
+    put_node(&o, e, r->why_node);
+    const struct expr_measure *m = measure_of(r, r->why_node);
+    if (m && r->why == EXPR_WHY_FEW_OBS)
+      put(&o, " (%s n=%lld, needs %lld)", variant_name(m->variant), (long long)m->n,
+          (long long)m->min_n);
+    else if (m && r->why == EXPR_WHY_FEW_EVENTS) {
+      put(&o, " (%s ", variant_name(m->variant));
+      put_number(&o, m->value);
+      put(&o, " events)");
+    }
+  }
+  return o.used;
+}

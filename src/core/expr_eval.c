@@ -1,0 +1,452 @@
+/* Rule language, back half: three-valued evaluation against a metric source, with the evidence
+ * it measured; the for: state machine; the robust z-score the source uses for zscore(). */
+#include "core/expr.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const truth_names[] = {
+#define XX(name, text) text,
+    EXPR_TRUTH_MAP(XX)
+#undef XX
+};
+static const char *const query_names[] = {
+#define XX(name, text) text,
+    EXPR_QUERY_MAP(XX)
+#undef XX
+};
+static const char *const why_names[] = {
+#define XX(name, text) text,
+    EXPR_WHY_MAP(XX)
+#undef XX
+};
+static const char *const for_state_names[] = {
+#define XX(name, text) text,
+    EXPR_FOR_STATE_MAP(XX)
+#undef XX
+};
+
+const char *expr_truth_name(enum expr_truth t) {
+  return (unsigned)t < EXPR_TRUTH_COUNT ? truth_names[t] : "?";
+}
+const char *expr_query_name(enum expr_query q) {
+  return (unsigned)q < EXPR_QUERY_COUNT ? query_names[q] : "?";
+}
+const char *expr_why_name(enum expr_why w) {
+  return (unsigned)w < EXPR_WHY_COUNT ? why_names[w] : "?";
+}
+const char *expr_for_state_name(enum expr_for_state s) {
+  return (unsigned)s < EXPR_FOR_STATE_COUNT ? for_state_names[s] : "?";
+}
+
+const struct expr_limits expr_limits_default = {
+    .min_obs =
+        {
+            [EXPR_Q_COUNTER] = 1,   /* one reporting interval: zero errors is data */
+            [EXPR_Q_GAUGE] = 3,     /* "sustained" needs more than one reading */
+            [EXPR_Q_QUANTILE] = 20, /* and quantile_tail / (1 - q) */
+            [EXPR_Q_DIFF] = 1000,   /* the seed: canary:diff --samples 1000 */
+            [EXPR_Q_ZSCORE] = 30,   /* warm-up: history points before a sigma means anything */
+            [EXPR_Q_SLOS] = 0,
+        },
+    .min_events = 100,
+    .quantile_tail = 1,
+};
+
+enum expr_truth expr_truth_and(enum expr_truth a, enum expr_truth b) {
+  if (a == EXPR_FALSE || b == EXPR_FALSE)
+    return EXPR_FALSE;
+  if (a == EXPR_INSUFFICIENT || b == EXPR_INSUFFICIENT)
+    return EXPR_INSUFFICIENT;
+  return EXPR_TRUE;
+}
+
+enum expr_truth expr_truth_or(enum expr_truth a, enum expr_truth b) {
+  if (a == EXPR_TRUE || b == EXPR_TRUE)
+    return EXPR_TRUE;
+  if (a == EXPR_INSUFFICIENT || b == EXPR_INSUFFICIENT)
+    return EXPR_INSUFFICIENT;
+  return EXPR_FALSE;
+}
+
+enum expr_truth expr_truth_not(enum expr_truth a) {
+  return a == EXPR_TRUE ? EXPR_FALSE : a == EXPR_FALSE ? EXPR_TRUE : EXPR_INSUFFICIENT;
+}
+
+/* --- evaluation ------------------------------------------------------------------------------ */
+
+/* The value of a node. A number is TRUE when known; a condition is its truth (v = 1 or 0). */
+struct val {
+  double v;
+  enum expr_truth t;
+  enum expr_why why; /* INSUFFICIENT: the first reason, at why_node */
+  int why_node;
+  bool counter;      /* a counter query (also through baseline()): sum is its increase */
+  double sum;
+  int64_t per_sec;   /* RATE: the window it divided by, so a ratio of rates is sum / sum */
+};
+
+struct ev {
+  const struct expr *e;
+  const struct expr_source *src;
+  void *ctx;
+  const struct expr_limits *lim;
+  struct expr_result *out;
+  double baseline_seen; /* first baseline value inside the comparison being evaluated */
+  int rc;
+};
+
+static struct val known(double v) { return (struct val){.v = v, .t = EXPR_TRUE, .why_node = -1}; }
+
+static struct val truth(bool b) {
+  return (struct val){.v = b ? 1 : 0, .t = b ? EXPR_TRUE : EXPR_FALSE, .why_node = -1};
+}
+
+static struct val unknown(enum expr_why why, int node) {
+  return (struct val){.v = NAN, .t = EXPR_INSUFFICIENT, .why = why, .why_node = node};
+}
+
+static void measure(struct ev *ev, int node, enum expr_query q, enum variant v, double value,
+                    int64_t n, int64_t min_n, bool sufficient) {
+  struct expr_result *out = ev->out;
+  if (out->n_measures >= EXPR_MAX_MEASURES) {
+    out->truncated = true;
+    return;
+  }
+  out->measures[out->n_measures++] = (struct expr_measure){
+      .node = node, .query = q, .variant = v, .value = value, .n = n, .min_n = min_n,
+      .sufficient = sufficient};
+}
+
+/* Observations a quantile q needs: min_obs, and tail values beyond q. */
+static int64_t quantile_min(const struct expr_limits *lim, double q) {
+  int64_t min = lim->min_obs[EXPR_Q_QUANTILE];
+  if (q < 1 && lim->quantile_tail > 0) {
+    double need = ceil(lim->quantile_tail / (1 - q) - 1e-9);
+    if (need > (double)min)
+      min = need > 1e15 ? (int64_t)1e15 : (int64_t)need;
+  }
+  return min;
+}
+
+/* A metric read: rate, increase, *_over_time, histogram_quantile. */
+static struct val read_metric(struct ev *ev, int i, enum variant v) {
+  const struct expr_node *n = &ev->e->nodes[i];
+  const struct expr_source *src = ev->src;
+  const char *metric = ev->e->names + n->metric;
+  void (*gauge)(void *, enum variant, const char *, int64_t, double *, int64_t *) = NULL;
+  enum expr_query q = EXPR_Q_GAUGE;
+  double x = NAN;
+  int64_t cnt = 0;
+  bool have = true;
+  switch ((enum expr_kind)n->kind) {
+  case EXPR_RATE:
+  case EXPR_INCREASE:
+    q = EXPR_Q_COUNTER;
+    if ((have = src->counter_sum != NULL))
+      src->counter_sum(ev->ctx, v, metric, n->window_ms, &x, &cnt);
+    break;
+  case EXPR_QUANTILE:
+    q = EXPR_Q_QUANTILE;
+    if ((have = src->quantile != NULL))
+      src->quantile(ev->ctx, v, metric, n->num, n->window_ms, &x, &cnt);
+    break;
+  case EXPR_AVG_OVER_TIME: gauge = src->gauge_avg; break;
+  case EXPR_MAX_OVER_TIME: gauge = src->gauge_max; break;
+  case EXPR_MIN_OVER_TIME: gauge = src->gauge_min; break;
+  default: break;
+  }
+  if (q == EXPR_Q_GAUGE && (have = gauge != NULL))
+    gauge(ev->ctx, v, metric, n->window_ms, &x, &cnt);
+  int64_t min_n = q == EXPR_Q_QUANTILE ? quantile_min(ev->lim, n->num) : ev->lim->min_obs[q];
+  bool enough = have && cnt > 0 && cnt >= min_n;
+  measure(ev, i, q, v, have && cnt > 0 ? x : NAN, cnt, min_n, enough && !isnan(x));
+  if (!have)
+    return unknown(EXPR_WHY_NO_SOURCE, i);
+  if (!enough)
+    return unknown(EXPR_WHY_FEW_OBS, i);
+  if (isnan(x))
+    return unknown(EXPR_WHY_NAN, i);
+  if (q != EXPR_Q_COUNTER)
+    return known(x);
+  struct val r = known(x);
+  r.counter = true;
+  r.sum = x;
+  if (n->kind == EXPR_RATE) {
+    r.v = x / ((double)n->window_ms / 1000.0);
+    r.per_sec = n->window_ms;
+  }
+  return r;
+}
+
+static struct val eval(struct ev *ev, int i, enum variant v);
+
+static struct val arith(struct ev *ev, int i, enum variant v) {
+  const struct expr_node *n = &ev->e->nodes[i];
+  struct val l = eval(ev, n->a, v), r = eval(ev, n->b, v);
+  if (l.t == EXPR_INSUFFICIENT)
+    return l;
+  if (r.t == EXPR_INSUFFICIENT)
+    return r;
+  double x;
+  switch ((enum expr_kind)n->kind) {
+  case EXPR_ADD: x = l.v + r.v; break;
+  case EXPR_SUB: x = l.v - r.v; break;
+  case EXPR_MUL: x = l.v * r.v; break;
+  case EXPR_DIV:
+    if (r.counter && r.sum < ev->lim->min_events)
+      return unknown(EXPR_WHY_FEW_EVENTS, n->b);
+    if (r.v == 0)
+      return unknown(EXPR_WHY_ZERO_DIVISOR, n->b);
+    /* errors/requests over one window: divide the sums, not two rounded per-second rates */
+    x = l.per_sec && l.per_sec == r.per_sec ? l.sum / r.sum : l.v / r.v;
+    break;
+  default:
+    ev->rc = CANARY_EINVALID;
+    return unknown(EXPR_WHY_NAN, i);
+  }
+  if (isnan(x))
+    return unknown(EXPR_WHY_NAN, i);
+  return known(x);
+}
+
+static struct val compare(struct ev *ev, int i, enum variant v) {
+  const struct expr_node *n = &ev->e->nodes[i];
+  double outer = ev->baseline_seen;
+  ev->baseline_seen = NAN;
+  struct val l = eval(ev, n->a, v), r = eval(ev, n->b, v);
+  struct val res;
+  if (l.t == EXPR_INSUFFICIENT)
+    res = l;
+  else if (r.t == EXPR_INSUFFICIENT)
+    res = r;
+  else {
+    bool b = false;
+    switch ((enum expr_kind)n->kind) {
+    case EXPR_GT: b = l.v > r.v; break;
+    case EXPR_GE: b = l.v >= r.v; break;
+    case EXPR_LT: b = l.v < r.v; break;
+    case EXPR_LE: b = l.v <= r.v; break;
+    case EXPR_EQ: b = l.v == r.v; break;
+    case EXPR_NE: b = l.v != r.v; break;
+    default: ev->rc = CANARY_EINVALID; break;
+    }
+    res = truth(b);
+  }
+  res.counter = false;
+  struct expr_result *out = ev->out;
+  if (out->n_compares < EXPR_MAX_COMPARES)
+    out->compares[out->n_compares++] = (struct expr_compare){
+        .node = i,
+        .lhs = l.t == EXPR_INSUFFICIENT ? NAN : l.v,
+        .rhs = r.t == EXPR_INSUFFICIENT ? NAN : r.v,
+        .baseline = ev->baseline_seen,
+        .truth = res.t};
+  else
+    out->truncated = true;
+  ev->baseline_seen = outer;
+  return res;
+}
+
+/* Kleene logic; the reason of an insufficient result is that of an operand that decided it. */
+static struct val logic(struct ev *ev, int i, enum variant v) {
+  const struct expr_node *n = &ev->e->nodes[i];
+  struct val l = eval(ev, n->a, v);
+  if (n->kind == EXPR_NOT) {
+    if (l.t == EXPR_INSUFFICIENT)
+      return l;
+    return truth(l.t == EXPR_FALSE);
+  }
+  struct val r = eval(ev, n->b, v);
+  enum expr_truth t = n->kind == EXPR_AND ? expr_truth_and(l.t, r.t) : expr_truth_or(l.t, r.t);
+  if (t != EXPR_INSUFFICIENT)
+    return truth(t == EXPR_TRUE);
+  return l.t == EXPR_INSUFFICIENT ? l : r;
+}
+
+static struct val eval(struct ev *ev, int i, enum variant v) {
+  const struct expr_node *n = &ev->e->nodes[i];
+  switch ((enum expr_kind)n->kind) {
+  case EXPR_NUM:
+  case EXPR_PARAM:
+    return known(n->num);
+  case EXPR_NEG: {
+    struct val a = eval(ev, n->a, v);
+    return a.t == EXPR_INSUFFICIENT ? a : known(-a.v);
+  }
+  case EXPR_ADD: case EXPR_SUB: case EXPR_MUL: case EXPR_DIV:
+    return arith(ev, i, v);
+  case EXPR_GT: case EXPR_GE: case EXPR_LT: case EXPR_LE: case EXPR_EQ: case EXPR_NE:
+    return compare(ev, i, v);
+  case EXPR_NOT: case EXPR_AND: case EXPR_OR:
+    return logic(ev, i, v);
+  case EXPR_RATE: case EXPR_INCREASE: case EXPR_QUANTILE: case EXPR_AVG_OVER_TIME:
+  case EXPR_MAX_OVER_TIME: case EXPR_MIN_OVER_TIME:
+    return read_metric(ev, i, v);
+  case EXPR_BASELINE: {
+    struct val a = eval(ev, n->a, VARIANT_BASELINE);
+    if (a.t != EXPR_INSUFFICIENT && isnan(ev->baseline_seen))
+      ev->baseline_seen = a.v;
+    return a;
+  }
+  case EXPR_ZSCORE: {
+    struct val a = eval(ev, n->a, v);
+    if (a.t == EXPR_INSUFFICIENT)
+      return a; /* the source is not asked (nor records) without a current value */
+    double z = NAN;
+    int64_t cnt = 0;
+    bool have = ev->src->zscore != NULL;
+    if (have)
+      ev->src->zscore(ev->ctx, v, ev->e, i, a.v, n->window_ms, &z, &cnt);
+    int64_t min_n = ev->lim->min_obs[EXPR_Q_ZSCORE];
+    bool enough = have && cnt > 0 && cnt >= min_n;
+    measure(ev, i, EXPR_Q_ZSCORE, v, have && cnt > 0 ? z : NAN, cnt, min_n, enough && !isnan(z));
+    if (!have)
+      return unknown(EXPR_WHY_NO_SOURCE, i);
+    if (!enough)
+      return unknown(EXPR_WHY_FEW_OBS, i);
+    if (isnan(z))
+      return unknown(EXPR_WHY_NAN, i);
+    return known(z);
+  }
+  case EXPR_DIFF_RATIO: {
+    struct val tol = eval(ev, n->a, v);
+    double x = NAN;
+    int64_t cnt = 0;
+    bool have = ev->src->diff_ratio != NULL;
+    if (have)
+      ev->src->diff_ratio(ev->ctx, tol.v, n->window_ms, &x, &cnt);
+    int64_t min_n = ev->lim->min_obs[EXPR_Q_DIFF];
+    bool enough = have && cnt > 0 && cnt >= min_n;
+    measure(ev, i, EXPR_Q_DIFF, v, have && cnt > 0 ? x : NAN, cnt, min_n, enough && !isnan(x));
+    if (!have)
+      return unknown(EXPR_WHY_NO_SOURCE, i);
+    if (!enough)
+      return unknown(EXPR_WHY_FEW_OBS, i);
+    if (isnan(x))
+      return unknown(EXPR_WHY_NAN, i);
+    return known(x);
+  }
+  case EXPR_SLOS_MET: {
+    enum expr_truth t = ev->src->slos_met ? ev->src->slos_met(ev->ctx, v) : EXPR_INSUFFICIENT;
+    double x = t == EXPR_TRUE ? 1 : t == EXPR_FALSE ? 0 : NAN;
+    measure(ev, i, EXPR_Q_SLOS, v, x, 0, 0, t != EXPR_INSUFFICIENT);
+    if (!ev->src->slos_met)
+      return unknown(EXPR_WHY_NO_SOURCE, i);
+    if (t == EXPR_INSUFFICIENT)
+      return unknown(EXPR_WHY_SLOS, i);
+    return truth(t == EXPR_TRUE);
+  }
+  case EXPR_NAME:
+  default:
+    ev->rc = CANARY_EINVALID; /* unbound, or a kind this evaluator does not know */
+    return unknown(EXPR_WHY_NO_SOURCE, i);
+  }
+}
+
+int expr_eval(const struct expr *e, const struct expr_source *src, void *ctx, enum variant v,
+              struct expr_result *out) {
+  memset(out, 0, sizeof *out);
+  out->truth = EXPR_INSUFFICIENT;
+  out->value = NAN;
+  out->why_node = -1;
+  if (!e->bound || e->root < 0 || e->root >= e->n_nodes) {
+    out->why = EXPR_WHY_NO_SOURCE;
+    return CANARY_EINVALID;
+  }
+  struct ev ev = {.e = e, .src = src, .ctx = ctx, .out = out, .baseline_seen = NAN,
+                  .lim = src->limits ? src->limits : &expr_limits_default};
+  struct val r = eval(&ev, e->root, v);
+  out->truth = r.t;
+  if (r.t == EXPR_INSUFFICIENT) {
+    out->why = r.why;
+    out->why_node = r.why_node;
+  } else {
+    out->value = r.v;
+  }
+  return ev.rc;
+}
+
+/* --- for: -------------------------------------------------------------------------------------- */
+
+bool expr_for_step(struct expr_for *st, int64_t now, enum expr_truth t, int64_t for_ms) {
+  switch (st->state) {
+  case EXPR_FOR_INACTIVE:
+    if (t != EXPR_TRUE)
+      return false;
+    st->state = EXPR_FOR_PENDING;
+    st->since = now;
+    break;
+  case EXPR_FOR_PENDING:
+    if (t != EXPR_TRUE) {
+      st->state = EXPR_FOR_INACTIVE;
+      return false;
+    }
+    break;
+  case EXPR_FOR_FIRING:
+    if (t != EXPR_TRUE)
+      st->state = EXPR_FOR_INACTIVE;
+    return false;
+  default: /* a corrupted state: start over rather than fire on it */
+    st->state = EXPR_FOR_INACTIVE;
+    return false;
+  }
+  if (now - st->since >= for_ms) {
+    st->state = EXPR_FOR_FIRING;
+    return true;
+  }
+  return false;
+}
+
+bool expr_for_deadline(const struct expr_for *st, int64_t for_ms, int64_t *at) {
+  if (st->state != EXPR_FOR_PENDING)
+    return false;
+  *at = for_ms > INT64_MAX - st->since ? INT64_MAX : st->since + for_ms;
+  return true;
+}
+
+/* --- helpers for the source ------------------------------------------------------------------ */
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median_sorted(const double *v, size_t n) {
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+bool expr_robust_z(double *hist, size_t n, double x, double min_scale, double *z) {
+  if (n == 0)
+    return false;
+  qsort(hist, n, sizeof *hist, cmp_double);
+  double med = median_sorted(hist, n);
+  double mean_abs = 0;
+  for (size_t i = 0; i < n; i++) {
+    hist[i] = fabs(hist[i] - med);
+    mean_abs += hist[i];
+  }
+  mean_abs /= (double)n;
+  qsort(hist, n, sizeof *hist, cmp_double);
+  /* 1.4826 * MAD estimates sigma for normal data; 1.2533 * mean absolute deviation likewise,
+   * for histories where more than half the points equal the median (a rate that is mostly 0) */
+  double scale = 1.4826 * median_sorted(hist, n);
+  if (scale == 0)
+    scale = 1.2533 * mean_abs;
+  if (scale < min_scale)
+    scale = min_scale;
+  double d = x - med;
+  if (scale == 0)
+    *z = d == 0 ? 0 : d > 0 ? INFINITY : -INFINITY;
+  else
+    *z = d / scale;
+  return true;
+}
+
+double expr_relative_diff(double stable, double canary) {
+  double d = fabs(canary - stable);
+  if (stable == 0)
+    return d == 0 ? 0 : INFINITY;
+  return d / fabs(stable);
+}
