@@ -268,6 +268,29 @@ static enum gate_result fact_check(enum fact f, const char *event, char *detail,
   return GATE_FAIL;
 }
 
+/* "Sev 1" or "Sev 1-2": the severities a criterion counts. */
+static void severities(int max, char *buf, size_t n) {
+  if (max <= 1)
+    snprintf(buf, n, "Sev 1");
+  else
+    snprintf(buf, n, "Sev 1-%d", max);
+}
+
+/* A duration the way the plan writes them: "48h", "15m", "8s", "1h30m". */
+static void duration(int64_t ms, char *buf, size_t n) {
+  int64_t s = ms / 1000;
+  if (ms % 1000 || s == 0)
+    snprintf(buf, n, "%" PRId64 "ms", ms);
+  else if (s % 3600 == 0)
+    snprintf(buf, n, "%" PRId64 "h", s / 3600);
+  else if (s >= 3600 && s % 60 == 0)
+    snprintf(buf, n, "%" PRId64 "h%" PRId64 "m", s / 3600, s % 3600 / 60);
+  else if (s % 60 == 0)
+    snprintf(buf, n, "%" PRId64 "m", s / 60);
+  else
+    snprintf(buf, n, "%" PRId64 "s", s);
+}
+
 static const struct rollout_incident *incident_within(const struct rollout *r, int max_sev,
                                                       int64_t since) {
   const struct rollout_incident *worst = NULL;
@@ -319,18 +342,24 @@ static enum gate_result check_one(const struct rollout *r, const struct plan *pl
         return GATE_FAIL;
       }
     }
-    snprintf(detail, n, "no open Sev 1-%d incident", c->max_severity);
+    {
+      char sev[16];
+      severities(c->max_severity, sev, sizeof sev);
+      snprintf(detail, n, "no open %s incident", sev);
+    }
     return GATE_PASS;
   case CHECK_NO_INCIDENTS_WITHIN: {
     const struct rollout_incident *in = incident_within(r, c->max_severity, now - c->window_ms);
+    char sev[16], window[24], ago[24];
+    severities(c->max_severity, sev, sizeof sev);
+    duration(c->window_ms, window, sizeof window);
     if (in) {
-      snprintf(detail, n, "incident %s (Sev %d) opened %" PRId64 " min ago; clear after %" PRId64
-               " min", in->id, in->severity, (now - in->opened_ms) / 60000,
-               c->window_ms / 60000);
+      duration(now - in->opened_ms, ago, sizeof ago);
+      snprintf(detail, n, "incident %s (Sev %d) opened %s ago; %s must pass without a %s incident",
+               in->id, in->severity, ago, window, sev);
       return GATE_FAIL;
     }
-    snprintf(detail, n, "no Sev 1-%d incident in the last %" PRId64 " min", c->max_severity,
-             c->window_ms / 60000);
+    snprintf(detail, n, "no %s incident in the last %s", sev, window);
     return GATE_PASS;
   }
   case CHECK_POSITIVE_FEEDBACK: {
