@@ -450,10 +450,31 @@ static void compare_published(const struct reference *ref, const char *prefix) {
 
 /* ---- tests ------------------------------------------------------------------------------ */
 
+/* What each test gets for itself: a name, topics, a database and a consumer group. */
+struct run {
+  char prefix[64], db[64], group[80];
+  char *conninfo;
+};
+
 /*
  * Topics of the test's own (CANARY_TOPIC_PREFIX, inherited by the canaryd it starts): only the
  * stream is in them, so nothing another test produced can interleave with it.
  */
+static void own_topics(const char *prefix);
+
+static void run_begin(struct run *r, const char *name) {
+  snprintf(r->prefix, sizeof r->prefix, "%s%d%ld", name, (int)getpid(), (long)time(NULL) % 100000);
+  snprintf(r->db, sizeof r->db, "canary_%s", r->prefix);
+  snprintf(r->group, sizeof r->group, "g-%s", r->prefix);
+  own_topics(r->prefix);
+  r->conninfo = fresh_database(r->db);
+}
+
+static void run_end(struct run *r) {
+  drop_database(r->db);
+  free(r->conninfo);
+}
+
 static void own_topics(const char *prefix) {
   char p[96];
   snprintf(p, sizeof p, "%s.", prefix);
@@ -464,17 +485,13 @@ static void own_topics(const char *prefix) {
 
 static void test_crash_safety(void **state) {
   (void)state;
-  char prefix[64], db[64], group[80];
-  snprintf(prefix, sizeof prefix, "crash%d%ld", (int)getpid(), (long)time(NULL) % 100000);
-  snprintf(db, sizeof db, "canary_%s", prefix);
-  snprintf(group, sizeof group, "g-%s", prefix);
-  own_topics(prefix);
+  struct run t;
+  run_begin(&t, "crash");
   struct reference ref;
-  reference_build(&ref, prefix);
-  reference_matches_simulate(&ref, prefix);
+  reference_build(&ref, t.prefix);
+  reference_matches_simulate(&ref, t.prefix);
   printf("    stream: %zu events, %zu rollouts, %zu reference decisions\n", ref.n_events,
          ref.engine.n_rollouts, ref.n_decisions);
-  char *conninfo = fresh_database(db);
 
   /* The whole stream is in Kafka before the first start: what the worker sees does not depend
    * on when it fetches, so its decisions must equal the reference's. Each run is killed at a
@@ -483,59 +500,54 @@ static void test_crash_safety(void **state) {
   srand((unsigned)getpid());
   int kills = 0;
   for (int round = 0; round < 12; round++) {
-    long before = epochs(conninfo);
-    pid_t pid = start_worker(conninfo, group, "crash");
-    assert_true(wait_claims(conninfo, before, 3, 60000));
+    long before = epochs(t.conninfo);
+    pid_t pid = start_worker(t.conninfo, t.group, "crash");
+    assert_true(wait_claims(t.conninfo, before, 3, 60000));
     sleep_ms(50 + rand() % 700);
     int status = stop_worker(pid, SIGKILL);
     assert_true(WIFSIGNALED(status)); /* it was still running: the kill hit it mid-work */
     kills++;
     printf("    kill -9 #%d: %ld of %zu events and %ld of %zu transitions committed so far\n",
-           kills, committed(conninfo), ref.n_events, stored_transitions(conninfo, prefix),
+           kills, committed(t.conninfo), ref.n_events, stored_transitions(t.conninfo, t.prefix),
            ref.n_decisions);
   }
-  pid_t pid = start_worker(conninfo, group, "crash");
-  wait_caught_up(conninfo, prefix, ref.n_decisions, 180000);
+  pid_t pid = start_worker(t.conninfo, t.group, "crash");
+  wait_caught_up(t.conninfo, t.prefix, ref.n_decisions, 180000);
   sleep_ms(1500); /* nothing more may come: an extra transition would fail below */
   int status = stop_worker(pid, SIGTERM);
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0);
   assert_true(kills >= 10);
 
-  compare_store(&ref, conninfo);
-  compare_published(&ref, prefix);
+  compare_store(&ref, t.conninfo);
+  compare_published(&ref, t.prefix);
   /* the stream walks rollouts all the way: through the real broker and database to GA */
   size_t completed = 0;
   for (size_t i = 0; i < ref.engine.n_rollouts; i++)
     completed += ref.engine.rollouts[i]->state == ROLLOUT_COMPLETED;
   printf("    %zu rollouts reached ga (completed) through Kafka and PostgreSQL\n", completed);
   assert_true(completed >= 1);
-  drop_database(db);
-  free(conninfo);
+  run_end(&t);
   reference_free(&ref);
 }
 
 static void test_two_workers_share_and_take_over(void **state) {
   (void)state;
-  char prefix[64], db[64], group[80];
-  snprintf(prefix, sizeof prefix, "pair%d%ld", (int)getpid(), (long)time(NULL) % 100000);
-  snprintf(db, sizeof db, "canary_%s", prefix);
-  snprintf(group, sizeof group, "g-%s", prefix);
-  own_topics(prefix);
+  struct run t;
+  run_begin(&t, "pair");
   struct reference ref;
-  reference_build(&ref, prefix);
-  char *conninfo = fresh_database(db);
+  reference_build(&ref, t.prefix);
   produce(&ref, 0, ref.n_events);
 
-  /* The group splits the three shards between the two. */
-  pid_t a = start_worker(conninfo, group, "pair-a");
-  pid_t b = start_worker(conninfo, group, "pair-b");
+  /* The t.group splits the three shards between the two. */
+  pid_t a = start_worker(t.conninfo, t.group, "pair-a");
+  pid_t b = start_worker(t.conninfo, t.group, "pair-b");
   PGconn *c = NULL;
   int64_t until = mono_ms() + 60000;
   int owners = 0;
   while (mono_ms() < until && owners < 2) {
     sleep_ms(300);
-    c = PQconnectdb(conninfo);
+    c = PQconnectdb(t.conninfo);
     PGresult *r = PQexec(c, "SELECT count(DISTINCT owner) FROM shards");
     owners = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : 0;
     PQclear(r);
@@ -544,7 +556,7 @@ static void test_two_workers_share_and_take_over(void **state) {
   assert_int_equal(owners, 2);
   sleep_ms(300 + rand() % 700);
   /* Kill one mid-stream: the other must take its shards over from the stored offsets. */
-  long at_kill = stored_transitions(conninfo, prefix);
+  long at_kill = stored_transitions(t.conninfo, t.prefix);
   int status = stop_worker(a, SIGKILL);
   assert_true(WIFSIGNALED(status));
   printf("    a killed with %ld of %zu transitions stored\n", at_kill, ref.n_decisions);
@@ -552,13 +564,13 @@ static void test_two_workers_share_and_take_over(void **state) {
   until = mono_ms() + 60000;
   while (mono_ms() < until && owned_by_b < 3) {
     sleep_ms(300);
-    c = PQconnectdb(conninfo);
+    c = PQconnectdb(t.conninfo);
     PGresult *r = PQexec(c, "SELECT count(*) FROM shards WHERE owner = 'pair-b'");
     owned_by_b = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : 0;
     PQclear(r);
     PQfinish(c);
   }
-  wait_caught_up(conninfo, prefix, ref.n_decisions, 180000);
+  wait_caught_up(t.conninfo, t.prefix, ref.n_decisions, 180000);
   sleep_ms(1500);
   status = stop_worker(b, SIGTERM);
   assert_true(WIFEXITED(status));
@@ -566,10 +578,9 @@ static void test_two_workers_share_and_take_over(void **state) {
   printf("    worker b owns %d shards after a was killed\n", owned_by_b);
   assert_int_equal(owned_by_b, 3);
 
-  compare_store(&ref, conninfo);
-  compare_published(&ref, prefix);
-  drop_database(db);
-  free(conninfo);
+  compare_store(&ref, t.conninfo);
+  compare_published(&ref, t.prefix);
+  run_end(&t);
   reference_free(&ref);
 }
 
@@ -579,15 +590,11 @@ static void test_two_workers_share_and_take_over(void **state) {
  */
 static void test_malformed_message_to_dlq(void **state) {
   (void)state;
-  char prefix[64], db[64], group[80];
-  snprintf(prefix, sizeof prefix, "dlq%d%ld", (int)getpid(), (long)time(NULL) % 100000);
-  snprintf(db, sizeof db, "canary_%s", prefix);
-  snprintf(group, sizeof group, "g-%s", prefix);
-  own_topics(prefix);
-  char *conninfo = fresh_database(db);
+  struct run t;
+  run_begin(&t, "dlq");
 
   char rollout[80];
-  snprintf(rollout, sizeof rollout, "%s-r1", prefix);
+  snprintf(rollout, sizeof rollout, "%s-r1", t.prefix);
   static const char garbage[] = "{\"id\":\"not avro\"}";
   bus_producer_t *p;
   assert_int_equal(bus_producer_new(kafka, "test-dlq", NULL, NULL, &p), CANARY_OK);
@@ -595,7 +602,7 @@ static void test_malformed_message_to_dlq(void **state) {
                                sizeof garbage - 1, 0), CANARY_OK);
   /* then a valid rollout.requested for the same rollout (same key: same partition, after it) */
   struct event ev = {.type = EVENT_ROLLOUT_REQUESTED, .time_ms = 1767225600000};
-  snprintf(ev.id, sizeof ev.id, "%s-e1", prefix);
+  snprintf(ev.id, sizeof ev.id, "%s-e1", t.prefix);
   snprintf(ev.rollout, sizeof ev.rollout, "%s", rollout);
   snprintf(ev.service, sizeof ev.service, "svc");
   snprintf(ev.version, sizeof ev.version, "2.0.0");
@@ -609,8 +616,8 @@ static void test_malformed_message_to_dlq(void **state) {
   assert_int_equal(bus_producer_flush(p, 30000), CANARY_OK);
   bus_producer_destroy(p);
 
-  pid_t pid = start_worker(conninfo, group, "dlq");
-  wait_caught_up(conninfo, prefix, 1, 60000); /* the valid one decided: a hold at the entry */
+  pid_t pid = start_worker(t.conninfo, t.group, "dlq");
+  wait_caught_up(t.conninfo, t.prefix, 1, 60000); /* the valid one decided: a hold at the entry */
   assert_int_equal(WEXITSTATUS(stop_worker(pid, SIGTERM)), 0);
 
   bus_reader_t *r;
@@ -637,8 +644,7 @@ static void test_malformed_message_to_dlq(void **state) {
   bus_reader_close(r);
   avro_buf_free(&buf);
   avro_codec_destroy(codec);
-  drop_database(db);
-  free(conninfo);
+  run_end(&t);
 }
 
 /* scripts/services ACTION SERVICE, on the services scripts/test started (same CANARY_VAR). */
@@ -667,27 +673,23 @@ static void sql(const char *statement) {
  */
 static void test_survives_outages(void **state) {
   (void)state;
-  char prefix[64], db[64], group[80];
-  snprintf(prefix, sizeof prefix, "outage%d%ld", (int)getpid(), (long)time(NULL) % 100000);
-  snprintf(db, sizeof db, "canary_%s", prefix);
-  snprintf(group, sizeof group, "g-%s", prefix);
-  own_topics(prefix);
+  struct run t;
+  run_begin(&t, "outage");
   struct reference ref;
-  reference_build(&ref, prefix);
-  char *conninfo = fresh_database(db);
+  reference_build(&ref, t.prefix);
   produce(&ref, 0, ref.n_events / 3);
-  pid_t pid = start_worker(conninfo, group, "outage");
-  wait_caught_up(conninfo, prefix, 1, 60000);
+  pid_t pid = start_worker(t.conninfo, t.group, "outage");
+  wait_caught_up(t.conninfo, t.prefix, 1, 60000);
 
   char statement[256];
-  snprintf(statement, sizeof statement, "ALTER DATABASE %s ALLOW_CONNECTIONS false", db);
+  snprintf(statement, sizeof statement, "ALTER DATABASE %s ALLOW_CONNECTIONS false", t.db);
   sql(statement);
   snprintf(statement, sizeof statement,
-           "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s'", db);
+           "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s'", t.db);
   sql(statement);
   printf("    PostgreSQL connections cut and refused\n");
   sleep_ms(3000);
-  snprintf(statement, sizeof statement, "ALTER DATABASE %s ALLOW_CONNECTIONS true", db);
+  snprintf(statement, sizeof statement, "ALTER DATABASE %s ALLOW_CONNECTIONS true", t.db);
   sql(statement);
   printf("    PostgreSQL back\n");
   produce(&ref, ref.n_events / 3, 2 * ref.n_events / 3);
@@ -700,7 +702,7 @@ static void test_survives_outages(void **state) {
   printf("    Kafka back\n");
   produce(&ref, 2 * ref.n_events / 3, ref.n_events);
 
-  wait_caught_up(conninfo, prefix, ref.n_decisions, 180000);
+  wait_caught_up(t.conninfo, t.prefix, ref.n_decisions, 180000);
   sleep_ms(2000);
   int status = stop_worker(pid, SIGTERM);
   assert_true(WIFEXITED(status)); /* it never gave up */
@@ -708,10 +710,9 @@ static void test_survives_outages(void **state) {
   char cmd[512];
   snprintf(cmd, sizeof cmd, "grep -q 'PostgreSQL' %s/test_worker-outage.log", CANARY_BINARY_DIR);
   assert_int_equal(system(cmd), 0); /* and it said what happened */
-  compare_store(&ref, conninfo);
-  compare_published(&ref, prefix);
-  drop_database(db);
-  free(conninfo);
+  compare_store(&ref, t.conninfo);
+  compare_published(&ref, t.prefix);
+  run_end(&t);
   reference_free(&ref);
 }
 
