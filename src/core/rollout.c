@@ -558,8 +558,10 @@ static bool evaluate_once(struct run *u) {
     struct gate_check entry[PLAN_MAX_CRITERIA + 1];
     int m;
     if (gate_passes(u, r->stage, false, entry, &m)) {
-      struct decision *d = enter_stage(u, from, DECISION_ADVANCE, "exit_gate", NULL,
-                                       "exit gate of the previous stage and entry gate passed");
+      char why[2 * PLAN_NAME_MAX + 48];
+      snprintf(why, sizeof why, "%s passed its exit gate and %s its entry gate",
+               stage_name(u->plan, from), u->plan->stages[r->stage].name);
+      struct decision *d = enter_stage(u, from, DECISION_ADVANCE, "exit_gate", NULL, why);
       add_gate_evidence(d, checks, n);
       add_gate_evidence(d, entry, m);
       return true;
