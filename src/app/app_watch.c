@@ -82,7 +82,21 @@ static int64_t count_repeats(struct seen *s) {
   return r;
 }
 
+/*
+ * Lines are held back briefly and printed in time order: each topic has its own reader, so a
+ * notification may be read before the decision it reports.
+ */
+#define WATCH_REORDER_MS 300
+struct held {
+  int64_t time_ms, arrived_ms, seq;
+  int topic;
+  char *text;
+};
+
 struct watch {
+  struct held *held;
+  size_t n_held, cap_held;
+  int64_t seq;
   avro_codec_t *codec;
   const char *rollout;
   bool json;
@@ -92,15 +106,62 @@ struct watch {
   char slack[8192];
 };
 
-static void print_json(struct watch *w, int topic, void (*write)(const void *, struct jbuf *),
-                       const void *value) {
+static int64_t mono_ms(void);
+
+static int cmp_held(const void *x, const void *y) {
+  const struct held *a = x, *b = y;
+  if (a->time_ms != b->time_ms)
+    return a->time_ms < b->time_ms ? -1 : 1;
+  if (a->topic != b->topic) /* a decision before the notifications about it */
+    return a->topic < b->topic ? -1 : 1;
+  return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Print what has been held long enough (everything when all is set), in time order. */
+static void flush_held(struct watch *w, bool all) {
+  if (!w->n_held)
+    return;
+  qsort(w->held, w->n_held, sizeof *w->held, cmp_held);
+  int64_t now = mono_ms();
+  size_t kept = 0;
+  for (size_t i = 0; i < w->n_held; i++) {
+    struct held *h = &w->held[i];
+    if (all || now - h->arrived_ms >= WATCH_REORDER_MS) {
+      fputs(h->text, stdout);
+      free(h->text);
+    } else {
+      w->held[kept++] = *h;
+    }
+  }
+  w->n_held = kept;
+  fflush(stdout);
+}
+
+static void hold(struct watch *w, int topic, int64_t time_ms, char *text) {
+  if (w->n_held == w->cap_held) {
+    size_t cap = w->cap_held ? w->cap_held * 2 : 64;
+    struct held *h = realloc(w->held, cap * sizeof *h);
+    if (!h) {
+      fputs(text, stdout);
+      free(text);
+      return;
+    }
+    w->held = h;
+    w->cap_held = cap;
+  }
+  w->held[w->n_held++] = (struct held){.time_ms = time_ms, .arrived_ms = mono_ms(),
+                                       .seq = w->seq++, .topic = topic, .text = text};
+}
+
+static void print_json(struct watch *w, FILE *out, int topic,
+                       void (*write)(const void *, struct jbuf *), const void *value) {
   jbuf_reset(&w->out);
   jbuf_puts(&w->out, "{\"topic\":");
   jbuf_string(&w->out, topic_names[topic]);
   jbuf_puts(&w->out, ",\"value\":");
   write(value, &w->out);
   jbuf_puts(&w->out, "}\n");
-  fwrite(w->out.data, 1, w->out.len, stdout);
+  fwrite(w->out.data, 1, w->out.len, out);
 }
 
 static void w_decision(const void *v, struct jbuf *b) { decision_to_json(v, b); }
@@ -110,6 +171,12 @@ static void w_traffic(const void *v, struct jbuf *b) { traffic_to_json(v, b); }
 static void show(struct watch *w, int topic, const struct bus_msg *m) {
   char why[256], at[RFC3339_MAX];
   int rc = CANARY_OK;
+  int64_t time_ms = 0;
+  char *text = NULL;
+  size_t text_len = 0;
+  FILE *out = open_memstream(&text, &text_len);
+  if (!out)
+    return;
   w->messages++;
   switch (topic) {
   case T_DECISIONS: {
@@ -117,12 +184,13 @@ static void show(struct watch *w, int topic, const struct bus_msg *m) {
     if ((rc = avro_codec_decode_decision(w->codec, m->value, m->len, &d, why, sizeof why)))
       break;
     seen_add(&w->seen, d.id);
+    time_ms = d.time_ms;
     if (w->rollout && strcmp(w->rollout, d.rollout))
-      return;
+      break;
     if (w->json)
-      print_json(w, topic, w_decision, &d);
+      print_json(w, out, topic, w_decision, &d);
     else
-      timeline_decision(stdout, &d);
+      timeline_decision(out, &d);
     break;
   }
   case T_NOTIFICATIONS: {
@@ -133,12 +201,13 @@ static void show(struct watch *w, int topic, const struct bus_msg *m) {
       break;
     rc = CANARY_OK;
     seen_add(&w->seen, n.id);
+    time_ms = n.time_ms;
     if (w->rollout && strcmp(w->rollout, n.rollout))
-      return;
+      break;
     if (w->json)
-      print_json(w, topic, w_notification, &n);
+      print_json(w, out, topic, w_notification, &n);
     else
-      timeline_notification(stdout, &n);
+      timeline_notification(out, &n);
     break;
   }
   case T_FLAGS: {
@@ -146,12 +215,13 @@ static void show(struct watch *w, int topic, const struct bus_msg *m) {
     if ((rc = avro_codec_decode_traffic(w->codec, m->value, m->len, &t, why, sizeof why)))
       break;
     seen_add(&w->seen, t.id);
+    time_ms = t.time_ms;
     if (w->rollout && strcmp(w->rollout, t.rollout))
-      return;
+      break;
     if (w->json)
-      print_json(w, topic, w_traffic, &t);
+      print_json(w, out, topic, w_traffic, &t);
     else
-      printf("%s %s traffic %s %s: exposure %g%%%s%s\n", rfc3339_format(t.time_ms, at),
+      fprintf(out, "%s %s traffic %s %s: exposure %g%%%s%s\n", rfc3339_format(t.time_ms, at),
              t.rollout, t.service, t.version, t.exposure_percent,
              t.canary_enabled ? "" : " (kill switch off)", t.breaker_open ? " (breaker open)" : "");
     break;
@@ -160,6 +230,7 @@ static void show(struct watch *w, int topic, const struct bus_msg *m) {
     struct avro_dlq d;
     if ((rc = avro_codec_decode_dlq(w->codec, m->value, m->len, &d, why, sizeof why)))
       break;
+    time_ms = d.time_ms;
     if (w->json) {
       jbuf_reset(&w->out);
       jbuf_puts(&w->out, "{\"topic\":\"canary.dlq\",\"value\":{\"topic\":");
@@ -168,9 +239,9 @@ static void show(struct watch *w, int topic, const struct bus_msg *m) {
                   d.offset);
       jbuf_string(&w->out, d.reason);
       jbuf_puts(&w->out, "}}\n");
-      fwrite(w->out.data, 1, w->out.len, stdout);
+      fwrite(w->out.data, 1, w->out.len, out);
     } else {
-      printf("%s dead letter from %s [%d] offset %" PRId64 ": %s\n",
+      fprintf(out, "%s dead letter from %s [%d] offset %" PRId64 ": %s\n",
              rfc3339_format(d.time_ms, at), d.topic, d.partition, d.offset, d.reason);
     }
     break;
@@ -179,7 +250,11 @@ static void show(struct watch *w, int topic, const struct bus_msg *m) {
   if (rc != CANARY_OK)
     fprintf(stderr, "canaryctl watch: %s [%d] offset %" PRId64 ": cannot decode: %s\n",
             topic_names[topic], m->partition, m->offset, why);
-  fflush(stdout);
+  fclose(out);
+  if (text_len)
+    hold(w, topic, time_ms, text);
+  else
+    free(text);
 }
 
 static bool parse_topics(const char *arg, bool want[T_COUNT]) {
@@ -263,11 +338,14 @@ int app_watch(int argc, char **argv) {
       }
       all_caught_up = all_caught_up && caught_up;
     }
+    flush_held(&w, false);
     if (got)
       last_msg = mono_ms();
     else if (idle_ms >= 0 && all_caught_up && mono_ms() - last_msg >= idle_ms)
       break;
   }
+  flush_held(&w, true);
+  free(w.held);
   for (int i = 0; i < T_COUNT; i++)
     bus_reader_close(readers[i]);
   if (idle_ms >= 0)
