@@ -42,6 +42,9 @@ static const char usage[] =
     "                      arrives on another, so simultaneous events keep their order (200)\n"
     "  --batch N           messages per poll and commit (1000)\n"
     "  --no-relay          do not publish the outbox (another process does)\n"
+    "  --partitions N      create missing topics with N partitions for the inputs and\n"
+    "                      decisions (3); existing topics are left as they are\n"
+    "  --no-create-topics  do not create missing topics\n"
     "  --kafka-conf K=V    extra librdkafka consumer property (repeatable), e.g.\n"
     "                      session.timeout.ms=6000 for a faster hand-over between workers\n"
     "  --log-json          log lines as JSON\n"
@@ -84,6 +87,8 @@ int main(int argc, char **argv) {
       {"batch", required_argument, NULL, 'B'},
       {"topic-prefix", required_argument, NULL, 'T'},
       {"grace-ms", required_argument, NULL, 'G'},
+      {"partitions", required_argument, NULL, 'N'},
+      {"no-create-topics", no_argument, NULL, 'C'},
       {NULL, 0, NULL, 0}};
   static const char *kconf[2 * 32 + 1];
   int n_kconf = 0;
@@ -128,6 +133,8 @@ int main(int argc, char **argv) {
     case 'B': cfg.batch_max = atoi(optarg); break;
     case 'T': topic_prefix = optarg; break;
     case 'G': cfg.grace_ms = atoi(optarg); break;
+    case 'N': cfg.create_topics = atoi(optarg); break;
+    case 'C': cfg.create_topics = 0; break;
     case 'R': cfg.relay = false; break;
     case 'K': {
       char *eq = strchr(optarg, '=');

@@ -675,6 +675,9 @@ static int start(struct worker *w) {
     log_msg(LOG_LVL_ERR, NULL, "cannot load the Avro schemas");
     return -1;
   }
+  if (cfg->create_topics > 0 &&
+      bus_create_topics(cfg->brokers, cfg->create_topics, 15000, log_callback, NULL) != CANARY_OK)
+    log_msg(LOG_LVL_WARNING, NULL, "could not make sure the topics exist (see above); going on");
   log_msg(LOG_LVL_INFO, NULL, "connecting to PostgreSQL");
   while (store_open(cfg->conninfo, 30000, log_callback, NULL, &w->store) != CANARY_OK)
     if (!*w->running)
@@ -743,6 +746,7 @@ void worker_config_defaults(struct worker_config *cfg) {
   cfg->grace_ms = 200;
   cfg->batch_max = 1000;
   cfg->relay = true;
+  cfg->create_topics = 3;
 }
 
 int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) {

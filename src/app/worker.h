@@ -25,6 +25,7 @@ struct worker_config {
   int batch_max;         /* messages per poll */
   bool relay;            /* publish the outbox (off: another process relays) */
   const char *const *kafka_conf; /* extra consumer properties: name, value, ..., NULL */
+  int create_topics;     /* create missing contract topics with this many partitions; 0 = no */
 };
 
 /* Defaults: wall clock on, tick 500 ms, hold 1000 ms, grace 200 ms, batch 1000, relay on. */
