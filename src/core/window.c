@@ -518,6 +518,39 @@ int window_quantile(struct window *w, int64_t now, int64_t span_ms, double q, do
   return sketch_quantile(&w->scratch, q, out) ? CANARY_OK : CANARY_ENOTFOUND;
 }
 
+int window_count_above(struct window *w, int64_t now, int64_t span_ms, double x, uint64_t *above,
+                       uint64_t *n) {
+  *above = *n = 0;
+  if (w->kind != WINDOW_DISTRIBUTION || isnan(x))
+    return CANARY_EINVALID;
+  struct sketch *s = &w->scratch;
+  sketch_reset(s);
+  int rc = window_merge(w, now, span_ms, s);
+  if (rc)
+    return rc;
+  *n = s->count;
+  if (!s->count || x >= s->max)
+    return CANARY_OK;
+  if (x < s->min) {
+    *above = s->count;
+    return CANARY_OK;
+  }
+  /* min <= x < max: the zero bin's estimate is 0 (<= x); a bin counts when its clamped estimate
+   * is above x */
+  uint64_t k = 0;
+  for (int32_t i = s->lo; s->bins && i <= s->hi; i++) {
+    double est = sketch_bin_value(s, i);
+    if (est > s->max)
+      est = s->max;
+    if (est < s->min)
+      est = s->min;
+    if (est > x)
+      k += sketch_bin(s, i);
+  }
+  *above = k;
+  return CANARY_OK;
+}
+
 /* --- bookkeeping ---------------------------------------------------------------------------- */
 
 size_t window_buckets(const struct window *w) {

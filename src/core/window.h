@@ -194,6 +194,16 @@ int window_quantile(struct window *w, int64_t now, int64_t span_ms, double q,
                     double *out) CANARY_MUSTCHECK;
 
 /*
+ * Distribution: of the n values in the span (*n), how many the sketch puts above x (*above):
+ * each value counts as its bin's estimate, clamped to [min, max] as sketch_quantile does, so
+ * the share above x agrees with the window's quantiles — exact for values more than alpha away
+ * from x, either way within it. Values in the zero bin count as 0. Returns CANARY_OK (also for
+ * an empty span: both 0), CANARY_EINVALID (not a distribution, x NaN) or CANARY_ENOMEM.
+ */
+int window_count_above(struct window *w, int64_t now, int64_t span_ms, double x, uint64_t *above,
+                       uint64_t *n) CANARY_MUSTCHECK;
+
+/*
  * Move the clock to now (if later): fine buckets that age out roll into coarse ones, buckets
  * past the retention are dropped and their sketches freed. Adds do this too; call it when time
  * passes without data. Returns CANARY_OK or CANARY_ENOMEM (a roll-up could not be kept; its

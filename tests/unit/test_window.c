@@ -583,6 +583,54 @@ static void test_quantile_errors(void **state) {
   window_free(&w);
 }
 
+/* window_count_above: the share beyond a tolerance, consistent with the window's quantiles. */
+static void test_count_above(void **state) {
+  (void)state;
+  struct window w, c;
+  uint64_t above = 7, n = 7;
+  assert_int_equal(window_init(&w, WINDOW_DISTRIBUTION, 10 * SEC, HOUR), CANARY_OK);
+  assert_int_equal(window_count_above(&w, 0, MIN, 1, &above, &n), CANARY_OK); /* nothing yet */
+  assert_true(above == 0 && n == 0);
+  double v[1000];
+  for (int i = 0; i < 1000; i++)
+    v[i] = i < 100 ? 0 : i; /* 100 zeros, then 100 .. 999, over two buckets */
+  assert_int_equal(window_add_samples(&w, 0, v, 500), CANARY_OK);
+  assert_int_equal(window_add_samples(&w, 10 * SEC, v + 500, 500), CANARY_OK);
+  static const struct {
+    double x;
+    uint64_t lo, hi; /* the exact count of values > x is in [lo, hi]: values within alpha of x
+                        may count either way */
+  } cases[] = {
+      {-1, 1000, 1000}, /* below the minimum: all */
+      {0, 900, 900},    /* the zero bin is 0, not above 0 */
+      {1e-12, 900, 900},
+      {999, 0, 0},      /* the maximum: none above */
+      {1e9, 0, 0},
+      {500, 490, 510},  /* exact 499 */
+      {900, 90, 110},   /* exact 99 */
+      {150.5, 840, 860},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    assert_int_equal(window_count_above(&w, 10 * SEC, MIN, cases[i].x, &above, &n), CANARY_OK);
+    assert_int_equal(n, 1000);
+    if (above < cases[i].lo || above > cases[i].hi)
+      fail_msg("x = %g: %llu above", cases[i].x, (unsigned long long)above);
+  }
+  /* consistent with the quantiles: the share above the p90 estimate is at most 10% */
+  double p90;
+  assert_int_equal(window_quantile(&w, 10 * SEC, MIN, 0.9, &p90), CANARY_OK);
+  assert_int_equal(window_count_above(&w, 10 * SEC, MIN, p90, &above, &n), CANARY_OK);
+  assert_true(above <= 100);
+  /* only now's bucket */
+  assert_int_equal(window_count_above(&w, 10 * SEC, 0, 500, &above, &n), CANARY_OK);
+  assert_int_equal(n, 500);
+  assert_int_equal(window_count_above(&w, 10 * SEC, MIN, NAN, &above, &n), CANARY_EINVALID);
+  assert_int_equal(window_init(&c, WINDOW_COUNTER, 10 * SEC, HOUR), CANARY_OK);
+  assert_int_equal(window_count_above(&c, 0, MIN, 1, &above, &n), CANARY_EINVALID);
+  window_free(&c);
+  window_free(&w);
+}
+
 /* A window with another alpha keeps sketches of that alpha. */
 static void test_distribution_alpha(void **state) {
   (void)state;
@@ -736,6 +784,7 @@ int main(void) {
       cmocka_unit_test(test_expire_jumps_and_never_goes_back),
       cmocka_unit_test(test_quantile_equals_sketch_of_values),
       cmocka_unit_test(test_quantile_errors),
+      cmocka_unit_test(test_count_above),
       cmocka_unit_test(test_distribution_alpha),
       cmocka_unit_test(test_coverage),
       cmocka_unit_test(test_coverage_across_tiers),

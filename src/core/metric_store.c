@@ -1,0 +1,962 @@
+/* The metric store: series of windows per rollout, fed by metric and diff events, read by the
+ * rule language through struct expr_source; and the plan's expressions compiled once. */
+#include "core/metric_store.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const owner_names[] = {
+#define XX(name, text) text,
+    MSTORE_OWNER_MAP(XX)
+#undef XX
+};
+
+const char *mstore_owner_name(enum mstore_owner o) {
+  return (unsigned)o < MSTORE_OWNER_COUNT ? owner_names[o] : "?";
+}
+
+static int fail(char *why, size_t len, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *why, size_t len, int rc, const char *fmt, ...) {
+  if (why && len) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, len, fmt, ap);
+    va_end(ap);
+  }
+  return rc;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) {
+    h ^= b[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+#define FNV_SEED 0xcbf29ce484222325ULL
+
+/* --- configuration ------------------------------------------------------------------------ */
+
+void mstore_config_default(struct mstore_config *c) {
+  memset(c, 0, sizeof *c);
+  c->bucket_ms = WINDOW_BUCKET_MS_DEFAULT;
+  c->retention_ms = WINDOW_RETENTION_MS_DEFAULT;
+  c->max_series = MSTORE_MAX_SERIES_DEFAULT;
+  c->max_names = MSTORE_MAX_NAMES_DEFAULT;
+  c->max_zscores = MSTORE_MAX_ZSCORES_DEFAULT;
+  c->zscore_step_ms = MSTORE_ZSCORE_STEP_MS_DEFAULT;
+  c->zscore_points = (int)(24 * 3600 * 1000LL / MSTORE_ZSCORE_STEP_MS_DEFAULT) + 1;
+  c->limits = expr_limits_default;
+}
+
+static bool config_ok(const struct mstore_config *c) {
+  return c->bucket_ms > 0 && c->retention_ms >= c->bucket_ms && c->max_series > 0 &&
+         c->max_series <= INT16_MAX && c->max_names > 0 && c->max_names <= 4096 &&
+         (int64_t)c->max_names * PLAN_MAX_STAGES * VARIANT_COUNT <= INT32_MAX &&
+         c->max_zscores >= 0 && c->zscore_points > 0 && c->zscore_points <= 1 << 20 &&
+         c->zscore_step_ms > 0 && c->zscore_min_scale >= 0 && c->n_tolerances >= 0 &&
+         c->n_tolerances <= MSTORE_MAX_TOLERANCES;
+}
+
+int mstore_init(struct mstore *ms, const struct mstore_config *cfg) {
+  memset(ms, 0, sizeof *ms);
+  if (!config_ok(cfg))
+    return CANARY_EINVALID;
+  ms->cfg = *cfg;
+  struct window probe;
+  int rc = window_init(&probe, WINDOW_COUNTER, cfg->bucket_ms, cfg->retention_ms);
+  window_free(&probe);
+  if (rc)
+    return CANARY_EINVALID;
+  ms->name_cap = 16;
+  while (ms->name_cap < 2 * cfg->max_names)
+    ms->name_cap *= 2;
+  size_t n_of = (size_t)cfg->max_names * PLAN_MAX_STAGES * VARIANT_COUNT;
+  ms->names = calloc((size_t)cfg->max_names, sizeof *ms->names);
+  ms->name_index = malloc((size_t)ms->name_cap * sizeof *ms->name_index);
+  ms->series_of = malloc(n_of * sizeof *ms->series_of);
+  if (!ms->names || !ms->name_index || !ms->series_of) {
+    mstore_free(ms);
+    return CANARY_ENOMEM;
+  }
+  memset(ms->name_index, 0xff, (size_t)ms->name_cap * sizeof *ms->name_index);
+  memset(ms->series_of, 0xff, n_of * sizeof *ms->series_of);
+  return CANARY_OK;
+}
+
+static void diff_free(struct mstore_diff *d) {
+  window_free(&d->total);
+  for (int i = 0; i < MSTORE_MAX_TOLERANCES; i++)
+    window_free(&d->over[i]);
+  window_free(&d->rel);
+  d->used = false;
+}
+
+void mstore_free(struct mstore *ms) {
+  for (int i = 0; i < ms->n_series; i++)
+    window_free(&ms->series[i].w);
+  for (int c = 0; c < PLAN_MAX_STAGES; c++)
+    if (ms->diff[c].used)
+      diff_free(&ms->diff[c]);
+  for (int i = 0; i < ms->n_z; i++) {
+    free(ms->z[i].t);
+    free(ms->z[i].x);
+  }
+  free(ms->z);
+  free(ms->zscratch);
+  free(ms->series);
+  free(ms->series_of);
+  free(ms->name_index);
+  free(ms->names);
+  struct mstore_config cfg = ms->cfg;
+  memset(ms, 0, sizeof *ms);
+  ms->cfg = cfg;
+}
+
+/* --- names and series ----------------------------------------------------------------------- */
+
+/* The slot of name in the open-addressing index: its entry, or the free slot where it goes. */
+static int name_slot(const struct mstore *ms, const char *name) {
+  uint64_t h = fnv1a(FNV_SEED, name, strlen(name));
+  int mask = ms->name_cap - 1;
+  for (int i = (int)(h & (uint64_t)mask);; i = (i + 1) & mask) {
+    int id = ms->name_index[i];
+    if (id < 0 || strcmp(ms->names[id].name, name) == 0)
+      return i;
+  }
+}
+
+static int name_find(const struct mstore *ms, const char *name) {
+  if (!ms->name_index)
+    return -1;
+  return ms->name_index[name_slot(ms, name)];
+}
+
+static int name_add(struct mstore *ms, const char *name, enum window_kind kind) {
+  int slot = name_slot(ms, name);
+  int id = ms->n_names++;
+  snprintf(ms->names[id].name, sizeof ms->names[id].name, "%s", name);
+  ms->names[id].kind = kind;
+  ms->name_index[slot] = (int16_t)id;
+  return id;
+}
+
+static int16_t *series_ref(const struct mstore *ms, int name, int cohort, enum variant v) {
+  return &ms->series_of[((size_t)name * PLAN_MAX_STAGES + (size_t)cohort) * VARIANT_COUNT + v];
+}
+
+static bool cohort_ok(int cohort) { return cohort >= 0 && cohort < PLAN_MAX_STAGES; }
+
+static struct mstore_series *series_get(const struct mstore *ms, int cohort, enum variant v,
+                                        const char *name) {
+  if (!cohort_ok(cohort) || (unsigned)v >= VARIANT_COUNT || !name)
+    return NULL;
+  int id = name_find(ms, name);
+  if (id < 0)
+    return NULL;
+  int16_t s = *series_ref(ms, id, cohort, v);
+  return s < 0 ? NULL : &ms->series[s];
+}
+
+const struct mstore_series *mstore_series_find(const struct mstore *ms, int cohort,
+                                               enum variant v, const char *name) {
+  return series_get(ms, cohort, v, name);
+}
+
+/* The series of (cohort, v, name id), created (with its window) if new. NULL: ENOMEM. */
+static struct mstore_series *series_open(struct mstore *ms, int cohort, enum variant v, int id) {
+  int16_t *ref = series_ref(ms, id, cohort, v);
+  if (*ref >= 0)
+    return &ms->series[*ref];
+  if (ms->n_series == ms->series_cap) {
+    int cap = ms->series_cap ? 2 * ms->series_cap : 16;
+    if (cap > ms->cfg.max_series)
+      cap = ms->cfg.max_series;
+    struct mstore_series *s = realloc(ms->series, (size_t)cap * sizeof *s);
+    if (!s)
+      return NULL;
+    ms->series = s;
+    ms->series_cap = cap;
+  }
+  struct mstore_series *s = &ms->series[ms->n_series];
+  s->cohort = cohort;
+  s->variant = v;
+  s->name = id;
+  if (window_init(&s->w, ms->names[id].kind, ms->cfg.bucket_ms, ms->cfg.retention_ms))
+    return NULL; /* validated at mstore_init: cannot happen */
+  *ref = (int16_t)ms->n_series++;
+  return s;
+}
+
+/* --- ingest --------------------------------------------------------------------------------- */
+
+/* One metric of an event, flattened for validation. */
+struct item {
+  const char *name;
+  enum window_kind kind;
+  int id; /* name id, -1 = new */
+};
+
+static bool all_finite(const double *v, size_t n, bool nonneg) {
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(v[i]) || (nonneg && v[i] < 0))
+      return false;
+  return true;
+}
+
+/* Checks one metric; a new name is checked against the new names of the event before it. */
+static int check_item(const struct mstore *ms, struct item *it, const struct item *prev, size_t i,
+                      char *why, size_t len) {
+  size_t nl = it->name ? strlen(it->name) : 0;
+  const char *kind = window_kind_name(it->kind);
+  if (!nl)
+    return fail(why, len, CANARY_EINVALID, "a %s has no name", kind);
+  if (nl >= PLAN_NAME_MAX)
+    return fail(why, len, CANARY_EINVALID, "%s name '%.40s...' is longer than %d bytes", kind,
+                it->name, PLAN_NAME_MAX - 1);
+  it->id = name_find(ms, it->name);
+  enum window_kind known = it->id >= 0 ? ms->names[it->id].kind : it->kind;
+  for (size_t j = 0; it->id < 0 && j < i; j++)
+    if (prev[j].id < 0 && strcmp(prev[j].name, it->name) == 0) {
+      known = prev[j].kind;
+      break;
+    }
+  if (known != it->kind)
+    return fail(why, len, CANARY_EINVALID, "metric '%s' arrives as a %s but is a %s", it->name,
+                kind, window_kind_name(known));
+  return CANARY_OK;
+}
+
+/* Validates a metrics event against the store's kinds and bounds, without changing anything. */
+static int metrics_check(const struct mstore *ms, int cohort, const struct event_metrics *m,
+                         char *why, size_t len) {
+  size_t n = m->n_counters + m->n_gauges + m->n_dists;
+  if ((unsigned)m->variant >= VARIANT_COUNT)
+    return fail(why, len, CANARY_EINVALID, "unknown variant");
+  if ((m->n_counters && !m->counters) || (m->n_gauges && !m->gauges) || (m->n_dists && !m->dists))
+    return fail(why, len, CANARY_EINVALID, "metric arrays missing");
+  if (!n)
+    return CANARY_OK;
+  struct item *items = malloc(n * sizeof *items);
+  if (!items)
+    return CANARY_ENOMEM;
+  size_t k = 0;
+  for (size_t i = 0; i < m->n_counters; i++)
+    items[k++] = (struct item){m->counters[i].name, WINDOW_COUNTER, -1};
+  for (size_t i = 0; i < m->n_gauges; i++)
+    items[k++] = (struct item){m->gauges[i].name, WINDOW_GAUGE, -1};
+  for (size_t i = 0; i < m->n_dists; i++)
+    items[k++] = (struct item){m->dists[i].name, WINDOW_DISTRIBUTION, -1};
+  int rc = CANARY_OK, new_names = 0, new_series = 0;
+  for (size_t i = 0; i < n && !rc; i++) {
+    rc = check_item(ms, &items[i], items, i, why, len);
+    if (rc)
+      break;
+    const struct item *it = &items[i];
+    bool first_in_event = true; /* counts a new name (or series) once per event */
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(items[j].name, it->name) == 0) {
+        first_in_event = false;
+        break;
+      }
+    if (!first_in_event)
+      continue;
+    if (it->id < 0) {
+      new_names++;
+      new_series++;
+    } else if (*series_ref(ms, it->id, cohort, m->variant) < 0) {
+      new_series++;
+    }
+  }
+  if (!rc && ms->n_names + new_names > ms->cfg.max_names)
+    rc = fail(why, len, CANARY_EFULL, "more than %d metric names in this rollout",
+              ms->cfg.max_names);
+  if (!rc && ms->n_series + new_series > ms->cfg.max_series)
+    rc = fail(why, len, CANARY_EFULL,
+              "more than %d metric series in this rollout (cohort x variant x metric)",
+              ms->cfg.max_series);
+  free(items);
+  if (rc)
+    return rc;
+  for (size_t i = 0; i < m->n_counters; i++) {
+    if (!isfinite(m->counters[i].value) || m->counters[i].value < 0)
+      return fail(why, len, CANARY_EINVALID,
+                  "counter '%s' is %g: counters are increments, finite and >= 0",
+                  m->counters[i].name, m->counters[i].value);
+  }
+  for (size_t i = 0; i < m->n_gauges; i++)
+    if (!isfinite(m->gauges[i].value))
+      return fail(why, len, CANARY_EINVALID, "gauge '%s' is not finite", m->gauges[i].name);
+  for (size_t i = 0; i < m->n_dists; i++)
+    if ((m->dists[i].n && !m->dists[i].values) ||
+        !all_finite(m->dists[i].values, m->dists[i].n, true))
+      return fail(why, len, CANARY_EINVALID,
+                  "distribution '%s' has a value that is negative or not finite",
+                  m->dists[i].name);
+  return CANARY_OK;
+}
+
+static enum window_kind item_kind(const struct event_metrics *m, size_t i) {
+  return i < m->n_counters ? WINDOW_COUNTER
+         : i < m->n_counters + m->n_gauges ? WINDOW_GAUGE
+                                            : WINDOW_DISTRIBUTION;
+}
+
+static int metrics_apply(struct mstore *ms, int cohort, int64_t t, const struct event_metrics *m) {
+  size_t n = m->n_counters + m->n_gauges + m->n_dists;
+  int rc = CANARY_OK;
+  for (size_t i = 0; i < n; i++) {
+    enum window_kind kind = item_kind(m, i);
+    const char *name = kind == WINDOW_COUNTER ? m->counters[i].name
+                       : kind == WINDOW_GAUGE ? m->gauges[i - m->n_counters].name
+                                              : m->dists[i - m->n_counters - m->n_gauges].name;
+    int id = name_find(ms, name);
+    if (id < 0)
+      id = name_add(ms, name, kind);
+    struct mstore_series *s = series_open(ms, cohort, m->variant, id);
+    if (!s) {
+      rc = CANARY_ENOMEM;
+      continue;
+    }
+    int r;
+    if (kind == WINDOW_COUNTER)
+      r = window_add_counter(&s->w, t, m->counters[i].value);
+    else if (kind == WINDOW_GAUGE)
+      r = window_add_gauge(&s->w, t, m->gauges[i - m->n_counters].value);
+    else {
+      const struct metric_dist *d = &m->dists[i - m->n_counters - m->n_gauges];
+      r = d->n ? window_add_samples(&s->w, t, d->values, d->n) : CANARY_OK;
+    }
+    if (r && !rc)
+      rc = r;
+  }
+  return rc;
+}
+
+static int diff_open(struct mstore *ms, struct mstore_diff *d) {
+  if (d->used)
+    return CANARY_OK;
+  int64_t b = ms->cfg.bucket_ms, r = ms->cfg.retention_ms;
+  int rc = window_init(&d->total, WINDOW_COUNTER, b, r);
+  for (int i = 0; i < MSTORE_MAX_TOLERANCES && !rc; i++)
+    rc = window_init(&d->over[i], WINDOW_COUNTER, b, r);
+  if (!rc)
+    rc = window_init(&d->rel, WINDOW_DISTRIBUTION, b, r);
+  d->used = true; /* the windows are initialised (or empty): diff_free is safe */
+  return rc;
+}
+
+static int diff_ingest(struct mstore *ms, int cohort, int64_t t, const struct event_diff *dv,
+                       char *why, size_t len) {
+  if (dv->n && !dv->samples)
+    return fail(why, len, CANARY_EINVALID, "diff samples missing");
+  for (size_t i = 0; i < dv->n; i++) {
+    const struct diff_sample *s = &dv->samples[i];
+    if (!isfinite(s->stable) || !isfinite(s->canary))
+      return fail(why, len, CANARY_EINVALID, "diff sample %zu is not finite", i);
+  }
+  if (!dv->n)
+    return CANARY_OK;
+  struct mstore_diff *d = &ms->diff[cohort];
+  int rc = diff_open(ms, d);
+  if (rc)
+    return rc;
+  double *rel = malloc(dv->n * sizeof *rel);
+  if (!rel)
+    return CANARY_ENOMEM;
+  size_t n_rel = 0;
+  uint64_t over[MSTORE_MAX_TOLERANCES] = {0};
+  for (size_t i = 0; i < dv->n; i++) {
+    double x = expr_relative_diff(dv->samples[i].stable, dv->samples[i].canary);
+    for (int k = 0; k < ms->cfg.n_tolerances; k++)
+      over[k] += x > ms->cfg.tolerances[k];
+    if (isfinite(x))
+      rel[n_rel++] = x; /* infinite ones are total - rel: beyond any tolerance */
+  }
+  int r = window_add_counter(&d->total, t, (double)dv->n);
+  if (!r)
+    for (int k = 0; k < ms->cfg.n_tolerances && !r; k++)
+      r = window_add_counter(&d->over[k], t, (double)over[k]);
+  if (!r && n_rel)
+    r = window_add_samples(&d->rel, t, rel, n_rel);
+  free(rel);
+  return r;
+}
+
+int mstore_ingest(struct mstore *ms, int cohort, const struct event *ev, char *why,
+                  size_t why_len) {
+  if (why && why_len)
+    why[0] = '\0';
+  int rc;
+  if (!ms->names)
+    rc = fail(why, why_len, CANARY_EINVALID, "the metric store is not initialised");
+  else if (!cohort_ok(cohort))
+    rc = fail(why, why_len, CANARY_EINVALID, "cohort index %d out of range", cohort);
+  else if (ev->time_ms < -WINDOW_TIME_MAX || ev->time_ms > WINDOW_TIME_MAX)
+    rc = fail(why, why_len, CANARY_EINVALID, "event time out of range");
+  else if (ev->type == EVENT_METRICS) {
+    rc = metrics_check(ms, cohort, &ev->metrics, why, why_len);
+    if (!rc)
+      rc = metrics_apply(ms, cohort, ev->time_ms, &ev->metrics);
+  } else if (ev->type == EVENT_DIFF_SAMPLES) {
+    rc = diff_ingest(ms, cohort, ev->time_ms, &ev->diff, why, why_len);
+  } else {
+    rc = fail(why, why_len, CANARY_EINVALID, "a %s event holds no metrics",
+              event_type_name(ev->type));
+  }
+  if (rc == CANARY_EINVALID || rc == CANARY_EFULL)
+    ms->rejected++;
+  else if (ev->time_ms > ms->clock_ms)
+    ms->clock_ms = ev->time_ms;
+  if (rc == CANARY_ENOMEM && why && why_len && !why[0])
+    fail(why, why_len, rc, "out of memory: some observations were not kept");
+  return rc;
+}
+
+/* --- expiry --------------------------------------------------------------------------------- */
+
+/* Expire w; a window left without buckets gives its rings back (its kind stays). */
+static int window_trim(struct window *w, int64_t now) {
+  int rc = window_expire(w, now);
+  if (w->started && window_buckets(w) == 0)
+    window_free(w);
+  return rc;
+}
+
+static void zhist_expire(struct mstore *ms, struct mstore_zhist *z, int64_t now) {
+  int cap = ms->cfg.zscore_points;
+  while (z->n > 0) {
+    int oldest = ((z->head - z->n) % cap + cap) % cap;
+    if (z->t[oldest] >= now - ms->cfg.retention_ms)
+      break;
+    z->n--;
+  }
+}
+
+int mstore_expire(struct mstore *ms, int64_t now) {
+  if (now > ms->clock_ms)
+    ms->clock_ms = now;
+  int rc = CANARY_OK, r;
+  for (int i = 0; i < ms->n_series; i++)
+    if ((r = window_trim(&ms->series[i].w, now)) && !rc)
+      rc = r;
+  for (int c = 0; c < PLAN_MAX_STAGES; c++) {
+    struct mstore_diff *d = &ms->diff[c];
+    if (!d->used)
+      continue;
+    if ((r = window_trim(&d->total, now)) && !rc)
+      rc = r;
+    for (int k = 0; k < MSTORE_MAX_TOLERANCES; k++)
+      if ((r = window_trim(&d->over[k], now)) && !rc)
+        rc = r;
+    if ((r = window_trim(&d->rel, now)) && !rc)
+      rc = r;
+  }
+  /* histories: old points go; an empty history gives its slot and arrays back */
+  for (int i = 0; i < ms->n_z;) {
+    struct mstore_zhist *z = &ms->z[i];
+    zhist_expire(ms, z, now);
+    if (z->n == 0) {
+      free(z->t);
+      free(z->x);
+      ms->z[i] = ms->z[--ms->n_z];
+    } else {
+      i++;
+    }
+  }
+  if (ms->n_z == 0) {
+    free(ms->z);
+    free(ms->zscratch);
+    ms->z = NULL;
+    ms->zscratch = NULL;
+  }
+  return rc;
+}
+
+size_t mstore_memory(const struct mstore *ms) {
+  if (!ms->names)
+    return 0;
+  size_t bytes = (size_t)ms->cfg.max_names * sizeof *ms->names +
+                 (size_t)ms->name_cap * sizeof *ms->name_index +
+                 (size_t)ms->cfg.max_names * PLAN_MAX_STAGES * VARIANT_COUNT *
+                     sizeof *ms->series_of +
+                 (size_t)ms->series_cap * sizeof *ms->series;
+  for (int i = 0; i < ms->n_series; i++)
+    bytes += window_memory(&ms->series[i].w);
+  for (int c = 0; c < PLAN_MAX_STAGES; c++) {
+    const struct mstore_diff *d = &ms->diff[c];
+    if (!d->used)
+      continue;
+    bytes += window_memory(&d->total) + window_memory(&d->rel);
+    for (int k = 0; k < MSTORE_MAX_TOLERANCES; k++)
+      bytes += window_memory(&d->over[k]);
+  }
+  size_t per = (size_t)ms->cfg.zscore_points * (sizeof(int64_t) + sizeof(double));
+  bytes += (size_t)ms->n_z * (sizeof *ms->z + per);
+  if (ms->zscratch)
+    bytes += (size_t)ms->cfg.zscore_points * sizeof(double);
+  return bytes;
+}
+
+/* --- the source ----------------------------------------------------------------------------- */
+
+/* The window of a series of the wanted kind, or NULL (no data, or the name is another kind). */
+static struct window *series_window(struct mstore_ctx *c, enum variant v, const char *metric,
+                                    enum window_kind kind) {
+  struct mstore_series *s = series_get(c->ms, c->cohort, v, metric);
+  return s && s->w.kind == kind ? &s->w : NULL;
+}
+
+static void src_counter_sum(void *ctx, enum variant v, const char *metric, int64_t span,
+                            double *out, int64_t *n) {
+  struct mstore_ctx *c = ctx;
+  struct window *w = series_window(c, v, metric, WINDOW_COUNTER);
+  struct window_stats st = {0};
+  if (w)
+    window_stats(w, c->now, span, &st);
+  *out = st.sum;
+  *n = (int64_t)st.n;
+}
+
+enum gauge_op { G_AVG, G_MAX, G_MIN };
+
+static void gauge(struct mstore_ctx *c, enum variant v, const char *metric, int64_t span,
+                  enum gauge_op op, double *out, int64_t *n) {
+  struct window *w = series_window(c, v, metric, WINDOW_GAUGE);
+  struct window_stats st = {0};
+  if (w)
+    window_stats(w, c->now, span, &st);
+  *n = (int64_t)st.n;
+  *out = !st.n ? NAN : op == G_AVG ? st.sum / (double)st.n : op == G_MAX ? st.max : st.min;
+}
+
+static void src_gauge_avg(void *ctx, enum variant v, const char *m, int64_t span, double *out,
+                          int64_t *n) {
+  gauge(ctx, v, m, span, G_AVG, out, n);
+}
+static void src_gauge_max(void *ctx, enum variant v, const char *m, int64_t span, double *out,
+                          int64_t *n) {
+  gauge(ctx, v, m, span, G_MAX, out, n);
+}
+static void src_gauge_min(void *ctx, enum variant v, const char *m, int64_t span, double *out,
+                          int64_t *n) {
+  gauge(ctx, v, m, span, G_MIN, out, n);
+}
+
+static void src_quantile(void *ctx, enum variant v, const char *metric, double q, int64_t span,
+                         double *out, int64_t *n) {
+  struct mstore_ctx *c = ctx;
+  struct window *w = series_window(c, v, metric, WINDOW_DISTRIBUTION);
+  *out = NAN;
+  *n = 0;
+  if (!w || window_quantile(w, c->now, span, q, out) != CANARY_OK)
+    return; /* no values; ENOMEM too: insufficient rather than a wrong value */
+  *n = (int64_t)sketch_count(&w->scratch); /* the merge window_quantile just made */
+}
+
+/* The exact counter of tolerance tol, or -1. */
+static int tolerance_slot(const struct mstore *ms, double tol) {
+  for (int k = 0; k < ms->cfg.n_tolerances; k++)
+    if (ms->cfg.tolerances[k] == tol)
+      return k;
+  return -1;
+}
+
+static void src_diff_ratio(void *ctx, double tol, int64_t span, double *out, int64_t *n) {
+  struct mstore_ctx *c = ctx;
+  struct mstore_diff *d = &c->ms->diff[c->cohort];
+  *out = NAN;
+  *n = 0;
+  if (!d->used || isnan(tol))
+    return;
+  double total = window_counter_sum(&d->total, c->now, span);
+  if (total <= 0)
+    return;
+  double above;
+  int k = tolerance_slot(c->ms, tol);
+  if (k >= 0) {
+    above = window_counter_sum(&d->over[k], c->now, span);
+  } else {
+    uint64_t a = 0, finite = 0;
+    if (window_count_above(&d->rel, c->now, span, tol, &a, &finite))
+      return;
+    above = (double)a + (total - (double)finite); /* the infinite ones exceed any tolerance */
+  }
+  *out = above / total;
+  *n = (int64_t)total;
+}
+
+static struct mstore_zhist *zhist_get(struct mstore *ms, uint64_t key, int cohort,
+                                      enum variant v) {
+  for (int i = 0; i < ms->n_z; i++)
+    if (ms->z[i].key == key && ms->z[i].cohort == cohort && ms->z[i].variant == v)
+      return &ms->z[i];
+  if (ms->n_z >= ms->cfg.max_zscores)
+    return NULL;
+  if (!ms->z) {
+    ms->z = calloc((size_t)ms->cfg.max_zscores, sizeof *ms->z);
+    ms->zscratch = malloc((size_t)ms->cfg.zscore_points * sizeof *ms->zscratch);
+    if (!ms->z || !ms->zscratch) {
+      free(ms->z);
+      free(ms->zscratch);
+      ms->z = NULL;
+      ms->zscratch = NULL;
+      return NULL;
+    }
+  }
+  struct mstore_zhist *z = &ms->z[ms->n_z];
+  *z = (struct mstore_zhist){.key = key, .cohort = cohort, .variant = v};
+  z->t = malloc((size_t)ms->cfg.zscore_points * sizeof *z->t);
+  z->x = malloc((size_t)ms->cfg.zscore_points * sizeof *z->x);
+  if (!z->t || !z->x) {
+    free(z->t);
+    free(z->x);
+    return NULL;
+  }
+  ms->n_z++;
+  return z;
+}
+
+static void src_zscore(void *ctx, enum variant v, const struct expr *e, int node, double current,
+                       int64_t history_ms, double *out, int64_t *n) {
+  (void)e;
+  struct mstore_ctx *c = ctx;
+  struct mstore *ms = c->ms;
+  *out = NAN;
+  *n = 0;
+  uint64_t key = fnv1a(c->key, &node, sizeof node);
+  struct mstore_zhist *z = zhist_get(ms, key, c->cohort, v);
+  if (!z)
+    return; /* too many histories (or no memory): insufficient, not a spike */
+  int cap = ms->cfg.zscore_points;
+  /* the points of [now - h, now): strictly older than now, so a second evaluation at the same
+   * time does not compare the value with itself */
+  size_t k = 0;
+  int64_t newest = INT64_MIN;
+  for (int i = 0; i < z->n; i++) {
+    int slot = ((z->head - 1 - i) % cap + cap) % cap;
+    if (z->t[slot] > newest)
+      newest = z->t[slot];
+    if (z->t[slot] >= c->now - history_ms && z->t[slot] < c->now)
+      ms->zscratch[k++] = z->x[slot];
+  }
+  if (k && expr_robust_z(ms->zscratch, k, current, ms->cfg.zscore_min_scale, out))
+    *n = (int64_t)k;
+  /* record at most one point per step, at the cadence of evaluations */
+  if (!z->n || c->now - newest >= ms->cfg.zscore_step_ms) {
+    z->t[z->head] = c->now;
+    z->x[z->head] = current;
+    z->head = (z->head + 1) % cap;
+    if (z->n < cap)
+      z->n++;
+  }
+}
+
+static enum expr_truth src_slos_met(void *ctx, enum variant v) {
+  struct mstore_ctx *c = ctx;
+  const struct mstore_plan *mp = c->mp;
+  if (!mp || mp->n_slos == 0)
+    return EXPR_INSUFFICIENT;
+  struct expr_source src = mstore_source(c->ms);
+  uint64_t key = c->key;
+  enum expr_truth t = EXPR_TRUE;
+  for (int i = 0; i < mp->n_slos; i++) {
+    const struct mstore_expr *x = &mp->x[mp->slo_first + i];
+    struct expr_result r;
+    c->key = x->key;
+    if (expr_eval(&x->e, &src, c, v, &r))
+      r.truth = EXPR_INSUFFICIENT;
+    t = expr_truth_and(t, r.truth);
+  }
+  c->key = key;
+  return t;
+}
+
+struct expr_source mstore_source(const struct mstore *ms) {
+  return (struct expr_source){
+      .counter_sum = src_counter_sum,
+      .gauge_avg = src_gauge_avg,
+      .gauge_max = src_gauge_max,
+      .gauge_min = src_gauge_min,
+      .quantile = src_quantile,
+      .diff_ratio = src_diff_ratio,
+      .zscore = src_zscore,
+      .slos_met = src_slos_met,
+      .limits = &ms->cfg.limits,
+  };
+}
+
+/* --- the plan -------------------------------------------------------------------------------- */
+
+/* Walks every metric expression of the plan: fn(plan, owner, stage, index, k, text, for, name). */
+typedef int (*each_fn)(void *arg, enum mstore_owner o, int stage, int index, int k,
+                       const char *text, int64_t window_ms, int64_t for_ms, const char *name);
+
+static int each_expr(const struct plan *p, each_fn fn, void *arg) {
+  int rc;
+  for (int i = 0; i < p->n_rules; i++)
+    for (int k = 0; k < p->rules[i].n_exprs; k++)
+      if ((rc = fn(arg, MSTORE_RULE, -1, i, k, p->rules[i].exprs[k], 0, p->rules[i].for_ms,
+                   p->rules[i].name)))
+        return rc;
+  for (int i = 0; i < p->n_alerts; i++)
+    for (int k = 0; k < p->alerts[i].n_exprs; k++)
+      if ((rc = fn(arg, MSTORE_ALERT, -1, i, k, p->alerts[i].exprs[k], 0, p->alerts[i].for_ms,
+                   p->alerts[i].name)))
+        return rc;
+  for (int s = 0; s < p->n_stages; s++)
+    for (int g = 0; g < 2; g++) {
+      const struct criterion *cs = g ? p->stages[s].exit : p->stages[s].entry;
+      int n = g ? p->stages[s].n_exit : p->stages[s].n_entry;
+      for (int i = 0; i < n; i++)
+        if (cs[i].check == CHECK_METRIC &&
+            (rc = fn(arg, g ? MSTORE_EXIT : MSTORE_ENTRY, s, i, 0, cs[i].expr, cs[i].window_ms,
+                     cs[i].for_ms, cs[i].name)))
+          return rc;
+    }
+  for (int i = 0; i < p->n_slos; i++)
+    if ((rc = fn(arg, MSTORE_SLO, -1, i, 0, p->slos[i].expr, 0, 0, p->slos[i].name)))
+      return rc;
+  return CANARY_OK;
+}
+
+static int count_one(void *arg, enum mstore_owner o, int stage, int index, int k,
+                     const char *text, int64_t window_ms, int64_t for_ms, const char *name) {
+  (*(int *)arg)++;
+  return CANARY_OK;
+}
+
+struct compile {
+  struct mstore_plan *mp;
+  const struct plan *plan;
+  char *why;
+  size_t why_len;
+};
+
+/* "halt_rules error_rate" / "friendly_gp exit canary_diff" / "slos availability" (+ #k). */
+static void owner_label(const struct plan *p, enum mstore_owner o, int stage, int k, int n_exprs,
+                        const char *name, char *buf, size_t len) {
+  if (o == MSTORE_ENTRY || o == MSTORE_EXIT)
+    snprintf(buf, len, "%s %s %s", p->stages[stage].name, mstore_owner_name(o), name);
+  else if (n_exprs > 1)
+    snprintf(buf, len, "%s %s expr %d", mstore_owner_name(o), name, k + 1);
+  else
+    snprintf(buf, len, "%s %s", mstore_owner_name(o), name);
+}
+
+static int add_tolerance(struct mstore_plan *mp, double tol) {
+  for (int i = 0; i < mp->n_tolerances; i++)
+    if (mp->tolerances[i] == tol)
+      return CANARY_OK;
+  if (mp->n_tolerances == MSTORE_MAX_TOLERANCES)
+    return CANARY_EFULL;
+  mp->tolerances[mp->n_tolerances++] = tol;
+  return CANARY_OK;
+}
+
+static int compile_one(void *arg, enum mstore_owner o, int stage, int index, int k,
+                       const char *text, int64_t window_ms, int64_t for_ms, const char *name) {
+  struct compile *c = arg;
+  struct mstore_plan *mp = c->mp;
+  struct mstore_expr *x = &mp->x[mp->n];
+  char label[2 * PLAN_NAME_MAX + 32];
+  int n_exprs = o == MSTORE_RULE ? c->plan->rules[index].n_exprs
+                : o == MSTORE_ALERT ? c->plan->alerts[index].n_exprs
+                                    : 1;
+  owner_label(c->plan, o, stage, k, n_exprs, name, label, sizeof label);
+  struct expr_error err;
+  int rc = expr_parse(text, &x->e, &err);
+  if (!rc)
+    rc = expr_bind(&x->e, c->plan->params, c->plan->n_params,
+                   expr_default_window(window_ms, for_ms), &err);
+  if (rc) {
+    char caret[2 * PLAN_EXPR_MAX + 200];
+    expr_error_render(text, &err, caret, sizeof caret);
+    return fail(c->why, c->why_len, rc, "%s:\n%s", label, caret);
+  }
+  if (!expr_is_condition(&x->e))
+    return fail(c->why, c->why_len, CANARY_EINVALID,
+                "%s: '%s' is a number, not a condition (compare it, as in x > 1)", label, text);
+  if (expr_uses(&x->e, EXPR_SLOS_MET) && o == MSTORE_SLO)
+    return fail(c->why, c->why_len, CANARY_EINVALID, "%s: an SLO cannot use slos_met()", label);
+  if (expr_uses(&x->e, EXPR_SLOS_MET) && c->plan->n_slos == 0)
+    return fail(c->why, c->why_len, CANARY_EINVALID,
+                "%s: slos_met() but the plan defines no slos", label);
+  for (int i = 0; i < x->e.n_nodes; i++) {
+    const struct expr_node *nd = &x->e.nodes[i];
+    if (nd->kind == EXPR_DIFF_RATIO && nd->a >= 0 &&
+        (x->e.nodes[nd->a].kind == EXPR_NUM || x->e.nodes[nd->a].kind == EXPR_PARAM) &&
+        add_tolerance(mp, x->e.nodes[nd->a].num))
+      return fail(c->why, c->why_len, CANARY_EINVALID,
+                  "%s: more than %d distinct canary_diff_ratio tolerances", label,
+                  MSTORE_MAX_TOLERANCES);
+  }
+  int64_t longest = expr_longest_window(&x->e);
+  if (longest > mp->longest_ms)
+    mp->longest_ms = longest;
+  x->owner = o;
+  x->stage = stage;
+  x->index = index;
+  x->k = k;
+  x->for_ms = for_ms;
+  snprintf(x->name, sizeof x->name, "%s", name);
+  /* the zscore key: where the expression is and what it says, so a restart with the same plan
+   * finds its history and an edited expression starts a new one */
+  uint64_t h = fnv1a(FNV_SEED, label, strlen(label));
+  h = fnv1a(h, text, strlen(text));
+  x->key = h;
+  if (o == MSTORE_SLO && mp->n_slos++ == 0)
+    mp->slo_first = mp->n;
+  mp->n++;
+  return CANARY_OK;
+}
+
+int mstore_plan_init(struct mstore_plan *mp, const struct plan *plan, char *why,
+                     size_t why_len) {
+  memset(mp, 0, sizeof *mp);
+  int n = 0;
+  (void)each_expr(plan, count_one, &n);
+  if (n) {
+    mp->x = calloc((size_t)n, sizeof *mp->x);
+    if (!mp->x)
+      return fail(why, why_len, CANARY_ENOMEM, "out of memory compiling the plan");
+  }
+  struct compile c = {mp, plan, why, why_len};
+  int rc = each_expr(plan, compile_one, &c);
+  if (rc)
+    mstore_plan_free(mp);
+  return rc;
+}
+
+void mstore_plan_free(struct mstore_plan *mp) {
+  free(mp->x);
+  memset(mp, 0, sizeof *mp);
+}
+
+int mstore_plan_find(const struct mstore_plan *mp, enum mstore_owner owner, int stage, int index,
+                     int *first) {
+  int n = 0;
+  *first = -1;
+  for (int i = 0; i < mp->n; i++) {
+    const struct mstore_expr *x = &mp->x[i];
+    if (x->owner != owner || x->index != index ||
+        ((owner == MSTORE_ENTRY || owner == MSTORE_EXIT) && x->stage != stage))
+      continue;
+    if (!n++)
+      *first = i;
+  }
+  return n;
+}
+
+void mstore_config_for_plan(struct mstore_config *cfg, const struct mstore_plan *mp) {
+  cfg->n_tolerances = mp->n_tolerances;
+  memcpy(cfg->tolerances, mp->tolerances, sizeof cfg->tolerances);
+  if (mp->longest_ms + cfg->bucket_ms > cfg->retention_ms)
+    cfg->retention_ms = mp->longest_ms + cfg->bucket_ms;
+  int64_t points = mp->longest_ms / cfg->zscore_step_ms + 1;
+  if (points > cfg->zscore_points && points <= 1 << 20)
+    cfg->zscore_points = (int)points;
+}
+
+/* --- evaluation ------------------------------------------------------------------------------ */
+
+int mstore_eval_expr(struct mstore *ms, const struct mstore_plan *mp, const struct mstore_expr *x,
+                     int cohort, int64_t now, enum variant v, struct expr_result *out) {
+  struct mstore_ctx ctx = {.ms = ms, .mp = mp, .cohort = cohort, .now = now, .key = x->key};
+  struct expr_source src = mstore_source(ms);
+  if (!cohort_ok(cohort)) {
+    memset(out, 0, sizeof *out);
+    out->truth = EXPR_INSUFFICIENT;
+    out->value = NAN;
+    out->why_node = -1;
+    return CANARY_EINVALID;
+  }
+  return expr_eval(&x->e, &src, &ctx, v, out);
+}
+
+/* The plain evidence of one evaluation: the root comparison (else the first), the weakest
+ * canary query. */
+static void finding_fill(const struct mstore_expr *x, const struct expr_result *r,
+                         struct mstore_finding *f) {
+  f->truth = r->truth;
+  f->why = r->why;
+  f->canary = f->baseline = f->threshold = NAN;
+  f->window_ms = expr_longest_window(&x->e);
+  const struct expr_compare *cmp = r->n_compares ? &r->compares[0] : NULL;
+  for (int i = 0; i < r->n_compares; i++)
+    if (r->compares[i].node == x->e.root)
+      cmp = &r->compares[i];
+  if (cmp) {
+    f->canary = cmp->lhs;
+    f->baseline = cmp->baseline;
+    f->threshold = cmp->rhs;
+  } else if (r->truth != EXPR_INSUFFICIENT) {
+    f->canary = r->value; /* slos_met(): 1 or 0 */
+  }
+  f->n = f->min_n = 0;
+  bool any = false;
+  for (int i = 0; i < r->n_measures; i++) {
+    const struct expr_measure *m = &r->measures[i];
+    if (m->query == EXPR_Q_SLOS)
+      continue;
+    /* the weakest: the first insufficient one, else the one with the fewest observations */
+    bool weaker = !any || (!m->sufficient && f->n >= f->min_n) ||
+                  (m->sufficient == (f->n >= f->min_n) && m->n < f->n);
+    if (weaker) {
+      f->n = m->n;
+      f->min_n = m->min_n;
+      any = true;
+    }
+  }
+  expr_explain(&x->e, r, f->explain, sizeof f->explain);
+}
+
+int mstore_eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstore_owner owner,
+                     int stage, int index, int cohort, int64_t now, struct expr_for *st,
+                     struct mstore_verdict *out) {
+  memset(out, 0, sizeof *out);
+  out->truth = EXPR_INSUFFICIENT;
+  out->which = -1;
+  out->deadline = INT64_MAX;
+  int first;
+  int n = mstore_plan_find(mp, owner, stage, index, &first);
+  if (!n)
+    return CANARY_ENOTFOUND;
+  if (n > PLAN_MAX_EXPRS)
+    return CANARY_EINVALID;
+  out->n = n;
+  int rc = CANARY_OK;
+  for (int i = 0; i < n; i++) {
+    const struct mstore_expr *x = &mp->x[first + i];
+    struct mstore_finding *f = &out->f[i];
+    struct expr_result r;
+    int e = mstore_eval_expr(ms, mp, x, cohort, now, VARIANT_CANARY, &r);
+    if (e && !rc)
+      rc = e;
+    finding_fill(x, &r, f);
+    f->fired = expr_for_step(&st[i], now, r.truth, x->for_ms);
+    f->state = st[i].state;
+    out->truth = i ? expr_truth_or(out->truth, r.truth) : r.truth;
+    int64_t at;
+    if (expr_for_deadline(&st[i], x->for_ms, &at) && at < out->deadline)
+      out->deadline = at;
+    if (f->fired && !out->fired) {
+      out->fired = true;
+      out->which = i;
+    }
+    if (f->state == EXPR_FOR_FIRING && !out->holds) {
+      out->holds = true;
+      if (!out->fired)
+        out->which = i;
+    }
+  }
+  for (int i = 0; i < n && out->which < 0; i++)
+    if (out->f[i].truth == out->truth)
+      out->which = i; /* the first expression with the rule's truth decided it */
+  return rc;
+}

@@ -1,0 +1,261 @@
+/*
+ * The metric store of one rollout: the windows every rule reads, the expr_source over them, and
+ * the plan's expressions compiled once. Pure: no I/O, no clock (time is an argument).
+ */
+#ifndef CANARY_METRIC_STORE_H
+#define CANARY_METRIC_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/event.h"
+#include "core/expr.h"
+#include "core/plan.h"
+#include "core/window.h"
+
+/*
+ * What it keeps. A series is (cohort = stage index, variant, metric name) -> struct window.
+ * A name's kind (counter, gauge, distribution) is fixed by the first event that carries it; the
+ * same name arriving as another kind is refused with a reason. Per cohort, diff.samples keep
+ * three things: a counter of samples, a counter of samples beyond each registered tolerance (the
+ * plan's canary_diff_ratio tolerances: exact), and a distribution of the finite relative
+ * differences (any other tolerance: within the sketch's alpha). Every observation lands in the
+ * bucket of the event's time.
+ *
+ * Bounds. At most max_names names and max_series series (refused beyond, with a reason), names
+ * shorter than PLAN_NAME_MAX, max_zscores zscore histories of at most zscore_points points each.
+ * A series whose buckets all expired gives its rings back (window_free); its slot and kind stay.
+ * So memory is at most max_series windows (window.h: 67 KiB of rings each with the defaults,
+ * plus a sketch per non-empty distribution bucket) — see mstore_memory().
+ *
+ * Ownership. struct mstore and struct mstore_plan are caller-allocated; _init pairs with _free.
+ * Events are borrowed for the call. The store never keeps a pointer into the plan.
+ */
+
+#define MSTORE_MAX_SERIES_DEFAULT 256
+#define MSTORE_MAX_NAMES_DEFAULT 64
+#define MSTORE_MAX_ZSCORES_DEFAULT 16
+#define MSTORE_ZSCORE_STEP_MS_DEFAULT 60000LL /* one history point a minute */
+#define MSTORE_MAX_TOLERANCES 4               /* diff tolerances counted exactly */
+
+struct mstore_config {
+  int64_t bucket_ms;    /* window buckets: WINDOW_BUCKET_MS_DEFAULT (10 s) */
+  int64_t retention_ms; /* kept at least this long: 72 h */
+  int max_series;
+  int max_names;
+  int max_zscores;          /* zscore histories (rule expression x node x cohort x variant) */
+  int zscore_points;        /* points a history keeps: 24 h / step + 1 */
+  int64_t zscore_step_ms;   /* a history records at most one point per step */
+  double zscore_min_scale;  /* floor of the robust scale (expr_robust_z); 0 = none */
+  double tolerances[MSTORE_MAX_TOLERANCES]; /* canary_diff_ratio tolerances counted exactly */
+  int n_tolerances;
+  struct expr_limits limits; /* insufficient-data minimums: expr_limits_default */
+};
+
+/* The defaults above. */
+void mstore_config_default(struct mstore_config *c);
+
+/* A metric name and the kind it first arrived as. */
+struct mstore_name {
+  char name[PLAN_NAME_MAX];
+  enum window_kind kind;
+};
+
+struct mstore_series {
+  int cohort;
+  enum variant variant;
+  int name; /* index into names */
+  struct window w;
+};
+
+/* diff.samples of one cohort. */
+struct mstore_diff {
+  bool used;
+  struct window total;                        /* counter: samples */
+  struct window over[MSTORE_MAX_TOLERANCES];  /* counter: samples beyond tolerances[i] */
+  struct window rel;                          /* distribution: finite relative differences */
+};
+
+/* The history of one zscore node: a ring of (time, value) points. */
+struct mstore_zhist {
+  uint64_t key; /* mstore_expr.key mixed with the node */
+  int cohort;
+  enum variant variant;
+  int head, n;  /* next slot, points held */
+  int64_t *t;
+  double *x;
+};
+
+struct mstore {
+  struct mstore_config cfg;
+  struct mstore_name *names;
+  int n_names;
+  int16_t *name_index; /* open addressing over names: name_cap slots, -1 = free */
+  int name_cap;
+  int16_t *series_of;  /* [name][cohort][variant] -> series index, -1 = none */
+  struct mstore_series *series; /* grown on demand up to max_series */
+  int n_series, series_cap;
+  struct mstore_diff diff[PLAN_MAX_STAGES];
+  struct mstore_zhist *z;
+  int n_z;
+  double *zscratch;   /* zscore_points doubles for expr_robust_z */
+  int64_t clock_ms;   /* newest time seen (events, expiry) */
+  uint64_t rejected;  /* events refused */
+};
+
+/*
+ * Initialise an empty store. Allocates the name tables (a few KiB); windows are allocated by
+ * their first value. Returns CANARY_OK, CANARY_EINVALID (a bound or width out of range) or
+ * CANARY_ENOMEM; on error the store is empty and mstore_free is safe.
+ */
+int mstore_init(struct mstore *ms, const struct mstore_config *cfg) CANARY_MUSTCHECK;
+void mstore_free(struct mstore *ms);
+
+/*
+ * Ingest a metrics or diff.samples event of the cohort with stage index cohort, at the event's
+ * time. All or nothing: an event with a name too long or empty, a name arriving as another kind,
+ * a negative counter, a value not finite, a negative distribution value, or more names or series
+ * than the bounds allow changes nothing and returns CANARY_EINVALID (CANARY_EFULL for the
+ * bounds) with a one-line reason in why. Data older than the retention is dropped (counted by
+ * the windows), not an error. CANARY_ENOMEM: some values could not be kept.
+ */
+int mstore_ingest(struct mstore *ms, int cohort, const struct event *ev, char *why,
+                  size_t why_len) CANARY_MUSTCHECK;
+
+/*
+ * Move every series to now: old buckets roll up or go (window_expire), series left with no
+ * bucket give their memory back, zscore points older than the retention go. Returns CANARY_OK
+ * or CANARY_ENOMEM (a roll-up was lost; see window_expire).
+ */
+int mstore_expire(struct mstore *ms, int64_t now) CANARY_MUSTCHECK;
+
+/* Bytes held on the heap (tables, rings, sketches, histories). */
+size_t mstore_memory(const struct mstore *ms);
+
+/* The series of (cohort, variant, name), or NULL. */
+const struct mstore_series *mstore_series_find(const struct mstore *ms, int cohort,
+                                               enum variant v, const char *name);
+
+/* --- the plan's expressions ------------------------------------------------------------------ */
+
+#define MSTORE_OWNER_MAP(XX)                                   \
+  XX(RULE, "halt_rules")   /* plan.rules[index].exprs[k] */     \
+  XX(ALERT, "alerts")      /* plan.alerts[index].exprs[k] */    \
+  XX(ENTRY, "entry")       /* plan.stages[stage].entry[index] */ \
+  XX(EXIT, "exit")         /* plan.stages[stage].exit[index] */  \
+  XX(SLO, "slos")          /* plan.slos[index] */
+
+enum mstore_owner {
+#define XX(name, text) MSTORE_##name,
+  MSTORE_OWNER_MAP(XX)
+#undef XX
+  MSTORE_OWNER_COUNT
+};
+
+/* One expression of the plan, parsed and bound. */
+struct mstore_expr {
+  struct expr e;
+  enum mstore_owner owner;
+  int stage;      /* ENTRY, EXIT; else -1 */
+  int index;      /* rule, alert, criterion or SLO index */
+  int k;          /* expression of a rule or alert; 0 otherwise */
+  int64_t for_ms; /* the rule's or criterion's for: (0 for SLOs) */
+  uint64_t key;   /* stable across restarts while the plan says the same: keys zscore history */
+  char name[PLAN_NAME_MAX]; /* the rule, criterion or SLO name */
+};
+
+/* Every metric expression of a plan, compiled once (mstore_plan_init). */
+struct mstore_plan {
+  struct mstore_expr *x;
+  int n;
+  int n_slos;                /* the SLOs are x[slo_first .. slo_first + n_slos) */
+  int slo_first;
+  double tolerances[MSTORE_MAX_TOLERANCES]; /* distinct canary_diff_ratio tolerances */
+  int n_tolerances;
+  int64_t longest_ms;        /* longest window or zscore history read */
+};
+
+/*
+ * Parse and bind every halt rule, alert, metric criterion and SLO of plan (windows from
+ * expr_default_window). On error returns CANARY_EPARSE or CANARY_EINVALID with, in why, where
+ * and what: "halt_rules error_rate: rate(errors[5m) > 0.01\n              ^ expected ']' ...";
+ * mp is then empty (mstore_plan_free is safe). Also refused: an expression that is not a
+ * condition, an SLO that uses slos_met(), slos_met() in a plan with no SLOs, more distinct diff
+ * tolerances than MSTORE_MAX_TOLERANCES.
+ */
+int mstore_plan_init(struct mstore_plan *mp, const struct plan *plan, char *why,
+                     size_t why_len) CANARY_MUSTCHECK;
+void mstore_plan_free(struct mstore_plan *mp);
+
+/*
+ * The expressions of one owner: *first is the index into mp->x, the return value how many
+ * (0 for a rule with only on_alert, a criterion that is not a metric, an index out of range).
+ */
+int mstore_plan_find(const struct mstore_plan *mp, enum mstore_owner owner, int stage, int index,
+                     int *first);
+
+/* cfg with what the plan needs: its tolerances, a retention and zscore history covering its
+ * longest window. */
+void mstore_config_for_plan(struct mstore_config *cfg, const struct mstore_plan *mp);
+
+/* --- evaluation ------------------------------------------------------------------------------ */
+
+/* What an evaluation reads: the store for one cohort at one time. Also the expr_source ctx. */
+struct mstore_ctx {
+  struct mstore *ms;
+  const struct mstore_plan *mp; /* for slos_met(); may be NULL (slos_met is then insufficient) */
+  int cohort;
+  int64_t now;
+  uint64_t key;                 /* the expression being evaluated (zscore history) */
+};
+
+/* The source over the store: pass it with a struct mstore_ctx to expr_eval. Its limits are the
+ * store's (ms->cfg.limits), so take it from the store. */
+struct expr_source mstore_source(const struct mstore *ms);
+
+/* Evaluate compiled expression x (mp->x[i]) for variant v: expr_eval with the store's source. */
+int mstore_eval_expr(struct mstore *ms, const struct mstore_plan *mp, const struct mstore_expr *x,
+                     int cohort, int64_t now, enum variant v,
+                     struct expr_result *out) CANARY_MUSTCHECK;
+
+/* One expression's result, as plain values for decisions and status. */
+struct mstore_finding {
+  enum expr_truth truth;
+  enum expr_for_state state; /* after this evaluation */
+  bool fired;                /* moved to firing at this evaluation */
+  double canary;             /* the measured value (left of the main comparison); NaN unknown */
+  double baseline;           /* the baseline variant's value in it; NaN when none or unknown */
+  double threshold;          /* what it was held against (right of the comparison) */
+  int64_t window_ms;         /* the longest window the expression reads */
+  int64_t n, min_n;          /* the weakest query: observations, and the minimum it needed */
+  enum expr_why why;         /* when insufficient */
+  char explain[400];         /* expr_explain */
+};
+
+struct mstore_verdict {
+  int n;                   /* expressions */
+  struct mstore_finding f[PLAN_MAX_EXPRS];
+  enum expr_truth truth;   /* the expressions' truths, or-ed (Kleene) */
+  bool fired;              /* a rule: some expression started firing now — act, once per run */
+  bool holds;              /* some expression is firing: a rule is active, a criterion passes */
+  int which;               /* the expression that fired (else holds, else decided), -1 none */
+  int64_t deadline;        /* earliest expr_for_deadline of a pending one; INT64_MAX none */
+};
+
+/*
+ * Evaluate the rule, alert or criterion (owner, stage, index) of mp for the canary variant of
+ * cohort at now, step st[0 .. n) (one struct expr_for per expression, kept by the caller) and
+ * fill *out. A rule fires when any one expression has held for its for: (docs/rules.md); a
+ * criterion passes while its expression is firing (for: 0 — as soon as it is true); an
+ * insufficient expression neither fires nor passes. Returns CANARY_OK, CANARY_ENOTFOUND (no
+ * metric expression there; *out has n = 0) or CANARY_EINVALID.
+ */
+int mstore_eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstore_owner owner,
+                     int stage, int index, int cohort, int64_t now, struct expr_for *st,
+                     struct mstore_verdict *out) CANARY_MUSTCHECK;
+
+const char *mstore_owner_name(enum mstore_owner o);
+
+#endif

@@ -1,0 +1,1022 @@
+/* The metric store: ingest and queries, refusals with reasons, the seed's halt rules and gates
+ * of config/rollout.yaml against synthetic streams (below / at / above), low traffic, for:,
+ * canary diff, zscore warm-up, SLOs, expiry and bounded memory, compiling the plan. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config/config.h"
+#include "core/metric_store.h"
+#include "fixtures.h"
+
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+#define ROLLOUT_YAML CANARY_SOURCE_DIR "/config/rollout.yaml"
+#define SEC 1000LL
+#define T0 1700000000000LL /* on a 10 s boundary */
+#define STEP (10 * SEC)
+#define NEVER (-1LL)
+#define INS EXPR_INSUFFICIENT
+
+/* cmocka 1.1 has no assert_double_equal */
+#define assert_double_equal(a, b, eps) assert_near_((a), (b), (eps), __FILE__, __LINE__)
+static void assert_near_(double a, double b, double eps, const char *file, int line) {
+  if (!(fabs(a - b) <= eps))
+    fail_msg("%s:%d: %.17g != %.17g", file, line, a, b);
+}
+
+enum { INTERNAL = 0, FRIENDLY = 1, BETA = 2 };
+static const enum variant C = VARIANT_CANARY, B = VARIANT_BASELINE;
+
+static struct plan plan;
+static struct mstore_plan mp;
+
+static int setup(void **state) {
+  (void)state;
+  struct config_error ce;
+  if (config_load_file(ROLLOUT_YAML, &plan, &ce) != CANARY_OK) {
+    char buf[600];
+    config_error_format(&ce, buf, sizeof buf);
+    fprintf(stderr, "%s\n", buf);
+    return -1;
+  }
+  char why[600];
+  if (mstore_plan_init(&mp, &plan, why, sizeof why) != CANARY_OK) {
+    fprintf(stderr, "%s\n", why);
+    return -1;
+  }
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  mstore_plan_free(&mp);
+  return 0;
+}
+
+static void store_init(struct mstore *ms) {
+  struct mstore_config cfg;
+  mstore_config_default(&cfg);
+  mstore_config_for_plan(&cfg, &mp);
+  assert_int_equal(mstore_init(ms, &cfg), CANARY_OK);
+}
+
+/* --- events ----------------------------------------------------------------------------------- */
+
+static struct event metrics_event(int64_t t, enum variant v) {
+  struct event ev = fixture_event(EVENT_METRICS, "m", "r1", t);
+  ev.metrics.variant = v;
+  ev.metrics.interval_ms = STEP;
+  return ev;
+}
+
+static void ingest_ok(struct mstore *ms, int cohort, const struct event *ev) {
+  char why[200];
+  int rc = mstore_ingest(ms, cohort, ev, why, sizeof why);
+  if (rc != CANARY_OK)
+    fail_msg("ingest: %s (%s)", canary_strerror(rc), why);
+}
+
+/* Counters: name, value pairs ended by NULL. */
+static void put_counters(struct mstore *ms, int cohort, enum variant v, int64_t t, ...) {
+  struct metric_value mv[8];
+  size_t n = 0;
+  va_list ap;
+  va_start(ap, t);
+  for (const char *name; (name = va_arg(ap, const char *)) && n < 8;)
+    mv[n++] = (struct metric_value){name, va_arg(ap, double)};
+  va_end(ap);
+  struct event ev = metrics_event(t, v);
+  ev.metrics.counters = mv;
+  ev.metrics.n_counters = n;
+  ingest_ok(ms, cohort, &ev);
+}
+
+static void put_gauge(struct mstore *ms, int cohort, enum variant v, int64_t t, const char *name,
+                      double value) {
+  struct metric_value mv = {name, value};
+  struct event ev = metrics_event(t, v);
+  ev.metrics.gauges = &mv;
+  ev.metrics.n_gauges = 1;
+  ingest_ok(ms, cohort, &ev);
+}
+
+/* n copies of value */
+static void put_dist(struct mstore *ms, int cohort, enum variant v, int64_t t, const char *name,
+                     double value, size_t n) {
+  double vals[256];
+  assert_true(n <= 256);
+  for (size_t i = 0; i < n; i++)
+    vals[i] = value;
+  struct metric_dist d = {name, vals, n};
+  struct event ev = metrics_event(t, v);
+  ev.metrics.dists = &d;
+  ev.metrics.n_dists = 1;
+  ingest_ok(ms, cohort, &ev);
+}
+
+/* n diff samples, of which `over` differ by rel (the others not at all). */
+static void put_diffs(struct mstore *ms, int cohort, int64_t t, size_t n, size_t over, double rel) {
+  struct diff_sample *s = calloc(n, sizeof *s);
+  for (size_t i = 0; i < n; i++)
+    s[i] = (struct diff_sample){.input = (double)i, .stable = 100,
+                                .canary = i < over ? 100 * (1 + rel) : 100};
+  struct event ev = fixture_event(EVENT_DIFF_SAMPLES, "d", "r1", t);
+  ev.diff.samples = s;
+  ev.diff.n = n;
+  ingest_ok(ms, cohort, &ev);
+  free(s);
+}
+
+static uint64_t rng_state;
+static uint64_t rng_next(void) { /* splitmix64 */
+  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+static double uniform01(void) { return ((double)(rng_next() >> 11) + 0.5) / 9007199254740992.0; }
+
+/* --- plan lookups ------------------------------------------------------------------------------ */
+
+static int rule_index(const char *name) {
+  for (int i = 0; i < plan.n_rules; i++)
+    if (strcmp(plan.rules[i].name, name) == 0)
+      return i;
+  fail_msg("no rule %s", name);
+  return -1;
+}
+
+static int criterion_index(int stage, bool exit, const char *name) {
+  const struct stage *s = &plan.stages[stage];
+  const struct criterion *cs = exit ? s->exit : s->entry;
+  int n = exit ? s->n_exit : s->n_entry;
+  for (int i = 0; i < n; i++)
+    if (strcmp(cs[i].name, name) == 0)
+      return i;
+  fail_msg("no criterion %s", name);
+  return -1;
+}
+
+/* --- the source, queried directly ---------------------------------------------------------------- */
+
+struct q {
+  struct mstore *ms;
+  struct expr_source src;
+  struct mstore_ctx ctx;
+};
+
+static struct q query(struct mstore *ms, int cohort, int64_t now) {
+  return (struct q){ms, mstore_source(ms), {.ms = ms, .mp = &mp, .cohort = cohort, .now = now}};
+}
+
+static void test_ingest_and_queries(void **state) {
+  (void)state;
+  struct mstore ms;
+  store_init(&ms);
+  for (int i = 0; i < 6; i++) { /* one minute of batches */
+    int64_t t = T0 + i * STEP;
+    put_counters(&ms, INTERNAL, C, t, "requests", 100.0, "errors", (double)(i == 2), NULL);
+    put_counters(&ms, INTERNAL, B, t, "requests", 1000.0, "errors", 0.0, NULL);
+    put_gauge(&ms, INTERNAL, C, t, "cpu_ratio", 0.5 + 0.1 * i);
+  }
+  struct q q = query(&ms, INTERNAL, T0 + 5 * STEP);
+  static const struct {
+    enum variant v;
+    const char *metric;
+    int64_t span;
+    double sum;
+    int64_t n;
+  } counters[] = {
+      {VARIANT_CANARY, "requests", 60 * SEC, 600, 6},
+      {VARIANT_CANARY, "requests", 20 * SEC, 300, 3}, /* [now-20s, now]: 3 buckets */
+      {VARIANT_CANARY, "errors", 60 * SEC, 1, 6},     /* zero is data: 6 intervals */
+      {VARIANT_CANARY, "errors", 10 * SEC, 0, 2},
+      {VARIANT_BASELINE, "requests", 60 * SEC, 6000, 6},
+      {VARIANT_CANARY, "nothing", 60 * SEC, 0, 0},
+      {VARIANT_CANARY, "cpu_ratio", 60 * SEC, 0, 0},  /* a gauge read as a counter: no data */
+  };
+  for (size_t i = 0; i < sizeof counters / sizeof *counters; i++) {
+    double out = -1;
+    int64_t n = -1;
+    q.src.counter_sum(&q.ctx, counters[i].v, counters[i].metric, counters[i].span, &out, &n);
+    assert_int_equal(n, counters[i].n);
+    if (n)
+      assert_double_equal(out, counters[i].sum, 0);
+  }
+  double x;
+  int64_t n;
+  q.src.gauge_avg(&q.ctx, C, "cpu_ratio", 60 * SEC, &x, &n);
+  assert_int_equal(n, 6);
+  assert_double_equal(x, 0.75, 1e-12);
+  q.src.gauge_max(&q.ctx, C, "cpu_ratio", 60 * SEC, &x, &n);
+  assert_double_equal(x, 1.0, 1e-12);
+  q.src.gauge_min(&q.ctx, C, "cpu_ratio", 20 * SEC, &x, &n);
+  assert_int_equal(n, 3);
+  assert_double_equal(x, 0.8, 1e-12);
+  q.src.gauge_min(&q.ctx, B, "cpu_ratio", 20 * SEC, &x, &n);
+  assert_int_equal(n, 0);
+
+  /* quantiles within alpha of the exact value, over values spread across 10-second buckets */
+  rng_state = 42;
+  enum { N = 5000 };
+  static double all[N];
+  for (int b = 0; b < 50; b++) {
+    double vals[100];
+    for (int i = 0; i < 100; i++) {
+      double g = sqrt(-2 * log(uniform01())) * cos(2 * M_PI * uniform01());
+      all[b * 100 + i] = vals[i] = exp(log(100) + 0.8 * g);
+    }
+    struct metric_dist d = {"latency_ms", vals, 100};
+    struct event ev = metrics_event(T0 + b * STEP, C);
+    ev.metrics.dists = &d;
+    ev.metrics.n_dists = 1;
+    ingest_ok(&ms, FRIENDLY, &ev);
+  }
+  for (int i = 1; i < N; i++) /* insertion sort: small and obviously right */
+    for (int j = i; j > 0 && all[j - 1] > all[j]; j--) {
+      double t = all[j];
+      all[j] = all[j - 1];
+      all[j - 1] = t;
+    }
+  q = query(&ms, FRIENDLY, T0 + 49 * STEP);
+  static const double qs[] = {0.5, 0.75, 0.95, 0.99};
+  for (size_t i = 0; i < 4; i++) {
+    double exact = all[(size_t)floor(qs[i] * (N - 1))];
+    q.src.quantile(&q.ctx, C, "latency_ms", qs[i], 10 * 60 * SEC, &x, &n);
+    assert_int_equal(n, N);
+    if (fabs(x - exact) > 0.01 * exact)
+      fail_msg("p%g: %g, exact %g", qs[i] * 100, x, exact);
+  }
+  q.src.quantile(&q.ctx, C, "latency_ms", 0.5, 0, &x, &n); /* now's bucket only */
+  assert_int_equal(n, 100);
+  mstore_free(&ms);
+}
+
+/* --- refusals ------------------------------------------------------------------------------------ */
+
+static const char long_name[] = "a_metric_name_that_is_far_too_long_for_the_plan_x"; /* 50 */
+
+static void test_refusals(void **state) {
+  (void)state;
+  static const double bad_latency[] = {12, -1};
+  static const double nan_value = NAN;
+  struct row {
+    int line;
+    int cohort;
+    enum event_type type;
+    struct metric_value counters[2];
+    int n_counters;
+    struct metric_value gauges[2];
+    int n_gauges;
+    struct metric_dist dists[1];
+    int n_dists;
+    int max_names, max_series; /* 0: the defaults */
+    int rc;
+    const char *why;
+  } rows[] = {
+      {__LINE__, 0, EVENT_METRICS, {}, 0, {{"errors", 1}}, 1, {}, 0, 0, 0, CANARY_EINVALID,
+       "metric 'errors' arrives as a gauge but is a counter"},
+      {__LINE__, 0, EVENT_METRICS, {}, 0, {}, 0, {{"errors", bad_latency, 1}}, 1, 0, 0,
+       CANARY_EINVALID, "metric 'errors' arrives as a distribution but is a counter"},
+      {__LINE__, 0, EVENT_METRICS, {{"latency_ms", 1}}, 1, {}, 0, {}, 0, 0, 0, CANARY_EINVALID,
+       "metric 'latency_ms' arrives as a counter but is a distribution"},
+      {__LINE__, 0, EVENT_METRICS, {{"fresh", 1}}, 1, {{"fresh", 1}}, 1, {}, 0, 0, 0,
+       CANARY_EINVALID, "metric 'fresh' arrives as a gauge but is a counter"}, /* same event */
+      {__LINE__, 0, EVENT_METRICS, {{long_name, 1}}, 1, {}, 0, {}, 0, 0, 0, CANARY_EINVALID,
+       "longer than 47 bytes"},
+      {__LINE__, 0, EVENT_METRICS, {{"", 1}}, 1, {}, 0, {}, 0, 0, 0, CANARY_EINVALID,
+       "a counter has no name"},
+      {__LINE__, 0, EVENT_METRICS, {{"requests", 5}, {"errors", -1}}, 2, {}, 0, {}, 0, 0, 0,
+       CANARY_EINVALID, "counter 'errors' is -1: counters are increments"},
+      {__LINE__, 0, EVENT_METRICS, {}, 0, {{"cpu_ratio", NAN}}, 1, {}, 0, 0, 0, CANARY_EINVALID,
+       "gauge 'cpu_ratio' is not finite"},
+      {__LINE__, 0, EVENT_METRICS, {}, 0, {}, 0, {{"latency_ms", bad_latency, 2}}, 1, 0, 0,
+       CANARY_EINVALID, "distribution 'latency_ms' has a value that is negative"},
+      {__LINE__, 0, EVENT_METRICS, {}, 0, {}, 0, {{"latency_ms", &nan_value, 1}}, 1, 0, 0,
+       CANARY_EINVALID, "not finite"},
+      {__LINE__, PLAN_MAX_STAGES, EVENT_METRICS, {{"errors", 1}}, 1, {}, 0, {}, 0, 0, 0,
+       CANARY_EINVALID, "cohort index 6 out of range"},
+      {__LINE__, 0, EVENT_COMMAND, {}, 0, {}, 0, {}, 0, 0, 0, CANARY_EINVALID,
+       "a command event holds no metrics"},
+      {__LINE__, 0, EVENT_METRICS, {{"one", 1}, {"two", 1}}, 2, {}, 0, {}, 0, 3, 0, CANARY_EFULL,
+       "more than 3 metric names"},
+      {__LINE__, 1, EVENT_METRICS, {{"errors", 1}}, 1, {}, 0, {{"latency_ms", bad_latency, 1}}, 1,
+       0, 3, CANARY_EFULL, "more than 3 metric series"},
+      /* within the bounds exactly: accepted */
+      {__LINE__, 1, EVENT_METRICS, {{"errors", 1}}, 1, {}, 0, {}, 0, 2, 3, CANARY_OK, ""},
+      {__LINE__, 0, EVENT_METRICS, {{"one", 1}}, 1, {}, 0, {}, 0, 3, 0, CANARY_OK, ""},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    const struct row *r = &rows[i];
+    struct mstore_config cfg;
+    mstore_config_default(&cfg);
+    if (r->max_names)
+      cfg.max_names = r->max_names;
+    if (r->max_series)
+      cfg.max_series = r->max_series;
+    struct mstore ms;
+    assert_int_equal(mstore_init(&ms, &cfg), CANARY_OK);
+    /* primed: errors (counter) and latency_ms (distribution) of cohort 0's canary */
+    put_counters(&ms, 0, C, T0, "errors", 2.0, NULL);
+    put_dist(&ms, 0, C, T0, "latency_ms", 50, 10);
+    size_t mem = mstore_memory(&ms);
+
+    struct event ev = metrics_event(T0 + STEP, C);
+    ev.type = r->type;
+    ev.metrics.counters = r->counters;
+    ev.metrics.n_counters = (size_t)r->n_counters;
+    ev.metrics.gauges = r->gauges;
+    ev.metrics.n_gauges = (size_t)r->n_gauges;
+    ev.metrics.dists = r->dists;
+    ev.metrics.n_dists = (size_t)r->n_dists;
+    char why[200];
+    int rc = mstore_ingest(&ms, r->cohort, &ev, why, sizeof why);
+    if (rc != r->rc || !strstr(why, r->why))
+      fail_msg("line %d: %s '%s', expected %s '%s'", r->line, canary_strerror(rc), why,
+               canary_strerror(r->rc), r->why);
+    if (rc != CANARY_OK) { /* all or nothing */
+      assert_int_equal(ms.n_names, 2);
+      assert_int_equal(ms.n_series, 2);
+      assert_int_equal(mstore_memory(&ms), mem);
+      assert_int_equal(ms.rejected, 1);
+      struct q q = query(&ms, 0, T0 + STEP);
+      double x;
+      int64_t n;
+      q.src.counter_sum(&q.ctx, C, "errors", 60 * SEC, &x, &n);
+      assert_int_equal(n, 1);
+      assert_double_equal(x, 2, 0);
+    }
+    mstore_free(&ms);
+  }
+}
+
+/* --- rules against synthetic streams -------------------------------------------------------------- */
+
+/* One stream: what the cohort reports at time t (every 10 s); level is the row's parameter. */
+typedef void (*feed_fn)(struct mstore *ms, int cohort, int64_t t, double level);
+
+struct run {
+  int64_t fired_at;           /* first evaluation that fired; NEVER */
+  struct mstore_verdict last; /* of the last evaluation */
+  int64_t first_deadline;     /* the first deadline announced; INT64_MAX none */
+  bool ever_true;
+  bool ever_insufficient_only; /* every evaluation was insufficient */
+};
+
+/* Feed and evaluate the rule (or criterion) every 10 s from T0 to T0 + span. */
+static struct run run_rule(enum mstore_owner owner, int stage, int index, int cohort,
+                           feed_fn feed, double level, int64_t span) {
+  struct mstore ms;
+  store_init(&ms);
+  struct expr_for st[PLAN_MAX_EXPRS] = {0};
+  struct run r = {.fired_at = NEVER, .first_deadline = INT64_MAX, .ever_insufficient_only = true};
+  for (int64_t t = T0; t <= T0 + span; t += STEP) {
+    feed(&ms, cohort, t, level);
+    assert_int_equal(mstore_eval_rule(&ms, &mp, owner, stage, index, cohort, t, st, &r.last),
+                     CANARY_OK);
+    if (r.last.fired && r.fired_at == NEVER)
+      r.fired_at = t;
+    if (r.last.deadline != INT64_MAX && r.first_deadline == INT64_MAX)
+      r.first_deadline = r.last.deadline;
+    r.ever_true |= r.last.truth == EXPR_TRUE;
+    if (r.last.truth != INS)
+      r.ever_insufficient_only = false;
+  }
+  mstore_free(&ms);
+  return r;
+}
+
+static void feed_errors(struct mstore *ms, int cohort, int64_t t, double errors_per_1000) {
+  put_counters(ms, cohort, C, t, "requests", 1000.0, "errors", errors_per_1000, NULL);
+  put_counters(ms, cohort, B, t, "requests", 1000.0, "errors", 1.0, NULL);
+}
+static void feed_engine(struct mstore *ms, int cohort, int64_t t, double per_1000) {
+  put_counters(ms, cohort, C, t, "engine_requests", 1000.0, "engine_timeouts", per_1000, NULL);
+}
+static void feed_transactions(struct mstore *ms, int cohort, int64_t t, double per_1000) {
+  put_counters(ms, cohort, C, t, "transactions", 1000.0, "transactions_failed", per_1000, NULL);
+}
+static void feed_p99(struct mstore *ms, int cohort, int64_t t, double canary_ms) {
+  put_dist(ms, cohort, B, t, "latency_ms", 100, 200);
+  put_dist(ms, cohort, C, t, "latency_ms", canary_ms, 200);
+}
+static void feed_lcp(struct mstore *ms, int cohort, int64_t t, double ms_) {
+  put_dist(ms, cohort, C, t, "webvitals_lcp_ms", ms_, 30);
+}
+static void feed_inp(struct mstore *ms, int cohort, int64_t t, double ms_) {
+  put_dist(ms, cohort, C, t, "webvitals_inp_ms", ms_, 30);
+}
+static void feed_cls(struct mstore *ms, int cohort, int64_t t, double cls) {
+  put_dist(ms, cohort, C, t, "webvitals_cls", cls, 30);
+}
+static void feed_memory(struct mstore *ms, int cohort, int64_t t, double ratio) {
+  put_gauge(ms, cohort, C, t, "memory_ratio", ratio);
+}
+static void feed_cpu(struct mstore *ms, int cohort, int64_t t, double ratio) {
+  put_gauge(ms, cohort, C, t, "cpu_ratio", ratio);
+}
+static void feed_db(struct mstore *ms, int cohort, int64_t t, double used) {
+  put_gauge(ms, cohort, C, t, "db_connections_used", used);
+  put_gauge(ms, cohort, C, t, "db_connections_max", 100);
+}
+
+static void test_halt_rules_at_thresholds(void **state) {
+  (void)state;
+  struct row {
+    int line;
+    const char *rule;
+    feed_fn feed;
+    double level;
+    int64_t fires_after; /* after T0; NEVER */
+  } rows[] = {
+      /* error rate > 1% for 5 minutes: 1000 requests each 10 s */
+      {__LINE__, "error_rate", feed_errors, 9, NEVER},
+      {__LINE__, "error_rate", feed_errors, 10, NEVER}, /* exactly 1%: > is strict */
+      {__LINE__, "error_rate", feed_errors, 11, 5 * MIN_MS},
+      /* engine timeouts > 0.5% for 5 minutes */
+      {__LINE__, "engine_timeout_rate", feed_engine, 4, NEVER},
+      {__LINE__, "engine_timeout_rate", feed_engine, 5, NEVER},
+      {__LINE__, "engine_timeout_rate", feed_engine, 6, 5 * MIN_MS},
+      /* failed transactions > 0.1%, for 0s: at the first evaluation */
+      {__LINE__, "failed_transactions", feed_transactions, 0, NEVER},
+      {__LINE__, "failed_transactions", feed_transactions, 1, NEVER},
+      {__LINE__, "failed_transactions", feed_transactions, 2, 0},
+      /* API p99 > 5x the baseline's (100 ms) for 10 minutes; constant values are exact */
+      {__LINE__, "api_latency_p99", feed_p99, 499, NEVER},
+      {__LINE__, "api_latency_p99", feed_p99, 500, NEVER},
+      {__LINE__, "api_latency_p99", feed_p99, 501, 10 * MIN_MS},
+      /* web vitals for 15 minutes */
+      {__LINE__, "lcp_p75", feed_lcp, 2499, NEVER},
+      {__LINE__, "lcp_p75", feed_lcp, 2500, NEVER},
+      {__LINE__, "lcp_p75", feed_lcp, 2501, 15 * MIN_MS},
+      {__LINE__, "inp_p75", feed_inp, 200, NEVER},
+      {__LINE__, "inp_p75", feed_inp, 201, 15 * MIN_MS},
+      {__LINE__, "cls_p95", feed_cls, 0.1, NEVER},
+      {__LINE__, "cls_p95", feed_cls, 0.11, 15 * MIN_MS},
+      /* gauges need 3 readings: true from the third (T0 + 20 s) */
+      {__LINE__, "memory_usage", feed_memory, 0.9, NEVER},
+      {__LINE__, "memory_usage", feed_memory, 0.91, 10 * MIN_MS + 20 * SEC},
+      {__LINE__, "cpu_usage", feed_cpu, 0.8, NEVER},
+      {__LINE__, "cpu_usage", feed_cpu, 0.81, 10 * MIN_MS + 20 * SEC},
+      {__LINE__, "db_connection_exhaustion", feed_db, 99, NEVER},
+      {__LINE__, "db_connection_exhaustion", feed_db, 100, 1 * MIN_MS + 20 * SEC},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    const struct row *r = &rows[i];
+    struct run run = run_rule(MSTORE_RULE, -1, rule_index(r->rule), FRIENDLY, r->feed, r->level,
+                              20 * MIN_MS);
+    int64_t got = run.fired_at == NEVER ? NEVER : run.fired_at - T0;
+    if (got != r->fires_after)
+      fail_msg("line %d: %s at %g fired after %lld ms, expected %lld (%s)", r->line, r->rule,
+               r->level, (long long)got, (long long)r->fires_after, run.last.f[0].explain);
+    assert_false(run.ever_insufficient_only); /* every row had enough data */
+    if (r->fires_after != NEVER) { /* the evidence names what was measured */
+      const struct mstore_finding *f = &run.last.f[0];
+      assert_true(run.last.holds);
+      assert_int_equal(f->state, EXPR_FOR_FIRING);
+      assert_true(f->canary >= f->threshold); /* db: >= */
+      assert_true(f->n >= f->min_n && f->n > 0);
+      assert_true(f->window_ms > 0);
+    }
+  }
+  /* the baseline-relative rule's evidence: canary 501, baseline 100, threshold 500 */
+  struct run run =
+      run_rule(MSTORE_RULE, -1, rule_index("api_latency_p99"), FRIENDLY, feed_p99, 501, 10 * MIN_MS);
+  const struct mstore_finding *f = &run.last.f[0];
+  assert_true(run.last.fired);
+  assert_double_equal(f->canary, 501, 0);
+  assert_double_equal(f->baseline, 100, 0);
+  assert_double_equal(f->threshold, 500, 0);
+  assert_int_equal(f->window_ms, 10 * MIN_MS);
+  assert_int_equal(f->n, 61 * 200); /* [now - 10m, now]: 61 batches of 200 values */
+  assert_int_equal(f->min_n, 100);
+  assert_non_null(strstr(f->explain, "(baseline 100)"));
+}
+
+/* An outage that is not the release's fault: both variants at 1 s p99 and 5% errors. */
+static void feed_outage(struct mstore *ms, int cohort, int64_t t, double level) {
+  put_dist(ms, cohort, B, t, "latency_ms", 1000, 200);
+  put_dist(ms, cohort, C, t, "latency_ms", 1000, 200);
+  put_counters(ms, cohort, C, t, "requests", 1000.0, "errors", 50.0, NULL);
+  put_counters(ms, cohort, B, t, "requests", 1000.0, "errors", 50.0, NULL);
+}
+
+static void test_degrading_together(void **state) {
+  (void)state;
+  struct run p99 = run_rule(MSTORE_RULE, -1, rule_index("api_latency_p99"), BETA, feed_outage, 0,
+                            30 * MIN_MS);
+  assert_int_equal(p99.fired_at, NEVER);
+  assert_int_equal(p99.last.truth, EXPR_FALSE); /* known, and false: not insufficient */
+  struct run err = run_rule(MSTORE_RULE, -1, rule_index("error_rate"), BETA, feed_outage, 0,
+                            30 * MIN_MS);
+  assert_int_equal(err.fired_at, T0 + 5 * MIN_MS);
+  /* and the seed's alert with bare `baseline` says the same */
+  int alert = -1;
+  for (int i = 0; i < plan.n_alerts; i++)
+    if (strcmp(plan.alerts[i].name, "canary_latency_degradation") == 0)
+      alert = i;
+  struct run a = run_rule(MSTORE_ALERT, -1, alert, BETA, feed_outage, 0, 30 * MIN_MS);
+  assert_int_equal(a.fired_at, NEVER);
+  assert_int_equal(a.last.truth, EXPR_FALSE);
+}
+
+/* --- low traffic --------------------------------------------------------------------------------- */
+
+/* 0.5%: one request a minute (every sixth batch), level = the share that fails. */
+static void feed_trickle(struct mstore *ms, int cohort, int64_t t, double failing) {
+  bool req = (t - T0) % MIN_MS == 0;
+  put_counters(ms, cohort, C, t, "requests", req ? 1.0 : 0.0, "errors",
+               req && failing > 0 ? 1.0 : 0.0, NULL);
+}
+static void feed_busy(struct mstore *ms, int cohort, int64_t t, double errors) {
+  put_counters(ms, cohort, C, t, "requests", 100.0, "errors", errors, NULL);
+}
+
+static void test_low_traffic_is_insufficient(void **state) {
+  (void)state;
+  /* every request failing, but 5 requests in 5 minutes: no halt */
+  struct run halt = run_rule(MSTORE_RULE, -1, rule_index("error_rate"), INTERNAL, feed_trickle, 1,
+                             30 * MIN_MS);
+  assert_int_equal(halt.fired_at, NEVER);
+  assert_true(halt.ever_insufficient_only);
+  assert_int_equal(halt.last.f[0].why, EXPR_WHY_FEW_EVENTS);
+  assert_non_null(strstr(halt.last.f[0].explain, "too few events in the divisor"));
+
+  /* internal_test's exit gate "error rate < 0.1%" over 1h: 61 requests, none failing — not a
+   * pass */
+  int crit = criterion_index(INTERNAL, true, "error_rate");
+  struct run gate = run_rule(MSTORE_EXIT, INTERNAL, crit, INTERNAL, feed_trickle, 0, HOUR_MS);
+  assert_true(gate.ever_insufficient_only);
+  assert_false(gate.last.holds);
+  assert_int_equal(gate.last.truth, INS);
+  /* with traffic it passes (and fails on errors) */
+  gate = run_rule(MSTORE_EXIT, INTERNAL, crit, INTERNAL, feed_busy, 0, 10 * MIN_MS);
+  assert_true(gate.last.holds);
+  assert_int_equal(gate.last.truth, EXPR_TRUE);
+  gate = run_rule(MSTORE_EXIT, INTERNAL, crit, INTERNAL, feed_busy, 1, 10 * MIN_MS);
+  assert_false(gate.last.holds);
+  assert_int_equal(gate.last.truth, EXPR_FALSE);
+}
+
+/* --- for: ----------------------------------------------------------------------------------------- */
+
+/* 1.1% errors, except one batch of a million good requests at T0 + level. */
+static void feed_break(struct mstore *ms, int cohort, int64_t t, double at) {
+  if (at >= 0 && t == T0 + (int64_t)at)
+    put_counters(ms, cohort, C, t, "requests", 1e6, "errors", 0.0, NULL);
+  else
+    put_counters(ms, cohort, C, t, "requests", 1000.0, "errors", 11.0, NULL);
+}
+
+static void test_for_holds_exactly_or_breaks(void **state) {
+  (void)state;
+  int rule = rule_index("error_rate");
+  struct run whole = run_rule(MSTORE_RULE, -1, rule, BETA, feed_break, -1, 5 * MIN_MS);
+  assert_int_equal(whole.fired_at, T0 + 5 * MIN_MS); /* exactly at t0 + for, not a bucket early */
+  assert_int_equal(whole.first_deadline, T0 + 5 * MIN_MS);
+  struct run early =
+      run_rule(MSTORE_RULE, -1, rule, BETA, feed_break, (double)(5 * MIN_MS - STEP), 5 * MIN_MS);
+  assert_int_equal(early.fired_at, NEVER); /* broke one bucket before: the run starts over */
+  assert_int_equal(early.last.f[0].state, EXPR_FOR_INACTIVE);
+
+  /* evaluated only at the deadline (a timer, no metric event in between): fires on time */
+  struct mstore ms;
+  store_init(&ms);
+  struct expr_for st[PLAN_MAX_EXPRS] = {0};
+  struct mstore_verdict v;
+  feed_break(&ms, BETA, T0, -1);
+  assert_int_equal(mstore_eval_rule(&ms, &mp, MSTORE_RULE, -1, rule, BETA, T0, st, &v), CANARY_OK);
+  assert_false(v.fired);
+  assert_int_equal(v.deadline, T0 + 5 * MIN_MS);
+  for (int64_t t = T0 + STEP; t <= T0 + 5 * MIN_MS; t += STEP)
+    feed_break(&ms, BETA, t, -1);
+  assert_int_equal(mstore_eval_rule(&ms, &mp, MSTORE_RULE, -1, rule, BETA, v.deadline, st, &v),
+                   CANARY_OK);
+  assert_true(v.fired);
+  assert_int_equal(v.which, 0);
+  assert_int_equal(v.deadline, INT64_MAX);
+  mstore_free(&ms);
+}
+
+/* --- canary diff -------------------------------------------------------------------------------- */
+
+static void test_canary_diff(void **state) {
+  (void)state;
+  int crit = criterion_index(FRIENDLY, true, "canary_diff"); /* canary_diff_ratio(0.005) < 0.005 */
+  struct row {
+    int line;
+    size_t n, over;
+    double rel;
+    enum expr_truth truth;
+  } rows[] = {
+      {__LINE__, 1000, 4, 0.1, EXPR_TRUE},
+      {__LINE__, 1000, 5, 0.1, EXPR_FALSE}, /* 0.5% is not < 0.5% */
+      {__LINE__, 1000, 6, 0.1, EXPR_FALSE},
+      {__LINE__, 1000, 600, 0.004, EXPR_TRUE}, /* within the tolerance: not counted */
+      {__LINE__, 1000, 600, 0.006, EXPR_FALSE},
+      {__LINE__, 999, 0, 0, INS}, /* the seed's --samples 1000 */
+      {__LINE__, 0, 0, 0, INS},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    const struct row *r = &rows[i];
+    struct mstore ms;
+    store_init(&ms);
+    if (r->n)
+      put_diffs(&ms, FRIENDLY, T0, r->n, r->over, r->rel);
+    put_diffs(&ms, BETA, T0, 1000, 1000, 1); /* another cohort's samples are not read */
+    struct expr_for st[PLAN_MAX_EXPRS] = {0};
+    struct mstore_verdict v;
+    assert_int_equal(
+        mstore_eval_rule(&ms, &mp, MSTORE_EXIT, FRIENDLY, crit, FRIENDLY, T0 + HOUR_MS, st, &v),
+        CANARY_OK);
+    if (v.truth != r->truth)
+      fail_msg("line %d: %s (%s)", r->line, expr_truth_name(v.truth), v.f[0].explain);
+    assert_int_equal(v.holds, r->truth == EXPR_TRUE); /* for: 0 passes at once */
+    assert_int_equal(v.f[0].n, (int64_t)r->n);
+    mstore_free(&ms);
+  }
+
+  /* a tolerance the plan does not name is read from the sketch; stable 0 vs canary 1 is an
+   * infinite difference, beyond any tolerance; 0 vs 0 is none */
+  struct mstore ms;
+  store_init(&ms);
+  struct diff_sample s[1010];
+  for (int i = 0; i < 1010; i++)
+    s[i] = (struct diff_sample){i, 100, i < 100 ? 110 : i < 500 ? 101 : 100};
+  for (int i = 1000; i < 1010; i++)
+    s[i] = (struct diff_sample){i, 0, i < 1005 ? 1 : 0};
+  struct event ev = fixture_event(EVENT_DIFF_SAMPLES, "d", "r1", T0);
+  ev.diff.samples = s;
+  ev.diff.n = 1010;
+  ingest_ok(&ms, FRIENDLY, &ev);
+  struct q q = query(&ms, FRIENDLY, T0);
+  struct {
+    double tol, share;
+  } tols[] = {
+      {0.005, 505.0 / 1010}, /* registered: exact */
+      {0.05, 105.0 / 1010},  /* from the sketch */
+      {0.5, 5.0 / 1010},
+      {0, 505.0 / 1010},
+  };
+  for (size_t i = 0; i < sizeof tols / sizeof *tols; i++) {
+    double x;
+    int64_t n;
+    q.src.diff_ratio(&q.ctx, tols[i].tol, 60 * SEC, &x, &n);
+    assert_int_equal(n, 1010);
+    if (fabs(x - tols[i].share) > 1e-12)
+      fail_msg("tolerance %g: %g, expected %g", tols[i].tol, x, tols[i].share);
+  }
+  /* 24h later the samples are out of a 1h window */
+  q = query(&ms, FRIENDLY, T0 + 24 * HOUR_MS);
+  double x;
+  int64_t n;
+  q.src.diff_ratio(&q.ctx, 0.005, HOUR_MS, &x, &n);
+  assert_int_equal(n, 0);
+  mstore_free(&ms);
+}
+
+/* --- zscore --------------------------------------------------------------------------------------- */
+
+/* approvals 100 a batch, denials 3..7 at random; 40 in the two minutes after spike_at */
+static void feed_approvals(struct mstore *ms, int cohort, int64_t t, int64_t spike_at) {
+  bool spike = t >= spike_at && t < spike_at + 2 * MIN_MS;
+  double denials = spike ? 40 : (double)(3 + rng_next() % 5);
+  put_counters(ms, cohort, C, t, "approvals", 100.0, "approval_denials", denials, NULL);
+}
+
+static void test_zscore_spike_with_warm_up(void **state) {
+  (void)state;
+  int rule = rule_index("approval_denial_spike");
+  struct row {
+    int line;
+    int64_t spike_at;
+    int64_t fires_from, fires_to; /* window of the first firing; NEVER */
+  } rows[] = {
+      {__LINE__, T0 + 10 * MIN_MS, NEVER, NEVER},       /* in the warm-up: insufficient */
+      {__LINE__, T0 + 90 * MIN_MS, T0 + 90 * MIN_MS, T0 + 91 * MIN_MS},
+      {__LINE__, INT64_MAX, NEVER, NEVER},              /* no spike: no false alarm */
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    const struct row *r = &rows[i];
+    rng_state = 7;
+    struct mstore ms;
+    store_init(&ms);
+    struct expr_for st[PLAN_MAX_EXPRS] = {0};
+    struct mstore_verdict v;
+    int64_t fired = NEVER;
+    for (int64_t t = T0; t <= T0 + 2 * HOUR_MS; t += STEP) {
+      feed_approvals(&ms, BETA, t, r->spike_at);
+      assert_int_equal(mstore_eval_rule(&ms, &mp, MSTORE_RULE, -1, rule, BETA, t, st, &v),
+                       CANARY_OK);
+      if (v.fired && fired == NEVER)
+        fired = t;
+      if (t == T0 + 10 * MIN_MS + STEP) { /* warm-up: 10 points of history, 30 needed */
+        assert_int_equal(v.truth, INS);
+        assert_int_equal(v.f[0].why, EXPR_WHY_FEW_OBS);
+        assert_int_equal(v.f[0].n, 11); /* T0, T0 + 1m, ..., T0 + 10m */
+        assert_int_equal(v.f[0].min_n, 30);
+      }
+    }
+    if (r->fires_from == NEVER ? fired != NEVER : fired < r->fires_from || fired > r->fires_to)
+      fail_msg("line %d: fired at T0 + %lld ms", r->line, (long long)(fired - T0));
+    assert_int_equal(ms.n_z, 1); /* one history: (rule expression, node, cohort, variant) */
+    mstore_free(&ms);
+  }
+}
+
+/* --- SLOs ------------------------------------------------------------------------------------------ */
+
+struct slo_feed {
+  double canary_latency;
+  bool cls;
+  double errors;
+};
+
+static void feed_slos(struct mstore *ms, int cohort, int64_t t, const struct slo_feed *f) {
+  put_counters(ms, cohort, C, t, "requests", 1000.0, "errors", f->errors, "engine_requests",
+               1000.0, "engine_timeouts", 1.0, "transactions", 1000.0, "transactions_failed", 0.0,
+               NULL);
+  put_dist(ms, cohort, C, t, "latency_ms", f->canary_latency, 30);
+  put_dist(ms, cohort, B, t, "latency_ms", 100, 30);
+  put_dist(ms, cohort, C, t, "webvitals_lcp_ms", 2000, 30);
+  put_dist(ms, cohort, C, t, "webvitals_inp_ms", 150, 30);
+  if (f->cls)
+    put_dist(ms, cohort, C, t, "webvitals_cls", 0.05, 30);
+}
+
+static void test_slos_met(void **state) {
+  (void)state;
+  struct row {
+    int line;
+    struct slo_feed feed;
+    enum expr_truth truth;
+  } rows[] = {
+      {__LINE__, {100, true, 1}, EXPR_TRUE},
+      {__LINE__, {109, true, 1}, EXPR_TRUE},  /* p75 < 110% of the baseline */
+      /* exactly 110%: 1.1 * 100 is 110.00000000000001 in doubles, so 110 still passes */
+      {__LINE__, {110, true, 1}, EXPR_TRUE},
+      {__LINE__, {111, true, 1}, EXPR_FALSE},
+      {__LINE__, {100, true, 5}, EXPR_FALSE}, /* 0.5% errors: not < 0.5% */
+      {__LINE__, {100, false, 1}, INS},       /* an SLO without data */
+      {__LINE__, {300, false, 1}, EXPR_FALSE}, /* false and ? = false */
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    struct mstore ms;
+    store_init(&ms);
+    for (int64_t t = T0; t <= T0 + 30 * MIN_MS; t += MIN_MS)
+      feed_slos(&ms, BETA, t, &rows[i].feed);
+    struct q q = query(&ms, BETA, T0 + 30 * MIN_MS);
+    enum expr_truth got = q.src.slos_met(&q.ctx, C);
+    if (got != rows[i].truth)
+      fail_msg("line %d: %s", rows[i].line, expr_truth_name(got));
+    mstore_free(&ms);
+  }
+
+  /* beta's entry "all SLOs met for 24h": pending from the first evaluation, passes at T0 + 24h
+   * exactly, with the deadline announced */
+  int crit = criterion_index(BETA, false, "slos_24h");
+  struct mstore ms;
+  store_init(&ms);
+  struct expr_for st[PLAN_MAX_EXPRS] = {0};
+  struct mstore_verdict v;
+  int64_t passed = NEVER;
+  struct slo_feed good = {100, true, 1};
+  for (int64_t t = T0; t <= T0 + 24 * HOUR_MS; t += MIN_MS) {
+    feed_slos(&ms, BETA, t, &good);
+    if ((t - T0) % (10 * MIN_MS))
+      continue;
+    assert_int_equal(mstore_eval_rule(&ms, &mp, MSTORE_ENTRY, BETA, crit, BETA, t, st, &v),
+                     CANARY_OK);
+    assert_int_equal(v.truth, EXPR_TRUE);
+    if (t == T0)
+      assert_int_equal(v.deadline, T0 + 24 * HOUR_MS);
+    if (v.holds && passed == NEVER)
+      passed = t;
+  }
+  assert_int_equal(passed, T0 + 24 * HOUR_MS);
+  assert_double_equal(v.f[0].canary, 1, 0);
+  mstore_free(&ms);
+}
+
+/* --- expiry and memory ---------------------------------------------------------------------------- */
+
+static void test_expiry_bounds_memory(void **state) {
+  (void)state;
+  struct mstore ms;
+  store_init(&ms);
+  size_t empty = mstore_memory(&ms);
+  size_t at_retention = 0, most = 0;
+  rng_state = 3;
+  for (int64_t t = T0; t < T0 + 80 * HOUR_MS; t += STEP) {
+    double vals[20];
+    for (int i = 0; i < 20; i++)
+      vals[i] = 50 + 100 * uniform01();
+    struct metric_value c = {"requests", 10}, g = {"cpu_ratio", 0.5};
+    struct metric_dist d = {"latency_ms", vals, 20};
+    struct event ev = metrics_event(t, C);
+    ev.metrics.counters = &c;
+    ev.metrics.n_counters = 1;
+    ev.metrics.gauges = &g;
+    ev.metrics.n_gauges = 1;
+    ev.metrics.dists = &d;
+    ev.metrics.n_dists = 1;
+    ingest_ok(&ms, FRIENDLY, &ev);
+    if ((t - T0) % MIN_MS == 0)
+      put_diffs(&ms, FRIENDLY, t, 10, 1, 0.1);
+    if ((t - T0) % HOUR_MS)
+      continue;
+    assert_int_equal(mstore_expire(&ms, t), CANARY_OK);
+    size_t m = mstore_memory(&ms);
+    if (t - T0 == 73 * HOUR_MS)
+      at_retention = m;
+    if (t - T0 > 73 * HOUR_MS && m > most)
+      most = m;
+  }
+  assert_true(at_retention > empty);
+  if (most > at_retention + at_retention / 20) /* flat once the retention is full */
+    fail_msg("memory grew from %zu to %zu", at_retention, most);
+  /* 72h of 10 s distributions: ~1,226 buckets, each a sketch of ~100 bins: a few MiB */
+  assert_true(most < 8u << 20);
+
+  /* silence beyond the retention: every window gives its memory back, kinds stay */
+  int64_t later = T0 + 80 * HOUR_MS + 73 * HOUR_MS;
+  assert_int_equal(mstore_expire(&ms, later), CANARY_OK);
+  size_t tables = empty + (size_t)ms.series_cap * sizeof *ms.series;
+  assert_int_equal(mstore_memory(&ms), tables);
+  struct q q = query(&ms, FRIENDLY, later);
+  double x;
+  int64_t n;
+  q.src.counter_sum(&q.ctx, C, "requests", 72 * HOUR_MS, &x, &n);
+  assert_int_equal(n, 0);
+  q.src.quantile(&q.ctx, C, "latency_ms", 0.5, 72 * HOUR_MS, &x, &n);
+  assert_int_equal(n, 0);
+  struct metric_value wrong = {"requests", 1};
+  struct event ev = metrics_event(later, C);
+  ev.metrics.gauges = &wrong;
+  ev.metrics.n_gauges = 1;
+  char why[160];
+  assert_int_equal(mstore_ingest(&ms, FRIENDLY, &ev, why, sizeof why), CANARY_EINVALID);
+  /* and it fills again */
+  put_counters(&ms, FRIENDLY, C, later, "requests", 5.0, NULL);
+  q.src.counter_sum(&q.ctx, C, "requests", MIN_MS, &x, &n);
+  assert_int_equal(n, 1);
+  assert_double_equal(x, 5, 0);
+  mstore_free(&ms);
+}
+
+static void test_zscore_histories_are_bounded(void **state) {
+  (void)state;
+  struct mstore_config cfg;
+  mstore_config_default(&cfg);
+  cfg.max_zscores = 2;
+  struct mstore ms;
+  assert_int_equal(mstore_init(&ms, &cfg), CANARY_OK);
+  struct expr_source src = mstore_source(&ms);
+  struct mstore_ctx ctx = {.ms = &ms, .mp = &mp, .cohort = 0};
+  double z;
+  int64_t n;
+  for (int64_t t = T0; t < T0 + 48 * HOUR_MS; t += MIN_MS) {
+    ctx.now = t;
+    for (uint64_t key = 1; key <= 3; key++) {
+      ctx.key = key;
+      src.zscore(&ctx, C, NULL, 4, 1.0, 24 * HOUR_MS, &z, &n);
+      if (key == 3)
+        assert_int_equal(n, 0); /* beyond max_zscores: insufficient, never a spike */
+    }
+  }
+  assert_int_equal(ms.n_z, 2);
+  assert_int_equal(n, 0);
+  ctx.key = 1;
+  src.zscore(&ctx, C, NULL, 4, 1.0, 24 * HOUR_MS, &z, &n);
+  assert_int_equal(n, 24 * 60); /* one point a minute over the last 24h */
+  assert_double_equal(z, 0, 0);
+  size_t m = mstore_memory(&ms);
+  assert_true(m < 2 * (size_t)cfg.zscore_points * 16 + 64 * 1024);
+  assert_int_equal(mstore_expire(&ms, T0 + 200 * HOUR_MS), CANARY_OK);
+  assert_int_equal(ms.n_z, 0);
+  mstore_free(&ms);
+}
+
+/* --- compiling the plan ----------------------------------------------------------------------------- */
+
+static struct plan bad;
+
+static void test_plan_compiles(void **state) {
+  (void)state;
+  /* 11 halt rules with expressions, 5 alert expressions, 9 metric criteria, 7 SLOs */
+  assert_int_equal(mp.n, 32);
+  assert_int_equal(mp.n_slos, 7);
+  assert_int_equal(mp.n_tolerances, 1);
+  assert_double_equal(mp.tolerances[0], 0.005, 0);
+  assert_int_equal(mp.longest_ms, 48 * HOUR_MS);
+  int first;
+  assert_int_equal(mstore_plan_find(&mp, MSTORE_RULE, -1, rule_index("data_inconsistency"), &first),
+                   0);
+  int alert = 2; /* canary_web_vitals_breach: three expressions */
+  assert_int_equal(mstore_plan_find(&mp, MSTORE_ALERT, -1, alert, &first), 3);
+  struct mstore ms;
+  store_init(&ms);
+  struct expr_for st[PLAN_MAX_EXPRS] = {0};
+  struct mstore_verdict v;
+  assert_int_equal(mstore_eval_rule(&ms, &mp, MSTORE_RULE, -1, rule_index("security_alert"), 0, T0,
+                                    st, &v),
+                   CANARY_ENOTFOUND);
+  assert_int_equal(v.n, 0);
+  mstore_free(&ms);
+  /* zscore keys: distinct, and the same when compiled again */
+  struct mstore_plan again;
+  char why[600];
+  assert_int_equal(mstore_plan_init(&again, &plan, why, sizeof why), CANARY_OK);
+  for (int i = 0; i < mp.n; i++) {
+    assert_true(mp.x[i].key == again.x[i].key);
+    for (int j = 0; j < i; j++)
+      assert_true(mp.x[i].key != mp.x[j].key);
+  }
+  mstore_plan_free(&again);
+  struct mstore_config cfg;
+  mstore_config_default(&cfg);
+  mstore_config_for_plan(&cfg, &mp);
+  assert_int_equal(cfg.retention_ms, 72 * HOUR_MS); /* covers 48h already */
+  assert_int_equal(cfg.n_tolerances, 1);
+}
+
+static void test_plan_errors(void **state) {
+  (void)state;
+  struct row {
+    int line;
+    int what; /* 0 rule error_rate, 1 internal_test exit error_rate, 2 SLO 0, 3 alert 2 */
+    const char *expr;
+    int rc;
+    const char *why;
+  } rows[] = {
+      {__LINE__, 0, "rate(errors[5m) > 0.01", CANARY_EPARSE,
+       "halt_rules error_rate:\nrate(errors[5m) > 0.01\n              ^ expected ']' after the "
+       "window"},
+      {__LINE__, 1, "rate(errors[1h]) / rate(requests[1h]) < eror_rate", CANARY_EINVALID,
+       "internal_test exit error_rate:\n"},
+      {__LINE__, 1, "rate(errors[1h]) / rate(requests[1h]) < eror_rate", CANARY_EINVALID,
+       "unknown name 'eror_rate'"},
+      {__LINE__, 2, "slos_met()", CANARY_EINVALID, "slos availability: an SLO cannot use slos_met()"},
+      {__LINE__, 0, "rate(errors[5m])", CANARY_EINVALID,
+       "halt_rules error_rate: 'rate(errors[5m])' is a number, not a condition"},
+      {__LINE__, 3, "webvitals_lcp_p75 > 2500 and", CANARY_EPARSE,
+       "alerts canary_web_vitals_breach expr 1:\n"},
+      {__LINE__, 0,
+       "canary_diff_ratio(0.1) < 1 and canary_diff_ratio(0.2) < 1 and canary_diff_ratio(0.3) < 1 "
+       "and canary_diff_ratio(0.4) < 1",
+       CANARY_EINVALID, "more than 4 distinct canary_diff_ratio tolerances"},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    const struct row *r = &rows[i];
+    bad = plan;
+    char *dst = r->what == 0   ? bad.rules[rule_index("error_rate")].exprs[0]
+                : r->what == 1 ? bad.stages[INTERNAL].exit[criterion_index(INTERNAL, true,
+                                                                           "error_rate")]
+                                     .expr
+                : r->what == 2 ? bad.slos[0].expr
+                               : bad.alerts[2].exprs[0];
+    snprintf(dst, PLAN_EXPR_MAX, "%s", r->expr);
+    struct mstore_plan m;
+    char why[600] = "";
+    int rc = mstore_plan_init(&m, &bad, why, sizeof why);
+    if (rc != r->rc || !strstr(why, r->why))
+      fail_msg("line %d: %s\n%s", r->line, canary_strerror(rc), why);
+    assert_null(m.x);
+    assert_int_equal(m.n, 0);
+    mstore_plan_free(&m);
+  }
+  /* slos_met() in a plan without SLOs */
+  bad = plan;
+  bad.n_slos = 0;
+  struct mstore_plan m;
+  char why[600];
+  assert_int_equal(mstore_plan_init(&m, &bad, why, sizeof why), CANARY_EINVALID);
+  assert_non_null(strstr(why, "beta entry slos_24h: slos_met() but the plan defines no slos"));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_ingest_and_queries),
+      cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_halt_rules_at_thresholds),
+      cmocka_unit_test(test_degrading_together),
+      cmocka_unit_test(test_low_traffic_is_insufficient),
+      cmocka_unit_test(test_for_holds_exactly_or_breaks),
+      cmocka_unit_test(test_canary_diff),
+      cmocka_unit_test(test_zscore_spike_with_warm_up),
+      cmocka_unit_test(test_slos_met),
+      cmocka_unit_test(test_expiry_bounds_memory),
+      cmocka_unit_test(test_zscore_histories_are_bounded),
+      cmocka_unit_test(test_plan_compiles),
+      cmocka_unit_test(test_plan_errors),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
