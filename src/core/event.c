@@ -46,9 +46,28 @@ static bool flag_name_ok(const char *flag) {
   return n > p + s && strncmp(flag, prefix, p) == 0 && strcmp(flag + n - s, suffix) == 0;
 }
 
-static bool values_finite(const struct metric_value *v, size_t n) {
+static bool values_finite(const struct metric_value *v, size_t n, bool non_negative) {
   for (size_t i = 0; i < n; i++)
-    if (!v[i].name || !v[i].name[0] || !isfinite(v[i].value))
+    if (!v[i].name || !v[i].name[0] || !isfinite(v[i].value) || (non_negative && v[i].value < 0))
+      return false;
+  return true;
+}
+
+/* Distributions hold latencies, sizes, CLS scores: finite and not negative. */
+static bool dists_ok(const struct metric_dist *d, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (!d[i].name || !d[i].name[0])
+      return false;
+    for (size_t j = 0; j < d[i].n; j++)
+      if (!isfinite(d[i].values[j]) || d[i].values[j] < 0)
+        return false;
+  }
+  return true;
+}
+
+static bool samples_ok(const struct diff_sample *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(s[i].input) || !isfinite(s[i].stable) || !isfinite(s[i].canary))
       return false;
   return true;
 }
@@ -91,19 +110,29 @@ bool event_validate(const struct event *ev, char *why, size_t why_len) {
       return fail(why, why_len, "missing", "incident");
     return true;
   case EVENT_FEEDBACK_RECEIVED:
+    if (!ev->cohort[0])
+      return fail(why, why_len, "missing", "cohort");
+    return true;
   case EVENT_DIFF_SAMPLES:
     if (!ev->cohort[0])
       return fail(why, why_len, "missing", "cohort");
+    if (!samples_ok(ev->diff.samples, ev->diff.n))
+      return fail(why, why_len, "input, stable and canary must be finite", "samples");
     return true;
   case EVENT_METRICS:
     if (!ev->cohort[0])
       return fail(why, why_len, "missing", "cohort");
     if (ev->metrics.interval_ms <= 0)
       return fail(why, why_len, "must be positive", "interval_ms");
-    if (!values_finite(ev->metrics.counters, ev->metrics.n_counters))
-      return fail(why, why_len, "names must be set and values finite", "counters");
-    if (!values_finite(ev->metrics.gauges, ev->metrics.n_gauges))
+    /* Counters are counts over the interval: a negative one is a reset or a bug upstream. */
+    if (!values_finite(ev->metrics.counters, ev->metrics.n_counters, true))
+      return fail(why, why_len, "names must be set and values finite and not negative",
+                  "counters");
+    if (!values_finite(ev->metrics.gauges, ev->metrics.n_gauges, false))
       return fail(why, why_len, "names must be set and values finite", "gauges");
+    if (!dists_ok(ev->metrics.dists, ev->metrics.n_dists))
+      return fail(why, why_len, "names must be set and values finite and not negative",
+                  "distributions");
     return true;
   case EVENT_FLAG_SET:
     if (!flag_name_ok(ev->flag))

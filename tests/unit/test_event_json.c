@@ -454,6 +454,12 @@ static const struct {
      "flag: must be system.canary.enabled or canary.cohort.<name>.enabled"},
     {HEAD "\"type\":\"metrics\",\"cohort\":\"b\",\"variant\":\"canary\",\"interval_ms\":0}",
      CANARY_EINVALID, "interval_ms: must be positive"},
+    {HEAD "\"type\":\"metrics\",\"cohort\":\"b\",\"variant\":\"canary\",\"interval_ms\":10,"
+     "\"counters\":{\"errors\":-1}}",
+     CANARY_EINVALID, "counters: names must be set and values finite and not negative"},
+    {HEAD "\"type\":\"metrics\",\"cohort\":\"b\",\"variant\":\"canary\",\"interval_ms\":10,"
+     "\"distributions\":{\"latency_ms\":[12,-3]}}",
+     CANARY_EINVALID, "distributions: names must be set and values finite and not negative"},
     /* strings: never truncated */
     {HEAD "\"type\":\"rollout.requested\",\"service\":\"" LONG64 "\",\"version\":\"2\","
      "\"baseline_version\":\"1\"}", CANARY_EINVALID, "service: longer than 63 bytes"},
