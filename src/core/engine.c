@@ -10,13 +10,21 @@ int engine_init(struct engine *e, const struct plan *plan) {
   memset(e, 0, sizeof *e);
   e->plan = plan;
   flags_init(&e->global, plan);
-  return CANARY_OK;
+  return mstore_plan_init(&e->mp, plan, e->error, sizeof e->error) == CANARY_OK
+             ? CANARY_OK
+             : CANARY_EINVALID;
 }
 
 void engine_destroy(struct engine *e) {
-  for (size_t i = 0; i < e->n_rollouts; i++)
+  for (size_t i = 0; i < e->n_rollouts; i++) {
     free(e->rollouts[i]);
+    if (e->metrics[i])
+      rollout_metrics_free(e->metrics[i]);
+    free(e->metrics[i]);
+  }
   free(e->rollouts);
+  free(e->metrics);
+  mstore_plan_free(&e->mp);
   idset_free(&e->seen);
   memset(e, 0, sizeof *e);
 }
@@ -35,12 +43,37 @@ static struct rollout *add_rollout(struct engine *e) {
     if (!rs)
       return NULL;
     e->rollouts = rs;
+    struct rollout_metrics **ms = realloc(e->metrics, cap * sizeof *ms);
+    if (!ms)
+      return NULL;
+    e->metrics = ms;
     e->cap_rollouts = cap;
   }
   struct rollout *r = calloc(1, sizeof *r);
-  if (r)
-    e->rollouts[e->n_rollouts++] = r;
+  struct rollout_metrics *m = calloc(1, sizeof *m);
+  if (!r || !m || rollout_metrics_init(m, &e->mp) != CANARY_OK) {
+    if (m)
+      rollout_metrics_free(m);
+    free(m);
+    free(r);
+    return NULL;
+  }
+  e->metrics[e->n_rollouts] = m;
+  e->rollouts[e->n_rollouts++] = r;
   return r;
+}
+
+/* The metric state of rollout r (which the engine holds). */
+static struct rollout_metrics *metrics_of(const struct engine *e, const struct rollout *r) {
+  for (size_t i = 0; i < e->n_rollouts; i++)
+    if (e->rollouts[i] == r)
+      return e->metrics[i];
+  return NULL;
+}
+
+static struct step_ctx ctx_for(struct engine *e, struct rollout *r, int64_t now) {
+  return (struct step_ctx){.plan = e->plan, .now = now, .global = &e->global, .mp = &e->mp,
+                           .metrics = r ? metrics_of(e, r) : NULL};
 }
 
 int engine_restore(struct engine *e, const struct rollout *r) {
@@ -73,11 +106,11 @@ static int apply_global_flag(struct engine *e, const struct event *ev, int64_t n
   if (flags_apply(&next, e->plan, ev->flag, ev->value) != CANARY_OK)
     return rejected(outcome, why, len, "flag: '%s' names no cohort of the plan", ev->flag);
   e->global = next;
-  struct step_ctx ctx = {.plan = e->plan, .now = now, .global = &e->global};
   for (size_t i = 0; i < e->n_rollouts; i++) {
     struct rollout *r = e->rollouts[i];
     if (rollout_is_terminal(r))
       continue;
+    struct step_ctx ctx = ctx_for(e, r, now);
     int rc = rollout_step(r, ev, &ctx, out, why, len);
     if (rc != CANARY_OK)
       return rc; /* a global flag cannot be invalid for one rollout: only ENOMEM gets here */
@@ -100,7 +133,7 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
   }
 
   int rc;
-  struct step_ctx ctx = {.plan = e->plan, .now = now, .global = &e->global};
+  struct step_ctx ctx;
   if (ev->type == EVENT_FLAG_SET && !ev->rollout[0]) {
     rc = apply_global_flag(e, ev, now, out, outcome, why, why_len);
   } else if (ev->type == EVENT_ROLLOUT_REQUESTED) {
@@ -110,12 +143,14 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
     if (!r)
       return CANARY_ENOMEM;
     rollout_init(r, ev, e->plan);
+    ctx = ctx_for(e, r, now);
     rc = rollout_step(r, ev, &ctx, out, why, why_len);
   } else {
     struct rollout *r = engine_find(e, ev->rollout);
     if (!r)
       return rejected(outcome, why, why_len, "rollout: '%s' is unknown (no rollout.requested)",
                       ev->rollout);
+    ctx = ctx_for(e, r, now);
     rc = rollout_step(r, ev, &ctx, out, why, why_len);
     if (rc == CANARY_EINVALID) {
       *outcome = APPLY_REJECTED;
@@ -127,12 +162,19 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
   return idset_add(&e->seen, ev->id);
 }
 
+/* The earliest time rollout i needs a tick: its own deadlines and its metric rules'. */
+static int64_t next_of(const struct engine *e, size_t i) {
+  int64_t t = rollout_next_deadline(e->rollouts[i], e->plan);
+  int64_t m = rollout_metrics_next(e->rollouts[i], e->metrics[i]);
+  return m < t ? m : t;
+}
+
 int engine_tick(struct engine *e, int64_t now, struct effects *out) {
-  struct step_ctx ctx = {.plan = e->plan, .now = now, .global = &e->global};
   for (size_t i = 0; i < e->n_rollouts; i++) {
     struct rollout *r = e->rollouts[i];
-    if (rollout_next_deadline(r, e->plan) > now)
+    if (next_of(e, i) > now)
       continue;
+    struct step_ctx ctx = ctx_for(e, r, now);
     int rc = rollout_tick(r, &ctx, out);
     if (rc != CANARY_OK)
       return rc;
@@ -143,7 +185,7 @@ int engine_tick(struct engine *e, int64_t now, struct effects *out) {
 int64_t engine_next_deadline(const struct engine *e) {
   int64_t best = ROLLOUT_NO_DEADLINE;
   for (size_t i = 0; i < e->n_rollouts; i++) {
-    int64_t t = rollout_next_deadline(e->rollouts[i], e->plan);
+    int64_t t = next_of(e, i);
     if (t < best)
       best = t;
   }

@@ -14,15 +14,20 @@
 #include "core/error.h"
 #include "core/event.h"
 #include "core/idset.h"
+#include "core/metric_store.h"
 #include "core/plan.h"
 #include "core/rollout.h"
+#include "core/rollout_metrics.h"
 
 struct engine {
   const struct plan *plan;   /* borrowed: must outlive the engine */
   struct flags global;       /* kill switches that apply to every rollout */
   struct rollout **rollouts; /* in order of creation */
+  struct rollout_metrics **metrics; /* metrics[i] belongs to rollouts[i] */
   size_t n_rollouts, cap_rollouts;
   struct idset seen;         /* ids of the events applied */
+  struct mstore_plan mp;     /* the plan's metric expressions, compiled once */
+  char error[512];           /* why engine_init failed */
 };
 
 /* Outcome of engine_apply() besides its return code. */
@@ -32,6 +37,10 @@ enum apply_outcome {
   APPLY_REJECTED   /* invalid for the current state of the world: nothing changed, why says */
 };
 
+/*
+ * Returns CANARY_OK, or CANARY_EINVALID when a metric expression of the plan does not compile
+ * (e->error says which and where; engine_destroy() is still safe).
+ */
 int engine_init(struct engine *e, const struct plan *plan) CANARY_MUSTCHECK;
 void engine_destroy(struct engine *e);
 

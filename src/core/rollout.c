@@ -5,11 +5,16 @@
  */
 #include "core/rollout.h"
 
+#include <math.h>
+
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "core/metric_store.h"
+#include "core/rollout_metrics.h"
 
 #define ACTOR_SELF "canaryd"
 
@@ -21,6 +26,8 @@ struct run {
   const struct event *ev; /* the event being applied; NULL on a tick */
   int64_t now;
   struct effects *out;
+  const struct mstore_plan *mp;  /* NULL: no metric engine */
+  struct rollout_metrics *m;
   int err;
   size_t dec_at;         /* index in out of the latest decision; SIZE_MAX: it is in spare */
   struct decision spare; /* written to when the effect list cannot grow (err says so) */
@@ -428,10 +435,41 @@ static bool switched_off(const struct run *u, int stage, char *detail, size_t n)
   return why != NULL;
 }
 
+/*
+ * A metric criterion, decided by the metric engine: it passes while its expression holds;
+ * too little data is "not evaluated" (insufficient), never a pass. The data comes from the
+ * criterion's cohort, else from the stage's own (exit gate) or the stage exposed before it
+ * (entry gate: the next cohort has no traffic yet).
+ */
+static void metric_check(const struct run *u, int stage, bool exit, int index,
+                         struct gate_check *c) {
+  const struct criterion *cr = c->criterion;
+  int cohort = cr->cohort >= 0 ? cr->cohort : exit || stage == 0 ? stage : stage - 1;
+  struct mstore_verdict v;
+  int rc = mstore_eval_rule(&u->m->ms, u->mp, exit ? MSTORE_EXIT : MSTORE_ENTRY, stage, index,
+                            cohort, u->now, &u->m->gates[stage][exit][index], &v);
+  if (rc != CANARY_OK || v.n == 0)
+    return; /* left as "not evaluated" */
+  const struct mstore_finding *f = &v.f[v.which >= 0 ? v.which : 0];
+  if (v.holds) {
+    c->result = GATE_PASS;
+    snprintf(c->detail, sizeof c->detail, "%s", f->explain);
+  } else if (v.truth == EXPR_INSUFFICIENT) {
+    c->result = GATE_NOT_EVALUATED; /* insufficient data: never a pass */
+    snprintf(c->detail, sizeof c->detail, "%s", f->explain);
+  } else {
+    c->result = GATE_FAIL;
+    snprintf(c->detail, sizeof c->detail, "%s", f->explain);
+  }
+}
+
 /* Evaluate a gate; true when every criterion passes. Fills checks (PLAN_MAX_CRITERIA + 1). */
 static bool gate_passes(const struct run *u, int stage, bool exit, struct gate_check *checks,
                         int *n) {
   *n = rollout_gate(u->r, u->plan, stage, exit, u->now, checks, PLAN_MAX_CRITERIA);
+  for (int i = 0; u->m && i < *n; i++)
+    if (checks[i].criterion->check == CHECK_METRIC)
+      metric_check(u, stage, exit, i, &checks[i]);
   bool pass = true;
   for (int i = 0; i < *n; i++)
     if (checks[i].result != GATE_PASS)
@@ -617,6 +655,91 @@ static void breaker_error(struct run *u, const char *what) {
   snprintf(reason, sizeof reason, "circuit breaker: %d consecutive errors (last: %s); cohort %s "
            "disabled", r->breaker_errors, what, s >= 0 ? u->plan->stages[s].name : "none");
   halt(u, "circuit_breaker", 1, reason);
+}
+
+/* ---- metric halt rules --------------------------------------------------------------------- */
+
+/* The measured values a metric halt rests on: canary, baseline, threshold, window, samples. */
+static void add_finding(struct decision *d, const struct mstore_finding *f) {
+  if (!isnan(f->canary))
+    decision_add_num(d, "canary", f->canary);
+  if (!isnan(f->baseline))
+    decision_add_num(d, "baseline", f->baseline);
+  if (!isnan(f->threshold))
+    decision_add_num(d, "threshold", f->threshold);
+  decision_add_int(d, "window_ms", f->window_ms);
+  decision_add_int(d, "samples", f->n);
+  decision_add_str(d, "expression", f->explain);
+}
+
+/*
+ * Evaluate the plan's metric halt rules on the exposed cohort's canary, at most once per
+ * ROLLOUT_METRICS_EVAL_MS of event time (a deadline brings the next evaluation when data came
+ * in between), and act on those that fire: pause_canary, alert_oncall or rollback, with the
+ * measured values as evidence.
+ */
+static void metric_rules(struct run *u) {
+  struct rollout_metrics *m = u->m;
+  struct rollout *r = u->r;
+  if (!m || (r->state != ROLLOUT_PENDING && r->state != ROLLOUT_RUNNING)) {
+    if (m)
+      m->deadline = INT64_MAX;
+    return;
+  }
+  int cohort = exposed_stage(r, u->plan);
+  if (cohort < 0) { /* nothing exposed yet: nothing to judge */
+    m->deadline = INT64_MAX;
+    return;
+  }
+  if (u->now < m->next_eval_ms) {
+    if (m->next_eval_ms < m->deadline)
+      m->deadline = m->next_eval_ms;
+    return;
+  }
+  if (cohort != m->rules_cohort) { /* a new cohort: its runs start from nothing */
+    memset(m->rules, 0, sizeof m->rules);
+    m->rules_cohort = cohort;
+  }
+  m->next_eval_ms = u->now + ROLLOUT_METRICS_EVAL_MS;
+  m->deadline = INT64_MAX;
+  for (int i = 0; i < u->plan->n_rules && !u->err; i++) {
+    const struct rule *rule = &u->plan->rules[i];
+    struct mstore_verdict v;
+    if (mstore_eval_rule(&m->ms, u->mp, MSTORE_RULE, -1, i, cohort, u->now, m->rules[i], &v) !=
+            CANARY_OK ||
+        v.n == 0)
+      continue;
+    if (v.deadline < m->deadline)
+      m->deadline = v.deadline;
+    if (!v.fired)
+      continue;
+    const struct mstore_finding *f = &v.f[v.which >= 0 ? v.which : 0];
+    char reason[EVENT_TEXT_MAX + 64];
+    snprintf(reason, sizeof reason, "halt rule %s: %s: %s", rule->name,
+             rule->text[0] ? rule->text : rule->name, f->explain);
+    if (rule->action == RULE_ALERT_ONCALL) {
+      notify(u, NOTIFY_ONCALL, rule->severity <= 1 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING,
+             NULL, rule->name, "%s %s: %s", r->service, r->version, reason);
+      continue;
+    }
+    struct mstore_finding shown = *f;
+    if (isnan(shown.baseline)) { /* the same expression on the baseline, for comparison */
+      int first;
+      struct expr_result br;
+      if (mstore_plan_find(u->mp, MSTORE_RULE, -1, i, &first) > v.which && v.which >= 0 &&
+          mstore_eval_expr(&m->ms, u->mp, &u->mp->x[first + v.which], cohort, u->now,
+                           VARIANT_BASELINE, &br) == CANARY_OK &&
+          br.n_compares > 0)
+        shown.baseline = br.compares[0].lhs;
+    }
+    if (rule->action == RULE_ROLLBACK)
+      roll_back(u, rule->name, NULL, reason);
+    else
+      halt(u, rule->name, rule->severity, reason);
+    add_finding(latest(u), &shown);
+    decision_add_str(latest(u), "cohort", u->plan->stages[cohort].name);
+    break; /* the rollout stopped: the other rules are moot until it resumes */
+  }
 }
 
 /* ---- events -------------------------------------------------------------------------------- */
@@ -875,9 +998,10 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
   }
   case EVENT_METRICS:
   case EVENT_DIFF_SAMPLES:
-    /* Accepted and counted; the metric engine decides on them. */
-    if (cohort_of(u, why, why_len) < 0)
+    if ((c = cohort_of(u, why, why_len)) < 0)
       return CANARY_EINVALID;
+    if (u->m && mstore_ingest(&u->m->ms, c, ev, why, why_len) != CANARY_OK)
+      return CANARY_EINVALID; /* refused whole: the store is as it was */
     r->metric_events++;
     r->last_metric_ms = u->now;
     return CANARY_OK;
@@ -915,6 +1039,10 @@ static void run_init(struct run *u, struct rollout *r, const struct event *ev,
   u->ev = ev;
   u->now = ctx->now > r->clock_ms ? ctx->now : r->clock_ms;
   u->out = out;
+  if (ctx->mp && ctx->metrics) {
+    u->mp = ctx->mp;
+    u->m = ctx->metrics;
+  }
 }
 
 int rollout_step(struct rollout *r, const struct event *ev, const struct step_ctx *ctx,
@@ -930,6 +1058,8 @@ int rollout_step(struct rollout *r, const struct event *ev, const struct step_ct
     out->n = n_before;
     return rc;
   }
+  if (ev->type == EVENT_METRICS || ev->type == EVENT_DIFF_SAMPLES)
+    metric_rules(&u);
   if (!rollout_is_terminal(r) && r->state != ROLLOUT_PAUSED)
     evaluate(&u);
   publish_traffic(&u);
@@ -940,11 +1070,19 @@ int rollout_step(struct rollout *r, const struct event *ev, const struct step_ct
 int rollout_tick(struct rollout *r, const struct step_ctx *ctx, struct effects *out) {
   struct run u;
   run_init(&u, r, NULL, ctx, out);
+  if (u.m && u.m->deadline <= u.now)
+    metric_rules(&u);
   if (!rollout_is_terminal(r) && r->state != ROLLOUT_PAUSED)
     evaluate(&u);
   publish_traffic(&u);
   r->clock_ms = u.now;
   return u.err;
+}
+
+int64_t rollout_metrics_next(const struct rollout *r, const struct rollout_metrics *m) {
+  if (!m || (r->state != ROLLOUT_PENDING && r->state != ROLLOUT_RUNNING))
+    return ROLLOUT_NO_DEADLINE;
+  return m->deadline > r->clock_ms ? m->deadline : r->clock_ms + 1;
 }
 
 static void earliest(int64_t *best, int64_t t) {

@@ -81,10 +81,17 @@ struct rollout {
 };
 
 /* Everything a step needs besides the rollout and the event. */
+struct mstore_plan;
+struct rollout_metrics;
+
 struct step_ctx {
   const struct plan *plan;
   int64_t now;                  /* ms since the epoch; the caller's clock, never read here */
   const struct flags *global;   /* kill switches that apply to every rollout */
+  /* The metric engine: the plan's expressions compiled, and this rollout's series and for:
+   * states. Both NULL: metric criteria are "not evaluated" and metric halt rules never fire. */
+  const struct mstore_plan *mp;
+  struct rollout_metrics *metrics;
 };
 
 /* Result of one criterion of a gate, for decisions and `canaryctl status`. */
@@ -119,6 +126,10 @@ int rollout_step(struct rollout *r, const struct event *ev, const struct step_ct
  */
 int rollout_tick(struct rollout *r, const struct step_ctx *ctx, struct effects *out)
     CANARY_MUSTCHECK;
+
+/* When the metric halt rules must be evaluated again (a throttled evaluation, a for: about to
+ * fire), or ROLLOUT_NO_DEADLINE. */
+int64_t rollout_metrics_next(const struct rollout *r, const struct rollout_metrics *m);
 
 /* The earliest time after which rollout_tick() may decide something, or ROLLOUT_NO_DEADLINE. */
 int64_t rollout_next_deadline(const struct rollout *r, const struct plan *plan);

@@ -44,6 +44,7 @@
 
 static const char *pg, *kafka;
 static struct plan plan;
+static const char *worker_plan = PLAN_FILE; /* NULL: the built-in plan */
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -238,11 +239,20 @@ static pid_t start_worker(const char *conninfo, const char *group, const char *i
     dup2(fd, 2);
     /* --clock event and a long --hold-ms: input already in Kafka is released strictly in
      * event-time order, as the reference applies it. Small batches: more commits to crash in. */
-    execl(CANARY_BINARY_DIR "/canaryd", "canaryd", "--clock", "event", "--hold-ms", "600000",
-          "--batch", "50", "--plan", PLAN_FILE,
-          "--pg", conninfo, "--kafka", kafka, "--group", group, "--worker-id", id,
-          "--kafka-conf", "session.timeout.ms=6000", "--kafka-conf", "heartbeat.interval.ms=500",
-          "--kafka-conf", instance, (char *)NULL);
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = "canaryd";
+    argv[n++] = "--clock", argv[n++] = "event", argv[n++] = "--hold-ms", argv[n++] = "600000";
+    argv[n++] = "--batch", argv[n++] = "50";
+    if (worker_plan)
+      argv[n++] = "--plan", argv[n++] = worker_plan;
+    argv[n++] = "--pg", argv[n++] = conninfo, argv[n++] = "--kafka", argv[n++] = kafka;
+    argv[n++] = "--group", argv[n++] = group, argv[n++] = "--worker-id", argv[n++] = id;
+    argv[n++] = "--kafka-conf", argv[n++] = "session.timeout.ms=6000";
+    argv[n++] = "--kafka-conf", argv[n++] = "heartbeat.interval.ms=500";
+    argv[n++] = "--kafka-conf", argv[n++] = instance;
+    argv[n] = NULL;
+    execv(CANARY_BINARY_DIR "/canaryd", (char *const *)argv);
     _exit(127);
   }
   return pid;
@@ -647,6 +657,89 @@ static void test_malformed_message_to_dlq(void **state) {
   run_end(&t);
 }
 
+/*
+ * A regression produced as Avro metric events through the real broker halts the rollout on
+ * the built-in plan's error-rate rule, and the published decision carries its evidence: the
+ * rule, the window, the canary's and the baseline's measured rates.
+ */
+static void test_metric_regression_halts(void **state) {
+  (void)state;
+  struct run t;
+  run_begin(&t, "metric");
+  FILE *f = fopen(CANARY_SOURCE_DIR "/tests/scenarios/metric-error-rate-halts.jsonl", "r");
+  assert_non_null(f);
+  struct event_scratch *scratch = event_scratch_new();
+  avro_codec_t *codec;
+  bus_producer_t *p;
+  assert_int_equal(avro_codec_new(&codec), CANARY_OK);
+  assert_int_equal(bus_producer_new(kafka, "test-metric", NULL, NULL, &p), CANARY_OK);
+  struct avro_buf buf = AVRO_BUF_INIT;
+  char *line = NULL, why[256];
+  size_t cap = 0, sent = 0;
+  ssize_t len;
+  while ((len = getline(&line, &cap, f)) > 0) {
+    if (line[0] == '#')
+      continue;
+    struct event ev;
+    assert_int_equal(event_from_json(line, (size_t)len - 1, &ev, scratch, why, sizeof why),
+                     CANARY_OK);
+    assert_int_equal(avro_codec_encode_event(codec, &ev, &buf), CANARY_OK);
+    assert_int_equal(bus_produce(p, avro_codec_topic_of(ev.type), -1, ev.rollout,
+                                 strlen(ev.rollout), buf.data, buf.len, (int64_t)sent++),
+                     CANARY_OK);
+  }
+  assert_int_equal(bus_producer_flush(p, 30000), CANARY_OK);
+  bus_producer_destroy(p);
+  fclose(f);
+  free(line);
+  event_scratch_destroy(scratch);
+
+  worker_plan = NULL;
+  pid_t pid = start_worker(t.conninfo, t.group, "metric");
+  worker_plan = PLAN_FILE;
+  /* hold, start, halt: the halt is the third decision of shop-5.0.0 */
+  int64_t until = mono_ms() + 60000;
+  long n = 0;
+  while (mono_ms() < until && (n = stored_transitions(t.conninfo, "shop-5.0.0")) < 3)
+    sleep_ms(200);
+  (void)n;
+  assert_int_equal(WEXITSTATUS(stop_worker(pid, SIGTERM)), 0);
+
+  bus_reader_t *r;
+  assert_int_equal(bus_reader_new(kafka, "canary.decisions", true, NULL, NULL, &r), CANARY_OK);
+  bool found = false, caught_up;
+  struct bus_msg m;
+  for (until = mono_ms() + 30000; !found && mono_ms() < until;) {
+    if (bus_reader_read(r, 200, &m, &caught_up) != CANARY_OK)
+      continue;
+    struct decision d;
+    assert_int_equal(avro_codec_decode_decision(codec, m.value, m.len, &d, why, sizeof why),
+                     CANARY_OK);
+    if (d.action != DECISION_HALT)
+      continue;
+    found = true;
+    printf("    %s: %s\n", d.id, d.reason);
+    assert_string_equal(d.rule, "error_rate");
+    assert_int_equal(d.state, ROLLOUT_PAUSED);
+    /* the canary's rate crossed 1% at 09:21 and held for the rule's 5 minutes */
+    assert_int_equal(d.time_ms, 1767605160000LL); /* 09:26:00 */
+    const struct evidence_item *canary = decision_evidence(&d, "canary");
+    const struct evidence_item *baseline = decision_evidence(&d, "baseline");
+    const struct evidence_item *window = decision_evidence(&d, "window_ms");
+    assert_non_null(canary);
+    assert_non_null(baseline);
+    assert_non_null(window);
+    assert_true(canary->num == 0.05);
+    assert_true(baseline->num == 0);
+    assert_int_equal(window->i, 300000);
+  }
+  assert_true(found);
+  bus_reader_close(r);
+  avro_buf_free(&buf);
+  avro_codec_destroy(codec);
+  run_end(&t);
+}
+
 /* scripts/services ACTION SERVICE, on the services scripts/test started (same CANARY_VAR). */
 static void services(const char *action, const char *service) {
   char cmd[512];
@@ -732,6 +825,7 @@ int main(void) {
       cmocka_unit_test(test_two_workers_share_and_take_over),
       cmocka_unit_test(test_malformed_message_to_dlq),
       cmocka_unit_test(test_survives_outages),
+      cmocka_unit_test(test_metric_regression_halts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
