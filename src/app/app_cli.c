@@ -7,6 +7,7 @@
 
 #include "codec/rfc3339.h"
 #include "config/config.h"
+#include "core/metric_store.h"
 
 bool cli_parse_time(const char *s, int64_t *ms) {
   char *end;
@@ -22,8 +23,17 @@ bool cli_parse_time(const char *s, int64_t *ms) {
 bool cli_load_plan(const char *prog, const char *path, struct plan *plan) {
   struct config_error err;
   int rc = path ? config_load_file(path, plan, &err) : config_load_default(plan, &err);
-  if (rc == CANARY_OK)
-    return true;
+  if (rc == CANARY_OK) {
+    /* The expressions too: a plan whose rule does not parse must not get as far as a worker. */
+    struct mstore_plan mp;
+    char why[1024];
+    rc = mstore_plan_init(&mp, plan, why, sizeof why);
+    mstore_plan_free(&mp);
+    if (rc == CANARY_OK)
+      return true;
+    fprintf(stderr, "%s: %s: %s\n", prog, path ? path : "built-in plan", why);
+    return false;
+  }
   char msg[sizeof err.file + sizeof err.message + 32];
   config_error_format(&err, msg, sizeof msg);
   fprintf(stderr, "%s: %s\n", prog, msg);

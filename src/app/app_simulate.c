@@ -230,10 +230,11 @@ int app_simulate(int argc, char **argv) {
   struct sim s = {.fx = EFFECTS_INIT, .all = all, .text = text};
   jbuf_init(&s.out);
   int code = EXIT_BAD_INPUT;
-  if (engine_init(&s.engine, &plan) == CANARY_OK) {
+  if (engine_init(&s.engine, &plan) == CANARY_OK)
     code = run(&s, in, events_path, has_until, until);
-    engine_destroy(&s.engine);
-  }
+  else
+    fprintf(stderr, "canaryctl simulate: plan: %s\n", s.engine.error);
+  engine_destroy(&s.engine);
   if (in != stdin)
     fclose(in);
   effects_free(&s.fx);
