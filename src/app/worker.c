@@ -743,7 +743,7 @@ void worker_config_defaults(struct worker_config *cfg) {
   cfg->wall_clock = true;
   cfg->tick_ms = 500;
   cfg->hold_ms = 1000;
-  cfg->grace_ms = 200;
+  cfg->grace_ms = 100;
   cfg->batch_max = 1000;
   cfg->relay = true;
   cfg->create_topics = 3;

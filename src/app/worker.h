@@ -28,7 +28,7 @@ struct worker_config {
   int create_topics;     /* create missing contract topics with this many partitions; 0 = no */
 };
 
-/* Defaults: wall clock on, tick 500 ms, hold 1000 ms, grace 200 ms, batch 1000, relay on. */
+/* Defaults: wall clock on, tick 500 ms, hold 1000 ms, grace 100 ms, batch 1000, relay on. */
 void worker_config_defaults(struct worker_config *cfg);
 
 /*

@@ -293,6 +293,9 @@ int bus_consumer_new_conf(const char *brokers, const char *group, const char *cl
       {"auto.offset.reset", "earliest"},
       {"partition.assignment.strategy", "range"},
       {"enable.partition.eof", "true"},
+      /* A halt must be readable within a second of the breach: an idle fetch may wait 100 ms
+       * for data, not librdkafka's default 500. */
+      {"fetch.wait.max.ms", "100"},
       /* Logs come to the main queue, which poll serves: the log hook runs on our thread. */
       {"log.queue", "true"},
   };

@@ -34,6 +34,8 @@ int bus_reader_new(const char *brokers, const char *contract_topic, bool from_be
     rc = bus_conf_set(conf, "group.id", "canaryctl-reader", log, log_ctx);
   if (rc == CANARY_OK)
     rc = bus_conf_set(conf, "enable.auto.commit", "false", log, log_ctx);
+  if (rc == CANARY_OK) /* people watch this live: do not let the broker sit on an empty fetch */
+    rc = bus_conf_set(conf, "fetch.wait.max.ms", "50", log, log_ctx);
   if (rc != CANARY_OK) {
     rd_kafka_conf_destroy(conf);
     free(r);

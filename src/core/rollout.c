@@ -678,7 +678,7 @@ static void add_finding(struct decision *d, const struct mstore_finding *f) {
  * in between), and act on those that fire: pause_canary, alert_oncall or rollback, with the
  * measured values as evidence.
  */
-static void metric_rules(struct run *u) {
+static void metric_rules(struct run *u, bool now_please) {
   struct rollout_metrics *m = u->m;
   struct rollout *r = u->r;
   if (!m || (r->state != ROLLOUT_PENDING && r->state != ROLLOUT_RUNNING)) {
@@ -691,9 +691,10 @@ static void metric_rules(struct run *u) {
     m->deadline = INT64_MAX;
     return;
   }
-  if (u->now < m->next_eval_ms) {
-    if (m->next_eval_ms < m->deadline)
-      m->deadline = m->next_eval_ms;
+  if (u->now < m->next_eval_ms || !now_please) {
+    int64_t at = u->now < m->next_eval_ms ? m->next_eval_ms : u->now + ROLLOUT_METRICS_EVAL_MS;
+    if (at < m->deadline)
+      m->deadline = at;
     return;
   }
   if (cohort != m->rules_cohort) { /* a new cohort: its runs start from nothing */
@@ -1058,8 +1059,11 @@ int rollout_step(struct rollout *r, const struct event *ev, const struct step_ct
     out->n = n_before;
     return rc;
   }
-  if (ev->type == EVENT_METRICS || ev->type == EVENT_DIFF_SAMPLES)
-    metric_rules(&u);
+  if (ev->type == EVENT_METRICS || ev->type == EVENT_DIFF_SAMPLES) {
+    /* canary data of the exposed cohort is judged at once; anything else a little later */
+    bool canary = ev->type == EVENT_DIFF_SAMPLES || ev->metrics.variant == VARIANT_CANARY;
+    metric_rules(&u, canary && plan_stage_index(u.plan, ev->cohort) == exposed_stage(r, u.plan));
+  }
   if (!rollout_is_terminal(r) && r->state != ROLLOUT_PAUSED)
     evaluate(&u);
   publish_traffic(&u);
@@ -1071,7 +1075,7 @@ int rollout_tick(struct rollout *r, const struct step_ctx *ctx, struct effects *
   struct run u;
   run_init(&u, r, NULL, ctx, out);
   if (u.m && u.m->deadline <= u.now)
-    metric_rules(&u);
+    metric_rules(&u, true);
   if (!rollout_is_terminal(r) && r->state != ROLLOUT_PAUSED)
     evaluate(&u);
   publish_traffic(&u);

@@ -13,8 +13,13 @@
 #include "core/metric_store.h"
 #include "core/plan.h"
 
-/* Halt rules are evaluated at most this often per rollout, in event time. */
-#define ROLLOUT_METRICS_EVAL_MS 1000
+/*
+ * Halt rules are evaluated at once when canary data of the exposed cohort arrives, but at most
+ * once per ROLLOUT_METRICS_EVAL_MS of event time per rollout; other metric data (the baseline's,
+ * other cohorts') schedules an evaluation that much later. Bounded work per event, and a breach
+ * is decided on the event that shows it.
+ */
+#define ROLLOUT_METRICS_EVAL_MS 250
 
 struct rollout_metrics {
   struct mstore ms;
