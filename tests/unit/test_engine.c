@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "config/config.h"
 #include "core/engine.h"
 #include "fixtures.h"
 
@@ -495,6 +496,102 @@ static void test_cohort_switched_off_holds_at_minimum(void **state) {
   assert_action(last_decision(t, "r1"), DECISION_ADVANCE);
 }
 
+/* ---- the metric engine on the built-in plan ------------------------------------------------ */
+
+/* An engine on config/rollout.yaml (its metric criteria and halt rules), instead of the fixture. */
+static int setup_builtin(void **state) {
+  struct t *t = calloc(1, sizeof *t);
+  struct config_error err;
+  if (!t || config_load_default(&t->plan, &err) != CANARY_OK ||
+      engine_init(&t->e, &t->plan) != CANARY_OK)
+    return -1;
+  *state = t;
+  return 0;
+}
+
+/* One 10 s interval of one variant: requests, errors. */
+static void interval(struct t *t, const char *rollout, int64_t at, enum variant v,
+                     double requests, double errors) {
+  struct metric_value c[] = {{"requests", requests}, {"errors", errors}};
+  struct event e = ev(t, EVENT_METRICS, rollout, at);
+  snprintf(e.cohort, sizeof e.cohort, "internal_test");
+  e.metrics.variant = v;
+  e.metrics.interval_ms = 10000;
+  e.metrics.counters = c;
+  e.metrics.n_counters = 2;
+  apply(t, e);
+}
+
+static const struct decision *find_halt(const struct t *t, const char *rollout) {
+  for (size_t i = 0; i < t->fx.n; i++)
+    if (t->fx.items[i].kind == EFFECT_DECISION &&
+        t->fx.items[i].u.decision.action == DECISION_HALT &&
+        !strcmp(t->fx.items[i].u.decision.rollout, rollout))
+      return &t->fx.items[i].u.decision;
+  return NULL;
+}
+
+/*
+ * The error-rate rule (> 1% over 5 min, for 5 min): the canary at 3% against a clean baseline
+ * halts exactly 5 minutes after the window first exceeds 1%, with canary, baseline, threshold,
+ * window and sample count as evidence.
+ */
+static void test_error_rate_rule_halts_with_evidence(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  const int64_t bad = T0 + 10 * MIN_MS;
+  int64_t at;
+  for (at = T0 + 4 * MIN_MS; at < bad; at += 10000) { /* healthy: no errors */
+    interval(t, "r1", at, VARIANT_CANARY, 1000, 0);
+    interval(t, "r1", at, VARIANT_BASELINE, 1000, 0);
+  }
+  clear(t);
+  for (; at <= T0 + 20 * MIN_MS; at += 10000) {
+    run_until(t, at);
+    interval(t, "r1", at, VARIANT_CANARY, 1000, 30); /* 3% */
+    interval(t, "r1", at, VARIANT_BASELINE, 1000, 0);
+  }
+  const struct decision *d = find_halt(t, "r1");
+  assert_non_null(d);
+  assert_string_equal(d->rule, "error_rate");
+  assert_int_equal(d->state, ROLLOUT_PAUSED);
+  /* the 5-minute window holds ~30 intervals of 1,000 requests: it passes 1% with the 11th bad
+   * interval (330 errors), at bad + 100 s, and the rule fires 5 minutes later */
+  assert_int_equal(d->time_ms, bad + 100000 + 5 * MIN_MS);
+  const struct evidence_item *x;
+  assert_non_null(x = decision_evidence(d, "canary"));
+  assert_true(x->num > 0.01 && x->num <= 0.03);
+  assert_non_null(x = decision_evidence(d, "baseline"));
+  assert_true(x->num == 0);
+  assert_non_null(x = decision_evidence(d, "threshold"));
+  assert_true(x->num == 0.01);
+  assert_non_null(x = decision_evidence(d, "window_ms"));
+  assert_int_equal(x->i, 5 * MIN_MS);
+  assert_non_null(decision_evidence(d, "samples"));
+}
+
+/* Low traffic at 0.5%: every request failing, but too few of them — no halt, and no pass. */
+static void test_low_traffic_neither_halts_nor_passes(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  struct event smoke = ev(t, EVENT_SMOKE_COMPLETED, "r1", T0 + 4 * MIN_MS);
+  smoke.ok = true;
+  apply(t, smoke);
+  clear(t);
+  for (int64_t at = T0 + 5 * MIN_MS; at <= T0 + 2 * HOUR_MS; at += MIN_MS) {
+    run_until(t, at);
+    interval(t, "r1", at, VARIANT_CANARY, 1, 1); /* one request a minute, failing */
+    interval(t, "r1", at, VARIANT_BASELINE, 1, 0);
+  }
+  run_until(t, T0 + 3 * HOUR_MS);
+  const struct decision *d = find_halt(t, "r1");
+  assert_non_null(d); /* the stage's maximum, not the error-rate rule */
+  assert_string_equal(d->rule, "stage_max_duration");
+  assert_non_null(strstr(d->reason, "error_rate ("));
+  assert_non_null(strstr(d->reason, "insufficient"));
+  assert_int_equal(engine_find(&t->e, "r1")->stage, 0);
+}
+
 /* ---- deadlines across rollouts ------------------------------------------------------------- */
 
 static void test_tick_fires_due_rollouts_only(void **state) {
@@ -773,6 +870,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_no_expansion_while_globally_off, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cohort_switched_off_holds_at_minimum, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tick_fires_due_rollouts_only, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_error_rate_rule_halts_with_evidence, setup_builtin,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_low_traffic_neither_halts_nor_passes, setup_builtin,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_no_rollouts_no_deadline, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restore, setup, teardown),
       cmocka_unit_test_setup_teardown(test_happy_path, setup, teardown),
