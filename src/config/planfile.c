@@ -362,8 +362,29 @@ static const struct field bucketing_fields[] = {
     F_INT(struct plan, "buckets", buckets, 1, 1000000, false),
 };
 
-enum { PF_PLAN, PF_HALT_CONDITIONS, PF_FLAGS, PF_BREAKER, PF_NOTIFY, PF_BUCKETING, PF_SLOS,
-       PF_STAGES, PF_HALT_RULES, PF_ALERTS, PF_COUNT };
+/* traffic_split.baseline: what the baseline variant's metrics cover. */
+static int set_split_baseline(struct loader *ld, const struct ynode *v, void *target) {
+  struct plan *p = target;
+  if (v->kind == YNODE_SCALAR && strcmp(v->str, "control") == 0)
+    p->srm_control = true;
+  else if (v->kind == YNODE_SCALAR && strcmp(v->str, "complement") == 0)
+    p->srm_control = false;
+  else
+    return schema_fail(ld, v, CANARY_EINVALID,
+                       "traffic_split.baseline must be control (a control group as large as "
+                       "the canary) or complement (everyone else)");
+  return CANARY_OK;
+}
+
+static const struct field split_fields[] = {
+    F_BOOL(struct plan, "check", srm_enabled, false),
+    F_CUSTOM("baseline", set_split_baseline, false),
+    F_NUM(struct plan, "p", srm_p, 0, 0.5, false),
+    F_DURATION(struct plan, "window", srm_window_ms, false),
+};
+
+enum { PF_PLAN, PF_HALT_CONDITIONS, PF_FLAGS, PF_BREAKER, PF_NOTIFY, PF_BUCKETING, PF_SPLIT,
+       PF_SLOS, PF_STAGES, PF_HALT_RULES, PF_ALERTS, PF_COUNT };
 
 static const struct field plan_fields[] = {
     [PF_PLAN] = F_STR(struct plan, "plan", name, true),
@@ -372,6 +393,7 @@ static const struct field plan_fields[] = {
     [PF_BREAKER] = F_MAP("circuit_breaker", breaker_fields, false),
     [PF_NOTIFY] = F_MAP("notify", notify_fields, false),
     [PF_BUCKETING] = F_MAP("bucketing", bucketing_fields, false),
+    [PF_SPLIT] = F_MAP("traffic_split", split_fields, false),
     [PF_SLOS] = F_CUSTOM("slos", set_slos, false),
     [PF_STAGES] = F_CUSTOM("stages", set_stages, true),
     [PF_HALT_RULES] = F_CUSTOM("halt_rules", set_rules, false),
@@ -387,6 +409,9 @@ void planfile_defaults(struct plan *p) {
   p->canary_enabled = true;
   p->post_mortem_ms = 48 * HOUR_MS;
   p->buckets = 10000;
+  p->srm_control = true;
+  p->srm_p = 0.001;
+  p->srm_window_ms = 5 * 60 * 1000LL;
 }
 
 static int resolve_cohorts(struct loader *ld, const struct planctx *ctx) {

@@ -159,7 +159,9 @@ bool plan_equal(const struct plan *a, const struct plan *b) {
       strcmp(a->notify.status_page, b->notify.status_page) ||
       strcmp(a->notify.executive, b->notify.executive) ||
       a->breaker_threshold != b->breaker_threshold || a->canary_enabled != b->canary_enabled ||
-      a->post_mortem_ms != b->post_mortem_ms || a->buckets != b->buckets)
+      a->post_mortem_ms != b->post_mortem_ms || a->buckets != b->buckets ||
+      a->srm_enabled != b->srm_enabled || a->srm_control != b->srm_control ||
+      a->srm_p != b->srm_p || a->srm_window_ms != b->srm_window_ms)
     return false;
   for (int i = 0; i < a->n_stages; i++)
     if (!stage_equal(&a->stages[i], &b->stages[i]))

@@ -143,6 +143,15 @@ struct plan {
   bool canary_enabled;        /* initial value of system.canary.enabled */
   int64_t post_mortem_ms;     /* post-mortem due this long after a rollback (48 h) */
   int buckets;                /* bucketing resolution for the traffic split (10000) */
+  /* Sample-ratio mismatch: does the canary get the share of requests the split says it should?
+   * A chi-square test on the exposed cohort's `requests` counters; a mismatch halts the rollout
+   * as an unhealthy split, not as a regression. */
+  bool srm_enabled;
+  bool srm_control;           /* the baseline variant is a control group as large as the canary
+                               * (expected share 0.5); false: it is everyone else in the cohort's
+                               * service (expected share traffic_percent / 100) */
+  double srm_p;               /* mismatch when p < srm_p (0.001) */
+  int64_t srm_window_ms;      /* requests counted over this window (5 min) */
 };
 
 const char *check_name(enum check c);

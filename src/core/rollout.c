@@ -15,6 +15,7 @@
 
 #include "core/metric_store.h"
 #include "core/rollout_metrics.h"
+#include "core/stats.h"
 
 #define ACTOR_SELF "canaryd"
 
@@ -673,6 +674,50 @@ static void add_finding(struct decision *d, const struct mstore_finding *f) {
 }
 
 /*
+ * The traffic split's health: a chi-square test of the canary's share of the cohort's requests
+ * against the share the split should give it (0.5 against a same-size control group, else the
+ * cohort's percentage). A mismatch (p < srm_p) is an unhealthy split — routing is broken, so
+ * no comparison of canary and baseline can be trusted — and halts as such, not as a regression.
+ */
+static void split_check(struct run *u, int cohort) {
+  const struct plan *p = u->plan;
+  if (!p->srm_enabled)
+    return;
+  const struct mstore_series *c =
+      mstore_series_find(&u->m->ms, cohort, VARIANT_CANARY, "requests");
+  const struct mstore_series *b =
+      mstore_series_find(&u->m->ms, cohort, VARIANT_BASELINE, "requests");
+  if (!c || !b)
+    return;
+  /* Up to the last complete bucket: the canary's and the baseline's reports for the current
+   * interval arrive one after the other, and half an interval is a mismatch of its own. */
+  int64_t end = u->now - u->m->ms.cfg.bucket_ms;
+  double cr = window_counter_sum(&c->w, end, p->srm_window_ms);
+  double br = window_counter_sum(&b->w, end, p->srm_window_ms);
+  double share = p->srm_control ? 0.5 : p->stages[cohort].traffic_percent / 100.0;
+  struct stats_opts o = STATS_SRM_DEFAULTS;
+  o.alpha = p->srm_p;
+  struct stats_verdict v;
+  if (cr < 0 || br < 0 ||
+      stats_srm_opts((uint64_t)cr, (uint64_t)br, share, &o, &v) != CANARY_OK ||
+      v.outcome != STATS_SPLIT_MISMATCH)
+    return;
+  char reason[EVENT_TEXT_MAX + 64];
+  snprintf(reason, sizeof reason, "unhealthy traffic split in %s: the canary got %.2f%% of "
+           "requests, the split says %.2f%% (chi-square p = %.2g < %g); canary and baseline "
+           "cannot be compared", p->stages[cohort].name, 100 * v.canary_rate, 100 * share,
+           v.p_value, p->srm_p);
+  halt(u, "unhealthy_split", 2, reason);
+  struct decision *d = latest(u);
+  decision_add_num(d, "canary_requests", cr);
+  decision_add_num(d, "baseline_requests", br);
+  decision_add_num(d, "canary_share", v.canary_rate);
+  decision_add_num(d, "expected_share", share);
+  decision_add_num(d, "p_value", v.p_value);
+  decision_add_int(d, "window_ms", p->srm_window_ms);
+}
+
+/*
  * Evaluate the plan's metric halt rules on the exposed cohort's canary, at most once per
  * ROLLOUT_METRICS_EVAL_MS of event time (a deadline brings the next evaluation when data came
  * in between), and act on those that fire: pause_canary, alert_oncall or rollback, with the
@@ -741,6 +786,8 @@ static void metric_rules(struct run *u, bool now_please) {
     decision_add_str(latest(u), "cohort", u->plan->stages[cohort].name);
     break; /* the rollout stopped: the other rules are moot until it resumes */
   }
+  if (!u->err && (r->state == ROLLOUT_PENDING || r->state == ROLLOUT_RUNNING))
+    split_check(u, cohort);
 }
 
 /* ---- events -------------------------------------------------------------------------------- */

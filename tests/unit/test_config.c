@@ -363,6 +363,8 @@ static const struct bad_case bad_cases[] = {
      CANARY_EINVALID, 4, 22, "expected a number for 'traffic_percent', got 'all'"},
     {"fraction where an integer is expected", "plan: t\ncircuit_breaker: {consecutive_errors: 2.5}\n"
      STAGES_AB, CANARY_EINVALID, 2, 39, "expected an integer for 'consecutive_errors'"},
+    {"unknown traffic_split baseline", "plan: t\ntraffic_split: {check: true, baseline: both}\n"
+     STAGES_AB, CANARY_EINVALID, 2, 40, "traffic_split.baseline must be control"},
     {"scalar where a list is expected",
      "plan: t\n"
      "stages:\n"
