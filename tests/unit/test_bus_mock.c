@@ -424,13 +424,18 @@ static void test_idempotent_through_produce_errors(void **state) {
   for (int id = 0; id < N; id++) {
     assert_int_equal(f->dr_counts[id], 1);
   }
-  /* The injected errors were all served: the retries really happened. */
+  /* Injected errors were served: the retries really happened. Not necessarily all of them: a
+   * broker whose partitions' messages went out in fewer requests than it had errors queued (the
+   * producer batches, and a clean CI run once did) keeps the rest. */
+  size_t served = 0;
   for (int32_t b = 1; b <= 3; b++) {
     size_t left = 99;
     assert_int_equal(rd_kafka_mock_broker_error_stack_cnt(f->mc, b, PRODUCE, &left),
                      RD_KAFKA_RESP_ERR_NO_ERROR);
-    assert_int_equal(left, 0);
+    assert_true(left <= 4);
+    served += 4 - left;
   }
+  assert_true(served >= 4);
 
   struct member a;
   member_join(&a, &f->s, "a", f->brokers, f->group);
