@@ -29,11 +29,17 @@ void engine_destroy(struct engine *e) {
   memset(e, 0, sizeof *e);
 }
 
+/* Index of the rollout with this id, or n_rollouts. */
+static size_t index_of(const struct engine *e, const char *id) {
+  size_t i = 0;
+  while (i < e->n_rollouts && strcmp(e->rollouts[i]->id, id) != 0)
+    i++;
+  return i;
+}
+
 struct rollout *engine_find(const struct engine *e, const char *id) {
-  for (size_t i = 0; i < e->n_rollouts; i++)
-    if (strcmp(e->rollouts[i]->id, id) == 0)
-      return e->rollouts[i];
-  return NULL;
+  size_t i = index_of(e, id);
+  return i < e->n_rollouts ? e->rollouts[i] : NULL;
 }
 
 static struct rollout *add_rollout(struct engine *e) {
@@ -63,17 +69,10 @@ static struct rollout *add_rollout(struct engine *e) {
   return r;
 }
 
-/* The metric state of rollout r (which the engine holds). */
-static struct rollout_metrics *metrics_of(const struct engine *e, const struct rollout *r) {
-  for (size_t i = 0; i < e->n_rollouts; i++)
-    if (e->rollouts[i] == r)
-      return e->metrics[i];
-  return NULL;
-}
-
-static struct step_ctx ctx_for(struct engine *e, struct rollout *r, int64_t now) {
+/* What rollout i steps with: the plan, the clock, the global switches, its metric state. */
+static struct step_ctx ctx_for(struct engine *e, size_t i, int64_t now) {
   return (struct step_ctx){.plan = e->plan, .now = now, .global = &e->global, .mp = &e->mp,
-                           .metrics = r ? metrics_of(e, r) : NULL};
+                           .metrics = e->metrics[i]};
 }
 
 int engine_restore(struct engine *e, const struct rollout *r) {
@@ -110,7 +109,7 @@ static int apply_global_flag(struct engine *e, const struct event *ev, int64_t n
     struct rollout *r = e->rollouts[i];
     if (rollout_is_terminal(r))
       continue;
-    struct step_ctx ctx = ctx_for(e, r, now);
+    struct step_ctx ctx = ctx_for(e, i, now);
     int rc = rollout_step(r, ev, &ctx, out, why, len);
     if (rc != CANARY_OK)
       return rc; /* a global flag cannot be invalid for one rollout: only ENOMEM gets here */
@@ -143,14 +142,15 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
     if (!r)
       return CANARY_ENOMEM;
     rollout_init(r, ev, e->plan);
-    ctx = ctx_for(e, r, now);
+    ctx = ctx_for(e, e->n_rollouts - 1, now);
     rc = rollout_step(r, ev, &ctx, out, why, why_len);
   } else {
-    struct rollout *r = engine_find(e, ev->rollout);
-    if (!r)
+    size_t i = index_of(e, ev->rollout);
+    if (i == e->n_rollouts)
       return rejected(outcome, why, why_len, "rollout: '%s' is unknown (no rollout.requested)",
                       ev->rollout);
-    ctx = ctx_for(e, r, now);
+    struct rollout *r = e->rollouts[i];
+    ctx = ctx_for(e, i, now);
     rc = rollout_step(r, ev, &ctx, out, why, why_len);
     if (rc == CANARY_EINVALID) {
       *outcome = APPLY_REJECTED;
@@ -174,7 +174,7 @@ int engine_tick(struct engine *e, int64_t now, struct effects *out) {
     struct rollout *r = e->rollouts[i];
     if (next_of(e, i) > now)
       continue;
-    struct step_ctx ctx = ctx_for(e, r, now);
+    struct step_ctx ctx = ctx_for(e, i, now);
     int rc = rollout_tick(r, &ctx, out);
     if (rc != CANARY_OK)
       return rc;
