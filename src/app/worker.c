@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,14 +88,31 @@ struct worker {
   const struct decision **decisions;
   size_t cap_enc, cap_rows, cap_decisions;
   struct jbuf slack;
-  /* relay */
-  bool outbox_dirty; /* rows may be waiting: set by commits and at start */
-  int64_t last_relay_ms;
-  int64_t *acked;
+  /*
+   * The relay runs in a thread of its own with its own PostgreSQL connection (relay_store), so
+   * publishing — the producer's first connection, a flush waiting for acknowledgements, a broker
+   * that is away — never holds up consuming and committing. Commits wake it up.
+   */
+  pthread_t relay_thread;
+  bool relay_started;
+  pthread_mutex_t relay_mu;
+  pthread_cond_t relay_cv;
+  bool outbox_dirty;  /* rows may be waiting: set by commits and at start (under relay_mu) */
+  bool relay_stopping; /* the loop has ended: publish what is left, then return (relay_mu) */
+  int64_t *acked;      /* relay thread only */
   size_t n_acked, cap_acked;
   /* counters for the periodic progress line */
-  int64_t applied, duplicates, dead_letters, decisions_made, published, commits;
+  int64_t applied, duplicates, dead_letters, decisions_made, commits;
+  _Atomic int64_t published; /* written by the relay thread */
 };
+
+/* Tell the relay thread that the outbox may hold rows. */
+static void relay_wake(struct worker *w) {
+  pthread_mutex_lock(&w->relay_mu);
+  w->outbox_dirty = true;
+  pthread_cond_signal(&w->relay_cv);
+  pthread_mutex_unlock(&w->relay_mu);
+}
 
 static int64_t wall_ms(void) {
   struct timespec ts;
@@ -418,9 +437,13 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
  * before the head arrived says nothing about them. A partition that is merely slow is waited
  * for at most hold_ms. With the input already in Kafka — a replay — this gives the same order
  * every time; live, it costs at most grace_ms of latency.
+ *
+ * At most batch_max messages go per call, so one commit never holds more than a batch (a
+ * backlog released at once would make one huge transaction and keep the other shards waiting).
+ * Returns true when it stopped at that limit with messages that could go on.
  */
-static void release(struct worker *w, struct shard *s, int64_t now_wall) {
-  for (;;) {
+static bool release(struct worker *w, struct shard *s, int64_t now_wall) {
+  for (long applied = 0;; applied++) {
     int k = -1;
     for (int t = 0; t < BUS_INPUT_TOPICS; t++) {
       const struct pending *p = queue_front(&s->q[t]);
@@ -428,14 +451,16 @@ static void release(struct worker *w, struct shard *s, int64_t now_wall) {
         k = t;
     }
     if (k < 0)
-      return;
+      return false;
+    if (applied >= w->cfg->batch_max)
+      return true;
     const struct pending *head = queue_front(&s->q[k]);
     int64_t waited = now_wall - head->arrived_ms;
     for (int t = 0; t < BUS_INPUT_TOPICS && waited < w->cfg->hold_ms; t++) {
       if (t == k || s->q[t].n)
         continue;
       if (!bus_consumer_at_end(w->consumer, t, s->id) || waited < w->cfg->grace_ms)
-        return; /* partition t may still deliver something earlier */
+        return false; /* partition t may still deliver something earlier */
     }
     apply_one(w, s, k, head);
     queue_pop(&s->q[k]);
@@ -538,7 +563,8 @@ static void commit(struct worker *w, struct shard *s) {
   switch (rc) {
   case CANARY_OK:
     w->commits++;
-    w->outbox_dirty = w->outbox_dirty || n_rows > 0;
+    if (n_rows > 0)
+      relay_wake(w);
     w->decisions_made += (int64_t)n_decisions;
     batch_clear(&s->b);
     return;
@@ -580,8 +606,16 @@ static void on_delivery(void *ctx, int64_t opaque, bool ok, const char *error) {
  * between the two publishes those rows again on restart, with the same ids: consumers
  * de-duplicate by id.
  */
+static bool relay_stopping(struct worker *w) {
+  pthread_mutex_lock(&w->relay_mu);
+  bool stopping = w->relay_stopping;
+  pthread_mutex_unlock(&w->relay_mu);
+  return stopping;
+}
+
+/* Publish until the outbox is empty (or 20 rounds: then go on at the next turn). */
 static void relay(struct worker *w, bool final) {
-  for (int round = 0; round < 20 && (*w->running || final); round++) {
+  for (int round = 0; round < 20 && (final || !relay_stopping(w)); round++) {
     const struct store_outbox_msg *msgs;
     size_t n;
     int rc = store_outbox_fetch(w->relay_store, RELAY_BATCH, &msgs, &n);
@@ -611,12 +645,36 @@ static void relay(struct worker *w, bool final) {
         log_msg(LOG_LVL_WARNING, NULL, "cannot mark %zu outbox rows published: %s", w->n_acked,
                 canary_strerror(rc));
       else
-        w->published += (int64_t)w->n_acked;
+        atomic_fetch_add(&w->published, (int64_t)w->n_acked);
     }
     if (n < RELAY_BATCH || w->n_acked < n)
       return;
   }
-  w->outbox_dirty = true; /* more than 20 rounds' worth: go on at the next turn */
+  relay_wake(w); /* more than 20 rounds' worth: go on at the next turn */
+}
+
+/*
+ * The relay thread: publish when a commit added rows, and every 5 s anyway, for rows a crashed
+ * predecessor (or another worker's shard before a hand-over) left unpublished. When the loop
+ * ends, one last pass publishes what the final commits added.
+ */
+static void *relay_main(void *arg) {
+  struct worker *w = arg;
+  for (;;) {
+    pthread_mutex_lock(&w->relay_mu);
+    if (!w->outbox_dirty && !w->relay_stopping) {
+      struct timespec until;
+      clock_gettime(CLOCK_REALTIME, &until);
+      until.tv_sec += 5;
+      pthread_cond_timedwait(&w->relay_cv, &w->relay_mu, &until);
+    }
+    bool stopping = w->relay_stopping;
+    w->outbox_dirty = false;
+    pthread_mutex_unlock(&w->relay_mu);
+    relay(w, stopping);
+    if (stopping)
+      return NULL;
+  }
 }
 
 /* ---- the loop --------------------------------------------------------------------------- */
@@ -665,7 +723,7 @@ static void stats(struct worker *w, int64_t now_wall) {
   log_msg(LOG_LVL_INFO, NULL, "progress: %d shards, %" PRId64 " events applied, %" PRId64
           " duplicates, %" PRId64 " dead letters, %" PRId64 " decisions, %" PRId64
           " commits, %" PRId64 " published", owned, w->applied, w->duplicates, w->dead_letters,
-          w->decisions_made, w->commits, w->published);
+          w->decisions_made, w->commits, atomic_load(&w->published));
 }
 
 static int start(struct worker *w) {
@@ -700,6 +758,12 @@ static int start(struct worker *w) {
       return -1;
     }
     bus_producer_on_delivery(w->producer, on_delivery, w);
+    w->outbox_dirty = true; /* a predecessor may have left rows */
+    if (pthread_create(&w->relay_thread, NULL, relay_main, w) != 0) {
+      log_msg(LOG_LVL_ERR, NULL, "cannot start the relay thread");
+      return -1;
+    }
+    w->relay_started = true;
   }
   struct bus_hooks hooks = {.ctx = w, .assigned = on_assigned, .revoked = on_revoked,
                             .log = log_callback};
@@ -755,21 +819,25 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
     return -1;
   w->cfg = cfg;
   w->running = running;
+  pthread_mutex_init(&w->relay_mu, NULL);
+  pthread_cond_init(&w->relay_cv, NULL);
   jbuf_init(&w->slack);
   int code = start(w);
+  bool more = false; /* a shard stopped at its batch limit: do not wait in the next poll */
   while (code == 0 && *running) {
     const struct bus_msg *msgs;
     size_t n = 0;
     bool idle = false;
-    if (bus_consumer_poll(w->consumer, 100, &msgs, (size_t)cfg->batch_max, &n, &idle) !=
-        CANARY_OK)
+    if (bus_consumer_poll(w->consumer, more ? 0 : 100, &msgs, (size_t)cfg->batch_max, &n,
+                          &idle) != CANARY_OK)
       log_msg(LOG_LVL_ERR, NULL, "consumer poll failed");
     int64_t now = wall_ms();
     for (size_t i = 0; i < n; i++)
       enqueue(w, &msgs[i], now);
+    more = false;
     for (int i = 0; i < MAX_SHARDS; i++)
       if (w->shards[i])
-        release(w, w->shards[i], now);
+        more |= release(w, w->shards[i], now);
     if (cfg->wall_clock && idle && now - w->last_tick_ms >= cfg->tick_ms) {
       w->last_tick_ms = now;
       idle_tick(w, now);
@@ -777,22 +845,21 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
     for (int i = 0; i < MAX_SHARDS; i++)
       if (w->shards[i])
         commit(w, w->shards[i]);
-    /* Publish after commits that added rows; look again now and then for rows a crashed
-     * predecessor (or another worker's shard before a hand-over) left unpublished. */
-    if (cfg->relay && (w->outbox_dirty || now - w->last_relay_ms >= 5000)) {
-      w->outbox_dirty = false;
-      w->last_relay_ms = now;
-      relay(w, false);
-    }
     stats(w, now);
   }
-  if (w->store) {
-    /* SIGTERM: what was applied is committed above; publish what the outbox holds. */
-    if (cfg->relay && w->relay_store)
-      relay(w, true);
-    log_msg(LOG_LVL_NOTICE, NULL, "stopping: %" PRId64 " events applied, %" PRId64
-            " decisions, %" PRId64 " published", w->applied, w->decisions_made, w->published);
+  if (w->relay_started) {
+    /* SIGTERM: what was applied is committed above; the relay publishes what is left. */
+    pthread_mutex_lock(&w->relay_mu);
+    w->relay_stopping = true;
+    pthread_cond_signal(&w->relay_cv);
+    pthread_mutex_unlock(&w->relay_mu);
+    pthread_join(w->relay_thread, NULL);
+    w->relay_started = false;
   }
+  if (w->store)
+    log_msg(LOG_LVL_NOTICE, NULL, "stopping: %" PRId64 " events applied, %" PRId64
+            " decisions, %" PRId64 " published", w->applied, w->decisions_made,
+            atomic_load(&w->published));
   stop(w);
   free(w);
   return code;
