@@ -185,6 +185,13 @@ static void produce(const struct reference *ref, size_t from, size_t to) {
   for (size_t i = from; i < to && i < ref->n_events; i++) {
     const struct event *ev = &ref->events[i];
     assert_int_equal(avro_codec_encode_event(codec, ev, &buf), CANARY_OK);
+    if (!ev->rollout[0]) { /* a global flag.set: to every shard, as canaryctl sends it */
+      for (int32_t part = 0; part < 3; part++)
+        assert_int_equal(bus_produce(p, avro_codec_topic_of(ev->type), part, NULL, 0, buf.data,
+                                     buf.len, (int64_t)i),
+                         CANARY_OK);
+      continue;
+    }
     assert_int_equal(bus_produce(p, avro_codec_topic_of(ev->type), -1, ev->rollout,
                                  strlen(ev->rollout), buf.data, buf.len, (int64_t)i),
                      CANARY_OK);
@@ -251,6 +258,8 @@ static pid_t start_worker(const char *conninfo, const char *group, const char *i
     argv[n++] = "--kafka-conf", argv[n++] = "session.timeout.ms=6000";
     argv[n++] = "--kafka-conf", argv[n++] = "heartbeat.interval.ms=500";
     argv[n++] = "--kafka-conf", argv[n++] = instance;
+    if (getenv("WORKER_DEBUG"))
+      argv[n++] = "-v", argv[n++] = "--kafka-conf", argv[n++] = getenv("WORKER_DEBUG");
     argv[n] = NULL;
     execv(CANARY_BINARY_DIR "/canaryd", (char *const *)argv);
     _exit(127);
@@ -276,12 +285,18 @@ static long epochs(const char *conninfo) {
 }
 
 /* Sum of the stored next offsets: how far the worker has committed through the input. */
-static long committed(const char *conninfo) {
-  PGconn *c = PQconnectdb(conninfo);
+static long committed_on(PGconn *c) {
   PGresult *r = PQexec(c, "SELECT coalesce(sum(next_offset), 0) FROM offsets WHERE next_offset > 0");
   long n = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : 0;
   PQclear(r);
-  PQfinish(c);
+  return n;
+}
+
+/* How many input messages the stream makes: a global event goes to each of the 3 shards. */
+static long committed_total(const struct reference *ref) {
+  long n = 0;
+  for (size_t i = 0; i < ref->n_events; i++)
+    n += ref->events[i].rollout[0] ? 1 : 3;
   return n;
 }
 
@@ -361,9 +376,15 @@ static void compare_store(const struct reference *ref, const char *conninfo) {
         continue;
       if (k >= n)
         fail_msg("%s: decision %s is missing from the store", want->id, d->id);
-      if (!same_decision(d, &got[k]))
-        fail_msg("%s: stored decision %s differs from the reference's %s (%s / %s)", want->id,
-                 got[k].id, d->id, got[k].reason, d->reason);
+      if (!same_decision(d, &got[k])) {
+        jbuf_reset(&a);
+        jbuf_reset(&b);
+        decision_to_json(d, &a);
+        decision_to_json(&got[k], &b);
+        /* printed here: cmocka truncates long failure messages */
+        printf("reference %.*s\nstored    %.*s\n", (int)a.len, a.data, (int)b.len, b.data);
+        fail_msg("%s: stored decision %s differs from the reference's", want->id, d->id);
+      }
       k++;
       checked++;
     }
@@ -384,9 +405,10 @@ static void compare_store(const struct reference *ref, const char *conninfo) {
     jbuf_reset(&b);
     rollout_json_write(want, &a);
     rollout_json_write(&rows[i].rollout, &b);
-    if (a.len != b.len || memcmp(a.data, b.data, a.len))
-      fail_msg("final state of %s differs:\nreference %.*s\nstored    %.*s", want->id,
-               (int)a.len, a.data, (int)b.len, b.data);
+    if (a.len != b.len || memcmp(a.data, b.data, a.len)) {
+      printf("reference %.*s\nstored    %.*s\n", (int)a.len, a.data, (int)b.len, b.data);
+      fail_msg("final state of %s differs", want->id);
+    }
     matched++;
   }
   assert_int_equal(matched, ref->engine.n_rollouts);
@@ -504,30 +526,47 @@ static void test_crash_safety(void **state) {
          ref.engine.n_rollouts, ref.n_decisions);
 
   /* The whole stream is in Kafka before the first start: what the worker sees does not depend
-   * on when it fetches, so its decisions must equal the reference's. Each run is killed at a
-   * random moment after it has claimed its shards (it is then loading or applying batches). */
+   * on when it fetches, so its decisions must equal the reference's. Kill k comes once the
+   * committed input has passed about k/13 of the stream (and at least one commit more than at
+   * the previous kill), a random few milliseconds into what follows: every kill hits a worker
+   * that is applying and committing, and the kills are spread over the whole stream. (A fixed
+   * delay after a restart can land before the restarted worker has fetched anything.) */
   produce(&ref, 0, ref.n_events);
   srand((unsigned)getpid());
+  long total = committed_total(&ref), last = 0;
   int kills = 0;
-  for (int round = 0; round < 12; round++) {
+  PGconn *watch = PQconnectdb(t.conninfo); /* one connection: the progress is polled often */
+  assert_int_equal(PQstatus(watch), CONNECTION_OK);
+  for (int round = 0; round < 30 && kills < 10; round++) {
     long before = epochs(t.conninfo);
     pid_t pid = start_worker(t.conninfo, t.group, "crash");
     assert_true(wait_claims(t.conninfo, before, 3, 60000));
-    sleep_ms(50 + rand() % 700);
+    long target = total * (kills + 1) / 13, at = 0;
+    if (target <= last)
+      target = last + 1;
+    for (int64_t until = mono_ms() + 60000; mono_ms() < until; sleep_ms(1))
+      if ((at = committed_on(watch)) >= target)
+        break;
+    sleep_ms(rand() % 4);
     int status = stop_worker(pid, SIGKILL);
-    assert_true(WIFSIGNALED(status)); /* it was still running: the kill hit it mid-work */
-    kills++;
-    printf("    kill -9 #%d: %ld of %zu events and %ld of %zu transitions committed so far\n",
-           kills, committed(t.conninfo), ref.n_events, stored_transitions(t.conninfo, t.prefix),
+    assert_true(WIFSIGNALED(status)); /* it was still running */
+    long now = committed_on(watch);
+    printf("    kill -9 #%d: %ld of %ld input messages committed (%ld at the trigger), %ld of %zu "
+           "transitions\n", round + 1, now, total, at, stored_transitions(t.conninfo, t.prefix),
            ref.n_decisions);
+    assert_true(now > last); /* it made progress since the previous kill */
+    if (now < total)
+      kills++; /* in the middle of the stream */
+    last = now;
   }
+  PQfinish(watch);
+  assert_true(kills >= 10);
   pid_t pid = start_worker(t.conninfo, t.group, "crash");
   wait_caught_up(t.conninfo, t.prefix, ref.n_decisions, 180000);
   sleep_ms(1500); /* nothing more may come: an extra transition would fail below */
   int status = stop_worker(pid, SIGTERM);
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0);
-  assert_true(kills >= 10);
 
   compare_store(&ref, t.conninfo);
   compare_published(&ref, t.prefix);
@@ -820,6 +859,8 @@ int main(void) {
   if (!cli_load_plan("test_worker", PLAN_FILE, &plan))
     return 1;
   setvbuf(stdout, NULL, _IONBF, 0);
+  if (getenv("TEST_FILTER")) /* e.g. TEST_FILTER=test_survives_outages: one test only */
+    cmocka_set_test_filter(getenv("TEST_FILTER"));
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_crash_safety),
       cmocka_unit_test(test_two_workers_share_and_take_over),
