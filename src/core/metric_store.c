@@ -880,7 +880,8 @@ int mstore_eval_expr(struct mstore *ms, const struct mstore_plan *mp, const stru
 }
 
 /* The plain evidence of one evaluation: the root comparison (else the first), the weakest
- * canary query. */
+ * canary query. The explanation is left to the caller (finding_explain): formatting numbers
+ * costs more than the evaluation itself, and only the deciding finding is read. */
 static void finding_fill(const struct mstore_expr *x, const struct expr_result *r,
                          struct mstore_finding *f) {
   f->truth = r->truth;
@@ -913,7 +914,6 @@ static void finding_fill(const struct mstore_expr *x, const struct expr_result *
       any = true;
     }
   }
-  expr_explain(&x->e, r, f->explain, sizeof f->explain);
 }
 
 int mstore_eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstore_owner owner,
@@ -931,17 +931,17 @@ int mstore_eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstor
     return CANARY_EINVALID;
   out->n = n;
   int rc = CANARY_OK;
+  struct expr_result r[PLAN_MAX_EXPRS];
   for (int i = 0; i < n; i++) {
     const struct mstore_expr *x = &mp->x[first + i];
     struct mstore_finding *f = &out->f[i];
-    struct expr_result r;
-    int e = mstore_eval_expr(ms, mp, x, cohort, now, VARIANT_CANARY, &r);
+    int e = mstore_eval_expr(ms, mp, x, cohort, now, VARIANT_CANARY, &r[i]);
     if (e && !rc)
       rc = e;
-    finding_fill(x, &r, f);
-    f->fired = expr_for_step(&st[i], now, r.truth, x->for_ms);
+    finding_fill(x, &r[i], f);
+    f->fired = expr_for_step(&st[i], now, r[i].truth, x->for_ms);
     f->state = st[i].state;
-    out->truth = i ? expr_truth_or(out->truth, r.truth) : r.truth;
+    out->truth = i ? expr_truth_or(out->truth, r[i].truth) : r[i].truth;
     int64_t at;
     if (expr_for_deadline(&st[i], x->for_ms, &at) && at < out->deadline)
       out->deadline = at;
@@ -958,5 +958,13 @@ int mstore_eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstor
   for (int i = 0; i < n && out->which < 0; i++)
     if (out->f[i].truth == out->truth)
       out->which = i; /* the first expression with the rule's truth decided it */
+  /* What callers show: a criterion's result in its gate's evidence, a rule's when it acts. A
+   * rule that does not fire is evaluated up to four times a second and its text is read by no
+   * one, and formatting it costs more than evaluating it. */
+  bool rule = owner == MSTORE_RULE || owner == MSTORE_ALERT;
+  int shown = out->which >= 0 ? out->which : 0;
+  if (!rule || out->fired)
+    expr_explain(&mp->x[first + shown].e, &r[shown], out->f[shown].explain,
+                 sizeof out->f[shown].explain);
   return rc;
 }

@@ -231,7 +231,7 @@ struct mstore_finding {
   int64_t window_ms;         /* the longest window the expression reads */
   int64_t n, min_n;          /* the weakest query: observations, and the minimum it needed */
   enum expr_why why;         /* when insufficient */
-  char explain[400];         /* expr_explain */
+  char explain[400];         /* expr_explain; see mstore_eval_rule for when it is written */
 };
 
 struct mstore_verdict {
@@ -247,9 +247,11 @@ struct mstore_verdict {
 /*
  * Evaluate the rule, alert or criterion (owner, stage, index) of mp for the canary variant of
  * cohort at now, step st[0 .. n) (one struct expr_for per expression, kept by the caller) and
- * fill *out. A rule fires when any one expression has held for its for: (docs/rules.md); a
- * criterion passes while its expression is firing (for: 0 — as soon as it is true); an
- * insufficient expression neither fires nor passes. Returns CANARY_OK, CANARY_ENOTFOUND (no
+ * fill *out. The explanation is written for f[which] (f[0] when which is -1), and for a rule
+ * or alert only when it fired: formatting it costs more than the evaluation, and a quiet rule's
+ * text is shown nowhere (expr_explain of mstore_eval_expr's result gives it on demand). A rule fires when any one expression has held for its for:
+ * (docs/rules.md); a criterion passes while its expression is firing (for: 0 — as soon as it
+ * is true); an insufficient expression neither fires nor passes. Returns CANARY_OK, CANARY_ENOTFOUND (no
  * metric expression there; *out has n = 0) or CANARY_EINVALID.
  */
 int mstore_eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstore_owner owner,

@@ -1,0 +1,196 @@
+/*
+ * The ingest benchmark's stream without Kafka or PostgreSQL: what canaryd's worker does per
+ * metric event in memory (decode, fire deadlines, engine_apply), timed phase by phase, so a
+ * profiler (valgrind --tool=callgrind) sees only the core and the codec.
+ *
+ *   bench_core [PLAN=config/rollout.yaml] [EVENTS=100000] [ROLLOUTS=20] [SPIKE=0]
+ *
+ * The events are bench_ingest's (2 counters, 2 gauges, 10 latency values, 10 ms of event time
+ * apart); SPIKE=k makes every k-th event of a rollout carry a burst of errors and slow values,
+ * so that rules fire and decisions are made. It prints the rates and a digest (FNV-1a) of every
+ * effect as JSON: the digest must not change when the code gets faster.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codec/avro_codec.h"
+#include "codec/event_json.h"
+#include "codec/json.h"
+#include "config/config.h"
+#include "core/engine.h"
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct msg {
+  unsigned char *data;
+  size_t len;
+};
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) {
+    h ^= b[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+static int push(struct msg **ms, size_t *n, size_t *cap, const struct avro_buf *b) {
+  if (*n == *cap) {
+    *cap = *cap ? 2 * *cap : 1024;
+    struct msg *m = realloc(*ms, *cap * sizeof *m);
+    if (!m)
+      return 1;
+    *ms = m;
+  }
+  (*ms)[*n].data = malloc(b->len);
+  if (!(*ms)[*n].data)
+    return 1;
+  memcpy((*ms)[*n].data, b->data, b->len);
+  (*ms)[(*n)++].len = b->len;
+  return 0;
+}
+
+/* bench_ingest's stream, encoded. */
+static int make_stream(avro_codec_t *codec, long n, int rollouts, long spike, struct msg **out,
+                       size_t *n_out) {
+  size_t cap = 0;
+  struct avro_buf buf = AVRO_BUF_INIT;
+  int64_t t = 1767225600000;
+  long id = 0;
+  *out = NULL;
+  *n_out = 0;
+  for (int r = 0; r < rollouts; r++) {
+    static const enum event_type start[] = {EVENT_ROLLOUT_REQUESTED, EVENT_CI_COMPLETED,
+                                            EVENT_DEPLOY_COMPLETED, EVENT_HEALTH_CHECKED};
+    for (int k = 0; k < 4; k++) {
+      struct event ev = {.type = start[k], .ok = true, .time_ms = t};
+      snprintf(ev.id, sizeof ev.id, "ingest-%ld", ++id);
+      snprintf(ev.rollout, sizeof ev.rollout, "ingest-r%d", r);
+      snprintf(ev.service, sizeof ev.service, "svc%d", r);
+      snprintf(ev.version, sizeof ev.version, "2.0.0");
+      snprintf(ev.baseline_version, sizeof ev.baseline_version, "1.0.0");
+      if (avro_codec_encode_event(codec, &ev, &buf) || push(out, n_out, &cap, &buf))
+        return 1;
+    }
+  }
+  double lat[10];
+  for (long i = 0; i < n; i++) {
+    t += 10;
+    bool bad = spike > 0 && (i / rollouts) % spike == spike - 1;
+    struct metric_value counters[] = {{"requests", 1000 + (double)(i % 97)},
+                                      {"errors", bad ? 200 : 1}};
+    struct metric_value gauges[] = {{"cpu_ratio", bad ? 0.95 : 0.4}, {"memory_ratio", 0.6}};
+    for (int k = 0; k < 10; k++)
+      lat[k] = (bad ? 5000 : 20) + (double)((i * 7 + k * 13) % 180);
+    struct metric_dist dists[] = {{"latency_ms", lat, 10}};
+    struct event ev = {.type = EVENT_METRICS, .time_ms = t};
+    snprintf(ev.id, sizeof ev.id, "ingest-%ld", ++id);
+    snprintf(ev.rollout, sizeof ev.rollout, "ingest-r%ld", i % rollouts);
+    snprintf(ev.cohort, sizeof ev.cohort, "internal_test");
+    ev.metrics = (struct event_metrics){.variant = i % 2 ? VARIANT_BASELINE : VARIANT_CANARY,
+                                        .interval_ms = 10000, .counters = counters,
+                                        .n_counters = 2, .gauges = gauges, .n_gauges = 2,
+                                        .dists = dists, .n_dists = 1};
+    if (avro_codec_encode_event(codec, &ev, &buf) || push(out, n_out, &cap, &buf))
+      return 1;
+  }
+  avro_buf_free(&buf);
+  return 0;
+}
+
+static uint64_t digest_effects(uint64_t h, const struct effects *fx) {
+  struct jbuf j = {0};
+  for (size_t i = 0; i < fx->n; i++) {
+    const struct effect *e = &fx->items[i];
+    jbuf_reset(&j);
+    if (e->kind == EFFECT_DECISION)
+      decision_to_json(&e->u.decision, &j);
+    else if (e->kind == EFFECT_NOTIFICATION)
+      notification_to_json(&e->u.notification, &j);
+    else
+      traffic_to_json(&e->u.traffic, &j);
+    h = fnv(h, j.data, j.len);
+  }
+  jbuf_free(&j);
+  return h;
+}
+
+int main(int argc, char **argv) {
+  const char *plan_path = argc > 1 ? argv[1] : "config/rollout.yaml";
+  long n = argc > 2 ? atol(argv[2]) : 100000;
+  int rollouts = argc > 3 ? atoi(argv[3]) : 20;
+  long spike = argc > 4 ? atol(argv[4]) : 0;
+  static struct plan plan;
+  struct config_error cerr;
+  if (config_load_file(plan_path, &plan, &cerr) != CANARY_OK) {
+    char msg[512];
+    config_error_format(&cerr, msg, sizeof msg);
+    fprintf(stderr, "%s\n", msg);
+    return 1;
+  }
+  avro_codec_t *codec;
+  if (avro_codec_new(&codec) != CANARY_OK)
+    return 1;
+  struct msg *ms;
+  size_t n_ms;
+  if (make_stream(codec, n, rollouts, spike, &ms, &n_ms))
+    return 1;
+
+  /* decode only */
+  struct event ev;
+  char why[512];
+  double t0 = now_s();
+  for (size_t i = 0; i < n_ms; i++)
+    if (avro_codec_decode_event(codec, ms[i].data, ms[i].len, &ev, why, sizeof why)) {
+      fprintf(stderr, "decode: %s\n", why);
+      return 1;
+    }
+  double t_decode = now_s() - t0;
+
+  /* the worker's path: decode, deadlines up to the event's time, apply */
+  struct engine *e = calloc(1, sizeof *e);
+  if (!e || engine_init(e, &plan) != CANARY_OK) {
+    fprintf(stderr, "engine: %s\n", e ? e->error : "no memory");
+    return 1;
+  }
+  struct effects fx = EFFECTS_INIT;
+  uint64_t h = 0xcbf29ce484222325ULL;
+  size_t effects = 0, rejected = 0;
+  t0 = now_s();
+  for (size_t i = 0; i < n_ms; i++) {
+    if (avro_codec_decode_event(codec, ms[i].data, ms[i].len, &ev, why, sizeof why))
+      return 1;
+    for (int64_t d; (d = engine_next_deadline(e)) <= ev.time_ms;)
+      if (engine_tick(e, d, &fx) != CANARY_OK)
+        return 1;
+    enum apply_outcome outcome;
+    if (engine_apply(e, &ev, ev.time_ms, &fx, &outcome, why, sizeof why) != CANARY_OK)
+      return 1;
+    rejected += outcome != APPLY_APPLIED;
+    effects += fx.n;
+    h = digest_effects(h, &fx);
+    effects_clear(&fx);
+  }
+  double t_all = now_s() - t0;
+  printf("decode only:      %9.0f events/s (%.3f us each)\n", (double)n_ms / t_decode,
+         1e6 * t_decode / (double)n_ms);
+  printf("decode + engine:  %9.0f events/s (%.3f us each)\n", (double)n_ms / t_all,
+         1e6 * t_all / (double)n_ms);
+  printf("effects %zu, rejected %zu, digest %016llx\n", effects, rejected,
+         (unsigned long long)h);
+  effects_free(&fx);
+  engine_destroy(e);
+  free(e);
+  for (size_t i = 0; i < n_ms; i++)
+    free(ms[i].data);
+  free(ms);
+  avro_codec_destroy(codec);
+  return 0;
+}
