@@ -94,7 +94,8 @@ struct avro_codec {
   avro_reader_t reader;
   avro_writer_t writer;
 
-  /* The metric payloads of the last decoded event (struct event borrows them). */
+  /* The metric payloads of the last decoded event (struct event borrows them). The fast path
+   * for metrics keeps the names after the values in `values` (see fast_reserve). */
   struct metric_value *counters, *gauges;
   size_t cap_counters, cap_gauges;
   struct metric_dist *dists;
@@ -120,6 +121,16 @@ int avro_codec_shape_check(const struct avro_shape *shape, const unsigned char *
                      char *why, size_t why_len) CANARY_MUSTCHECK;
 /* Write the type signature of s into buf (see struct avro_field_spec); false when it is cut. */
 bool avro_codec_shape_signature(avro_schema_t s, char *buf, size_t len);
+
+/* ---- avro_codec_event.c ---- */
+
+/*
+ * avro_codec_decode_event without its fast path for canary.metrics: every message through
+ * avro-c's generic values. The fast path must agree with it on every input (return code, why,
+ * event); tests/unit/test_avro_fast.c compares the two.
+ */
+int avro_codec_decode_event_generic(avro_codec_t *c, const void *buf, size_t len,
+                                    struct event *ev, char *why, size_t why_len) CANARY_MUSTCHECK;
 
 /* ---- avro_codec.c: shared by the event and output coders ---- */
 
