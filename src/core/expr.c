@@ -272,7 +272,8 @@ static void fmt(const struct expr *e, int i, int outer, struct out *o) {
       put(o, "%s", e->names + n->name);
       break;
     }
-    put(o, "%s(", expr_kind_name(n->kind));
+    if (!(n->flags & EXPR_F_ARG)) /* an argument of error_excess_p(): errors[5m] alone */
+      put(o, "%s(", expr_kind_name(n->kind));
     if (n->kind == EXPR_QUANTILE) {
       put_number(o, n->num);
       put(o, ", ");
@@ -283,6 +284,15 @@ static void fmt(const struct expr *e, int i, int outer, struct out *o) {
       put_duration(o, n->window_ms);
       put(o, "]");
     }
+    if (!(n->flags & EXPR_F_ARG))
+      put(o, ")");
+    break;
+  case EXPR_ERROR_EXCESS:
+  case EXPR_ERROR_UPPER:
+    put(o, "%s(", expr_kind_name(n->kind));
+    fmt(e, n->a, 0, o);
+    put(o, ", ");
+    fmt(e, n->b, 0, o);
     put(o, ")");
     break;
   case EXPR_BASELINE:
@@ -368,41 +378,126 @@ static const struct expr_measure *measure_of(const struct expr_result *r, int no
   return NULL;
 }
 
+static bool is_error_fn(const struct expr *e, int node) {
+  return e->nodes[node].kind == EXPR_ERROR_EXCESS || e->nodes[node].kind == EXPR_ERROR_UPPER;
+}
+
+/* v to 3 significant digits, by arithmetic (printf would bring the locale's decimal point). */
+static double three_digits(double v) {
+  if (v == 0 || !isfinite(v))
+    return v;
+  double scale = pow(10, 2 - floor(log10(fabs(v))));
+  return round(v * scale) / scale;
+}
+
+static const struct expr_measure *measure_of_variant(const struct expr_result *r, int node,
+                                                     enum variant v) {
+  for (int i = 0; i < r->n_measures; i++)
+    if (r->measures[i].node == node && r->measures[i].variant == v)
+      return &r->measures[i];
+  return NULL;
+}
+
+/* " (canary 3 of 400, baseline 20 of 80000)": the counts an error function's value rests on,
+ * so a p-value or a bound in a decision can be checked by hand. */
+static void put_counts(struct out *o, const struct expr *e, const struct expr_result *r,
+                       int node) {
+  const struct expr_node *n = &e->nodes[node];
+  if (!is_error_fn(e, node))
+    return;
+  static const enum variant both[] = {VARIANT_CANARY, VARIANT_BASELINE};
+  const char *sep = " (";
+  for (int k = 0; k < (n->kind == EXPR_ERROR_EXCESS ? 2 : 1); k++) {
+    const struct expr_measure *me = measure_of_variant(r, n->a, both[k]);
+    const struct expr_measure *mr = measure_of_variant(r, n->b, both[k]);
+    if (!me || !mr || !me->sufficient || !mr->sufficient)
+      continue;
+    put(o, "%s%s ", sep, variant_name(both[k]));
+    put_number(o, me->value);
+    put(o, " of ");
+    put_number(o, mr->value);
+    sep = ", ";
+  }
+  if (sep[0] == ',')
+    put(o, ")");
+}
+
 static void put_node(struct out *o, const struct expr *e, int node) {
   size_t room = o->used < o->len ? o->len - o->used : 0;
   o->used += expr_format(e, node, room ? o->buf + o->used : NULL, room);
 }
 
+/* "; too few observations: rate(errors[5m]) (canary n=0, needs 1)": why r is insufficient. */
+static void put_why(struct out *o, const struct expr *e, const struct expr_result *r) {
+  put(o, "; %s: ", expr_why_name(r->why));
+  put_node(o, e, r->why_node);
+  const struct expr_measure *m = measure_of(r, r->why_node);
+  /* a counter read for both variants (error_excess_p): the side that lacked events */
+  for (int i = 0; m && r->why == EXPR_WHY_FEW_EVENTS && i < r->n_measures; i++)
+    if (r->measures[i].node == r->why_node && r->measures[i].value < m->value)
+      m = &r->measures[i];
+  if (m && r->why == EXPR_WHY_FEW_OBS)
+    put(o, " (%s n=%lld, needs %lld)", variant_name(m->variant), (long long)m->n,
+        (long long)m->min_n);
+  else if (m && r->why == EXPR_WHY_POWER)
+    put(o, " (%lld errors in both, needs %lld)", (long long)m->n, (long long)m->min_n);
+  else if (m && r->why == EXPR_WHY_FEW_EVENTS) {
+    put(o, " (%s ", variant_name(m->variant));
+    put_number(o, m->value);
+    put(o, " events)");
+  }
+}
+
+static void put_compare(struct out *o, const struct expr *e, const struct expr_result *r,
+                        const struct expr_compare *c) {
+  const struct expr_node *n = &e->nodes[c->node];
+  put_node(o, e, n->a);
+  put(o, " = ");
+  if (isnan(c->lhs))
+    put(o, "?");
+  else if (is_error_fn(e, n->a))
+    put_number(o, three_digits(c->lhs)); /* a p-value or bound: its 17 digits are noise */
+  else
+    put_number(o, c->lhs);
+  put_counts(o, e, r, n->a);
+  put(o, " %s ", expr_kind_name(n->kind));
+  put_node(o, e, n->b);
+  if (e->nodes[n->b].kind != EXPR_NUM) {
+    put(o, " = ");
+    if (isnan(c->rhs))
+      put(o, "?");
+    else
+      put_number(o, is_error_fn(e, n->b) ? three_digits(c->rhs) : c->rhs);
+    put_counts(o, e, r, n->b);
+  }
+  if (!isnan(c->baseline)) {
+    put(o, " (baseline ");
+    put_number(o, c->baseline);
+    put(o, ")");
+  }
+  put(o, ": %s", expr_truth_name(c->truth));
+}
+
+/*
+ * The comparisons in written order; when the result is insufficient, the reason follows the
+ * first insufficient comparison rather than the last of all: decisions and gate details cut
+ * this line short (160 bytes in a gate's detail), and the reason is what must survive. With
+ * one comparison that is the end, as it always was.
+ */
 size_t expr_explain(const struct expr *e, const struct expr_result *r, char *buf, size_t len) {
   struct out o = {buf, len, 0};
   if (len)
     buf[0] = '\0';
+  bool why = r->truth == EXPR_INSUFFICIENT && r->why != EXPR_WHY_NONE && r->why_node >= 0;
   for (int i = 0; i < r->n_compares; i++) {
     const struct expr_compare *c = &r->compares[i];
-    const struct expr_node *n = &e->nodes[c->node];
     if (i)
       put(&o, "; ");
-    put_node(&o, e, n->a);
-    put(&o, " = ");
-    if (isnan(c->lhs))
-      put(&o, "?");
-    else
-      put_number(&o, c->lhs);
-    put(&o, " %s ", expr_kind_name(n->kind));
-    put_node(&o, e, n->b);
-    if (e->nodes[n->b].kind != EXPR_NUM) {
-      put(&o, " = ");
-      if (isnan(c->rhs))
-        put(&o, "?");
-      else
-        put_number(&o, c->rhs);
+    put_compare(&o, e, r, c);
+    if (why && c->truth == EXPR_INSUFFICIENT) {
+      put_why(&o, e, r);
+      why = false;
     }
-    if (!isnan(c->baseline)) {
-      put(&o, " (baseline ");
-      put_number(&o, c->baseline);
-      put(&o, ")");
-    }
-    put(&o, ": %s", expr_truth_name(c->truth));
   }
   if (r->n_compares == 0) {
     put_node(&o, e, -1);
@@ -414,18 +509,7 @@ size_t expr_explain(const struct expr *e, const struct expr_result *r, char *buf
     else
       put_number(&o, r->value);
   }
-  if (r->truth == EXPR_INSUFFICIENT && r->why != EXPR_WHY_NONE && r->why_node >= 0) {
-    put(&o, "; %s: ", expr_why_name(r->why));
-    put_node(&o, e, r->why_node);
-    const struct expr_measure *m = measure_of(r, r->why_node);
-    if (m && r->why == EXPR_WHY_FEW_OBS)
-      put(&o, " (%s n=%lld, needs %lld)", variant_name(m->variant), (long long)m->n,
-          (long long)m->min_n);
-    else if (m && r->why == EXPR_WHY_FEW_EVENTS) {
-      put(&o, " (%s ", variant_name(m->variant));
-      put_number(&o, m->value);
-      put(&o, " events)");
-    }
-  }
+  if (why)
+    put_why(&o, e, r);
   return o.used;
 }

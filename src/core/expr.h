@@ -51,7 +51,10 @@
   XX(BASELINE, "baseline")              /* a on the baseline variant */                    \
   XX(ZSCORE, "zscore")                  /* a in robust sigmas over its history (window) */ \
   XX(DIFF_RATIO, "canary_diff_ratio")   /* share of diff samples beyond tolerance a */     \
-  XX(SLOS_MET, "slos_met")              /* all of the plan's SLOs hold */
+  XX(SLOS_MET, "slos_met")              /* all of the plan's SLOs hold */                  \
+  XX(ERROR_EXCESS, "error_excess_p")    /* p-value: canary's errors a vs baseline's, over  \
+                                           requests b; num = level it is compared with */   \
+  XX(ERROR_UPPER, "error_rate_upper")   /* 99% upper bound on errors a / requests b */
 
 enum expr_kind {
 #define XX(name, text) EXPR_##name,
@@ -65,6 +68,7 @@ enum expr_kind {
 #define EXPR_F_NO_WINDOW 0x02 /* written without a window: the window comes from expr_bind */
 #define EXPR_F_SHORTHAND 0x04 /* QUANTILE written as a name, webvitals_lcp_p75 */
 #define EXPR_F_BARE 0x08      /* BASELINE written bare: a is the comparison's left-hand side */
+#define EXPR_F_ARG 0x10       /* INCREASE written as an argument, errors[5m] (error_excess_p) */
 
 struct expr_node {
   uint8_t kind;      /* enum expr_kind */
@@ -190,7 +194,9 @@ enum expr_truth expr_truth_not(enum expr_truth a);
   XX(QUANTILE, "quantile") /* histogram_quantile: n = values in the window */             \
   XX(DIFF, "diff")         /* canary_diff_ratio: n = diff samples in the window */        \
   XX(ZSCORE, "zscore")     /* zscore: n = history points (the warm-up) */                 \
-  XX(SLOS, "slos")         /* slos_met: the source answers with a truth, n is not used */
+  XX(SLOS, "slos")         /* slos_met: the source answers with a truth, n is not used */ \
+  XX(BINOMIAL, "binomial") /* error_excess_p: n = errors of both variants; its minimum is  \
+                              the canary errors expected under "same rate" (statistics.md) */
 
 enum expr_query {
 #define XX(name, text) EXPR_Q_##name,
@@ -212,8 +218,8 @@ struct expr_limits {
   double min_events;
   double quantile_tail;
 };
-/* counter 1, gauge 3, quantile 20, diff 1000 (the seed's --samples 1000), zscore 30, slos 0;
- * min_events 100; quantile_tail 1. */
+/* counter 1, gauge 3, quantile 20, diff 1000 (the seed's --samples 1000), zscore 30, slos 0,
+ * binomial 5 (expected canary errors, docs/statistics.md); min_events 100; quantile_tail 1. */
 extern const struct expr_limits expr_limits_default;
 
 /*
@@ -258,7 +264,9 @@ struct expr_source {
   XX(ZERO_DIVISOR, "division by zero")                                   \
   XX(NO_SOURCE, "the metric source cannot answer")                       \
   XX(NAN, "not a number")                                                \
-  XX(SLOS, "an SLO lacks data")
+  XX(SLOS, "an SLO lacks data")                                         \
+  XX(POWER, "too few errors to tell canary from baseline")               \
+  XX(VARIANT, "compares canary with baseline, not one variant")
 
 enum expr_why {
 #define XX(name, text) EXPR_WHY_##name,

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/stats.h"
+
 static const char *const truth_names[] = {
 #define XX(name, text) text,
     EXPR_TRUTH_MAP(XX)
@@ -49,6 +51,7 @@ const struct expr_limits expr_limits_default = {
             [EXPR_Q_DIFF] = 1000,   /* the seed: canary:diff --samples 1000 */
             [EXPR_Q_ZSCORE] = 30,   /* warm-up: history points before a sigma means anything */
             [EXPR_Q_SLOS] = 0,
+            [EXPR_Q_BINOMIAL] = 5,  /* expected canary errors: power to see a doubled rate */
         },
     .min_events = 100,
     .quantile_tail = 1,
@@ -181,6 +184,79 @@ static struct val read_metric(struct ev *ev, int i, enum variant v) {
 }
 
 static struct val eval(struct ev *ev, int i, enum variant v);
+
+/* A window's counter sum as a count: the sums of integer increments are exact in a double. */
+static uint64_t count_of(double x) { return x < 0.5 ? 0 : (uint64_t)llround(x); }
+
+/*
+ * Total errors the split needs before "not worse" can be claimed at level alpha with share s:
+ * s^N < alpha (else even every error in the canary would not be significant) and N·s >=
+ * min_expected (docs/statistics.md, rule 3).
+ */
+static int64_t errors_needed(double s, double alpha, double min_expected) {
+  double n = min_expected > 0 ? ceil(min_expected / s - 1e-9) : 0;
+  double by_p = floor(log(alpha) / log(s)) + 1; /* the smallest N with s^N < alpha */
+  if (by_p > n)
+    n = by_p;
+  return n > 1e15 ? (int64_t)1e15 : (int64_t)n;
+}
+
+/*
+ * error_excess_p(errors, requests): the p-value of the binomial split of errors between canary
+ * and baseline (stats_binomial_excess), at the level num it is compared with. Known when the
+ * test decides at that level — significant (p < level, at any count: the test is exact) or
+ * powered (enough errors that "not worse" means something) — insufficient otherwise, so a gate
+ * `>= level` never passes on too few errors and a halt `< level` never fires on them.
+ */
+static struct val error_excess(struct ev *ev, int i, enum variant v) {
+  const struct expr_node *n = &ev->e->nodes[i];
+  if (v != VARIANT_CANARY) /* it names its variants itself, like baseline() */
+    return unknown(EXPR_WHY_VARIANT, i);
+  struct val ce = eval(ev, n->a, VARIANT_CANARY), cr = eval(ev, n->b, VARIANT_CANARY);
+  struct val be = eval(ev, n->a, VARIANT_BASELINE), br = eval(ev, n->b, VARIANT_BASELINE);
+  const struct val *all[] = {&ce, &cr, &be, &br};
+  for (size_t k = 0; k < 4; k++)
+    if (all[k]->t == EXPR_INSUFFICIENT)
+      return *all[k];
+  if (count_of(cr.v) == 0 || count_of(br.v) == 0)
+    return unknown(EXPR_WHY_FEW_EVENTS, n->b);
+  struct stats_opts o = STATS_BINOMIAL_DEFAULTS;
+  o.alpha = n->num;
+  o.min_expected = (double)ev->lim->min_obs[EXPR_Q_BINOMIAL];
+  struct stats_verdict sv;
+  if (stats_binomial_excess_opts(count_of(ce.v), count_of(cr.v), count_of(be.v), count_of(br.v),
+                                 &o, &sv) != CANARY_OK) {
+    measure(ev, i, EXPR_Q_BINOMIAL, VARIANT_CANARY, NAN, 0, 0, false);
+    return unknown(EXPR_WHY_NAN, i); /* more errors than requests, or no level bound */
+  }
+  uint64_t total = count_of(ce.v) + count_of(be.v);
+  double share = cr.v / (cr.v + br.v);
+  bool known_p = sv.outcome != STATS_INSUFFICIENT;
+  measure(ev, i, EXPR_Q_BINOMIAL, VARIANT_CANARY, sv.p_value, (int64_t)total,
+          errors_needed(share, o.alpha, o.min_expected), known_p);
+  if (!known_p)
+    return unknown(EXPR_WHY_POWER, i);
+  return known(sv.p_value);
+}
+
+/*
+ * error_rate_upper(errors, requests): the one-sided 99% Clopper–Pearson upper bound on the
+ * rate of variant v. The count-aware form of "error rate < t": 0 errors in 50 requests bound
+ * it by 8.8%, not 0%. Insufficient only with no requests: few requests give a wide bound.
+ */
+static struct val error_upper(struct ev *ev, int i, enum variant v) {
+  const struct expr_node *n = &ev->e->nodes[i];
+  struct val e = eval(ev, n->a, v), r = eval(ev, n->b, v);
+  if (e.t == EXPR_INSUFFICIENT)
+    return e;
+  if (r.t == EXPR_INSUFFICIENT)
+    return r;
+  if (count_of(r.v) == 0)
+    return unknown(EXPR_WHY_FEW_EVENTS, n->b);
+  if (count_of(e.v) > count_of(r.v))
+    return unknown(EXPR_WHY_NAN, i);
+  return known(stats_clopper_pearson_upper(count_of(e.v), count_of(r.v), 0.01));
+}
 
 static struct val arith(struct ev *ev, int i, enum variant v) {
   const struct expr_node *n = &ev->e->nodes[i];
@@ -338,6 +414,10 @@ static struct val eval(struct ev *ev, int i, enum variant v) {
       return unknown(EXPR_WHY_SLOS, i);
     return truth(t == EXPR_TRUE);
   }
+  case EXPR_ERROR_EXCESS:
+    return error_excess(ev, i, v);
+  case EXPR_ERROR_UPPER:
+    return error_upper(ev, i, v);
   case EXPR_NAME:
   default:
     ev->rc = CANARY_EINVALID; /* unbound, or a kind this evaluator does not know */

@@ -63,6 +63,8 @@ struct parser {
   int depth;
   int bare[EXPR_MAX_NODES]; /* bare `baseline` nodes not yet tied to a comparison */
   int n_bare;
+  int in_baseline;          /* inside baseline(...): error_excess_p() has no place there */
+  bool leveled[EXPR_MAX_NODES]; /* error_excess_p() nodes compared with a level */
 };
 
 __attribute__((format(printf, 3, 4))) static int fail(struct parser *p, size_t pos,
@@ -377,6 +379,31 @@ static bool parse_metric(struct parser *p, int fn, const char *fname) {
   return expect(p, T_RBRACK, "expected ']' after the window");
 }
 
+/*
+ * One counter argument of error_excess_p() / error_rate_upper(): a metric with an optional
+ * window, read as increase() (a node of its own, flagged EXPR_F_ARG). Returns the node or -1.
+ */
+static int parse_counter_arg(struct parser *p, const char *fname, const char *what) {
+  if (p->failed)
+    return -1;
+  if (p->tok != T_IDENT || is_keyword(p))
+    return fail(p, p->start, "expected the %s counter, as in %s(errors[5m], requests[5m])", what,
+                fname);
+  size_t j = p->end;
+  while (p->src[j] == ' ' || p->src[j] == '\t')
+    j++;
+  if (p->src[j] == '(') /* rate(errors[5m]): the test needs counts, not rates */
+    return fail(p, p->start,
+                "%s() reads the counters themselves, as in %s(errors[5m], requests[5m]), not a "
+                "function of them",
+                fname, fname);
+  int i = new_node(p, EXPR_INCREASE, p->start);
+  if (i < 0 || !parse_metric(p, i, fname))
+    return -1;
+  node(p, i)->flags |= EXPR_F_ARG;
+  return i;
+}
+
 /* A function call; the current token is its name, followed by '('. */
 static int parse_call(struct parser *p, enum expr_kind k, size_t start) {
   const char *fname = expr_kind_name(k);
@@ -406,7 +433,9 @@ static int parse_call(struct parser *p, enum expr_kind k, size_t start) {
       parse_metric(p, fn, fname);
     break;
   case EXPR_BASELINE: {
+    p->in_baseline++;
     int a = parse_or(p);
+    p->in_baseline--;
     if (want_number(p, a, "inside baseline()"))
       node(p, fn)->a = (int16_t)a;
     break;
@@ -451,6 +480,22 @@ static int parse_call(struct parser *p, enum expr_kind k, size_t start) {
     } else {
       node(p, fn)->flags |= EXPR_F_NO_WINDOW;
     }
+    break;
+  }
+  case EXPR_ERROR_EXCESS:
+  case EXPR_ERROR_UPPER: {
+    if (k == EXPR_ERROR_EXCESS && p->in_baseline)
+      return fail(p, start, "%s() compares the canary with the baseline itself: it does not go "
+                  "inside baseline()", fname);
+    int a = parse_counter_arg(p, fname, "errors");
+    if (a < 0 || !expect(p, T_COMMA, "expected ',' and the requests counter, as in "
+                                     "(errors[5m], requests[5m])"))
+      return -1;
+    int b = parse_counter_arg(p, fname, "requests");
+    if (b < 0)
+      return -1;
+    node(p, fn)->a = (int16_t)a;
+    node(p, fn)->b = (int16_t)b;
     break;
   }
   case EXPR_SLOS_MET:
@@ -623,6 +668,39 @@ static bool cmp_tok(enum tok t, enum expr_kind *k) {
   }
 }
 
+/*
+ * error_excess_p() as an operand of the comparison i: the other operand is its significance
+ * level, and the p-value is only known where that level can decide (docs/rules.md). So the
+ * level must be a number in (0, 1) or a threshold name (checked again once bound), and the
+ * comparison an ordering. Returns false after failing.
+ */
+static bool check_level(struct parser *p, int i) {
+  struct expr_node *c = node(p, i);
+  for (int side = 0; side < 2; side++) {
+    int x = side ? c->b : c->a, lv = side ? c->a : c->b;
+    if (node(p, x)->kind != EXPR_ERROR_EXCESS)
+      continue;
+    if (c->kind == EXPR_EQ || c->kind == EXPR_NE) {
+      fail(p, node(p, x)->pos, "error_excess_p() is a p-value: compare it with a level using "
+                               "<, <=, > or >=");
+      return false;
+    }
+    struct expr_node *l = node(p, lv);
+    if (l->kind != EXPR_NUM && l->kind != EXPR_NAME) {
+      fail(p, l->pos, "error_excess_p() is compared with a significance level: a number or a "
+                      "threshold name, as in error_excess_p(errors[5m], requests[5m]) < 0.01");
+      return false;
+    }
+    if (l->kind == EXPR_NUM && !(l->num > 0 && l->num < 1)) {
+      fail(p, l->pos, "a significance level is between 0 and 1, such as 0.01");
+      return false;
+    }
+    node(p, x)->num = l->kind == EXPR_NUM ? l->num : 0; /* a name: set by expr_bind */
+    p->leveled[x] = true;
+  }
+  return true;
+}
+
 /* a OP b, not chained. A bare `baseline` on the right stands for a on the baseline variant. */
 static int parse_cmp(struct parser *p) {
   int mark = p->n_bare;
@@ -653,6 +731,8 @@ static int parse_cmp(struct parser *p) {
   int i = binary(p, k, l, r, op);
   if (i >= 0)
     node(p, i)->flags |= EXPR_F_COND;
+  if (i >= 0 && !check_level(p, i))
+    return -1;
   return i;
 }
 
@@ -730,6 +810,11 @@ int expr_parse(const char *src, struct expr *out, struct expr_error *err) {
     char buf[40];
     fail(&p, p.start, "expected an operator or the end, found %s", tok_text(&p, buf, sizeof buf));
   }
+  for (int i = 0; !p.failed && i < out->n_nodes; i++)
+    if (out->nodes[i].kind == EXPR_ERROR_EXCESS && !p.leveled[i])
+      fail(&p, out->nodes[i].pos,
+           "error_excess_p() is a p-value to compare with a significance level, as in "
+           "error_excess_p(errors[5m], requests[5m]) < 0.01");
   if (!p.failed && p.n_bare > 0)
     fail(&p, p.e->nodes[p.bare[0]].pos,
          "a bare 'baseline' stands for the left-hand side of a comparison on the baseline "
@@ -818,6 +903,20 @@ int expr_bind(struct expr *e, const struct plan_param *params, int n_params, int
   }
   for (int i = 0; i < e->n_nodes; i++) {
     const struct expr_node *n = &e->nodes[i];
+    bool ordering = n->kind == EXPR_GT || n->kind == EXPR_GE || n->kind == EXPR_LT ||
+                    n->kind == EXPR_LE;
+    for (int side = 0; ordering && side < 2; side++) {
+      struct expr_node *x = &e->nodes[side ? n->b : n->a];
+      const struct expr_node *lv = &e->nodes[side ? n->a : n->b];
+      if (x->kind != EXPR_ERROR_EXCESS)
+        continue;
+      if (lv->kind != EXPR_NUM && lv->kind != EXPR_PARAM)
+        return bind_fail(err, lv->pos, "'%s' is not a threshold: error_excess_p() is compared "
+                         "with a significance level", lv->name >= 0 ? e->names + lv->name : "?");
+      if (!(lv->num > 0 && lv->num < 1))
+        return bind_fail(err, lv->pos, "a significance level is between 0 and 1, such as 0.01");
+      x->num = lv->num;
+    }
     if (n->kind == EXPR_DIFF_RATIO && e->nodes[n->a].kind != EXPR_NUM &&
         e->nodes[n->a].kind != EXPR_PARAM)
       return bind_fail(err, e->nodes[n->a].pos, "the tolerance '%s' is not a threshold",

@@ -615,23 +615,45 @@ static const struct plan_case plan_cases[] = {
     {__LINE__, "alert:canary_latency_degradation",
      {QNT(CANARY, "latency_ms", 0.99, M10, 500.1, 200), QNT(BASELINE, "latency_ms", 0.99, M10, 100, 200)}, T},
     /* gates */
-    {__LINE__, "exit:internal_test:error_rate",
-     {CTR(CANARY, "errors", HOUR_MS, 99, 360), CTR(CANARY, "requests", HOUR_MS, 100000, 360)}, T},
-    {__LINE__, "exit:internal_test:error_rate",
-     {CTR(CANARY, "errors", HOUR_MS, 100, 360), CTR(CANARY, "requests", HOUR_MS, 100000, 360)}, F},
-    {__LINE__, "exit:internal_test:error_rate",
-     {CTR(CANARY, "errors", HOUR_MS, 101, 360), CTR(CANARY, "requests", HOUR_MS, 100000, 360)}, F},
+    /* error rate at small cohorts: the seed's ratio and either the binomial split (p >= 0.01
+     * with >= 10 errors on an even split) or the canary's own 99% bound (0 errors: 4,603
+     * requests for < 0.1%, 919 for < 0.5%) */
+#define SPLIT_W(w, ce, cr, be, br)                                                             \
+  {CTR(CANARY, "errors", w, ce, 360), CTR(CANARY, "requests", w, cr, 360),                   \
+   CTR(BASELINE, "errors", w, be, 360), CTR(BASELINE, "requests", w, br, 360)}
+    {__LINE__, "exit:internal_test:error_rate", SPLIT_W(HOUR_MS, 99, 100000, 99, 100000), T},
+    {__LINE__, "exit:internal_test:error_rate", SPLIT_W(HOUR_MS, 100, 100000, 99, 100000), F},
+    {__LINE__, "exit:internal_test:error_rate", SPLIT_W(HOUR_MS, 101, 100000, 99, 100000), F},
     {__LINE__, "exit:internal_test:error_rate", /* 0.5% of the traffic at night: hold */
-     {CTR(CANARY, "errors", HOUR_MS, 0, 360), CTR(CANARY, "requests", HOUR_MS, 60, 360)}, INS},
+     SPLIT_W(HOUR_MS, 0, 60, 0, 60), INS},
+    {__LINE__, "exit:internal_test:error_rate", /* the ratio alone passed 0 in 100 */
+     SPLIT_W(HOUR_MS, 0, 100, 0, 100), INS},
+    {__LINE__, "exit:internal_test:error_rate", SPLIT_W(HOUR_MS, 0, 4603, 0, 4603), T},
+    {__LINE__, "exit:internal_test:error_rate", SPLIT_W(HOUR_MS, 0, 4602, 0, 4602), INS},
+    {__LINE__, "exit:internal_test:error_rate", /* too few errors to compare, no 99% bound */
+     SPLIT_W(HOUR_MS, 3, 4000, 3, 4000), INS},
+    {__LINE__, "exit:internal_test:error_rate", SPLIT_W(HOUR_MS, 3, 4000, 7, 4000), T},
+    {__LINE__, "exit:internal_test:error_rate", /* a 1:10 split needs 55 errors: 20 is few */
+     SPLIT_W(HOUR_MS, 3, 4000, 17, 40000), INS},
+    {__LINE__, "exit:internal_test:error_rate", /* under 0.1%, yet 9 of 10 errors: p = 0.0107 */
+     SPLIT_W(HOUR_MS, 9, 10000, 1, 10000), T},
+    {__LINE__, "exit:internal_test:error_rate", /* 10 of 10: p = 0.001 */
+     SPLIT_W(HOUR_MS, 10, 10000, 0, 10000), F},
+    {__LINE__, "exit:internal_test:error_rate", /* 3 of 4000 against 1 of 80,000: p = 0.0003 */
+     SPLIT_W(HOUR_MS, 3, 4000, 1, 80000), F},
     {__LINE__, "entry:friendly_gp:baseline_established", {CTR(BASELINE, "requests", HOUR_MS, 999, 360)}, F},
     {__LINE__, "entry:friendly_gp:baseline_established", {CTR(BASELINE, "requests", HOUR_MS, 1000, 360)}, T},
     {__LINE__, "entry:friendly_gp:baseline_established", {CTR(BASELINE, "requests", HOUR_MS, 1001, 360)}, T},
-    {__LINE__, "exit:friendly_gp:error_rate",
-     {CTR(CANARY, "errors", H24, 499, 8640), CTR(CANARY, "requests", H24, 100000, 8640)}, T},
-    {__LINE__, "exit:friendly_gp:error_rate",
-     {CTR(CANARY, "errors", H24, 500, 8640), CTR(CANARY, "requests", H24, 100000, 8640)}, F},
-    {__LINE__, "exit:friendly_gp:error_rate",
-     {CTR(CANARY, "errors", H24, 501, 8640), CTR(CANARY, "requests", H24, 100000, 8640)}, F},
+    {__LINE__, "exit:friendly_gp:error_rate", SPLIT_W(H24, 499, 100000, 499, 100000), T},
+    {__LINE__, "exit:friendly_gp:error_rate", SPLIT_W(H24, 500, 100000, 499, 100000), F},
+    {__LINE__, "exit:friendly_gp:error_rate", SPLIT_W(H24, 501, 100000, 499, 100000), F},
+    {__LINE__, "exit:friendly_gp:error_rate", SPLIT_W(H24, 0, 919, 0, 919), T},
+    {__LINE__, "exit:friendly_gp:error_rate", SPLIT_W(H24, 0, 918, 0, 918), INS},
+    {__LINE__, "exit:friendly_gp:error_rate", SPLIT_W(H24, 9, 10000, 1, 10000), T},
+    {__LINE__, "exit:friendly_gp:error_rate", /* worse than the baseline (p = 0.008) with too */
+     SPLIT_W(H24, 7, 2000, 0, 2000), F},       /* few requests to be under 0.5% on its own */
+    {__LINE__, "exit:friendly_gp:error_rate", /* worse than the baseline (p = 0.001), but its */
+     SPLIT_W(H24, 10, 10000, 0, 10000), T},    /* own counts put it under the seed's 0.5% */
     {__LINE__, "exit:friendly_gp:latency_p75",
      {QNT(CANARY, "latency_ms", 0.75, H24, 1099.9, 5000), QNT(BASELINE, "latency_ms", 0.75, H24, 1000, 5000)}, T},
     {__LINE__, "exit:friendly_gp:latency_p75",
@@ -823,6 +845,165 @@ static void test_insufficient_data(void **state) {
     if (c->truth == INS)
       assert_true(isnan(r.value));
   }
+}
+
+/* --- error_excess_p and error_rate_upper: counts, not a bare ratio ------------------------------ */
+
+/* errors and requests of both variants over 1h, reported by 360 intervals */
+#define SPLIT(ce, cr, be, br)                                                                  \
+  {CTR(CANARY, "errors", HOUR_MS, ce, 360), CTR(CANARY, "requests", HOUR_MS, cr, 360),       \
+   CTR(BASELINE, "errors", HOUR_MS, be, 360), CTR(BASELINE, "requests", HOUR_MS, br, 360)}
+#define EXCESS "error_excess_p(errors[1h], requests[1h])"
+#define UPPER "error_rate_upper(errors[1h], requests[1h])"
+#define NO_P NAN
+
+/* One case: truth, the reason when insufficient, and the p-value (or bound) it measured, to a
+ * relative 1e-9 (NO_P: not checked). References: exact sums with Python's fractions, or scipy
+ * 1.17 (binom.sf, beta.ppf). */
+struct excess_case {
+  int line;
+  const char *src;
+  struct obs in[MAX_OBS];
+  enum expr_truth truth;
+  enum expr_why why;
+  double p;
+};
+
+static const struct excess_case excess_cases[] = {
+    /* an even split (control baseline), 10 errors in all: P(X >= k | 10, 1/2) */
+    {__LINE__, EXCESS " < 0.01", SPLIT(10, 1000, 0, 1000), T, EXPR_WHY_NONE, 1.0 / 1024},
+    {__LINE__, EXCESS " >= 0.01", SPLIT(10, 1000, 0, 1000), F, EXPR_WHY_NONE, 1.0 / 1024},
+    {__LINE__, EXCESS " < 0.01", SPLIT(9, 1000, 1, 1000), F, EXPR_WHY_NONE, 11.0 / 1024},
+    {__LINE__, EXCESS " >= 0.01", SPLIT(9, 1000, 1, 1000), T, EXPR_WHY_NONE, 11.0 / 1024},
+    /* around the level: p = 56/1024, computed to ~1e-16 (a sum of terms), so the level is
+     * set just either side of it; the decision is p < level, strictly */
+    {__LINE__, EXCESS " < 0.0546876", SPLIT(8, 1000, 2, 1000), T, EXPR_WHY_NONE, 56.0 / 1024},
+    {__LINE__, EXCESS " < 0.0546874", SPLIT(8, 1000, 2, 1000), F, EXPR_WHY_NONE, 56.0 / 1024},
+    {__LINE__, EXCESS " >= 0.0546874", SPLIT(8, 1000, 2, 1000), T, EXPR_WHY_NONE, 56.0 / 1024},
+    {__LINE__, EXCESS " > 0.0546876", SPLIT(8, 1000, 2, 1000), F, EXPR_WHY_NONE, 56.0 / 1024},
+    /* the level by name (error_rate = 0.01), and on the left */
+    {__LINE__, EXCESS " < error_rate", SPLIT(10, 1000, 0, 1000), T, EXPR_WHY_NONE, 1.0 / 1024},
+    {__LINE__, "0.01 > " EXCESS, SPLIT(10, 1000, 0, 1000), T, EXPR_WHY_NONE, 1.0 / 1024},
+    /* 20 errors: 15 in the canary p = 0.0207, 16 p = 0.0059 */
+    {__LINE__, EXCESS " >= 0.01", SPLIT(15, 5000, 5, 5000), T, EXPR_WHY_NONE, 0.020694732666015625},
+    {__LINE__, EXCESS " >= 0.01", SPLIT(16, 5000, 4, 5000), F, EXPR_WHY_NONE, 0.005908966064453125},
+    /* unequal split: 5,000 canary and 10,000 baseline requests, 12 of 30 errors: p = 0.276 */
+    {__LINE__, EXCESS " >= 0.01", SPLIT(12, 5000, 18, 10000), T, EXPR_WHY_NONE, 0.2761356346903617},
+    /* a 0.5% cohort against everyone else (docs/statistics.md): 3 of 400 against 20 of 80,000
+     * is significant although 0.11 canary errors were expected — small counts can convict */
+    {__LINE__, EXCESS " < 0.01", SPLIT(3, 400, 20, 80000), T, EXPR_WHY_NONE, 0.00020241247976379836},
+    {__LINE__, EXCESS " >= 0.01", SPLIT(3, 400, 20, 80000), F, EXPR_WHY_NONE, 0.00020241247976379836},
+    /* ... but 1 of 50 against 50 of 9,950 (p = 0.23, 0.26 expected) cannot tell either way:
+     * neither a pass nor a halt */
+    {__LINE__, EXCESS " >= 0.01", SPLIT(1, 50, 50, 9950), INS, EXPR_WHY_POWER, NO_P},
+    {__LINE__, EXCESS " < 0.01", SPLIT(1, 50, 50, 9950), INS, EXPR_WHY_POWER, NO_P},
+    /* no errors at all: p = 1, and nothing to compare */
+    {__LINE__, EXCESS " >= 0.01", SPLIT(0, 1000, 0, 1000), INS, EXPR_WHY_POWER, NO_P},
+    /* 10 errors even: powered at 0.01 (0.5^10 < 0.01), not at 0.0005 (0.5^10 >= 0.0005) */
+    {__LINE__, EXCESS " >= 0.01", SPLIT(5, 1000, 5, 1000), T, EXPR_WHY_NONE, 0.623046875},
+    {__LINE__, EXCESS " >= 0.0005", SPLIT(5, 1000, 5, 1000), INS, EXPR_WHY_POWER, NO_P},
+    /* 4 expected canary errors (8 in all, even split) is below the 5 that "not worse" needs */
+    {__LINE__, EXCESS " >= 0.01", SPLIT(4, 1000, 4, 1000), INS, EXPR_WHY_POWER, NO_P},
+    /* no requests on a side, no reports, more errors than requests */
+    {__LINE__, EXCESS " >= 0.01", SPLIT(0, 1000, 0, 0), INS, EXPR_WHY_FEW_EVENTS, NO_P},
+    {__LINE__, EXCESS " >= 0.01", {CTR(CANARY, "errors", HOUR_MS, 0, 360),
+                                   CTR(CANARY, "requests", HOUR_MS, 1000, 360)},
+     INS, EXPR_WHY_FEW_OBS, NO_P},
+    {__LINE__, EXCESS " >= 0.01", SPLIT(5, 4, 0, 1000), INS, EXPR_WHY_NAN, NO_P},
+
+    /* error_rate_upper: one-sided 99% Clopper-Pearson; 0 errors need 4,603 requests for < 0.1% */
+    {__LINE__, UPPER " < 0.001", SPLIT(0, 4603, 0, 0), T, EXPR_WHY_NONE, 0.0009999711673583898},
+    {__LINE__, UPPER " < 0.001", SPLIT(0, 4602, 0, 0), F, EXPR_WHY_NONE, 0.0010001883492186273},
+    {__LINE__, UPPER " < 0.1", SPLIT(0, 50, 0, 0), T, EXPR_WHY_NONE, 0.08798916064409025},
+    {__LINE__, UPPER " < 0.001", SPLIT(5, 10000, 0, 0), F, EXPR_WHY_NONE, 0.001310316998309211},
+    {__LINE__, UPPER " < 0.005", SPLIT(1, 2000, 0, 0), T, EXPR_WHY_NONE, 0.0033145012418919094},
+    {__LINE__, "baseline(" UPPER ") < 0.05", SPLIT(0, 0, 3, 400), T, EXPR_WHY_NONE, NO_P},
+    {__LINE__, UPPER " < 0.001", SPLIT(0, 0, 0, 1000), INS, EXPR_WHY_FEW_EVENTS, NO_P},
+    {__LINE__, UPPER " < 0.001", {{0}}, INS, EXPR_WHY_FEW_OBS, NO_P},
+    {__LINE__, UPPER " < 0.001", SPLIT(7, 5, 0, 0), INS, EXPR_WHY_NAN, NO_P},
+
+    /* the plan's combination: not significantly worse than the baseline, or clean enough on
+     * its own counts that the comparison does not matter */
+    {__LINE__, EXCESS " >= 0.01 or " UPPER " < 0.001", SPLIT(0, 5000, 0, 5000), T, EXPR_WHY_NONE,
+     NO_P},
+    {__LINE__, EXCESS " >= 0.01 or " UPPER " < 0.001", SPLIT(0, 4000, 0, 4000), INS,
+     EXPR_WHY_POWER, NO_P},
+    {__LINE__, EXCESS " >= 0.01 or " UPPER " < 0.001", SPLIT(5, 10000, 5, 10000), T, EXPR_WHY_NONE,
+     NO_P},
+    {__LINE__, EXCESS " >= 0.01 or " UPPER " < 0.001", SPLIT(10, 10000, 0, 10000), F,
+     EXPR_WHY_NONE, NO_P},
+};
+
+static void test_error_excess(void **state) {
+  for (size_t i = 0; i < sizeof excess_cases / sizeof excess_cases[0]; i++) {
+    const struct excess_case *c = &excess_cases[i];
+    struct expr_result r = check_eval(c->line, c->src, c->in, INS, 0, c->truth, NAN);
+    if (c->truth == INS && r.why != c->why)
+      fail_msg("line %d: %s: why %s, want %s", c->line, c->src, expr_why_name(r.why),
+               expr_why_name(c->why));
+    if (isnan(c->p))
+      continue;
+    /* the p-value (or bound) is the measured side of the first comparison (the right when
+     * the level is written first) */
+    double got = c->src[0] == '0' ? r.compares[0].rhs : r.compares[0].lhs;
+    if (r.n_compares < 1 || !(fabs(got - c->p) <= 1e-9 * c->p))
+      fail_msg("line %d: %s: measured %.17g, want %.17g", c->line, c->src, got, c->p);
+  }
+}
+
+/* The evidence names the counts, and how many errors "not worse" needs. */
+static void test_error_excess_evidence(void **state) {
+  struct expr e;
+  struct expr_result r;
+  char buf[600];
+  const struct obs sig[] = SPLIT(3, 400, 20, 80000);
+  struct fake f = {.obs = sig};
+  parse_bind_ok(EXCESS " < 0.01", &e, params, N_PARAMS, 0);
+  assert_int_equal(expr_eval(&e, &fake_source, &f, VARIANT_CANARY, &r), CANARY_OK);
+  expr_explain(&e, &r, buf, sizeof buf);
+  assert_string_equal(buf, "error_excess_p(errors[1h], requests[1h]) = 0.000202 "
+                           "(canary 3 of 400, baseline 20 of 80000) < 0.01: true");
+  /* four counter reads and the test itself */
+  assert_int_equal(r.n_measures, 5);
+  assert_int_equal(r.measures[4].query, EXPR_Q_BINOMIAL);
+  assert_int_equal(r.measures[4].n, 23);
+
+  const struct obs few[] = SPLIT(1, 1000, 2, 1000);
+  f = (struct fake){.obs = few};
+  parse_bind_ok(EXCESS " >= 0.01", &e, params, N_PARAMS, 0);
+  assert_int_equal(expr_eval(&e, &fake_source, &f, VARIANT_CANARY, &r), CANARY_OK);
+  expr_explain(&e, &r, buf, sizeof buf);
+  /* an even split needs 10 errors: 5 expected in the canary */
+  assert_string_equal(buf, "error_excess_p(errors[1h], requests[1h]) = ? (canary 1 of 1000, "
+                           "baseline 2 of 1000) >= 0.01: insufficient data; too few errors to "
+                           "tell canary from baseline: "
+                           "error_excess_p(errors[1h], requests[1h]) (3 errors in both, needs 10)");
+
+  const struct obs none[] = SPLIT(0, 1000, 0, 0);
+  f = (struct fake){.obs = none};
+  assert_int_equal(expr_eval(&e, &fake_source, &f, VARIANT_CANARY, &r), CANARY_OK);
+  expr_explain(&e, &r, buf, sizeof buf);
+  assert_string_equal(buf, "error_excess_p(errors[1h], requests[1h]) = ? (canary 0 of 1000, "
+                           "baseline 0 of 0) >= 0.01: insufficient data; too few events in the "
+                           "divisor: requests[1h] (baseline 0 events)");
+
+  /* it names its variants itself: on the baseline alone it has no value */
+  f = (struct fake){.obs = sig};
+  assert_int_equal(expr_eval(&e, &fake_source, &f, VARIANT_BASELINE, &r), CANARY_OK);
+  assert_int_equal(r.truth, INS);
+  assert_int_equal(r.why, EXPR_WHY_VARIANT);
+
+  /* the minimum expected errors is a limit like the others */
+  struct expr_limits lim = expr_limits_default;
+  const struct obs eight[] = SPLIT(4, 1000, 4, 1000); /* 4 expected: below the default 5 */
+  f = (struct fake){.obs = eight};
+  assert_int_equal(expr_eval(&e, &fake_source, &f, VARIANT_CANARY, &r), CANARY_OK);
+  assert_int_equal(r.truth, INS);
+  lim.min_obs[EXPR_Q_BINOMIAL] = 4;
+  struct expr_source src = fake_source;
+  src.limits = &lim;
+  assert_int_equal(expr_eval(&e, &src, &f, VARIANT_CANARY, &r), CANARY_OK);
+  assert_int_equal(r.truth, T);
 }
 
 static void test_limits_are_configurable(void **state) {
@@ -1201,6 +1382,33 @@ static const struct error_case error_cases[] = {
                "not not not not not 1 > 0", 96, "expression nested more than 24 deep"},
     {__LINE__, "a_name_that_is_much_longer_than_forty_seven_bytes_x > 1", 0,
      "name longer than 47 bytes"},
+    /* error_excess_p(): counters, compared with a significance level, not inside baseline() */
+    {__LINE__, "error_excess_p(errors[5m], requests[5m])", 0,
+     "error_excess_p() is a p-value to compare with a significance level, as in "
+     "error_excess_p(errors[5m], requests[5m]) < 0.01"},
+    {__LINE__, "2 * error_excess_p(errors[5m], requests[5m]) < 0.01", 4,
+     "error_excess_p() is a p-value to compare with a significance level, as in "
+     "error_excess_p(errors[5m], requests[5m]) < 0.01"},
+    {__LINE__, "error_excess_p(errors[5m], requests[5m]) < 2 * 0.01", 43,
+     "error_excess_p() is compared with a significance level: a number or a threshold name, as "
+     "in error_excess_p(errors[5m], requests[5m]) < 0.01"},
+    {__LINE__, "error_excess_p(errors[5m], requests[5m]) < 1", 43,
+     "a significance level is between 0 and 1, such as 0.01"},
+    {__LINE__, "error_excess_p(errors[5m], requests[5m]) == 0.01", 0,
+     "error_excess_p() is a p-value: compare it with a level using <, <=, > or >="},
+    {__LINE__, "error_excess_p(rate(errors[5m]), requests[5m]) < 0.01", 15,
+     "error_excess_p() reads the counters themselves, as in error_excess_p(errors[5m], "
+     "requests[5m]), not a function of them"},
+    {__LINE__, "error_excess_p(errors[5m]) < 0.01", 25,
+     "expected ',' and the requests counter, as in (errors[5m], requests[5m])"},
+    {__LINE__, "error_rate_upper(errors[5m], 3) < 0.01", 29,
+     "expected the requests counter, as in error_rate_upper(errors[5m], requests[5m])"},
+    {__LINE__, "baseline(error_excess_p(errors[5m], requests[5m])) < 0.01", 9,
+     "error_excess_p() compares the canary with the baseline itself: it does not go inside "
+     "baseline()"},
+    {__LINE__, "error_excess_p(errors[5m], requests[5m]) > baseline", 43,
+     "error_excess_p() is compared with a significance level: a number or a threshold name, as "
+     "in error_excess_p(errors[5m], requests[5m]) < 0.01"},
 };
 
 static void test_parse_errors(void **state) {
@@ -1295,6 +1503,10 @@ static const struct bind_error_case bind_error_cases[] = {
      "the tolerance 'negative_tolerance' is negative"},
     {__LINE__, "canary_diff_ratio(latency_p99) < 0.1", 18,
      "the tolerance 'latency_p99' is not a threshold"},
+    {__LINE__, "error_excess_p(errors[5m], requests[5m]) < latency_p99", 43,
+     "'latency_p99' is not a threshold: error_excess_p() is compared with a significance level"},
+    {__LINE__, "error_excess_p(errors[5m], requests[5m]) < lcp_p75_ms", 43,
+     "a significance level is between 0 and 1, such as 0.01"},
 };
 
 static void test_bind(void **state) {
@@ -1386,6 +1598,10 @@ static const struct {
     {"zscore(rate(a[5m]) / rate(b[5m]), 1d) > 3", "zscore(rate(a[5m]) / rate(b[5m]), 24h) > 3"},
     {"canary_diff_ratio(0.005, 24h) < 0.5%", "canary_diff_ratio(0.005, 24h) < 0.005"},
     {"slos_met( )", "slos_met()"},
+    {"error_excess_p( errors[1h] , requests [1h])>=0.01",
+     "error_excess_p(errors[1h], requests[1h]) >= 0.01"},
+    {"error_rate_upper(errors[90m], requests[90m]) < 0.1%",
+     "error_rate_upper(errors[1h30m], requests[1h30m]) < 0.001"},
 };
 
 static void test_format(void **state) {
@@ -1512,6 +1728,8 @@ int main(void) {
       cmocka_unit_test(test_plan_thresholds),
       cmocka_unit_test(test_insufficient_data),
       cmocka_unit_test(test_limits_are_configurable),
+      cmocka_unit_test(test_error_excess),
+      cmocka_unit_test(test_error_excess_evidence),
       cmocka_unit_test(test_kleene),
       cmocka_unit_test(test_evidence),
       cmocka_unit_test(test_unbound_is_an_error),
