@@ -59,8 +59,24 @@ static bool config_ok(enum window_kind kind, const struct window_config *c) {
   return true;
 }
 
+static void caches_clear(struct window *w) {
+  for (int i = 0; i < WINDOW_CACHE_SPANS; i++) {
+    struct window_cache *c = &w->cache[i];
+    if (c->sketch) {
+      sketch_free(c->sketch);
+      free(c->sketch);
+    }
+    memset(c, 0, sizeof *c);
+    c->span = -1;
+  }
+  w->cache_next = 0;
+  w->cached_hi = INT64_MIN;
+  w->gen++;
+}
+
 int window_init_config(struct window *w, enum window_kind kind, const struct window_config *cfg) {
   memset(w, 0, sizeof *w);
+  caches_clear(w);
   w->kind = kind;
   w->n_tiers = 1;
   int rc = sketch_init(&w->scratch, cfg->alpha);
@@ -187,6 +203,8 @@ static int advance(struct window *w, int64_t t) {
   int64_t old_flo = tier_lo(w, f), old_clo = w->n_tiers == 2 ? tier_lo(w, c) : 0;
   w->clock_ms = t;
   int rc = CANARY_OK;
+  if (tier_lo(w, f) != old_flo || (w->n_tiers == 2 && tier_lo(w, c) != old_clo))
+    w->gen++; /* buckets roll up or go: what the caches folded may have changed */
   if (w->n_tiers == 2 && c->b) {
     int64_t clo = tier_lo(w, c);
     for (int64_t k = old_clo; k < clo && k < old_clo + c->slots; k++) {
@@ -237,6 +255,8 @@ static struct window_bucket *bucket_at(struct window *w, int64_t t, int *rc) {
   }
   if (!tier)
     return NULL;
+  if (tier == c || key <= w->cached_hi)
+    w->gen++; /* late data, into a bucket that a cache may have folded */
   struct window_bucket *b = bucket_open(w, tier, key);
   if (!b)
     *rc = CANARY_ENOMEM;
@@ -340,45 +360,58 @@ int window_expire(struct window *w, int64_t now) {
 
 typedef int (*visit_fn)(const struct window_bucket *b, int64_t start, int64_t end, void *ctx);
 
-/*
- * Call fn for every non-empty bucket that holds a point of [now - span, now], oldest first:
- * coarse buckets for the part before the fine tier (each clipped to end where the fine tier
- * starts: a coarse bucket there holds only what has left the fine tier), then fine buckets.
- */
 static bool query_ok(const struct window *w, int64_t now, int64_t span) {
   return w->started && time_ok(now) && span >= 0 && span <= WINDOW_TIME_MAX;
 }
 
-static int visit(const struct window *w, int64_t now, int64_t span, visit_fn fn, void *ctx) {
+/*
+ * The buckets that hold a point of [now - span, now]: coarse buckets for the part before the
+ * fine tier (each clipped to end where the fine tier starts: a coarse bucket there holds only
+ * what has left the fine tier), then fine buckets. False when the query reads nothing.
+ */
+static bool query_range(const struct window *w, int64_t now, int64_t span,
+                        struct window_range *r) {
   if (!query_ok(w, now, span))
-    return CANARY_OK;
+    return false;
   const struct window_tier *f = &w->tier[FINE], *c = &w->tier[COARSE];
   int64_t from = now - span;
   int64_t flo = tier_lo(w, f);
-  int64_t k0 = floor_div(from, f->width_ms), k1 = floor_div(now, f->width_ms);
-  if (w->n_tiers == 2 && k0 < flo) {
-    int64_t fine_start = flo * f->width_ms;
-    int64_t last = now < fine_start - 1 ? now : fine_start - 1;
+  memset(r, 0, sizeof *r);
+  r->k0 = floor_div(from, f->width_ms);
+  r->k1 = floor_div(now, f->width_ms);
+  r->fine_start = flo * f->width_ms;
+  if (w->n_tiers == 2 && r->k0 < flo) {
+    int64_t last = now < r->fine_start - 1 ? now : r->fine_start - 1;
     int64_t clo = tier_lo(w, c);
-    int64_t c0 = floor_div(from, c->width_ms), c1 = floor_div(last, c->width_ms);
-    if (c0 < clo)
-      c0 = clo;
-    if (c1 > clo + c->slots - 1)
-      c1 = clo + c->slots - 1;
-    for (int64_t k = c0; k <= c1; k++) {
-      const struct window_bucket *b = bucket_find(c, k);
-      if (!b)
-        continue;
-      int64_t start = k * c->width_ms, end = start + c->width_ms;
-      int rc = fn(b, start, end < fine_start ? end : fine_start, ctx);
-      if (rc)
-        return rc;
-    }
+    r->coarse = true;
+    r->c0 = floor_div(from, c->width_ms);
+    r->c1 = floor_div(last, c->width_ms);
+    if (r->c0 < clo)
+      r->c0 = clo;
+    if (r->c1 > clo + c->slots - 1)
+      r->c1 = clo + c->slots - 1;
   }
-  if (k0 < flo)
-    k0 = flo;
-  if (k1 > flo + f->slots - 1)
-    k1 = flo + f->slots - 1;
+  if (r->k0 < flo)
+    r->k0 = flo;
+  if (r->k1 > flo + f->slots - 1)
+    r->k1 = flo + f->slots - 1;
+  return true;
+}
+
+/* Call fn, oldest first, for every non-empty bucket of r's coarse part (if coarse) and of the
+ * fine keys k0 .. k1. */
+static int visit_part(const struct window *w, const struct window_range *r, bool coarse,
+                      int64_t k0, int64_t k1, visit_fn fn, void *ctx) {
+  const struct window_tier *f = &w->tier[FINE], *c = &w->tier[COARSE];
+  for (int64_t k = r->c0; coarse && r->coarse && k <= r->c1; k++) {
+    const struct window_bucket *b = bucket_find(c, k);
+    if (!b)
+      continue;
+    int64_t start = k * c->width_ms, end = start + c->width_ms;
+    int rc = fn(b, start, end < r->fine_start ? end : r->fine_start, ctx);
+    if (rc)
+      return rc;
+  }
   for (int64_t k = k0; k <= k1; k++) {
     const struct window_bucket *b = bucket_find(f, k);
     if (!b)
@@ -390,11 +423,56 @@ static int visit(const struct window *w, int64_t now, int64_t span, visit_fn fn,
   return CANARY_OK;
 }
 
+static int visit(const struct window *w, int64_t now, int64_t span, visit_fn fn, void *ctx) {
+  struct window_range r;
+  if (!query_range(w, now, span, &r))
+    return CANARY_OK;
+  return visit_part(w, &r, true, r.k0, r.k1, fn, ctx);
+}
+
+/*
+ * The cache entry for a query of span over r, or NULL when it cannot have one: the fine part
+ * must reach now's bucket (k1 >= k0, the tier starting at or before it), so that every bucket
+ * but the newest is whole in the past and reads the same at a later now. *fresh says whether
+ * the entry holds a valid fold; otherwise it has been taken over (kind flags cleared) for
+ * filling.
+ */
+static struct window_cache *cache_for(struct window *w, int64_t span, const struct window_range *r,
+                                      bool *fresh) {
+  *fresh = false;
+  if (w->uncached || r->k1 < r->k0)
+    return NULL;
+  struct window_cache *e = NULL;
+  for (int i = 0; i < WINDOW_CACHE_SPANS && !e; i++)
+    if (w->cache[i].span == span)
+      e = &w->cache[i];
+  if (!e) {
+    e = &w->cache[w->cache_next];
+    w->cache_next = (w->cache_next + 1) % WINDOW_CACHE_SPANS;
+    e->span = span;
+  } else if (e->gen == w->gen && memcmp(&e->r, r, sizeof *r) == 0) {
+    *fresh = true;
+    return e;
+  }
+  e->gen = w->gen;
+  e->r = *r;
+  e->have_stats = e->have_sketch = false;
+  if (r->k1 - 1 > w->cached_hi)
+    w->cached_hi = r->k1 - 1;
+  return e;
+}
+
+/*
+ * The fold of window_stats. Coverage is summed from each bucket's start and the first bucket's
+ * part before the interval taken off at the end (only the first bucket can start before it), so
+ * that a fold of the older buckets can be kept and carried on with the newest.
+ */
 struct stats_ctx {
   const struct window *w;
   struct window_stats *out;
-  int64_t from, to;
-  int64_t covered_ms;
+  int64_t to;          /* now: a bucket counts up to there */
+  int64_t covered_ms;  /* of the buckets read, each from its start */
+  int64_t first_start; /* start of the first bucket read; INT64_MAX none */
 };
 
 static int add_stats(const struct window_bucket *b, int64_t start, int64_t end, void *p) {
@@ -421,23 +499,60 @@ static int add_stats(const struct window_bucket *b, int64_t start, int64_t end, 
   o->n += b->n;
   o->sum += b->sum;
   o->buckets++;
-  int64_t lo = start > ctx->from ? start : ctx->from, hi = end < ctx->to ? end : ctx->to;
-  if (hi > lo)
-    ctx->covered_ms += hi - lo;
+  if (ctx->first_start == INT64_MAX)
+    ctx->first_start = start;
+  int64_t hi = end < ctx->to ? end : ctx->to;
+  if (hi > start)
+    ctx->covered_ms += hi - start;
   return CANARY_OK;
+}
+
+static void stats_finish(const struct stats_ctx *ctx, int64_t now, int64_t span_ms) {
+  struct window_stats *out = ctx->out;
+  int64_t from = now - span_ms, covered = ctx->covered_ms;
+  if (ctx->first_start < from)
+    covered -= from - ctx->first_start;
+  if (span_ms == 0)
+    out->coverage = out->n ? 1 : 0;
+  else
+    out->coverage = covered >= span_ms ? 1 : (double)covered / (double)span_ms;
 }
 
 void window_stats(const struct window *w, int64_t now, int64_t span_ms, struct window_stats *out) {
   memset(out, 0, sizeof *out);
-  if (!query_ok(w, now, span_ms))
+  struct window_range r;
+  if (!query_range(w, now, span_ms, &r))
     return;
-  struct stats_ctx ctx = {w, out, now - span_ms, now, 0};
-  if (visit(w, now, span_ms, add_stats, &ctx))
-    return; /* add_stats cannot fail */
-  if (span_ms == 0)
-    out->coverage = out->n ? 1 : 0;
-  else
-    out->coverage = ctx.covered_ms >= span_ms ? 1 : (double)ctx.covered_ms / (double)span_ms;
+  struct stats_ctx ctx = {w, out, now, 0, INT64_MAX};
+  (void)visit_part(w, &r, true, r.k0, r.k1, add_stats, &ctx); /* add_stats cannot fail */
+  stats_finish(&ctx, now, span_ms);
+}
+
+void window_read(struct window *w, int64_t now, int64_t span_ms, struct window_stats *out) {
+  memset(out, 0, sizeof *out);
+  struct window_range r;
+  if (!query_range(w, now, span_ms, &r))
+    return;
+  bool fresh;
+  struct window_cache *e = cache_for(w, span_ms, &r, &fresh);
+  if (!e) {
+    window_stats(w, now, span_ms, out);
+    return;
+  }
+  struct stats_ctx ctx = {w, out, now, 0, INT64_MAX};
+  if (fresh && e->have_stats) {
+    *out = e->st;
+    ctx.covered_ms = e->covered_ms;
+    ctx.first_start = e->first_start;
+  } else {
+    (void)visit_part(w, &r, true, r.k0, r.k1 - 1, add_stats, &ctx);
+    e->st = *out;
+    e->covered_ms = ctx.covered_ms;
+    e->first_start = ctx.first_start;
+    e->have_stats = true;
+  }
+  (void)visit_part(w, &r, false, r.k1, r.k1, add_stats, &ctx); /* the newest bucket */
+  stats_finish(&ctx, now, span_ms);
 }
 
 double window_counter_sum(const struct window *w, int64_t now, int64_t span_ms) {
@@ -508,11 +623,48 @@ int window_merge(const struct window *w, int64_t now, int64_t span_ms, struct sk
   return visit(w, now, span_ms, merge_sketch, dst);
 }
 
+/*
+ * window_merge into the scratch sketch, through the cache: the merge of every bucket but the
+ * newest is kept, and merging it then the newest bucket gives the same sketch as merging them
+ * all in order (merging into an empty sketch copies; counts add; sum adds in the same order).
+ */
+static int merge_scratch(struct window *w, int64_t now, int64_t span_ms) {
+  struct sketch *s = &w->scratch;
+  sketch_reset(s);
+  if (w->kind != WINDOW_DISTRIBUTION)
+    return CANARY_EINVALID;
+  struct window_range r;
+  if (!query_range(w, now, span_ms, &r))
+    return CANARY_OK;
+  bool fresh;
+  struct window_cache *e = cache_for(w, span_ms, &r, &fresh);
+  if (!e)
+    return visit_part(w, &r, true, r.k0, r.k1, merge_sketch, s);
+  if (!fresh || !e->have_sketch) {
+    if (!e->sketch) {
+      e->sketch = malloc(sizeof *e->sketch);
+      if (!e->sketch || sketch_init(e->sketch, w->cfg.alpha)) {
+        free(e->sketch);
+        e->sketch = NULL;
+        return CANARY_ENOMEM;
+      }
+    }
+    sketch_reset(e->sketch);
+    int rc = visit_part(w, &r, true, r.k0, r.k1 - 1, merge_sketch, e->sketch);
+    if (rc)
+      return rc; /* have_sketch stays false: filled again next time */
+    e->have_sketch = true;
+  }
+  int rc = sketch_merge(s, e->sketch);
+  if (rc)
+    return rc;
+  return visit_part(w, &r, false, r.k1, r.k1, merge_sketch, s);
+}
+
 int window_quantile(struct window *w, int64_t now, int64_t span_ms, double q, double *out) {
   if (!(q >= 0 && q <= 1))
     return CANARY_EINVALID;
-  sketch_reset(&w->scratch);
-  int rc = window_merge(w, now, span_ms, &w->scratch);
+  int rc = merge_scratch(w, now, span_ms);
   if (rc)
     return rc;
   return sketch_quantile(&w->scratch, q, out) ? CANARY_OK : CANARY_ENOTFOUND;
@@ -524,8 +676,7 @@ int window_count_above(struct window *w, int64_t now, int64_t span_ms, double x,
   if (w->kind != WINDOW_DISTRIBUTION || isnan(x))
     return CANARY_EINVALID;
   struct sketch *s = &w->scratch;
-  sketch_reset(s);
-  int rc = window_merge(w, now, span_ms, s);
+  int rc = merge_scratch(w, now, span_ms);
   if (rc)
     return rc;
   *n = s->count;
@@ -563,6 +714,11 @@ size_t window_buckets(const struct window *w) {
 
 size_t window_memory(const struct window *w) {
   size_t bytes = (size_t)w->scratch.cap * sizeof *w->scratch.bins;
+  for (int i = 0; i < WINDOW_CACHE_SPANS; i++) {
+    const struct sketch *s = w->cache[i].sketch;
+    if (s)
+      bytes += sizeof *s + (size_t)s->cap * sizeof *s->bins;
+  }
   for (int i = 0; i < w->n_tiers; i++) {
     const struct window_tier *t = &w->tier[i];
     if (!t->b)
@@ -588,6 +744,7 @@ void window_free(struct window *w) {
     t->b = NULL;
   }
   sketch_free(&w->scratch);
+  caches_clear(w);
   w->started = false;
   w->clock_ms = 0;
   w->dropped = w->rejected = 0;

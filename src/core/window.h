@@ -115,6 +115,43 @@ struct window_tier {
   int64_t span_ms; /* keeps keys >= floor((clock - span_ms) / width_ms) */
 };
 
+/* What a query saw over its interval. */
+struct window_stats {
+  uint64_t n;       /* observations */
+  double sum;       /* of the values */
+  double min, max;  /* gauges and distributions; 0 when n == 0 */
+  double last;      /* gauges: the sample with the latest time */
+  int64_t last_ms;
+  int64_t buckets;  /* non-empty buckets read */
+  double coverage;  /* see above */
+};
+
+/* The buckets a query over [now - span, now] reads (window.c computes it). */
+struct window_range {
+  bool coarse;        /* the interval starts before the fine tier: coarse keys c0 .. c1 first */
+  int64_t c0, c1;
+  int64_t fine_start; /* where the fine tier starts: coarse buckets are clipped to end there */
+  int64_t k0, k1;     /* fine keys */
+};
+
+/*
+ * What a query folded over every bucket of its interval but the newest fine one, kept for the
+ * next query of the same span: rules read the same spans up to four times a second, and between
+ * two reads only the newest bucket usually changes. Valid while the window's generation is the
+ * one it was filled at and the query reads the same buckets (see window.c).
+ */
+#define WINDOW_CACHE_SPANS 4
+struct window_cache {
+  int64_t span; /* -1: unused */
+  uint64_t gen;
+  struct window_range r;
+  bool have_stats, have_sketch;
+  struct window_stats st;  /* of the buckets folded (coverage left out) */
+  int64_t covered_ms;      /* of the buckets folded, each from its start */
+  int64_t first_start;     /* start of the first bucket folded; INT64_MAX none */
+  struct sketch *sketch;   /* distribution: the buckets' sketches merged; owned */
+};
+
 struct window {
   enum window_kind kind;
   struct window_config cfg;
@@ -125,17 +162,14 @@ struct window {
   uint64_t dropped;  /* observations older than the retention when they arrived */
   uint64_t rejected; /* distribution values refused: negative or not finite */
   struct sketch scratch; /* window_quantile's merge target, reused */
-};
-
-/* What a query saw over its interval. */
-struct window_stats {
-  uint64_t n;       /* observations */
-  double sum;       /* of the values */
-  double min, max;  /* gauges and distributions; 0 when n == 0 */
-  double last;      /* gauges: the sample with the latest time */
-  int64_t last_ms;
-  int64_t buckets;  /* non-empty buckets read */
-  double coverage;  /* see above */
+  /* Query caches. gen changes whenever a bucket a cache may hold changes: data landing at or
+   * before cached_hi (the newest fine key any cache folded) or in the coarse tier, and every
+   * expiry or roll-up. */
+  struct window_cache cache[WINDOW_CACHE_SPANS];
+  int cache_next;    /* the entry to reuse next */
+  uint64_t gen;
+  int64_t cached_hi;
+  bool uncached;     /* tests: answer every query from the buckets */
 };
 
 const char *window_kind_name(enum window_kind kind);
@@ -166,6 +200,12 @@ int window_add_samples(struct window *w, int64_t t_ms, const double *values,
 
 /* Everything a query over [now - span_ms, now] sees, in one pass. */
 void window_stats(const struct window *w, int64_t now, int64_t span_ms, struct window_stats *out);
+/*
+ * window_stats, the same to the bit, from the window's cache: the fold of the span's buckets
+ * but the newest is kept between calls, so a rule that reads the same span four times a second
+ * reads one or two buckets instead of every bucket of its window.
+ */
+void window_read(struct window *w, int64_t now, int64_t span_ms, struct window_stats *out);
 /* Counter: sum of the deltas in the span (0 when none). */
 double window_counter_sum(const struct window *w, int64_t now, int64_t span_ms);
 /* Gauge: mean, max, min and latest sample in the span. False (out untouched) when none. */

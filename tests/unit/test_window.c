@@ -769,6 +769,139 @@ static void test_free_and_reuse(void **state) {
   window_free(&w);
 }
 
+/* --- query caches ----------------------------------------------------------------------------- */
+
+static bool same_bits(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+static void assert_same_stats(const struct window_stats *a, const struct window_stats *b) {
+  assert_int_equal(a->n, b->n);
+  assert_true(same_bits(a->sum, b->sum));
+  assert_true(same_bits(a->min, b->min));
+  assert_true(same_bits(a->max, b->max));
+  assert_true(same_bits(a->last, b->last));
+  assert_int_equal(a->last_ms, b->last_ms);
+  assert_int_equal(a->buckets, b->buckets);
+  assert_true(same_bits(a->coverage, b->coverage));
+}
+
+/*
+ * A window that answers from its caches and a twin that reads every bucket, fed the same data
+ * (in order, late, far ahead; expiry) and asked the same queries (at the clock, ahead of it,
+ * behind it; spans from 0 to beyond the retention): every answer equal to the bit.
+ */
+static void check_cache_agrees(enum window_kind kind, const struct window_config *cfg,
+                               uint64_t seed, int steps) {
+  struct window a, b;
+  assert_int_equal(window_init_config(&a, kind, cfg), CANARY_OK);
+  assert_int_equal(window_init_config(&b, kind, cfg), CANARY_OK);
+  b.uncached = true;
+  rng_state = seed;
+  const int64_t spans[] = {0, 1, cfg->bucket_ms - 1, cfg->bucket_ms, 5 * MIN, 10 * MIN, 15 * MIN,
+                           HOUR, HOUR + 7 * SEC, 24 * HOUR, cfg->retention_ms,
+                           cfg->retention_ms + HOUR};
+  int64_t t = 1767225600000LL;
+  for (int i = 0; i < steps; i++) {
+    uint64_t r = rng_next() % 1000;
+    int64_t at = t;
+    if (r < 700)
+      at = t += (int64_t)(rng_next() % (uint64_t)(3 * cfg->bucket_ms / 2)); /* in order */
+    else if (r < 900)
+      at = t - (int64_t)(rng_next() % (uint64_t)(2 * HOUR)); /* late */
+    else if (r < 910)
+      at = t += (int64_t)(rng_next() % (uint64_t)(30 * HOUR)); /* far ahead */
+    else if (r < 930) {
+      int64_t now = t + (int64_t)(rng_next() % (uint64_t)(20 * MIN));
+      assert_int_equal(window_expire(&a, now), window_expire(&b, now));
+      continue;
+    } else if (r < 935) { /* emptied and reused */
+      window_free(&a);
+      window_free(&b);
+      continue;
+    }
+    if (r < 935) {
+      double v = (double)(rng_next() % 1000) / 8.0;
+      if (kind == WINDOW_COUNTER)
+        assert_int_equal(window_add_counter(&a, at, v), window_add_counter(&b, at, v));
+      else if (kind == WINDOW_GAUGE)
+        assert_int_equal(window_add_gauge(&a, at, v), window_add_gauge(&b, at, v));
+      else {
+        double vals[8];
+        size_t n = rng_next() % 8;
+        for (size_t k = 0; k < n; k++)
+          vals[k] = latency();
+        assert_int_equal(window_add_samples(&a, at, vals, n), window_add_samples(&b, at, vals, n));
+      }
+    }
+    /* queries, several at nearby times as a rule evaluated every 250 ms would make them */
+    for (int q = 0; q < 3; q++) {
+      int64_t span = spans[rng_next() % (sizeof spans / sizeof *spans)];
+      uint64_t where = rng_next() % 10;
+      int64_t now = where < 6   ? t + (int64_t)(rng_next() % 1000)
+                    : where < 9 ? t + (int64_t)(rng_next() % (uint64_t)(2 * MIN))
+                                : t - (int64_t)(rng_next() % (uint64_t)(3 * HOUR));
+      struct window_stats sa, sb;
+      window_read(&a, now, span, &sa);
+      window_stats(&b, now, span, &sb);
+      assert_same_stats(&sa, &sb);
+      window_stats(&a, now, span, &sa); /* the uncached call agrees too */
+      assert_same_stats(&sa, &sb);
+      if (kind == WINDOW_DISTRIBUTION) {
+        double qa = -1, qb = -1;
+        double qq = (double)(rng_next() % 101) / 100.0;
+        assert_int_equal(window_quantile(&a, now, span, qq, &qa),
+                         window_quantile(&b, now, span, qq, &qb));
+        assert_true(same_bits(qa, qb));
+        assert_int_equal(sketch_count(&a.scratch), sketch_count(&b.scratch));
+        uint64_t aa, an, ba, bn;
+        double x = latency();
+        assert_int_equal(window_count_above(&a, now, span, x, &aa, &an),
+                         window_count_above(&b, now, span, x, &ba, &bn));
+        assert_int_equal(aa, ba);
+        assert_int_equal(an, bn);
+      }
+    }
+  }
+  window_free(&a);
+  window_free(&b);
+}
+
+static void test_cache_agrees(void **state) {
+  (void)state;
+  struct window_config cfg = {.bucket_ms = 10 * SEC, .retention_ms = 72 * HOUR,
+                              .fine_span_ms = HOUR, .coarse_ms = 5 * MIN, .alpha = 0.01};
+  struct window_config one_tier = {.bucket_ms = 10 * SEC, .retention_ms = 2 * HOUR,
+                                   .fine_span_ms = 2 * HOUR, .coarse_ms = 10 * SEC,
+                                   .alpha = 0.01};
+  for (uint64_t seed = 1; seed <= 3; seed++) {
+    check_cache_agrees(WINDOW_COUNTER, &cfg, seed, 20000);
+    check_cache_agrees(WINDOW_GAUGE, &cfg, seed, 20000);
+    check_cache_agrees(WINDOW_DISTRIBUTION, &cfg, seed, 6000);
+    check_cache_agrees(WINDOW_COUNTER, &one_tier, seed, 5000);
+    check_cache_agrees(WINDOW_DISTRIBUTION, &one_tier, seed, 2000);
+  }
+}
+
+/* A late value lands in a bucket a cache has folded: the next read sees it. */
+static void test_cache_sees_late_data(void **state) {
+  (void)state;
+  struct window w;
+  assert_int_equal(window_init(&w, WINDOW_COUNTER, 10 * SEC, HOUR), CANARY_OK);
+  int64_t t0 = 1767225600000LL;
+  for (int i = 0; i < 60; i++)
+    assert_int_equal(window_add_counter(&w, t0 + i * 10 * SEC, 1), CANARY_OK);
+  int64_t now = t0 + 595 * SEC;
+  struct window_stats st;
+  window_read(&w, now, 5 * MIN, &st);
+  assert_int_equal(st.n, 31);
+  window_read(&w, now + 1, 5 * MIN, &st); /* from the cache */
+  assert_int_equal(st.n, 31);
+  assert_int_equal(window_add_counter(&w, t0 + 400 * SEC, 5), CANARY_OK); /* late */
+  window_read(&w, now + 2, 5 * MIN, &st);
+  assert_int_equal(st.n, 32);
+  assert_true(st.sum == 36);
+  window_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_init),
@@ -790,6 +923,8 @@ int main(void) {
       cmocka_unit_test(test_coverage_across_tiers),
       cmocka_unit_test(test_invalid_input),
       cmocka_unit_test(test_free_and_reuse),
+      cmocka_unit_test(test_cache_agrees),
+      cmocka_unit_test(test_cache_sees_late_data),
   };
   return cmocka_run_group_tests_name("window", tests, NULL, NULL);
 }
