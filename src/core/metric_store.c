@@ -518,7 +518,7 @@ static void src_counter_sum(void *ctx, enum variant v, const char *metric, int64
   struct window *w = series_window(c, v, metric, WINDOW_COUNTER);
   struct window_stats st = {0};
   if (w)
-    window_stats(w, c->now, span, &st);
+    window_read(w, c->now, span, &st);
   *out = st.sum;
   *n = (int64_t)st.n;
 }
@@ -530,7 +530,7 @@ static void gauge(struct mstore_ctx *c, enum variant v, const char *metric, int6
   struct window *w = series_window(c, v, metric, WINDOW_GAUGE);
   struct window_stats st = {0};
   if (w)
-    window_stats(w, c->now, span, &st);
+    window_read(w, c->now, span, &st);
   *n = (int64_t)st.n;
   *out = !st.n ? NAN : op == G_AVG ? st.sum / (double)st.n : op == G_MAX ? st.max : st.min;
 }
@@ -574,13 +574,16 @@ static void src_diff_ratio(void *ctx, double tol, int64_t span, double *out, int
   *n = 0;
   if (!d->used || isnan(tol))
     return;
-  double total = window_counter_sum(&d->total, c->now, span);
+  struct window_stats st;
+  window_read(&d->total, c->now, span, &st);
+  double total = st.sum;
   if (total <= 0)
     return;
   double above;
   int k = tolerance_slot(c->ms, tol);
   if (k >= 0) {
-    above = window_counter_sum(&d->over[k], c->now, span);
+    window_read(&d->over[k], c->now, span, &st);
+    above = st.sum;
   } else {
     uint64_t a = 0, finite = 0;
     if (window_count_above(&d->rel, c->now, span, tol, &a, &finite))
@@ -812,6 +815,8 @@ static int compile_one(void *arg, enum mstore_owner o, int stage, int index, int
   x->key = h;
   if (o == MSTORE_SLO && mp->n_slos++ == 0)
     mp->slo_first = mp->n;
+  if (o == MSTORE_RULE && index < PLAN_MAX_RULES && mp->rule_count[index]++ == 0)
+    mp->rule_first[index] = mp->n;
   mp->n++;
   return CANARY_OK;
 }
@@ -842,6 +847,11 @@ int mstore_plan_find(const struct mstore_plan *mp, enum mstore_owner owner, int 
                      int *first) {
   int n = 0;
   *first = -1;
+  if (owner == MSTORE_RULE && index >= 0 && index < PLAN_MAX_RULES) {
+    if (mp->rule_count[index])
+      *first = mp->rule_first[index];
+    return mp->rule_count[index];
+  }
   for (int i = 0; i < mp->n; i++) {
     const struct mstore_expr *x = &mp->x[i];
     if (x->owner != owner || x->index != index ||
@@ -919,7 +929,10 @@ static void finding_fill(const struct mstore_expr *x, const struct expr_result *
 int mstore_eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstore_owner owner,
                      int stage, int index, int cohort, int64_t now, struct expr_for *st,
                      struct mstore_verdict *out) {
-  memset(out, 0, sizeof *out);
+  /* Not memset: the findings are 2 KiB of explanation buffers, and each one used is filled
+   * below (finding_fill, and an empty explanation unless it is written). */
+  out->n = 0;
+  out->fired = out->holds = false;
   out->truth = EXPR_INSUFFICIENT;
   out->which = -1;
   out->deadline = INT64_MAX;
@@ -939,6 +952,7 @@ int mstore_eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstor
     if (e && !rc)
       rc = e;
     finding_fill(x, &r[i], f);
+    f->explain[0] = '\0';
     f->fired = expr_for_step(&st[i], now, r[i].truth, x->for_ms);
     f->state = st[i].state;
     out->truth = i ? expr_truth_or(out->truth, r[i].truth) : r[i].truth;

@@ -175,6 +175,10 @@ struct mstore_plan {
   double tolerances[MSTORE_MAX_TOLERANCES]; /* distinct canary_diff_ratio tolerances */
   int n_tolerances;
   int64_t longest_ms;        /* longest window or zscore history read */
+  /* halt rule i's expressions are x[rule_first[i] .. + rule_count[i]): rules are looked up
+   * at every evaluation, several times a second per rollout */
+  int rule_first[PLAN_MAX_RULES];
+  int rule_count[PLAN_MAX_RULES];
 };
 
 /*
