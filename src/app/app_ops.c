@@ -8,6 +8,7 @@
 
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "codec/json.h"
 #include "codec/rfc3339.h"
 #include "core/engine.h"
+#include "core/expr.h"
 
 static const char status_usage[] =
     "usage: canaryctl status [ROLLOUT] [--cohort STAGE] [--list] [--json] [--plan FILE]\n"
@@ -196,6 +198,72 @@ static void json_time_or_null(struct jbuf *b, const char *k, int64_t ms) {
     jbuf_string(b, rfc3339_format(ms, t));
   else
     jbuf_null(b);
+}
+
+/* ---- readings: what canaryd last measured for a metric rule or criterion ------------------ */
+
+static const char *const reading_kind_names[] = {"rule", "entry", "exit"};
+static const char *const truth_names[] = {"false", "true", "insufficient data"};
+static const char *const for_state_names[] = {"inactive", "pending", "firing"};
+
+static const char *pick(const char *const *names, int n, int v) {
+  return v >= 0 && v < n ? names[v] : "?";
+}
+
+static const struct rollout_reading *find_reading(const struct rollout *r, enum reading_kind kind,
+                                                  int stage, const char *name) {
+  for (int i = 0; i < r->n_readings; i++) {
+    const struct rollout_reading *x = &r->readings[i];
+    if (x->kind == (int8_t)kind && !strcmp(x->name, name) &&
+        (kind == READING_RULE || x->stage == stage))
+      return x;
+  }
+  return NULL;
+}
+
+/* What a rule's reading says, in a word: ok, pending, FIRING, insufficient data. */
+static const char *reading_word(const struct rollout_reading *x) {
+  if (x->state == EXPR_FOR_FIRING)
+    return "FIRING";
+  if (x->state == EXPR_FOR_PENDING)
+    return "pending";
+  return x->truth == EXPR_INSUFFICIENT ? "insufficient" : "ok";
+}
+
+static void print_value(const char *label, double v) {
+  if (!isnan(v))
+    printf(" %s %.6g", label, v);
+}
+
+/* "canary 0.05 baseline 0.001 threshold 0.01, window 5m00s, 4200 samples (min 100)" */
+static void print_measurement(const struct rollout_reading *x) {
+  char w[32];
+  print_value("canary", x->canary);
+  print_value("baseline", x->baseline);
+  print_value("threshold", x->threshold);
+  printf("%s window %s, %" PRId64 " samples (min %" PRId64 ")",
+         isnan(x->canary) && isnan(x->baseline) && isnan(x->threshold) ? "" : ",",
+         span(x->window_ms, w, sizeof w), x->n, x->min_n);
+}
+
+static void reading_json(struct jbuf *b, const struct plan *plan,
+                         const struct rollout_reading *x) {
+  char t[RFC3339_MAX];
+  jbuf_putc(b, '{');
+  json_key(b, "name"), jbuf_string(b, x->name);
+  json_key(b, "kind"), jbuf_string(b, pick(reading_kind_names, 3, x->kind));
+  json_key(b, "stage"), jbuf_string(b, stage_of(plan, x->stage));
+  json_key(b, "truth"), jbuf_string(b, pick(truth_names, 3, x->truth));
+  json_key(b, "state"), jbuf_string(b, pick(for_state_names, 3, x->state));
+  json_key(b, "canary"), jbuf_number(b, x->canary);
+  json_key(b, "baseline"), jbuf_number(b, x->baseline);
+  json_key(b, "threshold"), jbuf_number(b, x->threshold);
+  json_key(b, "window_ms"), jbuf_int(b, x->window_ms);
+  json_key(b, "samples"), jbuf_int(b, x->n);
+  json_key(b, "min_samples"), jbuf_int(b, x->min_n);
+  json_key(b, "evaluated_at"), jbuf_string(b, rfc3339_format(x->at_ms, t));
+  json_time_or_null(b, "since", x->state == EXPR_FOR_INACTIVE ? 0 : x->since_ms);
+  jbuf_putc(b, '}');
 }
 
 /* Print and free the JSON document; false when memory ran out. */
@@ -414,10 +482,28 @@ static void detail_json(const struct detail *d) {
       json_key(&b, "text"), jbuf_string(&b, c->criterion->text);
       json_key(&b, "result"), jbuf_string(&b, result_names[c->result]);
       json_key(&b, "detail"), jbuf_string(&b, c->detail);
+      const struct rollout_reading *x =
+          c->criterion->check == CHECK_METRIC
+              ? find_reading(r, g->exit ? READING_EXIT : READING_ENTRY, g->stage,
+                             c->criterion->name)
+              : NULL;
+      json_key(&b, "reading");
+      if (x)
+        reading_json(&b, plan, x);
+      else
+        jbuf_null(&b);
       jbuf_putc(&b, '}');
     }
     jbuf_puts(&b, "]}");
   }
+  jbuf_putc(&b, ']');
+  json_key(&b, "halt_rules"); /* the metric halt rules as last evaluated */
+  jbuf_putc(&b, '[');
+  for (int i = 0; i < r->n_readings; i++)
+    if (r->readings[i].kind == READING_RULE) {
+      json_item(&b);
+      reading_json(&b, plan, &r->readings[i]);
+    }
   jbuf_putc(&b, ']');
   json_key(&b, "breaker");
   jbuf_putc(&b, '{');
@@ -498,7 +584,36 @@ static void detail_text(const struct detail *d) {
       const struct gate_check *c = &g->checks[k];
       printf("  %-13s %-24s %s%s%s\n", result_names[c->result], c->criterion->name,
              c->criterion->text, c->detail[0] ? ": " : "", c->detail);
+      const struct rollout_reading *x =
+          c->criterion->check == CHECK_METRIC
+              ? find_reading(r, g->exit ? READING_EXIT : READING_ENTRY, g->stage,
+                             c->criterion->name)
+              : NULL;
+      if (x) { /* the gate above is judged without windows; this is what canaryd measured */
+        printf("  %-13s %-24s measured %s:", "", "", rfc3339_format(x->at_ms, t));
+        printf(" %s;", x->truth == EXPR_INSUFFICIENT ? "insufficient data"
+                       : x->state == EXPR_FOR_FIRING ? "holds"
+                                                     : "does not hold");
+        print_measurement(x);
+        printf("\n");
+      }
     }
+  }
+  bool any_rule = false;
+  for (int i = 0; i < r->n_readings; i++) {
+    const struct rollout_reading *x = &r->readings[i];
+    if (x->kind != READING_RULE)
+      continue;
+    if (!any_rule) {
+      printf("\nhalt rules on %s (last evaluated %s):\n", stage_of(plan, x->stage),
+             rfc3339_format(x->at_ms, t));
+      any_rule = true;
+    }
+    printf("  %-13s %-24s", reading_word(x), x->name);
+    print_measurement(x);
+    if (x->state != EXPR_FOR_INACTIVE)
+      printf(", since %s", rfc3339_format(x->since_ms, t));
+    printf("\n");
   }
   printf("\nkill switches:%s\n", d->has_global ? "" : " (global ones unreadable)");
   for (int s = -1; s < plan->n_stages; s++) {

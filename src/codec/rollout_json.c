@@ -22,6 +22,7 @@ enum ftype {
   F_INCIDENTS, /* incidents[] and n_incidents */
   F_APPROVALS, /* unsigned bit set of approval roles, as role names */
   F_APPROVERS, /* char[APPROVAL_ROLE_COUNT][EVENT_NAME_MAX], as {role: actor} */
+  F_READINGS,  /* readings[] and n_readings; optional (documents written before it) */
 };
 
 struct field {
@@ -70,11 +71,21 @@ static const struct field fields[] = {
     FIELD(traffic_sig, F_UINT),
     FIELD(metric_events, F_I64),
     FIELD(last_metric_ms, F_I64),
+    FIELD(readings, F_READINGS),
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 _Static_assert(N_FIELDS < 64, "the reader tracks the fields seen in a 64-bit mask");
 
 static const char *const fact_names[] = {"unknown", "ok", "failed"};
+/* enum reading_kind, expr_truth and expr_for_state, in their order */
+static const char *const reading_kinds[] = {"rule", "entry", "exit"};
+static const char *const truth_names[] = {"false", "true", "insufficient"};
+static const char *const for_names[] = {"inactive", "pending", "firing"};
+#define N_OF(a) (sizeof a / sizeof a[0])
+
+static const char *name_of(const char *const *names, size_t n, int v) {
+  return v >= 0 && (size_t)v < n ? names[v] : "?";
+}
 
 /* ---- writing --------------------------------------------------------------------------------- */
 
@@ -113,6 +124,44 @@ static void write_incidents(const struct rollout *r, struct jbuf *out) {
     jbuf_int(out, in->opened_ms);
     jbuf_puts(out, ",\"open\":");
     jbuf_bool(out, in->open);
+    jbuf_putc(out, '}');
+  }
+  jbuf_putc(out, ']');
+}
+
+static void write_readings(const struct rollout *r, struct jbuf *out) {
+  jbuf_putc(out, '[');
+  int n = r->n_readings < 0 ? 0 : r->n_readings;
+  if (n > ROLLOUT_MAX_READINGS)
+    n = ROLLOUT_MAX_READINGS;
+  for (int i = 0; i < n; i++) {
+    const struct rollout_reading *x = &r->readings[i];
+    jbuf_puts(out, i ? ",{\"name\":" : "{\"name\":");
+    jbuf_string(out, x->name);
+    jbuf_puts(out, ",\"kind\":");
+    jbuf_string(out, name_of(reading_kinds, N_OF(reading_kinds), x->kind));
+    jbuf_puts(out, ",\"stage\":");
+    jbuf_int(out, x->stage);
+    jbuf_puts(out, ",\"truth\":");
+    jbuf_string(out, name_of(truth_names, N_OF(truth_names), x->truth));
+    jbuf_puts(out, ",\"state\":");
+    jbuf_string(out, name_of(for_names, N_OF(for_names), x->state));
+    jbuf_puts(out, ",\"canary\":");
+    jbuf_number(out, x->canary);
+    jbuf_puts(out, ",\"baseline\":");
+    jbuf_number(out, x->baseline);
+    jbuf_puts(out, ",\"threshold\":");
+    jbuf_number(out, x->threshold);
+    jbuf_puts(out, ",\"window_ms\":");
+    jbuf_int(out, x->window_ms);
+    jbuf_puts(out, ",\"n\":");
+    jbuf_int(out, x->n);
+    jbuf_puts(out, ",\"min_n\":");
+    jbuf_int(out, x->min_n);
+    jbuf_puts(out, ",\"at_ms\":");
+    jbuf_int(out, x->at_ms);
+    jbuf_puts(out, ",\"since_ms\":");
+    jbuf_int(out, x->since_ms);
     jbuf_putc(out, '}');
   }
   jbuf_putc(out, ']');
@@ -164,6 +213,9 @@ static void write_field(const struct rollout *r, const struct field *f, struct j
     break;
   case F_INCIDENTS:
     write_incidents(r, out);
+    break;
+  case F_READINGS:
+    write_readings(r, out);
     break;
   case F_APPROVALS: {
     unsigned bits = *(const unsigned *)p;
@@ -353,6 +405,73 @@ static int read_incident(const struct reader *rd, const struct json_value *v,
   return rc;
 }
 
+static int read_name(const struct reader *rd, const struct json_value *v, const char *field,
+                     const char *const *names, size_t n, int8_t *out) {
+  int rc = want(rd, v, field, JSON_STRING);
+  if (rc)
+    return rc;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(v->str, names[i]) == 0) {
+      *out = (int8_t)i;
+      return CANARY_OK;
+    }
+  return bad(rd, v, field, "unknown value '%s'", v->str);
+}
+
+static int read_number(const struct reader *rd, const struct json_value *v, const char *field,
+                       double *out) {
+  if (v->type == JSON_NULL) {
+    *out = NAN;
+    return CANARY_OK;
+  }
+  int rc = want(rd, v, field, JSON_NUMBER);
+  if (!rc)
+    *out = v->num;
+  return rc;
+}
+
+static int read_reading(const struct reader *rd, const struct json_value *v,
+                        struct rollout_reading *x) {
+  int rc = want(rd, v, "readings", JSON_OBJECT);
+  if (rc)
+    return rc;
+  unsigned seen = 0;
+  int64_t i64;
+  for (size_t k = 0; k < v->n_members && !rc; k++) {
+    const struct json_member *m = &v->members[k];
+    const struct json_value *y = &m->value;
+    static const char *const keys[] = {"name",      "kind", "stage", "truth",
+                                       "state",     "canary", "baseline", "threshold",
+                                       "window_ms", "n",    "min_n", "at_ms", "since_ms"};
+    size_t i = 0;
+    while (i < N_OF(keys) && strcmp(m->key, keys[i]) != 0)
+      i++;
+    seen |= 1u << i;
+    switch (i) {
+    case 0: rc = read_str(rd, y, "readings.name", x->name, sizeof x->name); break;
+    case 1: rc = read_name(rd, y, "readings.kind", reading_kinds, N_OF(reading_kinds), &x->kind); break;
+    case 2:
+      rc = read_int64(rd, y, "readings.stage", 0, PLAN_MAX_STAGES - 1, &i64);
+      x->stage = (int8_t)i64;
+      break;
+    case 3: rc = read_name(rd, y, "readings.truth", truth_names, N_OF(truth_names), &x->truth); break;
+    case 4: rc = read_name(rd, y, "readings.state", for_names, N_OF(for_names), &x->state); break;
+    case 5: rc = read_number(rd, y, "readings.canary", &x->canary); break;
+    case 6: rc = read_number(rd, y, "readings.baseline", &x->baseline); break;
+    case 7: rc = read_number(rd, y, "readings.threshold", &x->threshold); break;
+    case 8: rc = read_int64(rd, y, "readings.window_ms", INT64_MIN, INT64_MAX, &x->window_ms); break;
+    case 9: rc = read_int64(rd, y, "readings.n", INT64_MIN, INT64_MAX, &x->n); break;
+    case 10: rc = read_int64(rd, y, "readings.min_n", INT64_MIN, INT64_MAX, &x->min_n); break;
+    case 11: rc = read_int64(rd, y, "readings.at_ms", INT64_MIN, INT64_MAX, &x->at_ms); break;
+    case 12: rc = read_int64(rd, y, "readings.since_ms", INT64_MIN, INT64_MAX, &x->since_ms); break;
+    default: rc = bad(rd, y, "readings", "unknown field '%s'", m->key);
+    }
+  }
+  if (!rc && seen != (1u << 13) - 1)
+    rc = bad(rd, v, "readings", "a reading needs every one of its fields");
+  return rc;
+}
+
 static int read_field(const struct reader *rd, const struct json_value *v, const struct field *f,
                       struct rollout *r) {
   char *p = (char *)r + f->off;
@@ -447,6 +566,15 @@ static int read_field(const struct reader *rd, const struct json_value *v, const
         return rc;
     }
     return CANARY_OK;
+  case F_READINGS:
+    if ((rc = read_array(rd, v, f->name, SIZE_MAX)))
+      return rc;
+    if (v->n_items > ROLLOUT_MAX_READINGS)
+      return bad(rd, v, f->name, "%zu readings, at most %d", v->n_items, ROLLOUT_MAX_READINGS);
+    for (size_t i = 0; i < v->n_items && !rc; i++)
+      rc = read_reading(rd, &v->items[i], &r->readings[i]);
+    r->n_readings = (int)v->n_items;
+    return rc;
   }
   return bad(rd, v, f->name, "internal error: unknown field type");
 }
@@ -485,7 +613,7 @@ static int read_rollout(const struct json_value *root, struct rollout *r, char *
     seen |= 1ull << i;
   }
   for (size_t i = 0; i < N_FIELDS; i++)
-    if (!(seen & (1ull << i)))
+    if (!(seen & (1ull << i)) && fields[i].type != F_READINGS)
       return bad(&rd, root, fields[i].name, "missing");
   return CANARY_OK;
 }

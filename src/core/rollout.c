@@ -437,6 +437,42 @@ static bool switched_off(const struct run *u, int stage, char *detail, size_t n)
 }
 
 /*
+ * Keep what an evaluation measured on the rollout, for `canaryctl status`: one reading per rule
+ * (kind, name), or per criterion (kind, stage, name), overwritten by the next evaluation.
+ */
+static void note_reading(struct rollout *r, enum reading_kind kind, int stage, const char *name,
+                         const struct mstore_verdict *v, const struct expr_for *st,
+                         int64_t now) {
+  int at = v->which >= 0 ? v->which : 0;
+  const struct mstore_finding *f = &v->f[at];
+  struct rollout_reading *x = NULL;
+  for (int i = 0; i < r->n_readings && !x; i++) {
+    struct rollout_reading *y = &r->readings[i];
+    if (y->kind == (int8_t)kind && strcmp(y->name, name) == 0 &&
+        (kind == READING_RULE || y->stage == stage))
+      x = y;
+  }
+  if (!x) {
+    if (r->n_readings >= ROLLOUT_MAX_READINGS)
+      return; /* cannot happen with the plan's limits; a reading is only ever informative */
+    x = &r->readings[r->n_readings++];
+    snprintf(x->name, sizeof x->name, "%s", name);
+    x->kind = (int8_t)kind;
+  }
+  x->stage = (int8_t)stage;
+  x->truth = (int8_t)f->truth;
+  x->state = (int8_t)f->state;
+  x->canary = f->canary;
+  x->baseline = f->baseline;
+  x->threshold = f->threshold;
+  x->window_ms = f->window_ms;
+  x->n = f->n;
+  x->min_n = f->min_n;
+  x->at_ms = now;
+  x->since_ms = f->state == EXPR_FOR_INACTIVE ? 0 : st[at].since;
+}
+
+/*
  * A metric criterion, decided by the metric engine: it passes while its expression holds;
  * too little data is "not evaluated" (insufficient), never a pass. The data comes from the
  * criterion's cohort, else from the stage's own (exit gate) or the stage exposed before it
@@ -451,6 +487,8 @@ static void metric_check(const struct run *u, int stage, bool exit, int index,
                             cohort, u->now, &u->m->gates[stage][exit][index], &v);
   if (rc != CANARY_OK || v.n == 0)
     return; /* left as "not evaluated" */
+  note_reading(u->r, exit ? READING_EXIT : READING_ENTRY, stage, cr->name, &v,
+               &u->m->gates[stage][exit][index], u->now);
   const struct mstore_finding *f = &v.f[v.which >= 0 ? v.which : 0];
   if (v.holds) {
     c->result = GATE_PASS;
@@ -757,6 +795,7 @@ static void metric_rules(struct run *u, bool now_please) {
       continue;
     if (v.deadline < m->deadline)
       m->deadline = v.deadline;
+    note_reading(r, READING_RULE, cohort, rule->name, &v, m->rules[i], u->now);
     if (!v.fired)
       continue;
     const struct mstore_finding *f = &v.f[v.which >= 0 ? v.which : 0];

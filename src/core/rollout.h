@@ -34,6 +34,27 @@ struct flags {
 };
 
 /* A plain value: copy it, keep it on the stack, serialise it field by field. */
+/* What a reading is of. */
+enum reading_kind { READING_RULE, READING_ENTRY, READING_EXIT };
+#define ROLLOUT_MAX_READINGS (PLAN_MAX_RULES + 2 * PLAN_MAX_CRITERIA)
+
+/*
+ * One evaluation of a metric rule or criterion, as measured: the expression that decided (or
+ * the first), its canary value, the baseline's, the threshold, the window it read and how many
+ * observations that window held against the minimum it needs.
+ */
+struct rollout_reading {
+  char name[PLAN_NAME_MAX];
+  int8_t kind;   /* enum reading_kind */
+  int8_t stage;  /* a rule: the cohort whose data was read; a criterion: its gate's stage */
+  int8_t truth;  /* enum expr_truth: false, true, insufficient data */
+  int8_t state;  /* enum expr_for_state: inactive, pending (for: running), firing */
+  double canary, baseline, threshold; /* NaN: none or unknown */
+  int64_t window_ms, n, min_n;
+  int64_t at_ms;    /* when it was evaluated */
+  int64_t since_ms; /* pending or firing: since when the condition holds */
+};
+
 struct rollout {
   char id[EVENT_NAME_MAX];
   char service[EVENT_NAME_MAX];
@@ -78,6 +99,11 @@ struct rollout {
   /* Kept for the metric engine: metric and diff events seen. */
   int64_t metric_events;
   int64_t last_metric_ms;
+
+  /* The latest reading of each metric halt rule (on the exposed cohort) and of each metric
+   * criterion of the gates evaluated: what `canaryctl status` shows while the rollout runs. */
+  struct rollout_reading readings[ROLLOUT_MAX_READINGS];
+  int n_readings;
 };
 
 /* Everything a step needs besides the rollout and the event. */

@@ -691,6 +691,7 @@ static void test_malformed_message_to_dlq(void **state) {
   }
   assert_true(found);
   bus_reader_close(r);
+
   avro_buf_free(&buf);
   avro_codec_destroy(codec);
   run_end(&t);
@@ -774,6 +775,25 @@ static void test_metric_regression_halts(void **state) {
   }
   assert_true(found);
   bus_reader_close(r);
+
+  /* canaryctl status shows what canaryd measured for each halt rule, from the stored state */
+  char cmd[1024], out[16384];
+  snprintf(cmd, sizeof cmd, "%s/canaryctl status shop-5.0.0 --pg '%s'", CANARY_BINARY_DIR,
+           t.conninfo);
+  FILE *st = popen(cmd, "r");
+  assert_non_null(st);
+  size_t got = fread(out, 1, sizeof out - 1, st);
+  out[got] = '\0';
+  assert_int_equal(pclose(st), 0);
+  const char *rules = strstr(out, "\nhalt rules on internal_test (last evaluated ");
+  if (!rules)
+    fail_msg("no halt rules in the status:\n%s", out);
+  const char *firing = strstr(rules, "FIRING        error_rate");
+  if (!firing)
+    fail_msg("error_rate is not shown firing:\n%s", rules);
+  assert_non_null(strstr(firing, "canary 0.05 threshold 0.01, window 5m00s, 10 samples"));
+  assert_non_null(strstr(firing, ", since 2026-01-05T09:21:"));
+  printf("    status: %.*s\n", (int)(strchr(firing, '\n') - firing), firing);
   avro_buf_free(&buf);
   avro_codec_destroy(codec);
   run_end(&t);

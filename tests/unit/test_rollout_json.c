@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "codec/json.h"
+#include "core/expr.h"
 #include "codec/rollout_json.h"
 #include "core/rollout.h"
 
@@ -65,6 +66,17 @@ static void full_rollout(struct rollout *r, int n_incidents) {
   r->traffic_sig = 0xdeadbeefu;
   r->metric_events = 123456789012345;
   r->last_metric_ms = -1;
+  r->readings[0] = (struct rollout_reading){
+      .kind = READING_RULE, .stage = 1, .truth = EXPR_TRUE, .state = EXPR_FOR_PENDING,
+      .canary = 0.05, .baseline = 0.001, .threshold = 0.01, .window_ms = 300000, .n = 4200,
+      .min_n = 100, .at_ms = 1767229200000, .since_ms = 1767229100000};
+  snprintf(r->readings[0].name, sizeof r->readings[0].name, "error_rate");
+  r->readings[1] = (struct rollout_reading){
+      .kind = READING_EXIT, .stage = 2, .truth = EXPR_INSUFFICIENT, .state = EXPR_FOR_INACTIVE,
+      .canary = NAN, .baseline = NAN, .threshold = 1.1, .window_ms = 86400000, .n = 3,
+      .min_n = 50, .at_ms = 1767229200000, .since_ms = 0};
+  snprintf(r->readings[1].name, sizeof r->readings[1].name, "latency_p75");
+  r->n_readings = 2;
 }
 
 static void write_doc(const struct rollout *r, struct jbuf *out) {
@@ -138,6 +150,23 @@ static void test_round_trip_long_strings(void **state) {
   assert_round_trip(&r);
 }
 
+/* Documents stored before readings existed load, with none. */
+static void test_readings_are_optional(void **state) {
+  (void)state;
+  struct rollout r, back;
+  full_rollout(&r, 1);
+  struct jbuf a;
+  write_doc(&r, &a);
+  char *at = strstr(a.data, ",\"readings\":");
+  assert_non_null(at);
+  strcpy(at, "}");
+  char why[256] = "";
+  assert_int_equal(rollout_json_read(a.data, strlen(a.data), &back, why, sizeof why), CANARY_OK);
+  assert_int_equal(back.n_readings, 0);
+  assert_int_equal(back.metric_events, r.metric_events);
+  jbuf_free(&a);
+}
+
 static void test_document_shape(void **state) {
   (void)state;
   struct rollout r;
@@ -150,6 +179,10 @@ static void test_document_shape(void **state) {
   assert_non_null(strstr(a.data, "\"approvals\":[\"product_owner\",\"docs\"]"));
   assert_non_null(strstr(a.data, "\"kind\":\"bug\""));
   assert_non_null(strstr(a.data, "\"exposure_percent\":0.30000000000000004"));
+  assert_non_null(strstr(a.data, "\"readings\":[{\"name\":\"error_rate\",\"kind\":\"rule\",\"stage\":1,"
+                                 "\"truth\":\"true\",\"state\":\"pending\",\"canary\":0.05,"));
+  assert_non_null(strstr(a.data, "\"truth\":\"insufficient\",\"state\":\"inactive\","
+                                 "\"canary\":null,\"baseline\":null,\"threshold\":1.1,"));
   assert_null(strchr(a.data, '\n'));
   jbuf_free(&a);
 }
@@ -223,8 +256,16 @@ static const struct bad_case bad_rollouts[] = {
      "cohort_enabled: expected 6 items"},
     {"\"flags\":{\"canary_enabled\":true,", "\"flags\":{", CANARY_EINVALID,
      "canary_enabled: missing"},
-    {"\"last_metric_ms\":-1}", "\"last_metric_ms\":-1} x", CANARY_EPARSE, ""},
-    {"\"last_metric_ms\":-1}", "\"last_metric_ms\":-1", CANARY_EPARSE, ""},
+    {"\"since_ms\":0}]}", "\"since_ms\":0}]} x", CANARY_EPARSE, ""},
+    {"\"since_ms\":0}]}", "\"since_ms\":0}]", CANARY_EPARSE, ""},
+    {"\"truth\":\"true\"", "\"truth\":\"maybe\"", CANARY_EINVALID,
+     "readings.truth: unknown value 'maybe'"},
+    {"\"kind\":\"rule\"", "\"kind\":\"wish\"", CANARY_EINVALID,
+     "readings.kind: unknown value 'wish'"},
+    {",\"since_ms\":0}", "}", CANARY_EINVALID, "a reading needs every one of its fields"},
+    {"\"canary\":0.05", "\"canary\":\"high\"", CANARY_EINVALID,
+     "readings.canary: expected number"},
+    {"\"n\":4200", "\"n\":4200,\"extra\":1", CANARY_EINVALID, "unknown field 'extra'"},
     {"\"seq\":17", "\"seq\":17,\"seq\":18", CANARY_EPARSE, "duplicate"},
 };
 
@@ -318,6 +359,7 @@ int main(void) {
       cmocka_unit_test(test_round_trip_numbers),
       cmocka_unit_test(test_round_trip_long_strings),
       cmocka_unit_test(test_document_shape),
+      cmocka_unit_test(test_readings_are_optional),
       cmocka_unit_test(test_flags_round_trip),
       cmocka_unit_test(test_rejects_malformed_rollouts),
       cmocka_unit_test(test_rejects_other_documents),
