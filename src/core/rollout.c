@@ -756,6 +756,44 @@ static void split_check(struct run *u, int cohort) {
 }
 
 /*
+ * Advance the for: of the metric criteria the rollout is heading for — its stage's exit gate
+ * and the next stage's entry gate while running, its entry gate while pending — at every metric
+ * evaluation, not only when the gate itself is asked (which happens after the stage's minimum,
+ * or once the rollout waits for the stage): "SLOs met for 24 h" must have been watched for
+ * those 24 h. A pending one arms a deadline, so it passes at its exact time.
+ */
+static void track_gate(struct run *u, int stage, bool exit) {
+  const struct stage *s = &u->plan->stages[stage];
+  const struct criterion *c = exit ? s->exit : s->entry;
+  int n = exit ? s->n_exit : s->n_entry;
+  struct rollout_metrics *m = u->m;
+  for (int i = 0; i < n && !u->err; i++) {
+    if (c[i].check != CHECK_METRIC)
+      continue;
+    int cohort = c[i].cohort >= 0 ? c[i].cohort : exit || stage == 0 ? stage : stage - 1;
+    struct mstore_verdict v;
+    if (mstore_eval_rule(&m->ms, u->mp, exit ? MSTORE_EXIT : MSTORE_ENTRY, stage, i, cohort,
+                         u->now, &m->gates[stage][exit][i], &v) != CANARY_OK ||
+        v.n == 0)
+      continue;
+    note_reading(u->r, exit ? READING_EXIT : READING_ENTRY, stage, c[i].name, &v,
+                 &m->gates[stage][exit][i], u->now);
+    if (v.deadline < m->deadline)
+      m->deadline = v.deadline;
+  }
+}
+
+static void track_gates(struct run *u) {
+  const struct rollout *r = u->r;
+  if (r->state == ROLLOUT_PENDING) {
+    track_gate(u, r->stage, false);
+  } else if (r->state == ROLLOUT_RUNNING && !is_last(u->plan, r->stage)) {
+    track_gate(u, r->stage, true);
+    track_gate(u, r->stage + 1, false);
+  }
+}
+
+/*
  * Evaluate the plan's metric halt rules on the exposed cohort's canary, at most once per
  * ROLLOUT_METRICS_EVAL_MS of event time (a deadline brings the next evaluation when data came
  * in between), and act on those that fire: pause_canary, alert_oncall or rollback, with the
@@ -827,6 +865,8 @@ static void metric_rules(struct run *u, bool now_please) {
   }
   if (!u->err && (r->state == ROLLOUT_PENDING || r->state == ROLLOUT_RUNNING))
     split_check(u, cohort);
+  if (!u->err && (r->state == ROLLOUT_PENDING || r->state == ROLLOUT_RUNNING))
+    track_gates(u);
 }
 
 /* ---- events -------------------------------------------------------------------------------- */

@@ -126,7 +126,7 @@ enum gate_result { GATE_PASS, GATE_FAIL, GATE_NOT_EVALUATED };
 struct gate_check {
   const struct criterion *criterion;
   enum gate_result result;
-  char detail[160];  /* what was seen: "2 crash(es) reported", "waiting for health.checked" */
+  char detail[EVENT_TEXT_MAX]; /* what was seen: "2 crash(es) reported", "waiting for health.checked" */
 };
 
 /*
