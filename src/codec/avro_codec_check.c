@@ -310,7 +310,7 @@ static int varint(struct walk *w, int64_t *out) {
 }
 
 /* Well-formed UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
-static bool utf8_ok(const unsigned char *s, size_t n) {
+bool avro_codec_utf8_ok(const unsigned char *s, size_t n) {
   size_t i = 0;
   while (i < n) {
     /* Names and ids are ASCII: skip eight such bytes at a time. */
@@ -373,7 +373,7 @@ static int string(struct walk *w, enum text text) {
     return bad(w, "negative length %lld", (long long)n);
   if ((uint64_t)n > left(w))
     return bad(w, "truncated (length %lld, %zu bytes left)", (long long)n, left(w));
-  if (text != BYTES && !utf8_ok(w->p, (size_t)n))
+  if (text != BYTES && !avro_codec_utf8_ok(w->p, (size_t)n))
     return bad(w, "string is not valid UTF-8");
   /* avro-c keeps map keys as C strings: a NUL would silently cut the name. */
   if (text == KEY && memchr(w->p, '\0', (size_t)n))

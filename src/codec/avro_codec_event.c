@@ -462,8 +462,8 @@ static int decode_metrics(struct dec *d) {
 /*
  * avro-c's generic values cost a dozen allocations and hash-map inserts per metrics message,
  * several times what the rest of canaryd spends on it. Metrics are the bulk of the input, so
- * their records are read here straight from the bytes, after the same byte-level check
- * (avro_codec_shape_check) that guards avro-c. The fast path accepts only what it can prove
+ * their records are read here straight from the bytes, checked on the way as
+ * avro_codec_shape_check checks what avro-c is given. The fast path accepts only what it can prove
  * the generic path accepts, and produces the same event field by field: anything else — a
  * frame of another schema, a malformed body, an invalid value, a map key given twice (avro-c
  * merges those), a map of more than FAST_MAX_KEYS entries, a schema whose fields are not in the
@@ -473,24 +473,42 @@ static int decode_metrics(struct dec *d) {
 #define FAST_MAX_KEYS 64 /* entries of one map checked for repeats on the stack */
 #define FAST_NO 1        /* "let the generic path decide" */
 
-/* A reader over a body that avro_codec_shape_check accepted: nothing can run past the end. */
+/*
+ * A reader that checks as it goes what avro_codec_shape_check checks (lengths within the body,
+ * varints of at most 64 bits, UTF-8 strings, keys without NUL, union branches in range, block
+ * sizes that agree, nothing after the record): any fault sets bad, every read after it returns
+ * zeros, and the message goes to the generic path, whose check says what the fault was. One
+ * pass over the bytes instead of a check and then a read.
+ */
 struct rd {
-  const unsigned char *p;
+  const unsigned char *p, *end;
+  bool bad;
 };
+
+static size_t rd_left(const struct rd *r) { return (size_t)(r->end - r->p); }
 
 static int64_t rd_long(struct rd *r) {
   uint64_t v = 0;
-  for (int i = 0;; i++) {
+  for (int i = 0; i < 10 && r->p < r->end; i++) {
     uint8_t b = *r->p++;
+    if (i == 9 && b > 1)
+      break; /* does not fit 64 bits */
     v |= (uint64_t)(b & 0x7f) << (7 * i);
     if (!(b & 0x80))
-      break;
+      return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
   }
-  return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+  r->bad = true;
+  r->p = r->end;
+  return 0;
 }
 
 /* Avro doubles are little-endian IEEE 754, whatever the host. */
 static double rd_double(struct rd *r) {
+  if (rd_left(r) < 8) {
+    r->bad = true;
+    r->p = r->end;
+    return 0;
+  }
   uint64_t u = 0;
   for (int i = 7; i >= 0; i--)
     u = u << 8 | r->p[i];
@@ -500,28 +518,60 @@ static double rd_double(struct rd *r) {
   return x;
 }
 
-static void rd_str(struct rd *r, const char **s, size_t *n) {
-  *n = (size_t)rd_long(r);
+/* A string (valid UTF-8; a map key also without NUL): *s and *n, or bad. */
+static void rd_str(struct rd *r, const char **s, size_t *n, bool key) {
+  int64_t len = rd_long(r);
+  *s = "";
+  *n = 0;
+  if (r->bad || len < 0 || (uint64_t)len > rd_left(r) ||
+      !avro_codec_utf8_ok(r->p, (size_t)len) || (key && memchr(r->p, '\0', (size_t)len))) {
+    r->bad = true;
+    r->p = r->end;
+    return;
+  }
   *s = (const char *)r->p;
-  r->p += *n;
+  *n = (size_t)len;
+  r->p += len;
 }
 
-/* The item count of the next block of an array or map (its byte size, if any, skipped). */
-static size_t rd_block(struct rd *r) {
+/*
+ * The item count of the next block of an array or map, each item at least min bytes (0: the
+ * end). A negative count carries the block's size in bytes: *block_end is where the block must
+ * end (NULL when it does not say).
+ */
+static size_t rd_block(struct rd *r, size_t min, const unsigned char **block_end) {
   int64_t count = rd_long(r);
+  *block_end = NULL;
   if (count < 0) {
-    count = -count; /* the check refused INT64_MIN */
-    (void)rd_long(r);
+    int64_t size = count == INT64_MIN ? -1 : rd_long(r);
+    if (size < 0 || (uint64_t)size > rd_left(r))
+      r->bad = true;
+    else
+      *block_end = r->p + size;
+    count = -count;
+  }
+  if (r->bad || (uint64_t)count > rd_left(r) / min) {
+    r->bad = true;
+    r->p = r->end;
+    return 0;
   }
   return (size_t)count;
+}
+
+/* After a block's items: where its size said it ends. */
+static void rd_block_done(struct rd *r, const unsigned char *block_end) {
+  if (block_end && r->p != block_end) {
+    r->bad = true;
+    r->p = r->end;
+  }
 }
 
 /* A string field copied into dst[size] as avro_codec_copy_str would, or FAST_NO. */
 static int fast_copy(struct rd *r, char *dst, size_t size) {
   const char *s;
   size_t n;
-  rd_str(r, &s, &n);
-  if (n >= size || memchr(s, '\0', n))
+  rd_str(r, &s, &n, false);
+  if (r->bad || n >= size || memchr(s, '\0', n))
     return FAST_NO;
   memcpy(dst, s, n);
   dst[n] = '\0';
@@ -529,7 +579,14 @@ static int fast_copy(struct rd *r, char *dst, size_t size) {
 }
 
 /* The branch of a ["null", T] union: true when T follows. */
-static bool rd_present(struct rd *r) { return rd_long(r) != 0; }
+static bool rd_present(struct rd *r) {
+  int64_t branch = rd_long(r);
+  if (branch < 0 || branch > 1) {
+    r->bad = true;
+    r->p = r->end;
+  }
+  return branch == 1;
+}
 
 /* Where the names of one message go: NUL-terminated, in the codec's values buffer after the
  * values themselves (struct avro_codec has no buffer of its own for them). */
@@ -572,18 +629,19 @@ static bool repeats(const char *const *names, size_t n) {
 static int fast_values(struct rd *r, struct names *nm, struct metric_value *arr, size_t *n_out) {
   const char *names[FAST_MAX_KEYS];
   size_t n = 0;
-  for (size_t count; (count = rd_block(r)) != 0;)
+  const unsigned char *block_end;
+  for (size_t count; (count = rd_block(r, 9, &block_end)) != 0; rd_block_done(r, block_end))
     for (size_t i = 0; i < count; i++, n++) {
       const char *k;
       size_t kn;
-      rd_str(r, &k, &kn);
+      rd_str(r, &k, &kn, true);
       double x = rd_double(r);
-      if (n == FAST_MAX_KEYS || fast_name(nm, k, kn, &arr[n].name) || !isfinite(x))
+      if (r->bad || n == FAST_MAX_KEYS || fast_name(nm, k, kn, &arr[n].name) || !isfinite(x))
         return FAST_NO;
       arr[n].value = x;
       names[n] = arr[n].name;
     }
-  if (repeats(names, n))
+  if (r->bad || repeats(names, n))
     return FAST_NO;
   *n_out = n;
   return CANARY_OK;
@@ -594,26 +652,27 @@ static int fast_dists(struct rd *r, struct names *nm, struct metric_dist *arr, d
                       size_t *n_out) {
   const char *names[FAST_MAX_KEYS];
   size_t n = 0, at = 0;
-  for (size_t count; (count = rd_block(r)) != 0;)
+  const unsigned char *block_end, *items_end;
+  for (size_t count; (count = rd_block(r, 2, &block_end)) != 0; rd_block_done(r, block_end))
     for (size_t i = 0; i < count; i++, n++) {
       const char *k;
       size_t kn;
-      rd_str(r, &k, &kn);
-      if (n == FAST_MAX_KEYS || fast_name(nm, k, kn, &arr[n].name))
+      rd_str(r, &k, &kn, true);
+      if (r->bad || n == FAST_MAX_KEYS || fast_name(nm, k, kn, &arr[n].name))
         return FAST_NO;
       names[n] = arr[n].name;
       arr[n].values = vals + at;
       arr[n].n = 0;
-      for (size_t m; (m = rd_block(r)) != 0;)
+      for (size_t m; (m = rd_block(r, 8, &items_end)) != 0; rd_block_done(r, items_end))
         for (size_t j = 0; j < m; j++) {
           double x = rd_double(r);
-          if (!isfinite(x))
+          if (r->bad || !isfinite(x))
             return FAST_NO;
           vals[at++] = x;
           arr[n].n++;
         }
     }
-  if (repeats(names, n))
+  if (r->bad || repeats(names, n))
     return FAST_NO;
   *n_out = n;
   return CANARY_OK;
@@ -622,20 +681,26 @@ static int fast_dists(struct rd *r, struct names *nm, struct metric_dist *arr, d
 /* samples: array<DiffSample {input, stable, canary}>. */
 static int fast_samples(struct rd *r, struct diff_sample *arr, size_t *n_out) {
   size_t n = 0;
-  for (size_t count; (count = rd_block(r)) != 0;)
+  const unsigned char *block_end;
+  for (size_t count; (count = rd_block(r, 24, &block_end)) != 0; rd_block_done(r, block_end))
     for (size_t i = 0; i < count; i++, n++) {
       double x[3];
       for (int f = 0; f < 3; f++)
-        if (!isfinite(x[f] = rd_double(r)))
+        if (!isfinite(x[f] = rd_double(r)) || r->bad)
           return FAST_NO;
       arr[n] = (struct diff_sample){x[0], x[1], x[2]};
     }
+  if (r->bad)
+    return FAST_NO;
   *n_out = n;
   return CANARY_OK;
 }
 
 /* An empty map or array (one zero count); FAST_NO otherwise. */
-static int fast_empty(struct rd *r) { return rd_block(r) ? FAST_NO : CANARY_OK; }
+static int fast_empty(struct rd *r) {
+  const unsigned char *block_end;
+  return rd_block(r, 1, &block_end) || r->bad ? FAST_NO : CANARY_OK;
+}
 
 /*
  * Room for whatever a body of len bytes can hold: every map entry or array item takes at least
@@ -650,23 +715,23 @@ static bool fast_reserve(avro_codec_t *c, size_t len) {
 
 /* The fields of a MetricEvent body in the schema's order (== the spec's: checked by the caller). */
 static int fast_body(avro_codec_t *c, const unsigned char *body, size_t len, struct event *ev) {
-  struct rd r = {body};
+  struct rd r = {body, body + len, false};
   size_t max_vals = len / 8 + 1;
   struct names nm = {(char *)(c->values + max_vals), (char *)(c->values + c->cap_values)};
   char type[32];
   if (fast_copy(&r, ev->id, sizeof ev->id) || fast_copy(&r, ev->rollout, sizeof ev->rollout))
     return FAST_NO;
   ev->time_ms = rd_long(&r);
-  if (fast_copy(&r, type, sizeof type) || !event_type_parse(type, &ev->type) ||
+  if (r.bad || fast_copy(&r, type, sizeof type) || !event_type_parse(type, &ev->type) ||
       !(T_METRICS & 1u << ev->type) || fast_copy(&r, ev->cohort, sizeof ev->cohort))
     return FAST_NO;
   const bool metrics = ev->type == EVENT_METRICS;
-  if (rd_present(&r) != metrics)
+  if (rd_present(&r) != metrics || r.bad)
     return FAST_NO; /* variant: required for metrics, null for diff.samples */
   if (metrics) {
     const char *s;
     size_t n;
-    rd_str(&r, &s, &n);
+    rd_str(&r, &s, &n, false);
     int v = 0;
     while (v < VARIANT_COUNT && !(strlen(variant_n(v)) == n && memcmp(variant_n(v), s, n) == 0))
       v++;
@@ -674,15 +739,16 @@ static int fast_body(avro_codec_t *c, const unsigned char *body, size_t len, str
       return FAST_NO;
     ev->metrics.variant = (enum variant)v;
   }
-  if (rd_present(&r) != metrics)
+  if (rd_present(&r) != metrics || r.bad)
     return FAST_NO; /* interval_ms, likewise */
-  if (metrics)
-    ev->metrics.interval_ms = rd_long(&r);
+  if (metrics && (ev->metrics.interval_ms = rd_long(&r), r.bad))
+    return FAST_NO;
   struct event_metrics *m = &ev->metrics;
   if (metrics) {
     if (fast_values(&r, &nm, c->counters, &m->n_counters) ||
         fast_values(&r, &nm, c->gauges, &m->n_gauges) ||
-        fast_dists(&r, &nm, c->dists, c->values, &m->n_dists) || fast_empty(&r))
+        fast_dists(&r, &nm, c->dists, c->values, &m->n_dists) || fast_empty(&r) ||
+        r.p != r.end)
       return FAST_NO;
     m->counters = c->counters;
     m->gauges = c->gauges;
@@ -690,7 +756,7 @@ static int fast_body(avro_codec_t *c, const unsigned char *body, size_t len, str
     return CANARY_OK;
   }
   if (fast_empty(&r) || fast_empty(&r) || fast_empty(&r) ||
-      fast_samples(&r, c->samples, &ev->diff.n))
+      fast_samples(&r, c->samples, &ev->diff.n) || r.p != r.end)
     return FAST_NO;
   ev->diff.samples = c->samples;
   return CANARY_OK;
@@ -707,8 +773,7 @@ static int fast_metrics(avro_codec_t *c, const unsigned char *p, size_t len, str
       return FAST_NO;
   const unsigned char *body = p + AVRO_CODEC_HEADER;
   size_t n = len - AVRO_CODEC_HEADER;
-  if (avro_codec_shape_check(sl->shape, body, n, NULL, 0) || !fast_reserve(c, n) ||
-      fast_body(c, body, n, ev) || !event_validate(ev, NULL, 0))
+  if (!fast_reserve(c, n) || fast_body(c, body, n, ev) || !event_validate(ev, NULL, 0))
     return FAST_NO;
   return CANARY_OK;
 }

@@ -119,6 +119,9 @@ void avro_codec_shape_free(struct avro_shape *shape);
  */
 int avro_codec_shape_check(const struct avro_shape *shape, const unsigned char *body, size_t len,
                      char *why, size_t why_len) CANARY_MUSTCHECK;
+/* Well-formed UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), as the check
+ * requires of every string. */
+bool avro_codec_utf8_ok(const unsigned char *s, size_t n);
 /* Write the type signature of s into buf (see struct avro_field_spec); false when it is cut. */
 bool avro_codec_shape_signature(avro_schema_t s, char *buf, size_t len);
 
