@@ -926,9 +926,9 @@ static void finding_fill(const struct mstore_expr *x, const struct expr_result *
   }
 }
 
-int mstore_eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstore_owner owner,
+static int eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstore_owner owner,
                      int stage, int index, int cohort, int64_t now, struct expr_for *st,
-                     struct mstore_verdict *out) {
+                     struct mstore_verdict *out, bool explain) {
   /* Not memset: the findings are 2 KiB of explanation buffers, and each one used is filled
    * below (finding_fill, and an empty explanation unless it is written). */
   out->n = 0;
@@ -977,8 +977,36 @@ int mstore_eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstor
    * one, and formatting it costs more than evaluating it. */
   bool rule = owner == MSTORE_RULE || owner == MSTORE_ALERT;
   int shown = out->which >= 0 ? out->which : 0;
-  if (!rule || out->fired)
+  if (explain && (!rule || out->fired))
     expr_explain(&mp->x[first + shown].e, &r[shown], out->f[shown].explain,
                  sizeof out->f[shown].explain);
   return rc;
+}
+
+int mstore_eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstore_owner owner,
+                     int stage, int index, int cohort, int64_t now, struct expr_for *st,
+                     struct mstore_verdict *out) {
+  return eval_rule(ms, mp, owner, stage, index, cohort, now, st, out, true);
+}
+
+int mstore_eval_rule_values(struct mstore *ms, const struct mstore_plan *mp,
+                            enum mstore_owner owner, int stage, int index, int cohort,
+                            int64_t now, struct expr_for *st, struct mstore_verdict *out) {
+  return eval_rule(ms, mp, owner, stage, index, cohort, now, st, out, false);
+}
+
+int mstore_zhist_restore(struct mstore *ms, uint64_t key, int cohort, enum variant v,
+                         const int64_t *t, const double *x, int n) {
+  if (n < 0 || n > ms->cfg.zscore_points)
+    return CANARY_EINVALID;
+  struct mstore_zhist *z = zhist_get(ms, key, cohort, v);
+  if (!z)
+    return ms->n_z >= ms->cfg.max_zscores ? CANARY_EINVALID : CANARY_ENOMEM;
+  for (int i = 0; i < n; i++) {
+    z->t[i] = t[i];
+    z->x[i] = x[i];
+  }
+  z->n = n;
+  z->head = n % ms->cfg.zscore_points;
+  return CANARY_OK;
 }

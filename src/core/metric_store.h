@@ -131,6 +131,15 @@ int mstore_ingest(struct mstore *ms, int cohort, const struct event *ev, char *w
  */
 int mstore_expire(struct mstore *ms, int64_t now) CANARY_MUSTCHECK;
 
+/*
+ * Put back a zscore history saved from ms->z (the points oldest first, at most
+ * cfg.zscore_points): zscore histories are recorded at evaluations, not from the events, so a
+ * restarted worker restores them rather than rebuilding them. CANARY_EINVALID when there is no
+ * room (max_zscores) or too many points, CANARY_ENOMEM.
+ */
+int mstore_zhist_restore(struct mstore *ms, uint64_t key, int cohort, enum variant v,
+                         const int64_t *t, const double *x, int n) CANARY_MUSTCHECK;
+
 /* Bytes held on the heap (tables, rings, sketches, histories). */
 size_t mstore_memory(const struct mstore *ms);
 
@@ -261,6 +270,16 @@ struct mstore_verdict {
 int mstore_eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstore_owner owner,
                      int stage, int index, int cohort, int64_t now, struct expr_for *st,
                      struct mstore_verdict *out) CANARY_MUSTCHECK;
+
+/*
+ * The same evaluation with no explanation written (every f[].explain empty): for callers that
+ * keep only the values — the for: of a gate watched at every metric evaluation, a status
+ * reading — where formatting the text would cost more than the evaluation.
+ */
+int mstore_eval_rule_values(struct mstore *ms, const struct mstore_plan *mp,
+                            enum mstore_owner owner, int stage, int index, int cohort,
+                            int64_t now, struct expr_for *st,
+                            struct mstore_verdict *out) CANARY_MUSTCHECK;
 
 const char *mstore_owner_name(enum mstore_owner o);
 

@@ -1013,6 +1013,58 @@ static void test_plan_errors(void **state) {
   assert_non_null(strstr(why, "beta entry slos_24h: slos_met() but the plan defines no slos"));
 }
 
+/* mstore_eval_rule_values decides the same as mstore_eval_rule, without the text. */
+static void test_values_without_text(void **state) {
+  (void)state;
+  struct {
+    enum mstore_owner owner;
+    int stage, index;
+    feed_fn feed;
+    double level;
+  } cases[] = {
+      {MSTORE_RULE, -1, rule_index("error_rate"), feed_errors, 11},
+      {MSTORE_RULE, -1, rule_index("api_latency_p99"), feed_p99, 501},
+      {MSTORE_EXIT, INTERNAL, criterion_index(INTERNAL, true, "error_rate"), feed_busy, 0},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    struct mstore a, b;
+    store_init(&a);
+    store_init(&b);
+    struct expr_for sa[PLAN_MAX_EXPRS] = {0}, sb[PLAN_MAX_EXPRS] = {0};
+    int fired = 0;
+    for (int64_t t = T0; t <= T0 + 20 * MIN_MS; t += STEP) {
+      cases[c].feed(&a, INTERNAL, t, cases[c].level);
+      cases[c].feed(&b, INTERNAL, t, cases[c].level);
+      struct mstore_verdict va, vb;
+      assert_int_equal(mstore_eval_rule(&a, &mp, cases[c].owner, cases[c].stage, cases[c].index,
+                                        INTERNAL, t, sa, &va),
+                       mstore_eval_rule_values(&b, &mp, cases[c].owner, cases[c].stage,
+                                               cases[c].index, INTERNAL, t, sb, &vb));
+      assert_int_equal(va.n, vb.n);
+      assert_int_equal(va.truth, vb.truth);
+      assert_int_equal(va.fired, vb.fired);
+      assert_int_equal(va.holds, vb.holds);
+      assert_int_equal(va.which, vb.which);
+      assert_int_equal(va.deadline, vb.deadline);
+      for (int i = 0; i < va.n; i++) {
+        struct mstore_finding fa = va.f[i], fb = vb.f[i];
+        assert_string_equal(fb.explain, "");
+        assert_int_equal(fa.truth, fb.truth);
+        assert_int_equal(fa.state, fb.state);
+        assert_memory_equal(&fa.canary, &fb.canary, sizeof fa.canary);
+        assert_memory_equal(&fa.baseline, &fb.baseline, sizeof fa.baseline);
+        assert_memory_equal(&fa.threshold, &fb.threshold, sizeof fa.threshold);
+        assert_int_equal(fa.n, fb.n);
+        assert_int_equal(fa.min_n, fb.min_n);
+      }
+      fired += va.fired;
+    }
+    assert_true(fired || cases[c].owner != MSTORE_RULE);
+    mstore_free(&a);
+    mstore_free(&b);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ingest_and_queries),
@@ -1028,6 +1080,7 @@ int main(void) {
       cmocka_unit_test(test_zscore_histories_are_bounded),
       cmocka_unit_test(test_plan_compiles),
       cmocka_unit_test(test_plan_errors),
+      cmocka_unit_test(test_values_without_text),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
