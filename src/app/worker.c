@@ -63,14 +63,45 @@ struct batch {
   bool offsets_moved;
 };
 
+/*
+ * Where the metric windows can be rebuilt from. After the first metrics message at offset o,
+ * every message of the partition before the checkpoint's `next` had an event time <= max_ms.
+ */
+struct window_ckpt {
+  int64_t max_ms, next;
+};
+#define WINDOW_CKPT_MAX 4096
+#define WINDOW_CKPT_EVERY_MS 60000 /* of event time */
+
 struct shard {
   int id;
   int64_t epoch;
   struct engine engine;
   struct queue q[BUS_INPUT_TOPICS];
   int64_t next[BUS_INPUT_TOPICS]; /* next offset to apply, per input topic (-1: from start) */
+  int64_t seek[BUS_INPUT_TOPICS]; /* where consuming starts: next, or window_from for metrics */
   struct batch b;
+  /* Metric windows after a restart (docs/ARCHITECTURE.md): messages of the metrics partition
+   * below replay_until were applied before; they are replayed into the windows only. */
+  int64_t replay_until;
+  struct idset replayed;          /* ids replayed: a repeated id was ignored the first time */
+  int64_t window_from;            /* stored: where a restart replays from (-1: the start) */
+  int64_t keep_ms;                /* how far back of the clock a window can read */
+  int64_t clock_ms;               /* newest event time applied or replayed */
+  int64_t metrics_max_ms;         /* newest metric event time since window_from */
+  struct window_ckpt ckpt[WINDOW_CKPT_MAX];
+  int n_ckpt;
 };
+
+/* The input topic that carries metric events (indexes bus_input_topics). */
+static int metrics_topic(void) {
+  static int t = -1;
+  if (t < 0)
+    for (int i = 0; i < BUS_INPUT_TOPICS; i++)
+      if (!strcmp(bus_input_topics[i], "canary.metrics"))
+        t = i;
+  return t;
+}
 
 struct worker {
   const struct worker_config *cfg;
@@ -102,7 +133,10 @@ struct worker {
   int64_t *acked;      /* relay thread only */
   size_t n_acked, cap_acked;
   /* counters for the periodic progress line */
-  int64_t applied, duplicates, dead_letters, decisions_made, commits;
+  int64_t applied, duplicates, dead_letters, decisions_made, commits, replayed;
+  /* commit scratch: the dirty rollouts' metric states */
+  struct rollout_metrics **metric_states;
+  size_t cap_metric_states;
   _Atomic int64_t published; /* written by the relay thread */
 };
 
@@ -225,6 +259,8 @@ static void shard_reset(struct shard *s) {
     queue_clear(&s->q[t]);
   batch_clear(&s->b);
   engine_destroy(&s->engine);
+  idset_free(&s->replayed);
+  s->n_ckpt = 0;
 }
 
 static void shard_free(struct shard *s) {
@@ -259,10 +295,26 @@ static int shard_fill(struct worker *w, struct shard *s) {
     rc = store_load_shard(w->store, s->id, &s->engine, &off);
   if (rc == CANARY_OK) {
     memcpy(s->next, off.next, sizeof s->next);
+    memcpy(s->seek, off.next, sizeof s->seek);
+    /* The windows are not stored: replay the metrics partition from window_from up to where
+     * the store says the shard got to, into the windows only. */
+    int mt = metrics_topic();
+    s->window_from = off.window_from;
+    s->replay_until = s->next[mt];
+    if (s->next[mt] > 0 && s->window_from < s->next[mt])
+      s->seek[mt] = s->window_from; /* -1: from the partition's start */
+    struct mstore_config mc;
+    mstore_config_default(&mc);
+    mstore_config_for_plan(&mc, &s->engine.mp);
+    s->keep_ms = mc.retention_ms + WINDOW_COARSE_MS_DEFAULT + mc.bucket_ms;
+    s->clock_ms = s->metrics_max_ms = INT64_MIN;
+    s->n_ckpt = 0;
     char ctx[64];
     snprintf(ctx, sizeof ctx, "shard=%d epoch=%" PRId64, s->id, s->epoch);
     log_msg(LOG_LVL_NOTICE, ctx, "shard loaded: %zu rollouts, next offsets %" PRId64 "/%" PRId64
-            "/%" PRId64, s->engine.n_rollouts, s->next[0], s->next[1], s->next[2]);
+            "/%" PRId64 "; metric windows replayed from offset %" PRId64,
+            s->engine.n_rollouts, s->next[0], s->next[1], s->next[2],
+            s->seek[mt] == s->next[mt] ? s->next[mt] : s->window_from < 0 ? 0 : s->window_from);
     return CANARY_OK;
   }
   engine_destroy(&s->engine);
@@ -298,7 +350,7 @@ static int on_assigned(void *ctx, int id, int64_t next[BUS_INPUT_TOPICS]) {
   w->shards[id] = shard_load(w, id);
   if (!w->shards[id])
     return -1;
-  memcpy(next, w->shards[id]->next, sizeof w->shards[id]->next);
+  memcpy(next, w->shards[id]->seek, sizeof w->shards[id]->seek);
   return 0;
 }
 
@@ -327,7 +379,7 @@ static void shard_rewind(struct worker *w, struct shard *s) {
     if (rc != CANARY_EUNAVAILABLE)
       return; /* logged; the shard stays empty until the next rebalance */
   }
-  if (bus_consumer_seek_shard(w->consumer, s->id, s->next) != CANARY_OK)
+  if (bus_consumer_seek_shard(w->consumer, s->id, s->seek) != CANARY_OK)
     log_msg(LOG_LVL_ERR, NULL, "shard %d: cannot seek back to the stored offsets", s->id);
 }
 
@@ -360,7 +412,7 @@ static void dead_letter(struct worker *w, struct shard *s, int topic, const stru
 /* Mark the rollouts whose deadline is due at t (they are about to change). */
 static void mark_due(struct shard *s, int64_t t) {
   for (size_t i = 0; i < s->engine.n_rollouts; i++)
-    if (rollout_next_deadline(s->engine.rollouts[i], s->engine.plan) <= t)
+    if (engine_rollout_deadline(&s->engine, i) <= t) /* a metric evaluation is one too */
       mark_dirty(&s->b, s->engine.rollouts[i]);
 }
 
@@ -377,9 +429,66 @@ static int fire_until(struct shard *s, int64_t t) {
   }
 }
 
+/* A metric event time seen at offset: keep a checkpoint now and then (see struct window_ckpt). */
+static void note_metric(struct shard *s, int64_t time_ms, int64_t offset) {
+  if (time_ms > s->metrics_max_ms)
+    s->metrics_max_ms = time_ms;
+  if (s->n_ckpt && s->metrics_max_ms < s->ckpt[s->n_ckpt - 1].max_ms + WINDOW_CKPT_EVERY_MS) {
+    s->ckpt[s->n_ckpt - 1].next = offset + 1; /* the last one moves along */
+    s->ckpt[s->n_ckpt - 1].max_ms = s->metrics_max_ms;
+    return;
+  }
+  if (s->n_ckpt == WINDOW_CKPT_MAX) { /* thin out: keep every other one */
+    for (int i = 0; i < WINDOW_CKPT_MAX / 2; i++)
+      s->ckpt[i] = s->ckpt[2 * i + 1];
+    s->n_ckpt = WINDOW_CKPT_MAX / 2;
+  }
+  s->ckpt[s->n_ckpt++] = (struct window_ckpt){s->metrics_max_ms, offset + 1};
+}
+
+/*
+ * The new window_from, or -1 when it does not move: the furthest checkpoint before which every
+ * metric event is older than anything a window can still read (the clock minus keep_ms).
+ */
+static int64_t advance_window_from(struct shard *s) {
+  if (s->clock_ms == INT64_MIN)
+    return -1;
+  int64_t cutoff = s->clock_ms - s->keep_ms;
+  int k = -1;
+  for (int i = 0; i < s->n_ckpt && s->ckpt[i].max_ms < cutoff; i++)
+    k = i;
+  if (k < 0 || s->ckpt[k].next <= s->window_from)
+    return -1;
+  int64_t from = s->ckpt[k].next;
+  memmove(s->ckpt, s->ckpt + k + 1, (size_t)(s->n_ckpt - k - 1) * sizeof *s->ckpt);
+  s->n_ckpt -= k + 1;
+  return from;
+}
+
+/* A metrics message applied before this restart: into the windows only (engine_replay_metrics). */
+static void replay_one(struct worker *w, struct shard *s, const struct pending *p) {
+  struct event ev;
+  char why[256];
+  if (avro_codec_decode_event(w->codec, p->value, p->len, &ev, why, sizeof why) != CANARY_OK)
+    return; /* it went to the dead letters the first time */
+  if (idset_contains(&s->replayed, ev.id) || engine_find(&s->engine, ev.rollout) == NULL)
+    return;
+  if (idset_add(&s->replayed, ev.id) != CANARY_OK ||
+      engine_replay_metrics(&s->engine, &ev) == CANARY_ENOMEM)
+    log_msg(LOG_LVL_ERR, NULL, "shard %d: out of memory replaying metric windows", s->id);
+  if (ev.time_ms > s->clock_ms)
+    s->clock_ms = ev.time_ms;
+  note_metric(s, ev.time_ms, p->offset);
+  w->replayed++;
+}
+
 static void apply_one(struct worker *w, struct shard *s, int topic, const struct pending *p) {
   struct event ev;
   char why[512];
+  if (topic == metrics_topic() && p->offset < s->replay_until)
+    return replay_one(w, s, p);
+  if (topic == metrics_topic() && s->replayed.n) /* the replay is over */
+    idset_free(&s->replayed);
   s->next[topic] = p->offset + 1;
   s->b.offsets_moved = true;
   int rc = avro_codec_decode_event(w->codec, p->value, p->len, &ev, why, sizeof why);
@@ -390,6 +499,10 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
              avro_codec_topic_of(ev.type), bus_input_topics[topic]);
     return dead_letter(w, s, topic, p, why);
   }
+  if (ev.time_ms > s->clock_ms)
+    s->clock_ms = ev.time_ms;
+  if (topic == metrics_topic())
+    note_metric(s, ev.time_ms, p->offset);
   if ((rc = fire_until(s, ev.time_ms)) != CANARY_OK) {
     log_msg(LOG_LVL_ERR, NULL, "shard %d: %s", s->id, canary_strerror(rc));
     return;
@@ -544,11 +657,26 @@ static void commit(struct worker *w, struct shard *s) {
     shard_rewind(w, s);
     return;
   }
+  if (s->b.n_dirty > w->cap_metric_states) {
+    struct rollout_metrics **m = realloc(w->metric_states, s->b.n_dirty * sizeof *m);
+    if (!m) {
+      log_msg(LOG_LVL_ERR, NULL, "shard %d: out of memory building a batch; rewinding", s->id);
+      shard_rewind(w, s);
+      return;
+    }
+    w->metric_states = m;
+    w->cap_metric_states = s->b.n_dirty;
+  }
+  for (size_t i = 0; i < s->b.n_dirty; i++)
+    w->metric_states[i] = engine_metrics(&s->engine, s->b.dirty[i]->id);
+  int64_t window_from = advance_window_from(s);
   struct store_batch b = {
       .shard = s->id,
       .epoch = s->epoch,
       .rollouts = s->b.dirty,
       .n_rollouts = s->b.n_dirty,
+      .metrics = w->metric_states,
+      .window_from = window_from,
       .decisions = w->decisions,
       .n_decisions = n_decisions,
       .outbox = w->rows,
@@ -563,6 +691,8 @@ static void commit(struct worker *w, struct shard *s) {
   switch (rc) {
   case CANARY_OK:
     w->commits++;
+    if (window_from > 0)
+      s->window_from = window_from;
     if (n_rows > 0)
       relay_wake(w);
     w->decisions_made += (int64_t)n_decisions;
@@ -722,8 +852,9 @@ static void stats(struct worker *w, int64_t now_wall) {
     owned += w->shards[i] != NULL;
   log_msg(LOG_LVL_INFO, NULL, "progress: %d shards, %" PRId64 " events applied, %" PRId64
           " duplicates, %" PRId64 " dead letters, %" PRId64 " decisions, %" PRId64
-          " commits, %" PRId64 " published", owned, w->applied, w->duplicates, w->dead_letters,
-          w->decisions_made, w->commits, atomic_load(&w->published));
+          " commits, %" PRId64 " published, %" PRId64 " metric events replayed into windows",
+          owned, w->applied, w->duplicates, w->dead_letters, w->decisions_made, w->commits,
+          atomic_load(&w->published), w->replayed);
 }
 
 static int start(struct worker *w) {
@@ -797,6 +928,7 @@ static void stop(struct worker *w) {
   free(w->rows);
   free(w->decisions);
   free(w->acked);
+  free(w->metric_states);
   jbuf_free(&w->slack);
 }
 

@@ -169,6 +169,10 @@ static int64_t next_of(const struct engine *e, size_t i) {
   return m < t ? m : t;
 }
 
+int64_t engine_rollout_deadline(const struct engine *e, size_t i) {
+  return i < e->n_rollouts ? next_of(e, i) : ROLLOUT_NO_DEADLINE;
+}
+
 int engine_tick(struct engine *e, int64_t now, struct effects *out) {
   for (size_t i = 0; i < e->n_rollouts; i++) {
     struct rollout *r = e->rollouts[i];
@@ -190,4 +194,23 @@ int64_t engine_next_deadline(const struct engine *e) {
       best = t;
   }
   return best;
+}
+
+struct rollout_metrics *engine_metrics(const struct engine *e, const char *id) {
+  size_t i = index_of(e, id);
+  return i < e->n_rollouts ? e->metrics[i] : NULL;
+}
+
+int engine_replay_metrics(struct engine *e, const struct event *ev) {
+  if (ev->type != EVENT_METRICS && ev->type != EVENT_DIFF_SAMPLES)
+    return CANARY_EINVALID;
+  if (!event_validate(ev, NULL, 0))
+    return CANARY_EINVALID;
+  size_t i = index_of(e, ev->rollout);
+  if (i == e->n_rollouts || !e->metrics[i] || ev->time_ms < e->rollouts[i]->requested_ms)
+    return CANARY_ENOTFOUND;
+  int cohort = plan_stage_index(e->plan, ev->cohort);
+  if (cohort < 0)
+    return CANARY_EINVALID;
+  return mstore_ingest(&e->metrics[i]->ms, cohort, ev, NULL, 0);
 }

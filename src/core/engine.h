@@ -59,6 +59,9 @@ int engine_tick(struct engine *e, int64_t now, struct effects *out) CANARY_MUSTC
 /* The earliest deadline of any rollout, or ROLLOUT_NO_DEADLINE. */
 int64_t engine_next_deadline(const struct engine *e);
 
+/* When rollouts[i] needs its next tick (its own deadlines and its metric rules'). */
+int64_t engine_rollout_deadline(const struct engine *e, size_t i);
+
 /* The rollout with this id, or NULL. */
 struct rollout *engine_find(const struct engine *e, const char *id);
 
@@ -67,5 +70,19 @@ struct rollout *engine_find(const struct engine *e, const char *id);
  * is taken, CANARY_ENOMEM.
  */
 int engine_restore(struct engine *e, const struct rollout *r) CANARY_MUSTCHECK;
+
+/* The metric state (windows, for: states) of rollout id, or NULL when there is no such rollout. */
+struct rollout_metrics *engine_metrics(const struct engine *e, const char *id);
+
+/*
+ * Replay a metrics or diff.samples event that was applied before, into its rollout's windows
+ * only: nothing is decided or evaluated, the rollout value and the id memory do not change. A
+ * restarted worker rebuilds the windows this way from the metrics partition (the windows are
+ * a function of the metric events in partition order; see docs/ARCHITECTURE.md). Events the
+ * apply refused are refused again: an invalid one, one for an unknown rollout, or one older
+ * than the rollout's request (it came before the rollout existed). Returns CANARY_OK when
+ * ingested, CANARY_ENOTFOUND or CANARY_EINVALID when not, CANARY_ENOMEM.
+ */
+int engine_replay_metrics(struct engine *e, const struct event *ev) CANARY_MUSTCHECK;
 
 #endif

@@ -772,7 +772,7 @@ static void track_gate(struct run *u, int stage, bool exit) {
       continue;
     int cohort = c[i].cohort >= 0 ? c[i].cohort : exit || stage == 0 ? stage : stage - 1;
     struct mstore_verdict v;
-    if (mstore_eval_rule(&m->ms, u->mp, exit ? MSTORE_EXIT : MSTORE_ENTRY, stage, i, cohort,
+    if (mstore_eval_rule_values(&m->ms, u->mp, exit ? MSTORE_EXIT : MSTORE_ENTRY, stage, i, cohort,
                          u->now, &m->gates[stage][exit][i], &v) != CANARY_OK ||
         v.n == 0)
       continue;

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "codec/json.h"
+#include "codec/metrics_json.h"
 #include "codec/rollout_json.h"
 #include "core/idset.h"
 #include "store/store_internal.h"
@@ -272,7 +273,8 @@ static int load_rollouts(store_t *s, const char *shard, struct engine *e) {
   const char *values[] = {shard};
   int rc;
   PGresult *res = store_exec(s, "load rollouts",
-                             "SELECT id, body FROM rollouts WHERE shard = $1::int ORDER BY ord", 1,
+                             "SELECT id, body, metrics FROM rollouts WHERE shard = $1::int "
+                             "ORDER BY ord", 1,
                              values, 0, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
@@ -300,6 +302,11 @@ static int load_rollouts(store_t *s, const char *shard, struct engine *e) {
       rc = CANARY_EINVALID;
     } else if ((rc = engine_restore(e, r))) {
       store_set_error(s, "rollouts '%s': %s", id, canary_strerror(rc));
+    } else if (!PQgetisnull(res, i, 2) && engine_metrics(e, id)) {
+      rc = metrics_json_read(PQgetvalue(res, i, 2), (size_t)PQgetlength(res, i, 2),
+                             engine_metrics(e, id), why, sizeof why);
+      if (rc)
+        store_set_error(s, "rollouts '%s': metrics %s", id, why);
     }
   }
   free(r);
@@ -308,14 +315,17 @@ static int load_rollouts(store_t *s, const char *shard, struct engine *e) {
   return rc;
 }
 
-static int load_flags(store_t *s, const char *shard, struct engine *e) {
+static int load_flags(store_t *s, const char *shard, struct engine *e, int64_t *window_from) {
   const char *values[] = {shard};
   int rc;
   PGresult *res = store_exec(s, "load global flags",
-                             "SELECT global_flags FROM shards WHERE shard = $1::int", 1, values, 0,
-                             PGRES_TUPLES_OK, &rc);
+                             "SELECT global_flags, window_from FROM shards WHERE shard = $1::int",
+                             1, values, 0, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
+  *window_from = PQntuples(res) == 1 && !PQgetisnull(res, 0, 1)
+                     ? strtoll(PQgetvalue(res, 0, 1), NULL, 10)
+                     : -1;
   if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
     char why[256];
     struct flags f;
@@ -368,7 +378,7 @@ int store_load_shard(store_t *s, int shard, struct engine *e, struct store_offse
   /* One snapshot: state, ids and offsets that were committed together are read together. */
   int rc = store_command(s, "load shard", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
   if (!rc)
-    rc = load_flags(s, sh, e);
+    rc = load_flags(s, sh, e, &offsets->window_from);
   if (!rc)
     rc = load_rollouts(s, sh, e);
   if (!rc)

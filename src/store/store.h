@@ -65,6 +65,7 @@ int store_migrate(store_t *s, int *applied) CANARY_MUSTCHECK;
 /* Next offset to consume per input topic (-1 = none committed: start at the beginning). */
 struct store_offsets {
   int64_t next[STORE_INPUT_TOPICS]; /* indexed like store_input_topics[] */
+  int64_t window_from; /* canary.metrics offset a restart replays windows from; -1: the start */
 };
 extern const char *const store_input_topics[STORE_INPUT_TOPICS];
 
@@ -117,6 +118,10 @@ struct store_batch {
   const char *const *event_ids;          /* ids applied in this batch */
   size_t n_event_ids;
   const struct flags *global;            /* the shard's global kill switches after the batch */
+  /* rollouts[i]'s metric state beyond its windows (rollouts.metrics); NULL array or entry:
+   * keep what is stored */
+  struct rollout_metrics *const *metrics;
+  int64_t window_from;                   /* > 0: the shard's new window_from; else unchanged */
 };
 
 /*

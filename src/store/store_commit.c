@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "codec/json.h"
+#include "codec/metrics_json.h"
 #include "codec/rollout_json.h"
 #include "core/idset.h"
 #include "store/store.h"
@@ -38,17 +39,20 @@ static const char SQL_OFFSETS[] =
 /* WITH ORDINALITY ... ORDER BY: new rollouts take their creation rank (ord) in batch order. */
 static const char SQL_ROLLOUTS[] =
     "INSERT INTO rollouts (id, shard, service, version, state, stage, exposure_percent, seq, "
-    "body) "
+    "body, metrics) "
     "SELECT u.id, $1::int, u.service, u.version, u.state, u.stage, u.exposure_percent, u.seq, "
-    "u.body "
+    "u.body, u.metrics "
     "FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::float8[], "
-    "$8::int8[], $9::json[]) WITH ORDINALITY "
-    "AS u(id, service, version, state, stage, exposure_percent, seq, body, n) "
+    "$8::int8[], $9::json[], $10::json[]) WITH ORDINALITY "
+    "AS u(id, service, version, state, stage, exposure_percent, seq, body, metrics, n) "
     "ORDER BY u.n "
     "ON CONFLICT (id) DO UPDATE SET shard = EXCLUDED.shard, service = EXCLUDED.service, "
     "version = EXCLUDED.version, state = EXCLUDED.state, stage = EXCLUDED.stage, "
     "exposure_percent = EXCLUDED.exposure_percent, seq = EXCLUDED.seq, body = EXCLUDED.body, "
-    "updated_at = now()";
+    "metrics = coalesce(EXCLUDED.metrics, rollouts.metrics), updated_at = now()";
+
+static const char SQL_WINDOW_FROM[] =
+    "UPDATE shards SET window_from = $2::int8 WHERE shard = $1::int";
 
 static const char SQL_TRANSITIONS[] =
     "INSERT INTO transitions (rollout, seq, id, time, action, from_stage, to_stage, state, "
@@ -178,6 +182,7 @@ static void arr_close(struct arr *a, size_t at) {
 enum {
   C_OFF_TOPIC, C_OFF_NEXT,
   C_R_ID, C_R_SERVICE, C_R_VERSION, C_R_STATE, C_R_STAGE, C_R_EXPOSURE, C_R_SEQ, C_R_BODY,
+  C_R_METRICS,
   C_T_ROLLOUT, C_T_SEQ, C_T_ID, C_T_TIME, C_T_ACTION, C_T_FROM, C_T_TO, C_T_STATE, C_T_REASON,
   C_T_RULE, C_T_ACTOR, C_T_EVIDENCE, C_T_ITEMS,
   C_O_TOPIC, C_O_KEY, C_O_MESSAGE_ID, C_O_PAYLOAD,
@@ -223,6 +228,7 @@ static int write_rollouts(const struct store_batch *b, struct jbuf *cols, size_t
   struct arr exposure = arr_begin(&cols[C_R_EXPOSURE], OID_FLOAT8);
   struct arr seq = arr_begin(&cols[C_R_SEQ], OID_INT8);
   struct arr body = arr_begin(&cols[C_R_BODY], OID_JSON);
+  struct arr metrics = arr_begin(&cols[C_R_METRICS], OID_JSON);
   for (size_t i = 0; i < b->n_rollouts; i++) {
     const struct rollout *r = b->rollouts[i];
     if (superseded(b->rollouts, h, i, b->n_rollouts))
@@ -237,8 +243,16 @@ static int write_rollouts(const struct store_batch *b, struct jbuf *cols, size_t
     size_t at = arr_open(&body, false);
     rollout_json_write(r, body.b);
     arr_close(&body, at);
+    const struct rollout_metrics *m = b->metrics ? b->metrics[i] : NULL;
+    if (m) {
+      at = arr_open(&metrics, false);
+      metrics_json_write(m, metrics.b);
+      arr_close(&metrics, at);
+    } else {
+      arr_null(&metrics); /* keeps what is stored */
+    }
   }
-  struct arr *all[] = {&id, &service, &version, &state, &stage, &exposure, &seq, &body};
+  struct arr *all[] = {&id, &service, &version, &state, &stage, &exposure, &seq, &body, &metrics};
   for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
     arr_end(all[k]);
   *n = (size_t)id.n;
@@ -518,9 +532,17 @@ static void send_batch(struct pipeline *p, const struct store_batch *b, size_t n
   if (n_rollouts) {
     pr = (struct params){0};
     param_text(&pr, shard);
-    for (int k = C_R_ID; k <= C_R_BODY; k++)
+    for (int k = C_R_ID; k <= C_R_METRICS; k++)
       param_binary(&pr, &c[k]);
     pipe_send(p, "rollouts", SQL_ROLLOUTS, &pr);
+  }
+  char window_from[24];
+  if (b->window_from > 0) {
+    snprintf(window_from, sizeof window_from, "%" PRId64, b->window_from);
+    pr = (struct params){0};
+    param_text(&pr, shard);
+    param_text(&pr, window_from);
+    pipe_send(p, "window_from", SQL_WINDOW_FROM, &pr);
   }
   if (b->n_decisions) {
     pr = (struct params){0};

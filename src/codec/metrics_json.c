@@ -1,0 +1,227 @@
+/* A rollout's metric state beyond its windows, to JSON and back (see metrics_json.h). */
+#include "codec/metrics_json.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const for_names[] = {"inactive", "pending", "firing"};
+#define N_FOR ((int)(sizeof for_names / sizeof for_names[0]))
+_Static_assert(N_FOR == EXPR_FOR_STATE_COUNT, "one name per for: state");
+
+/* ---- writing ------------------------------------------------------------------------------- */
+
+static void write_for(struct jbuf *out, const struct expr_for *st) {
+  jbuf_putc(out, ',');
+  jbuf_string(out, for_names[st->state]);
+  jbuf_putc(out, ',');
+  jbuf_int(out, st->since);
+  jbuf_putc(out, ']');
+}
+
+void metrics_json_write(const struct rollout_metrics *m, struct jbuf *out) {
+  jbuf_printf(out, "{\"v\":%d,\"rules_cohort\":%d,\"next_eval_ms\":%" PRId64
+              ",\"deadline\":%" PRId64 ",\"rules\":[",
+              METRICS_JSON_VERSION, m->rules_cohort, m->next_eval_ms, m->deadline);
+  bool first = true;
+  for (int i = 0; i < PLAN_MAX_RULES; i++)
+    for (int j = 0; j < PLAN_MAX_EXPRS; j++) {
+      const struct expr_for *st = &m->rules[i][j];
+      if (st->state == EXPR_FOR_INACTIVE)
+        continue;
+      jbuf_printf(out, "%s[%d,%d", first ? "" : ",", i, j);
+      write_for(out, st);
+      first = false;
+    }
+  jbuf_puts(out, "],\"gates\":[");
+  first = true;
+  for (int s = 0; s < PLAN_MAX_STAGES; s++)
+    for (int x = 0; x < 2; x++)
+      for (int c = 0; c < PLAN_MAX_CRITERIA; c++) {
+        const struct expr_for *st = &m->gates[s][x][c];
+        if (st->state == EXPR_FOR_INACTIVE)
+          continue;
+        jbuf_printf(out, "%s[%d,%d,%d", first ? "" : ",", s, x, c);
+        write_for(out, st);
+        first = false;
+      }
+  jbuf_puts(out, "],\"zscores\":[");
+  const struct mstore *ms = &m->ms;
+  int cap = ms->cfg.zscore_points;
+  for (int i = 0; i < ms->n_z; i++) {
+    const struct mstore_zhist *z = &ms->z[i];
+    jbuf_printf(out, "%s{\"key\":\"%016" PRIx64 "\",\"cohort\":%d,\"variant\":", i ? "," : "",
+                z->key, z->cohort);
+    jbuf_string(out, variant_name(z->variant));
+    /* oldest first: slots head - n .. head - 1 of the ring */
+    jbuf_puts(out, ",\"t\":[");
+    for (int k = 0; k < z->n; k++) {
+      int slot = ((z->head - z->n + k) % cap + cap) % cap;
+      if (k)
+        jbuf_putc(out, ',');
+      jbuf_int(out, z->t[slot]);
+    }
+    jbuf_puts(out, "],\"x\":[");
+    for (int k = 0; k < z->n; k++) {
+      int slot = ((z->head - z->n + k) % cap + cap) % cap;
+      if (k)
+        jbuf_putc(out, ',');
+      jbuf_number(out, z->x[slot]);
+    }
+    jbuf_puts(out, "]}");
+  }
+  jbuf_puts(out, "]}");
+}
+
+/* ---- reading ------------------------------------------------------------------------------- */
+
+__attribute__((format(printf, 4, 5))) static int bad(char *why, size_t len,
+                                                     const struct json_value *at,
+                                                     const char *fmt, ...) {
+  if (why && len) {
+    int n = snprintf(why, len, "%d:%d: ", at ? at->line : 1, at ? at->column : 1);
+    if (n >= 0 && (size_t)n < len) {
+      va_list ap;
+      va_start(ap, fmt);
+      vsnprintf(why + n, len - (size_t)n, fmt, ap);
+      va_end(ap);
+    }
+  }
+  return CANARY_EINVALID;
+}
+
+static bool int_in(const struct json_value *v, int64_t lo, int64_t hi, int64_t *out) {
+  if (!v || v->type != JSON_NUMBER || !v->is_int || v->i < lo || v->i > hi)
+    return false;
+  *out = v->i;
+  return true;
+}
+
+/* [i0, .., i(n-1), state, since] with each index below its limit -> idx[], *st */
+static int read_for(const struct json_value *v, int n, const int *limits, int *idx,
+                    struct expr_for *st, char *why, size_t len) {
+  if (v->type != JSON_ARRAY || v->n_items != (size_t)n + 2)
+    return bad(why, len, v, "a for: state is [index.., state, since]");
+  for (int k = 0; k < n; k++) {
+    int64_t i;
+    if (!int_in(&v->items[k], 0, limits[k] - 1, &i))
+      return bad(why, len, &v->items[k], "index out of range (0..%d)", limits[k] - 1);
+    idx[k] = (int)i;
+  }
+  const struct json_value *name = &v->items[n];
+  int s = 0;
+  while (s < N_FOR && !(name->type == JSON_STRING && strcmp(name->str, for_names[s]) == 0))
+    s++;
+  if (s == N_FOR)
+    return bad(why, len, name, "expected inactive, pending or firing");
+  int64_t since;
+  if (!int_in(&v->items[n + 1], INT64_MIN, INT64_MAX, &since))
+    return bad(why, len, &v->items[n + 1], "since: expected an integer");
+  st->state = (enum expr_for_state)s;
+  st->since = since;
+  return CANARY_OK;
+}
+
+static int read_zscore(const struct json_value *v, struct mstore *ms, char *why, size_t len) {
+  const struct json_value *key = json_get(v, "key"), *cohort = json_get(v, "cohort"),
+                          *variant = json_get(v, "variant"), *t = json_get(v, "t"),
+                          *x = json_get(v, "x");
+  if (v->type != JSON_OBJECT || v->n_members != 5 || !key || !cohort || !variant || !t || !x)
+    return bad(why, len, v, "a zscore history is {key, cohort, variant, t, x}");
+  char *end = NULL;
+  uint64_t k = key->type == JSON_STRING ? strtoull(key->str, &end, 16) : 0;
+  if (key->type != JSON_STRING || key->len != 16 || !end || *end)
+    return bad(why, len, key, "key: expected 16 hex digits");
+  int64_t c;
+  if (!int_in(cohort, 0, PLAN_MAX_STAGES - 1, &c))
+    return bad(why, len, cohort, "cohort out of range");
+  enum variant var;
+  if (variant->type != JSON_STRING || !variant_parse(variant->str, &var))
+    return bad(why, len, variant, "unknown variant");
+  if (t->type != JSON_ARRAY || x->type != JSON_ARRAY || t->n_items != x->n_items ||
+      t->n_items > (size_t)ms->cfg.zscore_points)
+    return bad(why, len, t, "t and x: arrays of the same length, at most %d",
+               ms->cfg.zscore_points);
+  int n = (int)t->n_items;
+  int64_t *ts = malloc((size_t)(n ? n : 1) * sizeof *ts);
+  double *xs = malloc((size_t)(n ? n : 1) * sizeof *xs);
+  int rc = ts && xs ? CANARY_OK : CANARY_ENOMEM;
+  for (int i = 0; i < n && rc == CANARY_OK; i++) {
+    if (!int_in(&t->items[i], INT64_MIN, INT64_MAX, &ts[i]))
+      rc = bad(why, len, &t->items[i], "t: expected integers");
+    else if (x->items[i].type == JSON_NULL)
+      xs[i] = NAN;
+    else if (x->items[i].type == JSON_NUMBER)
+      xs[i] = x->items[i].num;
+    else
+      rc = bad(why, len, &x->items[i], "x: expected numbers");
+  }
+  if (rc == CANARY_OK) {
+    rc = mstore_zhist_restore(ms, k, (int)c, var, ts, xs, n);
+    if (rc == CANARY_EINVALID)
+      bad(why, len, v, "no room for the zscore history");
+  }
+  free(ts);
+  free(xs);
+  return rc;
+}
+
+static int read_doc(const struct json_value *root, struct rollout_metrics *m, char *why,
+                    size_t len) {
+  if (root->type != JSON_OBJECT)
+    return bad(why, len, root, "a metrics document is an object");
+  const struct json_value *v = json_get(root, "v"), *cohort = json_get(root, "rules_cohort"),
+                          *next = json_get(root, "next_eval_ms"),
+                          *deadline = json_get(root, "deadline"), *rules = json_get(root, "rules"),
+                          *gates = json_get(root, "gates"), *zs = json_get(root, "zscores");
+  int64_t i64;
+  if (!int_in(v, METRICS_JSON_VERSION, METRICS_JSON_VERSION, &i64))
+    return bad(why, len, v ? v : root, "v: this build reads version %d", METRICS_JSON_VERSION);
+  if (root->n_members != 7 || !cohort || !next || !deadline || !rules || !gates || !zs ||
+      rules->type != JSON_ARRAY || gates->type != JSON_ARRAY || zs->type != JSON_ARRAY)
+    return bad(why, len, root, "expected v, rules_cohort, next_eval_ms, deadline, rules, gates "
+               "and zscores");
+  if (!int_in(cohort, -1, PLAN_MAX_STAGES - 1, &i64))
+    return bad(why, len, cohort, "rules_cohort out of range");
+  m->rules_cohort = (int)i64;
+  if (!int_in(next, INT64_MIN, INT64_MAX, &m->next_eval_ms) ||
+      !int_in(deadline, INT64_MIN, INT64_MAX, &m->deadline))
+    return bad(why, len, next, "next_eval_ms and deadline: expected integers");
+  static const int rule_limits[] = {PLAN_MAX_RULES, PLAN_MAX_EXPRS};
+  static const int gate_limits[] = {PLAN_MAX_STAGES, 2, PLAN_MAX_CRITERIA};
+  int idx[3], rc;
+  for (size_t k = 0; k < rules->n_items; k++) {
+    struct expr_for st;
+    if ((rc = read_for(&rules->items[k], 2, rule_limits, idx, &st, why, len)))
+      return rc;
+    m->rules[idx[0]][idx[1]] = st;
+  }
+  for (size_t k = 0; k < gates->n_items; k++) {
+    struct expr_for st;
+    if ((rc = read_for(&gates->items[k], 3, gate_limits, idx, &st, why, len)))
+      return rc;
+    m->gates[idx[0]][idx[1]][idx[2]] = st;
+  }
+  for (size_t k = 0; k < zs->n_items; k++)
+    if ((rc = read_zscore(&zs->items[k], &m->ms, why, len)))
+      return rc;
+  return CANARY_OK;
+}
+
+int metrics_json_read(const char *text, size_t len, struct rollout_metrics *m, char *why,
+                      size_t why_len) {
+  struct json_doc doc;
+  json_doc_init(&doc);
+  const struct json_value *root;
+  struct json_error err;
+  int rc = json_parse(&doc, text, len, &root, &err);
+  if (rc == CANARY_EPARSE && why && why_len)
+    snprintf(why, why_len, "%d:%d: %s", err.line, err.column, err.message);
+  else if (rc == CANARY_OK)
+    rc = read_doc(root, m, why, why_len);
+  json_doc_free(&doc);
+  return rc;
+}
