@@ -479,25 +479,34 @@ static void note_reading(struct rollout *r, enum reading_kind kind, int stage, c
  * (entry gate: the next cohort has no traffic yet).
  */
 static void metric_check(const struct run *u, int stage, bool exit, int index,
-                         struct gate_check *c) {
+                         struct gate_check *c, bool explain) {
   const struct criterion *cr = c->criterion;
   int cohort = cr->cohort >= 0 ? cr->cohort : exit || stage == 0 ? stage : stage - 1;
+  struct expr_for *st = &u->m->gates[stage][exit][index];
+  enum mstore_owner owner = exit ? MSTORE_EXIT : MSTORE_ENTRY;
   struct mstore_verdict v;
-  int rc = mstore_eval_rule(&u->m->ms, u->mp, exit ? MSTORE_EXIT : MSTORE_ENTRY, stage, index,
-                            cohort, u->now, &u->m->gates[stage][exit][index], &v);
+  /* The text costs more than the evaluation: gates are asked at every step, explained only
+   * when a decision shows them (explain_gate). Stepping for: twice at one time is harmless. */
+  int rc = explain ? mstore_eval_rule(&u->m->ms, u->mp, owner, stage, index, cohort, u->now, st, &v)
+                   : mstore_eval_rule_values(&u->m->ms, u->mp, owner, stage, index, cohort,
+                                             u->now, st, &v);
   if (rc != CANARY_OK || v.n == 0)
     return; /* left as "not evaluated" */
-  note_reading(u->r, exit ? READING_EXIT : READING_ENTRY, stage, cr->name, &v,
-               &u->m->gates[stage][exit][index], u->now);
+  note_reading(u->r, exit ? READING_EXIT : READING_ENTRY, stage, cr->name, &v, st, u->now);
+  c->result = v.holds                         ? GATE_PASS
+              : v.truth == EXPR_INSUFFICIENT ? GATE_NOT_EVALUATED /* never a pass on no data */
+                                              : GATE_FAIL;
+  if (!explain)
+    return;
   const struct mstore_finding *f = &v.f[v.which >= 0 ? v.which : 0];
-  if (v.holds) {
-    c->result = GATE_PASS;
-    snprintf(c->detail, sizeof c->detail, "%s", f->explain);
-  } else if (v.truth == EXPR_INSUFFICIENT) {
-    c->result = GATE_NOT_EVALUATED; /* insufficient data: never a pass */
-    snprintf(c->detail, sizeof c->detail, "%s", f->explain);
+  if (v.truth == EXPR_TRUE && !v.holds && st->state == EXPR_FOR_PENDING) {
+    /* true, but not yet for as long as the criterion asks: say how far it has come */
+    char held[32], want[32];
+    duration(u->now - st->since, held, sizeof held);
+    duration(cr->for_ms, want, sizeof want);
+    snprintf(c->detail, sizeof c->detail, "%s; true for %s of the %s it must hold", f->explain,
+             held, want);
   } else {
-    c->result = GATE_FAIL;
     snprintf(c->detail, sizeof c->detail, "%s", f->explain);
   }
 }
@@ -508,7 +517,7 @@ static bool gate_passes(const struct run *u, int stage, bool exit, struct gate_c
   *n = rollout_gate(u->r, u->plan, stage, exit, u->now, checks, PLAN_MAX_CRITERIA);
   for (int i = 0; u->m && i < *n; i++)
     if (checks[i].criterion->check == CHECK_METRIC)
-      metric_check(u, stage, exit, i, &checks[i]);
+      metric_check(u, stage, exit, i, &checks[i], false);
   bool pass = true;
   for (int i = 0; i < *n; i++)
     if (checks[i].result != GATE_PASS)
@@ -520,6 +529,14 @@ static bool gate_passes(const struct run *u, int stage, bool exit, struct gate_c
     pass = false;
   }
   return pass;
+}
+
+/* Give the metric criteria of checks (from gate_passes) their text, for a decision. */
+static void explain_gate(const struct run *u, int stage, bool exit, struct gate_check *checks,
+                         int n) {
+  for (int i = 0; u->m && i < n; i++)
+    if (checks[i].criterion->check == CHECK_METRIC)
+      metric_check(u, stage, exit, i, &checks[i], true);
 }
 
 /* "ci_passed (waiting for ci.completed); health_green (last health.checked failed)" */
@@ -606,6 +623,7 @@ static bool evaluate_once(struct run *u) {
 
   if (r->state == ROLLOUT_PENDING) {
     if (gate_passes(u, r->stage, false, checks, &n)) {
+      explain_gate(u, r->stage, false, checks, n);
       int from = r->stage - 1;
       struct decision *d = enter_stage(u, from, from < 0 ? DECISION_START : DECISION_ADVANCE,
                                        "entry_gate", NULL, "entry gate passed");
@@ -613,6 +631,7 @@ static bool evaluate_once(struct run *u) {
       return true;
     }
     if (!r->exit_hold_reported) { /* reused while pending: the entry hold was reported */
+      explain_gate(u, r->stage, false, checks, n);
       unmet_list(checks, n, unmet, sizeof unmet);
       struct decision *d = decide(u, DECISION_HOLD, r->stage - 1, "entry_gate",
                                   NULL, "waiting for the entry gate of %s: %s", s->name, unmet);
@@ -634,7 +653,9 @@ static bool evaluate_once(struct run *u) {
     r->exit_hold_reported = false;
     struct gate_check entry[PLAN_MAX_CRITERIA + 1];
     int m;
+    explain_gate(u, from, true, checks, n);
     if (gate_passes(u, r->stage, false, entry, &m)) {
+      explain_gate(u, r->stage, false, entry, m);
       char why[2 * PLAN_NAME_MAX + 48];
       snprintf(why, sizeof why, "%s passed its exit gate and %s its entry gate",
                stage_name(u->plan, from), u->plan->stages[r->stage].name);
@@ -643,6 +664,7 @@ static bool evaluate_once(struct run *u) {
       add_gate_evidence(d, entry, m);
       return true;
     }
+    explain_gate(u, r->stage, false, entry, m);
     unmet_list(entry, m, unmet, sizeof unmet);
     struct decision *d = decide(u, DECISION_HOLD, from, "entry_gate", NULL,
                                 "%s passed its exit gate; waiting for the entry gate of %s: %s",
@@ -651,8 +673,12 @@ static bool evaluate_once(struct run *u) {
     r->exit_hold_reported = true;
     return false;
   }
+  bool at_max = r->stage_max_at_ms && u->now >= r->stage_max_at_ms;
+  if (!at_max && r->exit_hold_reported)
+    return false; /* nothing to tell */
+  explain_gate(u, r->stage, true, checks, n);
   unmet_list(checks, n, unmet, sizeof unmet);
-  if (r->stage_max_at_ms && u->now >= r->stage_max_at_ms) {
+  if (at_max) {
     char reason[sizeof unmet + 96];
     snprintf(reason, sizeof reason, "%s passed its maximum duration with the exit gate unmet: %s",
              s->name, unmet);
@@ -948,10 +974,12 @@ static void on_command(struct run *u) {
       struct gate_check checks[PLAN_MAX_CRITERIA + 1], entry[PLAN_MAX_CRITERIA + 1];
       int n, m = 0;
       bool met = gate_passes(u, r->stage, st == ROLLOUT_RUNNING, checks, &n);
+      explain_gate(u, r->stage, st == ROLLOUT_RUNNING, checks, n);
       if (st == ROLLOUT_RUNNING) {
         r->stage++;
         r->prev_stage_passed = false; /* the stage left early never passed its exit gate */
         met = gate_passes(u, r->stage, false, entry, &m) && met;
+        explain_gate(u, r->stage, false, entry, m);
       }
       char unmet[EVENT_TEXT_MAX], unmet_entry[EVENT_TEXT_MAX];
       unmet_list(checks, n, unmet, sizeof unmet);
