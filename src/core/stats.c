@@ -1,6 +1,7 @@
 /* Canary-versus-baseline tests and the special functions under them, in double precision. */
 #include "core/stats.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -101,8 +102,10 @@ double stats_chi2_sf(double x, double df) {
 
 /* --- incomplete beta (Numerical Recipes 6.4) ----------------------------------------------- */
 
-/* The continued fraction for I_x(a, b); converges quickly for x < (a + 1) / (a + b + 2). */
-static double beta_fraction(double a, double b, double x) {
+/* The continued fraction for I_x(a, b); converges quickly for x < (a + 1) / (a + b + 2).
+ * *steps gets the number of terms, which bounds its rounding error (Clopper–Pearson uses it). */
+static double beta_fraction(double a, double b, double x, int *steps) {
+  *steps = 0;
   double qab = a + b, qap = a + 1.0, qam = a - 1.0;
   double c = 1.0, d = 1.0 - qab * x / qap;
   if (fabs(d) < TINY)
@@ -130,10 +133,30 @@ static double beta_fraction(double a, double b, double x) {
     d = 1.0 / d;
     double del = d * c;
     h *= del;
+    *steps = m;
     if (fabs(del - 1.0) < EPS)
       break;
   }
   return h;
+}
+
+/* log(1 / B(a, b)): the part of the prefactor that does not depend on x, so that a search over
+ * x (Clopper–Pearson) pays the three lgammas once, not at every step. */
+static double beta_log_norm(double a, double b) { return lgam(a + b) - lgam(a) - lgam(b); }
+
+/* log of x^a (1-x)^b / B(a, b); log1p keeps (1-x)^b exact for the small x of error rates.
+ * Summed in the order the one-expression form had, so the results stay bit for bit. */
+static double beta_log_front(double a, double b, double lnorm, double x) {
+  return lnorm + a * log(x) + b * log1p(-x);
+}
+
+/* I_x(a, b) for 0 < x < 1, given beta_log_norm(a, b); *steps as beta_fraction. Both
+ * stats_beta_inc and the Clopper–Pearson search go through here: one computation, one result. */
+static double beta_inc_norm(double a, double b, double lnorm, double x, int *steps) {
+  double lbt = beta_log_front(a, b, lnorm, x);
+  if (x < (a + 1.0) / (a + b + 2.0))
+    return exp(lbt) * beta_fraction(a, b, x, steps) / a;
+  return 1.0 - exp(lbt) * beta_fraction(b, a, 1.0 - x, steps) / b;
 }
 
 double stats_beta_inc(double a, double b, double x) {
@@ -143,11 +166,8 @@ double stats_beta_inc(double a, double b, double x) {
     return 0;
   if (x == 1)
     return 1;
-  /* log of x^a (1-x)^b / B(a, b); log1p keeps (1-x)^b exact for the small x of error rates. */
-  double lbt = lgam(a + b) - lgam(a) - lgam(b) + a * log(x) + b * log1p(-x);
-  if (x < (a + 1.0) / (a + b + 2.0))
-    return exp(lbt) * beta_fraction(a, b, x) / a;
-  return 1.0 - exp(lbt) * beta_fraction(b, a, 1.0 - x) / b;
+  int steps;
+  return beta_inc_norm(a, b, beta_log_norm(a, b), x, &steps);
 }
 
 /* --- binomial ------------------------------------------------------------------------------- */
@@ -216,6 +236,131 @@ double stats_binom_sf(uint64_t k, uint64_t n, double p) {
   return binom_exact(n, p) ? stats_binom_sf_exact(k, n, p) : stats_binom_sf_normal(k, n, p);
 }
 
+/* --- Clopper–Pearson ------------------------------------------------------------------------ */
+
+/*
+ * The bound is defined by a bisection: lo = x / n, hi = 1, halve until hi − lo <= 1e-12 hi, keep
+ * lo where I_mid(x + 1, n − x) < 1 − α. Its result (a double, printed and compared by rules) is
+ * whatever that exact sequence of comparisons gives, so the fast path replays the same sequence
+ * and only skips the incomplete betas whose comparison is already known: those at midpoints
+ * outside a bracket [lo_known, hi_known] around the root, checked with a margin well above the
+ * rounding noise of I. About 45 evaluations (each with three lgammas) become about 15 with the
+ * lgammas once: Newton finds the root, two evaluations check the bracket, the last halvings
+ * inside it are evaluated as before. The bound was a third of canaryd's CPU at the built-in
+ * plan, whose small-cohort gates call it at every evaluation with counts that change each time
+ * (a cache of results would not hit).
+ */
+struct cp_search {
+  double a, b, lnorm, target;
+  double split;              /* (a + 1) / (a + b + 2): where beta_inc_norm changes formula */
+  double lo_known, hi_known; /* below lo_known: I < target; above hi_known: I >= target */
+  bool known;
+};
+
+/* The comparison the bisection makes at mid, exactly as stats_beta_inc would compute it. */
+static bool cp_below(const struct cp_search *cs, double mid) {
+  if (cs->known && mid > cs->hi_known)
+    return false;
+  /* Below lo_known only on its side of the formula switch: the two formulas differ by the
+   * rounding of lnorm (1e-8 relative at a million requests), too much to carry across. */
+  if (cs->known && mid < cs->lo_known && mid >= cs->split)
+    return true;
+  if (mid >= 1)
+    return false; /* stats_beta_inc(…, 1) = 1 */
+  int steps;
+  return beta_inc_norm(cs->a, cs->b, cs->lnorm, mid, &steps) < cs->target;
+}
+
+/*
+ * How far beta_inc_norm can stray near x (I_x = i_x), an upper bound: the log-prefactor's terms
+ * and the fraction's steps each lose a few ulps, scaled by the tail (<= 1); and the fraction sees
+ * 1 − x rounded to a multiple of 2^-53 while the prefactor sees x itself — below rates of about
+ * 1e-4 the last halvings fall inside that rounding — worth ε (density + tail |d lbt / dx|) in I.
+ */
+static double cp_noise(const struct cp_search *cs, double x, double i_x, int steps) {
+  double lbt = beta_log_front(cs->a, cs->b, cs->lnorm, x);
+  double m = fabs(cs->lnorm) + cs->a * fabs(log(x)) + cs->b * fabs(log1p(-x));
+  double density = exp(lbt) / (x * (1.0 - x));
+  double slope = fabs(cs->a / x - cs->b / (1.0 - x));
+  return DBL_EPSILON * (4.0 * m + 4.0 * steps + 8.0 + density + (1.0 - i_x) * slope);
+}
+
+/* log(1 − I_x) and its derivative in x, for Newton; *steps as beta_fraction. The upper tail is
+ * computed directly above the formula switch: no cancellation, no underflow at large counts. */
+static double cp_log_tail(const struct cp_search *cs, double x, double *dlog, int *steps) {
+  double lbt = beta_log_front(cs->a, cs->b, cs->lnorm, x);
+  if (x >= cs->split) {
+    double f = beta_fraction(cs->b, cs->a, 1.0 - x, steps);
+    *dlog = -cs->b / (x * (1.0 - x) * f);
+    return lbt + log(f) - log(cs->b);
+  }
+  double q = 1.0 - exp(lbt) * beta_fraction(cs->a, cs->b, x, steps) / cs->a;
+  *dlog = -exp(lbt) / (x * (1.0 - x) * q);
+  return log(q);
+}
+
+/*
+ * The root of I_x = 1 − α by Newton on log(1 − I_x). For a, b >= 1 the beta density is
+ * log-concave, and so is its upper tail: from the right Newton comes down monotonically, from the
+ * left it overshoots once to the right. The start is the Poisson bound through Wilson–Hilferty's
+ * chi-square quantile, a few 1e-3 off at small rates. Returns the root with, in *width, the half
+ * width of a bracket around it whose ends I should differ from 1 − α by several times the noise;
+ * 0 when Newton does not settle (the plain bisection then does all the work).
+ */
+static double cp_newton(const struct cp_search *cs, double k, double n, double alpha,
+                        double *width) {
+  /* z_{1−α} to 4.5e-4 (Abramowitz and Stegun 26.2.23): a starting point only */
+  double t = sqrt(-2.0 * log(alpha));
+  double z = t - (2.515517 + 0.802853 * t + 0.010328 * t * t) /
+                     (1.0 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t * t * t);
+  double nu = 2.0 * (k + 1), c = 2.0 / (9.0 * nu);
+  double chi2 = nu * pow(1.0 - c + z * sqrt(c), 3);
+  double floor_x = k / n, log_alpha = log(alpha), r = chi2 / (2.0 * n);
+  if (!(r > floor_x && r < 1))
+    r = 0.5 * (floor_x + 1);
+  double last = INFINITY;
+  for (int i = 0; i < 20; i++) {
+    double dlog;
+    int steps;
+    double next = r - (cp_log_tail(cs, r, &dlog, &steps) - log_alpha) / dlog;
+    if (!isfinite(next))
+      return 0;
+    if (next <= floor_x)
+      next = 0.5 * (floor_x + r);
+    else if (next >= 1)
+      next = 0.5 * (r + 1);
+    double step = fabs(next - r);
+    /* Quadratic convergence: after a step of 1e-12 the error is far below the noise. A step
+     * that no longer halves is the noise itself (at 1e9 requests and more): stop there too,
+     * the bracket check says whether the root is good enough. */
+    if (step <= 1e-12 * r || (i >= 3 && step > 0.5 * last)) {
+      double density = exp(beta_log_front(cs->a, cs->b, cs->lnorm, next)) / (next * (1 - next));
+      *width = fmax(32.0 * cp_noise(cs, next, cs->target, steps) / (density * next), 2.0 * step / r);
+      return next;
+    }
+    last = step;
+    r = next;
+  }
+  return 0;
+}
+
+/* Sets the bracket [lo, hi] when I(lo) < target − margin and I(hi) >= target + margin, margin
+ * 8 times the noise at each end (so a midpoint beyond either end compares the same way). */
+static bool cp_bracket(struct cp_search *cs, double lo, double hi) {
+  if (!(lo >= cs->split && hi < 1 && lo < hi))
+    return false;
+  int sl, sh;
+  double il = beta_inc_norm(cs->a, cs->b, cs->lnorm, lo, &sl);
+  double ih = beta_inc_norm(cs->a, cs->b, cs->lnorm, hi, &sh);
+  if (!(il < cs->target - 8.0 * cp_noise(cs, lo, il, sl) &&
+        ih >= cs->target + 8.0 * cp_noise(cs, hi, ih, sh)))
+    return false;
+  cs->lo_known = lo;
+  cs->hi_known = hi;
+  cs->known = true;
+  return true;
+}
+
 /*
  * P(X <= x | n, p) = 1 − I_p(x + 1, n − x), decreasing in p: bisect for I_p(x+1, n−x) = 1 − α.
  * The bound is at least x / n; the bracket closes to 1e-12 relative in about 45 steps.
@@ -226,9 +371,17 @@ double stats_clopper_pearson_upper(uint64_t x, uint64_t n, double alpha) {
   if (x == 0) /* (1 − p)^n = α */
     return -expm1(log(alpha) / (double)n);
   double a = (double)x + 1, b = (double)(n - x), lo = (double)x / (double)n, hi = 1;
+  struct cp_search cs = {.a = a, .b = b, .lnorm = beta_log_norm(a, b), .target = 1.0 - alpha,
+                         .split = (a + 1.0) / (a + b + 2.0)};
+  double w = 0, root = alpha > 0 && alpha < 0.5 ? cp_newton(&cs, (double)x, (double)n, alpha, &w)
+                                                : 0;
+  /* a bracket wider than 1e-6 saves little; past it, or past three tries, bisect plainly */
+  for (int i = 0; i < 3 && root > 0 && w > 0 && w < 1e-6; i++, w *= 4)
+    if (cp_bracket(&cs, root * (1 - w), root * (1 + w)))
+      break;
   for (int i = 0; i < 200 && hi - lo > 1e-12 * hi; i++) {
     double mid = 0.5 * (lo + hi);
-    if (stats_beta_inc(a, b, mid) < 1.0 - alpha)
+    if (cp_below(&cs, mid))
       lo = mid;
     else
       hi = mid;

@@ -158,6 +158,51 @@ static void test_clopper_pearson(void **state) {
   assert_true(stats_clopper_pearson_upper(0, 0, 0.01) == 1);
 }
 
+/* The bound as it was defined before the fast path: the plain bisection on stats_beta_inc. */
+static double clopper_pearson_bisect(uint64_t x, uint64_t n, double alpha) {
+  double a = (double)x + 1, b = (double)(n - x), lo = (double)x / (double)n, hi = 1;
+  for (int i = 0; i < 200 && hi - lo > 1e-12 * hi; i++) {
+    double mid = 0.5 * (lo + hi);
+    if (stats_beta_inc(a, b, mid) < 1.0 - alpha)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+/*
+ * The fast path (Newton, then the bisection replayed inside a checked bracket) must give the
+ * bisection's double bit for bit: rules compare it and decisions print it. Counts from a handful
+ * to 10^12, rates from 10^-6 to a half, the levels a plan can use; tiny rates are where the
+ * bisection's last halvings fall inside the rounding of 1 − x, the case that needs the margin.
+ */
+static void test_clopper_pearson_same_bits(void **state) {
+  (void)state;
+  static const double alphas[] = {0.01, 0.05, 0.001, 0.2};
+  static const uint64_t ns[] = {2, 7, 50, 400, 1000, 10007, 123457, 500000, 2000003, 8631084,
+                                 1000000007, 1000000000000ULL};
+  uint64_t state64 = 88172645463325252ULL;
+  int checked = 0;
+  for (size_t ia = 0; ia < sizeof alphas / sizeof *alphas; ia++)
+    for (size_t in = 0; in < sizeof ns / sizeof *ns; in++)
+      for (int j = 0; j < 24; j++) {
+        uint64_t n = ns[in];
+        state64 ^= state64 << 13, state64 ^= state64 >> 7, state64 ^= state64 << 17;
+        /* half small counts (the small-cohort gates), half any rate up to 1/2 */
+        uint64_t x = j < 12 ? (uint64_t)j * 9 % n : state64 % (n / 2 + 1);
+        double got = stats_clopper_pearson_upper(x, n, alphas[ia]);
+        double want = x == 0 || x >= n ? got : clopper_pearson_bisect(x, n, alphas[ia]);
+        if (got != want) {
+          print_error("x %llu n %llu alpha %g: got %.17g, bisection %.17g\n",
+                      (unsigned long long)x, (unsigned long long)n, alphas[ia], got, want);
+          fail();
+        }
+        checked++;
+      }
+  assert_true(checked > 1000);
+}
+
 static void test_binomial_excess(void **state) {
   (void)state;
   static const struct {
@@ -415,6 +460,7 @@ int main(void) {
       cmocka_unit_test(test_normal),          cmocka_unit_test(test_incomplete_gamma),
       cmocka_unit_test(test_incomplete_beta), cmocka_unit_test(test_binomial_tail),
       cmocka_unit_test(test_binomial_switch), cmocka_unit_test(test_clopper_pearson),
+      cmocka_unit_test(test_clopper_pearson_same_bits),
       cmocka_unit_test(test_binomial_excess), cmocka_unit_test(test_srm),
       cmocka_unit_test(test_mann_whitney),    cmocka_unit_test(test_outcome_names),
   };
