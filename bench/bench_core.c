@@ -21,6 +21,47 @@
 #include "config/config.h"
 #include "core/engine.h"
 
+/*
+ * The worker's cache of the earliest deadline (src/app/worker.c, fire_until): walk the rollouts
+ * only after a tick, or after an apply when the rollout it changed held the earliest deadline.
+ * DUE_CHECK=1 in the environment compares it with engine_next_deadline at every event.
+ */
+struct due {
+  bool known;
+  int64_t ms;
+  size_t index;
+};
+
+static void due_recompute(struct due *c, const struct engine *e) {
+  c->ms = ROLLOUT_NO_DEADLINE;
+  c->index = 0;
+  for (size_t i = 0; i < e->n_rollouts; i++) {
+    int64_t d = engine_rollout_deadline(e, i);
+    if (d < c->ms)
+      c->ms = d, c->index = i;
+  }
+  c->known = true;
+}
+
+static void due_after_apply(struct due *c, const struct engine *e, const struct event *ev,
+                            enum apply_outcome outcome, size_t rollouts_before) {
+  size_t i = e->n_rollouts;
+  if (c->known && outcome == APPLY_APPLIED && ev->type != EVENT_FLAG_SET &&
+      ev->type != EVENT_ROLLOUT_REQUESTED && e->n_rollouts == rollouts_before)
+    for (i = 0; i < e->n_rollouts; i++)
+      if (strcmp(e->rollouts[i]->id, ev->rollout) == 0)
+        break;
+  if (i == e->n_rollouts) {
+    c->known = false;
+    return;
+  }
+  int64_t d = engine_rollout_deadline(e, i);
+  if (i == c->index)
+    due_recompute(c, e);
+  else if (d < c->ms)
+    c->ms = d, c->index = i;
+}
+
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -163,16 +204,31 @@ int main(int argc, char **argv) {
   struct effects fx = EFFECTS_INIT;
   uint64_t h = 0xcbf29ce484222325ULL;
   size_t effects = 0, rejected = 0;
+  struct due due = {0};
+  bool check = getenv("DUE_CHECK") && atoi(getenv("DUE_CHECK"));
   t0 = now_s();
   for (size_t i = 0; i < n_ms; i++) {
     if (avro_codec_decode_event(codec, ms[i].data, ms[i].len, &ev, why, sizeof why))
       return 1;
-    for (int64_t d; (d = engine_next_deadline(e)) <= ev.time_ms;)
-      if (engine_tick(e, d, &fx) != CANARY_OK)
+    for (;;) {
+      if (!due.known)
+        due_recompute(&due, e);
+      if (check && due.ms != engine_next_deadline(e)) {
+        fprintf(stderr, "event %zu: cached deadline %lld, engine %lld\n", i, (long long)due.ms,
+                (long long)engine_next_deadline(e));
         return 1;
+      }
+      if (due.ms > ev.time_ms)
+        break;
+      due.known = false;
+      if (engine_tick(e, due.ms, &fx) != CANARY_OK)
+        return 1;
+    }
     enum apply_outcome outcome;
+    size_t rollouts_before = e->n_rollouts;
     if (engine_apply(e, &ev, ev.time_ms, &fx, &outcome, why, sizeof why) != CANARY_OK)
       return 1;
+    due_after_apply(&due, e, &ev, outcome, rollouts_before);
     rejected += outcome != APPLY_APPLIED;
     effects += fx.n;
     h = digest_effects(h, &fx);

@@ -91,6 +91,11 @@ struct shard {
   int64_t metrics_max_ms;         /* newest metric event time since window_from */
   struct window_ckpt ckpt[WINDOW_CKPT_MAX];
   int n_ckpt;
+  /* The engine's earliest deadline (engine_next_deadline walks every rollout) and the rollout
+   * that holds it, kept across events so that most events skip the walk; see fire_until. */
+  bool due_known;
+  int64_t due_ms;
+  size_t due_index;
 };
 
 /* The input topic that carries metric events (indexes bus_input_topics). */
@@ -255,6 +260,7 @@ static void mark_all_dirty(struct shard *s) {
 /* ---- shards ----------------------------------------------------------------------------- */
 
 static void shard_reset(struct shard *s) {
+  s->due_known = false;
   for (int t = 0; t < BUS_INPUT_TOPICS; t++)
     queue_clear(&s->q[t]);
   batch_clear(&s->b);
@@ -288,6 +294,7 @@ static bool store_back(struct worker *w, store_t *st) {
 /* Claim the shard and load its state from the store into a fresh engine. */
 static int shard_fill(struct worker *w, struct shard *s) {
   struct store_offsets off;
+  s->due_known = false; /* a fresh engine */
   int rc = engine_init(&s->engine, w->cfg->plan);
   if (rc == CANARY_OK)
     rc = store_claim_shard(w->store, s->id, w->cfg->worker_id, &s->epoch);
@@ -416,13 +423,63 @@ static void mark_due(struct shard *s, int64_t t) {
       mark_dirty(&s->b, s->engine.rollouts[i]);
 }
 
-/* Fire the shard's deadlines up to t, each at its own time. */
+/* The earliest deadline of the shard and who holds it, by walking every rollout. */
+static void due_recompute(struct shard *s) {
+  s->due_ms = ROLLOUT_NO_DEADLINE;
+  s->due_index = 0;
+  for (size_t i = 0; i < s->engine.n_rollouts; i++) {
+    int64_t d = engine_rollout_deadline(&s->engine, i);
+    if (d < s->due_ms) {
+      s->due_ms = d;
+      s->due_index = i;
+    }
+  }
+  s->due_known = true;
+}
+
+/*
+ * After engine_apply of ev: keep the cached earliest deadline when it provably still holds.
+ * An event applied to one existing rollout changes that rollout and its metrics only (its step
+ * gets the plan, the global flags and the compiled rules read-only: struct step_ctx), so only
+ * its deadline can move: take it if earlier, and walk again only when it was the one holding the
+ * earliest. Anything else — a global flag, a new rollout, a duplicate or a rejection, where the
+ * engine took another path — forgets the cache: the next fire_until walks.
+ */
+static void due_after_apply(struct shard *s, const struct event *ev, enum apply_outcome outcome,
+                            size_t rollouts_before) {
+  size_t i = s->engine.n_rollouts;
+  if (s->due_known && outcome == APPLY_APPLIED && ev->type != EVENT_FLAG_SET &&
+      ev->type != EVENT_ROLLOUT_REQUESTED && s->engine.n_rollouts == rollouts_before)
+    for (i = 0; i < s->engine.n_rollouts; i++)
+      if (strcmp(s->engine.rollouts[i]->id, ev->rollout) == 0)
+        break;
+  if (i == s->engine.n_rollouts) {
+    s->due_known = false;
+    return;
+  }
+  int64_t d = engine_rollout_deadline(&s->engine, i);
+  if (i == s->due_index)
+    due_recompute(s); /* the holder moved, maybe later: another rollout may now be first */
+  else if (d < s->due_ms) {
+    s->due_ms = d;
+    s->due_index = i;
+  }
+}
+
+/*
+ * Fire the shard's deadlines up to t, each at its own time. Most events come before the next
+ * deadline: the cached one answers without walking the rollouts. A tick can change any rollout
+ * it fired, so the cache is walked again after each.
+ */
 static int fire_until(struct shard *s, int64_t t) {
   for (;;) {
-    int64_t d = engine_next_deadline(&s->engine);
+    if (!s->due_known)
+      due_recompute(s);
+    int64_t d = s->due_ms;
     if (d > t)
       return CANARY_OK;
     mark_due(s, d);
+    s->due_known = false;
     int rc = engine_tick(&s->engine, d, &s->b.fx);
     if (rc != CANARY_OK)
       return rc;
@@ -476,6 +533,7 @@ static void replay_one(struct worker *w, struct shard *s, const struct pending *
   if (idset_add(&s->replayed, ev.id) != CANARY_OK ||
       engine_replay_metrics(&s->engine, &ev) == CANARY_ENOMEM)
     log_msg(LOG_LVL_ERR, NULL, "shard %d: out of memory replaying metric windows", s->id);
+  s->due_known = false; /* the windows changed: so may the next metric evaluation */
   if (ev.time_ms > s->clock_ms)
     s->clock_ms = ev.time_ms;
   note_metric(s, ev.time_ms, p->offset);
@@ -508,8 +566,12 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
     return;
   }
   enum apply_outcome outcome;
-  size_t before = s->b.fx.n;
+  size_t before = s->b.fx.n, rollouts_before = s->engine.n_rollouts;
   rc = engine_apply(&s->engine, &ev, ev.time_ms, &s->b.fx, &outcome, why, sizeof why);
+  if (rc == CANARY_OK)
+    due_after_apply(s, &ev, outcome, rollouts_before);
+  else
+    s->due_known = false;
   if (rc != CANARY_OK) {
     log_msg(LOG_LVL_ERR, NULL, "shard %d: %s", s->id, canary_strerror(rc));
     return;
