@@ -25,6 +25,7 @@
 #include "codec/avro_codec.h"
 #include "codec/event_json.h"
 #include "codec/json.h"
+#include "codec/metrics_json.h"
 #include "core/engine.h"
 #include "store/store.h"
 
@@ -139,8 +140,8 @@ struct worker {
   size_t n_acked, cap_acked;
   /* counters for the periodic progress line */
   int64_t applied, duplicates, dead_letters, decisions_made, commits, replayed;
-  /* commit scratch: the dirty rollouts' metric states */
-  struct rollout_metrics **metric_states;
+  /* commit scratch: the dirty rollouts' metric states and zscore histories, where changed */
+  struct rollout_metrics **metric_states, **zscores;
   size_t cap_metric_states;
   _Atomic int64_t published; /* written by the relay thread */
 };
@@ -721,16 +722,27 @@ static void commit(struct worker *w, struct shard *s) {
   }
   if (s->b.n_dirty > w->cap_metric_states) {
     struct rollout_metrics **m = realloc(w->metric_states, s->b.n_dirty * sizeof *m);
-    if (!m) {
+    if (m)
+      w->metric_states = m;
+    struct rollout_metrics **z = m ? realloc(w->zscores, s->b.n_dirty * sizeof *z) : NULL;
+    if (!z) {
       log_msg(LOG_LVL_ERR, NULL, "shard %d: out of memory building a batch; rewinding", s->id);
       shard_rewind(w, s);
       return;
     }
-    w->metric_states = m;
+    w->zscores = z;
     w->cap_metric_states = s->b.n_dirty;
   }
-  for (size_t i = 0; i < s->b.n_dirty; i++)
-    w->metric_states[i] = engine_metrics(&s->engine, s->b.dirty[i]->id);
+  /* Only what changed since it was last stored: a failed commit reloads the shard, which
+   * starts the fingerprints over. */
+  for (size_t i = 0; i < s->b.n_dirty; i++) {
+    struct rollout_metrics *m = engine_metrics(&s->engine, s->b.dirty[i]->id);
+    uint64_t st = m ? metrics_json_state_sig(m) : 0, zs = m ? metrics_json_zscores_sig(m) : 0;
+    w->metric_states[i] = m && st != m->saved_state_sig ? m : NULL;
+    w->zscores[i] = m && zs != m->saved_zscores_sig ? m : NULL;
+    if (m)
+      m->saved_state_sig = st, m->saved_zscores_sig = zs;
+  }
   int64_t window_from = advance_window_from(s);
   struct store_batch b = {
       .shard = s->id,
@@ -738,6 +750,7 @@ static void commit(struct worker *w, struct shard *s) {
       .rollouts = s->b.dirty,
       .n_rollouts = s->b.n_dirty,
       .metrics = w->metric_states,
+      .zscores = w->zscores,
       .window_from = window_from,
       .decisions = w->decisions,
       .n_decisions = n_decisions,
@@ -991,6 +1004,7 @@ static void stop(struct worker *w) {
   free(w->decisions);
   free(w->acked);
   free(w->metric_states);
+  free(w->zscores);
   jbuf_free(&w->slack);
 }
 

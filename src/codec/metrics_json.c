@@ -48,7 +48,11 @@ void metrics_json_write(const struct rollout_metrics *m, struct jbuf *out) {
         write_for(out, st);
         first = false;
       }
-  jbuf_puts(out, "],\"zscores\":[");
+  jbuf_puts(out, "]}");
+}
+
+void metrics_json_write_zscores(const struct rollout_metrics *m, struct jbuf *out) {
+  jbuf_printf(out, "{\"v\":%d,\"zscores\":[", METRICS_JSON_VERSION);
   const struct mstore *ms = &m->ms;
   int cap = ms->cfg.zscore_points;
   for (int i = 0; i < ms->n_z; i++) {
@@ -180,10 +184,11 @@ static int read_doc(const struct json_value *root, struct rollout_metrics *m, ch
   int64_t i64;
   if (!int_in(v, METRICS_JSON_VERSION, METRICS_JSON_VERSION, &i64))
     return bad(why, len, v ? v : root, "v: this build reads version %d", METRICS_JSON_VERSION);
-  if (root->n_members != 7 || !cohort || !next || !deadline || !rules || !gates || !zs ||
-      rules->type != JSON_ARRAY || gates->type != JSON_ARRAY || zs->type != JSON_ARRAY)
-    return bad(why, len, root, "expected v, rules_cohort, next_eval_ms, deadline, rules, gates "
-               "and zscores");
+  /* documents written before the zscore histories had a column of their own hold them here */
+  if (root->n_members != (zs ? 7u : 6u) || !cohort || !next || !deadline || !rules || !gates ||
+      rules->type != JSON_ARRAY || gates->type != JSON_ARRAY || (zs && zs->type != JSON_ARRAY))
+    return bad(why, len, root, "expected v, rules_cohort, next_eval_ms, deadline, rules and "
+               "gates");
   if (!int_in(cohort, -1, PLAN_MAX_STAGES - 1, &i64))
     return bad(why, len, cohort, "rules_cohort out of range");
   m->rules_cohort = (int)i64;
@@ -205,14 +210,31 @@ static int read_doc(const struct json_value *root, struct rollout_metrics *m, ch
       return rc;
     m->gates[idx[0]][idx[1]][idx[2]] = st;
   }
+  for (size_t k = 0; zs && k < zs->n_items; k++)
+    if ((rc = read_zscore(&zs->items[k], &m->ms, why, len)))
+      return rc;
+  return CANARY_OK;
+}
+
+static int read_zscores_doc(const struct json_value *root, struct rollout_metrics *m, char *why,
+                            size_t len) {
+  const struct json_value *v = json_get(root, "v"), *zs = json_get(root, "zscores");
+  int64_t i64;
+  if (root->type != JSON_OBJECT || !int_in(v, METRICS_JSON_VERSION, METRICS_JSON_VERSION, &i64))
+    return bad(why, len, v ? v : root, "v: this build reads version %d", METRICS_JSON_VERSION);
+  if (root->n_members != 2 || !zs || zs->type != JSON_ARRAY)
+    return bad(why, len, root, "expected v and zscores");
+  int rc;
   for (size_t k = 0; k < zs->n_items; k++)
     if ((rc = read_zscore(&zs->items[k], &m->ms, why, len)))
       return rc;
   return CANARY_OK;
 }
 
-int metrics_json_read(const char *text, size_t len, struct rollout_metrics *m, char *why,
-                      size_t why_len) {
+static int parse_and(const char *text, size_t len, struct rollout_metrics *m, char *why,
+                     size_t why_len,
+                     int (*read)(const struct json_value *, struct rollout_metrics *, char *,
+                                 size_t)) {
   struct json_doc doc;
   json_doc_init(&doc);
   const struct json_value *root;
@@ -221,7 +243,66 @@ int metrics_json_read(const char *text, size_t len, struct rollout_metrics *m, c
   if (rc == CANARY_EPARSE && why && why_len)
     snprintf(why, why_len, "%d:%d: %s", err.line, err.column, err.message);
   else if (rc == CANARY_OK)
-    rc = read_doc(root, m, why, why_len);
+    rc = read(root, m, why, why_len);
   json_doc_free(&doc);
   return rc;
+}
+
+int metrics_json_read(const char *text, size_t len, struct rollout_metrics *m, char *why,
+                      size_t why_len) {
+  return parse_and(text, len, m, why, why_len, read_doc);
+}
+
+int metrics_json_read_zscores(const char *text, size_t len, struct rollout_metrics *m,
+                              char *why, size_t why_len) {
+  return parse_and(text, len, m, why, why_len, read_zscores_doc);
+}
+
+/* ---- fingerprints ---------------------------------------------------------------------------- */
+
+static uint64_t mix(uint64_t h, uint64_t v) {
+  /* FNV-1a over the 8 bytes of v */
+  for (int i = 0; i < 8; i++, v >>= 8) {
+    h ^= v & 0xff;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+uint64_t metrics_json_state_sig(const struct rollout_metrics *m) {
+  uint64_t h = 14695981039346656037ULL;
+  h = mix(h, (uint64_t)(int64_t)m->rules_cohort);
+  h = mix(h, (uint64_t)m->next_eval_ms);
+  h = mix(h, (uint64_t)m->deadline);
+  for (int i = 0; i < PLAN_MAX_RULES; i++)
+    for (int j = 0; j < PLAN_MAX_EXPRS; j++)
+      if (m->rules[i][j].state != EXPR_FOR_INACTIVE)
+        h = mix(mix(mix(h, (uint64_t)(i * PLAN_MAX_EXPRS + j)), m->rules[i][j].state),
+                (uint64_t)m->rules[i][j].since);
+  for (int s = 0; s < PLAN_MAX_STAGES; s++)
+    for (int x = 0; x < 2; x++)
+      for (int c = 0; c < PLAN_MAX_CRITERIA; c++)
+        if (m->gates[s][x][c].state != EXPR_FOR_INACTIVE)
+          h = mix(mix(mix(h, (uint64_t)(1000 + (s * 2 + x) * PLAN_MAX_CRITERIA + c)),
+                      m->gates[s][x][c].state),
+                  (uint64_t)m->gates[s][x][c].since);
+  return h ? h : 1;
+}
+
+/* A history only grows at its head: its size, head and newest point say whether it changed. */
+uint64_t metrics_json_zscores_sig(const struct rollout_metrics *m) {
+  const struct mstore *ms = &m->ms;
+  uint64_t h = mix(14695981039346656037ULL, (uint64_t)ms->n_z);
+  int cap = ms->cfg.zscore_points;
+  for (int i = 0; i < ms->n_z; i++) {
+    const struct mstore_zhist *z = &ms->z[i];
+    h = mix(mix(mix(h, z->key), (uint64_t)z->n), (uint64_t)z->head);
+    if (z->n) {
+      int newest = ((z->head - 1) % cap + cap) % cap;
+      uint64_t xb;
+      memcpy(&xb, &z->x[newest], sizeof xb);
+      h = mix(mix(h, (uint64_t)z->t[newest]), xb);
+    }
+  }
+  return h ? h : 1;
 }

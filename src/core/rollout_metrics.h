@@ -28,6 +28,9 @@ struct rollout_metrics {
   int rules_cohort;      /* the exposed cohort the rule states are about (-1: none yet) */
   int64_t next_eval_ms;  /* rules are not evaluated again before this */
   int64_t deadline;      /* when the rules must be evaluated again; INT64_MAX: on new data */
+  /* What the worker last stored of this state (metrics_json_*_sig; 0: nothing yet): a batch
+   * writes the state, or the zscore histories, only when they changed since. */
+  uint64_t saved_state_sig, saved_zscores_sig;
 };
 
 /* Empty series sized for the compiled plan mp. Returns CANARY_OK or CANARY_ENOMEM. */

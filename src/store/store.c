@@ -273,7 +273,8 @@ static int load_rollouts(store_t *s, const char *shard, struct engine *e) {
   const char *values[] = {shard};
   int rc;
   PGresult *res = store_exec(s, "load rollouts",
-                             "SELECT id, body, metrics FROM rollouts WHERE shard = $1::int "
+                             "SELECT id, body, metrics, zscores FROM rollouts "
+                             "WHERE shard = $1::int "
                              "ORDER BY ord", 1,
                              values, 0, PGRES_TUPLES_OK, &rc);
   if (!res)
@@ -307,6 +308,12 @@ static int load_rollouts(store_t *s, const char *shard, struct engine *e) {
                              engine_metrics(e, id), why, sizeof why);
       if (rc)
         store_set_error(s, "rollouts '%s': metrics %s", id, why);
+    }
+    if (!rc && !PQgetisnull(res, i, 3) && engine_metrics(e, id)) {
+      rc = metrics_json_read_zscores(PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3),
+                                     engine_metrics(e, id), why, sizeof why);
+      if (rc)
+        store_set_error(s, "rollouts '%s': zscores %s", id, why);
     }
   }
   free(r);

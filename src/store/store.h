@@ -118,9 +118,10 @@ struct store_batch {
   const char *const *event_ids;          /* ids applied in this batch */
   size_t n_event_ids;
   const struct flags *global;            /* the shard's global kill switches after the batch */
-  /* rollouts[i]'s metric state beyond its windows (rollouts.metrics); NULL array or entry:
-   * keep what is stored */
+  /* rollouts[i]'s metric state beyond its windows (rollouts.metrics) and its zscore histories
+   * (rollouts.zscores); a NULL array or entry keeps what is stored */
   struct rollout_metrics *const *metrics;
+  struct rollout_metrics *const *zscores;
   int64_t window_from;                   /* > 0: the shard's new window_from; else unchanged */
 };
 

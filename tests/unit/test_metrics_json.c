@@ -65,12 +65,17 @@ static void test_round_trip(void **state) {
   (void)state;
   struct rollout_metrics a, b;
   fill(&a);
-  struct jbuf ja, jb;
+  struct jbuf ja, jb, za, zb;
   write_doc(&a, &ja);
+  jbuf_init(&za);
+  metrics_json_write_zscores(&a, &za);
   assert_int_equal(rollout_metrics_init(&b, &mp), CANARY_OK);
   char why[256] = "";
   if (metrics_json_read(ja.data, ja.len, &b, why, sizeof why) != CANARY_OK)
     fail_msg("read: %s\n%s", why, ja.data);
+  if (metrics_json_read_zscores(za.data, za.len, &b, why, sizeof why) != CANARY_OK)
+    fail_msg("read: %s\n%s", why, za.data);
+  assert_true(metrics_json_state_sig(&b) == metrics_json_state_sig(&a));
   assert_int_equal(b.rules_cohort, 2);
   assert_int_equal(b.next_eval_ms, a.next_eval_ms);
   assert_int_equal(b.deadline, INT64_MAX);
@@ -91,10 +96,25 @@ static void test_round_trip(void **state) {
   assert_true(b.ms.z[0].x[2] == -1e-300);
   write_doc(&b, &jb); /* the same bytes again */
   assert_string_equal(ja.data, jb.data);
-  assert_non_null(strstr(ja.data, "\"key\":\"fedcba9876543210\""));
+  jbuf_init(&zb);
+  metrics_json_write_zscores(&b, &zb);
+  assert_string_equal(za.data, zb.data);
+  assert_non_null(strstr(za.data, "\"key\":\"fedcba9876543210\""));
   assert_non_null(strstr(ja.data, "\"rules\":[[0,0,\"pending\",1767225000000],"));
+  /* the fingerprints follow the content */
+  uint64_t st = metrics_json_state_sig(&a), zs = metrics_json_zscores_sig(&a);
+  a.gates[1][1][3].since++;
+  assert_true(metrics_json_state_sig(&a) != st);
+  assert_true(metrics_json_zscores_sig(&a) == zs);
+  int64_t t = 1767220180000;
+  double x = 4;
+  struct mstore_zhist *z = &a.ms.z[0];
+  z->t[z->head] = t, z->x[z->head] = x, z->head++, z->n++; /* a point more */
+  assert_true(metrics_json_zscores_sig(&a) != zs);
   jbuf_free(&ja);
   jbuf_free(&jb);
+  jbuf_free(&za);
+  jbuf_free(&zb);
   rollout_metrics_free(&a);
   rollout_metrics_free(&b);
 }
@@ -116,9 +136,10 @@ static void test_wrapped_history(void **state) {
   z->t[0] = 3, z->x[0] = 30;
   z->head = 1;
   struct jbuf j;
-  write_doc(&a, &j);
+  jbuf_init(&j);
+  metrics_json_write_zscores(&a, &j);
   assert_non_null(strstr(j.data, "\"t\":[1,2,3],\"x\":[10,20,30]"));
-  assert_int_equal(metrics_json_read(j.data, j.len, &b, NULL, 0), CANARY_OK);
+  assert_int_equal(metrics_json_read_zscores(j.data, j.len, &b, NULL, 0), CANARY_OK);
   assert_int_equal(b.ms.z[0].n, 3);
   assert_int_equal(b.ms.z[0].t[0], 1);
   assert_int_equal(b.ms.z[0].t[2], 3);
@@ -131,23 +152,21 @@ static void test_wrapped_history(void **state) {
 static const struct {
   const char *doc, *why;
 } bad[] = {
-    {"{\"v\":2,\"rules_cohort\":-1,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[],\"gates\":[],"
-     "\"zscores\":[]}", "this build reads version 1"},
+    {"{\"v\":2,\"rules_cohort\":-1,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[],\"gates\":[]}",
+     "this build reads version 1"},
     {"{\"v\":1,\"rules_cohort\":-1,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[]}",
      "expected v, rules_cohort"},
-    {"{\"v\":1,\"rules_cohort\":9,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[],\"gates\":[],"
-     "\"zscores\":[]}", "rules_cohort out of range"},
+    {"{\"v\":1,\"rules_cohort\":9,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[],\"gates\":[]}",
+     "rules_cohort out of range"},
     {"{\"v\":1,\"rules_cohort\":-1,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[[32,0,\"firing\","
-     "0]],\"gates\":[],\"zscores\":[]}", "index out of range (0..31)"},
+     "0]],\"gates\":[]}", "index out of range (0..31)"},
     {"{\"v\":1,\"rules_cohort\":-1,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[[0,0,\"burning\","
-     "0]],\"gates\":[],\"zscores\":[]}", "expected inactive, pending or firing"},
+     "0]],\"gates\":[]}", "expected inactive, pending or firing"},
     {"{\"v\":1,\"rules_cohort\":-1,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[],\"gates\":"
-     "[[0,2,0,\"firing\",0]],\"zscores\":[]}", "index out of range (0..1)"},
-    {"{\"v\":1,\"rules_cohort\":-1,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[],\"gates\":[],"
-     "\"zscores\":[{\"key\":\"12\",\"cohort\":0,\"variant\":\"canary\",\"t\":[],\"x\":[]}]}",
+     "[[0,2,0,\"firing\",0]]}", "index out of range (0..1)"},
+    {"{\"v\":1,\"zscores\":[{\"key\":\"12\",\"cohort\":0,\"variant\":\"canary\",\"t\":[],\"x\":[]}]}",
      "key: expected 16 hex digits"},
-    {"{\"v\":1,\"rules_cohort\":-1,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[],\"gates\":[],"
-     "\"zscores\":[{\"key\":\"0000000000000012\",\"cohort\":0,\"variant\":\"canary\",\"t\":[1],"
+    {"{\"v\":1,\"zscores\":[{\"key\":\"0000000000000012\",\"cohort\":0,\"variant\":\"canary\",\"t\":[1],"
      "\"x\":[]}]}", "t and x: arrays of the same length"},
 };
 
@@ -157,7 +176,9 @@ static void test_rejects_malformed(void **state) {
     struct rollout_metrics m;
     assert_int_equal(rollout_metrics_init(&m, &mp), CANARY_OK);
     char why[256] = "";
-    int rc = metrics_json_read(bad[i].doc, strlen(bad[i].doc), &m, why, sizeof why);
+    int rc = strstr(bad[i].doc, "zscores")
+                 ? metrics_json_read_zscores(bad[i].doc, strlen(bad[i].doc), &m, why, sizeof why)
+                 : metrics_json_read(bad[i].doc, strlen(bad[i].doc), &m, why, sizeof why);
     if (rc != CANARY_EINVALID || !strstr(why, bad[i].why))
       fail_msg("case %zu: rc %d, '%s', expected '%s'", i, rc, why, bad[i].why);
     rollout_metrics_free(&m);
