@@ -1509,6 +1509,67 @@ static const struct bind_error_case bind_error_cases[] = {
      "a significance level is between 0 and 1, such as 0.01"},
 };
 
+/* A number as put_number printed it before its fast path: try 1, 2, … 17 significant digits
+ * until the text reads back, then the plain decimal of as many digits if that reads back too. */
+static bool reads_back_as(const char *text, double v) {
+  double back;
+  return expr_scan_number(text, &back) == strlen(text) && back == v;
+}
+
+static void shortest_by_trying(double v, char *out, size_t len) {
+  char text[64], fixed[64];
+  int prec = 1;
+  for (; prec < 17; prec++) {
+    snprintf(text, sizeof text, "%.*e", prec - 1, v);
+    if (reads_back_as(text, v))
+      break;
+  }
+  snprintf(text, sizeof text, "%.*e", prec - 1, v);
+  int exp10 = atoi(strchr(text, 'e') + 1);
+  if (exp10 >= -6 && exp10 < 15) {
+    int decimals = prec - 1 - exp10;
+    snprintf(fixed, sizeof fixed, "%.*f", decimals > 0 ? decimals : 0, v);
+    if (reads_back_as(fixed, v)) {
+      snprintf(out, len, "%s", fixed);
+      return;
+    }
+  }
+  snprintf(out, len, "%s", text);
+}
+
+/*
+ * Literals print as the shortest text that reads back (scenario outputs compare it byte for
+ * byte): the 15-digit shortcut must agree with trying every length — 17-digit ratios, short
+ * decimals, 16-digit values, powers of ten a few ulps off, across the exponents where the
+ * shortcut applies and past them.
+ */
+static void test_numbers_print_shortest(void **state) {
+  (void)state;
+  uint64_t x = 88172645463325252ULL;
+  for (int i = 0; i < 3000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    double v;
+    switch (i % 4) {
+    case 0: v = (double)(x % 100000 + 1) / (double)(x / 100000 % 99991 + 1); break;
+    case 1: v = (double)(x % 1000 + 1) * pow(10, (int)(x / 1000 % 44) - 20); break;
+    case 2: v = nextafter(pow(10, (int)(x % 44) - 20), (x >> 8) & 1 ? 0 : INFINITY); break;
+    default: v = (double)(x % 9007199254740992ULL) * pow(10, (int)(x / 7 % 40) - 25); break;
+    }
+    if (!(v > 0) || !isfinite(v))
+      continue;
+    char src[64], want[64], got[64];
+    struct expr e;
+    struct expr_error err;
+    snprintf(src, sizeof src, "%.17e", v);
+    assert_int_equal(expr_parse(src, &e, &err), CANARY_OK);
+    assert_int_equal(e.nodes[e.root].kind, EXPR_NUM);
+    shortest_by_trying(e.nodes[e.root].num, want, sizeof want);
+    expr_format(&e, -1, got, sizeof got);
+    if (strcmp(got, want) != 0)
+      fail_msg("%.17g: printed %s, shortest by trying %s", e.nodes[e.root].num, got, want);
+  }
+}
+
 static void test_bind(void **state) {
   for (size_t i = 0; i < sizeof bind_error_cases / sizeof bind_error_cases[0]; i++) {
     const struct bind_error_case *c = &bind_error_cases[i];
@@ -1743,6 +1804,7 @@ int main(void) {
       cmocka_unit_test(test_too_many_nodes),
       cmocka_unit_test(test_error_render),
       cmocka_unit_test(test_bind),
+      cmocka_unit_test(test_numbers_print_shortest),
       cmocka_unit_test(test_format),
       cmocka_unit_test(test_numbers),
       cmocka_unit_test(test_numbers_ignore_locale),
