@@ -58,7 +58,8 @@ struct batch {
   struct rollout **dirty;
   size_t n_dirty, cap_dirty;
   char **ids;
-  size_t n_ids, cap_ids;
+  int64_t *id_epochs;       /* the engine's id epoch each id was kept in */
+  size_t n_ids, cap_ids, cap_id_epochs;
   struct dead *dlq;
   size_t n_dlq, cap_dlq;
   bool offsets_moved;
@@ -88,6 +89,7 @@ struct shard {
   struct idset replayed;          /* ids replayed: a repeated id was ignored the first time */
   int64_t window_from;            /* stored: where a restart replays from (-1: the start) */
   int64_t keep_ms;                /* how far back of the clock a window can read */
+  int64_t ids_pruned;             /* event_ids of epochs below this are deleted */
   int64_t clock_ms;               /* newest event time applied or replayed */
   int64_t metrics_max_ms;         /* newest metric event time since window_from */
   struct window_ckpt ckpt[WINDOW_CKPT_MAX];
@@ -237,6 +239,7 @@ static void batch_free(struct batch *b) {
   effects_free(&b->fx);
   free(b->dirty);
   free(b->ids);
+  free(b->id_epochs);
   free(b->dlq);
   memset(b, 0, sizeof *b);
 }
@@ -316,6 +319,7 @@ static int shard_fill(struct worker *w, struct shard *s) {
     mstore_config_for_plan(&mc, &s->engine.mp);
     s->keep_ms = mc.retention_ms + WINDOW_COARSE_MS_DEFAULT + mc.bucket_ms;
     s->clock_ms = s->metrics_max_ms = INT64_MIN;
+    s->ids_pruned = INT64_MIN; /* the first commit deletes what the load left out */
     s->n_ckpt = 0;
     char ctx[64];
     snprintf(ctx, sizeof ctx, "shard=%d epoch=%" PRId64, s->id, s->epoch);
@@ -587,8 +591,11 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
     break;
   }
   w->applied++;
-  if (reserve(&s->b.ids, &s->b.cap_ids, s->b.n_ids, sizeof *s->b.ids))
+  if (reserve(&s->b.ids, &s->b.cap_ids, s->b.n_ids, sizeof *s->b.ids) &&
+      reserve(&s->b.id_epochs, &s->b.cap_id_epochs, s->b.n_ids, sizeof *s->b.id_epochs)) {
+    s->b.id_epochs[s->b.n_ids] = s->engine.id_epoch;
     s->b.ids[s->b.n_ids++] = (char *)dup_bytes(ev.id, strlen(ev.id));
+  }
   if (ev.type == EVENT_FLAG_SET && !ev.rollout[0])
     mark_all_dirty(s);
   else if (engine_find(&s->engine, ev.rollout))
@@ -744,6 +751,10 @@ static void commit(struct worker *w, struct shard *s) {
       m->saved_state_sig = st, m->saved_zscores_sig = zs;
   }
   int64_t window_from = advance_window_from(s);
+  /* the engine forgot the ids of epochs before id_epoch - 1: so does the table */
+  int64_t prune_below = s->engine.id_epoch != INT64_MIN && s->engine.id_epoch - 1 > s->ids_pruned
+                            ? s->engine.id_epoch - 1
+                            : 0;
   struct store_batch b = {
       .shard = s->id,
       .epoch = s->epoch,
@@ -757,7 +768,9 @@ static void commit(struct worker *w, struct shard *s) {
       .outbox = w->rows,
       .n_outbox = (size_t)n_rows,
       .event_ids = (const char *const *)s->b.ids,
+      .event_id_epochs = s->b.id_epochs,
       .n_event_ids = s->b.n_ids,
+      .prune_ids_below = prune_below,
       .global = &s->engine.global,
   };
   memcpy(b.offsets.next, s->next, sizeof b.offsets.next);
@@ -768,6 +781,8 @@ static void commit(struct worker *w, struct shard *s) {
     w->commits++;
     if (window_from > 0)
       s->window_from = window_from;
+    if (prune_below != 0)
+      s->ids_pruned = prune_below;
     if (n_rows > 0)
       relay_wake(w);
     w->decisions_made += (int64_t)n_decisions;

@@ -6,9 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+int64_t engine_id_epoch_of(int64_t time_ms) {
+  int64_t q = time_ms / ENGINE_ID_EPOCH_MS;
+  return time_ms % ENGINE_ID_EPOCH_MS < 0 ? q - 1 : q;
+}
+
 int engine_init(struct engine *e, const struct plan *plan) {
   memset(e, 0, sizeof *e);
   e->plan = plan;
+  e->id_epoch = INT64_MIN;
   flags_init(&e->global, plan);
   return mstore_plan_init(&e->mp, plan, e->error, sizeof e->error) == CANARY_OK
              ? CANARY_OK
@@ -26,6 +32,7 @@ void engine_destroy(struct engine *e) {
   free(e->metrics);
   mstore_plan_free(&e->mp);
   idset_free(&e->seen);
+  idset_free(&e->seen_old);
   memset(e, 0, sizeof *e);
 }
 
@@ -122,7 +129,7 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
   *outcome = APPLY_APPLIED;
   if (why && why_len)
     why[0] = '\0';
-  if (idset_contains(&e->seen, ev->id)) {
+  if (idset_contains(&e->seen, ev->id) || idset_contains(&e->seen_old, ev->id)) {
     *outcome = APPLY_DUPLICATE;
     return CANARY_OK;
   }
@@ -159,6 +166,19 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
   }
   if (rc != CANARY_OK || *outcome != APPLY_APPLIED)
     return rc;
+  /* Ids move on with event time, and only when one is kept: the store tags each id with the
+   * epoch it was kept in, so a restarted engine puts it back in the same set. */
+  int64_t ep = engine_id_epoch_of(ev->time_ms);
+  if (ep > e->id_epoch) {
+    idset_free(&e->seen_old);
+    if (e->id_epoch != INT64_MIN && ep == e->id_epoch + 1) {
+      e->seen_old = e->seen; /* the previous epoch's ids stay one epoch more */
+    } else {
+      idset_free(&e->seen);
+    }
+    memset(&e->seen, 0, sizeof e->seen);
+    e->id_epoch = ep;
+  }
   return idset_add(&e->seen, ev->id);
 }
 

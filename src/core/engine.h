@@ -19,13 +19,22 @@
 #include "core/rollout.h"
 #include "core/rollout_metrics.h"
 
+#define ENGINE_ID_EPOCH_MS (24 * 3600 * 1000LL)
+
+/* The id epoch an event time falls in (floor division: times before 1970 too). */
+int64_t engine_id_epoch_of(int64_t time_ms);
+
 struct engine {
   const struct plan *plan;   /* borrowed: must outlive the engine */
   struct flags global;       /* kill switches that apply to every rollout */
   struct rollout **rollouts; /* in order of creation */
   struct rollout_metrics **metrics; /* metrics[i] belongs to rollouts[i] */
   size_t n_rollouts, cap_rollouts;
-  struct idset seen;         /* ids of the events applied */
+  /* Ids of the events applied, for as long as a repeat can come: the current id epoch's and
+   * the one before (ENGINE_ID_EPOCH_MS of event time each), so memory and the event_ids table
+   * stay bounded. A repeat is recognised for at least one epoch after the first, at most two. */
+  struct idset seen, seen_old;
+  int64_t id_epoch;          /* epoch of the newest id kept; INT64_MIN: none yet */
   struct mstore_plan mp;     /* the plan's metric expressions, compiled once */
   char error[512];           /* why engine_init failed */
 };

@@ -350,13 +350,20 @@ static int load_flags(store_t *s, const char *shard, struct engine *e, int64_t *
 static int load_event_ids(store_t *s, const char *shard, struct engine *e) {
   const char *values[] = {shard};
   int rc;
+  /* The newest epoch's ids and the one's before: what the engine held (engine.h). */
   PGresult *res = store_exec(s, "load event ids",
-                             "SELECT hash FROM event_ids WHERE shard = $1::int", 1, values, 1,
-                             PGRES_TUPLES_OK, &rc);
+                             "WITH top AS (SELECT max(epoch) AS e FROM event_ids "
+                             "WHERE shard = $1::int) "
+                             "SELECT hash, epoch, top.e FROM event_ids, top "
+                             "WHERE shard = $1::int AND epoch >= top.e - 1",
+                             1, values, 1, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
-  for (int i = 0, n = PQntuples(res); i < n && !rc; i++)
-    rc = idset_add_hash(&e->seen, (uint64_t)get_int8(res, i, 0));
+  for (int i = 0, n = PQntuples(res); i < n && !rc; i++) {
+    int64_t epoch = get_int8(res, i, 1), top = get_int8(res, i, 2);
+    e->id_epoch = top;
+    rc = idset_add_hash(epoch == top ? &e->seen : &e->seen_old, (uint64_t)get_int8(res, i, 0));
+  }
   PQclear(res);
   return rc;
 }
@@ -399,7 +406,7 @@ int store_load_shard(store_t *s, int shard, struct engine *e, struct store_offse
     return rc;
   }
   store_logf(s, LOG_INFO, "shard %d loaded: %zu rollouts, %zu event ids", shard, e->n_rollouts,
-             e->seen.n);
+             e->seen.n + e->seen_old.n);
   return CANARY_OK;
 }
 

@@ -116,7 +116,9 @@ struct store_batch {
   const struct store_outbox_row *outbox;   /* decisions, notifications, traffic, DLQ */
   size_t n_outbox;
   const char *const *event_ids;          /* ids applied in this batch */
+  const int64_t *event_id_epochs;        /* the engine's id epoch each was kept in (NULL: 0) */
   size_t n_event_ids;
+  int64_t prune_ids_below;               /* != 0: delete the shard's ids of older epochs */
   const struct flags *global;            /* the shard's global kill switches after the batch */
   /* rollouts[i]'s metric state beyond its windows (rollouts.metrics) and its zscore histories
    * (rollouts.zscores); a NULL array or entry keeps what is stored */

@@ -75,9 +75,17 @@ static const char SQL_OUTBOX[] =
     "ORDER BY u.n "
     "ON CONFLICT (message_id) DO NOTHING";
 
-static const char SQL_EVENT_IDS[] = "INSERT INTO event_ids (shard, hash) "
-                                    "SELECT $1::int, unnest($2::int8[]) "
-                                    "ON CONFLICT DO NOTHING";
+/* DISTINCT ON: an id twice in one batch (a hash collision) must not be updated twice. */
+static const char SQL_EVENT_IDS[] = "INSERT INTO event_ids (shard, hash, epoch) "
+                                    "SELECT DISTINCT ON (u.hash) $1::int, u.hash, u.epoch "
+                                    "FROM unnest($2::int8[], $3::int8[]) AS u(hash, epoch) "
+                                    "ORDER BY u.hash, u.epoch DESC "
+                                    "ON CONFLICT (shard, hash) DO UPDATE SET epoch = "
+                                    "greatest(event_ids.epoch, EXCLUDED.epoch)";
+
+/* Ids of epochs the engine no longer holds (see migrations/004_event_id_epochs.sql). */
+static const char SQL_PRUNE_IDS[] =
+    "DELETE FROM event_ids WHERE shard = $1::int AND epoch < $2::int8";
 
 /* ---- binary arrays (the format of array_recv) ------------------------------------------------ */
 
@@ -187,7 +195,7 @@ enum {
   C_T_ROLLOUT, C_T_SEQ, C_T_ID, C_T_TIME, C_T_ACTION, C_T_FROM, C_T_TO, C_T_STATE, C_T_REASON,
   C_T_RULE, C_T_ACTOR, C_T_EVIDENCE, C_T_ITEMS,
   C_O_TOPIC, C_O_KEY, C_O_MESSAGE_ID, C_O_PAYLOAD,
-  C_EVENT_IDS,
+  C_EVENT_IDS, C_EVENT_ID_EPOCHS,
   C_FLAGS,
   C_COUNT
 };
@@ -399,6 +407,7 @@ static int write_outbox(store_t *s, const struct store_batch *b, struct jbuf *co
 
 static int write_event_ids(store_t *s, const struct store_batch *b, struct jbuf *cols) {
   struct arr ids = arr_begin(&cols[C_EVENT_IDS], OID_INT8);
+  struct arr epochs = arr_begin(&cols[C_EVENT_ID_EPOCHS], OID_INT8);
   for (size_t i = 0; i < b->n_event_ids; i++) {
     if (!b->event_ids[i]) {
       store_set_error(s, "commit shard %d: event id %zu is NULL", b->shard, i);
@@ -406,8 +415,10 @@ static int write_event_ids(store_t *s, const struct store_batch *b, struct jbuf 
     }
     /* The hash's bits as a signed bigint: the column is int8, the value a uint64. */
     arr_int8(&ids, (int64_t)idset_hash(b->event_ids[i]));
+    arr_int8(&epochs, b->event_id_epochs ? b->event_id_epochs[i] : 0);
   }
   arr_end(&ids);
+  arr_end(&epochs);
   return CANARY_OK;
 }
 
@@ -572,7 +583,16 @@ static void send_batch(struct pipeline *p, const struct store_batch *b, size_t n
     pr = (struct params){0};
     param_text(&pr, shard);
     param_binary(&pr, &c[C_EVENT_IDS]);
+    param_binary(&pr, &c[C_EVENT_ID_EPOCHS]);
     pipe_send(p, "event ids", SQL_EVENT_IDS, &pr);
+  }
+  char prune[24];
+  if (b->prune_ids_below != 0) {
+    snprintf(prune, sizeof prune, "%" PRId64, b->prune_ids_below);
+    pr = (struct params){0};
+    param_text(&pr, shard);
+    param_text(&pr, prune);
+    pipe_send(p, "prune event ids", SQL_PRUNE_IDS, &pr);
   }
   pipe_send(p, "COMMIT", "COMMIT", NULL);
 }

@@ -672,6 +672,38 @@ static void test_atomicity(void **state) {
                    9);
 }
 
+/*
+ * Event ids carry the engine's id epoch; a load gives back the newest epoch's ids and the one's
+ * before, in the sets the engine held them in, and a batch that prunes deletes older ones.
+ */
+static void test_event_id_epochs(void **state) {
+  (void)state;
+  int64_t epoch = claim(12, "worker-a");
+  const char *ids5[] = {"old-1", "old-2"}, *ids6[] = {"mid-1"}, *ids7[] = {"new-1", "new-1"};
+  const int64_t e5[] = {5, 5}, e6[] = {6}, e7[] = {7, 7};
+  struct store_batch b = {.shard = 12, .epoch = epoch, .event_ids = ids5,
+                          .event_id_epochs = e5, .n_event_ids = 2};
+  no_offsets(&b.offsets);
+  commit_ok(&b);
+  b.event_ids = ids6, b.event_id_epochs = e6, b.n_event_ids = 1, b.prune_ids_below = 5;
+  commit_ok(&b);
+  assert_int_equal(q_int("SELECT count(*) FROM event_ids WHERE shard = 12"), 3);
+  b.event_ids = ids7, b.event_id_epochs = e7, b.n_event_ids = 2, b.prune_ids_below = 6;
+  commit_ok(&b);
+  assert_int_equal(q_int("SELECT count(*) FROM event_ids WHERE shard = 12"), 2);
+  struct engine e;
+  assert_int_equal(engine_init(&e, &plan), CANARY_OK);
+  struct store_offsets off;
+  if (store_load_shard(st, 12, &e, &off))
+    fail_msg("load: %s", store_last_error(st));
+  assert_int_equal(e.id_epoch, 7);
+  assert_true(idset_contains(&e.seen, "new-1"));
+  assert_true(idset_contains(&e.seen_old, "mid-1"));
+  assert_false(idset_contains(&e.seen, "old-1") || idset_contains(&e.seen_old, "old-1"));
+  assert_int_equal(e.seen.n + e.seen_old.n, 2);
+  engine_destroy(&e);
+}
+
 static void test_outbox_idempotent(void **state) {
   (void)state;
   int64_t epoch = claim(6, "worker-a");
@@ -984,6 +1016,7 @@ int main(void) {
       cmocka_unit_test(test_fencing),
       cmocka_unit_test(test_atomicity),
       cmocka_unit_test(test_outbox_idempotent),
+      cmocka_unit_test(test_event_id_epochs),
       cmocka_unit_test(test_outbox_fetch_mark),
       cmocka_unit_test(test_transitions_append_only),
       cmocka_unit_test(test_history),

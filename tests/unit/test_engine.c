@@ -180,6 +180,46 @@ static void test_requested_creates_a_rollout(void **state) {
   assert_true(idset_contains(&t->e.seen, "req-r1"));
 }
 
+/*
+ * Ids are kept for the id epoch they were kept in and the next one (ENGINE_ID_EPOCH_MS of event
+ * time each): a repeat inside that is ignored, one two epochs on is a new event — memory and
+ * the store stay bounded.
+ */
+static void test_ids_are_kept_one_epoch_more(void **state) {
+  struct t *t = *state;
+  const int64_t day = ENGINE_ID_EPOCH_MS, e0 = engine_id_epoch_of(T0) * day;
+  request(t, "r1", e0 + 1 * HOUR_MS);
+  struct event a = fixture_event(EVENT_CI_COMPLETED, "a", "r1", e0 + 2 * HOUR_MS);
+  a.ok = true;
+  assert_int_equal(submit(t, &a), APPLY_APPLIED);
+  a.time_ms = e0 + day + 1 * HOUR_MS; /* a repeat the next day: still known */
+  assert_int_equal(submit(t, &a), APPLY_DUPLICATE);
+  struct event b = a;
+  snprintf(b.id, sizeof b.id, "b");
+  b.time_ms = e0 + day + 2 * HOUR_MS; /* the first id of the next epoch moves the sets on */
+  assert_int_equal(submit(t, &b), APPLY_APPLIED);
+  assert_int_equal(t->e.id_epoch, engine_id_epoch_of(T0) + 1);
+  a.time_ms = e0 + day + 3 * HOUR_MS;
+  assert_int_equal(submit(t, &a), APPLY_DUPLICATE); /* in the previous epoch's set */
+  struct event c = b;
+  snprintf(c.id, sizeof c.id, "c");
+  c.time_ms = e0 + 2 * day + 1 * HOUR_MS;
+  assert_int_equal(submit(t, &c), APPLY_APPLIED);
+  a.time_ms = e0 + 2 * day + 2 * HOUR_MS; /* two epochs on: forgotten, a new event */
+  assert_int_equal(submit(t, &a), APPLY_APPLIED);
+  assert_int_equal(submit(t, &b), APPLY_DUPLICATE); /* b is a day old: still known */
+  /* an epoch skipped: everything before is forgotten */
+  struct event d = c;
+  snprintf(d.id, sizeof d.id, "d");
+  d.time_ms = e0 + 5 * day;
+  assert_int_equal(submit(t, &d), APPLY_APPLIED);
+  assert_int_equal(t->e.seen_old.n, 0);
+  assert_int_equal(submit(t, &c), APPLY_APPLIED);
+  assert_int_equal(engine_id_epoch_of(-1), -1);
+  assert_int_equal(engine_id_epoch_of(0), 0);
+  assert_int_equal(engine_id_epoch_of(day - 1), 0);
+}
+
 static void test_duplicate_id_is_ignored(void **state) {
   struct t *t = *state;
   start(t, "r1", T0);
@@ -858,6 +898,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_requested_creates_a_rollout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_duplicate_id_is_ignored, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ids_are_kept_one_epoch_more, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rejected_events, setup, teardown),
       cmocka_unit_test_setup_teardown(test_corrected_event_reuses_rejected_id, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rejected_command_is_applied_and_remembered, setup,
