@@ -878,9 +878,21 @@ static void relay(struct worker *w, bool final) {
  * predecessor (or another worker's shard before a hand-over) left unpublished. When the loop
  * ends, one last pass publishes what the final commits added.
  */
+/* Published outbox rows are kept this long (for people and SQL), then deleted. */
+#define OUTBOX_KEEP_S (7 * 86400)
+#define OUTBOX_PRUNE_EVERY_MS 3600000
+
 static void *relay_main(void *arg) {
   struct worker *w = arg;
+  int64_t pruned_at = 0;
   for (;;) {
+    if (wall_ms() - pruned_at >= OUTBOX_PRUNE_EVERY_MS) {
+      long n = 0;
+      pruned_at = wall_ms();
+      if (store_outbox_prune(w->relay_store, OUTBOX_KEEP_S, &n) == CANARY_OK && n > 0)
+        log_msg(LOG_LVL_INFO, NULL, "deleted %ld outbox rows published more than %d days ago",
+                n, OUTBOX_KEEP_S / 86400);
+    }
     pthread_mutex_lock(&w->relay_mu);
     if (!w->outbox_dirty && !w->relay_stopping) {
       struct timespec until;

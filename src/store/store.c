@@ -480,6 +480,22 @@ int store_outbox_mark(store_t *s, const int64_t *seqs, size_t n) {
   return rc;
 }
 
+int store_outbox_prune(store_t *s, int64_t older_than_s, long *deleted) {
+  char secs[24];
+  snprintf(secs, sizeof secs, "%" PRId64, older_than_s);
+  const char *values[] = {secs};
+  int rc;
+  *deleted = 0;
+  PGresult *res = store_exec(s, "prune outbox",
+                             "DELETE FROM outbox WHERE published_at < "
+                             "now() - $1::bigint * interval '1 second'",
+                             1, values, 0, PGRES_COMMAND_OK, &rc);
+  if (res)
+    *deleted = atol(PQcmdTuples(res));
+  PQclear(res);
+  return rc;
+}
+
 /* ---- read side ------------------------------------------------------------------------------- */
 
 int store_list_rollouts(store_t *s, struct store_rollout_row **rows, size_t *n) {

@@ -162,6 +162,13 @@ int store_outbox_fetch(store_t *s, size_t max, const struct store_outbox_msg **m
 int store_outbox_mark(store_t *s, const int64_t *seqs, size_t n) CANARY_MUSTCHECK;
 
 /*
+ * Delete outbox rows published more than older_than_s seconds ago: the table keeps what is
+ * waiting and a recent window (a re-applied batch is recognised by its message ids), not every
+ * message ever sent. *deleted gets the count. CANARY_OK, CANARY_EIO, CANARY_EUNAVAILABLE.
+ */
+int store_outbox_prune(store_t *s, int64_t older_than_s, long *deleted) CANARY_MUSTCHECK;
+
+/*
  * Read side for canaryctl: every rollout (in creation order), and one rollout's transition log
  * (decisions in seq order, evidence items as decided). Arrays are allocated here and the caller
  * free()s them. store_history returns CANARY_ENOTFOUND for a rollout the store does not have

@@ -704,6 +704,29 @@ static void test_event_id_epochs(void **state) {
   engine_destroy(&e);
 }
 
+/* Rows published long ago go; unpublished ones and recent ones stay. */
+static void test_outbox_prune(void **state) {
+  (void)state;
+  int64_t epoch = claim(13, "worker-a");
+  struct store_outbox_row out[] = {
+      {"canary.notifications", "k", "prune/old", "x", 1},
+      {"canary.notifications", "k", "prune/recent", "x", 1},
+      {"canary.notifications", "k", "prune/waiting", "x", 1},
+  };
+  struct store_batch b = {.shard = 13, .epoch = epoch, .outbox = out, .n_outbox = 3};
+  no_offsets(&b.offsets);
+  commit_ok(&b);
+  PQclear(query(sql, "UPDATE outbox SET published_at = now() - interval '8 days' "
+                     "WHERE message_id = 'prune/old'"));
+  PQclear(query(sql, "UPDATE outbox SET published_at = now() - interval '1 day' "
+                     "WHERE message_id = 'prune/recent'"));
+  long n = -1;
+  assert_int_equal(store_outbox_prune(st, 7 * 86400, &n), CANARY_OK);
+  assert_true(n >= 1);
+  assert_int_equal(q_int("SELECT count(*) FROM outbox WHERE message_id LIKE 'prune/%%'"), 2);
+  assert_int_equal(q_int("SELECT count(*) FROM outbox WHERE message_id = 'prune/old'"), 0);
+}
+
 static void test_outbox_idempotent(void **state) {
   (void)state;
   int64_t epoch = claim(6, "worker-a");
@@ -1017,6 +1040,7 @@ int main(void) {
       cmocka_unit_test(test_atomicity),
       cmocka_unit_test(test_outbox_idempotent),
       cmocka_unit_test(test_event_id_epochs),
+      cmocka_unit_test(test_outbox_prune),
       cmocka_unit_test(test_outbox_fetch_mark),
       cmocka_unit_test(test_transitions_append_only),
       cmocka_unit_test(test_history),
