@@ -40,7 +40,7 @@ static const char usage[] =
     "  --hold-ms N         longest wait for a lagging partition before releasing (1000)\n"
     "  --grace-ms N        how long a caught-up partition is waited for after a message\n"
     "                      arrives on another, so simultaneous events keep their order (100)\n"
-    "  --batch N           messages per poll and commit (1000)\n"
+    "  --batch N           messages per poll and commit (5000)\n"
     "  --no-relay          do not publish the outbox (another process does)\n"
     "  --partitions N      create missing topics with N partitions for the inputs and\n"
     "                      decisions (3); existing topics are left as they are\n"
