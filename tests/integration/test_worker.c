@@ -806,6 +806,100 @@ static void test_metric_regression_halts(void **state) {
   run_end(&t);
 }
 
+/* Produce events as the contract says (Avro, the topic of their type, key = rollout). */
+static void produce_events(const struct event *evs, size_t n) {
+  avro_codec_t *codec;
+  bus_producer_t *p;
+  assert_int_equal(avro_codec_new(&codec), CANARY_OK);
+  assert_int_equal(bus_producer_new(kafka, "test-replay", NULL, NULL, &p), CANARY_OK);
+  struct avro_buf buf = AVRO_BUF_INIT;
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(avro_codec_encode_event(codec, &evs[i], &buf), CANARY_OK);
+    assert_int_equal(bus_produce(p, avro_codec_topic_of(evs[i].type), -1, evs[i].rollout,
+                                 strlen(evs[i].rollout), buf.data, buf.len, (int64_t)i),
+                     CANARY_OK);
+  }
+  assert_int_equal(bus_producer_flush(p, 30000), CANARY_OK);
+  bus_producer_destroy(p);
+  avro_buf_free(&buf);
+  avro_codec_destroy(codec);
+}
+
+/*
+ * A window that spans a restart. Three canary reports of 5 LCP values each go in, the worker
+ * commits them and is killed; after the restart a fourth comes. The rule's quantile needs 20
+ * values in its 15-minute window: only with the first 15 replayed into the window does the
+ * fourth report halt the rollout — at its own time, with 20 samples as evidence. A worker that
+ * started its windows empty would read "insufficient data" and never halt.
+ */
+static void test_metric_windows_survive_restart(void **state) {
+  (void)state;
+  struct run t;
+  run_begin(&t, "replay");
+  char rollout[80];
+  snprintf(rollout, sizeof rollout, "%s-r1", t.prefix);
+  const int64_t t0 = 1767600000000; /* 2026-01-05T08:00:00Z */
+  static const double lcp[] = {3000, 3100, 3200, 3300, 3400};
+  struct metric_dist dist = {"webvitals_lcp_ms", lcp, 5};
+  struct event evs[8];
+  memset(evs, 0, sizeof evs);
+  static const enum event_type start[] = {EVENT_ROLLOUT_REQUESTED, EVENT_CI_COMPLETED,
+                                          EVENT_DEPLOY_COMPLETED, EVENT_HEALTH_CHECKED};
+  for (int i = 0; i < 8; i++) {
+    struct event *ev = &evs[i];
+    snprintf(ev->id, sizeof ev->id, "%s-e%d", t.prefix, i);
+    snprintf(ev->rollout, sizeof ev->rollout, "%s", rollout);
+    if (i < 4) {
+      ev->type = start[i];
+      ev->ok = true;
+      ev->time_ms = t0 + i * 1000;
+      snprintf(ev->service, sizeof ev->service, "web");
+      snprintf(ev->version, sizeof ev->version, "2.0.0");
+      snprintf(ev->baseline_version, sizeof ev->baseline_version, "1.9.0");
+      continue;
+    }
+    ev->type = EVENT_METRICS;
+    ev->time_ms = t0 + (i - 3) * 60000; /* 08:01 .. 08:04 */
+    snprintf(ev->cohort, sizeof ev->cohort, "internal_test");
+    ev->metrics = (struct event_metrics){.variant = VARIANT_CANARY, .interval_ms = 60000,
+                                         .dists = &dist, .n_dists = 1};
+  }
+  produce_events(evs, 7); /* the start and three reports: 15 values */
+  pid_t pid = start_worker(t.conninfo, t.group, "replay");
+  PGconn *watch = PQconnectdb(t.conninfo);
+  assert_int_equal(PQstatus(watch), CONNECTION_OK);
+  for (int64_t until = mono_ms() + 60000; committed_on(watch) < 7 && mono_ms() < until;)
+    sleep_ms(50);
+  assert_int_equal(committed_on(watch), 7);
+  assert_true(WIFSIGNALED(stop_worker(pid, SIGKILL)));
+  assert_int_equal(stored_transitions(t.conninfo, t.prefix), 2); /* hold, start; no halt yet */
+
+  produce_events(&evs[7], 1); /* the fourth report, after the restart */
+  pid = start_worker(t.conninfo, t.group, "replay");
+  for (int64_t until = mono_ms() + 60000; stored_transitions(t.conninfo, t.prefix) < 3 &&
+                                          mono_ms() < until;)
+    sleep_ms(100);
+  assert_int_equal(WEXITSTATUS(stop_worker(pid, SIGTERM)), 0);
+  PQfinish(watch);
+  store_t *st;
+  assert_int_equal(store_open(t.conninfo, 10000, NULL, NULL, &st), CANARY_OK);
+  struct decision *ds;
+  size_t n;
+  assert_int_equal(store_history(st, rollout, &ds, &n), CANARY_OK);
+  if (n != 3)
+    fail_msg("%zu decisions after the restart, expected hold, start and a halt on lcp_p75", n);
+  printf("    after the restart: %s: %s\n", ds[2].id, ds[2].reason);
+  assert_int_equal(ds[2].action, DECISION_HALT);
+  assert_string_equal(ds[2].rule, "lcp_p75");
+  assert_int_equal(ds[2].time_ms, t0 + 4 * 60000);
+  const struct evidence_item *samples = decision_evidence(&ds[2], "samples");
+  assert_non_null(samples);
+  assert_int_equal(samples->i, 20); /* 15 replayed + 5 new */
+  free(ds);
+  store_close(st);
+  run_end(&t);
+}
+
 /* scripts/services ACTION SERVICE, on the services scripts/test started (same CANARY_VAR). */
 static void services(const char *action, const char *service) {
   char cmd[512];
@@ -894,6 +988,7 @@ int main(void) {
       cmocka_unit_test(test_malformed_message_to_dlq),
       cmocka_unit_test(test_survives_outages),
       cmocka_unit_test(test_metric_regression_halts),
+      cmocka_unit_test(test_metric_windows_survive_restart),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
