@@ -533,15 +533,18 @@ static void replay_one(struct worker *w, struct shard *s, const struct pending *
   char why[256];
   if (avro_codec_decode_event(w->codec, p->value, p->len, &ev, why, sizeof why) != CANARY_OK)
     return; /* it went to the dead letters the first time */
-  if (idset_contains(&s->replayed, ev.id) || engine_find(&s->engine, ev.rollout) == NULL)
-    return;
-  if (idset_add(&s->replayed, ev.id) != CANARY_OK ||
-      engine_replay_metrics(&s->engine, &ev) == CANARY_ENOMEM)
-    log_msg(LOG_LVL_ERR, NULL, "shard %d: out of memory replaying metric windows", s->id);
-  s->due_known = false; /* the windows changed: so may the next metric evaluation */
+  /* as apply_one: every decodable message counts for the clock and the checkpoints */
   if (ev.time_ms > s->clock_ms)
     s->clock_ms = ev.time_ms;
   note_metric(s, ev.time_ms, p->offset);
+  if (idset_contains(&s->replayed, ev.id))
+    return;
+  int rc = engine_replay_metrics(&s->engine, &ev);
+  if (rc == CANARY_OK) /* as engine_apply: an id is remembered once its event went in */
+    rc = idset_add(&s->replayed, ev.id);
+  if (rc == CANARY_ENOMEM)
+    log_msg(LOG_LVL_ERR, NULL, "shard %d: out of memory replaying metric windows", s->id);
+  s->due_known = false; /* the windows changed: so may the next metric evaluation */
   w->replayed++;
 }
 

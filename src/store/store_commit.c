@@ -223,6 +223,18 @@ static bool superseded(struct rollout *const *rs, const uint64_t *h, size_t i, s
   return false;
 }
 
+/* m's document written by write, or NULL: the column keeps what is stored (coalesce). */
+static void arr_metrics(struct arr *a, const struct rollout_metrics *m,
+                        void (*write)(const struct rollout_metrics *, struct jbuf *)) {
+  if (!m) {
+    arr_null(a);
+    return;
+  }
+  size_t at = arr_open(a, false);
+  write(m, a->b);
+  arr_close(a, at);
+}
+
 static int write_rollouts(const struct store_batch *b, struct jbuf *cols, size_t *n) {
   uint64_t *h = malloc((b->n_rollouts ? b->n_rollouts : 1) * sizeof *h);
   if (!h)
@@ -253,22 +265,8 @@ static int write_rollouts(const struct store_batch *b, struct jbuf *cols, size_t
     size_t at = arr_open(&body, false);
     rollout_json_write(r, body.b);
     arr_close(&body, at);
-    const struct rollout_metrics *m = b->metrics ? b->metrics[i] : NULL;
-    if (m) {
-      at = arr_open(&metrics, false);
-      metrics_json_write(m, metrics.b);
-      arr_close(&metrics, at);
-    } else {
-      arr_null(&metrics); /* keeps what is stored */
-    }
-    const struct rollout_metrics *z = b->zscores ? b->zscores[i] : NULL;
-    if (z) {
-      at = arr_open(&zscores, false);
-      metrics_json_write_zscores(z, zscores.b);
-      arr_close(&zscores, at);
-    } else {
-      arr_null(&zscores);
-    }
+    arr_metrics(&metrics, b->metrics ? b->metrics[i] : NULL, metrics_json_write);
+    arr_metrics(&zscores, b->zscores ? b->zscores[i] : NULL, metrics_json_write_zscores);
   }
   struct arr *all[] = {&id,  &service, &version, &state,  &stage,
                        &exposure, &seq, &body, &metrics, &zscores};
