@@ -130,7 +130,7 @@ static int watch(long n, const char *conninfo) {
       t0 = now_s();
     if (done >= n)
       break;
-    usleep(20000);
+    usleep(2000);
   }
   printf("RESULT canaryd %ld %.3f\n", done, now_s() - t0);
   PQfinish(c);
