@@ -71,6 +71,7 @@ static struct rollout *add_rollout(struct engine *e) {
     free(r);
     return NULL;
   }
+  m->ms.cfg.memo = !e->no_memo;
   e->metrics[e->n_rollouts] = m;
   e->rollouts[e->n_rollouts++] = r;
   return r;

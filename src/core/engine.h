@@ -36,6 +36,8 @@ struct engine {
   struct idset seen, seen_old;
   int64_t id_epoch;          /* epoch of the newest id kept; INT64_MIN: none yet */
   struct mstore_plan mp;     /* the plan's metric expressions, compiled once */
+  bool no_memo;              /* tests: evaluate every expression afresh (struct mstore_memo);
+                              * set before the first rollout */
   char error[512];           /* why engine_init failed */
 };
 

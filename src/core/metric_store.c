@@ -52,6 +52,7 @@ void mstore_config_default(struct mstore_config *c) {
   c->zscore_step_ms = MSTORE_ZSCORE_STEP_MS_DEFAULT;
   c->zscore_points = (int)(24 * 3600 * 1000LL / MSTORE_ZSCORE_STEP_MS_DEFAULT) + 1;
   c->limits = expr_limits_default;
+  c->memo = true;
 }
 
 static bool config_ok(const struct mstore_config *c) {
@@ -109,6 +110,7 @@ void mstore_free(struct mstore *ms) {
   }
   free(ms->z);
   free(ms->zscratch);
+  free(ms->memo);
   free(ms->series);
   free(ms->series_of);
   free(ms->name_index);
@@ -310,6 +312,7 @@ static enum window_kind item_kind(const struct event_metrics *m, size_t i) {
 static int metrics_apply(struct mstore *ms, int cohort, int64_t t, const struct event_metrics *m) {
   size_t n = m->n_counters + m->n_gauges + m->n_dists;
   int rc = CANARY_OK;
+  uint64_t tick = ++ms->tick;
   for (size_t i = 0; i < n; i++) {
     enum window_kind kind = item_kind(m, i);
     const char *name = kind == WINDOW_COUNTER ? m->counters[i].name
@@ -323,6 +326,7 @@ static int metrics_apply(struct mstore *ms, int cohort, int64_t t, const struct 
       rc = CANARY_ENOMEM;
       continue;
     }
+    s->changed = tick;
     int r;
     if (kind == WINDOW_COUNTER)
       r = window_add_counter(&s->w, t, m->counters[i].value);
@@ -366,6 +370,7 @@ static int diff_ingest(struct mstore *ms, int cohort, int64_t t, const struct ev
   int rc = diff_open(ms, d);
   if (rc)
     return rc;
+  d->changed = ++ms->tick;
   double *rel = malloc(dv->n * sizeof *rel);
   if (!rel)
     return CANARY_ENOMEM;
@@ -442,13 +447,17 @@ int mstore_expire(struct mstore *ms, int64_t now) {
   if (now > ms->clock_ms)
     ms->clock_ms = now;
   int rc = CANARY_OK, r;
-  for (int i = 0; i < ms->n_series; i++)
+  uint64_t tick = ++ms->tick; /* roll-ups and expiry change what the windows read */
+  for (int i = 0; i < ms->n_series; i++) {
+    ms->series[i].changed = tick;
     if ((r = window_trim(&ms->series[i].w, now)) && !rc)
       rc = r;
+  }
   for (int c = 0; c < PLAN_MAX_STAGES; c++) {
     struct mstore_diff *d = &ms->diff[c];
     if (!d->used)
       continue;
+    d->changed = tick;
     if ((r = window_trim(&d->total, now)) && !rc)
       rc = r;
     for (int k = 0; k < MSTORE_MAX_TOLERANCES; k++)
@@ -821,6 +830,54 @@ static int compile_one(void *arg, enum mstore_owner o, int stage, int index, int
   return CANARY_OK;
 }
 
+static int64_t gcd64(int64_t a, int64_t b) {
+  while (b) {
+    int64_t t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+/* Add the metric names and windows expression e reads to x's memo inputs; false: it reads
+ * something the memo cannot watch (a zscore history, too many names). */
+static bool add_reads(struct mstore_expr *x, const struct expr *e) {
+  for (int i = 0; i < e->n_nodes; i++) {
+    const struct expr_node *nd = &e->nodes[i];
+    if (nd->kind == EXPR_ZSCORE)
+      return false;
+    if (nd->kind == EXPR_DIFF_RATIO)
+      x->reads_diff = true;
+    if (nd->window_ms > 0 && nd->kind != EXPR_ZSCORE)
+      x->window_gcd_ms = gcd64(x->window_gcd_ms, nd->window_ms);
+    const char *m = nd->metric >= 0 ? expr_metric(e, i) : NULL;
+    if (!m)
+      continue;
+    bool known = false;
+    for (int k = 0; k < x->n_reads && !known; k++)
+      known = strcmp(x->reads[k], m) == 0;
+    if (known)
+      continue;
+    if (x->n_reads == MSTORE_MEMO_READS)
+      return false;
+    x->reads[x->n_reads++] = m;
+  }
+  return true;
+}
+
+/* The memo inputs of every expression (after all are compiled: slos_met() reads the SLOs). */
+static void plan_reads(struct mstore_plan *mp) {
+  for (int i = 0; i < mp->n; i++) {
+    struct mstore_expr *x = &mp->x[i];
+    x->memo_ok = add_reads(x, &x->e);
+    if (x->memo_ok && expr_uses(&x->e, EXPR_SLOS_MET))
+      for (int k = 0; k < mp->n_slos && x->memo_ok; k++)
+        x->memo_ok = add_reads(x, &mp->x[mp->slo_first + k].e);
+    if (x->window_gcd_ms <= 0)
+      x->memo_ok = false;
+  }
+}
+
 int mstore_plan_init(struct mstore_plan *mp, const struct plan *plan, char *why,
                      size_t why_len) {
   memset(mp, 0, sizeof *mp);
@@ -835,6 +892,8 @@ int mstore_plan_init(struct mstore_plan *mp, const struct plan *plan, char *why,
   int rc = each_expr(plan, compile_one, &c);
   if (rc)
     mstore_plan_free(mp);
+  else
+    plan_reads(mp);
   return rc;
 }
 
@@ -926,6 +985,69 @@ static void finding_fill(const struct mstore_expr *x, const struct expr_result *
   }
 }
 
+/* --- the memo (struct mstore_memo) ---------------------------------------------------------- */
+
+static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
+
+static bool series_since(const struct mstore *ms, int name, int cohort, uint64_t tick) {
+  for (int v = 0; v < VARIANT_COUNT; v++) {
+    int16_t s = *series_ref(ms, name, cohort, (enum variant)v);
+    if (s >= 0 && ms->series[s].changed > tick)
+      return true;
+  }
+  return false;
+}
+
+/* The memo of expression i when it is still what an evaluation at (cohort, now) would give. */
+static const struct mstore_memo *memo_get(struct mstore *ms, const struct mstore_plan *mp, int i,
+                                          int cohort, int64_t now) {
+  const struct mstore_expr *x = &mp->x[i];
+  if (!ms->memo || i >= ms->n_memo || !x->memo_ok || x->window_gcd_ms % ms->cfg.bucket_ms)
+    return NULL;
+  struct mstore_memo *m = &ms->memo[i];
+  if (!m->tick || m->cohort != cohort || m->bucket != floor_div(now, ms->cfg.bucket_ms))
+    return NULL;
+  if (x->reads_diff && ms->diff[cohort].changed > m->tick)
+    return NULL;
+  if (m->n_names != ms->n_names) { /* names came since: resolve again (new ones are newer) */
+    for (int k = 0; k < x->n_reads; k++)
+      m->ids[k] = (int16_t)name_find(ms, x->reads[k]);
+    m->n_names = ms->n_names;
+  }
+  for (int k = 0; k < x->n_reads; k++)
+    if (m->ids[k] >= 0 && series_since(ms, m->ids[k], cohort, m->tick))
+      return NULL;
+  ms->memo_hits++;
+  return m;
+}
+
+static void memo_put(struct mstore *ms, const struct mstore_plan *mp, int i, int cohort,
+                     int64_t now, const struct mstore_finding *f) {
+  const struct mstore_expr *x = &mp->x[i];
+  if (!ms->cfg.memo || !x->memo_ok || x->window_gcd_ms % ms->cfg.bucket_ms)
+    return;
+  if (!ms->memo) {
+    ms->memo = calloc((size_t)mp->n, sizeof *ms->memo);
+    ms->n_memo = ms->memo ? mp->n : 0;
+  }
+  if (i >= ms->n_memo)
+    return;
+  struct mstore_memo *m = &ms->memo[i];
+  m->tick = ++ms->tick; /* every change from here on is newer */
+  m->bucket = floor_div(now, ms->cfg.bucket_ms);
+  m->cohort = cohort;
+  for (int k = 0; k < x->n_reads; k++)
+    m->ids[k] = (int16_t)name_find(ms, x->reads[k]);
+  m->n_names = ms->n_names;
+  m->truth = f->truth;
+  m->why = f->why;
+  m->canary = f->canary;
+  m->baseline = f->baseline;
+  m->threshold = f->threshold;
+  m->n = f->n;
+  m->min_n = f->min_n;
+}
+
 static int eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstore_owner owner,
                      int stage, int index, int cohort, int64_t now, struct expr_for *st,
                      struct mstore_verdict *out, bool explain) {
@@ -945,17 +1067,33 @@ static int eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstor
   out->n = n;
   int rc = CANARY_OK;
   struct expr_result r[PLAN_MAX_EXPRS];
+  bool have_r[PLAN_MAX_EXPRS];
   for (int i = 0; i < n; i++) {
     const struct mstore_expr *x = &mp->x[first + i];
     struct mstore_finding *f = &out->f[i];
-    int e = mstore_eval_expr(ms, mp, x, cohort, now, VARIANT_CANARY, &r[i]);
-    if (e && !rc)
-      rc = e;
-    finding_fill(x, &r[i], f);
+    const struct mstore_memo *m = memo_get(ms, mp, first + i, cohort, now);
+    have_r[i] = !m;
+    if (m) {
+      f->truth = m->truth;
+      f->why = m->why;
+      f->canary = m->canary;
+      f->baseline = m->baseline;
+      f->threshold = m->threshold;
+      f->window_ms = expr_longest_window(&x->e);
+      f->n = m->n;
+      f->min_n = m->min_n;
+    } else {
+      int e = mstore_eval_expr(ms, mp, x, cohort, now, VARIANT_CANARY, &r[i]);
+      if (e && !rc)
+        rc = e;
+      finding_fill(x, &r[i], f);
+      if (!e)
+        memo_put(ms, mp, first + i, cohort, now, f);
+    }
     f->explain[0] = '\0';
-    f->fired = expr_for_step(&st[i], now, r[i].truth, x->for_ms);
+    f->fired = expr_for_step(&st[i], now, f->truth, x->for_ms);
     f->state = st[i].state;
-    out->truth = i ? expr_truth_or(out->truth, r[i].truth) : r[i].truth;
+    out->truth = i ? expr_truth_or(out->truth, f->truth) : f->truth;
     int64_t at;
     if (expr_for_deadline(&st[i], x->for_ms, &at) && at < out->deadline)
       out->deadline = at;
@@ -977,9 +1115,15 @@ static int eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstor
    * one, and formatting it costs more than evaluating it. */
   bool rule = owner == MSTORE_RULE || owner == MSTORE_ALERT;
   int shown = out->which >= 0 ? out->which : 0;
-  if (explain && (!rule || out->fired))
+  if (explain && (!rule || out->fired)) {
+    /* the memo keeps values, not the evidence the text is made of: evaluate it again (the
+     * same inputs give the same result) */
+    if (!have_r[shown] && mstore_eval_expr(ms, mp, &mp->x[first + shown], cohort, now,
+                                           VARIANT_CANARY, &r[shown]) != CANARY_OK)
+      return rc;
     expr_explain(&mp->x[first + shown].e, &r[shown], out->f[shown].explain,
                  sizeof out->f[shown].explain);
+  }
   return rc;
 }
 

@@ -52,6 +52,8 @@ struct mstore_config {
   double tolerances[MSTORE_MAX_TOLERANCES]; /* canary_diff_ratio tolerances counted exactly */
   int n_tolerances;
   struct expr_limits limits; /* insufficient-data minimums: expr_limits_default */
+  bool memo;                 /* keep each expression's last result while its data stands still
+                              * (struct mstore_memo); true by default, off to test it */
 };
 
 /* The defaults above. */
@@ -66,13 +68,15 @@ struct mstore_name {
 struct mstore_series {
   int cohort;
   enum variant variant;
-  int name; /* index into names */
+  int name;         /* index into names */
+  uint64_t changed; /* mstore.tick of its last change: the memo's test (see struct mstore_memo) */
   struct window w;
 };
 
 /* diff.samples of one cohort. */
 struct mstore_diff {
   bool used;
+  uint64_t changed;                           /* mstore.tick of its last change */
   struct window total;                        /* counter: samples */
   struct window over[MSTORE_MAX_TOLERANCES];  /* counter: samples beyond tolerances[i] */
   struct window rel;                          /* distribution: finite relative differences */
@@ -86,6 +90,27 @@ struct mstore_zhist {
   int head, n;  /* next slot, points held */
   int64_t *t;
   double *x;
+};
+
+/*
+ * The memo of one compiled expression (the canary variant's evaluation, as plain values): an
+ * expression reads nothing but its series' windows (and the diff windows), and a window reads
+ * the same until its series changes or `now` enters another bucket (the windows' spans are
+ * whole buckets: mstore_expr.memo_ok). So a rule whose data did not move since it was last
+ * evaluated — most rules of a plan read metrics a service may never send — costs a few
+ * comparisons. Not kept across restarts: it is a cache of a pure function.
+ */
+#define MSTORE_MEMO_READS 12 /* metric names an expression (with the SLOs it uses) may read */
+struct mstore_memo {
+  uint64_t tick;   /* ms->tick when evaluated; 0 = empty */
+  int64_t bucket;  /* floor(now / bucket_ms) */
+  int cohort;
+  int n_names;     /* ms->n_names when ids[] were resolved */
+  int16_t ids[MSTORE_MEMO_READS]; /* name ids of mstore_expr.reads, -1 = not (yet) a name */
+  enum expr_truth truth;
+  enum expr_why why;
+  double canary, baseline, threshold;
+  int64_t n, min_n;
 };
 
 struct mstore {
@@ -103,6 +128,11 @@ struct mstore {
   double *zscratch;   /* zscore_points doubles for expr_robust_z */
   int64_t clock_ms;   /* newest time seen (events, expiry) */
   uint64_t rejected;  /* events refused */
+  uint64_t tick;      /* counts changes: series and diff windows note theirs (memo) */
+  struct mstore_memo *memo; /* one per compiled expression (mstore_plan.n), allocated by the
+                             * first evaluation; NULL when that failed (no memo then) */
+  int n_memo;
+  uint64_t memo_hits;       /* evaluations the memo answered (tests, benchmarks) */
 };
 
 /*
@@ -173,6 +203,15 @@ struct mstore_expr {
   int64_t for_ms; /* the rule's or criterion's for: (0 for SLOs) */
   uint64_t key;   /* stable across restarts while the plan says the same: keys zscore history */
   char name[PLAN_NAME_MAX]; /* the rule, criterion or SLO name */
+  /* What an evaluation reads, for the memo: the metric names (both variants of the cohort are
+   * watched), with those of the SLOs when it uses slos_met(); whether it reads the diff
+   * windows. memo_ok: it reads nothing else (no zscore: its history records at evaluations)
+   * and every window is whole buckets of window_gcd_ms. */
+  bool memo_ok;
+  bool reads_diff;
+  int n_reads;
+  const char *reads[MSTORE_MEMO_READS]; /* into e.names of this or an SLO expression */
+  int64_t window_gcd_ms;
 };
 
 /* Every metric expression of a plan, compiled once (mstore_plan_init). */

@@ -1065,6 +1065,108 @@ static void test_values_without_text(void **state) {
   }
 }
 
+/*
+ * The memo (struct mstore_memo) answers exactly what a fresh evaluation answers: two stores fed
+ * the same random stream — both variants, two cohorts, counters, gauges, distributions and diff
+ * samples at irregular times, a metric that first arrives an hour in, silences long enough for
+ * windows to empty — and every rule, alert and criterion of the plan evaluated at random times
+ * (several at one time, some between buckets) on both, the memo off in one. It must also have
+ * answered a good share of them, or this proves nothing.
+ */
+static void test_memo_is_a_fresh_evaluation(void **state) {
+  (void)state;
+  struct mstore a, b;
+  store_init(&a);
+  store_init(&b);
+  b.cfg.memo = false;
+  static struct expr_for sa[MSTORE_OWNER_COUNT][PLAN_MAX_STAGES + 1][PLAN_MAX_RULES + PLAN_MAX_CRITERIA][PLAN_MAX_EXPRS];
+  static struct expr_for sb[MSTORE_OWNER_COUNT][PLAN_MAX_STAGES + 1][PLAN_MAX_RULES + PLAN_MAX_CRITERIA][PLAN_MAX_EXPRS];
+  memset(sa, 0, sizeof sa);
+  memset(sb, 0, sizeof sb);
+  rng_state = 42;
+  long evaluations = 0;
+  int64_t t = T0;
+  for (int step = 0; step < 3000; step++) {
+    /* mostly a few seconds apart; now and then a silence of up to 20 minutes */
+    t += uniform01() < 0.02 ? (int64_t)(uniform01() * 20 * MIN_MS) : (int64_t)(uniform01() * 8000);
+    int cohort = uniform01() < 0.7 ? INTERNAL : FRIENDLY;
+    enum variant v = uniform01() < 0.5 ? C : B;
+    double u = uniform01();
+    for (int k = 0; k < 2; k++) {
+      struct mstore *ms = k ? &b : &a;
+      if (u < 0.25)
+        put_counters(ms, cohort, v, t, "requests", 1000.0, "errors", (double)(step % 7), NULL);
+      else if (u < 0.33) /* one of an expression's inputs moves, not the others */
+        put_counters(ms, cohort, v, t, "requests", 900.0, NULL);
+      else if (u < 0.4)
+        put_counters(ms, cohort, v, t, "errors", (double)(step % 5), NULL);
+      else if (u < 0.6)
+        put_dist(ms, cohort, v, t, "latency_ms", 50 + (double)(step % 50), 20);
+      else if (u < 0.75)
+        put_gauge(ms, cohort, v, t, step % 2 ? "cpu_ratio" : "memory_ratio", 0.5 + (step % 5) / 10.0);
+      else if (u < 0.85 && t > T0 + 60 * MIN_MS)
+        put_dist(ms, cohort, v, t, "webvitals_lcp_ms", 2000 + (double)(step % 900), 25);
+      else if (u < 0.9)
+        put_diffs(ms, cohort, t, 50, (size_t)(step % 3), 0.01);
+    }
+    /* evaluate now and then, sometimes twice at one time, sometimes a little later */
+    int rounds = uniform01() < 0.5 ? 0 : 1 + (int)(uniform01() * 3);
+    int64_t at = t;
+    for (int round = 0; round < rounds; round++) {
+      if (uniform01() < 0.5)
+        at += (int64_t)(uniform01() * 15000);
+      for (int o = 0; o < MSTORE_OWNER_COUNT; o++) {
+        if (o == MSTORE_SLO)
+          continue; /* read through slos_met() by the criteria */
+        int stages = o == MSTORE_ENTRY || o == MSTORE_EXIT ? plan.n_stages : 1;
+        int count = o == MSTORE_RULE ? plan.n_rules : o == MSTORE_ALERT ? plan.n_alerts
+                                                                       : PLAN_MAX_CRITERIA;
+        for (int st = 0; st < stages; st++)
+          for (int i = 0; i < count; i++) {
+            int stage = stages > 1 ? st : -1, first;
+            if (!mstore_plan_find(&mp, (enum mstore_owner)o, stage, i, &first))
+              continue;
+            /* the for: states are shared by the cohorts: the same in both stores */
+            struct mstore_verdict va, vb;
+            struct expr_for *xa = sa[o][st][i], *xb = sb[o][st][i];
+            assert_int_equal(mstore_eval_rule_values(&a, &mp, (enum mstore_owner)o, stage, i,
+                                                     cohort, at, xa, &va),
+                             mstore_eval_rule_values(&b, &mp, (enum mstore_owner)o, stage, i,
+                                                     cohort, at, xb, &vb));
+            evaluations++;
+            assert_int_equal(va.n, vb.n);
+            assert_int_equal(va.truth, vb.truth);
+            assert_int_equal(va.fired, vb.fired);
+            assert_int_equal(va.holds, vb.holds);
+            assert_int_equal(va.which, vb.which);
+            assert_int_equal(va.deadline, vb.deadline);
+            for (int k = 0; k < va.n; k++) {
+              const struct mstore_finding *fa = &va.f[k], *fb = &vb.f[k];
+              if (fa->truth != fb->truth || fa->n != fb->n || fa->min_n != fb->min_n ||
+                  memcmp(&fa->canary, &fb->canary, sizeof fa->canary) ||
+                  memcmp(&fa->baseline, &fb->baseline, sizeof fa->baseline) ||
+                  memcmp(&fa->threshold, &fb->threshold, sizeof fa->threshold) ||
+                  fa->why != fb->why || fa->state != fb->state)
+                fail_msg("step %d, %s %d/%d expr %d at %+lld ms: memo %s %.17g (n %lld) vs "
+                         "fresh %s %.17g (n %lld)", step, mstore_owner_name((enum mstore_owner)o),
+                         stage, i, k, (long long)(at - T0), expr_truth_name(fa->truth),
+                         fa->canary, (long long)fa->n, expr_truth_name(fb->truth), fb->canary,
+                         (long long)fb->n);
+            }
+          }
+      }
+    }
+  }
+  assert_true(evaluations > 10000);
+  assert_int_equal(b.memo_hits, 0);
+  /* most rules read metrics this stream never sends, and rounds repeat within a bucket */
+  assert_true(a.memo_hits > (uint64_t)evaluations / 4);
+  print_message("memo: %llu of %ld evaluations answered from it\n",
+                (unsigned long long)a.memo_hits, evaluations);
+  mstore_free(&a);
+  mstore_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ingest_and_queries),
@@ -1081,6 +1183,7 @@ int main(void) {
       cmocka_unit_test(test_plan_compiles),
       cmocka_unit_test(test_plan_errors),
       cmocka_unit_test(test_values_without_text),
+      cmocka_unit_test(test_memo_is_a_fresh_evaluation),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
