@@ -440,21 +440,36 @@ static bool switched_off(const struct run *u, int stage, char *detail, size_t n)
  * Keep what an evaluation measured on the rollout, for `canaryctl status`: one reading per rule
  * (kind, name), or per criterion (kind, stage, name), overwritten by the next evaluation.
  */
+static bool reading_is(const struct rollout_reading *y, enum reading_kind kind, int stage,
+                       const char *name) {
+  return y->kind == (int8_t)kind && (kind == READING_RULE || y->stage == stage) &&
+         strcmp(y->name, name) == 0;
+}
+
+/* The reading of (kind, stage, name), or NULL; *hint (slot + 1, 0 unknown) is tried first and
+ * kept up to date. */
+static struct rollout_reading *reading_find(struct rollout *r, enum reading_kind kind, int stage,
+                                            const char *name, int16_t *hint) {
+  if (*hint > 0 && *hint <= r->n_readings && reading_is(&r->readings[*hint - 1], kind, stage, name))
+    return &r->readings[*hint - 1];
+  for (int i = 0; i < r->n_readings; i++)
+    if (reading_is(&r->readings[i], kind, stage, name)) {
+      *hint = (int16_t)(i + 1);
+      return &r->readings[i];
+    }
+  return NULL;
+}
+
 static void note_reading(struct rollout *r, enum reading_kind kind, int stage, const char *name,
-                         const struct mstore_verdict *v, const struct expr_for *st,
-                         int64_t now) {
+                         int16_t *hint, const struct mstore_verdict *v,
+                         const struct expr_for *st, int64_t now) {
   int at = v->which >= 0 ? v->which : 0;
   const struct mstore_finding *f = &v->f[at];
-  struct rollout_reading *x = NULL;
-  for (int i = 0; i < r->n_readings && !x; i++) {
-    struct rollout_reading *y = &r->readings[i];
-    if (y->kind == (int8_t)kind && strcmp(y->name, name) == 0 &&
-        (kind == READING_RULE || y->stage == stage))
-      x = y;
-  }
+  struct rollout_reading *x = reading_find(r, kind, stage, name, hint);
   if (!x) {
     if (r->n_readings >= ROLLOUT_MAX_READINGS)
       return; /* cannot happen with the plan's limits; a reading is only ever informative */
+    *hint = (int16_t)(r->n_readings + 1);
     x = &r->readings[r->n_readings++];
     snprintf(x->name, sizeof x->name, "%s", name);
     x->kind = (int8_t)kind;
@@ -492,7 +507,8 @@ static void metric_check(const struct run *u, int stage, bool exit, int index,
                                              u->now, st, &v);
   if (rc != CANARY_OK || v.n == 0)
     return; /* left as "not evaluated" */
-  note_reading(u->r, exit ? READING_EXIT : READING_ENTRY, stage, cr->name, &v, st, u->now);
+  note_reading(u->r, exit ? READING_EXIT : READING_ENTRY, stage, cr->name,
+               &u->m->gate_reading[stage][exit][index], &v, st, u->now);
   c->result = v.holds                         ? GATE_PASS
               : v.truth == EXPR_INSUFFICIENT ? GATE_NOT_EVALUATED /* never a pass on no data */
                                               : GATE_FAIL;
@@ -796,14 +812,24 @@ static void track_gate(struct run *u, int stage, bool exit) {
   for (int i = 0; i < n && !u->err; i++) {
     if (c[i].check != CHECK_METRIC)
       continue;
+    struct expr_for *st = m->gates[stage][exit];
+    int64_t due;
+    bool pending = expr_for_deadline(&st[i], c[i].for_ms, &due);
+    const struct rollout_reading *last = reading_find(
+        u->r, exit ? READING_EXIT : READING_ENTRY, stage, c[i].name, &m->gate_reading[stage][exit][i]);
+    if (last && u->now - last->at_ms < ROLLOUT_GATE_TRACK_MS && !(pending && due <= u->now)) {
+      if (pending && due < m->deadline)
+        m->deadline = due; /* watched again at its time whatever the cadence */
+      continue;
+    }
     int cohort = c[i].cohort >= 0 ? c[i].cohort : exit || stage == 0 ? stage : stage - 1;
     struct mstore_verdict v;
     if (mstore_eval_rule_values(&m->ms, u->mp, exit ? MSTORE_EXIT : MSTORE_ENTRY, stage, i, cohort,
                          u->now, &m->gates[stage][exit][i], &v) != CANARY_OK ||
         v.n == 0)
       continue;
-    note_reading(u->r, exit ? READING_EXIT : READING_ENTRY, stage, c[i].name, &v,
-                 &m->gates[stage][exit][i], u->now);
+    note_reading(u->r, exit ? READING_EXIT : READING_ENTRY, stage, c[i].name,
+                 &m->gate_reading[stage][exit][i], &v, &m->gates[stage][exit][i], u->now);
     if (v.deadline < m->deadline)
       m->deadline = v.deadline;
   }
@@ -859,7 +885,8 @@ static void metric_rules(struct run *u, bool now_please) {
       continue;
     if (v.deadline < m->deadline)
       m->deadline = v.deadline;
-    note_reading(r, READING_RULE, cohort, rule->name, &v, m->rules[i], u->now);
+    note_reading(r, READING_RULE, cohort, rule->name, &m->rule_reading[i], &v, m->rules[i],
+                 u->now);
     if (!v.fired)
       continue;
     const struct mstore_finding *f = &v.f[v.which >= 0 ? v.which : 0];
@@ -1187,7 +1214,12 @@ void rollout_init(struct rollout *r, const struct event *ev, const struct plan *
 
 static void run_init(struct run *u, struct rollout *r, const struct event *ev,
                      const struct step_ctx *ctx, struct effects *out) {
-  memset(u, 0, sizeof *u);
+  /* Field by field, not memset: the spare decision (4 KiB) is cleared when used (decide), and
+   * a run is set up for every event. */
+  u->mp = NULL;
+  u->m = NULL;
+  u->err = 0;
+  u->dec_at = 0;
   u->r = r;
   u->plan = ctx->plan;
   u->global = ctx->global;
@@ -1204,12 +1236,18 @@ int rollout_step(struct rollout *r, const struct event *ev, const struct step_ct
                  struct effects *out, char *why, size_t why_len) {
   struct run u;
   run_init(&u, r, ev, ctx, out);
-  /* Validate first: a rejected event must leave no trace, not even a sequence number. */
-  struct rollout before = *r;
+  /* Validate first: a rejected event must leave no trace, not even a sequence number. Metric
+   * data changes the rollout only once the store took it (all or nothing), so the copy to undo
+   * with (the rollout with its readings is several KiB) is not made for the bulk of the input. */
+  bool undo = ev->type != EVENT_METRICS && ev->type != EVENT_DIFF_SAMPLES;
+  struct rollout before;
+  if (undo)
+    before = *r;
   size_t n_before = out->n;
   int rc = apply_event(&u, why, why_len);
   if (rc != CANARY_OK) {
-    *r = before;
+    if (undo)
+      *r = before;
     out->n = n_before;
     return rc;
   }

@@ -21,6 +21,17 @@
  */
 #define ROLLOUT_METRICS_EVAL_MS 250
 
+/*
+ * The metric criteria of the gates a rollout heads for are watched (their for: stepped, their
+ * reading refreshed) at those evaluations too, but at most once per ROLLOUT_GATE_TRACK_MS of
+ * event time each, and at their for: deadlines. A gate decides a promotion on windows of an
+ * hour or more: a ten-second resolution (one bucket) changes nothing a release engineer can
+ * see, and evaluating the criteria, small-cohort statistics included, 40 times as often was
+ * most of an evaluation's cost. A halt rule keeps the fast cadence: it must stop a bad canary
+ * within a second. A gate asked for a decision is always evaluated afresh.
+ */
+#define ROLLOUT_GATE_TRACK_MS 10000
+
 struct rollout_metrics {
   struct mstore ms;
   struct expr_for rules[PLAN_MAX_RULES][PLAN_MAX_EXPRS];
@@ -28,6 +39,10 @@ struct rollout_metrics {
   int rules_cohort;      /* the exposed cohort the rule states are about (-1: none yet) */
   int64_t next_eval_ms;  /* rules are not evaluated again before this */
   int64_t deadline;      /* when the rules must be evaluated again; INT64_MAX: on new data */
+  /* Where each rule's and criterion's reading is in rollout.readings, plus one (0: not known):
+   * a hint, checked before use, so that noting a reading is not a search by name. */
+  int16_t rule_reading[PLAN_MAX_RULES];
+  int16_t gate_reading[PLAN_MAX_STAGES][2][PLAN_MAX_CRITERIA];
   /* What the worker last stored of this state (metrics_json_*_sig; 0: nothing yet): a batch
    * writes the state, or the zscore histories, only when they changed since. */
   uint64_t saved_state_sig, saved_zscores_sig;

@@ -633,6 +633,49 @@ static void test_low_traffic_neither_halts_nor_passes(void **state) {
   assert_int_equal(engine_find(&t->e, "r1")->stage, 0);
 }
 
+static const struct rollout_reading *reading(const struct rollout *r, enum reading_kind kind,
+                                             const char *name) {
+  for (int i = 0; i < r->n_readings; i++)
+    if (r->readings[i].kind == (int8_t)kind && !strcmp(r->readings[i].name, name))
+      return &r->readings[i];
+  return NULL;
+}
+
+/*
+ * Data every second: the halt rules are read at their fast cadence (every 250 ms of event time
+ * that brings canary data, so every second here), the criteria of the gates the rollout heads
+ * for once per ROLLOUT_GATE_TRACK_MS.
+ */
+static void test_gates_are_watched_at_their_cadence(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  int64_t rule_prev = 0, gate_prev = 0;
+  int rule_reads = 0, gate_reads = 0;
+  for (int64_t at = T0 + 4 * MIN_MS; at <= T0 + 14 * MIN_MS; at += 1000) {
+    run_until(t, at);
+    interval(t, "r1", at, VARIANT_BASELINE, 100, 0);
+    interval(t, "r1", at, VARIANT_CANARY, 100, 0);
+    const struct rollout *r = engine_find(&t->e, "r1");
+    const struct rollout_reading *rule = reading(r, READING_RULE, "error_rate");
+    const struct rollout_reading *gate = reading(r, READING_EXIT, "error_rate");
+    assert_non_null(rule);
+    assert_non_null(gate);
+    if (rule->at_ms != rule_prev) {
+      rule_reads++;
+      assert_true(rule->at_ms - rule_prev <= 1000 || !rule_prev);
+      rule_prev = rule->at_ms;
+    }
+    if (gate->at_ms != gate_prev) {
+      gate_reads++;
+      if (gate_prev && gate->at_ms - gate_prev < ROLLOUT_GATE_TRACK_MS)
+        fail_msg("criterion read again after %lld ms", (long long)(gate->at_ms - gate_prev));
+      gate_prev = gate->at_ms;
+    }
+  }
+  assert_int_equal(rule_reads, 601);
+  assert_in_range(gate_reads, 55, 61); /* ten minutes, every ten seconds */
+}
+
 /* ---- deadlines across rollouts ------------------------------------------------------------- */
 
 static void test_tick_fires_due_rollouts_only(void **state) {
@@ -913,6 +956,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cohort_switched_off_holds_at_minimum, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tick_fires_due_rollouts_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_error_rate_rule_halts_with_evidence, setup_builtin,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_gates_are_watched_at_their_cadence, setup_builtin,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_low_traffic_neither_halts_nor_passes, setup_builtin,
                                       teardown),
