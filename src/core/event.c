@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Name and parse functions for one enum, generated from its X-macro map. */
+/* Name and parse functions for one enum, generated from its X-macro map. The first characters
+ * are compared before strcmp: a message's type is parsed for every message. */
 #define ENUM_NAMES(prefix, type, MAP, COUNT)                         \
   static const char *const prefix##_names[] = {                      \
       MAP(ENUM_WIRE)};                                               \
@@ -14,7 +15,8 @@
   }                                                                  \
   bool prefix##_parse(const char *s, enum type *out) {               \
     for (int i = 0; i < (int)(COUNT); i++) {                         \
-      if (strcmp(s, prefix##_names[i]) == 0) {                       \
+      if (s[0] == prefix##_names[i][0] &&                            \
+          strcmp(s, prefix##_names[i]) == 0) {                       \
         *out = (enum type)i;                                         \
         return true;                                                 \
       }                                                              \
