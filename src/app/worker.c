@@ -99,6 +99,10 @@ struct shard {
   bool due_known;
   int64_t due_ms;
   size_t due_index;
+  /* Its last commit failed (the store's code) while the shard went on applying: memory is
+   * ahead of the store. Settled at the next safe point (shard_settle): dropped when fenced, else
+   * started over from the store; what memory holds now is never committed. */
+  int failed;
 };
 
 /* The input topic that carries metric events (indexes bus_input_topics). */
@@ -110,6 +114,18 @@ static int metrics_topic(void) {
         t = i;
   return t;
 }
+
+/*
+ * The commit sent and not yet confirmed (one per connection: store_commit_send). What it changes
+ * in the worker — counters, window_from, ids_pruned, waking the relay — waits for its outcome.
+ */
+struct in_flight {
+  bool active;
+  int shard;
+  int64_t epoch;
+  size_t n_rows, n_decisions;
+  int64_t window_from, prune_below;
+};
 
 struct worker {
   const struct worker_config *cfg;
@@ -127,6 +143,7 @@ struct worker {
   const struct decision **decisions;
   size_t cap_enc, cap_rows, cap_decisions;
   struct jbuf slack;
+  struct in_flight in_flight;
   /*
    * The relay runs in a thread of its own with its own PostgreSQL connection (relay_store), so
    * publishing — the producer's first connection, a flush waiting for acknowledgements, a broker
@@ -295,9 +312,54 @@ static bool store_back(struct worker *w, store_t *st) {
   return false;
 }
 
+/*
+ * Wait for the commit in flight, if any, and take its outcome: only a confirmed commit is
+ * counted, moves window_from and ids_pruned, and wakes the relay (which publishes only what the
+ * store holds, so nothing of an unconfirmed batch is ever published). A failed one marks its
+ * shard (s->failed) for shard_settle: freeing or reloading it here could pull a shard from under
+ * a caller. Runs before anything else uses the store connection.
+ */
+static void commit_collect(struct worker *w) {
+  struct in_flight f = w->in_flight;
+  if (!f.active)
+    return;
+  w->in_flight.active = false;
+  int rc = store_commit_wait(w->store);
+  struct shard *s = w->shards[f.shard];
+  if (s && s->epoch != f.epoch)
+    s = NULL; /* reloaded since: cannot happen, loads collect first */
+  switch (rc) {
+  case CANARY_OK:
+    w->commits++;
+    w->decisions_made += (int64_t)f.n_decisions;
+    if (f.n_rows > 0)
+      relay_wake(w);
+    if (s && f.window_from > 0)
+      s->window_from = f.window_from;
+    if (s && f.prune_below != 0)
+      s->ids_pruned = f.prune_below;
+    return;
+  case CANARY_EFENCED:
+    log_msg(LOG_LVL_WARNING, NULL, "shard %d: another worker owns it now (epoch %" PRId64
+            " is stale); dropping it", f.shard, f.epoch);
+    break;
+  case CANARY_EUNAVAILABLE:
+    log_msg(LOG_LVL_WARNING, NULL, "shard %d: PostgreSQL went away during a commit; "
+            "reconnecting, then resuming from what was stored", f.shard);
+    break;
+  default:
+    log_msg(LOG_LVL_ERR, NULL, "shard %d: commit failed: %s (%s); resuming from what was stored",
+            f.shard, canary_strerror(rc), store_last_error(w->store));
+    break;
+  }
+  if (s)
+    s->failed = rc;
+}
+
 /* Claim the shard and load its state from the store into a fresh engine. */
 static int shard_fill(struct worker *w, struct shard *s) {
   struct store_offsets off;
+  commit_collect(w); /* the connection is ours again */
   s->due_known = false; /* a fresh engine */
   int rc = engine_init(&s->engine, w->cfg->plan);
   if (rc == CANARY_OK)
@@ -368,6 +430,7 @@ static int on_assigned(void *ctx, int id, int64_t next[BUS_INPUT_TOPICS]) {
 
 static void on_revoked(void *ctx, int id) {
   struct worker *w = ctx;
+  commit_collect(w); /* a hand-over waits for the shard's last commit */
   if (id < 0 || id >= MAX_SHARDS || !w->shards[id])
     return;
   log_msg(LOG_LVL_NOTICE, NULL, "shard %d revoked", id);
@@ -381,6 +444,7 @@ static void on_revoked(void *ctx, int id) {
  * stored offsets say where the truth ends; the consumer goes back there.
  */
 static void shard_rewind(struct worker *w, struct shard *s) {
+  s->failed = 0;
   for (;;) {
     shard_reset(s);
     int rc = shard_fill(w, s);
@@ -393,6 +457,17 @@ static void shard_rewind(struct worker *w, struct shard *s) {
   }
   if (bus_consumer_seek_shard(w->consumer, s->id, s->seek) != CANARY_OK)
     log_msg(LOG_LVL_ERR, NULL, "shard %d: cannot seek back to the stored offsets", s->id);
+}
+
+/* After a failed commit (s->failed): drop a fenced shard, rewind any other. NULL when dropped. */
+static struct shard *shard_settle(struct worker *w, struct shard *s) {
+  if (s->failed == CANARY_EFENCED) {
+    w->shards[s->id] = NULL;
+    shard_free(s);
+    return NULL;
+  }
+  shard_rewind(w, s);
+  return s;
 }
 
 /* ---- applying events -------------------------------------------------------------------- */
@@ -719,10 +794,21 @@ static long build_outbox(struct worker *w, struct shard *s, size_t *n_decisions)
   return (long)n;
 }
 
-/* Commit the shard's batch: state, transitions, offsets, outbox, ids — together or not at all. */
+/*
+ * Send the shard's batch: state, transitions, offsets, outbox, ids — committed together or not
+ * at all. The commit in flight (maybe this shard's previous batch) is collected first; this one
+ * is collected by the next commit, shard load or blocking poll (commit_collect), so that the
+ * server commits while the worker polls and applies. store_commit_send copies the batch, so the
+ * batch and the scratch it points into are free again when it returns.
+ */
 static void commit(struct worker *w, struct shard *s) {
   if (batch_empty(&s->b))
     return;
+  commit_collect(w);
+  if (s->failed) { /* its previous batch did not make it: this one builds on it */
+    shard_settle(w, s);
+    return;
+  }
   size_t n_decisions;
   long n_rows = build_outbox(w, s, &n_decisions);
   if (n_rows < 0) {
@@ -778,37 +864,17 @@ static void commit(struct worker *w, struct shard *s) {
   };
   memcpy(b.offsets.next, s->next, sizeof b.offsets.next);
   /* The log lists rollouts in creation order so the store restores them in it. */
-  int rc = store_commit(w->store, &b);
-  switch (rc) {
-  case CANARY_OK:
-    w->commits++;
-    if (window_from > 0)
-      s->window_from = window_from;
-    if (prune_below != 0)
-      s->ids_pruned = prune_below;
-    if (n_rows > 0)
-      relay_wake(w);
-    w->decisions_made += (int64_t)n_decisions;
-    batch_clear(&s->b);
-    return;
-  case CANARY_EFENCED:
-    log_msg(LOG_LVL_WARNING, NULL, "shard %d: another worker owns it now (epoch %" PRId64
-            " is stale); dropping it", s->id, s->epoch);
-    w->shards[s->id] = NULL;
-    shard_free(s);
-    return;
-  case CANARY_EUNAVAILABLE:
-    log_msg(LOG_LVL_WARNING, NULL, "shard %d: PostgreSQL went away during a commit; "
-            "reconnecting, then resuming from what was stored", s->id);
-    if (store_back(w, w->store))
-      shard_rewind(w, s);
-    return;
-  default:
-    log_msg(LOG_LVL_ERR, NULL, "shard %d: commit failed: %s (%s); resuming from what was stored",
-            s->id, canary_strerror(rc), store_last_error(w->store));
+  int rc = store_commit_send(w->store, &b);
+  if (rc != CANARY_OK) { /* nothing in flight */
+    log_msg(LOG_LVL_WARNING, NULL, "shard %d: cannot send a commit: %s (%s); resuming from "
+            "what was stored", s->id, canary_strerror(rc), store_last_error(w->store));
     shard_rewind(w, s);
     return;
   }
+  w->in_flight = (struct in_flight){.active = true, .shard = s->id, .epoch = s->epoch,
+                                    .n_rows = (size_t)n_rows, .n_decisions = n_decisions,
+                                    .window_from = window_from, .prune_below = prune_below};
+  batch_clear(&s->b); /* sent: the next batch starts here */
 }
 
 /* ---- relay ------------------------------------------------------------------------------ */
@@ -934,18 +1000,30 @@ static void enqueue(struct worker *w, const struct bus_msg *m, int64_t now_wall)
   }
 }
 
-static void idle_tick(struct worker *w, int64_t now_wall) {
-  for (int i = 0; i < MAX_SHARDS; i++) {
-    struct shard *s = w->shards[i];
-    if (!s)
-      continue;
-    for (int t = 0; t < BUS_INPUT_TOPICS; t++)
-      if (s->q[t].n)
-        goto next; /* events still queued come first */
-    if (fire_until(s, now_wall) != CANARY_OK)
-      log_msg(LOG_LVL_ERR, NULL, "shard %d: cannot fire deadlines", s->id);
-  next:;
+/* While the input is idle, the wall clock fires the shard's due deadlines. */
+static void idle_tick(struct shard *s, int64_t now_wall) {
+  for (int t = 0; t < BUS_INPUT_TOPICS; t++)
+    if (s->q[t].n)
+      return; /* events still queued come first */
+  if (fire_until(s, now_wall) != CANARY_OK)
+    log_msg(LOG_LVL_ERR, NULL, "shard %d: cannot fire deadlines", s->id);
+}
+
+/*
+ * Poll, without waiting on the commit in flight: when nothing is queued in the consumer and the
+ * poll would wait, collect the commit first, so that a caught-up worker confirms (and the relay
+ * publishes) at once rather than after the poll's timeout.
+ */
+static int poll_input(struct worker *w, int timeout_ms, const struct bus_msg **msgs, size_t *n,
+                      bool *idle) {
+  size_t max = (size_t)w->cfg->batch_max;
+  if (w->in_flight.active && timeout_ms > 0) {
+    int rc = bus_consumer_poll(w->consumer, 0, msgs, max, n, idle);
+    if (rc != CANARY_OK || *n > 0)
+      return rc;
+    commit_collect(w);
   }
+  return bus_consumer_poll(w->consumer, timeout_ms, msgs, max, n, idle);
 }
 
 static void stats(struct worker *w, int64_t now_wall) {
@@ -1066,25 +1144,30 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
     const struct bus_msg *msgs;
     size_t n = 0;
     bool idle = false;
-    if (bus_consumer_poll(w->consumer, more ? 0 : 100, &msgs, (size_t)cfg->batch_max, &n,
-                          &idle) != CANARY_OK)
+    if (poll_input(w, more ? 0 : 100, &msgs, &n, &idle) != CANARY_OK)
       log_msg(LOG_LVL_ERR, NULL, "consumer poll failed");
     int64_t now = wall_ms();
     for (size_t i = 0; i < n; i++)
       enqueue(w, &msgs[i], now);
     more = false;
-    for (int i = 0; i < MAX_SHARDS; i++)
-      if (w->shards[i])
-        more |= release(w, w->shards[i], now);
-    if (cfg->wall_clock && idle && now - w->last_tick_ms >= cfg->tick_ms) {
+    bool tick = cfg->wall_clock && idle && now - w->last_tick_ms >= cfg->tick_ms;
+    if (tick)
       w->last_tick_ms = now;
-      idle_tick(w, now);
+    /* Shard by shard, apply then send: the next shard applies while the server commits. */
+    for (int i = 0; i < MAX_SHARDS; i++) {
+      struct shard *s = w->shards[i];
+      if (s && s->failed)
+        s = shard_settle(w, s);
+      if (!s)
+        continue;
+      more |= release(w, s, now);
+      if (tick)
+        idle_tick(s, now);
+      commit(w, s);
     }
-    for (int i = 0; i < MAX_SHARDS; i++)
-      if (w->shards[i])
-        commit(w, w->shards[i]);
     stats(w, now);
   }
+  commit_collect(w); /* the last batch sent: its outcome, before the relay's final pass */
   if (w->relay_started) {
     /* SIGTERM: what was applied is committed above; the relay publishes what is left. */
     pthread_mutex_lock(&w->relay_mu);

@@ -93,6 +93,11 @@ PGresult *store_exec(store_t *s, const char *what, const char *sql, int n,
     *rc = store_fail(s, what, NULL);
     return NULL;
   }
+  if (s->commit.active) { /* the caller's bug: the connection is in pipeline mode */
+    store_set_error(s, "%s: shard %d's commit is still in flight", what, s->commit.shard);
+    *rc = CANARY_EINVALID;
+    return NULL;
+  }
   PGresult *res = PQexecParams(s->conn, sql, n, NULL, values, NULL, NULL, binary_result);
   if (res && PQresultStatus(res) == want) {
     *rc = CANARY_OK;
@@ -172,6 +177,7 @@ static int connect_once(store_t *s) {
 }
 
 static void drop_connection(store_t *s) {
+  s->commit.active = false; /* its outcome is unknown: see store_commit() */
   PQclear(s->fetched);
   s->fetched = NULL;
   PQfinish(s->conn);

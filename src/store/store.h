@@ -141,6 +141,21 @@ struct store_batch {
  */
 int store_commit(store_t *s, const struct store_batch *b) CANARY_MUSTCHECK;
 
+/*
+ * store_commit in two halves, so that the caller can go on working while the server commits:
+ * store_commit_send() writes the whole batch to the connection and returns; store_commit_wait()
+ * reads its outcome, with store_commit()'s return codes. Everything b points to is copied
+ * before store_commit_send() returns: the caller may reuse or free it at once. One commit is in
+ * flight per connection: between the two calls no other store_* call may use s (they fail with
+ * CANARY_EINVALID; a second send too). store_commit_send() returns CANARY_OK when the batch is
+ * on its way, or an error when nothing is in flight (the batch was not committed — except
+ * CANARY_EUNAVAILABLE, which is unknown as for store_commit()).
+ */
+int store_commit_send(store_t *s, const struct store_batch *b) CANARY_MUSTCHECK;
+int store_commit_wait(store_t *s) CANARY_MUSTCHECK;
+/* True between a successful store_commit_send() and its store_commit_wait(). */
+bool store_commit_in_flight(const store_t *s);
+
 /* An outbox row read back for publishing. Memory owned by the store until the next fetch. */
 struct store_outbox_msg {
   int64_t seq;

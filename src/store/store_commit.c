@@ -422,7 +422,6 @@ static int write_event_ids(store_t *s, const struct store_batch *b, struct jbuf 
 
 /* ---- the pipeline ---------------------------------------------------------------------------- */
 
-#define MAX_STATEMENTS 9
 #define MAX_PARAMS 16
 
 /* One statement's parameters: text (NUL-terminated) or binary (a column buffer). */
@@ -445,23 +444,25 @@ static void param_binary(struct params *p, const struct jbuf *b) {
   p->formats[p->n++] = 1;
 }
 
+/* The statements of one batch as they are queued: s->commit names them for collect(). */
 struct pipeline {
   store_t *s;
-  const char *what[MAX_STATEMENTS];
-  int n;
   bool send_failed;
 };
 
+/* libpq copies the parameters into its output buffer here: nothing is read from them later. */
 static void pipe_send(struct pipeline *p, const char *what, const char *sql,
                       const struct params *pr) {
+  struct store_in_flight *f = &p->s->commit;
   if (p->send_failed)
     return;
-  if (!PQsendQueryParams(p->s->conn, sql, pr ? pr->n : 0, NULL, pr ? pr->values : NULL,
+  if (f->n == STORE_MAX_STATEMENTS ||
+      !PQsendQueryParams(p->s->conn, sql, pr ? pr->n : 0, NULL, pr ? pr->values : NULL,
                          pr ? pr->lengths : NULL, pr ? pr->formats : NULL, 0)) {
     p->send_failed = true;
     return;
   }
-  p->what[p->n++] = what;
+  f->what[f->n++] = what;
 }
 
 /*
@@ -469,18 +470,19 @@ static void pipe_send(struct pipeline *p, const char *what, const char *sql,
  * of the pipeline after it (PGRES_PIPELINE_ABORTED). Returns CANARY_OK, CANARY_EFENCED,
  * CANARY_EIO or CANARY_EUNAVAILABLE.
  */
-static int collect(struct pipeline *p, int shard) {
-  store_t *s = p->s;
+static int collect(store_t *s) {
+  const struct store_in_flight *f = &s->commit;
+  const int shard = f->shard;
   int rc = CANARY_OK;
   char what[96];
-  for (int q = 0; q < p->n; q++) {
+  for (int q = 0; q < f->n; q++) {
     PGresult *res;
     bool any = false;
     while ((res = PQgetResult(s->conn)) != NULL) {
       any = true;
       ExecStatusType st = PQresultStatus(res);
       if (rc == CANARY_OK && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        snprintf(what, sizeof what, "commit shard %d: %s", shard, p->what[q]);
+        snprintf(what, sizeof what, "commit shard %d: %s", shard, f->what[q]);
         rc = store_fail(s, what, res);
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (state && strcmp(state, STORE_SQLSTATE_FENCED) == 0)
@@ -492,13 +494,13 @@ static int collect(struct pipeline *p, int shard) {
     }
     if (PQstatus(s->conn) != CONNECTION_OK) {
       /* Lost, perhaps during COMMIT: whether the batch committed is unknown (see store.h). */
-      snprintf(what, sizeof what, "commit shard %d: %s: connection lost", shard, p->what[q]);
+      snprintf(what, sizeof what, "commit shard %d: %s: connection lost", shard, f->what[q]);
       if (rc == CANARY_OK || rc == CANARY_EIO)
         (void)store_fail(s, what, NULL);
       return CANARY_EUNAVAILABLE;
     }
     if (!any) { /* a statement without a result: libpq and we disagree on the pipeline */
-      snprintf(what, sizeof what, "commit shard %d: %s: no result", shard, p->what[q]);
+      snprintf(what, sizeof what, "commit shard %d: %s: no result", shard, f->what[q]);
       return rc ? rc : store_fail(s, what, NULL);
     }
   }
@@ -595,7 +597,25 @@ static void send_batch(struct pipeline *p, const struct store_batch *b, size_t n
   pipe_send(p, "COMMIT", "COMMIT", NULL);
 }
 
-int store_commit(store_t *s, const struct store_batch *b) {
+/* Leave pipeline mode after the batch's results (or a failure); the first error wins. */
+static int finish(store_t *s, int rc) {
+  s->commit.active = false;
+  if (PQstatus(s->conn) == CONNECTION_OK && PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF &&
+      !PQexitPipelineMode(s->conn) && rc == CANARY_OK)
+    rc = store_fail(s, "commit: leaving pipeline mode", NULL);
+  if (rc != CANARY_OK)
+    store_abort(s); /* an error inside BEGIN...COMMIT leaves the transaction open and aborted */
+  if (rc == CANARY_EIO && PQstatus(s->conn) != CONNECTION_OK)
+    rc = CANARY_EUNAVAILABLE;
+  return rc;
+}
+
+int store_commit_send(store_t *s, const struct store_batch *b) {
+  if (s->commit.active) {
+    store_set_error(s, "commit shard %d: shard %d's commit is still in flight", b->shard,
+                    s->commit.shard);
+    return CANARY_EINVALID;
+  }
   if (PQstatus(s->conn) != CONNECTION_OK)
     return store_fail(s, "commit", NULL);
   size_t n_offsets = 0, n_rollouts = 0;
@@ -611,21 +631,30 @@ int store_commit(store_t *s, const struct store_batch *b) {
 
   if (!PQenterPipelineMode(s->conn))
     return store_fail(s, "commit: pipeline mode", NULL);
+  s->commit = (struct store_in_flight){.active = true, .shard = b->shard};
   struct pipeline p = {.s = s};
   send_batch(&p, b, n_offsets, n_rollouts, shard, epoch);
-  if (p.send_failed || !PQpipelineSync(s->conn)) {
-    rc = store_fail(s, "commit: send", NULL);
-    /* Drain what was queued so that the connection can leave pipeline mode. */
-    if (PQstatus(s->conn) == CONNECTION_OK && PQpipelineSync(s->conn))
-      (void)collect(&p, b->shard);
-  } else {
-    rc = collect(&p, b->shard);
+  /* PQpipelineSync flushes: the whole batch is on its way when this returns. */
+  if (!p.send_failed && PQpipelineSync(s->conn))
+    return CANARY_OK;
+  rc = store_fail(s, "commit: send", NULL);
+  /* Drain what was queued so that the connection can leave pipeline mode. */
+  if (PQstatus(s->conn) == CONNECTION_OK && PQpipelineSync(s->conn))
+    (void)collect(s);
+  return finish(s, rc);
+}
+
+int store_commit_wait(store_t *s) {
+  if (!s->commit.active) {
+    store_set_error(s, "commit: no commit in flight");
+    return CANARY_EINVALID;
   }
-  if (PQstatus(s->conn) == CONNECTION_OK && !PQexitPipelineMode(s->conn) && rc == CANARY_OK)
-    rc = store_fail(s, "commit: leaving pipeline mode", NULL);
-  if (rc != CANARY_OK)
-    store_abort(s); /* an error inside BEGIN...COMMIT leaves the transaction open and aborted */
-  if (rc == CANARY_EIO && PQstatus(s->conn) != CONNECTION_OK)
-    rc = CANARY_EUNAVAILABLE;
-  return rc;
+  return finish(s, collect(s));
+}
+
+bool store_commit_in_flight(const store_t *s) { return s->commit.active; }
+
+int store_commit(store_t *s, const struct store_batch *b) {
+  int rc = store_commit_send(s, b);
+  return rc == CANARY_OK ? store_commit_wait(s) : rc;
 }

@@ -3,6 +3,7 @@
 #define CANARY_STORE_INTERNAL_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,6 +14,15 @@
 #define STORE_SQLSTATE_FENCED "CF001"
 
 #define STORE_PARAM_BUFS 32
+#define STORE_MAX_STATEMENTS 12
+
+/* The batch store_commit_send() sent and store_commit_wait() has not collected yet. */
+struct store_in_flight {
+  bool active;
+  int shard;
+  int n;                                   /* statements sent, named in what[] */
+  const char *what[STORE_MAX_STATEMENTS];
+};
 
 struct store {
   PGconn *conn;
@@ -26,6 +36,7 @@ struct store {
   size_t msgs_cap;
 
   struct jbuf params[STORE_PARAM_BUFS]; /* store_commit's columns, reused batch to batch */
+  struct store_in_flight commit;        /* the pipeline mode lasts from send to wait */
 };
 
 /* Log through the caller's sink (nothing when there is none). level: syslog(3) priority. */
