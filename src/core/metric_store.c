@@ -839,42 +839,60 @@ static int64_t gcd64(int64_t a, int64_t b) {
   return a;
 }
 
-/* Add the metric names and windows expression e reads to x's memo inputs; false: it reads
- * something the memo cannot watch (a zscore history, too many names). */
-static bool add_reads(struct mstore_expr *x, const struct expr *e) {
-  for (int i = 0; i < e->n_nodes; i++) {
-    const struct expr_node *nd = &e->nodes[i];
-    if (nd->kind == EXPR_ZSCORE)
-      return false;
-    if (nd->kind == EXPR_DIFF_RATIO)
-      x->reads_diff = true;
-    if (nd->window_ms > 0 && nd->kind != EXPR_ZSCORE)
-      x->window_gcd_ms = gcd64(x->window_gcd_ms, nd->window_ms);
-    const char *m = nd->metric >= 0 ? expr_metric(e, i) : NULL;
-    if (!m)
-      continue;
-    bool known = false;
-    for (int k = 0; k < x->n_reads && !known; k++)
-      known = strcmp(x->reads[k], m) == 0;
-    if (known)
-      continue;
-    if (x->n_reads == MSTORE_MEMO_READS)
-      return false;
-    x->reads[x->n_reads++] = m;
+/*
+ * Add what node i of e reads, evaluated for variant v, to x's memo inputs: metric names with the
+ * variants they are read for (baseline() and error_excess_p() switch variant, as expr_eval
+ * does), the diff windows, the windows' common divisor. False: it reads something the memo
+ * cannot watch (a zscore history, too many names).
+ */
+static bool add_reads(struct mstore_expr *x, const struct mstore_plan *mp, const struct expr *e,
+                      int i, enum variant v) {
+  if (i < 0)
+    return true;
+  const struct expr_node *nd = &e->nodes[i];
+  switch (nd->kind) {
+  case EXPR_ZSCORE:
+    return false;
+  case EXPR_BASELINE:
+    return add_reads(x, mp, e, nd->a, VARIANT_BASELINE);
+  case EXPR_ERROR_EXCESS:
+    return add_reads(x, mp, e, nd->a, VARIANT_CANARY) && add_reads(x, mp, e, nd->b, VARIANT_CANARY) &&
+           add_reads(x, mp, e, nd->a, VARIANT_BASELINE) &&
+           add_reads(x, mp, e, nd->b, VARIANT_BASELINE);
+  case EXPR_SLOS_MET:
+    for (int k = 0; k < mp->n_slos; k++) {
+      const struct expr *slo = &mp->x[mp->slo_first + k].e;
+      if (!add_reads(x, mp, slo, slo->root, v))
+        return false;
+    }
+    return true;
+  case EXPR_DIFF_RATIO:
+    x->reads_diff = true;
+    break;
+  default:
+    break;
   }
-  return true;
+  if (nd->window_ms > 0)
+    x->window_gcd_ms = gcd64(x->window_gcd_ms, nd->window_ms);
+  const char *m = nd->metric >= 0 ? expr_metric(e, i) : NULL;
+  if (m) {
+    int k = 0;
+    while (k < x->n_reads && strcmp(x->reads[k], m) != 0)
+      k++;
+    if (k == MSTORE_MEMO_READS)
+      return false;
+    if (k == x->n_reads)
+      x->reads[x->n_reads++] = m;
+    x->read_variants[k] |= (uint8_t)(1u << v);
+  }
+  return add_reads(x, mp, e, nd->a, v) && add_reads(x, mp, e, nd->b, v);
 }
 
 /* The memo inputs of every expression (after all are compiled: slos_met() reads the SLOs). */
 static void plan_reads(struct mstore_plan *mp) {
   for (int i = 0; i < mp->n; i++) {
     struct mstore_expr *x = &mp->x[i];
-    x->memo_ok = add_reads(x, &x->e);
-    if (x->memo_ok && expr_uses(&x->e, EXPR_SLOS_MET))
-      for (int k = 0; k < mp->n_slos && x->memo_ok; k++)
-        x->memo_ok = add_reads(x, &mp->x[mp->slo_first + k].e);
-    if (x->window_gcd_ms <= 0)
-      x->memo_ok = false;
+    x->memo_ok = add_reads(x, mp, &x->e, x->e.root, VARIANT_CANARY) && x->window_gcd_ms > 0;
   }
 }
 
@@ -989,8 +1007,12 @@ static void finding_fill(const struct mstore_expr *x, const struct expr_result *
 
 static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
 
-static bool series_since(const struct mstore *ms, int name, int cohort, uint64_t tick) {
+/* Whether a series of (name, cohort) of the variants in mask changed after tick. */
+static bool series_since(const struct mstore *ms, int name, int cohort, unsigned mask,
+                         uint64_t tick) {
   for (int v = 0; v < VARIANT_COUNT; v++) {
+    if (!(mask & (1u << v)))
+      continue;
     int16_t s = *series_ref(ms, name, cohort, (enum variant)v);
     if (s >= 0 && ms->series[s].changed > tick)
       return true;
@@ -1015,7 +1037,7 @@ static const struct mstore_memo *memo_get(struct mstore *ms, const struct mstore
     m->n_names = ms->n_names;
   }
   for (int k = 0; k < x->n_reads; k++)
-    if (m->ids[k] >= 0 && series_since(ms, m->ids[k], cohort, m->tick))
+    if (m->ids[k] >= 0 && series_since(ms, m->ids[k], cohort, x->read_variants[k], m->tick))
       return NULL;
   ms->memo_hits++;
   return m;

@@ -211,6 +211,7 @@ struct mstore_expr {
   bool reads_diff;
   int n_reads;
   const char *reads[MSTORE_MEMO_READS]; /* into e.names of this or an SLO expression */
+  uint8_t read_variants[MSTORE_MEMO_READS]; /* 1 << variant for each variant it reads */
   int64_t window_gcd_ms;
 };
 
