@@ -30,18 +30,61 @@ void engine_destroy(struct engine *e) {
   }
   free(e->rollouts);
   free(e->metrics);
+  free(e->by_id);
   mstore_plan_free(&e->mp);
   idset_free(&e->seen);
   idset_free(&e->seen_old);
   memset(e, 0, sizeof *e);
 }
 
+static size_t id_hash(const char *id) {
+  uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+  for (; *id; id++)
+    h = (h ^ (unsigned char)*id) * 0x100000001b3ULL;
+  return (size_t)h;
+}
+
 /* Index of the rollout with this id, or n_rollouts. */
 static size_t index_of(const struct engine *e, const char *id) {
-  size_t i = 0;
-  while (i < e->n_rollouts && strcmp(e->rollouts[i]->id, id) != 0)
-    i++;
-  return i;
+  if (!e->by_id_cap)
+    return e->n_rollouts;
+  size_t mask = e->by_id_cap - 1;
+  for (size_t k = id_hash(id) & mask;; k = (k + 1) & mask) {
+    uint32_t slot = e->by_id[k];
+    if (!slot)
+      return e->n_rollouts;
+    if (strcmp(e->rollouts[slot - 1]->id, id) == 0)
+      return slot - 1;
+  }
+}
+
+size_t engine_index(const struct engine *e, const char *id) { return index_of(e, id); }
+
+static void by_id_put(uint32_t *t, size_t cap, const char *id, size_t i) {
+  size_t k = id_hash(id) & (cap - 1);
+  while (t[k])
+    k = (k + 1) & (cap - 1);
+  t[k] = (uint32_t)(i + 1);
+}
+
+/* Index rollouts[i] by its id (set by now). Returns CANARY_OK or CANARY_ENOMEM. */
+static int by_id_add(struct engine *e, size_t i) {
+  if (2 * e->n_rollouts > e->by_id_cap) {
+    size_t cap = e->by_id_cap ? 2 * e->by_id_cap : 64;
+    while (cap < 2 * e->n_rollouts)
+      cap *= 2;
+    uint32_t *t = calloc(cap, sizeof *t);
+    if (!t)
+      return CANARY_ENOMEM;
+    for (size_t j = 0; j < e->n_rollouts; j++)
+      if (j != i)
+        by_id_put(t, cap, e->rollouts[j]->id, j);
+    free(e->by_id);
+    e->by_id = t;
+    e->by_id_cap = cap;
+  }
+  by_id_put(e->by_id, e->by_id_cap, e->rollouts[i]->id, i);
+  return CANARY_OK;
 }
 
 struct rollout *engine_find(const struct engine *e, const char *id) {
@@ -77,6 +120,14 @@ static struct rollout *add_rollout(struct engine *e) {
   return r;
 }
 
+/* Undo add_rollout (its index entry could not be made). */
+static void drop_last(struct engine *e) {
+  size_t i = --e->n_rollouts;
+  rollout_metrics_free(e->metrics[i]);
+  free(e->metrics[i]);
+  free(e->rollouts[i]);
+}
+
 /* What rollout i steps with: the plan, the clock, the global switches, its metric state. */
 static struct step_ctx ctx_for(struct engine *e, size_t i, int64_t now) {
   return (struct step_ctx){.plan = e->plan, .now = now, .global = &e->global, .mp = &e->mp,
@@ -90,6 +141,10 @@ int engine_restore(struct engine *e, const struct rollout *r) {
   if (!copy)
     return CANARY_ENOMEM;
   *copy = *r;
+  if (by_id_add(e, e->n_rollouts - 1) != CANARY_OK) {
+    drop_last(e);
+    return CANARY_ENOMEM;
+  }
   return CANARY_OK;
 }
 
@@ -150,6 +205,10 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
     if (!r)
       return CANARY_ENOMEM;
     rollout_init(r, ev, e->plan);
+    if (by_id_add(e, e->n_rollouts - 1) != CANARY_OK) {
+      drop_last(e);
+      return CANARY_ENOMEM;
+    }
     ctx = ctx_for(e, e->n_rollouts - 1, now);
     rc = rollout_step(r, ev, &ctx, out, why, why_len);
   } else {

@@ -30,6 +30,10 @@ struct engine {
   struct rollout **rollouts; /* in order of creation */
   struct rollout_metrics **metrics; /* metrics[i] belongs to rollouts[i] */
   size_t n_rollouts, cap_rollouts;
+  /* rollouts by id: open addressing over index + 1 (0 free), at most half full; every event
+   * looks its rollout up, and a fleet has thousands */
+  uint32_t *by_id;
+  size_t by_id_cap;
   /* Ids of the events applied, for as long as a repeat can come: the current id epoch's and
    * the one before (ENGINE_ID_EPOCH_MS of event time each), so memory and the event_ids table
    * stay bounded. A repeat is recognised for at least one epoch after the first, at most two. */
@@ -75,6 +79,9 @@ int64_t engine_rollout_deadline(const struct engine *e, size_t i);
 
 /* The rollout with this id, or NULL. */
 struct rollout *engine_find(const struct engine *e, const char *id);
+
+/* The index in rollouts[] of the rollout with this id, or n_rollouts. */
+size_t engine_index(const struct engine *e, const char *id);
 
 /*
  * Add a rollout restored from storage (the engine copies it). Returns CANARY_EEXISTS if the id
