@@ -35,7 +35,7 @@
 /* One consumed message waiting for its turn (its bytes copied out of librdkafka's). */
 struct pending {
   int64_t offset;
-  int64_t time_ms;       /* event time; INT64_MIN when it does not decode (released first) */
+  int64_t time_ms;       /* event time; INT64_MIN when it does not read (released first) */
   int64_t arrived_ms;    /* wall clock, for the hold limit */
   unsigned char *key, *value;
   size_t key_len, len;
@@ -984,14 +984,12 @@ static void enqueue(struct worker *w, const struct bus_msg *m, int64_t now_wall)
   if (m->partition < 0 || m->partition >= MAX_SHARDS || !w->shards[m->partition])
     return; /* not ours (any more): its new owner consumes it from the stored offsets */
   struct shard *s = w->shards[m->partition];
-  struct pending p = {.offset = m->offset, .arrived_ms = now_wall, .time_ms = INT64_MIN,
-                      .key_len = m->key_len, .len = m->len};
-  struct event ev;
-  char why[8];
-  /* Decoded once here for its time only; apply_one() decodes again (metric arrays live in the
-   * codec only until the next decode). */
-  if (avro_codec_decode_event(w->codec, m->value, m->len, &ev, why, sizeof why) == CANARY_OK)
-    p.time_ms = ev.time_ms;
+  struct pending p = {.offset = m->offset, .arrived_ms = now_wall, .key_len = m->key_len,
+                      .len = m->len};
+  /* Only the time, for the merge: apply_one() decodes the message (its metric arrays live in
+   * the codec only until the next decode). */
+  if (avro_codec_event_time(w->codec, m->value, m->len, &p.time_ms) != CANARY_OK)
+    p.time_ms = INT64_MIN;
   p.key = m->key ? dup_bytes(m->key, m->key_len) : NULL;
   p.value = dup_bytes(m->value, m->len);
   if (!p.value || !queue_push(&s->q[m->topic], &p)) {

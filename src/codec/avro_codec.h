@@ -94,6 +94,16 @@ int avro_codec_decode_event(avro_codec_t *c, const void *buf, size_t len, struct
                             char *why, size_t why_len) CANARY_MUSTCHECK;
 
 /*
+ * The event time of a framed input message, without decoding the rest: for ordering messages
+ * before they are decoded. CANARY_OK says nothing about the rest of the message, which
+ * avro_codec_decode_event may still refuse; CANARY_EPARSE (or another error of
+ * avro_codec_decode_event) when the time cannot be read: no header, an unknown or non-input
+ * schema id, the fields before it truncated or garbled.
+ */
+int avro_codec_event_time(avro_codec_t *c, const void *buf, size_t len,
+                          int64_t *time_ms) CANARY_MUSTCHECK;
+
+/*
  * Encode ev for the topic of its type (avro_codec_topic_of) into out, replacing its contents:
  * header and body. Only the fields the type uses are written; the rest are null. A flag.set
  * with an empty rollout has rollout null. Returns CANARY_OK; CANARY_EINVALID when ev is not a

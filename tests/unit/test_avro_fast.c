@@ -334,6 +334,9 @@ static void both_ways(avro_codec_t *fast, avro_codec_t *slow, const unsigned cha
   assert_string_equal(why_a, why_b);
   t->total++;
   if (ra == CANARY_OK) {
+    int64_t time_ms = 0; /* what the worker orders messages by, read without decoding */
+    assert_int_equal(avro_codec_event_time(slow, buf, len, &time_ms), CANARY_OK);
+    assert_true(time_ms == a.time_ms);
     assert_same_event(&a, &b);
     t->ok++;
   } else {
@@ -412,6 +415,22 @@ static void test_encoded(void **state) {
   assert_int_equal(avro_codec_encode_event(enc, &d, &buf), CANARY_OK);
   both_ways(fast, slow, buf.data, buf.len, &t);
   assert_int_equal(t.ok, 2001);
+  /* commands: rollout is a union, null for a flag.set that applies to all rollouts */
+  struct event f = {.type = EVENT_FLAG_SET, .time_ms = 1767225600001LL, .value = false};
+  snprintf(f.id, sizeof f.id, "f1");
+  snprintf(f.flag, sizeof f.flag, "system.canary.enabled");
+  snprintf(f.actor, sizeof f.actor, "alice");
+  assert_int_equal(avro_codec_encode_event(enc, &f, &buf), CANARY_OK);
+  both_ways(fast, slow, buf.data, buf.len, &t);
+  snprintf(f.rollout, sizeof f.rollout, "r1");
+  f.time_ms++;
+  assert_int_equal(avro_codec_encode_event(enc, &f, &buf), CANARY_OK);
+  both_ways(fast, slow, buf.data, buf.len, &t);
+  assert_int_equal(t.ok, 2003);
+  /* no frame, or truncated before the time: no time */
+  int64_t time_ms;
+  assert_int_equal(avro_codec_event_time(fast, "x", 1, &time_ms), CANARY_EPARSE);
+  assert_int_equal(avro_codec_event_time(fast, buf.data, 8, &time_ms), CANARY_EPARSE);
   avro_buf_free(&buf);
   avro_codec_destroy(enc);
   avro_codec_destroy(fast);
