@@ -234,9 +234,13 @@ static int check_item(const struct mstore *ms, struct item *it, const struct ite
   return CANARY_OK;
 }
 
-/* Validates a metrics event against the store's kinds and bounds, without changing anything. */
+/*
+ * Validates a metrics event against the store's kinds and bounds, without changing anything.
+ * items (one per metric of the event, counters, gauges, distributions in order) gets each
+ * name's id, -1 for a name the store does not know yet: metrics_apply uses them.
+ */
 static int metrics_check(const struct mstore *ms, int cohort, const struct event_metrics *m,
-                         char *why, size_t len) {
+                         struct item *items, char *why, size_t len) {
   size_t n = m->n_counters + m->n_gauges + m->n_dists;
   if ((unsigned)m->variant >= VARIANT_COUNT)
     return fail(why, len, CANARY_EINVALID, "unknown variant");
@@ -244,9 +248,6 @@ static int metrics_check(const struct mstore *ms, int cohort, const struct event
     return fail(why, len, CANARY_EINVALID, "metric arrays missing");
   if (!n)
     return CANARY_OK;
-  struct item *items = malloc(n * sizeof *items);
-  if (!items)
-    return CANARY_ENOMEM;
   size_t k = 0;
   for (size_t i = 0; i < m->n_counters; i++)
     items[k++] = (struct item){m->counters[i].name, WINDOW_COUNTER, -1};
@@ -282,7 +283,6 @@ static int metrics_check(const struct mstore *ms, int cohort, const struct event
     rc = fail(why, len, CANARY_EFULL,
               "more than %d metric series in this rollout (cohort x variant x metric)",
               ms->cfg.max_series);
-  free(items);
   if (rc)
     return rc;
   for (size_t i = 0; i < m->n_counters; i++) {
@@ -309,18 +309,16 @@ static enum window_kind item_kind(const struct event_metrics *m, size_t i) {
                                             : WINDOW_DISTRIBUTION;
 }
 
-static int metrics_apply(struct mstore *ms, int cohort, int64_t t, const struct event_metrics *m) {
+static int metrics_apply(struct mstore *ms, int cohort, int64_t t, const struct event_metrics *m,
+                         const struct item *items) {
   size_t n = m->n_counters + m->n_gauges + m->n_dists;
   int rc = CANARY_OK;
   uint64_t tick = ++ms->tick;
   for (size_t i = 0; i < n; i++) {
     enum window_kind kind = item_kind(m, i);
-    const char *name = kind == WINDOW_COUNTER ? m->counters[i].name
-                       : kind == WINDOW_GAUGE ? m->gauges[i - m->n_counters].name
-                                              : m->dists[i - m->n_counters - m->n_gauges].name;
-    int id = name_find(ms, name);
-    if (id < 0)
-      id = name_add(ms, name, kind);
+    int id = items[i].id;
+    if (id < 0 && (id = name_find(ms, items[i].name)) < 0) /* new (maybe earlier in this event) */
+      id = name_add(ms, items[i].name, kind);
     struct mstore_series *s = series_open(ms, cohort, m->variant, id);
     if (!s) {
       rc = CANARY_ENOMEM;
@@ -405,9 +403,15 @@ int mstore_ingest(struct mstore *ms, int cohort, const struct event *ev, char *w
   else if (ev->time_ms < -WINDOW_TIME_MAX || ev->time_ms > WINDOW_TIME_MAX)
     rc = fail(why, why_len, CANARY_EINVALID, "event time out of range");
   else if (ev->type == EVENT_METRICS) {
-    rc = metrics_check(ms, cohort, &ev->metrics, why, why_len);
-    if (!rc)
-      rc = metrics_apply(ms, cohort, ev->time_ms, &ev->metrics);
+    /* on the stack for any event a reporter sends; the heap for the unusual */
+    struct item stack[32], *items = stack;
+    size_t n = ev->metrics.n_counters + ev->metrics.n_gauges + ev->metrics.n_dists;
+    if (n > sizeof stack / sizeof *stack && !(items = malloc(n * sizeof *items)))
+      rc = CANARY_ENOMEM;
+    else if (!(rc = metrics_check(ms, cohort, &ev->metrics, items, why, why_len)))
+      rc = metrics_apply(ms, cohort, ev->time_ms, &ev->metrics, items);
+    if (items != stack)
+      free(items);
   } else if (ev->type == EVENT_DIFF_SAMPLES) {
     rc = diff_ingest(ms, cohort, ev->time_ms, &ev->diff, why, why_len);
   } else {
@@ -517,7 +521,23 @@ size_t mstore_memory(const struct mstore *ms) {
 /* The window of a series of the wanted kind, or NULL (no data, or the name is another kind). */
 static struct window *series_window(struct mstore_ctx *c, enum variant v, const char *metric,
                                     enum window_kind kind) {
-  struct mstore_series *s = series_get(c->ms, c->cohort, v, metric);
+  struct mstore *ms = c->ms;
+  if (!cohort_ok(c->cohort) || (unsigned)v >= VARIANT_COUNT || !metric || !ms->name_index)
+    return NULL;
+  /* The names an expression reads are the compiled plan's, at fixed addresses: remember where
+   * each was found (checked by one strcmp) rather than hashing it at every query. */
+  struct mstore_name_hint *h = &ms->name_hints[((uintptr_t)metric >> 3) % MSTORE_NAME_HINTS];
+  int id;
+  if (h->p == metric && strcmp(ms->names[h->id].name, metric) == 0) {
+    id = h->id;
+  } else if ((id = name_find(ms, metric)) >= 0) {
+    h->p = metric;
+    h->id = (int16_t)id;
+  } else {
+    return NULL;
+  }
+  int16_t k = *series_ref(ms, id, c->cohort, v);
+  struct mstore_series *s = k < 0 ? NULL : &ms->series[k];
   return s && s->w.kind == kind ? &s->w : NULL;
 }
 
@@ -811,6 +831,7 @@ static int compile_one(void *arg, enum mstore_owner o, int stage, int index, int
   int64_t longest = expr_longest_window(&x->e);
   if (longest > mp->longest_ms)
     mp->longest_ms = longest;
+  x->longest_ms = longest;
   x->owner = o;
   x->stage = stage;
   x->index = index;
@@ -974,7 +995,7 @@ static void finding_fill(const struct mstore_expr *x, const struct expr_result *
   f->truth = r->truth;
   f->why = r->why;
   f->canary = f->baseline = f->threshold = NAN;
-  f->window_ms = expr_longest_window(&x->e);
+  f->window_ms = x->longest_ms;
   const struct expr_compare *cmp = r->n_compares ? &r->compares[0] : NULL;
   for (int i = 0; i < r->n_compares; i++)
     if (r->compares[i].node == x->e.root)
@@ -1101,7 +1122,7 @@ static int eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstor
       f->canary = m->canary;
       f->baseline = m->baseline;
       f->threshold = m->threshold;
-      f->window_ms = expr_longest_window(&x->e);
+      f->window_ms = x->longest_ms;
       f->n = m->n;
       f->min_n = m->min_n;
     } else {

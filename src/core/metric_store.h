@@ -113,6 +113,12 @@ struct mstore_memo {
   int64_t n, min_n;
 };
 
+#define MSTORE_NAME_HINTS 32
+struct mstore_name_hint {
+  const char *p; /* a name as an expression holds it; NULL: empty */
+  int16_t id;
+};
+
 struct mstore {
   struct mstore_config cfg;
   struct mstore_name *names;
@@ -133,6 +139,7 @@ struct mstore {
                              * first evaluation; NULL when that failed (no memo then) */
   int n_memo;
   uint64_t memo_hits;       /* evaluations the memo answered (tests, benchmarks) */
+  struct mstore_name_hint name_hints[MSTORE_NAME_HINTS]; /* queries: name -> id, by address */
 };
 
 /*
@@ -201,6 +208,7 @@ struct mstore_expr {
   int index;      /* rule, alert, criterion or SLO index */
   int k;          /* expression of a rule or alert; 0 otherwise */
   int64_t for_ms; /* the rule's or criterion's for: (0 for SLOs) */
+  int64_t longest_ms; /* expr_longest_window, computed once */
   uint64_t key;   /* stable across restarts while the plan says the same: keys zscore history */
   char name[PLAN_NAME_MAX]; /* the rule, criterion or SLO name */
   /* What an evaluation reads, for the memo: the metric names (both variants of the cohort are
