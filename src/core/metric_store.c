@@ -583,9 +583,10 @@ static void src_quantile(void *ctx, enum variant v, const char *metric, double q
   struct window *w = series_window(c, v, metric, WINDOW_DISTRIBUTION);
   *out = NAN;
   *n = 0;
-  if (!w || window_quantile(w, c->now, span, q, out) != CANARY_OK)
+  uint64_t count;
+  if (!w || window_quantile_n(w, c->now, span, q, out, &count) != CANARY_OK)
     return; /* no values; ENOMEM too: insufficient rather than a wrong value */
-  *n = (int64_t)sketch_count(&w->scratch); /* the merge window_quantile just made */
+  *n = (int64_t)count;
 }
 
 /* The exact counter of tolerance tol, or -1. */

@@ -212,6 +212,50 @@ bool sketch_quantile(const struct sketch *s, double q, double *out) {
   return true;
 }
 
+static uint64_t bin_or_0(const struct sketch *s, int32_t i) {
+  return s && s->count && i >= s->lo && i <= s->hi ? BIN(s, i) : 0;
+}
+
+int sketch_quantile_pair(const struct sketch *a, const struct sketch *b, double q, double *out) {
+  if (!b || !b->count)
+    return sketch_quantile(a, q, out) ? CANARY_OK : CANARY_ENOTFOUND;
+  if (!a->count)
+    return sketch_quantile(b, q, out) ? CANARY_OK : CANARY_ENOTFOUND;
+  if (a->alpha != b->alpha || !(q >= 0 && q <= 1))
+    return CANARY_EINVALID;
+  /* as sketch_merge would leave them: range, count, zero bin, min, max */
+  bool a_bins = a->lo <= a->hi, b_bins = b->lo <= b->hi;
+  int32_t lo = !a_bins ? b->lo : !b_bins ? a->lo : a->lo < b->lo ? a->lo : b->lo;
+  int32_t hi = !a_bins ? b->hi : !b_bins ? a->hi : a->hi > b->hi ? a->hi : b->hi;
+  if ((a_bins || b_bins) && (int64_t)hi - lo + 1 > (int64_t)a->max_bins)
+    return CANARY_EFULL;
+  uint64_t count = a->count + b->count, zero = a->zero_count + b->zero_count;
+  double min = b->min < a->min ? b->min : a->min, max = b->max > a->max ? b->max : a->max;
+  /* the walk of sketch_quantile over the summed bins */
+  uint64_t rank = (uint64_t)floor(q * (double)(count - 1));
+  if (rank == 0) {
+    *out = min;
+    return CANARY_OK;
+  }
+  if (rank >= count - 1) {
+    *out = max;
+    return CANARY_OK;
+  }
+  double v = 0;
+  if (rank >= zero && (a_bins || b_bins)) {
+    uint64_t seen = zero;
+    for (int32_t i = lo; i <= hi; i++) {
+      seen += bin_or_0(a, i) + bin_or_0(b, i);
+      if (seen > rank) {
+        v = sketch_bin_value(a, i);
+        break;
+      }
+    }
+  }
+  *out = v < min ? min : v > max ? max : v;
+  return CANARY_OK;
+}
+
 uint64_t sketch_count(const struct sketch *s) { return s->count; }
 
 double sketch_sum(const struct sketch *s) { return s->sum; }

@@ -97,6 +97,14 @@ int sketch_merge(struct sketch *dst, const struct sketch *src) CANARY_MUSTCHECK;
  */
 bool sketch_quantile(const struct sketch *s, double q, double *out);
 
+/*
+ * The q-quantile of the merge of a and b (same alpha), without making the merge: what
+ * sketch_quantile gives on a copy of a merged with b, bit for bit. b may be NULL. Returns
+ * CANARY_OK, CANARY_ENOTFOUND (no values), or CANARY_EFULL when their bins together span more
+ * than a's max_bins (the merge would fold the lowest: make it instead).
+ */
+int sketch_quantile_pair(const struct sketch *a, const struct sketch *b, double q, double *out);
+
 uint64_t sketch_count(const struct sketch *s);
 double sketch_sum(const struct sketch *s);
 /* Exact min / max of the values added. False (out untouched) when empty. */

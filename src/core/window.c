@@ -661,13 +661,70 @@ static int merge_scratch(struct window *w, int64_t now, int64_t span_ms) {
   return visit_part(w, &r, false, r.k1, r.k1, merge_sketch, s);
 }
 
-int window_quantile(struct window *w, int64_t now, int64_t span_ms, double q, double *out) {
-  if (!(q >= 0 && q <= 1))
+/*
+ * The cached fold of every bucket of the span but the newest (filled if it was not), and the
+ * newest bucket's sketch (NULL: none): together, what merge_scratch merges. CANARY_ENOTFOUND:
+ * the query has no cache entry (merge_scratch walks every bucket then).
+ */
+static int fold_and_newest(struct window *w, int64_t now, int64_t span_ms,
+                           const struct sketch **fold, const struct sketch **newest) {
+  struct window_range r;
+  if (!query_range(w, now, span_ms, &r))
+    return CANARY_ENOTFOUND;
+  bool fresh;
+  struct window_cache *e = cache_for(w, span_ms, &r, &fresh);
+  if (!e)
+    return CANARY_ENOTFOUND;
+  if (!fresh || !e->have_sketch) {
+    if (!e->sketch) {
+      e->sketch = malloc(sizeof *e->sketch);
+      if (!e->sketch || sketch_init(e->sketch, w->cfg.alpha)) {
+        free(e->sketch);
+        e->sketch = NULL;
+        return CANARY_ENOMEM;
+      }
+    }
+    sketch_reset(e->sketch);
+    int rc = visit_part(w, &r, true, r.k0, r.k1 - 1, merge_sketch, e->sketch);
+    if (rc)
+      return rc; /* have_sketch stays false: filled again next time */
+    e->have_sketch = true;
+  }
+  const struct window_bucket *b = bucket_find(&w->tier[FINE], r.k1);
+  *fold = e->sketch;
+  *newest = b ? b->u.sketch : NULL;
+  return CANARY_OK;
+}
+
+int window_quantile_n(struct window *w, int64_t now, int64_t span_ms, double q, double *out,
+                      uint64_t *n) {
+  if (n)
+    *n = 0;
+  if (!(q >= 0 && q <= 1) || w->kind != WINDOW_DISTRIBUTION)
     return CANARY_EINVALID;
-  int rc = merge_scratch(w, now, span_ms);
-  if (rc)
+  /* Read the quantile off the fold and the newest bucket together: the same value as from
+   * their merge, without copying the fold's bins into the scratch at every query. */
+  const struct sketch *fold, *newest;
+  int rc = fold_and_newest(w, now, span_ms, &fold, &newest);
+  if (rc == CANARY_OK) {
+    rc = sketch_quantile_pair(fold, newest, q, out);
+    if (rc != CANARY_EFULL) {
+      if (n && rc == CANARY_OK)
+        *n = fold->count + (newest ? newest->count : 0);
+      return rc;
+    }
+  } else if (rc != CANARY_ENOTFOUND) {
     return rc;
+  }
+  if ((rc = merge_scratch(w, now, span_ms)))
+    return rc;
+  if (n)
+    *n = w->scratch.count;
   return sketch_quantile(&w->scratch, q, out) ? CANARY_OK : CANARY_ENOTFOUND;
+}
+
+int window_quantile(struct window *w, int64_t now, int64_t span_ms, double q, double *out) {
+  return window_quantile_n(w, now, span_ms, q, out, NULL);
 }
 
 int window_count_above(struct window *w, int64_t now, int64_t span_ms, double x, uint64_t *above,

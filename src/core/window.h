@@ -232,6 +232,9 @@ int window_merge(const struct window *w, int64_t now, int64_t span_ms,
  */
 int window_quantile(struct window *w, int64_t now, int64_t span_ms, double q,
                     double *out) CANARY_MUSTCHECK;
+/* The same, with the number of values it was read from in *n (0 when none or on error). */
+int window_quantile_n(struct window *w, int64_t now, int64_t span_ms, double q, double *out,
+                      uint64_t *n) CANARY_MUSTCHECK;
 
 /*
  * Distribution: of the n values in the span (*n), how many the sketch puts above x (*above):

@@ -403,6 +403,55 @@ static void test_merge_equals_union(void **state) {
 }
 
 /* Disjoint ranges far apart: the merged range spans both, and collapses when it must. */
+/*
+ * sketch_quantile_pair is sketch_quantile of the merge, bit for bit: every pair of data sets
+ * (empty, zeros only, one value, wide ranges), sizes from 0 to 2,000, every q in steps of 0.01;
+ * and CANARY_EFULL exactly when the merge would have collapsed.
+ */
+static void test_quantile_pair_is_the_merge(void **state) {
+  (void)state;
+  rng_seed(7);
+  int pairs = 0, full = 0;
+  for (int round = 0; round < 300; round++) {
+    struct sketch a, b, m;
+    uint32_t bins = round % 3 ? SKETCH_MAX_BINS_DEFAULT : SKETCH_MAX_BINS_MIN;
+    assert_int_equal(sketch_init_bounded(&a, 0.01, bins), CANARY_OK);
+    assert_int_equal(sketch_init_bounded(&b, 0.01, bins), CANARY_OK);
+    assert_int_equal(sketch_init_bounded(&m, 0.01, bins), CANARY_OK);
+    size_t na = round % 7 == 0 ? 0 : (size_t)(uniform01() * 2000);
+    size_t nb = round % 5 == 0 ? 0 : round % 11 == 0 ? 1 : (size_t)(uniform01() * 300);
+    enum dataset da = (enum dataset)(round % DS_COUNT), db = (enum dataset)((round / 3) % DS_COUNT);
+    for (size_t i = 0; i < na; i++)
+      assert_int_equal(sketch_add(&a, round % 13 == 0 ? 0 : draw(da)), CANARY_OK);
+    for (size_t i = 0; i < nb; i++)
+      assert_int_equal(sketch_add(&b, draw(db)), CANARY_OK);
+    assert_int_equal(sketch_merge(&m, &a), CANARY_OK);
+    assert_int_equal(sketch_merge(&m, &b), CANARY_OK);
+    /* the merge folds when the bins of both span more than max_bins */
+    bool wide = a.lo <= a.hi && b.lo <= b.hi &&
+                (int64_t)(a.hi > b.hi ? a.hi : b.hi) - (a.lo < b.lo ? a.lo : b.lo) + 1 > bins;
+    for (int k = 0; k <= 100; k++) {
+      double q = k / 100.0, want = -1, got = -1;
+      bool have = sketch_quantile(&m, q, &want);
+      int rc = sketch_quantile_pair(&a, &b, q, &got);
+      assert_int_equal(rc == CANARY_EFULL, wide && a.count && b.count);
+      if (rc == CANARY_EFULL) {
+        full++;
+        break;
+      }
+      assert_int_equal(rc, have ? CANARY_OK : CANARY_ENOTFOUND);
+      if (have && memcmp(&want, &got, sizeof want) != 0)
+        fail_msg("round %d q %.2f: merge %.17g, pair %.17g", round, q, want, got);
+    }
+    pairs++;
+    sketch_free(&a);
+    sketch_free(&b);
+    sketch_free(&m);
+  }
+  assert_int_equal(pairs, 300);
+  assert_true(full > 0); /* the narrow sketches did collapse now and then */
+}
+
 static void test_merge_disjoint_ranges(void **state) {
   (void)state;
   struct sketch lo, hi, all;
@@ -851,6 +900,7 @@ int main(void) {
       cmocka_unit_test(test_accuracy_every_rank),
       cmocka_unit_test(test_merge_equals_union),
       cmocka_unit_test(test_merge_disjoint_ranges),
+      cmocka_unit_test(test_quantile_pair_is_the_merge),
       cmocka_unit_test(test_merge_rejects_other_alpha_and_self_merge),
       cmocka_unit_test(test_merge_associative),
       cmocka_unit_test(test_collapse_keeps_high_quantiles),
