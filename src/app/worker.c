@@ -27,6 +27,7 @@
 #include "codec/json.h"
 #include "codec/metrics_json.h"
 #include "core/engine.h"
+#include "core/idset.h"
 #include "store/store.h"
 
 #define MAX_SHARDS 256
@@ -57,7 +58,7 @@ struct batch {
   struct effects fx;
   struct rollout **dirty;
   size_t n_dirty, cap_dirty;
-  char **ids;
+  uint64_t *ids;            /* idset_hash() of each id applied */
   int64_t *id_epochs;       /* the engine's id epoch each id was kept in */
   size_t n_ids, cap_ids, cap_id_epochs;
   struct dead *dlq;
@@ -240,8 +241,6 @@ static void queue_clear(struct queue *q) {
 static void batch_clear(struct batch *b) {
   effects_clear(&b->fx);
   b->n_dirty = 0;
-  for (size_t i = 0; i < b->n_ids; i++)
-    free(b->ids[i]);
   b->n_ids = 0;
   for (size_t i = 0; i < b->n_dlq; i++) {
     avro_buf_free(&b->dlq[i].payload);
@@ -672,7 +671,7 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
   if (reserve(&s->b.ids, &s->b.cap_ids, s->b.n_ids, sizeof *s->b.ids) &&
       reserve(&s->b.id_epochs, &s->b.cap_id_epochs, s->b.n_ids, sizeof *s->b.id_epochs)) {
     s->b.id_epochs[s->b.n_ids] = s->engine.id_epoch;
-    s->b.ids[s->b.n_ids++] = (char *)dup_bytes(ev.id, strlen(ev.id));
+    s->b.ids[s->b.n_ids++] = idset_hash(ev.id);
   }
   if (ev.type == EVENT_FLAG_SET && !ev.rollout[0])
     mark_all_dirty(s);
@@ -856,7 +855,7 @@ static void commit(struct worker *w, struct shard *s) {
       .n_decisions = n_decisions,
       .outbox = w->rows,
       .n_outbox = (size_t)n_rows,
-      .event_ids = (const char *const *)s->b.ids,
+      .event_ids = s->b.ids,
       .event_id_epochs = s->b.id_epochs,
       .n_event_ids = s->b.n_ids,
       .prune_ids_below = prune_below,

@@ -353,22 +353,38 @@ static int load_flags(store_t *s, const char *shard, struct engine *e, int64_t *
   return rc;
 }
 
+/*
+ * The ids of the newest epoch and the one before: what the engine held (engine.h). They are in
+ * event_id_batches, a row per batch and epoch, and — written before migration 005 or by an
+ * older worker — in event_ids, a row per id; both come back as (epoch, 8-byte hashes, newest).
+ */
 static int load_event_ids(store_t *s, const char *shard, struct engine *e) {
   const char *values[] = {shard};
   int rc;
-  /* The newest epoch's ids and the one's before: what the engine held (engine.h). */
-  PGresult *res = store_exec(s, "load event ids",
-                             "WITH top AS (SELECT max(epoch) AS e FROM event_ids "
-                             "WHERE shard = $1::int) "
-                             "SELECT hash, epoch, top.e FROM event_ids, top "
-                             "WHERE shard = $1::int AND epoch >= top.e - 1",
-                             1, values, 1, PGRES_TUPLES_OK, &rc);
+  PGresult *res = store_exec(
+      s, "load event ids",
+      "WITH top AS (SELECT greatest("
+      "(SELECT max(epoch) FROM event_ids WHERE shard = $1::int), "
+      "(SELECT max(epoch) FROM event_id_batches WHERE shard = $1::int)) AS e) "
+      "SELECT b.epoch, b.hashes, top.e FROM event_id_batches b, top "
+      "WHERE b.shard = $1::int AND b.epoch >= top.e - 1 "
+      "UNION ALL "
+      "SELECT i.epoch, int8send(i.hash), top.e FROM event_ids i, top "
+      "WHERE i.shard = $1::int AND i.epoch >= top.e - 1",
+      1, values, 1, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
   for (int i = 0, n = PQntuples(res); i < n && !rc; i++) {
-    int64_t epoch = get_int8(res, i, 1), top = get_int8(res, i, 2);
+    int64_t epoch = get_int8(res, i, 0), top = get_int8(res, i, 2);
+    const unsigned char *h = (const unsigned char *)PQgetvalue(res, i, 1);
+    size_t len = (size_t)PQgetlength(res, i, 1);
     e->id_epoch = top;
-    rc = idset_add_hash(epoch == top ? &e->seen : &e->seen_old, (uint64_t)get_int8(res, i, 0));
+    for (size_t at = 0; at + 8 <= len && !rc; at += 8) {
+      uint64_t v = 0;
+      for (int k = 0; k < 8; k++)
+        v = v << 8 | h[at + (size_t)k];
+      rc = idset_add_hash(epoch == top ? &e->seen : &e->seen_old, v);
+    }
   }
   PQclear(res);
   return rc;

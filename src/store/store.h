@@ -103,7 +103,8 @@ struct store_outbox_row {
  * order store_load_shard restores) in the order listed: list them in engine order. Every
  * decision's rollout must be stored already or be in the batch. A decision's (rollout, seq) and
  * id must be new: the transition log is append-only. Outbox rows whose message_id is stored
- * already are skipped, as are event ids already recorded.
+ * already are skipped. Event ids are the engine's new ones: they are not checked against what
+ * is stored.
  */
 struct store_batch {
   int shard;
@@ -115,7 +116,7 @@ struct store_batch {
   size_t n_decisions;
   const struct store_outbox_row *outbox;   /* decisions, notifications, traffic, DLQ */
   size_t n_outbox;
-  const char *const *event_ids;          /* ids applied in this batch */
+  const uint64_t *event_ids;             /* idset_hash() of the ids applied in this batch */
   const int64_t *event_id_epochs;        /* the engine's id epoch each was kept in (NULL: 0) */
   size_t n_event_ids;
   int64_t prune_ids_below;               /* != 0: delete the shard's ids of older epochs */

@@ -75,17 +75,16 @@ static const char SQL_OUTBOX[] =
     "ORDER BY u.n "
     "ON CONFLICT (message_id) DO NOTHING";
 
-/* DISTINCT ON: an id twice in one batch (a hash collision) must not be updated twice. */
-static const char SQL_EVENT_IDS[] = "INSERT INTO event_ids (shard, hash, epoch) "
-                                    "SELECT DISTINCT ON (u.hash) $1::int, u.hash, u.epoch "
-                                    "FROM unnest($2::int8[], $3::int8[]) AS u(hash, epoch) "
-                                    "ORDER BY u.hash, u.epoch DESC "
-                                    "ON CONFLICT (shard, hash) DO UPDATE SET epoch = "
-                                    "greatest(event_ids.epoch, EXCLUDED.epoch)";
+/* The batch's ids, one row per id epoch (migrations/005_event_id_batches.sql). */
+static const char SQL_EVENT_IDS[] = "INSERT INTO event_id_batches (shard, epoch, hashes) "
+                                    "SELECT $1::int, u.epoch, u.hashes "
+                                    "FROM unnest($2::int8[], $3::bytea[]) AS u(epoch, hashes)";
 
-/* Ids of epochs the engine no longer holds (see migrations/004_event_id_epochs.sql). */
+/* Ids of epochs the engine no longer holds (see migrations/004_event_id_epochs.sql), in both
+ * tables: event_ids holds what older versions wrote. */
 static const char SQL_PRUNE_IDS[] =
-    "DELETE FROM event_ids WHERE shard = $1::int AND epoch < $2::int8";
+    "WITH old AS (DELETE FROM event_ids WHERE shard = $1::int AND epoch < $2::int8) "
+    "DELETE FROM event_id_batches WHERE shard = $1::int AND epoch < $2::int8";
 
 /* ---- binary arrays (the format of array_recv) ------------------------------------------------ */
 
@@ -195,7 +194,7 @@ enum {
   C_T_ROLLOUT, C_T_SEQ, C_T_ID, C_T_TIME, C_T_ACTION, C_T_FROM, C_T_TO, C_T_STATE, C_T_REASON,
   C_T_RULE, C_T_ACTOR, C_T_EVIDENCE, C_T_ITEMS,
   C_O_TOPIC, C_O_KEY, C_O_MESSAGE_ID, C_O_PAYLOAD,
-  C_EVENT_IDS, C_EVENT_ID_EPOCHS,
+  C_EVENT_ID_EPOCHS, C_EVENT_IDS,
   C_FLAGS,
   C_COUNT
 };
@@ -403,21 +402,29 @@ static int write_outbox(store_t *s, const struct store_batch *b, struct jbuf *co
   return CANARY_OK;
 }
 
-static int write_event_ids(store_t *s, const struct store_batch *b, struct jbuf *cols) {
-  struct arr ids = arr_begin(&cols[C_EVENT_IDS], OID_INT8);
+/*
+ * The ids as event_id_batches rows: one per run of ids of the same epoch (a batch usually has
+ * one epoch, two when it crosses into the next), each a bytea of 8-byte big-endian hashes.
+ */
+static size_t write_event_ids(const struct store_batch *b, struct jbuf *cols) {
   struct arr epochs = arr_begin(&cols[C_EVENT_ID_EPOCHS], OID_INT8);
+  struct arr hashes = arr_begin(&cols[C_EVENT_IDS], OID_BYTEA);
+  size_t at = 0;
   for (size_t i = 0; i < b->n_event_ids; i++) {
-    if (!b->event_ids[i]) {
-      store_set_error(s, "commit shard %d: event id %zu is NULL", b->shard, i);
-      return CANARY_EINVALID;
+    int64_t epoch = b->event_id_epochs ? b->event_id_epochs[i] : 0;
+    if (i == 0 || epoch != (b->event_id_epochs ? b->event_id_epochs[i - 1] : 0)) {
+      if (i)
+        arr_close(&hashes, at);
+      arr_int8(&epochs, epoch);
+      at = arr_open(&hashes, false);
     }
-    /* The hash's bits as a signed bigint: the column is int8, the value a uint64. */
-    arr_int8(&ids, (int64_t)idset_hash(b->event_ids[i]));
-    arr_int8(&epochs, b->event_id_epochs ? b->event_id_epochs[i] : 0);
+    put_u64(hashes.b, b->event_ids[i]);
   }
-  arr_end(&ids);
+  if (b->n_event_ids)
+    arr_close(&hashes, at);
   arr_end(&epochs);
-  return CANARY_OK;
+  arr_end(&hashes);
+  return (size_t)epochs.n;
 }
 
 /* ---- the pipeline ---------------------------------------------------------------------------- */
@@ -522,8 +529,9 @@ static int build_columns(store_t *s, const struct store_batch *b, size_t *n_offs
   if (rc)
     return rc;
   write_transitions(b, cols);
-  if ((rc = write_outbox(s, b, cols)) || (rc = write_event_ids(s, b, cols)))
+  if ((rc = write_outbox(s, b, cols)))
     return rc;
+  write_event_ids(b, cols);
   jbuf_reset(&cols[C_FLAGS]);
   if (b->global)
     flags_json_write(b->global, &cols[C_FLAGS]);
@@ -582,8 +590,8 @@ static void send_batch(struct pipeline *p, const struct store_batch *b, size_t n
   if (b->n_event_ids) {
     pr = (struct params){0};
     param_text(&pr, shard);
-    param_binary(&pr, &c[C_EVENT_IDS]);
     param_binary(&pr, &c[C_EVENT_ID_EPOCHS]);
+    param_binary(&pr, &c[C_EVENT_IDS]);
     pipe_send(p, "event ids", SQL_EVENT_IDS, &pr);
   }
   char prune[24];

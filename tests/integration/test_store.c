@@ -194,6 +194,18 @@ static char *q_text(const char *fmt, ...) {
   return out;
 }
 
+/*
+ * The distinct event id hashes a shard has stored: in event_id_batches (8 bytes each in a row's
+ * hashes) and in event_ids (a row each, as versions before migration 005 wrote them).
+ */
+static int64_t ids_stored(int shard) {
+  return q_int("SELECT count(DISTINCT h) FROM ("
+               "SELECT substr(hashes, 8 * g + 1, 8) AS h FROM event_id_batches, "
+               "generate_series(0, length(hashes) / 8 - 1) AS g WHERE shard = %d "
+               "UNION ALL SELECT int8send(hash) FROM event_ids WHERE shard = %d) AS x",
+               shard, shard);
+}
+
 static int64_t mono_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -427,7 +439,8 @@ static void test_claim_commit_load(void **state) {
       {"canary.decisions", r1.id, d[0].id, "{\"a\":1}", 7},
       {"canary.flags", NULL, "flags/checkout/1", bin, sizeof bin},
   };
-  const char *ids[] = {"evt-1", "evt-2", "evt-3", "evt-2"};
+  const uint64_t ids[] = {idset_hash("evt-1"), idset_hash("evt-2"), idset_hash("evt-3"),
+                          idset_hash("evt-2")};
   struct flags global;
   memset(&global, 0, sizeof global);
   global.canary_enabled = false;
@@ -514,7 +527,7 @@ static void test_engine_state_round_trip(void **state) {
     if (fx.items[i].kind == EFFECT_DECISION)
       ds[nd++] = &fx.items[i].u.decision;
   assert_true(nd >= 1);
-  const char *ids[] = {ev.id};
+  const uint64_t ids[] = {idset_hash(ev.id)};
   struct store_batch b = {.shard = 2, .epoch = epoch, .rollouts = e.rollouts,
                           .n_rollouts = e.n_rollouts, .decisions = ds, .n_decisions = nd,
                           .event_ids = ids, .n_event_ids = 1, .global = &e.global};
@@ -553,8 +566,9 @@ static int64_t shard_rows(int shard) {
                " WHERE r.shard = %d) + "
                "(SELECT count(*) FROM outbox WHERE shard = %d) + "
                "(SELECT count(*) FROM event_ids WHERE shard = %d) + "
+               "(SELECT count(*) FROM event_id_batches WHERE shard = %d) + "
                "(SELECT coalesce(sum(next_offset), 0) FROM offsets WHERE shard = %d)",
-               shard, shard, shard, shard, shard);
+               shard, shard, shard, shard, shard, shard);
 }
 
 static void test_fencing(void **state) {
@@ -574,7 +588,7 @@ static void test_fencing(void **state) {
   make_decision(&d, r.id, 1, 2);
   const struct decision *ds[] = {&d};
   struct store_outbox_row out[] = {{"canary.decisions", r.id, "fenced-1.0/1", "x", 1}};
-  const char *ids[] = {"fenced-evt"};
+  const uint64_t ids[] = {idset_hash("fenced-evt")};
   struct flags global;
   memset(&global, 0, sizeof global);
   struct store_batch b = {.shard = 3, .epoch = a, .rollouts = rs, .n_rollouts = 1,
@@ -615,7 +629,7 @@ static void test_atomicity(void **state) {
   make_decision(&d[1], r.id, 2, 1);
   const struct decision *ds1[] = {&d[0], &d[1]};
   struct store_outbox_row out1[] = {{"canary.decisions", r.id, "atomic-1.0/1", "1", 1}};
-  const char *ids1[] = {"atomic-evt-1"};
+  const uint64_t ids1[] = {idset_hash("atomic-evt-1")};
   struct store_batch b = {.shard = 5, .epoch = epoch, .rollouts = rs, .n_rollouts = 1,
                           .decisions = ds1, .n_decisions = 2, .outbox = out1, .n_outbox = 1,
                           .event_ids = ids1, .n_event_ids = 1};
@@ -632,7 +646,7 @@ static void test_atomicity(void **state) {
   make_decision(&d[2], r.id, 3, 2);
   const struct decision *ds2[] = {&d[2], &d[1]};
   struct store_outbox_row out2[] = {{"canary.decisions", r.id, "atomic-1.0/3", "3", 1}};
-  const char *ids2[] = {"atomic-evt-2"};
+  const uint64_t ids2[] = {idset_hash("atomic-evt-2")};
   b.decisions = ds2;
   b.outbox = out2;
   b.event_ids = ids2;
@@ -679,18 +693,25 @@ static void test_atomicity(void **state) {
 static void test_event_id_epochs(void **state) {
   (void)state;
   int64_t epoch = claim(12, "worker-a");
-  const char *ids5[] = {"old-1", "old-2"}, *ids6[] = {"mid-1"}, *ids7[] = {"new-1", "new-1"};
+  const uint64_t ids5[] = {idset_hash("old-1"), idset_hash("old-2")},
+                 ids6[] = {idset_hash("mid-1")},
+                 ids7[] = {idset_hash("new-1"), idset_hash("new-1")};
   const int64_t e5[] = {5, 5}, e6[] = {6}, e7[] = {7, 7};
+  /* What a worker before migration 005 wrote: a row per id, in event_ids. */
+  query(sql, "INSERT INTO event_ids (shard, hash, epoch) VALUES (12, %" PRId64 ", 5), "
+        "(12, %" PRId64 ", 6)", (int64_t)idset_hash("legacy-5"), (int64_t)idset_hash("legacy-6"));
   struct store_batch b = {.shard = 12, .epoch = epoch, .event_ids = ids5,
                           .event_id_epochs = e5, .n_event_ids = 2};
   no_offsets(&b.offsets);
   commit_ok(&b);
   b.event_ids = ids6, b.event_id_epochs = e6, b.n_event_ids = 1, b.prune_ids_below = 5;
   commit_ok(&b);
-  assert_int_equal(q_int("SELECT count(*) FROM event_ids WHERE shard = 12"), 3);
+  assert_int_equal(ids_stored(12), 5);
   b.event_ids = ids7, b.event_id_epochs = e7, b.n_event_ids = 2, b.prune_ids_below = 6;
   commit_ok(&b);
-  assert_int_equal(q_int("SELECT count(*) FROM event_ids WHERE shard = 12"), 2);
+  /* epoch 5 went from both tables */
+  assert_int_equal(ids_stored(12), 3);
+  assert_int_equal(q_int("SELECT count(*) FROM event_ids WHERE shard = 12"), 1);
   struct engine e;
   assert_int_equal(engine_init(&e, &plan), CANARY_OK);
   struct store_offsets off;
@@ -699,9 +720,77 @@ static void test_event_id_epochs(void **state) {
   assert_int_equal(e.id_epoch, 7);
   assert_true(idset_contains(&e.seen, "new-1"));
   assert_true(idset_contains(&e.seen_old, "mid-1"));
+  assert_true(idset_contains(&e.seen_old, "legacy-6"));
   assert_false(idset_contains(&e.seen, "old-1") || idset_contains(&e.seen_old, "old-1"));
-  assert_int_equal(e.seen.n + e.seen_old.n, 2);
+  assert_false(idset_contains(&e.seen_old, "legacy-5"));
+  assert_int_equal(e.seen.n + e.seen_old.n, 3);
   engine_destroy(&e);
+
+  /* A batch that crosses into the next epoch: a row for each, loaded into the right sets. */
+  const uint64_t ids78[] = {idset_hash("late-7"), idset_hash("first-8"), idset_hash("second-8")};
+  const int64_t e78[] = {7, 8, 8};
+  b.event_ids = ids78, b.event_id_epochs = e78, b.n_event_ids = 3, b.prune_ids_below = 0;
+  commit_ok(&b);
+  assert_int_equal(q_int("SELECT count(*) FROM event_id_batches WHERE shard = 12 AND epoch = 8"),
+                   1);
+  assert_int_equal(engine_init(&e, &plan), CANARY_OK);
+  if (store_load_shard(st, 12, &e, &off))
+    fail_msg("load: %s", store_last_error(st));
+  assert_int_equal(e.id_epoch, 8);
+  assert_true(idset_contains(&e.seen, "first-8") && idset_contains(&e.seen, "second-8"));
+  assert_true(idset_contains(&e.seen_old, "late-7") && idset_contains(&e.seen_old, "new-1"));
+  assert_false(idset_contains(&e.seen_old, "mid-1") || idset_contains(&e.seen_old, "legacy-6"));
+  assert_int_equal(e.seen.n + e.seen_old.n, 4);
+  engine_destroy(&e);
+}
+
+/*
+ * store_commit_send / store_commit_wait: the batch is copied at send (its memory may be
+ * overwritten at once), the connection serves nothing else until the wait, and a fenced batch
+ * is reported by the wait.
+ */
+static void test_commit_send_wait(void **state) {
+  (void)state;
+  int64_t epoch = claim(14, "worker-a");
+  static struct rollout r;
+  full_rollout(&r, "sendwait-1.0", 0);
+  struct rollout *rs[] = {&r};
+  uint64_t ids[] = {idset_hash("sw-1"), idset_hash("sw-2")};
+  int64_t epochs[] = {3, 3};
+  struct store_outbox_row out[] = {{"canary.flags", "k", "sendwait/1", "abc", 3}};
+  struct store_batch b = {.shard = 14, .epoch = epoch, .rollouts = rs, .n_rollouts = 1,
+                          .outbox = out, .n_outbox = 1, .event_ids = ids,
+                          .event_id_epochs = epochs, .n_event_ids = 2};
+  no_offsets(&b.offsets);
+  b.offsets.next[0] = 7;
+  assert_false(store_commit_in_flight(st));
+  if (store_commit_send(st, &b))
+    fail_msg("send: %s", store_last_error(st));
+  assert_true(store_commit_in_flight(st));
+  /* what the batch pointed to is the caller's again */
+  r.seq = 99;
+  ids[0] = ids[1] = 0;
+  out[0].message_id = "sendwait/overwritten";
+  int64_t e2;
+  assert_int_equal(store_claim_shard(st, 14, "worker-b", &e2), CANARY_EINVALID);
+  assert_non_null(strstr(store_last_error(st), "in flight"));
+  assert_int_equal(store_commit_send(st, &b), CANARY_EINVALID);
+  assert_int_equal(store_commit_wait(st), CANARY_OK);
+  assert_false(store_commit_in_flight(st));
+  assert_int_equal(store_commit_wait(st), CANARY_EINVALID); /* nothing in flight */
+  assert_int_equal(q_int("SELECT count(*) FROM outbox WHERE message_id = 'sendwait/1'"), 1);
+  assert_int_equal(q_int("SELECT seq FROM rollouts WHERE id = 'sendwait-1.0'"), 3);
+  assert_int_equal(ids_stored(14), 2);
+
+  /* Fenced: the send succeeds, the wait says so, and the connection serves on. */
+  int64_t newer = claim(14, "worker-b");
+  out[0].message_id = "sendwait/2";
+  assert_int_equal(store_commit_send(st, &b), CANARY_OK);
+  assert_int_equal(store_commit_wait(st), CANARY_EFENCED);
+  assert_int_equal(q_int("SELECT count(*) FROM outbox WHERE message_id = 'sendwait/2'"), 0);
+  b.epoch = newer;
+  commit_ok(&b);
+  assert_int_equal(q_int("SELECT count(*) FROM outbox WHERE message_id = 'sendwait/2'"), 1);
 }
 
 /* Rows published long ago go; unpublished ones and recent ones stay. */
@@ -949,7 +1038,7 @@ static void measure_commits(int shard, int n_rollouts) {
   static struct rollout *rs[MAX_ROLLOUTS];
   static const struct decision *ds[N_DECISIONS];
   static struct store_outbox_row out[N_OUTBOX];
-  static const char *ids[N_IDS];
+  static uint64_t ids[N_IDS];
   memset(payload, 0x5a, sizeof payload);
   struct flags global;
   memset(&global, 0, sizeof global);
@@ -976,7 +1065,7 @@ static void measure_commits(int shard, int n_rollouts) {
     }
     for (int i = 0; i < N_IDS; i++) {
       snprintf(eid[i], sizeof eid[i], "perf-evt-%d-%d-%d", shard, round, i);
-      ids[i] = eid[i];
+      ids[i] = idset_hash(eid[i]);
     }
     struct store_batch b = {.shard = shard, .epoch = epoch, .rollouts = rs,
                             .n_rollouts = (size_t)n_rollouts, .decisions = ds,
@@ -1002,8 +1091,9 @@ static void measure_commits(int shard, int n_rollouts) {
   assert_int_equal(q_int("SELECT count(*) FROM transitions WHERE rollout LIKE 'perf-%d-%%'",
                          shard),
                    (ROUNDS + 1) * N_DECISIONS);
-  assert_int_equal(q_int("SELECT count(*) FROM event_ids WHERE shard = %d", shard),
-                   (ROUNDS + 1) * N_IDS);
+  assert_int_equal(ids_stored(shard), (ROUNDS + 1) * N_IDS);
+  assert_int_equal(q_int("SELECT count(*) FROM event_id_batches WHERE shard = %d", shard),
+                   ROUNDS + 1); /* a row a batch */
 
   /* And the load of the shard with its 21,000 event ids. */
   struct engine e;
@@ -1040,6 +1130,7 @@ int main(void) {
       cmocka_unit_test(test_atomicity),
       cmocka_unit_test(test_outbox_idempotent),
       cmocka_unit_test(test_event_id_epochs),
+      cmocka_unit_test(test_commit_send_wait),
       cmocka_unit_test(test_outbox_prune),
       cmocka_unit_test(test_outbox_fetch_mark),
       cmocka_unit_test(test_transitions_append_only),
