@@ -849,26 +849,26 @@ static void track_gates(struct run *u) {
  * Evaluate the plan's metric halt rules on the exposed cohort's canary, at most once per
  * ROLLOUT_METRICS_EVAL_MS of event time (a deadline brings the next evaluation when data came
  * in between), and act on those that fire: pause_canary, alert_oncall or rollback, with the
- * measured values as evidence.
+ * measured values as evidence. Returns whether it evaluated.
  */
-static void metric_rules(struct run *u, bool now_please) {
+static bool metric_rules(struct run *u, bool now_please) {
   struct rollout_metrics *m = u->m;
   struct rollout *r = u->r;
   if (!m || (r->state != ROLLOUT_PENDING && r->state != ROLLOUT_RUNNING)) {
     if (m)
       m->deadline = INT64_MAX;
-    return;
+    return false;
   }
   int cohort = exposed_stage(r, u->plan);
   if (cohort < 0) { /* nothing exposed yet: nothing to judge */
     m->deadline = INT64_MAX;
-    return;
+    return false;
   }
   if (u->now < m->next_eval_ms || !now_please) {
     int64_t at = u->now < m->next_eval_ms ? m->next_eval_ms : u->now + ROLLOUT_METRICS_EVAL_MS;
     if (at < m->deadline)
       m->deadline = at;
-    return;
+    return false;
   }
   if (cohort != m->rules_cohort) { /* a new cohort: its runs start from nothing */
     memset(m->rules, 0, sizeof m->rules);
@@ -920,6 +920,7 @@ static void metric_rules(struct run *u, bool now_please) {
     split_check(u, cohort);
   if (!u->err && (r->state == ROLLOUT_PENDING || r->state == ROLLOUT_RUNNING))
     track_gates(u);
+  return true;
 }
 
 /* ---- events -------------------------------------------------------------------------------- */
@@ -1251,12 +1252,16 @@ int rollout_step(struct rollout *r, const struct event *ev, const struct step_ct
     out->n = n_before;
     return rc;
   }
+  bool ask = true;
   if (ev->type == EVENT_METRICS || ev->type == EVENT_DIFF_SAMPLES) {
-    /* canary data of the exposed cohort is judged at once; anything else a little later */
+    /* canary data of the exposed cohort is judged at once; anything else a little later. The
+     * gates are asked again only with that evaluation (or its deadline's tick): metric data
+     * changes nothing else, and a held rollout gets a report every few milliseconds. */
     bool canary = ev->type == EVENT_DIFF_SAMPLES || ev->metrics.variant == VARIANT_CANARY;
-    metric_rules(&u, canary && plan_stage_index(u.plan, ev->cohort) == exposed_stage(r, u.plan));
+    ask = metric_rules(&u, canary && plan_stage_index(u.plan, ev->cohort) ==
+                               exposed_stage(r, u.plan));
   }
-  if (!rollout_is_terminal(r) && r->state != ROLLOUT_PAUSED)
+  if (ask && !rollout_is_terminal(r) && r->state != ROLLOUT_PAUSED)
     evaluate(&u);
   publish_traffic(&u);
   r->clock_ms = u.now;

@@ -676,6 +676,33 @@ static void test_gates_are_watched_at_their_cadence(void **state) {
   assert_in_range(gate_reads, 55, 61); /* ten minutes, every ten seconds */
 }
 
+/*
+ * A rollout held at its exit gate past the stage's minimum (no smoke test yet) with a report
+ * every 100 ms: the gate is asked again with each metric evaluation (every 250 ms of event
+ * time), not at every report — its metric criterion's reading shows when it was last read.
+ */
+static void test_held_gate_is_asked_at_the_evaluation_cadence(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  const int64_t held = T0 + 3 * MIN_MS + HOUR_MS; /* the minimum of internal_test */
+  int64_t prev = 0;
+  int reads = 0;
+  for (int64_t at = held - 10000; at <= held + 20000; at += 100) {
+    run_until(t, at);
+    interval(t, "r1", at, at % 200 ? VARIANT_BASELINE : VARIANT_CANARY, 100, 0);
+    const struct rollout_reading *gate = reading(engine_find(&t->e, "r1"), READING_EXIT,
+                                                 "error_rate");
+    if (at < held || !gate || gate->at_ms == prev)
+      continue;
+    if (prev >= held && gate->at_ms - prev < ROLLOUT_METRICS_EVAL_MS)
+      fail_msg("the gate was asked again after %lld ms", (long long)(gate->at_ms - prev));
+    prev = gate->at_ms;
+    reads++;
+  }
+  assert_int_equal(engine_find(&t->e, "r1")->stage, 0); /* held: smoke_passed is unmet */
+  assert_in_range(reads, 60, 82); /* 20 s at 4 a second, not 200 */
+}
+
 /* ---- deadlines across rollouts ------------------------------------------------------------- */
 
 static void test_tick_fires_due_rollouts_only(void **state) {
@@ -959,6 +986,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_gates_are_watched_at_their_cadence, setup_builtin,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_held_gate_is_asked_at_the_evaluation_cadence,
+                                      setup_builtin, teardown),
       cmocka_unit_test_setup_teardown(test_low_traffic_neither_halts_nor_passes, setup_builtin,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_no_rollouts_no_deadline, setup, teardown),
