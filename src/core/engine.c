@@ -185,7 +185,8 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
   *outcome = APPLY_APPLIED;
   if (why && why_len)
     why[0] = '\0';
-  if (idset_contains(&e->seen, ev->id) || idset_contains(&e->seen_old, ev->id)) {
+  uint64_t idh = idset_hash(ev->id); /* once for the lookups and the add */
+  if (idset_contains_hash(&e->seen, idh) || idset_contains_hash(&e->seen_old, idh)) {
     *outcome = APPLY_DUPLICATE;
     return CANARY_OK;
   }
@@ -239,7 +240,7 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
     memset(&e->seen, 0, sizeof e->seen);
     e->id_epoch = ep;
   }
-  return idset_add(&e->seen, ev->id);
+  return idset_add_hash(&e->seen, idh);
 }
 
 /* The earliest time rollout i needs a tick: its own deadlines and its metric rules'. */

@@ -22,11 +22,15 @@ static size_t probe(const uint64_t *slots, size_t cap, uint64_t h) {
   return i;
 }
 
-bool idset_contains(const struct idset *s, const char *id) {
+bool idset_contains_hash(const struct idset *s, uint64_t h) {
   if (!s->cap)
     return false;
-  uint64_t h = idset_hash(id);
+  h = h ? h : 1;
   return s->slots[probe(s->slots, s->cap, h)] == h;
+}
+
+bool idset_contains(const struct idset *s, const char *id) {
+  return s->cap && idset_contains_hash(s, idset_hash(id));
 }
 
 static int grow(struct idset *s) {

@@ -22,6 +22,8 @@ struct idset {
 uint64_t idset_hash(const char *id);
 /* True when id is in the set. */
 bool idset_contains(const struct idset *s, const char *id);
+/* The same by its idset_hash() (hashed once for several sets). */
+bool idset_contains_hash(const struct idset *s, uint64_t hash);
 /* Add id. Returns CANARY_OK, or CANARY_ENOMEM. */
 int idset_add(struct idset *s, const char *id) CANARY_MUSTCHECK;
 /* Add an id by its idset_hash() (restoring a set from storage). */
