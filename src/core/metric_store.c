@@ -261,6 +261,8 @@ static int metrics_check(const struct mstore *ms, int cohort, const struct event
     if (rc)
       break;
     const struct item *it = &items[i];
+    if (it->id >= 0 && *series_ref(ms, it->id, cohort, m->variant) >= 0)
+      continue; /* the usual case: nothing new to count */
     bool first_in_event = true; /* counts a new name (or series) once per event */
     for (size_t j = 0; j < i; j++)
       if (strcmp(items[j].name, it->name) == 0) {
