@@ -212,6 +212,31 @@ bool sketch_quantile(const struct sketch *s, double q, double *out) {
   return true;
 }
 
+int sketch_subtract(struct sketch *dst, const struct sketch *src) {
+  if (dst->alpha != src->alpha || dst->collapsed || src->collapsed || src->count > dst->count ||
+      src->zero_count > dst->zero_count)
+    return CANARY_EINVALID;
+  for (int32_t i = src->lo; i <= src->hi; i++) {
+    uint64_t c = BIN(src, i);
+    if (c && (i < dst->lo || i > dst->hi || BIN(dst, i) < c))
+      return CANARY_EINVALID;
+  }
+  for (int32_t i = src->lo; i <= src->hi; i++)
+    BIN(dst, i) -= BIN(src, i);
+  dst->count -= src->count;
+  dst->zero_count -= src->zero_count;
+  dst->sum -= src->sum;
+  while (dst->lo <= dst->hi && !BIN(dst, dst->lo))
+    dst->lo++;
+  while (dst->hi >= dst->lo && !BIN(dst, dst->hi))
+    dst->hi--;
+  if (dst->lo > dst->hi) { /* the empty range, as sketch_reset leaves it */
+    dst->lo = 1;
+    dst->hi = 0;
+  }
+  return CANARY_OK;
+}
+
 static uint64_t bin_or_0(const struct sketch *s, int32_t i) {
   return s && s->count && i >= s->lo && i <= s->hi ? BIN(s, i) : 0;
 }

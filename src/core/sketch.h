@@ -105,6 +105,15 @@ bool sketch_quantile(const struct sketch *s, double q, double *out);
  */
 int sketch_quantile_pair(const struct sketch *a, const struct sketch *b, double q, double *out);
 
+/*
+ * Take src's values back out of dst, into which they were merged: bins, counts, sum; the range
+ * shrinks to the bins left. min and max stay as they were (only the caller knows those of what
+ * remains: set them). CANARY_EINVALID, dst unchanged, when dst cannot hold src's values (other
+ * alpha, either collapsed, a bin of src above dst's): fold again instead. Windows slide their
+ * folds with it (window.c).
+ */
+int sketch_subtract(struct sketch *dst, const struct sketch *src) CANARY_MUSTCHECK;
+
 uint64_t sketch_count(const struct sketch *s);
 double sketch_sum(const struct sketch *s);
 /* Exact min / max of the values added. False (out untouched) when empty. */

@@ -72,6 +72,7 @@ static void caches_clear(struct window *w) {
   w->cache_next = 0;
   w->cached_hi = INT64_MIN;
   w->gen++;
+  w->late++;
 }
 
 int window_init_config(struct window *w, enum window_kind kind, const struct window_config *cfg) {
@@ -255,8 +256,10 @@ static struct window_bucket *bucket_at(struct window *w, int64_t t, int *rc) {
   }
   if (!tier)
     return NULL;
-  if (tier == c || key <= w->cached_hi)
+  if (tier == c || key <= w->cached_hi) {
     w->gen++; /* late data, into a bucket that a cache may have folded */
+    w->late++;
+  }
   struct window_bucket *b = bucket_open(w, tier, key);
   if (!b)
     *rc = CANARY_ENOMEM;
@@ -450,6 +453,7 @@ static struct window_cache *cache_for(struct window *w, int64_t span, const stru
     e = &w->cache[w->cache_next];
     w->cache_next = (w->cache_next + 1) % WINDOW_CACHE_SPANS;
     e->span = span;
+    e->sk_valid = false; /* another span's fold */
   } else if (e->gen == w->gen && memcmp(&e->r, r, sizeof *r) == 0) {
     *fresh = true;
     return e;
@@ -624,6 +628,101 @@ int window_merge(const struct window *w, int64_t now, int64_t span_ms, struct sk
 }
 
 /*
+ * Slide e's fold from the range it holds (sk_r) to r: take out the fine buckets that left it,
+ * merge in those that joined. Exact — the same bins, counts, min and max as merging r's buckets
+ * again — when both ranges lie in the fine tier, no data landed since in a bucket the fold holds
+ * (late), every bucket that left is still there to be taken out, and nothing collapses;
+ * otherwise CANARY_EINVALID and the caller merges afresh. Queries move on one bucket at a time,
+ * so a 10-minute p99 takes out one sketch and merges one instead of merging sixty.
+ */
+static int slide(struct window *w, struct window_cache *e, const struct window_range *r) {
+  const struct window_range *o = &e->sk_r;
+  const struct window_tier *f = &w->tier[FINE];
+  struct sketch *d = e->sketch;
+  if (!e->sk_valid || e->sk_late != w->late || o->coarse || r->coarse || d->collapsed ||
+      r->k0 < o->k0 || r->k1 < o->k1 || r->k0 > o->k1 || o->k0 < tier_lo(w, f) ||
+      r->k0 - o->k0 > 8 || r->k1 - o->k1 > 8)
+    return CANARY_EINVALID;
+  /* what joins must not widen the fold past max_bins (merging afresh would collapse) */
+  int32_t lo = d->lo, hi = d->hi;
+  for (int64_t k = o->k1; k < r->k1; k++) {
+    const struct window_bucket *b = bucket_find(f, k);
+    const struct sketch *x = b ? b->u.sketch : NULL;
+    if (!x || x->lo > x->hi)
+      continue;
+    if (x->collapsed)
+      return CANARY_EINVALID;
+    lo = lo > hi || x->lo < lo ? x->lo : lo;
+    hi = hi < x->hi ? x->hi : hi;
+  }
+  if (lo <= hi && (int64_t)hi - lo + 1 > (int64_t)d->max_bins)
+    return CANARY_EINVALID;
+  for (int64_t k = o->k0; k < r->k0; k++) {
+    const struct window_bucket *b = bucket_find(f, k);
+    if (b && b->u.sketch && sketch_subtract(d, b->u.sketch) != CANARY_OK)
+      return CANARY_EINVALID; /* d is left part-way: the caller merges afresh */
+  }
+  for (int64_t k = o->k1; k < r->k1; k++) {
+    const struct window_bucket *b = bucket_find(f, k);
+    if (b && b->u.sketch) {
+      int rc = sketch_merge(d, b->u.sketch);
+      if (rc)
+        return rc;
+    }
+  }
+  /* min and max of what the fold holds now, from its buckets' (exact) */
+  bool any = false;
+  for (int64_t k = r->k0; k < r->k1; k++) {
+    const struct window_bucket *b = bucket_find(f, k);
+    const struct sketch *x = b ? b->u.sketch : NULL;
+    if (!x || !x->count)
+      continue;
+    if (!any || x->min < d->min)
+      d->min = x->min;
+    if (!any || x->max > d->max)
+      d->max = x->max;
+    any = true;
+  }
+  if (!d->count)
+    sketch_reset(d);
+  return CANARY_OK;
+}
+
+/* Make e->sketch the merge of r's buckets but the newest: as it is when fresh, slid when it can
+ * be, else merged afresh. */
+static int fold_sketch(struct window *w, struct window_cache *e, const struct window_range *r,
+                       bool fresh) {
+  if (fresh && e->have_sketch)
+    return CANARY_OK;
+  if (!e->sketch) {
+    e->sketch = malloc(sizeof *e->sketch);
+    if (!e->sketch || sketch_init(e->sketch, w->cfg.alpha)) {
+      free(e->sketch);
+      e->sketch = NULL;
+      return CANARY_ENOMEM;
+    }
+    e->sk_valid = false;
+  }
+  int rc = slide(w, e, r);
+  if (rc == CANARY_ENOMEM) {
+    e->sk_valid = e->have_sketch = false;
+    return rc;
+  }
+  if (rc != CANARY_OK) {
+    sketch_reset(e->sketch);
+    rc = visit_part(w, r, true, r->k0, r->k1 - 1, merge_sketch, e->sketch);
+    if (rc) {
+      e->sk_valid = false; /* have_sketch stays false: filled again next time */
+      return rc;
+    }
+  }
+  e->have_sketch = e->sk_valid = true;
+  e->sk_r = *r;
+  e->sk_late = w->late;
+  return CANARY_OK;
+}
+
+/*
  * window_merge into the scratch sketch, through the cache: the merge of every bucket but the
  * newest is kept, and merging it then the newest bucket gives the same sketch as merging them
  * all in order (merging into an empty sketch copies; counts add; sum adds in the same order).
@@ -640,22 +739,10 @@ static int merge_scratch(struct window *w, int64_t now, int64_t span_ms) {
   struct window_cache *e = cache_for(w, span_ms, &r, &fresh);
   if (!e)
     return visit_part(w, &r, true, r.k0, r.k1, merge_sketch, s);
-  if (!fresh || !e->have_sketch) {
-    if (!e->sketch) {
-      e->sketch = malloc(sizeof *e->sketch);
-      if (!e->sketch || sketch_init(e->sketch, w->cfg.alpha)) {
-        free(e->sketch);
-        e->sketch = NULL;
-        return CANARY_ENOMEM;
-      }
-    }
-    sketch_reset(e->sketch);
-    int rc = visit_part(w, &r, true, r.k0, r.k1 - 1, merge_sketch, e->sketch);
-    if (rc)
-      return rc; /* have_sketch stays false: filled again next time */
-    e->have_sketch = true;
-  }
-  int rc = sketch_merge(s, e->sketch);
+  int rc = fold_sketch(w, e, &r, fresh);
+  if (rc)
+    return rc;
+  rc = sketch_merge(s, e->sketch);
   if (rc)
     return rc;
   return visit_part(w, &r, false, r.k1, r.k1, merge_sketch, s);
@@ -675,21 +762,9 @@ static int fold_and_newest(struct window *w, int64_t now, int64_t span_ms,
   struct window_cache *e = cache_for(w, span_ms, &r, &fresh);
   if (!e)
     return CANARY_ENOTFOUND;
-  if (!fresh || !e->have_sketch) {
-    if (!e->sketch) {
-      e->sketch = malloc(sizeof *e->sketch);
-      if (!e->sketch || sketch_init(e->sketch, w->cfg.alpha)) {
-        free(e->sketch);
-        e->sketch = NULL;
-        return CANARY_ENOMEM;
-      }
-    }
-    sketch_reset(e->sketch);
-    int rc = visit_part(w, &r, true, r.k0, r.k1 - 1, merge_sketch, e->sketch);
-    if (rc)
-      return rc; /* have_sketch stays false: filled again next time */
-    e->have_sketch = true;
-  }
+  int rc = fold_sketch(w, e, &r, fresh);
+  if (rc)
+    return rc;
   const struct window_bucket *b = bucket_find(&w->tier[FINE], r.k1);
   *fold = e->sketch;
   *newest = b ? b->u.sketch : NULL;

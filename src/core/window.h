@@ -146,6 +146,12 @@ struct window_cache {
   uint64_t gen;
   struct window_range r;
   bool have_stats, have_sketch;
+  /* What sketch folds, whatever have_sketch says: the range sk_r (k0 .. k1 - 1) as of the late
+   * counter sk_late. When the query moves on by a bucket or two, the fold slides (the buckets
+   * that left taken out, the ones that joined merged) rather than being merged again. */
+  bool sk_valid;
+  struct window_range sk_r;
+  uint64_t sk_late;
   struct window_stats st;  /* of the buckets folded (coverage left out) */
   int64_t covered_ms;      /* of the buckets folded, each from its start */
   int64_t first_start;     /* start of the first bucket folded; INT64_MAX none */
@@ -168,6 +174,8 @@ struct window {
   struct window_cache cache[WINDOW_CACHE_SPANS];
   int cache_next;    /* the entry to reuse next */
   uint64_t gen;
+  uint64_t late;     /* changes with data landing where a fold may hold it, and at a reset: a
+                      * fold of fine buckets stays true across roll-ups while this holds */
   int64_t cached_hi;
   bool uncached;     /* tests: answer every query from the buckets */
 };

@@ -846,13 +846,16 @@ static void check_cache_agrees(enum window_kind kind, const struct window_config
       window_stats(&a, now, span, &sa); /* the uncached call agrees too */
       assert_same_stats(&sa, &sb);
       if (kind == WINDOW_DISTRIBUTION) {
-        double qa = -1, qb = -1;
-        uint64_t na, nb;
-        double qq = (double)(rng_next() % 101) / 100.0;
-        assert_int_equal(window_quantile_n(&a, now, span, qq, &qa, &na),
-                         window_quantile_n(&b, now, span, qq, &qb, &nb));
-        assert_true(same_bits(qa, qb));
-        assert_int_equal(na, nb);
+        /* a random rank, and the ends: min and max of the fold must be exact too */
+        const double qs[] = {(double)(rng_next() % 101) / 100.0, 0, 1};
+        for (size_t k = 0; k < sizeof qs / sizeof *qs; k++) {
+          double qa = -1, qb = -1;
+          uint64_t na, nb;
+          assert_int_equal(window_quantile_n(&a, now, span, qs[k], &qa, &na),
+                           window_quantile_n(&b, now, span, qs[k], &qb, &nb));
+          assert_true(same_bits(qa, qb));
+          assert_int_equal(na, nb);
+        }
         uint64_t aa, an, ba, bn;
         double x = latency();
         assert_int_equal(window_count_above(&a, now, span, x, &aa, &an),
