@@ -30,6 +30,7 @@ struct run {
   const struct mstore_plan *mp;  /* NULL: no metric engine */
   struct rollout_metrics *m;
   int err;
+  int cohort;            /* metric data: the stage index of its cohort (apply_event) */
   size_t dec_at;         /* index in out of the latest decision; SIZE_MAX: it is in spare */
   struct decision spare; /* written to when the effect list cannot grow (err says so) */
 };
@@ -1181,7 +1182,7 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
   }
   case EVENT_METRICS:
   case EVENT_DIFF_SAMPLES:
-    if ((c = cohort_of(u, why, why_len)) < 0)
+    if ((c = u->cohort = cohort_of(u, why, why_len)) < 0)
       return CANARY_EINVALID;
     if (u->m && mstore_ingest(&u->m->ms, c, ev, why, why_len) != CANARY_OK)
       return CANARY_EINVALID; /* refused whole: the store is as it was */
@@ -1220,6 +1221,7 @@ static void run_init(struct run *u, struct rollout *r, const struct event *ev,
   u->mp = NULL;
   u->m = NULL;
   u->err = 0;
+  u->cohort = -1;
   u->dec_at = 0;
   u->r = r;
   u->plan = ctx->plan;
@@ -1258,8 +1260,7 @@ int rollout_step(struct rollout *r, const struct event *ev, const struct step_ct
      * gates are asked again only with that evaluation (or its deadline's tick): metric data
      * changes nothing else, and a held rollout gets a report every few milliseconds. */
     bool canary = ev->type == EVENT_DIFF_SAMPLES || ev->metrics.variant == VARIANT_CANARY;
-    ask = metric_rules(&u, canary && plan_stage_index(u.plan, ev->cohort) ==
-                               exposed_stage(r, u.plan));
+    ask = metric_rules(&u, canary && u.cohort == exposed_stage(r, u.plan));
   }
   if (ask && !rollout_is_terminal(r) && r->state != ROLLOUT_PAUSED)
     evaluate(&u);
