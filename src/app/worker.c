@@ -529,9 +529,7 @@ static void due_after_apply(struct shard *s, const struct event *ev, enum apply_
   size_t i = s->engine.n_rollouts;
   if (s->due_known && outcome == APPLY_APPLIED && ev->type != EVENT_FLAG_SET &&
       ev->type != EVENT_ROLLOUT_REQUESTED && s->engine.n_rollouts == rollouts_before)
-    for (i = 0; i < s->engine.n_rollouts; i++)
-      if (strcmp(s->engine.rollouts[i]->id, ev->rollout) == 0)
-        break;
+    i = engine_index(&s->engine, ev->rollout);
   if (i == s->engine.n_rollouts) {
     s->due_known = false;
     return;
@@ -673,10 +671,11 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
     s->b.id_epochs[s->b.n_ids] = s->engine.id_epoch;
     s->b.ids[s->b.n_ids++] = idset_hash(ev.id);
   }
+  struct rollout *r;
   if (ev.type == EVENT_FLAG_SET && !ev.rollout[0])
     mark_all_dirty(s);
-  else if (engine_find(&s->engine, ev.rollout))
-    mark_dirty(&s->b, engine_find(&s->engine, ev.rollout));
+  else if ((r = engine_find(&s->engine, ev.rollout)))
+    mark_dirty(&s->b, r);
   for (size_t i = before; i < s->b.fx.n; i++)
     if (s->b.fx.items[i].kind == EFFECT_DECISION && log_enabled(LOG_LVL_INFO)) {
       const struct decision *d = &s->b.fx.items[i].u.decision;
