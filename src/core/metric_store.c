@@ -850,6 +850,9 @@ static int compile_one(void *arg, enum mstore_owner o, int stage, int index, int
     mp->slo_first = mp->n;
   if (o == MSTORE_RULE && index < PLAN_MAX_RULES && mp->rule_count[index]++ == 0)
     mp->rule_first[index] = mp->n;
+  if ((o == MSTORE_ENTRY || o == MSTORE_EXIT) && stage >= 0 && stage < PLAN_MAX_STAGES &&
+      index >= 0 && index < PLAN_MAX_CRITERIA)
+    mp->gate_first[stage][o == MSTORE_EXIT][index] = (int16_t)(mp->n + 1);
   mp->n++;
   return CANARY_OK;
 }
@@ -952,6 +955,12 @@ int mstore_plan_find(const struct mstore_plan *mp, enum mstore_owner owner, int 
     if (mp->rule_count[index])
       *first = mp->rule_first[index];
     return mp->rule_count[index];
+  }
+  if ((owner == MSTORE_ENTRY || owner == MSTORE_EXIT) && stage >= 0 && stage < PLAN_MAX_STAGES &&
+      index >= 0 && index < PLAN_MAX_CRITERIA) { /* a criterion has one expression */
+    int k = mp->gate_first[stage][owner == MSTORE_EXIT][index];
+    *first = k - 1;
+    return k > 0;
   }
   for (int i = 0; i < mp->n; i++) {
     const struct mstore_expr *x = &mp->x[i];

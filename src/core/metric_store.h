@@ -236,6 +236,8 @@ struct mstore_plan {
    * at every evaluation, several times a second per rollout */
   int rule_first[PLAN_MAX_RULES];
   int rule_count[PLAN_MAX_RULES];
+  /* the same for the metric criteria: [stage][exit][criterion], index + 1 (0: none) */
+  int16_t gate_first[PLAN_MAX_STAGES][2][PLAN_MAX_CRITERIA];
 };
 
 /*

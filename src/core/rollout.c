@@ -805,6 +805,27 @@ static void split_check(struct run *u, int cohort) {
  * or once the rollout waits for the stage): "SLOs met for 24 h" must have been watched for
  * those 24 h. A pending one arms a deadline, so it passes at its exact time.
  */
+/*
+ * How often a criterion is watched: a hundredth of its time scale — its window, or its for:
+ * when shorter — between the rules' cadence and ROLLOUT_GATE_TRACK_MS. Ten seconds for the
+ * plan's hour-long windows; every evaluation for a plan in fast motion (the demo's 20 s).
+ */
+static int64_t gate_cadence(const struct run *u, int stage, bool exit, int i) {
+  const struct criterion *c = exit ? &u->plan->stages[stage].exit[i]
+                                   : &u->plan->stages[stage].entry[i];
+  int first;
+  int64_t scale = ROLLOUT_GATE_TRACK_MS * 100;
+  if (mstore_plan_find(u->mp, exit ? MSTORE_EXIT : MSTORE_ENTRY, stage, i, &first) &&
+      u->mp->x[first].longest_ms < scale)
+    scale = u->mp->x[first].longest_ms;
+  if (c->for_ms > 0 && c->for_ms < scale)
+    scale = c->for_ms;
+  int64_t t = scale / 100;
+  return t < ROLLOUT_METRICS_EVAL_MS ? ROLLOUT_METRICS_EVAL_MS
+         : t > ROLLOUT_GATE_TRACK_MS ? ROLLOUT_GATE_TRACK_MS
+                                     : t;
+}
+
 static void track_gate(struct run *u, int stage, bool exit) {
   const struct stage *s = &u->plan->stages[stage];
   const struct criterion *c = exit ? s->exit : s->entry;
@@ -818,7 +839,8 @@ static void track_gate(struct run *u, int stage, bool exit) {
     bool pending = expr_for_deadline(&st[i], c[i].for_ms, &due);
     const struct rollout_reading *last = reading_find(
         u->r, exit ? READING_EXIT : READING_ENTRY, stage, c[i].name, &m->gate_reading[stage][exit][i]);
-    if (last && u->now - last->at_ms < ROLLOUT_GATE_TRACK_MS && !(pending && due <= u->now)) {
+    if (last && u->now - last->at_ms < gate_cadence(u, stage, exit, i) &&
+        !(pending && due <= u->now)) {
       if (pending && due < m->deadline)
         m->deadline = due; /* watched again at its time whatever the cadence */
       continue;

@@ -23,8 +23,8 @@
 
 /*
  * The metric criteria of the gates a rollout heads for are watched (their for: stepped, their
- * reading refreshed) at those evaluations too, but at most once per ROLLOUT_GATE_TRACK_MS of
- * event time each, and at their for: deadlines. A gate decides a promotion on windows of an
+ * reading refreshed) at those evaluations too, but at most once per hundredth of their window
+ * (or for:, when shorter), ROLLOUT_GATE_TRACK_MS at most, and at their for: deadlines. A gate decides a promotion on windows of an
  * hour or more: a ten-second resolution (one bucket) changes nothing a release engineer can
  * see, and evaluating the criteria, small-cohort statistics included, 40 times as often was
  * most of an evaluation's cost. A halt rule keeps the fast cadence: it must stop a bad canary
