@@ -354,11 +354,31 @@ struct gate_view {
   bool passed;
 };
 
+/*
+ * A gate as canaryd last judged it. The deploy-event criteria are decided again from the stored
+ * rollout; a metric criterion, which needs the windows only canaryd has, takes the result of
+ * canaryd's last reading of it (its measured values are printed under it).
+ */
 static void gate_eval(const struct rollout *r, const struct plan *plan, int64_t now,
                       struct gate_view *g) {
   g->n = rollout_gate(r, plan, g->stage, g->exit, now, g->checks, PLAN_MAX_CRITERIA);
   if (g->n > PLAN_MAX_CRITERIA)
     g->n = PLAN_MAX_CRITERIA;
+  for (int k = 0; k < g->n; k++) {
+    struct gate_check *c = &g->checks[k];
+    if (c->criterion->check != CHECK_METRIC)
+      continue;
+    const struct rollout_reading *x = find_reading(r, g->exit ? READING_EXIT : READING_ENTRY,
+                                                   g->stage, c->criterion->name);
+    if (!x) {
+      snprintf(c->detail, sizeof c->detail, "not measured yet: %s", c->criterion->expr);
+      continue;
+    }
+    c->result = x->state == EXPR_FOR_FIRING    ? GATE_PASS
+                : x->truth == EXPR_INSUFFICIENT ? GATE_NOT_EVALUATED
+                                                : GATE_FAIL;
+    snprintf(c->detail, sizeof c->detail, "%s", c->criterion->expr);
+  }
   g->passed = true;
   for (int k = 0; k < g->n; k++)
     g->passed &= g->checks[k].result == GATE_PASS;

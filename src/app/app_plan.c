@@ -30,9 +30,12 @@ static void show_duration(const char *label, int64_t ms) {
 
 static void show_gate(const char *label, const struct criterion *c, int n) {
   printf("  %s:\n", label);
-  for (int i = 0; i < n; i++)
-    printf("    - %-28s %s%s%s\n", c[i].name, c[i].text,
-           c[i].check == CHECK_METRIC ? "  [metric: " : "", c[i].check == CHECK_METRIC ? c[i].expr : "");
+  for (int i = 0; i < n; i++) {
+    printf("    - %-28s %s", c[i].name, c[i].text);
+    if (c[i].check == CHECK_METRIC)
+      printf("  [metric: %s]", c[i].expr);
+    printf("\n");
+  }
   if (!n)
     printf("    (none)\n");
 }
@@ -62,6 +65,10 @@ int app_plan(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     fputs(usage, stdout);
+    return EXIT_OK;
+  }
+  if (argc == 3 && (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help"))) {
+    fputs(usage, stdout); /* canaryctl plan show --help */
     return EXIT_OK;
   }
   bool check = !strcmp(argv[1], "check");

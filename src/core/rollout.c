@@ -390,7 +390,7 @@ static enum gate_result check_one(const struct rollout *r, const struct plan *pl
     snprintf(detail, n, "waiting for %s approval", approval_role_name(c->role));
     return GATE_FAIL;
   case CHECK_METRIC:
-    snprintf(detail, n, "metric criteria are not evaluated yet: %s", c->expr);
+    snprintf(detail, n, "not measured yet: %s", c->expr); /* metric_check measures it */
     return GATE_NOT_EVALUATED;
   case CHECK_COUNT: break;
   }
