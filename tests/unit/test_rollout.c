@@ -483,7 +483,7 @@ static const struct gate_case gate_cases[] = {
 
     /* metric criteria are kept but never pass until the metric engine evaluates them */
     {"metric: not evaluated", metric_exit, {SMOKE(true, 42, 0)}, INTERNAL_TEST, true,
-     "error_rate", 0, GATE_NOT_EVALUATED, "not evaluated", FAILS},
+     "error_rate", 0, GATE_NOT_EVALUATED, "not measured yet", FAILS},
     {"metric: the others pass", metric_exit, {SMOKE(true, 42, 0)}, INTERNAL_TEST, true,
      "smoke_passed", 0, GATE_PASS, NULL, FAILS},
 };
@@ -567,7 +567,7 @@ static void test_metric_criterion_blocks_the_stage(void **state) {
   const struct decision *d = only_decision(t);
   assert_decision(d, DECISION_HOLD, ROLLOUT_RUNNING, "exit_gate");
   assert_contains(d->reason, "error_rate");
-  assert_contains(d->reason, "not evaluated");
+  assert_contains(d->reason, "not measured yet");
   assert_evidence_str(d, "error_rate", "not_evaluated");
   assert_evidence_str(d, "smoke_passed", "pass");
   /* ... up to the maximum, where it halts like any unmet exit gate. */
