@@ -5,8 +5,8 @@
  *
  *   bench_core [PLAN=config/rollout.yaml] [EVENTS=100000] [ROLLOUTS=20] [SPIKE=0]
  *
- * The events are bench_ingest's (2 counters, 2 gauges, 10 latency values, 10 ms of event time
- * apart); SPIKE=k makes every k-th event of a rollout carry a burst of errors and slow values,
+ * The events are bench_ingest's (2 counters, 2 gauges, 10 latency values; REPORTERS=50 pods per
+ * rollout reporting every 10 s, so 10 ms of event time apart with 20 rollouts); SPIKE=k makes every k-th event of a rollout carry a burst of errors and slow values,
  * so that rules fire and decisions are made. It prints the rates and a digest (FNV-1a) of every
  * effect as JSON: the digest must not change when the code gets faster.
  */
@@ -104,6 +104,8 @@ static int make_stream(avro_codec_t *codec, long n, int rollouts, long spike, st
   size_t cap = 0;
   struct avro_buf buf = AVRO_BUF_INIT;
   int64_t t = 1767225600000;
+  int reporters = getenv("REPORTERS") ? atoi(getenv("REPORTERS")) : 50; /* as bench_ingest */
+  double step_us = 10e6 / ((double)rollouts * (reporters > 0 ? reporters : 50)), t_us = 0;
   long id = 0;
   *out = NULL;
   *n_out = 0;
@@ -123,7 +125,8 @@ static int make_stream(avro_codec_t *codec, long n, int rollouts, long spike, st
   }
   double lat[10];
   for (long i = 0; i < n; i++) {
-    t += 10;
+    t_us += step_us;
+    int64_t at = t + (int64_t)(t_us / 1000);
     bool bad = spike > 0 && (i / rollouts) % spike == spike - 1;
     struct metric_value counters[] = {{"requests", 1000 + (double)(i % 97)},
                                       {"errors", bad ? 200 : 1}};
@@ -131,7 +134,7 @@ static int make_stream(avro_codec_t *codec, long n, int rollouts, long spike, st
     for (int k = 0; k < 10; k++)
       lat[k] = (bad ? 5000 : 20) + (double)((i * 7 + k * 13) % 180);
     struct metric_dist dists[] = {{"latency_ms", lat, 10}};
-    struct event ev = {.type = EVENT_METRICS, .time_ms = t};
+    struct event ev = {.type = EVENT_METRICS, .time_ms = at};
     snprintf(ev.id, sizeof ev.id, "ingest-%ld", ++id);
     snprintf(ev.rollout, sizeof ev.rollout, "ingest-r%ld", i % rollouts);
     snprintf(ev.cohort, sizeof ev.cohort, "internal_test");

@@ -38,7 +38,12 @@ static int produce(long n, int rollouts) {
       bus_producer_new(kafka, "bench-ingest", NULL, NULL, &p) != CANARY_OK)
     return 1;
   struct avro_buf buf = AVRO_BUF_INIT;
-  int64_t t = 1767225600000; /* event time, 2026-01-01, advancing 10 ms an event */
+  int64_t t = 1767225600000; /* event time, 2026-01-01 */
+  /* REPORTERS pods per rollout each report every 10 s: event time advances 10 s / (rollouts x
+   * reporters) an event — 10 ms with the defaults (50 pods, 20 rollouts). A larger fleet sends
+   * more reports per rule evaluation (at most four a second per rollout). */
+  int reporters = getenv("REPORTERS") ? atoi(getenv("REPORTERS")) : 50;
+  double step_us = 10e6 / ((double)rollouts * (reporters > 0 ? reporters : 50)), t_us = 0;
   long id = 0;
   for (int r = 0; r < rollouts; r++) {
     static const enum event_type start[] = {EVENT_ROLLOUT_REQUESTED, EVENT_CI_COMPLETED,
@@ -58,13 +63,14 @@ static int produce(long n, int rollouts) {
   }
   double lat[10];
   for (long i = 0; i < n; i++) {
-    t += 10;
+    t_us += step_us;
+    int64_t at = t + (int64_t)(t_us / 1000);
     struct metric_value counters[] = {{"requests", 1000 + (double)(i % 97)}, {"errors", 1}};
     struct metric_value gauges[] = {{"cpu_ratio", 0.4}, {"memory_ratio", 0.6}};
     for (int k = 0; k < 10; k++)
       lat[k] = 20 + (double)((i * 7 + k * 13) % 180);
     struct metric_dist dists[] = {{"latency_ms", lat, 10}};
-    struct event ev = {.type = EVENT_METRICS, .time_ms = t};
+    struct event ev = {.type = EVENT_METRICS, .time_ms = at};
     snprintf(ev.id, sizeof ev.id, "ingest-%ld", ++id);
     snprintf(ev.rollout, sizeof ev.rollout, "ingest-r%ld", i % rollouts);
     snprintf(ev.cohort, sizeof ev.cohort, "internal_test");
