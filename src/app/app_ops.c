@@ -610,10 +610,14 @@ static void detail_text(const struct detail *d) {
                              c->criterion->name)
               : NULL;
       if (x) { /* the gate above is judged without windows; this is what canaryd measured */
+        char t2[RFC3339_MAX];
         printf("  %-13s %-24s measured %s:", "", "", rfc3339_format(x->at_ms, t));
-        printf(" %s;", x->truth == EXPR_INSUFFICIENT ? "insufficient data"
-                       : x->state == EXPR_FOR_FIRING ? "holds"
-                                                     : "does not hold");
+        if (x->state == EXPR_FOR_PENDING) /* true, not yet for as long as its for: asks */
+          printf(" true since %s, not yet for long enough;", rfc3339_format(x->since_ms, t2));
+        else
+          printf(" %s;", x->truth == EXPR_INSUFFICIENT ? "insufficient data"
+                         : x->state == EXPR_FOR_FIRING ? "holds"
+                                                       : "does not hold");
         print_measurement(x);
         printf("\n");
       }
