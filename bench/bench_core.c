@@ -5,8 +5,8 @@
  *
  *   bench_core [PLAN=config/rollout.yaml] [EVENTS=100000] [ROLLOUTS=20] [SPIKE=0]
  *
- * The events are bench_ingest's (2 counters, 2 gauges, 10 latency values; REPORTERS=50 pods per
- * rollout reporting every 10 s, so 10 ms of event time apart with 20 rollouts); SPIKE=k makes every k-th event of a rollout carry a burst of errors and slow values,
+ * The events are bench_ingest's (2 counters, 2 gauges, 10 latency values, 10 ms of event time
+ * apart, or REPORTERS pods per rollout reporting every 10 s); SPIKE=k makes every k-th event of a rollout carry a burst of errors and slow values,
  * so that rules fire and decisions are made. It prints the rates and a digest (FNV-1a) of every
  * effect as JSON: the digest must not change when the code gets faster.
  */
@@ -104,8 +104,9 @@ static int make_stream(avro_codec_t *codec, long n, int rollouts, long spike, st
   size_t cap = 0;
   struct avro_buf buf = AVRO_BUF_INIT;
   int64_t t = 1767225600000;
-  int reporters = getenv("REPORTERS") ? atoi(getenv("REPORTERS")) : 50; /* as bench_ingest */
-  double step_us = 10e6 / ((double)rollouts * (reporters > 0 ? reporters : 50)), t_us = 0;
+  int reporters = getenv("REPORTERS") ? atoi(getenv("REPORTERS")) : 0;
+  /* as bench_ingest: REPORTERS pods per rollout reporting every 10 s; unset, 10 ms an event */
+  double step_us = reporters > 0 ? 10e6 / ((double)rollouts * reporters) : 10000, t_us = 0;
   long id = 0;
   *out = NULL;
   *n_out = 0;
@@ -161,6 +162,8 @@ static uint64_t digest_effects(uint64_t h, const struct effects *fx) {
     else
       traffic_to_json(&e->u.traffic, &j);
     h = fnv(h, j.data, j.len);
+    if (getenv("DUMP")) /* DUMP=1: every effect as a JSON line on stderr, to diff two builds */
+      fprintf(stderr, "%.*s\n", (int)j.len, j.data);
   }
   jbuf_free(&j);
   return h;
