@@ -1014,6 +1014,26 @@ static void test_plan_errors(void **state) {
 }
 
 /* mstore_eval_rule_values decides the same as mstore_eval_rule, without the text. */
+/* Two verdicts say the same, bit for bit (the explanations aside); what fails is named by where. */
+static void assert_same_verdict(const struct mstore_verdict *va, const struct mstore_verdict *vb,
+                                const char *where) {
+  if (va->n != vb->n || va->truth != vb->truth || va->fired != vb->fired ||
+      va->holds != vb->holds || va->which != vb->which || va->deadline != vb->deadline)
+    fail_msg("%s: verdicts differ (n %d/%d, truth %d/%d, fired %d/%d, which %d/%d)", where, va->n,
+             vb->n, va->truth, vb->truth, va->fired, vb->fired, va->which, vb->which);
+  for (int k = 0; k < va->n; k++) {
+    const struct mstore_finding *fa = &va->f[k], *fb = &vb->f[k];
+    if (fa->truth != fb->truth || fa->n != fb->n || fa->min_n != fb->min_n ||
+        memcmp(&fa->canary, &fb->canary, sizeof fa->canary) ||
+        memcmp(&fa->baseline, &fb->baseline, sizeof fa->baseline) ||
+        memcmp(&fa->threshold, &fb->threshold, sizeof fa->threshold) || fa->why != fb->why ||
+        fa->state != fb->state)
+      fail_msg("%s, expr %d: %s %.17g (n %lld) vs %s %.17g (n %lld)", where, k,
+               expr_truth_name(fa->truth), fa->canary, (long long)fa->n,
+               expr_truth_name(fb->truth), fb->canary, (long long)fb->n);
+  }
+}
+
 static void test_values_without_text(void **state) {
   (void)state;
   struct {
@@ -1040,23 +1060,9 @@ static void test_values_without_text(void **state) {
                                         INTERNAL, t, sa, &va),
                        mstore_eval_rule_values(&b, &mp, cases[c].owner, cases[c].stage,
                                                cases[c].index, INTERNAL, t, sb, &vb));
-      assert_int_equal(va.n, vb.n);
-      assert_int_equal(va.truth, vb.truth);
-      assert_int_equal(va.fired, vb.fired);
-      assert_int_equal(va.holds, vb.holds);
-      assert_int_equal(va.which, vb.which);
-      assert_int_equal(va.deadline, vb.deadline);
-      for (int i = 0; i < va.n; i++) {
-        struct mstore_finding fa = va.f[i], fb = vb.f[i];
-        assert_string_equal(fb.explain, "");
-        assert_int_equal(fa.truth, fb.truth);
-        assert_int_equal(fa.state, fb.state);
-        assert_memory_equal(&fa.canary, &fb.canary, sizeof fa.canary);
-        assert_memory_equal(&fa.baseline, &fb.baseline, sizeof fa.baseline);
-        assert_memory_equal(&fa.threshold, &fb.threshold, sizeof fa.threshold);
-        assert_int_equal(fa.n, fb.n);
-        assert_int_equal(fa.min_n, fb.min_n);
-      }
+      assert_same_verdict(&va, &vb, "with text / values only");
+      for (int i = 0; i < vb.n; i++)
+        assert_string_equal(vb.f[i].explain, "");
       fired += va.fired;
     }
     assert_true(fired || cases[c].owner != MSTORE_RULE);
@@ -1134,25 +1140,10 @@ static void test_memo_is_a_fresh_evaluation(void **state) {
                              mstore_eval_rule_values(&b, &mp, (enum mstore_owner)o, stage, i,
                                                      cohort, at, xb, &vb));
             evaluations++;
-            assert_int_equal(va.n, vb.n);
-            assert_int_equal(va.truth, vb.truth);
-            assert_int_equal(va.fired, vb.fired);
-            assert_int_equal(va.holds, vb.holds);
-            assert_int_equal(va.which, vb.which);
-            assert_int_equal(va.deadline, vb.deadline);
-            for (int k = 0; k < va.n; k++) {
-              const struct mstore_finding *fa = &va.f[k], *fb = &vb.f[k];
-              if (fa->truth != fb->truth || fa->n != fb->n || fa->min_n != fb->min_n ||
-                  memcmp(&fa->canary, &fb->canary, sizeof fa->canary) ||
-                  memcmp(&fa->baseline, &fb->baseline, sizeof fa->baseline) ||
-                  memcmp(&fa->threshold, &fb->threshold, sizeof fa->threshold) ||
-                  fa->why != fb->why || fa->state != fb->state)
-                fail_msg("step %d, %s %d/%d expr %d at %+lld ms: memo %s %.17g (n %lld) vs "
-                         "fresh %s %.17g (n %lld)", step, mstore_owner_name((enum mstore_owner)o),
-                         stage, i, k, (long long)(at - T0), expr_truth_name(fa->truth),
-                         fa->canary, (long long)fa->n, expr_truth_name(fb->truth), fb->canary,
-                         (long long)fb->n);
-            }
+            char where[96];
+            snprintf(where, sizeof where, "step %d, %s %d/%d at %+lld ms (memo / fresh)", step,
+                     mstore_owner_name((enum mstore_owner)o), stage, i, (long long)(at - T0));
+            assert_same_verdict(&va, &vb, where);
           }
       }
     }
