@@ -184,6 +184,39 @@ int sketch_merge(struct sketch *dst, const struct sketch *src) {
   return CANARY_OK;
 }
 
+static uint64_t bin_or_0(const struct sketch *s, int32_t i) {
+  return s && s->count && i >= s->lo && i <= s->hi ? BIN(s, i) : 0;
+}
+
+/*
+ * The bin that holds the value of rank (0-based) among count values, zero of them in the zero
+ * bin and the rest in the bins of a and b (b may be NULL) summed over [lo, hi]: INT32_MIN for
+ * the zero bin. The first bin whose cumulative count passes rank — found from the nearer end,
+ * so that a p99 reads a few bins from the top rather than every bin from the bottom.
+ */
+static int32_t rank_bin(const struct sketch *a, const struct sketch *b, int32_t lo, int32_t hi,
+                        uint64_t zero, uint64_t count, uint64_t rank) {
+  if (rank < zero)
+    return INT32_MIN;
+  if (rank - zero < (count - zero) / 2) {
+    uint64_t seen = zero;
+    for (int32_t i = lo; i <= hi; i++) {
+      seen += bin_or_0(a, i) + bin_or_0(b, i);
+      if (seen > rank)
+        return i;
+    }
+  } else {
+    /* the same bin: the lowest i with fewer than count - rank values above it */
+    uint64_t above = 0, want = count - rank;
+    for (int32_t i = hi; i >= lo; i--) {
+      above += bin_or_0(a, i) + bin_or_0(b, i); /* now the values at i and above */
+      if (above >= want)
+        return i;
+    }
+  }
+  return INT32_MIN; /* the counts disagree: cannot happen */
+}
+
 bool sketch_quantile(const struct sketch *s, double q, double *out) {
   if (!s->count || !(q >= 0 && q <= 1))
     return false;
@@ -196,17 +229,9 @@ bool sketch_quantile(const struct sketch *s, double q, double *out) {
     *out = s->max;
     return true;
   }
-  double v = 0;
-  if (rank >= s->zero_count) {
-    uint64_t seen = s->zero_count;
-    for (int32_t i = s->lo; i <= s->hi; i++) {
-      seen += BIN(s, i);
-      if (seen > rank) {
-        v = sketch_bin_value(s, i);
-        break;
-      }
-    }
-  }
+  int32_t i = s->lo <= s->hi ? rank_bin(s, NULL, s->lo, s->hi, s->zero_count, s->count, rank)
+                             : INT32_MIN;
+  double v = i == INT32_MIN ? 0 : sketch_bin_value(s, i);
   /* the exact value lies in [min, max]: clamping can only bring the estimate closer */
   *out = v < s->min ? s->min : v > s->max ? s->max : v;
   return true;
@@ -237,10 +262,6 @@ int sketch_subtract(struct sketch *dst, const struct sketch *src) {
   return CANARY_OK;
 }
 
-static uint64_t bin_or_0(const struct sketch *s, int32_t i) {
-  return s && s->count && i >= s->lo && i <= s->hi ? BIN(s, i) : 0;
-}
-
 int sketch_quantile_pair(const struct sketch *a, const struct sketch *b, double q, double *out) {
   if (!b || !b->count)
     return sketch_quantile(a, q, out) ? CANARY_OK : CANARY_ENOTFOUND;
@@ -266,17 +287,8 @@ int sketch_quantile_pair(const struct sketch *a, const struct sketch *b, double 
     *out = max;
     return CANARY_OK;
   }
-  double v = 0;
-  if (rank >= zero && (a_bins || b_bins)) {
-    uint64_t seen = zero;
-    for (int32_t i = lo; i <= hi; i++) {
-      seen += bin_or_0(a, i) + bin_or_0(b, i);
-      if (seen > rank) {
-        v = sketch_bin_value(a, i);
-        break;
-      }
-    }
-  }
+  int32_t i = a_bins || b_bins ? rank_bin(a, b, lo, hi, zero, count, rank) : INT32_MIN;
+  double v = i == INT32_MIN ? 0 : sketch_bin_value(a, i);
   *out = v < min ? min : v > max ? max : v;
   return CANARY_OK;
 }

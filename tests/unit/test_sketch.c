@@ -403,6 +403,47 @@ static void test_merge_equals_union(void **state) {
 }
 
 /* Disjoint ranges far apart: the merged range spans both, and collapses when it must. */
+/* The quantile as defined: walk the bins up from the zero bin to the first whose cumulative
+ * count passes the rank (sketch_quantile may walk down from the top instead). */
+static double ref_quantile(const struct sketch *s, double q) {
+  uint64_t rank = (uint64_t)floor(q * (double)(s->count - 1));
+  if (rank == 0)
+    return s->min;
+  if (rank >= s->count - 1)
+    return s->max;
+  double v = 0;
+  uint64_t seen = s->zero_count;
+  for (int32_t i = s->lo; rank >= s->zero_count && i <= s->hi; i++)
+    if ((seen += sketch_bin(s, i)) > rank) {
+      v = sketch_bin_value(s, i);
+      break;
+    }
+  return v < s->min ? s->min : v > s->max ? s->max : v;
+}
+
+/* Either way up, the same bin: every rank of small sets, 1,001 quantiles of large ones, every
+ * data set (zeros, ties, wide ranges). */
+static void test_quantile_walks_from_either_end(void **state) {
+  (void)state;
+  rng_seed(11);
+  for (int round = 0; round < 2 * DS_COUNT; round++) {
+    struct sketch s;
+    assert_int_equal(sketch_init(&s, 0.01), CANARY_OK);
+    size_t n = round < DS_COUNT ? 200 : 50000;
+    for (size_t i = 0; i < n; i++)
+      assert_int_equal(sketch_add(&s, draw((enum dataset)(round % DS_COUNT))), CANARY_OK);
+    int steps = round < DS_COUNT ? (int)n - 1 : 1000;
+    for (int k = 0; k <= steps; k++) {
+      double q = (double)k / steps, got = -1, want = ref_quantile(&s, q);
+      assert_true(sketch_quantile(&s, q, &got));
+      if (memcmp(&got, &want, sizeof got) != 0)
+        fail_msg("%s, q %.4f: %.17g, by definition %.17g", ds_names[round % DS_COUNT], q, got,
+                 want);
+    }
+    sketch_free(&s);
+  }
+}
+
 /*
  * sketch_quantile_pair is sketch_quantile of the merge, bit for bit: every pair of data sets
  * (empty, zeros only, one value, wide ranges), sizes from 0 to 2,000, every q in steps of 0.01;
@@ -901,6 +942,7 @@ int main(void) {
       cmocka_unit_test(test_merge_equals_union),
       cmocka_unit_test(test_merge_disjoint_ranges),
       cmocka_unit_test(test_quantile_pair_is_the_merge),
+      cmocka_unit_test(test_quantile_walks_from_either_end),
       cmocka_unit_test(test_merge_rejects_other_alpha_and_self_merge),
       cmocka_unit_test(test_merge_associative),
       cmocka_unit_test(test_collapse_keeps_high_quantiles),
