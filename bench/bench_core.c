@@ -22,8 +22,9 @@
 #include "core/engine.h"
 
 /*
- * The worker's cache of the earliest deadline (src/app/worker.c, fire_until): walk the rollouts
- * only after a tick, or after an apply when the rollout it changed held the earliest deadline.
+ * The worker's cache of the earliest deadline (src/app/worker.c, fire_until): the tick's own
+ * walk finds the next one (engine_tick_walk); after an apply, a walk only when the rollout it
+ * changed held the earliest deadline.
  * DUE_CHECK=1 in the environment compares it with engine_next_deadline at every event.
  */
 struct due {
@@ -227,8 +228,7 @@ int main(int argc, char **argv) {
       }
       if (due.ms > ev.time_ms)
         break;
-      due.known = false;
-      if (engine_tick(e, due.ms, &fx) != CANARY_OK)
+      if (engine_tick_walk(e, due.ms, &fx, NULL, NULL, &due.ms, &due.index) != CANARY_OK)
         return 1;
     }
     enum apply_outcome outcome;

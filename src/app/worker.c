@@ -495,11 +495,10 @@ static void dead_letter(struct worker *w, struct shard *s, int topic, const stru
   b->n_dlq++;
 }
 
-/* Mark the rollouts whose deadline is due at t (they are about to change). */
-static void mark_due(struct shard *s, int64_t t) {
-  for (size_t i = 0; i < s->engine.n_rollouts; i++)
-    if (engine_rollout_deadline(&s->engine, i) <= t) /* a metric evaluation is one too */
-      mark_dirty(&s->b, s->engine.rollouts[i]);
+/* A rollout is about to be ticked (a metric evaluation is a tick too): it will change. */
+static void mark_ticked(void *ctx, size_t i) {
+  struct shard *s = ctx;
+  mark_dirty(&s->b, s->engine.rollouts[i]);
 }
 
 /* The earliest deadline of the shard and who holds it, by walking every rollout. */
@@ -546,7 +545,8 @@ static void due_after_apply(struct shard *s, const struct event *ev, enum apply_
 /*
  * Fire the shard's deadlines up to t, each at its own time. Most events come before the next
  * deadline: the cached one answers without walking the rollouts. A tick can change any rollout
- * it fired, so the cache is walked again after each.
+ * it fired, so the walk that ticks (engine_tick_walk) also finds the next deadline and marks
+ * the rollouts it ticked for the batch.
  */
 static int fire_until(struct shard *s, int64_t t) {
   for (;;) {
@@ -555,9 +555,10 @@ static int fire_until(struct shard *s, int64_t t) {
     int64_t d = s->due_ms;
     if (d > t)
       return CANARY_OK;
-    mark_due(s, d);
-    s->due_known = false;
-    int rc = engine_tick(&s->engine, d, &s->b.fx);
+    /* the walk that ticks also finds the next deadline */
+    int rc = engine_tick_walk(&s->engine, d, &s->b.fx, mark_ticked, s, &s->due_ms,
+                              &s->due_index);
+    s->due_known = rc == CANARY_OK;
     if (rc != CANARY_OK)
       return rc;
   }

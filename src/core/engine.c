@@ -254,17 +254,34 @@ int64_t engine_rollout_deadline(const struct engine *e, size_t i) {
   return i < e->n_rollouts ? next_of(e, i) : ROLLOUT_NO_DEADLINE;
 }
 
-int engine_tick(struct engine *e, int64_t now, struct effects *out) {
+int engine_tick_walk(struct engine *e, int64_t now, struct effects *out,
+                     void (*ticked)(void *ctx, size_t i), void *ctx, int64_t *next,
+                     size_t *next_index) {
+  int64_t best = ROLLOUT_NO_DEADLINE;
+  size_t best_i = 0;
   for (size_t i = 0; i < e->n_rollouts; i++) {
-    struct rollout *r = e->rollouts[i];
-    if (next_of(e, i) > now)
-      continue;
-    struct step_ctx ctx = ctx_for(e, i, now);
-    int rc = rollout_tick(r, &ctx, out);
-    if (rc != CANARY_OK)
-      return rc;
+    int64_t d = next_of(e, i);
+    if (d <= now) {
+      if (ticked)
+        ticked(ctx, i);
+      struct step_ctx sc = ctx_for(e, i, now);
+      int rc = rollout_tick(e->rollouts[i], &sc, out);
+      if (rc != CANARY_OK)
+        return rc;
+      d = next_of(e, i); /* a tick changes its own rollout only */
+    }
+    if (d < best)
+      best = d, best_i = i;
   }
+  if (next)
+    *next = best;
+  if (next_index)
+    *next_index = best_i;
   return CANARY_OK;
+}
+
+int engine_tick(struct engine *e, int64_t now, struct effects *out) {
+  return engine_tick_walk(e, now, out, NULL, NULL, NULL, NULL);
 }
 
 int64_t engine_next_deadline(const struct engine *e) {

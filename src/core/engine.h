@@ -71,6 +71,16 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
 /* Fire every deadline due at or before now, rollout by rollout in creation order. */
 int engine_tick(struct engine *e, int64_t now, struct effects *out) CANARY_MUSTCHECK;
 
+/*
+ * engine_tick, with what a caller keeping its own schedule needs from the same walk: ticked(ctx,
+ * i) for each rollout about to be ticked (may be NULL), and the earliest deadline after the
+ * ticks in *next, held by rollouts[*next_index] (ROLLOUT_NO_DEADLINE: none; either may be NULL).
+ * One walk over the rollouts instead of three.
+ */
+int engine_tick_walk(struct engine *e, int64_t now, struct effects *out,
+                     void (*ticked)(void *ctx, size_t i), void *ctx, int64_t *next,
+                     size_t *next_index) CANARY_MUSTCHECK;
+
 /* The earliest deadline of any rollout, or ROLLOUT_NO_DEADLINE. */
 int64_t engine_next_deadline(const struct engine *e);
 
