@@ -18,6 +18,7 @@
 #include "codec/avro_codec.h"
 #include "codec/event_json.h"
 #include "codec/json.h"
+#include "codec/rollout_json.h"
 #include "config/config.h"
 #include "core/engine.h"
 
@@ -246,6 +247,15 @@ int main(int argc, char **argv) {
          1e6 * t_decode / (double)n_ms);
   printf("decode + engine:  %9.0f events/s (%.3f us each)\n", (double)n_ms / t_all,
          1e6 * t_all / (double)n_ms);
+  if (getenv("DUMP")) { /* and every rollout as it ends, readings included */
+    struct jbuf j = {0};
+    for (size_t k = 0; k < e->n_rollouts; k++) {
+      jbuf_reset(&j);
+      rollout_json_write(e->rollouts[k], &j);
+      fprintf(stderr, "%.*s\n", (int)j.len, j.data);
+    }
+    jbuf_free(&j);
+  }
   printf("effects %zu, rejected %zu, digest %016llx\n", effects, rejected,
          (unsigned long long)h);
   effects_free(&fx);

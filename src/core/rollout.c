@@ -448,28 +448,33 @@ static bool reading_is(const struct rollout_reading *y, enum reading_kind kind, 
 }
 
 /* The reading of (kind, stage, name), or NULL; *hint (slot + 1, 0 unknown) is tried first and
- * kept up to date. */
-static struct rollout_reading *reading_find(struct rollout *r, enum reading_kind kind, int stage,
-                                            const char *name, int16_t *hint) {
-  if (*hint > 0 && *hint <= r->n_readings && reading_is(&r->readings[*hint - 1], kind, stage, name))
-    return &r->readings[*hint - 1];
+ * kept up to date, and owners (rollout_metrics.reading_owner) says whether it is still right. */
+static struct rollout_reading *reading_find(struct rollout *r, const int16_t **owners,
+                                            enum reading_kind kind, int stage, const char *name,
+                                            int16_t *hint) {
+  int h = *hint - 1;
+  if (h >= 0 && h < r->n_readings && owners[h] == hint)
+    return &r->readings[h];
   for (int i = 0; i < r->n_readings; i++)
     if (reading_is(&r->readings[i], kind, stage, name)) {
       *hint = (int16_t)(i + 1);
+      owners[i] = hint;
       return &r->readings[i];
     }
   return NULL;
 }
 
-static void note_reading(struct rollout *r, enum reading_kind kind, int stage, const char *name,
-                         int16_t *hint, const struct mstore_verdict *v,
-                         const struct expr_for *st, int64_t now) {
+static void note_reading(struct rollout *r, const int16_t **owners, enum reading_kind kind,
+                         int stage, const char *name, int16_t *hint,
+                         const struct mstore_verdict *v, const struct expr_for *st,
+                         int64_t now) {
   int at = v->which >= 0 ? v->which : 0;
   const struct mstore_finding *f = &v->f[at];
-  struct rollout_reading *x = reading_find(r, kind, stage, name, hint);
+  struct rollout_reading *x = reading_find(r, owners, kind, stage, name, hint);
   if (!x) {
     if (r->n_readings >= ROLLOUT_MAX_READINGS)
       return; /* cannot happen with the plan's limits; a reading is only ever informative */
+    owners[r->n_readings] = hint;
     *hint = (int16_t)(r->n_readings + 1);
     x = &r->readings[r->n_readings++];
     snprintf(x->name, sizeof x->name, "%s", name);
@@ -508,7 +513,7 @@ static void metric_check(const struct run *u, int stage, bool exit, int index,
                                              u->now, st, &v);
   if (rc != CANARY_OK || v.n == 0)
     return; /* left as "not evaluated" */
-  note_reading(u->r, exit ? READING_EXIT : READING_ENTRY, stage, cr->name,
+  note_reading(u->r, u->m->reading_owner, exit ? READING_EXIT : READING_ENTRY, stage, cr->name,
                &u->m->gate_reading[stage][exit][index], &v, st, u->now);
   c->result = v.holds                         ? GATE_PASS
               : v.truth == EXPR_INSUFFICIENT ? GATE_NOT_EVALUATED /* never a pass on no data */
@@ -837,8 +842,9 @@ static void track_gate(struct run *u, int stage, bool exit) {
     struct expr_for *st = m->gates[stage][exit];
     int64_t due;
     bool pending = expr_for_deadline(&st[i], c[i].for_ms, &due);
-    const struct rollout_reading *last = reading_find(
-        u->r, exit ? READING_EXIT : READING_ENTRY, stage, c[i].name, &m->gate_reading[stage][exit][i]);
+    const struct rollout_reading *last =
+        reading_find(u->r, m->reading_owner, exit ? READING_EXIT : READING_ENTRY, stage,
+                     c[i].name, &m->gate_reading[stage][exit][i]);
     if (last && u->now - last->at_ms < gate_cadence(u, stage, exit, i) &&
         !(pending && due <= u->now)) {
       if (pending && due < m->deadline)
@@ -851,7 +857,7 @@ static void track_gate(struct run *u, int stage, bool exit) {
                          u->now, &m->gates[stage][exit][i], &v) != CANARY_OK ||
         v.n == 0)
       continue;
-    note_reading(u->r, exit ? READING_EXIT : READING_ENTRY, stage, c[i].name,
+    note_reading(u->r, m->reading_owner, exit ? READING_EXIT : READING_ENTRY, stage, c[i].name,
                  &m->gate_reading[stage][exit][i], &v, &m->gates[stage][exit][i], u->now);
     if (v.deadline < m->deadline)
       m->deadline = v.deadline;
@@ -908,8 +914,8 @@ static bool metric_rules(struct run *u, bool now_please) {
       continue;
     if (v.deadline < m->deadline)
       m->deadline = v.deadline;
-    note_reading(r, READING_RULE, cohort, rule->name, &m->rule_reading[i], &v, m->rules[i],
-                 u->now);
+    note_reading(r, m->reading_owner, READING_RULE, cohort, rule->name, &m->rule_reading[i], &v,
+                 m->rules[i], u->now);
     if (!v.fired)
       continue;
     const struct mstore_finding *f = &v.f[v.which >= 0 ? v.which : 0];

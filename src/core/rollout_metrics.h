@@ -12,6 +12,7 @@
 #include "core/expr.h"
 #include "core/metric_store.h"
 #include "core/plan.h"
+#include "core/rollout.h"
 
 /*
  * Halt rules are evaluated at once when canary data of the exposed cohort arrives, but at most
@@ -43,6 +44,10 @@ struct rollout_metrics {
    * a hint, checked before use, so that noting a reading is not a search by name. */
   int16_t rule_reading[PLAN_MAX_RULES];
   int16_t gate_reading[PLAN_MAX_STAGES][2][PLAN_MAX_CRITERIA];
+  /* which hint above found each slot of rollout.readings: a hint whose slot names it back is
+   * right without comparing names (readings are only ever appended, and a restored rollout
+   * gets a fresh rollout_metrics) */
+  const int16_t *reading_owner[ROLLOUT_MAX_READINGS];
   /* What the worker last stored of this state (metrics_json_*_sig; 0: nothing yet): a batch
    * writes the state, or the zscore histories, only when they changed since. */
   uint64_t saved_state_sig, saved_zscores_sig;
