@@ -102,6 +102,10 @@ int avro_codec_decode_event(avro_codec_t *c, const void *buf, size_t len, struct
  */
 int avro_codec_event_time(avro_codec_t *c, const void *buf, size_t len,
                           int64_t *time_ms) CANARY_MUSTCHECK;
+/* The same, with the event id as it lies in buf (*id points into it; NULL when not read that
+ * way): an id to look up ahead of time, not a validated one. */
+int avro_codec_event_head(avro_codec_t *c, const void *buf, size_t len, int64_t *time_ms,
+                          const char **id, size_t *id_len) CANARY_MUSTCHECK;
 
 /*
  * Encode ev for the topic of its type (avro_codec_topic_of) into out, replacing its contents:

@@ -783,28 +783,41 @@ static int fast_metrics(avro_codec_t *c, const unsigned char *p, size_t len, str
  * when the schema puts id, rollout and time first (as the spec does); otherwise the whole
  * message is decoded for it.
  */
-int avro_codec_event_time(avro_codec_t *c, const void *buf, size_t len, int64_t *time_ms) {
+int avro_codec_event_head(avro_codec_t *c, const void *buf, size_t len, int64_t *time_ms,
+                          const char **id, size_t *id_len) {
   const unsigned char *p = buf;
-  int32_t id = avro_codec_schema_id(buf, len);
+  int32_t schema = avro_codec_schema_id(buf, len);
+  *id = NULL;
+  *id_len = 0;
   for (int s = SLOT_DEPLOY; s <= SLOT_METRICS; s++) {
     const struct avro_codec_slot *sl = &c->slot[s];
-    if (sl->id != id)
+    if (sl->id != schema)
       continue;
     if (sl->idx[MF_ID] != 0 || sl->idx[MF_ROLLOUT] != 1 || sl->idx[MF_TIME] != 2)
       break;
     struct rd r = {p + AVRO_CODEC_HEADER, p + len, false};
-    const char *str;
-    size_t n;
-    rd_str(&r, &str, &n, false);
+    const char *str, *ev_id;
+    size_t n, ev_id_len;
+    rd_str(&r, &ev_id, &ev_id_len, false);
     if (sl->spec[MF_ROLLOUT].sig[0] != '<' || rd_present(&r))
       rd_str(&r, &str, &n, false);
     *time_ms = rd_long(&r);
-    return r.bad ? CANARY_EPARSE : CANARY_OK;
+    if (r.bad)
+      return CANARY_EPARSE;
+    *id = ev_id;
+    *id_len = ev_id_len;
+    return CANARY_OK;
   }
   struct event ev;
   int rc = avro_codec_decode_event(c, buf, len, &ev, NULL, 0);
   *time_ms = ev.time_ms;
   return rc;
+}
+
+int avro_codec_event_time(avro_codec_t *c, const void *buf, size_t len, int64_t *time_ms) {
+  const char *id;
+  size_t id_len;
+  return avro_codec_event_head(c, buf, len, time_ms, &id, &id_len);
 }
 
 int avro_codec_decode_event(avro_codec_t *c, const void *buf, size_t len, struct event *ev,

@@ -60,6 +60,11 @@ static size_t index_of(const struct engine *e, const char *id) {
 
 size_t engine_index(const struct engine *e, const char *id) { return index_of(e, id); }
 
+void engine_prefetch_id(const struct engine *e, uint64_t id_hash) {
+  idset_prefetch(&e->seen, id_hash);
+  idset_prefetch(&e->seen_old, id_hash);
+}
+
 static void by_id_put(uint32_t *t, size_t cap, const char *id, size_t i) {
   size_t k = id_hash(id) & (cap - 1);
   while (t[k])

@@ -87,6 +87,10 @@ int64_t engine_next_deadline(const struct engine *e);
 /* When rollouts[i] needs its next tick (its own deadlines and its metric rules'). */
 int64_t engine_rollout_deadline(const struct engine *e, size_t i);
 
+/* A hint: the event with this idset_hash() is about to be applied (its duplicate check is a
+ * cache miss in a large set; start it early). */
+void engine_prefetch_id(const struct engine *e, uint64_t id_hash);
+
 /* The rollout with this id, or NULL. */
 struct rollout *engine_find(const struct engine *e, const char *id);
 

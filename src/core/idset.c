@@ -15,11 +15,25 @@ uint64_t idset_hash(const char *id) {
   return h ? h : 1;
 }
 
+uint64_t idset_hash_n(const char *id, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ULL; /* as idset_hash */
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)id[i];
+    h *= 1099511628211ULL;
+  }
+  return h ? h : 1;
+}
+
 static size_t probe(const uint64_t *slots, size_t cap, uint64_t h) {
   size_t i = (size_t)(h ^ (h >> 29)) & (cap - 1);
   while (slots[i] && slots[i] != h)
     i = (i + 1) & (cap - 1);
   return i;
+}
+
+void idset_prefetch(const struct idset *s, uint64_t h) {
+  if (s->cap)
+    __builtin_prefetch(&s->slots[(size_t)(h ^ (h >> 29)) & (s->cap - 1)]);
 }
 
 bool idset_contains_hash(const struct idset *s, uint64_t h) {

@@ -20,6 +20,11 @@ struct idset {
 #define IDSET_INIT {0}
 
 uint64_t idset_hash(const char *id);
+/* The same of the n bytes at id (not NUL-terminated). */
+uint64_t idset_hash_n(const char *id, size_t n);
+/* Bring the slot of hash into the cache ahead of a lookup: a set of a day's ids is megabytes,
+ * and each lookup is a cache miss. A hint only. */
+void idset_prefetch(const struct idset *s, uint64_t hash);
 /* True when id is in the set. */
 bool idset_contains(const struct idset *s, const char *id);
 /* The same by its idset_hash() (hashed once for several sets). */

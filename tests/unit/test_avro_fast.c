@@ -318,6 +318,7 @@ static void assert_same_event(const struct event *a, const struct event *b) {
 
 struct tally {
   long ok, rejected, total;
+  long ids; /* of the ok ones, how many had their id read in place */
 };
 
 /* Decode buf both ways (each codec its own, so neither overwrites the other's arrays). */
@@ -337,6 +338,15 @@ static void both_ways(avro_codec_t *fast, avro_codec_t *slow, const unsigned cha
     int64_t time_ms = 0; /* what the worker orders messages by, read without decoding */
     assert_int_equal(avro_codec_event_time(slow, buf, len, &time_ms), CANARY_OK);
     assert_true(time_ms == a.time_ms);
+    const char *id; /* and the id it looks up ahead */
+    size_t id_len;
+    assert_int_equal(avro_codec_event_head(slow, buf, len, &time_ms, &id, &id_len), CANARY_OK);
+    assert_true(time_ms == a.time_ms);
+    if (id) { /* read in place: the same bytes as the decoded id */
+      assert_int_equal(id_len, strlen(a.id));
+      assert_memory_equal(id, a.id, id_len);
+      t->ids++;
+    }
     assert_same_event(&a, &b);
     t->ok++;
   } else {
@@ -368,6 +378,7 @@ static void test_generated_and_corrupted(void **state) {
          valid.ok, valid.rejected, broken.ok, broken.rejected);
   /* both halves were exercised */
   assert_true(valid.ok > 2000 && valid.rejected > 2000);
+  assert_true(valid.ids > valid.ok / 2); /* the fast path reads the id of most */
   assert_true(broken.ok > 500 && broken.rejected > 10000);
   avro_codec_destroy(fast);
   avro_codec_destroy(slow);

@@ -43,6 +43,8 @@ static void test_hash(void **state) {
   assert_int_equal(idset_hash(""), 0xcbf29ce484222325ULL);
   assert_int_equal(idset_hash("a"), 0xaf63dc4c8601ec8cULL);
   assert_int_equal(idset_hash("foobar"), 0x85944171f73967e8ULL);
+  assert_int_equal(idset_hash_n("foobar and more", 6), idset_hash("foobar")); /* in place */
+  assert_int_equal(idset_hash_n("", 0), idset_hash(""));
   assert_int_not_equal(idset_hash("ab"), idset_hash("ba"));
   assert_int_not_equal(idset_hash("x"), 0);
 }
