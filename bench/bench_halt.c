@@ -156,9 +156,14 @@ int main(int argc, char **argv) {
     if (bus_producer_flush(producer, 5000) != CANARY_OK)
       return 1;
     halt[i] = (await(decisions, rollout, DECISION_HALT) - t0) / 1000;
-    fprintf(stderr, "\r%d/%d rollouts halted", i + 1, n);
+    /* progress: redrawn on a terminal, a line every tenth of the run in a log */
+    if (isatty(STDERR_FILENO))
+      fprintf(stderr, "\r%d/%d rollouts halted", i + 1, n);
+    else if ((i + 1) % (n >= 10 ? n / 10 : 1) == 0)
+      fprintf(stderr, "%d/%d rollouts halted\n", i + 1, n);
   }
-  fprintf(stderr, "\n");
+  if (isatty(STDERR_FILENO))
+    fprintf(stderr, "\n");
   double h50 = pct(halt, n, 0.5), h95 = pct(halt, n, 0.95), h99 = pct(halt, n, 0.99);
   double r50 = pct(ref, n, 0.5), r99 = pct(ref, n, 0.99);
   printf("halt latency, produce -> decision readable on canary.decisions (%d rollouts):\n", n);
