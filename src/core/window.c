@@ -723,9 +723,33 @@ static int fold_sketch(struct window *w, struct window_cache *e, const struct wi
 }
 
 /*
- * window_merge into the scratch sketch, through the cache: the merge of every bucket but the
- * newest is kept, and merging it then the newest bucket gives the same sketch as merging them
- * all in order (merging into an empty sketch copies; counts add; sum adds in the same order).
+ * The span's buckets as the cache keeps them: the fold of every bucket but the newest (filled or
+ * slid if it was not current) and the newest bucket's sketch (NULL: none), with the range in *r.
+ * CANARY_ENOTFOUND: the query reads nothing. *fold NULL: the query has no cache entry (walk r's
+ * buckets instead).
+ */
+static int fold_and_newest(struct window *w, int64_t now, int64_t span_ms, struct window_range *r,
+                           const struct sketch **fold, const struct sketch **newest) {
+  *fold = *newest = NULL;
+  if (!query_range(w, now, span_ms, r))
+    return CANARY_ENOTFOUND;
+  bool fresh;
+  struct window_cache *e = cache_for(w, span_ms, r, &fresh);
+  if (!e)
+    return CANARY_OK;
+  int rc = fold_sketch(w, e, r, fresh);
+  if (rc)
+    return rc;
+  const struct window_bucket *b = bucket_find(&w->tier[FINE], r->k1);
+  *fold = e->sketch;
+  *newest = b ? b->u.sketch : NULL;
+  return CANARY_OK;
+}
+
+/*
+ * window_merge into the scratch sketch, through the cache: merging the fold of every bucket but
+ * the newest, then the newest bucket, gives the same sketch as merging them all in order
+ * (merging into an empty sketch copies; counts add; sum adds in the same order).
  */
 static int merge_scratch(struct window *w, int64_t now, int64_t span_ms) {
   struct sketch *s = &w->scratch;
@@ -733,42 +757,17 @@ static int merge_scratch(struct window *w, int64_t now, int64_t span_ms) {
   if (w->kind != WINDOW_DISTRIBUTION)
     return CANARY_EINVALID;
   struct window_range r;
-  if (!query_range(w, now, span_ms, &r))
-    return CANARY_OK;
-  bool fresh;
-  struct window_cache *e = cache_for(w, span_ms, &r, &fresh);
-  if (!e)
+  const struct sketch *fold, *newest;
+  int rc = fold_and_newest(w, now, span_ms, &r, &fold, &newest);
+  if (rc == CANARY_ENOTFOUND)
+    return CANARY_OK; /* nothing in the span: the scratch stays empty */
+  if (rc)
+    return rc;
+  if (!fold)
     return visit_part(w, &r, true, r.k0, r.k1, merge_sketch, s);
-  int rc = fold_sketch(w, e, &r, fresh);
-  if (rc)
+  if ((rc = sketch_merge(s, fold)))
     return rc;
-  rc = sketch_merge(s, e->sketch);
-  if (rc)
-    return rc;
-  return visit_part(w, &r, false, r.k1, r.k1, merge_sketch, s);
-}
-
-/*
- * The cached fold of every bucket of the span but the newest (filled if it was not), and the
- * newest bucket's sketch (NULL: none): together, what merge_scratch merges. CANARY_ENOTFOUND:
- * the query has no cache entry (merge_scratch walks every bucket then).
- */
-static int fold_and_newest(struct window *w, int64_t now, int64_t span_ms,
-                           const struct sketch **fold, const struct sketch **newest) {
-  struct window_range r;
-  if (!query_range(w, now, span_ms, &r))
-    return CANARY_ENOTFOUND;
-  bool fresh;
-  struct window_cache *e = cache_for(w, span_ms, &r, &fresh);
-  if (!e)
-    return CANARY_ENOTFOUND;
-  int rc = fold_sketch(w, e, &r, fresh);
-  if (rc)
-    return rc;
-  const struct window_bucket *b = bucket_find(&w->tier[FINE], r.k1);
-  *fold = e->sketch;
-  *newest = b ? b->u.sketch : NULL;
-  return CANARY_OK;
+  return newest ? sketch_merge(s, newest) : CANARY_OK;
 }
 
 int window_quantile_n(struct window *w, int64_t now, int64_t span_ms, double q, double *out,
@@ -779,17 +778,20 @@ int window_quantile_n(struct window *w, int64_t now, int64_t span_ms, double q, 
     return CANARY_EINVALID;
   /* Read the quantile off the fold and the newest bucket together: the same value as from
    * their merge, without copying the fold's bins into the scratch at every query. */
+  struct window_range r;
   const struct sketch *fold, *newest;
-  int rc = fold_and_newest(w, now, span_ms, &fold, &newest);
-  if (rc == CANARY_OK) {
+  int rc = fold_and_newest(w, now, span_ms, &r, &fold, &newest);
+  if (rc == CANARY_ENOTFOUND)
+    return rc; /* no values in the span */
+  if (rc)
+    return rc;
+  if (fold) {
     rc = sketch_quantile_pair(fold, newest, q, out);
     if (rc != CANARY_EFULL) {
       if (n && rc == CANARY_OK)
         *n = fold->count + (newest ? newest->count : 0);
       return rc;
     }
-  } else if (rc != CANARY_ENOTFOUND) {
-    return rc;
   }
   if ((rc = merge_scratch(w, now, span_ms)))
     return rc;
