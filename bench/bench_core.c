@@ -5,9 +5,9 @@
  *
  *   bench_core [PLAN=config/rollout.yaml] [EVENTS=100000] [ROLLOUTS=20] [SPIKE=0]
  *
- * The events are bench_ingest's (2 counters, 2 gauges, 10 latency values, 10 ms of event time
- * apart, or REPORTERS pods per rollout reporting every 10 s); SPIKE=k makes every k-th event of a rollout carry a burst of errors and slow values,
- * so that rules fire and decisions are made. It prints the rates and a digest (FNV-1a) of every
+ * The events are bench_ingest's (bench/stream.h: 14 observations each, 10 ms of event time
+ * apart, or REPORTERS pods per rollout reporting every 10 s); SPIKE=k makes every k-th event of
+ * a rollout carry a burst of errors and slow values, so that rules fire and decisions are made. It prints the rates and a digest (FNV-1a) of every
  * effect as JSON: the digest must not change when the code gets faster.
  */
 #include <stdio.h>
@@ -21,6 +21,7 @@
 #include "codec/rollout_json.h"
 #include "config/config.h"
 #include "core/engine.h"
+#include "stream.h"
 
 /*
  * The worker's cache of the earliest deadline (src/app/worker.c, fire_until): the tick's own
@@ -100,56 +101,28 @@ static int push(struct msg **ms, size_t *n, size_t *cap, const struct avro_buf *
   return 0;
 }
 
-/* bench_ingest's stream, encoded. */
+/* bench_stream's events, encoded, kept in memory. */
+struct collect {
+  avro_codec_t *codec;
+  struct avro_buf buf;
+  struct msg **out;
+  size_t *n_out, cap;
+};
+
+static int collect_one(void *ctx, const struct event *ev, long id) {
+  (void)id;
+  struct collect *c = ctx;
+  return avro_codec_encode_event(c->codec, ev, &c->buf) || push(c->out, c->n_out, &c->cap, &c->buf);
+}
+
 static int make_stream(avro_codec_t *codec, long n, int rollouts, long spike, struct msg **out,
                        size_t *n_out) {
-  size_t cap = 0;
-  struct avro_buf buf = AVRO_BUF_INIT;
-  int64_t t = 1767225600000;
-  int reporters = getenv("REPORTERS") ? atoi(getenv("REPORTERS")) : 0;
-  /* as bench_ingest: REPORTERS pods per rollout reporting every 10 s; unset, 10 ms an event */
-  double step_us = reporters > 0 ? 10e6 / ((double)rollouts * reporters) : 10000, t_us = 0;
-  long id = 0;
+  struct collect c = {.codec = codec, .buf = AVRO_BUF_INIT, .out = out, .n_out = n_out};
   *out = NULL;
   *n_out = 0;
-  for (int r = 0; r < rollouts; r++) {
-    static const enum event_type start[] = {EVENT_ROLLOUT_REQUESTED, EVENT_CI_COMPLETED,
-                                            EVENT_DEPLOY_COMPLETED, EVENT_HEALTH_CHECKED};
-    for (int k = 0; k < 4; k++) {
-      struct event ev = {.type = start[k], .ok = true, .time_ms = t};
-      snprintf(ev.id, sizeof ev.id, "ingest-%ld", ++id);
-      snprintf(ev.rollout, sizeof ev.rollout, "ingest-r%d", r);
-      snprintf(ev.service, sizeof ev.service, "svc%d", r);
-      snprintf(ev.version, sizeof ev.version, "2.0.0");
-      snprintf(ev.baseline_version, sizeof ev.baseline_version, "1.0.0");
-      if (avro_codec_encode_event(codec, &ev, &buf) || push(out, n_out, &cap, &buf))
-        return 1;
-    }
-  }
-  double lat[10];
-  for (long i = 0; i < n; i++) {
-    t_us += step_us;
-    int64_t at = t + (int64_t)(t_us / 1000);
-    bool bad = spike > 0 && (i / rollouts) % spike == spike - 1;
-    struct metric_value counters[] = {{"requests", 1000 + (double)(i % 97)},
-                                      {"errors", bad ? 200 : 1}};
-    struct metric_value gauges[] = {{"cpu_ratio", bad ? 0.95 : 0.4}, {"memory_ratio", 0.6}};
-    for (int k = 0; k < 10; k++)
-      lat[k] = (bad ? 5000 : 20) + (double)((i * 7 + k * 13) % 180);
-    struct metric_dist dists[] = {{"latency_ms", lat, 10}};
-    struct event ev = {.type = EVENT_METRICS, .time_ms = at};
-    snprintf(ev.id, sizeof ev.id, "ingest-%ld", ++id);
-    snprintf(ev.rollout, sizeof ev.rollout, "ingest-r%ld", i % rollouts);
-    snprintf(ev.cohort, sizeof ev.cohort, "internal_test");
-    ev.metrics = (struct event_metrics){.variant = i % 2 ? VARIANT_BASELINE : VARIANT_CANARY,
-                                        .interval_ms = 10000, .counters = counters,
-                                        .n_counters = 2, .gauges = gauges, .n_gauges = 2,
-                                        .dists = dists, .n_dists = 1};
-    if (avro_codec_encode_event(codec, &ev, &buf) || push(out, n_out, &cap, &buf))
-      return 1;
-  }
-  avro_buf_free(&buf);
-  return 0;
+  int rc = bench_stream(n, rollouts, spike, collect_one, &c);
+  avro_buf_free(&c.buf);
+  return rc;
 }
 
 static uint64_t digest_effects(uint64_t h, const struct effects *fx) {

@@ -21,8 +21,8 @@
 #include "bus/bus.h"
 #include "codec/avro_codec.h"
 #include "core/event.h"
+#include "stream.h"
 
-#define OBS_PER_EVENT 14 /* 2 counters + 2 gauges + 10 latency values */
 
 static double now_s(void) {
   struct timespec ts;
@@ -30,65 +30,31 @@ static double now_s(void) {
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int produce(long n, int rollouts) {
+/* bench_stream's events, produced to their topics (keyed by rollout). */
+struct send {
   avro_codec_t *codec;
   bus_producer_t *p;
-  const char *kafka = getenv("CANARY_KAFKA");
-  if (avro_codec_new(&codec) != CANARY_OK ||
-      bus_producer_new(kafka, "bench-ingest", NULL, NULL, &p) != CANARY_OK)
+  struct avro_buf buf;
+};
+
+static int send_one(void *ctx, const struct event *ev, long id) {
+  struct send *s = ctx;
+  return avro_codec_encode_event(s->codec, ev, &s->buf) ||
+         bus_produce(s->p, avro_codec_topic_of(ev->type), -1, ev->rollout, strlen(ev->rollout),
+                     s->buf.data, s->buf.len, id);
+}
+
+static int produce(long n, int rollouts) {
+  struct send s = {.buf = AVRO_BUF_INIT};
+  if (avro_codec_new(&s.codec) != CANARY_OK ||
+      bus_producer_new(getenv("CANARY_KAFKA"), "bench-ingest", NULL, NULL, &s.p) != CANARY_OK)
     return 1;
-  struct avro_buf buf = AVRO_BUF_INIT;
-  int64_t t = 1767225600000; /* event time, 2026-01-01 */
-  /* REPORTERS pods per rollout each report every 10 s: event time advances 10 s / (rollouts x
-   * reporters) an event. Unset: 10 ms (50 pods at 20 rollouts), the stream of earlier figures.
-   * A larger fleet sends more reports per rule evaluation (at most four a second a rollout). */
-  int reporters = getenv("REPORTERS") ? atoi(getenv("REPORTERS")) : 0;
-  double step_us = reporters > 0 ? 10e6 / ((double)rollouts * reporters) : 10000, t_us = 0;
-  long id = 0;
-  for (int r = 0; r < rollouts; r++) {
-    static const enum event_type start[] = {EVENT_ROLLOUT_REQUESTED, EVENT_CI_COMPLETED,
-                                            EVENT_DEPLOY_COMPLETED, EVENT_HEALTH_CHECKED};
-    for (int k = 0; k < 4; k++) {
-      struct event ev = {.type = start[k], .ok = true, .time_ms = t};
-      snprintf(ev.id, sizeof ev.id, "ingest-%ld", ++id);
-      snprintf(ev.rollout, sizeof ev.rollout, "ingest-r%d", r);
-      snprintf(ev.service, sizeof ev.service, "svc%d", r);
-      snprintf(ev.version, sizeof ev.version, "2.0.0");
-      snprintf(ev.baseline_version, sizeof ev.baseline_version, "1.0.0");
-      if (avro_codec_encode_event(codec, &ev, &buf) ||
-          bus_produce(p, avro_codec_topic_of(ev.type), -1, ev.rollout, strlen(ev.rollout),
-                      buf.data, buf.len, id))
-        return 1;
-    }
-  }
-  double lat[10];
-  for (long i = 0; i < n; i++) {
-    t_us += step_us;
-    int64_t at = t + (int64_t)(t_us / 1000);
-    struct metric_value counters[] = {{"requests", 1000 + (double)(i % 97)}, {"errors", 1}};
-    struct metric_value gauges[] = {{"cpu_ratio", 0.4}, {"memory_ratio", 0.6}};
-    for (int k = 0; k < 10; k++)
-      lat[k] = 20 + (double)((i * 7 + k * 13) % 180);
-    struct metric_dist dists[] = {{"latency_ms", lat, 10}};
-    struct event ev = {.type = EVENT_METRICS, .time_ms = at};
-    snprintf(ev.id, sizeof ev.id, "ingest-%ld", ++id);
-    snprintf(ev.rollout, sizeof ev.rollout, "ingest-r%ld", i % rollouts);
-    snprintf(ev.cohort, sizeof ev.cohort, "internal_test");
-    ev.metrics = (struct event_metrics){.variant = i % 2 ? VARIANT_BASELINE : VARIANT_CANARY,
-                                        .interval_ms = 10000, .counters = counters,
-                                        .n_counters = 2, .gauges = gauges, .n_gauges = 2,
-                                        .dists = dists, .n_dists = 1};
-    if (avro_codec_encode_event(codec, &ev, &buf) ||
-        bus_produce(p, "canary.metrics", -1, ev.rollout, strlen(ev.rollout), buf.data, buf.len,
-                    id))
-      return 1;
-  }
-  if (bus_producer_flush(p, 60000) != CANARY_OK)
+  if (bench_stream(n, rollouts, 0, send_one, &s) || bus_producer_flush(s.p, 60000) != CANARY_OK)
     return 1;
   printf("RESULT produced %ld 0\n", n);
-  bus_producer_destroy(p);
-  avro_buf_free(&buf);
-  avro_codec_destroy(codec);
+  bus_producer_destroy(s.p);
+  avro_buf_free(&s.buf);
+  avro_codec_destroy(s.codec);
   return 0;
 }
 
