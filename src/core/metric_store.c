@@ -1088,12 +1088,14 @@ static void memo_put(struct mstore *ms, const struct mstore_plan *mp, int i, int
   if (i >= ms->n_memo)
     return;
   struct mstore_memo *m = &ms->memo[i];
+  if (!m->tick || m->n_names != ms->n_names) { /* else memo_get resolved them: names stay */
+    for (int k = 0; k < x->n_reads; k++)
+      m->ids[k] = (int16_t)name_find(ms, x->reads[k]);
+    m->n_names = ms->n_names;
+  }
   m->tick = ++ms->tick; /* every change from here on is newer */
   m->bucket = floor_div(now, ms->cfg.bucket_ms);
   m->cohort = cohort;
-  for (int k = 0; k < x->n_reads; k++)
-    m->ids[k] = (int16_t)name_find(ms, x->reads[k]);
-  m->n_names = ms->n_names;
   m->truth = f->truth;
   m->why = f->why;
   m->canary = f->canary;
