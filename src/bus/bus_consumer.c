@@ -296,6 +296,11 @@ int bus_consumer_new_conf(const char *brokers, const char *group, const char *cl
       /* A halt must be readable within a second of the breach: an idle fetch may wait 100 ms
        * for data, not librdkafka's default 500. */
       {"fetch.wait.max.ms", "100"},
+      /* librdkafka (2.0) stops fetching once this many messages wait in its queue and notices
+       * they were taken only when a later timer fires: under a backlog the worker ran dry for
+       * 100-400 ms at a time (bench/ingest). The memory stays bounded by
+       * queued.max.messages.kbytes (64 MB), which is reached first at these message sizes. */
+      {"queued.min.messages", "1000000"},
       /* Logs come to the main queue, which poll serves: the log hook runs on our thread. */
       {"log.queue", "true"},
   };
