@@ -4,7 +4,7 @@
  *
  *   bench_ingest produce N ROLLOUTS   produce the stream (rollouts started, then N metric events)
  *   bench_ingest bare N               read N messages of canary.metrics, decoding nothing
- *   bench_ingest watch N CONNINFO [CANARYD_PID KAFKA_PID POSTMASTER_PID]
+ *   bench_ingest watch N CONNINFO [CANARYD_PID[,PID...] KAFKA_PID POSTMASTER_PID]
  *                                     wait until canaryd has committed N metric events (offsets
  *                                     in PostgreSQL), from its first committed batch; with the
  *                                     pids, print the CPU each used meanwhile ("CPU" lines)
@@ -113,7 +113,43 @@ static long machine_busy(void) {
   return (long)(u + ni + sy + irq + sirq);
 }
 
-static void cpu_sample(struct cpu_sample *c, int canaryd, int kafka, int postmaster) {
+/* Adds the threads of process pid to c, summed by thread name (the time on CPU from
+ * schedstat, in nanoseconds rather than clock ticks of 10 ms). */
+static void cpu_threads(struct cpu_sample *c, int pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task", pid);
+  DIR *d = opendir(path);
+  for (struct dirent *e; d && (e = readdir(d));) {
+    char tpath[96], comm[32];
+    if (atoi(e->d_name) <= 0)
+      continue;
+    snprintf(tpath, sizeof tpath, "/proc/%d/task/%s/stat", pid, e->d_name);
+    if (stat_ticks(tpath, NULL, comm, sizeof comm) < 0)
+      continue;
+    snprintf(tpath, sizeof tpath, "/proc/%d/task/%s/schedstat", pid, e->d_name);
+    FILE *f = fopen(tpath, "r");
+    long long ns = -1;
+    if (f) {
+      if (fscanf(f, "%lld", &ns) != 1)
+        ns = -1;
+      fclose(f);
+    }
+    if (ns < 0)
+      continue;
+    int k = 0;
+    while (k < c->n && strcmp(c->name[k], comm))
+      k++;
+    if (k == c->n && c->n < CPU_MAX)
+      snprintf(c->name[c->n++], sizeof c->name[0], "%s", comm);
+    if (k < c->n)
+      c->cpu_s[k] += ns / 1e9;
+  }
+  if (d)
+    closedir(d);
+}
+
+/* canaryds: their pids, separated by commas. */
+static void cpu_sample(struct cpu_sample *c, const char *canaryds, int kafka, int postmaster) {
   char path[64];
   memset(c, 0, sizeof *c);
   c->machine = machine_busy();
@@ -131,37 +167,11 @@ static void cpu_sample(struct cpu_sample *c, int canaryd, int kafka, int postmas
   }
   if (d)
     closedir(d);
-  snprintf(path, sizeof path, "/proc/%d/task", canaryd);
-  d = opendir(path);
-  for (struct dirent *e; d && (e = readdir(d));) {
-    char tpath[96], comm[32];
-    if (atoi(e->d_name) <= 0)
-      continue;
-    snprintf(tpath, sizeof tpath, "/proc/%d/task/%s/stat", canaryd, e->d_name);
-    if (stat_ticks(tpath, NULL, comm, sizeof comm) < 0)
-      continue;
-    /* the time on CPU in nanoseconds, not in clock ticks of 10 ms */
-    snprintf(tpath, sizeof tpath, "/proc/%d/task/%s/schedstat", canaryd, e->d_name);
-    FILE *f = fopen(tpath, "r");
-    long long ns = -1;
-    if (f) {
-      if (fscanf(f, "%lld", &ns) != 1)
-        ns = -1;
-      fclose(f);
-    }
-    if (ns < 0)
-      continue;
-    double t = ns / 1e9;
-    int k = 0;
-    while (k < c->n && strcmp(c->name[k], comm))
-      k++;
-    if (k == c->n && c->n < CPU_MAX)
-      snprintf(c->name[c->n++], sizeof c->name[0], "%s", comm);
-    if (k < c->n)
-      c->cpu_s[k] += t;
+  for (const char *p = canaryds; p && *p;) {
+    cpu_threads(c, atoi(p));
+    p = strchr(p, ',');
+    p = p ? p + 1 : NULL;
   }
-  if (d)
-    closedir(d);
 }
 
 /* "CPU <what> <seconds>" lines for the interval between two samples. */
@@ -227,7 +237,7 @@ static long query(PGconn *c, const char *sql) {
  * From the first committed batch to the last metric event committed, by the stored offsets,
  * with the CPU that canaryd (thread by thread), the broker and PostgreSQL used meanwhile.
  */
-static int watch(long n, const char *conninfo, int canaryd, int kafka, int postmaster) {
+static int watch(long n, const char *conninfo, const char *canaryd, int kafka, int postmaster) {
   struct cpu_sample c0, c1;
   PGconn *c = PQconnectdb(conninfo);
   if (PQstatus(c) != CONNECTION_OK)
@@ -263,9 +273,9 @@ int main(int argc, char **argv) {
   if (argc >= 3 && !strcmp(argv[1], "bare"))
     return bare(atol(argv[2]));
   if (argc >= 4 && !strcmp(argv[1], "watch"))
-    return watch(atol(argv[2]), argv[3], argc > 4 ? atoi(argv[4]) : 0, argc > 5 ? atoi(argv[5]) : 0,
+    return watch(atol(argv[2]), argv[3], argc > 4 ? argv[4] : NULL, argc > 5 ? atoi(argv[5]) : 0,
                  argc > 6 ? atoi(argv[6]) : 0);
   fprintf(stderr, "usage: bench_ingest produce N ROLLOUTS | bare N | "
-                  "watch N CONNINFO [CANARYD_PID KAFKA_PID POSTMASTER_PID]\n");
+                  "watch N CONNINFO [CANARYD_PID[,PID...] KAFKA_PID POSTMASTER_PID]\n");
   return 2;
 }
