@@ -83,8 +83,8 @@ static int migrate(const char *conninfo) {
  * serves blocks over a (moving) threshold with mmap. librdkafka frees each fetch response once
  * its last message is destroyed and the worker's batches come and go, so with the defaults the
  * same pages were returned and faulted in again and again: zeroing fresh pages was 19% of
- * canaryd's CPU under a full-rate ingest (bench/ingest, perf). Keeping up to 256 MiB free and
- * mmap for blocks over 32 MiB only costs no memory that the working set did not already use.
+ * canaryd's CPU under a full-rate ingest (bench/ingest, perf). Keeping up to 256 MiB free, and
+ * mmap only for blocks over 32 MiB, holds on to no more than the working set already used.
  */
 static void malloc_keep_pages(void) {
 #ifdef __GLIBC__
