@@ -255,6 +255,10 @@ struct expr_source {
   /* Whether every SLO of the plan holds (expr_eval of each, combined with expr_truth_and). */
   enum expr_truth (*slos_met)(void *ctx, enum variant v);
   const struct expr_limits *limits; /* NULL: expr_limits_default */
+  /* For a caller that needs the truth, not the evidence: `and` skips its right operand once
+   * the left is false, `or` once it is true (the truth is the same in Kleene logic). Never in
+   * an expression with zscore() or slos_met(), whose evaluation records history. */
+  bool short_circuit;
 };
 
 #define EXPR_WHY_MAP(XX)                                                 \
@@ -307,12 +311,14 @@ struct expr_result {
   struct expr_compare compares[EXPR_MAX_COMPARES];
   int n_compares;
   bool truncated; /* more measures or comparisons than fit (the truth is still right) */
+  bool skipped;   /* short_circuit left an operand out: its evidence is missing */
 };
 
 /*
  * Evaluates a bound expression for variant v (canary, normally; baseline(...) switches to the
  * baseline variant) and fills *out with the truth, the value and the evidence. Every operand
- * is evaluated (no short cut), so the evidence shows them all. Returns CANARY_OK, or
+ * is evaluated (no short cut, unless src->short_circuit), so the evidence shows them all.
+ * Returns CANARY_OK, or
  * CANARY_EINVALID when e is not bound (*out then says INSUFFICIENT).
  */
 int expr_eval(const struct expr *e, const struct expr_source *src, void *ctx, enum variant v,

@@ -98,6 +98,7 @@ struct ev {
   struct expr_result *out;
   double baseline_seen; /* first baseline value inside the comparison being evaluated */
   int rc;
+  bool lazy; /* src->short_circuit, and nothing in e records history */
 };
 
 static struct val known(double v) { return (struct val){.v = v, .t = EXPR_TRUE, .why_node = -1}; }
@@ -334,6 +335,10 @@ static struct val logic(struct ev *ev, int i, enum variant v) {
       return l;
     return truth(l.t == EXPR_FALSE);
   }
+  if (ev->lazy && l.t == (n->kind == EXPR_AND ? EXPR_FALSE : EXPR_TRUE)) {
+    ev->out->skipped = true; /* false and x, true or x: x cannot change it */
+    return truth(l.t == EXPR_TRUE);
+  }
   struct val r = eval(ev, n->b, v);
   enum expr_truth t = n->kind == EXPR_AND ? expr_truth_and(l.t, r.t) : expr_truth_or(l.t, r.t);
   if (t != EXPR_INSUFFICIENT)
@@ -436,7 +441,11 @@ int expr_eval(const struct expr *e, const struct expr_source *src, void *ctx, en
     return CANARY_EINVALID;
   }
   struct ev ev = {.e = e, .src = src, .ctx = ctx, .out = out, .baseline_seen = NAN,
-                  .lim = src->limits ? src->limits : &expr_limits_default};
+                  .lim = src->limits ? src->limits : &expr_limits_default,
+                  .lazy = src->short_circuit};
+  for (int i = 0; i < e->n_nodes && ev.lazy; i++)
+    if (e->nodes[i].kind == EXPR_ZSCORE || e->nodes[i].kind == EXPR_SLOS_MET)
+      ev.lazy = false; /* both record history as they evaluate: skipping them changes it */
   struct val r = eval(&ev, e->root, v);
   out->truth = r.t;
   if (r.t == EXPR_INSUFFICIENT) {

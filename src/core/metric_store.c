@@ -985,10 +985,13 @@ void mstore_config_for_plan(struct mstore_config *cfg, const struct mstore_plan 
 
 /* --- evaluation ------------------------------------------------------------------------------ */
 
-int mstore_eval_expr(struct mstore *ms, const struct mstore_plan *mp, const struct mstore_expr *x,
-                     int cohort, int64_t now, enum variant v, struct expr_result *out) {
+/* lazy: the truth and the values a reading shows are wanted, not every operand's evidence */
+static int eval_expr(struct mstore *ms, const struct mstore_plan *mp, const struct mstore_expr *x,
+                     int cohort, int64_t now, enum variant v, bool lazy,
+                     struct expr_result *out) {
   struct mstore_ctx ctx = {.ms = ms, .mp = mp, .cohort = cohort, .now = now, .key = x->key};
   struct expr_source src = mstore_source(ms);
+  src.short_circuit = lazy;
   if (!cohort_ok(cohort)) {
     memset(out, 0, sizeof *out);
     out->truth = EXPR_INSUFFICIENT;
@@ -997,6 +1000,11 @@ int mstore_eval_expr(struct mstore *ms, const struct mstore_plan *mp, const stru
     return CANARY_EINVALID;
   }
   return expr_eval(&x->e, &src, &ctx, v, out);
+}
+
+int mstore_eval_expr(struct mstore *ms, const struct mstore_plan *mp, const struct mstore_expr *x,
+                     int cohort, int64_t now, enum variant v, struct expr_result *out) {
+  return eval_expr(ms, mp, x, cohort, now, v, false, out);
 }
 
 /* The plain evidence of one evaluation: the root comparison (else the first), the weakest
@@ -1140,11 +1148,17 @@ static int eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstor
       f->n = m->n;
       f->min_n = m->min_n;
     } else {
-      int e = mstore_eval_expr(ms, mp, x, cohort, now, VARIANT_CANARY, &r[i]);
+      /* Without the text (a gate asked whether it passes, a criterion's reading), `and` and
+       * `or` stop at an operand that decides them: a held gate's small-cohort test need not
+       * compute its Clopper-Pearson bound once the error rate alone fails it (16% of the
+       * engine replaying a long backlog). What skipped an operand is not memoized, so an
+       * explained evaluation never gets its shorter evidence. */
+      int e = eval_expr(ms, mp, x, cohort, now, VARIANT_CANARY, !explain, &r[i]);
       if (e && !rc)
         rc = e;
       finding_fill(x, &r[i], f);
-      if (!e)
+      have_r[i] = !r[i].skipped;
+      if (!e && !r[i].skipped)
         memo_put(ms, mp, first + i, cohort, now, f);
     }
     f->explain[0] = '\0';

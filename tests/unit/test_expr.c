@@ -1051,6 +1051,60 @@ static void test_kleene(void **state) {
   assert_string_equal(expr_truth_name(INS), "insufficient data");
 }
 
+/* short_circuit: the same truth as the full evaluation for every truth of every operand, with
+ * fewer source calls exactly when an operand decides; never across zscore(). */
+static void test_short_circuit_keeps_the_truth(void **state) {
+  static const char *const exprs[] = {
+      "avg_over_time(a[5m]) > 1 and avg_over_time(b[5m]) > 1",
+      "avg_over_time(a[5m]) > 1 or avg_over_time(b[5m]) > 1",
+      "avg_over_time(a[5m]) > 1 and (avg_over_time(b[5m]) > 1 or avg_over_time(c[5m]) > 1)",
+      "not (avg_over_time(a[5m]) > 1) or avg_over_time(b[5m]) > 1 and avg_over_time(c[5m]) > 1",
+  };
+  /* each gauge reads true (2), false (0) or insufficient (no readings) */
+  static const double value[] = {2, 0, 2};
+  static const int64_t n[] = {5, 5, 0};
+  int skipped = 0;
+  for (size_t k = 0; k < sizeof exprs / sizeof exprs[0]; k++) {
+    struct expr e;
+    parse_bind_ok(exprs[k], &e, params, N_PARAMS, 0);
+    for (int a = 0; a < 3; a++)
+      for (int b = 0; b < 3; b++)
+        for (int c = 0; c < 3; c++) {
+          const struct obs in[MAX_OBS] = {AVG(CANARY, "a", M5, value[a], n[a]),
+                                          AVG(CANARY, "b", M5, value[b], n[b]),
+                                          AVG(CANARY, "c", M5, value[c], n[c])};
+          struct fake full = {.obs = in}, lazy = {.obs = in};
+          struct expr_source src = fake_source;
+          struct expr_result rf, rl;
+          assert_int_equal(expr_eval(&e, &src, &full, VARIANT_CANARY, &rf), CANARY_OK);
+          src.short_circuit = true;
+          assert_int_equal(expr_eval(&e, &src, &lazy, VARIANT_CANARY, &rl), CANARY_OK);
+          assert_int_equal(rl.truth, rf.truth);
+          assert_false(rf.skipped);
+          assert_true(rl.skipped == (lazy.calls < full.calls));
+          skipped += rl.skipped;
+        }
+  }
+  assert_true(skipped > 20); /* the cases where an operand decides */
+
+  /* zscore() records its history as it is evaluated: never skipped */
+  struct expr e;
+  parse_bind_ok("avg_over_time(a[5m]) > 1 and zscore(rate(approval_denials[5m]) / "
+                "rate(approvals[5m]), 24h) > 3",
+                &e, params, N_PARAMS, 0);
+  const struct obs in[MAX_OBS] = {AVG(CANARY, "a", M5, 0, 5),
+                                  CTR(CANARY, "approval_denials", M5, 30, 30),
+                                  CTR(CANARY, "approvals", M5, 1000, 30), ZS(3.2, 288)};
+  struct fake f = {.obs = in};
+  struct expr_source src = fake_source;
+  src.short_circuit = true;
+  struct expr_result r;
+  assert_int_equal(expr_eval(&e, &src, &f, VARIANT_CANARY, &r), CANARY_OK);
+  assert_int_equal(r.truth, F);
+  assert_int_equal(f.z_calls, 1);
+  assert_false(r.skipped);
+}
+
 /* --- evidence ----------------------------------------------------------------------------------- */
 
 static void test_evidence(void **state) {
@@ -1792,6 +1846,7 @@ int main(void) {
       cmocka_unit_test(test_error_excess),
       cmocka_unit_test(test_error_excess_evidence),
       cmocka_unit_test(test_kleene),
+      cmocka_unit_test(test_short_circuit_keeps_the_truth),
       cmocka_unit_test(test_evidence),
       cmocka_unit_test(test_unbound_is_an_error),
       cmocka_unit_test(test_for_holds_exactly_long_enough),
