@@ -722,11 +722,10 @@ static bool release(struct worker *w, struct shard *s, int64_t now_wall, int64_t
     for (int t = 0; t < BUS_INPUT_TOPICS && waited < w->cfg->hold_ms; t++) {
       if (t == k || s->q[t].n)
         continue;
-      if (!bus_consumer_at_end(w->consumer, t, s->id) || waited < w->cfg->grace_ms) {
+      bool at_end = bus_consumer_at_end(w->consumer, t, s->id);
+      if (!at_end || waited < w->cfg->grace_ms) {
         /* partition t may still deliver something earlier: look again when the wait is over */
-        int64_t at = head->arrived_ms + (bus_consumer_at_end(w->consumer, t, s->id)
-                                              ? w->cfg->grace_ms
-                                              : w->cfg->hold_ms);
+        int64_t at = head->arrived_ms + (at_end ? w->cfg->grace_ms : w->cfg->hold_ms);
         if (at < *wake_ms)
           *wake_ms = at;
         return false;
@@ -1027,6 +1026,13 @@ static void idle_tick(struct shard *s, int64_t now_wall) {
     log_msg(LOG_LVL_ERR, NULL, "shard %d: cannot fire deadlines", s->id);
 }
 
+static int owned_shards(const struct worker *w) {
+  int owned = 0;
+  for (int i = 0; i < MAX_SHARDS; i++)
+    owned += w->shards[i] != NULL;
+  return owned;
+}
+
 /*
  * Poll, without waiting on the commit in flight: when nothing is queued in the consumer and the
  * poll would wait, collect the commit first, so that a caught-up worker confirms (and the relay
@@ -1038,9 +1044,7 @@ static int poll_input(struct worker *w, int timeout_ms, const struct bus_msg **m
    * the consumer left librdkafka's queue to fill up under a backlog, and librdkafka (2.0) stops
    * fetching at queued.min.messages and looks again only later — the worker then sat in empty
    * polls for 100-400 ms at a time (bench/ingest: 0.6 s of 1.1 s with no metric rules). */
-  int owned = 0;
-  for (int i = 0; i < MAX_SHARDS; i++)
-    owned += w->shards[i] != NULL;
+  int owned = owned_shards(w);
   size_t max = (size_t)w->cfg->batch_max * (size_t)(owned > 1 ? owned : 1);
   if (w->in_flight.active && timeout_ms > 0) {
     int rc = bus_consumer_poll(w->consumer, 0, msgs, max, n, idle);
@@ -1062,13 +1066,10 @@ static void stats(struct worker *w, int64_t now_wall) {
   if (now_wall - w->last_stats_ms < 10000)
     return;
   w->last_stats_ms = now_wall;
-  int owned = 0;
-  for (int i = 0; i < MAX_SHARDS; i++)
-    owned += w->shards[i] != NULL;
   log_msg(LOG_LVL_INFO, NULL, "progress: %d shards, %" PRId64 " events applied, %" PRId64
           " duplicates, %" PRId64 " dead letters, %" PRId64 " decisions, %" PRId64
           " commits, %" PRId64 " published, %" PRId64 " metric events replayed into windows",
-          owned, w->applied, w->duplicates, w->dead_letters, w->decisions_made, w->commits,
+          owned_shards(w), w->applied, w->duplicates, w->dead_letters, w->decisions_made, w->commits,
           atomic_load(&w->published), w->replayed);
 }
 

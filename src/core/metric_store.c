@@ -1157,7 +1157,6 @@ static int eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstor
       if (e && !rc)
         rc = e;
       finding_fill(x, &r[i], f);
-      have_r[i] = !r[i].skipped;
       if (!e && !r[i].skipped)
         memo_put(ms, mp, first + i, cohort, now, f);
     }
