@@ -705,7 +705,7 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
  */
 #define RELEASE_PREFETCH 4 /* messages ahead: each takes a microsecond or two to apply */
 
-static bool release(struct worker *w, struct shard *s, int64_t now_wall, int64_t *wake_ms) {
+static bool release(struct worker *w, struct shard *s, int64_t now_wall) {
   for (long applied = 0;; applied++) {
     int k = -1;
     for (int t = 0; t < BUS_INPUT_TOPICS; t++) {
@@ -722,14 +722,8 @@ static bool release(struct worker *w, struct shard *s, int64_t now_wall, int64_t
     for (int t = 0; t < BUS_INPUT_TOPICS && waited < w->cfg->hold_ms; t++) {
       if (t == k || s->q[t].n)
         continue;
-      bool at_end = bus_consumer_at_end(w->consumer, t, s->id);
-      if (!at_end || waited < w->cfg->grace_ms) {
-        /* partition t may still deliver something earlier: look again when the wait is over */
-        int64_t at = head->arrived_ms + (at_end ? w->cfg->grace_ms : w->cfg->hold_ms);
-        if (at < *wake_ms)
-          *wake_ms = at;
-        return false;
-      }
+      if (!bus_consumer_at_end(w->consumer, t, s->id) || waited < w->cfg->grace_ms)
+        return false; /* partition t may still deliver something earlier */
     }
     /* the duplicate check a few messages on is a cache miss in a day's ids: start it now */
     const struct queue *q = &s->q[k];
@@ -1055,13 +1049,6 @@ static int poll_input(struct worker *w, int timeout_ms, const struct bus_msg **m
   return bus_consumer_poll(w->consumer, timeout_ms, msgs, max, n, idle);
 }
 
-/* Wait for input at most 100 ms, and not past the moment a held message may go (wake_ms):
- * the last messages of a burst would otherwise wait out the whole timeout after their grace. */
-static int poll_wait_ms(int64_t wake_ms) {
-  int64_t left = wake_ms - wall_ms();
-  return left <= 0 ? 0 : left < 100 ? (int)left : 100;
-}
-
 static void stats(struct worker *w, int64_t now_wall) {
   if (now_wall - w->last_stats_ms < 10000)
     return;
@@ -1069,8 +1056,8 @@ static void stats(struct worker *w, int64_t now_wall) {
   log_msg(LOG_LVL_INFO, NULL, "progress: %d shards, %" PRId64 " events applied, %" PRId64
           " duplicates, %" PRId64 " dead letters, %" PRId64 " decisions, %" PRId64
           " commits, %" PRId64 " published, %" PRId64 " metric events replayed into windows",
-          owned_shards(w), w->applied, w->duplicates, w->dead_letters, w->decisions_made, w->commits,
-          atomic_load(&w->published), w->replayed);
+          owned_shards(w), w->applied, w->duplicates, w->dead_letters, w->decisions_made,
+          w->commits, atomic_load(&w->published), w->replayed);
 }
 
 static int start(struct worker *w) {
@@ -1173,18 +1160,16 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
   jbuf_init(&w->slack);
   int code = start(w);
   bool more = false; /* a shard stopped at its batch limit: do not wait in the next poll */
-  int64_t wake_ms = INT64_MAX; /* when the first message held back for a slower partition may go */
   while (code == 0 && *running) {
     const struct bus_msg *msgs;
     size_t n = 0;
     bool idle = false;
-    if (poll_input(w, more ? 0 : poll_wait_ms(wake_ms), &msgs, &n, &idle) != CANARY_OK)
+    if (poll_input(w, more ? 0 : 100, &msgs, &n, &idle) != CANARY_OK)
       log_msg(LOG_LVL_ERR, NULL, "consumer poll failed");
     int64_t now = wall_ms();
     for (size_t i = 0; i < n; i++)
       enqueue(w, &msgs[i], now);
     more = false;
-    wake_ms = INT64_MAX;
     bool tick = cfg->wall_clock && idle && now - w->last_tick_ms >= cfg->tick_ms;
     if (tick)
       w->last_tick_ms = now;
@@ -1195,7 +1180,7 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
         s = shard_settle(w, s);
       if (!s)
         continue;
-      more |= release(w, s, now, &wake_ms);
+      more |= release(w, s, now);
       if (tick)
         idle_tick(s, now);
       commit(w, s);
