@@ -20,7 +20,7 @@
 
 static const char usage[] =
     "usage: canaryctl simulate [--plan FILE] --events FILE.jsonl [--until TIME] [--all]\n"
-    "                          [--format json|text]\n"
+    "                          [--format json|text] [--decide evidence|estimate]\n"
     "\n"
     "Run the rollout state machine on a JSON Lines file of contract events (any number of\n"
     "rollouts) in virtual time, and print every decision as one JSON object per line.\n"
@@ -35,6 +35,9 @@ static const char usage[] =
     "                  {\"topic\":\"canary.notifications\",\"value\":{...}}\n"
     "  --format FMT    json (default): the contract's canary.decisions objects;\n"
     "                  text: one readable timeline line per decision (and notification)\n"
+    "  --decide MODE   evidence: the plan as it says (the built-in plan decides on evidence);\n"
+    "                  estimate: every rule and gate on its literal value over its window,\n"
+    "                  rules that exist only on evidence left out (docs/rules.md, Evidence)\n"
     "  -h, --help      this help\n"
     "\n"
     "Time never runs backwards: an event older than the clock is applied at the clock.\n"
@@ -183,14 +186,23 @@ int app_simulate(int argc, char **argv) {
   static const struct option opts[] = {
       {"plan", required_argument, NULL, 'p'},  {"events", required_argument, NULL, 'e'},
       {"until", required_argument, NULL, 'u'}, {"all", no_argument, NULL, 'a'},
-      {"format", required_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+      {"format", required_argument, NULL, 'f'}, {"decide", required_argument, NULL, 'd'},
+      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
   const char *plan_path = NULL, *events_path = NULL;
-  bool has_until = false, all = false, text = false;
+  bool has_until = false, all = false, text = false, estimate = false;
   int64_t until = 0;
   int c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "p:e:u:af:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "p:e:u:af:d:h", opts, NULL)) != -1) {
     switch (c) {
+    case 'd':
+      if (strcmp(optarg, "evidence") && strcmp(optarg, "estimate")) {
+        fprintf(stderr, "canaryctl simulate: --decide: '%s' is not evidence or estimate\n",
+                optarg);
+        return EXIT_USAGE;
+      }
+      estimate = !strcmp(optarg, "estimate");
+      break;
     case 'p': plan_path = optarg; break;
     case 'e': events_path = optarg; break;
     case 'a': all = true; break;
@@ -221,6 +233,8 @@ int app_simulate(int argc, char **argv) {
   static struct plan plan; /* ~100 KiB: not on the stack */
   if (!cli_load_plan("canaryctl simulate", plan_path, &plan))
     return EXIT_BAD_INPUT;
+  if (estimate)
+    plan_as_estimate(&plan);
   FILE *in = strcmp(events_path, "-") == 0 ? stdin : fopen(events_path, "r");
   if (!in) {
     perror(events_path);

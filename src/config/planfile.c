@@ -246,6 +246,23 @@ static int set_action(struct loader *ld, const struct ynode *v, void *target) {
   return rc;
 }
 
+/* decide: / decisions.mode — how rules over counts decide (plan.h, enum plan_decide). */
+static int read_decide(struct loader *ld, const struct ynode *v, enum plan_decide *out) {
+  if (v->kind == YNODE_SCALAR && strcmp(v->str, "evidence") == 0)
+    *out = PLAN_DECIDE_EVIDENCE;
+  else if (v->kind == YNODE_SCALAR && strcmp(v->str, "estimate") == 0)
+    *out = PLAN_DECIDE_ESTIMATE;
+  else
+    return schema_fail(ld, v, CANARY_EINVALID,
+                       "decide must be evidence (an anytime-valid test at the plan's "
+                       "false-halt budget) or estimate (the literal value over the window)");
+  return CANARY_OK;
+}
+
+static int set_rule_decide(struct loader *ld, const struct ynode *v, void *target) {
+  return read_decide(ld, v, &((struct rule *)target)->decide);
+}
+
 static const struct field rule_fields[] = {
     F_IDENT(struct rule, "name", name, true),
     F_CUSTOM("category", set_category, false),
@@ -255,6 +272,7 @@ static const struct field rule_fields[] = {
     F_DURATION(struct rule, "for", for_ms, false),
     F_CUSTOM("action", set_action, true),
     F_INT(struct rule, "severity", severity, 1, 3, false),
+    F_CUSTOM("decide", set_rule_decide, false),
 };
 
 static int read_rule(struct loader *ld, const struct ynode *map, const char *what,
@@ -381,10 +399,23 @@ static const struct field split_fields[] = {
     F_CUSTOM("baseline", set_split_baseline, false),
     F_NUM(struct plan, "p", srm_p, 0, 0.5, false),
     F_DURATION(struct plan, "window", srm_window_ms, false),
+    F_NUM(struct plan, "margin", srm_margin, 0, 0.9, false),
+};
+
+static int set_plan_decide(struct loader *ld, const struct ynode *v, void *target) {
+  return read_decide(ld, v, &((struct plan *)target)->decide);
+}
+
+static const struct field decision_fields[] = {
+    F_CUSTOM("mode", set_plan_decide, false),
+    F_NUM(struct plan, "false_halt_budget", false_halt_budget, 1e-9, 0.5, false),
+    F_NUM(struct plan, "gate_alpha", gate_alpha, 1e-9, 0.5, false),
+    F_NUM(struct plan, "excess_margin", excess_margin, 0, 10, false),
+    F_NUM(struct plan, "margin_from_percent", margin_from_percent, 0, 100, false),
 };
 
 enum { PF_PLAN, PF_HALT_CONDITIONS, PF_FLAGS, PF_BREAKER, PF_NOTIFY, PF_BUCKETING, PF_SPLIT,
-       PF_SLOS, PF_STAGES, PF_HALT_RULES, PF_ALERTS, PF_COUNT };
+       PF_DECISIONS, PF_SLOS, PF_STAGES, PF_HALT_RULES, PF_ALERTS, PF_COUNT };
 
 static const struct field plan_fields[] = {
     [PF_PLAN] = F_STR(struct plan, "plan", name, true),
@@ -394,6 +425,7 @@ static const struct field plan_fields[] = {
     [PF_NOTIFY] = F_MAP("notify", notify_fields, false),
     [PF_BUCKETING] = F_MAP("bucketing", bucketing_fields, false),
     [PF_SPLIT] = F_MAP("traffic_split", split_fields, false),
+    [PF_DECISIONS] = F_MAP("decisions", decision_fields, false),
     [PF_SLOS] = F_CUSTOM("slos", set_slos, false),
     [PF_STAGES] = F_CUSTOM("stages", set_stages, true),
     [PF_HALT_RULES] = F_CUSTOM("halt_rules", set_rules, false),
@@ -412,6 +444,12 @@ void planfile_defaults(struct plan *p) {
   p->srm_control = true;
   p->srm_p = 0.001;
   p->srm_window_ms = 5 * 60 * 1000LL;
+  p->srm_margin = 0.2;
+  p->decide = PLAN_DECIDE_EVIDENCE;
+  p->false_halt_budget = 0.01;
+  p->gate_alpha = 0.01;
+  p->excess_margin = 0.2;
+  p->margin_from_percent = 25;
 }
 
 static int resolve_cohorts(struct loader *ld, const struct planctx *ctx) {

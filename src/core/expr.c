@@ -486,9 +486,59 @@ static void put_why(struct out *o, const struct expr *e, const struct expr_resul
   }
 }
 
+/*
+ * A comparison decided on evidence: the counts of the exposed cohort, the estimate against what
+ * it is held to, and how far the evidence has come:
+ *   rate(errors[5m]) / rate(requests[5m]) > error_rate: canary 42 of 2000 = 0.021 vs 0.01;
+ *   evidence e = 5.2e+03 >= 1200 (lower bound 0.0131): true
+ *   ... : canary 2 of 1440 = 0.00139 vs 0.001; evidence e = 0.31, 0% of the way to 1200: false
+ */
+static void put_evidence(struct out *o, const struct expr *e, const struct expr_compare *c) {
+  const struct expr_node *n = &e->nodes[c->node];
+  const struct expr_evidence *x = &c->ev;
+  put_node(o, e, c->node);
+  if (c->truth == EXPR_INSUFFICIENT && x->n <= 0) {
+    put(o, ": insufficient data (no trials for the canary yet)");
+    return;
+  }
+  bool quantile = e->nodes[n->a].kind == EXPR_QUANTILE;
+  bool versus = !isnan(c->baseline) || (!quantile && x->baseline_n > 0);
+  put(o, ": canary %.15g of %.15g", x->canary_x, x->canary_n);
+  if (quantile) {
+    put(o, " above ");
+    put_number(o, three_digits(x->line));
+  }
+  if (versus && !quantile)
+    put(o, ", baseline %.15g of %.15g", x->baseline_x, x->baseline_n);
+  put(o, ": %s ", versus && !quantile ? "rate ratio" : quantile ? "share" : "rate");
+  put_number(o, three_digits(x->estimate));
+  put(o, " vs ");
+  put_number(o, three_digits(x->reference));
+  double need = exp(c->log_needed);
+  if (x->dispersion > 1)
+    put(o, " (bursty: counts / %.2g)", x->dispersion);
+  put(o, "; evidence e = %.3g", exp(c->log_e));
+  if (c->truth == EXPR_TRUE) {
+    put(o, " >= %.3g", need);
+  } else {
+    double way = c->log_e > 0 ? 100 * c->log_e / c->log_needed : 0;
+    put(o, ", %.0f%% of the way to %.3g", way > 99 ? 99 : way, need);
+  }
+  if (!isnan(x->bound)) {
+    put(o, " (%s bound ", n->kind == EXPR_GT || n->kind == EXPR_GE ? "lower" : "upper");
+    put_number(o, three_digits(x->bound));
+    put(o, ")");
+  }
+  put(o, ": %s", expr_truth_name(c->truth));
+}
+
 static void put_compare(struct out *o, const struct expr *e, const struct expr_result *r,
                         const struct expr_compare *c) {
   const struct expr_node *n = &e->nodes[c->node];
+  if (c->evidence) {
+    put_evidence(o, e, c);
+    return;
+  }
   put_node(o, e, n->a);
   put(o, " = ");
   if (isnan(c->lhs))
@@ -533,7 +583,8 @@ size_t expr_explain(const struct expr *e, const struct expr_result *r, char *buf
       put(&o, "; ");
     put_compare(&o, e, r, c);
     if (why && c->truth == EXPR_INSUFFICIENT) {
-      put_why(&o, e, r);
+      if (!c->evidence) /* the evidence says what it lacked itself */
+        put_why(&o, e, r);
       why = false;
     }
   }

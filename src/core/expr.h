@@ -90,6 +90,10 @@ struct expr {
   int n_nodes;
   int root;
   bool bound; /* every name resolved and every window known: expr_eval may run */
+  /* 0: every comparison is decided on the values over its window, as written (the estimate).
+   * > 0: a comparison over counts (expr_evidence_form) is decided by an anytime-valid test at
+   * this level — the evidence (docs/rules.md, "Evidence"). Set by the plan's compiler. */
+  double alpha;
   char names[EXPR_NAMES_MAX]; /* NUL-terminated names, referenced by offset */
   int names_len;
 };
@@ -223,6 +227,48 @@ struct expr_limits {
 extern const struct expr_limits expr_limits_default;
 
 /*
+ * A comparison over counts, as the evidence decides it. The forms (expr_evidence_form):
+ *   rate(a[w]) / rate(b[w])  OP  limit          absolute: the rate of a per b (increase too)
+ *   histogram_quantile(q, d[w])  OP  limit      absolute: the share of d above limit, vs 1 - q
+ *   rate(a) / rate(b)  OP  k * baseline         against the baseline: the canary's rate over
+ *                                               the baseline's, vs k (a margin on top, by cohort)
+ *   histogram_quantile(q, d)  OP  k * baseline  the share above k x the baseline's quantile
+ *   zscore(rate(a) / rate(b), h)  >  s          a spike: the canary's rate above the baseline's
+ * with OP one of > >= (evidence that the left side is above) or < <= (below). limit and k are
+ * numbers or thresholds; `baseline` is bare or baseline(<the left side>).
+ */
+struct expr_evq {
+  int node;              /* the comparison */
+  bool above;            /* > >=: evidence that it is above; < <=: below */
+  bool quantile;         /* a distribution's quantile; else a ratio of two counters */
+  bool versus_baseline;  /* the right side is k x the baseline's left side */
+  const char *num, *den; /* counters (ratio forms) */
+  const char *dist;      /* distribution (quantile forms) */
+  double q;              /* the quantile */
+  double limit;          /* absolute forms */
+  double k;              /* against the baseline */
+  double alpha;          /* the level: e->alpha */
+};
+
+/*
+ * What the source found. n = 0 (no trials for the canary in the exposed cohort, or none for the
+ * baseline it is compared with) is insufficient data, as ever. Otherwise the comparison holds
+ * when log_e >= log(1 / alpha).
+ */
+struct expr_evidence {
+  double log_e;            /* log of the e-value of the deciding mixture */
+  double estimate;         /* canary: rate, share above the limit, or rate over the baseline's */
+  double reference;        /* what the estimate is held against: limit, 1 - q, or k */
+  double bound;            /* confidence bound on the estimate at 1 - alpha (lower when above),
+                            * over the exposed cohort; NaN when not computed */
+  double canary_x, canary_n;     /* exposed cohort: bad events (or values above) and trials */
+  double baseline_x, baseline_n; /* the same for the baseline; 0 for absolute forms */
+  double line;             /* quantile forms: the value the shares are counted above */
+  double dispersion;       /* ratio forms: the counts were divided by it (bursts, >= 1) */
+  int64_t n;               /* canary trials; 0 = no data */
+};
+
+/*
  * The metric source: the metric engine's windows, behind function pointers. Each query
  * answers with the value and the number of observations behind it (*n = 0: no data at all;
  * *out is then ignored). Windows end at the evaluation time, which the context knows; the
@@ -254,6 +300,8 @@ struct expr_source {
                  int64_t history_ms, double *out, int64_t *n);
   /* Whether every SLO of the plan holds (expr_eval of each, combined with expr_truth_and). */
   enum expr_truth (*slos_met)(void *ctx, enum variant v);
+  /* The evidence for a comparison over counts (struct expr_evq), with e->alpha > 0. */
+  void (*evidence)(void *ctx, const struct expr_evq *q, struct expr_evidence *out);
   const struct expr_limits *limits; /* NULL: expr_limits_default */
   /* For a caller that needs the truth, not the evidence: `and` skips its right operand once
    * the left is false, `or` once it is true (the truth is the same in Kleene logic). Never in
@@ -299,6 +347,9 @@ struct expr_compare {
   int node;
   double lhs, rhs, baseline;
   enum expr_truth truth;
+  bool evidence;         /* decided by the evidence: the fields below are set */
+  double log_e, log_needed; /* the e-value's log and the log(1 / alpha) it must reach */
+  struct expr_evidence ev;
 };
 
 struct expr_result {
@@ -331,6 +382,15 @@ int expr_eval(const struct expr *e, const struct expr_source *src, void *ctx, en
  * lacked data. Returns the length it needed, like snprintf.
  */
 size_t expr_explain(const struct expr *e, const struct expr_result *r, char *buf, size_t len);
+
+/*
+ * Whether comparison node i of e is one of the forms above; fills *q (alpha from e). False for
+ * any other node, or when e->alpha is 0.
+ */
+bool expr_evidence_form(const struct expr *e, int i, struct expr_evq *q);
+
+/* The comparisons of e that the evidence decides (each spends a share of a budget). */
+int expr_evidence_count(const struct expr *e);
 
 /* --- helpers for the source ------------------------------------------------------------------ */
 

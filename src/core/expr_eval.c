@@ -288,8 +288,155 @@ static struct val arith(struct ev *ev, int i, enum variant v) {
   return known(x);
 }
 
+/* --- evidence (docs/rules.md, "Evidence") --------------------------------------------------- */
+
+static bool is_counter(const struct expr_node *n) {
+  return n->kind == EXPR_RATE || n->kind == EXPR_INCREASE;
+}
+
+/* A ratio of two counters: rate(a) / rate(b) or increase(a) / increase(b). */
+static bool counter_ratio(const struct expr *e, int i, struct expr_evq *q) {
+  if (i < 0 || e->nodes[i].kind != EXPR_DIV)
+    return false;
+  const struct expr_node *a = &e->nodes[e->nodes[i].a], *b = &e->nodes[e->nodes[i].b];
+  if (!is_counter(a) || !is_counter(b) || a->metric < 0 || b->metric < 0)
+    return false;
+  q->num = e->names + a->metric;
+  q->den = e->names + b->metric;
+  return true;
+}
+
+/* A constant: numbers and thresholds under arithmetic. */
+static bool constant(const struct expr *e, int i, double *out) {
+  if (i < 0)
+    return false;
+  const struct expr_node *n = &e->nodes[i];
+  double a, b;
+  switch ((enum expr_kind)n->kind) {
+  case EXPR_NUM: case EXPR_PARAM: *out = n->num; return true;
+  case EXPR_NEG: return constant(e, n->a, &a) && (*out = -a, true);
+  case EXPR_ADD: return constant(e, n->a, &a) && constant(e, n->b, &b) && (*out = a + b, true);
+  case EXPR_SUB: return constant(e, n->a, &a) && constant(e, n->b, &b) && (*out = a - b, true);
+  case EXPR_MUL: return constant(e, n->a, &a) && constant(e, n->b, &b) && (*out = a * b, true);
+  case EXPR_DIV:
+    return constant(e, n->a, &a) && constant(e, n->b, &b) && b != 0 && (*out = a / b, true);
+  default: return false;
+  }
+}
+
+/* The same shape (kinds, metrics, quantile) for the nodes that decide what is counted. */
+static bool same_read(const struct expr *e, int i, int j) {
+  if (i < 0 || j < 0)
+    return i == j;
+  const struct expr_node *a = &e->nodes[i], *b = &e->nodes[j];
+  if (a->kind != b->kind || (a->kind == EXPR_QUANTILE && a->num != b->num))
+    return false;
+  if ((a->metric < 0) != (b->metric < 0) ||
+      (a->metric >= 0 && strcmp(e->names + a->metric, e->names + b->metric) != 0))
+    return false;
+  return same_read(e, a->a, b->a) && same_read(e, a->b, b->b);
+}
+
+/* k * baseline, baseline * k, or baseline alone, where baseline is bare or of lhs's shape. */
+static bool versus_baseline(const struct expr *e, int i, int lhs, double *k) {
+  const struct expr_node *n = &e->nodes[i];
+  if (n->kind == EXPR_BASELINE) {
+    *k = 1;
+    return (n->flags & EXPR_F_BARE) || same_read(e, n->a, lhs);
+  }
+  if (n->kind != EXPR_MUL)
+    return false;
+  double c;
+  if (constant(e, n->a, &c) && versus_baseline(e, n->b, lhs, k))
+    return *k *= c, true;
+  if (constant(e, n->b, &c) && versus_baseline(e, n->a, lhs, k))
+    return *k *= c, true;
+  return false;
+}
+
+bool expr_evidence_form(const struct expr *e, int i, struct expr_evq *q) {
+  if (!(e->alpha > 0) || i < 0 || i >= e->n_nodes)
+    return false;
+  const struct expr_node *n = &e->nodes[i];
+  if (n->kind != EXPR_GT && n->kind != EXPR_GE && n->kind != EXPR_LT && n->kind != EXPR_LE)
+    return false;
+  memset(q, 0, sizeof *q);
+  q->node = i;
+  q->above = n->kind == EXPR_GT || n->kind == EXPR_GE;
+  q->alpha = e->alpha;
+  q->limit = NAN;
+  q->k = NAN;
+  const struct expr_node *l = &e->nodes[n->a];
+  if (l->kind == EXPR_ZSCORE) { /* a spike of a ratio: against the concurrent baseline */
+    if (!q->above || !counter_ratio(e, l->a, q))
+      return false;
+    q->versus_baseline = true;
+    q->k = 1;
+    return true;
+  }
+  if (l->kind == EXPR_QUANTILE && l->metric >= 0) {
+    q->quantile = true;
+    q->dist = e->names + l->metric;
+    q->q = l->num;
+  } else if (!counter_ratio(e, n->a, q)) {
+    return false;
+  }
+  if (constant(e, n->b, &q->limit))
+    return true;
+  if (versus_baseline(e, n->b, n->a, &q->k)) {
+    q->versus_baseline = true;
+    return true;
+  }
+  return false;
+}
+
+int expr_evidence_count(const struct expr *e) {
+  struct expr_evq q;
+  int c = 0;
+  for (int i = 0; i < e->n_nodes; i++)
+    c += expr_evidence_form(e, i, &q);
+  return c;
+}
+
+/* A comparison decided by the evidence: the source's e-value against 1 / alpha. */
+static struct val compare_evidence(struct ev *ev, int i, const struct expr_evq *q) {
+  struct expr_evidence x = {.log_e = NAN, .estimate = NAN, .reference = NAN, .bound = NAN,
+                            .line = NAN};
+  bool have = ev->src->evidence != NULL;
+  if (have)
+    ev->src->evidence(ev->ctx, q, &x);
+  double need = -log(q->alpha);
+  struct val res;
+  if (!have)
+    res = unknown(EXPR_WHY_NO_SOURCE, i);
+  else if (x.n <= 0 || isnan(x.log_e))
+    res = unknown(EXPR_WHY_FEW_OBS, i);
+  else
+    res = truth(x.log_e >= need);
+  measure(ev, i, q->quantile ? EXPR_Q_QUANTILE : EXPR_Q_COUNTER, VARIANT_CANARY, x.estimate,
+          x.n, 1, res.t != EXPR_INSUFFICIENT);
+  struct expr_result *out = ev->out;
+  if (out->n_compares < EXPR_MAX_COMPARES)
+    out->compares[out->n_compares++] = (struct expr_compare){
+        .node = i,
+        .lhs = x.estimate,
+        .rhs = x.reference,
+        .baseline = q->versus_baseline && x.baseline_n > 0 ? x.baseline_x / x.baseline_n : NAN,
+        .truth = res.t,
+        .evidence = true,
+        .log_e = x.log_e,
+        .log_needed = need,
+        .ev = x};
+  else
+    out->truncated = true;
+  return res;
+}
+
 static struct val compare(struct ev *ev, int i, enum variant v) {
   const struct expr_node *n = &ev->e->nodes[i];
+  struct expr_evq q;
+  if (v == VARIANT_CANARY && expr_evidence_form(ev->e, i, &q))
+    return compare_evidence(ev, i, &q);
   double outer = ev->baseline_seen;
   ev->baseline_seen = NAN;
   struct val l = eval(ev, n->a, v), r = eval(ev, n->b, v);

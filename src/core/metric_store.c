@@ -99,8 +99,13 @@ static void diff_free(struct mstore_diff *d) {
 }
 
 void mstore_free(struct mstore *ms) {
-  for (int i = 0; i < ms->n_series; i++)
+  for (int i = 0; i < ms->n_series; i++) {
     window_free(&ms->series[i].w);
+    if (ms->series[i].all) {
+      sketch_free(ms->series[i].all);
+      free(ms->series[i].all);
+    }
+  }
   for (int c = 0; c < PLAN_MAX_STAGES; c++)
     if (ms->diff[c].used)
       diff_free(&ms->diff[c]);
@@ -186,6 +191,7 @@ static struct mstore_series *series_open(struct mstore *ms, int cohort, enum var
     ms->series_cap = cap;
   }
   struct mstore_series *s = &ms->series[ms->n_series];
+  memset(s, 0, sizeof *s);
   s->cohort = cohort;
   s->variant = v;
   s->name = id;
@@ -311,6 +317,83 @@ static enum window_kind item_kind(const struct event_metrics *m, size_t i) {
                                             : WINDOW_DISTRIBUTION;
 }
 
+static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
+
+/* A counter's running total; the first event of a later hour of event time snapshots it. */
+static void total_add(struct mstore_series *s, int64_t t, double value) {
+  int64_t hour = floor_div(t, MSTORE_HOUR_MS);
+  int last = (s->n_snaps - 1) % MSTORE_SNAPS;
+  if (s->n_snaps == 0 || hour > s->snap_hour[last]) {
+    int k = s->n_snaps % MSTORE_SNAPS;
+    s->snap_hour[k] = hour;
+    s->snap_total[k] = s->total;
+    s->n_snaps++;
+  }
+  int r = s->n_recent++ % MSTORE_RECENT;
+  s->recent_t[r] = t;
+  s->recent_pre[r] = s->total;
+  s->total += value;
+}
+
+double mstore_total_upto(const struct mstore_series *s, int64_t cut) {
+  int kept = s->n_recent < MSTORE_RECENT ? s->n_recent : MSTORE_RECENT;
+  double after = s->total; /* the total after the add being looked at */
+  for (int j = 0; j < kept; j++) {
+    int r = (s->n_recent - 1 - j) % MSTORE_RECENT; /* newest first */
+    if (s->recent_t[r] <= cut)
+      return after;
+    after = s->recent_pre[r];
+  }
+  return after; /* every recent add is after cut: the total before them */
+}
+
+/* Every value of a distribution since the series began, in one sketch (the window's alpha). */
+static int all_add(struct mstore_series *s, const double *v, size_t n) {
+  if (!s->all) {
+    s->all = malloc(sizeof *s->all);
+    if (!s->all || sketch_init(s->all, s->w.cfg.alpha)) {
+      free(s->all);
+      s->all = NULL;
+      return CANARY_ENOMEM;
+    }
+  }
+  for (size_t i = 0; i < n; i++)
+    if (sketch_add(s->all, v[i]) == CANARY_ENOMEM)
+      return CANARY_ENOMEM; /* negative or not finite: refused by the window's check already */
+  return CANARY_OK;
+}
+
+/* A report that carries both counters of a pair adds to the numerator's dispersion sums. */
+static void dispersion_add(struct mstore *ms, int cohort, const struct event_metrics *m) {
+  for (int k = 0; k < ms->cfg.n_pairs; k++) {
+    const struct mstore_pair *p = &ms->cfg.pairs[k];
+    double x = NAN, n = NAN;
+    for (size_t i = 0; i < m->n_counters; i++) {
+      if (!strcmp(m->counters[i].name, p->num))
+        x = m->counters[i].value;
+      else if (!strcmp(m->counters[i].name, p->den))
+        n = m->counters[i].value;
+    }
+    if (!(n > 0) || isnan(x))
+      continue;
+    struct mstore_series *s = series_get(ms, cohort, m->variant, p->num);
+    if (!s)
+      continue;
+    double px = s->disp_prev_x, pn = s->disp_prev_n;
+    s->disp_prev_x = x;
+    s->disp_prev_n = n;
+    if (!(pn > 0))
+      continue;
+    double r = (x + px) / (n + pn);
+    double var = r * (1 - r) * (1 / n + 1 / pn);
+    if (!(var > 0))
+      continue; /* no bad event in either: no information about their spread */
+    double d = x / n - px / pn, step = d * d / var;
+    s->disp_k++;
+    s->disp_sum += step < MSTORE_DISP_CAP ? step : MSTORE_DISP_CAP;
+  }
+}
+
 static int metrics_apply(struct mstore *ms, int cohort, int64_t t, const struct event_metrics *m,
                          const struct item *items) {
   size_t n = m->n_counters + m->n_gauges + m->n_dists;
@@ -328,17 +411,23 @@ static int metrics_apply(struct mstore *ms, int cohort, int64_t t, const struct 
     }
     s->changed = tick;
     int r;
-    if (kind == WINDOW_COUNTER)
+    if (kind == WINDOW_COUNTER) {
       r = window_add_counter(&s->w, t, m->counters[i].value);
-    else if (kind == WINDOW_GAUGE)
+      if (!r)
+        total_add(s, t, m->counters[i].value);
+    } else if (kind == WINDOW_GAUGE) {
       r = window_add_gauge(&s->w, t, m->gauges[i - m->n_counters].value);
-    else {
+    } else {
       const struct metric_dist *d = &m->dists[i - m->n_counters - m->n_gauges];
       r = d->n ? window_add_samples(&s->w, t, d->values, d->n) : CANARY_OK;
+      if (!r && d->n)
+        r = all_add(s, d->values, d->n);
     }
     if (r && !rc)
       rc = r;
   }
+  if (ms->cfg.n_pairs)
+    dispersion_add(ms, cohort, m);
   return rc;
 }
 
@@ -501,8 +590,12 @@ size_t mstore_memory(const struct mstore *ms) {
                  (size_t)ms->cfg.max_names * PLAN_MAX_STAGES * VARIANT_COUNT *
                      sizeof *ms->series_of +
                  (size_t)ms->series_cap * sizeof *ms->series;
-  for (int i = 0; i < ms->n_series; i++)
+  for (int i = 0; i < ms->n_series; i++) {
     bytes += window_memory(&ms->series[i].w);
+    const struct sketch *all = ms->series[i].all;
+    if (all)
+      bytes += sizeof *all + (size_t)all->cap * sizeof *all->bins;
+  }
   for (int c = 0; c < PLAN_MAX_STAGES; c++) {
     const struct mstore_diff *d = &ms->diff[c];
     if (!d->used)
@@ -722,6 +815,7 @@ struct expr_source mstore_source(const struct mstore *ms) {
       .diff_ratio = src_diff_ratio,
       .zscore = src_zscore,
       .slos_met = src_slos_met,
+      .evidence = mstore_evidence,
       .limits = &ms->cfg.limits,
   };
 }
@@ -782,6 +876,23 @@ static void owner_label(const struct plan *p, enum mstore_owner o, int stage, in
     snprintf(buf, len, "%s %s expr %d", mstore_owner_name(o), name, k + 1);
   else
     snprintf(buf, len, "%s %s", mstore_owner_name(o), name);
+}
+
+/* The ratios of counters the plan's evidence tests: their numerators keep dispersion sums. */
+static void add_pairs(struct mstore_plan *mp, const struct expr *e) {
+  struct expr_evq q;
+  for (int i = 0; i < e->n_nodes; i++) {
+    if (!expr_evidence_form(e, i, &q) || q.quantile)
+      continue;
+    int k = 0;
+    while (k < mp->n_pairs && (strcmp(mp->pairs[k].num, q.num) || strcmp(mp->pairs[k].den, q.den)))
+      k++;
+    if (k == mp->n_pairs && k < MSTORE_MAX_PAIRS) {
+      snprintf(mp->pairs[k].num, sizeof mp->pairs[k].num, "%s", q.num);
+      snprintf(mp->pairs[k].den, sizeof mp->pairs[k].den, "%s", q.den);
+      mp->n_pairs++;
+    }
+  }
 }
 
 static int add_tolerance(struct mstore_plan *mp, double tol) {
@@ -915,6 +1026,90 @@ static bool add_reads(struct mstore_expr *x, const struct mstore_plan *mp, const
   return add_reads(x, mp, e, nd->a, v) && add_reads(x, mp, e, nd->b, v);
 }
 
+/* How expression x decides: on evidence, or on the estimate as written. */
+static bool decides_on_evidence(const struct plan *p, const struct mstore_expr *x) {
+  enum plan_decide d = PLAN_DECIDE_DEFAULT;
+  if (x->owner == MSTORE_RULE)
+    d = p->rules[x->index].decide;
+  else if (x->owner == MSTORE_ALERT)
+    d = p->alerts[x->index].decide;
+  if (d == PLAN_DECIDE_DEFAULT)
+    d = p->decide;
+  return d == PLAN_DECIDE_EVIDENCE;
+}
+
+/*
+ * The evidence's levels and weights. The false-halt budget is split evenly across the halt
+ * rules' comparisons over counts and the split check (a union bound: a healthy release is halted
+ * by any of them with probability at most the budget). Each test's e-value mixes start points:
+ * half the weight on the release's start (evidence carried across every stage), a quarter over
+ * the later stages' starts, a quarter over the hours of the stages (a regression that begins
+ * mid-stage is tested from the next hour on).
+ */
+static void plan_evidence(struct mstore_plan *mp, const struct plan *p) {
+  struct mstore_evidence_plan *ev = &mp->ev;
+  for (int i = 0; i < mp->n; i++) {
+    struct mstore_expr *x = &mp->x[i];
+    if (!decides_on_evidence(p, x))
+      continue;
+    x->e.alpha = 1; /* a placeholder, so expr_evidence_count sees the forms */
+    x->n_evidence = expr_evidence_count(&x->e);
+    if (!x->n_evidence) {
+      x->e.alpha = 0;
+      continue;
+    }
+    add_pairs(mp, &x->e);
+    ev->on = true;
+    if (x->owner == MSTORE_RULE)
+      ev->n_tests += x->n_evidence;
+  }
+  bool split = p->srm_enabled && p->decide == PLAN_DECIDE_EVIDENCE;
+  ev->on |= split;
+  ev->n_tests += split;
+  double budget = p->false_halt_budget > 0 ? p->false_halt_budget : 0.01;
+  ev->rule_alpha = ev->n_tests ? budget / ev->n_tests : budget;
+  ev->gate_alpha = p->gate_alpha > 0 ? p->gate_alpha : 0.01;
+  for (int i = 0; i < mp->n; i++) {
+    struct mstore_expr *x = &mp->x[i];
+    if (x->e.alpha > 0)
+      x->e.alpha = x->owner == MSTORE_RULE || x->owner == MSTORE_ALERT ? ev->rule_alpha
+                                                                       : ev->gate_alpha;
+  }
+  int hours = 0;
+  for (int s = 0; s < p->n_stages; s++) {
+    const struct stage *st = &p->stages[s];
+    bool last = s == p->n_stages - 1;
+    int64_t span = st->max_duration_ms ? st->max_duration_ms : last ? 0 : 72 * MSTORE_HOUR_MS;
+    ev->hours[s] = span ? (int)((span + MSTORE_HOUR_MS - 1) / MSTORE_HOUR_MS) + 1 : 0;
+    hours += ev->hours[s];
+    ev->margin[s] = st->traffic_percent >= p->margin_from_percent && p->margin_from_percent > 0
+                        ? p->excess_margin
+                        : 0;
+    ev->share[s] = p->srm_control ? 0.5 : st->traffic_percent / 100.0;
+  }
+  ev->split_margin = p->srm_margin;
+  double w_release = 0.5, w_stages = 0.25, w_hours = 0.25;
+  if (p->n_stages < 2)
+    w_release += w_stages, w_stages = 0;
+  if (!hours)
+    w_release += w_hours, w_hours = 0;
+  ev->log_w_release = log(w_release);
+  ev->log_w_stage = w_stages > 0 ? log(w_stages / (p->n_stages - 1)) : -INFINITY;
+  ev->log_w_hour = w_hours > 0 ? log(w_hours / hours) : -INFINITY;
+  /* slos_met() reads the SLOs' evidence: its memo must watch what theirs would (after the
+   * budget was counted, which is the halt rules' own comparisons) */
+  int slo_evidence = 0;
+  for (int i = 0; i < mp->n_slos; i++)
+    slo_evidence += mp->x[mp->slo_first + i].n_evidence;
+  for (int i = 0; slo_evidence && i < mp->n; i++)
+    if (expr_uses(&mp->x[i].e, EXPR_SLOS_MET))
+      mp->x[i].n_evidence += slo_evidence;
+  /* the evidence counts whole stages: a restarted worker must replay them (window_from) */
+  for (int s = 0; ev->on && s < p->n_stages; s++)
+    if (p->stages[s].max_duration_ms > mp->longest_ms)
+      mp->longest_ms = p->stages[s].max_duration_ms;
+}
+
 /* The memo inputs of every expression (after all are compiled: slos_met() reads the SLOs). */
 static void plan_reads(struct mstore_plan *mp) {
   for (int i = 0; i < mp->n; i++) {
@@ -935,10 +1130,12 @@ int mstore_plan_init(struct mstore_plan *mp, const struct plan *plan, char *why,
   }
   struct compile c = {mp, plan, why, why_len};
   int rc = each_expr(plan, compile_one, &c);
-  if (rc)
+  if (rc) {
     mstore_plan_free(mp);
-  else
+  } else {
+    plan_evidence(mp, plan);
     plan_reads(mp);
+  }
   return rc;
 }
 
@@ -976,6 +1173,8 @@ int mstore_plan_find(const struct mstore_plan *mp, enum mstore_owner owner, int 
 void mstore_config_for_plan(struct mstore_config *cfg, const struct mstore_plan *mp) {
   cfg->n_tolerances = mp->n_tolerances;
   memcpy(cfg->tolerances, mp->tolerances, sizeof cfg->tolerances);
+  cfg->n_pairs = mp->n_pairs;
+  memcpy(cfg->pairs, mp->pairs, sizeof cfg->pairs);
   if (mp->longest_ms + cfg->bucket_ms > cfg->retention_ms)
     cfg->retention_ms = mp->longest_ms + cfg->bucket_ms;
   int64_t points = mp->longest_ms / cfg->zscore_step_ms + 1;
@@ -986,10 +1185,12 @@ void mstore_config_for_plan(struct mstore_config *cfg, const struct mstore_plan 
 /* --- evaluation ------------------------------------------------------------------------------ */
 
 /* lazy: the truth and the values a reading shows are wanted, not every operand's evidence */
+/* bounds: the evidence's confidence bounds are wanted (a bisection each: only for the text) */
 static int eval_expr(struct mstore *ms, const struct mstore_plan *mp, const struct mstore_expr *x,
-                     int cohort, int64_t now, enum variant v, bool lazy,
+                     int cohort, int64_t now, enum variant v, bool lazy, bool bounds,
                      struct expr_result *out) {
-  struct mstore_ctx ctx = {.ms = ms, .mp = mp, .cohort = cohort, .now = now, .key = x->key};
+  struct mstore_ctx ctx = {.ms = ms, .mp = mp, .cohort = cohort, .now = now, .key = x->key,
+                           .explain = bounds};
   struct expr_source src = mstore_source(ms);
   src.short_circuit = lazy;
   if (!cohort_ok(cohort)) {
@@ -1004,7 +1205,7 @@ static int eval_expr(struct mstore *ms, const struct mstore_plan *mp, const stru
 
 int mstore_eval_expr(struct mstore *ms, const struct mstore_plan *mp, const struct mstore_expr *x,
                      int cohort, int64_t now, enum variant v, struct expr_result *out) {
-  return eval_expr(ms, mp, x, cohort, now, v, false, out);
+  return eval_expr(ms, mp, x, cohort, now, v, false, true, out);
 }
 
 /* The plain evidence of one evaluation: the root comparison (else the first), the weakest
@@ -1020,6 +1221,13 @@ static void finding_fill(const struct mstore_expr *x, const struct expr_result *
   for (int i = 0; i < r->n_compares; i++)
     if (r->compares[i].node == x->e.root)
       cmp = &r->compares[i];
+  f->evidence = cmp && cmp->evidence;
+  f->log_e = f->log_needed = NAN;
+  if (f->evidence) {
+    f->log_e = cmp->log_e;
+    f->log_needed = cmp->log_needed;
+    f->ev = cmp->ev;
+  }
   if (cmp) {
     f->canary = cmp->lhs;
     f->baseline = cmp->baseline;
@@ -1044,9 +1252,16 @@ static void finding_fill(const struct mstore_expr *x, const struct expr_result *
   }
 }
 
+/* The evidence of a result evaluated again for its text: the bound it computed that time. */
+static void finding_evidence(const struct mstore_expr *x, const struct expr_result *r,
+                             struct mstore_finding *f) {
+  for (int i = 0; i < r->n_compares; i++)
+    if (r->compares[i].evidence && (r->compares[i].node == x->e.root || i == 0))
+      f->ev = r->compares[i].ev;
+}
+
 /* --- the memo (struct mstore_memo) ---------------------------------------------------------- */
 
-static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
 
 /* Whether a series of (name, cohort) of the variants in mask changed after tick. */
 static bool series_since(const struct mstore *ms, int name, int cohort, unsigned mask,
@@ -1077,9 +1292,13 @@ static const struct mstore_memo *memo_get(struct mstore *ms, const struct mstore
       m->ids[k] = (int16_t)name_find(ms, x->reads[k]);
     m->n_names = ms->n_names;
   }
-  for (int k = 0; k < x->n_reads; k++)
-    if (m->ids[k] >= 0 && series_since(ms, m->ids[k], cohort, x->read_variants[k], m->tick))
-      return NULL;
+  /* the evidence also counts the cohorts before this one (a late report still lands there),
+   * and the baseline's reports tell the dispersion of the canary's counts */
+  for (int c = x->n_evidence ? 0 : cohort; c <= cohort; c++)
+    for (int k = 0; k < x->n_reads; k++)
+      if (m->ids[k] >= 0 &&
+          series_since(ms, m->ids[k], c, x->n_evidence ? ~0u : x->read_variants[k], m->tick))
+        return NULL;
   ms->memo_hits++;
   return m;
 }
@@ -1111,6 +1330,11 @@ static void memo_put(struct mstore *ms, const struct mstore_plan *mp, int i, int
   m->threshold = f->threshold;
   m->n = f->n;
   m->min_n = f->min_n;
+  m->evidence = f->evidence;
+  m->log_e = f->log_e;
+  m->log_needed = f->log_needed;
+  if (f->evidence)
+    m->ev = f->ev;
 }
 
 static int eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstore_owner owner,
@@ -1147,13 +1371,18 @@ static int eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstor
       f->window_ms = x->longest_ms;
       f->n = m->n;
       f->min_n = m->min_n;
+      f->evidence = m->evidence;
+      f->log_e = m->log_e;
+      f->log_needed = m->log_needed;
+      if (m->evidence)
+        f->ev = m->ev;
     } else {
       /* Without the text (a gate asked whether it passes, a criterion's reading), `and` and
        * `or` stop at an operand that decides them: a held gate's small-cohort test need not
        * compute its Clopper-Pearson bound once the error rate alone fails it (16% of the
        * engine replaying a long backlog). What skipped an operand is not memoized, so an
        * explained evaluation never gets its shorter evidence. */
-      int e = eval_expr(ms, mp, x, cohort, now, VARIANT_CANARY, !explain, &r[i]);
+      int e = eval_expr(ms, mp, x, cohort, now, VARIANT_CANARY, !explain, false, &r[i]);
       if (e && !rc)
         rc = e;
       finding_fill(x, &r[i], f);
@@ -1186,11 +1415,15 @@ static int eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstor
   bool rule = owner == MSTORE_RULE || owner == MSTORE_ALERT;
   int shown = out->which >= 0 ? out->which : 0;
   if (explain && (!rule || out->fired)) {
-    /* the memo keeps values, not the evidence the text is made of: evaluate it again (the
-     * same inputs give the same result) */
-    if (!have_r[shown] && mstore_eval_expr(ms, mp, &mp->x[first + shown], cohort, now,
-                                           VARIANT_CANARY, &r[shown]) != CANARY_OK)
+    /* the memo keeps values, not the evidence the text is made of, and the evidence's bounds
+     * are only computed for the text: evaluate it again (the same inputs give the same
+     * result) */
+    if ((!have_r[shown] || out->f[shown].evidence) &&
+        mstore_eval_expr(ms, mp, &mp->x[first + shown], cohort, now, VARIANT_CANARY,
+                         &r[shown]) != CANARY_OK)
       return rc;
+    if (out->f[shown].evidence)
+      finding_evidence(&mp->x[first + shown], &r[shown], &out->f[shown]);
     expr_explain(&mp->x[first + shown].e, &r[shown], out->f[shown].explain,
                  sizeof out->f[shown].explain);
   }

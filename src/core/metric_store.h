@@ -39,6 +39,13 @@
 #define MSTORE_MAX_ZSCORES_DEFAULT 16
 #define MSTORE_ZSCORE_STEP_MS_DEFAULT 60000LL /* one history point a minute */
 #define MSTORE_MAX_TOLERANCES 4               /* diff tolerances counted exactly */
+#define MSTORE_MAX_PAIRS 8                    /* ratios whose dispersion the evidence needs */
+
+/* A ratio of counters the evidence tests (bad events per trials: errors per requests). */
+struct mstore_pair {
+  char num[PLAN_NAME_MAX];
+  char den[PLAN_NAME_MAX];
+};
 
 struct mstore_config {
   int64_t bucket_ms;    /* window buckets: WINDOW_BUCKET_MS_DEFAULT (10 s) */
@@ -51,6 +58,8 @@ struct mstore_config {
   double zscore_min_scale;  /* floor of the robust scale (expr_robust_z); 0 = none */
   double tolerances[MSTORE_MAX_TOLERANCES]; /* canary_diff_ratio tolerances counted exactly */
   int n_tolerances;
+  struct mstore_pair pairs[MSTORE_MAX_PAIRS]; /* the evidence's ratios: their dispersion */
+  int n_pairs;
   struct expr_limits limits; /* insufficient-data minimums: expr_limits_default */
   bool memo;                 /* keep each expression's last result while its data stands still
                               * (struct mstore_memo); true by default, off to test it */
@@ -65,13 +74,45 @@ struct mstore_name {
   enum window_kind kind;
 };
 
+/*
+ * What the evidence counts (docs/statistics.md, "Evidence"): everything since the series began,
+ * never expired — a cohort's series begin with its stage — and, for counters, where each hour
+ * of event time began, so a test can also start at any of the last MSTORE_SNAPS hours (a
+ * regression that starts mid-stage). Like the windows, a pure function of the metric events in
+ * the order they came, so a restarted worker rebuilds it from the same replay.
+ */
+#define MSTORE_SNAPS 8
+#define MSTORE_RECENT 8 /* counters: the last adds, to line up variants that report apart */
+#define MSTORE_HOUR_MS 3600000LL
+#define MSTORE_DISP_CAP 20.0 /* one step's share of the dispersion estimate: an outage's jump
+                              * is one step, not a burst (mstore_dispersion) */
+
 struct mstore_series {
   int cohort;
   enum variant variant;
   int name;         /* index into names */
   uint64_t changed; /* mstore.tick of its last change: the memo's test (see struct mstore_memo) */
   struct window w;
+  double total;                    /* counters: every increment since the series began */
+  struct sketch *all;              /* distributions: every value; NULL until the first */
+  int32_t n_snaps;                 /* counters: hours begun (the ring keeps the last few) */
+  int64_t snap_hour[MSTORE_SNAPS]; /* hour (floor(t / 1 h)) of snapshot n_snaps - 1 - k ... */
+  double snap_total[MSTORE_SNAPS]; /* ... and the total before its first event; ring by n % */
+  /* counters that are the numerator of a pair (cfg.pairs), over the reports that carried both:
+   * each report's rate against the one before, (d^2 / its binomial variance) capped at
+   * MSTORE_DISP_CAP, summed (disp_sum) over disp_k such steps; the last report's counts */
+  double disp_k, disp_sum, disp_prev_x, disp_prev_n;
+  /* counters: the last MSTORE_RECENT adds (ring by n_recent %): time, and the total before it.
+   * The canary's and the baseline's reports of one interval arrive one after the other; a test
+   * that compares them counts both up to the older of their latest reports (mstore_total_upto) */
+  int32_t n_recent;
+  int64_t recent_t[MSTORE_RECENT];
+  double recent_pre[MSTORE_RECENT];
 };
+
+/* The counter's total over its adds at or before cut (the last MSTORE_RECENT adds are known by
+ * time; older ones all count). */
+double mstore_total_upto(const struct mstore_series *s, int64_t cut);
 
 /* diff.samples of one cohort. */
 struct mstore_diff {
@@ -111,6 +152,9 @@ struct mstore_memo {
   enum expr_why why;
   double canary, baseline, threshold;
   int64_t n, min_n;
+  bool evidence;
+  double log_e, log_needed;
+  struct expr_evidence ev;
 };
 
 #define MSTORE_NAME_HINTS 32
@@ -221,6 +265,7 @@ struct mstore_expr {
   const char *reads[MSTORE_MEMO_READS]; /* into e.names of this or an SLO expression */
   uint8_t read_variants[MSTORE_MEMO_READS]; /* 1 << variant for each variant it reads */
   int64_t window_gcd_ms;
+  int n_evidence; /* comparisons the evidence decides (e.alpha > 0; expr_evidence_count) */
 };
 
 /* Every metric expression of a plan, compiled once (mstore_plan_init). */
@@ -231,6 +276,8 @@ struct mstore_plan {
   int slo_first;
   double tolerances[MSTORE_MAX_TOLERANCES]; /* distinct canary_diff_ratio tolerances */
   int n_tolerances;
+  struct mstore_pair pairs[MSTORE_MAX_PAIRS]; /* distinct ratios the evidence tests */
+  int n_pairs;
   int64_t longest_ms;        /* longest window or zscore history read */
   /* halt rule i's expressions are x[rule_first[i] .. + rule_count[i]): rules are looked up
    * at every evaluation, several times a second per rollout */
@@ -238,6 +285,22 @@ struct mstore_plan {
   int rule_count[PLAN_MAX_RULES];
   /* the same for the metric criteria: [stage][exit][criterion], index + 1 (0: none) */
   int16_t gate_first[PLAN_MAX_STAGES][2][PLAN_MAX_CRITERIA];
+  /* The evidence (docs/statistics.md, "Evidence"). A test may start at the release's start,
+   * at a later stage's start or at an hour of a stage; its e-value is the mixture over those
+   * start points with these weights (they sum to at most 1). */
+  struct mstore_evidence_plan {
+    bool on;                 /* some expression, or the split check, decides on evidence */
+    int n_tests;             /* halt-rule comparisons and the split check: the budget's shares */
+    double rule_alpha;       /* false_halt_budget / n_tests */
+    double gate_alpha;
+    double log_w_release;    /* log weight of the test from the first stage's start */
+    double log_w_stage;      /* ... from each later stage's start */
+    double log_w_hour;       /* ... from each hour of a stage, up to hours[stage] of them */
+    int hours[PLAN_MAX_STAGES];
+    double margin[PLAN_MAX_STAGES]; /* excess_margin where the cohort is large, else 0 */
+    double share[PLAN_MAX_STAGES];  /* the canary's expected share of requests (split check) */
+    double split_margin;
+  } ev;
 };
 
 /*
@@ -272,6 +335,7 @@ struct mstore_ctx {
   int cohort;
   int64_t now;
   uint64_t key;                 /* the expression being evaluated (zscore history) */
+  bool explain;                 /* the evidence's bounds are wanted (they cost a bisection) */
 };
 
 /* The source over the store: pass it with a struct mstore_ctx to expr_eval. Its limits are the
@@ -294,6 +358,9 @@ struct mstore_finding {
   int64_t window_ms;         /* the longest window the expression reads */
   int64_t n, min_n;          /* the weakest query: observations, and the minimum it needed */
   enum expr_why why;         /* when insufficient */
+  bool evidence;             /* the main comparison was decided on evidence: */
+  double log_e, log_needed;  /* its e-value's log and the log(1/alpha) a decision needs */
+  struct expr_evidence ev;   /* counts, estimate, bound (the bound only when explained) */
   char explain[400];         /* expr_explain; see mstore_eval_rule for when it is written */
 };
 
@@ -332,5 +399,38 @@ int mstore_eval_rule_values(struct mstore *ms, const struct mstore_plan *mp,
                             struct mstore_verdict *out) CANARY_MUSTCHECK;
 
 const char *mstore_owner_name(enum mstore_owner o);
+
+/* --- the evidence (mstore_evidence.c) -------------------------------------------------------- */
+
+/*
+ * The expr_source's evidence function over the store (ctx: struct mstore_ctx). It counts
+ * everything since each series began (the cohort's stage): the test from the release's start
+ * sums the cohorts up to ctx->cohort, each with its own exposure; from a later stage's start,
+ * the cohorts from there; from an hour, the exposed cohort since that hour (counters only).
+ * The e-value is their mixture with the weights of mp->ev. Estimates and the bound are those
+ * of the exposed cohort.
+ */
+void mstore_evidence(void *ctx, const struct expr_evq *q, struct expr_evidence *out);
+
+/*
+ * How many times more variable than binomial the bad events of pair (num, den) are: retries of
+ * one client come in bursts, and a burst of ten errors is not ten independent errors. Each
+ * report's rate is compared with the report before it (a slow drift of the rate cancels; an
+ * outage's jump is one capped step), squared over its binomial variance: the mean of those is
+ * 1 for independent events and about the mean burst weight E[k^2]/E[k] for bursts. From the
+ * baseline's reports of the cohorts up to cohort (the canary's when the baseline sends none),
+ * raised by one standard error (sqrt(2 / k) of itself), never below 1; 1 with fewer than 3
+ * steps. The evidence divides the counts by it (an effective count).
+ */
+double mstore_dispersion(const struct mstore *ms, int cohort, const char *num, const char *den);
+
+/*
+ * The traffic split on evidence: the canary's share of `requests` against mp->ev.share[cohort],
+ * two-sided, healthy within split_margin of it (relative), at level alpha. Fills *out as
+ * mstore_evidence does (estimate: the share; reference: the expected share); n = 0 when either
+ * variant has no requests in the cohort.
+ */
+void mstore_evidence_split(struct mstore *ms, const struct mstore_plan *mp, int cohort,
+                           double alpha, bool explain, struct expr_evidence *out);
 
 #endif

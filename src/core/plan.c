@@ -140,11 +140,25 @@ static bool stage_equal(const struct stage *a, const struct stage *b) {
          criteria_equal(a->exit, b->exit, a->n_exit);
 }
 
+void plan_as_estimate(struct plan *p) {
+  int kept = 0;
+  for (int i = 0; i < p->n_rules; i++) {
+    if (p->rules[i].decide == PLAN_DECIDE_EVIDENCE)
+      continue;
+    p->rules[kept] = p->rules[i];
+    p->rules[kept++].decide = PLAN_DECIDE_DEFAULT;
+  }
+  p->n_rules = kept;
+  for (int i = 0; i < p->n_alerts; i++)
+    p->alerts[i].decide = PLAN_DECIDE_DEFAULT;
+  p->decide = PLAN_DECIDE_ESTIMATE;
+}
+
 static bool rule_equal(const struct rule *a, const struct rule *b) {
   if (strcmp(a->name, b->name) || strcmp(a->text, b->text) || strcmp(a->category, b->category) ||
       a->has_alert != b->has_alert || (a->has_alert && a->on_alert != b->on_alert) ||
       a->n_exprs != b->n_exprs || a->for_ms != b->for_ms || a->action != b->action ||
-      a->severity != b->severity)
+      a->severity != b->severity || a->decide != b->decide)
     return false;
   for (int i = 0; i < a->n_exprs; i++)
     if (strcmp(a->exprs[i], b->exprs[i]))
@@ -161,7 +175,10 @@ bool plan_equal(const struct plan *a, const struct plan *b) {
       a->breaker_threshold != b->breaker_threshold || a->canary_enabled != b->canary_enabled ||
       a->post_mortem_ms != b->post_mortem_ms || a->buckets != b->buckets ||
       a->srm_enabled != b->srm_enabled || a->srm_control != b->srm_control ||
-      a->srm_p != b->srm_p || a->srm_window_ms != b->srm_window_ms)
+      a->srm_p != b->srm_p || a->srm_window_ms != b->srm_window_ms ||
+      a->srm_margin != b->srm_margin || a->decide != b->decide ||
+      a->false_halt_budget != b->false_halt_budget || a->gate_alpha != b->gate_alpha ||
+      a->excess_margin != b->excess_margin || a->margin_from_percent != b->margin_from_percent)
     return false;
   for (int i = 0; i < a->n_stages; i++)
     if (!stage_equal(&a->stages[i], &b->stages[i]))

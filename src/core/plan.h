@@ -94,6 +94,24 @@ enum rule_action {
  * on_alert, or when its expressions hold for for_ms (metric rules: evaluated by the metric
  * engine; kept here until then). Severity 1 rules also page on-call.
  */
+/*
+ * How a rule or gate over counts decides (docs/rules.md, "Evidence"). EVIDENCE: a comparison of
+ * a ratio of counters or of a quantile with a limit, or with the baseline, holds when an
+ * anytime-valid sequential test says so at the plan's false-halt budget — its error rate holds
+ * however often it is evaluated. ESTIMATE: the literal point estimate over the window, as
+ * written (the seed's semantics, kept per rule for users who want it). DEFAULT: the plan's.
+ */
+#define PLAN_DECIDE_MAP(XX)        \
+  XX(DEFAULT, "default")           \
+  XX(EVIDENCE, "evidence")         \
+  XX(ESTIMATE, "estimate")
+
+enum plan_decide {
+#define XX(name, wire) PLAN_DECIDE_##name,
+  PLAN_DECIDE_MAP(XX)
+#undef XX
+};
+
 struct rule {
   char name[PLAN_NAME_MAX];
   char text[PLAN_TEXT_MAX];
@@ -105,6 +123,7 @@ struct rule {
   int64_t for_ms;
   enum rule_action action;
   int severity; /* 1 critical .. 3 info */
+  enum plan_decide decide; /* DEFAULT: plan.decide */
 };
 
 /* A named threshold, e.g. error_rate = 0.01; expressions refer to it by name. */
@@ -150,7 +169,19 @@ struct plan {
   bool srm_control;           /* the baseline variant is a control group as large as the canary
                                * (expected share 0.5); false: it is everyone else in the cohort's
                                * service (expected share traffic_percent / 100) */
-  double srm_p;               /* mismatch when p < srm_p (0.001) */
+  double srm_p;               /* estimate: mismatch when p < srm_p (0.001) */
+  double srm_margin;          /* evidence: a share within this relative margin of the
+                               * configured one is healthy (0.2: 5% expected, 4-6% fine) */
+  /* Decisions over counts (docs/statistics.md, "Evidence"). */
+  enum plan_decide decide;    /* for every rule and gate that does not say: EVIDENCE (what
+                               * the plan loader sets), ESTIMATE; DEFAULT (a zeroed plan built
+                               * in code) means ESTIMATE */
+  double false_halt_budget;   /* the chance a healthy release is halted by any rule over
+                               * counts, over the whole plan (0.01); split across rules */
+  double gate_alpha;          /* a gate's "< x" passes on a bound at confidence 1 - gate_alpha */
+  double excess_margin;       /* at cohorts of margin_from_percent and above, the canary must
+                               * be worse than (1 + margin) x the baseline to count (0.2) */
+  double margin_from_percent; /* 25 */
   int64_t srm_window_ms;      /* requests counted over this window (5 min) */
 };
 
@@ -171,6 +202,14 @@ bool plan_param(const struct plan *p, const char *name, double *out);
  * Returns true when consistent, else false with a reason in why.
  */
 bool plan_validate(const struct plan *p, char *why, size_t why_len);
+
+/*
+ * The seed's literal semantics (docs/rules.md, "Evidence"): every rule and gate decides on its
+ * estimate over its window; rules that exist only on evidence (decide: evidence in the plan —
+ * "above the baseline" as an estimate is true half of the time) are dropped. What `canaryctl
+ * simulate --decide estimate` and bench/decisions compare against.
+ */
+void plan_as_estimate(struct plan *p);
 
 /* Field-by-field equality (used to show that the seed's JSON and the YAML give one plan). */
 bool plan_equal(const struct plan *a, const struct plan *b);

@@ -748,6 +748,27 @@ static void breaker_error(struct run *u, const char *what) {
 
 /* The measured values a metric halt rests on: canary, baseline, threshold, window, samples. */
 static void add_finding(struct decision *d, const struct mstore_finding *f) {
+  if (f->evidence) { /* what the evidence rests on: counts, estimate, e-value, level, bound */
+    const struct expr_evidence *x = &f->ev;
+    decision_add_num(d, "canary_count", x->canary_x);
+    decision_add_num(d, "canary_trials", x->canary_n);
+    if (x->baseline_n > 0) {
+      decision_add_num(d, "baseline_count", x->baseline_x);
+      decision_add_num(d, "baseline_trials", x->baseline_n);
+    }
+    if (!isnan(x->line))
+      decision_add_num(d, "counted_above", x->line);
+    if (x->dispersion > 1)
+      decision_add_num(d, "dispersion", x->dispersion);
+    decision_add_num(d, "estimate", x->estimate);
+    decision_add_num(d, "reference", x->reference);
+    if (!isnan(x->bound))
+      decision_add_num(d, "bound", x->bound);
+    decision_add_num(d, "e_value", exp(f->log_e));
+    decision_add_num(d, "alpha", exp(-f->log_needed));
+    decision_add_str(d, "expression", f->explain);
+    return;
+  }
   if (!isnan(f->canary))
     decision_add_num(d, "canary", f->canary);
   if (!isnan(f->baseline))
@@ -765,10 +786,8 @@ static void add_finding(struct decision *d, const struct mstore_finding *f) {
  * cohort's percentage). A mismatch (p < srm_p) is an unhealthy split — routing is broken, so
  * no comparison of canary and baseline can be trusted — and halts as such, not as a regression.
  */
-static void split_check(struct run *u, int cohort) {
+static void split_check_estimate(struct run *u, int cohort) {
   const struct plan *p = u->plan;
-  if (!p->srm_enabled)
-    return;
   const struct mstore_series *c =
       mstore_series_find(&u->m->ms, cohort, VARIANT_CANARY, "requests");
   const struct mstore_series *b =
@@ -801,6 +820,52 @@ static void split_check(struct run *u, int cohort) {
   decision_add_num(d, "expected_share", share);
   decision_add_num(d, "p_value", v.p_value);
   decision_add_int(d, "window_ms", p->srm_window_ms);
+}
+
+/*
+ * The split on evidence (mstore_evidence_split): every request since the stage began counts,
+ * and the test stays valid however often it is asked, so a healthy split is not halted by the
+ * thousandth look at it; a share outside split_margin of the expected one halts.
+ */
+static void split_check_evidence(struct run *u, int cohort) {
+  const struct plan *p = u->plan;
+  double alpha = u->mp->ev.rule_alpha;
+  struct expr_evidence x;
+  mstore_evidence_split(&u->m->ms, u->mp, cohort, alpha, false, &x);
+  if (x.n <= 0 || !(x.log_e >= -log(alpha)))
+    return;
+  mstore_evidence_split(&u->m->ms, u->mp, cohort, alpha, true, &x); /* with its bound */
+  char reason[EVENT_TEXT_MAX + 64];
+  snprintf(reason, sizeof reason, "unhealthy traffic split in %s: the canary got %.2f%% of "
+           "requests, the split says %.2f%% (evidence e = %.3g >= 1/%.3g: the share is %s "
+           "%.2f%% with %.4g%% confidence); canary and baseline cannot be compared",
+           p->stages[cohort].name, 100 * x.estimate, 100 * x.reference, exp(x.log_e), alpha,
+           x.estimate > x.reference ? "above" : "below", 100 * x.bound, 100 * (1 - alpha));
+  halt(u, "unhealthy_split", 2, reason);
+  struct decision *d = latest(u);
+  decision_add_num(d, "canary_requests", x.canary_x);
+  decision_add_num(d, "baseline_requests", x.baseline_x);
+  decision_add_num(d, "canary_share", x.estimate);
+  decision_add_num(d, "expected_share", x.reference);
+  decision_add_num(d, "share_bound", x.bound);
+  decision_add_num(d, "margin", u->mp->ev.split_margin);
+  decision_add_num(d, "e_value", exp(x.log_e));
+  decision_add_num(d, "alpha", alpha);
+}
+
+/*
+ * The traffic split's health: does the canary get the share of requests the split says it
+ * should (0.5 against a same-size control group, else the cohort's percentage)? A mismatch is
+ * an unhealthy split — routing is broken, so no comparison of canary and baseline can be
+ * trusted — and halts as such, not as a regression.
+ */
+static void split_check(struct run *u, int cohort) {
+  if (!u->plan->srm_enabled)
+    return;
+  if (u->plan->decide == PLAN_DECIDE_EVIDENCE)
+    split_check_evidence(u, cohort);
+  else
+    split_check_estimate(u, cohort);
 }
 
 /*

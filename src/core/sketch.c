@@ -516,3 +516,26 @@ int sketch_decode(struct sketch *s, const uint8_t *buf, size_t len, const char *
   s->max = max;
   return CANARY_OK;
 }
+
+uint64_t sketch_count_above(const struct sketch *s, double x) {
+  if (!s->count || isnan(x) || x >= s->max)
+    return 0;
+  if (x < s->min)
+    return s->count;
+  /* min <= x < max: a bin counts when its estimate, clamped to [min, max], is above x — which,
+   * with x inside [min, max), is when the estimate itself is; the zero bin's (0) never is. The
+   * estimates grow with the index: start at x's own bin, step to the first estimate above x. */
+  if (!s->bins || s->lo > s->hi)
+    return 0;
+  int32_t i = x > 0 ? sketch_index(s, x) : s->lo;
+  if (i < s->lo)
+    i = s->lo;
+  while (i > s->lo && sketch_bin_value(s, i - 1) > x)
+    i--;
+  while (i <= s->hi && !(sketch_bin_value(s, i) > x))
+    i++;
+  uint64_t k = 0;
+  for (; i <= s->hi; i++)
+    k += sketch_bin(s, i);
+  return k;
+}

@@ -115,6 +115,10 @@ int sketch_quantile_pair(const struct sketch *a, const struct sketch *b, double 
 int sketch_subtract(struct sketch *dst, const struct sketch *src) CANARY_MUSTCHECK;
 
 uint64_t sketch_count(const struct sketch *s);
+/* How many values the sketch puts above x: each value counts as its bin's estimate, clamped to
+ * [min, max] as sketch_quantile does (so the share above x agrees with the quantiles); values in
+ * the zero bin count as 0. 0 for an empty sketch or a NaN x. */
+uint64_t sketch_count_above(const struct sketch *s, double x);
 double sketch_sum(const struct sketch *s);
 /* Exact min / max of the values added. False (out untouched) when empty. */
 bool sketch_min(const struct sketch *s, double *out);

@@ -814,25 +814,7 @@ int window_count_above(struct window *w, int64_t now, int64_t span_ms, double x,
   if (rc)
     return rc;
   *n = s->count;
-  if (!s->count || x >= s->max)
-    return CANARY_OK;
-  if (x < s->min) {
-    *above = s->count;
-    return CANARY_OK;
-  }
-  /* min <= x < max: the zero bin's estimate is 0 (<= x); a bin counts when its clamped estimate
-   * is above x */
-  uint64_t k = 0;
-  for (int32_t i = s->lo; s->bins && i <= s->hi; i++) {
-    double est = sketch_bin_value(s, i);
-    if (est > s->max)
-      est = s->max;
-    if (est < s->min)
-      est = s->min;
-    if (est > x)
-      k += sketch_bin(s, i);
-  }
-  *above = k;
+  *above = sketch_count_above(s, x);
   return CANARY_OK;
 }
 

@@ -133,10 +133,12 @@ static const struct rule_want rules_want[] = {
     {"engine_timeout_rate", "performance", 5 * MIN_MS, 2, false, 0, 1},
     {"error_rate", "errors", 5 * MIN_MS, 2, false, 0, 1},
     {"approval_denial_spike", "errors", 0, 2, false, 0, 1},
+    {"error_excess", "errors", 0, 2, false, 0, 1},
     {"db_connection_exhaustion", "errors", 1 * MIN_MS, 2, true, ALERT_DB_CONNECTION_EXHAUSTION, 1},
     {"memory_usage", "errors", 10 * MIN_MS, 2, false, 0, 1},
     {"cpu_usage", "errors", 10 * MIN_MS, 2, false, 0, 1},
     {"failed_transactions", "business", 0, 2, false, 0, 1},
+    {"failed_transaction_excess", "business", 0, 2, false, 0, 1},
     {"data_inconsistency", "business", 0, 1, true, ALERT_DATA_INCONSISTENCY, 0},
     {"security_alert", "business", 0, 1, true, ALERT_SECURITY, 0},
     {"compliance_violation", "business", 0, 1, true, ALERT_COMPLIANCE, 0},
@@ -163,6 +165,16 @@ static void test_rollout_halt_rules(void **state) {
   }
   assert_string_equal(plan_a.rules[0].exprs[0],
                       "histogram_quantile(0.75, webvitals_lcp_ms[15m]) > lcp_p75_ms");
+  /* the built-in plan decides on evidence; the comparisons with the baseline exist only so */
+  assert_int_equal(plan_a.decide, PLAN_DECIDE_EVIDENCE);
+  assert_true(plan_a.false_halt_budget == 0.01);
+  for (int i = 0; i < n; i++)
+    assert_int_equal(plan_a.rules[i].decide, strstr(plan_a.rules[i].name, "excess")
+                                                 ? PLAN_DECIDE_EVIDENCE
+                                                 : PLAN_DECIDE_DEFAULT);
+  plan_as_estimate(&plan_a); /* the seed's literal plan: the evidence-only rules go */
+  assert_int_equal(plan_a.n_rules, n - 2);
+  assert_int_equal(plan_a.decide, PLAN_DECIDE_ESTIMATE);
 }
 
 static void test_rollout_alerts_and_params(void **state) {
@@ -239,7 +251,7 @@ static void test_overlay_changes(void **state) {
   double v;
   assert_true(plan_param(&plan_a, "error_rate", &v) && v == 0.02);
   assert_true(plan_a.stages[1].traffic_percent == 5); /* untouched */
-  assert_int_equal(plan_a.n_rules, 14);
+  assert_int_equal(plan_a.n_rules, 16);
 }
 
 /* --- defaults and small documents ------------------------------------------------------------ */
@@ -318,6 +330,13 @@ struct bad_case {
 #define STAGES_AB "stages:\n  - { name: a, traffic_percent: 10 }\n  - { name: b, traffic_percent: 100 }\n"
 
 static const struct bad_case bad_cases[] = {
+    {"a decide that is neither", "plan: t\n" STAGES_AB
+     "halt_rules:\n  - { name: r, expr: \"rate(e[5m]) / rate(r[5m]) > 0.1\", action: pause_canary,"
+     " decide: guess }\n",
+     CANARY_EINVALID, 6, 87, "decide must be evidence"},
+    {"a false-halt budget out of range", "plan: t\n" STAGES_AB
+     "decisions:\n  false_halt_budget: 2\n",
+     CANARY_EINVALID, 6, 22, "false_halt_budget"},
     {"unknown top-level key", "plan: t\nstagez: []\n", CANARY_EINVALID, 2, 1,
      "unknown key 'stagez' in plan (expected one of: plan, halt_conditions, flags"},
     {"unknown key in a stage",

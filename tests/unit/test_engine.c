@@ -538,16 +538,26 @@ static void test_cohort_switched_off_holds_at_minimum(void **state) {
 
 /* ---- the metric engine on the built-in plan ------------------------------------------------ */
 
-/* An engine on config/rollout.yaml (its metric criteria and halt rules), instead of the fixture. */
-static int setup_builtin(void **state) {
+/* An engine on config/rollout.yaml (its metric criteria and halt rules), instead of the fixture:
+ * as it is (on evidence), or as the seed's literal plan against a same-size control group (the
+ * estimate semantics these tests were written for: exact windows and thresholds). */
+static int setup_plan(void **state, bool estimate) {
   struct t *t = calloc(1, sizeof *t);
   struct config_error err;
-  if (!t || config_load_default(&t->plan, &err) != CANARY_OK ||
-      engine_init(&t->e, &t->plan) != CANARY_OK)
+  if (!t || config_load_default(&t->plan, &err) != CANARY_OK)
+    return -1;
+  if (estimate) {
+    plan_as_estimate(&t->plan);
+    t->plan.srm_control = true;
+  }
+  if (engine_init(&t->e, &t->plan) != CANARY_OK)
     return -1;
   *state = t;
   return 0;
 }
+
+static int setup_builtin(void **state) { return setup_plan(state, false); }
+static int setup_estimate(void **state) { return setup_plan(state, true); }
 
 /* One 10 s interval of one variant: requests, errors. */
 static void interval(struct t *t, const char *rollout, int64_t at, enum variant v,
@@ -701,6 +711,104 @@ static void test_held_gate_is_asked_at_the_evaluation_cadence(void **state) {
   }
   assert_int_equal(engine_find(&t->e, "r1")->stage, 0); /* held: smoke_passed is unmet */
   assert_in_range(reads, 60, 82); /* 20 s at 4 a second, not 200 */
+}
+
+/* ---- the built-in plan on evidence --------------------------------------------------------- */
+
+/* One minute of a 0.5% cohort against everyone else: the canary's requests and errors, and the
+ * baseline's (complement: 199 times the canary's traffic). */
+static void minute(struct t *t, const char *rollout, int64_t at, double canary_requests,
+                   double canary_errors, double baseline_errors) {
+  interval(t, rollout, at, VARIANT_BASELINE, canary_requests * 199, baseline_errors);
+  interval(t, rollout, at, VARIANT_CANARY, canary_requests, canary_errors);
+}
+
+static const struct evidence_item *item(const struct decision *d, const char *key) {
+  const struct evidence_item *x = decision_evidence(d, key);
+  if (!x)
+    fail_msg("decision %s lacks evidence '%s'", d->rule, key);
+  return x;
+}
+
+/*
+ * A canary 3x worse than its baseline at 0.5% halts on the comparison with the baseline long
+ * before the absolute 1% is in reach, within a few dozen canary errors, with what it rested on
+ * as evidence: the counts of both variants, the estimate, the e-value and the level it cleared.
+ */
+static void test_evidence_halts_a_worse_canary_on_its_counts(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  int64_t at = T0 + 4 * MIN_MS;
+  double canary_errors = 0;
+  /* 1,000 canary requests a minute: the baseline at 0.1% errors, the canary at 0.3% */
+  for (int m = 0; m < 120 && !find_halt(t, "r1"); m++, at += MIN_MS) {
+    run_until(t, at);
+    double ce = m % 3 == 0 ? 4 : m % 3 == 1 ? 3 : 2; /* 3 a minute */
+    canary_errors += ce;
+    minute(t, "r1", at, 1000, ce, 199);
+  }
+  const struct decision *d = find_halt(t, "r1");
+  assert_non_null(d);
+  assert_string_equal(d->rule, "error_excess");
+  assert_in_range((int64_t)canary_errors, 10, 60);
+  assert_true(item(d, "estimate")->num > 2 && item(d, "estimate")->num < 4); /* the rate ratio */
+  assert_true(item(d, "e_value")->num >= 1 / item(d, "alpha")->num);
+  assert_true(item(d, "alpha")->num < 0.01); /* a share of the plan's 1% budget */
+  assert_true(item(d, "baseline_count")->num > 0);
+  assert_non_null(strstr(d->reason, "evidence e = "));
+}
+
+/*
+ * An outage on both variants (3% errors everywhere) is not the release's doing: the comparison
+ * with the baseline never fires, while the absolute rule (> 1% for 5 minutes) does, once its
+ * evidence has held for its for:.
+ */
+static void test_evidence_outage_on_both_halts_only_the_absolute_rule(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  int64_t at = T0 + 4 * MIN_MS;
+  for (int m = 0; m < 60 && !find_halt(t, "r1"); m++, at += MIN_MS) {
+    run_until(t, at);
+    minute(t, "r1", at, 1000, 30, 30 * 199);
+  }
+  const struct decision *d = find_halt(t, "r1");
+  assert_non_null(d);
+  assert_string_equal(d->rule, "error_rate");
+  assert_true(item(d, "estimate")->num == 0.03);
+  assert_true(item(d, "bound")->num > 0.01); /* the lower bound cleared the limit */
+  assert_true(d->time_ms >= T0 + 4 * MIN_MS + 5 * MIN_MS); /* its for: 5m on top */
+}
+
+/*
+ * A handful of failures is not evidence: 1 error in the canary's first 50 requests (2% > 1%)
+ * halts nothing — the estimate would have (test_low_traffic_neither_halts_nor_passes has the
+ * estimate's own minimum). And a clean canary passes its exit gate ("error rate < 0.1%") only
+ * once its requests prove it, not on a ratio of 0 in 100.
+ */
+static void test_evidence_is_not_fooled_by_a_few_requests(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  struct event smoke = ev(t, EVENT_SMOKE_COMPLETED, "r1", T0 + 3 * MIN_MS);
+  smoke.ok = true;
+  smoke.passed = 5;
+  apply(t, smoke);
+  int64_t at = T0 + 4 * MIN_MS;
+  run_until(t, at);
+  minute(t, "r1", at, 50, 1, 20);
+  for (at += MIN_MS; at < T0 + 3 * MIN_MS + HOUR_MS; at += MIN_MS) {
+    run_until(t, at);
+    minute(t, "r1", at, 50, 0, 2);
+  }
+  assert_null(find_halt(t, "r1"));
+  /* ~2,900 canary requests with one error by the stage's minimum: not proven under 0.1% */
+  run_until(t, T0 + 3 * MIN_MS + HOUR_MS + 1);
+  assert_int_equal(engine_find(&t->e, "r1")->stage, 0);
+  for (; engine_find(&t->e, "r1")->stage == 0 && at < T0 + 2 * HOUR_MS; at += MIN_MS) {
+    run_until(t, at);
+    minute(t, "r1", at, 1000, 0, 40);
+  }
+  assert_int_equal(engine_find(&t->e, "r1")->stage, 1); /* proven, and promoted */
+  assert_null(find_halt(t, "r1"));
 }
 
 /* ---- deadlines across rollouts ------------------------------------------------------------- */
@@ -982,13 +1090,19 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_no_expansion_while_globally_off, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cohort_switched_off_holds_at_minimum, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tick_fires_due_rollouts_only, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_error_rate_rule_halts_with_evidence, setup_builtin,
+      cmocka_unit_test_setup_teardown(test_error_rate_rule_halts_with_evidence, setup_estimate,
                                       teardown),
-      cmocka_unit_test_setup_teardown(test_gates_are_watched_at_their_cadence, setup_builtin,
+      cmocka_unit_test_setup_teardown(test_gates_are_watched_at_their_cadence, setup_estimate,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_held_gate_is_asked_at_the_evaluation_cadence,
+                                      setup_estimate, teardown),
+      cmocka_unit_test_setup_teardown(test_evidence_halts_a_worse_canary_on_its_counts,
                                       setup_builtin, teardown),
-      cmocka_unit_test_setup_teardown(test_low_traffic_neither_halts_nor_passes, setup_builtin,
+      cmocka_unit_test_setup_teardown(test_evidence_outage_on_both_halts_only_the_absolute_rule,
+                                      setup_builtin, teardown),
+      cmocka_unit_test_setup_teardown(test_evidence_is_not_fooled_by_a_few_requests,
+                                      setup_builtin, teardown),
+      cmocka_unit_test_setup_teardown(test_low_traffic_neither_halts_nor_passes, setup_estimate,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_no_rollouts_no_deadline, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restore, setup, teardown),

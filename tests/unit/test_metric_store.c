@@ -35,20 +35,26 @@ static void assert_near_(double a, double b, double eps, const char *file, int l
 enum { INTERNAL = 0, FRIENDLY = 1, BETA = 2 };
 static const enum variant C = VARIANT_CANARY, B = VARIANT_BASELINE;
 
-static struct plan plan;
-static struct mstore_plan mp;
+/* The built-in plan twice: as the seed's literal plan (plan, mp: the estimate semantics that
+ * most tests here pin down to the window and the threshold) and as it is (plan_ev, mp_ev: on
+ * evidence, the tests at the end). */
+static struct plan plan, plan_ev;
+static struct mstore_plan mp, mp_ev;
 
 static int setup(void **state) {
   (void)state;
   struct config_error ce;
-  if (config_load_file(ROLLOUT_YAML, &plan, &ce) != CANARY_OK) {
+  if (config_load_file(ROLLOUT_YAML, &plan_ev, &ce) != CANARY_OK) {
     char buf[600];
     config_error_format(&ce, buf, sizeof buf);
     fprintf(stderr, "%s\n", buf);
     return -1;
   }
+  plan = plan_ev;
+  plan_as_estimate(&plan);
   char why[600];
-  if (mstore_plan_init(&mp, &plan, why, sizeof why) != CANARY_OK) {
+  if (mstore_plan_init(&mp, &plan, why, sizeof why) != CANARY_OK ||
+      mstore_plan_init(&mp_ev, &plan_ev, why, sizeof why) != CANARY_OK) {
     fprintf(stderr, "%s\n", why);
     return -1;
   }
@@ -58,15 +64,18 @@ static int setup(void **state) {
 static int teardown(void **state) {
   (void)state;
   mstore_plan_free(&mp);
+  mstore_plan_free(&mp_ev);
   return 0;
 }
 
-static void store_init(struct mstore *ms) {
+static void store_init_for(struct mstore *ms, const struct mstore_plan *p) {
   struct mstore_config cfg;
   mstore_config_default(&cfg);
-  mstore_config_for_plan(&cfg, &mp);
+  mstore_config_for_plan(&cfg, p);
   assert_int_equal(mstore_init(ms, &cfg), CANARY_OK);
 }
+
+static void store_init(struct mstore *ms) { store_init_for(ms, &mp); }
 
 /* --- events ----------------------------------------------------------------------------------- */
 
@@ -857,11 +866,16 @@ static void test_expiry_bounds_memory(void **state) {
   /* 72h of 10 s distributions: ~1,226 buckets, each a sketch of ~100 bins: a few MiB */
   assert_true(most < 8u << 20);
 
-  /* silence beyond the retention: every window gives its memory back, kinds stay */
+  /* silence beyond the retention: every window gives its memory back, kinds stay; what the
+   * evidence counts stays (a sketch of every value, its bins bounded) */
   int64_t later = T0 + 80 * HOUR_MS + 73 * HOUR_MS;
   assert_int_equal(mstore_expire(&ms, later), CANARY_OK);
-  size_t tables = empty + (size_t)ms.series_cap * sizeof *ms.series;
-  assert_int_equal(mstore_memory(&ms), tables);
+  size_t tables = empty + (size_t)ms.series_cap * sizeof *ms.series, kept = 0;
+  for (int i = 0; i < ms.n_series; i++)
+    if (ms.series[i].all)
+      kept += sizeof *ms.series[i].all + ms.series[i].all->cap * sizeof(uint64_t);
+  assert_true(kept > 0 && kept <= 16u << 10);
+  assert_int_equal(mstore_memory(&ms), tables + kept);
   struct q q = query(&ms, FRIENDLY, later);
   double x;
   int64_t n;
@@ -1079,11 +1093,10 @@ static void test_values_without_text(void **state) {
  * (several at one time, some between buckets) on both, the memo off in one. It must also have
  * answered a good share of them, or this proves nothing.
  */
-static void test_memo_is_a_fresh_evaluation(void **state) {
-  (void)state;
+static void memo_is_a_fresh_evaluation(const struct plan *pl, const struct mstore_plan *p) {
   struct mstore a, b;
-  store_init(&a);
-  store_init(&b);
+  store_init_for(&a, p);
+  store_init_for(&b, p);
   b.cfg.memo = false;
   static struct expr_for sa[MSTORE_OWNER_COUNT][PLAN_MAX_STAGES + 1][PLAN_MAX_RULES + PLAN_MAX_CRITERIA][PLAN_MAX_EXPRS];
   static struct expr_for sb[MSTORE_OWNER_COUNT][PLAN_MAX_STAGES + 1][PLAN_MAX_RULES + PLAN_MAX_CRITERIA][PLAN_MAX_EXPRS];
@@ -1124,20 +1137,20 @@ static void test_memo_is_a_fresh_evaluation(void **state) {
       for (int o = 0; o < MSTORE_OWNER_COUNT; o++) {
         if (o == MSTORE_SLO)
           continue; /* read through slos_met() by the criteria */
-        int stages = o == MSTORE_ENTRY || o == MSTORE_EXIT ? plan.n_stages : 1;
-        int count = o == MSTORE_RULE ? plan.n_rules : o == MSTORE_ALERT ? plan.n_alerts
+        int stages = o == MSTORE_ENTRY || o == MSTORE_EXIT ? pl->n_stages : 1;
+        int count = o == MSTORE_RULE ? pl->n_rules : o == MSTORE_ALERT ? pl->n_alerts
                                                                        : PLAN_MAX_CRITERIA;
         for (int st = 0; st < stages; st++)
           for (int i = 0; i < count; i++) {
             int stage = stages > 1 ? st : -1, first;
-            if (!mstore_plan_find(&mp, (enum mstore_owner)o, stage, i, &first))
+            if (!mstore_plan_find(p, (enum mstore_owner)o, stage, i, &first))
               continue;
             /* the for: states are shared by the cohorts: the same in both stores */
             struct mstore_verdict va, vb;
             struct expr_for *xa = sa[o][st][i], *xb = sb[o][st][i];
-            assert_int_equal(mstore_eval_rule_values(&a, &mp, (enum mstore_owner)o, stage, i,
+            assert_int_equal(mstore_eval_rule_values(&a, p, (enum mstore_owner)o, stage, i,
                                                      cohort, at, xa, &va),
-                             mstore_eval_rule_values(&b, &mp, (enum mstore_owner)o, stage, i,
+                             mstore_eval_rule_values(&b, p, (enum mstore_owner)o, stage, i,
                                                      cohort, at, xb, &vb));
             evaluations++;
             char where[96];
@@ -1158,6 +1171,139 @@ static void test_memo_is_a_fresh_evaluation(void **state) {
   mstore_free(&b);
 }
 
+static void test_memo_is_a_fresh_evaluation(void **state) {
+  (void)state;
+  memo_is_a_fresh_evaluation(&plan, &mp);
+}
+
+/* The evidence reads every cohort up to the exposed one: the memo must see them all. */
+static void test_memo_is_a_fresh_evaluation_on_evidence(void **state) {
+  (void)state;
+  memo_is_a_fresh_evaluation(&plan_ev, &mp_ev);
+}
+
+
+
+/* --- the built-in plan on evidence ------------------------------------------------------------ */
+
+static int rule_index_ev(const char *name) {
+  for (int i = 0; i < plan_ev.n_rules; i++)
+    if (!strcmp(plan_ev.rules[i].name, name))
+      return i;
+  fail_msg("no rule %s", name);
+  return -1;
+}
+
+/* The budget: 1% over the halt rules' 10 comparisons over counts and the split check; gates at
+ * 95%; the whole stage is replayed after a restart (the longest window covers beta's 72 h). */
+static void test_evidence_plan(void **state) {
+  (void)state;
+  assert_true(mp_ev.ev.on);
+  assert_int_equal(mp_ev.ev.n_tests, 11);
+  assert_double_equal(mp_ev.ev.rule_alpha, 0.01 / 11, 1e-15);
+  assert_double_equal(mp_ev.ev.gate_alpha, 0.05, 0);
+  assert_true(mp_ev.longest_ms >= 72 * HOUR_MS);
+  double w = exp(mp_ev.ev.log_w_release) + (plan_ev.n_stages - 1) * exp(mp_ev.ev.log_w_stage);
+  for (int s = 0; s < plan_ev.n_stages; s++)
+    w += mp_ev.ev.hours[s] * exp(mp_ev.ev.log_w_hour);
+  assert_true(w <= 1 + 1e-12); /* the start points' weights: a mixture, valid as a whole */
+  assert_double_equal(mp_ev.ev.margin[BETA], 0.2, 0);
+  assert_double_equal(mp_ev.ev.margin[FRIENDLY], 0, 0);
+  /* gauges keep their thresholds; the literal plan has no evidence at all */
+  int first;
+  assert_int_equal(mstore_plan_find(&mp_ev, MSTORE_RULE, -1, rule_index_ev("cpu_usage"), &first), 1);
+  assert_true(mp_ev.x[first].e.alpha == 0);
+  assert_false(mp.ev.on);
+}
+
+/*
+ * The issue's example: 2 failed transactions in 1,440 (0.14% > 0.1%) at a 0.5% cohort. The
+ * estimate halts on it; the evidence says how far it is from proving anything, and halts only
+ * when the counts do (here: 12 of 2,880, 0.42%).
+ */
+static void test_evidence_two_failures_are_not_a_halt(void **state) {
+  (void)state;
+  struct mstore ms;
+  store_init_for(&ms, &mp_ev);
+  int rule = rule_index_ev("failed_transactions");
+  struct expr_for st[PLAN_MAX_EXPRS] = {0};
+  put_counters(&ms, INTERNAL, C, T0, "transactions", 1440.0, "transactions_failed", 2.0, NULL);
+  struct mstore_verdict v;
+  assert_int_equal(mstore_eval_rule(&ms, &mp_ev, MSTORE_RULE, -1, rule, INTERNAL, T0, st, &v),
+                   CANARY_OK);
+  assert_false(v.fired);
+  assert_int_equal(v.f[0].truth, EXPR_FALSE);
+  assert_true(v.f[0].evidence && v.f[0].log_e < v.f[0].log_needed);
+  struct expr_result r;
+  int first;
+  assert_int_equal(mstore_plan_find(&mp_ev, MSTORE_RULE, -1, rule, &first), 1);
+  assert_int_equal(mstore_eval_expr(&ms, &mp_ev, &mp_ev.x[first], INTERNAL, T0, C, &r), CANARY_OK);
+  char text[400];
+  expr_explain(&mp_ev.x[first].e, &r, text, sizeof text);
+  assert_non_null(strstr(text, "canary 2 of 1440"));
+  assert_non_null(strstr(text, "of the way to"));
+  /* the estimate fires on the same counts */
+  int first_est;
+  assert_int_equal(mstore_plan_find(&mp, MSTORE_RULE, -1, rule_index("failed_transactions"),
+                                    &first_est), 1);
+  assert_int_equal(mstore_eval_expr(&ms, &mp, &mp.x[first_est], INTERNAL, T0, C, &r), CANARY_OK);
+  assert_int_equal(r.truth, EXPR_TRUE);
+  /* 18 more of 1,440: 20 of 2,880 against 0.1% — proven */
+  put_counters(&ms, INTERNAL, C, T0 + MIN_MS, "transactions", 1440.0, "transactions_failed", 18.0,
+               NULL);
+  assert_int_equal(mstore_eval_rule(&ms, &mp_ev, MSTORE_RULE, -1, rule, INTERNAL, T0 + MIN_MS, st,
+                                    &v), CANARY_OK);
+  assert_true(v.fired);
+  assert_non_null(strstr(v.f[0].explain, "lower bound"));
+  mstore_free(&ms);
+}
+
+/*
+ * A regression that begins in the tenth hour of a long stage: ten healthy hours have pushed the
+ * test from the stage's start far below 1, and the tests from the hours since find it. Without
+ * them (the hourly weight set to nothing) the same stream takes several times the failures.
+ */
+static int failures_to_detect(const struct mstore_plan *p) {
+  struct mstore ms;
+  store_init_for(&ms, p);
+  int rule = rule_index_ev("failed_transaction_excess");
+  struct expr_for st[PLAN_MAX_EXPRS] = {0};
+  int failures = 0;
+  for (int m = 0; m < 40 * 60; m++) {
+    int64_t t = T0 + m * MIN_MS;
+    bool worse = m >= 10 * 60 + 17; /* from 10h17m: the canary fails 10x as often */
+    /* 2,000 canary transactions a minute at 5%, the baseline 38,000; baseline 0.02% failing */
+    double cf = worse ? (m % 5 == 0 ? 5 : 4) : (m % 25 == 0 ? 1 : 0); /* 4.2/min vs 0.04/min */
+    put_counters(&ms, FRIENDLY, B, t, "transactions", 38000.0, "transactions_failed",
+                 m % 4 == 0 ? 8.0 : 7.0, NULL);
+    put_counters(&ms, FRIENDLY, C, t, "transactions", 2000.0, "transactions_failed", cf, NULL);
+    if (worse)
+      failures += (int)cf;
+    struct mstore_verdict v;
+    assert_int_equal(mstore_eval_rule_values(&ms, p, MSTORE_RULE, -1, rule, FRIENDLY, t, st, &v),
+                     CANARY_OK);
+    if (v.fired) {
+      mstore_free(&ms);
+      return failures;
+    }
+  }
+  mstore_free(&ms);
+  return -1;
+}
+
+static void test_evidence_finds_a_regression_mid_stage(void **state) {
+  (void)state;
+  int hourly = failures_to_detect(&mp_ev);
+  static struct mstore_plan without;
+  without = mp_ev;
+  without.ev.log_w_hour = -INFINITY; /* a shallow copy: the expressions are shared, not freed */
+  int stage_only = failures_to_detect(&without);
+  print_message("a 10x rise in the tenth hour: found after %d canary failures with the hourly "
+                "tests, %d from the stage's start alone\n", hourly, stage_only);
+  assert_true(hourly > 0 && hourly <= 60);
+  assert_true(stage_only < 0 || stage_only > 2 * hourly);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ingest_and_queries),
@@ -1175,6 +1321,10 @@ int main(void) {
       cmocka_unit_test(test_plan_errors),
       cmocka_unit_test(test_values_without_text),
       cmocka_unit_test(test_memo_is_a_fresh_evaluation),
+      cmocka_unit_test(test_memo_is_a_fresh_evaluation_on_evidence),
+      cmocka_unit_test(test_evidence_plan),
+      cmocka_unit_test(test_evidence_two_failures_are_not_a_halt),
+      cmocka_unit_test(test_evidence_finds_a_regression_mid_stage),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

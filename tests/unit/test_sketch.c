@@ -929,6 +929,33 @@ static void test_decode_crafted(void **state) {
   sketch_free(&d);
 }
 
+/* sketch_count_above, which steps to the first bin above x, against every bin's clamped estimate
+ * counted one by one (the definition), at values on, between and beyond the bins. */
+static void test_count_above_is_the_definition(void **state) {
+  (void)state;
+  struct sketch s;
+  assert_int_equal(sketch_init(&s, 0.01), CANARY_OK);
+  rng_seed(7);
+  for (int i = 0; i < 5000; i++)
+    assert_int_equal(sketch_add(&s, i % 50 == 0 ? 0 : exp(4 + 2 * uniform01())), CANARY_OK);
+  for (int t = 0; t < 2000; t++) {
+    double x = t < 1000 ? exp(3.9 + 2.2 * uniform01())
+                        : sketch_bin_value(&s, s.lo + (int32_t)(uniform01() * (s.hi - s.lo + 1)));
+    uint64_t want = 0;
+    if (x < s.min)
+      want = s.count;
+    else if (x < s.max)
+      for (int32_t i = s.lo; i <= s.hi; i++) {
+        double est = fmin(fmax(sketch_bin_value(&s, i), s.min), s.max);
+        if (est > x)
+          want += sketch_bin(&s, i);
+      }
+    assert_int_equal(sketch_count_above(&s, x), want);
+  }
+  assert_int_equal(sketch_count_above(&s, NAN), 0);
+  sketch_free(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mapping),
@@ -953,6 +980,7 @@ int main(void) {
       cmocka_unit_test(test_encode_round_trip),
       cmocka_unit_test(test_decode_rejects_damage),
       cmocka_unit_test(test_decode_crafted),
+      cmocka_unit_test(test_count_above_is_the_definition),
   };
   return cmocka_run_group_tests_name("sketch", tests, NULL, NULL);
 }
