@@ -515,7 +515,9 @@ static void put_evidence(struct out *o, const struct expr *e, const struct expr_
   put(o, " vs ");
   put_number(o, three_digits(x->reference));
   double need = exp(c->log_needed);
-  if (x->dispersion > 1)
+  if (x->age_ms >= 0)
+    put(o, " over the last %lld min", (long long)(x->age_ms / 60000));
+  if (x->dispersion >= 1.05)
     put(o, " (bursty: counts / %.2g)", x->dispersion);
   put(o, "; evidence e = %.3g", exp(c->log_e));
   if (c->truth == EXPR_TRUE) {

@@ -261,10 +261,15 @@ struct expr_evidence {
   double reference;        /* what the estimate is held against: limit, 1 - q, or k */
   double bound;            /* confidence bound on the estimate at 1 - alpha (lower when above),
                             * over the exposed cohort; NaN when not computed */
-  double canary_x, canary_n;     /* exposed cohort: bad events (or values above) and trials */
+  double canary_x, canary_n;     /* bad events (or values above) and trials of that term */
   double baseline_x, baseline_n; /* the same for the baseline; 0 for absolute forms */
   double line;             /* quantile forms: the value the shares are counted above */
   double dispersion;       /* ratio forms: the counts were divided by it (bursts, >= 1) */
+  /* The start point that weighs most in the mixture, whose counts, estimate and bound the
+   * fields above show: the start of cohort from_cohort (since_ms INT64_MIN), or since_ms. */
+  int from_cohort;
+  int64_t since_ms;
+  int64_t age_ms;          /* now - since_ms; -1 for a cohort's start */
   int64_t n;               /* canary trials; 0 = no data */
 };
 

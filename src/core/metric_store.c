@@ -116,6 +116,7 @@ void mstore_free(struct mstore *ms) {
   free(ms->z);
   free(ms->zscratch);
   free(ms->memo);
+  free(ms->lc);
   free(ms->series);
   free(ms->series_of);
   free(ms->name_index);
@@ -319,13 +320,13 @@ static enum window_kind item_kind(const struct event_metrics *m, size_t i) {
 
 static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
 
-/* A counter's running total; the first event of a later hour of event time snapshots it. */
+/* A counter's running total; the first event of a later slice of event time snapshots it. */
 static void total_add(struct mstore_series *s, int64_t t, double value) {
-  int64_t hour = floor_div(t, MSTORE_HOUR_MS);
+  int64_t slice = floor_div(t, MSTORE_SLICE_MS);
   int last = (s->n_snaps - 1) % MSTORE_SNAPS;
-  if (s->n_snaps == 0 || hour > s->snap_hour[last]) {
+  if (s->n_snaps == 0 || slice > s->snap_slice[last]) {
     int k = s->n_snaps % MSTORE_SNAPS;
-    s->snap_hour[k] = hour;
+    s->snap_slice[k] = slice;
     s->snap_total[k] = s->total;
     s->n_snaps++;
   }
@@ -394,6 +395,83 @@ static void dispersion_add(struct mstore *ms, int cohort, const struct event_met
   }
 }
 
+const struct mstore_linecount *mstore_linecount_find(const struct mstore *ms, int cohort,
+                                                     int line) {
+  for (int i = 0; i < ms->n_lc; i++)
+    if (ms->lc[i].cohort == cohort && ms->lc[i].line == line)
+      return &ms->lc[i];
+  return NULL;
+}
+
+static struct mstore_linecount *linecount_open(struct mstore *ms, int cohort, int line, int name) {
+  struct mstore_linecount *c = (struct mstore_linecount *)mstore_linecount_find(ms, cohort, line);
+  if (c)
+    return c;
+  if (ms->n_lc == ms->lc_cap) {
+    int cap = ms->lc_cap ? 2 * ms->lc_cap : 8;
+    struct mstore_linecount *p = realloc(ms->lc, (size_t)cap * sizeof *p);
+    if (!p)
+      return NULL;
+    ms->lc = p;
+    ms->lc_cap = cap;
+  }
+  c = &ms->lc[ms->n_lc++];
+  memset(c, 0, sizeof *c);
+  c->cohort = cohort;
+  c->line = line;
+  c->name = (int16_t)name;
+  return c;
+}
+
+/* Values a baseline quantile needs before it draws a line (p99: 100). */
+static uint64_t line_min_values(double q) {
+  double need = q < 1 ? ceil(1 / (1 - q) - 1e-9) : 1e15;
+  return need < 20 ? 20 : (uint64_t)need;
+}
+
+/* Where line l stands in cohort now: its limit, or k times the baseline's quantile so far (NaN
+ * while the baseline has too few values to say). */
+static double line_now(const struct mstore *ms, int cohort, const struct mstore_line *l) {
+  if (isnan(l->k))
+    return l->limit;
+  const struct mstore_series *b = series_get(ms, cohort, VARIANT_BASELINE, l->dist);
+  double v;
+  if (!b || !b->all || sketch_count(b->all) < line_min_values(l->q) ||
+      !sketch_quantile(b->all, l->q, &v))
+    return NAN;
+  return l->k * v;
+}
+
+/* Count a canary report's values above each of the lines drawn on its distribution. */
+static int lines_add(struct mstore *ms, int cohort, int name, int64_t t,
+                     const struct metric_dist *d) {
+  for (int j = 0; j < ms->cfg.n_lines; j++) {
+    const struct mstore_line *l = &ms->cfg.lines[j];
+    if (strcmp(l->dist, ms->names[name].name))
+      continue;
+    double line = line_now(ms, cohort, l);
+    if (isnan(line))
+      continue; /* no line yet: these values are not counted either way */
+    struct mstore_linecount *c = linecount_open(ms, cohort, j, name);
+    if (!c)
+      return CANARY_ENOMEM;
+    double above = 0;
+    for (size_t i = 0; i < d->n; i++)
+      above += d->values[i] > line;
+    int64_t slice = floor_div(t, MSTORE_SLICE_MS);
+    int last = (c->n_snaps - 1) % MSTORE_SNAPS;
+    if (c->n_snaps == 0 || slice > c->snap_slice[last]) {
+      int k = c->n_snaps++ % MSTORE_SNAPS;
+      c->snap_slice[k] = slice;
+      c->snap_above[k] = c->above;
+      c->snap_n[k] = c->n;
+    }
+    c->above += above;
+    c->n += (double)d->n;
+  }
+  return CANARY_OK;
+}
+
 static int metrics_apply(struct mstore *ms, int cohort, int64_t t, const struct event_metrics *m,
                          const struct item *items) {
   size_t n = m->n_counters + m->n_gauges + m->n_dists;
@@ -420,8 +498,10 @@ static int metrics_apply(struct mstore *ms, int cohort, int64_t t, const struct 
     } else {
       const struct metric_dist *d = &m->dists[i - m->n_counters - m->n_gauges];
       r = d->n ? window_add_samples(&s->w, t, d->values, d->n) : CANARY_OK;
-      if (!r && d->n)
-        r = all_add(s, d->values, d->n);
+      if (!r && d->n && m->variant == VARIANT_BASELINE && ms->cfg.n_lines)
+        r = all_add(s, d->values, d->n); /* the lines drawn from the baseline's quantiles */
+      if (!r && d->n && m->variant == VARIANT_CANARY && ms->cfg.n_lines)
+        r = lines_add(ms, cohort, id, t, d);
     }
     if (r && !rc)
       rc = r;
@@ -604,6 +684,7 @@ size_t mstore_memory(const struct mstore *ms) {
     for (int k = 0; k < MSTORE_MAX_TOLERANCES; k++)
       bytes += window_memory(&d->over[k]);
   }
+  bytes += (size_t)ms->lc_cap * sizeof *ms->lc;
   size_t per = (size_t)ms->cfg.zscore_points * (sizeof(int64_t) + sizeof(double));
   bytes += (size_t)ms->n_z * (sizeof *ms->z + per);
   if (ms->zscratch)
@@ -878,12 +959,46 @@ static void owner_label(const struct plan *p, enum mstore_owner o, int stage, in
     snprintf(buf, len, "%s %s", mstore_owner_name(o), name);
 }
 
+static bool same_num(double a, double b) { return a == b || (isnan(a) && isnan(b)); }
+
+/* A quantile form's line: counted at ingest (struct mstore_linecount). */
+static void add_line(struct mstore_plan *mp, const struct expr_evq *q) {
+  for (int k = 0; k < mp->n_lines; k++) {
+    const struct mstore_line *l = &mp->lines[k];
+    if (!strcmp(l->dist, q->dist) && l->q == q->q && same_num(l->limit, q->limit) &&
+        same_num(l->k, q->k))
+      return;
+  }
+  if (mp->n_lines == MSTORE_MAX_LINES)
+    return; /* more lines than counted: those forms read no data (insufficient) */
+  struct mstore_line *l = &mp->lines[mp->n_lines++];
+  snprintf(l->dist, sizeof l->dist, "%s", q->dist);
+  l->q = q->q;
+  l->limit = q->versus_baseline ? NAN : q->limit;
+  l->k = q->versus_baseline ? q->k : NAN;
+}
+
+int mstore_line_index(const struct mstore *ms, const struct expr_evq *q) {
+  double limit = q->versus_baseline ? NAN : q->limit, k = q->versus_baseline ? q->k : NAN;
+  for (int i = 0; i < ms->cfg.n_lines; i++) {
+    const struct mstore_line *l = &ms->cfg.lines[i];
+    if (!strcmp(l->dist, q->dist) && l->q == q->q && same_num(l->limit, limit) &&
+        same_num(l->k, k))
+      return i;
+  }
+  return -1;
+}
+
 /* The ratios of counters the plan's evidence tests: their numerators keep dispersion sums. */
 static void add_pairs(struct mstore_plan *mp, const struct expr *e) {
   struct expr_evq q;
   for (int i = 0; i < e->n_nodes; i++) {
-    if (!expr_evidence_form(e, i, &q) || q.quantile)
+    if (!expr_evidence_form(e, i, &q))
       continue;
+    if (q.quantile) {
+      add_line(mp, &q);
+      continue;
+    }
     int k = 0;
     while (k < mp->n_pairs && (strcmp(mp->pairs[k].num, q.num) || strcmp(mp->pairs[k].den, q.den)))
       k++;
@@ -1075,27 +1190,27 @@ static void plan_evidence(struct mstore_plan *mp, const struct plan *p) {
       x->e.alpha = x->owner == MSTORE_RULE || x->owner == MSTORE_ALERT ? ev->rule_alpha
                                                                        : ev->gate_alpha;
   }
-  int hours = 0;
+  int slices = 0;
   for (int s = 0; s < p->n_stages; s++) {
     const struct stage *st = &p->stages[s];
     bool last = s == p->n_stages - 1;
-    int64_t span = st->max_duration_ms ? st->max_duration_ms : last ? 0 : 72 * MSTORE_HOUR_MS;
-    ev->hours[s] = span ? (int)((span + MSTORE_HOUR_MS - 1) / MSTORE_HOUR_MS) + 1 : 0;
-    hours += ev->hours[s];
+    int64_t span = st->max_duration_ms ? st->max_duration_ms : last ? 0 : 72 * 3600000LL;
+    ev->slices[s] = span ? (int)((span + MSTORE_SLICE_MS - 1) / MSTORE_SLICE_MS) + 1 : 0;
+    slices += ev->slices[s];
     ev->margin[s] = st->traffic_percent >= p->margin_from_percent && p->margin_from_percent > 0
                         ? p->excess_margin
                         : 0;
     ev->share[s] = p->srm_control ? 0.5 : st->traffic_percent / 100.0;
   }
   ev->split_margin = p->srm_margin;
-  double w_release = 0.5, w_stages = 0.25, w_hours = 0.25;
+  double w_release = 0.5, w_stages = 0.25, w_slices = 0.25;
   if (p->n_stages < 2)
     w_release += w_stages, w_stages = 0;
-  if (!hours)
-    w_release += w_hours, w_hours = 0;
+  if (!slices)
+    w_release += w_slices, w_slices = 0;
   ev->log_w_release = log(w_release);
   ev->log_w_stage = w_stages > 0 ? log(w_stages / (p->n_stages - 1)) : -INFINITY;
-  ev->log_w_hour = w_hours > 0 ? log(w_hours / hours) : -INFINITY;
+  ev->log_w_slice = w_slices > 0 ? log(w_slices / slices) : -INFINITY;
   /* slos_met() reads the SLOs' evidence: its memo must watch what theirs would (after the
    * budget was counted, which is the halt rules' own comparisons) */
   int slo_evidence = 0;
@@ -1175,6 +1290,8 @@ void mstore_config_for_plan(struct mstore_config *cfg, const struct mstore_plan 
   memcpy(cfg->tolerances, mp->tolerances, sizeof cfg->tolerances);
   cfg->n_pairs = mp->n_pairs;
   memcpy(cfg->pairs, mp->pairs, sizeof cfg->pairs);
+  cfg->n_lines = mp->n_lines;
+  memcpy(cfg->lines, mp->lines, sizeof cfg->lines);
   if (mp->longest_ms + cfg->bucket_ms > cfg->retention_ms)
     cfg->retention_ms = mp->longest_ms + cfg->bucket_ms;
   int64_t points = mp->longest_ms / cfg->zscore_step_ms + 1;

@@ -41,6 +41,18 @@
 #define MSTORE_MAX_TOLERANCES 4               /* diff tolerances counted exactly */
 #define MSTORE_MAX_PAIRS 8                    /* ratios whose dispersion the evidence needs */
 
+/*
+ * A line the evidence counts a distribution's values above: "quantile q of dist above limit" is
+ * "more than 1 - q of its values above limit"; against the baseline the line is k times the
+ * baseline's quantile q (limit NaN). Each canary value is counted when it arrives, against the
+ * line as it stands then (struct mstore_linecount), so the tests read counts, like the ratios.
+ */
+#define MSTORE_MAX_LINES 8
+struct mstore_line {
+  char dist[PLAN_NAME_MAX];
+  double q, limit, k;
+};
+
 /* A ratio of counters the evidence tests (bad events per trials: errors per requests). */
 struct mstore_pair {
   char num[PLAN_NAME_MAX];
@@ -60,6 +72,8 @@ struct mstore_config {
   int n_tolerances;
   struct mstore_pair pairs[MSTORE_MAX_PAIRS]; /* the evidence's ratios: their dispersion */
   int n_pairs;
+  struct mstore_line lines[MSTORE_MAX_LINES];   /* the evidence's quantile lines */
+  int n_lines;
   struct expr_limits limits; /* insufficient-data minimums: expr_limits_default */
   bool memo;                 /* keep each expression's last result while its data stands still
                               * (struct mstore_memo); true by default, off to test it */
@@ -76,14 +90,14 @@ struct mstore_name {
 
 /*
  * What the evidence counts (docs/statistics.md, "Evidence"): everything since the series began,
- * never expired — a cohort's series begin with its stage — and, for counters, where each hour
- * of event time began, so a test can also start at any of the last MSTORE_SNAPS hours (a
- * regression that starts mid-stage). Like the windows, a pure function of the metric events in
+ * never expired — a cohort's series begin with its stage — and, for counters, where each slice
+ * of event time (15 minutes) began, so a test can also start at any of the last MSTORE_SNAPS
+ * slices (a regression that starts mid-stage). Like the windows, a pure function of the metric events in
  * the order they came, so a restarted worker rebuilds it from the same replay.
  */
 #define MSTORE_SNAPS 8
 #define MSTORE_RECENT 8 /* counters: the last adds, to line up variants that report apart */
-#define MSTORE_HOUR_MS 3600000LL
+#define MSTORE_SLICE_MS 900000LL /* 15 min: the start points of a test within a stage */
 #define MSTORE_DISP_CAP 20.0 /* one step's share of the dispersion estimate: an outage's jump
                               * is one step, not a burst (mstore_dispersion) */
 
@@ -95,8 +109,8 @@ struct mstore_series {
   struct window w;
   double total;                    /* counters: every increment since the series began */
   struct sketch *all;              /* distributions: every value; NULL until the first */
-  int32_t n_snaps;                 /* counters: hours begun (the ring keeps the last few) */
-  int64_t snap_hour[MSTORE_SNAPS]; /* hour (floor(t / 1 h)) of snapshot n_snaps - 1 - k ... */
+  int32_t n_snaps;                 /* counters: slices begun (the ring keeps the last few) */
+  int64_t snap_slice[MSTORE_SNAPS]; /* slice (floor(t / MSTORE_SLICE_MS)) of each snapshot... */
   double snap_total[MSTORE_SNAPS]; /* ... and the total before its first event; ring by n % */
   /* counters that are the numerator of a pair (cfg.pairs), over the reports that carried both:
    * each report's rate against the one before, (d^2 / its binomial variance) capped at
@@ -109,6 +123,19 @@ struct mstore_series {
   int64_t recent_t[MSTORE_RECENT];
   double recent_pre[MSTORE_RECENT];
 };
+
+/* A canary distribution's values above one line (cfg.lines[line]) in one cohort, since the
+ * cohort began, with the same snapshots as a counter's (struct mstore_series). */
+struct mstore_linecount {
+  int cohort;
+  int line;
+  int16_t name;
+  double above, n;
+  int32_t n_snaps;
+  int64_t snap_slice[MSTORE_SNAPS];
+  double snap_above[MSTORE_SNAPS], snap_n[MSTORE_SNAPS];
+};
+
 
 /* The counter's total over its adds at or before cut (the last MSTORE_RECENT adds are known by
  * time; older ones all count). */
@@ -184,6 +211,8 @@ struct mstore {
   int n_memo;
   uint64_t memo_hits;       /* evaluations the memo answered (tests, benchmarks) */
   struct mstore_name_hint name_hints[MSTORE_NAME_HINTS]; /* queries: name -> id, by address */
+  struct mstore_linecount *lc; /* the evidence's quantile lines, per cohort (cfg.lines) */
+  int n_lc, lc_cap;
 };
 
 /*
@@ -278,6 +307,8 @@ struct mstore_plan {
   int n_tolerances;
   struct mstore_pair pairs[MSTORE_MAX_PAIRS]; /* distinct ratios the evidence tests */
   int n_pairs;
+  struct mstore_line lines[MSTORE_MAX_LINES];  /* distinct quantile lines the evidence counts */
+  int n_lines;
   int64_t longest_ms;        /* longest window or zscore history read */
   /* halt rule i's expressions are x[rule_first[i] .. + rule_count[i]): rules are looked up
    * at every evaluation, several times a second per rollout */
@@ -286,7 +317,7 @@ struct mstore_plan {
   /* the same for the metric criteria: [stage][exit][criterion], index + 1 (0: none) */
   int16_t gate_first[PLAN_MAX_STAGES][2][PLAN_MAX_CRITERIA];
   /* The evidence (docs/statistics.md, "Evidence"). A test may start at the release's start,
-   * at a later stage's start or at an hour of a stage; its e-value is the mixture over those
+   * at a later stage's start or at a slice of a stage; its e-value is the mixture over those
    * start points with these weights (they sum to at most 1). */
   struct mstore_evidence_plan {
     bool on;                 /* some expression, or the split check, decides on evidence */
@@ -295,8 +326,8 @@ struct mstore_plan {
     double gate_alpha;
     double log_w_release;    /* log weight of the test from the first stage's start */
     double log_w_stage;      /* ... from each later stage's start */
-    double log_w_hour;       /* ... from each hour of a stage, up to hours[stage] of them */
-    int hours[PLAN_MAX_STAGES];
+    double log_w_slice;      /* ... from each slice of a stage, up to slices[stage] of them */
+    int slices[PLAN_MAX_STAGES];
     double margin[PLAN_MAX_STAGES]; /* excess_margin where the cohort is large, else 0 */
     double share[PLAN_MAX_STAGES];  /* the canary's expected share of requests (split check) */
     double split_margin;
@@ -400,13 +431,19 @@ int mstore_eval_rule_values(struct mstore *ms, const struct mstore_plan *mp,
 
 const char *mstore_owner_name(enum mstore_owner o);
 
+/* The count of (cohort, line), or NULL when no canary value was counted there yet. */
+const struct mstore_linecount *mstore_linecount_find(const struct mstore *ms, int cohort,
+                                                     int line);
+/* The index in cfg.lines of the line of quantile form q (dist, q, limit or k), or -1. */
+int mstore_line_index(const struct mstore *ms, const struct expr_evq *q);
+
 /* --- the evidence (mstore_evidence.c) -------------------------------------------------------- */
 
 /*
  * The expr_source's evidence function over the store (ctx: struct mstore_ctx). It counts
  * everything since each series began (the cohort's stage): the test from the release's start
  * sums the cohorts up to ctx->cohort, each with its own exposure; from a later stage's start,
- * the cohorts from there; from an hour, the exposed cohort since that hour (counters only).
+ * the cohorts from there; from a slice, the exposed cohort since that slice began.
  * The e-value is their mixture with the weights of mp->ev. Estimates and the bound are those
  * of the exposed cohort.
  */

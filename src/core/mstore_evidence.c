@@ -1,6 +1,6 @@
 /*
  * The evidence over a rollout's metric store: the counts since each series began (and since
- * each recent hour), turned into a mixture of anytime-valid tests (core/evidence.h) over the
+ * each recent slice of 15 minutes), turned into a mixture of anytime-valid tests (core/evidence.h) over the
  * points where a regression may have started. docs/statistics.md, "Evidence", says why.
  */
 #include <math.h>
@@ -28,12 +28,12 @@ static double add_term(double acc, double log_w, const struct term *t) {
 
 
 /*
- * The counter's total when hour `hour` began: the snapshot of the first hour at or after it
- * (later hours had no event before theirs), the total itself when none is that late (nothing
+ * The counter's total when slice `slice` began: the snapshot of the first slice at or after it
+ * (later slices had no event before theirs), the total itself when none is that late (nothing
  * came since), NaN when the ring no longer reaches back that far.
  */
 static double total_at(const struct mstore *ms, int cohort, enum variant v, const char *name,
-                       int64_t hour) {
+                       int64_t slice) {
   const struct mstore_series *s = mstore_series_find(ms, cohort, v, name);
   if (!s)
     return 0;
@@ -41,11 +41,11 @@ static double total_at(const struct mstore *ms, int cohort, enum variant v, cons
   int kept = s->n_snaps < MSTORE_SNAPS ? s->n_snaps : MSTORE_SNAPS;
   for (int j = 0; j < kept; j++) {
     int k = (s->n_snaps - 1 - j) % MSTORE_SNAPS; /* newest first */
-    if (s->snap_hour[k] < hour)
+    if (s->snap_slice[k] < slice)
       return at;
     at = s->snap_total[k];
-    if (j == kept - 1 && s->n_snaps > MSTORE_SNAPS && s->snap_hour[k] > hour)
-      return NAN; /* evicted: the hour's own snapshot is gone */
+    if (j == kept - 1 && s->n_snaps > MSTORE_SNAPS && s->snap_slice[k] > slice)
+      return NAN; /* evicted: the slice's own snapshot is gone */
   }
   return at;
 }
@@ -157,6 +157,24 @@ static bool null_side(const struct evid_coef *k, const struct expr_evq *q, const
 
 static double ratio_of(double x, double n) { return n > 0 ? x / n : NAN; }
 
+/* The start point that contributes most to a mixture: what the explanation shows. */
+struct best {
+  double contrib;   /* log weight + log e of the term */
+  struct counts c;  /* its counts (for a term over several cohorts: the exposed cohort's) */
+  int from_cohort;  /* where it starts: a cohort's start ... */
+  int64_t since_ms; /* ... or a slice's (INT64_MIN: a cohort's start) */
+};
+
+static double add_term_best(double acc, double log_w, const struct term *t, struct best *b,
+                            const struct counts *c, int from_cohort, int64_t since_ms) {
+  if (!t->any || log_w == -INFINITY)
+    return acc;
+  double contrib = log_w + evid_log_e(&t->llr);
+  if (contrib > b->contrib)
+    *b = (struct best){contrib, *c, from_cohort, since_ms};
+  return evid_log_add(acc, contrib);
+}
+
 /* Evidence for a ratio of counters. */
 static void evidence_ratio(const struct mstore_ctx *cx, const struct expr_evq *q,
                            struct expr_evidence *out) {
@@ -169,6 +187,7 @@ static void evidence_ratio(const struct mstore_ctx *cx, const struct expr_evq *q
   /* per-cohort terms, summed from the back: suffix[s] = cohorts s .. cur */
   double phi = mstore_dispersion(ms, cur, q->num, q->den);
   double log_e = -INFINITY;
+  struct best best = {-INFINITY, now, cur, INT64_MIN};
   struct term suffix;
   term_reset(&suffix);
   struct evid_coef kcur;
@@ -177,7 +196,7 @@ static void evidence_ratio(const struct mstore_ctx *cx, const struct expr_evq *q
                     * once is all a gate's error is about), no start points to mix */
     if (have_cur)
       add_segment(&suffix, &kcur, q, &now, phi);
-    log_e = add_term(log_e, 0, &suffix);
+    log_e = add_term_best(log_e, 0, &suffix, &best, &now, cur, INT64_MIN);
   }
   for (int s = cur; q->above && s >= 0; s--) {
     struct counts c;
@@ -188,112 +207,152 @@ static void evidence_ratio(const struct mstore_ctx *cx, const struct expr_evq *q
     } else if (read_counts(ms, s, q, &c) && ratio_coef(&k, q, &c, ev->margin[s])) {
       add_segment(&suffix, &k, q, &c, phi);
     }
-    log_e = add_term(log_e, s == 0 ? ev->log_w_release : ev->log_w_stage, &suffix);
+    log_e = add_term_best(log_e, s == 0 ? ev->log_w_release : ev->log_w_stage, &suffix, &best,
+                          &now, s, INT64_MIN);
   }
-  /* from each of the exposed cohort's recent hours (the canary's exposure series says which),
+  /* from each of the exposed cohort's recent slices (the canary's exposure series says which),
    * at the cohort's exposure; a term whose estimate is on the null's side is left out */
   const struct mstore_series *ex = mstore_series_find(ms, cur, VARIANT_CANARY, q->den);
   int kept = ex->n_snaps < MSTORE_SNAPS ? ex->n_snaps : MSTORE_SNAPS;
   for (int j = 0; q->above && have_cur && j < kept; j++) {
     int32_t seq = ex->n_snaps - 1 - j;
-    if (seq == 0 || seq >= ev->hours[cur])
-      continue; /* the first is the stage's start (counted above); past the stage's hours: none */
-    int64_t hour = ex->snap_hour[seq % MSTORE_SNAPS];
+    if (seq == 0 || seq >= ev->slices[cur])
+      continue; /* the first is the stage's start (counted above); past the stage's slices: none */
+    int64_t slice = ex->snap_slice[seq % MSTORE_SNAPS];
     struct counts c = {
-        now.xc - total_at(ms, cur, VARIANT_CANARY, q->num, hour),
-        now.nc - total_at(ms, cur, VARIANT_CANARY, q->den, hour),
-        now.xb - total_at(ms, cur, VARIANT_BASELINE, q->num, hour),
-        now.nb - total_at(ms, cur, VARIANT_BASELINE, q->den, hour)};
+        now.xc - total_at(ms, cur, VARIANT_CANARY, q->num, slice),
+        now.nc - total_at(ms, cur, VARIANT_CANARY, q->den, slice),
+        now.xb - total_at(ms, cur, VARIANT_BASELINE, q->num, slice),
+        now.nb - total_at(ms, cur, VARIANT_BASELINE, q->den, slice)};
     if (isnan(c.xc + c.nc + c.xb + c.nb) || null_side(&kcur, q, &c))
       continue;
     struct term t;
     term_reset(&t);
     add_segment(&t, &kcur, q, &c, phi);
-    log_e = add_term(log_e, ev->log_w_hour, &t);
+    log_e = add_term_best(log_e, ev->log_w_slice, &t, &best, &c, cur, slice * MSTORE_SLICE_MS);
   }
   out->log_e = log_e == -INFINITY ? 0 : log_e;
   out->dispersion = phi;
-  out->canary_x = now.xc;
-  out->canary_n = now.nc;
   out->n = (int64_t)now.nc;
   if (out->n == 0)
     out->n = 1; /* a fraction of an event still counted something */
+  /* what the explanation shows: the term that weighs most, and where it starts */
+  const struct counts *b = &best.c;
+  out->from_cohort = best.from_cohort;
+  out->since_ms = best.since_ms;
+  out->age_ms = best.since_ms == INT64_MIN ? -1 : cx->now - best.since_ms;
+  out->canary_x = b->xc;
+  out->canary_n = b->nc;
   enum evid_side side = q->above ? EVID_ABOVE : EVID_BELOW;
   if (q->versus_baseline) {
-    out->baseline_x = now.xb;
-    out->baseline_n = now.nb;
-    double rb = ratio_of(now.xb, now.nb), rc = ratio_of(now.xc, now.nc);
+    out->baseline_x = b->xb;
+    out->baseline_n = b->nb;
+    double rb = ratio_of(b->xb, b->nb), rc = ratio_of(b->xc, b->nc);
     out->estimate = rb > 0 ? rc / rb : rc > 0 ? INFINITY : NAN;
     out->reference = q->k * (1 + ev->margin[cur]);
-    if (cx->explain)
-      out->bound = evid_bound_split(now.xc / phi, now.xb / phi, now.nc / (now.nc + now.nb),
-                                    q->alpha, side);
+    if (cx->explain && b->nc + b->nb > 0)
+      out->bound = evid_bound_split(b->xc / phi, b->xb / phi, b->nc / (b->nc + b->nb), q->alpha,
+                                    side);
   } else {
-    out->estimate = ratio_of(now.xc, now.nc);
+    out->estimate = ratio_of(b->xc, b->nc);
     out->reference = q->limit;
     if (cx->explain)
-      out->bound = evid_bound_rate(now.xc / phi, now.nc / phi, q->alpha, side);
+      out->bound = evid_bound_rate(b->xc / phi, b->nc / phi, q->alpha, side);
   }
 }
 
-/* Values a quantile of the baseline needs before it draws the line (p99: 100). */
-static uint64_t line_min(double q) {
-  double need = q < 1 ? ceil(1 / (1 - q) - 1e-9) : 1e15;
-  return need < 20 ? 20 : (uint64_t)need;
-}
-
-/* Where cohort s's shares are counted: the limit, or k x the baseline's quantile; NaN when the
- * baseline has too few values to say. */
-static double line_of(const struct mstore *ms, int s, const struct expr_evq *q) {
+/* Where the line of q stands now in cohort (for the explanation). */
+static double line_now_of(const struct mstore *ms, int cohort, const struct expr_evq *q) {
   if (!q->versus_baseline)
     return q->limit;
-  const struct mstore_series *b = mstore_series_find(ms, s, VARIANT_BASELINE, q->dist);
+  const struct mstore_series *b = mstore_series_find(ms, cohort, VARIANT_BASELINE, q->dist);
   double v;
-  if (!b || !b->all || sketch_count(b->all) < line_min(q->q) || !sketch_quantile(b->all, q->q, &v))
-    return NAN;
-  return q->k * v;
+  return b && b->all && sketch_quantile(b->all, q->q, &v) ? q->k * v : NAN;
+}
+
+/* A line count's values above and counted at the start of slice `slice` (as total_at does for
+ * a counter): false when the ring no longer reaches back that far. */
+static bool line_at(const struct mstore_linecount *c, int64_t slice, double *above, double *n) {
+  *above = c->above;
+  *n = c->n;
+  int kept = c->n_snaps < MSTORE_SNAPS ? c->n_snaps : MSTORE_SNAPS;
+  for (int j = 0; j < kept; j++) {
+    int k = (c->n_snaps - 1 - j) % MSTORE_SNAPS;
+    if (c->snap_slice[k] < slice)
+      return true;
+    *above = c->snap_above[k];
+    *n = c->snap_n[k];
+    if (j == kept - 1 && c->n_snaps > MSTORE_SNAPS && c->snap_slice[k] > slice)
+      return false;
+  }
+  return true;
 }
 
 /*
  * Evidence for a quantile: "quantile q of d is above L" is "more than 1 - q of d's values are
- * above L" — a count, tested like a rate. Against the baseline, L is k times the baseline's
- * quantile in the same cohort. Whole cohorts only (the sketches have no hourly snapshots).
+ * above L" — a count, tested like a rate. The canary's values were counted above the line when
+ * they came (struct mstore_linecount: against the baseline, k times the baseline's quantile as
+ * it stood then), so the start points are those of the counters: the release's, the later
+ * stages', the exposed cohort's recent slices.
  */
 static void evidence_quantile(const struct mstore_ctx *cx, const struct expr_evq *q,
                               struct expr_evidence *out) {
   const struct mstore *ms = cx->ms;
   const struct mstore_evidence_plan *ev = &cx->mp->ev;
-  int cur = cx->cohort;
+  int cur = cx->cohort, line = mstore_line_index(ms, q);
+  const struct mstore_linecount *now = line < 0 ? NULL : mstore_linecount_find(ms, cur, line);
+  if (!now || !(now->n > 0))
+    return; /* n = 0: no canary value counted in the exposed cohort */
   enum evid_side side = q->above ? EVID_ABOVE : EVID_BELOW;
-  double p0 = 1 - q->q;
+  struct evid_coef k;
+  evid_coef_init(&k, 1 - q->q, side);
   double log_e = -INFINITY;
+  struct counts whole = {now->above, now->n, 0, 0};
+  struct best best = {-INFINITY, whole, cur, INT64_MIN};
   struct term suffix;
   term_reset(&suffix);
   int first = q->above ? 0 : cur; /* a gate: this cohort alone, weight 1 (as for ratios) */
   for (int s = cur; s >= first; s--) {
-    const struct mstore_series *c = mstore_series_find(ms, s, VARIANT_CANARY, q->dist);
-    double line = line_of(ms, s, q);
-    if (c && c->all && sketch_count(c->all) && !isnan(line)) {
-      double n = (double)sketch_count(c->all), x = (double)sketch_count_above(c->all, line);
-      evid_llr_add(&suffix.llr, x, n, p0, side);
+    const struct mstore_linecount *c = s == cur ? now : mstore_linecount_find(ms, s, line);
+    if (c && c->n > 0) {
+      evid_llr_add_coef(&suffix.llr, &k, c->above, c->n);
       suffix.any = true;
-      if (s == cur) {
-        out->canary_x = x;
-        out->canary_n = n;
-        out->n = (int64_t)n;
-        out->line = line;
-      }
     }
     if (q->above)
-      log_e = add_term(log_e, s == 0 ? ev->log_w_release : ev->log_w_stage, &suffix);
+      log_e = add_term_best(log_e, s == 0 ? ev->log_w_release : ev->log_w_stage, &suffix,
+                            &best, &whole, s, INT64_MIN);
   }
   if (!q->above)
-    log_e = add_term(log_e, 0, &suffix);
-  if (!out->n)
-    return;
+    log_e = add_term_best(log_e, 0, &suffix, &best, &whole, cur, INT64_MIN);
+  int kept = now->n_snaps < MSTORE_SNAPS ? now->n_snaps : MSTORE_SNAPS;
+  for (int j = 0; q->above && j < kept; j++) {
+    int32_t seq = now->n_snaps - 1 - j;
+    if (seq == 0 || seq >= ev->slices[cur])
+      continue; /* the first is the stage's start (counted above); past the stage's slices: none */
+    int64_t slice = now->snap_slice[seq % MSTORE_SNAPS];
+    double a0, n0;
+    if (!line_at(now, slice, &a0, &n0))
+      continue;
+    struct counts part = {now->above - a0, now->n - n0, 0, 0};
+    if (evid_on_null_side(&k, part.xc, part.nc))
+      continue;
+    struct term t;
+    term_reset(&t);
+    evid_llr_add_coef(&t.llr, &k, part.xc, part.nc);
+    t.any = true;
+    log_e = add_term_best(log_e, ev->log_w_slice, &t, &best, &part, cur,
+                          slice * MSTORE_SLICE_MS);
+  }
   out->log_e = log_e == -INFINITY ? 0 : log_e;
-  out->estimate = out->canary_x / out->canary_n;
-  out->reference = p0;
+  out->n = (int64_t)now->n;
+  out->canary_x = best.c.xc;
+  out->canary_n = best.c.nc;
+  out->from_cohort = best.from_cohort;
+  out->since_ms = best.since_ms;
+  out->age_ms = best.since_ms == INT64_MIN ? -1 : cx->now - best.since_ms;
+  out->line = line_now_of(ms, cur, q);
+  out->estimate = out->canary_n > 0 ? out->canary_x / out->canary_n : NAN;
+  out->reference = 1 - q->q;
   if (cx->explain)
     out->bound = evid_bound_rate(out->canary_x, out->canary_n, q->alpha, side);
 }
@@ -303,6 +362,9 @@ void mstore_evidence(void *ctx, const struct expr_evq *q, struct expr_evidence *
   memset(out, 0, sizeof *out);
   out->log_e = out->estimate = out->reference = out->bound = out->line = NAN;
   out->dispersion = 1;
+  out->from_cohort = cx->cohort;
+  out->since_ms = INT64_MIN;
+  out->age_ms = -1;
   if (!cx->mp || cx->cohort < 0 || cx->cohort >= PLAN_MAX_STAGES)
     return;
   if (q->quantile)
@@ -330,6 +392,9 @@ void mstore_evidence_split(struct mstore *ms, const struct mstore_plan *mp, int 
   memset(out, 0, sizeof *out);
   out->log_e = out->estimate = out->reference = out->bound = out->line = NAN;
   out->dispersion = 1;
+  out->from_cohort = cohort;
+  out->since_ms = INT64_MIN;
+  out->age_ms = -1;
   if (cohort < 0 || cohort >= PLAN_MAX_STAGES)
     return;
   const struct mstore_evidence_plan *ev = &mp->ev;

@@ -760,6 +760,10 @@ static void add_finding(struct decision *d, const struct mstore_finding *f) {
       decision_add_num(d, "counted_above", x->line);
     if (x->dispersion > 1)
       decision_add_num(d, "dispersion", x->dispersion);
+    if (x->since_ms != INT64_MIN) /* the counts since a slice began: a change mid-stage */
+      decision_add_int(d, "counted_since_ms", x->since_ms);
+    else /* since a stage began (the release's first, for evidence carried across stages) */
+      decision_add_int(d, "counted_from_stage", x->from_cohort);
     decision_add_num(d, "estimate", x->estimate);
     decision_add_num(d, "reference", x->reference);
     if (!isnan(x->bound))
