@@ -6,15 +6,18 @@
 #include <string.h>
 
 #include "app/app_cli.h"
+#include "app/app_plan_power.h"
 #include "core/plan.h"
 
 static const char usage[] =
     "usage: canaryctl plan check [FILE]\n"
     "       canaryctl plan show [FILE]\n"
+    "       canaryctl plan power [--plan FILE] [--traffic N] ...  (plan power --help)\n"
     "\n"
     "check: load FILE (YAML, or the seed's feature-flag JSON laid over the built-in plan) and\n"
     "      report 'ok' or the first error as file:line:column: message.\n"
     "show:  print the stages, their gates and the halt rules of the plan.\n"
+    "power: how long its rules take to halt a regression, its gates to pass, at a traffic.\n"
     "Without FILE, the built-in plan (config/rollout.yaml at build time) is used.\n"
     "\n"
     "Exit status: 0 valid, 1 invalid, 2 usage error.\n";
@@ -59,6 +62,8 @@ static void show(const struct plan *p) {
 }
 
 int app_plan(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "power"))
+    return app_plan_power(argc - 1, argv + 1); /* options of its own */
   if (argc < 2 || argc > 3) {
     fputs(usage, stderr);
     return EXIT_USAGE;

@@ -379,7 +379,9 @@ static int shard_fill(struct worker *w, struct shard *s) {
     struct mstore_config mc;
     mstore_config_default(&mc);
     mstore_config_for_plan(&mc, &s->engine.mp);
-    s->keep_ms = mc.retention_ms + WINDOW_COARSE_MS_DEFAULT + mc.bucket_ms;
+    int64_t span = mc.retention_ms > s->engine.mp.replay_ms ? mc.retention_ms
+                                                             : s->engine.mp.replay_ms;
+    s->keep_ms = span + WINDOW_COARSE_MS_DEFAULT + mc.bucket_ms;
     s->clock_ms = s->metrics_max_ms = INT64_MIN;
     s->ids_pruned = INT64_MIN; /* the first commit deletes what the load left out */
     s->n_ckpt = 0;

@@ -99,6 +99,9 @@ double evid_log_e_rate(double x, double n, double p0, enum evid_side side) {
   return evid_log_e(&a);
 }
 
+/* 80 / 2^32: the bound's log-odds to 2e-8, and the bracket's conservative end is returned. */
+#define BISECT_STEPS 32
+
 /*
  * The bounds: log E(p0) falls as p0 moves toward the data's side (ABOVE: larger p0 is harder to
  * reject), so the boundary of the rejected set is found by bisection on the log-odds of p0.
@@ -116,7 +119,7 @@ static double bound_on_odds(double x, double n, double base_odds, double alpha,
     /* rejected for small t, accepted for large t: the lower bound is the switch */
     if (LOGE_AT(lo) < need)
       return 0;
-    for (int i = 0; i < 60; i++) {
+    for (int i = 0; i < BISECT_STEPS; i++) {
       double mid = (lo + hi) / 2;
       if (LOGE_AT(mid) >= need)
         lo = mid;
@@ -127,7 +130,7 @@ static double bound_on_odds(double x, double n, double base_odds, double alpha,
   }
   if (LOGE_AT(hi) < need)
     return INFINITY;
-  for (int i = 0; i < 60; i++) {
+  for (int i = 0; i < BISECT_STEPS; i++) {
     double mid = (lo + hi) / 2;
     if (LOGE_AT(mid) >= need)
       hi = mid;

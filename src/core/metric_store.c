@@ -1219,10 +1219,13 @@ static void plan_evidence(struct mstore_plan *mp, const struct plan *p) {
   for (int i = 0; slo_evidence && i < mp->n; i++)
     if (expr_uses(&mp->x[i].e, EXPR_SLOS_MET))
       mp->x[i].n_evidence += slo_evidence;
-  /* the evidence counts whole stages: a restarted worker must replay them (window_from) */
+  /* the evidence counts from the release's start: a restarted worker replays that much (every
+   * stage's maximum; a stage held longer is counted from the replay's start after a restart) */
+  int64_t whole = 0;
   for (int s = 0; ev->on && s < p->n_stages; s++)
-    if (p->stages[s].max_duration_ms > mp->longest_ms)
-      mp->longest_ms = p->stages[s].max_duration_ms;
+    whole += p->stages[s].max_duration_ms;
+  if (whole > mp->replay_ms)
+    mp->replay_ms = whole;
 }
 
 /* The memo inputs of every expression (after all are compiled: slos_met() reads the SLOs). */
@@ -1248,6 +1251,7 @@ int mstore_plan_init(struct mstore_plan *mp, const struct plan *plan, char *why,
   if (rc) {
     mstore_plan_free(mp);
   } else {
+    mp->replay_ms = mp->longest_ms;
     plan_evidence(mp, plan);
     plan_reads(mp);
   }

@@ -310,6 +310,8 @@ struct mstore_plan {
   struct mstore_line lines[MSTORE_MAX_LINES];  /* distinct quantile lines the evidence counts */
   int n_lines;
   int64_t longest_ms;        /* longest window or zscore history read */
+  int64_t replay_ms;         /* what a restarted worker replays into the store: the longest
+                              * window, or with evidence the whole plan (every stage's maximum) */
   /* halt rule i's expressions are x[rule_first[i] .. + rule_count[i]): rules are looked up
    * at every evaluation, several times a second per rollout */
   int rule_first[PLAN_MAX_RULES];
@@ -456,10 +458,17 @@ void mstore_evidence(void *ctx, const struct expr_evq *q, struct expr_evidence *
  * outage's jump is one capped step), squared over its binomial variance: the mean of those is
  * 1 for independent events and about the mean burst weight E[k^2]/E[k] for bursts. From the
  * baseline's reports of the cohorts up to cohort (the canary's when the baseline sends none),
- * raised by one standard error (sqrt(2 / k) of itself), never below 1; 1 with fewer than 3
- * steps. The evidence divides the counts by it (an effective count).
+ * after 5 steps' worth of an assumed 3 (bursts are assumed until the reports show otherwise),
+ * raised by about one standard error, never below 1. The evidence divides the counts by it (an
+ * effective count).
  */
 double mstore_dispersion(const struct mstore *ms, int cohort, const char *num, const char *den);
+
+/* The dispersion from k steps summing to sum (mstore_dispersion's arithmetic, for a model of
+ * it: canaryctl plan power). */
+#define MSTORE_DISP_PRIOR 5.0     /* steps' worth of the assumption before any report */
+#define MSTORE_DISP_PRIOR_PHI 3.0 /* the assumption: bursts of about three */
+double mstore_dispersion_of(double sum, double k);
 
 /*
  * The traffic split on evidence: the canary's share of `requests` against mp->ev.share[cohort],

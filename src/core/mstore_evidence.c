@@ -66,16 +66,23 @@ static bool steps(const struct mstore *ms, int cohort, enum variant v, const cha
   return any;
 }
 
+double mstore_dispersion_of(double sum, double k) {
+  /* Before the reports can tell, bursts are assumed (a burst of six errors in the canary's
+   * first minutes is otherwise proof of a regression): MSTORE_DISP_PRIOR steps of
+   * MSTORE_DISP_PRIOR_PHI come first, then the reports outweigh them; and an estimate errs up
+   * by about one standard error. */
+  double n = k + MSTORE_DISP_PRIOR;
+  double phi = (sum + MSTORE_DISP_PRIOR * MSTORE_DISP_PRIOR_PHI) / n * (1 + 1 / sqrt(n));
+  return phi > 1 ? phi : 1;
+}
+
 double mstore_dispersion(const struct mstore *ms, int cohort, const char *num, const char *den) {
   (void)den; /* the numerator's series keeps the steps of its pair */
   double sum, k;
   if (!steps(ms, cohort, VARIANT_BASELINE, num, &sum, &k) &&
       !steps(ms, cohort, VARIANT_CANARY, num, &sum, &k))
-    return 1;
-  if (k < 3)
-    return 1;
-  double phi = sum / k * (1 + sqrt(2 / k)); /* one standard error up: it errs on the safe side */
-  return phi > 1 ? phi : 1;
+    sum = k = 0;
+  return mstore_dispersion_of(sum, k);
 }
 
 /* The four counts of a ratio in one segment: canary and baseline, bad and all. */
@@ -175,6 +182,34 @@ static double add_term_best(double acc, double log_w, const struct term *t, stru
   return evid_log_add(acc, contrib);
 }
 
+/*
+ * A gate's "the canary's rate is under L", proven two ways at half its level each (a union
+ * bound keeps the whole at alpha): on the canary's own counts (log_e_direct), or through its
+ * concurrent baseline — the baseline's rate is under b with confidence 1 - alpha/4 (its upper
+ * bound, on its far larger counts), and the canary's rate is under L/b times the baseline's with
+ * confidence 1 - alpha/4 (the comparison on the split of bad events). The second is how a 0.5%
+ * cohort proves "< 0.1%" in hours instead of days: the canary's own few thousand requests say
+ * little, but that it is not five times worse than a baseline at 0.02% needs few of them.
+ * Returns the log e-value to hold against log(1/alpha): the larger of the two paths, each
+ * scaled to that level.
+ */
+static double gate_through_baseline(const struct expr_evq *q, const struct counts *c, double phi,
+                                    double log_e_direct) {
+  double direct = log_e_direct - log(2);
+  if (!(c->nb > 0) || !(c->nc > 0))
+    return direct;
+  double b = evid_bound_rate(c->xb / phi, c->nb / phi, q->alpha / 4, EVID_BELOW);
+  if (!(b > 0 && b < q->limit))
+    return direct;
+  struct evid_coef k;
+  evid_coef_init(&k, evid_split_p(c->nc / (c->nc + c->nb), q->limit / b), EVID_BELOW);
+  struct evid_llr l;
+  evid_llr_reset(&l);
+  evid_llr_add_coef(&l, &k, c->xc / phi, (c->xc + c->xb) / phi);
+  double through = evid_log_e(&l) - log(4);
+  return through > direct ? through : direct;
+}
+
 /* Evidence for a ratio of counters. */
 static void evidence_ratio(const struct mstore_ctx *cx, const struct expr_evq *q,
                            struct expr_evidence *out) {
@@ -197,6 +232,8 @@ static void evidence_ratio(const struct mstore_ctx *cx, const struct expr_evq *q
     if (have_cur)
       add_segment(&suffix, &kcur, q, &now, phi);
     log_e = add_term_best(log_e, 0, &suffix, &best, &now, cur, INT64_MIN);
+    if (!q->versus_baseline)
+      log_e = gate_through_baseline(q, &now, phi, log_e);
   }
   for (int s = cur; q->above && s >= 0; s--) {
     struct counts c;
