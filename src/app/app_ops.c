@@ -241,6 +241,17 @@ static void print_measurement(const struct rollout_reading *x) {
   print_value("canary", x->canary);
   print_value("baseline", x->baseline);
   print_value("threshold", x->threshold);
+  if (!isnan(x->log_e)) { /* decided on evidence: how far it has come, not a window */
+    double way = x->log_e > 0 ? 100 * x->log_e / x->log_needed : 0;
+    if (x->truth == EXPR_INSUFFICIENT)
+      printf(", no evidence yet (no trials)");
+    else if (x->log_e >= x->log_needed)
+      printf(", evidence e = %.3g: proven (needs %.3g)", exp(x->log_e), exp(x->log_needed));
+    else
+      printf(", evidence e = %.3g, %.0f%% of the way to %.3g (%" PRId64 " trials)",
+             exp(x->log_e), way > 99 ? 99 : way, exp(x->log_needed), x->n);
+    return;
+  }
   printf("%s window %s, %" PRId64 " samples (min %" PRId64 ")",
          isnan(x->canary) && isnan(x->baseline) && isnan(x->threshold) ? "" : ",",
          span(x->window_ms, w, sizeof w), x->n, x->min_n);
@@ -263,6 +274,8 @@ static void reading_json(struct jbuf *b, const struct plan *plan,
   json_key(b, "min_samples"), jbuf_int(b, x->min_n);
   json_key(b, "evaluated_at"), jbuf_string(b, rfc3339_format(x->at_ms, t));
   json_time_or_null(b, "since", x->state == EXPR_FOR_INACTIVE ? 0 : x->since_ms);
+  json_key(b, "e_value"), jbuf_number(b, isnan(x->log_e) ? NAN : exp(x->log_e));
+  json_key(b, "e_value_needed"), jbuf_number(b, isnan(x->log_needed) ? NAN : exp(x->log_needed));
   jbuf_putc(b, '}');
 }
 

@@ -162,6 +162,12 @@ static void write_readings(const struct rollout *r, struct jbuf *out) {
     jbuf_int(out, x->at_ms);
     jbuf_puts(out, ",\"since_ms\":");
     jbuf_int(out, x->since_ms);
+    if (!isnan(x->log_e)) { /* evidence: absent from documents written before it existed */
+      jbuf_puts(out, ",\"log_e\":");
+      jbuf_number(out, x->log_e);
+      jbuf_puts(out, ",\"log_needed\":");
+      jbuf_number(out, x->log_needed);
+    }
     jbuf_putc(out, '}');
   }
   jbuf_putc(out, ']');
@@ -435,6 +441,7 @@ static int read_reading(const struct reader *rd, const struct json_value *v,
   int rc = want(rd, v, "readings", JSON_OBJECT);
   if (rc)
     return rc;
+  x->log_e = x->log_needed = NAN; /* not decided on evidence, unless it says */
   unsigned seen = 0;
   int64_t i64;
   for (size_t k = 0; k < v->n_members && !rc; k++) {
@@ -442,7 +449,8 @@ static int read_reading(const struct reader *rd, const struct json_value *v,
     const struct json_value *y = &m->value;
     static const char *const keys[] = {"name",      "kind", "stage", "truth",
                                        "state",     "canary", "baseline", "threshold",
-                                       "window_ms", "n",    "min_n", "at_ms", "since_ms"};
+                                       "window_ms", "n",    "min_n", "at_ms", "since_ms",
+                                       "log_e",     "log_needed"};
     size_t i = 0;
     while (i < N_OF(keys) && strcmp(m->key, keys[i]) != 0)
       i++;
@@ -464,10 +472,12 @@ static int read_reading(const struct reader *rd, const struct json_value *v,
     case 10: rc = read_int64(rd, y, "readings.min_n", INT64_MIN, INT64_MAX, &x->min_n); break;
     case 11: rc = read_int64(rd, y, "readings.at_ms", INT64_MIN, INT64_MAX, &x->at_ms); break;
     case 12: rc = read_int64(rd, y, "readings.since_ms", INT64_MIN, INT64_MAX, &x->since_ms); break;
+    case 13: rc = read_number(rd, y, "readings.log_e", &x->log_e); break;
+    case 14: rc = read_number(rd, y, "readings.log_needed", &x->log_needed); break;
     default: rc = bad(rd, y, "readings", "unknown field '%s'", m->key);
     }
   }
-  if (!rc && seen != (1u << 13) - 1)
+  if (!rc && (seen & ((1u << 13) - 1)) != (1u << 13) - 1) /* the evidence's two are optional */
     rc = bad(rd, v, "readings", "a reading needs every one of its fields");
   return rc;
 }

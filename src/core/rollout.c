@@ -491,6 +491,8 @@ static void note_reading(struct rollout *r, const int16_t **owners, enum reading
   x->min_n = f->min_n;
   x->at_ms = now;
   x->since_ms = f->state == EXPR_FOR_INACTIVE ? 0 : st[at].since;
+  x->log_e = f->evidence ? f->log_e : NAN;
+  x->log_needed = f->evidence ? f->log_needed : NAN;
 }
 
 /*

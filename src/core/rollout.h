@@ -53,6 +53,8 @@ struct rollout_reading {
   int64_t window_ms, n, min_n;
   int64_t at_ms;    /* when it was evaluated */
   int64_t since_ms; /* pending or firing: since when the condition holds */
+  double log_e, log_needed; /* decided on evidence: the e-value's log and the log(1/alpha) it
+                             * must reach (status: "87% of the way"); NaN otherwise */
 };
 
 struct rollout {

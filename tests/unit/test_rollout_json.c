@@ -69,12 +69,14 @@ static void full_rollout(struct rollout *r, int n_incidents) {
   r->readings[0] = (struct rollout_reading){
       .kind = READING_RULE, .stage = 1, .truth = EXPR_TRUE, .state = EXPR_FOR_PENDING,
       .canary = 0.05, .baseline = 0.001, .threshold = 0.01, .window_ms = 300000, .n = 4200,
-      .min_n = 100, .at_ms = 1767229200000, .since_ms = 1767229100000};
+      .min_n = 100, .at_ms = 1767229200000, .since_ms = 1767229100000,
+      .log_e = 2.5, .log_needed = 7.0}; /* on evidence */
   snprintf(r->readings[0].name, sizeof r->readings[0].name, "error_rate");
   r->readings[1] = (struct rollout_reading){
       .kind = READING_EXIT, .stage = 2, .truth = EXPR_INSUFFICIENT, .state = EXPR_FOR_INACTIVE,
       .canary = NAN, .baseline = NAN, .threshold = 1.1, .window_ms = 86400000, .n = 3,
-      .min_n = 50, .at_ms = 1767229200000, .since_ms = 0};
+      .min_n = 50, .at_ms = 1767229200000, .since_ms = 0,
+      .log_e = NAN, .log_needed = NAN}; /* an estimate: the two are left out, read back NaN */
   snprintf(r->readings[1].name, sizeof r->readings[1].name, "latency_p75");
   r->n_readings = 2;
 }
