@@ -715,8 +715,9 @@ static void test_malformed_message_to_dlq(void **state) {
 
 /*
  * A regression produced as Avro metric events through the real broker halts the rollout on
- * the built-in plan's error-rate rule, and the published decision carries its evidence: the
- * rule, the window, the canary's and the baseline's measured rates.
+ * the built-in plan's comparison of error rates with the baseline, decided on evidence, and the
+ * published decision carries what it rests on: both variants' counts, the e-value and the level
+ * it cleared; canaryctl status shows the rule firing, proven.
  */
 static void test_metric_regression_halts(void **state) {
   (void)state;
@@ -775,19 +776,22 @@ static void test_metric_regression_halts(void **state) {
       continue;
     found = true;
     printf("    %s: %s\n", d.id, d.reason);
-    assert_string_equal(d.rule, "error_rate");
+    /* on evidence: the comparison with the clean baseline, at the first bad report (09:20,
+     * evaluated 250 ms later with the baseline's report of that interval) */
+    assert_string_equal(d.rule, "error_excess");
     assert_int_equal(d.state, ROLLOUT_PAUSED);
-    /* the canary's rate crossed 1% at 09:21 and held for the rule's 5 minutes */
-    assert_int_equal(d.time_ms, 1767605160000LL); /* 09:26:00 */
-    const struct evidence_item *canary = decision_evidence(&d, "canary");
-    const struct evidence_item *baseline = decision_evidence(&d, "baseline");
-    const struct evidence_item *window = decision_evidence(&d, "window_ms");
+    assert_int_equal(d.time_ms, 1767604800250LL); /* 09:20:00.250 */
+    const struct evidence_item *canary = decision_evidence(&d, "canary_count");
+    const struct evidence_item *baseline = decision_evidence(&d, "baseline_count");
+    const struct evidence_item *e = decision_evidence(&d, "e_value");
+    const struct evidence_item *alpha = decision_evidence(&d, "alpha");
     assert_non_null(canary);
     assert_non_null(baseline);
-    assert_non_null(window);
-    assert_true(canary->num == 0.05);
+    assert_non_null(e);
+    assert_non_null(alpha);
+    assert_true(canary->num == 25);
     assert_true(baseline->num == 0);
-    assert_int_equal(window->i, 300000);
+    assert_true(e->num >= 1 / alpha->num);
   }
   assert_true(found);
   bus_reader_close(r);
@@ -804,11 +808,11 @@ static void test_metric_regression_halts(void **state) {
   const char *rules = strstr(out, "\nhalt rules on internal_test (last evaluated ");
   if (!rules)
     fail_msg("no halt rules in the status:\n%s", out);
-  const char *firing = strstr(rules, "FIRING        error_rate");
+  const char *firing = strstr(rules, "FIRING        error_excess");
   if (!firing)
-    fail_msg("error_rate is not shown firing:\n%s", rules);
-  assert_non_null(strstr(firing, "canary 0.05 threshold 0.01, window 5m00s, 10 samples"));
-  assert_non_null(strstr(firing, ", since 2026-01-05T09:21:"));
+    fail_msg("error_excess is not shown firing:\n%s", rules);
+  assert_non_null(strstr(firing, ": proven (needs "));
+  assert_non_null(strstr(firing, ", since 2026-01-05T09:20:"));
   printf("    status: %.*s\n", (int)(strchr(firing, '\n') - firing), firing);
   avro_buf_free(&buf);
   avro_codec_destroy(codec);

@@ -811,6 +811,79 @@ static void test_evidence_is_not_fooled_by_a_few_requests(void **state) {
   assert_null(find_halt(t, "r1"));
 }
 
+/*
+ * A restart decides as an uninterrupted run would: the evidence's counts (totals since each
+ * cohort began, their slices' snapshots, the values above the quantile lines, the dispersion
+ * steps) are a function of the metric events in order, so an engine that restores the rollout
+ * and replays the metric events (engine_replay_metrics, as the worker does from the metrics
+ * partition) reads every rule's e-value back bit for bit.
+ */
+static void test_evidence_survives_restart(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  static struct event metrics[400];
+  static struct metric_value counters[400][4];
+  static double lcp[400][5];
+  static struct metric_dist dists[400];
+  int n = 0;
+  for (int64_t at = T0 + 4 * MIN_MS; at < T0 + 3 * HOUR_MS && n + 2 <= 400; at += MIN_MS) {
+    run_until(t, at);
+    for (int v = 0; v < 2; v++, n++) {
+      bool canary = v == 1;
+      double req = canary ? 1000 : 199000;
+      counters[n][0] = (struct metric_value){"requests", req};
+      counters[n][1] = (struct metric_value){"errors", canary ? (double)(n % 7 == 1) * 3 : 40 + n % 5};
+      counters[n][2] = (struct metric_value){"transactions", req / 10};
+      counters[n][3] = (struct metric_value){"transactions_failed", (double)(n % 11 == 0)};
+      for (int k = 0; k < 5; k++)
+        lcp[n][k] = 1200 + 700 * k + (canary ? 150 : 0) + n % 13;
+      dists[n] = (struct metric_dist){"webvitals_lcp_ms", lcp[n], 5};
+      struct event e = ev(t, EVENT_METRICS, "r1", at);
+      snprintf(e.cohort, sizeof e.cohort, "%s",
+               t->plan.stages[engine_find(&t->e, "r1")->stage].name);
+      e.metrics.variant = canary ? VARIANT_CANARY : VARIANT_BASELINE;
+      e.metrics.interval_ms = MIN_MS;
+      e.metrics.counters = counters[n];
+      e.metrics.n_counters = 4;
+      e.metrics.dists = &dists[n];
+      e.metrics.n_dists = 1;
+      metrics[n] = e;
+      apply(t, e);
+    }
+  }
+  const struct rollout *r = engine_find(&t->e, "r1");
+  int cohort = r->stage;
+  int64_t now = r->clock_ms;
+  struct engine b;
+  assert_int_equal(engine_init(&b, &t->plan), CANARY_OK);
+  assert_int_equal(engine_restore(&b, r), CANARY_OK);
+  for (int i = 0; i < n; i++)
+    assert_int_equal(engine_replay_metrics(&b, &metrics[i]), CANARY_OK);
+  struct rollout_metrics *ma = engine_metrics(&t->e, "r1"), *mb = engine_metrics(&b, "r1");
+  int evidence_rules = 0;
+  for (int i = 0; i < t->plan.n_rules; i++) {
+    struct expr_for sa[PLAN_MAX_EXPRS] = {0}, sb[PLAN_MAX_EXPRS] = {0};
+    struct mstore_verdict va, vb;
+    int ra = mstore_eval_rule_values(&ma->ms, &t->e.mp, MSTORE_RULE, -1, i, cohort, now, sa, &va);
+    int rb = mstore_eval_rule_values(&mb->ms, &b.mp, MSTORE_RULE, -1, i, cohort, now, sb, &vb);
+    assert_int_equal(ra, rb);
+    if (ra != CANARY_OK)
+      continue;
+    for (int k = 0; k < va.n; k++) {
+      assert_int_equal(va.f[k].truth, vb.f[k].truth);
+      assert_int_equal(va.f[k].evidence, vb.f[k].evidence);
+      if (!va.f[k].evidence || va.f[k].truth == EXPR_INSUFFICIENT)
+        continue;
+      evidence_rules++;
+      if (memcmp(&va.f[k].log_e, &vb.f[k].log_e, sizeof(double)))
+        fail_msg("rule %s: e-value %.17g before the restart, %.17g after",
+                 t->plan.rules[i].name, va.f[k].log_e, vb.f[k].log_e);
+    }
+  }
+  assert_true(evidence_rules >= 5); /* errors (both), transactions (both), LCP, the split... */
+  engine_destroy(&b);
+}
+
 /* ---- deadlines across rollouts ------------------------------------------------------------- */
 
 static void test_tick_fires_due_rollouts_only(void **state) {
@@ -1102,6 +1175,7 @@ int main(void) {
                                       setup_builtin, teardown),
       cmocka_unit_test_setup_teardown(test_evidence_is_not_fooled_by_a_few_requests,
                                       setup_builtin, teardown),
+      cmocka_unit_test_setup_teardown(test_evidence_survives_restart, setup_builtin, teardown),
       cmocka_unit_test_setup_teardown(test_low_traffic_neither_halts_nor_passes, setup_estimate,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_no_rollouts_no_deadline, setup, teardown),
