@@ -30,7 +30,7 @@ static const struct subcommand subcommands[] = {
     {"watch", app_watch, "print what canaryd publishes (decisions, notifications, splits, DLQ)"},
     {"emit", app_emit, "produce contract events (from flags or JSON Lines) to Kafka"},
     {"simulate", app_simulate, "run the plan on a JSON Lines file of events in virtual time"},
-    {"plan", app_plan, "check or show a plan file (YAML, or the seed's feature-flag JSON)"},
+    {"plan", app_plan, "check or show a plan file, or what it can decide at a traffic (power)"},
 };
 
 static void usage(FILE *f) {

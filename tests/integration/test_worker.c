@@ -947,6 +947,12 @@ static void test_survives_outages(void **state) {
   sleep_ms(3000);
   services("start", "kafka");
   printf("    Kafka back\n");
+  /* Let the restarted broker settle (its partitions led again, the worker's fetchers back)
+   * before the last third: produced at once, one partition's events could reach the log seconds
+   * after another's, past the worker's grace — a late event, applied at its rollout's clock, which
+   * the docs allow and this test's byte-for-byte comparison with the simulator does not (it
+   * failed twice in a few dozen runs that way: a metric event after a later command). */
+  sleep_ms(5000);
   produce(&ref, 2 * ref.n_events / 3, ref.n_events);
 
   wait_caught_up(t.conninfo, t.prefix, ref.n_decisions, 180000);
