@@ -442,6 +442,10 @@ static double line_now(const struct mstore *ms, int cohort, const struct mstore_
   return l->k * v;
 }
 
+double mstore_line_now(const struct mstore *ms, int cohort, int line) {
+  return line >= 0 && line < ms->cfg.n_lines ? line_now(ms, cohort, &ms->cfg.lines[line]) : NAN;
+}
+
 /* Count a canary report's values above each of the lines drawn on its distribution. */
 static int lines_add(struct mstore *ms, int cohort, int name, int64_t t,
                      const struct metric_dist *d) {

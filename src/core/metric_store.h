@@ -438,6 +438,9 @@ const struct mstore_linecount *mstore_linecount_find(const struct mstore *ms, in
                                                      int line);
 /* The index in cfg.lines of the line of quantile form q (dist, q, limit or k), or -1. */
 int mstore_line_index(const struct mstore *ms, const struct expr_evq *q);
+/* Where line `line` stands in cohort now: its limit, or k times the baseline's quantile so far;
+ * NaN while the baseline has too few values to say (or no such line). */
+double mstore_line_now(const struct mstore *ms, int cohort, int line);
 
 /* --- the evidence (mstore_evidence.c) -------------------------------------------------------- */
 

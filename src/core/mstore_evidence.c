@@ -1,7 +1,7 @@
 /*
  * The evidence over a rollout's metric store: the counts since each series began (and since
- * each recent slice of 15 minutes), turned into a mixture of anytime-valid tests (core/evidence.h) over the
- * points where a regression may have started. docs/statistics.md, "Evidence", says why.
+ * each recent 15-minute slice), turned into a mixture of anytime-valid tests (core/evidence.h)
+ * over the points where a regression may have started. docs/statistics.md, "Evidence".
  */
 #include <math.h>
 #include <string.h>
@@ -25,7 +25,6 @@ static double add_term(double acc, double log_w, const struct term *t) {
     return acc;
   return evid_log_add(acc, log_w + evid_log_e(&t->llr));
 }
-
 
 /*
  * The counter's total when slice `slice` began: the snapshot of the first slice at or after it
@@ -298,15 +297,6 @@ static void evidence_ratio(const struct mstore_ctx *cx, const struct expr_evq *q
   }
 }
 
-/* Where the line of q stands now in cohort (for the explanation). */
-static double line_now_of(const struct mstore *ms, int cohort, const struct expr_evq *q) {
-  if (!q->versus_baseline)
-    return q->limit;
-  const struct mstore_series *b = mstore_series_find(ms, cohort, VARIANT_BASELINE, q->dist);
-  double v;
-  return b && b->all && sketch_quantile(b->all, q->q, &v) ? q->k * v : NAN;
-}
-
 /* A line count's values above and counted at the start of slice `slice` (as total_at does for
  * a counter): false when the ring no longer reaches back that far. */
 static bool line_at(const struct mstore_linecount *c, int64_t slice, double *above, double *n) {
@@ -387,7 +377,7 @@ static void evidence_quantile(const struct mstore_ctx *cx, const struct expr_evq
   out->from_cohort = best.from_cohort;
   out->since_ms = best.since_ms;
   out->age_ms = best.since_ms == INT64_MIN ? -1 : cx->now - best.since_ms;
-  out->line = line_now_of(ms, cur, q);
+  out->line = mstore_line_now(ms, cur, line);
   out->estimate = out->canary_n > 0 ? out->canary_x / out->canary_n : NAN;
   out->reference = 1 - q->q;
   if (cx->explain)
