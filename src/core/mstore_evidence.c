@@ -75,8 +75,23 @@ double mstore_dispersion_of(double sum, double k) {
   return phi > 1 ? phi : 1;
 }
 
+/* Whether any bad event of num has been seen, in either variant, in the cohorts up to cohort. */
+static bool any_seen(const struct mstore *ms, int cohort, const char *num) {
+  for (int s = 0; s <= cohort; s++)
+    for (int v = 0; v < VARIANT_COUNT; v++) {
+      const struct mstore_series *x = mstore_series_find(ms, s, (enum variant)v, num);
+      if (x && x->total > 0)
+        return true;
+    }
+  return false;
+}
+
 double mstore_dispersion(const struct mstore *ms, int cohort, const char *num, const char *den) {
   (void)den; /* the numerator's series keeps the steps of its pair */
+  /* No bad event anywhere yet: nothing can halt on it, and a gate is judged on its trials
+   * (bursts are assumed from the first bad event on) */
+  if (!any_seen(ms, cohort, num))
+    return 1;
   double sum, k;
   if (!steps(ms, cohort, VARIANT_BASELINE, num, &sum, &k) &&
       !steps(ms, cohort, VARIANT_CANARY, num, &sum, &k))
