@@ -868,6 +868,8 @@ static void split_check_evidence(struct run *u, int cohort) {
 static void split_check(struct run *u, int cohort) {
   if (!u->plan->srm_enabled)
     return;
+  if (!(u->r->exposure_percent > 0))
+    return; /* a kill switch or the breaker holds the canary at 0%: no split to check */
   if (u->plan->decide == PLAN_DECIDE_EVIDENCE)
     split_check_evidence(u, cohort);
   else

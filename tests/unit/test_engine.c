@@ -884,6 +884,28 @@ static void test_evidence_survives_restart(void **state) {
   engine_destroy(&b);
 }
 
+/*
+ * A kill switch holds the canary at 0%: its reports say 0 requests while everyone else's go on.
+ * That is the switch working, not a broken split: no unhealthy_split halt, however long it is
+ * held (the split check counts every request of the stage, so it would otherwise prove the
+ * canary's share far under 0.5% within minutes).
+ */
+static void test_evidence_split_waits_while_switched_off(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  struct event off = ev(t, EVENT_FLAG_SET, "r1", T0 + 4 * MIN_MS);
+  snprintf(off.flag, sizeof off.flag, "canary.cohort.internal_test.enabled");
+  off.value = false;
+  apply(t, off);
+  assert_true(engine_find(&t->e, "r1")->exposure_percent == 0);
+  for (int64_t at = T0 + 5 * MIN_MS; at < T0 + 65 * MIN_MS; at += MIN_MS) {
+    run_until(t, at);
+    interval(t, "r1", at, VARIANT_BASELINE, 199000, 40);
+    interval(t, "r1", at, VARIANT_CANARY, 0, 0);
+  }
+  assert_null(find_halt(t, "r1"));
+}
+
 /* ---- deadlines across rollouts ------------------------------------------------------------- */
 
 static void test_tick_fires_due_rollouts_only(void **state) {
@@ -1176,6 +1198,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_evidence_is_not_fooled_by_a_few_requests,
                                       setup_builtin, teardown),
       cmocka_unit_test_setup_teardown(test_evidence_survives_restart, setup_builtin, teardown),
+      cmocka_unit_test_setup_teardown(test_evidence_split_waits_while_switched_off, setup_builtin,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_low_traffic_neither_halts_nor_passes, setup_estimate,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_no_rollouts_no_deadline, setup, teardown),
