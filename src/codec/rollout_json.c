@@ -69,6 +69,7 @@ static const struct field fields[] = {
     FIELD(flags, F_FLAGS),
     FIELD(exposure_percent, F_DBL),
     FIELD(traffic_sig, F_UINT),
+    FIELD(exposure_changed_ms, F_I64),
     FIELD(metric_events, F_I64),
     FIELD(last_metric_ms, F_I64),
     FIELD(readings, F_READINGS),
@@ -623,7 +624,8 @@ static int read_rollout(const struct json_value *root, struct rollout *r, char *
     seen |= 1ull << i;
   }
   for (size_t i = 0; i < N_FIELDS; i++)
-    if (!(seen & (1ull << i)) && fields[i].type != F_READINGS)
+    if (!(seen & (1ull << i)) && fields[i].type != F_READINGS &&
+        strcmp(fields[i].name, "exposure_changed_ms") != 0) /* both newer than the format */
       return bad(&rd, root, fields[i].name, "missing");
   return CANARY_OK;
 }

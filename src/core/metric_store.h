@@ -475,11 +475,13 @@ double mstore_dispersion_of(double sum, double k);
 
 /*
  * The traffic split on evidence: the canary's share of `requests` against mp->ev.share[cohort],
- * two-sided, healthy within split_margin of it (relative), at level alpha. Fills *out as
- * mstore_evidence does (estimate: the share; reference: the expected share); n = 0 when either
- * variant has no requests in the cohort.
+ * two-sided, healthy within split_margin of it (relative), at level alpha. With since_ms (not
+ * INT64_MIN) only the requests of the slices that began at or after it count (the split
+ * changed then: a kill switch). Fills *out as mstore_evidence does (estimate: the share;
+ * reference: the expected share); n = 0 when either variant has no requests to count.
  */
 void mstore_evidence_split(struct mstore *ms, const struct mstore_plan *mp, int cohort,
-                           double alpha, bool explain, struct expr_evidence *out);
+                           double alpha, int64_t since_ms, bool explain,
+                           struct expr_evidence *out);
 
 #endif

@@ -429,8 +429,26 @@ static void split_counts(const struct mstore *ms, int cohort, double *c, double 
  * of the expected share (relative). Two one-sided tests at the margin's edges, mixed with equal
  * weight (so each is at level alpha / 2), over the same start points as the counters.
  */
+/* Adds the two one-sided tests of a share (c of c + b against p0 = share x (1 -/+ margin)),
+ * each at half the weight log_w. */
+static double split_terms(double log_e, const struct mstore_evidence_plan *ev, double share,
+                          double c, double b, double log_w) {
+  for (int side = 0; side < 2; side++) {
+    double p0 = share * (side == 0 ? 1 + ev->split_margin : 1 - ev->split_margin);
+    if (!(c + b > 0 && p0 > 0 && p0 < 1))
+      continue;
+    struct term t;
+    term_reset(&t);
+    evid_llr_add(&t.llr, c, c + b, p0, side == 0 ? EVID_ABOVE : EVID_BELOW);
+    t.any = true;
+    log_e = add_term(log_e, log(0.5) + log_w, &t);
+  }
+  return log_e;
+}
+
 void mstore_evidence_split(struct mstore *ms, const struct mstore_plan *mp, int cohort,
-                           double alpha, bool explain, struct expr_evidence *out) {
+                           double alpha, int64_t since_ms, bool explain,
+                           struct expr_evidence *out) {
   memset(out, 0, sizeof *out);
   out->log_e = out->estimate = out->reference = out->bound = out->line = NAN;
   out->dispersion = 1;
@@ -439,29 +457,49 @@ void mstore_evidence_split(struct mstore *ms, const struct mstore_plan *mp, int 
   out->age_ms = -1;
   if (cohort < 0 || cohort >= PLAN_MAX_STAGES)
     return;
-  const struct mstore_evidence_plan *ev = &mp->ev;
-  double log_e = -INFINITY;
-  for (int side = 0; side < 2; side++) {
-    double m = side == 0 ? 1 + ev->split_margin : 1 - ev->split_margin;
-    struct term suffix;
-    term_reset(&suffix);
-    for (int s = cohort; s >= 0; s--) {
-      double c, b;
-      split_counts(ms, s, &c, &b);
-      double p0 = ev->share[s] * m;
-      if (c + b > 0 && p0 > 0 && p0 < 1) {
-        evid_llr_add(&suffix.llr, c, c + b, p0, side == 0 ? EVID_ABOVE : EVID_BELOW);
-        suffix.any = true;
-      }
-      log_e = add_term(log_e, log(0.5) + (s == 0 ? ev->log_w_release : ev->log_w_stage),
-                       &suffix);
-    }
-  }
-  if (!mstore_series_find(ms, cohort, VARIANT_CANARY, "requests") ||
-      !mstore_series_find(ms, cohort, VARIANT_BASELINE, "requests"))
+  const struct mstore_series *cs = mstore_series_find(ms, cohort, VARIANT_CANARY, "requests");
+  if (!cs || !mstore_series_find(ms, cohort, VARIANT_BASELINE, "requests"))
     return; /* a variant that never reported is missing data, not a broken split */
-  double c, b;
+  const struct mstore_evidence_plan *ev = &mp->ev;
+  double log_e = -INFINITY, c, b;
   split_counts(ms, cohort, &c, &b);
+  if (since_ms == INT64_MIN) {
+    /* the whole release: each cohort at its own share, suffix sums as for the counters */
+    for (int side = 0; side < 2; side++) {
+      double m = side == 0 ? 1 + ev->split_margin : 1 - ev->split_margin;
+      struct term suffix;
+      term_reset(&suffix);
+      for (int s = cohort; s >= 0; s--) {
+        double sc, sb;
+        split_counts(ms, s, &sc, &sb);
+        double p0 = ev->share[s] * m;
+        if (sc + sb > 0 && p0 > 0 && p0 < 1) {
+          evid_llr_add(&suffix.llr, sc, sc + sb, p0, side == 0 ? EVID_ABOVE : EVID_BELOW);
+          suffix.any = true;
+        }
+        log_e = add_term(log_e, log(0.5) + (s == 0 ? ev->log_w_release : ev->log_w_stage),
+                         &suffix);
+      }
+    }
+  } else {
+    /* the split changed within the stage: only the slices that began after it count */
+    double c0 = NAN, b0 = NAN;
+    int kept = cs->n_snaps < MSTORE_SNAPS ? cs->n_snaps : MSTORE_SNAPS;
+    for (int j = 0; j < kept; j++) {
+      int64_t slice = cs->snap_slice[(cs->n_snaps - 1 - j) % MSTORE_SNAPS];
+      if (slice * MSTORE_SLICE_MS < since_ms)
+        break; /* newest first: the rest began before the change */
+      double sc = c - total_at(ms, cohort, VARIANT_CANARY, "requests", slice);
+      double sb = b - total_at(ms, cohort, VARIANT_BASELINE, "requests", slice);
+      if (isnan(sc + sb))
+        continue;
+      log_e = split_terms(log_e, ev, ev->share[cohort], sc, sb, ev->log_w_slice);
+      c0 = sc, b0 = sb; /* the oldest such slice: the counts shown */
+    }
+    if (isnan(c0))
+      return; /* no slice since the change yet */
+    c = c0, b = b0;
+  }
   if (!(c + b > 0))
     return;
   out->n = (int64_t)(c + b);

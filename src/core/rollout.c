@@ -238,6 +238,8 @@ static void publish_traffic(struct run *u) {
   struct effect *e = push(u, EFFECT_TRAFFIC);
   if (!e)
     return;
+  if (exposure != r->exposure_percent)
+    r->exposure_changed_ms = u->now;
   r->exposure_percent = exposure;
   r->traffic_sig = sig;
   struct flags all_on;
@@ -836,11 +838,15 @@ static void split_check_estimate(struct run *u, int cohort) {
 static void split_check_evidence(struct run *u, int cohort) {
   const struct plan *p = u->plan;
   double alpha = u->mp->ev.rule_alpha;
+  /* the share since exposure last changed within the stage (a kill switch switched back on):
+   * what came before is another split */
+  int64_t since = u->r->exposure_changed_ms > u->r->stage_started_ms ? u->r->exposure_changed_ms
+                                                                      : INT64_MIN;
   struct expr_evidence x;
-  mstore_evidence_split(&u->m->ms, u->mp, cohort, alpha, false, &x);
+  mstore_evidence_split(&u->m->ms, u->mp, cohort, alpha, since, false, &x);
   if (x.n <= 0 || !(x.log_e >= -log(alpha)))
     return;
-  mstore_evidence_split(&u->m->ms, u->mp, cohort, alpha, true, &x); /* with its bound */
+  mstore_evidence_split(&u->m->ms, u->mp, cohort, alpha, since, true, &x); /* with its bound */
   char reason[EVENT_TEXT_MAX + 64];
   snprintf(reason, sizeof reason, "unhealthy traffic split in %s: the canary got %.2f%% of "
            "requests, the split says %.2f%% (evidence e = %.3g >= 1/%.3g: the share is %s "

@@ -97,6 +97,8 @@ struct rollout {
   /* Published traffic split: a change in any of these publishes a new one. */
   double exposure_percent;
   unsigned traffic_sig;
+  int64_t exposure_changed_ms;   /* when exposure_percent last changed: the split check counts
+                                  * only what came after (a kill switch held it at 0%) */
 
   /* Kept for the metric engine: metric and diff events seen. */
   int64_t metric_events;

@@ -888,7 +888,8 @@ static void test_evidence_survives_restart(void **state) {
  * A kill switch holds the canary at 0%: its reports say 0 requests while everyone else's go on.
  * That is the switch working, not a broken split: no unhealthy_split halt, however long it is
  * held (the split check counts every request of the stage, so it would otherwise prove the
- * canary's share far under 0.5% within minutes).
+ * canary's share far under 0.5% within minutes); switched on again, the split is counted from
+ * then on — and a broken one still halts.
  */
 static void test_evidence_split_waits_while_switched_off(void **state) {
   struct t *t = *state;
@@ -898,12 +899,36 @@ static void test_evidence_split_waits_while_switched_off(void **state) {
   off.value = false;
   apply(t, off);
   assert_true(engine_find(&t->e, "r1")->exposure_percent == 0);
-  for (int64_t at = T0 + 5 * MIN_MS; at < T0 + 65 * MIN_MS; at += MIN_MS) {
+  int64_t at = T0 + 5 * MIN_MS;
+  for (; at < T0 + 35 * MIN_MS; at += MIN_MS) {
     run_until(t, at);
     interval(t, "r1", at, VARIANT_BASELINE, 199000, 40);
     interval(t, "r1", at, VARIANT_CANARY, 0, 0);
   }
   assert_null(find_halt(t, "r1"));
+  /* switched on again: the half hour at 0% is another split, not a share of this one */
+  struct event on = ev(t, EVENT_FLAG_SET, "r1", at);
+  snprintf(on.flag, sizeof on.flag, "canary.cohort.internal_test.enabled");
+  on.value = true;
+  apply(t, on);
+  assert_true(engine_find(&t->e, "r1")->exposure_percent == 0.5);
+  int64_t on_at = at;
+  for (at += MIN_MS; at < on_at + 45 * MIN_MS; at += MIN_MS) {
+    run_until(t, at);
+    interval(t, "r1", at, VARIANT_BASELINE, 199000, 40);
+    interval(t, "r1", at, VARIANT_CANARY, 1000, 0);
+  }
+  if (find_halt(t, "r1"))
+    fail_msg("halted: %s", find_halt(t, "r1")->reason);
+  /* and a split that is broken after it still halts: the canary at 0.25% */
+  for (; at < on_at + 75 * MIN_MS && !find_halt(t, "r1"); at += MIN_MS) {
+    run_until(t, at);
+    interval(t, "r1", at, VARIANT_BASELINE, 199000, 40);
+    interval(t, "r1", at, VARIANT_CANARY, 500, 0);
+  }
+  const struct decision *d = find_halt(t, "r1");
+  assert_non_null(d);
+  assert_string_equal(d->rule, "unhealthy_split");
 }
 
 /* ---- deadlines across rollouts ------------------------------------------------------------- */
