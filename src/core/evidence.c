@@ -102,43 +102,31 @@ double evid_log_e_rate(double x, double n, double p0, enum evid_side side) {
 /* 80 / 2^32: the bound's log-odds to 2e-8, and the bracket's conservative end is returned. */
 #define BISECT_STEPS 32
 
+/* log E of one segment against the p0 whose odds are base_odds * exp(t). */
+static double log_e_at(double x, double n, double base_odds, double t, enum evid_side side) {
+  return evid_log_e_rate(x, n, 1 / (1 + 1 / (base_odds * exp(t))), side);
+}
+
 /*
  * The bounds: log E(p0) falls as p0 moves toward the data's side (ABOVE: larger p0 is harder to
- * reject), so the boundary of the rejected set is found by bisection on the log-odds of p0.
+ * reject), so the boundary of the rejected set is found by bisection on t, the log of the odds
+ * ratio. `rejected` is the end of the bracket still rejected (ABOVE: the low one), `accepted`
+ * the other; the rejected end is returned, the conservative side of the bound.
  */
 static double bound_on_odds(double x, double n, double base_odds, double alpha,
                             enum evid_side side) {
   double need = -log(alpha);
-  /* search t = log(theta) with p0 = odds^-1(base_odds * theta) */
-  double lo = -40, hi = 40;
-  struct evid_llr a;
-#define LOGE_AT(t)                                                                    \
-  (evid_llr_reset(&a),                                                               \
-   evid_llr_add(&a, x, n, 1 / (1 + 1 / (base_odds * exp(t))), side), evid_log_e(&a))
-  if (side == EVID_ABOVE) {
-    /* rejected for small t, accepted for large t: the lower bound is the switch */
-    if (LOGE_AT(lo) < need)
-      return 0;
-    for (int i = 0; i < BISECT_STEPS; i++) {
-      double mid = (lo + hi) / 2;
-      if (LOGE_AT(mid) >= need)
-        lo = mid;
-      else
-        hi = mid;
-    }
-    return exp(lo);
-  }
-  if (LOGE_AT(hi) < need)
-    return INFINITY;
+  double rejected = side == EVID_ABOVE ? -40 : 40, accepted = -rejected;
+  if (log_e_at(x, n, base_odds, rejected, side) < need)
+    return side == EVID_ABOVE ? 0 : INFINITY; /* nothing in (0, 1) is rejected */
   for (int i = 0; i < BISECT_STEPS; i++) {
-    double mid = (lo + hi) / 2;
-    if (LOGE_AT(mid) >= need)
-      hi = mid;
+    double mid = (rejected + accepted) / 2;
+    if (log_e_at(x, n, base_odds, mid, side) >= need)
+      rejected = mid;
     else
-      lo = mid;
+      accepted = mid;
   }
-  return exp(hi);
-#undef LOGE_AT
+  return exp(rejected);
 }
 
 double evid_bound_rate(double x, double n, double alpha, enum evid_side side) {
