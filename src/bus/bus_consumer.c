@@ -15,6 +15,14 @@ struct bus_part {
   int topic;
   int32_t partition;
   bool eof;
+  /* After a seek (a shard rewound to its stored offsets), an end-of-partition that librdkafka
+   * queued before it would say "at end" of a partition whose rewound messages are still to
+   * come — and the worker's merge would release the other partitions' later events before them
+   * (an event for a rollout whose rollout.requested was not applied yet went to the dead
+   * letters). Until a message arrives after the seek, only an end at the seek's own offset
+   * counts. */
+  bool fresh;      /* no seek pending: any end counts */
+  int64_t seek_to; /* the offset sought, while !fresh */
 };
 
 struct bus_consumer {
@@ -190,7 +198,8 @@ static void on_assign(bus_consumer_t *c, rd_kafka_topic_partition_list_t *parts)
       }
       int64_t off = next[topic] < 0 ? RD_KAFKA_OFFSET_BEGINNING : next[topic];
       rd_kafka_topic_partition_list_add(assign, tp->topic, tp->partition)->offset = off;
-      c->parts[c->n_parts++] = (struct bus_part){.topic = topic, .partition = shard, .eof = false};
+      c->parts[c->n_parts++] = (struct bus_part){.topic = topic, .partition = shard, .eof = false,
+                                                 .fresh = true, .seek_to = -1};
       if (wl < sizeof where) {
         int w = snprintf(where + wl, sizeof where - wl, " %s@%lld", tp->topic,
                          (long long)next[topic]);
@@ -384,9 +393,8 @@ static void take(bus_consumer_t *c, rd_kafka_message_t *m) {
   int topic = tname ? bus_topic_index(tname) : -1;
   if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
     struct bus_part *p = topic >= 0 ? part_find(c, topic, m->partition) : NULL;
-    if (p) {
+    if (p && (p->fresh || m->offset == p->seek_to)) /* else: from before the seek */
       p->eof = true;
-    }
     rd_kafka_message_destroy(m);
     return;
   }
@@ -406,6 +414,7 @@ static void take(bus_consumer_t *c, rd_kafka_message_t *m) {
     return;
   }
   p->eof = false;
+  p->fresh = true;
   c->raw[c->n++] = m;
 }
 
@@ -497,7 +506,11 @@ int bus_consumer_seek_shard(bus_consumer_t *c, int shard, const int64_t next[BUS
     }
   rd_kafka_topic_partition_list_destroy(list);
   for (size_t i = 0; i < c->n_parts; i++)
-    if (c->parts[i].partition == shard)
+    if (c->parts[i].partition == shard) {
+      int64_t to = next[c->parts[i].topic];
       c->parts[i].eof = false;
+      c->parts[i].fresh = to < 0; /* from the beginning: its offset is not known here */
+      c->parts[i].seek_to = to;
+    }
   return rc;
 }
