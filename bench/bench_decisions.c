@@ -17,7 +17,7 @@
  * R(t) = R0 (1 + 0.5 sin(2 pi t / 24 h)); diff samples, feedback and approvals as a release
  * would get them. Deadlines fire at their exact times in virtual time, as in canaryctl
  * simulate. A release ends at GA, at a halt (the decision's rule), at a rollback, or stuck at
- * t0 + 80 h. Results of JOBS forked workers come back through pipes; the same SEED gives the
+ * t0 + 120 h. Results of JOBS forked workers come back through pipes; the same SEED gives the
  * same table whatever JOBS is (runs are seeded by scenario name and index, and both semantics
  * see the same random stream for the same run until their decisions differ).
  *
@@ -71,7 +71,7 @@ static const char usage_text[] =
 #define T0_MS 1767603600000LL /* 2026-01-05T09:00:00Z */
 #define MINUTE_MS 60000LL
 #define HOUR_MS (60 * MINUTE_MS)
-#define RUN_LIMIT_MS (80 * HOUR_MS)
+#define RUN_LIMIT_MS (120 * HOUR_MS)
 #define SEED_VOLUME 240000.0 /* requests a minute at the seed's volume */
 #define MAX_VALUES 50        /* distribution values per metrics event */
 #define FULL_RELEASE_EVENTS 8800 /* a release to GA: ~73 h of two metrics events a minute */
@@ -393,6 +393,7 @@ struct result {
   int32_t outcome;       /* enum outcome */
   int32_t halt_stage;    /* stage index at the halt; -1 */
   int32_t missing_data;  /* a max-duration halt whose unmet metric criteria lacked data */
+  int32_t held_past_max; /* a stage passed its maximum with its gate unproven: held there */
   int32_t onset_reached;
   int32_t rejected;      /* events the engine rejected (a bench bug) */
   int32_t error;         /* the engine failed (why says how): the worker stops */
@@ -504,6 +505,8 @@ static void take_effects(struct release *rl) {
               sem_names[res->sem], res->run, (double)(d->time_ms - T0_MS) / HOUR_MS,
               decision_action_name(d->action), d->from_stage, d->to_stage,
               rollout_state_name(d->state), d->rule, d->reason);
+    if (d->action == DECISION_HOLD && strcmp(d->rule, "stage_max_duration") == 0)
+      res->held_past_max = 1;
     if (d->action == DECISION_HALT || d->action == DECISION_ROLLBACK) {
       res->outcome = d->action == DECISION_HALT ? OUT_HALT : OUT_ROLLBACK;
       res->end_ms = d->time_ms - T0_MS;
@@ -987,16 +990,16 @@ static const char *fmt_pct(char *buf, size_t len, long x, long n) {
 }
 
 static void print_healthy(void) {
-  struct table t = {.n_cols = 10};
+  struct table t = {.n_cols = 11};
   table_row(&t, (const char *const[]){"scenario", "semantics", "N", "false halts",
                                       "95% upper", "halts by rule", "missing-data halts",
-                                      "stuck", "GA p50 (h)", "CPU ms/run"});
+                                      "held past a max", "stuck", "GA p50 (h)", "CPU ms/run"});
   for (int gi = 0; gi < n_groups; gi++) {
     const struct group *g = &groups[gi];
     const struct scenario *sc = &scen[g->scenario];
     if (sc->cls != SC_HEALTHY)
       continue;
-    long halted = 0, missing = 0, stuck = 0, ga = 0;
+    long halted = 0, missing = 0, stuck = 0, ga = 0, held = 0;
     int64_t *ga_ms = malloc((size_t)(g->n ? g->n : 1) * sizeof *ga_ms);
     double cpu = 0;
     if (!ga_ms)
@@ -1006,12 +1009,13 @@ static void print_healthy(void) {
       halted += is_halt(r);
       missing += is_halt(r) && r->missing_data;
       stuck += r->outcome == OUT_STUCK;
+      held += r->held_past_max;
       if (r->outcome == OUT_GA)
         ga_ms[ga++] = r->end_ms;
       cpu += (double)r->cpu_ns;
     }
     qsort(ga_ms, (size_t)ga, sizeof *ga_ms, cmp_i64);
-    char n[24], fh[48], up[24], rules[160], miss[24], st[24], gap[24], ms[24];
+    char n[24], fh[48], up[24], rules[160], miss[24], st[24], gap[24], ms[24], hd[48];
     snprintf(n, sizeof n, "%ld", g->n);
     fmt_pct(fh, sizeof fh, halted, g->n);
     snprintf(up, sizeof up, "%.2f%%",
@@ -1019,13 +1023,14 @@ static void print_healthy(void) {
     rule_counts(g, is_halt, 4, rules, sizeof rules);
     snprintf(miss, sizeof miss, "%ld", missing);
     snprintf(st, sizeof st, "%ld", stuck);
+    fmt_pct(hd, sizeof hd, held, g->n);
     if (ga)
       snprintf(gap, sizeof gap, "%.1f", (double)quantile(ga_ms, ga, 0.5) / HOUR_MS);
     else
       snprintf(gap, sizeof gap, "-");
     snprintf(ms, sizeof ms, "%.1f", g->n ? cpu / (double)g->n / 1e6 : 0);
-    table_row(&t, (const char *const[]){sc->name, sem_names[g->sem], n, fh, up, rules, miss, st,
-                                        gap, ms});
+    table_row(&t, (const char *const[]){sc->name, sem_names[g->sem], n, fh, up, rules, miss, hd,
+                                        st, gap, ms});
     free(ga_ms);
   }
   if (t.n_rows > 1) {
@@ -1478,7 +1483,7 @@ int main(int argc, char **argv) {
     earliest += st->min_duration_ms;
   }
   printf("- a halt is any halt or rollback decision (a rule, or stage_max_duration@<stage>); "
-         "stuck: neither GA nor a halt by t0 + 80 h\n");
+         "stuck: neither GA nor a halt by t0 + 120 h\n");
   print_healthy();
   print_regressions(SC_REGRESSION);
   print_regressions(SC_OUTAGE);

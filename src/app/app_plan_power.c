@@ -510,11 +510,11 @@ static void add_gate(const struct power *w, const struct flow *f, struct rows *r
   }
 }
 
-/* Every row of stage f: the halt rules, then the gates its cohort decides. */
+/* Every row of stage f: the halt rules and alerts, then the gates its cohort decides. */
 static void stage_rows(const struct power *w, const struct flow *f, struct rows *rows) {
   const struct mstore_plan *mp = w->mp;
   for (int i = 0; i < mp->n; i++)
-    if (mp->x[i].owner == MSTORE_RULE)
+    if (mp->x[i].owner == MSTORE_RULE || mp->x[i].owner == MSTORE_ALERT)
       add_comparisons(w, f, rows, &mp->x[i], &(struct row){.name = mp->x[i].name},
                       mp->x[i].for_ms);
   for (int i = 0; i < mp->n; i++) {
@@ -668,12 +668,13 @@ static bool row_note(const struct power *w, const struct flow *f, const struct r
 
 /* --- the false-halt budget -------------------------------------------------------------------- */
 
-/* The halt rules' comparisons on evidence: each is a test at rule_alpha (the budget's share). */
-static int rule_tests(const struct power *w, int rule) {
+/* A halt rule's or alert's comparisons on evidence (owner MSTORE_RULE or MSTORE_ALERT): each
+ * is a test at rule_alpha (the budget's share). */
+static int rule_tests(const struct power *w, enum mstore_owner owner, int rule) {
   int n = 0;
   for (int i = 0; i < w->mp->n; i++) {
     const struct mstore_expr *x = &w->mp->x[i];
-    if (x->owner == MSTORE_RULE && x->index == rule && x->e.alpha > 0)
+    if (x->owner == owner && x->index == rule && x->e.alpha > 0)
       n += expr_evidence_count(&x->e); /* its own: n_evidence also counts the SLOs it reads */
   }
   return n;
@@ -687,7 +688,9 @@ static bool split_tested(const struct plan *p) {
 static double union_bound(const struct power *w) {
   double sum = split_tested(w->p) ? w->mp->ev.rule_alpha : 0;
   for (int i = 0; i < w->p->n_rules; i++)
-    sum += rule_tests(w, i) * w->mp->ev.rule_alpha;
+    sum += rule_tests(w, MSTORE_RULE, i) * w->mp->ev.rule_alpha;
+  for (int i = 0; i < w->p->n_alerts; i++)
+    sum += rule_tests(w, MSTORE_ALERT, i) * w->mp->ev.rule_alpha;
   return sum;
 }
 
@@ -746,7 +749,8 @@ static void text_rules(const struct power *w, FILE *out) {
   for (int i = 0; i < w->mp->n; i++) {
     const struct mstore_expr *x = &w->mp->x[i];
     struct expr_evq q;
-    for (int k = 0; x->owner == MSTORE_RULE && k < x->e.n_nodes; k++) {
+    bool rule = x->owner == MSTORE_RULE || x->owner == MSTORE_ALERT;
+    for (int k = 0; rule && k < x->e.n_nodes; k++) {
       if (!expr_evidence_form(&x->e, k, &q))
         continue;
       struct row r = {.name = x->name};
@@ -862,14 +866,14 @@ static void text_unmodelled(const struct power *w, FILE *out) {
   int col = 0, n = 0;
   for (int i = 0; i < w->mp->n; i++) {
     const struct mstore_expr *x = &w->mp->x[i];
-    if (x->owner == MSTORE_SLO || x->owner == MSTORE_ALERT || x->n_evidence > 0)
+    if (x->owner == MSTORE_SLO || x->n_evidence > 0)
       continue;
-    if (x->owner == MSTORE_RULE && x->k > 0)
+    if ((x->owner == MSTORE_RULE || x->owner == MSTORE_ALERT) && x->k > 0)
       continue; /* a rule's name once */
     if (!n)
       col = fprintf(out, "\nmetric rules and gates not decided on evidence (not shown):") - 1;
     char item[3 * PLAN_NAME_MAX];
-    if (x->owner == MSTORE_RULE)
+    if (x->owner == MSTORE_RULE || x->owner == MSTORE_ALERT)
       snprintf(item, sizeof item, "%s", x->name);
     else
       snprintf(item, sizeof item, "%s %s %s", w->p->stages[x->stage].name,
@@ -1023,16 +1027,19 @@ static void json_budget(struct jbuf *b, const struct power *w) {
   jbuf_number(b, ev->rule_alpha);
   jbuf_puts(b, ",\"shares\":[");
   int n = 0;
-  for (int i = 0; i < w->p->n_rules; i++) {
-    int k = rule_tests(w, i);
-    if (!k)
-      continue;
-    jbuf_puts(b, n++ ? ",{\"rule\":" : "{\"rule\":");
-    jbuf_string(b, w->p->rules[i].name);
-    jbuf_puts(b, ",\"share\":");
-    jbuf_number(b, k * ev->rule_alpha);
-    jbuf_putc(b, '}');
-  }
+  for (int a = 0; a < 2; a++) /* the halt rules, then the alerts ("alert": true) */
+    for (int i = 0; i < (a ? w->p->n_alerts : w->p->n_rules); i++) {
+      int k = rule_tests(w, a ? MSTORE_ALERT : MSTORE_RULE, i);
+      if (!k)
+        continue;
+      jbuf_puts(b, n++ ? ",{\"rule\":" : "{\"rule\":");
+      jbuf_string(b, a ? w->p->alerts[i].name : w->p->rules[i].name);
+      if (a)
+        jbuf_puts(b, ",\"alert\":true");
+      jbuf_puts(b, ",\"share\":");
+      jbuf_number(b, k * ev->rule_alpha);
+      jbuf_putc(b, '}');
+    }
   if (split_tested(w->p)) {
     jbuf_puts(b, n ? "," : "");
     jbuf_puts(b, "{\"rule\":\"traffic_split\",\"share\":");

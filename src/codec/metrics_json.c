@@ -27,7 +27,7 @@ void metrics_json_write(const struct rollout_metrics *m, struct jbuf *out) {
               ",\"deadline\":%" PRId64 ",\"rules\":[",
               METRICS_JSON_VERSION, m->rules_cohort, m->next_eval_ms, m->deadline);
   bool first = true;
-  for (int i = 0; i < PLAN_MAX_RULES; i++)
+  for (int i = 0; i < ROLLOUT_FOR_ROWS; i++)
     for (int j = 0; j < PLAN_MAX_EXPRS; j++) {
       const struct expr_for *st = &m->rules[i][j];
       if (st->state == EXPR_FOR_INACTIVE)
@@ -195,7 +195,7 @@ static int read_doc(const struct json_value *root, struct rollout_metrics *m, ch
   if (!int_in(next, INT64_MIN, INT64_MAX, &m->next_eval_ms) ||
       !int_in(deadline, INT64_MIN, INT64_MAX, &m->deadline))
     return bad(why, len, next, "next_eval_ms and deadline: expected integers");
-  static const int rule_limits[] = {PLAN_MAX_RULES, PLAN_MAX_EXPRS};
+  static const int rule_limits[] = {ROLLOUT_FOR_ROWS, PLAN_MAX_EXPRS}; /* rules, then alerts */
   static const int gate_limits[] = {PLAN_MAX_STAGES, 2, PLAN_MAX_CRITERIA};
   int idx[3], rc;
   for (size_t k = 0; k < rules->n_items; k++) {
@@ -274,7 +274,7 @@ uint64_t metrics_json_state_sig(const struct rollout_metrics *m) {
   h = mix(h, (uint64_t)(int64_t)m->rules_cohort);
   h = mix(h, (uint64_t)m->next_eval_ms);
   h = mix(h, (uint64_t)m->deadline);
-  for (int i = 0; i < PLAN_MAX_RULES; i++)
+  for (int i = 0; i < ROLLOUT_FOR_ROWS; i++)
     for (int j = 0; j < PLAN_MAX_EXPRS; j++)
       if (m->rules[i][j].state != EXPR_FOR_INACTIVE)
         h = mix(mix(mix(h, (uint64_t)(i * PLAN_MAX_EXPRS + j)), m->rules[i][j].state),

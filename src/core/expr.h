@@ -265,6 +265,7 @@ struct expr_evidence {
   double baseline_x, baseline_n; /* the same for the baseline; 0 for absolute forms */
   double line;             /* quantile forms: the value the shares are counted above */
   double dispersion;       /* ratio forms: the counts were divided by it (bursts, >= 1) */
+  bool above;              /* the side tested (expr_evq.above): set by the evaluator */
   /* The start point that weighs most in the mixture, whose counts, estimate and bound the
    * fields above show: the start of cohort from_cohort (since_ms INT64_MIN), or since_ms. */
   int from_cohort;

@@ -405,6 +405,7 @@ static struct val compare_evidence(struct ev *ev, int i, const struct expr_evq *
   bool have = ev->src->evidence != NULL;
   if (have)
     ev->src->evidence(ev->ctx, q, &x);
+  x.above = q->above;
   double need = -log(q->alpha);
   struct val res;
   if (!have)

@@ -1159,8 +1159,8 @@ static bool decides_on_evidence(const struct plan *p, const struct mstore_expr *
 
 /*
  * The evidence's levels and weights. The false-halt budget is split evenly across the halt
- * rules' comparisons over counts and the split check (a union bound: a healthy release is halted
- * by any of them with probability at most the budget). Each test's e-value mixes start points:
+ * rules' and the alerts' comparisons over counts and the split check (a union bound: a healthy
+ * release is halted, or on-call paged, by any of them with probability at most the budget). Each test's e-value mixes start points:
  * half the weight on the release's start (evidence carried across every stage), a quarter over
  * the later stages' starts, a quarter over the hours of the stages (a regression that begins
  * mid-stage is tested from the next hour on).
@@ -1179,7 +1179,7 @@ static void plan_evidence(struct mstore_plan *mp, const struct plan *p) {
     }
     add_pairs(mp, &x->e);
     ev->on = true;
-    if (x->owner == MSTORE_RULE)
+    if (x->owner == MSTORE_RULE || x->owner == MSTORE_ALERT)
       ev->n_tests += x->n_evidence;
   }
   bool split = p->srm_enabled && p->decide == PLAN_DECIDE_EVIDENCE;

@@ -409,6 +409,7 @@ int rollout_gate(const struct rollout *r, const struct plan *plan, int stage, bo
   int n = exit ? s->n_exit : s->n_entry;
   for (int i = 0; i < n && i < max; i++) {
     checks[i].criterion = &c[i];
+    checks[i].unproven = false;
     checks[i].result = check_one(r, plan, stage, &c[i], now, checks[i].detail,
                                  sizeof checks[i].detail);
   }
@@ -522,6 +523,11 @@ static void metric_check(const struct run *u, int stage, bool exit, int index,
   c->result = v.holds                         ? GATE_PASS
               : v.truth == EXPR_INSUFFICIENT ? GATE_NOT_EVALUATED /* never a pass on no data */
                                               : GATE_FAIL;
+  const struct mstore_finding *d = &v.f[v.which >= 0 ? v.which : 0];
+  c->unproven = c->result == GATE_FAIL && d->truth == EXPR_FALSE && d->evidence &&
+                !isnan(d->ev.estimate) && !isnan(d->ev.reference) &&
+                (d->ev.above ? d->ev.estimate > d->ev.reference
+                             : d->ev.estimate < d->ev.reference);
   if (!explain)
     return;
   const struct mstore_finding *f = &v.f[v.which >= 0 ? v.which : 0];
@@ -551,6 +557,7 @@ static bool gate_passes(const struct run *u, int stage, bool exit, struct gate_c
   if (switched_off(u, stage, checks[*n].detail, sizeof checks[*n].detail)) {
     checks[*n].criterion = &canary_on;
     checks[*n].result = GATE_FAIL;
+    checks[*n].unproven = false;
     ++*n;
     pass = false;
   }
@@ -583,7 +590,8 @@ static void unmet_list(const struct gate_check *checks, int n, char *buf, size_t
 static void add_gate_evidence(struct decision *d, const struct gate_check *checks, int n) {
   static const char *const result_names[] = {"pass", "fail", "not_evaluated"};
   for (int i = 0; i < n; i++)
-    decision_add_str(d, checks[i].criterion->name, result_names[checks[i].result]);
+    decision_add_str(d, checks[i].criterion->name,
+                     checks[i].unproven ? "unproven" : result_names[checks[i].result]);
 }
 
 /* ---- transitions --------------------------------------------------------------------------- */
@@ -597,6 +605,7 @@ static struct decision *enter_stage(struct run *u, int from, enum decision_actio
   r->stage_started_ms = u->now;
   r->stage_max_at_ms = s->max_duration_ms ? u->now + s->max_duration_ms : 0;
   r->exit_hold_reported = false;
+  r->max_hold_reported = false;
   if (action == DECISION_ADVANCE && r->state == ROLLOUT_COMPLETED)
     action = DECISION_COMPLETE;
   struct decision *d = decide(u, action, from, rule, actor, "%s; %s at %g%% of users", why,
@@ -700,6 +709,32 @@ static bool evaluate_once(struct run *u) {
     return false;
   }
   bool at_max = r->stage_max_at_ms && u->now >= r->stage_max_at_ms;
+  /* At the maximum, a gate that failed halts. One that is merely unproven — its estimate on
+   * the passing side, too few events to prove it, or no data at all — does not: too little
+   * traffic is not a regression (a service with a tenth of the seed's volume cannot prove
+   * "error rate < 0.1%" in internal_test's two hours), and no data halts nothing. The rollout
+   * holds in the stage, says so once, and goes on when the evidence is in; people can promote
+   * or roll back meanwhile. The halt rules keep running all along. */
+  bool failed = false;
+  for (int i = 0; at_max && i < n; i++)
+    if (checks[i].result == GATE_FAIL && !checks[i].unproven)
+      failed = true;
+  if (at_max && !failed) {
+    if (r->max_hold_reported)
+      return false;
+    explain_gate(u, r->stage, true, checks, n);
+    unmet_list(checks, n, unmet, sizeof unmet);
+    struct decision *d = decide(u, DECISION_HOLD, r->stage, "stage_max_duration", NULL,
+                                "%s passed its maximum duration with its exit gate not yet "
+                                "proven, and nothing in it failed: holding in the stage until "
+                                "it is (promote or roll back to decide sooner); %s",
+                                s->name, unmet);
+    add_gate_evidence(d, checks, n);
+    announce(u, d, NOTIFY_SEV_WARNING);
+    r->max_hold_reported = true;
+    r->exit_hold_reported = true;
+    return false;
+  }
   if (!at_max && r->exit_hold_reported)
     return false; /* nothing to tell */
   explain_gate(u, r->stage, true, checks, n);
@@ -954,7 +989,60 @@ static void track_gates(struct run *u) {
 }
 
 /*
- * Evaluate the plan's metric halt rules on the exposed cohort's canary, at most once per
+ * One halt rule (owner MSTORE_RULE) or alert of the plan's Alert Configuration (MSTORE_ALERT),
+ * evaluated on the exposed cohort's canary: its reading is noted, and when it fires it acts —
+ * alert_oncall pages on-call with the evidence (the rollout goes on), pause_canary halts,
+ * rollback rolls back, each with the measured values as evidence. Alerts are the halt rules'
+ * equals: the same evidence, at the same level, counted in the same false-halt budget.
+ * Returns true when the rollout stopped.
+ */
+static bool judge(struct run *u, enum mstore_owner owner, int i, int cohort) {
+  struct rollout_metrics *m = u->m;
+  struct rollout *r = u->r;
+  bool alert = owner == MSTORE_ALERT;
+  const struct rule *rule = alert ? &u->plan->alerts[i] : &u->plan->rules[i];
+  int row = alert ? PLAN_MAX_RULES + i : i;
+  struct mstore_verdict v;
+  if (mstore_eval_rule(&m->ms, u->mp, owner, -1, i, cohort, u->now, m->rules[row], &v) !=
+          CANARY_OK ||
+      v.n == 0)
+    return false;
+  if (v.deadline < m->deadline)
+    m->deadline = v.deadline;
+  note_reading(r, m->reading_owner, READING_RULE, cohort, rule->name, &m->rule_reading[row], &v,
+               m->rules[row], u->now);
+  if (!v.fired)
+    return false;
+  const struct mstore_finding *f = &v.f[v.which >= 0 ? v.which : 0];
+  char reason[EVENT_TEXT_MAX + 64];
+  snprintf(reason, sizeof reason, "%s %s: %s: %s", alert ? "alert" : "halt rule", rule->name,
+           rule->text[0] ? rule->text : rule->name, f->explain);
+  if (rule->action == RULE_ALERT_ONCALL) {
+    notify(u, NOTIFY_ONCALL, rule->severity <= 1 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING,
+           NULL, rule->name, "%s %s: %s", r->service, r->version, reason);
+    return false;
+  }
+  struct mstore_finding shown = *f;
+  if (isnan(shown.baseline)) { /* the same expression on the baseline, for comparison */
+    int first;
+    struct expr_result br;
+    if (mstore_plan_find(u->mp, owner, -1, i, &first) > v.which && v.which >= 0 &&
+        mstore_eval_expr(&m->ms, u->mp, &u->mp->x[first + v.which], cohort, u->now,
+                         VARIANT_BASELINE, &br) == CANARY_OK &&
+        br.n_compares > 0)
+      shown.baseline = br.compares[0].lhs;
+  }
+  if (rule->action == RULE_ROLLBACK)
+    roll_back(u, rule->name, NULL, reason);
+  else
+    halt(u, rule->name, rule->severity, reason);
+  add_finding(latest(u), &shown);
+  decision_add_str(latest(u), "cohort", u->plan->stages[cohort].name);
+  return true;
+}
+
+/*
+ * Evaluate the plan's metric halt rules and alerts on the exposed cohort's canary, at most once per
  * ROLLOUT_METRICS_EVAL_MS of event time (a deadline brings the next evaluation when data came
  * in between), and act on those that fire: pause_canary, alert_oncall or rollback, with the
  * measured values as evidence. Returns whether it evaluated.
@@ -984,46 +1072,14 @@ static bool metric_rules(struct run *u, bool now_please) {
   }
   m->next_eval_ms = u->now + ROLLOUT_METRICS_EVAL_MS;
   m->deadline = INT64_MAX;
-  for (int i = 0; i < u->plan->n_rules && !u->err; i++) {
-    const struct rule *rule = &u->plan->rules[i];
-    struct mstore_verdict v;
-    if (mstore_eval_rule(&m->ms, u->mp, MSTORE_RULE, -1, i, cohort, u->now, m->rules[i], &v) !=
-            CANARY_OK ||
-        v.n == 0)
-      continue;
-    if (v.deadline < m->deadline)
-      m->deadline = v.deadline;
-    note_reading(r, m->reading_owner, READING_RULE, cohort, rule->name, &m->rule_reading[i], &v,
-                 m->rules[i], u->now);
-    if (!v.fired)
-      continue;
-    const struct mstore_finding *f = &v.f[v.which >= 0 ? v.which : 0];
-    char reason[EVENT_TEXT_MAX + 64];
-    snprintf(reason, sizeof reason, "halt rule %s: %s: %s", rule->name,
-             rule->text[0] ? rule->text : rule->name, f->explain);
-    if (rule->action == RULE_ALERT_ONCALL) {
-      notify(u, NOTIFY_ONCALL, rule->severity <= 1 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING,
-             NULL, rule->name, "%s %s: %s", r->service, r->version, reason);
-      continue;
-    }
-    struct mstore_finding shown = *f;
-    if (isnan(shown.baseline)) { /* the same expression on the baseline, for comparison */
-      int first;
-      struct expr_result br;
-      if (mstore_plan_find(u->mp, MSTORE_RULE, -1, i, &first) > v.which && v.which >= 0 &&
-          mstore_eval_expr(&m->ms, u->mp, &u->mp->x[first + v.which], cohort, u->now,
-                           VARIANT_BASELINE, &br) == CANARY_OK &&
-          br.n_compares > 0)
-        shown.baseline = br.compares[0].lhs;
-    }
-    if (rule->action == RULE_ROLLBACK)
-      roll_back(u, rule->name, NULL, reason);
-    else
-      halt(u, rule->name, rule->severity, reason);
-    add_finding(latest(u), &shown);
-    decision_add_str(latest(u), "cohort", u->plan->stages[cohort].name);
-    break; /* the rollout stopped: the other rules are moot until it resumes */
-  }
+  /* Once the rollout stopped, the other rules are moot until it resumes; an alert that pages
+   * still does (the seed pages on-call on latency while the halt rule pauses). */
+  bool stopped = false;
+  for (int i = 0; i < u->plan->n_rules && !u->err && !stopped; i++)
+    stopped = judge(u, MSTORE_RULE, i, cohort);
+  for (int i = 0; i < u->plan->n_alerts && !u->err; i++)
+    if (!stopped || u->plan->alerts[i].action == RULE_ALERT_ONCALL)
+      stopped |= judge(u, MSTORE_ALERT, i, cohort);
   if (!u->err && (r->state == ROLLOUT_PENDING || r->state == ROLLOUT_RUNNING))
     split_check(u, cohort);
   if (!u->err && (r->state == ROLLOUT_PENDING || r->state == ROLLOUT_RUNNING))
@@ -1078,6 +1134,7 @@ static void on_command(struct run *u) {
     r->breaker_open = false;
     r->breaker_errors = 0;
     r->exit_hold_reported = false;
+    r->max_hold_reported = false;
     /* The stage gets a fresh maximum: otherwise a rollout halted at its maximum would halt
      * again the moment it resumes. The minimum still counts from the stage's start. */
     if (r->state == ROLLOUT_RUNNING && u->plan->stages[r->stage].max_duration_ms)
@@ -1411,7 +1468,7 @@ int64_t rollout_next_deadline(const struct rollout *r, const struct plan *plan) 
     int64_t min_at = r->stage_started_ms + s->min_duration_ms;
     if (!r->exit_hold_reported)
       earliest(&best, min_at); /* the minimum: advance or report the hold */
-    if (r->stage_max_at_ms)
+    if (r->stage_max_at_ms && !r->max_hold_reported)
       earliest(&best, r->stage_max_at_ms < min_at ? min_at : r->stage_max_at_ms);
   }
   /* An incident that ages out of a gate's window changes the gate then. */

@@ -71,6 +71,7 @@ struct rollout {
   int64_t stage_started_ms;      /* when the current stage started running */
   int64_t stage_max_at_ms;       /* halt if the exit gate is unmet by then; 0 = none */
   bool exit_hold_reported;       /* the "minimum reached, exit gate unmet" hold was decided */
+  bool max_hold_reported;        /* past the maximum with the gate unproven (not failed): held */
   bool prev_stage_passed;        /* the exit gate of the stage before the current one passed */
 
   int64_t seq;                   /* last decision sequence number */
@@ -131,6 +132,9 @@ struct gate_check {
   const struct criterion *criterion;
   enum gate_result result;
   char detail[EVENT_TEXT_MAX]; /* what was seen: "2 crash(es) reported", "waiting for health.checked" */
+  /* A metric criterion that fails only for want of evidence: its estimate is on the passing
+   * side, the evidence has not proven it yet ("error rate < 0.1%" at 0.03% on too few requests) */
+  bool unproven;
 };
 
 /*

@@ -33,16 +33,19 @@
  */
 #define ROLLOUT_GATE_TRACK_MS 10000
 
+/* The for: states of the halt rules (row i) and of the plan's alerts (row PLAN_MAX_RULES + i). */
+#define ROLLOUT_FOR_ROWS (PLAN_MAX_RULES + PLAN_MAX_ALERTS)
+
 struct rollout_metrics {
   struct mstore ms;
-  struct expr_for rules[PLAN_MAX_RULES][PLAN_MAX_EXPRS];
+  struct expr_for rules[ROLLOUT_FOR_ROWS][PLAN_MAX_EXPRS];
   struct expr_for gates[PLAN_MAX_STAGES][2][PLAN_MAX_CRITERIA]; /* [stage][exit][criterion] */
   int rules_cohort;      /* the exposed cohort the rule states are about (-1: none yet) */
   int64_t next_eval_ms;  /* rules are not evaluated again before this */
   int64_t deadline;      /* when the rules must be evaluated again; INT64_MAX: on new data */
   /* Where each rule's and criterion's reading is in rollout.readings, plus one (0: not known):
    * a hint, checked before use, so that noting a reading is not a search by name. */
-  int16_t rule_reading[PLAN_MAX_RULES];
+  int16_t rule_reading[ROLLOUT_FOR_ROWS];
   int16_t gate_reading[PLAN_MAX_STAGES][2][PLAN_MAX_CRITERIA];
   /* which hint above found each slot of rollout.readings: a hint whose slot names it back is
    * right without comparing names (readings are only ever appended, and a restored rollout

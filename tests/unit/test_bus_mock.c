@@ -560,7 +560,9 @@ static void test_second_member_takes_shards(void **state) {
   struct member *both[] = {&a, &b};
   assert_true(pump(both, 2, split, NULL, 20000));
   for (int p = 0; p < SHARDS; p++) {
-    assert_int_equal(a.revoked[p], 1); /* eager: everything revoked, then reassigned */
+    /* eager: everything revoked, then reassigned (more than once when a loaded machine makes a
+     * member miss a join round: the count of rebalances is timing, not a property) */
+    assert_true(a.revoked[p] >= 1);
   }
   int a_owns = a.owns[0] + a.owns[1] + a.owns[2];
   int b_owns = b.owns[0] + b.owns[1] + b.owns[2];

@@ -182,7 +182,8 @@ static void test_rollout_alerts_and_params(void **state) {
   load_ok(ROLLOUT_YAML, &plan_a);
   assert_int_equal(plan_a.n_alerts, 3);
   assert_string_equal(plan_a.alerts[0].name, "canary_error_spike");
-  assert_string_equal(plan_a.alerts[0].exprs[0], "rate(errors[5m]) > 0.01");
+  /* the seed's rate(errors[5m]) > 0.01 as the error ratio it means (config/rollout.yaml) */
+  assert_string_equal(plan_a.alerts[0].exprs[0], "rate(errors[5m]) / rate(requests[5m]) > 0.01");
   assert_int_equal(plan_a.alerts[0].for_ms, 5 * MIN_MS);
   assert_int_equal(plan_a.alerts[1].action, RULE_ALERT_ONCALL);
   assert_string_equal(plan_a.alerts[1].exprs[0], "histogram_quantile(0.99, latency) > 5 * baseline");

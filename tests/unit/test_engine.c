@@ -572,13 +572,18 @@ static void interval(struct t *t, const char *rollout, int64_t at, enum variant 
   apply(t, e);
 }
 
-static const struct decision *find_halt(const struct t *t, const char *rollout) {
+static const struct decision *find_action(const struct t *t, const char *rollout,
+                                          enum decision_action action, const char *rule) {
   for (size_t i = 0; i < t->fx.n; i++)
-    if (t->fx.items[i].kind == EFFECT_DECISION &&
-        t->fx.items[i].u.decision.action == DECISION_HALT &&
-        !strcmp(t->fx.items[i].u.decision.rollout, rollout))
+    if (t->fx.items[i].kind == EFFECT_DECISION && t->fx.items[i].u.decision.action == action &&
+        !strcmp(t->fx.items[i].u.decision.rollout, rollout) &&
+        (!rule || !strcmp(t->fx.items[i].u.decision.rule, rule)))
       return &t->fx.items[i].u.decision;
   return NULL;
+}
+
+static const struct decision *find_halt(const struct t *t, const char *rollout) {
+  return find_action(t, rollout, DECISION_HALT, NULL);
 }
 
 /*
@@ -620,7 +625,11 @@ static void test_error_rate_rule_halts_with_evidence(void **state) {
   assert_non_null(decision_evidence(d, "samples"));
 }
 
-/* Low traffic at 0.5%: every request failing, but too few of them — no halt, and no pass. */
+/*
+ * Low traffic at 0.5%: every request failing, but too few of them — no halt, and no pass. At
+ * the stage's maximum the gate is not failed, only unmeasurable: the rollout holds there and
+ * says so once, for people to decide (no data halts nothing).
+ */
 static void test_low_traffic_neither_halts_nor_passes(void **state) {
   struct t *t = *state;
   start(t, "r1", T0);
@@ -634,13 +643,83 @@ static void test_low_traffic_neither_halts_nor_passes(void **state) {
     interval(t, "r1", at, VARIANT_BASELINE, 1, 0);
   }
   run_until(t, T0 + 3 * HOUR_MS);
+  assert_null(find_halt(t, "r1"));
+  const struct decision *d = find_action(t, "r1", DECISION_HOLD, "stage_max_duration");
+  assert_non_null(d);
+  assert_int_equal(d->time_ms, T0 + 3 * MIN_MS + 2 * HOUR_MS); /* 2 h after the start */
+  /* error_rate is among the unmet criteria: its ratio has too few requests (insufficient) */
+  assert_non_null(strstr(d->reason, "not yet proven"));
+  assert_non_null(strstr(d->reason, "error_rate ("));
+  const struct rollout *r = engine_find(&t->e, "r1");
+  assert_int_equal(r->stage, 0);
+  assert_int_equal(r->state, ROLLOUT_RUNNING);
+  /* said once: another hour brings no second hold */
+  size_t holds = 0;
+  for (size_t i = 0; i < t->fx.n; i++)
+    holds += t->fx.items[i].kind == EFFECT_DECISION &&
+             !strcmp(t->fx.items[i].u.decision.rule, "stage_max_duration");
+  assert_int_equal(holds, 1);
+}
+
+/* A minute of 200 latency values for one variant, 100-300 ms times scale, and its requests at
+ * internal_test's 0.5% share (the built-in plan's baseline is the complement). */
+static void latency_minute(struct t *t, int64_t at, enum variant v, double scale) {
+  double vals[200];
+  for (int i = 0; i < 200; i++)
+    vals[i] = scale * (100 + (i % 10) * 20 + (i % 7));
+  const struct metric_dist dists[] = {{"latency_ms", vals, 200}};
+  const struct metric_value c[] = {{"requests", v == VARIANT_CANARY ? 1200 : 238800},
+                                   {"errors", 0}};
+  struct event e = ev(t, EVENT_METRICS, "r1", at);
+  snprintf(e.cohort, sizeof e.cohort, "internal_test");
+  e.metrics.variant = v;
+  e.metrics.interval_ms = 60000;
+  e.metrics.counters = c;
+  e.metrics.n_counters = 2;
+  e.metrics.dists = dists;
+  e.metrics.n_dists = 1;
+  apply(t, e);
+}
+
+/*
+ * The seed's Alert Configuration runs: a canary six times slower than its baseline fires the
+ * halt rule api_latency_p99 (pause) and the alert canary_latency_degradation (alert_oncall),
+ * which pages on-call with the evidence, at the same evaluation. A healthy canary pages nobody.
+ */
+static void test_latency_alert_pages_oncall(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  clear(t);
+  for (int64_t at = T0 + 4 * MIN_MS; at <= T0 + 40 * MIN_MS; at += MIN_MS) {
+    run_until(t, at);
+    latency_minute(t, at, VARIANT_CANARY, 1);
+    latency_minute(t, at, VARIANT_BASELINE, 1);
+  }
+  for (size_t i = 0; i < t->fx.n; i++) /* healthy: no page, no halt */
+    assert_false(t->fx.items[i].kind == EFFECT_NOTIFICATION &&
+                 t->fx.items[i].u.notification.channel == NOTIFY_ONCALL);
+  assert_null(find_halt(t, "r1"));
+  int64_t bad = T0 + 41 * MIN_MS;
+  for (int64_t at = bad; at <= bad + 40 * MIN_MS; at += MIN_MS) {
+    run_until(t, at);
+    latency_minute(t, at, VARIANT_CANARY, 6);
+    latency_minute(t, at, VARIANT_BASELINE, 1);
+  }
   const struct decision *d = find_halt(t, "r1");
-  assert_non_null(d); /* the stage's maximum, not the error-rate rule */
-  assert_string_equal(d->rule, "stage_max_duration");
-  /* error_rate is among the unmet criteria: its ratio has too few requests (insufficient),
-   * and 60 failing of 60 against 0 of 60 is a significant excess (false): no pass either way */
-  assert_non_null(strstr(d->reason, "exit gate unmet: error_rate ("));
-  assert_int_equal(engine_find(&t->e, "r1")->stage, 0);
+  assert_non_null(d);
+  assert_string_equal(d->rule, "api_latency_p99");
+  const struct notification *page = NULL;
+  for (size_t i = 0; i < t->fx.n && !page; i++)
+    if (t->fx.items[i].kind == EFFECT_NOTIFICATION &&
+        t->fx.items[i].u.notification.channel == NOTIFY_ONCALL &&
+        !strcmp(t->fx.items[i].u.notification.title, "canary_latency_degradation"))
+      page = &t->fx.items[i].u.notification;
+  assert_non_null(page);
+  assert_int_equal(page->time_ms, d->time_ms); /* the same evidence, the same evaluation */
+  assert_non_null(strstr(page->text, "alert canary_latency_degradation"));
+  assert_non_null(strstr(page->text, "evidence e = "));
+  assert_true(d->time_ms >= bad + 10 * MIN_MS); /* for: 10m, and the proof within a minute */
+  assert_true(d->time_ms <= bad + 11 * MIN_MS);
 }
 
 static const struct rollout_reading *reading(const struct rollout *r, enum reading_kind kind,
@@ -1225,6 +1304,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_evidence_survives_restart, setup_builtin, teardown),
       cmocka_unit_test_setup_teardown(test_evidence_split_waits_while_switched_off, setup_builtin,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_latency_alert_pages_oncall, setup_builtin, teardown),
       cmocka_unit_test_setup_teardown(test_low_traffic_neither_halts_nor_passes, setup_estimate,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_no_rollouts_no_deadline, setup, teardown),

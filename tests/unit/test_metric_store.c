@@ -1195,13 +1195,14 @@ static int rule_index_ev(const char *name) {
   return -1;
 }
 
-/* The budget: 1% over the halt rules' 10 comparisons over counts and the split check; gates at
- * 95%; a restart replays the whole plan's metrics (the evidence counts from the release's start). */
+/* The budget: 1% over the halt rules' 10 comparisons over counts, the alerts' 5 and the split
+ * check; gates at 95%; a restart replays the whole plan's metrics (the evidence counts from the
+ * release's start). */
 static void test_evidence_plan(void **state) {
   (void)state;
   assert_true(mp_ev.ev.on);
-  assert_int_equal(mp_ev.ev.n_tests, 11);
-  assert_double_equal(mp_ev.ev.rule_alpha, 0.01 / 11, 1e-15);
+  assert_int_equal(mp_ev.ev.n_tests, 16);
+  assert_double_equal(mp_ev.ev.rule_alpha, 0.01 / 16, 1e-15);
   assert_double_equal(mp_ev.ev.gate_alpha, 0.05, 0);
   assert_true(mp_ev.replay_ms >= (2 + 48 + 72) * HOUR_MS); /* a restart replays the plan */
   double w = exp(mp_ev.ev.log_w_release) + (plan_ev.n_stages - 1) * exp(mp_ev.ev.log_w_stage);

@@ -158,8 +158,8 @@ static const struct {
      "expected v, rules_cohort"},
     {"{\"v\":1,\"rules_cohort\":9,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[],\"gates\":[]}",
      "rules_cohort out of range"},
-    {"{\"v\":1,\"rules_cohort\":-1,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[[32,0,\"firing\","
-     "0]],\"gates\":[]}", "index out of range (0..31)"},
+    {"{\"v\":1,\"rules_cohort\":-1,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[[48,0,\"firing\","
+     "0]],\"gates\":[]}", "index out of range (0..47)"},
     {"{\"v\":1,\"rules_cohort\":-1,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[[0,0,\"burning\","
      "0]],\"gates\":[]}", "expected inactive, pending or firing"},
     {"{\"v\":1,\"rules_cohort\":-1,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[],\"gates\":"

@@ -150,8 +150,15 @@ static void test_budget_is_the_union_bound(void **state) {
   assert_double_equal(json_get(fh, "union_bound")->num, 0.01, 1e-12);
   assert_double_equal(json_get(fh, "false_halt_budget")->num, 0.01, 0);
   const struct json_value *shares = json_get(fh, "shares");
-  assert_int_equal(shares->n_items, (size_t)json_get(fh, "tests")->num);
+  double sum = 0, alpha = json_get(fh, "rule_alpha")->num;
+  for (size_t i = 0; i < shares->n_items; i++)
+    sum += json_get(&shares->items[i], "share")->num;
+  assert_double_equal(sum / alpha, json_get(fh, "tests")->num, 1e-9); /* every test, once */
   find_named(shares, "rule", "traffic_split");
+  /* the alerts are tests too: canary_web_vitals_breach's three comparisons */
+  const struct json_value *vitals = find_named(shares, "rule", "canary_web_vitals_breach");
+  assert_true(json_get(vitals, "alert")->type == JSON_BOOL && json_get(vitals, "alert")->b);
+  assert_double_equal(json_get(vitals, "share")->num, 3 * alpha, 1e-15);
   json_doc_free(&doc);
   run_free(&r);
   r = power(NULL);

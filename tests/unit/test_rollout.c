@@ -570,9 +570,18 @@ static void test_metric_criterion_blocks_the_stage(void **state) {
   assert_contains(d->reason, "not measured yet");
   assert_evidence_str(d, "error_rate", "not_evaluated");
   assert_evidence_str(d, "smoke_passed", "pass");
-  /* ... up to the maximum, where it halts like any unmet exit gate. */
+  /* ... up to the maximum, where a gate that failed would halt; one never measured does not
+   * (no data halts nothing): the rollout holds in the stage and says so, once. */
+  assert_int_equal(rollout_next_deadline(&t->r, &t->plan), S0 + 2 * HOUR_MS);
   tick(t, S0 + 2 * HOUR_MS);
-  assert_decision(only_decision(t), DECISION_HALT, ROLLOUT_PAUSED, "stage_max_duration");
+  assert_state(t, ROLLOUT_RUNNING, INTERNAL_TEST);
+  d = only_decision(t);
+  assert_decision(d, DECISION_HOLD, ROLLOUT_RUNNING, "stage_max_duration");
+  assert_contains(d->reason, "not yet proven");
+  assert_evidence_str(d, "error_rate", "not_evaluated");
+  assert_int_equal(rollout_next_deadline(&t->r, &t->plan), ROLLOUT_NO_DEADLINE);
+  tick(t, S0 + 5 * HOUR_MS);
+  assert_int_equal(t->fx.n, 0);
 }
 
 /* ---- deadlines ----------------------------------------------------------------------------- */
