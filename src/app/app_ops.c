@@ -492,6 +492,7 @@ static void detail_json(const struct detail *d) {
   json_time_or_null(&b, "stage_started", r->stage_started_ms);
   json_time_or_null(&b, "min_duration_until", d->min_at);
   json_time_or_null(&b, "max_duration_until", d->max_at);
+  json_time_or_null(&b, "watch_until", r->watching ? r->watch_until_ms : 0);
   json_time_or_null(&b, "evaluated_at", d->now);
   json_key(&b, "gates");
   jbuf_putc(&b, '[');
@@ -595,6 +596,8 @@ static void detail_text(const struct detail *d) {
     print_when("minimum until", d->min_at, d->now);
   if (d->max_at)
     print_when("maximum until", d->max_at, d->now);
+  if (r->state == ROLLOUT_COMPLETED && r->watching) /* rules and alerts still run: docs */
+    print_when("watched until", r->watch_until_ms, d->now);
   if (!d->min_at && !d->max_at && r->stage < plan->n_stages &&
       (r->state == ROLLOUT_PENDING || r->state == ROLLOUT_PAUSED)) {
     const struct stage *s = &plan->stages[r->stage];

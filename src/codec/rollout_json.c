@@ -49,6 +49,8 @@ static const struct field fields[] = {
     FIELD(stage_max_at_ms, F_I64),
     FIELD(exit_hold_reported, F_BOOL),
     FIELD(max_hold_reported, F_BOOL),
+    FIELD(watching, F_BOOL),
+    FIELD(watch_until_ms, F_I64),
     FIELD(prev_stage_passed, F_BOOL),
     FIELD(seq, F_I64),
     FIELD(notify_seq, F_I64),
@@ -627,7 +629,8 @@ static int read_rollout(const struct json_value *root, struct rollout *r, char *
   for (size_t i = 0; i < N_FIELDS; i++)
     if (!(seen & (1ull << i)) && fields[i].type != F_READINGS &&
         strcmp(fields[i].name, "exposure_changed_ms") != 0 &&
-        strcmp(fields[i].name, "max_hold_reported") != 0) /* newer than the format */
+        strcmp(fields[i].name, "max_hold_reported") != 0 && strcmp(fields[i].name, "watching") &&
+        strcmp(fields[i].name, "watch_until_ms")) /* newer than the format */
       return bad(&rd, root, fields[i].name, "missing");
   return CANARY_OK;
 }

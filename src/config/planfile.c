@@ -414,8 +414,13 @@ static const struct field decision_fields[] = {
     F_NUM(struct plan, "margin_from_percent", margin_from_percent, 0, 100, false),
 };
 
+static const struct field watch_fields[] = {
+    F_DURATION(struct plan, "duration", watch_ms, false),
+    F_NUM(struct plan, "holdback_percent", holdback_percent, 0, 50, false),
+};
+
 enum { PF_PLAN, PF_HALT_CONDITIONS, PF_FLAGS, PF_BREAKER, PF_NOTIFY, PF_BUCKETING, PF_SPLIT,
-       PF_DECISIONS, PF_SLOS, PF_STAGES, PF_HALT_RULES, PF_ALERTS, PF_COUNT };
+       PF_DECISIONS, PF_WATCH, PF_SLOS, PF_STAGES, PF_HALT_RULES, PF_ALERTS, PF_COUNT };
 
 static const struct field plan_fields[] = {
     [PF_PLAN] = F_STR(struct plan, "plan", name, true),
@@ -426,6 +431,7 @@ static const struct field plan_fields[] = {
     [PF_BUCKETING] = F_MAP("bucketing", bucketing_fields, false),
     [PF_SPLIT] = F_MAP("traffic_split", split_fields, false),
     [PF_DECISIONS] = F_MAP("decisions", decision_fields, false),
+    [PF_WATCH] = F_MAP("watch", watch_fields, false),
     [PF_SLOS] = F_CUSTOM("slos", set_slos, false),
     [PF_STAGES] = F_CUSTOM("stages", set_stages, true),
     [PF_HALT_RULES] = F_CUSTOM("halt_rules", set_rules, false),

@@ -1198,7 +1198,8 @@ static void plan_evidence(struct mstore_plan *mp, const struct plan *p) {
   for (int s = 0; s < p->n_stages; s++) {
     const struct stage *st = &p->stages[s];
     bool last = s == p->n_stages - 1;
-    int64_t span = st->max_duration_ms ? st->max_duration_ms : last ? 0 : 72 * 3600000LL;
+    /* (the last stage is exposed during the watch after GA: a change there begins mid-watch) */
+    int64_t span = st->max_duration_ms ? st->max_duration_ms : last ? p->watch_ms : 72 * 3600000LL;
     ev->slices[s] = span ? (int)((span + MSTORE_SLICE_MS - 1) / MSTORE_SLICE_MS) + 1 : 0;
     slices += ev->slices[s];
     ev->margin[s] = st->traffic_percent >= p->margin_from_percent && p->margin_from_percent > 0
@@ -1225,7 +1226,7 @@ static void plan_evidence(struct mstore_plan *mp, const struct plan *p) {
       mp->x[i].n_evidence += slo_evidence;
   /* the evidence counts from the release's start: a restarted worker replays that much (every
    * stage's maximum; a stage held longer is counted from the replay's start after a restart) */
-  int64_t whole = 0;
+  int64_t whole = ev->on ? p->watch_ms : 0; /* and the watch after GA */
   for (int s = 0; ev->on && s < p->n_stages; s++)
     whole += p->stages[s].max_duration_ms;
   if (whole > mp->replay_ms)

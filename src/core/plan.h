@@ -183,6 +183,12 @@ struct plan {
                                * be worse than (1 + margin) x the baseline to count (0.2) */
   double margin_from_percent; /* 25 */
   int64_t srm_window_ms;      /* requests counted over this window (5 min) */
+  /* After GA ("Continue monitoring"): for watch_ms after the rollout completed, its halt rules
+   * and alerts keep running on ga's cohort; a breach pages on-call with the evidence and the
+   * rollback command (the rollout stays completed). holdback_percent of users stay on the old
+   * version meanwhile (published in the split): the comparisons with the baseline have one. */
+  int64_t watch_ms;           /* 0: no watch */
+  double holdback_percent;    /* 0: none (then only the absolute rules can decide) */
 };
 
 const char *check_name(enum check c);

@@ -106,6 +106,15 @@ static const struct flags *global_for(const struct rollout *r, const struct flag
   return all_on;
 }
 
+/* Cohort s's cumulative share of users: the plan's, but the last one keeps the holdback on the
+ * old version while the watch after GA goes on. */
+static double cohort_percent(const struct rollout *r, const struct plan *plan, int s) {
+  double p = plan->stages[s].traffic_percent;
+  if (r->watching && s == plan->n_stages - 1 && plan->holdback_percent > 0)
+    p -= plan->holdback_percent;
+  return p;
+}
+
 double rollout_exposure(const struct rollout *r, const struct plan *plan,
                         const struct flags *global) {
   struct flags all_on;
@@ -115,7 +124,7 @@ double rollout_exposure(const struct rollout *r, const struct plan *plan,
     return 0;
   if (!global->cohort_enabled[s] || !r->flags.cohort_enabled[s])
     return 0;
-  return plan->stages[s].traffic_percent;
+  return cohort_percent(r, plan, s);
 }
 
 /* ---- effects ------------------------------------------------------------------------------- */
@@ -259,7 +268,7 @@ static void publish_traffic(struct run *u) {
   for (int i = 0; i < u->plan->n_stages; i++) {
     struct traffic_cohort *c = &t->cohorts[i];
     snprintf(c->name, sizeof c->name, "%s", u->plan->stages[i].name);
-    c->percent = u->plan->stages[i].traffic_percent;
+    c->percent = cohort_percent(r, u->plan, i);
     c->kill = !(g->cohort_enabled[i] && r->flags.cohort_enabled[i]);
     c->enabled = exposure > 0 && i <= s && !c->kill;
   }
@@ -608,9 +617,23 @@ static struct decision *enter_stage(struct run *u, int from, enum decision_actio
   r->max_hold_reported = false;
   if (action == DECISION_ADVANCE && r->state == ROLLOUT_COMPLETED)
     action = DECISION_COMPLETE;
-  struct decision *d = decide(u, action, from, rule, actor, "%s; %s at %g%% of users", why,
-                              s->name, s->traffic_percent);
+  char watch[160] = "";
+  if (r->state == ROLLOUT_COMPLETED && u->plan->watch_ms > 0) {
+    r->watching = true;
+    r->watch_until_ms = u->now + u->plan->watch_ms;
+    char d[32];
+    duration(u->plan->watch_ms, d, sizeof d);
+    if (u->plan->holdback_percent > 0)
+      snprintf(watch, sizeof watch, " (%g%% held back on %s) and watched for %s",
+               u->plan->holdback_percent, r->baseline_version, d);
+    else
+      snprintf(watch, sizeof watch, " and watched for %s", d);
+  }
+  struct decision *d = decide(u, action, from, rule, actor, "%s; %s at %g%% of users%s", why,
+                              s->name, cohort_percent(r, u->plan, r->stage), watch);
   decision_add_num(d, "exposure_percent", rollout_exposure(r, u->plan, u->global));
+  if (r->watching)
+    decision_add_int(d, "watch_until_ms", r->watch_until_ms);
   announce(u, d, NOTIFY_SEV_INFO); /* d is stale from here on: see latest() */
   if (s->announce[0])
     notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, latest(u), s->announce,
@@ -988,6 +1011,19 @@ static void track_gates(struct run *u) {
   }
 }
 
+/* The watch after GA ends at watch_until_ms: the holdback, if any, joins the release (the split
+ * is published again at 100%). */
+static void watch_end(struct run *u) {
+  struct rollout *r = u->r;
+  if (!r->watching || u->now < r->watch_until_ms)
+    return;
+  r->watching = false;
+  notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, NULL, "Watch over",
+         "%s %s: the watch after GA is over%s", r->service, r->version,
+         u->plan->holdback_percent > 0 ? "; the holdback moves to the release (100% of users)"
+                                       : "");
+}
+
 /*
  * One halt rule (owner MSTORE_RULE) or alert of the plan's Alert Configuration (MSTORE_ALERT),
  * evaluated on the exposed cohort's canary: its reading is noted, and when it fires it acts —
@@ -1017,6 +1053,15 @@ static bool judge(struct run *u, enum mstore_owner owner, int i, int cohort) {
   char reason[EVENT_TEXT_MAX + 64];
   snprintf(reason, sizeof reason, "%s %s: %s: %s", alert ? "alert" : "halt rule", rule->name,
            rule->text[0] ? rule->text : rule->name, f->explain);
+  if (r->state == ROLLOUT_COMPLETED) { /* the watch after GA: people decide, paged at once */
+    notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, NULL, rule->name,
+           "%s %s after GA: %s. To roll back: canaryctl rollback %s", r->service, r->version,
+           reason, r->id);
+    notify(u, NOTIFY_RELEASES, NOTIFY_SEV_CRITICAL, NULL, rule->name,
+           "%s %s after GA: %s (on-call paged). To roll back: canaryctl rollback %s", r->service,
+           r->version, reason, r->id);
+    return false;
+  }
   if (rule->action == RULE_ALERT_ONCALL) {
     notify(u, NOTIFY_ONCALL, rule->severity <= 1 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING,
            NULL, rule->name, "%s %s: %s", r->service, r->version, reason);
@@ -1050,7 +1095,7 @@ static bool judge(struct run *u, enum mstore_owner owner, int i, int cohort) {
 static bool metric_rules(struct run *u, bool now_please) {
   struct rollout_metrics *m = u->m;
   struct rollout *r = u->r;
-  if (!m || (r->state != ROLLOUT_PENDING && r->state != ROLLOUT_RUNNING)) {
+  if (!m || (r->state != ROLLOUT_PENDING && r->state != ROLLOUT_RUNNING && !r->watching)) {
     if (m)
       m->deadline = INT64_MAX;
     return false;
@@ -1080,6 +1125,7 @@ static bool metric_rules(struct run *u, bool now_please) {
   for (int i = 0; i < u->plan->n_alerts && !u->err; i++)
     if (!stopped || u->plan->alerts[i].action == RULE_ALERT_ONCALL)
       stopped |= judge(u, MSTORE_ALERT, i, cohort);
+  /* (after GA the split is the release's own, and no gate is left) */
   if (!u->err && (r->state == ROLLOUT_PENDING || r->state == ROLLOUT_RUNNING))
     split_check(u, cohort);
   if (!u->err && (r->state == ROLLOUT_PENDING || r->state == ROLLOUT_RUNNING))
@@ -1216,7 +1262,15 @@ static void fire_alert_rules(struct run *u, enum alert_kind kind, const char *de
     char reason[EVENT_TEXT_MAX + 64];
     snprintf(reason, sizeof reason, "halt rule %s: %s%s%s", rule->name,
              rule->text[0] ? rule->text : alert_kind_name(kind), detail[0] ? ": " : "", detail);
-    if (rollout_is_terminal(r) || rule->action == RULE_ALERT_ONCALL) {
+    if (r->state == ROLLOUT_COMPLETED) {
+      /* after GA the release is everyone's: a security, compliance or data alert pages on-call
+       * (and tells #releases), with the way back */
+      notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, NULL, rule->name,
+             "%s %s after GA: %s. To roll back: canaryctl rollback %s", r->service, r->version,
+             reason, r->id);
+      notify(u, NOTIFY_RELEASES, NOTIFY_SEV_CRITICAL, NULL, rule->name,
+             "%s %s after GA: %s (on-call paged)", r->service, r->version, reason);
+    } else if (rollout_is_terminal(r) || rule->action == RULE_ALERT_ONCALL) {
       notify(u, rule->action == RULE_ALERT_ONCALL ? NOTIFY_ONCALL : NOTIFY_RELEASES,
              rule->severity <= 1 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING, NULL, rule->name,
              "%s %s: %s", r->service, r->version, reason);
@@ -1419,6 +1473,7 @@ int rollout_step(struct rollout *r, const struct event *ev, const struct step_ct
     return rc;
   }
   bool ask = true;
+  watch_end(&u);
   if (ev->type == EVENT_METRICS || ev->type == EVENT_DIFF_SAMPLES) {
     /* canary data of the exposed cohort is judged at once; anything else a little later. The
      * gates are asked again only with that evaluation (or its deadline's tick): metric data
@@ -1436,6 +1491,7 @@ int rollout_step(struct rollout *r, const struct event *ev, const struct step_ct
 int rollout_tick(struct rollout *r, const struct step_ctx *ctx, struct effects *out) {
   struct run u;
   run_init(&u, r, NULL, ctx, out);
+  watch_end(&u);
   if (u.m && u.m->deadline <= u.now)
     metric_rules(&u, true);
   if (!rollout_is_terminal(r) && r->state != ROLLOUT_PAUSED)
@@ -1446,7 +1502,7 @@ int rollout_tick(struct rollout *r, const struct step_ctx *ctx, struct effects *
 }
 
 int64_t rollout_metrics_next(const struct rollout *r, const struct rollout_metrics *m) {
-  if (!m || (r->state != ROLLOUT_PENDING && r->state != ROLLOUT_RUNNING))
+  if (!m || (r->state != ROLLOUT_PENDING && r->state != ROLLOUT_RUNNING && !r->watching))
     return ROLLOUT_NO_DEADLINE;
   return m->deadline > r->clock_ms ? m->deadline : r->clock_ms + 1;
 }
@@ -1458,6 +1514,8 @@ static void earliest(int64_t *best, int64_t t) {
 
 int64_t rollout_next_deadline(const struct rollout *r, const struct plan *plan) {
   int64_t best = ROLLOUT_NO_DEADLINE;
+  if (r->state == ROLLOUT_COMPLETED && r->watching)
+    return r->watch_until_ms; /* the watch after GA ends */
   if (r->state != ROLLOUT_PENDING && r->state != ROLLOUT_RUNNING)
     return best;
   const struct stage *s = &plan->stages[r->stage];

@@ -72,6 +72,8 @@ struct rollout {
   int64_t stage_max_at_ms;       /* halt if the exit gate is unmet by then; 0 = none */
   bool exit_hold_reported;       /* the "minimum reached, exit gate unmet" hold was decided */
   bool max_hold_reported;        /* past the maximum with the gate unproven (not failed): held */
+  bool watching;                 /* completed, and the watch after GA goes on (plan.watch_ms) */
+  int64_t watch_until_ms;        /* when it ends */
   bool prev_stage_passed;        /* the exit gate of the stage before the current one passed */
 
   int64_t seq;                   /* last decision sequence number */

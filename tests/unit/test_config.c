@@ -168,6 +168,8 @@ static void test_rollout_halt_rules(void **state) {
   /* the built-in plan decides on evidence; the comparisons with the baseline exist only so */
   assert_int_equal(plan_a.decide, PLAN_DECIDE_EVIDENCE);
   assert_true(plan_a.false_halt_budget == 0.01);
+  assert_int_equal(plan_a.watch_ms, 24 * 3600000LL); /* GA: "Continue monitoring" */
+  assert_true(plan_a.holdback_percent == 0);
   for (int i = 0; i < n; i++)
     assert_int_equal(plan_a.rules[i].decide, strstr(plan_a.rules[i].name, "excess")
                                                  ? PLAN_DECIDE_EVIDENCE
@@ -338,6 +340,11 @@ static const struct bad_case bad_cases[] = {
     {"a false-halt budget out of range", "plan: t\n" STAGES_AB
      "decisions:\n  false_halt_budget: 2\n",
      CANARY_EINVALID, 6, 22, "false_halt_budget"},
+    {"a holdback out of range", "plan: t\n" STAGES_AB "watch:\n  duration: 24h\n"
+     "  holdback_percent: 60\n",
+     CANARY_EINVALID, 7, 21, "holdback_percent"},
+    {"a watch duration that is not one", "plan: t\n" STAGES_AB "watch: { duration: 1.5h }\n",
+     CANARY_EINVALID, 5, 20, "1h30m"},
     {"unknown top-level key", "plan: t\nstagez: []\n", CANARY_EINVALID, 2, 1,
      "unknown key 'stagez' in plan (expected one of: plan, halt_conditions, flags"},
     {"unknown key in a stage",

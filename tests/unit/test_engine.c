@@ -557,6 +557,17 @@ static int setup_plan(void **state, bool estimate) {
 }
 
 static int setup_builtin(void **state) { return setup_plan(state, false); }
+
+/* The built-in plan with a day's watch after GA and 1% held back. */
+static int setup_watch(void **state) {
+  if (setup_plan(state, false))
+    return -1;
+  struct t *t = *state;
+  engine_destroy(&t->e);
+  t->plan.watch_ms = 24 * HOUR_MS;
+  t->plan.holdback_percent = 1;
+  return engine_init(&t->e, &t->plan) == CANARY_OK ? 0 : -1;
+}
 static int setup_estimate(void **state) { return setup_plan(state, true); }
 
 /* One 10 s interval of one variant: requests, errors. */
@@ -720,6 +731,94 @@ static void test_latency_alert_pages_oncall(void **state) {
   assert_non_null(strstr(page->text, "evidence e = "));
   assert_true(d->time_ms >= bad + 10 * MIN_MS); /* for: 10m, and the proof within a minute */
   assert_true(d->time_ms <= bad + 11 * MIN_MS);
+}
+
+/* A minute of requests and errors of cohort ga, for one variant. */
+static void ga_minute(struct t *t, int64_t at, enum variant v, double requests, double errors) {
+  const struct metric_value c[] = {{"requests", requests}, {"errors", errors}};
+  struct event e = ev(t, EVENT_METRICS, "r1", at);
+  snprintf(e.cohort, sizeof e.cohort, "ga");
+  e.metrics.variant = v;
+  e.metrics.interval_ms = 60000;
+  e.metrics.counters = c;
+  e.metrics.n_counters = 2;
+  apply(t, e);
+}
+
+static const struct notification *find_page(const struct t *t, const char *title) {
+  for (size_t i = 0; i < t->fx.n; i++)
+    if (t->fx.items[i].kind == EFFECT_NOTIFICATION &&
+        t->fx.items[i].u.notification.channel == NOTIFY_ONCALL &&
+        !strcmp(t->fx.items[i].u.notification.title, title))
+      return &t->fx.items[i].u.notification;
+  return NULL;
+}
+
+static const struct traffic_split *last_split(const struct t *t) {
+  const struct traffic_split *s = NULL;
+  for (size_t i = 0; i < t->fx.n; i++)
+    if (t->fx.items[i].kind == EFFECT_TRAFFIC)
+      s = &t->fx.items[i].u.traffic;
+  return s;
+}
+
+/*
+ * After GA the watch goes on: 1% stays on the old version (published in the split), the halt
+ * rules keep running, and a breach pages on-call with the evidence and the rollback command —
+ * the rollout stays completed, for people to decide. A day later the watch ends and the
+ * holdback joins the release.
+ */
+static void test_watch_after_ga_pages_oncall(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  clear(t);
+  struct event promote = fixture_command("cmd-ga", "r1", T0 + 10 * MIN_MS, COMMAND_PROMOTE, true);
+  apply(t, promote);
+  const struct rollout *r = engine_find(&t->e, "r1");
+  assert_int_equal(r->state, ROLLOUT_COMPLETED);
+  assert_true(r->watching);
+  const struct traffic_split *split = last_split(t);
+  assert_non_null(split);
+  assert_true(split->exposure_percent == 99);
+  assert_true(split->cohorts[split->n_cohorts - 1].percent == 99);
+  const struct decision *d = last_decision(t, "r1");
+  assert_non_null(strstr(d->reason, "ga at 99% of users (1% held back on 2.0.9) and watched for 24h"));
+  assert_non_null(decision_evidence(d, "watch_until_ms"));
+  assert_int_equal(engine_next_deadline(&t->e) <= T0 + 10 * MIN_MS + 24 * HOUR_MS, true);
+  clear(t);
+  /* healthy for an hour: nothing */
+  int64_t at = T0 + 11 * MIN_MS;
+  for (; at < T0 + 71 * MIN_MS; at += MIN_MS) {
+    run_until(t, at);
+    ga_minute(t, at, VARIANT_CANARY, 99000, 20);
+    ga_minute(t, at, VARIANT_BASELINE, 1000, 0);
+  }
+  assert_int_equal(t->fx.n, 0);
+  /* then 3% of requests fail on the release */
+  int64_t bad = at;
+  for (; at < bad + 30 * MIN_MS; at += MIN_MS) {
+    run_until(t, at);
+    ga_minute(t, at, VARIANT_CANARY, 99000, 2970);
+    ga_minute(t, at, VARIANT_BASELINE, 1000, 0);
+  }
+  /* the comparison with the holdback proves it first (the absolute 1% counts the healthy hour
+   * too, at first) */
+  const struct notification *page = find_page(t, "error_excess");
+  assert_non_null(page);
+  assert_true(page->time_ms >= bad && page->time_ms <= bad + 5 * MIN_MS);
+  assert_non_null(strstr(page->text, "after GA"));
+  assert_non_null(strstr(page->text, "evidence e = "));
+  assert_non_null(strstr(page->text, "canaryctl rollback r1"));
+  assert_int_equal(r->state, ROLLOUT_COMPLETED); /* people decide */
+  assert_null(find_halt(t, "r1"));
+  /* the watch ends a day after GA: the split goes to 100% */
+  clear(t);
+  run_until(t, T0 + 10 * MIN_MS + 24 * HOUR_MS);
+  assert_false(r->watching);
+  split = last_split(t);
+  assert_non_null(split);
+  assert_true(split->exposure_percent == 100);
+  assert_int_equal(engine_next_deadline(&t->e), ROLLOUT_NO_DEADLINE);
 }
 
 static const struct rollout_reading *reading(const struct rollout *r, enum reading_kind kind,
@@ -1305,6 +1404,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_evidence_split_waits_while_switched_off, setup_builtin,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_latency_alert_pages_oncall, setup_builtin, teardown),
+      cmocka_unit_test_setup_teardown(test_watch_after_ga_pages_oncall, setup_watch, teardown),
       cmocka_unit_test_setup_teardown(test_low_traffic_neither_halts_nor_passes, setup_estimate,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_no_rollouts_no_deadline, setup, teardown),

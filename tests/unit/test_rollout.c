@@ -1216,6 +1216,25 @@ static void test_alert_after_rollback_only_notifies(void **state) {
   assert_state(t, ROLLOUT_ROLLED_BACK, INTERNAL_TEST);
 }
 
+/* After GA a security, compliance or data alert pages on-call with the way back (and tells
+ * #releases); the release stays completed, for people to decide. */
+static void test_alert_after_ga_pages_oncall(void **state) {
+  struct t *t = *state;
+  start(t);
+  command(t, S0 + 5 * MIN_MS, COMMAND_PROMOTE, true);
+  assert_int_equal(t->r.state, ROLLOUT_COMPLETED);
+  effects_clear(&t->fx);
+  alert(t, S0 + 10 * MIN_MS, ALERT_DATA_INCONSISTENCY);
+  assert_int_equal(n_decisions(t), 0);
+  assert_int_equal(n_notes_on(t, NOTIFY_ONCALL), 1);
+  assert_int_equal(n_notes_on(t, NOTIFY_RELEASES), 1);
+  for (size_t i = 0; i < t->fx.n; i++)
+    if (t->fx.items[i].kind == EFFECT_NOTIFICATION &&
+        t->fx.items[i].u.notification.channel == NOTIFY_ONCALL)
+      assert_contains(t->fx.items[i].u.notification.text, "To roll back: canaryctl rollback");
+  assert_int_equal(t->r.state, ROLLOUT_COMPLETED);
+}
+
 /* ---- circuit breaker ----------------------------------------------------------------------- */
 
 static void test_breaker_trips_on_three_errors(void **state) {
@@ -1521,6 +1540,7 @@ int main(void) {
       cmocka_unit_test(test_incident_table),
       cmocka_unit_test_setup_teardown(test_halt_while_pending, setup, teardown),
       cmocka_unit_test_setup_teardown(test_alert_after_rollback_only_notifies, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_alert_after_ga_pages_oncall, setup, teardown),
       cmocka_unit_test_setup_teardown(test_breaker_trips_on_three_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_breaker_counts_crashes_and_failed_smoke_tests, setup,
                                       teardown),
