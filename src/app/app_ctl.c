@@ -1,6 +1,7 @@
 /* Services, producing and rollout selection for canaryctl's live subcommands. */
 #include "app/app_ctl.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +183,18 @@ int ctl_partitions(struct ctl_sender *s, const char *topic) {
 }
 
 int ctl_send(struct ctl_sender *s, const struct event *ev, char *why, size_t why_len) {
+  /* Refuse what canaryd would dead-letter on sight: an invalid event, or one dated further
+   * ahead of this machine's clock than canaryd's default --max-skew-ms. */
+  if (!event_validate(ev, why, why_len))
+    return EXIT_BAD_INPUT;
+  int64_t now = ctl_now_ms();
+  if (ev->time_ms > now + EVENT_MAX_SKEW_MS) {
+    snprintf(why, why_len,
+             "time: %" PRId64 " is %" PRId64 " s ahead of this machine's clock (canaryd "
+             "dead-letters more than %" PRId64 " s): milliseconds since 1970 expected",
+             ev->time_ms, (ev->time_ms - now) / 1000, (int64_t)(EVENT_MAX_SKEW_MS / 1000));
+    return EXIT_BAD_INPUT;
+  }
   int rc = avro_codec_encode_event(s->codec, ev, &s->buf);
   if (rc != CANARY_OK) {
     snprintf(why, why_len, "cannot encode: %s", canary_strerror(rc));

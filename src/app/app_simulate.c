@@ -95,11 +95,12 @@ static void print_effects(struct sim *s) {
   effects_clear(&s->fx);
 }
 
-/* Fire every deadline at or before t, each at its own exact time. */
+/* Fire every deadline at or before t, each at its own exact time. "No deadline" is a sentinel
+ * (INT64_MAX), never a time to fire at, whatever t is. */
 static int fire_until(struct sim *s, int64_t t) {
   for (;;) {
     int64_t d = engine_next_deadline(&s->engine);
-    if (d > t)
+    if (d > t || d == ROLLOUT_NO_DEADLINE)
       return CANARY_OK;
     int rc = engine_tick(&s->engine, d, &s->fx);
     print_effects(s);
@@ -147,10 +148,21 @@ static int run(struct sim *s, FILE *in, const char *name, bool has_until, int64_
     }
     if (has_until && ev.time_ms > until)
       break;
+    enum apply_outcome outcome;
+    /* as canaryd: what the engine refuses moves no clock and fires no deadline */
+    if (!engine_admit(&s->engine, &ev, true, &outcome, why, sizeof why)) {
+      if (outcome == APPLY_DUPLICATE) {
+        duplicates++;
+      } else {
+        fprintf(stderr, "%s:%" PRId64 ": rejected %s %s: %s\n", name, lineno,
+                event_type_name(ev.type), ev.id, why);
+        bad++;
+      }
+      continue;
+    }
     if ((rc = fire_until(s, ev.time_ms)) != CANARY_OK)
       break;
     clock = ev.time_ms > clock ? ev.time_ms : clock;
-    enum apply_outcome outcome;
     rc = engine_apply(&s->engine, &ev, clock, &s->fx, &outcome, why, sizeof why);
     print_effects(s);
     if (rc != CANARY_OK)

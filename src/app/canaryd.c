@@ -43,6 +43,8 @@ static const char usage[] =
     "  --hold-ms N         longest wait for a lagging partition before releasing (1000)\n"
     "  --grace-ms N        how long a caught-up partition is waited for after a message\n"
     "                      arrives on another, so simultaneous events keep their order (100)\n"
+    "  --max-skew-ms N     dead-letter an event dated more than N ms ahead of its message's\n"
+    "                      Kafka timestamp: a clock or unit error (3600000 = 1 h; 0 = off)\n"
     "  --batch N           messages per poll and commit (5000)\n"
     "  --no-relay          do not publish the outbox (another process does)\n"
     "  --partitions N      create missing topics with N partitions for the inputs and\n"
@@ -106,6 +108,7 @@ int main(int argc, char **argv) {
       {"batch", required_argument, NULL, 'B'},
       {"topic-prefix", required_argument, NULL, 'T'},
       {"grace-ms", required_argument, NULL, 'G'},
+      {"max-skew-ms", required_argument, NULL, 'S'},
       {"partitions", required_argument, NULL, 'N'},
       {"no-create-topics", no_argument, NULL, 'C'},
       {NULL, 0, NULL, 0}};
@@ -152,6 +155,7 @@ int main(int argc, char **argv) {
     case 'B': cfg.batch_max = atoi(optarg); break;
     case 'T': topic_prefix = optarg; break;
     case 'G': cfg.grace_ms = atoi(optarg); break;
+    case 'S': cfg.max_skew_ms = atoll(optarg); break;
     case 'N': cfg.create_topics = atoi(optarg); break;
     case 'C': cfg.create_topics = 0; break;
     case 'R': cfg.relay = false; break;
@@ -190,8 +194,10 @@ int main(int argc, char **argv) {
             !kafka ? "--kafka/CANARY_KAFKA" : "--pg/CANARY_PG");
     return EXIT_USAGE;
   }
-  if (cfg.tick_ms <= 0 || cfg.hold_ms < 0 || cfg.grace_ms < 0 || cfg.batch_max <= 0) {
-    fprintf(stderr, "canaryd: --tick-ms and --batch must be positive, --hold-ms not negative\n");
+  if (cfg.tick_ms <= 0 || cfg.hold_ms < 0 || cfg.grace_ms < 0 || cfg.batch_max <= 0 ||
+      cfg.max_skew_ms < 0) {
+    fprintf(stderr, "canaryd: --tick-ms and --batch must be positive, --hold-ms, --grace-ms and "
+                    "--max-skew-ms not negative\n");
     return EXIT_USAGE;
   }
   static struct plan plan;

@@ -38,6 +38,7 @@ struct pending {
   int64_t offset;
   int64_t time_ms;       /* event time; INT64_MIN when it does not read (released first) */
   int64_t arrived_ms;    /* wall clock, for the hold limit */
+  int64_t produced_ms;   /* the message's Kafka timestamp (its producer's clock); -1 none */
   uint64_t id_hash;      /* idset_hash of its event id as read at enqueue; 0 unknown */
   unsigned char *key, *value;
   size_t key_len, len;
@@ -556,7 +557,7 @@ static int fire_until(struct shard *s, int64_t t) {
     if (!s->due_known)
       due_recompute(s);
     int64_t d = s->due_ms;
-    if (d > t)
+    if (d > t || d == ROLLOUT_NO_DEADLINE) /* "none" is a sentinel, never a time */
       return CANARY_OK;
     /* the walk that ticks also finds the next deadline */
     int rc = engine_tick_walk(&s->engine, d, &s->b.fx, mark_ticked, s, &s->due_ms,
@@ -603,18 +604,41 @@ static int64_t advance_window_from(struct shard *s) {
   return from;
 }
 
+/*
+ * Whether an event's time is believable for the message that carried it: not more than
+ * max_skew_ms ahead of its producer's clock (the Kafka timestamp, which a replay sees again, so
+ * the answer never changes). A time far ahead is a clock or unit error, or an attack: it would
+ * fire every deadline on the shard. Writes the reason when not.
+ */
+static bool time_believable(const struct worker *w, const struct pending *p,
+                            const struct event *ev, char *why, size_t len) {
+  int64_t skew = w->cfg->max_skew_ms;
+  if (skew <= 0 || p->produced_ms <= 0 || ev->time_ms <= p->produced_ms + skew)
+    return true;
+  snprintf(why, len,
+           "time: %" PRId64 " ms since 1970 is %" PRId64 " s ahead of the message's Kafka "
+           "timestamp %" PRId64 " (more than --max-skew-ms %" PRId64 "): a clock or unit error",
+           ev->time_ms, (ev->time_ms - p->produced_ms) / 1000, p->produced_ms, skew);
+  return false;
+}
+
 /* A metrics message applied before this restart: into the windows only (engine_replay_metrics). */
 static void replay_one(struct worker *w, struct shard *s, const struct pending *p) {
   struct event ev;
-  char why[256];
+  char why[512];
+  enum apply_outcome admitted;
   if (avro_codec_decode_event(w->codec, p->value, p->len, &ev, why, sizeof why) != CANARY_OK)
     return; /* it went to the dead letters the first time */
-  /* as apply_one: every decodable message counts for the clock and the checkpoints */
+  if (idset_contains(&s->replayed, ev.id))
+    return; /* a later copy: the first time it was a duplicate, and moved nothing */
+  /* as apply_one: what it refused moved no clock (its ids were counted: no id check here) */
+  if (strcmp(avro_codec_topic_of(ev.type), bus_input_topics[metrics_topic()]) != 0 ||
+      !time_believable(w, p, &ev, why, sizeof why) ||
+      !engine_admit(&s->engine, &ev, false, &admitted, why, sizeof why))
+    return;
   if (ev.time_ms > s->clock_ms)
     s->clock_ms = ev.time_ms;
   note_metric(s, ev.time_ms, p->offset);
-  if (idset_contains(&s->replayed, ev.id))
-    return;
   int rc = engine_replay_metrics(&s->engine, &ev);
   if (rc == CANARY_OK) /* as engine_apply: an id is remembered once its event went in */
     rc = idset_add(&s->replayed, ev.id);
@@ -639,6 +663,17 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
   if (strcmp(avro_codec_topic_of(ev.type), bus_input_topics[topic]) != 0) {
     snprintf(why, sizeof why, "type %s belongs on %s, not %s", event_type_name(ev.type),
              avro_codec_topic_of(ev.type), bus_input_topics[topic]);
+    return dead_letter(w, s, topic, p, why);
+  }
+  if (!time_believable(w, p, &ev, why, sizeof why))
+    return dead_letter(w, s, topic, p, why);
+  /* Only an event the engine will take moves the shard's clock (and fires its deadlines). */
+  enum apply_outcome admitted;
+  if (!engine_admit(&s->engine, &ev, true, &admitted, why, sizeof why)) {
+    if (admitted == APPLY_DUPLICATE) {
+      w->duplicates++;
+      return;
+    }
     return dead_letter(w, s, topic, p, why);
   }
   if (ev.time_ms > s->clock_ms)
@@ -996,7 +1031,7 @@ static void enqueue(struct worker *w, const struct bus_msg *m, int64_t now_wall)
     return; /* not ours (any more): its new owner consumes it from the stored offsets */
   struct shard *s = w->shards[m->partition];
   struct pending p = {.offset = m->offset, .arrived_ms = now_wall, .key_len = m->key_len,
-                      .len = m->len};
+                      .len = m->len, .produced_ms = m->timestamp_ms};
   /* Only the time, for the merge, and the id, to look it up ahead (release): apply_one()
    * decodes the message (its metric arrays live in the codec only until the next decode). */
   const char *id;
@@ -1145,6 +1180,7 @@ void worker_config_defaults(struct worker_config *cfg) {
   cfg->wall_clock = true;
   cfg->tick_ms = 500;
   cfg->hold_ms = 1000;
+  cfg->max_skew_ms = EVENT_MAX_SKEW_MS;
   cfg->grace_ms = 100;
   cfg->batch_max = 5000; /* under a backlog, fewer and larger commits: +24% ingest */
   cfg->relay = true;

@@ -26,9 +26,12 @@ struct worker_config {
   bool relay;            /* publish the outbox (off: another process relays) */
   const char *const *kafka_conf; /* extra consumer properties: name, value, ..., NULL */
   int create_topics;     /* create missing contract topics with this many partitions; 0 = no */
+  int64_t max_skew_ms;   /* an event dated further ahead of its message's Kafka timestamp is
+                          * dead-lettered (a clock or unit error); 0 = no limit */
 };
 
-/* Defaults: wall clock on, tick 500 ms, hold 1000 ms, grace 100 ms, batch 1000, relay on. */
+/* Defaults: wall clock on, tick 500 ms, hold 1000 ms, grace 100 ms, batch 1000, relay on,
+ * max skew 1 h. */
 void worker_config_defaults(struct worker_config *cfg);
 
 /*

@@ -185,6 +185,36 @@ static int apply_global_flag(struct engine *e, const struct event *ev, int64_t n
   return CANARY_OK;
 }
 
+bool engine_admit(const struct engine *e, const struct event *ev, bool check_seen,
+                  enum apply_outcome *outcome, char *why, size_t why_len) {
+  *outcome = APPLY_APPLIED;
+  if (why && why_len)
+    why[0] = '\0';
+  uint64_t idh = idset_hash(ev->id);
+  if (check_seen &&
+      (idset_contains_hash(&e->seen, idh) || idset_contains_hash(&e->seen_old, idh))) {
+    *outcome = APPLY_DUPLICATE;
+    return false;
+  }
+  if (!event_validate(ev, why, why_len)) {
+    *outcome = APPLY_REJECTED;
+    return false;
+  }
+  if (ev->type == EVENT_FLAG_SET && !ev->rollout[0])
+    return true;
+  bool known = index_of(e, ev->rollout) < e->n_rollouts;
+  if (ev->type == EVENT_ROLLOUT_REQUESTED && known) {
+    rejected(outcome, why, why_len, "rollout: '%s' already exists", ev->rollout);
+    return false;
+  }
+  if (ev->type != EVENT_ROLLOUT_REQUESTED && !known) {
+    rejected(outcome, why, why_len, "rollout: '%s' is unknown (no rollout.requested)",
+             ev->rollout);
+    return false;
+  }
+  return true;
+}
+
 int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct effects *out,
                  enum apply_outcome *outcome, char *why, size_t why_len) {
   *outcome = APPLY_APPLIED;

@@ -68,6 +68,17 @@ void engine_destroy(struct engine *e);
 int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct effects *out,
                  enum apply_outcome *outcome, char *why, size_t why_len) CANARY_MUSTCHECK;
 
+/*
+ * Whether engine_apply would take ev past its first checks — the id not seen, the event valid,
+ * its rollout known (or created by it) — without changing anything. An event that does not
+ * pass must not move anyone's clock: the caller fires deadlines up to an event's time only
+ * after this says yes (a rejected event dated a year ahead would otherwise halt every rollout
+ * of its partition at their maxima). False with *outcome APPLY_DUPLICATE or APPLY_REJECTED (why
+ * says) otherwise. check_seen false skips the id lookup (a replay of events already counted).
+ */
+bool engine_admit(const struct engine *e, const struct event *ev, bool check_seen,
+                  enum apply_outcome *outcome, char *why, size_t why_len);
+
 /* Fire every deadline due at or before now, rollout by rollout in creation order. */
 int engine_tick(struct engine *e, int64_t now, struct effects *out) CANARY_MUSTCHECK;
 

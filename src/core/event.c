@@ -83,6 +83,9 @@ bool event_validate(const struct event *ev, char *why, size_t why_len) {
     return fail(why, why_len, "missing", "rollout");
   if (ev->time_ms < 0)
     return fail(why, why_len, "must not be before 1970", "time");
+  if (ev->time_ms >= EVENT_TIME_MAX_MS)
+    return fail(why, why_len,
+                "must be before 2100 (milliseconds since 1970: is it in microseconds?)", "time");
 
   switch (ev->type) {
   case EVENT_ROLLOUT_REQUESTED:

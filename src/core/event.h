@@ -201,9 +201,19 @@ bool command_action_parse(const char *s, enum command_action *out);
 bool variant_parse(const char *s, enum variant *out);
 
 /*
+ * Event times are milliseconds since 1970 before 2100-01-01: a time beyond is a unit error
+ * (microseconds for milliseconds reach the year 55,000) or an attack, and a deadline loop must
+ * never meet a time near INT64_MAX.
+ */
+#define EVENT_TIME_MAX_MS 4102444800000LL /* 2100-01-01T00:00:00Z */
+/* canaryd's default --max-skew-ms: how far an event may be dated ahead of its producer's clock */
+#define EVENT_MAX_SKEW_MS (3600 * 1000LL)
+
+/*
  * Check the contract's rules that do not depend on any state: id present, rollout present
- * (except for a global flag.set), severity in 1..4, counts not negative, flag name well-formed,
- * metric values finite. Returns true when valid; otherwise false with a one-line reason in why.
+ * (except for a global flag.set), time in [1970, 2100), severity in 1..4, counts not negative,
+ * flag name well-formed, metric values finite. Returns true when valid; otherwise false with a
+ * one-line reason in why.
  */
 bool event_validate(const struct event *ev, char *why, size_t why_len);
 

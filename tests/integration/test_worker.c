@@ -12,6 +12,7 @@
  * - two workers: two canaryd in one group share the shards; one is killed; the other takes its
  *   shards over; again everything must equal the reference, nothing lost or doubled.
  */
+#define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -49,6 +50,12 @@ static struct plan plan;
 static const char *worker_plan = PLAN_FILE; /* NULL: the built-in plan */
 
 /* ---- helpers ---------------------------------------------------------------------------- */
+
+static int64_t wall_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static int64_t mono_ms(void) {
   struct timespec ts;
@@ -112,9 +119,14 @@ static void reference_build(struct reference *ref, const char *prefix) {
     struct event *ev = &ref->events[ref->n_events++];
     if (event_from_json(line, (size_t)len - 1, ev, scratch, why, sizeof why) != CANARY_OK)
       fail_msg("generated line %zu does not parse: %s", ref->n_events, why);
+    enum apply_outcome outcome;
+    if (!engine_admit(&ref->engine, ev, true, &outcome, why, sizeof why)) {
+      if (outcome == APPLY_REJECTED)
+        fail_msg("the reference rejects generated event %s: %s", ev->id, why);
+      continue; /* a duplicate moves no clock, as in canaryd and simulate */
+    }
     fire_until(ref, &fx, ev->time_ms);
     clock = ev->time_ms > clock ? ev->time_ms : clock;
-    enum apply_outcome outcome;
     assert_int_equal(engine_apply(&ref->engine, ev, clock, &fx, &outcome, why, sizeof why),
                      CANARY_OK);
     if (outcome == APPLY_REJECTED)
@@ -653,6 +665,39 @@ static void test_two_workers_share_and_take_over(void **state) {
  * A message that is not one of ours goes to canary.dlq with its bytes, where it came from and
  * why; the worker goes on with the next message.
  */
+/* Avro's zig-zag varint of v into out (at most 10 bytes); its length. */
+static size_t zigzag(int64_t v, unsigned char *out) {
+  uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+  size_t n = 0;
+  do {
+    out[n] = z & 0x7f;
+    z >>= 7;
+    if (z)
+      out[n] |= 0x80;
+    n++;
+  } while (z);
+  return n;
+}
+
+/* Replace the encoding of the long from (once, exactly) by that of to: what no encoder writes. */
+static void patch_long(struct avro_buf *b, int64_t from, int64_t to) {
+  unsigned char f[10], t[10];
+  size_t nf = zigzag(from, f), nt = zigzag(to, t);
+  unsigned char *at = memmem(b->data, b->len, f, nf);
+  assert_non_null(at);
+  assert_null(memmem(at + 1, b->len - (size_t)(at + 1 - b->data), f, nf));
+  unsigned char *out = malloc(b->len - nf + nt);
+  assert_non_null(out);
+  size_t head = (size_t)(at - b->data);
+  memcpy(out, b->data, head);
+  memcpy(out + head, t, nt);
+  memcpy(out + head + nt, at + nf, b->len - head - nf);
+  free(b->data);
+  b->data = out;
+  b->len = b->len - nf + nt;
+  b->cap = b->len;
+}
+
 static void test_malformed_message_to_dlq(void **state) {
   (void)state;
   struct run t;
@@ -678,35 +723,65 @@ static void test_malformed_message_to_dlq(void **state) {
   assert_int_equal(avro_codec_encode_event(codec, &ev, &buf), CANARY_OK);
   assert_int_equal(bus_produce(p, "canary.deploy", -1, rollout, strlen(rollout), buf.data,
                                buf.len, 1), CANARY_OK);
+  /* Issue 10: poison times. A year ahead of the message's Kafka timestamp (now) is a clock or
+   * unit error (offset 2); INT64_MAX, the deadlines' "none", made the worker spin for ever on
+   * it without committing (offset 3). Both go to the dead letters, and the worker goes on. */
+  struct event later = {.type = EVENT_CI_COMPLETED, .ok = true,
+                        .time_ms = wall_now_ms() + 365 * 24 * 3600000LL};
+  snprintf(later.id, sizeof later.id, "%s-e2", t.prefix);
+  snprintf(later.rollout, sizeof later.rollout, "%s", rollout);
+  struct event never = later;
+  never.time_ms = 1767225600123; /* a mark, patched to INT64_MAX below (the encoder refuses it) */
+  snprintf(never.id, sizeof never.id, "%s-e3", t.prefix);
+  struct avro_buf b2 = AVRO_BUF_INIT, b3 = AVRO_BUF_INIT;
+  assert_int_equal(avro_codec_encode_event(codec, &later, &b2), CANARY_OK);
+  assert_int_equal(avro_codec_encode_event(codec, &never, &b3), CANARY_OK);
+  patch_long(&b3, never.time_ms, INT64_MAX);
+  assert_int_equal(bus_produce(p, "canary.deploy", -1, rollout, strlen(rollout), b2.data, b2.len,
+                               2), CANARY_OK);
+  assert_int_equal(bus_produce(p, "canary.deploy", -1, rollout, strlen(rollout), b3.data, b3.len,
+                               3), CANARY_OK);
   assert_int_equal(bus_producer_flush(p, 30000), CANARY_OK);
   bus_producer_destroy(p);
+  avro_buf_free(&b2);
+  avro_buf_free(&b3);
 
   pid_t pid = start_worker(t.conninfo, t.group, "dlq");
   wait_caught_up(t.conninfo, t.prefix, 1, 60000); /* the valid one decided: a hold at the entry */
-  assert_int_equal(WEXITSTATUS(stop_worker(pid, SIGTERM)), 0);
 
   bus_reader_t *r;
   assert_int_equal(bus_reader_new(kafka, "canary.dlq", true, NULL, NULL, &r), CANARY_OK);
   struct bus_msg m;
-  bool caught_up = false, found = false;
+  bool caught_up = false;
+  int found = 0; /* bit k: the dead letter of offset k (0, 2, 3) */
   char why[256];
-  for (int64_t until = mono_ms() + 30000; !found && mono_ms() < until;) {
+  for (int64_t until = mono_ms() + 60000; found != 0xd && mono_ms() < until;) {
     if (bus_reader_read(r, 200, &m, &caught_up) != CANARY_OK)
       continue;
     struct avro_dlq d;
     assert_int_equal(avro_codec_decode_dlq(codec, m.value, m.len, &d, why, sizeof why), CANARY_OK);
     assert_string_equal(d.topic, "canary.deploy");
-    assert_int_equal(d.offset, 0);
-    assert_int_equal(d.original_len, sizeof garbage - 1);
-    assert_memory_equal(d.original, garbage, sizeof garbage - 1);
     assert_int_equal(d.key_len, strlen(rollout));
     printf("    dead letter: %s [%d] offset %" PRId64 ": %s\n", d.topic, d.partition, d.offset,
            d.reason);
-    assert_non_null(strstr(d.reason, "magic"));
-    found = true;
+    if (d.offset == 0) {
+      assert_int_equal(d.original_len, sizeof garbage - 1);
+      assert_memory_equal(d.original, garbage, sizeof garbage - 1);
+      assert_non_null(strstr(d.reason, "magic"));
+    } else if (d.offset == 2) {
+      assert_non_null(strstr(d.reason, "ahead of the message's Kafka timestamp"));
+    } else if (d.offset == 3) {
+      assert_non_null(strstr(d.reason, "before 2100"));
+    } else {
+      fail_msg("unexpected dead letter at offset %" PRId64 ": %s", d.offset, d.reason);
+    }
+    found |= 1 << d.offset;
   }
-  assert_true(found);
+  assert_int_equal(found, 0xd);
   bus_reader_close(r);
+  /* the worker went on after them: it stops on request, and the rollout only holds */
+  assert_int_equal(WEXITSTATUS(stop_worker(pid, SIGTERM)), 0);
+  assert_int_equal(stored_transitions(t.conninfo, t.prefix), 1);
 
   avro_buf_free(&buf);
   avro_codec_destroy(codec);

@@ -352,6 +352,39 @@ static void test_rejected_command_is_applied_and_remembered(void **state) {
   assert_int_equal(submit(t, &c), APPLY_DUPLICATE);
 }
 
+/*
+ * engine_admit answers what engine_apply would do at its first checks, changing nothing: the
+ * caller fires deadlines up to an event's time only for an event it admits (issue 10: a rejected
+ * event dated a year ahead halted every rollout of its partition at their maxima).
+ */
+static void test_admit_changes_nothing(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  clear(t);
+  enum apply_outcome out;
+  char why[256];
+  struct event ghost = ev(t, EVENT_CI_COMPLETED, "ghost", T0 + 365 * 24 * HOUR_MS);
+  ghost.ok = true;
+  assert_false(engine_admit(&t->e, &ghost, true, &out, why, sizeof why));
+  assert_int_equal(out, APPLY_REJECTED);
+  assert_non_null(strstr(why, "'ghost' is unknown"));
+  struct event again = fixture_requested("req-2", "r1", T0 + MIN_MS);
+  assert_false(engine_admit(&t->e, &again, true, &out, why, sizeof why));
+  assert_non_null(strstr(why, "already exists"));
+  struct event late = ev(t, EVENT_CI_COMPLETED, "r1", EVENT_TIME_MAX_MS);
+  assert_false(engine_admit(&t->e, &late, true, &out, why, sizeof why));
+  assert_non_null(strstr(why, "before 2100"));
+  struct event fine = ev(t, EVENT_HEALTH_CHECKED, "r1", T0 + 5 * MIN_MS);
+  fine.ok = true;
+  assert_true(engine_admit(&t->e, &fine, true, &out, why, sizeof why));
+  assert_true(engine_admit(&t->e, &fine, false, &out, why, sizeof why));
+  apply(t, fine);
+  assert_false(engine_admit(&t->e, &fine, true, &out, why, sizeof why)); /* seen now */
+  assert_int_equal(out, APPLY_DUPLICATE);
+  assert_true(engine_admit(&t->e, &fine, false, &out, why, sizeof why)); /* a replay's view */
+  assert_int_equal(t->fx.n, 0); /* nothing decided by any of it */
+}
+
 static void test_metrics_accepted_and_decide_nothing(void **state) {
   struct t *t = *state;
   start(t, "r1", T0);
@@ -1404,6 +1437,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_evidence_split_waits_while_switched_off, setup_builtin,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_latency_alert_pages_oncall, setup_builtin, teardown),
+      cmocka_unit_test_setup_teardown(test_admit_changes_nothing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_watch_after_ga_pages_oncall, setup_watch, teardown),
       cmocka_unit_test_setup_teardown(test_low_traffic_neither_halts_nor_passes, setup_estimate,
                                       teardown),

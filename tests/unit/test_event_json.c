@@ -480,6 +480,13 @@ static const struct {
      CANARY_EINVALID, "time: expected integer milliseconds or an RFC 3339 string, got boolean"},
     {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":-1,\"type\":\"ci.completed\",\"ok\":true}",
      CANARY_EINVALID, "time: must not be before 1970"},
+    /* issue 10: INT64_MAX is the deadlines' "none", and microseconds reach the year 57,000 */
+    {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":9223372036854775807,\"type\":\"ci.completed\","
+     "\"ok\":true}", CANARY_EINVALID, "time: must be before 2100"},
+    {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":4102444800000,\"type\":\"ci.completed\","
+     "\"ok\":true}", CANARY_EINVALID, "time: must be before 2100"},
+    {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":\"2100-01-01T00:00:00Z\",\"type\":"
+     "\"ci.completed\",\"ok\":true}", CANARY_EINVALID, "time: must be before 2100"},
     /* metric payloads */
 #define MHEAD HEAD "\"type\":\"metrics\",\"cohort\":\"b\",\"variant\":\"canary\",\"interval_ms\":5,"
     {MHEAD "\"counters\":[1]}", CANARY_EINVALID, "counters: expected object, got array"},
