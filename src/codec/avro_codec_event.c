@@ -543,12 +543,13 @@ static size_t rd_block(struct rd *r, size_t min, const unsigned char **block_end
   int64_t count = rd_long(r);
   *block_end = NULL;
   if (count < 0) {
+    /* -INT64_MIN does not exist (issue 10: a 10-byte zig-zag count reached it): out of range */
     int64_t size = count == INT64_MIN ? -1 : rd_long(r);
     if (size < 0 || (uint64_t)size > rd_left(r))
       r->bad = true;
     else
       *block_end = r->p + size;
-    count = -count;
+    count = count == INT64_MIN ? 0 : -count;
   }
   if (r->bad || (uint64_t)count > rd_left(r) / min) {
     r->bad = true;

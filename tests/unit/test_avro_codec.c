@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 /* Tests for codec/avro_codec: round trips, frames, invalid content, fuzzing, and a throughput print. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -919,6 +920,39 @@ static void test_damaged_messages(void **state) {
     avro_buf_free(&m[i]);
 }
 
+/*
+ * Issue 10, found by fuzzing: a block count of INT64_MIN (the 10-byte zig-zag varint
+ * ff ff ff ff ff ff ff ff ff 01) in a diff.samples array was negated (undefined behaviour) before
+ * being refused. It is refused, without (under UBSan: ./scripts/test) any report.
+ */
+static void test_block_count_int64_min(void **state) {
+  avro_codec_t *c = *state;
+  static const struct diff_sample samples[] = {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}};
+  struct event ev = fixture_event(EVENT_DIFF_SAMPLES, "d", "r", T0);
+  strcpy(ev.cohort, "beta");
+  ev.diff.samples = samples;
+  ev.diff.n = 3;
+  struct avro_buf m = AVRO_BUF_INIT;
+  assert_int_equal(avro_codec_encode_event(c, &ev, &m), CANARY_OK);
+  /* the samples block: count 3 (zig-zag 0x06), then input 1.0 as 8 little-endian bytes */
+  static const unsigned char block[] = {0x06, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f};
+  unsigned char *at = memmem(m.data, m.len, block, sizeof block);
+  assert_non_null(at);
+  static const unsigned char min[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+  unsigned char buf[512];
+  size_t head = (size_t)(at - m.data);
+  assert_true(m.len + sizeof min < sizeof buf);
+  memcpy(buf, m.data, head);
+  memcpy(buf + head, min, sizeof min);
+  memcpy(buf + head + sizeof min, at + 1, m.len - head - 1);
+  size_t len = m.len - 1 + sizeof min;
+  struct event back;
+  char why[256];
+  int rc = avro_codec_decode_event(c, buf, len, &back, why, sizeof why);
+  assert_true(rc == CANARY_EPARSE || rc == CANARY_EINVALID);
+  avro_buf_free(&m);
+}
+
 /* ---- throughput: printed, never asserted ---------------------------------------------------- */
 
 static double now_s(void) {
@@ -999,6 +1033,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_frames, setup, teardown),
       cmocka_unit_test_setup_teardown(test_invalid_content, setup, teardown),
       cmocka_unit_test_setup_teardown(test_random_buffers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_block_count_int64_min, setup, teardown),
       cmocka_unit_test_setup_teardown(test_damaged_messages, setup, teardown),
       cmocka_unit_test_setup_teardown(test_throughput_print, setup, teardown),
   };
