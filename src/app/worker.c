@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -166,6 +167,7 @@ struct worker {
   struct rollout_metrics **metric_states, **zscores;
   size_t cap_metric_states;
   _Atomic int64_t published; /* written by the relay thread */
+  _Atomic int64_t set_aside; /* outbox rows Kafka refused for good (relay thread) */
 };
 
 /* Tell the relay thread that the outbox may hold rows. */
@@ -475,6 +477,26 @@ static struct shard *shard_settle(struct worker *w, struct shard *s) {
 
 /* ---- applying events -------------------------------------------------------------------- */
 
+/*
+ * A dead letter wraps the rejected message, but never more of it than the producer may send:
+ * a message near the broker's limit, wrapped whole, made a dead letter too large to publish,
+ * and the relay retried it for ever with every later output of the shard behind it (issue 10).
+ * Beyond DLQ_ORIGINAL_MAX bytes the dead letter keeps the original's head, and its reason
+ * ends with the whole length and SHA-256; keys are cut at DLQ_KEY_MAX.
+ */
+#define DLQ_ORIGINAL_MAX 65536
+#define DLQ_KEY_MAX 1024
+
+static void sha256_hex(const void *data, size_t len, char out[65]) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  out[0] = '\0';
+  if (!EVP_Digest(data, len, md, &n, EVP_sha256(), NULL))
+    return;
+  for (unsigned int i = 0; i < n && i < 32; i++)
+    snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
 static void dead_letter(struct worker *w, struct shard *s, int topic, const struct pending *p,
                         const char *reason) {
   struct batch *b = &s->b;
@@ -487,14 +509,23 @@ static void dead_letter(struct worker *w, struct shard *s, int topic, const stru
     return;
   struct dead *d = &b->dlq[b->n_dlq];
   memset(d, 0, sizeof *d);
-  if (avro_codec_encode_dlq(w->codec, p->value, p->len, bus_input_topics[topic], s->id,
-                            p->offset, p->key, p->key_len, reason, wall_ms(),
-                            &d->payload) != CANARY_OK) {
+  size_t len = p->len < DLQ_ORIGINAL_MAX ? p->len : DLQ_ORIGINAL_MAX;
+  size_t key_len = p->key_len < DLQ_KEY_MAX ? p->key_len : DLQ_KEY_MAX;
+  char why[768];
+  if (len < p->len) {
+    char hex[65];
+    sha256_hex(p->value, p->len, hex);
+    snprintf(why, sizeof why, "%s; original %zu bytes (sha256 %s), its first %zu kept", reason,
+             p->len, hex, len);
+    reason = why;
+  }
+  if (avro_codec_encode_dlq(w->codec, p->value, len, bus_input_topics[topic], s->id, p->offset,
+                            p->key, key_len, reason, wall_ms(), &d->payload) != CANARY_OK) {
     log_msg(LOG_LVL_ERR, ctx, "cannot encode the dead letter");
     avro_buf_free(&d->payload);
     return;
   }
-  d->key = p->key ? (char *)dup_bytes(p->key, p->key_len) : NULL;
+  d->key = p->key ? (char *)dup_bytes(p->key, key_len) : NULL;
   snprintf(d->id, sizeof d->id, "dlq/%s/%d/%" PRId64, bus_input_topics[topic], s->id, p->offset);
   b->n_dlq++;
 }
@@ -961,10 +992,27 @@ static void relay(struct worker *w, bool final) {
     if (rc != CANARY_OK || n == 0)
       return;
     w->n_acked = 0;
+    size_t set_aside = 0;
     for (size_t i = 0; i < n; i++) {
       const struct store_outbox_msg *m = &msgs[i];
       rc = bus_produce(w->producer, m->topic, -1, m->key, m->key ? strlen(m->key) : 0, m->payload,
                        m->len, m->seq);
+      if (rc == CANARY_EINVALID) {
+        /* Kafka will never take it (too large for the producer): set it aside, loudly, and go
+         * on — the rows behind it must not wait for ever (issue 10). Order still holds for
+         * everything that can be published. */
+        log_msg(LOG_LVL_ERR, NULL,
+                "outbox row %" PRId64 " (%s, %s, %zu bytes) can never be published: set aside "
+                "(outbox.failure); the rows after it go on",
+                m->seq, m->topic, m->message_id, m->len);
+        if (store_outbox_fail(w->relay_store, m->seq, "refused by the Kafka producer") ==
+            CANARY_OK) {
+          atomic_fetch_add(&w->set_aside, 1);
+          set_aside++;
+          continue;
+        }
+        break; /* the store is away: this row again next time */
+      }
       if (rc != CANARY_OK) {
         log_msg(LOG_LVL_WARNING, NULL, "cannot queue outbox row %" PRId64 " for %s: %s", m->seq,
                 m->topic, canary_strerror(rc));
@@ -982,7 +1030,7 @@ static void relay(struct worker *w, bool final) {
       else
         atomic_fetch_add(&w->published, (int64_t)w->n_acked);
     }
-    if (n < RELAY_BATCH || w->n_acked < n)
+    if (n < RELAY_BATCH || w->n_acked + set_aside < n)
       return;
   }
   relay_wake(w); /* more than 20 rounds' worth: go on at the next turn */
@@ -1092,9 +1140,10 @@ static void stats(struct worker *w, int64_t now_wall) {
   w->last_stats_ms = now_wall;
   log_msg(LOG_LVL_INFO, NULL, "progress: %d shards, %" PRId64 " events applied, %" PRId64
           " duplicates, %" PRId64 " dead letters, %" PRId64 " decisions, %" PRId64
-          " commits, %" PRId64 " published, %" PRId64 " metric events replayed into windows",
+          " commits, %" PRId64 " published, %" PRId64 " set aside unpublishable, %" PRId64
+          " metric events replayed into windows",
           owned_shards(w), w->applied, w->duplicates, w->dead_letters, w->decisions_made,
-          w->commits, atomic_load(&w->published), w->replayed);
+          w->commits, atomic_load(&w->published), atomic_load(&w->set_aside), w->replayed);
 }
 
 static int start(struct worker *w) {

@@ -168,7 +168,9 @@ int bus_producer_new_conf(const char *brokers, const char *client_id, bus_log_fn
  * bus_producer_flush() or bus_produce() (which serves delivery reports while it waits for
  * room in a full queue) when the broker answered or message.timeout.ms passed.
  * Returns CANARY_OK; CANARY_EFULL when the queue stayed full for message.timeout.ms;
- * CANARY_EINVALID for an unknown topic/partition or a message too large; CANARY_EUNAVAILABLE
+ * CANARY_ENOTFOUND for a topic the cluster does not have (yet: try again); CANARY_EINVALID
+ * for what can never be sent — a partition that does not exist, a message larger than
+ * message.max.bytes (the relay sets such an outbox row aside); CANARY_EUNAVAILABLE
  * when the producer has failed for good (a fatal idempotence error: destroy it, make a new
  * one, and publish again what was not acknowledged); CANARY_EIO otherwise. Logged.
  */

@@ -167,9 +167,14 @@ int bus_produce(bus_producer_t *p, const char *contract_topic, int32_t partition
       rd_kafka_poll(p->rk, 100);
       continue;
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+      /* the topic may yet be created: try again later */
+      bus_logf(p->log, p->log_ctx, BUS_LOG_ERR, "kafka producer: %s [%d]: %s", topic,
+               (int)partition, rd_kafka_err2str(err));
+      return CANARY_ENOTFOUND;
     case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
     case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
     case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      /* this message can never go: CANARY_EINVALID says so to the caller */
       bus_logf(p->log, p->log_ctx, BUS_LOG_ERR, "kafka producer: %s [%d]: %s", topic,
                (int)partition, rd_kafka_err2str(err));
       return CANARY_EINVALID;

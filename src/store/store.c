@@ -502,6 +502,19 @@ int store_outbox_mark(store_t *s, const int64_t *seqs, size_t n) {
   return rc;
 }
 
+int store_outbox_fail(store_t *s, int64_t seq, const char *why) {
+  char id[24];
+  snprintf(id, sizeof id, "%" PRId64, seq);
+  const char *values[] = {id, why ? why : "?"};
+  int rc;
+  PGresult *res = store_exec(s, "set an outbox row aside",
+                             "UPDATE outbox SET published_at = now(), failure = $2 "
+                             "WHERE seq = $1::bigint AND published_at IS NULL",
+                             2, values, 0, PGRES_COMMAND_OK, &rc);
+  PQclear(res);
+  return rc;
+}
+
 int store_outbox_prune(store_t *s, int64_t older_than_s, long *deleted) {
   char secs[24];
   snprintf(secs, sizeof secs, "%" PRId64, older_than_s);

@@ -177,6 +177,9 @@ int store_outbox_fetch(store_t *s, size_t max, const struct store_outbox_msg **m
 /* Mark rows published (after the broker acknowledged them). */
 int store_outbox_mark(store_t *s, const int64_t *seqs, size_t n) CANARY_MUSTCHECK;
 
+/* Set outbox row seq aside for good: Kafka refuses it (why), and the relay must move on. */
+int store_outbox_fail(store_t *s, int64_t seq, const char *why) CANARY_MUSTCHECK;
+
 /*
  * Delete outbox rows published more than older_than_s seconds ago: the table keeps what is
  * waiting and a recent window (a re-applied batch is recognised by its message ids), not every

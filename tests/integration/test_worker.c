@@ -745,6 +745,21 @@ static void test_malformed_message_to_dlq(void **state) {
   bus_producer_destroy(p);
   avro_buf_free(&b2);
   avro_buf_free(&b3);
+  /* Issue 10: a message near the broker's limit (offset 4, from a producer allowed to send it).
+   * Its dead letter wrapped it whole, too large to publish, and the relay retried it for ever
+   * with every later output behind it. Now the dead letter keeps its head, length and hash. */
+  const char *const roomy[] = {"message.max.bytes", "1100000", NULL};
+  assert_int_equal(bus_producer_new_conf(kafka, "test-dlq-big", NULL, NULL, roomy, &p), CANARY_OK);
+  enum { HUGE = 1040000 };
+  char *huge = malloc(HUGE);
+  assert_non_null(huge);
+  memset(huge, 'x', HUGE);
+  huge[0] = '{';
+  assert_int_equal(bus_produce(p, "canary.deploy", -1, rollout, strlen(rollout), huge, HUGE, 4),
+                   CANARY_OK);
+  assert_int_equal(bus_producer_flush(p, 30000), CANARY_OK);
+  bus_producer_destroy(p);
+  free(huge);
 
   pid_t pid = start_worker(t.conninfo, t.group, "dlq");
   wait_caught_up(t.conninfo, t.prefix, 1, 60000); /* the valid one decided: a hold at the entry */
@@ -753,9 +768,9 @@ static void test_malformed_message_to_dlq(void **state) {
   assert_int_equal(bus_reader_new(kafka, "canary.dlq", true, NULL, NULL, &r), CANARY_OK);
   struct bus_msg m;
   bool caught_up = false;
-  int found = 0; /* bit k: the dead letter of offset k (0, 2, 3) */
+  int found = 0; /* bit k: the dead letter of offset k (0, 2, 3, 4) */
   char why[256];
-  for (int64_t until = mono_ms() + 60000; found != 0xd && mono_ms() < until;) {
+  for (int64_t until = mono_ms() + 60000; found != 0x1d && mono_ms() < until;) {
     if (bus_reader_read(r, 200, &m, &caught_up) != CANARY_OK)
       continue;
     struct avro_dlq d;
@@ -772,13 +787,39 @@ static void test_malformed_message_to_dlq(void **state) {
       assert_non_null(strstr(d.reason, "ahead of the message's Kafka timestamp"));
     } else if (d.offset == 3) {
       assert_non_null(strstr(d.reason, "before 2100"));
+    } else if (d.offset == 4) {
+      assert_int_equal(d.original_len, 65536);
+      assert_non_null(strstr(d.reason, "original 1040000 bytes (sha256 "));
+      assert_non_null(strstr(d.reason, "its first 65536 kept"));
     } else {
       fail_msg("unexpected dead letter at offset %" PRId64 ": %s", d.offset, d.reason);
     }
     found |= 1 << d.offset;
   }
-  assert_int_equal(found, 0xd);
+  assert_int_equal(found, 0x1d);
   bus_reader_close(r);
+  /* An outbox row Kafka can never take is set aside and the rows after it are published. */
+  PGconn *db = PQconnectdb(t.conninfo);
+  assert_int_equal(PQstatus(db), CONNECTION_OK);
+  PGresult *res = PQexec(db, "INSERT INTO outbox (shard, topic, key, message_id, payload) VALUES "
+                             "(0, 'canary.notifications', 'k', 'test/too-big', "
+                             "convert_to(repeat('x', 2000000), 'UTF8')), "
+                             "(0, 'canary.notifications', 'k', 'test/after', '\\x00'::bytea)");
+  assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+  PQclear(res);
+  bool moved_on = false;
+  for (int64_t until = mono_ms() + 60000; !moved_on && mono_ms() < until; sleep_ms(200)) {
+    res = PQexec(db, "SELECT (SELECT failure FROM outbox WHERE message_id = 'test/too-big'), "
+                     "(SELECT published_at IS NOT NULL FROM outbox "
+                     "WHERE message_id = 'test/after')");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    moved_on = !PQgetisnull(res, 0, 0) && !strcmp(PQgetvalue(res, 0, 1), "t");
+    if (moved_on)
+      printf("    outbox row set aside: %s\n", PQgetvalue(res, 0, 0));
+    PQclear(res);
+  }
+  PQfinish(db);
+  assert_true(moved_on);
   /* the worker went on after them: it stops on request, and the rollout only holds */
   assert_int_equal(WEXITSTATUS(stop_worker(pid, SIGTERM)), 0);
   assert_int_equal(stored_transitions(t.conninfo, t.prefix), 1);

@@ -478,6 +478,14 @@ static void test_produce_waits_for_room(void **state) {
   }
   /* An explicit partition that does not exist is refused at once. */
   assert_int_equal(bus_produce(small, "canary.commands", 7, "k", 1, "v", 1, 0), CANARY_EINVALID);
+  /* So is a message larger than the producer may send: EINVALID tells the relay to set the
+   * row aside rather than retry it for ever (issue 10). */
+  size_t big = 2 * 1000 * 1000;
+  char *huge = calloc(1, big);
+  assert_non_null(huge);
+  assert_int_equal(bus_produce(small, "canary.commands", -1, "k", 1, huge, big, 0),
+                   CANARY_EINVALID);
+  free(huge);
   bus_producer_destroy(small);
 }
 
