@@ -39,6 +39,44 @@ static bool fail(char *why, size_t len, const char *msg, const char *field) {
   return false;
 }
 
+/*
+ * Names and texts are data, never terminal control: a rollout named with a newline split a row
+ * of `canaryctl status` in two, and an escape sequence in one was interpreted by the operator's
+ * terminal (issue 10). Refused: C0 controls and DEL, and the C1 controls (U+0080..U+009F, some
+ * terminals act on them); free text (detail, reason) may hold tabs and newlines, which every
+ * text output escapes (app_timeline.c).
+ */
+static bool printable(const char *s, bool text, char *why, size_t len, const char *field) {
+  for (size_t i = 0; s[i]; i++) {
+    unsigned char c = (unsigned char)s[i], next = (unsigned char)s[i + 1];
+    bool c0 = c < 0x20 || c == 0x7f, c1 = c == 0xc2 && next >= 0x80 && next <= 0x9f;
+    if ((c0 && !(text && (c == '\t' || c == '\n'))) || c1) {
+      if (why && len)
+        snprintf(why, len, "%s: must not contain control characters (byte 0x%02x at %zu)", field,
+                 c1 ? next : c, i);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* Every name and text of ev printable (see printable). */
+static bool all_printable(const struct event *ev, char *why, size_t len) {
+  const struct {
+    const char *v, *name;
+    bool text;
+  } f[] = {{ev->id, "id", false},           {ev->rollout, "rollout", false},
+           {ev->service, "service", false}, {ev->version, "version", false},
+           {ev->baseline_version, "baseline_version", false},
+           {ev->cohort, "cohort", false},   {ev->incident, "incident", false},
+           {ev->actor, "actor", false},     {ev->flag, "flag", false},
+           {ev->detail, "detail", true},    {ev->reason, "reason", true}};
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+    if (!printable(f[i].v, f[i].text, why, len, f[i].name))
+      return false;
+  return true;
+}
+
 static bool flag_name_ok(const char *flag) {
   static const char prefix[] = "canary.cohort.";
   static const char suffix[] = ".enabled";
@@ -83,6 +121,8 @@ bool event_validate(const struct event *ev, char *why, size_t why_len) {
     return fail(why, why_len, "missing", "rollout");
   if (ev->time_ms < 0)
     return fail(why, why_len, "must not be before 1970", "time");
+  if (!all_printable(ev, why, why_len))
+    return false;
   if (ev->time_ms >= EVENT_TIME_MAX_MS)
     return fail(why, why_len,
                 "must be before 2100 (milliseconds since 1970: is it in microseconds?)", "time");

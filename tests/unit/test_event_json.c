@@ -480,6 +480,15 @@ static const struct {
      CANARY_EINVALID, "time: expected integer milliseconds or an RFC 3339 string, got boolean"},
     {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":-1,\"type\":\"ci.completed\",\"ok\":true}",
      CANARY_EINVALID, "time: must not be before 1970"},
+    /* issue 10: names are data, not terminal control (texts may hold tabs and newlines) */
+    {"{\"id\":\"x\",\"rollout\":\"r\\nfake row\",\"time\":1,\"type\":\"ci.completed\","
+     "\"ok\":true}", CANARY_EINVALID, "rollout: must not contain control characters (byte 0x0a at 1)"},
+    {"{\"id\":\"x\\u001b[31m\",\"rollout\":\"r\",\"time\":1,\"type\":\"ci.completed\","
+     "\"ok\":true}", CANARY_EINVALID, "id: must not contain control characters (byte 0x1b at 1)"},
+    {"{\"id\":\"x\",\"rollout\":\"r\\u009b2J\",\"time\":1,\"type\":\"ci.completed\","
+     "\"ok\":true}", CANARY_EINVALID, "rollout: must not contain control characters (byte 0x9b at 1)"},
+    {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":1,\"type\":\"command\",\"action\":\"pause\","
+     "\"reason\":\"a\\u0007b\"}", CANARY_EINVALID, "reason: must not contain control characters (byte 0x07 at 1)"},
     /* issue 10: INT64_MAX is the deadlines' "none", and microseconds reach the year 57,000 */
     {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":9223372036854775807,\"type\":\"ci.completed\","
      "\"ok\":true}", CANARY_EINVALID, "time: must be before 2100"},
