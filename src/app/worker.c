@@ -39,6 +39,7 @@ struct pending {
   int64_t offset;
   int64_t time_ms;       /* event time; INT64_MIN when it does not read (released first) */
   int64_t arrived_ms;    /* wall clock, for the hold limit */
+  int64_t arrived_mono;  /* bus_monotonic_ms, for the other partitions' ends (release) */
   int64_t produced_ms;   /* the message's Kafka timestamp (its producer's clock); -1 none */
   uint64_t id_hash;      /* idset_hash of its event id as read at enqueue; 0 unknown */
   unsigned char *key, *value;
@@ -133,6 +134,9 @@ struct in_flight {
 
 struct worker {
   const struct worker_config *cfg;
+  /* Fault injection for tests (CANARY_FAULT_APPLY_EVERY=n): every n-th message that reaches the
+   * engine fails as if it ran out of memory, after its deadlines fired (apply_failed). */
+  long fault_every, fault_n;
   store_t *store;
   store_t *relay_store;
   bus_consumer_t *consumer;
@@ -679,6 +683,20 @@ static void replay_one(struct worker *w, struct shard *s, const struct pending *
   w->replayed++;
 }
 
+/*
+ * The engine could not apply an event (out of memory, mostly): the shard's memory may be half
+ * way through it, and the batch's offsets are already past it. Nothing of the batch may be
+ * committed: the shard is marked failed, release() stops, and the main loop rewinds it to what
+ * the store holds (shard_settle), so the event is applied again — retried, never skipped.
+ */
+static void apply_failed(struct shard *s, const struct pending *p, int rc) {
+  log_msg(LOG_LVL_ERR, NULL,
+          "shard %d: applying the message at offset %" PRId64 " failed (%s): the batch is "
+          "dropped and the shard rewound to the store, to apply it again",
+          s->id, p->offset, canary_strerror(rc));
+  s->failed = rc;
+}
+
 static void apply_one(struct worker *w, struct shard *s, int topic, const struct pending *p) {
   struct event ev;
   char why[512];
@@ -711,10 +729,10 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
     s->clock_ms = ev.time_ms;
   if (topic == metrics_topic())
     note_metric(s, ev.time_ms, p->offset);
-  if ((rc = fire_until(s, ev.time_ms)) != CANARY_OK) {
-    log_msg(LOG_LVL_ERR, NULL, "shard %d: %s", s->id, canary_strerror(rc));
-    return;
-  }
+  if ((rc = fire_until(s, ev.time_ms)) != CANARY_OK)
+    return apply_failed(s, p, rc);
+  if (w->fault_every > 0 && ++w->fault_n % w->fault_every == 0)
+    return apply_failed(s, p, CANARY_ENOMEM); /* injected (tests) */
   enum apply_outcome outcome;
   size_t before = s->b.fx.n, rollouts_before = s->engine.n_rollouts;
   rc = engine_apply(&s->engine, &ev, ev.time_ms, &s->b.fx, &outcome, why, sizeof why);
@@ -722,10 +740,8 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
     due_after_apply(s, &ev, outcome, rollouts_before);
   else
     s->due_known = false;
-  if (rc != CANARY_OK) {
-    log_msg(LOG_LVL_ERR, NULL, "shard %d: %s", s->id, canary_strerror(rc));
-    return;
-  }
+  if (rc != CANARY_OK)
+    return apply_failed(s, p, rc);
   switch (outcome) {
   case APPLY_DUPLICATE:
     w->duplicates++;
@@ -736,11 +752,11 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
     break;
   }
   w->applied++;
-  if (reserve(&s->b.ids, &s->b.cap_ids, s->b.n_ids, sizeof *s->b.ids) &&
-      reserve(&s->b.id_epochs, &s->b.cap_id_epochs, s->b.n_ids, sizeof *s->b.id_epochs)) {
-    s->b.id_epochs[s->b.n_ids] = s->engine.id_epoch;
-    s->b.ids[s->b.n_ids++] = idset_hash(ev.id);
-  }
+  if (!reserve(&s->b.ids, &s->b.cap_ids, s->b.n_ids, sizeof *s->b.ids) ||
+      !reserve(&s->b.id_epochs, &s->b.cap_id_epochs, s->b.n_ids, sizeof *s->b.id_epochs))
+    return apply_failed(s, p, CANARY_ENOMEM); /* its id would not be stored: do it again */
+  s->b.id_epochs[s->b.n_ids] = s->engine.id_epoch;
+  s->b.ids[s->b.n_ids++] = idset_hash(ev.id);
   struct rollout *r;
   if (ev.type == EVENT_FLAG_SET && !ev.rollout[0])
     mark_all_dirty(s);
@@ -760,12 +776,16 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
 /*
  * Release queued messages in event-time order across the shard's three topic-partitions. The
  * earliest head goes first, but only when every other partition either has a message queued
- * (so nothing earlier can still come from it) or is at its end and has stayed there for
- * grace_ms since the head arrived: messages produced at about the same moment to different
- * partitions reach the broker (and us) a few milliseconds apart, and an end-of-partition seen
- * before the head arrived says nothing about them. A partition that is merely slow is waited
- * for at most hold_ms. With the input already in Kafka — a replay — this gives the same order
- * every time; live, it costs at most grace_ms of latency.
+ * (so nothing earlier can still come from it) or is at its end as known since the head
+ * arrived, and grace_ms have passed: messages produced at about the same moment to different
+ * partitions reach the broker (and us) a few milliseconds apart. An end-of-partition reported
+ * before the head arrived says nothing about what the broker got since: bus_consumer_at_end
+ * then asks the broker for the partition's high watermark (under load, another partition's
+ * earlier message reached us long after the head, and the merge released the head first:
+ * metrics of a rollout whose rollout.requested was not applied yet went to the dead letters).
+ * A partition that is merely slow is waited for at most hold_ms. With the input already in
+ * Kafka — a replay — this gives the same order every time; live, it costs grace_ms of latency
+ * and, after an idle spell, a watermark query per other partition.
  *
  * At most batch_max messages go per call, so one commit never holds more than a batch (a
  * backlog released at once would make one huge transaction and keep the other shards waiting).
@@ -790,7 +810,8 @@ static bool release(struct worker *w, struct shard *s, int64_t now_wall) {
     for (int t = 0; t < BUS_INPUT_TOPICS && waited < w->cfg->hold_ms; t++) {
       if (t == k || s->q[t].n)
         continue;
-      if (!bus_consumer_at_end(w->consumer, t, s->id) || waited < w->cfg->grace_ms)
+      if (waited < w->cfg->grace_ms ||
+          !bus_consumer_at_end(w->consumer, t, s->id, head->arrived_mono))
         return false; /* partition t may still deliver something earlier */
     }
     /* the duplicate check a few messages on is a cache miss in a day's ids: start it now */
@@ -802,6 +823,8 @@ static bool release(struct worker *w, struct shard *s, int64_t now_wall) {
     }
     apply_one(w, s, k, head);
     queue_pop(&s->q[k]);
+    if (s->failed)
+      return false; /* rewound before anything more: see apply_failed */
   }
 }
 
@@ -1078,7 +1101,8 @@ static void enqueue(struct worker *w, const struct bus_msg *m, int64_t now_wall)
   if (m->partition < 0 || m->partition >= MAX_SHARDS || !w->shards[m->partition])
     return; /* not ours (any more): its new owner consumes it from the stored offsets */
   struct shard *s = w->shards[m->partition];
-  struct pending p = {.offset = m->offset, .arrived_ms = now_wall, .key_len = m->key_len,
+  struct pending p = {.offset = m->offset, .arrived_ms = now_wall,
+                      .arrived_mono = bus_monotonic_ms(), .key_len = m->key_len,
                       .len = m->len, .produced_ms = m->timestamp_ms};
   /* Only the time, for the merge, and the id, to look it up ahead (release): apply_one()
    * decodes the message (its metric arrays live in the codec only until the next decode). */
@@ -1242,6 +1266,11 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
     return -1;
   w->cfg = cfg;
   w->running = running;
+  const char *fault = getenv("CANARY_FAULT_APPLY_EVERY");
+  w->fault_every = fault ? atol(fault) : 0;
+  if (w->fault_every > 0)
+    log_msg(LOG_LVL_WARNING, NULL, "fault injection: every %ld-th message fails to apply",
+            w->fault_every);
   pthread_mutex_init(&w->relay_mu, NULL);
   pthread_cond_init(&w->relay_cv, NULL);
   jbuf_init(&w->slack);

@@ -115,11 +115,20 @@ int bus_consumer_poll(bus_consumer_t *c, int timeout_ms, const struct bus_msg **
                       size_t max, size_t *n, bool *idle) CANARY_MUSTCHECK;
 
 /*
- * Whether topic/partition (an index into bus_input_topics) has reported its end since the last
- * message returned from it: nothing more is there right now. True for a partition that is not
- * assigned (nothing will come from it).
+ * Whether topic/partition (an index into bus_input_topics) is at its end, as known at or after
+ * since_ms (bus_monotonic_ms; 0: whenever): nothing more is there. librdkafka reports an end
+ * once per offset, so for a partition that has been idle the report is old; when it is older
+ * than since_ms the broker is asked for the partition's high watermark (a round trip of about a
+ * millisecond, with a 1 s limit), and the answer, if it matches, counts as a fresh end. A
+ * merge that releases a message of one partition only when the others are at end since it
+ * arrived cannot be fooled by an end from before it (under load, another partition's earlier
+ * message may come long after this one). False when the broker does not answer. True for a
+ * partition that is not assigned (nothing will come from it).
  */
-bool bus_consumer_at_end(const bus_consumer_t *c, int topic, int32_t partition);
+bool bus_consumer_at_end(bus_consumer_t *c, int topic, int32_t partition, int64_t since_ms);
+
+/* The clock of bus_consumer_at_end's since_ms (monotonic milliseconds). */
+int64_t bus_monotonic_ms(void);
 
 /*
  * Go back (or forward) to next[] on the shard's three partitions (-1 = the beginning), e.g. to

@@ -24,6 +24,7 @@ struct bus_part {
   bool fresh;      /* no seek pending: any end counts */
   int64_t seek_to; /* the offset sought, while !fresh */
   int64_t next;    /* the offset after the last message taken (or assigned, sought); -1 unknown */
+  int64_t eof_ms;  /* bus_now_ms() when the end was reported or checked (while eof) */
 };
 
 struct bus_consumer {
@@ -401,8 +402,10 @@ static void take(bus_consumer_t *c, rd_kafka_message_t *m) {
   int topic = tname ? bus_topic_index(tname) : -1;
   if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
     struct bus_part *p = topic >= 0 ? part_find(c, topic, m->partition) : NULL;
-    if (p && (p->fresh || m->offset == p->seek_to)) /* else: from before the seek */
+    if (p && (p->fresh || m->offset == p->seek_to)) { /* else: from before the seek */
       p->eof = true;
+      p->eof_ms = bus_now_ms();
+    }
     rd_kafka_message_destroy(m);
     return;
   }
@@ -528,10 +531,31 @@ int bus_consumer_poll(bus_consumer_t *c, int timeout_ms, const struct bus_msg **
 
 /* ---- positions -------------------------------------------------------------------------- */
 
-bool bus_consumer_at_end(const bus_consumer_t *c, int topic, int32_t partition) {
-  for (size_t i = 0; i < c->n_parts; i++)
-    if (c->parts[i].topic == topic && c->parts[i].partition == partition)
-      return c->parts[i].eof;
+int64_t bus_monotonic_ms(void) { return bus_now_ms(); }
+
+bool bus_consumer_at_end(bus_consumer_t *c, int topic, int32_t partition, int64_t since_ms) {
+  for (size_t i = 0; i < c->n_parts; i++) {
+    struct bus_part *p = &c->parts[i];
+    if (p->topic != topic || p->partition != partition)
+      continue;
+    if (!p->eof || p->eof_ms >= since_ms || p->next < 0)
+      return p->eof;
+    /* An old end: is there more on the broker than we have taken? */
+    int64_t lo = -1, hi = -1;
+    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+        c->rk, bus_topic(bus_input_topics[topic]), partition, &lo, &hi, 1000);
+    if (err) {
+      consumer_log(c, BUS_LOG_WARNING, "cannot read the end of %s [%d]: %s",
+                   bus_topic(bus_input_topics[topic]), (int)partition, rd_kafka_err2str(err));
+      return false;
+    }
+    if (hi > p->next) {
+      p->eof = false; /* there is more: its end is reported again after it */
+      return false;
+    }
+    p->eof_ms = bus_now_ms();
+    return true;
+  }
   return true; /* not assigned (the topic has fewer partitions): nothing will come from it */
 }
 
