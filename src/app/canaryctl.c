@@ -57,8 +57,14 @@ int main(int argc, char **argv) {
     puts("canaryctl " CANARY_VERSION);
     return EXIT_OK;
   }
-  /* Every command talks to the same installation's topics as canaryd does. */
+  /* Every command talks to the same installation's topics as canaryd does, the same way. */
   bus_set_topic_prefix(getenv("CANARY_TOPIC_PREFIX"));
+  const char *kconfig = getenv("CANARY_KAFKA_CONFIG");
+  char why[600];
+  if (kconfig && *kconfig && bus_client_conf_load(kconfig, why, sizeof why) != CANARY_OK) {
+    fprintf(stderr, "canaryctl: CANARY_KAFKA_CONFIG: %s\n", why);
+    return EXIT_USAGE;
+  }
   for (size_t i = 0; i < sizeof subcommands / sizeof *subcommands; i++)
     if (!strcmp(argv[1], subcommands[i].name))
       return subcommands[i].run(argc - 1, argv + 1);

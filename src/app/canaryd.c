@@ -43,6 +43,9 @@ static const char usage[] =
     "  --hold-ms N         longest wait for a lagging partition before releasing (1000)\n"
     "  --grace-ms N        how long a caught-up partition is waited for after a message\n"
     "                      arrives on another, so simultaneous events keep their order (100)\n"
+    "  --kafka-config FILE librdkafka properties for every Kafka client (consumer, producer,\n"
+    "                      admin): security.protocol, sasl.*, ssl.*; name=value lines, as\n"
+    "                      Kafka's client.properties [CANARY_KAFKA_CONFIG]\n"
     "  --max-skew-ms N     dead-letter an event dated more than N ms ahead of its message's\n"
     "                      Kafka timestamp: a clock or unit error (3600000 = 1 h; 0 = off)\n"
     "  --batch N           messages per poll and commit (5000)\n"
@@ -109,6 +112,7 @@ int main(int argc, char **argv) {
       {"topic-prefix", required_argument, NULL, 'T'},
       {"grace-ms", required_argument, NULL, 'G'},
       {"max-skew-ms", required_argument, NULL, 'S'},
+      {"kafka-config", required_argument, NULL, 'F'},
       {"partitions", required_argument, NULL, 'N'},
       {"no-create-topics", no_argument, NULL, 'C'},
       {NULL, 0, NULL, 0}};
@@ -116,7 +120,8 @@ int main(int argc, char **argv) {
   int n_kconf = 0;
   struct worker_config cfg;
   worker_config_defaults(&cfg);
-  const char *kafka = NULL, *pg = NULL, *plan_path = NULL, *topic_prefix = NULL;
+  const char *kafka = NULL, *pg = NULL, *plan_path = NULL, *topic_prefix = NULL,
+             *kafka_config = NULL;
   bool json = false;
   int level = LOG_LVL_INFO, c;
   char worker_id[128];
@@ -156,6 +161,7 @@ int main(int argc, char **argv) {
     case 'T': topic_prefix = optarg; break;
     case 'G': cfg.grace_ms = atoi(optarg); break;
     case 'S': cfg.max_skew_ms = atoll(optarg); break;
+    case 'F': kafka_config = optarg; break;
     case 'N': cfg.create_topics = atoi(optarg); break;
     case 'C': cfg.create_topics = 0; break;
     case 'R': cfg.relay = false; break;
@@ -189,6 +195,14 @@ int main(int argc, char **argv) {
   kafka = env_or(kafka, "CANARY_KAFKA");
   plan_path = env_or(plan_path, "CANARY_PLAN");
   bus_set_topic_prefix(env_or(topic_prefix, "CANARY_TOPIC_PREFIX"));
+  kafka_config = env_or(kafka_config, "CANARY_KAFKA_CONFIG");
+  if (kafka_config && *kafka_config) {
+    char why[600];
+    if (bus_client_conf_load(kafka_config, why, sizeof why) != CANARY_OK) {
+      fprintf(stderr, "canaryd: --kafka-config: %s\n", why);
+      return EXIT_USAGE;
+    }
+  }
   if (!kafka || !pg) {
     fprintf(stderr, "canaryd: %s is required (option or environment)\n",
             !kafka ? "--kafka/CANARY_KAFKA" : "--pg/CANARY_PG");

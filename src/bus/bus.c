@@ -1,6 +1,8 @@
 /* The input topics, log formatting and librdkafka configuration shared by consumer and producer. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -98,4 +100,101 @@ int64_t bus_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the properties every client gets ------------------------------------------------------ */
+
+#define CLIENT_CONF_MAX 64
+static char *client_conf[2 * CLIENT_CONF_MAX + 1];
+static size_t n_client_conf;
+
+const char *const *bus_client_conf(void) { return (const char *const *)client_conf; }
+
+void bus_client_conf_clear(void) {
+  for (size_t i = 0; i < n_client_conf; i++) {
+    free(client_conf[i]);
+    client_conf[i] = NULL;
+  }
+  n_client_conf = 0;
+}
+
+int bus_client_conf_add(const char *name, const char *value, char *why, size_t why_len) {
+  if (!name || !*name || !value) {
+    snprintf(why, why_len, "a Kafka property needs a name and a value");
+    return CANARY_EINVALID;
+  }
+  /* check it now, against a scratch configuration: a typo is reported before anything starts */
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  char err[512];
+  rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name, value, err, sizeof err);
+  rd_kafka_conf_destroy(conf);
+  if (res != RD_KAFKA_CONF_OK) {
+    snprintf(why, why_len, "%s=%s: %s", name, value, err);
+    return CANARY_EINVALID;
+  }
+  for (size_t i = 0; i < n_client_conf; i += 2) /* a later value replaces an earlier one */
+    if (!strcmp(client_conf[i], name)) {
+      char *v = strdup(value);
+      if (!v)
+        return CANARY_ENOMEM;
+      free(client_conf[i + 1]);
+      client_conf[i + 1] = v;
+      return CANARY_OK;
+    }
+  if (n_client_conf == 2 * CLIENT_CONF_MAX) {
+    snprintf(why, why_len, "more than %d Kafka properties", CLIENT_CONF_MAX);
+    return CANARY_EINVALID;
+  }
+  char *n = strdup(name), *v = strdup(value);
+  if (!n || !v) {
+    free(n);
+    free(v);
+    return CANARY_ENOMEM;
+  }
+  client_conf[n_client_conf++] = n;
+  client_conf[n_client_conf++] = v;
+  client_conf[n_client_conf] = NULL;
+  return CANARY_OK;
+}
+
+int bus_client_conf_load(const char *path, char *why, size_t why_len) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(why, why_len, "%s: %s", path, strerror(errno));
+    return CANARY_EINVALID;
+  }
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  int rc = CANARY_OK, lineno = 0;
+  while (rc == CANARY_OK && (len = getline(&line, &cap, f)) > 0) {
+    lineno++;
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+      line[--len] = '\0';
+    char *p = line;
+    while (*p == ' ' || *p == '\t')
+      p++;
+    if (!*p || *p == '#' || *p == '!')
+      continue;
+    char *eq = strchr(p, '=');
+    if (!eq || eq == p) {
+      snprintf(why, why_len, "%s:%d: expected name=value", path, lineno);
+      rc = CANARY_EINVALID;
+      break;
+    }
+    char *end = eq;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+      end--;
+    *end = '\0';
+    char *value = eq + 1;
+    while (*value == ' ' || *value == '\t')
+      value++;
+    char msg[400];
+    rc = bus_client_conf_add(p, value, msg, sizeof msg);
+    if (rc == CANARY_EINVALID)
+      snprintf(why, why_len, "%s:%d: %s", path, lineno, msg);
+  }
+  free(line);
+  fclose(f);
+  return rc;
 }

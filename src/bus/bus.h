@@ -31,6 +31,22 @@ typedef void (*bus_log_fn)(void *ctx, int level, const char *msg);
  * once at start, before any consumer, producer or reader is created.
  */
 void bus_set_topic_prefix(const char *prefix);
+
+/*
+ * librdkafka properties that every Kafka client of this process gets — consumer, producer,
+ * admin and reader alike: how to reach the cluster (security.protocol, sasl.*, ssl.*,
+ * client.rack, ...). Set once at start, before any client is made. bus_client_conf_add adds
+ * one name=value; bus_client_conf_load reads a properties file (name=value lines, # comments,
+ * blank lines), as Kafka's client.properties. Both return CANARY_OK, or CANARY_EINVALID with
+ * the reason (file:line) in why. A property a client fixes for itself is still refused when
+ * that client is made (the exactly-once recipe).
+ */
+int bus_client_conf_add(const char *name, const char *value, char *why, size_t why_len);
+int bus_client_conf_load(const char *path, char *why, size_t why_len);
+/* Forget them all (tests). */
+void bus_client_conf_clear(void);
+/* What they are now: name, value, ..., NULL. */
+const char *const *bus_client_conf(void);
 /* The Kafka name of a contract topic (the name itself for any other). Static storage. */
 const char *bus_topic(const char *contract_topic);
 

@@ -22,7 +22,9 @@ int bus_create_topics(const char *brokers, int partitions, int timeout_ms, bus_l
                       void *log_ctx) {
   char err[512];
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  if (bus_conf_set(conf, "bootstrap.servers", brokers, log, log_ctx) != CANARY_OK) {
+  static const char *const none[] = {NULL};
+  if (bus_conf_set(conf, "bootstrap.servers", brokers, log, log_ctx) != CANARY_OK ||
+      bus_conf_apply(conf, bus_client_conf(), none, log, log_ctx) != CANARY_OK) {
     rd_kafka_conf_destroy(conf);
     return CANARY_EINVALID;
   }

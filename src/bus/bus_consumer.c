@@ -326,6 +326,9 @@ int bus_consumer_new_conf(const char *brokers, const char *group, const char *cl
   for (size_t i = 0; rc == CANARY_OK && i < sizeof settings / sizeof settings[0]; i++) {
     rc = bus_conf_set(conf, settings[i][0], settings[i][1], log, lctx);
   }
+  if (rc == CANARY_OK) { /* how to reach the cluster, then this consumer's own */
+    rc = bus_conf_apply(conf, bus_client_conf(), consumer_fixed_conf, log, lctx);
+  }
   if (rc == CANARY_OK) {
     rc = bus_conf_apply(conf, extra, consumer_fixed_conf, log, lctx);
   }

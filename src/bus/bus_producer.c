@@ -101,6 +101,9 @@ int bus_producer_new_conf(const char *brokers, const char *client_id, bus_log_fn
   for (size_t i = 0; rc == CANARY_OK && i < sizeof settings / sizeof settings[0]; i++) {
     rc = bus_conf_set(conf, settings[i][0], settings[i][1], log, log_ctx);
   }
+  if (rc == CANARY_OK) { /* how to reach the cluster, then this producer's own */
+    rc = bus_conf_apply(conf, bus_client_conf(), producer_fixed_conf, log, log_ctx);
+  }
   if (rc == CANARY_OK) {
     rc = bus_conf_apply(conf, extra, producer_fixed_conf, log, log_ctx);
   }

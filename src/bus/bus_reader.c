@@ -36,6 +36,9 @@ int bus_reader_new(const char *brokers, const char *contract_topic, bool from_be
     rc = bus_conf_set(conf, "enable.auto.commit", "false", log, log_ctx);
   if (rc == CANARY_OK) /* people watch this live: do not let the broker sit on an empty fetch */
     rc = bus_conf_set(conf, "fetch.wait.max.ms", "50", log, log_ctx);
+  static const char *const none[] = {NULL};
+  if (rc == CANARY_OK) /* how to reach the cluster */
+    rc = bus_conf_apply(conf, bus_client_conf(), none, log, log_ctx);
   if (rc != CANARY_OK) {
     rd_kafka_conf_destroy(conf);
     free(r);

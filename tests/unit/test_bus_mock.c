@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -629,6 +630,43 @@ static void test_fixed_config_refused(void **state) {
                    CANARY_EINVALID);
 }
 
+/* The properties file every client gets (--kafka-config): comments, a later value wins, and a
+ * bad line or property is named by file:line before anything starts. */
+static void test_client_config_file(void **state) {
+  (void)state;
+  char path[] = "/tmp/canary-kafka-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  fputs("# how canaryd reaches the cluster\n\nsecurity.protocol = SASL_SSL\n"
+        "sasl.mechanisms=PLAIN\nsasl.mechanisms=SCRAM-SHA-512\n", f);
+  fclose(f);
+  char why[600];
+  assert_int_equal(bus_client_conf_load(path, why, sizeof why), CANARY_OK);
+  f = fopen(path, "a");
+  fputs("no.such.property=1\n", f);
+  fclose(f);
+  assert_int_equal(bus_client_conf_load(path, why, sizeof why), CANARY_EINVALID);
+  char want[128];
+  snprintf(want, sizeof want, "%s:6: no.such.property=1", path);
+  assert_non_null(strstr(why, want));
+  f = fopen(path, "w");
+  fputs("just a line\n", f);
+  fclose(f);
+  assert_int_equal(bus_client_conf_load(path, why, sizeof why), CANARY_EINVALID);
+  snprintf(want, sizeof want, "%s:1: expected name=value", path);
+  assert_string_equal(why, want);
+  unlink(path);
+  assert_int_equal(bus_client_conf_load(path, why, sizeof why), CANARY_EINVALID);
+  const char *const *kv = bus_client_conf();
+  assert_string_equal(kv[0], "security.protocol");
+  assert_string_equal(kv[1], "SASL_SSL");
+  assert_string_equal(kv[2], "sasl.mechanisms");
+  assert_string_equal(kv[3], "SCRAM-SHA-512"); /* the later value */
+  bus_client_conf_clear(); /* the other tests' clients must not get them */
+  assert_null(bus_client_conf()[0]);
+}
+
 /* The murmur2 of this file matches Kafka's Utils.murmur2 test vectors. */
 static void test_murmur2_vectors(void **state) {
   (void)state;
@@ -645,6 +683,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_murmur2_vectors),
       cmocka_unit_test(test_fixed_config_refused),
+      cmocka_unit_test(test_client_config_file),
       cmocka_unit_test_setup_teardown(test_offsets_from_hook, setup, teardown),
       cmocka_unit_test_setup_teardown(test_assigned_hook_fails, setup, teardown),
       cmocka_unit_test_setup_teardown(test_idempotent_through_produce_errors, setup, teardown),
