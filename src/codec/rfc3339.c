@@ -104,6 +104,11 @@ bool rfc3339_parse(const char *s, int64_t *ms) {
   if (d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap))
     return false;
   int64_t t = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec;
-  *ms = (t - offset_min * 60LL) * 1000 + frac;
+  int64_t at = (t - offset_min * 60LL) * 1000 + frac;
+  /* the instant itself within years 0000..9999 UTC, so that rfc3339_format writes it back (fuzzing
+   * found "9999-12-31T23:59:59.999-10:00", which is in the year 10000) */
+  if (at < RFC3339_EARLIEST_MS || at > RFC3339_LATEST_MS)
+    return false;
+  *ms = at;
   return true;
 }

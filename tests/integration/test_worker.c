@@ -77,6 +77,11 @@ struct reference {
   struct engine engine;
   struct decision *decisions;
   size_t n_decisions;
+  /* what else it publishes: every notification's id, every traffic split (id and service) */
+  char **notes;
+  size_t n_notes;
+  struct traffic_split *splits;
+  size_t n_splits;
 };
 
 static void keep_decisions(struct reference *ref, struct effects *fx) {
@@ -85,6 +90,14 @@ static void keep_decisions(struct reference *ref, struct effects *fx) {
       ref->decisions = realloc(ref->decisions, (ref->n_decisions + 1) * sizeof *ref->decisions);
       assert_non_null(ref->decisions);
       ref->decisions[ref->n_decisions++] = fx->items[i].u.decision;
+    } else if (fx->items[i].kind == EFFECT_NOTIFICATION) {
+      ref->notes = realloc(ref->notes, (ref->n_notes + 1) * sizeof *ref->notes);
+      assert_non_null(ref->notes);
+      ref->notes[ref->n_notes++] = strdup(fx->items[i].u.notification.id);
+    } else if (fx->items[i].kind == EFFECT_TRAFFIC) {
+      ref->splits = realloc(ref->splits, (ref->n_splits + 1) * sizeof *ref->splits);
+      assert_non_null(ref->splits);
+      ref->splits[ref->n_splits++] = fx->items[i].u.traffic;
     }
   effects_clear(fx);
 }
@@ -178,6 +191,10 @@ static void reference_free(struct reference *ref) {
   free(ref->scratches);
   free(ref->events);
   free(ref->decisions);
+  for (size_t i = 0; i < ref->n_notes; i++)
+    free(ref->notes[i]);
+  free(ref->notes);
+  free(ref->splits);
 }
 
 static void on_delivery(void *ctx, int64_t opaque, bool ok, const char *error) {
@@ -449,6 +466,138 @@ static int cmp_str(const void *x, const void *y) {
 }
 
 /* The decision ids published for the stream's rollouts equal the reference's, as a set. */
+/* One published message of a test's rollouts: its id, service and a digest of its bytes. */
+struct pub {
+  char *id, *service;
+  uint64_t digest;
+};
+
+static uint64_t fnv(const void *p, size_t n) {
+  uint64_t h = 14695981039346656037ULL;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ULL;
+  return h;
+}
+
+static int cmp_pub(const void *a, const void *b) {
+  return strcmp(((const struct pub *)a)->id, ((const struct pub *)b)->id);
+}
+
+/*
+ * Everything on topic (canary.notifications or canary.flags) about the prefix's rollouts, in
+ * offset order, until caught up and quiet for 2 s with at least want messages (or 60 s).
+ */
+static struct pub *read_topic(const char *topic, const char *prefix, size_t want, size_t *n) {
+  avro_codec_t *codec;
+  bus_reader_t *r;
+  assert_int_equal(avro_codec_new(&codec), CANARY_OK);
+  assert_int_equal(bus_reader_new(kafka, topic, true, NULL, NULL, &r), CANARY_OK);
+  size_t plen = strlen(prefix), cap = want * 2 + 16;
+  struct pub *out = calloc(cap, sizeof *out);
+  *n = 0;
+  int64_t quiet_since = mono_ms(), until = mono_ms() + 60000;
+  char why[256];
+  static char slack[65536];
+  for (;;) {
+    struct bus_msg m;
+    bool caught_up;
+    if (bus_reader_read(r, 200, &m, &caught_up) == CANARY_OK) {
+      const char *id, *rollout, *service = "";
+      static struct notification note;
+      static struct traffic_split split;
+      if (!strcmp(topic, "canary.notifications")) {
+        assert_int_equal(avro_codec_decode_notification(codec, m.value, m.len, &note, slack,
+                                                        sizeof slack, why, sizeof why),
+                         CANARY_OK);
+        id = note.id, rollout = note.rollout;
+      } else {
+        assert_int_equal(avro_codec_decode_traffic(codec, m.value, m.len, &split, why,
+                                                   sizeof why),
+                         CANARY_OK);
+        id = split.id, rollout = split.rollout, service = split.service;
+      }
+      if (!strncmp(rollout, prefix, plen) && rollout[plen] == '-') {
+        if (*n == cap)
+          out = realloc(out, (cap *= 2) * sizeof *out);
+        out[(*n)++] = (struct pub){strdup(id), strdup(service), fnv(m.value, m.len)};
+      }
+      quiet_since = mono_ms();
+      continue;
+    }
+    if ((caught_up && *n >= want && mono_ms() - quiet_since > 2000) || mono_ms() > until)
+      break;
+  }
+  bus_reader_close(r);
+  avro_codec_destroy(codec);
+  return out;
+}
+
+/*
+ * Notifications: the distinct ids published are the reference's, and a message published twice
+ * (a crash between publishing and marking) has the same bytes both times. Traffic splits
+ * (canary.flags is compacted: older ones may be gone): every id published is one of the
+ * reference's, twice only with the same bytes, and each service's last one is the reference's.
+ */
+static void compare_other_outputs(const struct reference *ref, const char *prefix) {
+  size_t n;
+  struct pub *got = read_topic("canary.notifications", prefix, ref->n_notes, &n);
+  qsort(got, n, sizeof *got, cmp_pub);
+  size_t unique = 0, repeats = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (i && !strcmp(got[i].id, got[unique - 1].id)) {
+      if (got[i].digest != got[unique - 1].digest)
+        fail_msg("notification %s published twice with different bytes", got[i].id);
+      repeats++;
+    } else {
+      got[unique++] = got[i];
+    }
+  }
+  char **want = calloc(ref->n_notes + 1, sizeof *want);
+  memcpy(want, ref->notes, ref->n_notes * sizeof *want);
+  qsort(want, ref->n_notes, sizeof *want, cmp_str);
+  printf("    published %zu notification messages: %zu distinct ids (reference %zu), %zu again "
+         "with the same bytes\n", n, unique, ref->n_notes, repeats);
+  assert_int_equal(unique, ref->n_notes);
+  for (size_t i = 0; i < unique; i++)
+    if (strcmp(got[i].id, want[i]))
+      fail_msg("published notification %s where the reference has %s", got[i].id, want[i]);
+  free(want);
+  free(got);
+
+  struct pub *splits = read_topic("canary.flags", prefix, 1, &n);
+  size_t known = 0;
+  for (size_t i = 0; i < n; i++) {
+    bool found = false;
+    for (size_t k = 0; k < ref->n_splits && !found; k++)
+      found = !strcmp(ref->splits[k].id, splits[i].id);
+    if (!found)
+      fail_msg("published traffic split %s is not the reference's", splits[i].id);
+    known++;
+    for (size_t j = 0; j < i; j++)
+      if (!strcmp(splits[j].id, splits[i].id) && splits[j].digest != splits[i].digest)
+        fail_msg("traffic split %s published twice with different bytes", splits[i].id);
+  }
+  size_t services = 0;
+  for (size_t k = 0; k < ref->n_splits; k++) { /* each service's last split, in both */
+    bool later = false;
+    for (size_t j = k + 1; j < ref->n_splits && !later; j++)
+      later = !strcmp(ref->splits[j].service, ref->splits[k].service);
+    if (later)
+      continue;
+    services++;
+    const char *last = NULL;
+    for (size_t i = 0; i < n; i++)
+      if (!strcmp(splits[i].service, ref->splits[k].service))
+        last = splits[i].id;
+    if (!last || strcmp(last, ref->splits[k].id))
+      fail_msg("service %s: last published split %s, the reference's %s", ref->splits[k].service,
+               last ? last : "(none)", ref->splits[k].id);
+  }
+  printf("    published %zu traffic splits, all the reference's; each of %zu services ends on "
+         "the reference's last\n", known, services);
+  free(splits);
+}
+
 static void compare_published(const struct reference *ref, const char *prefix) {
   avro_codec_t *codec;
   bus_reader_t *r;
@@ -468,7 +617,10 @@ static void compare_published(const struct reference *ref, const char *prefix) {
       if (!strncmp(d.rollout, prefix, plen) && d.rollout[plen] == '-') {
         if (n == cap)
           ids = realloc(ids, (cap *= 2) * sizeof *ids);
-        ids[n++] = strdup(d.id);
+        /* the id, then its bytes' digest: a re-published decision must be the same bytes */
+        char *s = NULL;
+        assert_true(asprintf(&s, "%s %016" PRIx64, d.id, fnv(m.value, m.len)) > 0);
+        ids[n++] = s;
       }
       quiet_since = mono_ms();
       continue;
@@ -482,17 +634,23 @@ static void compare_published(const struct reference *ref, const char *prefix) {
   qsort(ids, n, sizeof *ids, cmp_str);
   size_t unique = 0, repeats = 0;
   for (size_t i = 0; i < n; i++) {
-    if (i && !strcmp(ids[i], ids[i - 1]))
-      repeats++;
-    else
-      ids[unique++] = ids[i];
+    size_t idlen = strcspn(ids[i], " ");
+    if (i && !strcmp(ids[i], ids[i - 1])) {
+      repeats++; /* the same id and the same bytes */
+      continue;
+    }
+    if (i && !strncmp(ids[i], ids[i - 1], idlen) && ids[i - 1][idlen] == ' ')
+      fail_msg("decision %.*s published twice with different bytes", (int)idlen, ids[i]);
+    ids[unique++] = ids[i];
   }
+  for (size_t i = 0; i < unique; i++)
+    ids[i][strcspn(ids[i], " ")] = '\0'; /* the id alone, for the comparison below */
   char **want = calloc(ref->n_decisions + 1, sizeof *want);
   for (size_t i = 0; i < ref->n_decisions; i++)
     want[i] = (char *)ref->decisions[i].id;
   qsort(want, ref->n_decisions, sizeof *want, cmp_str);
-  printf("    published %zu decision messages: %zu distinct ids, %zu re-published (same id)\n",
-         n, unique, repeats);
+  printf("    published %zu decision messages: %zu distinct ids, %zu re-published with the same "
+         "bytes\n", n, unique, repeats);
   assert_int_equal(unique, ref->n_decisions);
   for (size_t i = 0; i < unique; i++)
     if (strcmp(ids[i], want[i]))
@@ -594,6 +752,7 @@ static void test_crash_safety(void **state) {
 
   compare_store(&ref, t.conninfo);
   compare_published(&ref, t.prefix);
+  compare_other_outputs(&ref, t.prefix);
   /* the stream walks rollouts all the way: through the real broker and database to GA */
   size_t completed = 0, metric_halts = 0;
   for (size_t i = 0; i < ref.n_decisions; i++) {
@@ -642,6 +801,7 @@ static void test_apply_failures_are_retried(void **state) {
   assert_true(failures >= 10);
   compare_store(&ref, t.conninfo);
   compare_published(&ref, t.prefix);
+  compare_other_outputs(&ref, t.prefix);
   run_end(&t);
   reference_free(&ref);
 }
@@ -695,6 +855,7 @@ static void test_two_workers_share_and_take_over(void **state) {
 
   compare_store(&ref, t.conninfo);
   compare_published(&ref, t.prefix);
+  compare_other_outputs(&ref, t.prefix);
   run_end(&t);
   reference_free(&ref);
 }
@@ -1113,6 +1274,7 @@ static void test_survives_outages(void **state) {
   assert_int_equal(system(cmd), 0); /* and it said what happened */
   compare_store(&ref, t.conninfo);
   compare_published(&ref, t.prefix);
+  compare_other_outputs(&ref, t.prefix);
   run_end(&t);
   reference_free(&ref);
 }

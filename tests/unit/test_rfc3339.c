@@ -61,6 +61,8 @@ static const struct {
     {"2026-03-01T00:00:00+14:00", 1772272800000},   /* offsets move across the month end */
     {"2026-02-28T23:59:59-11:59", 1772366339000},
     {"2016-12-31T23:59:60Z", 1483228800000},        /* a leap second reads as the next second */
+    {"9999-12-31T23:59:59.999Z", RFC3339_LATEST_MS}, /* the last instant it can write back */
+    {"0000-01-01T00:00:00Z", RFC3339_EARLIEST_MS},
 };
 
 static void test_parse(void **state) {
@@ -103,6 +105,8 @@ static const char *const refused[] = {
     "2026-01-01T00:00:00Z ",
     " 2026-01-01T00:00:00Z",
     "1764135605123",
+    "9999-12-31T23:59:59.999-10:00", /* the year 10000 in UTC (fuzzing) */
+    "0000-01-01T00:00:00+01:00",     /* before the year 0000 in UTC */
 };
 
 static void test_refused(void **state) {
