@@ -51,8 +51,10 @@ static const char command_usage[] =
     "  -v, --verbose     log what the clients do\n"
     "  -h, --help        this help\n"
     "\n"
-    "Exit status: 0 accepted, 1 rejected by canaryd (the reason is printed) or unknown rollout,\n"
-    "2 usage error, 3 Kafka/PostgreSQL unavailable or no decision within the timeout.\n";
+    "Exit status: 0 accepted and published (deployments reading canary.flags see it), 1 rejected\n"
+    "by canaryd (the reason is printed) or unknown rollout, 2 usage error, 3 Kafka/PostgreSQL\n"
+    "unavailable or no decision within the timeout, 4 decided and stored but not published to\n"
+    "Kafka within the timeout (canaryd's relay publishes it when it can).\n";
 
 static const char flag_usage[] =
     "usage: canaryctl flag set NAME true|false [ROLLOUT] [--actor NAME] [--timeout SECONDS]\n"
@@ -298,6 +300,39 @@ static int wait_decisions(const struct cmd_opts *o, store_t *st, const char *eve
   }
 }
 
+/*
+ * A decision stored is not yet a decision seen: deployments read canary.flags and people read
+ * canary.notifications, which canaryd's relay publishes from the outbox after the commit. Wait
+ * (within the timeout) until the decisions' rows are published; EXIT_UNPUBLISHED when not.
+ */
+static int wait_published(const struct cmd_opts *o, store_t *st, const struct waited *w,
+                          int64_t deadline) {
+  for (;;) {
+    size_t done = 0;
+    char failure[256] = "";
+    for (size_t i = 0; i < w->n; i++) {
+      bool found = false, published = false;
+      if (store_outbox_state(st, w->d[i].id, &found, &published, failure, sizeof failure) !=
+          CANARY_OK)
+        break;
+      if (failure[0]) {
+        fprintf(stderr, "%s: decision %s was stored but Kafka refused it for good: %s\n",
+                o->prog, w->d[i].id, failure);
+        return EXIT_UNPUBLISHED;
+      }
+      done += !found || published; /* no row: published and pruned long ago */
+    }
+    if (done == w->n)
+      return EXIT_OK;
+    if (ctl_now_ms() >= deadline) {
+      fprintf(stderr, "%s: decided and stored, but not yet published to Kafka: canaryd's relay "
+              "publishes it when Kafka is reachable (canaryctl watch shows it then)\n", o->prog);
+      return EXIT_UNPUBLISHED;
+    }
+    sleep_ms(POLL_MS);
+  }
+}
+
 /* ---- pause, resume, promote, rollback ------------------------------------------------------ */
 
 int app_command(int argc, char **argv) {
@@ -351,6 +386,7 @@ int app_command(int argc, char **argv) {
   if (code == EXIT_OK)
     code = send_event(&o, &ev, NULL, NULL);
   struct waited w = {.rollout = row ? row->rollout.id : NULL};
+  int64_t deadline = ctl_now_ms() + o.timeout_ms;
   if (code == EXIT_OK) {
     code = wait_decisions(&o, st, ev.id, &w, 1);
     if (code == EXIT_UNAVAILABLE && !w.n)
@@ -369,6 +405,8 @@ int app_command(int argc, char **argv) {
       fprintf(stderr, "%s: unexpected answer '%s' from canaryd\n", prog,
               decision_action_name(answer->action));
       code = EXIT_BAD_INPUT;
+    } else {
+      code = wait_published(&o, st, &w, deadline);
     }
   }
   free(w.d);

@@ -502,6 +502,26 @@ int store_outbox_mark(store_t *s, const int64_t *seqs, size_t n) {
   return rc;
 }
 
+int store_outbox_state(store_t *s, const char *message_id, bool *found, bool *published,
+                       char *failure, size_t failure_len) {
+  const char *values[] = {message_id};
+  int rc;
+  *found = *published = false;
+  if (failure_len)
+    failure[0] = '\0';
+  PGresult *res = store_exec(s, "outbox row state",
+                             "SELECT published_at IS NOT NULL, coalesce(failure, '') FROM outbox "
+                             "WHERE message_id = $1",
+                             1, values, 0, PGRES_TUPLES_OK, &rc);
+  if (res && PQntuples(res) == 1) {
+    *found = true;
+    *published = !strcmp(PQgetvalue(res, 0, 0), "t");
+    snprintf(failure, failure_len, "%s", PQgetvalue(res, 0, 1));
+  }
+  PQclear(res);
+  return rc;
+}
+
 int store_outbox_fail(store_t *s, int64_t seq, const char *why) {
   char id[24];
   snprintf(id, sizeof id, "%" PRId64, seq);

@@ -177,6 +177,13 @@ int store_outbox_fetch(store_t *s, size_t max, const struct store_outbox_msg **m
 /* Mark rows published (after the broker acknowledged them). */
 int store_outbox_mark(store_t *s, const int64_t *seqs, size_t n) CANARY_MUSTCHECK;
 
+/*
+ * Where the outbox row of message_id stands: *published once Kafka acknowledged it (or it was
+ * set aside: then failure holds why, else ""). *found false when there is no such row.
+ */
+int store_outbox_state(store_t *s, const char *message_id, bool *found, bool *published,
+                       char *failure, size_t failure_len) CANARY_MUSTCHECK;
+
 /* Set outbox row seq aside for good: Kafka refuses it (why), and the relay must move on. */
 int store_outbox_fail(store_t *s, int64_t seq, const char *why) CANARY_MUSTCHECK;
 
