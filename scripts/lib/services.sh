@@ -551,8 +551,15 @@ EOF
 }
 
 # A random KRaft cluster id: 16 random bytes, base64url without padding.
+# Never one that starts with '-' (1 in 64): kafka-storage would read it as an option and fail
+# ("argument --cluster-id/-t: expected one argument"), as Kafka's own Uuid.randomUuid avoids.
 _svc_kafka_cluster_id() {
-    head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
+    local id
+    while :; do
+        id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+        [[ $id != -* ]] && break
+    done
+    printf '%s\n' "$id"
 }
 
 # PID of this checkout's broker, if it runs (pid file first, then a /proc scan
