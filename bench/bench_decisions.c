@@ -60,6 +60,9 @@ static const char usage_text[] =
     "                        rate stays ERROR_RATE\n"
     "  ERROR_RATE=0.0002     a healthy variant's error rate (0.02%: five times under\n"
     "                        internal_test's exit gate, 0.1%; a regression multiplies it)\n"
+    "  VALUES=50             distribution values a metrics event carries per variant (at\n"
+    "                        most the minute's requests; 1 .. 1000): the sample of latency\n"
+    "                        and web vitals a service reports\n"
     "  PLAN=file             another plan (default: the built-in config/rollout.yaml)\n"
     "  TRACE=1               every decision of every run on stderr (with small counts)\n"
     "\n"
@@ -73,7 +76,7 @@ static const char usage_text[] =
 #define HOUR_MS (60 * MINUTE_MS)
 #define RUN_LIMIT_MS (120 * HOUR_MS)
 #define SEED_VOLUME 240000.0 /* requests a minute at the seed's volume */
-#define MAX_VALUES 50        /* distribution values per metrics event */
+#define MAX_VALUES 1000      /* distribution values per metrics event, at most (VALUES=) */
 #define FULL_RELEASE_EVENTS 8800 /* a release to GA: ~73 h of two metrics events a minute */
 
 enum { SEM_EVIDENCE, SEM_ESTIMATE, SEM_COUNT };
@@ -85,6 +88,7 @@ struct settings {
   bool sem[SEM_COUNT];
   const char *only;
   double burst, error_rate;
+  long values; /* distribution values per metrics event (a sample of the minute's requests) */
   const char *plan_path;
   bool trace;
 };
@@ -599,7 +603,7 @@ static int64_t metrics_event(struct release *rl, int cohort, enum variant v, int
   rl->gauges[G_DB_MAX].value = 100;
   rl->gauges[G_ACTIVE].value = 2000;
   rl->gauges[G_FEATURE].value = 600;
-  size_t n = requests < MAX_VALUES ? (size_t)requests : MAX_VALUES;
+  size_t n = requests < cfg.values ? (size_t)requests : (size_t)cfg.values;
   const double scale[N_DISTS] = {x->lat, x->lcp, x->inp, x->cls};
   for (int k = 0; k < N_DISTS; k++) {
     for (size_t i = 0; i < n; i++)
@@ -1247,6 +1251,16 @@ static bool set_key(const char *key, const char *v, bool *est_set) {
     cfg.burst = b;
     return true;
   }
+  if (!strcmp(key, "VALUES")) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end || n < 1 || n > MAX_VALUES) {
+      fprintf(stderr, "bench_decisions: VALUES=%s: a count in 1 .. %d (--help)\n", v, MAX_VALUES);
+      return false;
+    }
+    cfg.values = n;
+    return true;
+  }
   fprintf(stderr, "bench_decisions: unknown setting %s (--help)\n", key);
   return false;
 }
@@ -1263,9 +1277,9 @@ static const char *decide_name(enum plan_decide d) {
 int main(int argc, char **argv) {
   static const char *const keys[] = {"RELEASES", "REGRESSION_RUNS", "ESTIMATE_RELEASES", "JOBS",
                                      "SEED", "SEMANTICS", "ONLY", "PLAN", "BURST", "ERROR_RATE",
-                                     "TRACE"};
+                                     "TRACE", "VALUES"};
   cfg = (struct settings){.releases = 1000, .regression_runs = 200, .jobs = 2, .seed = 1,
-                          .sem = {true, true}, .burst = 1.5, .error_rate = 0.0002};
+                          .sem = {true, true}, .burst = 1.5, .error_rate = 0.0002, .values = 50};
   bool est_set = false, list = false;
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
     const char *v = getenv(keys[i]);
@@ -1470,7 +1484,7 @@ int main(int argc, char **argv) {
   printf("- traffic: R(t) = R0 (1 + 0.5 sin(2 pi t / 24 h)) requests a minute, R0 = %.0f (seed) "
          "or %.0f (10x less); errors %g%% in bursts of mean %g; one metrics event a minute "
          "per variant, %d values per distribution\n",
-         SEED_VOLUME, SEED_VOLUME / 10, 100 * cfg.error_rate, cfg.burst, MAX_VALUES);
+         SEED_VOLUME, SEED_VOLUME / 10, 100 * cfg.error_rate, cfg.burst, (int)cfg.values);
   /* A stage whose maximum comes after the run limit cannot halt at it: held there is stuck. */
   int64_t earliest = 0;
   for (int i = 0; i < p->n_stages; i++) {

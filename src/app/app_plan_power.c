@@ -684,13 +684,48 @@ static bool split_tested(const struct plan *p) {
   return p->srm_enabled && p->decide == PLAN_DECIDE_EVIDENCE;
 }
 
-/* The union bound: the sum of every test's level. */
+/* The union bound: the sum of every distinct test's level (a comparison several rules make is
+ * one test). */
 static double union_bound(const struct power *w) {
-  double sum = split_tested(w->p) ? w->mp->ev.rule_alpha : 0;
-  for (int i = 0; i < w->p->n_rules; i++)
-    sum += rule_tests(w, MSTORE_RULE, i) * w->mp->ev.rule_alpha;
-  for (int i = 0; i < w->p->n_alerts; i++)
-    sum += rule_tests(w, MSTORE_ALERT, i) * w->mp->ev.rule_alpha;
+  const struct mstore_evidence_plan *ev = &w->mp->ev;
+  double sum = split_tested(w->p) ? ev->rule_alpha : 0;
+  for (int k = 0; k < ev->n_distinct; k++)
+    sum += ev->tests[k].q.alpha;
+  return sum;
+}
+
+/* The expression that pays for comparison q of expression x when another one does (the first
+ * that makes the same test); NULL when x pays for it itself. */
+static const struct mstore_expr *paid_by(const struct power *w, const struct mstore_expr *x,
+                                         const struct expr_evq *q) {
+  int k = mstore_test_index(w->mp, q);
+  if (k < 0)
+    return NULL;
+  const struct mstore_expr *by = &w->mp->x[w->mp->ev.tests[k].x];
+  return by != x ? by : NULL;
+}
+
+/* The budget a rule's or alert's comparisons spend: those it is the first to make (*same: the
+ * rule that made one of the others first, or NULL). */
+static double rule_share(const struct power *w, enum mstore_owner owner, int rule,
+                         const char **same) {
+  double sum = 0;
+  *same = NULL;
+  for (int i = 0; i < w->mp->n; i++) {
+    const struct mstore_expr *x = &w->mp->x[i];
+    struct expr_evq q;
+    if (x->owner != owner || x->index != rule || !(x->e.alpha > 0))
+      continue;
+    for (int n = 0; n < x->e.n_nodes; n++) {
+      if (!expr_evidence_form(&x->e, n, &q))
+        continue;
+      const struct mstore_expr *by = paid_by(w, x, &q);
+      if (!by)
+        sum += q.alpha;
+      else if (!*same)
+        *same = by->name;
+    }
+  }
   return sum;
 }
 
@@ -741,10 +776,10 @@ static void text_header(const struct power *w, FILE *out) {
 static void text_rules(const struct power *w, FILE *out) {
   const struct mstore_evidence_plan *ev = &w->mp->ev;
   char a[32], b[32], c[32];
-  fprintf(out, "\nhalt rules on evidence: each comparison a test at %s (false_halt_budget %s "
-               "over %d tests)\n",
-          fmt_pct(ev->rule_alpha, a, sizeof a), fmt_pct(w->p->false_halt_budget, b, sizeof b),
-          ev->n_tests);
+  fprintf(out, "\nhalt rules on evidence: false_halt_budget %s over %d distinct tests, a test "
+               "of budget_weight 1 at %s\n",
+          fmt_pct(w->p->false_halt_budget, b, sizeof b), ev->n_tests,
+          fmt_pct(ev->rule_alpha, a, sizeof a));
   fprintf(out, "  %-26s %-50s %-5s %s\n", "rule", "test", "for", "share");
   for (int i = 0; i < w->mp->n; i++) {
     const struct mstore_expr *x = &w->mp->x[i];
@@ -755,8 +790,10 @@ static void text_rules(const struct power *w, FILE *out) {
         continue;
       struct row r = {.name = x->name};
       row_init(w, &r, x, &q, 0, x->for_ms);
-      fprintf(out, "  %-26s %-50s %-5s %s\n", x->name, r.test,
-              fmt_minutes(r.for_min, b, sizeof b), fmt_pct(q.alpha, c, sizeof c));
+      const struct mstore_expr *by = paid_by(w, x, &q);
+      fprintf(out, "  %-26s %-50s %-5s %s%s%s\n", x->name, r.test,
+              fmt_minutes(r.for_min, b, sizeof b), by ? "" : fmt_pct(q.alpha, c, sizeof c),
+              by ? "the same test as " : "", by ? by->name : "");
     }
   }
   if (split_tested(w->p))
@@ -1036,8 +1073,13 @@ static void json_budget(struct jbuf *b, const struct power *w) {
       jbuf_string(b, a ? w->p->alerts[i].name : w->p->rules[i].name);
       if (a)
         jbuf_puts(b, ",\"alert\":true");
+      const char *same = NULL;
       jbuf_puts(b, ",\"share\":");
-      jbuf_number(b, k * ev->rule_alpha);
+      jbuf_number(b, rule_share(w, a ? MSTORE_ALERT : MSTORE_RULE, i, &same));
+      if (same) {
+        jbuf_puts(b, ",\"same_test_as\":");
+        jbuf_string(b, same);
+      }
       jbuf_putc(b, '}');
     }
   if (split_tested(w->p)) {

@@ -273,6 +273,7 @@ static const struct field rule_fields[] = {
     F_CUSTOM("action", set_action, true),
     F_INT(struct rule, "severity", severity, 1, 3, false),
     F_CUSTOM("decide", set_rule_decide, false),
+    F_NUM(struct rule, "budget_weight", budget_weight, 0.01, 100, false),
 };
 
 static int read_rule(struct loader *ld, const struct ynode *map, const char *what,

@@ -1157,13 +1157,67 @@ static bool decides_on_evidence(const struct plan *p, const struct mstore_expr *
   return d == PLAN_DECIDE_EVIDENCE;
 }
 
+static bool same_name(const char *a, const char *b) {
+  return a == b || (a && b && !strcmp(a, b));
+}
+
+static bool same_number(double a, double b) {
+  return a == b || (isnan(a) && isnan(b));
+}
+
+/* Two comparisons that are one test: the same counts against the same limit, the same way
+ * (their e-values are the same function of the same data, whatever rule makes them). */
+static bool same_test(const struct expr_evq *a, const struct expr_evq *b) {
+  return a->above == b->above && a->quantile == b->quantile &&
+         a->versus_baseline == b->versus_baseline && same_name(a->num, b->num) &&
+         same_name(a->den, b->den) && same_name(a->dist, b->dist) && same_number(a->q, b->q) &&
+         same_number(a->limit, b->limit) && same_number(a->k, b->k);
+}
+
+static double rule_weight(const struct plan *p, const struct mstore_expr *x) {
+  const struct rule *r = x->owner == MSTORE_RULE ? &p->rules[x->index] : &p->alerts[x->index];
+  return r->budget_weight > 0 ? r->budget_weight : 1;
+}
+
+/* Adds expression i's comparisons to the budget's distinct tests. One that does not fit is
+ * paid for again (a smaller share for everyone: still within the budget). */
+static void add_tests(struct mstore_evidence_plan *ev, const struct mstore_plan *mp, int i,
+                      double w) {
+  const struct expr *e = &mp->x[i].e;
+  struct expr_evq q;
+  for (int n = 0; n < e->n_nodes; n++) {
+    if (!expr_evidence_form(e, n, &q))
+      continue;
+    int k = 0;
+    while (k < ev->n_distinct && !same_test(&ev->tests[k].q, &q))
+      k++;
+    if (k < ev->n_distinct) {
+      if (w > ev->tests[k].weight)
+        ev->units += w - ev->tests[k].weight, ev->tests[k].weight = w;
+      continue;
+    }
+    if (k < MSTORE_MAX_TESTS)
+      ev->tests[ev->n_distinct++] = (struct mstore_test){.q = q, .weight = w, .x = i};
+    ev->units += w;
+  }
+}
+
+int mstore_test_index(const struct mstore_plan *mp, const struct expr_evq *q) {
+  for (int k = 0; k < mp->ev.n_distinct; k++)
+    if (same_test(&mp->ev.tests[k].q, q))
+      return k;
+  return -1;
+}
+
 /*
- * The evidence's levels and weights. The false-halt budget is split evenly across the halt
- * rules' and the alerts' comparisons over counts and the split check (a union bound: a healthy
- * release is halted, or on-call paged, by any of them with probability at most the budget). Each test's e-value mixes start points:
- * half the weight on the release's start (evidence carried across every stage), a quarter over
- * the later stages' starts, a quarter over the hours of the stages (a regression that begins
- * mid-stage is tested from the next hour on).
+ * The evidence's levels and weights. The false-halt budget is split across the distinct
+ * comparisons over counts that the halt rules and the alerts make, and the split check, in
+ * proportion to their rules' budget_weight (1 unless the plan says): a union bound — a healthy
+ * release is halted, or on-call paged, by any of them with probability at most the budget. A
+ * comparison made by several rules is one event and paid for once. Each test's e-value mixes
+ * start points: half the weight on the release's start (evidence carried across every stage),
+ * a quarter over the later stages' starts, a quarter over the hours of the stages (a regression
+ * that begins mid-stage is tested from the next hour on).
  */
 static void plan_evidence(struct mstore_plan *mp, const struct plan *p) {
   struct mstore_evidence_plan *ev = &mp->ev;
@@ -1180,20 +1234,24 @@ static void plan_evidence(struct mstore_plan *mp, const struct plan *p) {
     add_pairs(mp, &x->e);
     ev->on = true;
     if (x->owner == MSTORE_RULE || x->owner == MSTORE_ALERT)
-      ev->n_tests += x->n_evidence;
+      add_tests(ev, mp, i, rule_weight(p, x));
   }
   bool split = p->srm_enabled && p->decide == PLAN_DECIDE_EVIDENCE;
   ev->on |= split;
-  ev->n_tests += split;
+  ev->units += split;
+  ev->n_tests = ev->n_distinct + split;
   double budget = p->false_halt_budget > 0 ? p->false_halt_budget : 0.01;
-  ev->rule_alpha = ev->n_tests ? budget / ev->n_tests : budget;
+  ev->rule_alpha = ev->units > 0 ? budget / ev->units : budget;
   ev->gate_alpha = p->gate_alpha > 0 ? p->gate_alpha : 0.01;
   for (int i = 0; i < mp->n; i++) {
     struct mstore_expr *x = &mp->x[i];
     if (x->e.alpha > 0)
-      x->e.alpha = x->owner == MSTORE_RULE || x->owner == MSTORE_ALERT ? ev->rule_alpha
-                                                                       : ev->gate_alpha;
+      x->e.alpha = x->owner == MSTORE_RULE || x->owner == MSTORE_ALERT
+                       ? ev->rule_alpha * rule_weight(p, x)
+                       : ev->gate_alpha;
   }
+  for (int k = 0; k < ev->n_distinct; k++)
+    ev->tests[k].q.alpha = ev->rule_alpha * ev->tests[k].weight;
   int slices = 0;
   for (int s = 0; s < p->n_stages; s++) {
     const struct stage *st = &p->stages[s];

@@ -48,6 +48,7 @@
  * line as it stands then (struct mstore_linecount), so the tests read counts, like the ratios.
  */
 #define MSTORE_MAX_LINES 8
+#define MSTORE_MAX_TESTS 64 /* distinct comparisons in the false-halt budget */
 struct mstore_line {
   char dist[PLAN_NAME_MAX];
   double q, limit, k;
@@ -323,8 +324,18 @@ struct mstore_plan {
    * start points with these weights (they sum to at most 1). */
   struct mstore_evidence_plan {
     bool on;                 /* some expression, or the split check, decides on evidence */
-    int n_tests;             /* halt-rule comparisons and the split check: the budget's shares */
-    double rule_alpha;       /* false_halt_budget / n_tests */
+    int n_tests;             /* distinct halt-rule comparisons and the split check */
+    /* The distinct comparisons the budget pays for (mstore_plan_init): a comparison that
+     * several rules or alerts make (the seed's alerts repeat its halt rules) is one event,
+     * "its e-value reached 1/alpha", and is paid for once, at the largest weight that asks. */
+    struct mstore_test {
+      struct expr_evq q;     /* its form (q.alpha: the share it was given) */
+      double weight;         /* the largest budget_weight of the rules that make it */
+      int x;                 /* the first expression that makes it (mp->x[x]) */
+    } tests[MSTORE_MAX_TESTS];
+    int n_distinct;          /* tests[0 .. n_distinct) */
+    double units;            /* the weights' sum, the split check's 1 included */
+    double rule_alpha;       /* false_halt_budget / units: a test of weight 1 (the split) */
     double gate_alpha;
     double log_w_release;    /* log weight of the test from the first stage's start */
     double log_w_stage;      /* ... from each later stage's start */
@@ -335,6 +346,10 @@ struct mstore_plan {
     double split_margin;
   } ev;
 };
+
+/* The distinct test of the false-halt budget (mp->ev.tests) that comparison q is; -1 when none
+ * (q is not a halt rule's or alert's comparison on evidence). */
+int mstore_test_index(const struct mstore_plan *mp, const struct expr_evq *q);
 
 /*
  * Parse and bind every halt rule, alert, metric criterion and SLO of plan (windows from

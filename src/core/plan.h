@@ -124,6 +124,8 @@ struct rule {
   enum rule_action action;
   int severity; /* 1 critical .. 3 info */
   enum plan_decide decide; /* DEFAULT: plan.decide */
+  double budget_weight;    /* its comparisons' share of the false-halt budget, relative to
+                            * the others' (0: 1) */
 };
 
 /* A named threshold, e.g. error_rate = 0.01; expressions refer to it by name. */
