@@ -289,7 +289,9 @@ static const struct onset onsets[] = {
 };
 #define N_ONSETS (sizeof onsets / sizeof onsets[0])
 
-enum scen_class { SC_HEALTHY, SC_REGRESSION, SC_OUTAGE };
+/* SC_WATCH: a release that reaches GA and goes on through the plan's watch (no holdback in the
+ * built-in plan: its own history is the reference), healthy or with a regression after GA. */
+enum scen_class { SC_HEALTHY, SC_REGRESSION, SC_OUTAGE, SC_WATCH };
 
 struct scenario {
   char name[96];
@@ -298,7 +300,7 @@ struct scenario {
   enum reg reg;
   double f;
   enum unit unit;
-  int onset_stage;      /* stage index; -1: none */
+  int onset_stage;      /* stage index; -1: none (SC_WATCH: after GA) */
   int64_t onset_ms;     /* after the stage started */
   int64_t duration_ms;  /* 0: for the rest of the release */
   long runs[SEM_COUNT]; /* 0: not run */
@@ -353,6 +355,22 @@ static bool make_scenarios(const struct plan *plan) {
       s->onset_stage = plan_stage_index(plan, onsets[o].stage);
       s->onset_ms = onsets[o].offset_ms;
     }
+  if (plan->watch_ms > 0) { /* the watch after GA: errors since a moment after GA */
+    add_scenario(SC_WATCH, SEED_VOLUME, "watch/healthy");
+    static const struct {
+      const char *name;
+      double f;
+      int64_t after_ms;
+    } w[] = {{"watch/errors_x3@ga+2h", 3, 2 * HOUR_MS}, {"watch/errors_x10@ga+2h", 10, 2 * HOUR_MS},
+             {"watch/errors_x3@ga+12h", 3, 12 * HOUR_MS}};
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+      struct scenario *x = add_scenario(SC_WATCH, SEED_VOLUME, "%s", w[i].name);
+      x->reg = REG_ERRORS;
+      x->f = w[i].f;
+      x->unit = U_ERRORS;
+      x->onset_ms = w[i].after_ms;
+    }
+  }
   struct scenario *s =
       add_scenario(SC_OUTAGE, SEED_VOLUME, "outage_both_errors_x10_30m@friendly_gp+12h");
   s->reg = REG_OUTAGE;
@@ -406,6 +424,8 @@ struct result {
   int64_t unit_count;    /* canary count of the scenario's unit from onset to the halt */
   int64_t events;        /* events applied */
   int64_t cpu_ns;
+  int32_t paged;         /* SC_WATCH: on-call paged during the watch after GA */
+  int64_t page_ms;       /* when, from t0 */
   char rule[PLAN_NAME_MAX + 24];   /* the rule that halted ("stage_max_duration@beta") */
   char why[96];                    /* a rejected event's reason (the first) */
 };
@@ -527,6 +547,20 @@ static void take_effects(struct release *rl) {
       res->end_ms = d->time_ms - T0_MS;
     }
   }
+  /* after GA, in the watch: the first page to on-call */
+  for (size_t i = 0; i < rl->fx.n && rl->sc->cls == SC_WATCH && res->outcome == OUT_GA; i++) {
+    const struct effect *ef = &rl->fx.items[i];
+    if (ef->kind != EFFECT_NOTIFICATION || ef->u.notification.channel != NOTIFY_ONCALL ||
+        res->paged)
+      continue;
+    if (cfg.trace)
+      fprintf(stderr, "%s run %d +%.3f h: paged [%s] %s\n", rl->sc->name, res->run,
+              (double)(ef->u.notification.time_ms - T0_MS) / HOUR_MS, ef->u.notification.title,
+              ef->u.notification.text);
+    res->paged = 1;
+    res->page_ms = ef->u.notification.time_ms - T0_MS;
+    snprintf(res->rule, sizeof res->rule, "%s", ef->u.notification.title);
+  }
   effects_clear(&rl->fx);
   if (r && r->state == ROLLOUT_RUNNING && rl->stage_start[r->stage] < 0)
     rl->stage_start[r->stage] = r->stage_started_ms;
@@ -534,6 +568,19 @@ static void take_effects(struct release *rl) {
     res->outcome = r->state == ROLLOUT_COMPLETED ? OUT_GA : OUT_ROLLBACK;
     res->end_ms = r->clock_ms - T0_MS;
   }
+}
+
+/* Whether the run goes on: until a halt or GA, and for SC_WATCH through the watch after GA
+ * (a regression's run ends at its page). */
+static bool still_running(const struct release *rl) {
+  const struct result *res = rl->res;
+  if (rl->err)
+    return false;
+  if (res->outcome == OUT_NONE)
+    return true;
+  const struct rollout *r = rl->e->n_rollouts ? rl->e->rollouts[0] : NULL;
+  return rl->sc->cls == SC_WATCH && res->outcome == OUT_GA && r && r->watching &&
+         !(res->paged && rl->sc->reg != REG_NONE);
 }
 
 static void apply(struct release *rl, const struct event *ev) {
@@ -552,7 +599,7 @@ static void apply(struct release *rl, const struct event *ev) {
 }
 
 static void fire_until(struct release *rl, int64_t t) {
-  while (rl->res->outcome == OUT_NONE && !rl->err) {
+  while (still_running(rl)) {
     int64_t d = engine_next_deadline(rl->e);
     if (d > t)
       return;
@@ -712,9 +759,9 @@ static int run_release(struct release *rl, struct engine *e, int si, int sem, lo
   int fgp = plan_stage_index(plan, "friendly_gp"), beta = plan_stage_index(plan, "beta");
   int64_t next_diff = -1;
   bool feedback_sent = false, approvals_sent = false;
-  for (int64_t k = 1; res->outcome == OUT_NONE && !rl->err; k++) {
+  for (int64_t k = 1; still_running(rl); k++) {
     int64_t t = T0_MS + k * MINUTE_MS, from = t - MINUTE_MS;
-    if (t - T0_MS > RUN_LIMIT_MS) {
+    if (t - T0_MS > RUN_LIMIT_MS && res->outcome == OUT_NONE) {
       res->outcome = OUT_STUCK;
       res->end_ms = RUN_LIMIT_MS;
       break;
@@ -729,7 +776,13 @@ static int run_release(struct release *rl, struct engine *e, int si, int sem, lo
 
     /* The regression: from its onset on (for a while, for an outage). */
     bool active = false;
-    if (sc->onset_stage >= 0 && rl->stage_start[sc->onset_stage] >= 0) {
+    if (sc->cls == SC_WATCH && sc->reg != REG_NONE && res->outcome == OUT_GA) {
+      if (res->onset_ms < 0 && from >= T0_MS + res->end_ms + sc->onset_ms) {
+        res->onset_ms = from - T0_MS;
+        res->onset_reached = 1;
+      }
+      active = res->onset_ms >= 0;
+    } else if (sc->onset_stage >= 0 && rl->stage_start[sc->onset_stage] >= 0) {
       int64_t on = rl->stage_start[sc->onset_stage] + sc->onset_ms;
       if (res->onset_ms < 0 && from >= on) {
         res->onset_ms = from - T0_MS;
@@ -740,7 +793,7 @@ static int run_release(struct release *rl, struct engine *e, int si, int sem, lo
     }
 
     fire_until(rl, t);
-    if (res->outcome != OUT_NONE || rl->err)
+    if (!still_running(rl))
       break;
 
     if (exposure > 0 && xs >= 0) {
@@ -766,12 +819,12 @@ static int run_release(struct release *rl, struct engine *e, int si, int sem, lo
       }
       /* The baseline first: the canary's report triggers the rules at once, on both. */
       metrics_event(rl, xs, VARIANT_BASELINE, total - canary, &br, t, sc->unit);
-      if (res->outcome != OUT_NONE || rl->err)
+      if (!still_running(rl))
         break;
       int64_t n = metrics_event(rl, xs, VARIANT_CANARY, canary, &cr, t, sc->unit);
       if (res->onset_ms >= 0)
         res->unit_count += n;
-      if (res->outcome != OUT_NONE || rl->err)
+      if (!still_running(rl))
         break;
     }
 
@@ -930,6 +983,8 @@ static void rule_counts(const struct group *g, bool (*keep)(const struct result 
 static bool is_halt(const struct result *r) {
   return r->outcome == OUT_HALT || r->outcome == OUT_ROLLBACK;
 }
+static bool watch_paged(const struct result *r) { return r->outcome == OUT_GA && r->paged; }
+
 static bool is_detection(const struct result *r) {
   return is_halt(r) && r->onset_reached && r->end_ms >= r->onset_ms;
 }
@@ -1116,6 +1171,64 @@ static void print_regressions(enum scen_class cls) {
       printf("\n### Regressions in the canary: detection (seed volume)\n\n");
     else
       printf("\n### Outage on both variants (not the release's fault: nothing should halt)\n\n");
+    table_print(&t);
+  } else {
+    free(t.cells);
+  }
+}
+
+/*
+ * The watch after GA (no holdback: the release against its own history). Healthy: the share of
+ * releases that reached GA and then paged on-call during the watch (a false page). Regressions
+ * after GA: the share paged after the onset, and how long it took.
+ */
+static void print_watch(void) {
+  struct table t = {.n_cols = 8};
+  table_row(&t, (const char *const[]){"scenario", "N", "reached GA", "paged during the watch",
+                                      "95% upper", "paged by", "delay p50 / p90 (min)",
+                                      "delay p50 / p90 (canary)"});
+  for (int gi = 0; gi < n_groups; gi++) {
+    const struct group *g = &groups[gi];
+    const struct scenario *sc = &scen[g->scenario];
+    if (sc->cls != SC_WATCH || g->n == 0)
+      continue;
+    long ga = 0, paged = 0, det = 0;
+    int64_t *dmin = malloc((size_t)g->n * sizeof *dmin), *dev = malloc((size_t)g->n * sizeof *dev);
+    if (!dmin || !dev)
+      exit(1);
+    for (long i = 0; i < g->n; i++) {
+      const struct result *r = &g->res[i];
+      if (r->outcome != OUT_GA)
+        continue;
+      ga++;
+      paged += r->paged;
+      if (r->paged && r->onset_reached && r->page_ms >= r->onset_ms) {
+        dmin[det] = r->page_ms - r->onset_ms;
+        dev[det++] = r->unit_count;
+      }
+    }
+    qsort(dmin, (size_t)det, sizeof *dmin, cmp_i64);
+    qsort(dev, (size_t)det, sizeof *dev, cmp_i64);
+    char n[24], gs[48], ps[48], ub[24], rules[160], d1[64] = "-", d2[80] = "-";
+    snprintf(n, sizeof n, "%ld", g->n);
+    fmt_pct(gs, sizeof gs, ga, g->n);
+    fmt_pct(ps, sizeof ps, paged, ga);
+    snprintf(ub, sizeof ub, "%.2f%%",
+             ga ? 100 * stats_clopper_pearson_upper((uint64_t)paged, (uint64_t)ga, 0.05) : 100.0);
+    rule_counts(g, watch_paged, 3, rules, sizeof rules);
+    if (det) {
+      snprintf(d1, sizeof d1, "%.0f / %.0f", (double)quantile(dmin, det, 0.5) / MINUTE_MS,
+               (double)quantile(dmin, det, 0.9) / MINUTE_MS);
+      snprintf(d2, sizeof d2, "%" PRId64 " / %" PRId64 " %s", quantile(dev, det, 0.5),
+               quantile(dev, det, 0.9), unit_names[sc->unit]);
+    }
+    table_row(&t, (const char *const[]){sc->name, n, gs, ps, sc->reg ? "" : ub, rules, d1, d2});
+    free(dmin);
+    free(dev);
+  }
+  if (t.n_rows > 1) {
+    printf("\n### After GA: the watch without a holdback (the release against its own history)"
+           "\n\n");
     table_print(&t);
   } else {
     free(t.cells);
@@ -1333,9 +1446,10 @@ int main(int argc, char **argv) {
   for (int i = 0; i < n_scen; i++) {
     if (!only_matches(cfg.only, scen[i].name))
       continue;
-    long n = scen[i].cls == SC_HEALTHY ? cfg.releases : cfg.regression_runs;
+    bool healthy = scen[i].cls == SC_HEALTHY || (scen[i].cls == SC_WATCH && !scen[i].reg);
+    long n = healthy ? cfg.releases : cfg.regression_runs;
     for (int sem = 0; sem < SEM_COUNT; sem++)
-      if (cfg.sem[sem]) {
+      if (cfg.sem[sem] && (scen[i].cls != SC_WATCH || sem == SEM_EVIDENCE)) {
         scen[i].runs[sem] = sem == SEM_ESTIMATE && n > cfg.estimate_releases
                                 ? cfg.estimate_releases
                                 : n;
@@ -1501,6 +1615,7 @@ int main(int argc, char **argv) {
   print_healthy();
   print_regressions(SC_REGRESSION);
   print_regressions(SC_OUTAGE);
+  print_watch();
 
   printf("\nDetected: halted (any rule) after the onset, before GA, among the runs that reached "
          "the onset; delays from the onset to the halt decision, in minutes and in the canary's "

@@ -509,7 +509,9 @@ static void put_evidence(struct out *o, const struct expr *e, const struct expr_
     put_number(o, three_digits(x->line));
   }
   if (versus && !quantile)
-    put(o, ", baseline %.15g of %.15g", x->baseline_x, x->baseline_n);
+    put(o, x->history ? ", before that %.15g of %.15g (no baseline: its own history)"
+                      : ", baseline %.15g of %.15g",
+        x->baseline_x, x->baseline_n);
   put(o, ": %s ", versus && !quantile ? "rate ratio" : quantile ? "share" : "rate");
   put_number(o, three_digits(x->estimate));
   put(o, " vs ");

@@ -272,6 +272,8 @@ struct expr_evidence {
   int64_t since_ms;
   int64_t age_ms;          /* now - since_ms; -1 for a cohort's start */
   int64_t n;               /* canary trials; 0 = no data */
+  bool history;            /* against the canary's own history (the last cohort without a
+                            * baseline): baseline_x/_n are its counts before since_ms */
 };
 
 /*

@@ -1266,6 +1266,7 @@ static void plan_evidence(struct mstore_plan *mp, const struct plan *p) {
     ev->share[s] = p->srm_control ? 0.5 : st->traffic_percent / 100.0;
   }
   ev->split_margin = p->srm_margin;
+  ev->last_cohort = p->n_stages - 1;
   double w_release = 0.5, w_stages = 0.25, w_slices = 0.25;
   if (p->n_stages < 2)
     w_release += w_stages, w_stages = 0;

@@ -344,6 +344,7 @@ struct mstore_plan {
     double margin[PLAN_MAX_STAGES]; /* excess_margin where the cohort is large, else 0 */
     double share[PLAN_MAX_STAGES];  /* the canary's expected share of requests (split check) */
     double split_margin;
+    int last_cohort;         /* the last stage: without a baseline, its own history (the watch) */
   } ev;
 };
 

@@ -224,6 +224,66 @@ static double gate_through_baseline(const struct expr_evq *q, const struct count
   return through > direct ? through : direct;
 }
 
+/*
+ * The last cohort with no baseline (after GA without a holdback, the watch): nothing is left to
+ * compare the release with but its own history, so "rate > k x baseline" becomes a change
+ * detector — the rate since a recent slice began against the rate before it. For each slice s
+ * of the cohort's kept ones (the last two hours), with w the weight of a slice:
+ *   - b, the upper bound of the rate before s at confidence 1 - w·alpha/2 (those counts no
+ *     longer change once s began);
+ *   - the counts since s against b·k·(1 + margin) by the one-sample test, at e >= 2/(w·alpha).
+ * A term is wrong on a healthy release only if its bound is (w·alpha/2) or its test fires on
+ * noise (w·alpha/2): over the slices at most alpha times their weights' sum. Terms are not added
+ * up as a mixture is (a bound's error is not an e-value): the largest decides, scaled so that
+ * log(1/alpha) is its threshold. A slow drift of the rate (the diurnal cycle) within the margin
+ * (1.2x at 100%) does not fire; docs/statistics.md, "After GA".
+ */
+static void own_history(const struct mstore_ctx *cx, const struct expr_evq *q,
+                        struct expr_evidence *out) {
+  const struct mstore *ms = cx->ms;
+  const struct mstore_evidence_plan *ev = &cx->mp->ev;
+  int cur = cx->cohort;
+  const struct mstore_series *ex = mstore_series_find(ms, cur, VARIANT_CANARY, q->den);
+  if (!ex || !(ex->total > 0))
+    return;
+  double phi = mstore_dispersion(ms, cur, q->num, q->den);
+  double xn = total_upto(ms, cur, VARIANT_CANARY, q->num, INT64_MAX), nn = ex->total;
+  double w = exp(ev->log_w_slice), limit_k = q->k * (1 + ev->margin[cur]);
+  double best = -INFINITY;
+  int kept = ex->n_snaps < MSTORE_SNAPS ? ex->n_snaps : MSTORE_SNAPS;
+  for (int j = 0; w > 0 && j < kept; j++) {
+    int32_t seq = ex->n_snaps - 1 - j;
+    if (seq == 0 || seq >= ev->slices[cur])
+      continue; /* the first is the cohort's start: no history before it */
+    int64_t slice = ex->snap_slice[seq % MSTORE_SNAPS];
+    double xr = total_at(ms, cur, VARIANT_CANARY, q->num, slice);
+    double nr = total_at(ms, cur, VARIANT_CANARY, q->den, slice);
+    double xt = xn - xr, nt = nn - nr;
+    if (isnan(xr + nr) || !(nr > 0) || !(nt > 0) || xt / nt <= xr / nr * limit_k)
+      continue; /* no history, nothing since, or no higher than before: no evidence */
+    double b = evid_bound_rate(xr / phi, nr / phi, w * q->alpha / 2, EVID_BELOW);
+    if (!(b > 0) || !(b * limit_k < 1))
+      continue;
+    double term = evid_log_e_rate(xt / phi, nt / phi, b * limit_k, EVID_ABOVE) + log(w / 2);
+    if (term <= best)
+      continue;
+    best = term;
+    out->canary_x = xt, out->canary_n = nt;
+    out->baseline_x = xr, out->baseline_n = nr; /* the history */
+    out->estimate = xr > 0 ? (xt / nt) / (xr / nr) : INFINITY;
+    out->since_ms = slice * MSTORE_SLICE_MS;
+  }
+  out->history = true;
+  out->reference = limit_k;
+  out->from_cohort = cur;
+  out->dispersion = phi;
+  out->n = (int64_t)nn > 0 ? (int64_t)nn : 1;
+  out->log_e = best == -INFINITY ? 0 : best;
+  if (best == -INFINITY)
+    out->since_ms = INT64_MIN;
+  out->age_ms = out->since_ms == INT64_MIN ? -1 : cx->now - out->since_ms;
+}
+
 /* Evidence for a ratio of counters. */
 static void evidence_ratio(const struct mstore_ctx *cx, const struct expr_evq *q,
                            struct expr_evidence *out) {
@@ -231,8 +291,12 @@ static void evidence_ratio(const struct mstore_ctx *cx, const struct expr_evq *q
   const struct mstore_evidence_plan *ev = &cx->mp->ev;
   int cur = cx->cohort;
   struct counts now;
-  if (!read_counts(ms, cur, q, &now) || (q->versus_baseline && !(now.nb > 0)))
+  if (!read_counts(ms, cur, q, &now) || (q->versus_baseline && !(now.nb > 0))) {
+    const struct mstore_series *b = mstore_series_find(ms, cur, VARIANT_BASELINE, q->den);
+    if (q->above && q->versus_baseline && cur == ev->last_cohort && !(b && b->total > 0))
+      own_history(cx, q, out); /* no baseline at all, not one that is late */
     return; /* n = 0: no data in the exposed cohort */
+  }
   /* per-cohort terms, summed from the back: suffix[s] = cohorts s .. cur */
   double phi = mstore_dispersion(ms, cur, q->num, q->den);
   double log_e = -INFINITY;

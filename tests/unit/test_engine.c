@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -601,6 +602,16 @@ static int setup_watch(void **state) {
   t->plan.holdback_percent = 1;
   return engine_init(&t->e, &t->plan) == CANARY_OK ? 0 : -1;
 }
+/* The same watch without a holdback: after GA nothing is left to compare with but the
+ * release's own history. */
+static int setup_watch_own(void **state) {
+  if (setup_watch(state))
+    return -1;
+  struct t *t = *state;
+  engine_destroy(&t->e);
+  t->plan.holdback_percent = 0;
+  return engine_init(&t->e, &t->plan) == CANARY_OK ? 0 : -1;
+}
 static int setup_estimate(void **state) { return setup_plan(state, true); }
 
 /* One 10 s interval of one variant: requests, errors. */
@@ -852,6 +863,44 @@ static void test_watch_after_ga_pages_oncall(void **state) {
   assert_non_null(split);
   assert_true(split->exposure_percent == 100);
   assert_int_equal(engine_next_deadline(&t->e), ROLLOUT_NO_DEADLINE);
+}
+
+/* Healthy errors with some spread: 15 .. 25 a minute around 20 (0.02% of 100,000). */
+static double healthy_errors(int64_t minute) { return 20 + (double)((minute * 7919) % 11) - 5; }
+
+/*
+ * The watch without a holdback: "errors above the baseline's" has no baseline at 100%, so it
+ * becomes a change detector against the release's own history. A day of a healthy release
+ * whose traffic swings by half (the rate stays) pages nobody; a rate that triples an hour in
+ * pages on-call within the hour, saying what it compared with.
+ */
+static void test_watch_without_holdback_detects_a_change(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  apply(t, fixture_command("cmd-ga", "r1", T0 + 10 * MIN_MS, COMMAND_PROMOTE, true));
+  const struct rollout *r = engine_find(&t->e, "r1");
+  assert_true(r->watching);
+  assert_true(last_split(t)->exposure_percent == 100);
+  clear(t);
+  int64_t at = T0 + 11 * MIN_MS, minute = 0;
+  for (; at < T0 + 11 * MIN_MS + 20 * HOUR_MS; at += MIN_MS, minute++) {
+    double swing = 1 + 0.5 * sin(2 * M_PI * (double)minute / (24 * 60));
+    run_until(t, at);
+    ga_minute(t, at, VARIANT_CANARY, 100000 * swing, healthy_errors(minute) * swing);
+  }
+  assert_null(find_page(t, "error_excess"));
+  assert_int_equal(t->fx.n, 0);
+  int64_t bad = at;
+  for (; at < bad + 60 * MIN_MS; at += MIN_MS, minute++) {
+    run_until(t, at);
+    ga_minute(t, at, VARIANT_CANARY, 100000, 3 * healthy_errors(minute));
+  }
+  const struct notification *page = find_page(t, "error_excess");
+  assert_non_null(page);
+  assert_true(page->time_ms > bad && page->time_ms <= bad + 45 * MIN_MS);
+  assert_non_null(strstr(page->text, "its own history"));
+  assert_non_null(strstr(page->text, "canaryctl rollback r1"));
+  assert_int_equal(r->state, ROLLOUT_COMPLETED);
 }
 
 static const struct rollout_reading *reading(const struct rollout *r, enum reading_kind kind,
@@ -1439,6 +1488,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_latency_alert_pages_oncall, setup_builtin, teardown),
       cmocka_unit_test_setup_teardown(test_admit_changes_nothing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_watch_after_ga_pages_oncall, setup_watch, teardown),
+      cmocka_unit_test_setup_teardown(test_watch_without_holdback_detects_a_change,
+                                      setup_watch_own, teardown),
       cmocka_unit_test_setup_teardown(test_low_traffic_neither_halts_nor_passes, setup_estimate,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_no_rollouts_no_deadline, setup, teardown),
