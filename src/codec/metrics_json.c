@@ -197,7 +197,7 @@ static int read_doc(const struct json_value *root, struct rollout_metrics *m, ch
     return bad(why, len, next, "next_eval_ms and deadline: expected integers");
   static const int rule_limits[] = {ROLLOUT_FOR_ROWS, PLAN_MAX_EXPRS}; /* rules, then alerts */
   static const int gate_limits[] = {PLAN_MAX_STAGES, 2, PLAN_MAX_CRITERIA};
-  int idx[3], rc;
+  int idx[3] = {0, 0, 0}, rc; /* (read_for sets them when it succeeds; -O3 cannot tell) */
   for (size_t k = 0; k < rules->n_items; k++) {
     struct expr_for st;
     if ((rc = read_for(&rules->items[k], 2, rule_limits, idx, &st, why, len)))
