@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "app/app_cli.h"
-#include "app/app_ctl.h"
+#include "app/app_live.h"
 #include "codec/event_json.h"
 #include "codec/json.h"
 
@@ -151,7 +151,7 @@ static int parse_args(int argc, char **argv, struct emit_opts *o) {
       continue;
     }
     if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-      ctl_set_verbose(true);
+      live_set_verbose(true);
       continue;
     }
     if (!strcmp(a, "--dry-run")) {
@@ -253,12 +253,12 @@ static int event_from_flags(const struct emit_opts *o, struct event *ev,
   }
   if (!has_id) {
     char id[EVENT_ID_MAX];
-    ctl_new_id(id, sizeof id);
+    live_new_id(id, sizeof id);
     jbuf_puts(&b, ",\"id\":");
     jbuf_string(&b, id);
   }
   if (!has_time)
-    jbuf_printf(&b, ",\"time\":%lld", (long long)ctl_now_ms());
+    jbuf_printf(&b, ",\"time\":%lld", (long long)live_now_ms());
   jbuf_putc(&b, '}');
   if (b.oom) {
     jbuf_free(&b);
@@ -297,16 +297,16 @@ static int emit_one(const struct emit_opts *o) {
   if (code == EXIT_OK && o->dry_run) {
     print_json(&ev);
   } else if (code == EXIT_OK) {
-    struct ctl_sender s;
+    struct live_sender s;
     char why[256];
-    code = ctl_sender_open(&s, PROG, ctl_env_or(o->kafka, "CANARY_KAFKA"));
+    code = live_sender_open(&s, PROG, live_env_or(o->kafka, "CANARY_KAFKA"));
     if (code == EXIT_OK) {
-      code = ctl_send(&s, &ev, why, sizeof why);
+      code = live_send(&s, &ev, why, sizeof why);
       if (code == EXIT_BAD_INPUT)
         fprintf(stderr, PROG ": %s %s: %s\n", event_type_name(ev.type), ev.id, why);
       if (code == EXIT_OK)
-        code = ctl_sender_flush(&s, o->timeout_ms);
-      ctl_sender_close(&s);
+        code = live_sender_flush(&s, o->timeout_ms);
+      live_sender_close(&s);
     }
     if (code == EXIT_OK) {
       printf("%s\n", ev.id);
@@ -324,7 +324,7 @@ static bool blank_or_comment(const char *line) {
   return !*line || *line == '#';
 }
 
-static int emit_lines(const struct emit_opts *o, struct ctl_sender *s, FILE *in,
+static int emit_lines(const struct emit_opts *o, struct live_sender *s, FILE *in,
                       const char *name) {
   struct event_scratch *scratch = event_scratch_new();
   char *line = NULL, why[512];
@@ -356,7 +356,7 @@ static int emit_lines(const struct emit_opts *o, struct ctl_sender *s, FILE *in,
       sent++;
       continue;
     }
-    int sc = ctl_send(s, &ev, why, sizeof why);
+    int sc = live_send(s, &ev, why, sizeof why);
     if (sc == EXIT_BAD_INPUT) {
       fprintf(stderr, "%s:%lld: %s\n", name, lineno, why);
       bad++;
@@ -373,7 +373,7 @@ static int emit_lines(const struct emit_opts *o, struct ctl_sender *s, FILE *in,
   free(line);
   event_scratch_destroy(scratch);
   if (!o->dry_run) {
-    int fc = ctl_sender_flush(s, o->timeout_ms);
+    int fc = live_sender_flush(s, o->timeout_ms);
     if (code == EXIT_OK)
       code = fc;
   }
@@ -386,7 +386,7 @@ static int emit_lines(const struct emit_opts *o, struct ctl_sender *s, FILE *in,
 
 int app_emit(int argc, char **argv) {
   struct emit_opts o = {0};
-  ctl_set_verbose(false);
+  live_set_verbose(false);
   int code = parse_args(argc, argv, &o);
   if (code >= 0)
     return code;
@@ -395,7 +395,7 @@ int app_emit(int argc, char **argv) {
   } else {
     bool std = !o.file || !strcmp(o.file, "-");
     FILE *in = std ? stdin : fopen(o.file, "r");
-    struct ctl_sender s = {0};
+    struct live_sender s = {0};
     if (!in) {
       fprintf(stderr, PROG ": %s: %s\n", o.file, strerror(errno));
       code = EXIT_BAD_INPUT;
@@ -403,10 +403,10 @@ int app_emit(int argc, char **argv) {
       if (std && isatty(STDIN_FILENO) && !o.quiet)
         fputs(PROG ": reading JSON Lines from standard input (end with Ctrl-D)\n", stderr);
       code = o.dry_run ? EXIT_OK
-                       : ctl_sender_open(&s, PROG, ctl_env_or(o.kafka, "CANARY_KAFKA"));
+                       : live_sender_open(&s, PROG, live_env_or(o.kafka, "CANARY_KAFKA"));
       if (code == EXIT_OK)
         code = emit_lines(&o, &s, in, std ? "stdin" : o.file);
-      ctl_sender_close(&s);
+      live_sender_close(&s);
       if (!std)
         fclose(in);
     }

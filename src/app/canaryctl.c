@@ -5,9 +5,9 @@
 
 #include "app/app_cli.h"
 #include "bus/bus.h"
-#include "app/app_command.h"
+#include "app/app_override.h"
 #include "app/app_emit.h"
-#include "app/app_ops.h"
+#include "app/app_status.h"
 #include "app/app_plan.h"
 #include "app/app_simulate.h"
 #include "app/app_watch.h"
@@ -21,12 +21,12 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
     {"status", app_status, "rollouts, or one rollout's gates, deadlines and kill switches"},
     {"history", app_history, "a rollout's decisions with their evidence, oldest first"},
-    {"pause", app_command, "stop a rollout's expansion and wait for canaryd's answer"},
-    {"resume", app_command, "resume a paused or halted rollout"},
-    {"promote", app_command, "go to the next stage now (--force: straight to 100%)"},
-    {"rollback", app_command, "roll back: exposure 0, the baseline serves everyone"},
+    {"pause", app_override, "stop a rollout's expansion and wait for canaryd's answer"},
+    {"resume", app_override, "resume a paused or halted rollout"},
+    {"promote", app_override, "go to the next stage now (--force: straight to 100%)"},
+    {"rollback", app_override, "roll back: exposure 0, the baseline serves everyone"},
     {"flags", app_flags, "the kill switches: global per shard, and each active rollout's"},
-    {"flag", app_flag, "flag set NAME true|false [ROLLOUT]: set a kill switch"},
+    {"flag", app_flag_set, "flag set NAME true|false [ROLLOUT]: set a kill switch"},
     {"watch", app_watch, "print what canaryd publishes (decisions, notifications, splits, DLQ)"},
     {"emit", app_emit, "produce contract events (from flags or JSON Lines) to Kafka"},
     {"simulate", app_simulate, "run the plan on a JSON Lines file of events in virtual time"},

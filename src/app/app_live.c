@@ -1,5 +1,5 @@
 /* Services, producing and rollout selection for canaryctl's live subcommands. */
-#include "app/app_ctl.h"
+#include "app/app_live.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,36 +21,36 @@
 static bool verbose;
 static char last_log[512];
 
-static void ctl_log(void *ctx, int level, const char *msg) {
+static void live_log(void *ctx, int level, const char *msg) {
   if (level <= LOG_LVL_WARNING)
     snprintf(last_log, sizeof last_log, "%s", msg);
   if (verbose)
     log_callback(ctx, level, msg);
 }
 
-void ctl_set_verbose(bool on) {
+void live_set_verbose(bool on) {
   verbose = on;
   log_setup(on ? LOG_LVL_DEBUG : LOG_LVL_ERR, false, "canaryctl");
 }
 
 /* ---- small things ------------------------------------------------------------------------- */
 
-int64_t ctl_now_ms(void) {
+int64_t live_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void ctl_new_id(char *buf, size_t len) {
+void live_new_id(char *buf, size_t len) {
   static unsigned n;
   char host[64] = "host";
   if (gethostname(host, sizeof host - 1) != 0)
     snprintf(host, sizeof host, "host");
   host[sizeof host - 1] = '\0';
-  snprintf(buf, len, "%s-%ld-%lld-%u", host, (long)getpid(), (long long)ctl_now_ms(), ++n);
+  snprintf(buf, len, "%s-%ld-%lld-%u", host, (long)getpid(), (long long)live_now_ms(), ++n);
 }
 
-const char *ctl_env_or(const char *value, const char *name) {
+const char *live_env_or(const char *value, const char *name) {
   if (value)
     return value;
   const char *v = getenv(name);
@@ -59,21 +59,21 @@ const char *ctl_env_or(const char *value, const char *name) {
 
 /* ---- the store ---------------------------------------------------------------------------- */
 
-int ctl_store_open(const char *prog, const char *conninfo, store_t **out) {
+int live_store_open(const char *prog, const char *conninfo, store_t **out) {
   *out = NULL;
   if (!conninfo) {
     fprintf(stderr, "%s: --pg or CANARY_PG is required (PostgreSQL connection string)\n", prog);
     return EXIT_USAGE;
   }
   last_log[0] = '\0';
-  if (store_open(conninfo, CTL_CONNECT_TIMEOUT_MS, ctl_log, NULL, out) != CANARY_OK) {
+  if (store_open(conninfo, LIVE_CONNECT_TIMEOUT_MS, live_log, NULL, out) != CANARY_OK) {
     fprintf(stderr, "%s: %s\n", prog, last_log[0] ? last_log : "PostgreSQL unavailable");
     return EXIT_UNAVAILABLE;
   }
   return EXIT_OK;
 }
 
-int ctl_list_rollouts(const char *prog, store_t *st, struct store_rollout_row **rows, size_t *n) {
+int live_list_rollouts(const char *prog, store_t *st, struct store_rollout_row **rows, size_t *n) {
   int rc = store_list_rollouts(st, rows, n);
   if (rc == CANARY_OK)
     return EXIT_OK;
@@ -84,11 +84,11 @@ int ctl_list_rollouts(const char *prog, store_t *st, struct store_rollout_row **
   return EXIT_UNAVAILABLE;
 }
 
-bool ctl_is_active(const struct rollout *r) {
+bool live_is_active(const struct rollout *r) {
   return r->state != ROLLOUT_COMPLETED && r->state != ROLLOUT_ROLLED_BACK;
 }
 
-int ctl_pick_rollout(const char *prog, const struct store_rollout_row *rows, size_t n,
+int live_pick_rollout(const char *prog, const struct store_rollout_row *rows, size_t n,
                      const char *given, const struct store_rollout_row **row) {
   *row = NULL;
   if (given) {
@@ -102,7 +102,7 @@ int ctl_pick_rollout(const char *prog, const struct store_rollout_row *rows, siz
   }
   size_t active = 0;
   for (size_t i = 0; i < n; i++)
-    if (ctl_is_active(&rows[i].rollout)) {
+    if (live_is_active(&rows[i].rollout)) {
       active++;
       *row = &rows[i];
     }
@@ -116,7 +116,7 @@ int ctl_pick_rollout(const char *prog, const struct store_rollout_row *rows, siz
   fprintf(stderr, "%s: several active rollouts: ", prog);
   const char *sep = "";
   for (size_t i = 0; i < n; i++)
-    if (ctl_is_active(&rows[i].rollout)) {
+    if (live_is_active(&rows[i].rollout)) {
       fprintf(stderr, "%s%s", sep, rows[i].rollout.id);
       sep = ", ";
     }
@@ -127,7 +127,7 @@ int ctl_pick_rollout(const char *prog, const struct store_rollout_row *rows, siz
 /* ---- producing ---------------------------------------------------------------------------- */
 
 static void on_delivery(void *ctx, int64_t opaque, bool ok, const char *error) {
-  struct ctl_sender *s = ctx;
+  struct live_sender *s = ctx;
   (void)opaque;
   if (ok) {
     s->delivered++;
@@ -137,7 +137,7 @@ static void on_delivery(void *ctx, int64_t opaque, bool ok, const char *error) {
     snprintf(s->error, sizeof s->error, "%s", error ? error : "delivery failed");
 }
 
-int ctl_sender_open(struct ctl_sender *s, const char *prog, const char *brokers) {
+int live_sender_open(struct live_sender *s, const char *prog, const char *brokers) {
   memset(s, 0, sizeof *s);
   s->prog = prog;
   s->brokers = brokers;
@@ -152,7 +152,7 @@ int ctl_sender_open(struct ctl_sender *s, const char *prog, const char *brokers)
   char client[96];
   snprintf(client, sizeof client, "canaryctl-%ld", (long)getpid());
   last_log[0] = '\0';
-  if (bus_producer_new(brokers, client, ctl_log, NULL, &s->producer) != CANARY_OK) {
+  if (bus_producer_new(brokers, client, live_log, NULL, &s->producer) != CANARY_OK) {
     fprintf(stderr, "%s: cannot create a Kafka producer for %s: %s\n", prog, brokers,
             last_log[0] ? last_log : "bad configuration");
     avro_codec_destroy(s->codec);
@@ -163,15 +163,15 @@ int ctl_sender_open(struct ctl_sender *s, const char *prog, const char *brokers)
   return EXIT_OK;
 }
 
-int ctl_partitions(struct ctl_sender *s, const char *topic) {
+int live_partitions(struct live_sender *s, const char *topic) {
   for (int i = 0; i < s->n_topics; i++)
     if (strcmp(s->topics[i], topic) == 0)
       return s->partitions[i];
   last_log[0] = '\0';
-  int n = bus_partition_count(s->producer, topic, CTL_CONNECT_TIMEOUT_MS);
+  int n = bus_partition_count(s->producer, topic, LIVE_CONNECT_TIMEOUT_MS);
   if (n <= 0) {
     fprintf(stderr, "%s: Kafka at %s did not describe topic %s within %d s: %s\n", s->prog,
-            s->brokers, topic, CTL_CONNECT_TIMEOUT_MS / 1000,
+            s->brokers, topic, LIVE_CONNECT_TIMEOUT_MS / 1000,
             last_log[0] ? last_log : "no answer");
     return -1;
   }
@@ -182,12 +182,12 @@ int ctl_partitions(struct ctl_sender *s, const char *topic) {
   return n;
 }
 
-int ctl_send(struct ctl_sender *s, const struct event *ev, char *why, size_t why_len) {
+int live_send(struct live_sender *s, const struct event *ev, char *why, size_t why_len) {
   /* Refuse what canaryd would dead-letter on sight: an invalid event, or one dated further
    * ahead of this machine's clock than canaryd's default --max-skew-ms. */
   if (!event_validate(ev, why, why_len))
     return EXIT_BAD_INPUT;
-  int64_t now = ctl_now_ms();
+  int64_t now = live_now_ms();
   if (ev->time_ms > now + EVENT_MAX_SKEW_MS) {
     snprintf(why, why_len,
              "time: %" PRId64 " is %" PRId64 " s ahead of this machine's clock (canaryd "
@@ -201,7 +201,7 @@ int ctl_send(struct ctl_sender *s, const struct event *ev, char *why, size_t why
     return EXIT_BAD_INPUT;
   }
   const char *topic = avro_codec_topic_of(ev->type);
-  int parts = topic ? ctl_partitions(s, topic) : -1;
+  int parts = topic ? live_partitions(s, topic) : -1;
   if (parts < 0) {
     snprintf(why, why_len, "Kafka unavailable");
     return EXIT_UNAVAILABLE;
@@ -220,7 +220,7 @@ int ctl_send(struct ctl_sender *s, const struct event *ev, char *why, size_t why
   return EXIT_OK;
 }
 
-int ctl_sender_flush(struct ctl_sender *s, int timeout_ms) {
+int live_sender_flush(struct live_sender *s, int timeout_ms) {
   if (!s->producer)
     return EXIT_OK;
   int rc = bus_producer_flush(s->producer, timeout_ms);
@@ -233,7 +233,7 @@ int ctl_sender_flush(struct ctl_sender *s, int timeout_ms) {
   return EXIT_UNAVAILABLE;
 }
 
-void ctl_sender_close(struct ctl_sender *s) {
+void live_sender_close(struct live_sender *s) {
   bus_producer_destroy(s->producer);
   avro_codec_destroy(s->codec);
   avro_buf_free(&s->buf);

@@ -4,7 +4,7 @@
  * log for the decisions whose evidence "trigger" is that event's id: canaryd's answer, accepted
  * or rejected (a hold with rule command_rejected), is what the command prints and exits with.
  */
-#include "app/app_command.h"
+#include "app/app_override.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -14,8 +14,8 @@
 #include <time.h>
 
 #include "app/app_cli.h"
-#include "app/app_ctl.h"
-#include "app/app_ops.h"
+#include "app/app_live.h"
+#include "app/app_status.h"
 #include "app/app_timeline.h"
 #include "codec/event_json.h"
 #include "codec/json.h"
@@ -111,7 +111,7 @@ static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
       {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   int c;
-  ctl_set_verbose(false);
+  live_set_verbose(false);
   o->timeout_ms = 30000;
   optind = 1;
   while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -135,7 +135,7 @@ static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
     case 'k': o->kafka = optarg; break;
     case 'p': o->pg = optarg; break;
     case 'P': o->plan = optarg; break;
-    case 'v': ctl_set_verbose(true); break;
+    case 'v': live_set_verbose(true); break;
     case 'h': fputs(o->usage, stdout); return EXIT_OK;
     default: fputs(o->usage, stderr); return EXIT_USAGE;
     }
@@ -147,11 +147,11 @@ static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
     }
     o->args[o->n_args++] = argv[optind++];
   }
-  o->kafka = ctl_env_or(o->kafka, "CANARY_KAFKA");
-  o->pg = ctl_env_or(o->pg, "CANARY_PG");
-  o->plan = ctl_env_or(o->plan, "CANARY_PLAN");
+  o->kafka = live_env_or(o->kafka, "CANARY_KAFKA");
+  o->pg = live_env_or(o->pg, "CANARY_PG");
+  o->plan = live_env_or(o->plan, "CANARY_PLAN");
   if (!o->actor)
-    o->actor = ctl_env_or(ctl_env_or(NULL, "USER"), "LOGNAME");
+    o->actor = live_env_or(live_env_or(NULL, "USER"), "LOGNAME");
   if (!o->actor)
     o->actor = "canaryctl";
   return -1;
@@ -166,7 +166,7 @@ static int build_event(const char *prog, const char *type, const char *rollout, 
   char id[EVENT_ID_MAX], why[512];
   struct jbuf b;
   jbuf_init(&b);
-  ctl_new_id(id, sizeof id);
+  live_new_id(id, sizeof id);
   jbuf_puts(&b, "{\"id\":");
   jbuf_string(&b, id);
   jbuf_puts(&b, ",\"type\":");
@@ -175,7 +175,7 @@ static int build_event(const char *prog, const char *type, const char *rollout, 
     jbuf_puts(&b, ",\"rollout\":");
     jbuf_string(&b, rollout);
   }
-  jbuf_printf(&b, ",\"time\":%lld%s}", (long long)ctl_now_ms(), extra);
+  jbuf_printf(&b, ",\"time\":%lld%s}", (long long)live_now_ms(), extra);
   int rc = b.oom ? CANARY_ENOMEM : event_from_json(b.data, b.len, ev, scratch, why, sizeof why);
   jbuf_free(&b);
   if (rc != CANARY_OK) {
@@ -192,23 +192,23 @@ static int build_event(const char *prog, const char *type, const char *rollout, 
  */
 static int send_event(const struct cmd_opts *o, const struct event *ev,
                       void (*before)(void *ctx, int partitions), void *ctx) {
-  struct ctl_sender s;
+  struct live_sender s;
   char why[256];
-  int code = ctl_sender_open(&s, o->prog, o->kafka);
+  int code = live_sender_open(&s, o->prog, o->kafka);
   if (code != EXIT_OK)
     return code;
-  int parts = ctl_partitions(&s, "canary.commands");
+  int parts = live_partitions(&s, "canary.commands");
   if (parts < 0)
     code = EXIT_UNAVAILABLE;
   if (code == EXIT_OK && before)
     before(ctx, parts);
   if (code == EXIT_OK)
-    code = ctl_send(&s, ev, why, sizeof why);
+    code = live_send(&s, ev, why, sizeof why);
   if (code == EXIT_BAD_INPUT)
     fprintf(stderr, "%s: %s\n", o->prog, why);
   if (code == EXIT_OK)
-    code = ctl_sender_flush(&s, o->timeout_ms);
-  ctl_sender_close(&s);
+    code = live_sender_flush(&s, o->timeout_ms);
+  live_sender_close(&s);
   return code;
 }
 
@@ -271,7 +271,7 @@ struct waited {
 
 static int wait_decisions(const struct cmd_opts *o, store_t *st, const char *event_id,
                           struct waited *w, size_t n) {
-  int64_t deadline = ctl_now_ms() + o->timeout_ms;
+  int64_t deadline = live_now_ms() + o->timeout_ms;
   for (;;) {
     size_t done = 0;
     for (size_t i = 0; i < n; i++) {
@@ -279,7 +279,7 @@ static int wait_decisions(const struct cmd_opts *o, store_t *st, const char *eve
         int rc = decisions_of(st, w[i].rollout, event_id, &w[i].d, &w[i].n);
         if (rc == CANARY_EUNAVAILABLE || rc == CANARY_EIO) {
           /* the connection dropped: try again on the next round */
-          if (store_reconnect(st, 0) != CANARY_OK && ctl_now_ms() >= deadline) {
+          if (store_reconnect(st, 0) != CANARY_OK && live_now_ms() >= deadline) {
             fprintf(stderr, "%s: PostgreSQL unavailable while waiting: %s\n", o->prog,
                     store_last_error(st));
             return EXIT_UNAVAILABLE;
@@ -294,7 +294,7 @@ static int wait_decisions(const struct cmd_opts *o, store_t *st, const char *eve
     }
     if (done == n)
       return EXIT_OK;
-    if (ctl_now_ms() >= deadline)
+    if (live_now_ms() >= deadline)
       return EXIT_UNAVAILABLE;
     sleep_ms(POLL_MS);
   }
@@ -324,7 +324,7 @@ static int wait_published(const struct cmd_opts *o, store_t *st, const struct wa
     }
     if (done == w->n)
       return EXIT_OK;
-    if (ctl_now_ms() >= deadline) {
+    if (live_now_ms() >= deadline) {
       fprintf(stderr, "%s: decided and stored, but not yet published to Kafka: canaryd's relay "
               "publishes it when Kafka is reachable (canaryctl watch shows it then)\n", o->prog);
       return EXIT_UNPUBLISHED;
@@ -335,7 +335,7 @@ static int wait_published(const struct cmd_opts *o, store_t *st, const struct wa
 
 /* ---- pause, resume, promote, rollback ------------------------------------------------------ */
 
-int app_command(int argc, char **argv) {
+int app_override(int argc, char **argv) {
   enum command_action action;
   if (!command_action_parse(argv[0], &action)) {
     fprintf(stderr, "canaryctl: '%s' is not a command\n", argv[0]);
@@ -358,16 +358,16 @@ int app_command(int argc, char **argv) {
   }
 
   store_t *st;
-  if ((code = ctl_store_open(prog, o.pg, &st)) != EXIT_OK)
+  if ((code = live_store_open(prog, o.pg, &st)) != EXIT_OK)
     return code;
   struct store_rollout_row *rows = NULL;
   const struct store_rollout_row *row = NULL;
   size_t n = 0;
   struct event_scratch *scratch = event_scratch_new();
   static struct event ev;
-  code = scratch ? ctl_list_rollouts(prog, st, &rows, &n) : EXIT_BAD_INPUT;
+  code = scratch ? live_list_rollouts(prog, st, &rows, &n) : EXIT_BAD_INPUT;
   if (code == EXIT_OK)
-    code = ctl_pick_rollout(prog, rows, n, o.n_args ? o.args[0] : NULL, &row);
+    code = live_pick_rollout(prog, rows, n, o.n_args ? o.args[0] : NULL, &row);
   if (code == EXIT_OK) {
     struct jbuf extra;
     jbuf_init(&extra);
@@ -386,7 +386,7 @@ int app_command(int argc, char **argv) {
   if (code == EXIT_OK)
     code = send_event(&o, &ev, NULL, NULL);
   struct waited w = {.rollout = row ? row->rollout.id : NULL};
-  int64_t deadline = ctl_now_ms() + o.timeout_ms;
+  int64_t deadline = live_now_ms() + o.timeout_ms;
   if (code == EXIT_OK) {
     code = wait_decisions(&o, st, ev.id, &w, 1);
     if (code == EXIT_UNAVAILABLE && !w.n)
@@ -433,7 +433,7 @@ struct global_wait {
 /* Whether shard s has recorded flag = value among its global switches. */
 static bool shard_has(const struct global_wait *g, int s) {
   struct flags f, want;
-  if (ops_global_flags(g->st, g->plan, s, &f) != CANARY_OK)
+  if (status_global_flags(g->st, g->plan, s, &f) != CANARY_OK)
     return false;
   want = f;
   return flags_apply(&want, g->plan, g->flag, g->value) == CANARY_OK &&
@@ -449,20 +449,20 @@ static void global_before(void *ctx, int partitions) {
 
 /* Wait until every shard has recorded the value. */
 static int wait_global(const struct global_wait *g) {
-  int64_t deadline = ctl_now_ms() + g->o->timeout_ms;
+  int64_t deadline = live_now_ms() + g->o->timeout_ms;
   for (;;) {
     int done = 0;
     for (int s = 0; s < g->shards; s++)
       done += shard_has(g, s);
     if (done == g->shards)
       return EXIT_OK;
-    if (ctl_now_ms() >= deadline)
+    if (live_now_ms() >= deadline)
       return EXIT_UNAVAILABLE;
     sleep_ms(POLL_MS);
   }
 }
 
-int app_flag(int argc, char **argv) {
+int app_flag_set(int argc, char **argv) {
   const char *prog = "canaryctl flag set";
   struct cmd_opts o = {.prog = prog, .usage = flag_usage};
   if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
@@ -506,7 +506,7 @@ int app_flag(int argc, char **argv) {
   }
 
   store_t *st;
-  if ((code = ctl_store_open(prog, o.pg, &st)) != EXIT_OK)
+  if ((code = live_store_open(prog, o.pg, &st)) != EXIT_OK)
     return code;
   struct store_rollout_row *rows = NULL;
   size_t n = 0;
@@ -514,17 +514,17 @@ int app_flag(int argc, char **argv) {
   size_t n_w = 0;
   struct event_scratch *scratch = event_scratch_new();
   static struct event ev;
-  code = scratch ? ctl_list_rollouts(prog, st, &rows, &n) : EXIT_BAD_INPUT;
+  code = scratch ? live_list_rollouts(prog, st, &rows, &n) : EXIT_BAD_INPUT;
   if (code == EXIT_OK && !(w = calloc(n ? n : 1, sizeof *w)))
     code = EXIT_BAD_INPUT;
   if (code == EXIT_OK && given) {
     const struct store_rollout_row *row;
-    code = ctl_pick_rollout(prog, rows, n, given, &row);
+    code = live_pick_rollout(prog, rows, n, given, &row);
     if (code == EXIT_OK)
       w[n_w++].rollout = row->rollout.id;
   } else if (code == EXIT_OK) {
     for (size_t i = 0; i < n; i++) /* a global switch does not reach finished rollouts */
-      if (ctl_is_active(&rows[i].rollout))
+      if (live_is_active(&rows[i].rollout))
         w[n_w++].rollout = rows[i].rollout.id;
   }
   if (code == EXIT_OK) {

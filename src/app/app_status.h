@@ -1,6 +1,6 @@
 /* `canaryctl status`, `history` and `flags`: what canaryd has decided, read from PostgreSQL. */
-#ifndef CANARY_APP_OPS_H
-#define CANARY_APP_OPS_H
+#ifndef CANARY_APP_STATUS_H
+#define CANARY_APP_STATUS_H
 
 #include <stdbool.h>
 
@@ -18,7 +18,7 @@ int app_flags(int argc, char **argv);
  * engine, so they come from the same snapshot the worker would load). Returns CANARY_OK; the
  * store's error otherwise (store_last_error() says what).
  */
-int ops_global_flags(store_t *st, const struct plan *plan, int shard, struct flags *out)
+int status_global_flags(store_t *st, const struct plan *plan, int shard, struct flags *out)
     CANARY_MUSTCHECK;
 
 #endif

@@ -3,8 +3,8 @@
  * events (Avro, to the topic of their type, a global flag.set to every partition), unique
  * event ids, and picking the rollout a command is about.
  */
-#ifndef CANARY_APP_CTL_H
-#define CANARY_APP_CTL_H
+#ifndef CANARY_APP_LIVE_H
+#define CANARY_APP_LIVE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -16,50 +16,50 @@
 #include "store/store.h"
 
 /* How long canaryctl waits for a service before it gives up with EXIT_UNAVAILABLE. */
-#define CTL_CONNECT_TIMEOUT_MS 5000
+#define LIVE_CONNECT_TIMEOUT_MS 5000
 
 /* Wall-clock milliseconds since the epoch. */
-int64_t ctl_now_ms(void);
+int64_t live_now_ms(void);
 
 /* A new event id, unique across hosts, processes and calls: "<host>-<pid>-<ms>-<n>". */
-void ctl_new_id(char *buf, size_t len);
+void live_new_id(char *buf, size_t len);
 
 /* value when given, else the environment variable name (NULL when neither). */
-const char *ctl_env_or(const char *value, const char *name);
+const char *live_env_or(const char *value, const char *name);
 
 /* Raise the library log level: warnings and debug lines of the store and bus on stderr. */
-void ctl_set_verbose(bool verbose);
+void live_set_verbose(bool verbose);
 
 /*
  * Open the store at conninfo (NULL: "--pg or CANARY_PG is required", EXIT_USAGE). Returns an
- * exit code: EXIT_OK and *out, or EXIT_UNAVAILABLE after CTL_CONNECT_TIMEOUT_MS with the last
+ * exit code: EXIT_OK and *out, or EXIT_UNAVAILABLE after LIVE_CONNECT_TIMEOUT_MS with the last
  * reason printed as "PROG: PostgreSQL unavailable: ...".
  */
-int ctl_store_open(const char *prog, const char *conninfo, store_t **out);
+int live_store_open(const char *prog, const char *conninfo, store_t **out);
 
 /*
  * Read every rollout (store_list_rollouts) or print why not ("PROG: cannot read rollouts: ...")
  * and return EXIT_UNAVAILABLE. The caller free()s *rows.
  */
-int ctl_list_rollouts(const char *prog, store_t *st, struct store_rollout_row **rows, size_t *n);
+int live_list_rollouts(const char *prog, store_t *st, struct store_rollout_row **rows, size_t *n);
 
 /* A rollout that can still move: neither completed nor rolled back. */
-bool ctl_is_active(const struct rollout *r);
+bool live_is_active(const struct rollout *r);
 
 /*
  * The row of the rollout named given, or, when given is NULL, of the only active rollout.
  * Returns EXIT_OK and *row; EXIT_BAD_INPUT with the reason printed: "unknown rollout 'x'",
  * "no active rollout; name one", "several active rollouts: a-1, b-2; name one".
  */
-int ctl_pick_rollout(const char *prog, const struct store_rollout_row *rows, size_t n,
+int live_pick_rollout(const char *prog, const struct store_rollout_row *rows, size_t n,
                      const char *given, const struct store_rollout_row **row);
 
 /*
- * A producer of contract events. Messages are queued by ctl_send() and confirmed by
- * ctl_sender_flush(); partitions counts are looked up once per topic (which also tells whether
+ * A producer of contract events. Messages are queued by live_send() and confirmed by
+ * live_sender_flush(); partitions counts are looked up once per topic (which also tells whether
  * Kafka answers at all).
  */
-struct ctl_sender {
+struct live_sender {
   const char *prog;
   const char *brokers;
   bus_producer_t *producer;
@@ -73,10 +73,10 @@ struct ctl_sender {
 };
 
 /* Create the producer and codec. Returns an exit code (EXIT_USAGE when brokers is NULL). */
-int ctl_sender_open(struct ctl_sender *s, const char *prog, const char *brokers);
+int live_sender_open(struct live_sender *s, const char *prog, const char *brokers);
 
 /* Partitions of topic, looked up once; -1 (printed: Kafka did not say within 5 s). */
-int ctl_partitions(struct ctl_sender *s, const char *topic);
+int live_partitions(struct live_sender *s, const char *topic);
 
 /*
  * Encode ev (avro_codec_encode_event) and queue it on the topic of its type with key = rollout;
@@ -84,14 +84,14 @@ int ctl_partitions(struct ctl_sender *s, const char *topic);
  * Returns EXIT_OK; EXIT_BAD_INPUT when ev does not encode (why says why); EXIT_UNAVAILABLE when
  * Kafka does not answer or the topic does not exist (printed).
  */
-int ctl_send(struct ctl_sender *s, const struct event *ev, char *why, size_t why_len);
+int live_send(struct live_sender *s, const struct event *ev, char *why, size_t why_len);
 
 /*
  * Wait until every queued message is acknowledged or timeout_ms passed. Returns EXIT_OK, or
  * EXIT_UNAVAILABLE with "PROG: N of M messages not delivered: reason" printed.
  */
-int ctl_sender_flush(struct ctl_sender *s, int timeout_ms);
+int live_sender_flush(struct live_sender *s, int timeout_ms);
 
-void ctl_sender_close(struct ctl_sender *s);
+void live_sender_close(struct live_sender *s);
 
 #endif

@@ -4,7 +4,7 @@
  * exposure). Everything comes from PostgreSQL, as canaryd committed it; gates are evaluated
  * by the core (rollout_gate) with the plan canaryd runs (--plan / CANARY_PLAN).
  */
-#include "app/app_ops.h"
+#include "app/app_status.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "app/app_cli.h"
-#include "app/app_ctl.h"
+#include "app/app_live.h"
 #include "app/app_timeline.h"
 #include "codec/event_json.h"
 #include "codec/json.h"
@@ -99,7 +99,7 @@ static int parse(int argc, char **argv, struct ops_opts *o, bool takes_rollout) 
       {"cohort", required_argument, NULL, 'c'},
       {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
   int c;
-  ctl_set_verbose(false);
+  live_set_verbose(false);
   optind = 1;
   while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
     switch (c) {
@@ -115,7 +115,7 @@ static int parse(int argc, char **argv, struct ops_opts *o, bool takes_rollout) 
       }
       o->cohort = optarg;
       break;
-    case 'v': ctl_set_verbose(true); break;
+    case 'v': live_set_verbose(true); break;
     case 'h': fputs(o->usage, stdout); return EXIT_OK;
     default: fputs(o->usage, stderr); return EXIT_USAGE;
     }
@@ -126,15 +126,15 @@ static int parse(int argc, char **argv, struct ops_opts *o, bool takes_rollout) 
     fprintf(stderr, "%s: unexpected argument '%s'\n\n%s", o->prog, argv[optind], o->usage);
     return EXIT_USAGE;
   }
-  o->pg = ctl_env_or(o->pg, "CANARY_PG");
-  o->kafka = ctl_env_or(o->kafka, "CANARY_KAFKA");
-  o->plan = ctl_env_or(o->plan, "CANARY_PLAN");
+  o->pg = live_env_or(o->pg, "CANARY_PG");
+  o->kafka = live_env_or(o->kafka, "CANARY_KAFKA");
+  o->plan = live_env_or(o->plan, "CANARY_PLAN");
   return -1;
 }
 
 /* ---- shared pieces ------------------------------------------------------------------------ */
 
-int ops_global_flags(store_t *st, const struct plan *plan, int shard, struct flags *out) {
+int status_global_flags(store_t *st, const struct plan *plan, int shard, struct flags *out) {
   struct engine e;
   struct store_offsets off;
   int rc = engine_init(&e, plan);
@@ -442,8 +442,8 @@ struct detail {
 static void detail_fill(struct detail *d, store_t *st) {
   const struct rollout *r = &d->row->rollout;
   const struct plan *plan = d->plan;
-  d->now = ctl_now_ms() > r->clock_ms ? ctl_now_ms() : r->clock_ms;
-  d->has_global = ops_global_flags(st, plan, d->row->shard, &d->global) == CANARY_OK;
+  d->now = live_now_ms() > r->clock_ms ? live_now_ms() : r->clock_ms;
+  d->has_global = status_global_flags(st, plan, d->row->shard, &d->global) == CANARY_OK;
   d->exposure = d->has_global ? rollout_exposure(r, plan, &d->global) : r->exposure_percent;
   bool started = r->state == ROLLOUT_RUNNING ||
                  (r->state == ROLLOUT_PAUSED && r->resume_to == ROLLOUT_RUNNING);
@@ -677,15 +677,15 @@ int app_status(int argc, char **argv) {
   if (!cli_load_plan(o.prog, o.plan, &plan))
     return EXIT_BAD_INPUT;
   store_t *st;
-  if ((code = ctl_store_open(o.prog, o.pg, &st)) != EXIT_OK)
+  if ((code = live_store_open(o.prog, o.pg, &st)) != EXIT_OK)
     return code;
   struct store_rollout_row *rows = NULL;
   size_t n = 0;
-  code = ctl_list_rollouts(o.prog, st, &rows, &n);
+  code = live_list_rollouts(o.prog, st, &rows, &n);
   if (code == EXIT_OK) {
     size_t active = 0;
     for (size_t i = 0; i < n; i++)
-      active += ctl_is_active(&rows[i].rollout);
+      active += live_is_active(&rows[i].rollout);
     int cohort = o.cohort ? plan_stage_index(&plan, o.cohort) : -1;
     if (o.cohort && cohort < 0) {
       fprintf(stderr, "%s: --cohort: '%s' is no stage of the plan\n", o.prog, o.cohort);
@@ -696,7 +696,7 @@ int app_status(int argc, char **argv) {
       static struct detail d;
       memset(&d, 0, sizeof d);
       d.cohort = cohort;
-      code = ctl_pick_rollout(o.prog, rows, n, o.rollout, &d.row);
+      code = live_pick_rollout(o.prog, rows, n, o.rollout, &d.row);
       if (code == EXIT_OK) {
         d.plan = &plan;
         if (d.row->rollout.stage >= plan.n_stages)
@@ -737,14 +737,14 @@ int app_history(int argc, char **argv) {
   if (code >= 0)
     return code;
   store_t *st;
-  if ((code = ctl_store_open(o.prog, o.pg, &st)) != EXIT_OK)
+  if ((code = live_store_open(o.prog, o.pg, &st)) != EXIT_OK)
     return code;
   struct store_rollout_row *rows = NULL;
   const struct store_rollout_row *row = NULL;
   size_t n = 0;
-  code = ctl_list_rollouts(o.prog, st, &rows, &n);
+  code = live_list_rollouts(o.prog, st, &rows, &n);
   if (code == EXIT_OK)
-    code = ctl_pick_rollout(o.prog, rows, n, o.rollout, &row);
+    code = live_pick_rollout(o.prog, rows, n, o.rollout, &row);
   struct decision *d = NULL;
   size_t nd = 0;
   if (code == EXIT_OK) {
@@ -788,7 +788,7 @@ static int shards_of(const struct ops_opts *o, const struct store_rollout_row *r
   if (o->kafka) {
     bus_producer_t *p;
     if (bus_producer_new(o->kafka, "canaryctl-flags", NULL, NULL, &p) == CANARY_OK) {
-      int parts = bus_partition_count(p, "canary.commands", CTL_CONNECT_TIMEOUT_MS);
+      int parts = bus_partition_count(p, "canary.commands", LIVE_CONNECT_TIMEOUT_MS);
       for (int i = 0; i < parts && i < max; i++)
         shard[i] = true, top = i > top ? i : top;
       if (parts < 0)
@@ -816,11 +816,11 @@ int app_flags(int argc, char **argv) {
   if (!cli_load_plan(o.prog, o.plan, &plan))
     return EXIT_BAD_INPUT;
   store_t *st;
-  if ((code = ctl_store_open(o.prog, o.pg, &st)) != EXIT_OK)
+  if ((code = live_store_open(o.prog, o.pg, &st)) != EXIT_OK)
     return code;
   struct store_rollout_row *rows = NULL;
   size_t n = 0;
-  if ((code = ctl_list_rollouts(o.prog, st, &rows, &n)) != EXIT_OK) {
+  if ((code = live_list_rollouts(o.prog, st, &rows, &n)) != EXIT_OK) {
     store_close(st);
     return code;
   }
@@ -830,7 +830,7 @@ int app_flags(int argc, char **argv) {
   int n_shards = shards_of(&o, rows, n, shard, MAX_SHARDS_SHOWN);
   for (int s = 0; s < n_shards; s++)
     if (shard[s])
-      readable[s] = ops_global_flags(st, &plan, s, &global[s]) == CANARY_OK;
+      readable[s] = status_global_flags(st, &plan, s, &global[s]) == CANARY_OK;
 
   struct jbuf b;
   jbuf_init(&b);
@@ -852,7 +852,7 @@ int app_flags(int argc, char **argv) {
     jbuf_puts(&b, "],\"rollouts\":[");
     for (size_t i = 0, first = 1; i < n; i++) {
       const struct rollout *r = &rows[i].rollout;
-      if (!ctl_is_active(r))
+      if (!live_is_active(r))
         continue;
       jbuf_puts(&b, first ? "{" : ",{");
       first = 0;
@@ -874,7 +874,7 @@ int app_flags(int argc, char **argv) {
     /* One column per switch: system.canary.enabled, then each cohort by its stage name. */
     int w = 16;
     for (size_t i = 0; i < n; i++)
-      if (ctl_is_active(&rows[i].rollout) && (int)strlen(rows[i].rollout.id) > w)
+      if (live_is_active(&rows[i].rollout) && (int)strlen(rows[i].rollout.id) > w)
         w = (int)strlen(rows[i].rollout.id);
     printf("%-*s  %-6s", w, "SCOPE", "CANARY");
     for (int k = 0; k < plan.n_stages; k++)
@@ -896,7 +896,7 @@ int app_flags(int argc, char **argv) {
     size_t active = 0;
     for (size_t i = 0; i < n; i++) {
       const struct rollout *r = &rows[i].rollout;
-      if (!ctl_is_active(r))
+      if (!live_is_active(r))
         continue;
       active++;
       char pct[32];
