@@ -605,12 +605,49 @@ static void add_gate_evidence(struct decision *d, const struct gate_check *check
 
 /* ---- transitions --------------------------------------------------------------------------- */
 
+/*
+ * The state diagram (docs/ARCHITECTURE.md), as the one table every state change is checked
+ * against:
+ *
+ *   pending --entry gate--> running --exit gate--> pending (the next stage) ... --> completed
+ *      |  \__________________^  |  \__ exit and next entry gate at once: running (next stage)
+ *      |   promote (--force: completed)
+ *      +--halt/pause--> paused --resume--> pending | running;  promote --force --> completed
+ *   any of pending, running, paused, completed --rollback--> rolled_back
+ *
+ * A change outside it is a bug in this file: enter() refuses it and fails the event (the
+ * worker retries and logs it) rather than store a rollout in a state nobody designed.
+ */
+#define TO(s) (1u << ROLLOUT_##s)
+static const unsigned allowed_to[ROLLOUT_STATE_COUNT] = {
+    [ROLLOUT_PENDING] = TO(RUNNING) | TO(COMPLETED) | TO(PAUSED) | TO(ROLLED_BACK),
+    [ROLLOUT_RUNNING] = TO(PENDING) | TO(RUNNING) | TO(COMPLETED) | TO(PAUSED) | TO(ROLLED_BACK),
+    [ROLLOUT_PAUSED] = TO(PENDING) | TO(RUNNING) | TO(COMPLETED) | TO(ROLLED_BACK),
+    [ROLLOUT_COMPLETED] = TO(ROLLED_BACK),
+};
+#undef TO
+
+bool rollout_transition_allowed(enum rollout_state from, enum rollout_state to) {
+  return (unsigned)from < ROLLOUT_STATE_COUNT && (unsigned)to < ROLLOUT_STATE_COUNT &&
+         (allowed_to[from] >> to & 1u);
+}
+
+/* The one door: every state change of a rollout goes through here. */
+static bool enter(struct run *u, enum rollout_state to) {
+  if (!rollout_transition_allowed(u->r->state, to)) {
+    u->err = CANARY_EINVALID;
+    return false;
+  }
+  u->r->state = to;
+  return true;
+}
+
 /* Start running stage r->stage now (or complete, on the last stage). */
 static struct decision *enter_stage(struct run *u, int from, enum decision_action action,
                                     const char *rule, const char *actor, const char *why) {
   struct rollout *r = u->r;
   const struct stage *s = &u->plan->stages[r->stage];
-  r->state = is_last(u->plan, r->stage) ? ROLLOUT_COMPLETED : ROLLOUT_RUNNING;
+  enter(u, is_last(u->plan, r->stage) ? ROLLOUT_COMPLETED : ROLLOUT_RUNNING);
   r->stage_started_ms = u->now;
   r->stage_max_at_ms = s->max_duration_ms ? u->now + s->max_duration_ms : 0;
   r->exit_hold_reported = false;
@@ -648,7 +685,7 @@ static void halt(struct run *u, const char *rule, int severity, const char *fmt_
   bool already = r->state == ROLLOUT_PAUSED;
   if (r->state == ROLLOUT_PENDING || r->state == ROLLOUT_RUNNING) {
     r->resume_to = r->state;
-    r->state = ROLLOUT_PAUSED;
+    enter(u, ROLLOUT_PAUSED);
   }
   struct decision *d = decide(u, DECISION_HALT, r->stage, rule, NULL, "%s%s", fmt_reason,
                               already ? " (already paused)" : "");
@@ -661,7 +698,7 @@ static void halt(struct run *u, const char *rule, int severity, const char *fmt_
 
 static void roll_back(struct run *u, const char *rule, const char *actor, const char *why) {
   struct rollout *r = u->r;
-  r->state = ROLLOUT_ROLLED_BACK;
+  enter(u, ROLLOUT_ROLLED_BACK);
   struct decision *d = decide(u, DECISION_ROLLBACK, r->stage, rule, actor, "%s", why);
   decision_add_num(d, "exposure_percent", 0);
   decision_add_int(d, "post_mortem_due_ms", u->now + u->plan->post_mortem_ms);
@@ -707,7 +744,7 @@ static bool evaluate_once(struct run *u) {
     int from = r->stage;
     r->stage++;
     r->prev_stage_passed = true;
-    r->state = ROLLOUT_PENDING;
+    enter(u, ROLLOUT_PENDING);
     r->exit_hold_reported = false;
     struct gate_check entry[PLAN_MAX_CRITERIA + 1];
     int m;
@@ -1169,14 +1206,14 @@ static void on_command(struct run *u) {
     if (!live)
       return command_rejected(u, st == ROLLOUT_PAUSED ? "already paused" : "it has ended");
     r->resume_to = st;
-    r->state = ROLLOUT_PAUSED;
+    enter(u, ROLLOUT_PAUSED);
     announce(u, decide(u, DECISION_PAUSE, r->stage, "manual", ev->actor, "paused by %s: %s",
                        ev->actor[0] ? ev->actor : "unknown", reason), NOTIFY_SEV_WARNING);
     return;
   case COMMAND_RESUME:
     if (st != ROLLOUT_PAUSED)
       return command_rejected(u, "only a paused rollout resumes");
-    r->state = r->resume_to;
+    enter(u, r->resume_to);
     r->breaker_open = false;
     r->breaker_errors = 0;
     r->exit_hold_reported = false;
@@ -1421,7 +1458,7 @@ void rollout_init(struct rollout *r, const struct event *ev, const struct plan *
   snprintf(r->service, sizeof r->service, "%s", ev->service);
   snprintf(r->version, sizeof r->version, "%s", ev->version);
   snprintf(r->baseline_version, sizeof r->baseline_version, "%s", ev->baseline_version);
-  r->state = ROLLOUT_PENDING;
+  r->state = ROLLOUT_PENDING; /* born pending: the one state set outside enter() */
   r->resume_to = ROLLOUT_PENDING;
   r->requested_ms = ev->time_ms;
   r->prev_stage_passed = true; /* the first stage has no predecessor */

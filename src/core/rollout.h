@@ -184,6 +184,10 @@ double rollout_exposure(const struct rollout *r, const struct plan *plan,
 /* Whether the rollout is finished (rolled back or completed). */
 bool rollout_is_terminal(const struct rollout *r);
 
+/* Whether the state diagram has an arrow from `from` to `to` (rollout.c: every state change
+ * is checked against it). */
+bool rollout_transition_allowed(enum rollout_state from, enum rollout_state to);
+
 /* The kill switches as the plan starts them: everything enabled but what the plan says. */
 void flags_init(struct flags *f, const struct plan *plan);
 

@@ -1312,6 +1312,96 @@ static void happy_path(struct t *t, bool noise) {
 #undef AT
 }
 
+/* The state changes seen in the decisions of t->fx: prev[] holds each rollout's last state. */
+struct walk {
+  char rollout[16][EVENT_NAME_MAX];
+  enum rollout_state prev[16];
+  int n;
+  bool seen[ROLLOUT_STATE_COUNT][ROLLOUT_STATE_COUNT];
+};
+
+static void walk_collect(struct t *t, struct walk *w) {
+  for (size_t i = 0; i < t->fx.n; i++) {
+    if (t->fx.items[i].kind != EFFECT_DECISION)
+      continue;
+    const struct decision *d = &t->fx.items[i].u.decision;
+    int k = 0;
+    while (k < w->n && strcmp(w->rollout[k], d->rollout))
+      k++;
+    if (k == w->n) { /* its first decision: created pending */
+      assert_true(w->n < 16);
+      snprintf(w->rollout[w->n++], EVENT_NAME_MAX, "%s", d->rollout);
+      w->prev[k] = ROLLOUT_PENDING;
+    }
+    bool moved = d->state != w->prev[k] ||
+                 (d->state == ROLLOUT_RUNNING && (d->action == DECISION_ADVANCE ||
+                                                  d->action == DECISION_PROMOTE));
+    if (moved)
+      w->seen[w->prev[k]][d->state] = true;
+    w->prev[k] = d->state;
+  }
+  clear(t);
+}
+
+/*
+ * The state diagram is one table (rollout_transition_allowed), and every state change goes
+ * through it. Walk it: drive rollouts through every arrow with events and commands, and check
+ * that the arrows taken are exactly the table's — none outside it (the engine would have failed
+ * the event), none in it that no input can take.
+ */
+static void test_state_diagram_walk(void **state) {
+  struct t *t = *state;
+  struct walk w = {.n = 0};
+  happy_path(t, false); /* pending -> running -> running (next stage) ... -> completed */
+  command(t, "r1", T0 + 31 * 24 * HOUR_MS, COMMAND_ROLLBACK, false); /* completed -> back */
+  walk_collect(t, &w);
+  int64_t at = T0 + 32 * 24 * HOUR_MS;
+  request(t, "p1", at); /* gates unmet: pending */
+  command(t, "p1", at + 1, COMMAND_PAUSE, false);
+  command(t, "p1", at + 2, COMMAND_RESUME, false);    /* paused -> pending */
+  command(t, "p1", at + 3, COMMAND_ROLLBACK, false);  /* pending -> rolled_back */
+  request(t, "p2", at);
+  command(t, "p2", at + 1, COMMAND_PROMOTE, true);    /* pending -> completed */
+  request(t, "p3", at);
+  command(t, "p3", at + 1, COMMAND_PAUSE, false);
+  command(t, "p3", at + 2, COMMAND_PROMOTE, true);    /* paused -> completed */
+  start(t, "s1", at);
+  command(t, "s1", at + 4 * MIN_MS, COMMAND_PAUSE, false);
+  command(t, "s1", at + 5 * MIN_MS, COMMAND_RESUME, false);   /* paused -> running */
+  command(t, "s1", at + 6 * MIN_MS, COMMAND_PROMOTE, false);  /* running -> running */
+  command(t, "s1", at + 7 * MIN_MS, COMMAND_PROMOTE, true);   /* running -> completed */
+  start(t, "s2", at);
+  command(t, "s2", at + 4 * MIN_MS, COMMAND_ROLLBACK, false); /* running -> rolled_back */
+  start(t, "s3", at);
+  command(t, "s3", at + 4 * MIN_MS, COMMAND_PAUSE, false);
+  command(t, "s3", at + 5 * MIN_MS, COMMAND_ROLLBACK, false); /* paused -> rolled_back */
+  /* running -> pending: internal_test's exit gate passes while a Sev 2 incident is open
+   * (friendly_gp's entry gate waits), then pending -> running once it is resolved */
+  start(t, "s4", at);
+  struct event smoke = ev(t, EVENT_SMOKE_COMPLETED, "s4", at + 30 * MIN_MS);
+  smoke.ok = true;
+  smoke.passed = 42;
+  apply(t, smoke);
+  struct event inc = ev(t, EVENT_INCIDENT_OPENED, "s4", at + 31 * MIN_MS);
+  snprintf(inc.incident, sizeof inc.incident, "INC-9");
+  inc.severity = 2;
+  apply(t, inc);
+  run_until(t, at + 3 * HOUR_MS);
+  assert_int_equal(engine_find(&t->e, "s4")->state, ROLLOUT_PENDING);
+  inc = ev(t, EVENT_INCIDENT_RESOLVED, "s4", at + 3 * HOUR_MS);
+  snprintf(inc.incident, sizeof inc.incident, "INC-9");
+  apply(t, inc);
+  walk_collect(t, &w);
+  for (int from = 0; from < ROLLOUT_STATE_COUNT; from++)
+    for (int to = 0; to < ROLLOUT_STATE_COUNT; to++)
+      if (w.seen[from][to] != rollout_transition_allowed(from, to))
+        fail_msg("%s -> %s: %s", rollout_state_name(from), rollout_state_name(to),
+                 w.seen[from][to] ? "taken, but not in the table" : "in the table, never taken");
+  assert_false(rollout_transition_allowed(ROLLOUT_ROLLED_BACK, ROLLOUT_RUNNING));
+  assert_false(rollout_transition_allowed(ROLLOUT_COMPLETED, ROLLOUT_RUNNING));
+  assert_false(rollout_transition_allowed(ROLLOUT_STATE_COUNT, ROLLOUT_PENDING));
+}
+
 /*
  * Observed, and what a release engineer expects: hold at the request (nothing known yet), start
  * when health turns green (T0 + 14 min), advance to friendly_gp at internal_test's 1 h minimum,
@@ -1487,6 +1577,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_latency_alert_pages_oncall, setup_builtin, teardown),
       cmocka_unit_test_setup_teardown(test_admit_changes_nothing, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_state_diagram_walk, setup, teardown),
       cmocka_unit_test_setup_teardown(test_watch_after_ga_pages_oncall, setup_watch, teardown),
       cmocka_unit_test_setup_teardown(test_watch_without_holdback_detects_a_change,
                                       setup_watch_own, teardown),
