@@ -166,7 +166,7 @@ struct worker {
   int64_t *acked;      /* relay thread only */
   size_t n_acked, cap_acked;
   /* counters for the periodic progress line */
-  int64_t applied, duplicates, dead_letters, decisions_made, commits, replayed;
+  int64_t applied, duplicates, conflicts, dead_letters, decisions_made, commits, replayed;
   /* commit scratch: the dirty rollouts' metric states and zscore histories, where changed */
   struct rollout_metrics **metric_states, **zscores;
   size_t cap_metric_states;
@@ -719,10 +719,14 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
   /* Only an event the engine will take moves the shard's clock (and fires its deadlines). */
   enum apply_outcome admitted;
   if (!engine_admit(&s->engine, &ev, true, &admitted, why, sizeof why)) {
-    if (admitted == APPLY_DUPLICATE) {
+    if (admitted == APPLY_DUPLICATE) { /* a redelivery: silent, or replays flood the DLQ */
       w->duplicates++;
       return;
     }
+    /* A conflict (the id reused for other content) goes where every refused event goes: a
+     * dead letter with the reason, keyed by its offset, so a replay of the batch cannot
+     * double it. */
+    w->conflicts += admitted == APPLY_CONFLICT;
     return dead_letter(w, s, topic, p, why);
   }
   if (ev.time_ms > s->clock_ms)
@@ -746,6 +750,9 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
   case APPLY_DUPLICATE:
     w->duplicates++;
     return;
+  case APPLY_CONFLICT:
+    w->conflicts++;
+    return dead_letter(w, s, topic, p, why);
   case APPLY_REJECTED:
     return dead_letter(w, s, topic, p, why);
   case APPLY_APPLIED:
@@ -1163,11 +1170,12 @@ static void stats(struct worker *w, int64_t now_wall) {
     return;
   w->last_stats_ms = now_wall;
   log_msg(LOG_LVL_INFO, NULL, "progress: %d shards, %" PRId64 " events applied, %" PRId64
-          " duplicates, %" PRId64 " dead letters, %" PRId64 " decisions, %" PRId64
-          " commits, %" PRId64 " published, %" PRId64 " set aside unpublishable, %" PRId64
-          " metric events replayed into windows",
-          owned_shards(w), w->applied, w->duplicates, w->dead_letters, w->decisions_made,
-          w->commits, atomic_load(&w->published), atomic_load(&w->set_aside), w->replayed);
+          " duplicates, %" PRId64 " dead letters (%" PRId64 " ids reused for other content), %"
+          PRId64 " decisions, %" PRId64 " commits, %" PRId64 " published, %" PRId64
+          " set aside unpublishable, %" PRId64 " metric events replayed into windows",
+          owned_shards(w), w->applied, w->duplicates, w->dead_letters, w->conflicts,
+          w->decisions_made, w->commits, atomic_load(&w->published), atomic_load(&w->set_aside),
+          w->replayed);
 }
 
 static int start(struct worker *w) {

@@ -134,7 +134,7 @@ static void reference_build(struct reference *ref, const char *prefix) {
       fail_msg("generated line %zu does not parse: %s", ref->n_events, why);
     enum apply_outcome outcome;
     if (!engine_admit(&ref->engine, ev, true, &outcome, why, sizeof why)) {
-      if (outcome == APPLY_REJECTED)
+      if (outcome != APPLY_DUPLICATE)
         fail_msg("the reference rejects generated event %s: %s", ev->id, why);
       continue; /* a duplicate moves no clock, as in canaryd and simulate */
     }
@@ -142,7 +142,7 @@ static void reference_build(struct reference *ref, const char *prefix) {
     clock = ev->time_ms > clock ? ev->time_ms : clock;
     assert_int_equal(engine_apply(&ref->engine, ev, clock, &fx, &outcome, why, sizeof why),
                      CANARY_OK);
-    if (outcome == APPLY_REJECTED)
+    if (outcome == APPLY_REJECTED || outcome == APPLY_CONFLICT)
       fail_msg("the reference rejects generated event %s: %s", ev->id, why);
     keep_decisions(ref, &fx);
   }
