@@ -64,7 +64,8 @@ struct batch {
   size_t n_dirty, cap_dirty;
   uint64_t *ids;            /* idset_hash() of each id applied */
   int64_t *id_epochs;       /* the engine's id epoch each id was kept in */
-  size_t n_ids, cap_ids, cap_id_epochs;
+  uint64_t *id_digests;     /* the digest of each one's content, as the engine kept it */
+  size_t n_ids, cap_ids, cap_id_epochs, cap_id_digests;
   struct dead *dlq;
   size_t n_dlq, cap_dlq;
   bool offsets_moved;
@@ -264,6 +265,7 @@ static void batch_free(struct batch *b) {
   free(b->dirty);
   free(b->ids);
   free(b->id_epochs);
+  free(b->id_digests);
   free(b->dlq);
   memset(b, 0, sizeof *b);
 }
@@ -760,10 +762,14 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
   }
   w->applied++;
   if (!reserve(&s->b.ids, &s->b.cap_ids, s->b.n_ids, sizeof *s->b.ids) ||
-      !reserve(&s->b.id_epochs, &s->b.cap_id_epochs, s->b.n_ids, sizeof *s->b.id_epochs))
+      !reserve(&s->b.id_epochs, &s->b.cap_id_epochs, s->b.n_ids, sizeof *s->b.id_epochs) ||
+      !reserve(&s->b.id_digests, &s->b.cap_id_digests, s->b.n_ids, sizeof *s->b.id_digests))
     return apply_failed(s, p, CANARY_ENOMEM); /* its id would not be stored: do it again */
+  uint64_t idh = idset_hash(ev.id), digest = EVENT_DIGEST_UNKNOWN;
+  (void)engine_seen(&s->engine, idh, &digest); /* kept by the apply: a restart compares it */
   s->b.id_epochs[s->b.n_ids] = s->engine.id_epoch;
-  s->b.ids[s->b.n_ids++] = idset_hash(ev.id);
+  s->b.id_digests[s->b.n_ids] = digest;
+  s->b.ids[s->b.n_ids++] = idh;
   struct rollout *r;
   if (ev.type == EVENT_FLAG_SET && !ev.rollout[0])
     mark_all_dirty(s);
@@ -965,6 +971,7 @@ static void commit(struct worker *w, struct shard *s) {
       .n_outbox = (size_t)n_rows,
       .event_ids = s->b.ids,
       .event_id_epochs = s->b.id_epochs,
+      .event_id_digests = s->b.id_digests,
       .n_event_ids = s->b.n_ids,
       .prune_ids_below = prune_below,
       .global = &s->engine.global,
