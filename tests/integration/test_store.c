@@ -778,8 +778,8 @@ static void test_event_id_digests(void **state) {
   const uint64_t older[] = {idset_hash("c")};
   b.event_ids = older, b.event_id_digests = NULL, b.n_event_ids = 1; /* an older worker's */
   commit_ok(&b);
-  query(sql, "INSERT INTO event_ids (shard, hash, epoch) VALUES (15, %" PRId64 ", 7)",
-        (int64_t)idset_hash("d"));
+  PQclear(query(sql, "INSERT INTO event_ids (shard, hash, epoch) VALUES (15, %" PRId64 ", 7)",
+                (int64_t)idset_hash("d")));
   const uint64_t ids78[] = {idset_hash("e"), idset_hash("f")}, d78[] = {0x5555, 0xffffffff66666666};
   const int64_t e78[] = {7, 8};
   b.event_ids = ids78, b.event_id_epochs = e78, b.event_id_digests = d78, b.n_event_ids = 2;
