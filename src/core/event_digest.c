@@ -53,16 +53,25 @@ static void put(uint64_t *h, uint64_t v) {
   *h = (((*h << 23) | (*h >> 41)) ^ fmix64(v)) * 0x9e3779b97f4a7c15ULL;
 }
 
-/* Length, then 8 bytes a word, little-endian whatever the machine (the value is stored). */
+/* The n <= 8 bytes at p as a little-endian word, zero-padded, whatever the machine (the value
+ * is stored). */
+static uint64_t load_le(const char *p, size_t n) {
+  uint64_t w = 0;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  memcpy(&w, p, n); /* the loop below, in one move */
+#else
+  for (size_t k = 0; k < n; k++)
+    w |= (uint64_t)(unsigned char)p[k] << (8 * k);
+#endif
+  return w;
+}
+
+/* Length, then 8 bytes a word. */
 static void put_str(uint64_t *h, const char *s) {
   size_t n = s ? strlen(s) : 0;
   put(h, n);
-  for (size_t i = 0; i < n; i += 8) {
-    uint64_t w = 0;
-    for (size_t k = 0; k < 8 && i + k < n; k++)
-      w |= (uint64_t)(unsigned char)s[i + k] << (8 * k);
-    put(h, w);
-  }
+  for (size_t i = 0; i < n; i += 8)
+    put(h, load_le(s + i, n - i < 8 ? n - i : 8));
 }
 
 static uint64_t bits(double x) {
