@@ -225,7 +225,8 @@ bool event_validate(const struct event *ev, char *why, size_t why_len);
  * event (tests/unit/test_event_digest.c pins it).
  */
 uint64_t event_digest(const struct event *ev);
-/* No digest: an id stored before digests were kept. Equal to none, different from none. */
+/* No digest: an id stored before digests were kept. It conflicts with no content: a repeat of
+ * such an id is a plain duplicate, whatever it says. */
 #define EVENT_DIGEST_UNKNOWN 0
 /* A digest as text, as logs and dead letters print it: 16 lowercase hex digits. */
 #define EVENT_DIGEST_HEX_LEN 17

@@ -81,8 +81,9 @@ int store_claim_shard(store_t *s, int shard, const char *worker, int64_t *epoch)
  * Load what the shard's engine needs: every rollout of the shard (engine_restore, in creation
  * order), the shard's global kill switches (left as engine_init set them when none were ever
  * committed), the ids of events applied with their content digests (for duplicate and conflict
- * detection; unknown for ids stored without one), and the offsets (-1 where none). One consistent snapshot. e must be freshly initialised with the plan. CANARY_EINVALID
- * when a stored rollout cannot be read or is at a stage the plan does not have (the row is
+ * detection; unknown for ids stored without one), and the offsets (-1 where none). One
+ * consistent snapshot. e must be freshly initialised with the plan. CANARY_EINVALID when a
+ * stored rollout cannot be read or is at a stage the plan does not have (the row is
  * named in store_last_error()); e is then partly filled: engine_destroy() it.
  */
 int store_load_shard(store_t *s, int shard, struct engine *e, struct store_offsets *offsets)
