@@ -167,7 +167,7 @@ static int run(struct sim *s, FILE *in, const char *name, bool has_until, int64_
     print_effects(s);
     if (rc != CANARY_OK)
       break;
-    if (outcome == APPLY_REJECTED) {
+    if (outcome == APPLY_REJECTED || outcome == APPLY_CONFLICT) {
       fprintf(stderr, "%s:%" PRId64 ": rejected %s %s: %s\n", name, lineno,
               event_type_name(ev.type), ev.id, why);
       bad++;

@@ -64,7 +64,8 @@ struct batch {
   size_t n_dirty, cap_dirty;
   uint64_t *ids;            /* idset_hash() of each id applied */
   int64_t *id_epochs;       /* the engine's id epoch each id was kept in */
-  size_t n_ids, cap_ids, cap_id_epochs;
+  uint64_t *id_digests;     /* the digest of each one's content, as the engine kept it */
+  size_t n_ids, cap_ids, cap_id_epochs, cap_id_digests;
   struct dead *dlq;
   size_t n_dlq, cap_dlq;
   bool offsets_moved;
@@ -166,7 +167,7 @@ struct worker {
   int64_t *acked;      /* relay thread only */
   size_t n_acked, cap_acked;
   /* counters for the periodic progress line */
-  int64_t applied, duplicates, dead_letters, decisions_made, commits, replayed;
+  int64_t applied, duplicates, conflicts, dead_letters, decisions_made, commits, replayed;
   /* commit scratch: the dirty rollouts' metric states and zscore histories, where changed */
   struct rollout_metrics **metric_states, **zscores;
   size_t cap_metric_states;
@@ -264,6 +265,7 @@ static void batch_free(struct batch *b) {
   free(b->dirty);
   free(b->ids);
   free(b->id_epochs);
+  free(b->id_digests);
   free(b->dlq);
   memset(b, 0, sizeof *b);
 }
@@ -719,10 +721,14 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
   /* Only an event the engine will take moves the shard's clock (and fires its deadlines). */
   enum apply_outcome admitted;
   if (!engine_admit(&s->engine, &ev, true, &admitted, why, sizeof why)) {
-    if (admitted == APPLY_DUPLICATE) {
+    if (admitted == APPLY_DUPLICATE) { /* a redelivery: silent, or replays flood the DLQ */
       w->duplicates++;
       return;
     }
+    /* A conflict (the id reused for other content) goes where every refused event goes: a
+     * dead letter with the reason, keyed by its offset, so a replay of the batch cannot
+     * double it. */
+    w->conflicts += admitted == APPLY_CONFLICT;
     return dead_letter(w, s, topic, p, why);
   }
   if (ev.time_ms > s->clock_ms)
@@ -746,6 +752,9 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
   case APPLY_DUPLICATE:
     w->duplicates++;
     return;
+  case APPLY_CONFLICT:
+    w->conflicts++;
+    return dead_letter(w, s, topic, p, why);
   case APPLY_REJECTED:
     return dead_letter(w, s, topic, p, why);
   case APPLY_APPLIED:
@@ -753,10 +762,14 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
   }
   w->applied++;
   if (!reserve(&s->b.ids, &s->b.cap_ids, s->b.n_ids, sizeof *s->b.ids) ||
-      !reserve(&s->b.id_epochs, &s->b.cap_id_epochs, s->b.n_ids, sizeof *s->b.id_epochs))
+      !reserve(&s->b.id_epochs, &s->b.cap_id_epochs, s->b.n_ids, sizeof *s->b.id_epochs) ||
+      !reserve(&s->b.id_digests, &s->b.cap_id_digests, s->b.n_ids, sizeof *s->b.id_digests))
     return apply_failed(s, p, CANARY_ENOMEM); /* its id would not be stored: do it again */
+  uint64_t idh = idset_hash(ev.id), digest = EVENT_DIGEST_UNKNOWN;
+  (void)engine_seen(&s->engine, idh, &digest); /* kept by the apply: a restart compares it */
   s->b.id_epochs[s->b.n_ids] = s->engine.id_epoch;
-  s->b.ids[s->b.n_ids++] = idset_hash(ev.id);
+  s->b.id_digests[s->b.n_ids] = digest;
+  s->b.ids[s->b.n_ids++] = idh;
   struct rollout *r;
   if (ev.type == EVENT_FLAG_SET && !ev.rollout[0])
     mark_all_dirty(s);
@@ -958,6 +971,7 @@ static void commit(struct worker *w, struct shard *s) {
       .n_outbox = (size_t)n_rows,
       .event_ids = s->b.ids,
       .event_id_epochs = s->b.id_epochs,
+      .event_id_digests = s->b.id_digests,
       .n_event_ids = s->b.n_ids,
       .prune_ids_below = prune_below,
       .global = &s->engine.global,
@@ -1163,11 +1177,12 @@ static void stats(struct worker *w, int64_t now_wall) {
     return;
   w->last_stats_ms = now_wall;
   log_msg(LOG_LVL_INFO, NULL, "progress: %d shards, %" PRId64 " events applied, %" PRId64
-          " duplicates, %" PRId64 " dead letters, %" PRId64 " decisions, %" PRId64
-          " commits, %" PRId64 " published, %" PRId64 " set aside unpublishable, %" PRId64
-          " metric events replayed into windows",
-          owned_shards(w), w->applied, w->duplicates, w->dead_letters, w->decisions_made,
-          w->commits, atomic_load(&w->published), atomic_load(&w->set_aside), w->replayed);
+          " duplicates, %" PRId64 " dead letters (%" PRId64 " ids reused for other content), %"
+          PRId64 " decisions, %" PRId64 " commits, %" PRId64 " published, %" PRId64
+          " set aside unpublishable, %" PRId64 " metric events replayed into windows",
+          owned_shards(w), w->applied, w->duplicates, w->dead_letters, w->conflicts,
+          w->decisions_made, w->commits, atomic_load(&w->published), atomic_load(&w->set_aside),
+          w->replayed);
 }
 
 static int start(struct worker *w) {

@@ -1,4 +1,7 @@
-/* Routes events to rollouts, remembers event ids, applies global kill switches, fires deadlines. */
+/*
+ * Routes events to rollouts, remembers event ids (with their content's digest), applies global
+ * kill switches, fires deadlines.
+ */
 #include "core/engine.h"
 
 #include <stdarg.h>
@@ -63,6 +66,41 @@ size_t engine_index(const struct engine *e, const char *id) { return index_of(e,
 void engine_prefetch_id(const struct engine *e, uint64_t id_hash) {
   idset_prefetch(&e->seen, id_hash);
   idset_prefetch(&e->seen_old, id_hash);
+}
+
+bool engine_seen(const struct engine *e, uint64_t id_hash, uint64_t *digest) {
+  return idset_find(&e->seen, id_hash, digest) || idset_find(&e->seen_old, id_hash, digest);
+}
+
+/*
+ * The id check of admit and apply: true, with *outcome, when ev's id was applied before. The
+ * same content again is a duplicate: a redelivery — replays after a crash make them all the
+ * time, so they stay silent. So is a seen id whose first content is not known (stored before
+ * digests were kept): never a false conflict. Other content under the id is a conflict, which
+ * the caller reports; the event is not applied either way. duplicates false (a replay of
+ * events already counted) lets the same content through and still catches a conflict.
+ */
+static bool seen_before(const struct engine *e, const struct event *ev, uint64_t idh,
+                        bool duplicates, enum apply_outcome *outcome, char *why, size_t len) {
+  uint64_t first = EVENT_DIGEST_UNKNOWN;
+  if (!engine_seen(e, idh, &first))
+    return false;
+  uint64_t now = first == EVENT_DIGEST_UNKNOWN ? first : event_digest(ev);
+  if (now == first) {
+    if (duplicates)
+      *outcome = APPLY_DUPLICATE;
+    return duplicates;
+  }
+  char a[EVENT_DIGEST_HEX_LEN], b[EVENT_DIGEST_HEX_LEN];
+  event_digest_hex(first, a);
+  event_digest_hex(now, b);
+  *outcome = APPLY_CONFLICT;
+  if (why && len)
+    snprintf(why, len,
+             "id: '%s' was applied before with other content (digest %s first seen, %s this "
+             "one): not applied",
+             ev->id, a, b);
+  return true;
 }
 
 static void by_id_put(uint32_t *t, size_t cap, const char *id, size_t i) {
@@ -190,12 +228,8 @@ bool engine_admit(const struct engine *e, const struct event *ev, bool check_see
   *outcome = APPLY_APPLIED;
   if (why && why_len)
     why[0] = '\0';
-  uint64_t idh = idset_hash(ev->id);
-  if (check_seen &&
-      (idset_contains_hash(&e->seen, idh) || idset_contains_hash(&e->seen_old, idh))) {
-    *outcome = APPLY_DUPLICATE;
+  if (seen_before(e, ev, idset_hash(ev->id), check_seen, outcome, why, why_len))
     return false;
-  }
   if (!event_validate(ev, why, why_len)) {
     *outcome = APPLY_REJECTED;
     return false;
@@ -221,10 +255,8 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
   if (why && why_len)
     why[0] = '\0';
   uint64_t idh = idset_hash(ev->id); /* once for the lookups and the add */
-  if (idset_contains_hash(&e->seen, idh) || idset_contains_hash(&e->seen_old, idh)) {
-    *outcome = APPLY_DUPLICATE;
+  if (seen_before(e, ev, idh, true, outcome, why, why_len))
     return CANARY_OK;
-  }
   if (!event_validate(ev, why, why_len)) {
     *outcome = APPLY_REJECTED;
     return CANARY_OK;
@@ -275,7 +307,7 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
     memset(&e->seen, 0, sizeof e->seen);
     e->id_epoch = ep;
   }
-  return idset_add_hash(&e->seen, idh);
+  return idset_add_digest(&e->seen, idh, event_digest(ev));
 }
 
 /* The earliest time rollout i needs a tick: its own deadlines and its metric rules'. */

@@ -1,7 +1,7 @@
 /*
  * The engine: every rollout of a plan, the global kill switches and the event-id memory.
- * Routes each event to its rollout, ignores repeated ids, fires deadlines. Pure like the rest
- * of core: time comes in as an argument.
+ * Routes each event to its rollout, ignores repeated ids and refuses an id reused for other
+ * content, fires deadlines. Pure like the rest of core: time comes in as an argument.
  */
 #ifndef CANARY_ENGINE_H
 #define CANARY_ENGINE_H
@@ -34,9 +34,10 @@ struct engine {
    * looks its rollout up, and a fleet has thousands */
   uint32_t *by_id;
   size_t by_id_cap;
-  /* Ids of the events applied, for as long as a repeat can come: the current id epoch's and
-   * the one before (ENGINE_ID_EPOCH_MS of event time each), so memory and the event_ids table
-   * stay bounded. A repeat is recognised for at least one epoch after the first, at most two. */
+  /* Ids of the events applied, each with its content's digest, for as long as a repeat can
+   * come: the current id epoch's and the one before (ENGINE_ID_EPOCH_MS of event time each), so
+   * memory and the event_ids table stay bounded. A repeat is recognised for at least one epoch
+   * after the first, at most two. */
   struct idset seen, seen_old;
   int64_t id_epoch;          /* epoch of the newest id kept; INT64_MIN: none yet */
   struct mstore_plan mp;     /* the plan's metric expressions, compiled once */
@@ -48,8 +49,11 @@ struct engine {
 /* Outcome of engine_apply() besides its return code. */
 enum apply_outcome {
   APPLY_APPLIED,   /* the event was applied (it may still have decided nothing) */
-  APPLY_DUPLICATE, /* the id was seen before: nothing changed */
-  APPLY_REJECTED   /* invalid for the current state of the world: nothing changed, why says */
+  APPLY_DUPLICATE, /* the id was seen before with the same content (or content not known):
+                    * a redelivery, nothing changed */
+  APPLY_REJECTED,  /* invalid for the current state of the world: nothing changed, why says */
+  APPLY_CONFLICT   /* the id was seen before with other content (event_digest): nothing
+                    * changed, why names the id and both digests */
 };
 
 /*
@@ -63,7 +67,10 @@ void engine_destroy(struct engine *e);
  * Apply ev at now. Deadlines due before now are NOT fired here: call engine_tick() first.
  * Returns CANARY_OK (see *outcome), or CANARY_ENOMEM. A rejected event (unknown rollout,
  * a second rollout.requested for an id, an unknown cohort, ...) sets *outcome = APPLY_REJECTED
- * and explains in why; its id is not remembered, so a corrected event can follow.
+ * and explains in why; its id is not remembered, so a corrected event can follow. An applied
+ * event's id is remembered with event_digest(ev). An id seen before is APPLY_DUPLICATE when
+ * its digest is the one remembered (or none is: an id stored before digests were kept), and
+ * APPLY_CONFLICT otherwise — never applied either way, and the first digest stays.
  */
 int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct effects *out,
                  enum apply_outcome *outcome, char *why, size_t why_len) CANARY_MUSTCHECK;
@@ -73,8 +80,10 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
  * its rollout known (or created by it) — without changing anything. An event that does not
  * pass must not move anyone's clock: the caller fires deadlines up to an event's time only
  * after this says yes (a rejected event dated a year ahead would otherwise halt every rollout
- * of its partition at their maxima). False with *outcome APPLY_DUPLICATE or APPLY_REJECTED (why
- * says) otherwise. check_seen false skips the id lookup (a replay of events already counted).
+ * of its partition at their maxima). False with *outcome APPLY_DUPLICATE, APPLY_CONFLICT or
+ * APPLY_REJECTED (why says) otherwise. check_seen false is a replay of events already counted:
+ * a seen id is no duplicate there, but a seen id with other content is still APPLY_CONFLICT
+ * (that copy was refused the first time; the copy applied is the one whose digest was kept).
  */
 bool engine_admit(const struct engine *e, const struct event *ev, bool check_seen,
                   enum apply_outcome *outcome, char *why, size_t why_len);
@@ -101,6 +110,13 @@ int64_t engine_rollout_deadline(const struct engine *e, size_t i);
 /* A hint: the event with this idset_hash() is about to be applied (its duplicate check is a
  * cache miss in a large set; start it early). */
 void engine_prefetch_id(const struct engine *e, uint64_t id_hash);
+
+/*
+ * True when the id with this idset_hash() is remembered (in either epoch's set); then *digest
+ * is the digest of the content applied under it (EVENT_DIGEST_UNKNOWN: an id stored before
+ * digests were kept). The worker stores the pair with the batch.
+ */
+bool engine_seen(const struct engine *e, uint64_t id_hash, uint64_t *digest);
 
 /* The rollout with this id, or NULL. */
 struct rollout *engine_find(const struct engine *e, const char *id);

@@ -217,4 +217,19 @@ bool variant_parse(const char *s, enum variant *out);
  */
 bool event_validate(const struct event *ev, char *why, size_t why_len);
 
+/*
+ * What an event says, as 64 bits: every field but its id, as decoded (src/core/event_digest.c
+ * says why decoded, and what is in it). Two copies of an id with the same digest are a
+ * redelivery; with different digests, a conflict. Never EVENT_DIGEST_UNKNOWN. The value is
+ * stored (event_id_batches.digests) and compared across versions: it must never change for an
+ * event (tests/unit/test_event_digest.c pins it).
+ */
+uint64_t event_digest(const struct event *ev);
+/* No digest: an id stored before digests were kept. It conflicts with no content: a repeat of
+ * such an id is a plain duplicate, whatever it says. */
+#define EVENT_DIGEST_UNKNOWN 0
+/* A digest as text, as logs and dead letters print it: 16 lowercase hex digits. */
+#define EVENT_DIGEST_HEX_LEN 17
+void event_digest_hex(uint64_t digest, char out[EVENT_DIGEST_HEX_LEN]);
+
 #endif

@@ -24,9 +24,9 @@ uint64_t idset_hash_n(const char *id, size_t n) {
   return h ? h : 1;
 }
 
-static size_t probe(const uint64_t *slots, size_t cap, uint64_t h) {
+static size_t probe(const struct idset_slot *slots, size_t cap, uint64_t h) {
   size_t i = (size_t)(h ^ (h >> 29)) & (cap - 1);
-  while (slots[i] && slots[i] != h)
+  while (slots[i].hash && slots[i].hash != h)
     i = (i + 1) & (cap - 1);
   return i;
 }
@@ -36,12 +36,19 @@ void idset_prefetch(const struct idset *s, uint64_t h) {
     __builtin_prefetch(&s->slots[(size_t)(h ^ (h >> 29)) & (s->cap - 1)]);
 }
 
-bool idset_contains_hash(const struct idset *s, uint64_t h) {
+bool idset_find(const struct idset *s, uint64_t h, uint64_t *digest) {
   if (!s->cap)
     return false;
   h = h ? h : 1;
-  return s->slots[probe(s->slots, s->cap, h)] == h;
+  const struct idset_slot *slot = &s->slots[probe(s->slots, s->cap, h)];
+  if (slot->hash != h)
+    return false;
+  if (digest)
+    *digest = slot->digest;
+  return true;
 }
+
+bool idset_contains_hash(const struct idset *s, uint64_t h) { return idset_find(s, h, NULL); }
 
 bool idset_contains(const struct idset *s, const char *id) {
   return s->cap && idset_contains_hash(s, idset_hash(id));
@@ -49,12 +56,12 @@ bool idset_contains(const struct idset *s, const char *id) {
 
 static int grow(struct idset *s) {
   size_t cap = s->cap ? s->cap * 2 : 1024;
-  uint64_t *slots = calloc(cap, sizeof *slots);
+  struct idset_slot *slots = calloc(cap, sizeof *slots);
   if (!slots)
     return CANARY_ENOMEM;
   for (size_t i = 0; i < s->cap; i++)
-    if (s->slots[i])
-      slots[probe(slots, cap, s->slots[i])] = s->slots[i];
+    if (s->slots[i].hash)
+      slots[probe(slots, cap, s->slots[i].hash)] = s->slots[i];
   free(s->slots);
   s->slots = slots;
   s->cap = cap;
@@ -63,18 +70,22 @@ static int grow(struct idset *s) {
 
 int idset_add(struct idset *s, const char *id) { return idset_add_hash(s, idset_hash(id)); }
 
-int idset_add_hash(struct idset *s, uint64_t h) {
+int idset_add_hash(struct idset *s, uint64_t h) { return idset_add_digest(s, h, 0); }
+
+int idset_add_digest(struct idset *s, uint64_t h, uint64_t digest) {
   if ((s->n + 1) * 2 > s->cap) {
     int rc = grow(s);
     if (rc)
       return rc;
   }
   h = h ? h : 1;
-  size_t i = probe(s->slots, s->cap, h);
-  if (!s->slots[i]) {
-    s->slots[i] = h;
+  struct idset_slot *slot = &s->slots[probe(s->slots, s->cap, h)];
+  if (!slot->hash) {
+    slot->hash = h;
     s->n++;
   }
+  if (!slot->digest)
+    slot->digest = digest;
   return CANARY_OK;
 }
 

@@ -353,10 +353,20 @@ static int load_flags(store_t *s, const char *shard, struct engine *e, int64_t *
   return rc;
 }
 
+/* The 8-byte big-endian value at p. */
+static uint64_t be64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int k = 0; k < 8; k++)
+    v = v << 8 | p[k];
+  return v;
+}
+
 /*
  * The ids of the newest epoch and the one before: what the engine held (engine.h). They are in
  * event_id_batches, a row per batch and epoch, and — written before migration 005 or by an
- * older worker — in event_ids, a row per id; both come back as (epoch, 8-byte hashes, newest).
+ * older worker — in event_ids, a row per id; both come back as (epoch, 8-byte hashes, newest,
+ * 8-byte digests or NULL). An id without a digest (event_ids, rows from before migration 007)
+ * comes back with an unknown one: a repeat of it is a plain duplicate.
  */
 static int load_event_ids(store_t *s, const char *shard, struct engine *e) {
   const char *values[] = {shard};
@@ -366,10 +376,10 @@ static int load_event_ids(store_t *s, const char *shard, struct engine *e) {
       "WITH top AS (SELECT greatest("
       "(SELECT max(epoch) FROM event_ids WHERE shard = $1::int), "
       "(SELECT max(epoch) FROM event_id_batches WHERE shard = $1::int)) AS e) "
-      "SELECT b.epoch, b.hashes, top.e FROM event_id_batches b, top "
+      "SELECT b.epoch, b.hashes, top.e, b.digests FROM event_id_batches b, top "
       "WHERE b.shard = $1::int AND b.epoch >= top.e - 1 "
       "UNION ALL "
-      "SELECT i.epoch, int8send(i.hash), top.e FROM event_ids i, top "
+      "SELECT i.epoch, int8send(i.hash), top.e, NULL::bytea FROM event_ids i, top "
       "WHERE i.shard = $1::int AND i.epoch >= top.e - 1",
       1, values, 1, PGRES_TUPLES_OK, &rc);
   if (!res)
@@ -378,13 +388,13 @@ static int load_event_ids(store_t *s, const char *shard, struct engine *e) {
     int64_t epoch = get_int8(res, i, 0), top = get_int8(res, i, 2);
     const unsigned char *h = (const unsigned char *)PQgetvalue(res, i, 1);
     size_t len = (size_t)PQgetlength(res, i, 1);
+    const unsigned char *d = PQgetisnull(res, i, 3) || (size_t)PQgetlength(res, i, 3) != len
+                                 ? NULL
+                                 : (const unsigned char *)PQgetvalue(res, i, 3);
     e->id_epoch = top;
-    for (size_t at = 0; at + 8 <= len && !rc; at += 8) {
-      uint64_t v = 0;
-      for (int k = 0; k < 8; k++)
-        v = v << 8 | h[at + (size_t)k];
-      rc = idset_add_hash(epoch == top ? &e->seen : &e->seen_old, v);
-    }
+    for (size_t at = 0; at + 8 <= len && !rc; at += 8)
+      rc = idset_add_digest(epoch == top ? &e->seen : &e->seen_old, be64(h + at),
+                            d ? be64(d + at) : 0);
   }
   PQclear(res);
   return rc;

@@ -80,9 +80,10 @@ int store_claim_shard(store_t *s, int shard, const char *worker, int64_t *epoch)
 /*
  * Load what the shard's engine needs: every rollout of the shard (engine_restore, in creation
  * order), the shard's global kill switches (left as engine_init set them when none were ever
- * committed), the ids of events applied (for duplicate detection), and the offsets (-1 where
- * none). One consistent snapshot. e must be freshly initialised with the plan. CANARY_EINVALID
- * when a stored rollout cannot be read or is at a stage the plan does not have (the row is
+ * committed), the ids of events applied with their content digests (for duplicate and conflict
+ * detection; unknown for ids stored without one), and the offsets (-1 where none). One
+ * consistent snapshot. e must be freshly initialised with the plan. CANARY_EINVALID when a
+ * stored rollout cannot be read or is at a stage the plan does not have (the row is
  * named in store_last_error()); e is then partly filled: engine_destroy() it.
  */
 int store_load_shard(store_t *s, int shard, struct engine *e, struct store_offsets *offsets)
@@ -118,6 +119,8 @@ struct store_batch {
   size_t n_outbox;
   const uint64_t *event_ids;             /* idset_hash() of the ids applied in this batch */
   const int64_t *event_id_epochs;        /* the engine's id epoch each was kept in (NULL: 0) */
+  const uint64_t *event_id_digests;      /* event_digest() of each one's content (NULL: none
+                                          * known; a repeat is then a plain duplicate) */
   size_t n_event_ids;
   int64_t prune_ids_below;               /* != 0: delete the shard's ids of older epochs */
   const struct flags *global;            /* the shard's global kill switches after the batch */

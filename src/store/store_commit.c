@@ -75,10 +75,12 @@ static const char SQL_OUTBOX[] =
     "ORDER BY u.n "
     "ON CONFLICT (message_id) DO NOTHING";
 
-/* The batch's ids, one row per id epoch (migrations/005_event_id_batches.sql). */
-static const char SQL_EVENT_IDS[] = "INSERT INTO event_id_batches (shard, epoch, hashes) "
-                                    "SELECT $1::int, u.epoch, u.hashes "
-                                    "FROM unnest($2::int8[], $3::bytea[]) AS u(epoch, hashes)";
+/* The batch's ids, one row per id epoch (migrations/005_event_id_batches.sql), with their
+ * digests (migrations/007_event_id_digests.sql). */
+static const char SQL_EVENT_IDS[] =
+    "INSERT INTO event_id_batches (shard, epoch, hashes, digests) "
+    "SELECT $1::int, u.epoch, u.hashes, u.digests "
+    "FROM unnest($2::int8[], $3::bytea[], $4::bytea[]) AS u(epoch, hashes, digests)";
 
 /* Ids of epochs the engine no longer holds (see migrations/004_event_id_epochs.sql), in both
  * tables: event_ids holds what older versions wrote. */
@@ -194,7 +196,7 @@ enum {
   C_T_ROLLOUT, C_T_SEQ, C_T_ID, C_T_TIME, C_T_ACTION, C_T_FROM, C_T_TO, C_T_STATE, C_T_REASON,
   C_T_RULE, C_T_ACTOR, C_T_EVIDENCE, C_T_ITEMS,
   C_O_TOPIC, C_O_KEY, C_O_MESSAGE_ID, C_O_PAYLOAD,
-  C_EVENT_ID_EPOCHS, C_EVENT_IDS,
+  C_EVENT_ID_EPOCHS, C_EVENT_IDS, C_EVENT_ID_DIGESTS,
   C_FLAGS,
   C_COUNT
 };
@@ -404,26 +406,40 @@ static int write_outbox(store_t *s, const struct store_batch *b, struct jbuf *co
 
 /*
  * The ids as event_id_batches rows: one per run of ids of the same epoch (a batch usually has
- * one epoch, two when it crosses into the next), each a bytea of 8-byte big-endian hashes.
+ * one epoch, two when it crosses into the next), each a bytea of 8-byte big-endian hashes and
+ * one of their digests in the same order (NULL when the batch has none).
  */
 static size_t write_event_ids(const struct store_batch *b, struct jbuf *cols) {
   struct arr epochs = arr_begin(&cols[C_EVENT_ID_EPOCHS], OID_INT8);
   struct arr hashes = arr_begin(&cols[C_EVENT_IDS], OID_BYTEA);
-  size_t at = 0;
+  struct arr digests = arr_begin(&cols[C_EVENT_ID_DIGESTS], OID_BYTEA);
+  const uint64_t *d = b->event_id_digests;
+  size_t at = 0, at_d = 0;
   for (size_t i = 0; i < b->n_event_ids; i++) {
     int64_t epoch = b->event_id_epochs ? b->event_id_epochs[i] : 0;
     if (i == 0 || epoch != (b->event_id_epochs ? b->event_id_epochs[i - 1] : 0)) {
       if (i)
         arr_close(&hashes, at);
+      if (i && d)
+        arr_close(&digests, at_d);
       arr_int8(&epochs, epoch);
       at = arr_open(&hashes, false);
+      if (d)
+        at_d = arr_open(&digests, false);
+      else
+        arr_null(&digests);
     }
     put_u64(hashes.b, b->event_ids[i]);
+    if (d)
+      put_u64(digests.b, d[i]);
   }
   if (b->n_event_ids)
     arr_close(&hashes, at);
+  if (b->n_event_ids && d)
+    arr_close(&digests, at_d);
   arr_end(&epochs);
   arr_end(&hashes);
+  arr_end(&digests);
   return (size_t)epochs.n;
 }
 
@@ -592,6 +608,7 @@ static void send_batch(struct pipeline *p, const struct store_batch *b, size_t n
     param_text(&pr, shard);
     param_binary(&pr, &c[C_EVENT_ID_EPOCHS]);
     param_binary(&pr, &c[C_EVENT_IDS]);
+    param_binary(&pr, &c[C_EVENT_ID_DIGESTS]);
     pipe_send(p, "event ids", SQL_EVENT_IDS, &pr);
   }
   char prune[24];

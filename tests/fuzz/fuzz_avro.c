@@ -24,8 +24,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t id_len;
   (void)avro_codec_event_head(codec, data, size, &t, &id, &id_len);
   if (avro_codec_decode_event(codec, data, size, &ev, why, sizeof why) == CANARY_OK) {
-    struct avro_buf buf = AVRO_BUF_INIT; /* what decodes must encode again */
-    if (avro_codec_encode_event(codec, &ev, &buf) != CANARY_OK)
+    /* what decodes must encode again, and decode to the same content digest (the decode
+     * reuses the codec's arrays ev borrows: its digest first) */
+    uint64_t digest = event_digest(&ev);
+    struct avro_buf buf = AVRO_BUF_INIT;
+    struct event back;
+    if (avro_codec_encode_event(codec, &ev, &buf) != CANARY_OK ||
+        avro_codec_decode_event(codec, buf.data, buf.len, &back, why, sizeof why) != CANARY_OK ||
+        event_digest(&back) != digest)
       __builtin_trap();
     avro_buf_free(&buf);
   }

@@ -527,10 +527,11 @@ static void test_engine_state_round_trip(void **state) {
     if (fx.items[i].kind == EFFECT_DECISION)
       ds[nd++] = &fx.items[i].u.decision;
   assert_true(nd >= 1);
-  const uint64_t ids[] = {idset_hash(ev.id)};
+  const uint64_t ids[] = {idset_hash(ev.id)}, digests[] = {event_digest(&ev)};
   struct store_batch b = {.shard = 2, .epoch = epoch, .rollouts = e.rollouts,
                           .n_rollouts = e.n_rollouts, .decisions = ds, .n_decisions = nd,
-                          .event_ids = ids, .n_event_ids = 1, .global = &e.global};
+                          .event_ids = ids, .event_id_digests = digests, .n_event_ids = 1,
+                          .global = &e.global};
   no_offsets(&b.offsets);
   b.offsets.next[0] = 1;
   commit_ok(&b);
@@ -542,11 +543,18 @@ static void test_engine_state_round_trip(void **state) {
   assert_int_equal(back.n_rollouts, 1);
   assert_memory_equal(back.rollouts[0], e.rollouts[0], sizeof(struct rollout));
   assert_memory_equal(&back.global, &e.global, sizeof e.global);
-  /* The restored engine knows the event: applying it again is a duplicate. */
+  /* The restored engine knows the event: applying it again is a duplicate, and its id with
+   * other content a conflict (the digest came back with the id). */
   effects_clear(&fx);
   assert_int_equal(engine_apply(&back, &ev, ev.time_ms, &fx, &outcome, why, sizeof why),
                    CANARY_OK);
   assert_int_equal(outcome, APPLY_DUPLICATE);
+  struct event other = ev;
+  snprintf(other.version, sizeof other.version, "3.0.1");
+  assert_int_equal(engine_apply(&back, &other, ev.time_ms, &fx, &outcome, why, sizeof why),
+                   CANARY_OK);
+  assert_int_equal(outcome, APPLY_CONFLICT);
+  assert_int_equal(fx.n, 0);
 
   struct decision *hist;
   size_t nh;
@@ -742,6 +750,63 @@ static void test_event_id_epochs(void **state) {
   assert_false(idset_contains(&e.seen_old, "mid-1") || idset_contains(&e.seen_old, "legacy-6"));
   assert_int_equal(e.seen.n + e.seen_old.n, 4);
   engine_destroy(&e);
+}
+
+/* The digest the engine holds for id, failing when it holds none. */
+static uint64_t digest_of(const struct engine *e, const char *id) {
+  uint64_t d = 42;
+  if (!engine_seen(e, idset_hash(id), &d))
+    fail_msg("the loaded engine does not know id %s", id);
+  return d;
+}
+
+/*
+ * Each id comes back with the digest it was stored with (migrations/007_event_id_digests.sql),
+ * also across a batch that crosses into the next epoch; ids stored without one — by an older
+ * worker, before the migration, or in event_ids — come back unknown, never as a digest that
+ * could make a false conflict. A row whose digests do not match its hashes is refused.
+ */
+static void test_event_id_digests(void **state) {
+  (void)state;
+  int64_t epoch = claim(15, "worker-a");
+  const uint64_t ids[] = {idset_hash("a"), idset_hash("b")}, digests[] = {0x1111, 0x2222};
+  const int64_t e7[] = {7, 7};
+  struct store_batch b = {.shard = 15, .epoch = epoch, .event_ids = ids,
+                          .event_id_epochs = e7, .event_id_digests = digests, .n_event_ids = 2};
+  no_offsets(&b.offsets);
+  commit_ok(&b);
+  const uint64_t older[] = {idset_hash("c")};
+  b.event_ids = older, b.event_id_digests = NULL, b.n_event_ids = 1; /* an older worker's */
+  commit_ok(&b);
+  PQclear(query(sql, "INSERT INTO event_ids (shard, hash, epoch) VALUES (15, %" PRId64 ", 7)",
+                (int64_t)idset_hash("d")));
+  const uint64_t ids78[] = {idset_hash("e"), idset_hash("f")}, d78[] = {0x5555, 0xffffffff66666666};
+  const int64_t e78[] = {7, 8};
+  b.event_ids = ids78, b.event_id_epochs = e78, b.event_id_digests = d78, b.n_event_ids = 2;
+  commit_ok(&b);
+  assert_int_equal(q_int("SELECT count(*) FROM event_id_batches WHERE shard = 15 AND "
+                         "digests IS NULL"), 1);
+
+  struct engine e;
+  struct store_offsets off;
+  assert_int_equal(engine_init(&e, &plan), CANARY_OK);
+  if (store_load_shard(st, 15, &e, &off))
+    fail_msg("load: %s", store_last_error(st));
+  assert_int_equal(digest_of(&e, "a"), 0x1111);
+  assert_int_equal(digest_of(&e, "b"), 0x2222);
+  assert_int_equal(digest_of(&e, "c"), EVENT_DIGEST_UNKNOWN);
+  assert_int_equal(digest_of(&e, "d"), EVENT_DIGEST_UNKNOWN);
+  assert_int_equal(digest_of(&e, "e"), 0x5555);
+  assert_true(idset_contains(&e.seen_old, "e"));
+  assert_int_equal(digest_of(&e, "f"), 0xffffffff66666666);
+  assert_true(idset_contains(&e.seen, "f"));
+  engine_destroy(&e);
+
+  PGresult *r = PQexec(sql, "INSERT INTO event_id_batches (shard, epoch, hashes, digests) "
+                            "VALUES (15, 8, '\\x0000000000000001', '\\x01')");
+  assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+  assert_non_null(strstr(PQresultErrorMessage(r), "event_id_batches_digests_length"));
+  PQclear(r);
 }
 
 /*
@@ -1130,6 +1195,7 @@ int main(void) {
       cmocka_unit_test(test_atomicity),
       cmocka_unit_test(test_outbox_idempotent),
       cmocka_unit_test(test_event_id_epochs),
+      cmocka_unit_test(test_event_id_digests),
       cmocka_unit_test(test_commit_send_wait),
       cmocka_unit_test(test_outbox_prune),
       cmocka_unit_test(test_outbox_fetch_mark),

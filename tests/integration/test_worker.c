@@ -134,7 +134,7 @@ static void reference_build(struct reference *ref, const char *prefix) {
       fail_msg("generated line %zu does not parse: %s", ref->n_events, why);
     enum apply_outcome outcome;
     if (!engine_admit(&ref->engine, ev, true, &outcome, why, sizeof why)) {
-      if (outcome == APPLY_REJECTED)
+      if (outcome != APPLY_DUPLICATE)
         fail_msg("the reference rejects generated event %s: %s", ev->id, why);
       continue; /* a duplicate moves no clock, as in canaryd and simulate */
     }
@@ -142,7 +142,7 @@ static void reference_build(struct reference *ref, const char *prefix) {
     clock = ev->time_ms > clock ? ev->time_ms : clock;
     assert_int_equal(engine_apply(&ref->engine, ev, clock, &fx, &outcome, why, sizeof why),
                      CANARY_OK);
-    if (outcome == APPLY_REJECTED)
+    if (outcome == APPLY_REJECTED || outcome == APPLY_CONFLICT)
       fail_msg("the reference rejects generated event %s: %s", ev->id, why);
     keep_decisions(ref, &fx);
   }
@@ -1028,6 +1028,145 @@ static void test_malformed_message_to_dlq(void **state) {
   run_end(&t);
 }
 
+/* The first column of the first row of sql, as an integer (-1 when NULL or on error). */
+static long db_long(const char *conninfo, const char *sql) {
+  PGconn *c = PQconnectdb(conninfo);
+  PGresult *r = PQexec(c, sql);
+  long n = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) && !PQgetisnull(r, 0, 0)
+               ? atol(PQgetvalue(r, 0, 0))
+               : -1;
+  PQclear(r);
+  PQfinish(c);
+  return n;
+}
+
+/* Wait until sql gives at least want (fails the test after 60 s). */
+static void wait_db(const char *conninfo, const char *sql, long want) {
+  long n = -1;
+  for (int64_t until = mono_ms() + 60000; mono_ms() < until; sleep_ms(100))
+    if ((n = db_long(conninfo, sql)) >= want)
+      return;
+  fail_msg("waited 60 s for %s to reach %ld: %ld", sql, want, n);
+}
+
+/* How many lines of the worker log `id` contain text. */
+static int log_lines_with(const char *id, const char *text) {
+  char path[256], line[4096];
+  snprintf(path, sizeof path, "%s/test_worker-%s.log", CANARY_BINARY_DIR, id);
+  FILE *f = fopen(path, "r");
+  int n = 0;
+  while (f && fgets(line, sizeof line, f))
+    n += strstr(line, text) != NULL;
+  if (f)
+    fclose(f);
+  return n;
+}
+
+/* Every dead letter on the topic, read from the beginning until caught up: their count, and
+ * the reason of the one at offset `at` (its input offset) in why. */
+static int read_dead_letters(avro_codec_t *codec, int64_t at, char *why, size_t why_len) {
+  bus_reader_t *r;
+  assert_int_equal(bus_reader_new(kafka, "canary.dlq", true, NULL, NULL, &r), CANARY_OK);
+  struct bus_msg m;
+  bool caught_up = false;
+  int n = 0;
+  char err[256];
+  for (int64_t until = mono_ms() + 30000; !caught_up && mono_ms() < until;) {
+    if (bus_reader_read(r, 200, &m, &caught_up) != CANARY_OK)
+      continue;
+    struct avro_dlq d;
+    assert_int_equal(avro_codec_decode_dlq(codec, m.value, m.len, &d, err, sizeof err),
+                     CANARY_OK);
+    printf("    dead letter: %s [%d] offset %" PRId64 ": %s\n", d.topic, d.partition, d.offset,
+           d.reason);
+    if (d.offset == at)
+      snprintf(why, why_len, "%s", d.reason);
+    n++;
+  }
+  assert_true(caught_up);
+  bus_reader_close(r);
+  return n;
+}
+
+/*
+ * Issue 10, finding 6: an id reused for other content was dropped silently. Here a crash report
+ * (offset 1), the same id with another count (offset 2: a conflict) and the first report again
+ * (offset 3: a redelivery). The conflict is dead-lettered once, its reason naming the id and
+ * both digests, with one log line; the redelivery is silent; the crash is counted once. Then
+ * the stored offsets are rewound and the worker restarted: it replays all of it against the
+ * ids and digests it loads from the store, finds the conflict again (the digest survived the
+ * restart) and publishes nothing new — the dead letter's outbox id is its input offset.
+ */
+static void test_reused_id_to_dlq(void **state) {
+  (void)state;
+  struct run t;
+  run_begin(&t, "dup");
+  char rollout[80];
+  snprintf(rollout, sizeof rollout, "%s-r1", t.prefix);
+  struct event req = {.type = EVENT_ROLLOUT_REQUESTED, .time_ms = 1767225600000};
+  snprintf(req.id, sizeof req.id, "%s-e1", t.prefix);
+  snprintf(req.rollout, sizeof req.rollout, "%s", rollout);
+  snprintf(req.service, sizeof req.service, "svc");
+  snprintf(req.version, sizeof req.version, "2.0.0");
+  snprintf(req.baseline_version, sizeof req.baseline_version, "1.9.0");
+  struct event crash = {.type = EVENT_CRASH_REPORTED, .time_ms = 1767225660000, .count = 1};
+  snprintf(crash.id, sizeof crash.id, "%s-e2", t.prefix);
+  snprintf(crash.rollout, sizeof crash.rollout, "%s", rollout);
+  snprintf(crash.cohort, sizeof crash.cohort, "internal_test");
+  struct event other = crash;
+  other.count = 5;
+  const struct event evs[] = {req, crash, other, crash}; /* offsets 0..3 of one partition */
+  produce_events(evs, 4);
+
+  char first[EVENT_DIGEST_HEX_LEN], second[EVENT_DIGEST_HEX_LEN], want[256];
+  event_digest_hex(event_digest(&crash), first);
+  event_digest_hex(event_digest(&other), second);
+  snprintf(want, sizeof want, "'%s' was applied before with other content (digest %s first "
+           "seen, %s this one)", crash.id, first, second);
+  static const char *const logs[] = {"dup", "dup-replay"};
+  for (int i = 0; i < 2; i++) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/test_worker-%s.log", CANARY_BINARY_DIR, logs[i]);
+    unlink(path);
+  }
+  static const char committed[] = "SELECT coalesce(sum(next_offset), 0) FROM offsets";
+  static const char dlq_published[] = "SELECT count(*) FROM outbox WHERE message_id LIKE 'dlq/%' "
+                                      "AND published_at IS NOT NULL";
+  static const char dlq_rows[] = "SELECT count(*) FROM outbox WHERE message_id LIKE 'dlq/%'";
+  static const char crashes[] = "SELECT (body->'crashes'->>0)::int FROM rollouts";
+  avro_codec_t *codec;
+  assert_int_equal(avro_codec_new(&codec), CANARY_OK);
+
+  pid_t pid = start_worker(t.conninfo, t.group, logs[0]);
+  wait_db(t.conninfo, committed, 4); /* all four applied or refused, and committed */
+  wait_db(t.conninfo, dlq_published, 1);
+  assert_int_equal(WEXITSTATUS(stop_worker(pid, SIGTERM)), 0);
+  char why[1024] = "";
+  assert_int_equal(read_dead_letters(codec, 2, why, sizeof why), 1);
+  if (!strstr(why, want))
+    fail_msg("the dead letter of offset 2 says '%s', not '%s'", why, want);
+  assert_int_equal(db_long(t.conninfo, dlq_rows), 1);
+  assert_int_equal(db_long(t.conninfo, crashes), 1); /* applied once: not 2, not 6 */
+  assert_int_equal(log_lines_with(logs[0], want), 1);
+  assert_int_equal(log_lines_with(logs[0], "dead letter:"), 1); /* the redelivery is silent */
+
+  /* A replay of the same input, as after a commit whose outcome was unknown. */
+  PGconn *c = PQconnectdb(t.conninfo);
+  PQclear(PQexec(c, "UPDATE offsets SET next_offset = 0"));
+  PQfinish(c);
+  assert_int_equal(db_long(t.conninfo, committed), 0);
+  pid = start_worker(t.conninfo, t.group, logs[1]);
+  wait_db(t.conninfo, committed, 4);
+  assert_int_equal(WEXITSTATUS(stop_worker(pid, SIGTERM)), 0);
+  assert_int_equal(log_lines_with(logs[1], want), 1); /* found again, from the stored digest */
+  assert_int_equal(log_lines_with(logs[1], "dead letter:"), 1);
+  assert_int_equal(db_long(t.conninfo, dlq_rows), 1);
+  assert_int_equal(db_long(t.conninfo, crashes), 1);
+  assert_int_equal(read_dead_letters(codec, 2, why, sizeof why), 1); /* exactly once */
+  avro_codec_destroy(codec);
+  run_end(&t);
+}
+
 /*
  * A regression produced as Avro metric events through the real broker halts the rollout on
  * the built-in plan's comparison of error rates with the baseline, decided on evidence, and the
@@ -1296,6 +1435,7 @@ int main(void) {
       cmocka_unit_test(test_crash_safety),
       cmocka_unit_test(test_two_workers_share_and_take_over),
       cmocka_unit_test(test_malformed_message_to_dlq),
+      cmocka_unit_test(test_reused_id_to_dlq),
       cmocka_unit_test(test_apply_failures_are_retried),
       cmocka_unit_test(test_survives_outages),
       cmocka_unit_test(test_metric_regression_halts),

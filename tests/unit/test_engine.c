@@ -193,20 +193,19 @@ static void test_ids_are_kept_one_epoch_more(void **state) {
   struct event a = fixture_event(EVENT_CI_COMPLETED, "a", "r1", e0 + 2 * HOUR_MS);
   a.ok = true;
   assert_int_equal(submit(t, &a), APPLY_APPLIED);
-  a.time_ms = e0 + day + 1 * HOUR_MS; /* a repeat the next day: still known */
-  assert_int_equal(submit(t, &a), APPLY_DUPLICATE);
+  assert_int_equal(submit(t, &a), APPLY_DUPLICATE); /* redelivered the next day: still known */
   struct event b = a;
   snprintf(b.id, sizeof b.id, "b");
   b.time_ms = e0 + day + 2 * HOUR_MS; /* the first id of the next epoch moves the sets on */
   assert_int_equal(submit(t, &b), APPLY_APPLIED);
   assert_int_equal(t->e.id_epoch, engine_id_epoch_of(T0) + 1);
-  a.time_ms = e0 + day + 3 * HOUR_MS;
   assert_int_equal(submit(t, &a), APPLY_DUPLICATE); /* in the previous epoch's set */
   struct event c = b;
   snprintf(c.id, sizeof c.id, "c");
   c.time_ms = e0 + 2 * day + 1 * HOUR_MS;
   assert_int_equal(submit(t, &c), APPLY_APPLIED);
-  a.time_ms = e0 + 2 * day + 2 * HOUR_MS; /* two epochs on: forgotten, a new event */
+  a.time_ms = e0 + 2 * day + 2 * HOUR_MS; /* two epochs on: forgotten, a new event (no
+                                           * conflict with the content forgotten either) */
   assert_int_equal(submit(t, &a), APPLY_APPLIED);
   assert_int_equal(submit(t, &b), APPLY_DUPLICATE); /* b is a day old: still known */
   /* an epoch skipped: everything before is forgotten */
@@ -230,22 +229,83 @@ static void test_duplicate_id_is_ignored(void **state) {
   assert_int_equal(submit(t, &e), APPLY_APPLIED);
   struct rollout before = *engine_find(&t->e, "r1");
   clear(t);
-  e.time_ms += MIN_MS; /* a redelivery, later */
-  assert_int_equal(submit(t, &e), APPLY_DUPLICATE);
+  assert_int_equal(submit(t, &e), APPLY_DUPLICATE); /* a redelivery: the same event again */
   assert_int_equal(t->fx.n, 0);
+  assert_string_equal(t->why, ""); /* nothing to report: replays make these all the time */
   assert_memory_equal(&before, engine_find(&t->e, "r1"), sizeof before);
   assert_int_equal(engine_find(&t->e, "r1")->crashes[0], 1);
-
-  /* the id is what counts, whatever the event says now */
-  e.type = EVENT_COMMAND;
-  e.action = COMMAND_ROLLBACK;
-  assert_int_equal(submit(t, &e), APPLY_DUPLICATE);
-  assert_int_equal(engine_find(&t->e, "r1")->state, ROLLOUT_RUNNING);
 
   struct event req = fixture_requested("req-r1", "r1", T0);
   assert_int_equal(submit(t, &req), APPLY_DUPLICATE);
   assert_int_equal(t->fx.n, 0);
   assert_int_equal(t->e.n_rollouts, 1);
+}
+
+/*
+ * An id reused for other content is a conflict (issue 10: 6): not applied, reported with the
+ * id and both digests, and the first content's digest stays — the first content again is
+ * still a plain duplicate. A replay's view (engine_admit without the duplicate check) refuses
+ * the conflicting copy as the first apply did.
+ */
+static void test_reused_id_is_a_conflict(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  struct event e = fixture_event(EVENT_CRASH_REPORTED, "crash-1", "r1", T0 + 10 * MIN_MS);
+  snprintf(e.cohort, sizeof e.cohort, "internal_test");
+  e.count = 1;
+  assert_int_equal(submit(t, &e), APPLY_APPLIED);
+  uint64_t first;
+  assert_true(engine_seen(&t->e, idset_hash("crash-1"), &first));
+  assert_int_equal(first, event_digest(&e));
+  struct rollout before = *engine_find(&t->e, "r1");
+  clear(t);
+
+  struct event later = e;
+  later.time_ms += MIN_MS; /* the same claim at another time is another claim */
+  struct event rollback = e;
+  rollback.type = EVENT_COMMAND;
+  rollback.action = COMMAND_ROLLBACK;
+  const struct event *others[] = {&later, &rollback};
+  for (size_t i = 0; i < 2; i++) {
+    assert_int_equal(submit(t, others[i]), APPLY_CONFLICT);
+    char a[EVENT_DIGEST_HEX_LEN], b[EVENT_DIGEST_HEX_LEN], want[160];
+    event_digest_hex(event_digest(&e), a);
+    event_digest_hex(event_digest(others[i]), b);
+    snprintf(want, sizeof want, "'crash-1' was applied before with other content (digest %s "
+             "first seen, %s this one)", a, b);
+    if (!strstr(t->why, want))
+      fail_msg("reason '%s' lacks '%s'", t->why, want);
+    enum apply_outcome out;
+    char why[256];
+    assert_false(engine_admit(&t->e, others[i], true, &out, why, sizeof why));
+    assert_int_equal(out, APPLY_CONFLICT);
+    assert_false(engine_admit(&t->e, others[i], false, &out, why, sizeof why));
+    assert_int_equal(out, APPLY_CONFLICT);
+  }
+  assert_int_equal(t->fx.n, 0);
+  assert_memory_equal(&before, engine_find(&t->e, "r1"), sizeof before);
+  assert_int_equal(submit(t, &e), APPLY_DUPLICATE);
+  assert_true(engine_seen(&t->e, idset_hash("crash-1"), &first));
+  assert_int_equal(first, event_digest(&e));
+  enum apply_outcome out;
+  assert_true(engine_admit(&t->e, &e, false, &out, NULL, 0)); /* the copy applied replays */
+}
+
+/* An id whose content is not known (stored before digests were kept) is a plain duplicate,
+ * whatever comes under it: never a false conflict. */
+static void test_unknown_digest_is_a_duplicate(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  assert_int_equal(idset_add_hash(&t->e.seen, idset_hash("old-1")), CANARY_OK); /* as loaded */
+  clear(t);
+  struct event e = fixture_event(EVENT_HEALTH_CHECKED, "old-1", "r1", T0 + 10 * MIN_MS);
+  e.ok = false;
+  assert_int_equal(submit(t, &e), APPLY_DUPLICATE);
+  e.ok = true;
+  assert_int_equal(submit(t, &e), APPLY_DUPLICATE);
+  assert_int_equal(t->fx.n, 0);
+  enum apply_outcome out;
+  assert_true(engine_admit(&t->e, &e, false, &out, NULL, 0));
 }
 
 struct reject_case {
@@ -1546,6 +1606,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_requested_creates_a_rollout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_duplicate_id_is_ignored, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reused_id_is_a_conflict, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unknown_digest_is_a_duplicate, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ids_are_kept_one_epoch_more, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rejected_events, setup, teardown),
       cmocka_unit_test_setup_teardown(test_corrected_event_reuses_rejected_id, setup, teardown),

@@ -1,4 +1,4 @@
-/* The event-id set: membership, growth, and ids that were never added. */
+/* The event-id set: membership, growth, ids that were never added, the digests kept with ids. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -109,6 +109,47 @@ static void test_restore_from_hashes(void **state) {
   idset_free(&s);
 }
 
+/*
+ * Each id keeps the digest of the content first applied under it: a later add of the same id
+ * (with any digest) does not replace it, an unknown one (a row stored before digests) is
+ * filled in, and every digest survives the table's growth.
+ */
+static void test_digests_kept_with_ids(void **state) {
+  (void)state;
+  struct idset s = IDSET_INIT;
+  uint64_t d = 42;
+  assert_false(idset_find(&s, idset_hash("a"), &d));
+  assert_int_equal(d, 42); /* untouched when absent */
+  assert_int_equal(idset_add_digest(&s, idset_hash("a"), 0x1111), CANARY_OK);
+  assert_int_equal(idset_add_digest(&s, idset_hash("a"), 0x2222), CANARY_OK);
+  assert_true(idset_find(&s, idset_hash("a"), &d));
+  assert_int_equal(d, 0x1111);
+  assert_int_equal(idset_add_hash(&s, idset_hash("b")), CANARY_OK); /* no digest: unknown */
+  assert_true(idset_find(&s, idset_hash("b"), &d));
+  assert_int_equal(d, 0);
+  assert_int_equal(idset_add_digest(&s, idset_hash("b"), 0x3333), CANARY_OK);
+  assert_true(idset_find(&s, idset_hash("b"), &d));
+  assert_int_equal(d, 0x3333);
+  assert_int_equal(idset_add_digest(&s, 0, 0x4444), CANARY_OK); /* hash 0 is slot 1 */
+  assert_true(idset_find(&s, 1, &d));
+  assert_int_equal(d, 0x4444);
+  assert_true(idset_find(&s, idset_hash("a"), NULL));
+  char id[32];
+  for (uint64_t i = 0; i < 5000; i++) { /* several doublings */
+    snprintf(id, sizeof id, "id-%llu", (unsigned long long)i);
+    assert_int_equal(idset_add_digest(&s, idset_hash(id), 1000 + i), CANARY_OK);
+  }
+  for (uint64_t i = 0; i < 5000; i++) {
+    snprintf(id, sizeof id, "id-%llu", (unsigned long long)i);
+    assert_true(idset_find(&s, idset_hash(id), &d));
+    assert_int_equal(d, 1000 + i);
+  }
+  assert_true(idset_find(&s, idset_hash("a"), &d));
+  assert_int_equal(d, 0x1111);
+  assert_int_equal(s.n, 5003);
+  idset_free(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_empty_set),
@@ -116,6 +157,7 @@ int main(void) {
       cmocka_unit_test(test_hash),
       cmocka_unit_test(test_growth),
       cmocka_unit_test(test_restore_from_hashes),
+      cmocka_unit_test(test_digests_kept_with_ids),
   };
   return cmocka_run_group_tests_name("idset", tests, NULL, NULL);
 }

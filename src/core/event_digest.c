@@ -1,0 +1,202 @@
+/*
+ * The content digest of an event: what it says, not how it was written. A repeated id with the
+ * same digest is a redelivery (silent); with another digest, a conflict (dead-lettered).
+ *
+ * Why the decoded event and not the message's bytes: one event has many spellings. The same
+ * event sent once as JSON (canaryctl emit) and once as Avro, its time as milliseconds or as an
+ * RFC 3339 string, its counters' keys in another order, re-serialised by another producer
+ * library, is the same event: a digest of the bytes would call each of those a conflict and
+ * dead-letter every harmless redelivery. The decoded event is what canaryd applies, so it is
+ * what two copies must agree on.
+ *
+ * What is in it: every field but the id (the digest is kept under the id): the type, the
+ * rollout, the time — the same id at another time claims another moment, and canaryd decides
+ * by event time — and every field of the type. Each field goes in by its contract name, enums
+ * by their wire names, never by a number of this build: digests are stored and compared across
+ * versions. A field at its zero value (absent, false, 0, empty) adds nothing, so a field added
+ * to the contract later leaves the digest of every event without it as it was (a stored digest
+ * that changed under an upgrade would be a false conflict). Enums have no "absent" value, so
+ * each goes in only for the types that carry it.
+ *
+ * Counters, gauges and distributions are maps: neither a JSON object nor an Avro map fixes the
+ * order of its entries, so each entry is digested alone and the entries are added up. Arrays —
+ * a distribution's values, diff samples — keep their order. -0.0 counts as 0.0 (the same value).
+ *
+ * Not cryptographic: a producer could make two contents share a digest, and its conflict would
+ * then pass for a redelivery — dropped, as every repeated id was before digests existed.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/event.h"
+
+/* The digest's first state. Part of the stored format: a new seed is a new digest. */
+#define DIGEST_SEED 0x63616e6172796431ULL /* "canaryd1" */
+
+/* MurmurHash3's 64-bit finaliser: a bijection in which every input bit moves every output bit. */
+static uint64_t fmix64(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return x;
+}
+
+/*
+ * Fold one word in. Each word is mixed on its own (independent words mix in parallel), then
+ * joined by a step that is a bijection of the running value and of the mixed word: two inputs
+ * that differ in one word always differ after it.
+ */
+static void put(uint64_t *h, uint64_t v) {
+  *h = (((*h << 23) | (*h >> 41)) ^ fmix64(v)) * 0x9e3779b97f4a7c15ULL;
+}
+
+/* The n <= 8 bytes at p as a little-endian word, zero-padded, whatever the machine (the value
+ * is stored). */
+static uint64_t load_le(const char *p, size_t n) {
+  uint64_t w = 0;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  memcpy(&w, p, n); /* the loop below, in one move */
+#else
+  for (size_t k = 0; k < n; k++)
+    w |= (uint64_t)(unsigned char)p[k] << (8 * k);
+#endif
+  return w;
+}
+
+/* Length, then 8 bytes a word. */
+static void put_str(uint64_t *h, const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  put(h, n);
+  for (size_t i = 0; i < n; i += 8)
+    put(h, load_le(s + i, n - i < 8 ? n - i : 8));
+}
+
+static uint64_t bits(double x) {
+  uint64_t b = 0;
+  if (x != 0) /* -0.0 == 0.0 */
+    memcpy(&b, &x, sizeof b);
+  return b;
+}
+
+static void field_str(uint64_t *h, const char *name, const char *v) {
+  if (v[0]) {
+    put_str(h, name);
+    put_str(h, v);
+  }
+}
+
+static void field_int(uint64_t *h, const char *name, int64_t v) {
+  if (v) {
+    put_str(h, name);
+    put(h, (uint64_t)v);
+  }
+}
+
+static void field_enum(uint64_t *h, const char *name, const char *wire) {
+  put_str(h, name);
+  put_str(h, wire);
+}
+
+/* The enum a type carries (each type has at most one). */
+static void enum_of_type(uint64_t *h, const struct event *ev) {
+  switch (ev->type) {
+  case EVENT_INCIDENT_OPENED:
+    return field_enum(h, "kind", incident_kind_name(ev->incident_kind));
+  case EVENT_ALERT_RAISED:
+    return field_enum(h, "kind", alert_kind_name(ev->alert_kind));
+  case EVENT_FEEDBACK_RECEIVED:
+    return field_enum(h, "sentiment", sentiment_name(ev->sentiment));
+  case EVENT_APPROVAL_GRANTED:
+    return field_enum(h, "role", approval_role_name(ev->role));
+  case EVENT_COMMAND:
+    return field_enum(h, "action", command_action_name(ev->action));
+  case EVENT_METRICS:
+    return field_enum(h, "variant", variant_name(ev->metrics.variant));
+  default:
+    return;
+  }
+}
+
+/* A map of name -> value: the sum of its entries' digests, whatever their order. */
+static void field_values(uint64_t *h, const char *name, const struct metric_value *v, size_t n) {
+  if (!n)
+    return;
+  uint64_t sum = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t e = DIGEST_SEED;
+    put_str(&e, v[i].name);
+    put(&e, bits(v[i].value));
+    sum += e;
+  }
+  put_str(h, name);
+  put(h, n);
+  put(h, sum);
+}
+
+/* A map of name -> values: as field_values, each entry's values in their order. */
+static void field_dists(uint64_t *h, const struct metric_dist *d, size_t n) {
+  if (!n)
+    return;
+  uint64_t sum = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t e = DIGEST_SEED;
+    put_str(&e, d[i].name);
+    put(&e, d[i].n);
+    for (size_t j = 0; j < d[i].n; j++)
+      put(&e, bits(d[i].values[j]));
+    sum += e;
+  }
+  put_str(h, "distributions");
+  put(h, n);
+  put(h, sum);
+}
+
+static void field_samples(uint64_t *h, const struct diff_sample *s, size_t n) {
+  if (!n)
+    return;
+  put_str(h, "samples");
+  put(h, n);
+  for (size_t i = 0; i < n; i++) {
+    put(h, bits(s[i].input));
+    put(h, bits(s[i].stable));
+    put(h, bits(s[i].canary));
+  }
+}
+
+uint64_t event_digest(const struct event *ev) {
+  uint64_t h = DIGEST_SEED;
+  field_enum(&h, "type", event_type_name(ev->type));
+  field_str(&h, "rollout", ev->rollout);
+  field_int(&h, "time", ev->time_ms);
+  field_str(&h, "service", ev->service);
+  field_str(&h, "version", ev->version);
+  field_str(&h, "baseline_version", ev->baseline_version);
+  field_int(&h, "ok", ev->ok);
+  field_int(&h, "passed", ev->passed);
+  field_int(&h, "failed", ev->failed);
+  field_str(&h, "cohort", ev->cohort);
+  field_int(&h, "count", ev->count);
+  field_str(&h, "incident", ev->incident);
+  field_int(&h, "severity", ev->severity);
+  enum_of_type(&h, ev);
+  field_str(&h, "actor", ev->actor);
+  field_str(&h, "detail", ev->detail);
+  field_int(&h, "force", ev->force);
+  field_str(&h, "reason", ev->reason);
+  field_str(&h, "flag", ev->flag);
+  field_int(&h, "value", ev->value);
+  field_int(&h, "interval_ms", ev->metrics.interval_ms);
+  field_values(&h, "counters", ev->metrics.counters, ev->metrics.n_counters);
+  field_values(&h, "gauges", ev->metrics.gauges, ev->metrics.n_gauges);
+  field_dists(&h, ev->metrics.dists, ev->metrics.n_dists);
+  field_samples(&h, ev->diff.samples, ev->diff.n);
+  h = fmix64(h);
+  return h != EVENT_DIGEST_UNKNOWN ? h : 1;
+}
+
+void event_digest_hex(uint64_t digest, char out[EVENT_DIGEST_HEX_LEN]) {
+  snprintf(out, EVENT_DIGEST_HEX_LEN, "%016" PRIx64, digest);
+}
