@@ -1,6 +1,7 @@
 /* The metric store: series of windows per rollout, fed by metric and diff events, read by the
  * rule language through struct expr_source; and the plan's expressions compiled once. */
 #include "core/metric_store.h"
+#include "core/mstore_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -18,9 +19,7 @@ const char *mstore_owner_name(enum mstore_owner o) {
   return (unsigned)o < MSTORE_OWNER_COUNT ? owner_names[o] : "?";
 }
 
-static int fail(char *why, size_t len, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *why, size_t len, int rc, const char *fmt, ...) {
+int mstore_fail(char *why, size_t len, int rc, const char *fmt, ...) {
   if (why && len) {
     va_list ap;
     va_start(ap, fmt);
@@ -29,16 +28,6 @@ static int fail(char *why, size_t len, int rc, const char *fmt, ...) {
   }
   return rc;
 }
-
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) {
-    h ^= b[i];
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
-#define FNV_SEED 0xcbf29ce484222325ULL
 
 /* --- configuration ------------------------------------------------------------------------ */
 
@@ -139,7 +128,7 @@ static int name_slot(const struct mstore *ms, const char *name) {
   }
 }
 
-static int name_find(const struct mstore *ms, const char *name) {
+int mstore_name_find(const struct mstore *ms, const char *name) {
   if (!ms->name_index)
     return -1;
   return ms->name_index[name_slot(ms, name)];
@@ -154,17 +143,11 @@ static int name_add(struct mstore *ms, const char *name, enum window_kind kind) 
   return id;
 }
 
-static int16_t *series_ref(const struct mstore *ms, int name, int cohort, enum variant v) {
-  return &ms->series_of[((size_t)name * PLAN_MAX_STAGES + (size_t)cohort) * VARIANT_COUNT + v];
-}
-
-static bool cohort_ok(int cohort) { return cohort >= 0 && cohort < PLAN_MAX_STAGES; }
-
 static struct mstore_series *series_get(const struct mstore *ms, int cohort, enum variant v,
                                         const char *name) {
   if (!cohort_ok(cohort) || (unsigned)v >= VARIANT_COUNT || !name)
     return NULL;
-  int id = name_find(ms, name);
+  int id = mstore_name_find(ms, name);
   if (id < 0)
     return NULL;
   int16_t s = *series_ref(ms, id, cohort, v);
@@ -224,11 +207,11 @@ static int check_item(const struct mstore *ms, struct item *it, const struct ite
   size_t nl = it->name ? strlen(it->name) : 0;
   const char *kind = window_kind_name(it->kind);
   if (!nl)
-    return fail(why, len, CANARY_EINVALID, "a %s has no name", kind);
+    return mstore_fail(why, len, CANARY_EINVALID, "a %s has no name", kind);
   if (nl >= PLAN_NAME_MAX)
-    return fail(why, len, CANARY_EINVALID, "%s name '%.40s...' is longer than %d bytes", kind,
-                it->name, PLAN_NAME_MAX - 1);
-  it->id = name_find(ms, it->name);
+    return mstore_fail(why, len, CANARY_EINVALID, "%s name '%.40s...' is longer than %d bytes",
+                       kind, it->name, PLAN_NAME_MAX - 1);
+  it->id = mstore_name_find(ms, it->name);
   enum window_kind known = it->id >= 0 ? ms->names[it->id].kind : it->kind;
   for (size_t j = 0; it->id < 0 && j < i; j++)
     if (prev[j].id < 0 && strcmp(prev[j].name, it->name) == 0) {
@@ -236,8 +219,8 @@ static int check_item(const struct mstore *ms, struct item *it, const struct ite
       break;
     }
   if (known != it->kind)
-    return fail(why, len, CANARY_EINVALID, "metric '%s' arrives as a %s but is a %s", it->name,
-                kind, window_kind_name(known));
+    return mstore_fail(why, len, CANARY_EINVALID, "metric '%s' arrives as a %s but is a %s",
+                       it->name, kind, window_kind_name(known));
   return CANARY_OK;
 }
 
@@ -250,9 +233,9 @@ static int metrics_check(const struct mstore *ms, int cohort, const struct event
                          struct item *items, char *why, size_t len) {
   size_t n = m->n_counters + m->n_gauges + m->n_dists;
   if ((unsigned)m->variant >= VARIANT_COUNT)
-    return fail(why, len, CANARY_EINVALID, "unknown variant");
+    return mstore_fail(why, len, CANARY_EINVALID, "unknown variant");
   if ((m->n_counters && !m->counters) || (m->n_gauges && !m->gauges) || (m->n_dists && !m->dists))
-    return fail(why, len, CANARY_EINVALID, "metric arrays missing");
+    return mstore_fail(why, len, CANARY_EINVALID, "metric arrays missing");
   if (!n)
     return CANARY_OK;
   size_t k = 0;
@@ -286,29 +269,29 @@ static int metrics_check(const struct mstore *ms, int cohort, const struct event
     }
   }
   if (!rc && ms->n_names + new_names > ms->cfg.max_names)
-    rc = fail(why, len, CANARY_EFULL, "more than %d metric names in this rollout",
-              ms->cfg.max_names);
+    rc = mstore_fail(why, len, CANARY_EFULL, "more than %d metric names in this rollout",
+                     ms->cfg.max_names);
   if (!rc && ms->n_series + new_series > ms->cfg.max_series)
-    rc = fail(why, len, CANARY_EFULL,
-              "more than %d metric series in this rollout (cohort x variant x metric)",
-              ms->cfg.max_series);
+    rc = mstore_fail(why, len, CANARY_EFULL,
+                     "more than %d metric series in this rollout (cohort x variant x metric)",
+                     ms->cfg.max_series);
   if (rc)
     return rc;
   for (size_t i = 0; i < m->n_counters; i++) {
     if (!isfinite(m->counters[i].value) || m->counters[i].value < 0)
-      return fail(why, len, CANARY_EINVALID,
-                  "counter '%s' is %g: counters are increments, finite and >= 0",
-                  m->counters[i].name, m->counters[i].value);
+      return mstore_fail(why, len, CANARY_EINVALID,
+                         "counter '%s' is %g: counters are increments, finite and >= 0",
+                         m->counters[i].name, m->counters[i].value);
   }
   for (size_t i = 0; i < m->n_gauges; i++)
     if (!isfinite(m->gauges[i].value))
-      return fail(why, len, CANARY_EINVALID, "gauge '%s' is not finite", m->gauges[i].name);
+      return mstore_fail(why, len, CANARY_EINVALID, "gauge '%s' is not finite", m->gauges[i].name);
   for (size_t i = 0; i < m->n_dists; i++)
     if ((m->dists[i].n && !m->dists[i].values) ||
         !all_finite(m->dists[i].values, m->dists[i].n, true))
-      return fail(why, len, CANARY_EINVALID,
-                  "distribution '%s' has a value that is negative or not finite",
-                  m->dists[i].name);
+      return mstore_fail(why, len, CANARY_EINVALID,
+                         "distribution '%s' has a value that is negative or not finite",
+                         m->dists[i].name);
   return CANARY_OK;
 }
 
@@ -317,8 +300,6 @@ static enum window_kind item_kind(const struct event_metrics *m, size_t i) {
          : i < m->n_counters + m->n_gauges ? WINDOW_GAUGE
                                             : WINDOW_DISTRIBUTION;
 }
-
-static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
 
 /* A counter's running total; the first event of a later slice of event time snapshots it. */
 static void total_add(struct mstore_series *s, int64_t t, double value) {
@@ -484,7 +465,8 @@ static int metrics_apply(struct mstore *ms, int cohort, int64_t t, const struct 
   for (size_t i = 0; i < n; i++) {
     enum window_kind kind = item_kind(m, i);
     int id = items[i].id;
-    if (id < 0 && (id = name_find(ms, items[i].name)) < 0) /* new (maybe earlier in this event) */
+    /* new (maybe earlier in this event) */
+    if (id < 0 && (id = mstore_name_find(ms, items[i].name)) < 0)
       id = name_add(ms, items[i].name, kind);
     struct mstore_series *s = series_open(ms, cohort, m->variant, id);
     if (!s) {
@@ -531,11 +513,11 @@ static int diff_open(struct mstore *ms, struct mstore_diff *d) {
 static int diff_ingest(struct mstore *ms, int cohort, int64_t t, const struct event_diff *dv,
                        char *why, size_t len) {
   if (dv->n && !dv->samples)
-    return fail(why, len, CANARY_EINVALID, "diff samples missing");
+    return mstore_fail(why, len, CANARY_EINVALID, "diff samples missing");
   for (size_t i = 0; i < dv->n; i++) {
     const struct diff_sample *s = &dv->samples[i];
     if (!isfinite(s->stable) || !isfinite(s->canary))
-      return fail(why, len, CANARY_EINVALID, "diff sample %zu is not finite", i);
+      return mstore_fail(why, len, CANARY_EINVALID, "diff sample %zu is not finite", i);
   }
   if (!dv->n)
     return CANARY_OK;
@@ -572,11 +554,11 @@ int mstore_ingest(struct mstore *ms, int cohort, const struct event *ev, char *w
     why[0] = '\0';
   int rc;
   if (!ms->names)
-    rc = fail(why, why_len, CANARY_EINVALID, "the metric store is not initialised");
+    rc = mstore_fail(why, why_len, CANARY_EINVALID, "the metric store is not initialised");
   else if (!cohort_ok(cohort))
-    rc = fail(why, why_len, CANARY_EINVALID, "cohort index %d out of range", cohort);
+    rc = mstore_fail(why, why_len, CANARY_EINVALID, "cohort index %d out of range", cohort);
   else if (ev->time_ms < -WINDOW_TIME_MAX || ev->time_ms > WINDOW_TIME_MAX)
-    rc = fail(why, why_len, CANARY_EINVALID, "event time out of range");
+    rc = mstore_fail(why, why_len, CANARY_EINVALID, "event time out of range");
   else if (ev->type == EVENT_METRICS) {
     /* on the stack for any event a reporter sends; the heap for the unusual */
     struct item stack[32], *items = stack;
@@ -590,15 +572,15 @@ int mstore_ingest(struct mstore *ms, int cohort, const struct event *ev, char *w
   } else if (ev->type == EVENT_DIFF_SAMPLES) {
     rc = diff_ingest(ms, cohort, ev->time_ms, &ev->diff, why, why_len);
   } else {
-    rc = fail(why, why_len, CANARY_EINVALID, "a %s event holds no metrics",
-              event_type_name(ev->type));
+    rc = mstore_fail(why, why_len, CANARY_EINVALID, "a %s event holds no metrics",
+                     event_type_name(ev->type));
   }
   if (rc == CANARY_EINVALID || rc == CANARY_EFULL)
     ms->rejected++;
   else if (ev->time_ms > ms->clock_ms)
     ms->clock_ms = ev->time_ms;
   if (rc == CANARY_ENOMEM && why && why_len && !why[0])
-    fail(why, why_len, rc, "out of memory: some observations were not kept");
+    mstore_fail(why, why_len, rc, "out of memory: some observations were not kept");
   return rc;
 }
 
@@ -710,7 +692,7 @@ static struct window *series_window(struct mstore_ctx *c, enum variant v, const 
   int id;
   if (h->p == metric && strcmp(ms->names[h->id].name, metric) == 0) {
     id = h->id;
-  } else if ((id = name_find(ms, metric)) >= 0) {
+  } else if ((id = mstore_name_find(ms, metric)) >= 0) {
     h->p = metric;
     h->id = (int16_t)id;
   } else {
@@ -1042,24 +1024,26 @@ static int compile_one(void *arg, enum mstore_owner o, int stage, int index, int
   if (rc) {
     char caret[2 * PLAN_EXPR_MAX + 200];
     expr_error_render(text, &err, caret, sizeof caret);
-    return fail(c->why, c->why_len, rc, "%s:\n%s", label, caret);
+    return mstore_fail(c->why, c->why_len, rc, "%s:\n%s", label, caret);
   }
   if (!expr_is_condition(&x->e))
-    return fail(c->why, c->why_len, CANARY_EINVALID,
-                "%s: '%s' is a number, not a condition (compare it, as in x > 1)", label, text);
+    return mstore_fail(c->why, c->why_len, CANARY_EINVALID,
+                       "%s: '%s' is a number, not a condition (compare it, as in x > 1)", label,
+                       text);
   if (expr_uses(&x->e, EXPR_SLOS_MET) && o == MSTORE_SLO)
-    return fail(c->why, c->why_len, CANARY_EINVALID, "%s: an SLO cannot use slos_met()", label);
+    return mstore_fail(c->why, c->why_len, CANARY_EINVALID, "%s: an SLO cannot use slos_met()",
+                       label);
   if (expr_uses(&x->e, EXPR_SLOS_MET) && c->plan->n_slos == 0)
-    return fail(c->why, c->why_len, CANARY_EINVALID,
-                "%s: slos_met() but the plan defines no slos", label);
+    return mstore_fail(c->why, c->why_len, CANARY_EINVALID,
+                       "%s: slos_met() but the plan defines no slos", label);
   for (int i = 0; i < x->e.n_nodes; i++) {
     const struct expr_node *nd = &x->e.nodes[i];
     if (nd->kind == EXPR_DIFF_RATIO && nd->a >= 0 &&
         (x->e.nodes[nd->a].kind == EXPR_NUM || x->e.nodes[nd->a].kind == EXPR_PARAM) &&
         add_tolerance(mp, x->e.nodes[nd->a].num))
-      return fail(c->why, c->why_len, CANARY_EINVALID,
-                  "%s: more than %d distinct canary_diff_ratio tolerances", label,
-                  MSTORE_MAX_TOLERANCES);
+      return mstore_fail(c->why, c->why_len, CANARY_EINVALID,
+                         "%s: more than %d distinct canary_diff_ratio tolerances", label,
+                         MSTORE_MAX_TOLERANCES);
   }
   int64_t longest = expr_longest_window(&x->e);
   if (longest > mp->longest_ms)
@@ -1308,7 +1292,7 @@ int mstore_plan_init(struct mstore_plan *mp, const struct plan *plan, char *why,
   if (n) {
     mp->x = calloc((size_t)n, sizeof *mp->x);
     if (!mp->x)
-      return fail(why, why_len, CANARY_ENOMEM, "out of memory compiling the plan");
+      return mstore_fail(why, why_len, CANARY_ENOMEM, "out of memory compiling the plan");
   }
   struct compile c = {mp, plan, why, why_len};
   int rc = each_expr(plan, compile_one, &c);
@@ -1474,7 +1458,7 @@ static const struct mstore_memo *memo_get(struct mstore *ms, const struct mstore
     return NULL;
   if (m->n_names != ms->n_names) { /* names came since: resolve again (new ones are newer) */
     for (int k = 0; k < x->n_reads; k++)
-      m->ids[k] = (int16_t)name_find(ms, x->reads[k]);
+      m->ids[k] = (int16_t)mstore_name_find(ms, x->reads[k]);
     m->n_names = ms->n_names;
   }
   /* the evidence also counts the cohorts before this one (a late report still lands there),
@@ -1502,7 +1486,7 @@ static void memo_put(struct mstore *ms, const struct mstore_plan *mp, int i, int
   struct mstore_memo *m = &ms->memo[i];
   if (!m->tick || m->n_names != ms->n_names) { /* else memo_get resolved them: names stay */
     for (int k = 0; k < x->n_reads; k++)
-      m->ids[k] = (int16_t)name_find(ms, x->reads[k]);
+      m->ids[k] = (int16_t)mstore_name_find(ms, x->reads[k]);
     m->n_names = ms->n_names;
   }
   m->tick = ++ms->tick; /* every change from here on is newer */
