@@ -77,7 +77,7 @@ int flags_apply(struct flags *f, const struct plan *plan, const char *flag, bool
 }
 
 /* The stage whose cohort is exposed now: a pending rollout still serves the stage before. */
-static int exposed_stage(const struct rollout *r, const struct plan *plan) {
+static int rollout_exposed_stage(const struct rollout *r, const struct plan *plan) {
   switch (r->state) {
   case ROLLOUT_COMPLETED: return plan->n_stages - 1;
   case ROLLOUT_ROLLED_BACK: return -1;
@@ -108,7 +108,7 @@ static const struct flags *global_for(const struct rollout *r, const struct flag
 
 /* Cohort s's cumulative share of users: the plan's, but the last one keeps the holdback on the
  * old version while the watch after GA goes on. */
-static double cohort_percent(const struct rollout *r, const struct plan *plan, int s) {
+static double rollout_cohort_percent(const struct rollout *r, const struct plan *plan, int s) {
   double p = plan->stages[s].traffic_percent;
   if (r->watching && s == plan->n_stages - 1 && plan->holdback_percent > 0)
     p -= plan->holdback_percent;
@@ -119,12 +119,12 @@ double rollout_exposure(const struct rollout *r, const struct plan *plan,
                         const struct flags *global) {
   struct flags all_on;
   global = global_for(r, global, &all_on);
-  int s = exposed_stage(r, plan);
+  int s = rollout_exposed_stage(r, plan);
   if (s < 0 || r->breaker_open || !global->canary_enabled || !r->flags.canary_enabled)
     return 0;
   if (!global->cohort_enabled[s] || !r->flags.cohort_enabled[s])
     return 0;
-  return cohort_percent(r, plan, s);
+  return rollout_cohort_percent(r, plan, s);
 }
 
 /* ---- effects ------------------------------------------------------------------------------- */
@@ -141,7 +141,7 @@ static struct effect *push(struct run *u, enum effect_kind kind) {
  * (realloc), so a decision pointer is good only until the next notification or traffic split is
  * pushed. Code that still needs the decision after a push asks for it again here.
  */
-static struct decision *latest(struct run *u) {
+static struct decision *run_latest(struct run *u) {
   return u->dec_at == SIZE_MAX ? &u->spare : &u->out->items[u->dec_at].u.decision;
 }
 
@@ -150,8 +150,8 @@ static struct decision *latest(struct run *u) {
  * from is the stage index it came from (-1: none). Never returns NULL.
  */
 __attribute__((format(printf, 6, 7))) static struct decision *
-decide(struct run *u, enum decision_action action, int from, const char *rule, const char *actor,
-       const char *fmt, ...) {
+run_decide(struct run *u, enum decision_action action, int from, const char *rule,
+           const char *actor, const char *fmt, ...) {
   struct rollout *r = u->r;
   struct effect *e = push(u, EFFECT_DECISION);
   struct decision *d = e ? &e->u.decision : &u->spare;
@@ -188,8 +188,8 @@ static const char *channel_target(const struct plan *p, enum notify_channel ch) 
 }
 
 __attribute__((format(printf, 6, 7))) static void
-notify(struct run *u, enum notify_channel ch, enum notify_severity sev, const struct decision *d,
-       const char *title, const char *fmt, ...) {
+run_notify(struct run *u, enum notify_channel ch, enum notify_severity sev,
+           const struct decision *d, const char *title, const char *fmt, ...) {
   if (!channel_target(u->plan, ch)[0])
     return; /* the plan names no address for this channel */
   /* d and the arguments (often d->reason) point into the effect list, which the push below may
@@ -218,18 +218,18 @@ notify(struct run *u, enum notify_channel ch, enum notify_severity sev, const st
 }
 
 /* Tell #releases about a decision, in the words of its reason. */
-static void announce(struct run *u, const struct decision *d, enum notify_severity sev) {
+static void run_announce(struct run *u, const struct decision *d, enum notify_severity sev) {
   char title[PLAN_TEXT_MAX];
   snprintf(title, sizeof title, "%s %s: %s%s%s", u->r->service, u->r->version,
            decision_action_name(d->action), d->to_stage[0] ? " at " : "", d->to_stage);
-  notify(u, NOTIFY_RELEASES, sev, d, title, "%s", d->reason);
+  run_notify(u, NOTIFY_RELEASES, sev, d, title, "%s", d->reason);
 }
 
 static unsigned traffic_signature(const struct rollout *r, const struct plan *plan,
                                   const struct flags *g) {
   struct flags all_on;
   g = global_for(r, g, &all_on);
-  unsigned sig = (unsigned)(exposed_stage(r, plan) + 1) << 20;
+  unsigned sig = (unsigned)(rollout_exposed_stage(r, plan) + 1) << 20;
   sig |= (unsigned)(g->canary_enabled && r->flags.canary_enabled) << 0;
   sig |= (unsigned)r->breaker_open << 1;
   for (int i = 0; i < plan->n_stages; i++)
@@ -238,7 +238,7 @@ static unsigned traffic_signature(const struct rollout *r, const struct plan *pl
 }
 
 /* Publish the traffic split when anything clusters must apply has changed. */
-static void publish_traffic(struct run *u) {
+static void run_publish_traffic(struct run *u) {
   struct rollout *r = u->r;
   double exposure = rollout_exposure(r, u->plan, u->global);
   unsigned sig = traffic_signature(r, u->plan, u->global);
@@ -263,12 +263,12 @@ static void publish_traffic(struct run *u) {
   t->exposure_percent = exposure;
   t->canary_enabled = g->canary_enabled && r->flags.canary_enabled;
   t->breaker_open = r->breaker_open;
-  int s = exposed_stage(r, u->plan);
+  int s = rollout_exposed_stage(r, u->plan);
   t->n_cohorts = u->plan->n_stages;
   for (int i = 0; i < u->plan->n_stages; i++) {
     struct traffic_cohort *c = &t->cohorts[i];
     snprintf(c->name, sizeof c->name, "%s", u->plan->stages[i].name);
-    c->percent = cohort_percent(r, u->plan, i);
+    c->percent = rollout_cohort_percent(r, u->plan, i);
     c->kill = !(g->cohort_enabled[i] && r->flags.cohort_enabled[i]);
     c->enabled = exposure > 0 && i <= s && !c->kill;
   }
@@ -297,7 +297,7 @@ static void severities(int max, char *buf, size_t n) {
 }
 
 /* A duration the way the plan writes them: "48h", "15m", "8s", "1h30m". */
-static void duration(int64_t ms, char *buf, size_t n) {
+static void rollout_format_duration(int64_t ms, char *buf, size_t n) {
   int64_t s = ms / 1000;
   if (ms % 1000 || s == 0)
     snprintf(buf, n, "%" PRId64 "ms", ms);
@@ -372,9 +372,9 @@ static enum gate_result check_one(const struct rollout *r, const struct plan *pl
     const struct rollout_incident *in = incident_within(r, c->max_severity, now - c->window_ms);
     char sev[16], window[24], ago[24];
     severities(c->max_severity, sev, sizeof sev);
-    duration(c->window_ms, window, sizeof window);
+    rollout_format_duration(c->window_ms, window, sizeof window);
     if (in) {
-      duration(now - in->opened_ms, ago, sizeof ago);
+      rollout_format_duration(now - in->opened_ms, ago, sizeof ago);
       snprintf(detail, n, "incident %s (Sev %d) opened %s ago; %s must pass without a %s incident",
                in->id, in->severity, ago, window, sev);
       return GATE_FAIL;
@@ -513,8 +513,8 @@ static void note_reading(struct rollout *r, const int16_t **owners, enum reading
  * criterion's cohort, else from the stage's own (exit gate) or the stage exposed before it
  * (entry gate: the next cohort has no traffic yet).
  */
-static void metric_check(const struct run *u, int stage, bool exit, int index,
-                         struct gate_check *c, bool explain) {
+static void run_metric_check(const struct run *u, int stage, bool exit, int index,
+                             struct gate_check *c, bool explain) {
   const struct criterion *cr = c->criterion;
   int cohort = cr->cohort >= 0 ? cr->cohort : exit || stage == 0 ? stage : stage - 1;
   struct expr_for *st = &u->m->gates[stage][exit][index];
@@ -543,8 +543,8 @@ static void metric_check(const struct run *u, int stage, bool exit, int index,
   if (v.truth == EXPR_TRUE && !v.holds && st->state == EXPR_FOR_PENDING) {
     /* true, but not yet for as long as the criterion asks: say how far it has come */
     char held[32], want[32];
-    duration(u->now - st->since, held, sizeof held);
-    duration(cr->for_ms, want, sizeof want);
+    rollout_format_duration(u->now - st->since, held, sizeof held);
+    rollout_format_duration(cr->for_ms, want, sizeof want);
     snprintf(c->detail, sizeof c->detail, "%s; true for %s of the %s it must hold", f->explain,
              held, want);
   } else {
@@ -558,7 +558,7 @@ static bool gate_passes(const struct run *u, int stage, bool exit, struct gate_c
   *n = rollout_gate(u->r, u->plan, stage, exit, u->now, checks, PLAN_MAX_CRITERIA);
   for (int i = 0; u->m && i < *n; i++)
     if (checks[i].criterion->check == CHECK_METRIC)
-      metric_check(u, stage, exit, i, &checks[i], false);
+      run_metric_check(u, stage, exit, i, &checks[i], false);
   bool pass = true;
   for (int i = 0; i < *n; i++)
     if (checks[i].result != GATE_PASS)
@@ -578,7 +578,7 @@ static void explain_gate(const struct run *u, int stage, bool exit, struct gate_
                          int n) {
   for (int i = 0; u->m && i < n; i++)
     if (checks[i].criterion->check == CHECK_METRIC)
-      metric_check(u, stage, exit, i, &checks[i], true);
+      run_metric_check(u, stage, exit, i, &checks[i], true);
 }
 
 /* "ci_passed (waiting for ci.completed); health_green (last health.checked failed)" */
@@ -659,53 +659,53 @@ static struct decision *enter_stage(struct run *u, int from, enum decision_actio
     r->watching = true;
     r->watch_until_ms = u->now + u->plan->watch_ms;
     char d[32];
-    duration(u->plan->watch_ms, d, sizeof d);
+    rollout_format_duration(u->plan->watch_ms, d, sizeof d);
     if (u->plan->holdback_percent > 0)
       snprintf(watch, sizeof watch, " (%g%% held back on %s) and watched for %s",
                u->plan->holdback_percent, r->baseline_version, d);
     else
       snprintf(watch, sizeof watch, " and watched for %s", d);
   }
-  struct decision *d = decide(u, action, from, rule, actor, "%s; %s at %g%% of users%s", why,
-                              s->name, cohort_percent(r, u->plan, r->stage), watch);
+  struct decision *d = run_decide(u, action, from, rule, actor, "%s; %s at %g%% of users%s", why,
+                                  s->name, rollout_cohort_percent(r, u->plan, r->stage), watch);
   decision_add_num(d, "exposure_percent", rollout_exposure(r, u->plan, u->global));
   if (r->watching)
     decision_add_int(d, "watch_until_ms", r->watch_until_ms);
-  announce(u, d, NOTIFY_SEV_INFO); /* d is stale from here on: see latest() */
+  run_announce(u, d, NOTIFY_SEV_INFO); /* d is stale from here on: see run_latest() */
   if (s->announce[0])
-    notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, latest(u), s->announce,
-           "%s %s is now at %s (%g%%). Checklist: %s.", r->service, r->version, s->name,
-           s->traffic_percent, s->announce);
-  return latest(u); /* good until the caller's next push */
+    run_notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, run_latest(u), s->announce,
+               "%s %s is now at %s (%g%%). Checklist: %s.", r->service, r->version, s->name,
+               s->traffic_percent, s->announce);
+  return run_latest(u); /* good until the caller's next push */
 }
 
 /* Stop expansion because a rule fired. */
-static void halt(struct run *u, const char *rule, int severity, const char *fmt_reason) {
+static void run_halt(struct run *u, const char *rule, int severity, const char *fmt_reason) {
   struct rollout *r = u->r;
   bool already = r->state == ROLLOUT_PAUSED;
   if (r->state == ROLLOUT_PENDING || r->state == ROLLOUT_RUNNING) {
     r->resume_to = r->state;
     enter(u, ROLLOUT_PAUSED);
   }
-  struct decision *d = decide(u, DECISION_HALT, r->stage, rule, NULL, "%s%s", fmt_reason,
-                              already ? " (already paused)" : "");
+  struct decision *d = run_decide(u, DECISION_HALT, r->stage, rule, NULL, "%s%s", fmt_reason,
+                                  already ? " (already paused)" : "");
   decision_add_num(d, "exposure_percent", rollout_exposure(r, u->plan, u->global));
-  announce(u, d, severity <= 1 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING);
-  if (severity <= 1) /* after announce() d may have moved: see latest() */
-    notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, latest(u), "Canary halted", "%s %s: %s",
-           r->service, r->version, latest(u)->reason);
+  run_announce(u, d, severity <= 1 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING);
+  if (severity <= 1) /* after run_announce() d may have moved: see run_latest() */
+    run_notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, run_latest(u), "Canary halted", "%s %s: %s",
+               r->service, r->version, run_latest(u)->reason);
 }
 
-static void roll_back(struct run *u, const char *rule, const char *actor, const char *why) {
+static void run_roll_back(struct run *u, const char *rule, const char *actor, const char *why) {
   struct rollout *r = u->r;
   enter(u, ROLLOUT_ROLLED_BACK);
-  struct decision *d = decide(u, DECISION_ROLLBACK, r->stage, rule, actor, "%s", why);
+  struct decision *d = run_decide(u, DECISION_ROLLBACK, r->stage, rule, actor, "%s", why);
   decision_add_num(d, "exposure_percent", 0);
   decision_add_int(d, "post_mortem_due_ms", u->now + u->plan->post_mortem_ms);
-  announce(u, d, NOTIFY_SEV_WARNING); /* d is stale from here on: see latest() */
-  notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, latest(u), "Post-mortem due",
-         "%s %s was rolled back. Verify health checks, notify stakeholders; post-mortem within "
-         "%" PRId64 " h.", r->service, r->version, u->plan->post_mortem_ms / 3600000);
+  run_announce(u, d, NOTIFY_SEV_WARNING); /* d is stale from here on: see run_latest() */
+  run_notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, run_latest(u), "Post-mortem due",
+             "%s %s was rolled back. Verify health checks, notify stakeholders; post-mortem within "
+             "%" PRId64 " h.", r->service, r->version, u->plan->post_mortem_ms / 3600000);
 }
 
 /* One round of gate and deadline evaluation; true if the state moved (evaluate again). */
@@ -728,8 +728,8 @@ static bool evaluate_once(struct run *u) {
     if (!r->exit_hold_reported) { /* reused while pending: the entry hold was reported */
       explain_gate(u, r->stage, false, checks, n);
       unmet_list(checks, n, unmet, sizeof unmet);
-      struct decision *d = decide(u, DECISION_HOLD, r->stage - 1, "entry_gate",
-                                  NULL, "waiting for the entry gate of %s: %s", s->name, unmet);
+      struct decision *d = run_decide(u, DECISION_HOLD, r->stage - 1, "entry_gate",
+                                      NULL, "waiting for the entry gate of %s: %s", s->name, unmet);
       add_gate_evidence(d, checks, n);
       r->exit_hold_reported = true;
     }
@@ -761,9 +761,10 @@ static bool evaluate_once(struct run *u) {
     }
     explain_gate(u, r->stage, false, entry, m);
     unmet_list(entry, m, unmet, sizeof unmet);
-    struct decision *d = decide(u, DECISION_HOLD, from, "entry_gate", NULL,
-                                "%s passed its exit gate; waiting for the entry gate of %s: %s",
-                                stage_name(u->plan, from), u->plan->stages[r->stage].name, unmet);
+    struct decision *d = run_decide(u, DECISION_HOLD, from, "entry_gate", NULL,
+                                    "%s passed its exit gate; waiting for the entry gate of %s: %s",
+                                    stage_name(u->plan, from), u->plan->stages[r->stage].name,
+                                    unmet);
     add_gate_evidence(d, entry, m);
     r->exit_hold_reported = true;
     return false;
@@ -784,13 +785,13 @@ static bool evaluate_once(struct run *u) {
       return false;
     explain_gate(u, r->stage, true, checks, n);
     unmet_list(checks, n, unmet, sizeof unmet);
-    struct decision *d = decide(u, DECISION_HOLD, r->stage, "stage_max_duration", NULL,
-                                "%s passed its maximum duration with its exit gate not yet "
-                                "proven, and nothing in it failed: holding in the stage until "
-                                "it is (promote or roll back to decide sooner); %s",
-                                s->name, unmet);
+    struct decision *d = run_decide(u, DECISION_HOLD, r->stage, "stage_max_duration", NULL,
+                                    "%s passed its maximum duration with its exit gate not yet "
+                                    "proven, and nothing in it failed: holding in the stage until "
+                                    "it is (promote or roll back to decide sooner); %s",
+                                    s->name, unmet);
     add_gate_evidence(d, checks, n);
-    announce(u, d, NOTIFY_SEV_WARNING);
+    run_announce(u, d, NOTIFY_SEV_WARNING);
     r->max_hold_reported = true;
     r->exit_hold_reported = true;
     return false;
@@ -803,13 +804,13 @@ static bool evaluate_once(struct run *u) {
     char reason[sizeof unmet + 96];
     snprintf(reason, sizeof reason, "%s passed its maximum duration with the exit gate unmet: %s",
              s->name, unmet);
-    halt(u, "stage_max_duration", 2, reason);
+    run_halt(u, "stage_max_duration", 2, reason);
     return false;
   }
   if (!r->exit_hold_reported) {
-    struct decision *d = decide(u, DECISION_HOLD, r->stage, "exit_gate", NULL,
-                                "minimum duration of %s reached; exit gate unmet: %s", s->name,
-                                unmet);
+    struct decision *d = run_decide(u, DECISION_HOLD, r->stage, "exit_gate", NULL,
+                                    "minimum duration of %s reached; exit gate unmet: %s", s->name,
+                                    unmet);
     add_gate_evidence(d, checks, n);
     r->exit_hold_reported = true;
   }
@@ -836,11 +837,11 @@ static void breaker_error(struct run *u, const char *what) {
   if (++r->breaker_errors < u->plan->breaker_threshold)
     return;
   r->breaker_open = true;
-  int s = exposed_stage(r, u->plan);
+  int s = rollout_exposed_stage(r, u->plan);
   char reason[EVENT_TEXT_MAX];
   snprintf(reason, sizeof reason, "circuit breaker: %d consecutive errors (last: %s); cohort %s "
            "disabled", r->breaker_errors, what, s >= 0 ? u->plan->stages[s].name : "none");
-  halt(u, "circuit_breaker", 1, reason);
+  run_halt(u, "circuit_breaker", 1, reason);
 }
 
 /* ---- metric halt rules --------------------------------------------------------------------- */
@@ -915,8 +916,8 @@ static void split_check_estimate(struct run *u, int cohort) {
            "requests, the split says %.2f%% (chi-square p = %.2g < %g); canary and baseline "
            "cannot be compared", p->stages[cohort].name, 100 * v.canary_rate, 100 * share,
            v.p_value, p->srm_p);
-  halt(u, "unhealthy_split", 2, reason);
-  struct decision *d = latest(u);
+  run_halt(u, "unhealthy_split", 2, reason);
+  struct decision *d = run_latest(u);
   decision_add_num(d, "canary_requests", cr);
   decision_add_num(d, "baseline_requests", br);
   decision_add_num(d, "canary_share", v.canary_rate);
@@ -948,8 +949,8 @@ static void split_check_evidence(struct run *u, int cohort) {
            "%.2f%% with %.4g%% confidence); canary and baseline cannot be compared",
            p->stages[cohort].name, 100 * x.estimate, 100 * x.reference, exp(x.log_e), alpha,
            x.estimate > x.reference ? "above" : "below", 100 * x.bound, 100 * (1 - alpha));
-  halt(u, "unhealthy_split", 2, reason);
-  struct decision *d = latest(u);
+  run_halt(u, "unhealthy_split", 2, reason);
+  struct decision *d = run_latest(u);
   decision_add_num(d, "canary_requests", x.canary_x);
   decision_add_num(d, "baseline_requests", x.baseline_x);
   decision_add_num(d, "canary_share", x.estimate);
@@ -1055,10 +1056,10 @@ static void watch_end(struct run *u) {
   if (!r->watching || u->now < r->watch_until_ms)
     return;
   r->watching = false;
-  notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, NULL, "Watch over",
-         "%s %s: the watch after GA is over%s", r->service, r->version,
-         u->plan->holdback_percent > 0 ? "; the holdback moves to the release (100% of users)"
-                                       : "");
+  run_notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, NULL, "Watch over",
+             "%s %s: the watch after GA is over%s", r->service, r->version,
+             u->plan->holdback_percent > 0 ? "; the holdback moves to the release (100% of users)"
+                                           : "");
 }
 
 /*
@@ -1091,17 +1092,17 @@ static bool judge(struct run *u, enum mstore_owner owner, int i, int cohort) {
   snprintf(reason, sizeof reason, "%s %s: %s: %s", alert ? "alert" : "halt rule", rule->name,
            rule->text[0] ? rule->text : rule->name, f->explain);
   if (r->state == ROLLOUT_COMPLETED) { /* the watch after GA: people decide, paged at once */
-    notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, NULL, rule->name,
-           "%s %s after GA: %s. To roll back: canaryctl rollback %s", r->service, r->version,
-           reason, r->id);
-    notify(u, NOTIFY_RELEASES, NOTIFY_SEV_CRITICAL, NULL, rule->name,
-           "%s %s after GA: %s (on-call paged). To roll back: canaryctl rollback %s", r->service,
-           r->version, reason, r->id);
+    run_notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, NULL, rule->name,
+               "%s %s after GA: %s. To roll back: canaryctl rollback %s", r->service, r->version,
+               reason, r->id);
+    run_notify(u, NOTIFY_RELEASES, NOTIFY_SEV_CRITICAL, NULL, rule->name,
+               "%s %s after GA: %s (on-call paged). To roll back: canaryctl rollback %s",
+               r->service, r->version, reason, r->id);
     return false;
   }
   if (rule->action == RULE_ALERT_ONCALL) {
-    notify(u, NOTIFY_ONCALL, rule->severity <= 1 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING,
-           NULL, rule->name, "%s %s: %s", r->service, r->version, reason);
+    run_notify(u, NOTIFY_ONCALL, rule->severity <= 1 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING,
+               NULL, rule->name, "%s %s: %s", r->service, r->version, reason);
     return false;
   }
   struct mstore_finding shown = *f;
@@ -1115,11 +1116,11 @@ static bool judge(struct run *u, enum mstore_owner owner, int i, int cohort) {
       shown.baseline = br.compares[0].lhs;
   }
   if (rule->action == RULE_ROLLBACK)
-    roll_back(u, rule->name, NULL, reason);
+    run_roll_back(u, rule->name, NULL, reason);
   else
-    halt(u, rule->name, rule->severity, reason);
-  add_finding(latest(u), &shown);
-  decision_add_str(latest(u), "cohort", u->plan->stages[cohort].name);
+    run_halt(u, rule->name, rule->severity, reason);
+  add_finding(run_latest(u), &shown);
+  decision_add_str(run_latest(u), "cohort", u->plan->stages[cohort].name);
   return true;
 }
 
@@ -1129,7 +1130,7 @@ static bool judge(struct run *u, enum mstore_owner owner, int i, int cohort) {
  * in between), and act on those that fire: pause_canary, alert_oncall or rollback, with the
  * measured values as evidence. Returns whether it evaluated.
  */
-static bool metric_rules(struct run *u, bool now_please) {
+static bool run_metric_rules(struct run *u, bool now_please) {
   struct rollout_metrics *m = u->m;
   struct rollout *r = u->r;
   if (!m || (r->state != ROLLOUT_PENDING && r->state != ROLLOUT_RUNNING && !r->watching)) {
@@ -1137,7 +1138,7 @@ static bool metric_rules(struct run *u, bool now_please) {
       m->deadline = INT64_MAX;
     return false;
   }
-  int cohort = exposed_stage(r, u->plan);
+  int cohort = rollout_exposed_stage(r, u->plan);
   if (cohort < 0) { /* nothing exposed yet: nothing to judge */
     m->deadline = INT64_MAX;
     return false;
@@ -1185,10 +1186,10 @@ __attribute__((format(printf, 3, 4))) static int reject(char *why, size_t len, c
 
 static void command_rejected(struct run *u, const char *hint) {
   const struct event *ev = u->ev;
-  struct decision *d = decide(u, DECISION_HOLD, u->r->stage, "command_rejected", ev->actor,
-                              "%s%s rejected: rollout is %s%s%s", command_action_name(ev->action),
-                              ev->force ? " --force" : "", rollout_state_name(u->r->state),
-                              hint[0] ? "; " : "", hint);
+  struct decision *d = run_decide(u, DECISION_HOLD, u->r->stage, "command_rejected", ev->actor,
+                                  "%s%s rejected: rollout is %s%s%s",
+                                  command_action_name(ev->action), ev->force ? " --force" : "",
+                                  rollout_state_name(u->r->state), hint[0] ? "; " : "", hint);
   decision_add_str(d, "command", command_action_name(ev->action));
   decision_add_bool(d, "accepted", false);
 }
@@ -1207,8 +1208,8 @@ static void on_command(struct run *u) {
       return command_rejected(u, st == ROLLOUT_PAUSED ? "already paused" : "it has ended");
     r->resume_to = st;
     enter(u, ROLLOUT_PAUSED);
-    announce(u, decide(u, DECISION_PAUSE, r->stage, "manual", ev->actor, "paused by %s: %s",
-                       ev->actor[0] ? ev->actor : "unknown", reason), NOTIFY_SEV_WARNING);
+    run_announce(u, run_decide(u, DECISION_PAUSE, r->stage, "manual", ev->actor, "paused by %s: %s",
+                               ev->actor[0] ? ev->actor : "unknown", reason), NOTIFY_SEV_WARNING);
     return;
   case COMMAND_RESUME:
     if (st != ROLLOUT_PAUSED)
@@ -1222,8 +1223,9 @@ static void on_command(struct run *u) {
      * again the moment it resumes. The minimum still counts from the stage's start. */
     if (r->state == ROLLOUT_RUNNING && u->plan->stages[r->stage].max_duration_ms)
       r->stage_max_at_ms = u->now + u->plan->stages[r->stage].max_duration_ms;
-    announce(u, decide(u, DECISION_RESUME, r->stage, "manual", ev->actor, "resumed by %s: %s",
-                       ev->actor[0] ? ev->actor : "unknown", reason), NOTIFY_SEV_INFO);
+    run_announce(u, run_decide(u, DECISION_RESUME, r->stage, "manual", ev->actor,
+                               "resumed by %s: %s", ev->actor[0] ? ev->actor : "unknown", reason),
+                 NOTIFY_SEV_INFO);
     return;
   case COMMAND_PROMOTE:
     if (ev->force) {
@@ -1273,7 +1275,7 @@ static void on_command(struct run *u) {
       return command_rejected(u, "already rolled back");
     snprintf(why, sizeof why, "rolled back by %s: %s", ev->actor[0] ? ev->actor : "unknown",
              reason);
-    roll_back(u, "manual", ev->actor, why);
+    run_roll_back(u, "manual", ev->actor, why);
     return;
   case COMMAND_ACTION_COUNT:
     break;
@@ -1302,19 +1304,19 @@ static void fire_alert_rules(struct run *u, enum alert_kind kind, const char *de
     if (r->state == ROLLOUT_COMPLETED) {
       /* after GA the release is everyone's: a security, compliance or data alert pages on-call
        * (and tells #releases), with the way back */
-      notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, NULL, rule->name,
-             "%s %s after GA: %s. To roll back: canaryctl rollback %s", r->service, r->version,
-             reason, r->id);
-      notify(u, NOTIFY_RELEASES, NOTIFY_SEV_CRITICAL, NULL, rule->name,
-             "%s %s after GA: %s (on-call paged)", r->service, r->version, reason);
+      run_notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, NULL, rule->name,
+                 "%s %s after GA: %s. To roll back: canaryctl rollback %s", r->service, r->version,
+                 reason, r->id);
+      run_notify(u, NOTIFY_RELEASES, NOTIFY_SEV_CRITICAL, NULL, rule->name,
+                 "%s %s after GA: %s (on-call paged)", r->service, r->version, reason);
     } else if (rollout_is_terminal(r) || rule->action == RULE_ALERT_ONCALL) {
-      notify(u, rule->action == RULE_ALERT_ONCALL ? NOTIFY_ONCALL : NOTIFY_RELEASES,
-             rule->severity <= 1 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING, NULL, rule->name,
-             "%s %s: %s", r->service, r->version, reason);
+      run_notify(u, rule->action == RULE_ALERT_ONCALL ? NOTIFY_ONCALL : NOTIFY_RELEASES,
+                 rule->severity <= 1 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING, NULL, rule->name,
+                 "%s %s: %s", r->service, r->version, reason);
     } else if (rule->action == RULE_ROLLBACK) {
-      roll_back(u, rule->name, NULL, reason);
+      run_roll_back(u, rule->name, NULL, reason);
     } else {
-      halt(u, rule->name, rule->severity, reason);
+      run_halt(u, rule->name, rule->severity, reason);
     }
   }
 }
@@ -1334,16 +1336,16 @@ static int on_incident_opened(struct run *u, char *why, size_t why_len) {
   in->opened_ms = u->now;
   in->open = true;
   if (ev->severity <= 2)
-    notify(u, NOTIFY_STATUS_PAGE, NOTIFY_SEV_WARNING, NULL, "Incident under investigation",
-           "Sev %d incident %s (%s) during the rollout of %s %s.", ev->severity, ev->incident,
-           incident_kind_name(ev->incident_kind), r->service, r->version);
+    run_notify(u, NOTIFY_STATUS_PAGE, NOTIFY_SEV_WARNING, NULL, "Incident under investigation",
+               "Sev %d incident %s (%s) during the rollout of %s %s.", ev->severity, ev->incident,
+               incident_kind_name(ev->incident_kind), r->service, r->version);
   if (ev->severity == 1) {
-    notify(u, NOTIFY_EXECUTIVE, NOTIFY_SEV_CRITICAL, NULL, "Executive briefing: Sev 1 incident",
-           "Sev 1 incident %s (%s) during the rollout of %s %s.", ev->incident,
-           incident_kind_name(ev->incident_kind), r->service, r->version);
-    notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, NULL, "Sev 1 incident",
-           "Sev 1 incident %s (%s) during the rollout of %s %s.", ev->incident,
-           incident_kind_name(ev->incident_kind), r->service, r->version);
+    run_notify(u, NOTIFY_EXECUTIVE, NOTIFY_SEV_CRITICAL, NULL, "Executive briefing: Sev 1 incident",
+               "Sev 1 incident %s (%s) during the rollout of %s %s.", ev->incident,
+               incident_kind_name(ev->incident_kind), r->service, r->version);
+    run_notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, NULL, "Sev 1 incident",
+               "Sev 1 incident %s (%s) during the rollout of %s %s.", ev->incident,
+               incident_kind_name(ev->incident_kind), r->service, r->version);
   }
   enum alert_kind k = alert_of_incident(ev->incident_kind);
   if (k != ALERT_KIND_COUNT)
@@ -1424,15 +1426,15 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
     bool global = !ev->rollout[0];
     if (!global && flags_apply(&r->flags, u->plan, ev->flag, ev->value) != CANARY_OK)
       return reject(why, why_len, "flag: '%s' names no cohort of the plan", ev->flag);
-    struct decision *d = decide(u, DECISION_FLAG, r->stage, "kill_switch", ev->actor,
-                                "%s%s set to %s by %s: exposure %g%%", global ? "global " : "",
-                                ev->flag, ev->value ? "true" : "false",
-                                ev->actor[0] ? ev->actor : "unknown",
-                                rollout_exposure(r, u->plan, u->global));
+    struct decision *d = run_decide(u, DECISION_FLAG, r->stage, "kill_switch", ev->actor,
+                                    "%s%s set to %s by %s: exposure %g%%", global ? "global " : "",
+                                    ev->flag, ev->value ? "true" : "false",
+                                    ev->actor[0] ? ev->actor : "unknown",
+                                    rollout_exposure(r, u->plan, u->global));
     decision_add_str(d, "flag", ev->flag);
     decision_add_bool(d, "value", ev->value);
     decision_add_num(d, "exposure_percent", rollout_exposure(r, u->plan, u->global));
-    announce(u, d, ev->value ? NOTIFY_SEV_INFO : NOTIFY_SEV_WARNING);
+    run_announce(u, d, ev->value ? NOTIFY_SEV_INFO : NOTIFY_SEV_WARNING);
     return CANARY_OK;
   }
   case EVENT_METRICS:
@@ -1516,11 +1518,11 @@ int rollout_step(struct rollout *r, const struct event *ev, const struct step_ct
      * gates are asked again only with that evaluation (or its deadline's tick): metric data
      * changes nothing else, and a held rollout gets a report every few milliseconds. */
     bool canary = ev->type == EVENT_DIFF_SAMPLES || ev->metrics.variant == VARIANT_CANARY;
-    ask = metric_rules(&u, canary && u.cohort == exposed_stage(r, u.plan));
+    ask = run_metric_rules(&u, canary && u.cohort == rollout_exposed_stage(r, u.plan));
   }
   if (ask && !rollout_is_terminal(r) && r->state != ROLLOUT_PAUSED)
     evaluate(&u);
-  publish_traffic(&u);
+  run_publish_traffic(&u);
   r->clock_ms = u.now;
   return u.err;
 }
@@ -1530,10 +1532,10 @@ int rollout_tick(struct rollout *r, const struct step_ctx *ctx, struct effects *
   run_init(&u, r, NULL, ctx, out);
   watch_end(&u);
   if (u.m && u.m->deadline <= u.now)
-    metric_rules(&u, true);
+    run_metric_rules(&u, true);
   if (!rollout_is_terminal(r) && r->state != ROLLOUT_PAUSED)
     evaluate(&u);
-  publish_traffic(&u);
+  run_publish_traffic(&u);
   r->clock_ms = u.now;
   return u.err;
 }
