@@ -1,0 +1,63 @@
+/*
+ * Private to the rollout's files — rollout.c (the state machine, its gates and commands),
+ * rollout_effects.c, rollout_gate.c, rollout_metrics.c: one step's working set and the helpers
+ * more than one of them needs. Not part of the module's contract: include core/rollout.h (and
+ * core/rollout_metrics.h) everywhere else.
+ */
+#ifndef CANARY_ROLLOUT_INTERNAL_H
+#define CANARY_ROLLOUT_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/effect.h"
+#include "core/metric_store.h"
+#include "core/plan.h"
+#include "core/rollout.h"
+#include "core/rollout_metrics.h"
+
+/* One call's working set, so helpers need one argument instead of six. */
+struct run {
+  struct rollout *r;
+  const struct plan *plan;
+  const struct flags *global;
+  const struct event *ev; /* the event being applied; NULL on a tick */
+  int64_t now;
+  struct effects *out;
+  const struct mstore_plan *mp;  /* NULL: no metric engine */
+  struct rollout_metrics *m;
+  int err;
+  int cohort;            /* metric data: the stage index of its cohort (apply_event) */
+  size_t dec_at;         /* index in out of the latest decision; SIZE_MAX: it is in spare */
+  struct decision spare; /* written to when the effect list cannot grow (err says so) */
+};
+
+static inline const char *stage_name(const struct plan *p, int i) {
+  return i >= 0 && i < p->n_stages ? p->stages[i].name : "";
+}
+
+static inline bool is_last(const struct plan *p, int stage) { return stage == p->n_stages - 1; }
+
+/* --- rollout_effects.c: the exposure, decisions, notifications, the traffic split ---------- */
+
+/* The stage whose cohort is exposed now (-1: none). */
+int rollout_exposed_stage(const struct rollout *r, const struct plan *plan);
+/* Cohort s's cumulative share of users (the holdback kept back during the watch after GA). */
+double rollout_cohort_percent(const struct rollout *r, const struct plan *plan, int s);
+/* The latest decision of this run: good until the next push (see rollout_effects.c). */
+struct decision *run_latest(struct run *u);
+/* Appends a decision about the rollout as it is now. Never returns NULL. */
+__attribute__((format(printf, 6, 7))) struct decision *
+run_decide(struct run *u, enum decision_action action, int from, const char *rule,
+           const char *actor, const char *fmt, ...);
+/* Appends a notification to channel ch, unless the plan names no address for it. */
+__attribute__((format(printf, 6, 7))) void
+run_notify(struct run *u, enum notify_channel ch, enum notify_severity sev,
+           const struct decision *d, const char *title, const char *fmt, ...);
+/* Tells #releases about decision d, in the words of its reason. */
+void run_announce(struct run *u, const struct decision *d, enum notify_severity sev);
+/* Appends the traffic split when what clusters must apply has changed. */
+void run_publish_traffic(struct run *u);
+
+#endif
