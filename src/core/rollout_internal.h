@@ -60,4 +60,9 @@ void run_announce(struct run *u, const struct decision *d, enum notify_severity 
 /* Appends the traffic split when what clusters must apply has changed. */
 void run_publish_traffic(struct run *u);
 
+/* --- rollout_gate.c: the criteria over recorded facts -------------------------------------- */
+
+/* A duration the way the plan writes them: "48h", "15m", "8s", "1h30m". */
+void rollout_format_duration(int64_t ms, char *buf, size_t n);
+
 #endif
