@@ -488,7 +488,7 @@ static void add_comparisons(const struct power *w, const struct flow *f, struct 
 }
 
 /* The stage whose cohort a criterion reads: its own (exit gates, the first stage), the one
- * exposed before it (entry gates), or the one it names (rollout.c, metric_check). */
+ * exposed before it (entry gates), or the one it names (rollout_metrics.c, run_metric_check). */
 static int gate_cohort(const struct plan *p, int stage, bool exit, int index) {
   const struct criterion *c = exit ? &p->stages[stage].exit[index] : &p->stages[stage].entry[index];
   return c->cohort >= 0 ? c->cohort : exit || stage == 0 ? stage : stage - 1;

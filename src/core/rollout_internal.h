@@ -65,4 +65,20 @@ void run_publish_traffic(struct run *u);
 /* A duration the way the plan writes them: "48h", "15m", "8s", "1h30m". */
 void rollout_format_duration(int64_t ms, char *buf, size_t n);
 
+/* --- rollout.c: the state changes the metric side makes ------------------------------------ */
+
+/* Stops expansion because a rule fired: pauses a pending or running rollout, decides, pages. */
+void run_halt(struct run *u, const char *rule, int severity, const char *fmt_reason);
+/* Rolls the rollout back, with the decision, its announcement and the post-mortem reminder. */
+void run_roll_back(struct run *u, const char *rule, const char *actor, const char *why);
+
+/* --- rollout_metrics.c: the metric side of a step ------------------------------------------ */
+
+/* Measures gate criterion index (a CHECK_METRIC one) of stage into c; explain: with its text. */
+void run_metric_check(const struct run *u, int stage, bool exit, int index,
+                      struct gate_check *c, bool explain);
+/* Evaluates the metric halt rules and alerts (now_please: at once, not on the schedule) and
+ * acts on those that fire. Returns whether it evaluated. */
+bool run_metric_rules(struct run *u, bool now_please);
+
 #endif
