@@ -1,5 +1,7 @@
 /* Rule language, front half: lexer, recursive-descent parser, binding of names. The grammar is
- * in docs/rules.md; the text side (canonical form, caret messages) is in expr.c. */
+ * in docs/rules.md; the text side (canonical form, caret messages) is in expr.c. Over 800 lines
+ * and one file on purpose: the lexer and the parse_* functions work on one struct parser and call
+ * one another, and the binding (a hundred lines) resolves the names they leave: one job. */
 #include "core/expr.h"
 
 #include <math.h>
