@@ -258,7 +258,7 @@ size_t mstore_memory(const struct mstore *ms);
 const struct mstore_series *mstore_series_find(const struct mstore *ms, int cohort,
                                                enum variant v, const char *name);
 
-/* --- the plan's expressions ------------------------------------------------------------------ */
+/* --- the plan's expressions (mstore_plan.c) -------------------------------------------------- */
 
 #define MSTORE_OWNER_MAP(XX)                                   \
   XX(RULE, "halt_rules")   /* plan.rules[index].exprs[k] */     \
@@ -375,7 +375,7 @@ int mstore_plan_find(const struct mstore_plan *mp, enum mstore_owner owner, int 
  * longest window. */
 void mstore_config_for_plan(struct mstore_config *cfg, const struct mstore_plan *mp);
 
-/* --- evaluation ------------------------------------------------------------------------------ */
+/* --- evaluation (the source: mstore_source.c; rules: mstore_eval.c) -------------------------- */
 
 /* What an evaluation reads: the store for one cohort at one time. Also the expr_source ctx. */
 struct mstore_ctx {
