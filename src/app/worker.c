@@ -1016,18 +1016,21 @@ static bool relay_stopping(struct worker *w) {
   return stopping;
 }
 
-/* Publish until the outbox is empty (or 20 rounds: then go on at the next turn). */
-static void relay(struct worker *w, bool final) {
+/*
+ * Publish until the outbox is empty (or 20 rounds: then go on at the next turn), holding the
+ * relay lock. False when the store connection was lost, and the lock with it.
+ */
+static bool relay_rounds(struct worker *w, bool final) {
   for (int round = 0; round < 20 && (final || !relay_stopping(w)); round++) {
     const struct store_outbox_msg *msgs;
     size_t n;
     int rc = store_outbox_fetch(w->relay_store, RELAY_BATCH, &msgs, &n);
     if (rc == CANARY_EUNAVAILABLE) {
       store_back(w, w->relay_store);
-      return;
+      return false;
     }
     if (rc != CANARY_OK || n == 0)
-      return;
+      return true;
     w->n_acked = 0;
     size_t set_aside = 0;
     for (size_t i = 0; i < n; i++) {
@@ -1056,9 +1059,15 @@ static void relay(struct worker *w, bool final) {
         break;
       }
     }
-    if (bus_producer_flush(w->producer, 10000) != CANARY_OK)
-      log_msg(LOG_LVL_WARNING, NULL, "Kafka did not acknowledge every outbox row in 10 s; "
-              "the rest will be published again");
+    /* Everything sent is settled — acknowledged, or failed for good at the producer's
+     * message.timeout.ms (30 s) — before it is marked and the lock goes: a row still in flight
+     * could reach the broker after the next relay published it again and the rows behind it. */
+    for (int waited = 10; bus_producer_flush(w->producer, 10000) != CANARY_OK; waited += 10) {
+      log_msg(LOG_LVL_WARNING, NULL, "Kafka has not acknowledged every outbox row in %d s; "
+              "waiting (what it does not take will be published again)", waited);
+      if (waited >= 60)
+        break;
+    }
     if (w->n_acked) {
       rc = store_outbox_mark(w->relay_store, w->acked, w->n_acked);
       if (rc != CANARY_OK)
@@ -1066,11 +1075,36 @@ static void relay(struct worker *w, bool final) {
                 canary_strerror(rc));
       else
         atomic_fetch_add(&w->published, (int64_t)w->n_acked);
+      if (rc == CANARY_EUNAVAILABLE)
+        return false;
     }
     if (n < RELAY_BATCH || w->n_acked + set_aside < n)
-      return;
+      return true;
   }
   relay_wake(w); /* more than 20 rounds' worth: go on at the next turn */
+  return true;
+}
+
+/*
+ * One relay of the group publishes at a time (store_outbox_lock), from its fetch until what it
+ * sent is acknowledged and marked. Each relay fetches every unpublished row, whichever shard
+ * wrote it: with two workers, both published the same rows — hundreds of decisions twice with
+ * no crash — and a traffic split sent again after the newer one behind it left the compacted
+ * canary.flags on a stale exposure (the chaos test, test_worker.c).
+ */
+static void relay(struct worker *w, bool final) {
+  int rc = store_outbox_lock(w->relay_store);
+  if (rc == CANARY_EUNAVAILABLE) {
+    store_back(w, w->relay_store);
+    return;
+  }
+  if (rc != CANARY_OK) {
+    log_msg(LOG_LVL_WARNING, NULL, "cannot take the relay lock: %s (%s); trying again later",
+            canary_strerror(rc), store_last_error(w->relay_store));
+    return;
+  }
+  if (relay_rounds(w, final))
+    store_outbox_unlock(w->relay_store);
 }
 
 /*

@@ -512,6 +512,21 @@ int store_outbox_mark(store_t *s, const int64_t *seqs, size_t n) {
   return rc;
 }
 
+/* Session advisory lock the relays take turns with: the bytes "canrelay" as a bigint. */
+#define RELAY_LOCK "7161126320102728057"
+
+int store_outbox_lock(store_t *s) {
+  int rc;
+  PQclear(store_exec(s, "outbox: the relay lock", "SELECT pg_advisory_lock(" RELAY_LOCK ")", 0,
+                     NULL, 0, PGRES_TUPLES_OK, &rc));
+  return rc;
+}
+
+void store_outbox_unlock(store_t *s) {
+  if (PQstatus(s->conn) == CONNECTION_OK) /* a lost connection let go of it already */
+    PQclear(PQexec(s->conn, "SELECT pg_advisory_unlock(" RELAY_LOCK ")"));
+}
+
 int store_outbox_state(store_t *s, const char *message_id, bool *found, bool *published,
                        char *failure, size_t failure_len) {
   const char *values[] = {message_id};

@@ -181,6 +181,17 @@ int store_outbox_fetch(store_t *s, size_t max, const struct store_outbox_msg **m
 int store_outbox_mark(store_t *s, const int64_t *seqs, size_t n) CANARY_MUSTCHECK;
 
 /*
+ * The relays of a group take turns: store_outbox_lock waits for the group-wide relay lock (a
+ * session advisory lock), store_outbox_unlock lets it go. A relay holds it from its fetch until
+ * what it published is acknowledged and marked, so no two relays publish the same row, or a
+ * row after the rows behind it. A lost connection lets go of the lock with the session: after
+ * CANARY_EUNAVAILABLE from any store call the lock is no longer held (do not unlock).
+ * store_outbox_lock: CANARY_OK, CANARY_EUNAVAILABLE, CANARY_EIO.
+ */
+int store_outbox_lock(store_t *s) CANARY_MUSTCHECK;
+void store_outbox_unlock(store_t *s);
+
+/*
  * Where the outbox row of message_id stands: *published once Kafka acknowledged it (or it was
  * set aside: then failure holds why, else ""). *found false when there is no such row.
  */
