@@ -191,6 +191,14 @@ int engine_restore(struct engine *e, const struct rollout *r) {
   return CANARY_OK;
 }
 
+void engine_restore_global(struct engine *e, const struct flags *global) { e->global = *global; }
+
+void engine_restore_id_epoch(struct engine *e, int64_t epoch) { e->id_epoch = epoch; }
+
+int engine_restore_id(struct engine *e, int64_t epoch, uint64_t id_hash, uint64_t digest) {
+  return idset_add_digest(epoch == e->id_epoch ? &e->seen : &e->seen_old, id_hash, digest);
+}
+
 __attribute__((format(printf, 4, 5))) static int rejected(enum apply_outcome *outcome, char *why,
                                                           size_t len, const char *fmt, ...) {
   *outcome = APPLY_REJECTED;

@@ -347,7 +347,7 @@ static int load_flags(store_t *s, const char *shard, struct engine *e, int64_t *
     if (rc)
       store_set_error(s, "shards %s: global_flags %s", shard, why);
     else
-      e->global = f;
+      engine_restore_global(e, &f);
   }
   PQclear(res);
   return rc;
@@ -391,10 +391,9 @@ static int load_event_ids(store_t *s, const char *shard, struct engine *e) {
     const unsigned char *d = PQgetisnull(res, i, 3) || (size_t)PQgetlength(res, i, 3) != len
                                  ? NULL
                                  : (const unsigned char *)PQgetvalue(res, i, 3);
-    e->id_epoch = top;
+    engine_restore_id_epoch(e, top);
     for (size_t at = 0; at + 8 <= len && !rc; at += 8)
-      rc = idset_add_digest(epoch == top ? &e->seen : &e->seen_old, be64(h + at),
-                            d ? be64(d + at) : 0);
+      rc = engine_restore_id(e, epoch, be64(h + at), d ? be64(d + at) : EVENT_DIGEST_UNKNOWN);
   }
   PQclear(res);
   return rc;
