@@ -3,6 +3,8 @@
 
 #include <stdio.h>
 
+#include "core/error.h"
+
 void config_error_format(const struct config_error *e, char *buf, size_t len) {
   if (!len)
     return;
@@ -21,8 +23,7 @@ int config_error_vset(struct config_error *e, const char *file, int line, int co
   snprintf(e->file, sizeof e->file, "%s", file);
   e->line = line;
   e->column = col;
-  vsnprintf(e->message, sizeof e->message, fmt, ap);
-  return rc;
+  return canary_vwhy(e->message, sizeof e->message, rc, fmt, ap);
 }
 
 int config_error_set(struct config_error *e, const char *file, int line, int col, int rc,

@@ -3,7 +3,6 @@
 #include "core/metric_store.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,18 +15,6 @@ static const char *const owner_names[] = {
 
 const char *mstore_owner_name(enum mstore_owner o) {
   return (unsigned)o < MSTORE_OWNER_COUNT ? owner_names[o] : "?";
-}
-
-static int fail(char *why, size_t len, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *why, size_t len, int rc, const char *fmt, ...) {
-  if (why && len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, len, fmt, ap);
-    va_end(ap);
-  }
-  return rc;
 }
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
@@ -224,10 +211,10 @@ static int check_item(const struct mstore *ms, struct item *it, const struct ite
   size_t nl = it->name ? strlen(it->name) : 0;
   const char *kind = window_kind_name(it->kind);
   if (!nl)
-    return fail(why, len, CANARY_EINVALID, "a %s has no name", kind);
+    return canary_why(why, len, CANARY_EINVALID, "a %s has no name", kind);
   if (nl >= PLAN_NAME_MAX)
-    return fail(why, len, CANARY_EINVALID, "%s name '%.40s...' is longer than %d bytes", kind,
-                it->name, PLAN_NAME_MAX - 1);
+    return canary_why(why, len, CANARY_EINVALID, "%s name '%.40s...' is longer than %d bytes", kind,
+                      it->name, PLAN_NAME_MAX - 1);
   it->id = name_find(ms, it->name);
   enum window_kind known = it->id >= 0 ? ms->names[it->id].kind : it->kind;
   for (size_t j = 0; it->id < 0 && j < i; j++)
@@ -236,8 +223,8 @@ static int check_item(const struct mstore *ms, struct item *it, const struct ite
       break;
     }
   if (known != it->kind)
-    return fail(why, len, CANARY_EINVALID, "metric '%s' arrives as a %s but is a %s", it->name,
-                kind, window_kind_name(known));
+    return canary_why(why, len, CANARY_EINVALID, "metric '%s' arrives as a %s but is a %s",
+                      it->name, kind, window_kind_name(known));
   return CANARY_OK;
 }
 
@@ -250,9 +237,9 @@ static int metrics_check(const struct mstore *ms, int cohort, const struct event
                          struct item *items, char *why, size_t len) {
   size_t n = m->n_counters + m->n_gauges + m->n_dists;
   if ((unsigned)m->variant >= VARIANT_COUNT)
-    return fail(why, len, CANARY_EINVALID, "unknown variant");
+    return canary_why(why, len, CANARY_EINVALID, "unknown variant");
   if ((m->n_counters && !m->counters) || (m->n_gauges && !m->gauges) || (m->n_dists && !m->dists))
-    return fail(why, len, CANARY_EINVALID, "metric arrays missing");
+    return canary_why(why, len, CANARY_EINVALID, "metric arrays missing");
   if (!n)
     return CANARY_OK;
   size_t k = 0;
@@ -286,29 +273,29 @@ static int metrics_check(const struct mstore *ms, int cohort, const struct event
     }
   }
   if (!rc && ms->n_names + new_names > ms->cfg.max_names)
-    rc = fail(why, len, CANARY_EFULL, "more than %d metric names in this rollout",
-              ms->cfg.max_names);
+    rc = canary_why(why, len, CANARY_EFULL, "more than %d metric names in this rollout",
+                    ms->cfg.max_names);
   if (!rc && ms->n_series + new_series > ms->cfg.max_series)
-    rc = fail(why, len, CANARY_EFULL,
-              "more than %d metric series in this rollout (cohort x variant x metric)",
-              ms->cfg.max_series);
+    rc = canary_why(why, len, CANARY_EFULL,
+                    "more than %d metric series in this rollout (cohort x variant x metric)",
+                    ms->cfg.max_series);
   if (rc)
     return rc;
   for (size_t i = 0; i < m->n_counters; i++) {
     if (!isfinite(m->counters[i].value) || m->counters[i].value < 0)
-      return fail(why, len, CANARY_EINVALID,
-                  "counter '%s' is %g: counters are increments, finite and >= 0",
-                  m->counters[i].name, m->counters[i].value);
+      return canary_why(why, len, CANARY_EINVALID,
+                        "counter '%s' is %g: counters are increments, finite and >= 0",
+                        m->counters[i].name, m->counters[i].value);
   }
   for (size_t i = 0; i < m->n_gauges; i++)
     if (!isfinite(m->gauges[i].value))
-      return fail(why, len, CANARY_EINVALID, "gauge '%s' is not finite", m->gauges[i].name);
+      return canary_why(why, len, CANARY_EINVALID, "gauge '%s' is not finite", m->gauges[i].name);
   for (size_t i = 0; i < m->n_dists; i++)
     if ((m->dists[i].n && !m->dists[i].values) ||
         !all_finite(m->dists[i].values, m->dists[i].n, true))
-      return fail(why, len, CANARY_EINVALID,
-                  "distribution '%s' has a value that is negative or not finite",
-                  m->dists[i].name);
+      return canary_why(why, len, CANARY_EINVALID,
+                        "distribution '%s' has a value that is negative or not finite",
+                        m->dists[i].name);
   return CANARY_OK;
 }
 
@@ -531,11 +518,11 @@ static int diff_open(struct mstore *ms, struct mstore_diff *d) {
 static int diff_ingest(struct mstore *ms, int cohort, int64_t t, const struct event_diff *dv,
                        char *why, size_t len) {
   if (dv->n && !dv->samples)
-    return fail(why, len, CANARY_EINVALID, "diff samples missing");
+    return canary_why(why, len, CANARY_EINVALID, "diff samples missing");
   for (size_t i = 0; i < dv->n; i++) {
     const struct diff_sample *s = &dv->samples[i];
     if (!isfinite(s->stable) || !isfinite(s->canary))
-      return fail(why, len, CANARY_EINVALID, "diff sample %zu is not finite", i);
+      return canary_why(why, len, CANARY_EINVALID, "diff sample %zu is not finite", i);
   }
   if (!dv->n)
     return CANARY_OK;
@@ -572,11 +559,11 @@ int mstore_ingest(struct mstore *ms, int cohort, const struct event *ev, char *w
     why[0] = '\0';
   int rc;
   if (!ms->names)
-    rc = fail(why, why_len, CANARY_EINVALID, "the metric store is not initialised");
+    rc = canary_why(why, why_len, CANARY_EINVALID, "the metric store is not initialised");
   else if (!cohort_ok(cohort))
-    rc = fail(why, why_len, CANARY_EINVALID, "cohort index %d out of range", cohort);
+    rc = canary_why(why, why_len, CANARY_EINVALID, "cohort index %d out of range", cohort);
   else if (ev->time_ms < -WINDOW_TIME_MAX || ev->time_ms > WINDOW_TIME_MAX)
-    rc = fail(why, why_len, CANARY_EINVALID, "event time out of range");
+    rc = canary_why(why, why_len, CANARY_EINVALID, "event time out of range");
   else if (ev->type == EVENT_METRICS) {
     /* on the stack for any event a reporter sends; the heap for the unusual */
     struct item stack[32], *items = stack;
@@ -590,15 +577,15 @@ int mstore_ingest(struct mstore *ms, int cohort, const struct event *ev, char *w
   } else if (ev->type == EVENT_DIFF_SAMPLES) {
     rc = diff_ingest(ms, cohort, ev->time_ms, &ev->diff, why, why_len);
   } else {
-    rc = fail(why, why_len, CANARY_EINVALID, "a %s event holds no metrics",
-              event_type_name(ev->type));
+    rc = canary_why(why, why_len, CANARY_EINVALID, "a %s event holds no metrics",
+                    event_type_name(ev->type));
   }
   if (rc == CANARY_EINVALID || rc == CANARY_EFULL)
     ms->rejected++;
   else if (ev->time_ms > ms->clock_ms)
     ms->clock_ms = ev->time_ms;
   if (rc == CANARY_ENOMEM && why && why_len && !why[0])
-    fail(why, why_len, rc, "out of memory: some observations were not kept");
+    canary_why(why, why_len, rc, "out of memory: some observations were not kept");
   return rc;
 }
 
@@ -1042,24 +1029,26 @@ static int compile_one(void *arg, enum mstore_owner o, int stage, int index, int
   if (rc) {
     char caret[2 * PLAN_EXPR_MAX + 200];
     expr_error_render(text, &err, caret, sizeof caret);
-    return fail(c->why, c->why_len, rc, "%s:\n%s", label, caret);
+    return canary_why(c->why, c->why_len, rc, "%s:\n%s", label, caret);
   }
   if (!expr_is_condition(&x->e))
-    return fail(c->why, c->why_len, CANARY_EINVALID,
-                "%s: '%s' is a number, not a condition (compare it, as in x > 1)", label, text);
+    return canary_why(c->why, c->why_len, CANARY_EINVALID,
+                      "%s: '%s' is a number, not a condition (compare it, as in x > 1)", label,
+                      text);
   if (expr_uses(&x->e, EXPR_SLOS_MET) && o == MSTORE_SLO)
-    return fail(c->why, c->why_len, CANARY_EINVALID, "%s: an SLO cannot use slos_met()", label);
+    return canary_why(c->why, c->why_len, CANARY_EINVALID, "%s: an SLO cannot use slos_met()",
+                      label);
   if (expr_uses(&x->e, EXPR_SLOS_MET) && c->plan->n_slos == 0)
-    return fail(c->why, c->why_len, CANARY_EINVALID,
-                "%s: slos_met() but the plan defines no slos", label);
+    return canary_why(c->why, c->why_len, CANARY_EINVALID,
+                      "%s: slos_met() but the plan defines no slos", label);
   for (int i = 0; i < x->e.n_nodes; i++) {
     const struct expr_node *nd = &x->e.nodes[i];
     if (nd->kind == EXPR_DIFF_RATIO && nd->a >= 0 &&
         (x->e.nodes[nd->a].kind == EXPR_NUM || x->e.nodes[nd->a].kind == EXPR_PARAM) &&
         add_tolerance(mp, x->e.nodes[nd->a].num))
-      return fail(c->why, c->why_len, CANARY_EINVALID,
-                  "%s: more than %d distinct canary_diff_ratio tolerances", label,
-                  MSTORE_MAX_TOLERANCES);
+      return canary_why(c->why, c->why_len, CANARY_EINVALID,
+                        "%s: more than %d distinct canary_diff_ratio tolerances", label,
+                        MSTORE_MAX_TOLERANCES);
   }
   int64_t longest = expr_longest_window(&x->e);
   if (longest > mp->longest_ms)
@@ -1308,7 +1297,7 @@ int mstore_plan_init(struct mstore_plan *mp, const struct plan *plan, char *why,
   if (n) {
     mp->x = calloc((size_t)n, sizeof *mp->x);
     if (!mp->x)
-      return fail(why, why_len, CANARY_ENOMEM, "out of memory compiling the plan");
+      return canary_why(why, why_len, CANARY_ENOMEM, "out of memory compiling the plan");
   }
   struct compile c = {mp, plan, why, why_len};
   int rc = each_expr(plan, compile_one, &c);

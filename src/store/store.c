@@ -56,7 +56,7 @@ static void one_line(char *m) {
 void store_set_error(store_t *s, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(s->err, sizeof s->err, fmt, ap);
+  canary_vwhy(s->err, sizeof s->err, 0, fmt, ap);
   va_end(ap);
   one_line(s->err);
 }
