@@ -21,23 +21,13 @@ void log_setup(int level, bool json, const char *name) {
 
 bool log_enabled(int level) { return level <= max_level; }
 
-static const char *level_name(int level) {
-  switch (level) {
-  case LOG_LVL_ERR: return "error";
-  case LOG_LVL_WARNING: return "warning";
-  case LOG_LVL_NOTICE: return "notice";
-  case LOG_LVL_INFO: return "info";
-  default: return "debug";
-  }
-}
-
 static void emit(int level, const char *ctx, const char *msg) {
   struct timeval tv;
   gettimeofday(&tv, NULL);
   char at[RFC3339_MAX];
   rfc3339_format((int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000, at);
   if (!as_json) {
-    fprintf(stderr, "%s %s %s: %s%s%s\n", at, component, level_name(level), msg,
+    fprintf(stderr, "%s %s %s: %s%s%s\n", at, component, log_level_name(level), msg,
             ctx && ctx[0] ? " " : "", ctx && ctx[0] ? ctx : "");
     return;
   }
@@ -46,7 +36,7 @@ static void emit(int level, const char *ctx, const char *msg) {
   jbuf_puts(&b, "{\"time\":");
   jbuf_string(&b, at);
   jbuf_puts(&b, ",\"level\":");
-  jbuf_string(&b, level_name(level));
+  jbuf_string(&b, log_level_name(level));
   jbuf_puts(&b, ",\"component\":");
   jbuf_string(&b, component);
   jbuf_puts(&b, ",\"msg\":");

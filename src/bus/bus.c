@@ -11,7 +11,7 @@
 const char *const bus_input_topics[BUS_INPUT_TOPICS] = {"canary.deploy", "canary.metrics",
                                                         "canary.commands"};
 
-void bus_logf(bus_log_fn log, void *ctx, int level, const char *fmt, ...) {
+void bus_logf(log_sink_fn log, void *ctx, int level, const char *fmt, ...) {
   if (!log) {
     return;
   }
@@ -23,30 +23,30 @@ void bus_logf(bus_log_fn log, void *ctx, int level, const char *fmt, ...) {
   log(ctx, level, line);
 }
 
-int bus_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, bus_log_fn log,
+int bus_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, log_sink_fn log,
                  void *ctx) {
   char err[512];
   if (!name || !value) {
-    bus_logf(log, ctx, BUS_LOG_ERR, "kafka config: property %s has no value",
+    bus_logf(log, ctx, LOG_LVL_ERR, "kafka config: property %s has no value",
              name ? name : "(null)");
     return CANARY_EINVALID;
   }
   if (rd_kafka_conf_set(conf, name, value, err, sizeof err) != RD_KAFKA_CONF_OK) {
-    bus_logf(log, ctx, BUS_LOG_ERR, "kafka config: %s=%s: %s", name, value, err);
+    bus_logf(log, ctx, LOG_LVL_ERR, "kafka config: %s=%s: %s", name, value, err);
     return CANARY_EINVALID;
   }
   return CANARY_OK;
 }
 
 int bus_conf_apply(rd_kafka_conf_t *conf, const char *const *extra, const char *const *fixed,
-                   bus_log_fn log, void *ctx) {
+                   log_sink_fn log, void *ctx) {
   if (!extra) {
     return CANARY_OK;
   }
   for (size_t i = 0; extra[i]; i += 2) {
     for (size_t j = 0; fixed[j]; j++) {
       if (strcmp(extra[i], fixed[j]) == 0) {
-        bus_logf(log, ctx, BUS_LOG_ERR,
+        bus_logf(log, ctx, LOG_LVL_ERR,
                  "kafka config: %s is fixed by canaryd (exactly-once recipe) and cannot be set",
                  extra[i]);
         return CANARY_EINVALID;

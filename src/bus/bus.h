@@ -16,13 +16,11 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/log_level.h"
 
 #define BUS_INPUT_TOPICS 3
 /* Indexed like store_input_topics[]: 0 canary.deploy, 1 canary.metrics, 2 canary.commands. */
 extern const char *const bus_input_topics[BUS_INPUT_TOPICS];
-
-/* msg is one line without a newline; it names the topic/partition (and offset) it is about. */
-typedef void (*bus_log_fn)(void *ctx, int level, const char *msg);
 
 /*
  * Topic names. Callers use the contract's names ("canary.deploy", "canary.decisions", ...); the
@@ -56,17 +54,8 @@ const char *bus_topic(const char *contract_topic);
  * canary.flags with one and compaction (a traffic split per service is its latest value).
  * Returns CANARY_OK, CANARY_EUNAVAILABLE (broker unreachable), CANARY_EIO (logged).
  */
-int bus_create_topics(const char *brokers, int partitions, int timeout_ms, bus_log_fn log,
+int bus_create_topics(const char *brokers, int partitions, int timeout_ms, log_sink_fn log,
                       void *log_ctx) CANARY_MUSTCHECK;
-
-/* Log levels are syslog(3)'s, as librdkafka's: */
-enum bus_log_level {
-  BUS_LOG_ERR = 3,     /* something failed that an operator must look at */
-  BUS_LOG_WARNING = 4, /* a broker error the client retries on its own */
-  BUS_LOG_NOTICE = 5,  /* rebalances: shards assigned and revoked */
-  BUS_LOG_INFO = 6,
-  BUS_LOG_DEBUG = 7,
-};
 
 /*
  * Rebalance hooks. assigned() is called once per shard (partition number) newly assigned,
@@ -82,7 +71,7 @@ struct bus_hooks {
   void *ctx;
   int (*assigned)(void *ctx, int shard, int64_t next[BUS_INPUT_TOPICS]);
   void (*revoked)(void *ctx, int shard);
-  bus_log_fn log; /* may be NULL: nothing is logged */
+  log_sink_fn log; /* may be NULL: nothing is logged */
 };
 
 typedef struct bus_consumer bus_consumer_t;
@@ -162,7 +151,7 @@ void bus_consumer_close(bus_consumer_t *c);
  * from the beginning (or only what arrives from now on). Nothing is committed.
  */
 typedef struct bus_reader bus_reader_t;
-int bus_reader_new(const char *brokers, const char *topic, bool from_beginning, bus_log_fn log,
+int bus_reader_new(const char *brokers, const char *topic, bool from_beginning, log_sink_fn log,
                    void *log_ctx, bus_reader_t **out) CANARY_MUSTCHECK;
 /*
  * Wait up to timeout_ms for the next message (valid until the next call); CANARY_ETIMEOUT when
@@ -177,13 +166,13 @@ typedef struct bus_producer bus_producer_t;
  * enable.idempotence=true, acks=all, partitioner=murmur2_random (what Java clients use),
  * linger.ms=5, message.timeout.ms=30000.
  */
-int bus_producer_new(const char *brokers, const char *client_id, bus_log_fn log, void *log_ctx,
+int bus_producer_new(const char *brokers, const char *client_id, log_sink_fn log, void *log_ctx,
                      bus_producer_t **out) CANARY_MUSTCHECK;
 /*
  * bus_producer_new() with extra librdkafka properties (NULL-terminated name, value pairs).
  * enable.idempotence, acks, partitioner and bootstrap.servers cannot be overridden.
  */
-int bus_producer_new_conf(const char *brokers, const char *client_id, bus_log_fn log,
+int bus_producer_new_conf(const char *brokers, const char *client_id, log_sink_fn log,
                           void *log_ctx, const char *const *conf,
                           bus_producer_t **out) CANARY_MUSTCHECK;
 

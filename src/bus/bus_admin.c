@@ -18,7 +18,7 @@ static const struct topic_spec specs[] = {
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 
-int bus_create_topics(const char *brokers, int partitions, int timeout_ms, bus_log_fn log,
+int bus_create_topics(const char *brokers, int partitions, int timeout_ms, log_sink_fn log,
                       void *log_ctx) {
   char err[512];
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -30,7 +30,7 @@ int bus_create_topics(const char *brokers, int partitions, int timeout_ms, bus_l
   }
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
   if (!rk) {
-    bus_logf(log, log_ctx, BUS_LOG_ERR, "kafka admin: %s", err);
+    bus_logf(log, log_ctx, LOG_LVL_ERR, "kafka admin: %s", err);
     rd_kafka_conf_destroy(conf);
     return CANARY_EINVALID;
   }
@@ -48,11 +48,11 @@ int bus_create_topics(const char *brokers, int partitions, int timeout_ms, bus_l
   rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
   int rc = CANARY_OK;
   if (!ev) {
-    bus_logf(log, log_ctx, BUS_LOG_ERR, "kafka admin: no answer from %s in %d ms", brokers,
+    bus_logf(log, log_ctx, LOG_LVL_ERR, "kafka admin: no answer from %s in %d ms", brokers,
              timeout_ms);
     rc = CANARY_EUNAVAILABLE;
   } else if (rd_kafka_event_error(ev)) {
-    bus_logf(log, log_ctx, BUS_LOG_ERR, "kafka admin: %s", rd_kafka_event_error_string(ev));
+    bus_logf(log, log_ctx, LOG_LVL_ERR, "kafka admin: %s", rd_kafka_event_error_string(ev));
     rc = CANARY_EUNAVAILABLE;
   } else {
     size_t n;
@@ -61,7 +61,7 @@ int bus_create_topics(const char *brokers, int partitions, int timeout_ms, bus_l
     for (size_t i = 0; i < n; i++) {
       rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
       if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-        bus_logf(log, log_ctx, BUS_LOG_ERR, "kafka admin: creating %s: %s",
+        bus_logf(log, log_ctx, LOG_LVL_ERR, "kafka admin: creating %s: %s",
                  rd_kafka_topic_result_name(res[i]), rd_kafka_topic_result_error_string(res[i]));
         rc = CANARY_EIO;
       }

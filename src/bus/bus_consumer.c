@@ -128,7 +128,7 @@ static int grow(void *arrp, size_t *cap, size_t need, size_t size) {
 static void on_revoke(bus_consumer_t *c, rd_kafka_topic_partition_list_t *parts) {
   bool lost = rd_kafka_assignment_lost(c->rk);
   for (size_t i = 0; i < c->n_shards; i++) {
-    consumer_log(c, BUS_LOG_NOTICE, "shard %d %s", (int)c->shards[i],
+    consumer_log(c, LOG_LVL_NOTICE, "shard %d %s", (int)c->shards[i],
                  lost ? "lost (session timed out or fenced)" : "revoked");
     batch_drop_shard(c, c->shards[i]);
     if (c->hooks.revoked) {
@@ -140,7 +140,7 @@ static void on_revoke(bus_consumer_t *c, rd_kafka_topic_partition_list_t *parts)
   c->joined = false;
   rd_kafka_resp_err_t err = rd_kafka_assign(c->rk, NULL);
   if (err) {
-    consumer_log(c, BUS_LOG_ERR, "unassign of %d partitions failed: %s", parts->cnt,
+    consumer_log(c, LOG_LVL_ERR, "unassign of %d partitions failed: %s", parts->cnt,
                  rd_kafka_err2str(err));
   }
 }
@@ -171,7 +171,7 @@ static void on_assign(bus_consumer_t *c, rd_kafka_topic_partition_list_t *parts)
     }
     int rc = c->hooks.assigned ? c->hooks.assigned(c->hooks.ctx, shard, next) : 0;
     if (rc != 0) {
-      consumer_log(c, BUS_LOG_ERR,
+      consumer_log(c, LOG_LVL_ERR,
                    "shard %d left unassigned: the assigned hook failed (%d: %s); "
                    "nobody consumes it until the next rebalance",
                    (int)shard, rc, canary_strerror(rc));
@@ -180,7 +180,7 @@ static void on_assign(bus_consumer_t *c, rd_kafka_topic_partition_list_t *parts)
     if (grow(&c->shards, &c->cap_shards, c->n_shards + 1, sizeof *c->shards) ||
         grow(&c->parts, &c->cap_parts, c->n_parts + (size_t)parts->cnt,
              sizeof *c->parts)) {
-      consumer_log(c, BUS_LOG_ERR, "shard %d left unassigned: out of memory", (int)shard);
+      consumer_log(c, LOG_LVL_ERR, "shard %d left unassigned: out of memory", (int)shard);
       if (c->hooks.revoked) {
         c->hooks.revoked(c->hooks.ctx, shard);
       }
@@ -196,7 +196,7 @@ static void on_assign(bus_consumer_t *c, rd_kafka_topic_partition_list_t *parts)
         continue;
       }
       if (topic < 0) {
-        consumer_log(c, BUS_LOG_WARNING, "ignoring unexpected topic %s [%d]", tp->topic,
+        consumer_log(c, LOG_LVL_WARNING, "ignoring unexpected topic %s [%d]", tp->topic,
                      (int)tp->partition);
         continue;
       }
@@ -210,14 +210,14 @@ static void on_assign(bus_consumer_t *c, rd_kafka_topic_partition_list_t *parts)
         wl += w > 0 ? (size_t)w : 0;
       }
     }
-    consumer_log(c, BUS_LOG_NOTICE, "shard %d assigned, starting at%s (-1 = beginning)",
+    consumer_log(c, LOG_LVL_NOTICE, "shard %d assigned, starting at%s (-1 = beginning)",
                  (int)shard, where);
   }
   c->joined = true;
   rd_kafka_resp_err_t err = rd_kafka_assign(c->rk, assign);
   if (err) {
     /* Nothing is consumed; the shards' state is dropped again so that nothing stale is kept. */
-    consumer_log(c, BUS_LOG_ERR, "assign of %d partitions failed: %s", assign->cnt,
+    consumer_log(c, LOG_LVL_ERR, "assign of %d partitions failed: %s", assign->cnt,
                  rd_kafka_err2str(err));
     for (size_t i = 0; i < c->n_shards; i++) {
       if (c->hooks.revoked) {
@@ -241,7 +241,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     on_revoke(c, parts);
     break;
   default:
-    consumer_log(c, BUS_LOG_ERR, "rebalance failed: %s", rd_kafka_err2str(err));
+    consumer_log(c, LOG_LVL_ERR, "rebalance failed: %s", rd_kafka_err2str(err));
     on_revoke(c, parts);
     break;
   }
@@ -265,12 +265,12 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
   if (err == RD_KAFKA_RESP_ERR__FATAL) {
     char why[512];
     rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, why, sizeof why);
-    consumer_log(c, BUS_LOG_ERR, "fatal error %s: %s", rd_kafka_err2name(ferr), why);
+    consumer_log(c, LOG_LVL_ERR, "fatal error %s: %s", rd_kafka_err2name(ferr), why);
     return;
   }
   if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
     c->reseek = true;
-  consumer_log(c, BUS_LOG_WARNING, "%s: %s", rd_kafka_err2name(err), reason);
+  consumer_log(c, LOG_LVL_WARNING, "%s: %s", rd_kafka_err2name(err), reason);
 }
 
 /* ---- life cycle ------------------------------------------------------------------------- */
@@ -284,10 +284,10 @@ int bus_consumer_new_conf(const char *brokers, const char *group, const char *cl
                           const struct bus_hooks *hooks, const char *const *extra,
                           bus_consumer_t **out) {
   *out = NULL;
-  bus_log_fn log = hooks ? hooks->log : NULL;
+  log_sink_fn log = hooks ? hooks->log : NULL;
   void *lctx = hooks ? hooks->ctx : NULL;
   if (!brokers || !*brokers || !group || !*group) {
-    bus_logf(log, lctx, BUS_LOG_ERR, "kafka consumer: brokers and group are required");
+    bus_logf(log, lctx, LOG_LVL_ERR, "kafka consumer: brokers and group are required");
     return CANARY_EINVALID;
   }
   bus_consumer_t *c = calloc(1, sizeof *c);
@@ -345,7 +345,7 @@ int bus_consumer_new_conf(const char *brokers, const char *group, const char *cl
   char err[512];
   c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   if (!c->rk) {
-    consumer_log(c, BUS_LOG_ERR, "%s", err);
+    consumer_log(c, LOG_LVL_ERR, "%s", err);
     rd_kafka_conf_destroy(conf);
     free(c);
     return CANARY_EINVALID;
@@ -362,12 +362,12 @@ int bus_consumer_new_conf(const char *brokers, const char *group, const char *cl
   rd_kafka_resp_err_t serr = rd_kafka_subscribe(c->rk, topics);
   rd_kafka_topic_partition_list_destroy(topics);
   if (serr) {
-    consumer_log(c, BUS_LOG_ERR, "subscribe failed: %s", rd_kafka_err2str(serr));
+    consumer_log(c, LOG_LVL_ERR, "subscribe failed: %s", rd_kafka_err2str(serr));
     rd_kafka_destroy(c->rk);
     free(c);
     return CANARY_EINVALID;
   }
-  consumer_log(c, BUS_LOG_INFO, "joining the group on %s", brokers);
+  consumer_log(c, LOG_LVL_INFO, "joining the group on %s", brokers);
   *out = c;
   return CANARY_OK;
 }
@@ -380,7 +380,7 @@ void bus_consumer_close(bus_consumer_t *c) {
   /* Runs the revoke through rebalance_cb, so every shard gets its revoked() hook. */
   rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
   if (err) {
-    consumer_log(c, BUS_LOG_WARNING, "close: %s", rd_kafka_err2str(err));
+    consumer_log(c, LOG_LVL_WARNING, "close: %s", rd_kafka_err2str(err));
   }
   /* Shards still owed a revoke (close failed before the rebalance callback ran). */
   for (size_t i = 0; i < c->n_shards; i++) {
@@ -413,7 +413,7 @@ static void take(bus_consumer_t *c, rd_kafka_message_t *m) {
     return;
   }
   if (m->err) {
-    consumer_log(c, BUS_LOG_WARNING, "%s [%d] offset %lld: %s: %s",
+    consumer_log(c, LOG_LVL_WARNING, "%s [%d] offset %lld: %s: %s",
                  tname ? tname : "-", (int)m->partition, (long long)m->offset,
                  rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
     rd_kafka_message_destroy(m);
@@ -422,7 +422,7 @@ static void take(bus_consumer_t *c, rd_kafka_message_t *m) {
   struct bus_part *p = topic >= 0 ? part_find(c, topic, m->partition) : NULL;
   if (!p) {
     /* Not ours (any more): librdkafka should never hand these out, but never process them. */
-    consumer_log(c, BUS_LOG_WARNING, "dropping message of unassigned %s [%d] offset %lld",
+    consumer_log(c, LOG_LVL_WARNING, "dropping message of unassigned %s [%d] offset %lld",
                  tname ? tname : "-", (int)m->partition, (long long)m->offset);
     rd_kafka_message_destroy(m);
     return;
@@ -461,17 +461,17 @@ static void reseek(bus_consumer_t *c) {
   }
   rd_kafka_error_t *err = rd_kafka_seek_partitions(c->rk, list, 2000);
   if (err) {
-    consumer_log(c, BUS_LOG_WARNING, "re-reading the partitions' ends failed: %s",
+    consumer_log(c, LOG_LVL_WARNING, "re-reading the partitions' ends failed: %s",
                  rd_kafka_error_string(err));
     rd_kafka_error_destroy(err);
   }
   for (int i = 0; i < list->cnt; i++)
     if (list->elems[i].err)
-      consumer_log(c, BUS_LOG_WARNING, "re-reading the end of %s [%d] failed: %s",
+      consumer_log(c, LOG_LVL_WARNING, "re-reading the end of %s [%d] failed: %s",
                    list->elems[i].topic, (int)list->elems[i].partition,
                    rd_kafka_err2str(list->elems[i].err));
   rd_kafka_topic_partition_list_destroy(list);
-  consumer_log(c, BUS_LOG_NOTICE,
+  consumer_log(c, LOG_LVL_NOTICE,
                "a broker connection failed: partition ends are trusted again once re-read");
 }
 
@@ -548,7 +548,7 @@ bool bus_consumer_at_end(bus_consumer_t *c, int topic, int32_t partition, int64_
     rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
         c->rk, bus_topic(bus_input_topics[topic]), partition, &lo, &hi, 1000);
     if (err) {
-      consumer_log(c, BUS_LOG_WARNING, "cannot read the end of %s [%d]: %s",
+      consumer_log(c, LOG_LVL_WARNING, "cannot read the end of %s [%d]: %s",
                    bus_topic(bus_input_topics[topic]), (int)partition, rd_kafka_err2str(err));
       return false;
     }
@@ -574,13 +574,13 @@ int bus_consumer_seek_shard(bus_consumer_t *c, int shard, const int64_t next[BUS
   rd_kafka_error_t *err = rd_kafka_seek_partitions(c->rk, list, 10000);
   int rc = CANARY_OK;
   if (err) {
-    consumer_log(c, BUS_LOG_ERR, "seek of shard %d failed: %s", shard, rd_kafka_error_string(err));
+    consumer_log(c, LOG_LVL_ERR, "seek of shard %d failed: %s", shard, rd_kafka_error_string(err));
     rd_kafka_error_destroy(err);
     rc = CANARY_EIO;
   }
   for (int i = 0; rc == CANARY_OK && i < list->cnt; i++)
     if (list->elems[i].err) {
-      consumer_log(c, BUS_LOG_ERR, "seek of %s [%d] failed: %s", list->elems[i].topic, shard,
+      consumer_log(c, LOG_LVL_ERR, "seek of %s [%d] failed: %s", list->elems[i].topic, shard,
                    rd_kafka_err2str(list->elems[i].err));
       rc = CANARY_EIO;
     }

@@ -7,13 +7,13 @@
 #include "bus/bus.h"
 
 /* Format and send one log line to log (NULL: nothing). */
-void bus_logf(bus_log_fn log, void *ctx, int level, const char *fmt, ...)
+void bus_logf(log_sink_fn log, void *ctx, int level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /*
  * Set name=value on conf; on failure log librdkafka's reason and return CANARY_EINVALID.
  */
-int bus_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, bus_log_fn log,
+int bus_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, log_sink_fn log,
                  void *ctx) CANARY_MUSTCHECK;
 
 /*
@@ -21,7 +21,7 @@ int bus_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, bus
  * (NULL-terminated) is refused with CANARY_EINVALID.
  */
 int bus_conf_apply(rd_kafka_conf_t *conf, const char *const *extra, const char *const *fixed,
-                   bus_log_fn log, void *ctx) CANARY_MUSTCHECK;
+                   log_sink_fn log, void *ctx) CANARY_MUSTCHECK;
 
 /* Index of name in bus_input_topics, or -1. */
 int bus_topic_index(const char *name);

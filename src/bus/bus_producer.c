@@ -15,7 +15,7 @@ _Static_assert(sizeof(void *) >= sizeof(int64_t), "bus_produce's opaque needs 64
 
 struct bus_producer {
   rd_kafka_t *rk;
-  bus_log_fn log;
+  log_sink_fn log;
   void *log_ctx;
   bus_delivery_fn delivered;
   void *delivered_ctx;
@@ -31,7 +31,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
   const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "-";
   int64_t id = (int64_t)(intptr_t)m->_private;
   if (m->err) {
-    bus_logf(p->log, p->log_ctx, BUS_LOG_ERR,
+    bus_logf(p->log, p->log_ctx, LOG_LVL_ERR,
              "kafka producer: delivery to %s [%d] failed (opaque %lld): %s", topic,
              (int)m->partition, (long long)id, rd_kafka_err2str(m->err));
   }
@@ -54,25 +54,25 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
   if (err == RD_KAFKA_RESP_ERR__FATAL) {
     char why[512];
     rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, why, sizeof why);
-    bus_logf(p->log, p->log_ctx, BUS_LOG_ERR,
+    bus_logf(p->log, p->log_ctx, LOG_LVL_ERR,
              "kafka producer: fatal error %s: %s (the producer must be recreated)",
              rd_kafka_err2name(ferr), why);
     return;
   }
-  bus_logf(p->log, p->log_ctx, BUS_LOG_WARNING, "kafka producer: %s: %s", rd_kafka_err2name(err),
+  bus_logf(p->log, p->log_ctx, LOG_LVL_WARNING, "kafka producer: %s: %s", rd_kafka_err2name(err),
            reason);
 }
 
-int bus_producer_new(const char *brokers, const char *client_id, bus_log_fn log, void *log_ctx,
+int bus_producer_new(const char *brokers, const char *client_id, log_sink_fn log, void *log_ctx,
                      bus_producer_t **out) {
   return bus_producer_new_conf(brokers, client_id, log, log_ctx, NULL, out);
 }
 
-int bus_producer_new_conf(const char *brokers, const char *client_id, bus_log_fn log,
+int bus_producer_new_conf(const char *brokers, const char *client_id, log_sink_fn log,
                           void *log_ctx, const char *const *extra, bus_producer_t **out) {
   *out = NULL;
   if (!brokers || !*brokers) {
-    bus_logf(log, log_ctx, BUS_LOG_ERR, "kafka producer: brokers are required");
+    bus_logf(log, log_ctx, LOG_LVL_ERR, "kafka producer: brokers are required");
     return CANARY_EINVALID;
   }
   bus_producer_t *p = calloc(1, sizeof *p);
@@ -125,7 +125,7 @@ int bus_producer_new_conf(const char *brokers, const char *client_id, bus_log_fn
   char err[512];
   p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
   if (!p->rk) {
-    bus_logf(log, log_ctx, BUS_LOG_ERR, "kafka producer: %s", err);
+    bus_logf(log, log_ctx, LOG_LVL_ERR, "kafka producer: %s", err);
     rd_kafka_conf_destroy(conf);
     free(p);
     return CANARY_EINVALID;
@@ -144,7 +144,7 @@ void bus_producer_on_delivery(bus_producer_t *p, bus_delivery_fn fn, void *ctx) 
 int bus_produce(bus_producer_t *p, const char *contract_topic, int32_t partition, const void *key,
                 size_t key_len, const void *value, size_t len, int64_t opaque) {
   if (!contract_topic || !*contract_topic) {
-    bus_logf(p->log, p->log_ctx, BUS_LOG_ERR, "kafka producer: no topic");
+    bus_logf(p->log, p->log_ctx, LOG_LVL_ERR, "kafka producer: no topic");
     return CANARY_EINVALID;
   }
   int64_t deadline = bus_now_ms() + p->queue_wait_ms;
@@ -161,7 +161,7 @@ int bus_produce(bus_producer_t *p, const char *contract_topic, int32_t partition
       return CANARY_OK;
     case RD_KAFKA_RESP_ERR__QUEUE_FULL:
       if (bus_now_ms() >= deadline) {
-        bus_logf(p->log, p->log_ctx, BUS_LOG_ERR,
+        bus_logf(p->log, p->log_ctx, LOG_LVL_ERR,
                  "kafka producer: %s [%d]: queue still full after %d ms (broker unreachable?)",
                  topic, (int)partition, p->queue_wait_ms);
         return CANARY_EFULL;
@@ -171,25 +171,25 @@ int bus_produce(bus_producer_t *p, const char *contract_topic, int32_t partition
       continue;
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
       /* the topic may yet be created: try again later */
-      bus_logf(p->log, p->log_ctx, BUS_LOG_ERR, "kafka producer: %s [%d]: %s", topic,
+      bus_logf(p->log, p->log_ctx, LOG_LVL_ERR, "kafka producer: %s [%d]: %s", topic,
                (int)partition, rd_kafka_err2str(err));
       return CANARY_ENOTFOUND;
     case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
     case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
     case RD_KAFKA_RESP_ERR__INVALID_ARG:
       /* this message can never go: CANARY_EINVALID says so to the caller */
-      bus_logf(p->log, p->log_ctx, BUS_LOG_ERR, "kafka producer: %s [%d]: %s", topic,
+      bus_logf(p->log, p->log_ctx, LOG_LVL_ERR, "kafka producer: %s [%d]: %s", topic,
                (int)partition, rd_kafka_err2str(err));
       return CANARY_EINVALID;
     case RD_KAFKA_RESP_ERR__FATAL: {
       char why[512];
       rd_kafka_fatal_error(p->rk, why, sizeof why);
-      bus_logf(p->log, p->log_ctx, BUS_LOG_ERR, "kafka producer: %s [%d]: producer failed: %s",
+      bus_logf(p->log, p->log_ctx, LOG_LVL_ERR, "kafka producer: %s [%d]: producer failed: %s",
                topic, (int)partition, why);
       return CANARY_EUNAVAILABLE;
     }
     default:
-      bus_logf(p->log, p->log_ctx, BUS_LOG_ERR, "kafka producer: %s [%d]: %s", topic,
+      bus_logf(p->log, p->log_ctx, LOG_LVL_ERR, "kafka producer: %s [%d]: %s", topic,
                (int)partition, rd_kafka_err2str(err));
       return CANARY_EIO;
     }
@@ -203,7 +203,7 @@ void bus_producer_poll(bus_producer_t *p, int timeout_ms) {
 int bus_producer_flush(bus_producer_t *p, int timeout_ms) {
   rd_kafka_resp_err_t err = rd_kafka_flush(p->rk, timeout_ms);
   if (err == RD_KAFKA_RESP_ERR__TIMED_OUT) {
-    bus_logf(p->log, p->log_ctx, BUS_LOG_WARNING,
+    bus_logf(p->log, p->log_ctx, LOG_LVL_WARNING,
              "kafka producer: %d messages still undelivered after %d ms", rd_kafka_outq_len(p->rk),
              timeout_ms);
     return CANARY_ETIMEOUT;
@@ -221,10 +221,10 @@ int bus_partition_count(bus_producer_t *p, const char *contract_topic, int timeo
   rd_kafka_resp_err_t err = rd_kafka_metadata(p->rk, 0, rkt, &md, timeout_ms);
   int n = -1;
   if (err) {
-    bus_logf(p->log, p->log_ctx, BUS_LOG_WARNING, "kafka producer: metadata of %s: %s", topic,
+    bus_logf(p->log, p->log_ctx, LOG_LVL_WARNING, "kafka producer: metadata of %s: %s", topic,
              rd_kafka_err2str(err));
   } else if (md->topic_cnt == 1 && md->topics[0].err) {
-    bus_logf(p->log, p->log_ctx, BUS_LOG_WARNING, "kafka producer: metadata of %s: %s", topic,
+    bus_logf(p->log, p->log_ctx, LOG_LVL_WARNING, "kafka producer: metadata of %s: %s", topic,
              rd_kafka_err2str(md->topics[0].err));
   } else if (md->topic_cnt == 1 && md->topics[0].partition_cnt > 0) {
     n = md->topics[0].partition_cnt;

@@ -12,12 +12,12 @@ struct bus_reader {
   rd_kafka_message_t *last; /* the message returned by the previous read */
   int partitions, at_end;   /* partitions assigned, and how many reported their end since */
   bool *eof;
-  bus_log_fn log;
+  log_sink_fn log;
   void *log_ctx;
 };
 
 int bus_reader_new(const char *brokers, const char *contract_topic, bool from_beginning,
-                   bus_log_fn log, void *log_ctx, bus_reader_t **out) {
+                   log_sink_fn log, void *log_ctx, bus_reader_t **out) {
   const char *topic = bus_topic(contract_topic);
   char err[512];
   *out = NULL;
@@ -46,7 +46,7 @@ int bus_reader_new(const char *brokers, const char *contract_topic, bool from_be
   }
   r->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   if (!r->rk) {
-    bus_logf(log, log_ctx, BUS_LOG_ERR, "cannot create a reader: %s", err);
+    bus_logf(log, log_ctx, LOG_LVL_ERR, "cannot create a reader: %s", err);
     rd_kafka_conf_destroy(conf);
     free(r);
     return CANARY_EINVALID;
@@ -57,7 +57,7 @@ int bus_reader_new(const char *brokers, const char *contract_topic, bool from_be
   rd_kafka_resp_err_t e = rd_kafka_metadata(r->rk, 0, rkt, &md, 10000);
   rd_kafka_topic_destroy(rkt);
   if (e || md->topic_cnt != 1 || md->topics[0].err) {
-    bus_logf(log, log_ctx, BUS_LOG_ERR, "cannot read metadata of %s: %s", topic,
+    bus_logf(log, log_ctx, LOG_LVL_ERR, "cannot read metadata of %s: %s", topic,
              rd_kafka_err2str(e ? e : md->topics[0].err));
     if (md)
       rd_kafka_metadata_destroy(md);
@@ -100,7 +100,7 @@ int bus_reader_read(bus_reader_t *r, int timeout_ms, struct bus_msg *msg, bool *
     return CANARY_ETIMEOUT;
   }
   if (m->err) {
-    bus_logf(r->log, r->log_ctx, BUS_LOG_WARNING, "reader: %s", rd_kafka_message_errstr(m));
+    bus_logf(r->log, r->log_ctx, LOG_LVL_WARNING, "reader: %s", rd_kafka_message_errstr(m));
     rd_kafka_message_destroy(m);
     return CANARY_ETIMEOUT;
   }

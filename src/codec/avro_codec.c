@@ -2,7 +2,6 @@
 #include "codec/avro_codec.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,16 +88,6 @@ _Static_assert(DF_COUNT_ <= AVRO_SLOT_MAX_FIELDS, "deploy fields");
 _Static_assert(SLOT_COUNT <= 8 * sizeof(unsigned), "allowed is a bit mask");
 
 /* ---- messages and errors -------------------------------------------------------------------- */
-
-int avro_codec_fail(char *why, size_t why_len, int rc, const char *fmt, ...) {
-  if (why && why_len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, why_len, fmt, ap);
-    va_end(ap);
-  }
-  return rc;
-}
 
 int avro_codec_err(int avro_rc) {
   return avro_rc == ENOMEM ? CANARY_ENOMEM : CANARY_EINVALID;
@@ -300,24 +289,24 @@ int avro_codec_read(avro_codec_t *c, const void *buf, size_t len, unsigned allow
   if (why && why_len)
     why[0] = '\0';
   if (!p || len < AVRO_CODEC_HEADER)
-    return avro_codec_fail(why, why_len, CANARY_EPARSE,
-                           "frame: %zu bytes, shorter than the 5-byte header (magic byte 0x00, "
-                           "4-byte schema id)", p ? len : 0);
+    return canary_why(why, why_len, CANARY_EPARSE,
+                      "frame: %zu bytes, shorter than the 5-byte header (magic byte 0x00, "
+                      "4-byte schema id)", p ? len : 0);
   if (p[0] != AVRO_CODEC_MAGIC)
-    return avro_codec_fail(why, why_len, CANARY_EPARSE,
-                           "frame: magic byte 0x%02x, expected 0x00 (Confluent wire format)%s",
-                           p[0], p[0] == '{' ? "; this looks like JSON" : "");
+    return canary_why(why, why_len, CANARY_EPARSE,
+                      "frame: magic byte 0x%02x, expected 0x00 (Confluent wire format)%s",
+                      p[0], p[0] == '{' ? "; this looks like JSON" : "");
   int32_t id = avro_codec_schema_id(buf, len);
   struct avro_codec_slot *sl = NULL;
   for (int s = 0; s < SLOT_COUNT; s++)
     if (c->slot[s].id == id)
       sl = &c->slot[s];
   if (!sl)
-    return avro_codec_fail(why, why_len, CANARY_EPARSE,
-                           "frame: unknown schema id %ld (schemas/ids.txt)", (long)id);
+    return canary_why(why, why_len, CANARY_EPARSE,
+                      "frame: unknown schema id %ld (schemas/ids.txt)", (long)id);
   if (!(allowed & 1u << (sl - c->slot)))
-    return avro_codec_fail(why, why_len, CANARY_EPARSE, "frame: schema id %ld is %s, not %s",
-                           (long)id, sl->topic, expected(allowed));
+    return canary_why(why, why_len, CANARY_EPARSE, "frame: schema id %ld is %s, not %s",
+                      (long)id, sl->topic, expected(allowed));
 
   const unsigned char *body = p + AVRO_CODEC_HEADER;
   size_t n = len - AVRO_CODEC_HEADER;
@@ -327,8 +316,8 @@ int avro_codec_read(avro_codec_t *c, const void *buf, size_t len, unsigned allow
   avro_reader_memory_set_source(c->reader, (const char *)body, (int64_t)n);
   if ((rc = avro_value_read(c->reader, &sl->dec)) != 0) {
     /* After the check only memory can run out; report anything else as what avro-c says. */
-    avro_codec_fail(why, why_len, CANARY_EPARSE, "body: %s (schema id %ld)", avro_strerror(),
-                    (long)id);
+    canary_why(why, why_len, CANARY_EPARSE, "body: %s (schema id %ld)", avro_strerror(),
+               (long)id);
     return rc == ENOMEM ? CANARY_ENOMEM : CANARY_EPARSE;
   }
   *slot = sl;
@@ -472,13 +461,13 @@ int avro_codec_get_str(avro_value_t *v, const char *field, const char **s, size_
   const char *p = NULL;
   size_t size = 0;
   if (avro_value_get_string(v, &p, &size))
-    return avro_codec_fail(why, why_len, CANARY_EINVALID, "%s: not a string", field);
+    return canary_why(why, why_len, CANARY_EINVALID, "%s: not a string", field);
   /* avro-c counts the terminating NUL in size; an empty value may have no buffer at all. */
   size_t len = size ? size - 1 : 0;
   if (!p)
     p = "";
   if (memchr(p, '\0', len))
-    return avro_codec_fail(why, why_len, CANARY_EINVALID, "%s: contains a NUL byte", field);
+    return canary_why(why, why_len, CANARY_EINVALID, "%s: contains a NUL byte", field);
   *s = p;
   *n = len;
   return CANARY_OK;
@@ -492,8 +481,8 @@ int avro_codec_copy_str(avro_value_t *v, const char *field, char *dst, size_t si
   if (rc)
     return rc;
   if (n >= size)
-    return avro_codec_fail(why, why_len, CANARY_EINVALID,
-                           "%s: %zu bytes, longer than the %zu allowed", field, n, size - 1);
+    return canary_why(why, why_len, CANARY_EINVALID,
+                      "%s: %zu bytes, longer than the %zu allowed", field, n, size - 1);
   memcpy(dst, s, n);
   dst[n] = '\0';
   return CANARY_OK;

@@ -273,18 +273,18 @@ static int bad(struct walk *w, const char *fmt, ...) {
   char what[160], item[32] = "";
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(what, sizeof what, fmt, ap);
+  canary_vwhy(what, sizeof what, 0, fmt, ap);
   va_end(ap);
   if (w->item >= 0)
     snprintf(item, sizeof item, " (item %lld)", w->item);
   size_t at = (size_t)(w->at - w->start) + AVRO_CODEC_HEADER;
   size_t total = (size_t)(w->end - w->start) + AVRO_CODEC_HEADER;
   if (w->top)
-    snprintf(w->why, w->why_len, "body: field '%s%s%s'%s at byte %zu of %zu: %s", w->top,
-             w->sub ? "." : "", w->sub ? w->sub : "", item, at, total, what);
-  else
-    snprintf(w->why, w->why_len, "body: at byte %zu of %zu: %s", at, total, what);
-  return CANARY_EPARSE;
+    return canary_why(w->why, w->why_len, CANARY_EPARSE,
+                      "body: field '%s%s%s'%s at byte %zu of %zu: %s", w->top, w->sub ? "." : "",
+                      w->sub ? w->sub : "", item, at, total, what);
+  return canary_why(w->why, w->why_len, CANARY_EPARSE, "body: at byte %zu of %zu: %s", at, total,
+                    what);
 }
 
 static size_t left(const struct walk *w) {

@@ -136,10 +136,10 @@ struct dec {
   size_t why_len;
 };
 
-#define INVALID(d, ...) avro_codec_fail((d)->why, (d)->why_len, CANARY_EINVALID, __VA_ARGS__)
+#define INVALID(d, ...) canary_why((d)->why, (d)->why_len, CANARY_EINVALID, __VA_ARGS__)
 
 static int avro_broke(struct dec *d, const char *field) {
-  return avro_codec_fail(d->why, d->why_len, CANARY_EINVALID, "%s: %s", field, avro_strerror());
+  return canary_why(d->why, d->why_len, CANARY_EINVALID, "%s: %s", field, avro_strerror());
 }
 
 /* Field k of the record, and whether it is set (not null). */
@@ -293,7 +293,7 @@ static bool grow(void **arr, size_t *cap, size_t n, size_t size) {
 #define GROW(c, arr, n) grow((void **)&(c)->arr, &(c)->cap_##arr, (n), sizeof *(c)->arr)
 
 static int nomem(struct dec *d) {
-  return avro_codec_fail(d->why, d->why_len, CANARY_ENOMEM, "out of memory");
+  return canary_why(d->why, d->why_len, CANARY_ENOMEM, "out of memory");
 }
 
 /* A metric name: the map key, as a C string (the check refused NUL in keys). */

@@ -137,10 +137,6 @@ int avro_codec_decode_event_generic(avro_codec_t *c, const void *buf, size_t len
 
 /* ---- avro_codec.c: shared by the event and output coders ---- */
 
-/* Set why to the formatted message (why may be NULL) and return rc. */
-int avro_codec_fail(char *why, size_t why_len, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
 /*
  * Check the frame of buf against the slots allowed (a bit per enum avro_slot), check the body and
  * read it into that slot's dec value. Sets *slot. CANARY_OK, CANARY_EPARSE or CANARY_ENOMEM.

@@ -5,7 +5,7 @@
 #include "codec/avro_codec.h"
 #include "codec/avro_codec_internal.h"
 
-#define INVALID(why, why_len, ...) avro_codec_fail((why), (why_len), CANARY_EINVALID, __VA_ARGS__)
+#define INVALID(why, why_len, ...) canary_why((why), (why_len), CANARY_EINVALID, __VA_ARGS__)
 
 /* Field k of a decoded record; present is false for a null union. */
 static int get(struct avro_codec_slot *sl, int k, avro_value_t *v, bool *present, char *why,
@@ -297,8 +297,8 @@ int avro_codec_decode_notification(avro_codec_t *c, const void *buf, size_t len,
       (rc = avro_codec_get_str(&v, "slack", &s, &sn, why, why_len)))
     return rc;
   if (sn >= slack_len)
-    return avro_codec_fail(why, why_len, CANARY_EFULL,
-                           "slack: %zu bytes do not fit the %zu-byte buffer", sn + 1, slack_len);
+    return canary_why(why, why_len, CANARY_EFULL,
+                      "slack: %zu bytes do not fit the %zu-byte buffer", sn + 1, slack_len);
   memcpy(slack, s, sn);
   slack[sn] = '\0';
   return CANARY_OK;

@@ -1,7 +1,6 @@
 /* Events <-> flat JSON objects by one field table; decisions, notifications and splits -> JSON. */
 #include "codec/event_json.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,22 +174,11 @@ struct decoder {
   size_t why_len;
 };
 
-static int invalid(struct decoder *d, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+#define INVALID(d, ...) canary_why((d)->why, (d)->why_len, CANARY_EINVALID, __VA_ARGS__)
 
-static int invalid(struct decoder *d, int rc, const char *fmt, ...) {
-  if (d->why && d->why_len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(d->why, d->why_len, fmt, ap);
-    va_end(ap);
-  }
-  return rc;
+static int nomem(struct decoder *d) {
+  return canary_why(d->why, d->why_len, CANARY_ENOMEM, "out of memory");
 }
-
-#define INVALID(d, ...) invalid((d), CANARY_EINVALID, __VA_ARGS__)
-
-static int nomem(struct decoder *d) { return invalid(d, CANARY_ENOMEM, "out of memory"); }
 
 /* "expected string, got number": the value's type for a message. */
 static int wrong_type(struct decoder *d, const char *field, const char *expected,
@@ -506,7 +494,7 @@ int event_from_json(const char *text, size_t len, struct event *ev, struct event
   struct json_error err;
   int rc = json_parse(&scratch->doc, text, len, &root, &err);
   if (rc == CANARY_EPARSE)
-    return invalid(&d, rc, "%d:%d: %s", err.line, err.column, err.message);
+    return canary_why(d.why, d.why_len, rc, "%d:%d: %s", err.line, err.column, err.message);
   if (rc)
     return nomem(&d);
   return event_from_json_value(root, ev, scratch, why, why_len);

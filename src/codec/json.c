@@ -209,7 +209,7 @@ static int fail_at(struct parser *ps, const char *at, int rc, const char *fmt, .
     ps->err->column = (int)(at - ls) + 1;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ps->err->message, sizeof ps->err->message, fmt, ap);
+    canary_vwhy(ps->err->message, sizeof ps->err->message, 0, fmt, ap);
     va_end(ap);
   }
   return rc;
@@ -694,6 +694,21 @@ void json_excerpt(const char *s, size_t len, char *dst, size_t dst_len) {
     n += 3;
   }
   dst[n] = '\0';
+}
+
+int json_why_at(char *why, size_t len, const struct json_value *at, const char *field,
+                const char *fmt, ...) {
+  if (!why || !len)
+    return CANARY_EINVALID;
+  int n = snprintf(why, len, "%d:%d: %s%s", at ? at->line : 1, at ? at->column : 1,
+                   field ? field : "", field ? ": " : "");
+  if (n >= 0 && (size_t)n < len) {
+    va_list ap;
+    va_start(ap, fmt);
+    canary_vwhy(why + n, len - (size_t)n, 0, fmt, ap);
+    va_end(ap);
+  }
+  return CANARY_EINVALID;
 }
 
 /* ---- the writer ----------------------------------------------------------------------------- */

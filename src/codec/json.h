@@ -86,6 +86,14 @@ const char *json_type_name(enum json_type t);
 void json_excerpt(const char *s, size_t len, char *dst, size_t dst_len);
 
 /*
+ * What is wrong with a parsed value, for the readers of stored documents: "line:column: field:
+ * message" into why (canary_why: why may be NULL; "1:1" when at is NULL, no "field: " when field
+ * is NULL). Returns CANARY_EINVALID.
+ */
+int json_why_at(char *why, size_t len, const struct json_value *at, const char *field,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/*
  * An output buffer that grows as needed. data is always NUL-terminated once anything has been
  * written. On allocation failure oom is set and further writes are dropped: check oom once at the
  * end instead of after every call. Zero-initialise or jbuf_init(); jbuf_free() releases.

@@ -3,7 +3,6 @@
 
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,21 +81,6 @@ void metrics_json_write_zscores(const struct rollout_metrics *m, struct jbuf *ou
 
 /* ---- reading ------------------------------------------------------------------------------- */
 
-__attribute__((format(printf, 4, 5))) static int bad(char *why, size_t len,
-                                                     const struct json_value *at,
-                                                     const char *fmt, ...) {
-  if (why && len) {
-    int n = snprintf(why, len, "%d:%d: ", at ? at->line : 1, at ? at->column : 1);
-    if (n >= 0 && (size_t)n < len) {
-      va_list ap;
-      va_start(ap, fmt);
-      vsnprintf(why + n, len - (size_t)n, fmt, ap);
-      va_end(ap);
-    }
-  }
-  return CANARY_EINVALID;
-}
-
 static bool int_in(const struct json_value *v, int64_t lo, int64_t hi, int64_t *out) {
   if (!v || v->type != JSON_NUMBER || !v->is_int || v->i < lo || v->i > hi)
     return false;
@@ -108,11 +92,12 @@ static bool int_in(const struct json_value *v, int64_t lo, int64_t hi, int64_t *
 static int read_for(const struct json_value *v, int n, const int *limits, int *idx,
                     struct expr_for *st, char *why, size_t len) {
   if (v->type != JSON_ARRAY || v->n_items != (size_t)n + 2)
-    return bad(why, len, v, "a for: state is [index.., state, since]");
+    return json_why_at(why, len, v, NULL, "a for: state is [index.., state, since]");
   for (int k = 0; k < n; k++) {
     int64_t i;
     if (!int_in(&v->items[k], 0, limits[k] - 1, &i))
-      return bad(why, len, &v->items[k], "index out of range (0..%d)", limits[k] - 1);
+      return json_why_at(why, len, &v->items[k], NULL, "index out of range (0..%d)",
+                         limits[k] - 1);
     idx[k] = (int)i;
   }
   const struct json_value *name = &v->items[n];
@@ -120,10 +105,10 @@ static int read_for(const struct json_value *v, int n, const int *limits, int *i
   while (s < N_FOR && !(name->type == JSON_STRING && strcmp(name->str, for_names[s]) == 0))
     s++;
   if (s == N_FOR)
-    return bad(why, len, name, "expected inactive, pending or firing");
+    return json_why_at(why, len, name, NULL, "expected inactive, pending or firing");
   int64_t since;
   if (!int_in(&v->items[n + 1], INT64_MIN, INT64_MAX, &since))
-    return bad(why, len, &v->items[n + 1], "since: expected an integer");
+    return json_why_at(why, len, &v->items[n + 1], NULL, "since: expected an integer");
   st->state = (enum expr_for_state)s;
   st->since = since;
   return CANARY_OK;
@@ -134,39 +119,39 @@ static int read_zscore(const struct json_value *v, struct mstore *ms, char *why,
                           *variant = json_get(v, "variant"), *t = json_get(v, "t"),
                           *x = json_get(v, "x");
   if (v->type != JSON_OBJECT || v->n_members != 5 || !key || !cohort || !variant || !t || !x)
-    return bad(why, len, v, "a zscore history is {key, cohort, variant, t, x}");
+    return json_why_at(why, len, v, NULL, "a zscore history is {key, cohort, variant, t, x}");
   char *end = NULL;
   uint64_t k = key->type == JSON_STRING ? strtoull(key->str, &end, 16) : 0;
   if (key->type != JSON_STRING || key->len != 16 || !end || *end)
-    return bad(why, len, key, "key: expected 16 hex digits");
+    return json_why_at(why, len, key, NULL, "key: expected 16 hex digits");
   int64_t c;
   if (!int_in(cohort, 0, PLAN_MAX_STAGES - 1, &c))
-    return bad(why, len, cohort, "cohort out of range");
+    return json_why_at(why, len, cohort, NULL, "cohort out of range");
   enum variant var;
   if (variant->type != JSON_STRING || !variant_parse(variant->str, &var))
-    return bad(why, len, variant, "unknown variant");
+    return json_why_at(why, len, variant, NULL, "unknown variant");
   if (t->type != JSON_ARRAY || x->type != JSON_ARRAY || t->n_items != x->n_items ||
       t->n_items > (size_t)ms->cfg.zscore_points)
-    return bad(why, len, t, "t and x: arrays of the same length, at most %d",
-               ms->cfg.zscore_points);
+    return json_why_at(why, len, t, NULL, "t and x: arrays of the same length, at most %d",
+                       ms->cfg.zscore_points);
   int n = (int)t->n_items;
   int64_t *ts = malloc((size_t)(n ? n : 1) * sizeof *ts);
   double *xs = malloc((size_t)(n ? n : 1) * sizeof *xs);
   int rc = ts && xs ? CANARY_OK : CANARY_ENOMEM;
   for (int i = 0; i < n && rc == CANARY_OK; i++) {
     if (!int_in(&t->items[i], INT64_MIN, INT64_MAX, &ts[i]))
-      rc = bad(why, len, &t->items[i], "t: expected integers");
+      rc = json_why_at(why, len, &t->items[i], NULL, "t: expected integers");
     else if (x->items[i].type == JSON_NULL)
       xs[i] = NAN;
     else if (x->items[i].type == JSON_NUMBER)
       xs[i] = x->items[i].num;
     else
-      rc = bad(why, len, &x->items[i], "x: expected numbers");
+      rc = json_why_at(why, len, &x->items[i], NULL, "x: expected numbers");
   }
   if (rc == CANARY_OK) {
     rc = mstore_zhist_restore(ms, k, (int)c, var, ts, xs, n);
     if (rc == CANARY_EINVALID)
-      bad(why, len, v, "no room for the zscore history");
+      json_why_at(why, len, v, NULL, "no room for the zscore history");
   }
   free(ts);
   free(xs);
@@ -176,25 +161,26 @@ static int read_zscore(const struct json_value *v, struct mstore *ms, char *why,
 static int read_doc(const struct json_value *root, struct rollout_metrics *m, char *why,
                     size_t len) {
   if (root->type != JSON_OBJECT)
-    return bad(why, len, root, "a metrics document is an object");
+    return json_why_at(why, len, root, NULL, "a metrics document is an object");
   const struct json_value *v = json_get(root, "v"), *cohort = json_get(root, "rules_cohort"),
                           *next = json_get(root, "next_eval_ms"),
                           *deadline = json_get(root, "deadline"), *rules = json_get(root, "rules"),
                           *gates = json_get(root, "gates"), *zs = json_get(root, "zscores");
   int64_t i64;
   if (!int_in(v, METRICS_JSON_VERSION, METRICS_JSON_VERSION, &i64))
-    return bad(why, len, v ? v : root, "v: this build reads version %d", METRICS_JSON_VERSION);
+    return json_why_at(why, len, v ? v : root, NULL, "v: this build reads version %d",
+                       METRICS_JSON_VERSION);
   /* documents written before the zscore histories had a column of their own hold them here */
   if (root->n_members != (zs ? 7u : 6u) || !cohort || !next || !deadline || !rules || !gates ||
       rules->type != JSON_ARRAY || gates->type != JSON_ARRAY || (zs && zs->type != JSON_ARRAY))
-    return bad(why, len, root, "expected v, rules_cohort, next_eval_ms, deadline, rules and "
-               "gates");
+    return json_why_at(why, len, root, NULL,
+                       "expected v, rules_cohort, next_eval_ms, deadline, rules and gates");
   if (!int_in(cohort, -1, PLAN_MAX_STAGES - 1, &i64))
-    return bad(why, len, cohort, "rules_cohort out of range");
+    return json_why_at(why, len, cohort, NULL, "rules_cohort out of range");
   m->rules_cohort = (int)i64;
   if (!int_in(next, INT64_MIN, INT64_MAX, &m->next_eval_ms) ||
       !int_in(deadline, INT64_MIN, INT64_MAX, &m->deadline))
-    return bad(why, len, next, "next_eval_ms and deadline: expected integers");
+    return json_why_at(why, len, next, NULL, "next_eval_ms and deadline: expected integers");
   static const int rule_limits[] = {ROLLOUT_FOR_ROWS, PLAN_MAX_EXPRS}; /* rules, then alerts */
   static const int gate_limits[] = {PLAN_MAX_STAGES, 2, PLAN_MAX_CRITERIA};
   int idx[3] = {0, 0, 0}, rc; /* (read_for sets them when it succeeds; -O3 cannot tell) */
@@ -221,9 +207,10 @@ static int read_zscores_doc(const struct json_value *root, struct rollout_metric
   const struct json_value *v = json_get(root, "v"), *zs = json_get(root, "zscores");
   int64_t i64;
   if (root->type != JSON_OBJECT || !int_in(v, METRICS_JSON_VERSION, METRICS_JSON_VERSION, &i64))
-    return bad(why, len, v ? v : root, "v: this build reads version %d", METRICS_JSON_VERSION);
+    return json_why_at(why, len, v ? v : root, NULL, "v: this build reads version %d",
+                       METRICS_JSON_VERSION);
   if (root->n_members != 2 || !zs || zs->type != JSON_ARRAY)
-    return bad(why, len, root, "expected v and zscores");
+    return json_why_at(why, len, root, NULL, "expected v and zscores");
   int rc;
   for (size_t k = 0; k < zs->n_items; k++)
     if ((rc = read_zscore(&zs->items[k], &m->ms, why, len)))

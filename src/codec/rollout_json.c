@@ -3,7 +3,6 @@
 
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -281,27 +280,14 @@ struct reader {
   const char *doc; /* "rollout" or "flags", for messages */
 };
 
-__attribute__((format(printf, 4, 5))) static int bad(const struct reader *rd,
-                                                     const struct json_value *at,
-                                                     const char *field, const char *fmt, ...) {
-  if (rd->why && rd->why_len) {
-    int n = snprintf(rd->why, rd->why_len, "%d:%d: %s%s", at ? at->line : 1,
-                     at ? at->column : 1, field ? field : "", field ? ": " : "");
-    if (n >= 0 && (size_t)n < rd->why_len) {
-      va_list ap;
-      va_start(ap, fmt);
-      vsnprintf(rd->why + n, rd->why_len - (size_t)n, fmt, ap);
-      va_end(ap);
-    }
-  }
-  return CANARY_EINVALID;
-}
+/* "line:column: field: message" about the value at (json_why_at). */
+#define BAD(rd, at, field, ...) json_why_at((rd)->why, (rd)->why_len, (at), (field), __VA_ARGS__)
 
 static int want(const struct reader *rd, const struct json_value *v, const char *field,
                 enum json_type t) {
   if (v->type == t)
     return CANARY_OK;
-  return bad(rd, v, field, "expected %s, got %s", json_type_name(t), json_type_name(v->type));
+  return BAD(rd, v, field, "expected %s, got %s", json_type_name(t), json_type_name(v->type));
 }
 
 static int read_int64(const struct reader *rd, const struct json_value *v, const char *field,
@@ -310,9 +296,9 @@ static int read_int64(const struct reader *rd, const struct json_value *v, const
   if (rc)
     return rc;
   if (!v->is_int)
-    return bad(rd, v, field, "expected an integer");
+    return BAD(rd, v, field, "expected an integer");
   if (v->i < min || v->i > max)
-    return bad(rd, v, field, "%lld is out of range (%lld..%lld)", (long long)v->i,
+    return BAD(rd, v, field, "%lld is out of range (%lld..%lld)", (long long)v->i,
                (long long)min, (long long)max);
   *out = v->i;
   return CANARY_OK;
@@ -324,9 +310,9 @@ static int read_str(const struct reader *rd, const struct json_value *v, const c
   if (rc)
     return rc;
   if (strlen(v->str) != v->len)
-    return bad(rd, v, field, "must not contain NUL characters");
+    return BAD(rd, v, field, "must not contain NUL characters");
   if (v->len >= size)
-    return bad(rd, v, field, "longer than %zu bytes", size - 1);
+    return BAD(rd, v, field, "longer than %zu bytes", size - 1);
   memcpy(dst, v->str, v->len + 1);
   return CANARY_OK;
 }
@@ -345,7 +331,7 @@ static int read_array(const struct reader *rd, const struct json_value *v, const
   if (rc)
     return rc;
   if (n != SIZE_MAX && v->n_items != n)
-    return bad(rd, v, field, "expected %zu items, got %zu", n, v->n_items);
+    return BAD(rd, v, field, "expected %zu items, got %zu", n, v->n_items);
   return CANARY_OK;
 }
 
@@ -362,14 +348,14 @@ static int read_flags_members(const struct reader *rd, const struct json_value *
     else if (versioned && strcmp(m->key, "v") == 0)
       have_v = true; /* checked by the caller */
     else
-      return bad(rd, &m->value, NULL, "unknown field '%s' in flags", m->key);
+      return BAD(rd, &m->value, NULL, "unknown field '%s' in flags", m->key);
   }
   if (versioned && !have_v)
-    return bad(rd, obj, "v", "missing");
+    return BAD(rd, obj, "v", "missing");
   if (!en)
-    return bad(rd, obj, "canary_enabled", "missing");
+    return BAD(rd, obj, "canary_enabled", "missing");
   if (!co)
-    return bad(rd, obj, "cohort_enabled", "missing");
+    return BAD(rd, obj, "cohort_enabled", "missing");
   int rc = read_bool(rd, en, "canary_enabled", &f->canary_enabled);
   if (!rc)
     rc = read_array(rd, co, "cohort_enabled", PLAN_MAX_STAGES);
@@ -399,7 +385,7 @@ static int read_incident(const struct reader *rd, const struct json_value *v,
       seen |= 4;
       rc = want(rd, x, "incidents.kind", JSON_STRING);
       if (!rc && !incident_kind_parse(x->str, &in->kind))
-        rc = bad(rd, x, "incidents.kind", "unknown incident kind '%s'", x->str);
+        rc = BAD(rd, x, "incidents.kind", "unknown incident kind '%s'", x->str);
     } else if (strcmp(m->key, "opened_ms") == 0) {
       seen |= 8;
       rc = read_int64(rd, x, "incidents.opened_ms", INT64_MIN, INT64_MAX, &in->opened_ms);
@@ -407,11 +393,11 @@ static int read_incident(const struct reader *rd, const struct json_value *v,
       seen |= 16;
       rc = read_bool(rd, x, "incidents.open", &in->open);
     } else {
-      rc = bad(rd, x, "incidents", "unknown field '%s'", m->key);
+      rc = BAD(rd, x, "incidents", "unknown field '%s'", m->key);
     }
   }
   if (!rc && seen != 31)
-    rc = bad(rd, v, "incidents", "an incident needs id, severity, kind, opened_ms and open");
+    rc = BAD(rd, v, "incidents", "an incident needs id, severity, kind, opened_ms and open");
   return rc;
 }
 
@@ -425,7 +411,7 @@ static int read_name(const struct reader *rd, const struct json_value *v, const 
       *out = (int8_t)i;
       return CANARY_OK;
     }
-  return bad(rd, v, field, "unknown value '%s'", v->str);
+  return BAD(rd, v, field, "unknown value '%s'", v->str);
 }
 
 static int read_number(const struct reader *rd, const struct json_value *v, const char *field,
@@ -478,11 +464,11 @@ static int read_reading(const struct reader *rd, const struct json_value *v,
     case 12: rc = read_int64(rd, y, "readings.since_ms", INT64_MIN, INT64_MAX, &x->since_ms); break;
     case 13: rc = read_number(rd, y, "readings.log_e", &x->log_e); break;
     case 14: rc = read_number(rd, y, "readings.log_needed", &x->log_needed); break;
-    default: rc = bad(rd, y, "readings", "unknown field '%s'", m->key);
+    default: rc = BAD(rd, y, "readings", "unknown field '%s'", m->key);
     }
   }
   if (!rc && (seen & ((1u << 13) - 1)) != (1u << 13) - 1) /* the evidence's two are optional */
-    rc = bad(rd, v, "readings", "a reading needs every one of its fields");
+    rc = BAD(rd, v, "readings", "a reading needs every one of its fields");
   return rc;
 }
 
@@ -523,7 +509,7 @@ static int read_field(const struct reader *rd, const struct json_value *v, const
     if ((rc = want(rd, v, f->name, JSON_STRING)))
       return rc;
     if (!rollout_state_parse(v->str, (enum rollout_state *)p))
-      return bad(rd, v, f->name, "unknown state '%s'", v->str);
+      return BAD(rd, v, f->name, "unknown state '%s'", v->str);
     return CANARY_OK;
   case F_FACT:
     if ((rc = want(rd, v, f->name, JSON_STRING)))
@@ -533,7 +519,7 @@ static int read_field(const struct reader *rd, const struct json_value *v, const
         *(enum fact *)p = (enum fact)i;
         return CANARY_OK;
       }
-    return bad(rd, v, f->name, "expected unknown, ok or failed, got '%s'", v->str);
+    return BAD(rd, v, f->name, "expected unknown, ok or failed, got '%s'", v->str);
   case F_COHORTS:
     if ((rc = read_array(rd, v, f->name, PLAN_MAX_STAGES)))
       return rc;
@@ -548,7 +534,7 @@ static int read_field(const struct reader *rd, const struct json_value *v, const
     if ((rc = read_array(rd, v, f->name, SIZE_MAX)))
       return rc;
     if (v->n_items > ROLLOUT_MAX_INCIDENTS)
-      return bad(rd, v, f->name, "%zu incidents, at most %d", v->n_items, ROLLOUT_MAX_INCIDENTS);
+      return BAD(rd, v, f->name, "%zu incidents, at most %d", v->n_items, ROLLOUT_MAX_INCIDENTS);
     for (size_t i = 0; i < v->n_items && !rc; i++)
       rc = read_incident(rd, &v->items[i], &r->incidents[i]);
     r->n_incidents = (int)v->n_items;
@@ -562,7 +548,7 @@ static int read_field(const struct reader *rd, const struct json_value *v, const
       if ((rc = want(rd, x, f->name, JSON_STRING)))
         return rc;
       if (!approval_role_parse(x->str, &role))
-        return bad(rd, x, f->name, "unknown role '%s'", x->str);
+        return BAD(rd, x, f->name, "unknown role '%s'", x->str);
       *(unsigned *)p |= 1u << role;
     }
     return CANARY_OK;
@@ -570,12 +556,12 @@ static int read_field(const struct reader *rd, const struct json_value *v, const
     if ((rc = want(rd, v, f->name, JSON_OBJECT)))
       return rc;
     if (v->n_members != APPROVAL_ROLE_COUNT)
-      return bad(rd, v, f->name, "expected one entry per role (%d)", APPROVAL_ROLE_COUNT);
+      return BAD(rd, v, f->name, "expected one entry per role (%d)", APPROVAL_ROLE_COUNT);
     for (size_t k = 0; k < v->n_members; k++) {
       const struct json_member *m = &v->members[k];
       enum approval_role role;
       if (!approval_role_parse(m->key, &role))
-        return bad(rd, &m->value, f->name, "unknown role '%s'", m->key);
+        return BAD(rd, &m->value, f->name, "unknown role '%s'", m->key);
       if ((rc = read_str(rd, &m->value, f->name, r->approvers[role], sizeof r->approvers[role])))
         return rc;
     }
@@ -584,21 +570,21 @@ static int read_field(const struct reader *rd, const struct json_value *v, const
     if ((rc = read_array(rd, v, f->name, SIZE_MAX)))
       return rc;
     if (v->n_items > ROLLOUT_MAX_READINGS)
-      return bad(rd, v, f->name, "%zu readings, at most %d", v->n_items, ROLLOUT_MAX_READINGS);
+      return BAD(rd, v, f->name, "%zu readings, at most %d", v->n_items, ROLLOUT_MAX_READINGS);
     for (size_t i = 0; i < v->n_items && !rc; i++)
       rc = read_reading(rd, &v->items[i], &r->readings[i]);
     r->n_readings = (int)v->n_items;
     return rc;
   }
-  return bad(rd, v, f->name, "internal error: unknown field type");
+  return BAD(rd, v, f->name, "internal error: unknown field type");
 }
 
 static int check_version(const struct reader *rd, const struct json_value *root) {
   const struct json_value *v = json_get(root, "v");
   if (!v)
-    return bad(rd, root, "v", "missing (not a %s document)", rd->doc);
+    return BAD(rd, root, "v", "missing (not a %s document)", rd->doc);
   if (v->type != JSON_NUMBER || !v->is_int || v->i != ROLLOUT_JSON_VERSION)
-    return bad(rd, v, "v", "unsupported %s document version (this build reads %d)", rd->doc,
+    return BAD(rd, v, "v", "unsupported %s document version (this build reads %d)", rd->doc,
                ROLLOUT_JSON_VERSION);
   return CANARY_OK;
 }
@@ -607,7 +593,7 @@ static int read_rollout(const struct json_value *root, struct rollout *r, char *
                         size_t why_len) {
   struct reader rd = {why, why_len, "rollout"};
   if (root->type != JSON_OBJECT)
-    return bad(&rd, root, NULL, "a rollout document is an object, got %s",
+    return BAD(&rd, root, NULL, "a rollout document is an object, got %s",
                json_type_name(root->type));
   int rc = check_version(&rd, root);
   if (rc)
@@ -621,7 +607,7 @@ static int read_rollout(const struct json_value *root, struct rollout *r, char *
     while (i < N_FIELDS && strcmp(fields[i].name, m->key) != 0)
       i++;
     if (i == N_FIELDS)
-      return bad(&rd, &m->value, NULL, "unknown field '%s' in rollout", m->key);
+      return BAD(&rd, &m->value, NULL, "unknown field '%s' in rollout", m->key);
     if ((rc = read_field(&rd, &m->value, &fields[i], r)))
       return rc;
     seen |= 1ull << i;
@@ -631,7 +617,7 @@ static int read_rollout(const struct json_value *root, struct rollout *r, char *
         strcmp(fields[i].name, "exposure_changed_ms") != 0 &&
         strcmp(fields[i].name, "max_hold_reported") != 0 && strcmp(fields[i].name, "watching") &&
         strcmp(fields[i].name, "watch_until_ms")) /* newer than the format */
-      return bad(&rd, root, fields[i].name, "missing");
+      return BAD(&rd, root, fields[i].name, "missing");
   return CANARY_OK;
 }
 
@@ -677,7 +663,7 @@ int flags_json_read(const char *text, size_t len, struct flags *f, char *why, si
   const struct json_value *root;
   int rc = parse(text, len, &root, &doc, why, why_len);
   if (!rc && root->type != JSON_OBJECT)
-    rc = bad(&rd, root, NULL, "a flags document is an object, got %s",
+    rc = BAD(&rd, root, NULL, "a flags document is an object, got %s",
              json_type_name(root->type));
   if (!rc)
     rc = check_version(&rd, root);

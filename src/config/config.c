@@ -18,17 +18,6 @@ extern const size_t canary_default_plan_yaml_len;
 #define CONFIG_FILE_MAX (4u << 20) /* a plan is a few KiB; refuse anything absurd */
 #define CONFIG_DEFAULT_NAME "<built-in config/rollout.yaml>"
 
-void config_error_format(const struct config_error *e, char *buf, size_t len) {
-  if (!len)
-    return;
-  if (e->line > 0)
-    snprintf(buf, len, "%s:%d:%d: %s", e->file, e->line, e->column, e->message);
-  else if (e->file[0])
-    snprintf(buf, len, "%s: %s", e->file, e->message);
-  else
-    snprintf(buf, len, "%s", e->message);
-}
-
 static int load_root(struct loader *ld, const struct ynode *root, struct plan *p,
                      bool allow_overlay) {
   if (!root || yamltree_is_null(root))
@@ -55,7 +44,7 @@ static int load(const char *name, const char *text, size_t len, struct plan *out
   struct loader ld = {.name = name, .err = err};
   struct plan *p = malloc(sizeof *p);
   struct yamltree t;
-  int rc = p ? yamltree_parse(&ld, text, len, &t) : CANARY_ENOMEM;
+  int rc = p ? yamltree_parse(name, err, text, len, &t) : CANARY_ENOMEM;
   if (p) {
     if (!rc)
       rc = load_root(&ld, t.root, p, allow_overlay);
@@ -139,57 +128,4 @@ int config_load_file(const char *path, struct plan *out, struct config_error *er
   return rc;
 }
 
-/* --- durations ------------------------------------------------------------------------------ */
-
-static const struct {
-  const char *suffix;
-  int64_t ms;
-} duration_units[] = {
-    /* largest first; "ms" before "m" so that "500ms" is not read as minutes */
-    {"w", 7 * 86400000LL}, {"d", 86400000LL}, {"h", 3600000LL}, {"ms", 1},
-    {"m", 60000LL},        {"s", 1000LL},
-};
-
-/* The unit at s (longest match), or -1. */
-static int duration_unit(const char *s) {
-  int best = -1;
-  size_t best_len = 0;
-  for (int i = 0; i < (int)(sizeof duration_units / sizeof *duration_units); i++) {
-    size_t n = strlen(duration_units[i].suffix);
-    if (n > best_len && strncmp(s, duration_units[i].suffix, n) == 0) {
-      best = i;
-      best_len = n;
-    }
-  }
-  return best;
-}
-
-bool config_parse_duration(const char *s, int64_t *ms) {
-  if (!s || !*s)
-    return false;
-  if (strcmp(s, "0") == 0) {
-    *ms = 0;
-    return true;
-  }
-  int64_t total = 0, last_unit = INT64_MAX;
-  while (*s) {
-    int64_t n = 0;
-    const char *start = s;
-    for (; *s >= '0' && *s <= '9'; s++) {
-      if (n > (INT64_MAX - (*s - '0')) / 10)
-        return false;
-      n = n * 10 + (*s - '0');
-    }
-    int u = s > start ? duration_unit(s) : -1;
-    if (u < 0 || duration_units[u].ms >= last_unit) /* units strictly decreasing: "1h30m" */
-      return false;
-    int64_t unit = duration_units[u].ms;
-    if (n > (INT64_MAX - total) / unit)
-      return false;
-    total += n * unit;
-    last_unit = unit;
-    s += strlen(duration_units[u].suffix);
-  }
-  *ms = total;
-  return true;
-}
+bool config_parse_duration(const char *s, int64_t *ms) { return schema_parse_duration(s, ms); }

@@ -6,23 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config_error.h" /* struct config_error, config_error_format */
 #include "core/error.h"
 #include "core/plan.h"
-
-/*
- * Where and why a load failed. line and column are 1-based and point at the offending node
- * (the key for an unknown key, the value for a bad value, the enclosing mapping for a missing
- * key). Both are 0 when there is no position (a file that cannot be read).
- */
-struct config_error {
-  char file[256];
-  int line;
-  int column;
-  char message[256];
-};
-
-/* Writes "file:line:column: message" (or "file: message" without a position) into buf. */
-void config_error_format(const struct config_error *e, char *buf, size_t len);
 
 /*
  * Loads the plan in the file at path: a plan document (docs/configuration.md) or a feature-flag

@@ -11,21 +11,10 @@
 
 #define ECHO_MAX 60 /* longest piece of a bad value quoted back in a message */
 
-static int vfail_at(struct loader *ld, int line, int col, int rc, const char *fmt, va_list ap) {
-  struct config_error *e = ld->err;
-  if (e->message[0])
-    return rc; /* keep the first error: later ones are consequences */
-  snprintf(e->file, sizeof e->file, "%s", ld->name);
-  e->line = line;
-  e->column = col;
-  vsnprintf(e->message, sizeof e->message, fmt, ap);
-  return rc;
-}
-
 int schema_fail_at(struct loader *ld, int line, int col, int rc, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vfail_at(ld, line, col, rc, fmt, ap);
+  config_error_vset(ld->err, ld->name, line, col, rc, fmt, ap);
   va_end(ap);
   return rc;
 }
@@ -33,7 +22,7 @@ int schema_fail_at(struct loader *ld, int line, int col, int rc, const char *fmt
 int schema_fail(struct loader *ld, const struct ynode *at, int rc, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vfail_at(ld, at->line, at->col, rc, fmt, ap);
+  config_error_vset(ld->err, ld->name, at->line, at->col, rc, fmt, ap);
   va_end(ap);
   return rc;
 }
@@ -160,7 +149,7 @@ int schema_bool(struct loader *ld, const struct ynode *v, const char *key, bool 
 int schema_duration(struct loader *ld, const struct ynode *v, const char *key, int64_t *out) {
   if (v->kind != YNODE_SCALAR || yamltree_is_null(v))
     return wrong_type(ld, v, "a duration", key);
-  if (config_parse_duration(v->str, out))
+  if (schema_parse_duration(v->str, out))
     return CANARY_OK;
   char buf[ECHO_MAX + 32];
   return schema_fail(ld, v, CANARY_EINVALID,
@@ -287,4 +276,59 @@ int schema_walk(struct loader *ld, const struct ynode *map, const char *what,
       return schema_fail(ld, map, CANARY_EINVALID, "missing required key '%s' in %s",
                          fields[i].key, what);
   return CANARY_OK;
+}
+
+/* --- durations ------------------------------------------------------------------------------ */
+
+static const struct {
+  const char *suffix;
+  int64_t ms;
+} duration_units[] = {
+    /* largest first; "ms" before "m" so that "500ms" is not read as minutes */
+    {"w", 7 * 86400000LL}, {"d", 86400000LL}, {"h", 3600000LL}, {"ms", 1},
+    {"m", 60000LL},        {"s", 1000LL},
+};
+
+/* The unit at s (longest match), or -1. */
+static int duration_unit(const char *s) {
+  int best = -1;
+  size_t best_len = 0;
+  for (int i = 0; i < (int)(sizeof duration_units / sizeof *duration_units); i++) {
+    size_t n = strlen(duration_units[i].suffix);
+    if (n > best_len && strncmp(s, duration_units[i].suffix, n) == 0) {
+      best = i;
+      best_len = n;
+    }
+  }
+  return best;
+}
+
+bool schema_parse_duration(const char *s, int64_t *ms) {
+  if (!s || !*s)
+    return false;
+  if (strcmp(s, "0") == 0) {
+    *ms = 0;
+    return true;
+  }
+  int64_t total = 0, last_unit = INT64_MAX;
+  while (*s) {
+    int64_t n = 0;
+    const char *start = s;
+    for (; *s >= '0' && *s <= '9'; s++) {
+      if (n > (INT64_MAX - (*s - '0')) / 10)
+        return false;
+      n = n * 10 + (*s - '0');
+    }
+    int u = s > start ? duration_unit(s) : -1;
+    if (u < 0 || duration_units[u].ms >= last_unit) /* units strictly decreasing: "1h30m" */
+      return false;
+    int64_t unit = duration_units[u].ms;
+    if (n > (INT64_MAX - total) / unit)
+      return false;
+    total += n * unit;
+    last_unit = unit;
+    s += strlen(duration_units[u].suffix);
+  }
+  *ms = total;
+  return true;
 }

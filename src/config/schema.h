@@ -9,8 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config/config.h"
+#include "config/config_error.h"
 #include "config/yamltree.h"
+#include "core/error.h"
 
 /* One load in progress: where messages go, and the caller's state for its setters. */
 struct loader {
@@ -116,5 +117,8 @@ int schema_choice(struct loader *ld, const struct ynode *v, const char *what,
 
 /* Whether s is an identifier: [A-Za-z_][A-Za-z0-9_]*. */
 bool schema_is_ident(const char *s);
+
+/* A duration as config_parse_duration (config.h) reads it: true and *ms, or false. */
+bool schema_parse_duration(const char *s, int64_t *ms);
 
 #endif

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <yaml.h>
 
-#include "config/schema.h"
 #include "core/error.h"
 
 #define YAMLTREE_MAX_DEPTH 64 /* deeper than any plan; stops a hostile file exhausting the stack */
@@ -18,7 +17,8 @@ struct anchor {
 };
 
 struct builder {
-  struct loader *ld;
+  const char *name;         /* for messages */
+  struct config_error *err; /* never NULL */
   yaml_parser_t parser;
   struct yamltree *t;
   const char *text;
@@ -46,19 +46,20 @@ static void offset_position(const struct builder *b, size_t off, int *line, int 
 static int syntax_error(struct builder *b) {
   const yaml_parser_t *p = &b->parser;
   if (p->error == YAML_MEMORY_ERROR)
-    return schema_fail_at(b->ld, 1, 1, CANARY_ENOMEM, "out of memory while parsing");
+    return config_error_set(b->err, b->name, 1, 1, CANARY_ENOMEM,
+                            "out of memory while parsing");
   const char *problem = p->problem ? p->problem : "malformed YAML";
   if (p->error == YAML_READER_ERROR) {
     int line, col;
     offset_position(b, p->problem_offset, &line, &col);
-    return schema_fail_at(b->ld, line, col, CANARY_EPARSE, "%s", problem);
+    return config_error_set(b->err, b->name, line, col, CANARY_EPARSE, "%s", problem);
   }
   int line = line_of(p->problem_mark.line), col = line_of(p->problem_mark.column);
   if (p->context)
-    return schema_fail_at(b->ld, line, col, CANARY_EPARSE, "%s (%s at %d:%d)", problem,
-                          p->context, line_of(p->context_mark.line),
-                          line_of(p->context_mark.column));
-  return schema_fail_at(b->ld, line, col, CANARY_EPARSE, "%s", problem);
+    return config_error_set(b->err, b->name, line, col, CANARY_EPARSE, "%s (%s at %d:%d)",
+                            problem, p->context, line_of(p->context_mark.line),
+                            line_of(p->context_mark.column));
+  return config_error_set(b->err, b->name, line, col, CANARY_EPARSE, "%s", problem);
 }
 
 static int next_event(struct builder *b, yaml_event_t *ev) {
@@ -110,15 +111,17 @@ static int resolve_alias(struct builder *b, const yaml_event_t *ev, struct ynode
       *out = a->node;
       return CANARY_OK;
     }
-  return schema_fail_at(b->ld, line_of(ev->start_mark.line), line_of(ev->start_mark.column),
-                        CANARY_EPARSE, "unknown alias '*%s'", ev->data.alias.anchor);
+  return config_error_set(b->err, b->name, line_of(ev->start_mark.line),
+                          line_of(ev->start_mark.column), CANARY_EPARSE, "unknown alias '*%s'",
+                          ev->data.alias.anchor);
 }
 
 static int no_tag(struct builder *b, const yaml_event_t *ev, const yaml_char_t *tag) {
   if (!tag)
     return CANARY_OK;
-  return schema_fail_at(b->ld, line_of(ev->start_mark.line), line_of(ev->start_mark.column),
-                        CANARY_EPARSE, "YAML tags are not supported ('%s')", tag);
+  return config_error_set(b->err, b->name, line_of(ev->start_mark.line),
+                          line_of(ev->start_mark.column), CANARY_EPARSE,
+                          "YAML tags are not supported ('%s')", tag);
 }
 
 static int scalar_node(struct builder *b, const yaml_event_t *ev, struct ynode **out) {
@@ -128,8 +131,9 @@ static int scalar_node(struct builder *b, const yaml_event_t *ev, struct ynode *
   const char *v = (const char *)ev->data.scalar.value;
   size_t len = ev->data.scalar.length;
   if (strlen(v) != len)
-    return schema_fail_at(b->ld, line_of(ev->start_mark.line), line_of(ev->start_mark.column),
-                          CANARY_EPARSE, "a string may not contain a NUL character");
+    return config_error_set(b->err, b->name, line_of(ev->start_mark.line),
+                            line_of(ev->start_mark.column), CANARY_EPARSE,
+                            "a string may not contain a NUL character");
   struct ynode *n = node_new(b, YNODE_SCALAR, &ev->start_mark);
   if (!n || !(n->str = strdup(v)))
     return CANARY_ENOMEM;
@@ -155,8 +159,9 @@ static int collection_kids(struct builder *b, struct ynode *n, yaml_event_type_t
     rc = parse_node(b, &ev, depth + 1, &kid);
     yaml_event_delete(&ev);
     if (!rc && n->kind == YNODE_MAP && n->n % 2 == 0 && kid->kind != YNODE_SCALAR)
-      rc = schema_fail(b->ld, kid, CANARY_EPARSE, "a mapping key must be a plain string, not %s",
-                       yamltree_kind_name(kid));
+      rc = config_error_set(b->err, b->name, kid->line, kid->col, CANARY_EPARSE,
+                            "a mapping key must be a plain string, not %s",
+                            yamltree_kind_name(kid));
     if (!rc)
       rc = node_append(n, kid);
     if (rc)
@@ -173,8 +178,9 @@ static int collection_node(struct builder *b, const yaml_event_t *ev, int depth,
   if (rc)
     return rc;
   if (depth > YAMLTREE_MAX_DEPTH)
-    return schema_fail_at(b->ld, line_of(ev->start_mark.line), line_of(ev->start_mark.column),
-                          CANARY_EPARSE, "nesting deeper than %d levels", YAMLTREE_MAX_DEPTH);
+    return config_error_set(b->err, b->name, line_of(ev->start_mark.line),
+                            line_of(ev->start_mark.column), CANARY_EPARSE,
+                            "nesting deeper than %d levels", YAMLTREE_MAX_DEPTH);
   struct ynode *n = node_new(b, seq ? YNODE_SEQ : YNODE_MAP, &ev->start_mark);
   if (!n)
     return CANARY_ENOMEM;
@@ -193,8 +199,9 @@ static int parse_node(struct builder *b, yaml_event_t *ev, int depth, struct yno
   case YAML_SEQUENCE_START_EVENT:
   case YAML_MAPPING_START_EVENT: return collection_node(b, ev, depth, out);
   default:
-    return schema_fail_at(b->ld, line_of(ev->start_mark.line), line_of(ev->start_mark.column),
-                          CANARY_EPARSE, "unexpected YAML event %d", (int)ev->type);
+    return config_error_set(b->err, b->name, line_of(ev->start_mark.line),
+                            line_of(ev->start_mark.column), CANARY_EPARSE,
+                            "unexpected YAML event %d", (int)ev->type);
   }
 }
 
@@ -205,8 +212,8 @@ static int expect_event(struct builder *b, yaml_event_type_t want, const char *w
   if (rc)
     return rc;
   if (ev.type != want)
-    rc = schema_fail_at(b->ld, line_of(ev.start_mark.line), line_of(ev.start_mark.column),
-                        CANARY_EPARSE, "%s", what);
+    rc = config_error_set(b->err, b->name, line_of(ev.start_mark.line),
+                          line_of(ev.start_mark.column), CANARY_EPARSE, "%s", what);
   yaml_event_delete(&ev);
   return rc;
 }
@@ -232,9 +239,10 @@ static int parse_stream(struct builder *b) {
                       "expected a single YAML document, found a second one");
 }
 
-int yamltree_parse(struct loader *ld, const char *text, size_t len, struct yamltree *t) {
+int yamltree_parse(const char *name, struct config_error *err, const char *text, size_t len,
+                   struct yamltree *t) {
   memset(t, 0, sizeof *t);
-  struct builder b = {.ld = ld, .t = t, .text = text, .len = len};
+  struct builder b = {.name = name, .err = err, .t = t, .text = text, .len = len};
   if (!yaml_parser_initialize(&b.parser))
     return CANARY_ENOMEM;
   yaml_parser_set_input_string(&b.parser, (const unsigned char *)text, len);

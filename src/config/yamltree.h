@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct loader;
+#include "config/config_error.h"
 
 enum ynode_kind {
   YNODE_SCALAR,
@@ -33,10 +33,11 @@ struct yamltree {
 
 /*
  * Parses the single YAML document in text[0..len) into *t. Returns CANARY_OK, CANARY_EPARSE
- * (syntax error, several documents, tags, nesting too deep; reported through ld) or CANARY_ENOMEM.
- * On any return, yamltree_free(t) releases what was built.
+ * (syntax error, several documents, tags, nesting too deep; recorded in *err with name as the
+ * file) or CANARY_ENOMEM. On any return, yamltree_free(t) releases what was built.
  */
-int yamltree_parse(struct loader *ld, const char *text, size_t len, struct yamltree *t);
+int yamltree_parse(const char *name, struct config_error *err, const char *text, size_t len,
+                   struct yamltree *t);
 void yamltree_free(struct yamltree *t);
 
 /* The value of key in mapping m, or NULL. */

@@ -4,8 +4,6 @@
  */
 #include "core/engine.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,8 +93,7 @@ static bool seen_before(const struct engine *e, const struct event *ev, uint64_t
   event_digest_hex(first, a);
   event_digest_hex(now, b);
   *outcome = APPLY_CONFLICT;
-  if (why && len)
-    snprintf(why, len,
+  canary_why(why, len, 0,
              "id: '%s' was applied before with other content (digest %s first seen, %s this "
              "one): not applied",
              ev->id, a, b);
@@ -191,16 +188,12 @@ int engine_restore(struct engine *e, const struct rollout *r) {
   return CANARY_OK;
 }
 
-__attribute__((format(printf, 4, 5))) static int rejected(enum apply_outcome *outcome, char *why,
-                                                          size_t len, const char *fmt, ...) {
-  *outcome = APPLY_REJECTED;
-  if (why && len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, len, fmt, ap);
-    va_end(ap);
-  }
-  return CANARY_OK;
+void engine_restore_global(struct engine *e, const struct flags *global) { e->global = *global; }
+
+void engine_restore_id_epoch(struct engine *e, int64_t epoch) { e->id_epoch = epoch; }
+
+int engine_restore_id(struct engine *e, int64_t epoch, uint64_t id_hash, uint64_t digest) {
+  return idset_add_digest(epoch == e->id_epoch ? &e->seen : &e->seen_old, id_hash, digest);
 }
 
 /* A flag.set without a rollout: change the global switches, tell every live rollout. */
@@ -208,8 +201,10 @@ static int apply_global_flag(struct engine *e, const struct event *ev, int64_t n
                              struct effects *out, enum apply_outcome *outcome, char *why,
                              size_t len) {
   struct flags next = e->global;
-  if (flags_apply(&next, e->plan, ev->flag, ev->value) != CANARY_OK)
-    return rejected(outcome, why, len, "flag: '%s' names no cohort of the plan", ev->flag);
+  if (flags_apply(&next, e->plan, ev->flag, ev->value) != CANARY_OK) {
+    *outcome = APPLY_REJECTED;
+    return canary_why(why, len, CANARY_OK, "flag: '%s' names no cohort of the plan", ev->flag);
+  }
   e->global = next;
   for (size_t i = 0; i < e->n_rollouts; i++) {
     struct rollout *r = e->rollouts[i];
@@ -238,12 +233,13 @@ bool engine_admit(const struct engine *e, const struct event *ev, bool check_see
     return true;
   bool known = index_of(e, ev->rollout) < e->n_rollouts;
   if (ev->type == EVENT_ROLLOUT_REQUESTED && known) {
-    rejected(outcome, why, why_len, "rollout: '%s' already exists", ev->rollout);
+    *outcome = APPLY_REJECTED;
+    canary_why(why, why_len, 0, "rollout: '%s' already exists", ev->rollout);
     return false;
   }
   if (ev->type != EVENT_ROLLOUT_REQUESTED && !known) {
-    rejected(outcome, why, why_len, "rollout: '%s' is unknown (no rollout.requested)",
-             ev->rollout);
+    *outcome = APPLY_REJECTED;
+    canary_why(why, why_len, 0, "rollout: '%s' is unknown (no rollout.requested)", ev->rollout);
     return false;
   }
   return true;
@@ -267,8 +263,10 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
   if (ev->type == EVENT_FLAG_SET && !ev->rollout[0]) {
     rc = apply_global_flag(e, ev, now, out, outcome, why, why_len);
   } else if (ev->type == EVENT_ROLLOUT_REQUESTED) {
-    if (engine_find(e, ev->rollout))
-      return rejected(outcome, why, why_len, "rollout: '%s' already exists", ev->rollout);
+    if (engine_find(e, ev->rollout)) {
+      *outcome = APPLY_REJECTED;
+      return canary_why(why, why_len, CANARY_OK, "rollout: '%s' already exists", ev->rollout);
+    }
     struct rollout *r = add_rollout(e);
     if (!r)
       return CANARY_ENOMEM;
@@ -281,9 +279,11 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
     rc = rollout_step(r, ev, &ctx, out, why, why_len);
   } else {
     size_t i = index_of(e, ev->rollout);
-    if (i == e->n_rollouts)
-      return rejected(outcome, why, why_len, "rollout: '%s' is unknown (no rollout.requested)",
-                      ev->rollout);
+    if (i == e->n_rollouts) {
+      *outcome = APPLY_REJECTED;
+      return canary_why(why, why_len, CANARY_OK,
+                        "rollout: '%s' is unknown (no rollout.requested)", ev->rollout);
+    }
     struct rollout *r = e->rollouts[i];
     ctx = ctx_for(e, i, now);
     rc = rollout_step(r, ev, &ctx, out, why, why_len);

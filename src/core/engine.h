@@ -24,6 +24,8 @@
 /* The id epoch an event time falls in (floor division: times before 1970 too). */
 int64_t engine_id_epoch_of(int64_t time_ms);
 
+/* Callers may read the fields; only engine.c writes them (storage hands state back through
+ * engine_restore and engine_restore_*), but for no_memo, a test's and a benchmark's switch. */
 struct engine {
   const struct plan *plan;   /* borrowed: must outlive the engine */
   struct flags global;       /* kill switches that apply to every rollout */
@@ -129,6 +131,21 @@ size_t engine_index(const struct engine *e, const char *id);
  * is taken, CANARY_ENOMEM.
  */
 int engine_restore(struct engine *e, const struct rollout *r) CANARY_MUSTCHECK;
+
+/*
+ * The rest of what a shard's storage gives back, for the store to hand over while it loads
+ * (store_load_shard): only engine.c writes the engine's fields.
+ *
+ * engine_restore_global sets the global kill switches. engine_restore_id_epoch sets the id epoch
+ * of the newest id kept; engine_restore_id then puts an id (idset_hash) with its content's digest
+ * (EVENT_DIGEST_UNKNOWN: stored before digests were kept) back in the set it was kept in: the
+ * newest when epoch is the engine's id epoch, the one before otherwise (the store reads only
+ * those two epochs). engine_restore_id returns CANARY_OK or CANARY_ENOMEM.
+ */
+void engine_restore_global(struct engine *e, const struct flags *global);
+void engine_restore_id_epoch(struct engine *e, int64_t epoch);
+int engine_restore_id(struct engine *e, int64_t epoch, uint64_t id_hash,
+                      uint64_t digest) CANARY_MUSTCHECK;
 
 /* The metric state (windows, for: states) of rollout id, or NULL when there is no such rollout. */
 struct rollout_metrics *engine_metrics(const struct engine *e, const char *id);

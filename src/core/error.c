@@ -1,5 +1,7 @@
-/* Messages for the error table in error.h. */
+/* Messages for the error table in error.h, and the why formatter. */
 #include "core/error.h"
+
+#include <stdio.h>
 
 const char *canary_strerror(int err) {
   switch (err) {
@@ -9,4 +11,18 @@ const char *canary_strerror(int err) {
 #undef XX
   default: return "unknown error";
   }
+}
+
+int canary_vwhy(char *why, size_t len, int rc, const char *fmt, va_list ap) {
+  if (why && len)
+    vsnprintf(why, len, fmt, ap);
+  return rc;
+}
+
+int canary_why(char *why, size_t len, int rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  canary_vwhy(why, len, rc, fmt, ap);
+  va_end(ap);
+  return rc;
 }

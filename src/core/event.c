@@ -2,8 +2,9 @@
 #include "core/event.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
+
+#include "core/error.h"
 
 /* Name and parse functions for one enum, generated from its X-macro map. The first characters
  * are compared before strcmp: a message's type is parsed for every message. */
@@ -33,9 +34,9 @@ ENUM_NAMES(alert_kind, alert_kind, ALERT_KIND_MAP, ALERT_KIND_COUNT)
 ENUM_NAMES(command_action, command_action, COMMAND_ACTION_MAP, COMMAND_ACTION_COUNT)
 ENUM_NAMES(variant, variant, VARIANT_MAP, VARIANT_COUNT)
 
+/* "field: msg" into why; false, for the checks below to return. */
 static bool fail(char *why, size_t len, const char *msg, const char *field) {
-  if (why && len)
-    snprintf(why, len, "%s: %s", field, msg);
+  canary_why(why, len, 0, "%s: %s", field, msg);
   return false;
 }
 
@@ -51,9 +52,8 @@ static bool printable(const char *s, bool text, char *why, size_t len, const cha
     unsigned char c = (unsigned char)s[i], next = (unsigned char)s[i + 1];
     bool c0 = c < 0x20 || c == 0x7f, c1 = c == 0xc2 && next >= 0x80 && next <= 0x9f;
     if ((c0 && !(text && (c == '\t' || c == '\n'))) || c1) {
-      if (why && len)
-        snprintf(why, len, "%s: must not contain control characters (byte 0x%02x at %zu)", field,
-                 c1 ? next : c, i);
+      canary_why(why, len, 0, "%s: must not contain control characters (byte 0x%02x at %zu)",
+                 field, c1 ? next : c, i);
       return false;
     }
   }

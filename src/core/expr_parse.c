@@ -77,7 +77,7 @@ __attribute__((format(printf, 3, 4))) static int fail(struct parser *p, size_t p
       p->err->pos = (int)pos;
       va_list ap;
       va_start(ap, fmt);
-      vsnprintf(p->err->message, sizeof p->err->message, fmt, ap);
+      canary_vwhy(p->err->message, sizeof p->err->message, 0, fmt, ap);
       va_end(ap);
     }
   }
@@ -839,7 +839,7 @@ __attribute__((format(printf, 3, 4))) static int bind_fail(struct expr_error *er
     err->pos = pos;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    canary_vwhy(err->message, sizeof err->message, 0, fmt, ap);
     va_end(ap);
   }
   return CANARY_EINVALID;

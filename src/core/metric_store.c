@@ -26,12 +26,10 @@ const char *mstore_owner_name(enum mstore_owner o) {
 }
 
 int mstore_fail(char *why, size_t len, int rc, const char *fmt, ...) {
-  if (why && len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, len, fmt, ap);
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, fmt);
+  canary_vwhy(why, len, rc, fmt, ap); /* the one formatter (core/error.h) */
+  va_end(ap);
   return rc;
 }
 

@@ -359,17 +359,6 @@ static void watch_end(struct run *u) {
 
 /* ---- events -------------------------------------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4))) static int reject(char *why, size_t len, const char *fmt,
-                                                       ...) {
-  if (why && len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, len, fmt, ap);
-    va_end(ap);
-  }
-  return CANARY_EINVALID;
-}
-
 static void command_rejected(struct run *u, const char *hint) {
   const struct event *ev = u->ev;
   struct decision *d = run_decide(u, DECISION_HOLD, u->r->stage, "command_rejected", ev->actor,
@@ -512,9 +501,11 @@ static int on_incident_opened(struct run *u, char *why, size_t why_len) {
   const struct event *ev = u->ev;
   for (int i = 0; i < r->n_incidents; i++)
     if (strcmp(r->incidents[i].id, ev->incident) == 0)
-      return reject(why, why_len, "incident: %s is already open", ev->incident);
+      return canary_why(why, why_len, CANARY_EINVALID, "incident: %s is already open",
+                        ev->incident);
   if (r->n_incidents == ROLLOUT_MAX_INCIDENTS)
-    return reject(why, why_len, "incident: too many incidents on this rollout (%s)", ev->incident);
+    return canary_why(why, why_len, CANARY_EINVALID,
+                      "incident: too many incidents on this rollout (%s)", ev->incident);
   struct rollout_incident *in = &r->incidents[r->n_incidents++];
   snprintf(in->id, sizeof in->id, "%s", ev->incident);
   in->severity = ev->severity;
@@ -542,7 +533,8 @@ static int on_incident_opened(struct run *u, char *why, size_t why_len) {
 static int cohort_of(const struct run *u, char *why, size_t why_len) {
   int c = plan_stage_index(u->plan, u->ev->cohort);
   if (c < 0)
-    reject(why, why_len, "cohort: '%s' is not a stage of the plan", u->ev->cohort);
+    canary_why(why, why_len, CANARY_EINVALID, "cohort: '%s' is not a stage of the plan",
+               u->ev->cohort);
   return c;
 }
 
@@ -589,7 +581,8 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
         r->incidents[i].open = false;
         return CANARY_OK;
       }
-    return reject(why, why_len, "incident: %s is not open on this rollout", ev->incident);
+    return canary_why(why, why_len, CANARY_EINVALID, "incident: %s is not open on this rollout",
+                      ev->incident);
   case EVENT_FEEDBACK_RECEIVED:
     if ((c = cohort_of(u, why, why_len)) < 0)
       return CANARY_EINVALID;
@@ -611,7 +604,8 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
   case EVENT_FLAG_SET: {
     bool global = !ev->rollout[0];
     if (!global && flags_apply(&r->flags, u->plan, ev->flag, ev->value) != CANARY_OK)
-      return reject(why, why_len, "flag: '%s' names no cohort of the plan", ev->flag);
+      return canary_why(why, why_len, CANARY_EINVALID, "flag: '%s' names no cohort of the plan",
+                        ev->flag);
     struct decision *d = run_decide(u, DECISION_FLAG, r->stage, "kill_switch", ev->actor,
                                     "%s%s set to %s by %s: exposure %g%%", global ? "global " : "",
                                     ev->flag, ev->value ? "true" : "false",
@@ -635,7 +629,8 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
   case EVENT_TYPE_COUNT:
     break;
   }
-  return reject(why, why_len, "type: %s cannot be applied to a rollout", event_type_name(ev->type));
+  return canary_why(why, why_len, CANARY_EINVALID, "type: %s cannot be applied to a rollout",
+                    event_type_name(ev->type));
 }
 
 /* ---- public -------------------------------------------------------------------------------- */

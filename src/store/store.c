@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
 #include <time.h>
 
 #include "codec/json.h"
@@ -56,7 +55,7 @@ static void one_line(char *m) {
 void store_set_error(store_t *s, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(s->err, sizeof s->err, fmt, ap);
+  canary_vwhy(s->err, sizeof s->err, 0, fmt, ap);
   va_end(ap);
   one_line(s->err);
 }
@@ -141,7 +140,7 @@ static void on_notice(void *arg, const char *message) {
   char m[512];
   snprintf(m, sizeof m, "%s", message);
   one_line(m);
-  store_logf(s, LOG_DEBUG, "PostgreSQL: %s", m);
+  store_logf(s, LOG_LVL_DEBUG, "PostgreSQL: %s", m);
 }
 
 /*
@@ -192,24 +191,24 @@ static int connect_retrying(store_t *s, int timeout_ms) {
     int rc = connect_once(s);
     if (rc == CANARY_OK) {
       if (attempt > 1)
-        store_logf(s, LOG_INFO, "PostgreSQL connected after %d attempts", attempt);
+        store_logf(s, LOG_LVL_INFO, "PostgreSQL connected after %d attempts", attempt);
       return CANARY_OK;
     }
     int64_t left = deadline - now_ms();
     if (left <= 0) {
-      store_logf(s, LOG_ERR, "PostgreSQL unavailable (%s): giving up after %d attempt%s", s->err,
-                 attempt, attempt == 1 ? "" : "s");
+      store_logf(s, LOG_LVL_ERR, "PostgreSQL unavailable (%s): giving up after %d attempt%s",
+                 s->err, attempt, attempt == 1 ? "" : "s");
       return CANARY_EUNAVAILABLE;
     }
     int64_t wait = backoff < left ? backoff : left;
-    store_logf(s, LOG_WARNING, "PostgreSQL unavailable (%s): retrying in %" PRId64 " ms", s->err,
-               wait);
+    store_logf(s, LOG_LVL_WARNING, "PostgreSQL unavailable (%s): retrying in %" PRId64 " ms",
+               s->err, wait);
     sleep_ms(wait);
     backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
   }
 }
 
-int store_open(const char *conninfo, int timeout_ms, store_log_fn log, void *log_ctx,
+int store_open(const char *conninfo, int timeout_ms, log_sink_fn log, void *log_ctx,
                store_t **out) {
   *out = NULL;
   store_t *s = calloc(1, sizeof *s);
@@ -262,7 +261,7 @@ int store_claim_shard(store_t *s, int shard, const char *worker, int64_t *epoch)
     return rc;
   *epoch = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
   PQclear(res);
-  store_logf(s, LOG_INFO, "shard %d claimed by %s at epoch %" PRId64, shard, worker, *epoch);
+  store_logf(s, LOG_LVL_INFO, "shard %d claimed by %s at epoch %" PRId64, shard, worker, *epoch);
   return CANARY_OK;
 }
 
@@ -347,7 +346,7 @@ static int load_flags(store_t *s, const char *shard, struct engine *e, int64_t *
     if (rc)
       store_set_error(s, "shards %s: global_flags %s", shard, why);
     else
-      e->global = f;
+      engine_restore_global(e, &f);
   }
   PQclear(res);
   return rc;
@@ -391,10 +390,9 @@ static int load_event_ids(store_t *s, const char *shard, struct engine *e) {
     const unsigned char *d = PQgetisnull(res, i, 3) || (size_t)PQgetlength(res, i, 3) != len
                                  ? NULL
                                  : (const unsigned char *)PQgetvalue(res, i, 3);
-    e->id_epoch = top;
+    engine_restore_id_epoch(e, top);
     for (size_t at = 0; at + 8 <= len && !rc; at += 8)
-      rc = idset_add_digest(epoch == top ? &e->seen : &e->seen_old, be64(h + at),
-                            d ? be64(d + at) : 0);
+      rc = engine_restore_id(e, epoch, be64(h + at), d ? be64(d + at) : EVENT_DIGEST_UNKNOWN);
   }
   PQclear(res);
   return rc;
@@ -437,7 +435,7 @@ int store_load_shard(store_t *s, int shard, struct engine *e, struct store_offse
     store_abort(s);
     return rc;
   }
-  store_logf(s, LOG_INFO, "shard %d loaded: %zu rollouts, %zu event ids", shard, e->n_rollouts,
+  store_logf(s, LOG_LVL_INFO, "shard %d loaded: %zu rollouts, %zu event ids", shard, e->n_rollouts,
              e->seen.n + e->seen_old.n);
   return CANARY_OK;
 }

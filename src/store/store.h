@@ -20,6 +20,7 @@
 #include "core/effect.h"
 #include "core/engine.h"
 #include "core/error.h"
+#include "core/log_level.h"
 #include "core/rollout.h"
 
 typedef struct store store_t;
@@ -28,21 +29,16 @@ typedef struct store store_t;
 #define STORE_INPUT_TOPICS 3 /* canary.deploy, canary.metrics, canary.commands */
 
 /*
- * Log sink: the store says what it is doing (retries, back-off, migrations, server notices)
- * through this, never stderr. level is a syslog(3) priority: LOG_ERR, LOG_WARNING (each failed
- * connection attempt: "PostgreSQL unavailable (...): retrying in 400 ms"), LOG_INFO, LOG_DEBUG.
- */
-typedef void (*store_log_fn)(void *ctx, int level, const char *msg);
-
-/*
  * Connect with conninfo (libpq syntax), retrying with exponential back-off (100 ms .. 5 s)
  * until timeout_ms has passed (0 = try once). Each failed attempt is logged (there is no handle
  * for store_last_error() when this fails). Sets synchronous_commit=on for the session; unless
  * conninfo says otherwise, connect_timeout=5 and TCP keepalives (10 s idle, 3 probes 5 s apart)
  * so that a dead server fails a blocked call instead of hanging it. Returns CANARY_OK,
- * CANARY_EUNAVAILABLE, CANARY_ENOMEM.
+ * CANARY_EUNAVAILABLE, CANARY_ENOMEM. The store says what it is doing (retries, back-off,
+ * migrations, server notices) through log, never stderr: each failed connection attempt is a
+ * LOG_LVL_WARNING ("PostgreSQL unavailable (...): retrying in 400 ms").
  */
-int store_open(const char *conninfo, int timeout_ms, store_log_fn log, void *log_ctx,
+int store_open(const char *conninfo, int timeout_ms, log_sink_fn log, void *log_ctx,
                store_t **out) CANARY_MUSTCHECK;
 void store_close(store_t *s);
 

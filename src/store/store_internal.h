@@ -27,7 +27,7 @@ struct store_in_flight {
 struct store {
   PGconn *conn;
   char *conninfo;
-  store_log_fn log;
+  log_sink_fn log;
   void *log_ctx;
   char err[1024];                  /* store_last_error() */
 
@@ -39,7 +39,7 @@ struct store {
   struct store_in_flight commit;        /* the pipeline mode lasts from send to wait */
 };
 
-/* Log through the caller's sink (nothing when there is none). level: syslog(3) priority. */
+/* Log through the caller's sink (nothing when there is none). level: enum log_level. */
 void store_logf(const store_t *s, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

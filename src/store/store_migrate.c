@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
 #include <time.h>
 
 #include "store/store.h"
@@ -131,7 +130,7 @@ static int migrate_locked(store_t *s, int *applied) {
     for (size_t k = 0; k < store_migrations_count; k++)
       known |= store_migrations[k].version == rec[i].version;
     if (!known) /* a newer canaryd migrated this database: we may still run (rolling deploy) */
-      store_logf(s, LOG_WARNING,
+      store_logf(s, LOG_LVL_WARNING,
                  "schema_migrations records %s (version %d), which this build does not have",
                  rec[i].file, rec[i].version);
   }
@@ -160,7 +159,7 @@ static int migrate_locked(store_t *s, int *applied) {
     if ((rc = apply(s, m)))
       break;
     (*applied)++;
-    store_logf(s, LOG_INFO, "applied migration %s (%" PRId64 " ms)", m->file, mono_ms() - t0);
+    store_logf(s, LOG_LVL_INFO, "applied migration %s (%" PRId64 " ms)", m->file, mono_ms() - t0);
   }
   free(rec);
   return rc;

@@ -30,7 +30,7 @@ static bool verbose;
 
 static void test_log(void *ctx, int level, const char *msg) {
   (void)ctx;
-  if (verbose || level <= BUS_LOG_ERR) {
+  if (verbose || level <= LOG_LVL_ERR) {
     fprintf(stderr, "[bus %d] %s\n", level, msg);
   }
 }
