@@ -1,5 +1,6 @@
 /* The effect list and the names of the output enums. */
 #include "core/effect.h"
+#include "core/enum_names.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,32 +78,9 @@ const struct evidence_item *decision_evidence(const struct decision *d, const ch
   return NULL;
 }
 
-#define NAMES(prefix, type, MAP, COUNT)                                   \
-  static const char *const prefix##_names[] = {MAP(WIRE)};               \
-  const char *prefix##_name(enum type v) {                                \
-    return (unsigned)v < (unsigned)(COUNT) ? prefix##_names[v] : "?";     \
-  }
-#define WIRE(name, wire) wire,
-
-NAMES(rollout_state, rollout_state, ROLLOUT_STATE_MAP, ROLLOUT_STATE_COUNT)
-NAMES(decision_action, decision_action, DECISION_ACTION_MAP, DECISION_ACTION_COUNT)
-NAMES(notify_channel, notify_channel, NOTIFY_CHANNEL_MAP, NOTIFY_CHANNEL_COUNT)
-NAMES(notify_severity, notify_severity, NOTIFY_SEVERITY_MAP, NOTIFY_SEVERITY_COUNT)
-
-bool rollout_state_parse(const char *s, enum rollout_state *out) {
-  for (int i = 0; i < ROLLOUT_STATE_COUNT; i++)
-    if (strcmp(s, rollout_state_names[i]) == 0) {
-      *out = (enum rollout_state)i;
-      return true;
-    }
-  return false;
-}
-
-bool decision_action_parse(const char *s, enum decision_action *out) {
-  for (int i = 0; i < DECISION_ACTION_COUNT; i++)
-    if (strcmp(s, decision_action_names[i]) == 0) {
-      *out = (enum decision_action)i;
-      return true;
-    }
-  return false;
-}
+ENUM_NAMES(rollout_state, rollout_state, ROLLOUT_STATE_MAP, ROLLOUT_STATE_COUNT)
+ENUM_PARSE(rollout_state, rollout_state, ROLLOUT_STATE_COUNT)
+ENUM_NAMES(decision_action, decision_action, DECISION_ACTION_MAP, DECISION_ACTION_COUNT)
+ENUM_PARSE(decision_action, decision_action, DECISION_ACTION_COUNT)
+ENUM_NAMES(notify_channel, notify_channel, NOTIFY_CHANNEL_MAP, NOTIFY_CHANNEL_COUNT)
+ENUM_NAMES(notify_severity, notify_severity, NOTIFY_SEVERITY_MAP, NOTIFY_SEVERITY_COUNT)

@@ -4,35 +4,23 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/enum_names.h"
 #include "core/error.h"
 
-/* Name and parse functions for one enum, generated from its X-macro map. The first characters
- * are compared before strcmp: a message's type is parsed for every message. */
-#define ENUM_NAMES(prefix, type, MAP, COUNT)                         \
-  static const char *const prefix##_names[] = {                      \
-      MAP(ENUM_WIRE)};                                               \
-  const char *prefix##_name(enum type v) {                           \
-    return (unsigned)v < (unsigned)(COUNT) ? prefix##_names[v] : "?"; \
-  }                                                                  \
-  bool prefix##_parse(const char *s, enum type *out) {               \
-    for (int i = 0; i < (int)(COUNT); i++) {                         \
-      if (s[0] == prefix##_names[i][0] &&                            \
-          strcmp(s, prefix##_names[i]) == 0) {                       \
-        *out = (enum type)i;                                         \
-        return true;                                                 \
-      }                                                              \
-    }                                                                \
-    return false;                                                    \
-  }
-#define ENUM_WIRE(name, wire) wire,
-
 ENUM_NAMES(event_type, event_type, EVENT_TYPE_MAP, EVENT_TYPE_COUNT)
+ENUM_PARSE(event_type, event_type, EVENT_TYPE_COUNT)
 ENUM_NAMES(incident_kind, incident_kind, INCIDENT_KIND_MAP, INCIDENT_KIND_COUNT)
+ENUM_PARSE(incident_kind, incident_kind, INCIDENT_KIND_COUNT)
 ENUM_NAMES(sentiment, sentiment, SENTIMENT_MAP, SENTIMENT_COUNT)
+ENUM_PARSE(sentiment, sentiment, SENTIMENT_COUNT)
 ENUM_NAMES(approval_role, approval_role, APPROVAL_ROLE_MAP, APPROVAL_ROLE_COUNT)
+ENUM_PARSE(approval_role, approval_role, APPROVAL_ROLE_COUNT)
 ENUM_NAMES(alert_kind, alert_kind, ALERT_KIND_MAP, ALERT_KIND_COUNT)
+ENUM_PARSE(alert_kind, alert_kind, ALERT_KIND_COUNT)
 ENUM_NAMES(command_action, command_action, COMMAND_ACTION_MAP, COMMAND_ACTION_COUNT)
+ENUM_PARSE(command_action, command_action, COMMAND_ACTION_COUNT)
 ENUM_NAMES(variant, variant, VARIANT_MAP, VARIANT_COUNT)
+ENUM_PARSE(variant, variant, VARIANT_COUNT)
 
 /* "field: msg" into why; false, for the checks below to return. */
 static bool fail(char *why, size_t len, const char *msg, const char *field) {

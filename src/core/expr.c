@@ -1,6 +1,7 @@
 /* Rule language, shared part: names, numbers, accessors, canonical text, caret messages and
  * evidence lines. */
 #include "core/expr.h"
+#include "core/enum_names.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -8,15 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const kind_names[] = {
-#define XX(name, text) text,
-    EXPR_KIND_MAP(XX)
-#undef XX
-};
-
-const char *expr_kind_name(enum expr_kind k) {
-  return (unsigned)k < EXPR_KIND_COUNT ? kind_names[k] : "?";
-}
+ENUM_NAMES(expr_kind, expr_kind, EXPR_KIND_MAP, EXPR_KIND_COUNT)
 
 /* --- numbers, locale-independent ------------------------------------------------------------ */
 

@@ -1,6 +1,7 @@
 /* Rule language, back half: three-valued evaluation against a metric source, with the evidence
  * it measured; the for: state machine; the robust z-score the source uses for zscore(). */
 #include "core/expr.h"
+#include "core/enum_names.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -8,39 +9,10 @@
 
 #include "core/stats.h"
 
-static const char *const truth_names[] = {
-#define XX(name, text) text,
-    EXPR_TRUTH_MAP(XX)
-#undef XX
-};
-static const char *const query_names[] = {
-#define XX(name, text) text,
-    EXPR_QUERY_MAP(XX)
-#undef XX
-};
-static const char *const why_names[] = {
-#define XX(name, text) text,
-    EXPR_WHY_MAP(XX)
-#undef XX
-};
-static const char *const for_state_names[] = {
-#define XX(name, text) text,
-    EXPR_FOR_STATE_MAP(XX)
-#undef XX
-};
-
-const char *expr_truth_name(enum expr_truth t) {
-  return (unsigned)t < EXPR_TRUTH_COUNT ? truth_names[t] : "?";
-}
-const char *expr_query_name(enum expr_query q) {
-  return (unsigned)q < EXPR_QUERY_COUNT ? query_names[q] : "?";
-}
-const char *expr_why_name(enum expr_why w) {
-  return (unsigned)w < EXPR_WHY_COUNT ? why_names[w] : "?";
-}
-const char *expr_for_state_name(enum expr_for_state s) {
-  return (unsigned)s < EXPR_FOR_STATE_COUNT ? for_state_names[s] : "?";
-}
+ENUM_NAMES(expr_truth, expr_truth, EXPR_TRUTH_MAP, EXPR_TRUTH_COUNT)
+ENUM_NAMES(expr_query, expr_query, EXPR_QUERY_MAP, EXPR_QUERY_COUNT)
+ENUM_NAMES(expr_why, expr_why, EXPR_WHY_MAP, EXPR_WHY_COUNT)
+ENUM_NAMES(expr_for_state, expr_for_state, EXPR_FOR_STATE_MAP, EXPR_FOR_STATE_COUNT)
 
 const struct expr_limits expr_limits_default = {
     .min_obs =

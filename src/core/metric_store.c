@@ -7,6 +7,7 @@
  * evidence over the counts kept here).
  */
 #include "core/metric_store.h"
+#include "core/enum_names.h"
 #include "core/mstore_internal.h"
 
 #include <math.h>
@@ -15,15 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const owner_names[] = {
-#define XX(name, text) text,
-    MSTORE_OWNER_MAP(XX)
-#undef XX
-};
-
-const char *mstore_owner_name(enum mstore_owner o) {
-  return (unsigned)o < MSTORE_OWNER_COUNT ? owner_names[o] : "?";
-}
+ENUM_NAMES(mstore_owner, mstore_owner, MSTORE_OWNER_MAP, MSTORE_OWNER_COUNT)
 
 int mstore_fail(char *why, size_t len, int rc, const char *fmt, ...) {
   va_list ap;

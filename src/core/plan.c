@@ -1,46 +1,14 @@
 /* Plan look-ups and consistency checks. */
 #include "core/plan.h"
+#include "core/enum_names.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static const char *const check_names[] = {
-#define XX(name, wire) wire,
-    CHECK_MAP(XX)
-#undef XX
-};
-
-static const char *const rule_action_names[] = {
-#define XX(name, wire) wire,
-    RULE_ACTION_MAP(XX)
-#undef XX
-};
-
-const char *check_name(enum check c) {
-  return (unsigned)c < CHECK_COUNT ? check_names[c] : "?";
-}
-
-bool check_parse(const char *s, enum check *out) {
-  for (int i = 0; i < CHECK_COUNT; i++)
-    if (strcmp(s, check_names[i]) == 0) {
-      *out = (enum check)i;
-      return true;
-    }
-  return false;
-}
-
-const char *rule_action_name(enum rule_action a) {
-  return (unsigned)a < RULE_ACTION_COUNT ? rule_action_names[a] : "?";
-}
-
-bool rule_action_parse(const char *s, enum rule_action *out) {
-  for (int i = 0; i < RULE_ACTION_COUNT; i++)
-    if (strcmp(s, rule_action_names[i]) == 0) {
-      *out = (enum rule_action)i;
-      return true;
-    }
-  return false;
-}
+ENUM_NAMES(check, check, CHECK_MAP, CHECK_COUNT)
+ENUM_PARSE(check, check, CHECK_COUNT)
+ENUM_NAMES(rule_action, rule_action, RULE_ACTION_MAP, RULE_ACTION_COUNT)
+ENUM_PARSE(rule_action, rule_action, RULE_ACTION_COUNT)
 
 int plan_stage_index(const struct plan *p, const char *name) {
   for (int i = 0; i < p->n_stages; i++)
