@@ -205,6 +205,10 @@ int avro_codec_new(avro_codec_t **out) {
       break;
     }
     rc = setup_slot(&c->slot[which], (enum avro_slot)which, src);
+    char why[256];
+    if (!rc && (rc = avro_codec_event_bind(&c->slot[which], (enum avro_slot)which, why,
+                                           sizeof why)))
+      fprintf(stderr, "canaryd: schemas/%s: %s\n", src->file, why);
   }
   for (int s = 0; s < SLOT_COUNT && !rc; s++) {
     if (!c->slot[s].topic) {

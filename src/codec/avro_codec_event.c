@@ -6,6 +6,7 @@
 
 #include "codec/avro_codec.h"
 #include "codec/avro_codec_internal.h"
+#include "core/event_fields.h"
 
 #define T(x) (1u << EVENT_##x)
 #define T_DEPLOY                                                                              \
@@ -14,88 +15,52 @@
    T(FEEDBACK_RECEIVED) | T(APPROVAL_GRANTED) | T(ALERT_RAISED))
 #define T_COMMANDS (T(COMMAND) | T(FLAG_SET))
 #define T_METRICS (T(METRICS) | T(DIFF_SAMPLES))
-#define T_OK (T(CI_COMPLETED) | T(DEPLOY_COMPLETED) | T(HEALTH_CHECKED) | T(SMOKE_COMPLETED))
 
 _Static_assert(EVENT_TYPE_COUNT <= 32, "types are a 32-bit mask");
 
-/* How a nullable field of a deploy or command record maps onto struct event. */
-enum fkind { K_STR, K_BOOL, K_I64, K_SEVERITY, K_ENUM };
-
-struct enum_desc {
-  const char *(*name)(int v); /* wire name, "?" past the end */
-  int count;
-  size_t off;                 /* the enum's offset in struct event */
-};
-
-static const char *incident_kind_n(int v) { return incident_kind_name((enum incident_kind)v); }
-static const char *alert_kind_n(int v) { return alert_kind_name((enum alert_kind)v); }
-static const char *sentiment_n(int v) { return sentiment_name((enum sentiment)v); }
-static const char *role_n(int v) { return approval_role_name((enum approval_role)v); }
-static const char *action_n(int v) { return command_action_name((enum command_action)v); }
-static const char *variant_n(int v) { return variant_name((enum variant)v); }
-
-static const struct enum_desc INCIDENT_KIND = {incident_kind_n, INCIDENT_KIND_COUNT,
-                                               offsetof(struct event, incident_kind)};
-static const struct enum_desc ALERT_KIND = {alert_kind_n, ALERT_KIND_COUNT,
-                                            offsetof(struct event, alert_kind)};
-static const struct enum_desc SENTIMENT = {sentiment_n, SENTIMENT_COUNT,
-                                           offsetof(struct event, sentiment)};
-static const struct enum_desc ROLE = {role_n, APPROVAL_ROLE_COUNT, offsetof(struct event, role)};
-static const struct enum_desc ACTION = {action_n, COMMAND_ACTION_COUNT,
-                                        offsetof(struct event, action)};
-static const struct enum_desc VARIANT = {variant_n, VARIANT_COUNT,
-                                         offsetof(struct event, metrics.variant)};
-
-struct efield {
-  int field;        /* position in the slot's spec */
-  enum fkind kind;
-  uint32_t types;    /* event types that have it */
-  uint32_t required; /* event types that must give it */
-  size_t off, size;  /* K_STR: char array; K_BOOL, K_I64: the member */
-  const struct enum_desc *en;
-  const char *name;
-};
-
-#define EV(m) offsetof(struct event, m), sizeof(((struct event *)0)->m)
-#define F_STR(f, m, types, req) {f, K_STR, types, req, EV(m), NULL, #m}
-#define F_BOOL(f, m, types, req) {f, K_BOOL, types, req, EV(m), NULL, #m}
-#define F_I64(f, m, types, req) {f, K_I64, types, req, EV(m), NULL, #m}
-#define F_ENUM(f, en, types, name) {f, K_ENUM, types, types, 0, 0, &en, name}
-
 /*
- * The fields after id, rollout, time and type, as the JSON codec has them: which types use a
- * field and which must give it. `kind` is two entries: incident kind and alert kind.
+ * The nullable fields of a deploy or command record are the rows of EVENT_FIELD_MAP
+ * (core/event_fields.h) that the record's types carry, found by name in the slot's spec when the
+ * codec is made (avro_codec_event_bind): which types use a field and which must give it are the
+ * map's. `kind` is two rows for one Avro field: incident kind and alert kind.
  */
-static const struct efield DEPLOY[] = {
-    F_STR(DF_SERVICE, service, T(ROLLOUT_REQUESTED), T(ROLLOUT_REQUESTED)),
-    F_STR(DF_VERSION, version, T(ROLLOUT_REQUESTED), T(ROLLOUT_REQUESTED)),
-    F_STR(DF_BASELINE_VERSION, baseline_version, T(ROLLOUT_REQUESTED), T(ROLLOUT_REQUESTED)),
-    F_BOOL(DF_OK, ok, T_OK, T_OK),
-    F_I64(DF_PASSED, passed, T(SMOKE_COMPLETED), 0),
-    F_I64(DF_FAILED, failed, T(SMOKE_COMPLETED), 0),
-    F_I64(DF_COUNT, count, T(CRASH_REPORTED), T(CRASH_REPORTED)),
-    F_STR(DF_COHORT, cohort, T(CRASH_REPORTED) | T(FEEDBACK_RECEIVED),
-          T(CRASH_REPORTED) | T(FEEDBACK_RECEIVED)),
-    F_STR(DF_INCIDENT, incident, T(INCIDENT_OPENED) | T(INCIDENT_RESOLVED),
-          T(INCIDENT_OPENED) | T(INCIDENT_RESOLVED)),
-    {DF_SEVERITY, K_SEVERITY, T(INCIDENT_OPENED), T(INCIDENT_OPENED), EV(severity), NULL,
-     "severity"},
-    F_ENUM(DF_KIND, INCIDENT_KIND, T(INCIDENT_OPENED), "kind"),
-    F_ENUM(DF_KIND, ALERT_KIND, T(ALERT_RAISED), "kind"),
-    F_ENUM(DF_SENTIMENT, SENTIMENT, T(FEEDBACK_RECEIVED), "sentiment"),
-    F_ENUM(DF_ROLE, ROLE, T(APPROVAL_GRANTED), "role"),
-    F_STR(DF_ACTOR, actor, T(APPROVAL_GRANTED), 0),
-    F_STR(DF_DETAIL, detail, T(ALERT_RAISED), 0),
-};
+typedef struct event_field efield_t;
 
-static const struct efield COMMANDS[] = {
-    F_ENUM(CF_ACTION, ACTION, T(COMMAND), "action"),
-    F_BOOL(CF_FORCE, force, T(COMMAND), 0),
-    F_STR(CF_ACTOR, actor, T(COMMAND) | T(FLAG_SET), 0),
-    F_STR(CF_REASON, reason, T(COMMAND), 0),
-    F_STR(CF_FLAG, flag, T(FLAG_SET), T(FLAG_SET)),
-    F_BOOL(CF_VALUE, value, T(FLAG_SET), T(FLAG_SET)),
-};
+static const char *variant_n(int v) { return variant_name((enum variant)v); }
+static const efield_t *const VARIANT = &event_fields[EVENT_F_VARIANT];
+
+/* The event types of an input slot's topic; 0 for an output slot. */
+static uint32_t slot_types(enum avro_slot s) {
+  return s == SLOT_DEPLOY ? T_DEPLOY : s == SLOT_COMMANDS ? T_COMMANDS
+       : s == SLOT_METRICS ? T_METRICS : 0;
+}
+
+int avro_codec_event_bind(struct avro_codec_slot *sl, enum avro_slot s, char *why,
+                          size_t why_len) {
+  const uint32_t types = slot_types(s);
+  memset(sl->row, -1, sizeof sl->row);
+  for (int r = 0; r < EVENT_FIELD_COUNT; r++) {
+    const efield_t *f = &event_fields[r];
+    if (!(f->types & types))
+      continue;
+    int k = 0;
+    while (k < (int)sl->n_spec && strcmp(sl->spec[k].name, f->name) != 0)
+      k++;
+    if (k == (int)sl->n_spec)
+      return canary_why(why, why_len, CANARY_EINVALID, "%s: no field '%s' for the event field",
+                        sl->record, f->name);
+    for (int t = 0; t < EVENT_TYPE_COUNT; t++)
+      if (f->types & types & 1u << t)
+        sl->row[k][t] = (signed char)r;
+  }
+  return CANARY_OK;
+}
+
+/* The row spec field k of the slot holds for type t, or NULL. */
+static const efield_t *row_of(const struct avro_codec_slot *sl, int k, enum event_type t) {
+  int r = sl->row[k][t];
+  return r >= 0 ? &event_fields[r] : NULL;
+}
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -104,20 +69,12 @@ static const char *fname(const struct avro_codec_slot *sl, int k) {
   return sl->spec[k].name;
 }
 
-static int *enum_at(struct event *ev, const struct enum_desc *en) {
-  return (int *)((char *)ev + en->off);
-}
-
-static int enum_get(const struct event *ev, const struct enum_desc *en) {
-  return *(const int *)((const char *)ev + en->off);
-}
-
 /* "product_owner, support, docs" */
-static void enum_list(const struct enum_desc *en, char *buf, size_t len) {
+static void enum_list(const efield_t *en, char *buf, size_t len) {
   size_t at = 0;
   buf[0] = '\0';
   for (int i = 0; i < en->count && at < len; i++)
-    at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? ", " : "", en->name(i));
+    at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? ", " : "", en->wire(i));
 }
 
 const char *avro_codec_topic_of(enum event_type t) {
@@ -154,17 +111,16 @@ static int get(struct dec *d, int k, avro_value_t *v, bool *present) {
   return CANARY_OK;
 }
 
-static int parse_enum(struct dec *d, const char *field, const struct enum_desc *en,
-                      avro_value_t *v, int *out) {
+static int parse_enum(struct dec *d, const char *field, const efield_t *en, avro_value_t *v) {
   const char *s = "";
   size_t n = 0;
   int rc = avro_codec_get_str(v, field, &s, &n, d->why, d->why_len);
   if (rc)
     return rc;
   for (int i = 0; i < en->count; i++) {
-    const char *name = en->name(i);
+    const char *name = en->wire(i);
     if (strlen(name) == n && memcmp(name, s, n) == 0) {
-      *out = i;
+      event_field_enum_set(d->ev, en, i);
       return CANARY_OK;
     }
   }
@@ -178,39 +134,41 @@ static int get_long(struct dec *d, const char *field, avro_value_t *v, int64_t *
   return avro_value_get_long(v, out) ? avro_broke(d, field) : CANARY_OK;
 }
 
-/* One nullable field of the deploy or command tables. */
-static int decode_field(struct dec *d, const struct efield *f, avro_value_t *v) {
+/* One nullable field of a deploy or command record (a scalar row of the map). */
+static int decode_field(struct dec *d, int k, const efield_t *f, avro_value_t *v) {
   struct event *ev = d->ev;
-  const char *name = fname(d->sl, f->field);
+  const char *name = fname(d->sl, k);
   switch (f->kind) {
-  case K_STR:
+  case EVENT_FIELD_STR:
     return avro_codec_copy_str(v, name, (char *)ev + f->off, f->size, d->why, d->why_len);
-  case K_BOOL: {
+  case EVENT_FIELD_BOOL: {
     int b;
     if (avro_value_get_boolean(v, &b))
       return avro_broke(d, name);
     *(bool *)((char *)ev + f->off) = b != 0;
     return CANARY_OK;
   }
-  case K_I64:
+  case EVENT_FIELD_I64:
     return get_long(d, name, v, (int64_t *)((char *)ev + f->off));
-  case K_SEVERITY: {
-    int32_t sev;
-    if (avro_value_get_int(v, &sev))
+  case EVENT_FIELD_INT: {
+    int32_t x;
+    if (avro_value_get_int(v, &x))
       return avro_broke(d, name);
-    if (sev < 1 || sev > 4)
-      return INVALID(d, "severity: must be 1..4, got %ld", (long)sev);
-    ev->severity = sev;
+    if (x < f->min || x > f->max)
+      return INVALID(d, "%s: must be %d..%d, got %ld", f->name, f->min, f->max, (long)x);
+    *(int *)((char *)ev + f->off) = x;
     return CANARY_OK;
   }
-  case K_ENUM:
-    return parse_enum(d, name, f->en, v, enum_at(ev, f->en));
+  case EVENT_FIELD_ENUM:
+    return parse_enum(d, name, f, v);
+  default:
+    break;
   }
   return INVALID(d, "%s: unsupported", name);
 }
 
 /* The nullable fields of a deploy or command record: required ones given, foreign ones null. */
-static int decode_fields(struct dec *d, const struct efield *tab, size_t n, int first, int count) {
+static int decode_fields(struct dec *d, int first, int count) {
   const uint32_t bit = 1u << d->ev->type;
   for (int k = first; k < count; k++) {
     avro_value_t v;
@@ -218,10 +176,7 @@ static int decode_fields(struct dec *d, const struct efield *tab, size_t n, int 
     int rc = get(d, k, &v, &present);
     if (rc)
       return rc;
-    const struct efield *f = NULL;
-    for (size_t i = 0; i < n && !f; i++)
-      if (tab[i].field == k && (tab[i].types & bit))
-        f = &tab[i];
+    const efield_t *f = row_of(d->sl, k, d->ev->type);
     if (!f) {
       if (present)
         return INVALID(d, "%s: not a field of %s (must be null)", fname(d->sl, k),
@@ -234,7 +189,7 @@ static int decode_fields(struct dec *d, const struct efield *tab, size_t n, int 
                        event_type_name(d->ev->type));
       continue;
     }
-    if ((rc = decode_field(d, f, &v)))
+    if ((rc = decode_field(d, k, f, &v)))
       return rc;
   }
   return CANARY_OK;
@@ -438,7 +393,7 @@ static int decode_metrics(struct dec *d) {
     return rc;
   if (!present)
     return INVALID(d, "variant: missing (required for metrics)");
-  if ((rc = parse_enum(d, "variant", &VARIANT, &v, enum_at(ev, &VARIANT))))
+  if ((rc = parse_enum(d, "variant", VARIANT, &v)))
     return rc;
   if ((rc = get(d, MF_INTERVAL_MS, &v, &present)))
     return rc;
@@ -846,14 +801,14 @@ int avro_codec_decode_event_generic(avro_codec_t *c, const void *buf, size_t len
   case SLOT_DEPLOY:
     rc = decode_common(&d, T_DEPLOY);
     if (!rc)
-      rc = decode_fields(&d, DEPLOY, N(DEPLOY), DF_SERVICE, DF_COUNT_);
+      rc = decode_fields(&d, DF_SERVICE, DF_COUNT_);
     break;
   case SLOT_COMMANDS:
     rc = decode_common(&d, T_COMMANDS);
     if (!rc && !ev->rollout[0] && ev->type != EVENT_FLAG_SET)
       rc = INVALID(&d, "rollout: missing (only a flag.set may apply to all rollouts)");
     if (!rc)
-      rc = decode_fields(&d, COMMANDS, N(COMMANDS), CF_ACTION, CF_COUNT_);
+      rc = decode_fields(&d, CF_ACTION, CF_COUNT_);
     break;
   case SLOT_METRICS:
     rc = decode_common(&d, T_METRICS);
@@ -882,54 +837,52 @@ static bool strings_terminated(const struct event *ev) {
 #undef TERM
 }
 
-static int encode_field(struct avro_codec_slot *sl, avro_value_t *rec, const struct efield *f,
+static int encode_field(struct avro_codec_slot *sl, avro_value_t *rec, int k, const efield_t *f,
                         const struct event *ev) {
   const char *p = (const char *)ev + f->off;
   avro_value_t v;
   int rc;
   switch (f->kind) {
-  case K_STR:
+  case EVENT_FIELD_STR:
     /* Optional strings travel as null when empty, required ones as they are. */
     if (!f->required)
-      return avro_codec_put_ostr(sl, rec, f->field, p, f->size);
-    if ((rc = avro_codec_put_branch(sl, rec, f->field, true, &v)))
+      return avro_codec_put_ostr(sl, rec, k, p, f->size);
+    if ((rc = avro_codec_put_branch(sl, rec, k, true, &v)))
       return rc;
     return avro_value_set_string(&v, p) ? CANARY_ENOMEM : CANARY_OK;
-  case K_BOOL:
-    if ((rc = avro_codec_put_branch(sl, rec, f->field, true, &v)))
+  case EVENT_FIELD_BOOL:
+    if ((rc = avro_codec_put_branch(sl, rec, k, true, &v)))
       return rc;
     return avro_value_set_boolean(&v, *(const bool *)p) ? CANARY_ENOMEM : CANARY_OK;
-  case K_I64:
-    if ((rc = avro_codec_put_branch(sl, rec, f->field, true, &v)))
+  case EVENT_FIELD_I64:
+    if ((rc = avro_codec_put_branch(sl, rec, k, true, &v)))
       return rc;
     return avro_value_set_long(&v, *(const int64_t *)p) ? CANARY_ENOMEM : CANARY_OK;
-  case K_SEVERITY:
-    if ((rc = avro_codec_put_branch(sl, rec, f->field, true, &v)))
+  case EVENT_FIELD_INT:
+    if ((rc = avro_codec_put_branch(sl, rec, k, true, &v)))
       return rc;
-    return avro_value_set_int(&v, ev->severity) ? CANARY_ENOMEM : CANARY_OK;
-  case K_ENUM: {
-    int e = enum_get(ev, f->en);
-    if (e < 0 || e >= f->en->count)
+    return avro_value_set_int(&v, *(const int *)p) ? CANARY_ENOMEM : CANARY_OK;
+  case EVENT_FIELD_ENUM: {
+    int e = event_field_enum_get(ev, f);
+    if (e < 0 || e >= f->count)
       return CANARY_EINVALID;
-    if ((rc = avro_codec_put_branch(sl, rec, f->field, true, &v)))
+    if ((rc = avro_codec_put_branch(sl, rec, k, true, &v)))
       return rc;
-    return avro_value_set_string(&v, f->en->name(e)) ? CANARY_ENOMEM : CANARY_OK;
+    return avro_value_set_string(&v, f->wire(e)) ? CANARY_ENOMEM : CANARY_OK;
   }
+  default:
+    break;
   }
   return CANARY_EINVALID;
 }
 
 /* The nullable fields of a deploy or command record: the type's own, the rest null. */
-static int encode_fields(struct avro_codec_slot *sl, avro_value_t *rec, const struct efield *tab,
-                         size_t n, int first, int count, const struct event *ev) {
-  const uint32_t bit = 1u << ev->type;
+static int encode_fields(struct avro_codec_slot *sl, avro_value_t *rec, int first, int count,
+                         const struct event *ev) {
   for (int k = first; k < count; k++) {
-    const struct efield *f = NULL;
-    for (size_t i = 0; i < n && !f; i++)
-      if (tab[i].field == k && (tab[i].types & bit))
-        f = &tab[i];
+    const efield_t *f = row_of(sl, k, ev->type);
     avro_value_t v;
-    int rc = f ? encode_field(sl, rec, f, ev) : avro_codec_put_branch(sl, rec, k, false, &v);
+    int rc = f ? encode_field(sl, rec, k, f, ev) : avro_codec_put_branch(sl, rec, k, false, &v);
     if (rc)
       return rc;
   }
@@ -1042,10 +995,10 @@ int avro_codec_encode_event(avro_codec_t *c, const struct event *ev, struct avro
     return rc;
   switch (which) {
   case SLOT_DEPLOY:
-    rc = encode_fields(sl, rec, DEPLOY, N(DEPLOY), DF_SERVICE, DF_COUNT_, ev);
+    rc = encode_fields(sl, rec, DF_SERVICE, DF_COUNT_, ev);
     break;
   case SLOT_COMMANDS:
-    rc = encode_fields(sl, rec, COMMANDS, N(COMMANDS), CF_ACTION, CF_COUNT_, ev);
+    rc = encode_fields(sl, rec, CF_ACTION, CF_COUNT_, ev);
     break;
   default:
     rc = encode_metrics(sl, rec, ev);

@@ -87,6 +87,9 @@ struct avro_codec_slot {
   bool have_enc, have_dec;
   struct avro_shape *shape;
   int idx[AVRO_SLOT_MAX_FIELDS];           /* schema field index of spec[k] */
+  /* Input slots: the row of event_fields (core/event_fields.h) that spec[k] holds for an event
+   * type, -1 when the type has no such field (avro_codec_event_bind). */
+  signed char row[AVRO_SLOT_MAX_FIELDS][EVENT_TYPE_COUNT];
 };
 
 struct avro_codec {
@@ -134,6 +137,15 @@ bool avro_codec_shape_signature(avro_schema_t s, char *buf, size_t len);
  */
 int avro_codec_decode_event_generic(avro_codec_t *c, const void *buf, size_t len,
                                     struct event *ev, char *why, size_t why_len) CANARY_MUSTCHECK;
+
+/*
+ * Bind an input slot's spec to the rows of EVENT_FIELD_MAP by name (sl->row): for every row and
+ * every event type of the slot's topic that carries it, the spec field of that name. Returns
+ * CANARY_OK (also for a slot that is not an input); CANARY_EINVALID with why when a row has no
+ * field in the record: a field added to the map but not to the schema and its spec.
+ */
+int avro_codec_event_bind(struct avro_codec_slot *sl, enum avro_slot s, char *why,
+                          size_t why_len) CANARY_MUSTCHECK;
 
 /* ---- avro_codec.c: shared by the event and output coders ---- */
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "codec/rfc3339.h"
+#include "core/event_fields.h"
 
 struct event_scratch {
   struct json_doc doc; /* the document of event_from_json() */
@@ -64,106 +65,12 @@ static void *grow(void *arr, size_t *cap, size_t need, size_t elem) {
 
 /* ---- the field table ------------------------------------------------------------------------ */
 
-/* Accessors for an enum member of struct event, generated per enum. */
-struct enum_field {
-  int (*get)(const struct event *ev);
-  void (*set)(struct event *ev, int v);
-  const char *(*wire)(int v);
-  int count;
-};
-
-#define ENUM_FIELD(var, type, member, COUNT)                                          \
-  static int var##_get(const struct event *ev) { return (int)ev->member; }            \
-  static void var##_set(struct event *ev, int v) { ev->member = (enum type)v; }       \
-  static const char *var##_wire(int v) { return type##_name((enum type)v); }          \
-  static const struct enum_field var = {var##_get, var##_set, var##_wire, (int)(COUNT)};
-
-ENUM_FIELD(incident_kind_f, incident_kind, incident_kind, INCIDENT_KIND_COUNT)
-ENUM_FIELD(sentiment_f, sentiment, sentiment, SENTIMENT_COUNT)
-ENUM_FIELD(role_f, approval_role, role, APPROVAL_ROLE_COUNT)
-ENUM_FIELD(alert_kind_f, alert_kind, alert_kind, ALERT_KIND_COUNT)
-ENUM_FIELD(action_f, command_action, action, COMMAND_ACTION_COUNT)
-ENUM_FIELD(variant_f, variant, metrics.variant, VARIANT_COUNT)
-
-enum field_kind {
-  F_STR,       /* char[size] at off */
-  F_BOOL,      /* bool at off */
-  F_I64,       /* int64_t at off */
-  F_INT,       /* int at off, min..max */
-  F_ENUM,      /* through en */
-  F_COUNTERS,  /* {name: number} -> metrics.counters */
-  F_GAUGES,    /* {name: number} -> metrics.gauges */
-  F_DISTS,     /* {name: [number]} -> metrics.dists */
-  F_SAMPLES,   /* [{input, stable, canary}] -> diff */
-};
-
-struct field {
-  const char *name;
-  enum field_kind kind;
-  uint32_t types;    /* bit per event type that has the field */
-  uint32_t required; /* bit per event type that must give it */
-  size_t off, size;
-  int min, max;      /* F_INT */
-  const struct enum_field *en;
-};
-
-#define T(x) (1u << EVENT_##x)
-#define EV_SIZE(member) sizeof(((struct event *)0)->member)
-#define STR(m, t, req)                                                                  \
-  {.name = #m, .kind = F_STR, .types = (t), .required = (req),                          \
-   .off = offsetof(struct event, m), .size = EV_SIZE(m)}
-#define BOOL(m, t, req)                                                                 \
-  {.name = #m, .kind = F_BOOL, .types = (t), .required = (req), .off = offsetof(struct event, m)}
-#define I64(nm, m, t, req)                                                              \
-  {.name = nm, .kind = F_I64, .types = (t), .required = (req), .off = offsetof(struct event, m)}
-#define INT(nm, m, t, lo, hi)                                                           \
-  {.name = nm, .kind = F_INT, .types = (t), .required = (t),                            \
-   .off = offsetof(struct event, m), .min = (lo), .max = (hi)}
-#define ENUM(nm, e, t) {.name = nm, .kind = F_ENUM, .types = (t), .required = (t), .en = &e}
-#define SPECIAL(nm, k, t, req) {.name = nm, .kind = k, .types = (t), .required = (req)}
-
-#define T_OK (T(CI_COMPLETED) | T(DEPLOY_COMPLETED) | T(HEALTH_CHECKED) | T(SMOKE_COMPLETED))
-#define T_COHORT (T(CRASH_REPORTED) | T(FEEDBACK_RECEIVED) | T(METRICS) | T(DIFF_SAMPLES))
-#define T_ACTOR (T(APPROVAL_GRANTED) | T(COMMAND) | T(FLAG_SET))
-#define T_INCIDENT (T(INCIDENT_OPENED) | T(INCIDENT_RESOLVED))
-
 /*
- * Every field after id, rollout, time and type, in the order the contract lists them; one order
- * serves all types. `kind` is two fields: incident_kind for incident.opened, alert_kind for
- * alert.raised.
+ * Every field after id, rollout, time and type is a row of event_fields[], generated from
+ * EVENT_FIELD_MAP (core/event_fields.h) in the order the contract lists them: that order is the
+ * order of the keys event_to_json writes, for every type. `kind` is two rows: incident_kind for
+ * incident.opened, alert_kind for alert.raised.
  */
-static const struct field FIELDS[] = {
-    STR(service, T(ROLLOUT_REQUESTED), T(ROLLOUT_REQUESTED)),
-    STR(version, T(ROLLOUT_REQUESTED), T(ROLLOUT_REQUESTED)),
-    STR(baseline_version, T(ROLLOUT_REQUESTED), T(ROLLOUT_REQUESTED)),
-    BOOL(ok, T_OK, T_OK),
-    I64("passed", passed, T(SMOKE_COMPLETED), 0),
-    I64("failed", failed, T(SMOKE_COMPLETED), 0),
-    STR(cohort, T_COHORT, T_COHORT),
-    I64("count", count, T(CRASH_REPORTED), T(CRASH_REPORTED)),
-    STR(incident, T_INCIDENT, T_INCIDENT),
-    INT("severity", severity, T(INCIDENT_OPENED), 1, 4),
-    ENUM("kind", incident_kind_f, T(INCIDENT_OPENED)),
-    ENUM("sentiment", sentiment_f, T(FEEDBACK_RECEIVED)),
-    ENUM("role", role_f, T(APPROVAL_GRANTED)),
-    ENUM("kind", alert_kind_f, T(ALERT_RAISED)),
-    STR(detail, T(ALERT_RAISED), 0),
-    ENUM("action", action_f, T(COMMAND)),
-    BOOL(force, T(COMMAND), 0),
-    STR(flag, T(FLAG_SET), T(FLAG_SET)),
-    BOOL(value, T(FLAG_SET), T(FLAG_SET)),
-    STR(actor, T_ACTOR, 0),
-    STR(reason, T(COMMAND), 0),
-    ENUM("variant", variant_f, T(METRICS)),
-    I64("interval_ms", metrics.interval_ms, T(METRICS), T(METRICS)),
-    SPECIAL("counters", F_COUNTERS, T(METRICS), 0),
-    SPECIAL("gauges", F_GAUGES, T(METRICS), 0),
-    SPECIAL("distributions", F_DISTS, T(METRICS), 0),
-    SPECIAL("samples", F_SAMPLES, T(DIFF_SAMPLES), T(DIFF_SAMPLES)),
-};
-#define N_FIELDS (sizeof FIELDS / sizeof FIELDS[0])
-_Static_assert(N_FIELDS <= 32, "seen is a 32-bit mask");
-_Static_assert(EVENT_TYPE_COUNT <= 32, "types is a 32-bit mask");
 
 /* ---- decoding ------------------------------------------------------------------------------- */
 
@@ -211,20 +118,20 @@ static int get_i64(struct decoder *d, const char *field, const struct json_value
   return CANARY_OK;
 }
 
-static int get_enum(struct decoder *d, const struct field *f, const struct json_value *v) {
+static int get_enum(struct decoder *d, const struct event_field *f, const struct json_value *v) {
   if (v->type != JSON_STRING)
     return wrong_type(d, f->name, "string", v);
-  for (int k = 0; k < f->en->count; k++) {
-    if (strcmp(v->str, f->en->wire(k)) == 0 && strlen(v->str) == v->len) {
-      f->en->set(d->ev, k);
+  for (int k = 0; k < f->count; k++) {
+    if (strcmp(v->str, f->wire(k)) == 0 && strlen(v->str) == v->len) {
+      event_field_enum_set(d->ev, f, k);
       return CANARY_OK;
     }
   }
   char got[48], list[160];
   size_t n = 0;
   list[0] = '\0';
-  for (int k = 0; k < f->en->count && n < sizeof list; k++)
-    n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", k ? ", " : "", f->en->wire(k));
+  for (int k = 0; k < f->count && n < sizeof list; k++)
+    n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", k ? ", " : "", f->wire(k));
   json_excerpt(v->str, v->len, got, sizeof got);
   return INVALID(d, "%s: '%s' is not one of %s", f->name, got, list);
 }
@@ -352,36 +259,36 @@ static int get_samples(struct decoder *d, const struct json_value *v) {
   return CANARY_OK;
 }
 
-static int decode_field(struct decoder *d, const struct field *f, const struct json_value *v) {
+static int decode_field(struct decoder *d, const struct event_field *f, const struct json_value *v) {
   char *at = (char *)d->ev + f->off;
   int64_t i = 0;
   int rc;
   switch (f->kind) {
-  case F_STR:
+  case EVENT_FIELD_STR:
     return get_str(d, f->name, v, at, f->size);
-  case F_BOOL:
+  case EVENT_FIELD_BOOL:
     if (v->type != JSON_BOOL)
       return wrong_type(d, f->name, "true or false", v);
     *(bool *)at = v->b;
     return CANARY_OK;
-  case F_I64:
+  case EVENT_FIELD_I64:
     return get_i64(d, f->name, v, (int64_t *)at);
-  case F_INT:
+  case EVENT_FIELD_INT:
     if ((rc = get_i64(d, f->name, v, &i)))
       return rc;
     if (i < f->min || i > f->max)
       return INVALID(d, "%s: must be %d..%d", f->name, f->min, f->max);
     *(int *)at = (int)i;
     return CANARY_OK;
-  case F_ENUM:
+  case EVENT_FIELD_ENUM:
     return get_enum(d, f, v);
-  case F_COUNTERS:
+  case EVENT_FIELD_COUNTERS:
     return get_values(d, f->name, v, false);
-  case F_GAUGES:
+  case EVENT_FIELD_GAUGES:
     return get_values(d, f->name, v, true);
-  case F_DISTS:
+  case EVENT_FIELD_DISTS:
     return get_dists(d, v);
-  case F_SAMPLES:
+  case EVENT_FIELD_SAMPLES:
     return get_samples(d, v);
   }
   return INVALID(d, "%s: unsupported field", f->name);
@@ -406,10 +313,10 @@ static int decode_time(struct decoder *d, const struct json_value *v) {
   return CANARY_OK;
 }
 
-static const struct field *find_field(const struct json_member *m, uint32_t bit) {
-  for (size_t k = 0; k < N_FIELDS; k++)
-    if ((FIELDS[k].types & bit) && key_is(m, FIELDS[k].name))
-      return &FIELDS[k];
+static const struct event_field *find_field(const struct json_member *m, uint32_t bit) {
+  for (size_t k = 0; k < EVENT_FIELD_COUNT; k++)
+    if ((event_fields[k].types & bit) && key_is(m, event_fields[k].name))
+      return &event_fields[k];
   return NULL;
 }
 
@@ -444,14 +351,14 @@ int event_from_json_value(const struct json_value *obj, struct event *ev,
     const struct json_value *v = &m->value;
     unsigned flag = key_is(m, "id") ? SEEN_ID : key_is(m, "rollout") ? SEEN_ROLLOUT
                   : key_is(m, "time") ? SEEN_TIME : key_is(m, "type") ? SEEN_TYPE : 0;
-    const struct field *f = flag ? NULL : find_field(m, bit);
+    const struct event_field *f = flag ? NULL : find_field(m, bit);
     if (!flag && !f) {
       char key[48];
       json_excerpt(m->key, m->key_len, key, sizeof key);
       return INVALID(&d, "unknown field '%s' for %s", key, tname);
     }
     /* A parsed document has no repeated keys; an object built in code might. */
-    uint32_t fbit = f ? 1u << (f - FIELDS) : 0;
+    uint32_t fbit = f ? 1u << (f - event_fields) : 0;
     if ((flag & common) || (fbit & seen))
       return INVALID(&d, "%s: given twice", f ? f->name : m->key);
     common |= flag;
@@ -475,9 +382,9 @@ int event_from_json_value(const struct json_value *obj, struct event *ev,
     return INVALID(&d, "rollout: missing");
   if (!(common & SEEN_TIME))
     return INVALID(&d, "time: missing");
-  for (size_t k = 0; k < N_FIELDS; k++)
-    if ((FIELDS[k].required & bit) && !(seen & (1u << k)))
-      return INVALID(&d, "%s: missing", FIELDS[k].name);
+  for (size_t k = 0; k < EVENT_FIELD_COUNT; k++)
+    if ((event_fields[k].required & bit) && !(seen & (1u << k)))
+      return INVALID(&d, "%s: missing", event_fields[k].name);
   if (!event_validate(ev, why, why_len))
     return CANARY_EINVALID;
   return CANARY_OK;
@@ -520,32 +427,32 @@ static void metric_values(struct jbuf *out, const struct metric_value *v, size_t
   jbuf_putc(out, '}');
 }
 
-static void encode_field(const struct event *ev, const struct field *f, struct jbuf *out) {
+static void encode_field(const struct event *ev, const struct event_field *f, struct jbuf *out) {
   const char *at = (const char *)ev + f->off;
   key(out, f->name);
   switch (f->kind) {
-  case F_STR:
+  case EVENT_FIELD_STR:
     jbuf_string(out, at);
     break;
-  case F_BOOL:
+  case EVENT_FIELD_BOOL:
     jbuf_bool(out, *(const bool *)at);
     break;
-  case F_I64:
+  case EVENT_FIELD_I64:
     jbuf_int(out, *(const int64_t *)at);
     break;
-  case F_INT:
+  case EVENT_FIELD_INT:
     jbuf_int(out, *(const int *)at);
     break;
-  case F_ENUM:
-    jbuf_string(out, f->en->wire(f->en->get(ev)));
+  case EVENT_FIELD_ENUM:
+    jbuf_string(out, f->wire(event_field_enum_get(ev, f)));
     break;
-  case F_COUNTERS:
+  case EVENT_FIELD_COUNTERS:
     metric_values(out, ev->metrics.counters, ev->metrics.n_counters);
     break;
-  case F_GAUGES:
+  case EVENT_FIELD_GAUGES:
     metric_values(out, ev->metrics.gauges, ev->metrics.n_gauges);
     break;
-  case F_DISTS:
+  case EVENT_FIELD_DISTS:
     jbuf_putc(out, '{');
     for (size_t k = 0; k < ev->metrics.n_dists; k++) {
       const struct metric_dist *m = &ev->metrics.dists[k];
@@ -562,7 +469,7 @@ static void encode_field(const struct event *ev, const struct field *f, struct j
     }
     jbuf_putc(out, '}');
     break;
-  case F_SAMPLES:
+  case EVENT_FIELD_SAMPLES:
     jbuf_putc(out, '[');
     for (size_t k = 0; k < ev->diff.n; k++) {
       const struct diff_sample *s = &ev->diff.samples[k];
@@ -592,9 +499,9 @@ void event_to_json(const struct event *ev, struct jbuf *out) {
   key(out, "type");
   jbuf_string(out, event_type_name(ev->type));
   uint32_t bit = 1u << ev->type;
-  for (size_t k = 0; k < N_FIELDS; k++)
-    if (FIELDS[k].types & bit)
-      encode_field(ev, &FIELDS[k], out);
+  for (size_t k = 0; k < EVENT_FIELD_COUNT; k++)
+    if (event_fields[k].types & bit)
+      encode_field(ev, &event_fields[k], out);
   jbuf_putc(out, '}');
 }
 

@@ -16,7 +16,8 @@
  * versions. A field at its zero value (absent, false, 0, empty) adds nothing, so a field added
  * to the contract later leaves the digest of every event without it as it was (a stored digest
  * that changed under an upgrade would be a false conflict). Enums have no "absent" value, so
- * each goes in only for the types that carry it.
+ * each goes in only for the types that carry it. The fields and their order are the digest column
+ * of EVENT_FIELD_MAP (core/event_fields.h): a new field takes the next place at the end.
  *
  * Counters, gauges and distributions are maps: neither a JSON object nor an Avro map fixes the
  * order of its entries, so each entry is digested alone and the entries are added up. Arrays —
@@ -30,6 +31,7 @@
 #include <string.h>
 
 #include "core/event.h"
+#include "core/event_fields.h"
 
 /* The digest's first state. Part of the stored format: a new seed is a new digest. */
 #define DIGEST_SEED 0x63616e6172796431ULL /* "canaryd1" */
@@ -100,26 +102,6 @@ static void field_enum(uint64_t *h, const char *name, const char *wire) {
   put_str(h, wire);
 }
 
-/* The enum a type carries (each type has at most one). */
-static void enum_of_type(uint64_t *h, const struct event *ev) {
-  switch (ev->type) {
-  case EVENT_INCIDENT_OPENED:
-    return field_enum(h, "kind", incident_kind_name(ev->incident_kind));
-  case EVENT_ALERT_RAISED:
-    return field_enum(h, "kind", alert_kind_name(ev->alert_kind));
-  case EVENT_FEEDBACK_RECEIVED:
-    return field_enum(h, "sentiment", sentiment_name(ev->sentiment));
-  case EVENT_APPROVAL_GRANTED:
-    return field_enum(h, "role", approval_role_name(ev->role));
-  case EVENT_COMMAND:
-    return field_enum(h, "action", command_action_name(ev->action));
-  case EVENT_METRICS:
-    return field_enum(h, "variant", variant_name(ev->metrics.variant));
-  default:
-    return;
-  }
-}
-
 /* A map of name -> value: the sum of its entries' digests, whatever their order. */
 static void field_values(uint64_t *h, const char *name, const struct metric_value *v, size_t n) {
   if (!n)
@@ -137,7 +119,7 @@ static void field_values(uint64_t *h, const char *name, const struct metric_valu
 }
 
 /* A map of name -> values: as field_values, each entry's values in their order. */
-static void field_dists(uint64_t *h, const struct metric_dist *d, size_t n) {
+static void field_dists(uint64_t *h, const char *name, const struct metric_dist *d, size_t n) {
   if (!n)
     return;
   uint64_t sum = 0;
@@ -149,15 +131,15 @@ static void field_dists(uint64_t *h, const struct metric_dist *d, size_t n) {
       put(&e, bits(d[i].values[j]));
     sum += e;
   }
-  put_str(h, "distributions");
+  put_str(h, name);
   put(h, n);
   put(h, sum);
 }
 
-static void field_samples(uint64_t *h, const struct diff_sample *s, size_t n) {
+static void field_samples(uint64_t *h, const char *name, const struct diff_sample *s, size_t n) {
   if (!n)
     return;
-  put_str(h, "samples");
+  put_str(h, name);
   put(h, n);
   for (size_t i = 0; i < n; i++) {
     put(h, bits(s[i].input));
@@ -166,33 +148,53 @@ static void field_samples(uint64_t *h, const struct diff_sample *s, size_t n) {
   }
 }
 
+/*
+ * One field of the table. Every field goes in when it is not at its zero value, whatever the
+ * type (a decoded event has only its type's); an enum, which has no zero, only for the types
+ * that carry it (each type carries at most one).
+ */
+static void field(uint64_t *h, const struct event *ev, const struct event_field *f) {
+  const char *at = (const char *)ev + f->off;
+  int64_t i;
+  switch (f->kind) {
+  case EVENT_FIELD_STR:
+    return field_str(h, f->name, at);
+  case EVENT_FIELD_BOOL:
+    return field_int(h, f->name, *(const bool *)at);
+  case EVENT_FIELD_I64:
+    memcpy(&i, at, sizeof i);
+    return field_int(h, f->name, i);
+  case EVENT_FIELD_INT:
+    return field_int(h, f->name, *(const int *)at);
+  case EVENT_FIELD_ENUM:
+    if ((unsigned)ev->type < EVENT_TYPE_COUNT && (f->types & 1u << ev->type))
+      field_enum(h, f->name, f->wire(event_field_enum_get(ev, f)));
+    return;
+  case EVENT_FIELD_COUNTERS:
+    return field_values(h, f->name, ev->metrics.counters, ev->metrics.n_counters);
+  case EVENT_FIELD_GAUGES:
+    return field_values(h, f->name, ev->metrics.gauges, ev->metrics.n_gauges);
+  case EVENT_FIELD_DISTS:
+    return field_dists(h, f->name, ev->metrics.dists, ev->metrics.n_dists);
+  case EVENT_FIELD_SAMPLES:
+    return field_samples(h, f->name, ev->diff.samples, ev->diff.n);
+  }
+}
+
+/* The fields in the digest's order: ORDER[place] is the row at that place (see the map). */
+static const unsigned char ORDER[EVENT_FIELD_COUNT] = {
+#define XX(id, name, kind, member, types, req, lo, hi, etype, digest) [digest] = EVENT_F_##id,
+    EVENT_FIELD_MAP(XX)
+#undef XX
+};
+
 uint64_t event_digest(const struct event *ev) {
   uint64_t h = DIGEST_SEED;
   field_enum(&h, "type", event_type_name(ev->type));
   field_str(&h, "rollout", ev->rollout);
   field_int(&h, "time", ev->time_ms);
-  field_str(&h, "service", ev->service);
-  field_str(&h, "version", ev->version);
-  field_str(&h, "baseline_version", ev->baseline_version);
-  field_int(&h, "ok", ev->ok);
-  field_int(&h, "passed", ev->passed);
-  field_int(&h, "failed", ev->failed);
-  field_str(&h, "cohort", ev->cohort);
-  field_int(&h, "count", ev->count);
-  field_str(&h, "incident", ev->incident);
-  field_int(&h, "severity", ev->severity);
-  enum_of_type(&h, ev);
-  field_str(&h, "actor", ev->actor);
-  field_str(&h, "detail", ev->detail);
-  field_int(&h, "force", ev->force);
-  field_str(&h, "reason", ev->reason);
-  field_str(&h, "flag", ev->flag);
-  field_int(&h, "value", ev->value);
-  field_int(&h, "interval_ms", ev->metrics.interval_ms);
-  field_values(&h, "counters", ev->metrics.counters, ev->metrics.n_counters);
-  field_values(&h, "gauges", ev->metrics.gauges, ev->metrics.n_gauges);
-  field_dists(&h, ev->metrics.dists, ev->metrics.n_dists);
-  field_samples(&h, ev->diff.samples, ev->diff.n);
+  for (int k = 0; k < EVENT_FIELD_COUNT; k++)
+    field(&h, ev, &event_fields[ORDER[k]]);
   h = fmix64(h);
   return h != EVENT_DIGEST_UNKNOWN ? h : 1;
 }
