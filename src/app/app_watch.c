@@ -47,8 +47,8 @@ static void on_signal(int sig) {
 }
 
 enum { T_DECISIONS, T_NOTIFICATIONS, T_FLAGS, T_DLQ, T_COUNT };
-static const char *const topic_names[T_COUNT] = {"canary.decisions", "canary.notifications",
-                                                 "canary.flags", "canary.dlq"};
+static const enum topic watched[T_COUNT] = {TOPIC_DECISIONS, TOPIC_NOTIFICATIONS, TOPIC_FLAGS,
+                                            TOPIC_DLQ};
 static const char *const short_names[T_COUNT] = {"decisions", "notifications", "flags", "dlq"};
 
 /* Ids seen, to count re-published messages. */
@@ -159,7 +159,7 @@ static void print_json(struct watch *w, FILE *out, int topic,
                        void (*write)(const void *, struct jbuf *), const void *value) {
   jbuf_reset(&w->out);
   jbuf_puts(&w->out, "{\"topic\":");
-  jbuf_string(&w->out, topic_names[topic]);
+  jbuf_string(&w->out, topic_name(watched[topic]));
   jbuf_puts(&w->out, ",\"value\":");
   write(value, &w->out);
   jbuf_puts(&w->out, "}\n");
@@ -251,7 +251,7 @@ static void show(struct watch *w, int topic, const struct bus_msg *m) {
   }
   if (rc != CANARY_OK)
     fprintf(stderr, "canaryctl watch: %s [%d] offset %" PRId64 ": cannot decode: %s\n",
-            topic_names[topic], m->partition, m->offset, why);
+            topic_name(watched[topic]), m->partition, m->offset, why);
   fclose(out);
   if (text_len)
     hold(w, topic, time_ms, text);
@@ -266,7 +266,7 @@ static bool parse_topics(const char *arg, bool want[T_COUNT]) {
   for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
     bool found = false;
     for (int i = 0; i < T_COUNT; i++)
-      if (!strcmp(t, short_names[i]) || !strcmp(t, topic_names[i]) || !strcmp(t, "all"))
+      if (!strcmp(t, short_names[i]) || !strcmp(t, topic_name(watched[i])) || !strcmp(t, "all"))
         want[i] = found = true;
     if (!found)
       return false;
@@ -320,8 +320,8 @@ int app_watch(int argc, char **argv) {
   bus_reader_t *readers[T_COUNT] = {NULL};
   int code = EXIT_OK;
   for (int i = 0; i < T_COUNT && code == EXIT_OK; i++)
-    if (want[i] && bus_reader_new(kafka, topic_names[i], from_beginning, log_callback, NULL,
-                                  &readers[i]) != CANARY_OK)
+    if (want[i] && bus_reader_new(kafka, topic_name(watched[i]), from_beginning, log_callback,
+                                  NULL, &readers[i]) != CANARY_OK)
       code = EXIT_UNAVAILABLE;
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);

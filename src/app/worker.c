@@ -29,6 +29,7 @@
 #include "codec/metrics_json.h"
 #include "core/engine.h"
 #include "core/idset.h"
+#include "core/topic.h"
 #include "store/store.h"
 
 #define MAX_SHARDS 256
@@ -111,15 +112,9 @@ struct shard {
   int failed;
 };
 
-/* The input topic that carries metric events (indexes bus_input_topics). */
-static int metrics_topic(void) {
-  static int t = -1;
-  if (t < 0)
-    for (int i = 0; i < BUS_INPUT_TOPICS; i++)
-      if (!strcmp(bus_input_topics[i], "canary.metrics"))
-        t = i;
-  return t;
-}
+/* Input topics are indexed by their enum topic (core/topic.h): TOPIC_METRICS is the one that
+ * carries metric events. */
+_Static_assert(BUS_INPUT_TOPICS == TOPIC_INPUT_COUNT, "bus_input_topics[] is indexed by enum topic");
 
 /*
  * The commit sent and not yet confirmed (one per connection: store_commit_send). What it changes
@@ -380,7 +375,7 @@ static int shard_fill(struct worker *w, struct shard *s) {
     memcpy(s->seek, off.next, sizeof s->seek);
     /* The windows are not stored: replay the metrics partition from window_from up to where
      * the store says the shard got to, into the windows only. */
-    int mt = metrics_topic();
+    int mt = TOPIC_METRICS;
     s->window_from = off.window_from;
     s->replay_until = s->next[mt];
     if (s->next[mt] > 0 && s->window_from < s->next[mt])
@@ -669,7 +664,7 @@ static void replay_one(struct worker *w, struct shard *s, const struct pending *
   if (idset_contains(&s->replayed, ev.id))
     return; /* a later copy: the first time it was a duplicate, and moved nothing */
   /* as apply_one: what it refused moved no clock (its ids were counted: no id check here) */
-  if (strcmp(avro_codec_topic_of(ev.type), bus_input_topics[metrics_topic()]) != 0 ||
+  if (topic_of_event(ev.type) != TOPIC_METRICS ||
       !time_believable(w, p, &ev, why, sizeof why) ||
       !engine_admit(&s->engine, &ev, false, &admitted, why, sizeof why))
     return;
@@ -702,16 +697,16 @@ static void apply_failed(struct shard *s, const struct pending *p, int rc) {
 static void apply_one(struct worker *w, struct shard *s, int topic, const struct pending *p) {
   struct event ev;
   char why[512];
-  if (topic == metrics_topic() && p->offset < s->replay_until)
+  if (topic == TOPIC_METRICS && p->offset < s->replay_until)
     return replay_one(w, s, p);
-  if (topic == metrics_topic() && s->replayed.n) /* the replay is over */
+  if (topic == TOPIC_METRICS && s->replayed.n) /* the replay is over */
     idset_free(&s->replayed);
   s->next[topic] = p->offset + 1;
   s->b.offsets_moved = true;
   int rc = avro_codec_decode_event(w->codec, p->value, p->len, &ev, why, sizeof why);
   if (rc != CANARY_OK)
     return dead_letter(w, s, topic, p, why);
-  if (strcmp(avro_codec_topic_of(ev.type), bus_input_topics[topic]) != 0) {
+  if (topic_of_event(ev.type) != (enum topic)topic) {
     snprintf(why, sizeof why, "type %s belongs on %s, not %s", event_type_name(ev.type),
              avro_codec_topic_of(ev.type), bus_input_topics[topic]);
     return dead_letter(w, s, topic, p, why);
@@ -733,7 +728,7 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
   }
   if (ev.time_ms > s->clock_ms)
     s->clock_ms = ev.time_ms;
-  if (topic == metrics_topic())
+  if (topic == TOPIC_METRICS)
     note_metric(s, ev.time_ms, p->offset);
   if ((rc = fire_until(s, ev.time_ms)) != CANARY_OK)
     return apply_failed(s, p, rc);

@@ -8,8 +8,13 @@
 
 #include "bus/bus_internal.h"
 
-const char *const bus_input_topics[BUS_INPUT_TOPICS] = {"canary.deploy", "canary.metrics",
-                                                        "canary.commands"};
+#define INPUT_1(name) name,
+#define INPUT_0(name)
+const char *const bus_input_topics[BUS_INPUT_TOPICS] = {
+#define XX(id, name, input, sized, compact, types) INPUT_##input(name)
+    TOPIC_MAP(XX)
+#undef XX
+};
 
 void bus_logf(log_sink_fn log, void *ctx, int level, const char *fmt, ...) {
   if (!log) {
@@ -61,10 +66,11 @@ int bus_conf_apply(rd_kafka_conf_t *conf, const char *const *extra, const char *
 }
 
 /* The contract's topics, and their Kafka names once the installation's prefix is applied. */
-static const char *const contract_topics[] = {"canary.deploy",  "canary.metrics",
-                                              "canary.commands", "canary.decisions",
-                                              "canary.notifications", "canary.flags",
-                                              "canary.dlq"};
+static const char *const contract_topics[] = {
+#define XX(id, name, input, sized, compact, types) name,
+    TOPIC_MAP(XX)
+#undef XX
+};
 #define N_CONTRACT (sizeof contract_topics / sizeof contract_topics[0])
 static char prefix[64];
 static char prefixed[N_CONTRACT][64 + 32];

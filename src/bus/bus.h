@@ -17,9 +17,10 @@
 
 #include "core/error.h"
 #include "core/log_level.h"
+#include "core/topic.h"
 
-#define BUS_INPUT_TOPICS 3
-/* Indexed like store_input_topics[]: 0 canary.deploy, 1 canary.metrics, 2 canary.commands. */
+#define BUS_INPUT_TOPICS TOPIC_INPUT_COUNT
+/* The input topics of TOPIC_MAP (core/topic.h), indexed by enum topic like store_input_topics[]. */
 extern const char *const bus_input_topics[BUS_INPUT_TOPICS];
 
 /*

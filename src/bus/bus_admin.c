@@ -11,10 +11,9 @@ struct topic_spec {
 };
 
 static const struct topic_spec specs[] = {
-    {"canary.deploy", true, false},         {"canary.metrics", true, false},
-    {"canary.commands", true, false},       {"canary.decisions", true, false},
-    {"canary.notifications", false, false}, {"canary.flags", false, true},
-    {"canary.dlq", false, false},
+#define XX(id, name, input, sized, compact, types) {name, (sized), (compact)},
+    TOPIC_MAP(XX)
+#undef XX
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 

@@ -8,6 +8,7 @@
 
 #include "codec/avro_codec_internal.h"
 #include "codec/avro_codec_schemas.h"
+#include "core/topic.h"
 
 /*
  * What the code reads and writes, field by field. avro_codec_new() compares each embedded schema
@@ -70,18 +71,18 @@ static const struct avro_field_spec dlq_spec[LF_COUNT_] = {
 
 /* Slot by topic: the topic in schemas/ids.txt says which code handles a schema id. */
 static const struct {
-  const char *topic;
+  enum topic topic;
   const char *record;
   const struct avro_field_spec *spec;
   size_t n_spec;
 } SLOTS[SLOT_COUNT] = {
-    [SLOT_DEPLOY] = {"canary.deploy", "DeployEvent", deploy_spec, DF_COUNT_},
-    [SLOT_COMMANDS] = {"canary.commands", "CommandEvent", command_spec, CF_COUNT_},
-    [SLOT_METRICS] = {"canary.metrics", "MetricEvent", metric_spec, MF_COUNT_},
-    [SLOT_DECISION] = {"canary.decisions", "Decision", decision_spec, XF_COUNT_},
-    [SLOT_NOTIFICATION] = {"canary.notifications", "Notification", notification_spec, NF_COUNT_},
-    [SLOT_TRAFFIC] = {"canary.flags", "TrafficSplit", traffic_spec, TF_COUNT_},
-    [SLOT_DLQ] = {"canary.dlq", "DeadLetter", dlq_spec, LF_COUNT_},
+    [SLOT_DEPLOY] = {TOPIC_DEPLOY, "DeployEvent", deploy_spec, DF_COUNT_},
+    [SLOT_COMMANDS] = {TOPIC_COMMANDS, "CommandEvent", command_spec, CF_COUNT_},
+    [SLOT_METRICS] = {TOPIC_METRICS, "MetricEvent", metric_spec, MF_COUNT_},
+    [SLOT_DECISION] = {TOPIC_DECISIONS, "Decision", decision_spec, XF_COUNT_},
+    [SLOT_NOTIFICATION] = {TOPIC_NOTIFICATIONS, "Notification", notification_spec, NF_COUNT_},
+    [SLOT_TRAFFIC] = {TOPIC_FLAGS, "TrafficSplit", traffic_spec, TF_COUNT_},
+    [SLOT_DLQ] = {TOPIC_DLQ, "DeadLetter", dlq_spec, LF_COUNT_},
 };
 
 _Static_assert(DF_COUNT_ <= AVRO_SLOT_MAX_FIELDS, "deploy fields");
@@ -196,7 +197,7 @@ int avro_codec_new(avro_codec_t **out) {
     const struct avro_codec_schema_src *src = &avro_codec_schema_srcs[i];
     int which = -1;
     for (int s = 0; s < SLOT_COUNT; s++)
-      if (strcmp(SLOTS[s].topic, src->topic) == 0)
+      if (strcmp(topic_name(SLOTS[s].topic), src->topic) == 0)
         which = s;
     if (which < 0 || c->slot[which].topic) {
       fprintf(stderr, "canaryd: schemas/ids.txt: %s topic %s for schema id %d\n",
@@ -212,7 +213,8 @@ int avro_codec_new(avro_codec_t **out) {
   }
   for (int s = 0; s < SLOT_COUNT && !rc; s++) {
     if (!c->slot[s].topic) {
-      fprintf(stderr, "canaryd: schemas/ids.txt: no schema for %s\n", SLOTS[s].topic);
+      fprintf(stderr, "canaryd: schemas/ids.txt: no schema for %s\n",
+              topic_name(SLOTS[s].topic));
       rc = CANARY_EINVALID;
     }
   }
@@ -283,7 +285,7 @@ static const char *expected(unsigned allowed) {
     return "an input event (canary.deploy, canary.commands or canary.metrics)";
   for (int s = 0; s < SLOT_COUNT; s++)
     if (allowed == 1u << s)
-      return SLOTS[s].topic;
+      return topic_name(SLOTS[s].topic);
   return "another schema";
 }
 

@@ -7,14 +7,12 @@
 #include "codec/avro_codec.h"
 #include "codec/avro_codec_internal.h"
 #include "core/event_fields.h"
+#include "core/topic.h"
 
-#define T(x) (1u << EVENT_##x)
-#define T_DEPLOY                                                                              \
-  (T(ROLLOUT_REQUESTED) | T(CI_COMPLETED) | T(DEPLOY_COMPLETED) | T(HEALTH_CHECKED) |          \
-   T(SMOKE_COMPLETED) | T(CRASH_REPORTED) | T(INCIDENT_OPENED) | T(INCIDENT_RESOLVED) |        \
-   T(FEEDBACK_RECEIVED) | T(APPROVAL_GRANTED) | T(ALERT_RAISED))
-#define T_COMMANDS (T(COMMAND) | T(FLAG_SET))
-#define T_METRICS (T(METRICS) | T(DIFF_SAMPLES))
+/* The event types of each input topic (TOPIC_MAP, core/topic.h): a record type per topic. */
+#define T_DEPLOY topic_event_types(TOPIC_DEPLOY)
+#define T_COMMANDS topic_event_types(TOPIC_COMMANDS)
+#define T_METRICS topic_event_types(TOPIC_METRICS)
 
 _Static_assert(EVENT_TYPE_COUNT <= 32, "types are a 32-bit mask");
 
@@ -78,9 +76,8 @@ static void enum_list(const efield_t *en, char *buf, size_t len) {
 }
 
 const char *avro_codec_topic_of(enum event_type t) {
-  uint32_t bit = (unsigned)t < EVENT_TYPE_COUNT ? 1u << t : 0;
-  return bit & T_DEPLOY ? "canary.deploy" : bit & T_COMMANDS ? "canary.commands"
-       : bit & T_METRICS ? "canary.metrics" : NULL;
+  enum topic topic = topic_of_event(t);
+  return topic < TOPIC_COUNT ? topic_name(topic) : NULL;
 }
 
 /* ---- decoding ------------------------------------------------------------------------------- */

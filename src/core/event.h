@@ -35,6 +35,8 @@ enum event_type {
 #undef XX
   EVENT_TYPE_COUNT
 };
+/* The bit of an event type in a mask of types: EVENT_T(METRICS). */
+#define EVENT_T(x) (1u << EVENT_##x)
 
 #define INCIDENT_KIND_MAP(XX)                     \
   XX(BUG, "bug")                                  \

@@ -11,8 +11,7 @@
 
 #include "core/event.h"
 
-/* A bit per event type, for the types and required columns. */
-#define EVENT_T(x) (1u << EVENT_##x)
+/* Bits per event type (EVENT_T: core/event.h), for the types and required columns. */
 #define EVENT_T_OK \
   (EVENT_T(CI_COMPLETED) | EVENT_T(DEPLOY_COMPLETED) | EVENT_T(HEALTH_CHECKED) | \
    EVENT_T(SMOKE_COMPLETED))

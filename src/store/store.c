@@ -19,8 +19,14 @@
 #include "core/idset.h"
 #include "store/store_internal.h"
 
-const char *const store_input_topics[STORE_INPUT_TOPICS] = {"canary.deploy", "canary.metrics",
-                                                             "canary.commands"};
+/* The input topics of TOPIC_MAP, indexed by enum topic: their names are the offsets' keys. */
+#define INPUT_1(name) name,
+#define INPUT_0(name)
+const char *const store_input_topics[STORE_INPUT_TOPICS] = {
+#define XX(id, name, input, sized, compact, types) INPUT_##input(name)
+    TOPIC_MAP(XX)
+#undef XX
+};
 
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000

@@ -22,11 +22,12 @@
 #include "core/error.h"
 #include "core/log_level.h"
 #include "core/rollout.h"
+#include "core/topic.h"
 
 typedef struct store store_t;
 
 #define STORE_TOPIC_MAX 64
-#define STORE_INPUT_TOPICS 3 /* canary.deploy, canary.metrics, canary.commands */
+#define STORE_INPUT_TOPICS TOPIC_INPUT_COUNT /* the inputs of TOPIC_MAP (core/topic.h) */
 
 /*
  * Connect with conninfo (libpq syntax), retrying with exponential back-off (100 ms .. 5 s)
