@@ -339,8 +339,8 @@ static void test_rejects_malformed_flags(void **state) {
       "{\"v\":1,\"cohort_enabled\":[true,true,true,true,true,true]}",
       "{\"v\":1,\"canary_enabled\":true,\"cohort_enabled\":[true,true]}",
       "{\"v\":1,\"canary_enabled\":\"yes\",\"cohort_enabled\":[true,true,true,true,true,true]}",
-      "{\"v\":1,\"canary_enabled\":true,\"cohort_enabled\":[true,true,true,true,true,true],"
-      "\"x\":1}",
+      ("{\"v\":1,\"canary_enabled\":true,\"cohort_enabled\":[true,true,true,true,true,true],"
+       "\"x\":1}"), /* one string on two lines (clang's -Wstring-concatenation) */
       "[true]",
       "{\"v\":1,",
   };
