@@ -47,9 +47,23 @@ int avro_codec_event_bind(struct avro_codec_slot *sl, enum avro_slot s, char *wh
     if (k == (int)sl->n_spec)
       return canary_why(why, why_len, CANARY_EINVALID, "%s: no field '%s' for the event field",
                         sl->record, f->name);
-    for (int t = 0; t < EVENT_TYPE_COUNT; t++)
-      if (f->types & types & 1u << t)
-        sl->row[k][t] = (signed char)r;
+    for (int t = 0; t < EVENT_TYPE_COUNT; t++) {
+      if (!(f->types & types & 1u << t))
+        continue;
+      if (sl->row[k][t] >= 0)
+        return canary_why(why, why_len, CANARY_EINVALID, "%s: two event fields '%s' for %s",
+                          sl->record, f->name, event_type_name((enum event_type)t));
+      sl->row[k][t] = (signed char)r;
+    }
+  }
+  /* and every field after the envelope is an event field of some type (none always null) */
+  for (int k = DF_TYPE + 1; types && k < (int)sl->n_spec; k++) {
+    bool bound = false;
+    for (int t = 0; t < EVENT_TYPE_COUNT && !bound; t++)
+      bound = sl->row[k][t] >= 0;
+    if (!bound)
+      return canary_why(why, why_len, CANARY_EINVALID, "%s: field '%s' is no event field",
+                        sl->record, sl->spec[k].name);
   }
   return CANARY_OK;
 }
