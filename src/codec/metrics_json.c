@@ -7,15 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const for_names[] = {"inactive", "pending", "firing"};
-#define N_FOR ((int)(sizeof for_names / sizeof for_names[0]))
-_Static_assert(N_FOR == EXPR_FOR_STATE_COUNT, "one name per for: state");
-
 /* ---- writing ------------------------------------------------------------------------------- */
 
 static void write_for(struct jbuf *out, const struct expr_for *st) {
   jbuf_putc(out, ',');
-  jbuf_string(out, for_names[st->state]);
+  jbuf_string(out, expr_for_state_name(st->state));
   jbuf_putc(out, ',');
   jbuf_int(out, st->since);
   jbuf_putc(out, ']');
@@ -101,15 +97,13 @@ static int read_for(const struct json_value *v, int n, const int *limits, int *i
     idx[k] = (int)i;
   }
   const struct json_value *name = &v->items[n];
-  int s = 0;
-  while (s < N_FOR && !(name->type == JSON_STRING && strcmp(name->str, for_names[s]) == 0))
-    s++;
-  if (s == N_FOR)
+  enum expr_for_state s;
+  if (name->type != JSON_STRING || !expr_for_state_parse(name->str, &s))
     return json_why_at(why, len, name, NULL, "expected inactive, pending or firing");
   int64_t since;
   if (!int_in(&v->items[n + 1], INT64_MIN, INT64_MAX, &since))
     return json_why_at(why, len, &v->items[n + 1], NULL, "since: expected an integer");
-  st->state = (enum expr_for_state)s;
+  st->state = s;
   st->since = since;
   return CANARY_OK;
 }

@@ -426,7 +426,10 @@ enum expr_for_state {
 #undef XX
   EXPR_FOR_STATE_COUNT
 };
+/* A state's name ("?" out of range), and parsing one. The names are stored (the metric state of
+ * a rollout, codec/metrics_json): never rename one. */
 const char *expr_for_state_name(enum expr_for_state s);
+bool expr_for_state_parse(const char *s, enum expr_for_state *out);
 
 /* Per rule expression: Prometheus's `for:`. Zero-initialised = inactive. */
 struct expr_for {

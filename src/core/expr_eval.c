@@ -13,6 +13,7 @@ ENUM_NAMES(expr_truth, expr_truth, EXPR_TRUTH_MAP, EXPR_TRUTH_COUNT)
 ENUM_NAMES(expr_query, expr_query, EXPR_QUERY_MAP, EXPR_QUERY_COUNT)
 ENUM_NAMES(expr_why, expr_why, EXPR_WHY_MAP, EXPR_WHY_COUNT)
 ENUM_NAMES(expr_for_state, expr_for_state, EXPR_FOR_STATE_MAP, EXPR_FOR_STATE_COUNT)
+ENUM_PARSE(expr_for_state, expr_for_state, EXPR_FOR_STATE_COUNT)
 
 const struct expr_limits expr_limits_default = {
     .min_obs =
