@@ -156,7 +156,7 @@ static double decide_minute(const struct path *p, double limit) {
   evid_llr_reset(&one);
   evid_llr_add_coef(&one, &c, p->x, p->n);
   for (double t = floor(p->lag) + 1; t <= limit; t++) {
-    struct evid_llr at;
+    struct evid_llr at = one;
     double k_steps = p->steps0 + t - 1;
     double phi = p->dispersed ? mstore_dispersion_of(k_steps * p->disp, k_steps) : 1;
     for (int k = 0; k < EVID_GRID; k++)

@@ -1196,16 +1196,16 @@ static int rule_index_ev(const char *name) {
 }
 
 /* The budget: 1% over the halt rules' 10 comparisons over counts and the split check (the
- * alerts' 5 comparisons are the halt rules' own: paid for once), error_excess at 4 shares and
- * failed_transaction_excess at 2; gates at 95%; a restart replays the whole plan's metrics (the
+ * alerts' 5 comparisons are the halt rules' own: paid for once), error_excess at 8 shares and
+ * failed_transaction_excess at 4; gates at 95%; a restart replays the whole plan's metrics (the
  * evidence counts from the release's start). */
 static void test_evidence_plan(void **state) {
   (void)state;
   assert_true(mp_ev.ev.on);
   assert_int_equal(mp_ev.ev.n_tests, 11);
   assert_int_equal(mp_ev.ev.n_distinct, 10);
-  assert_double_equal(mp_ev.ev.units, 15, 0);
-  assert_double_equal(mp_ev.ev.rule_alpha, 0.01 / 15, 1e-15);
+  assert_double_equal(mp_ev.ev.units, 21, 0);
+  assert_double_equal(mp_ev.ev.rule_alpha, 0.01 / 21, 1e-15);
   double sum = mp_ev.ev.rule_alpha; /* the split's */
   for (int k = 0; k < mp_ev.ev.n_distinct; k++)
     sum += mp_ev.ev.tests[k].q.alpha;
@@ -1213,9 +1213,9 @@ static void test_evidence_plan(void **state) {
   for (int i = 0; i < mp_ev.n; i++) {
     const struct mstore_expr *x = &mp_ev.x[i];
     if (x->owner == MSTORE_RULE && !strcmp(x->name, "error_excess"))
-      assert_double_equal(x->e.alpha, 4 * 0.01 / 15, 1e-15);
+      assert_double_equal(x->e.alpha, 8 * 0.01 / 21, 1e-15);
     if (x->owner == MSTORE_ALERT && !strcmp(x->name, "canary_error_spike"))
-      assert_double_equal(x->e.alpha, 0.01 / 15, 1e-15); /* error_rate's test */
+      assert_double_equal(x->e.alpha, 0.01 / 21, 1e-15); /* error_rate's test */
   }
   assert_double_equal(mp_ev.ev.gate_alpha, 0.05, 0);
   assert_true(mp_ev.replay_ms >= (2 + 48 + 72) * HOUR_MS); /* a restart replays the plan */
