@@ -407,8 +407,36 @@ static int set_plan_decide(struct loader *ld, const struct ynode *v, void *targe
   return read_decide(ld, v, &((struct plan *)target)->decide);
 }
 
+static const struct field dispersion_fields[] = {
+    F_IDENT(struct plan_dispersion, "counter", counter, true),
+    F_STR(struct plan_dispersion, "service", service, false),
+    F_NUM(struct plan_dispersion, "value", value, 1, 1000, true),
+    F_NUM(struct plan_dispersion, "reports", reports, 1, 100000, false),
+};
+
+/* decisions.dispersion: what earlier releases taught about each counter's bursts. */
+static int set_dispersion(struct loader *ld, const struct ynode *v, void *target) {
+  struct plan *p = target;
+  int rc = list_room(ld, v, "dispersion", PLAN_MAX_DISPERSION);
+  for (size_t i = 0; !rc && i < v->n; i++) {
+    struct plan_dispersion *d = &p->dispersion[i];
+    d->reports = 1000; /* what canaryctl dispersion prints is the steps it was learned from */
+    if ((rc = schema_walk(ld, v->kids[i], "dispersion", dispersion_fields, 4, d, NULL)))
+      break;
+    for (size_t j = 0; j < i; j++)
+      if (!strcmp(p->dispersion[j].counter, d->counter) &&
+          !strcmp(p->dispersion[j].service, d->service))
+        return schema_fail(ld, v->kids[i], CANARY_EINVALID,
+                           "dispersion of '%s'%s%s appears twice", d->counter,
+                           d->service[0] ? " for service " : "", d->service);
+    p->n_dispersion = (int)i + 1;
+  }
+  return rc;
+}
+
 static const struct field decision_fields[] = {
     F_CUSTOM("mode", set_plan_decide, false),
+    F_CUSTOM("dispersion", set_dispersion, false),
     F_NUM(struct plan, "false_halt_budget", false_halt_budget, 1e-9, 0.5, false),
     F_NUM(struct plan, "gate_alpha", gate_alpha, 1e-9, 0.5, false),
     F_NUM(struct plan, "excess_margin", excess_margin, 0, 10, false),

@@ -1140,6 +1140,8 @@ static void test_evidence_is_not_fooled_by_a_few_requests(void **state) {
  */
 static void test_evidence_survives_restart(void **state) {
   struct t *t = *state;
+  /* a learned dispersion: the restored rollout must take it up again, not assume bursts */
+  t->plan.dispersion[t->plan.n_dispersion++] = (struct plan_dispersion){"errors", "", 1.4, 1e5};
   start(t, "r1", T0);
   static struct event metrics[400];
   static struct metric_value counters[400][4];
@@ -1180,6 +1182,9 @@ static void test_evidence_survives_restart(void **state) {
   for (int i = 0; i < n; i++)
     assert_int_equal(engine_replay_metrics(&b, &metrics[i]), CANARY_OK);
   struct rollout_metrics *ma = engine_metrics(&t->e, "r1"), *mb = engine_metrics(&b, "r1");
+  double phi = mstore_dispersion(&ma->ms, cohort, "errors", "requests");
+  assert_true(phi > 1.39 && phi < 1.45); /* the learned 1.4 (these reports alone say 1) */
+  assert_true(mstore_dispersion(&mb->ms, cohort, "errors", "requests") == phi);
   int evidence_rules = 0;
   for (int i = 0; i < t->plan.n_rules; i++) {
     struct expr_for sa[PLAN_MAX_EXPRS] = {0}, sb[PLAN_MAX_EXPRS] = {0};

@@ -283,8 +283,10 @@ static void check_against_core(const char *rule, double mult) {
     /* the core's dispersion on these even reports (every step 0), the model's on its own
      * (disp 1 a step): the core's is never larger, so its e-value never smaller */
     double k_steps = t - 1;
-    double phi_core = mstore_dispersion_of(0, k_steps);
-    double phi_model = path.dispersed ? mstore_dispersion_of(k_steps * path.disp, k_steps) : 1;
+    double phi_core = mstore_dispersion_of(0, k_steps, MSTORE_DISP_PRIOR_PHI, MSTORE_DISP_PRIOR);
+    double phi_model = path.dispersed ? mstore_dispersion_of(k_steps * path.disp, k_steps,
+                                                             path.prior_phi, path.prior_n)
+                                      : 1;
     for (int k = 0; k < EVID_GRID; k++)
       at.l[k] = one.l[k] * t / phi_core;
     double same = path.log_w + evid_log_e(&at), core = core_log_e(&ms, &mp, x, now);
