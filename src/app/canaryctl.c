@@ -5,6 +5,7 @@
 
 #include "app/app_cli.h"
 #include "bus/bus.h"
+#include "app/app_dispersion.h"
 #include "app/app_override.h"
 #include "app/app_emit.h"
 #include "app/app_status.h"
@@ -31,6 +32,7 @@ static const struct subcommand subcommands[] = {
     {"emit", app_emit, "produce contract events (from flags or JSON Lines) to Kafka"},
     {"simulate", app_simulate, "run the plan on a JSON Lines file of events in virtual time"},
     {"plan", app_plan, "check or show a plan file, or what it can decide at a traffic (power)"},
+    {"dispersion", app_dispersion, "what a service's releases taught about its bursts: plan entries"},
 };
 
 static void usage(FILE *f) {

@@ -257,6 +257,16 @@ for seq in 1 2 3 4 5 6 7 8 9; do
     fail "history --json line $seq: $(sed -n "${seq}p" <<<"$out")"
 done
 
+# ---- dispersion ----------------------------------------------------------------------------------
+step "dispersion: nothing learned for a service without finished releases; bad options"
+run 1 "$ctl" dispersion --service "nope-$suffix"
+[[ $err == "canaryctl dispersion: nothing learned yet: no finished release of 'nope-$suffix' has baseline reports (releases finish when they complete or are rolled back)" ]] ||
+  fail "dispersion of an unknown service: '$err'"
+run 2 "$ctl" dispersion --format xml
+has "$err" "canaryctl dispersion: --format: 'xml' is not text, yaml or json"
+run 0 "$ctl" dispersion --help
+has "$out" "usage: canaryctl dispersion"
+
 # ---- bad input -----------------------------------------------------------------------------------
 step "a malformed line is refused by emit; the good line beside it is still sent"
 run 1 "$ctl" emit <<EOF
