@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/metric_store.h"
+
 #define HOUR_MS (3600 * 1000LL)
 #define BIT(i) (1u << (i))
 
@@ -18,6 +20,7 @@ struct planctx {
   struct plan *plan;
   struct cohort_ref refs[PLAN_MAX_STAGES * 2 * PLAN_MAX_CRITERIA];
   int n_refs;
+  const struct ynode *dispersion[PLAN_MAX_DISPERSION]; /* each entry's node, for its errors */
 };
 
 static const char *check_at(int i) { return check_name((enum check)i); }
@@ -430,6 +433,7 @@ static int set_dispersion(struct loader *ld, const struct ynode *v, void *target
                            "dispersion of '%s'%s%s appears twice", d->counter,
                            d->service[0] ? " for service " : "", d->service);
     p->n_dispersion = (int)i + 1;
+    ((struct planctx *)ld->ctx)->dispersion[i] = v->kids[i];
   }
   return rc;
 }
@@ -508,6 +512,42 @@ static int resolve_cohorts(struct loader *ld, const struct planctx *ctx) {
   return CANARY_OK;
 }
 
+/*
+ * A learned dispersion must name a counter the evidence divides by it (the bad events of a ratio
+ * some rule, alert, gate or SLO decides on evidence): a typo would otherwise be silently unused
+ * and the release would assume bursts. Expressions that do not compile are left to engine_init
+ * to report.
+ */
+static int check_dispersion(struct loader *ld, const struct planctx *ctx) {
+  const struct plan *p = ctx->plan;
+  if (p->n_dispersion == 0)
+    return CANARY_OK;
+  static struct mstore_plan mp; /* large: not on the stack; the loader runs on one thread */
+  char why[200];
+  if (mstore_plan_init(&mp, p, why, sizeof why) != CANARY_OK)
+    return CANARY_OK;
+  int rc = CANARY_OK;
+  for (int i = 0; i < p->n_dispersion && !rc && mp.ev.on; i++) {
+    int k = 0;
+    while (k < mp.n_pairs && strcmp(mp.pairs[k].num, p->dispersion[i].counter))
+      k++;
+    if (k < mp.n_pairs)
+      continue;
+    char names[160];
+    size_t used = 0;
+    names[0] = '\0';
+    for (int j = 0; j < mp.n_pairs && used < sizeof names; j++)
+      used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", j ? ", " : "",
+                               mp.pairs[j].num);
+    rc = schema_fail(ld, ctx->dispersion[i], CANARY_EINVALID,
+                     "dispersion of '%s': no ratio the plan decides on evidence counts it "
+                     "(its bad-event counters: %s)",
+                     p->dispersion[i].counter, used ? names : "none");
+  }
+  mstore_plan_free(&mp);
+  return rc;
+}
+
 int planfile_load(struct loader *ld, const struct ynode *root, struct plan *p) {
   struct planctx ctx = {.plan = p};
   struct seen seen[PF_COUNT];
@@ -515,6 +555,8 @@ int planfile_load(struct loader *ld, const struct ynode *root, struct plan *p) {
   int rc = schema_walk(ld, root, "plan", plan_fields, PF_COUNT, p, seen);
   if (!rc)
     rc = resolve_cohorts(ld, &ctx);
+  if (!rc)
+    rc = check_dispersion(ld, &ctx);
   char why[200];
   if (!rc && !plan_validate(p, why, sizeof why))
     rc = schema_fail(ld, seen[PF_STAGES].value, CANARY_EINVALID, "%s", why);

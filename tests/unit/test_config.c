@@ -374,6 +374,11 @@ static const struct bad_case bad_cases[] = {
     {"a dispersion without its counter", "plan: t\n" STAGES_AB
      "decisions:\n  dispersion:\n    - { value: 2 }\n",
      CANARY_EINVALID, 7, 7, "counter"},
+    {"a dispersion of a counter no evidence divides", "plan: t\n" STAGES_AB
+     "decisions:\n  dispersion:\n    - { counter: error, value: 2 }\n"
+     "halt_rules:\n  - { name: r, expr: \"rate(errors[5m]) / rate(requests[5m]) > baseline\","
+     " action: pause_canary }\n",
+     CANARY_EINVALID, 7, 7, "its bad-event counters: errors"},
     {"a holdback out of range", "plan: t\n" STAGES_AB "watch:\n  duration: 24h\n"
      "  holdback_percent: 60\n",
      CANARY_EINVALID, 7, 21, "holdback_percent"},
