@@ -239,6 +239,23 @@ if grep '^global shard' <<<"$out" | awk '{ print $8 }' | grep -qv '^on$'; then
 $out"
 fi
 
+step "rollback without a rollout: a service's completed release (the emergency command)"
+R3=pay-cli-$suffix
+run 0 "$ctl" emit --type rollout.requested --rollout "$R3" --service "pay-$suffix" --version 1.1.0 \
+  --baseline_version 1.0.0 --quiet
+wait_for 30 "$R3 to be stored" status_has "$R3" "state           pending" || fail "no $R3"
+run 0 "$ctl" promote "$R3" --force --actor bob --reason hotfix
+has "$out" " $R3 promote internal_test->ga completed [manual_force]"
+run 0 "$ctl" rollback --service "pay-$suffix" --actor dana --reason "checkout broken after GA"
+has "$out" " $R3 rollback ga rolled_back [manual] rolled back by dana: checkout broken after GA"
+run 1 "$ctl" rollback --service "pay-$suffix" --actor dana
+[[ $err == "canaryctl rollback: nothing to roll back: no active or completed rollout of service 'pay-$suffix'" ]] ||
+  fail "rollback of a rolled-back service: '$err'"
+run 2 "$ctl" pause --service "pay-$suffix"
+has "$err" "canaryctl pause: --service is for rollback only"
+run 2 "$ctl" rollback "$R3" --service "pay-$suffix"
+has "$err" "name a rollout or a --service, not both"
+
 # ---- history -------------------------------------------------------------------------------------
 step "history: every decision in order, with its evidence"
 run 0 "$ctl" history "$R"
