@@ -12,6 +12,7 @@
 int app_status(int argc, char **argv);
 int app_history(int argc, char **argv);
 int app_flags(int argc, char **argv);
+int app_validate(int argc, char **argv);
 
 /*
  * The global kill switches of shard as committed (read through store_load_shard into a scratch

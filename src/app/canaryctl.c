@@ -22,6 +22,7 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
     {"status", app_status, "rollouts, or one rollout's gates, deadlines and kill switches"},
     {"history", app_history, "a rollout's decisions with their evidence, oldest first"},
+    {"validate", app_validate, "before expanding: every check of a cohort's exit and next entry gate"},
     {"pause", app_override, "stop a rollout's expansion and wait for canaryd's answer"},
     {"resume", app_override, "resume a paused or halted rollout"},
     {"promote", app_override, "go to the next stage now (--force: straight to 100%)"},

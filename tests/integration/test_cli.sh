@@ -149,6 +149,22 @@ grep -qE "^$R +web +2\.1\.0 +internal_test +running +0\.5% +20[0-9-]+T" <<<"$out
 $out"
 wait_for 30 "$R2 to be stored" status_has "$R2" "state           pending" || fail "no $R2"
 
+step "validate: what stands between internal_test and friendly_gp"
+run 1 "$ctl" validate "$R" --cohort internal_test
+has "$out" "validate $R before leaving internal_test for friendly_gp: NOT READY ("
+has "$out" "  PASS         exit internal_test   no_crashes               No crashes or panics"
+has "$out" "  FAIL         exit internal_test   smoke_passed             All smoke tests pass: waiting for smoke.completed"
+has "$out" "  FAIL         entry friendly_gp    internal_test_passed     Internal test successful: internal_test has not passed its exit gate"
+run 1 "$ctl" validate "$R" --cohort internal_test --json
+has "$out" "{\"rollout\":\"$R\",\"cohort\":\"internal_test\",\"next\":\"friendly_gp\",\"ready\":false,"
+has "$out" "\"check\":\"smoke_passed\",\"text\":\"All smoke tests pass\",\"result\":\"FAIL\""
+run 0 "$ctl" validate "$R" --cohort ga # the last stage: nothing stands in the way
+has "$out" "validate $R before leaving ga: ready"
+run 2 "$ctl" validate "$R"
+has "$err" "canaryctl validate: --cohort STAGE is required"
+run 1 "$ctl" validate "$R" --cohort nope
+has "$err" "canaryctl validate: --cohort: 'nope' is no stage of the plan"
+
 step "several active rollouts: a command must name one"
 run 1 "$ctl" pause
 has "$err" "canaryctl pause: several active rollouts: "
