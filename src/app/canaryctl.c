@@ -5,6 +5,7 @@
 
 #include "app/app_cli.h"
 #include "bus/bus.h"
+#include "app/app_diff.h"
 #include "app/app_dispersion.h"
 #include "app/app_override.h"
 #include "app/app_emit.h"
@@ -22,6 +23,7 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
     {"status", app_status, "rollouts, or one rollout's gates, deadlines and kill switches"},
     {"history", app_history, "a rollout's decisions with their evidence, oldest first"},
+    {"diff", app_diff, "the canary diff: histogram, worst samples, verdict over the latest samples"},
     {"validate", app_validate, "before expanding: every check of a cohort's exit and next entry gate"},
     {"pause", app_override, "stop a rollout's expansion and wait for canaryd's answer"},
     {"resume", app_override, "resume a paused or halted rollout"},

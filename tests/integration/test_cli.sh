@@ -290,6 +290,41 @@ for seq in 1 2 3 4 5 6 7 8 9; do
     fail "history --json line $seq: $(sed -n "${seq}p" <<<"$out")"
 done
 
+# ---- diff ----------------------------------------------------------------------------------------
+step "diff: the canary diff of the latest samples, as a histogram, the worst, a verdict"
+now=$(date +%s%3N)
+# 10 events of 100 samples: every 50th sample 2% off, sample 7 30% off, the rest equal
+awk -v r="$R" -v now="$now" 'BEGIN {
+  for (e = 0; e < 10; e++) {
+    line = sprintf("{\"id\":\"%s-diff-%d\",\"rollout\":\"%s\",\"time\":%d,\"type\":\"diff.samples\",\"cohort\":\"friendly_gp\",\"samples\":[", r, e, r, now + e)
+    for (i = 0; i < 100; i++) {
+      k = e * 100 + i; st = 10 + k % 37
+      c = (k % 50 == 0) ? st * 1.02 : (k == 7 ? st * 1.3 : st)
+      line = line sprintf("%s{\"input\":%d,\"stable\":%g,\"canary\":%.10g}", i ? "," : "", k, st, c)
+    }
+    print line "]}"
+  }
+}' >"$tmp/diff.jsonl"
+run 0 "$ctl" emit --quiet <"$tmp/diff.jsonl"
+run 1 "$ctl" diff "$R" --samples 1000 --tolerance 0.005
+has "$out" "canary diff of $R: the latest 1000 samples (of 1000, in 10 events), tolerance 0.005"
+has "$out" "  0 (equal)                979  ########################################"
+has "$out" "  <= 10T                    20  #  (out)"
+has "$out" "  > 10T                      1  #  (out)"
+has "$out" "over the tolerance: 21 of 1000 = 2.1% "
+has "$out" "  verdict: FAIL"
+grep -qE '^  1 +7 +17 +22\.1 +0\.3 +60$' <<<"$out" || fail "the worst sample is not input 7:
+$out"
+run 0 "$ctl" diff "$R" --samples 1000 --tolerance 0.5 --json
+has "$out" "\"samples\":1000,\"events\":10,\"tolerance\":0.5,\"over\":0,\"share\":0,"
+has "$out" "\"verdict\":\"PASS\""
+run 1 "$ctl" diff "$R" --samples 100 --tolerance 0.005 --max-share 0.05
+has "$out" "  verdict: INSUFFICIENT"
+run 1 "$ctl" diff "ghost-diff-$suffix"
+has "$err" "canaryctl diff: no diff.samples for ghost-diff-$suffix in Kafka"
+run 2 "$ctl" diff "$R" --tolerance -1
+has "$err" "canaryctl diff: --tolerance: '-1' is not a number >= 0"
+
 # ---- dispersion ----------------------------------------------------------------------------------
 step "dispersion: nothing learned for a service without finished releases; bad options"
 run 1 "$ctl" dispersion --service "nope-$suffix"
