@@ -231,8 +231,9 @@ static const char *pick(const char *const *names, int n, int v) {
   return v >= 0 && v < n ? names[v] : "?";
 }
 
-static const struct rollout_reading *find_reading(const struct rollout *r, enum reading_kind kind,
-                                                  int stage, const char *name) {
+const struct rollout_reading *status_find_reading(const struct rollout *r,
+                                                  enum reading_kind kind, int stage,
+                                                  const char *name) {
   for (int i = 0; i < r->n_readings; i++) {
     const struct rollout_reading *x = &r->readings[i];
     if (x->kind == (int8_t)kind && !strcmp(x->name, name) &&
@@ -257,7 +258,7 @@ static void print_value(const char *label, double v) {
 }
 
 /* "canary 0.05 baseline 0.001 threshold 0.01, window 5m00s, 4200 samples (min 100)" */
-static void print_measurement(const struct rollout_reading *x) {
+void status_print_measurement(const struct rollout_reading *x) {
   char w[32];
   print_value("canary", x->canary);
   print_value("baseline", x->baseline);
@@ -402,7 +403,7 @@ static void gate_eval(const struct rollout *r, const struct plan *plan, int64_t 
     struct gate_check *c = &g->checks[k];
     if (c->criterion->check != CHECK_METRIC)
       continue;
-    const struct rollout_reading *x = find_reading(r, g->exit ? READING_EXIT : READING_ENTRY,
+    const struct rollout_reading *x = status_find_reading(r, g->exit ? READING_EXIT : READING_ENTRY,
                                                    g->stage, c->criterion->name);
     if (!x) {
       snprintf(c->detail, sizeof c->detail, "not measured yet: %s", c->criterion->expr);
@@ -539,7 +540,7 @@ static void detail_json(const struct detail *d) {
       json_key(&b, "detail"), jbuf_string(&b, c->detail);
       const struct rollout_reading *x =
           c->criterion->check == CHECK_METRIC
-              ? find_reading(r, g->exit ? READING_EXIT : READING_ENTRY, g->stage,
+              ? status_find_reading(r, g->exit ? READING_EXIT : READING_ENTRY, g->stage,
                              c->criterion->name)
               : NULL;
       json_key(&b, "reading");
@@ -643,7 +644,7 @@ static void detail_text(const struct detail *d) {
              c->criterion->text, c->detail[0] ? ": " : "", c->detail);
       const struct rollout_reading *x =
           c->criterion->check == CHECK_METRIC
-              ? find_reading(r, g->exit ? READING_EXIT : READING_ENTRY, g->stage,
+              ? status_find_reading(r, g->exit ? READING_EXIT : READING_ENTRY, g->stage,
                              c->criterion->name)
               : NULL;
       if (x) { /* the gate above is judged without windows; this is what canaryd measured */
@@ -655,7 +656,7 @@ static void detail_text(const struct detail *d) {
           printf(" %s;", x->truth == EXPR_INSUFFICIENT ? "insufficient data"
                          : x->state == EXPR_FOR_FIRING ? "holds"
                                                        : "does not hold");
-        print_measurement(x);
+        status_print_measurement(x);
         printf("\n");
       }
     }
@@ -671,7 +672,7 @@ static void detail_text(const struct detail *d) {
       any_rule = true;
     }
     printf("  %-13s %-24s", reading_word(x), x->name);
-    print_measurement(x);
+    status_print_measurement(x);
     if (x->state != EXPR_FOR_INACTIVE)
       printf(", since %s", rfc3339_format(x->since_ms, t));
     printf("\n");
@@ -783,13 +784,13 @@ static void validate_text(const struct rollout *r, const struct plan *plan,
              c->criterion->name, c->criterion->text, c->detail[0] ? ": " : "", c->detail);
       const struct rollout_reading *x =
           c->criterion->check == CHECK_METRIC
-              ? find_reading(r, g[i].exit ? READING_EXIT : READING_ENTRY, g[i].stage,
+              ? status_find_reading(r, g[i].exit ? READING_EXIT : READING_ENTRY, g[i].stage,
                              c->criterion->name)
               : NULL;
       if (x) {
         char t[RFC3339_MAX];
         printf("  %-12s %-20s %-24s measured %s:", "", "", "", rfc3339_format(x->at_ms, t));
-        print_measurement(x);
+        status_print_measurement(x);
         printf("\n");
       }
     }
@@ -826,7 +827,7 @@ static bool validate_json(const struct rollout *r, const struct plan *plan,
       json_key(&b, "detail"), jbuf_string(&b, c->detail);
       const struct rollout_reading *x =
           c->criterion->check == CHECK_METRIC
-              ? find_reading(r, g[i].exit ? READING_EXIT : READING_ENTRY, g[i].stage,
+              ? status_find_reading(r, g[i].exit ? READING_EXIT : READING_ENTRY, g[i].stage,
                              c->criterion->name)
               : NULL;
       json_key(&b, "reading");

@@ -7,6 +7,7 @@
 #include "bus/bus.h"
 #include "app/app_diff.h"
 #include "app/app_dispersion.h"
+#include "app/app_health.h"
 #include "app/app_override.h"
 #include "app/app_emit.h"
 #include "app/app_status.h"
@@ -24,6 +25,7 @@ static const struct subcommand subcommands[] = {
     {"status", app_status, "rollouts, or one rollout's gates, deadlines and kill switches"},
     {"history", app_history, "a rollout's decisions with their evidence, oldest first"},
     {"diff", app_diff, "the canary diff: histogram, worst samples, verdict over the latest samples"},
+    {"health", app_health, "follow a rollout's halt rules for a while; non-zero on a halt"},
     {"validate", app_validate, "before expanding: every check of a cohort's exit and next entry gate"},
     {"pause", app_override, "stop a rollout's expansion and wait for canaryd's answer"},
     {"resume", app_override, "resume a paused or halted rollout"},

@@ -290,6 +290,35 @@ for seq in 1 2 3 4 5 6 7 8 9; do
     fail "history --json line $seq: $(sed -n "${seq}p" <<<"$out")"
 done
 
+# ---- health --------------------------------------------------------------------------------------
+step "health: follows a rollout and exits 1 as soon as a halt fires"
+R4=health-cli-$suffix
+run 0 "$ctl" emit --type rollout.requested --rollout "$R4" --service "health-$suffix" \
+  --version 1.0.1 --baseline_version 1.0.0 --quiet
+now=$(date +%s%3N)
+run 0 "$ctl" emit <<EOF
+{"id":"$R4-ci","rollout":"$R4","time":$now,"type":"ci.completed","ok":true}
+{"id":"$R4-deploy","rollout":"$R4","time":$now,"type":"deploy.completed","ok":true}
+{"id":"$R4-health","rollout":"$R4","time":$now,"type":"health.checked","ok":true}
+EOF
+wait_for 60 "$R4 to start" status_has "$R4" "state           running" || fail "$R4 did not start"
+run 0 "$ctl" health "$R4" --once
+has "$out" "health of $R4 at internal_test: running, 0.5% exposure"
+has "$out" "no halt rule evaluated yet on this rollout"
+"$ctl" health "$R4" --duration 2m --interval 1s >"$tmp/health.out" 2>&1 &
+health_pid=$!
+sleep 1
+run 0 "$ctl" emit --type alert.raised --rollout "$R4" --kind security --detail "token leak" --quiet
+health_rc=0
+wait "$health_pid" || health_rc=$?
+[[ $health_rc == 1 ]] || fail "health exited $health_rc after a halt (want 1): $(cat "$tmp/health.out")"
+grep -qE " $R4 halt internal_test paused \[security_alert\]" "$tmp/health.out" ||
+  fail "health did not print the halt: $(cat "$tmp/health.out")"
+run 1 "$ctl" health "$R4" --once # a halt that stands is the answer too
+has "$out" "[security_alert]"
+run 2 "$ctl" health "$R4" --duration soon
+has "$err" "canaryctl health: --duration: 'soon' is not a duration such as 90s, 30m or 1h"
+
 # ---- diff ----------------------------------------------------------------------------------------
 step "diff: the canary diff of the latest samples, as a histogram, the worst, a verdict"
 now=$(date +%s%3N)
