@@ -892,10 +892,25 @@ int app_validate(int argc, char **argv) {
 
 /* ---- history ------------------------------------------------------------------------------ */
 
+/* An evidence item in milliseconds: a time (post_mortem_due_ms) or a duration (window_ms). */
+static bool print_ms(const struct evidence_item *e) {
+  size_t n = strlen(e->key);
+  if (e->kind != EVIDENCE_INT || n < 3 || strcmp(e->key + n - 3, "_ms") || e->i < 0)
+    return false;
+  char buf[RFC3339_MAX > 32 ? RFC3339_MAX : 32];
+  if (e->i >= 100000000000LL) /* after 1973: a time, not a duration */
+    printf("%s\n", rfc3339_format(e->i, buf));
+  else
+    printf("%s\n", span(e->i, buf, sizeof buf));
+  return true;
+}
+
 static void print_evidence(const struct decision *d) {
   for (int i = 0; i < d->n_evidence; i++) {
     const struct evidence_item *e = &d->evidence[i];
     printf("    %s: ", e->key);
+    if (print_ms(e))
+      continue;
     switch (e->kind) {
     case EVIDENCE_NUM: printf("%g\n", e->num); break;
     case EVIDENCE_INT: printf("%" PRId64 "\n", e->i); break;

@@ -119,6 +119,11 @@ run 0 "$ctl" emit <<EOF
 EOF
 [[ $err == "emitted 3 events (0 bad lines)" ]] || fail "emit summary: '$err'"
 
+step "emit: a JSON line without id and time gets them, as the flags do"
+run 0 "$ctl" emit --dry-run <<<'{"rollout":"dry-'"$suffix"'","type":"ci.completed","ok":true}'
+[[ $out =~ ^\{\"id\":\"[A-Za-z0-9._-]+-[0-9]+-[0-9]+-1\",\"rollout\":\"dry-$suffix\",\"time\":[0-9]{13},\"type\":\"ci.completed\",\"ok\":true\}$ ]] ||
+  fail "emit filled id and time: '$out'"
+
 step "emit: bad flags and bad lines"
 run 1 "$ctl" emit --type ci.completed --rollout "$R" --ok yes
 [[ $err == "canaryctl emit: ok: expected true or false, got string" ]] || fail "bad --ok: '$err'"
@@ -283,6 +288,8 @@ has "$out" "    trigger: $R-health"
 has "$out" "    command: pause"
 has "$out" "    accepted: false"
 has "$out" "    flag: canary.cohort.friendly_gp.enabled"
+grep -qE '^    post_mortem_due_ms: 20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$' <<<"$out" ||
+  fail "history: post_mortem_due_ms is not a time: $(grep post_mortem <<<"$out")"
 run 0 "$ctl" history "$R" --json
 [[ $(wc -l <<<"$out") == 9 ]] || fail "history --json: $(wc -l <<<"$out") lines"
 for seq in 1 2 3 4 5 6 7 8 9; do
