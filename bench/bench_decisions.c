@@ -71,6 +71,9 @@ static const char usage_text[] =
     "                        steps as canaryctl dispersion does, and decide every scenario\n"
     "                        with that learned prior (a service with a history)\n"
     "  LEARN=20              healthy releases to learn from (DISPERSION=learned)\n"
+    "  REPORTS=1             metrics reports a minute per variant (6: every 10 s, as the\n"
+    "                        contract's example; the minute's requests are split between them\n"
+    "                        and VALUES is per report)\n"
     "  TRACE=1               every decision of every run on stderr (with small counts)\n"
     "\n"
     "The table (markdown) goes to stdout, progress to stderr.\n"
@@ -98,6 +101,7 @@ struct settings {
   long values; /* distribution values per metrics event (a sample of the minute's requests) */
   const char *plan_path;
   bool trace;
+  long reports;    /* REPORTS=: metrics reports a minute per variant (1: one a minute) */
   bool learned;    /* DISPERSION=learned */
   long learn_runs; /* LEARN= */
 };
@@ -690,7 +694,7 @@ static void init_metrics_event(struct release *rl) {
     rl->dists[k].name = dist_names[k];
     rl->dists[k].values = rl->values[k];
   }
-  ev->metrics.interval_ms = MINUTE_MS;
+  ev->metrics.interval_ms = MINUTE_MS / cfg.reports;
   ev->metrics.counters = rl->counters;
   ev->metrics.n_counters = N_COUNTERS;
   ev->metrics.gauges = rl->gauges;
@@ -859,13 +863,25 @@ static int run_release(struct release *rl, struct engine *e, int si, int sem, lo
         case REG_NONE: break;
         }
       }
-      /* The baseline first: the canary's report triggers the rules at once, on both. */
-      metrics_event(rl, xs, VARIANT_BASELINE, total - canary, &br, t, sc->unit);
-      if (!still_running(rl))
-        break;
-      int64_t n = metrics_event(rl, xs, VARIANT_CANARY, canary, &cr, t, sc->unit);
-      if (res->onset_ms >= 0)
-        res->unit_count += n;
+      /* The baseline first: the canary's report triggers the rules at once, on both. With
+       * REPORTS > 1 the minute's requests are split between its reports, sent in turn. */
+      int64_t b_left = total - canary, c_left = canary;
+      for (long j = 0; j < cfg.reports && still_running(rl); j++) {
+        int64_t tj = from + (j + 1) * (MINUTE_MS / cfg.reports), left = cfg.reports - j;
+        int64_t bj = j + 1 == cfg.reports ? b_left : rng_binomial(&rl->rng, b_left, 1.0 / left);
+        int64_t cj = j + 1 == cfg.reports ? c_left : rng_binomial(&rl->rng, c_left, 1.0 / left);
+        b_left -= bj, c_left -= cj;
+        if (j > 0)
+          fire_until(rl, tj);
+        if (!still_running(rl))
+          break;
+        metrics_event(rl, xs, VARIANT_BASELINE, bj, &br, tj, sc->unit);
+        if (!still_running(rl))
+          break;
+        int64_t n = metrics_event(rl, xs, VARIANT_CANARY, cj, &cr, tj, sc->unit);
+        if (res->onset_ms >= 0)
+          res->unit_count += n;
+      }
       if (!still_running(rl))
         break;
     }
@@ -1407,6 +1423,17 @@ static bool set_key(const char *key, const char *v, bool *est_set) {
     cfg.burst = b;
     return true;
   }
+  if (!strcmp(key, "REPORTS")) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end || n < 1 || n > 60 || 60 % n) {
+      fprintf(stderr, "bench_decisions: REPORTS=%s: a divisor of 60 (1, 2, 3, 4, 6, ... 60) "
+              "(--help)\n", v);
+      return false;
+    }
+    cfg.reports = n;
+    return true;
+  }
   if (!strcmp(key, "DISPERSION")) {
     if (strcmp(v, "assumed") && strcmp(v, "learned")) {
       fprintf(stderr, "bench_decisions: DISPERSION=%s: assumed or learned (--help)\n", v);
@@ -1504,10 +1531,10 @@ static bool learn_dispersion(void) {
 int main(int argc, char **argv) {
   static const char *const keys[] = {"RELEASES", "REGRESSION_RUNS", "ESTIMATE_RELEASES", "JOBS",
                                      "SEED", "SEMANTICS", "ONLY", "PLAN", "BURST", "ERROR_RATE",
-                                     "TRACE", "VALUES", "DISPERSION", "LEARN"};
+                                     "TRACE", "VALUES", "DISPERSION", "LEARN", "REPORTS"};
   cfg = (struct settings){.releases = 1000, .regression_runs = 200, .jobs = 2, .seed = 1,
                           .sem = {true, true}, .burst = 1.5, .error_rate = 0.0002, .values = 50,
-                          .learn_runs = 20};
+                          .learn_runs = 20, .reports = 1};
   bool est_set = false, list = false;
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
     const char *v = getenv(keys[i]);
@@ -1714,9 +1741,10 @@ int main(int argc, char **argv) {
          p->srm_enabled ? "on" : "off",
          srm_was_control ? "; the plan says control, overridden" : ", as the plan says");
   printf("- traffic: R(t) = R0 (1 + 0.5 sin(2 pi t / 24 h)) requests a minute, R0 = %.0f (seed) "
-         "or %.0f (10x less); errors %g%% in bursts of mean %g; one metrics event a minute "
+         "or %.0f (10x less); errors %g%% in bursts of mean %g; %ld metrics event%s a minute "
          "per variant, %d values per distribution\n",
-         SEED_VOLUME, SEED_VOLUME / 10, 100 * cfg.error_rate, cfg.burst, (int)cfg.values);
+         SEED_VOLUME, SEED_VOLUME / 10, 100 * cfg.error_rate, cfg.burst, cfg.reports,
+         cfg.reports == 1 ? "" : "s", (int)cfg.values);
   if (cfg.learned)
     printf("- dispersion: learned from %ld healthy releases at the seed volume (their baselines' "
            "reports, pooled): %s\n", cfg.learn_runs, learned_text);
