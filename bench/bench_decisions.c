@@ -64,6 +64,16 @@ static const char usage_text[] =
     "                        most the minute's requests; 1 .. 1000): the sample of latency\n"
     "                        and web vitals a service reports\n"
     "  PLAN=file             another plan (default: the built-in config/rollout.yaml)\n"
+    "  DISPERSION=assumed    assumed: the plan's own dispersion priors (bursts are assumed\n"
+    "                        until a release's reports show otherwise: a service's first\n"
+    "                        release); learned: first run LEARN healthy releases at the seed\n"
+    "                        volume with the same traffic, pool their baseline's dispersion\n"
+    "                        steps as canaryctl dispersion does, and decide every scenario\n"
+    "                        with that learned prior (a service with a history)\n"
+    "  LEARN=20              healthy releases to learn from (DISPERSION=learned)\n"
+    "  REPORTS=1             metrics reports a minute per variant (6: every 10 s, as the\n"
+    "                        contract's example; the minute's requests are split between them\n"
+    "                        and VALUES is per report)\n"
     "  TRACE=1               every decision of every run on stderr (with small counts)\n"
     "\n"
     "The table (markdown) goes to stdout, progress to stderr.\n"
@@ -91,6 +101,9 @@ struct settings {
   long values; /* distribution values per metrics event (a sample of the minute's requests) */
   const char *plan_path;
   bool trace;
+  long reports;    /* REPORTS=: metrics reports a minute per variant (1: one a minute) */
+  bool learned;    /* DISPERSION=learned */
+  long learn_runs; /* LEARN= */
 };
 
 /* ---- random numbers: xoshiro256**, seeded by splitmix64 ------------------------------------ */
@@ -681,7 +694,7 @@ static void init_metrics_event(struct release *rl) {
     rl->dists[k].name = dist_names[k];
     rl->dists[k].values = rl->values[k];
   }
-  ev->metrics.interval_ms = MINUTE_MS;
+  ev->metrics.interval_ms = MINUTE_MS / cfg.reports;
   ev->metrics.counters = rl->counters;
   ev->metrics.n_counters = N_COUNTERS;
   ev->metrics.gauges = rl->gauges;
@@ -702,6 +715,39 @@ static uint64_t run_seed(const struct scenario *sc, long run) {
 }
 
 /* Returns CANARY_OK, or an error of the engine (res->why says which). */
+/*
+ * DISPERSION=learned: what the learning releases' baselines said about each counter's
+ * dispersion (mstore_dispersion_steps), pooled — canaryctl dispersion's arithmetic.
+ */
+static char learned_text[512]; /* for the table's header */
+static struct {
+  bool on;
+  int n;
+  char counter[MSTORE_MAX_PAIRS][PLAN_NAME_MAX];
+  double sum[MSTORE_MAX_PAIRS], k[MSTORE_MAX_PAIRS];
+} learn;
+
+static void learn_from(const struct engine *e) {
+  if (!learn.on || e->n_rollouts != 1)
+    return;
+  const struct mstore *ms = &e->metrics[0]->ms;
+  for (int i = 0; i < ms->cfg.n_pairs; i++) {
+    const char *num = ms->cfg.pairs[i].num;
+    int j = 0;
+    while (j < learn.n && strcmp(learn.counter[j], num))
+      j++;
+    if (j == learn.n) {
+      if (learn.n == MSTORE_MAX_PAIRS)
+        continue;
+      snprintf(learn.counter[learn.n++], PLAN_NAME_MAX, "%s", num);
+    }
+    double sum, k;
+    mstore_dispersion_steps(ms, num, &sum, &k);
+    learn.sum[j] += sum;
+    learn.k[j] += k;
+  }
+}
+
 static int run_release(struct release *rl, struct engine *e, int si, int sem, long run,
                        struct result *res) {
   const struct scenario *sc = &scen[si];
@@ -817,13 +863,25 @@ static int run_release(struct release *rl, struct engine *e, int si, int sem, lo
         case REG_NONE: break;
         }
       }
-      /* The baseline first: the canary's report triggers the rules at once, on both. */
-      metrics_event(rl, xs, VARIANT_BASELINE, total - canary, &br, t, sc->unit);
-      if (!still_running(rl))
-        break;
-      int64_t n = metrics_event(rl, xs, VARIANT_CANARY, canary, &cr, t, sc->unit);
-      if (res->onset_ms >= 0)
-        res->unit_count += n;
+      /* The baseline first: the canary's report triggers the rules at once, on both. With
+       * REPORTS > 1 the minute's requests are split between its reports, sent in turn. */
+      int64_t b_left = total - canary, c_left = canary;
+      for (long j = 0; j < cfg.reports && still_running(rl); j++) {
+        int64_t tj = from + (j + 1) * (MINUTE_MS / cfg.reports), left = cfg.reports - j;
+        int64_t bj = j + 1 == cfg.reports ? b_left : rng_binomial(&rl->rng, b_left, 1.0 / left);
+        int64_t cj = j + 1 == cfg.reports ? c_left : rng_binomial(&rl->rng, c_left, 1.0 / left);
+        b_left -= bj, c_left -= cj;
+        if (j > 0)
+          fire_until(rl, tj);
+        if (!still_running(rl))
+          break;
+        metrics_event(rl, xs, VARIANT_BASELINE, bj, &br, tj, sc->unit);
+        if (!still_running(rl))
+          break;
+        int64_t n = metrics_event(rl, xs, VARIANT_CANARY, cj, &cr, tj, sc->unit);
+        if (res->onset_ms >= 0)
+          res->unit_count += n;
+      }
       if (!still_running(rl))
         break;
     }
@@ -872,6 +930,7 @@ static int run_release(struct release *rl, struct engine *e, int si, int sem, lo
     res->error = 1;
     snprintf(res->why, sizeof res->why, "engine: %s", canary_strerror(rc));
   }
+  learn_from(e);
   effects_clear(&rl->fx);
   engine_destroy(e);
   res->cpu_ns = cpu_ns() - t0;
@@ -1364,6 +1423,35 @@ static bool set_key(const char *key, const char *v, bool *est_set) {
     cfg.burst = b;
     return true;
   }
+  if (!strcmp(key, "REPORTS")) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end || n < 1 || n > 60 || 60 % n) {
+      fprintf(stderr, "bench_decisions: REPORTS=%s: a divisor of 60 (1, 2, 3, 4, 6, ... 60) "
+              "(--help)\n", v);
+      return false;
+    }
+    cfg.reports = n;
+    return true;
+  }
+  if (!strcmp(key, "DISPERSION")) {
+    if (strcmp(v, "assumed") && strcmp(v, "learned")) {
+      fprintf(stderr, "bench_decisions: DISPERSION=%s: assumed or learned (--help)\n", v);
+      return false;
+    }
+    cfg.learned = !strcmp(v, "learned");
+    return true;
+  }
+  if (!strcmp(key, "LEARN")) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end || n < 1 || n > 100000) {
+      fprintf(stderr, "bench_decisions: LEARN=%s: a count in 1 .. 100000 (--help)\n", v);
+      return false;
+    }
+    cfg.learn_runs = n;
+    return true;
+  }
   if (!strcmp(key, "VALUES")) {
     char *end;
     long n = strtol(v, &end, 10);
@@ -1387,12 +1475,66 @@ static const char *decide_name(enum plan_decide d) {
   return "?";
 }
 
+/*
+ * DISPERSION=learned: run cfg.learn_runs healthy releases at the seed's volume (seeds of their
+ * own, apart from every scenario's), pool their baselines' dispersion steps, and give the
+ * evidence plan what canaryctl dispersion would print for that service: each counter's mean
+ * step, weighing its reports (at most 10,000). Returns false when a release failed.
+ */
+static bool learn_dispersion(void) {
+  int si = 0;
+  while (si < n_scen && strcmp(scen[si].name, "healthy/seed"))
+    si++;
+  struct engine *e = calloc(1, sizeof *e);
+  static struct release rl;
+  if (si == n_scen || !e)
+    return free(e), false;
+  rl.fx = (struct effects)EFFECTS_INIT;
+  learn.on = true;
+  bool ok = true;
+  for (long run = 0; ok && run < cfg.learn_runs; run++) {
+    struct result res;
+    ok = run_release(&rl, e, si, SEM_EVIDENCE, 1000000000L + run, &res) == CANARY_OK;
+  }
+  learn.on = false;
+  effects_free(&rl.fx);
+  free(e);
+  if (!ok) {
+    fprintf(stderr, "bench_decisions: a learning release failed\n");
+    return false;
+  }
+  struct plan *p = &plans[SEM_EVIDENCE];
+  fprintf(stderr, "dispersion learned from %ld healthy releases:", cfg.learn_runs);
+  for (int j = 0; j < learn.n && j < PLAN_MAX_DISPERSION; j++) {
+    if (!(learn.k[j] > 0))
+      continue;
+    double phi = learn.sum[j] / learn.k[j], reports = learn.k[j] < 10000 ? learn.k[j] : 10000;
+    int d = 0;
+    while (d < p->n_dispersion && (strcmp(p->dispersion[d].counter, learn.counter[j]) ||
+                                   p->dispersion[d].service[0]))
+      d++;
+    if (d == p->n_dispersion) {
+      if (d == PLAN_MAX_DISPERSION)
+        continue;
+      p->n_dispersion++;
+    }
+    p->dispersion[d] = (struct plan_dispersion){.value = phi > 1 ? phi : 1, .reports = reports};
+    snprintf(p->dispersion[d].counter, sizeof p->dispersion[d].counter, "%s", learn.counter[j]);
+    fprintf(stderr, " %s %.3g (%.0f reports)", learn.counter[j], phi, learn.k[j]);
+    snprintf(learned_text + strlen(learned_text), sizeof learned_text - strlen(learned_text),
+             "%s%s %.3g", learned_text[0] ? ", " : "", learn.counter[j], phi > 1 ? phi : 1);
+  }
+  fputc('\n', stderr);
+  return true;
+}
+
 int main(int argc, char **argv) {
   static const char *const keys[] = {"RELEASES", "REGRESSION_RUNS", "ESTIMATE_RELEASES", "JOBS",
                                      "SEED", "SEMANTICS", "ONLY", "PLAN", "BURST", "ERROR_RATE",
-                                     "TRACE", "VALUES"};
+                                     "TRACE", "VALUES", "DISPERSION", "LEARN", "REPORTS"};
   cfg = (struct settings){.releases = 1000, .regression_runs = 200, .jobs = 2, .seed = 1,
-                          .sem = {true, true}, .burst = 1.5, .error_rate = 0.0002, .values = 50};
+                          .sem = {true, true}, .burst = 1.5, .error_rate = 0.0002, .values = 50,
+                          .learn_runs = 20, .reports = 1};
   bool est_set = false, list = false;
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
     const char *v = getenv(keys[i]);
@@ -1483,6 +1625,9 @@ int main(int argc, char **argv) {
   lognormal_table(dist_table[D_LCP], 1500, 0.35);
   lognormal_table(dist_table[D_INP], 100, 0.45);
   lognormal_table(dist_table[D_CLS], 0.03, 0.5);
+
+  if (cfg.learned && !learn_dispersion())
+    return 1;
 
   /* Workers. */
   int jobs = (int)cfg.jobs;
@@ -1596,9 +1741,16 @@ int main(int argc, char **argv) {
          p->srm_enabled ? "on" : "off",
          srm_was_control ? "; the plan says control, overridden" : ", as the plan says");
   printf("- traffic: R(t) = R0 (1 + 0.5 sin(2 pi t / 24 h)) requests a minute, R0 = %.0f (seed) "
-         "or %.0f (10x less); errors %g%% in bursts of mean %g; one metrics event a minute "
+         "or %.0f (10x less); errors %g%% in bursts of mean %g; %ld metrics event%s a minute "
          "per variant, %d values per distribution\n",
-         SEED_VOLUME, SEED_VOLUME / 10, 100 * cfg.error_rate, cfg.burst, (int)cfg.values);
+         SEED_VOLUME, SEED_VOLUME / 10, 100 * cfg.error_rate, cfg.burst, cfg.reports,
+         cfg.reports == 1 ? "" : "s", (int)cfg.values);
+  if (cfg.learned)
+    printf("- dispersion: learned from %ld healthy releases at the seed volume (their baselines' "
+           "reports, pooled): %s\n", cfg.learn_runs, learned_text);
+  else
+    printf("- dispersion: the plan's priors (bursts are assumed until a release's reports show "
+           "otherwise, unless the plan has learned values)\n");
   /* A stage whose maximum comes after the run limit cannot halt at it: held there is stuck. */
   int64_t earliest = 0;
   for (int i = 0; i < p->n_stages; i++) {

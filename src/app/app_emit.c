@@ -43,8 +43,10 @@ static const char usage[] =
     "  A flag.set without --rollout applies to every rollout. The id is printed on stdout.\n"
     "\n"
     "From JSON Lines (no --type): one event object per line; blank lines and lines starting\n"
-    "with '#' are skipped. A bad line is reported as 'stdin:LINE: reason' and skipped; the\n"
-    "others are still sent. At the end: 'emitted N events (M bad lines)' on stderr.\n"
+    "with '#' are skipped. A line without \"id\" or \"time\" gets them as the flags do (a\n"
+    "unique id, now; so a file sent twice is sent twice: give ids to make it idempotent). A bad\n"
+    "line is reported as 'stdin:LINE: reason' and skipped; the others are still sent. At the\n"
+    "end: 'emitted N events (M bad lines)' on stderr.\n"
     "\n"
     "A flag.set without rollout is produced once to EVERY partition of canary.commands (same\n"
     "id), because each canaryd shard applies kill switches to its own rollouts.\n"
@@ -324,6 +326,41 @@ static bool blank_or_comment(const char *line) {
   return !*line || *line == '#';
 }
 
+/*
+ * A line that is a JSON object without "id" or "time" gets them as the flag form does: a new
+ * unique id, the time now. Into *out (reset); false when the line is left as it is (not an
+ * object: event_from_json says why, with its position).
+ */
+static bool fill_id_time(const char *line, size_t len, struct jbuf *out) {
+  struct json_doc doc;
+  json_doc_init(&doc);
+  const struct json_value *root;
+  struct json_error err;
+  bool filled = false;
+  if (json_parse(&doc, line, len, &root, &err) == CANARY_OK && root->type == JSON_OBJECT &&
+      (!json_get(root, "id") || !json_get(root, "time"))) {
+    const char *end = line + len;
+    while (end > line && end[-1] != '}')
+      end--;
+    jbuf_reset(out);
+    jbuf_write(out, line, (size_t)(end - line - 1)); /* without the closing brace */
+    bool first = root->n_members == 0;
+    if (!json_get(root, "id")) {
+      char id[EVENT_ID_MAX];
+      live_new_id(id, sizeof id);
+      jbuf_puts(out, first ? "\"id\":" : ",\"id\":");
+      jbuf_string(out, id);
+      first = false;
+    }
+    if (!json_get(root, "time"))
+      jbuf_printf(out, "%s\"time\":%lld", first ? "" : ",", (long long)live_now_ms());
+    jbuf_putc(out, '}');
+    filled = !out->oom;
+  }
+  json_doc_free(&doc);
+  return filled;
+}
+
 static int emit_lines(const struct emit_opts *o, struct live_sender *s, FILE *in,
                       const char *name) {
   struct event_scratch *scratch = event_scratch_new();
@@ -333,6 +370,8 @@ static int emit_lines(const struct emit_opts *o, struct live_sender *s, FILE *in
   long long lineno = 0, bad = 0, sent = 0;
   int code = EXIT_OK;
   struct event ev;
+  struct jbuf full; /* a line with the id and time it lacked */
+  jbuf_init(&full);
   if (!scratch) {
     fprintf(stderr, PROG ": out of memory\n");
     return EXIT_BAD_INPUT;
@@ -343,7 +382,9 @@ static int emit_lines(const struct emit_opts *o, struct live_sender *s, FILE *in
       continue;
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
       line[--len] = '\0';
-    int rc = event_from_json(line, (size_t)len, &ev, scratch, why, sizeof why);
+    bool filled = fill_id_time(line, (size_t)len, &full);
+    int rc = filled ? event_from_json(full.data, full.len, &ev, scratch, why, sizeof why)
+                    : event_from_json(line, (size_t)len, &ev, scratch, why, sizeof why);
     if (rc != CANARY_OK) {
       /* A syntax error reads "1:COL: message" for the one line given: show NAME:LINE:COL. */
       bool pos = rc == CANARY_EPARSE && !strncmp(why, "1:", 2);
@@ -371,6 +412,7 @@ static int emit_lines(const struct emit_opts *o, struct live_sender *s, FILE *in
     code = EXIT_BAD_INPUT;
   }
   free(line);
+  jbuf_free(&full);
   event_scratch_destroy(scratch);
   if (!o->dry_run) {
     int fc = live_sender_flush(s, o->timeout_ms);

@@ -124,6 +124,68 @@ int live_pick_rollout(const char *prog, const struct store_rollout_row *rows, si
   return EXIT_BAD_INPUT;
 }
 
+/* The newest rollout of rows[i]'s service is rows[i] (rows are in creation order). */
+static bool newest_of_service(const struct store_rollout_row *rows, size_t n, size_t i) {
+  for (size_t j = i + 1; j < n; j++)
+    if (!strcmp(rows[j].rollout.service, rows[i].rollout.service))
+      return false;
+  return true;
+}
+
+static void print_choices(const struct store_rollout_row *rows, size_t n, const bool *pick) {
+  const char *sep = "";
+  for (size_t i = 0; i < n; i++)
+    if (pick[i]) {
+      fprintf(stderr, "%s%s (%s, %s)", sep, rows[i].rollout.id, rows[i].rollout.service,
+              rollout_state_name(rows[i].rollout.state));
+      sep = ", ";
+    }
+}
+
+int live_pick_rollback(const char *prog, const struct store_rollout_row *rows, size_t n,
+                       const char *service, const struct store_rollout_row **row) {
+  *row = NULL;
+  bool *pick = calloc(n ? n : 1, sizeof *pick);
+  if (!pick)
+    return EXIT_BAD_INPUT;
+  size_t k = 0;
+  if (service) {
+    /* the service's active rollouts; with none, its newest if that one completed */
+    for (size_t i = 0; i < n; i++)
+      if (!strcmp(rows[i].rollout.service, service) && live_is_active(&rows[i].rollout))
+        pick[i] = true, k++, *row = &rows[i];
+    for (size_t i = n; k == 0 && i-- > 0;)
+      if (!strcmp(rows[i].rollout.service, service)) {
+        if (rows[i].rollout.state == ROLLOUT_COMPLETED)
+          pick[i] = true, k++, *row = &rows[i];
+        break;
+      }
+  } else {
+    for (size_t i = 0; i < n; i++)
+      if (live_is_active(&rows[i].rollout))
+        pick[i] = true, k++, *row = &rows[i];
+    if (k == 0)
+      for (size_t i = 0; i < n; i++)
+        if (rows[i].rollout.state == ROLLOUT_COMPLETED && newest_of_service(rows, n, i))
+          pick[i] = true, k++, *row = &rows[i];
+  }
+  if (k == 1) {
+    free(pick);
+    return EXIT_OK;
+  }
+  *row = NULL;
+  if (k == 0)
+    fprintf(stderr, "%s: nothing to roll back: no active or completed rollout%s%s%s\n", prog,
+            service ? " of service '" : "", service ? service : "", service ? "'" : "");
+  else {
+    fprintf(stderr, "%s: several rollouts could be meant: ", prog);
+    print_choices(rows, n, pick);
+    fputs("; name one or give --service\n", stderr);
+  }
+  free(pick);
+  return EXIT_BAD_INPUT;
+}
+
 /* ---- producing ---------------------------------------------------------------------------- */
 
 static void on_delivery(void *ctx, int64_t opaque, bool ok, const char *error) {

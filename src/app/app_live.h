@@ -55,6 +55,17 @@ int live_pick_rollout(const char *prog, const struct store_rollout_row *rows, si
                      const char *given, const struct store_rollout_row **row);
 
 /*
+ * What `rollback` without a ROLLOUT means (the emergency command must not need an id, and a
+ * completed release may be the one to undo): the only active rollout; with none active, the
+ * newest rollout of the only service whose newest rollout is completed. With service, the
+ * newest rollout of that service that is active or completed. Returns EXIT_OK and *row, or
+ * EXIT_BAD_INPUT with the choices printed ("several ...: a (web), b (api); name one or give
+ * --service") or "nothing to roll back".
+ */
+int live_pick_rollback(const char *prog, const struct store_rollout_row *rows, size_t n,
+                       const char *service, const struct store_rollout_row **row);
+
+/*
  * A producer of contract events. Messages are queued by live_send() and confirmed by
  * live_sender_flush(); partitions counts are looked up once per topic (which also tells whether
  * Kafka answers at all).

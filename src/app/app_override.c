@@ -26,7 +26,8 @@ static const char command_usage[] =
     "usage: canaryctl pause    [ROLLOUT] [--reason TEXT] [--actor NAME] [--timeout SECONDS]\n"
     "       canaryctl resume   [ROLLOUT] [--reason TEXT] [--actor NAME] [--timeout SECONDS]\n"
     "       canaryctl promote  [ROLLOUT] [--force] [--reason TEXT] [--actor NAME] [--timeout S]\n"
-    "       canaryctl rollback [ROLLOUT] [--reason TEXT] [--actor NAME] [--timeout SECONDS]\n"
+    "       canaryctl rollback [ROLLOUT | --service NAME] [--reason TEXT] [--actor NAME]\n"
+    "                          [--timeout SECONDS]\n"
     "       common options: [--json] [--kafka BROKERS] [--pg CONNINFO] [-v]\n"
     "\n"
     "Send a command to canaryd (a 'command' event on canary.commands, key = rollout) and wait\n"
@@ -40,7 +41,10 @@ static const char command_usage[] =
     "  rollback   exposure 0, the baseline serves everyone (any state but rolled_back)\n"
     "\n"
     "Without ROLLOUT the only active rollout (neither completed nor rolled back) is meant;\n"
-    "with several, name one.\n"
+    "with several, name one. rollback, the emergency command, also finds a release that\n"
+    "already completed: with no active rollout it rolls back the newest release of the one\n"
+    "service whose newest release is completed (--service NAME: of that service, active or\n"
+    "completed), and names the choices when there are several.\n"
     "\n"
     "  --reason TEXT     why (kept in the decision and the audit trail)\n"
     "  --actor NAME      who ($USER)\n"
@@ -87,6 +91,7 @@ struct cmd_opts {
   const char *reason, *actor;
   const char *args[4]; /* positional arguments */
   int n_args;
+  const char *service; /* rollback --service */
   int timeout_ms;
   bool force, json;
 };
@@ -109,7 +114,7 @@ static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
       {"json", no_argument, NULL, 'j'},          {"kafka", required_argument, NULL, 'k'},
       {"pg", required_argument, NULL, 'p'},      {"plan", required_argument, NULL, 'P'},
       {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+      {"service", required_argument, NULL, 's'}, {NULL, 0, NULL, 0}};
   int c;
   live_set_verbose(false);
   o->timeout_ms = 30000;
@@ -130,6 +135,13 @@ static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
         return EXIT_USAGE;
       }
       o->force = true;
+      break;
+    case 's':
+      if (strcmp(o->prog, "canaryctl rollback")) {
+        fprintf(stderr, "%s: --service is for rollback only\n", o->prog);
+        return EXIT_USAGE;
+      }
+      o->service = optarg;
       break;
     case 'j': o->json = true; break;
     case 'k': o->kafka = optarg; break;
@@ -351,6 +363,10 @@ int app_override(int argc, char **argv) {
     fprintf(stderr, "%s: unexpected argument '%s'\n\n%s", prog, o.args[1], command_usage);
     return EXIT_USAGE;
   }
+  if (o.service && o.n_args) {
+    fprintf(stderr, "%s: name a rollout or a --service, not both\n", prog);
+    return EXIT_USAGE;
+  }
   if (!o.kafka || !o.pg) {
     fprintf(stderr, "%s: %s is required (option or environment)\n", prog,
             !o.kafka ? "--kafka/CANARY_KAFKA" : "--pg/CANARY_PG");
@@ -366,7 +382,9 @@ int app_override(int argc, char **argv) {
   struct event_scratch *scratch = event_scratch_new();
   static struct event ev;
   code = scratch ? live_list_rollouts(prog, st, &rows, &n) : EXIT_BAD_INPUT;
-  if (code == EXIT_OK)
+  if (code == EXIT_OK && action == COMMAND_ROLLBACK && !o.n_args)
+    code = live_pick_rollback(prog, rows, n, o.service, &row);
+  else if (code == EXIT_OK)
     code = live_pick_rollout(prog, rows, n, o.n_args ? o.args[0] : NULL, &row);
   if (code == EXIT_OK) {
     struct jbuf extra;

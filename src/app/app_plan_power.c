@@ -140,6 +140,7 @@ struct path {
   double lag;
   bool dispersed;
   double disp, steps0;
+  double prior_phi, prior_n; /* the plan's learned dispersion of the counter, or the default */
 };
 
 /*
@@ -156,9 +157,11 @@ static double decide_minute(const struct path *p, double limit) {
   evid_llr_reset(&one);
   evid_llr_add_coef(&one, &c, p->x, p->n);
   for (double t = floor(p->lag) + 1; t <= limit; t++) {
-    struct evid_llr at;
+    struct evid_llr at = one;
     double k_steps = p->steps0 + t - 1;
-    double phi = p->dispersed ? mstore_dispersion_of(k_steps * p->disp, k_steps) : 1;
+    double phi =
+        p->dispersed ? mstore_dispersion_of(k_steps * p->disp, k_steps, p->prior_phi, p->prior_n)
+                     : 1;
     for (int k = 0; k < EVID_GRID; k++)
       at.l[k] = one.l[k] * (t - p->lag) / phi;
     if (p->log_w + evid_log_e(&at) >= p->need)
@@ -213,6 +216,9 @@ static bool make_path(const struct power *w, const struct flow *f, const struct 
   p->dispersed = true;
   p->disp = w->o->dispersion;
   p->steps0 = f->steps_before;
+  const struct plan_dispersion *learned = plan_dispersion_for(w->p, q->num, NULL);
+  p->prior_phi = learned ? learned->value : MSTORE_DISP_PRIOR_PHI;
+  p->prior_n = learned ? learned->reports : MSTORE_DISP_PRIOR;
   if (!q->versus_baseline) {
     p->p0 = q->limit;
     p->n = nc;

@@ -12,6 +12,15 @@
 int app_status(int argc, char **argv);
 int app_history(int argc, char **argv);
 int app_flags(int argc, char **argv);
+int app_validate(int argc, char **argv);
+
+/* The reading of a rule (kind READING_RULE, any stage) or a gate criterion, or NULL. */
+const struct rollout_reading *status_find_reading(const struct rollout *r,
+                                                  enum reading_kind kind, int stage,
+                                                  const char *name);
+
+/* What a reading measured, on stdout: " canary 0.05 threshold 0.01, evidence e = ..." */
+void status_print_measurement(const struct rollout_reading *x);
 
 /*
  * The global kill switches of shard as committed (read through store_load_shard into a scratch

@@ -5,6 +5,9 @@
 
 #include "app/app_cli.h"
 #include "bus/bus.h"
+#include "app/app_diff.h"
+#include "app/app_dispersion.h"
+#include "app/app_health.h"
 #include "app/app_override.h"
 #include "app/app_emit.h"
 #include "app/app_status.h"
@@ -21,6 +24,9 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
     {"status", app_status, "rollouts, or one rollout's gates, deadlines and kill switches"},
     {"history", app_history, "a rollout's decisions with their evidence, oldest first"},
+    {"diff", app_diff, "the canary diff: histogram, worst samples, verdict over the latest samples"},
+    {"health", app_health, "follow a rollout's halt rules for a while; non-zero on a halt"},
+    {"validate", app_validate, "before expanding: every check of a cohort's exit and next entry gate"},
     {"pause", app_override, "stop a rollout's expansion and wait for canaryd's answer"},
     {"resume", app_override, "resume a paused or halted rollout"},
     {"promote", app_override, "go to the next stage now (--force: straight to 100%)"},
@@ -31,6 +37,7 @@ static const struct subcommand subcommands[] = {
     {"emit", app_emit, "produce contract events (from flags or JSON Lines) to Kafka"},
     {"simulate", app_simulate, "run the plan on a JSON Lines file of events in virtual time"},
     {"plan", app_plan, "check or show a plan file, or what it can decide at a traffic (power)"},
+    {"dispersion", app_dispersion, "what a service's releases taught about its bursts: plan entries"},
 };
 
 static void usage(FILE *f) {

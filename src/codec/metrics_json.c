@@ -46,6 +46,27 @@ void metrics_json_write(const struct rollout_metrics *m, struct jbuf *out) {
   jbuf_puts(out, "]}");
 }
 
+void metrics_json_write_dispersion(const struct rollout_metrics *m, struct jbuf *out) {
+  jbuf_putc(out, '{');
+  bool first = true;
+  for (int i = 0; i < m->ms.cfg.n_pairs; i++) {
+    double sum, k;
+    mstore_dispersion_steps(&m->ms, m->ms.cfg.pairs[i].num, &sum, &k);
+    if (!(k > 0))
+      continue;
+    if (!first)
+      jbuf_putc(out, ',');
+    first = false;
+    jbuf_string(out, m->ms.cfg.pairs[i].num);
+    jbuf_puts(out, ":[");
+    jbuf_number(out, sum);
+    jbuf_putc(out, ',');
+    jbuf_number(out, k);
+    jbuf_putc(out, ']');
+  }
+  jbuf_putc(out, '}');
+}
+
 void metrics_json_write_zscores(const struct rollout_metrics *m, struct jbuf *out) {
   jbuf_printf(out, "{\"v\":%d,\"zscores\":[", METRICS_JSON_VERSION);
   const struct mstore *ms = &m->ms;

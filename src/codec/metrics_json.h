@@ -33,6 +33,13 @@ void metrics_json_write(const struct rollout_metrics *m, struct jbuf *out);
 void metrics_json_write_zscores(const struct rollout_metrics *m, struct jbuf *out);
 
 /*
+ * The baseline's dispersion steps of each counter the evidence divides (mstore_dispersion_steps):
+ * {"errors":[sum,k],...}, counters with no step left out. What canaryctl dispersion pools over
+ * a service's releases; derived from the metric events, so nothing reads it back into a worker.
+ */
+void metrics_json_write_dispersion(const struct rollout_metrics *m, struct jbuf *out);
+
+/*
  * Put a document written by metrics_json_write() (or _write_zscores()) back into m (freshly
  * initialised for the same plan; its windows are left alone). Returns CANARY_OK, CANARY_EPARSE
  * (not JSON), CANARY_EINVALID (why says what), CANARY_ENOMEM.

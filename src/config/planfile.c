@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/metric_store.h"
+
 #define HOUR_MS (3600 * 1000LL)
 #define BIT(i) (1u << (i))
 
@@ -18,6 +20,7 @@ struct planctx {
   struct plan *plan;
   struct cohort_ref refs[PLAN_MAX_STAGES * 2 * PLAN_MAX_CRITERIA];
   int n_refs;
+  const struct ynode *dispersion[PLAN_MAX_DISPERSION]; /* each entry's node, for its errors */
 };
 
 static const char *check_at(int i) { return check_name((enum check)i); }
@@ -407,8 +410,37 @@ static int set_plan_decide(struct loader *ld, const struct ynode *v, void *targe
   return read_decide(ld, v, &((struct plan *)target)->decide);
 }
 
+static const struct field dispersion_fields[] = {
+    F_IDENT(struct plan_dispersion, "counter", counter, true),
+    F_STR(struct plan_dispersion, "service", service, false),
+    F_NUM(struct plan_dispersion, "value", value, 1, 1000, true),
+    F_NUM(struct plan_dispersion, "reports", reports, 1, 100000, false),
+};
+
+/* decisions.dispersion: what earlier releases taught about each counter's bursts. */
+static int set_dispersion(struct loader *ld, const struct ynode *v, void *target) {
+  struct plan *p = target;
+  int rc = list_room(ld, v, "dispersion", PLAN_MAX_DISPERSION);
+  for (size_t i = 0; !rc && i < v->n; i++) {
+    struct plan_dispersion *d = &p->dispersion[i];
+    d->reports = 1000; /* what canaryctl dispersion prints is the steps it was learned from */
+    if ((rc = schema_walk(ld, v->kids[i], "dispersion", dispersion_fields, 4, d, NULL)))
+      break;
+    for (size_t j = 0; j < i; j++)
+      if (!strcmp(p->dispersion[j].counter, d->counter) &&
+          !strcmp(p->dispersion[j].service, d->service))
+        return schema_fail(ld, v->kids[i], CANARY_EINVALID,
+                           "dispersion of '%s'%s%s appears twice", d->counter,
+                           d->service[0] ? " for service " : "", d->service);
+    p->n_dispersion = (int)i + 1;
+    ((struct planctx *)ld->ctx)->dispersion[i] = v->kids[i];
+  }
+  return rc;
+}
+
 static const struct field decision_fields[] = {
     F_CUSTOM("mode", set_plan_decide, false),
+    F_CUSTOM("dispersion", set_dispersion, false),
     F_NUM(struct plan, "false_halt_budget", false_halt_budget, 1e-9, 0.5, false),
     F_NUM(struct plan, "gate_alpha", gate_alpha, 1e-9, 0.5, false),
     F_NUM(struct plan, "excess_margin", excess_margin, 0, 10, false),
@@ -480,6 +512,42 @@ static int resolve_cohorts(struct loader *ld, const struct planctx *ctx) {
   return CANARY_OK;
 }
 
+/*
+ * A learned dispersion must name a counter the evidence divides by it (the bad events of a ratio
+ * some rule, alert, gate or SLO decides on evidence): a typo would otherwise be silently unused
+ * and the release would assume bursts. Expressions that do not compile are left to engine_init
+ * to report.
+ */
+static int check_dispersion(struct loader *ld, const struct planctx *ctx) {
+  const struct plan *p = ctx->plan;
+  if (p->n_dispersion == 0)
+    return CANARY_OK;
+  static struct mstore_plan mp; /* large: not on the stack; the loader runs on one thread */
+  char why[200];
+  if (mstore_plan_init(&mp, p, why, sizeof why) != CANARY_OK)
+    return CANARY_OK;
+  int rc = CANARY_OK;
+  for (int i = 0; i < p->n_dispersion && !rc && mp.ev.on; i++) {
+    int k = 0;
+    while (k < mp.n_pairs && strcmp(mp.pairs[k].num, p->dispersion[i].counter))
+      k++;
+    if (k < mp.n_pairs)
+      continue;
+    char names[160];
+    size_t used = 0;
+    names[0] = '\0';
+    for (int j = 0; j < mp.n_pairs && used < sizeof names; j++)
+      used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", j ? ", " : "",
+                               mp.pairs[j].num);
+    rc = schema_fail(ld, ctx->dispersion[i], CANARY_EINVALID,
+                     "dispersion of '%s': no ratio the plan decides on evidence counts it "
+                     "(its bad-event counters: %s)",
+                     p->dispersion[i].counter, used ? names : "none");
+  }
+  mstore_plan_free(&mp);
+  return rc;
+}
+
 int planfile_load(struct loader *ld, const struct ynode *root, struct plan *p) {
   struct planctx ctx = {.plan = p};
   struct seen seen[PF_COUNT];
@@ -487,6 +555,8 @@ int planfile_load(struct loader *ld, const struct ynode *root, struct plan *p) {
   int rc = schema_walk(ld, root, "plan", plan_fields, PF_COUNT, p, seen);
   if (!rc)
     rc = resolve_cohorts(ld, &ctx);
+  if (!rc)
+    rc = check_dispersion(ld, &ctx);
   char why[200];
   if (!rc && !plan_validate(p, why, sizeof why))
     rc = schema_fail(ld, seen[PF_STAGES].value, CANARY_EINVALID, "%s", why);

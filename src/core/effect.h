@@ -174,4 +174,11 @@ bool decision_action_parse(const char *s, enum decision_action *out);
 const char *notify_channel_name(enum notify_channel c);
 const char *notify_severity_name(enum notify_severity s);
 
+/*
+ * After snprintf(s, cap, ...) returned n: a text that did not fit (n >= cap) is made to end at
+ * the last word that fits, with "..." — a reason cut mid-word ("promoted by bob: looks goo")
+ * reads as a typo. A text that fit is left alone.
+ */
+void text_cut_at_word(char *s, size_t cap, int n);
+
 #endif

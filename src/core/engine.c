@@ -181,6 +181,7 @@ int engine_restore(struct engine *e, const struct rollout *r) {
   if (!copy)
     return CANARY_ENOMEM;
   *copy = *r;
+  mstore_learned_dispersion(&e->metrics[e->n_rollouts - 1]->ms, e->plan, copy->service);
   if (by_id_add(e, e->n_rollouts - 1) != CANARY_OK) {
     drop_last(e);
     return CANARY_ENOMEM;
@@ -271,6 +272,7 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
     if (!r)
       return CANARY_ENOMEM;
     rollout_init(r, ev, e->plan);
+    mstore_learned_dispersion(&e->metrics[e->n_rollouts - 1]->ms, e->plan, r->service);
     if (by_id_add(e, e->n_rollouts - 1) != CANARY_OK) {
       drop_last(e);
       return CANARY_ENOMEM;

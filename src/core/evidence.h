@@ -12,7 +12,8 @@
  * The test. Successes x of n Bernoulli trials with a success probability p. The null says p is
  * at most p0 (EVID_ABOVE: we look for evidence that p is above p0) or at least p0 (EVID_BELOW).
  * The e-value is a mixture of likelihood ratios over a fixed grid of alternatives, each the odds
- * of p0 multiplied (ABOVE) or divided (BELOW) by one of EVID_GRID ratios, with equal weights:
+ * of p0 multiplied (ABOVE) or divided (BELOW) by one of EVID_GRID ratios, with fixed weights
+ * w_k summing to 1 (evid_grid_weight: a prior over the size of a regression):
  *
  *     E = sum_k w_k * prod over trials of P_k(trial) / P_0(trial)
  *
@@ -43,10 +44,14 @@ enum evid_side {
  * evid_llr_reset (all zeros: E = 1, no evidence). */
 struct evid_llr {
   double l[EVID_GRID];
+  enum evid_side side; /* of the segments added (EVID_ABOVE after a reset): the weights' set */
 };
 
-/* The grid's odds ratios (> 1), ascending. */
+/* The grid's odds ratios (> 1), ascending, and their weights (each side's sum 1): a halt
+ * rule's (ABOVE) prior over the size of a regression, a gate's (BELOW) over how far under its
+ * limit a healthy canary is. */
 extern const double evid_grid_ratio[EVID_GRID];
+extern const double evid_grid_weight[2][EVID_GRID];
 
 void evid_llr_reset(struct evid_llr *a);
 

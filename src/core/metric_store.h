@@ -58,6 +58,10 @@ struct mstore_line {
 struct mstore_pair {
   char num[PLAN_NAME_MAX];
   char den[PLAN_NAME_MAX];
+  /* what the dispersion of num starts from before the reports: prior_n reports' worth of
+   * prior_phi (MSTORE_DISP_PRIOR of MSTORE_DISP_PRIOR_PHI, or the plan's learned value for the
+   * rollout's service: mstore_learned_dispersion) */
+  double prior_phi, prior_n;
 };
 
 struct mstore_config {
@@ -477,17 +481,33 @@ void mstore_evidence(void *ctx, const struct expr_evq *q, struct expr_evidence *
  * outage's jump is one capped step), squared over its binomial variance: the mean of those is
  * 1 for independent events and about the mean burst weight E[k^2]/E[k] for bursts. From the
  * baseline's reports of the cohorts up to cohort (the canary's when the baseline sends none),
- * after 5 steps' worth of an assumed 3 (bursts are assumed until the reports show otherwise),
- * raised by about one standard error, never below 1; 1 while no bad event has been seen at all.
+ * after the pair's prior (5 steps' worth of an assumed 3 — bursts are assumed until the reports
+ * show otherwise — or what the plan learned from the service's earlier releases), raised by
+ * about one standard error, never below 1; 1 while no bad event has been seen at all.
  * The evidence divides the counts by it (an effective count).
  */
 double mstore_dispersion(const struct mstore *ms, int cohort, const char *num, const char *den);
 
-/* The dispersion from k steps summing to sum (mstore_dispersion's arithmetic, for a model of
- * it: canaryctl plan power). */
+/* The dispersion from k steps summing to sum after prior_n steps' worth of prior_phi
+ * (mstore_dispersion's arithmetic, for a model of it: canaryctl plan power). */
 #define MSTORE_DISP_PRIOR 5.0     /* steps' worth of the assumption before any report */
 #define MSTORE_DISP_PRIOR_PHI 3.0 /* the assumption: bursts of about three */
-double mstore_dispersion_of(double sum, double k);
+#define MSTORE_DISP_OWN_MIN 10    /* steps before the release's own estimate can overrule a prior */
+double mstore_dispersion_of(double sum, double k, double prior_phi, double prior_n);
+
+/*
+ * The prior of each pair for a rollout of service: the plan's decisions.dispersion entry for
+ * (num, service), else for (num, any service), else the assumption of bursts. Called once the
+ * rollout's service is known (a new rollout, a restored one).
+ */
+void mstore_learned_dispersion(struct mstore *ms, const struct plan *p, const char *service);
+
+/*
+ * What the baseline's reports of num said about its dispersion over every cohort so far: the
+ * sum of its steps and their number (0 and 0 before two reports). The raw material of a learned
+ * prior: a completed release's steps, pooled over releases (canaryctl dispersion, bench/decisions).
+ */
+void mstore_dispersion_steps(const struct mstore *ms, const char *num, double *sum, double *k);
 
 /*
  * The traffic split on evidence: the canary's share of `requests` against mp->ev.share[cohort],

@@ -65,14 +65,47 @@ static bool steps(const struct mstore *ms, int cohort, enum variant v, const cha
   return any;
 }
 
-double mstore_dispersion_of(double sum, double k) {
-  /* Before the reports can tell, bursts are assumed (a burst of six errors in the canary's
-   * first minutes is otherwise proof of a regression): MSTORE_DISP_PRIOR steps of
-   * MSTORE_DISP_PRIOR_PHI come first, then the reports outweigh them; and an estimate errs up
-   * by about one standard error. */
-  double n = k + MSTORE_DISP_PRIOR;
-  double phi = (sum + MSTORE_DISP_PRIOR * MSTORE_DISP_PRIOR_PHI) / n * (1 + 1 / sqrt(n));
+double mstore_dispersion_of(double sum, double k, double prior_phi, double prior_n) {
+  /* Before the reports can tell, the prior speaks: bursts are assumed (a burst of six errors in
+   * the canary's first minutes is otherwise proof of a regression) unless the plan learned the
+   * service's dispersion from its earlier releases. prior_n steps of prior_phi come first,
+   * then the reports outweigh them; and an estimate errs up by about one standard error. */
+  double n = k + prior_n;
+  if (!(n > 0))
+    return prior_phi > 1 ? prior_phi : 1;
+  double phi = (sum + prior_n * prior_phi) / n * (1 + 1 / sqrt(n));
+  /* A learned prior can be wrong (the service's clients began to retry harder): once the
+   * release's own reports prove more dispersion than the prior allows — their mean, less about
+   * one standard error (a step is a scaled chi-square of one degree: variance 2 phi^2) — they
+   * win. With a correct prior this lower bound stays under it and costs nothing. */
+  if (k >= MSTORE_DISP_OWN_MIN) {
+    double own = sum / k * (1 - sqrt(2 / k));
+    if (own > phi)
+      phi = own;
+  }
   return phi > 1 ? phi : 1;
+}
+
+/* The pair whose numerator is num, or NULL. */
+static const struct mstore_pair *pair_of(const struct mstore *ms, const char *num) {
+  for (int i = 0; i < ms->cfg.n_pairs; i++)
+    if (!strcmp(ms->cfg.pairs[i].num, num))
+      return &ms->cfg.pairs[i];
+  return NULL;
+}
+
+void mstore_learned_dispersion(struct mstore *ms, const struct plan *p, const char *service) {
+  for (int i = 0; i < ms->cfg.n_pairs; i++) {
+    struct mstore_pair *x = &ms->cfg.pairs[i];
+    const struct plan_dispersion *d = plan_dispersion_for(p, x->num, service);
+    x->prior_phi = d ? d->value : MSTORE_DISP_PRIOR_PHI;
+    x->prior_n = d ? d->reports : MSTORE_DISP_PRIOR;
+  }
+}
+
+void mstore_dispersion_steps(const struct mstore *ms, const char *num, double *sum, double *k) {
+  if (!steps(ms, PLAN_MAX_STAGES - 1, VARIANT_BASELINE, num, sum, k))
+    *sum = *k = 0;
 }
 
 /* Whether any bad event of num has been seen, in either variant, in the cohorts up to cohort. */
@@ -96,7 +129,9 @@ double mstore_dispersion(const struct mstore *ms, int cohort, const char *num, c
   if (!steps(ms, cohort, VARIANT_BASELINE, num, &sum, &k) &&
       !steps(ms, cohort, VARIANT_CANARY, num, &sum, &k))
     sum = k = 0;
-  return mstore_dispersion_of(sum, k);
+  const struct mstore_pair *p = pair_of(ms, num);
+  return p ? mstore_dispersion_of(sum, k, p->prior_phi, p->prior_n)
+           : mstore_dispersion_of(sum, k, MSTORE_DISP_PRIOR_PHI, MSTORE_DISP_PRIOR);
 }
 
 /* The four counts of a ratio in one segment: canary and baseline, bad and all. */

@@ -116,6 +116,8 @@ static void add_pairs(struct mstore_plan *mp, const struct expr *e) {
     if (k == mp->n_pairs && k < MSTORE_MAX_PAIRS) {
       snprintf(mp->pairs[k].num, sizeof mp->pairs[k].num, "%s", q.num);
       snprintf(mp->pairs[k].den, sizeof mp->pairs[k].den, "%s", q.den);
+      mp->pairs[k].prior_phi = MSTORE_DISP_PRIOR_PHI;
+      mp->pairs[k].prior_n = MSTORE_DISP_PRIOR;
       mp->n_pairs++;
     }
   }

@@ -166,3 +166,18 @@ bool plan_equal(const struct plan *a, const struct plan *b) {
       return false;
   return true;
 }
+
+const struct plan_dispersion *plan_dispersion_for(const struct plan *p, const char *counter,
+                                                  const char *service) {
+  const struct plan_dispersion *any = NULL;
+  for (int j = 0; j < p->n_dispersion; j++) {
+    const struct plan_dispersion *d = &p->dispersion[j];
+    if (strcmp(d->counter, counter))
+      continue;
+    if (!d->service[0])
+      any = d;
+    else if (service && !strcmp(d->service, service))
+      return d;
+  }
+  return any;
+}

@@ -147,6 +147,20 @@ struct plan_channels {
   char executive[PLAN_TEXT_MAX];   /* executive briefing e-mail (Sev 1) */
 };
 
+/*
+ * A counter's dispersion learned from a service's earlier releases (`canaryctl dispersion`
+ * measures it): how many times more variable than binomial its bad events are (retry bursts),
+ * and how many reports' worth of weight that knowledge has before the release's own reports.
+ * Without one, the evidence assumes bursts until the reports show otherwise (mstore_dispersion).
+ */
+#define PLAN_MAX_DISPERSION 32
+struct plan_dispersion {
+  char counter[PLAN_NAME_MAX]; /* the bad events' counter: errors, transactions_failed, ... */
+  char service[PLAN_NAME_MAX]; /* "" any service (a service's own entry wins) */
+  double value;                /* >= 1 */
+  double reports;              /* the weight, in reports (1000 unless the plan says) */
+};
+
 struct plan {
   char name[PLAN_NAME_MAX];
   struct stage stages[PLAN_MAX_STAGES];
@@ -191,7 +205,14 @@ struct plan {
    * version meanwhile (published in the split): the comparisons with the baseline have one. */
   int64_t watch_ms;           /* 0: no watch */
   double holdback_percent;    /* 0: none (then only the absolute rules can decide) */
+  struct plan_dispersion dispersion[PLAN_MAX_DISPERSION]; /* decisions.dispersion */
+  int n_dispersion;
 };
+
+/* The plan's learned dispersion of counter for service: its own entry, else the entry for any
+ * service, else NULL (service may be NULL: any service's entry only). */
+const struct plan_dispersion *plan_dispersion_for(const struct plan *p, const char *counter,
+                                                  const char *service);
 
 const char *check_name(enum check c);
 bool check_parse(const char *s, enum check *out);

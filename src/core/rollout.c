@@ -375,7 +375,7 @@ static void on_command(struct run *u) {
   const char *reason = ev->reason[0] ? ev->reason : "no reason given";
   enum rollout_state st = r->state;
   bool live = st == ROLLOUT_PENDING || st == ROLLOUT_RUNNING;
-  char why[EVENT_TEXT_MAX + 64];
+  char why[3 * EVENT_TEXT_MAX + 64]; /* longer than a decision's reason: run_decide cuts at a word */
 
   switch (ev->action) {
   case COMMAND_PAUSE:

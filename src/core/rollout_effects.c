@@ -114,6 +114,19 @@ struct decision *run_latest(struct run *u) {
   return u->dec_at == SIZE_MAX ? &u->spare : &u->out->items[u->dec_at].u.decision;
 }
 
+void text_cut_at_word(char *s, size_t cap, int n) {
+  if (n < 0 || (size_t)n < cap || cap < 8)
+    return;
+  size_t end = cap - 4; /* room for "..." and the NUL */
+  while (end > cap / 2 && s[end] != ' ')
+    end--;
+  if (s[end] != ' ')
+    end = cap - 4; /* one very long word: cut it */
+  while (end > 0 && (s[end - 1] == ' ' || s[end - 1] == ';' || s[end - 1] == ','))
+    end--;
+  memcpy(s + end, "...", 4);
+}
+
 /*
  * Record a decision about the rollout as it is now (state and stage already changed).
  * from is the stage index it came from (-1: none). Never returns NULL.
@@ -139,8 +152,9 @@ run_decide(struct run *u, enum decision_action action, int from, const char *rul
   snprintf(d->actor, sizeof d->actor, "%s", actor && actor[0] ? actor : ACTOR_SELF);
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(d->reason, sizeof d->reason, fmt, ap);
+  int n = vsnprintf(d->reason, sizeof d->reason, fmt, ap);
   va_end(ap);
+  text_cut_at_word(d->reason, sizeof d->reason, n);
   decision_add_str(d, "trigger", u->ev ? u->ev->id : "deadline");
   return d;
 }
@@ -168,8 +182,9 @@ run_notify(struct run *u, enum notify_channel ch, enum notify_severity sev,
   snprintf(decision_id, sizeof decision_id, "%s", d ? d->id : "");
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(text, sizeof text, fmt, ap);
+  int len = vsnprintf(text, sizeof text, fmt, ap);
   va_end(ap);
+  text_cut_at_word(text, sizeof text, len);
   struct effect *e = push(u, EFFECT_NOTIFICATION);
   if (!e)
     return;

@@ -790,3 +790,42 @@ int store_history(store_t *s, const char *rollout, struct decision **decisions, 
   *n = count;
   return CANARY_OK;
 }
+
+int store_dispersion(store_t *s, const char *service, int last, struct store_dispersion_row **rows,
+                     size_t *n) {
+  *rows = NULL;
+  *n = 0;
+  char limit[24];
+  snprintf(limit, sizeof limit, "%d", last);
+  const char *values[] = {service, limit};
+  int rc;
+  /* each service's `last` newest finished releases with steps; jsonb_each spreads the counters */
+  PGresult *res = store_exec(
+      s, "dispersion",
+      "WITH r AS (SELECT service, dispersion, row_number() OVER (PARTITION BY service "
+      "ORDER BY updated_at DESC, id) AS nth FROM rollouts WHERE dispersion IS NOT NULL "
+      "AND state IN ('completed', 'rolled_back') AND ($1 = '' OR service = $1)) "
+      "SELECT r.service, d.key, sum((d.value->>0)::float8), sum((d.value->>1)::float8), count(*) "
+      "FROM r, jsonb_each(r.dispersion) AS d WHERE r.nth <= $2::int "
+      "GROUP BY r.service, d.key ORDER BY r.service, d.key",
+      2, values, 0, PGRES_TUPLES_OK, &rc);
+  if (!res)
+    return rc;
+  size_t count = (size_t)PQntuples(res);
+  struct store_dispersion_row *out = calloc(count ? count : 1, sizeof *out);
+  if (!out) {
+    PQclear(res);
+    return CANARY_ENOMEM;
+  }
+  for (size_t i = 0; i < count; i++) {
+    snprintf(out[i].service, sizeof out[i].service, "%s", PQgetvalue(res, (int)i, 0));
+    snprintf(out[i].counter, sizeof out[i].counter, "%s", PQgetvalue(res, (int)i, 1));
+    out[i].sum = strtod(PQgetvalue(res, (int)i, 2), NULL);
+    out[i].k = strtod(PQgetvalue(res, (int)i, 3), NULL);
+    out[i].releases = strtol(PQgetvalue(res, (int)i, 4), NULL, 10);
+  }
+  PQclear(res);
+  *rows = out;
+  *n = count;
+  return CANARY_OK;
+}

@@ -220,6 +220,22 @@ int store_list_rollouts(store_t *s, struct store_rollout_row **rows, size_t *n) 
 int store_history(store_t *s, const char *rollout, struct decision **decisions, size_t *n)
     CANARY_MUSTCHECK;
 
+/*
+ * What the finished releases (completed or rolled back) of service — every service when it is
+ * "" — said about their counters' dispersion (the rollouts.dispersion column): per service and
+ * counter, the sum of the baseline's steps and their number over the service's `last` newest
+ * such releases, and how many releases had any. In service, then counter order; allocated here,
+ * the caller free()s them. CANARY_OK (n may be 0), CANARY_EIO, CANARY_EUNAVAILABLE, CANARY_ENOMEM.
+ */
+struct store_dispersion_row {
+  char service[EVENT_NAME_MAX];
+  char counter[PLAN_NAME_MAX];
+  double sum, k;
+  long releases;
+};
+int store_dispersion(store_t *s, const char *service, int last, struct store_dispersion_row **rows,
+                     size_t *n) CANARY_MUSTCHECK;
+
 /* Last error message from the server or libpq (for logs). */
 const char *store_last_error(const store_t *s);
 

@@ -39,18 +39,20 @@ static const char SQL_OFFSETS[] =
 /* WITH ORDINALITY ... ORDER BY: new rollouts take their creation rank (ord) in batch order. */
 static const char SQL_ROLLOUTS[] =
     "INSERT INTO rollouts (id, shard, service, version, state, stage, exposure_percent, seq, "
-    "body, metrics, zscores) "
+    "body, metrics, zscores, dispersion) "
     "SELECT u.id, $1::int, u.service, u.version, u.state, u.stage, u.exposure_percent, u.seq, "
-    "u.body, u.metrics, u.zscores "
+    "u.body, u.metrics, u.zscores, u.dispersion "
     "FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::float8[], "
-    "$8::int8[], $9::json[], $10::json[], $11::json[]) WITH ORDINALITY "
-    "AS u(id, service, version, state, stage, exposure_percent, seq, body, metrics, zscores, n) "
+    "$8::int8[], $9::json[], $10::json[], $11::json[], $12::json[]) WITH ORDINALITY "
+    "AS u(id, service, version, state, stage, exposure_percent, seq, body, metrics, zscores, "
+    "dispersion, n) "
     "ORDER BY u.n "
     "ON CONFLICT (id) DO UPDATE SET shard = EXCLUDED.shard, service = EXCLUDED.service, "
     "version = EXCLUDED.version, state = EXCLUDED.state, stage = EXCLUDED.stage, "
     "exposure_percent = EXCLUDED.exposure_percent, seq = EXCLUDED.seq, body = EXCLUDED.body, "
     "metrics = coalesce(EXCLUDED.metrics, rollouts.metrics), "
-    "zscores = coalesce(EXCLUDED.zscores, rollouts.zscores), updated_at = now()";
+    "zscores = coalesce(EXCLUDED.zscores, rollouts.zscores), "
+    "dispersion = coalesce(EXCLUDED.dispersion, rollouts.dispersion), updated_at = now()";
 
 static const char SQL_WINDOW_FROM[] =
     "UPDATE shards SET window_from = $2::int8 WHERE shard = $1::int";
@@ -192,7 +194,7 @@ static void arr_close(struct arr *a, size_t at) {
 enum {
   C_OFF_TOPIC, C_OFF_NEXT,
   C_R_ID, C_R_SERVICE, C_R_VERSION, C_R_STATE, C_R_STAGE, C_R_EXPOSURE, C_R_SEQ, C_R_BODY,
-  C_R_METRICS, C_R_ZSCORES,
+  C_R_METRICS, C_R_ZSCORES, C_R_DISPERSION,
   C_T_ROLLOUT, C_T_SEQ, C_T_ID, C_T_TIME, C_T_ACTION, C_T_FROM, C_T_TO, C_T_STATE, C_T_REASON,
   C_T_RULE, C_T_ACTOR, C_T_EVIDENCE, C_T_ITEMS,
   C_O_TOPIC, C_O_KEY, C_O_MESSAGE_ID, C_O_PAYLOAD,
@@ -252,6 +254,7 @@ static int write_rollouts(const struct store_batch *b, struct jbuf *cols, size_t
   struct arr body = arr_begin(&cols[C_R_BODY], OID_JSON);
   struct arr metrics = arr_begin(&cols[C_R_METRICS], OID_JSON);
   struct arr zscores = arr_begin(&cols[C_R_ZSCORES], OID_JSON);
+  struct arr dispersion = arr_begin(&cols[C_R_DISPERSION], OID_JSON);
   for (size_t i = 0; i < b->n_rollouts; i++) {
     const struct rollout *r = b->rollouts[i];
     if (superseded(b->rollouts, h, i, b->n_rollouts))
@@ -268,9 +271,11 @@ static int write_rollouts(const struct store_batch *b, struct jbuf *cols, size_t
     arr_close(&body, at);
     arr_metrics(&metrics, b->metrics ? b->metrics[i] : NULL, metrics_json_write);
     arr_metrics(&zscores, b->zscores ? b->zscores[i] : NULL, metrics_json_write_zscores);
+    /* with the metric state (rewritten at every evaluation that moves it): the steps so far */
+    arr_metrics(&dispersion, b->metrics ? b->metrics[i] : NULL, metrics_json_write_dispersion);
   }
   struct arr *all[] = {&id,  &service, &version, &state,  &stage,
-                       &exposure, &seq, &body, &metrics, &zscores};
+                       &exposure, &seq, &body, &metrics, &zscores, &dispersion};
   for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
     arr_end(all[k]);
   *n = (size_t)id.n;
@@ -578,7 +583,7 @@ static void send_batch(struct pipeline *p, const struct store_batch *b, size_t n
   if (n_rollouts) {
     pr = (struct params){0};
     param_text(&pr, shard);
-    for (int k = C_R_ID; k <= C_R_ZSCORES; k++)
+    for (int k = C_R_ID; k <= C_R_DISPERSION; k++)
       param_binary(&pr, &c[k]);
     pipe_send(p, "rollouts", SQL_ROLLOUTS, &pr);
   }

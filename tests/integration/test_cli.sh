@@ -119,6 +119,11 @@ run 0 "$ctl" emit <<EOF
 EOF
 [[ $err == "emitted 3 events (0 bad lines)" ]] || fail "emit summary: '$err'"
 
+step "emit: a JSON line without id and time gets them, as the flags do"
+run 0 "$ctl" emit --dry-run <<<'{"rollout":"dry-'"$suffix"'","type":"ci.completed","ok":true}'
+[[ $out =~ ^\{\"id\":\"[A-Za-z0-9._-]+-[0-9]+-[0-9]+-1\",\"rollout\":\"dry-$suffix\",\"time\":[0-9]{13},\"type\":\"ci.completed\",\"ok\":true\}$ ]] ||
+  fail "emit filled id and time: '$out'"
+
 step "emit: bad flags and bad lines"
 run 1 "$ctl" emit --type ci.completed --rollout "$R" --ok yes
 [[ $err == "canaryctl emit: ok: expected true or false, got string" ]] || fail "bad --ok: '$err'"
@@ -148,6 +153,22 @@ grep -qE "^$R +web +2\.1\.0 +internal_test +running +0\.5% +20[0-9-]+T" <<<"$out
   fail "status table row of $R:
 $out"
 wait_for 30 "$R2 to be stored" status_has "$R2" "state           pending" || fail "no $R2"
+
+step "validate: what stands between internal_test and friendly_gp"
+run 1 "$ctl" validate "$R" --cohort internal_test
+has "$out" "validate $R before leaving internal_test for friendly_gp: NOT READY ("
+has "$out" "  PASS         exit internal_test   no_crashes               No crashes or panics"
+has "$out" "  FAIL         exit internal_test   smoke_passed             All smoke tests pass: waiting for smoke.completed"
+has "$out" "  FAIL         entry friendly_gp    internal_test_passed     Internal test successful: internal_test has not passed its exit gate"
+run 1 "$ctl" validate "$R" --cohort internal_test --json
+has "$out" "{\"rollout\":\"$R\",\"cohort\":\"internal_test\",\"next\":\"friendly_gp\",\"ready\":false,"
+has "$out" "\"check\":\"smoke_passed\",\"text\":\"All smoke tests pass\",\"result\":\"FAIL\""
+run 0 "$ctl" validate "$R" --cohort ga # the last stage: nothing stands in the way
+has "$out" "validate $R before leaving ga: ready"
+run 2 "$ctl" validate "$R"
+has "$err" "canaryctl validate: --cohort STAGE is required"
+run 1 "$ctl" validate "$R" --cohort nope
+has "$err" "canaryctl validate: --cohort: 'nope' is no stage of the plan"
 
 step "several active rollouts: a command must name one"
 run 1 "$ctl" pause
@@ -239,6 +260,23 @@ if grep '^global shard' <<<"$out" | awk '{ print $8 }' | grep -qv '^on$'; then
 $out"
 fi
 
+step "rollback without a rollout: a service's completed release (the emergency command)"
+R3=pay-cli-$suffix
+run 0 "$ctl" emit --type rollout.requested --rollout "$R3" --service "pay-$suffix" --version 1.1.0 \
+  --baseline_version 1.0.0 --quiet
+wait_for 30 "$R3 to be stored" status_has "$R3" "state           pending" || fail "no $R3"
+run 0 "$ctl" promote "$R3" --force --actor bob --reason hotfix
+has "$out" " $R3 promote internal_test->ga completed [manual_force]"
+run 0 "$ctl" rollback --service "pay-$suffix" --actor dana --reason "checkout broken after GA"
+has "$out" " $R3 rollback ga rolled_back [manual] rolled back by dana: checkout broken after GA"
+run 1 "$ctl" rollback --service "pay-$suffix" --actor dana
+[[ $err == "canaryctl rollback: nothing to roll back: no active or completed rollout of service 'pay-$suffix'" ]] ||
+  fail "rollback of a rolled-back service: '$err'"
+run 2 "$ctl" pause --service "pay-$suffix"
+has "$err" "canaryctl pause: --service is for rollback only"
+run 2 "$ctl" rollback "$R3" --service "pay-$suffix"
+has "$err" "name a rollout or a --service, not both"
+
 # ---- history -------------------------------------------------------------------------------------
 step "history: every decision in order, with its evidence"
 run 0 "$ctl" history "$R"
@@ -250,12 +288,88 @@ has "$out" "    trigger: $R-health"
 has "$out" "    command: pause"
 has "$out" "    accepted: false"
 has "$out" "    flag: canary.cohort.friendly_gp.enabled"
+grep -qE '^    post_mortem_due_ms: 20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$' <<<"$out" ||
+  fail "history: post_mortem_due_ms is not a time: $(grep post_mortem <<<"$out")"
 run 0 "$ctl" history "$R" --json
 [[ $(wc -l <<<"$out") == 9 ]] || fail "history --json: $(wc -l <<<"$out") lines"
 for seq in 1 2 3 4 5 6 7 8 9; do
   sed -n "${seq}p" <<<"$out" | grep -qF "{\"id\":\"$R/$seq\",\"rollout\":\"$R\",\"seq\":$seq," ||
     fail "history --json line $seq: $(sed -n "${seq}p" <<<"$out")"
 done
+
+# ---- health --------------------------------------------------------------------------------------
+step "health: follows a rollout and exits 1 as soon as a halt fires"
+R4=health-cli-$suffix
+run 0 "$ctl" emit --type rollout.requested --rollout "$R4" --service "health-$suffix" \
+  --version 1.0.1 --baseline_version 1.0.0 --quiet
+now=$(date +%s%3N)
+run 0 "$ctl" emit <<EOF
+{"id":"$R4-ci","rollout":"$R4","time":$now,"type":"ci.completed","ok":true}
+{"id":"$R4-deploy","rollout":"$R4","time":$now,"type":"deploy.completed","ok":true}
+{"id":"$R4-health","rollout":"$R4","time":$now,"type":"health.checked","ok":true}
+EOF
+wait_for 60 "$R4 to start" status_has "$R4" "state           running" || fail "$R4 did not start"
+run 0 "$ctl" health "$R4" --once
+has "$out" "health of $R4 at internal_test: running, 0.5% exposure"
+has "$out" "no halt rule evaluated yet on this rollout"
+"$ctl" health "$R4" --duration 2m --interval 1s >"$tmp/health.out" 2>&1 &
+health_pid=$!
+sleep 1
+run 0 "$ctl" emit --type alert.raised --rollout "$R4" --kind security --detail "token leak" --quiet
+health_rc=0
+wait "$health_pid" || health_rc=$?
+[[ $health_rc == 1 ]] || fail "health exited $health_rc after a halt (want 1): $(cat "$tmp/health.out")"
+grep -qE " $R4 halt internal_test paused \[security_alert\]" "$tmp/health.out" ||
+  fail "health did not print the halt: $(cat "$tmp/health.out")"
+run 1 "$ctl" health "$R4" --once # a halt that stands is the answer too
+has "$out" "[security_alert]"
+run 2 "$ctl" health "$R4" --duration soon
+has "$err" "canaryctl health: --duration: 'soon' is not a duration such as 90s, 30m or 1h"
+
+# ---- diff ----------------------------------------------------------------------------------------
+step "diff: the canary diff of the latest samples, as a histogram, the worst, a verdict"
+now=$(date +%s%3N)
+# 10 events of 100 samples: every 50th sample 2% off, sample 7 30% off, the rest equal
+awk -v r="$R" -v now="$now" 'BEGIN {
+  for (e = 0; e < 10; e++) {
+    line = sprintf("{\"id\":\"%s-diff-%d\",\"rollout\":\"%s\",\"time\":%d,\"type\":\"diff.samples\",\"cohort\":\"friendly_gp\",\"samples\":[", r, e, r, now + e)
+    for (i = 0; i < 100; i++) {
+      k = e * 100 + i; st = 10 + k % 37
+      c = (k % 50 == 0) ? st * 1.02 : (k == 7 ? st * 1.3 : st)
+      line = line sprintf("%s{\"input\":%d,\"stable\":%g,\"canary\":%.10g}", i ? "," : "", k, st, c)
+    }
+    print line "]}"
+  }
+}' >"$tmp/diff.jsonl"
+run 0 "$ctl" emit --quiet <"$tmp/diff.jsonl"
+run 1 "$ctl" diff "$R" --samples 1000 --tolerance 0.005
+has "$out" "canary diff of $R: the latest 1000 samples (of 1000, in 10 events), tolerance 0.005"
+has "$out" "  0 (equal)                979  ########################################"
+has "$out" "  <= 10T                    20  #  (out)"
+has "$out" "  > 10T                      1  #  (out)"
+has "$out" "over the tolerance: 21 of 1000 = 2.1% "
+has "$out" "  verdict: FAIL"
+grep -qE '^  1 +7 +17 +22\.1 +0\.3 +60$' <<<"$out" || fail "the worst sample is not input 7:
+$out"
+run 0 "$ctl" diff "$R" --samples 1000 --tolerance 0.5 --json
+has "$out" "\"samples\":1000,\"events\":10,\"tolerance\":0.5,\"over\":0,\"share\":0,"
+has "$out" "\"verdict\":\"PASS\""
+run 1 "$ctl" diff "$R" --samples 100 --tolerance 0.005 --max-share 0.05
+has "$out" "  verdict: INSUFFICIENT"
+run 1 "$ctl" diff "ghost-diff-$suffix"
+has "$err" "canaryctl diff: no diff.samples for ghost-diff-$suffix in Kafka"
+run 2 "$ctl" diff "$R" --tolerance -1
+has "$err" "canaryctl diff: --tolerance: '-1' is not a number >= 0"
+
+# ---- dispersion ----------------------------------------------------------------------------------
+step "dispersion: nothing learned for a service without finished releases; bad options"
+run 1 "$ctl" dispersion --service "nope-$suffix"
+[[ $err == "canaryctl dispersion: nothing learned yet: no finished release of 'nope-$suffix' has baseline reports (releases finish when they complete or are rolled back)" ]] ||
+  fail "dispersion of an unknown service: '$err'"
+run 2 "$ctl" dispersion --format xml
+has "$err" "canaryctl dispersion: --format: 'xml' is not text, yaml or json"
+run 0 "$ctl" dispersion --help
+has "$out" "usage: canaryctl dispersion"
 
 # ---- bad input -----------------------------------------------------------------------------------
 step "a malformed line is refused by emit; the good line beside it is still sent"

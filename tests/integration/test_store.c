@@ -20,8 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config/config.h"
 #include "core/engine.h"
 #include "core/idset.h"
+#include "core/metric_store.h"
 #include "store/store.h"
 
 /* ---- fixture: a database of our own ---------------------------------------------------------- */
@@ -565,6 +567,111 @@ static void test_engine_state_round_trip(void **state) {
   free(hist);
   effects_free(&fx);
   engine_destroy(&back);
+  engine_destroy(&e);
+}
+
+/* A baseline report of requests and errors into rollout id's internal_test cohort. */
+static void baseline_report(struct engine *e, const char *id, int64_t t, double errors) {
+  struct metric_value mv[2] = {{"requests", 200000}, {"errors", errors}};
+  struct event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.type = EVENT_METRICS;
+  ev.time_ms = t;
+  snprintf(ev.rollout, sizeof ev.rollout, "%s", id);
+  ev.metrics.variant = VARIANT_BASELINE;
+  ev.metrics.interval_ms = 60000;
+  ev.metrics.counters = mv;
+  ev.metrics.n_counters = 2;
+  char why[200];
+  if (mstore_ingest(&engine_metrics(e, id)->ms, 0, &ev, why, sizeof why) != CANARY_OK)
+    fail_msg("ingest: %s", why);
+}
+
+/*
+ * rollouts.dispersion: what each release's baseline said about its counters' dispersion,
+ * written with its metric state; store_dispersion pools the finished releases (completed or
+ * rolled back) of a service, its `last` newest — canaryctl dispersion's source.
+ */
+static void test_dispersion_of_finished_releases(void **state) {
+  (void)state;
+  static struct plan builtin;
+  struct config_error ce;
+  assert_int_equal(config_load_default(&builtin, &ce), CANARY_OK);
+  int64_t epoch = claim(5, "worker-d");
+  struct engine e;
+  assert_int_equal(engine_init(&e, &builtin), CANARY_OK);
+  static const char *const ids[] = {"learn-1", "learn-2", "learn-3"};
+  static const char *const services[] = {"learnsvc", "learnsvc", "othersvc"};
+  struct effects fx = EFFECTS_INIT;
+  for (int i = 0; i < 3; i++) {
+    struct event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = EVENT_ROLLOUT_REQUESTED;
+    snprintf(ev.id, sizeof ev.id, "req-%s", ids[i]);
+    snprintf(ev.rollout, sizeof ev.rollout, "%s", ids[i]);
+    snprintf(ev.service, sizeof ev.service, "%s", services[i]);
+    snprintf(ev.version, sizeof ev.version, "1.0.%d", i);
+    snprintf(ev.baseline_version, sizeof ev.baseline_version, "0.9.9");
+    ev.time_ms = 1767225600000;
+    enum apply_outcome outcome;
+    char why[256];
+    assert_int_equal(engine_apply(&e, &ev, ev.time_ms, &fx, &outcome, why, sizeof why),
+                     CANARY_OK);
+    if (outcome != APPLY_APPLIED)
+      fail_msg("%s: %s", ids[i], why);
+    for (int m = 0; m < 6; m++) /* five steps each, of different sizes */
+      baseline_report(&e, ids[i], ev.time_ms + (m + 1) * 60000, 40 + (m * 7 + i * 3) % 11);
+  }
+  e.rollouts[0]->state = ROLLOUT_ROLLED_BACK;
+  e.rollouts[1]->state = ROLLOUT_RUNNING; /* not finished: left out */
+  e.rollouts[2]->state = ROLLOUT_COMPLETED;
+  struct rollout_metrics *ms[3];
+  double sum[3], k[3];
+  for (int i = 0; i < 3; i++) {
+    ms[i] = engine_metrics(&e, ids[i]);
+    mstore_dispersion_steps(&ms[i]->ms, "errors", &sum[i], &k[i]);
+    assert_true(k[i] == 5 && sum[i] > 0);
+  }
+  struct store_batch b = {.shard = 5, .epoch = epoch, .rollouts = e.rollouts, .n_rollouts = 3,
+                          .metrics = ms, .global = &e.global};
+  no_offsets(&b.offsets);
+  commit_ok(&b);
+
+  struct store_dispersion_row *rows;
+  size_t n;
+  assert_int_equal(store_dispersion(st, "learnsvc", 20, &rows, &n), CANARY_OK);
+  assert_int_equal(n, 1); /* errors: the other counters saw no report */
+  assert_string_equal(rows[0].service, "learnsvc");
+  assert_string_equal(rows[0].counter, "errors");
+  assert_int_equal(rows[0].releases, 1);
+  assert_true(fabs((rows[0].k) - (k[0])) <= 0);
+  assert_true(fabs((rows[0].sum) - (sum[0])) <= 1e-9 * sum[0]);
+  free(rows);
+
+  /* the second finishes too (its row is written again without metrics: the column stays) */
+  e.rollouts[1]->state = ROLLOUT_COMPLETED;
+  struct rollout_metrics *none[3] = {NULL, NULL, NULL};
+  b.rollouts = &e.rollouts[1];
+  b.n_rollouts = 1;
+  b.metrics = none;
+  commit_ok(&b);
+  assert_int_equal(store_dispersion(st, "", 20, &rows, &n), CANARY_OK);
+  assert_int_equal(n, 2);
+  assert_string_equal(rows[0].service, "learnsvc");
+  assert_int_equal(rows[0].releases, 2);
+  assert_true(fabs((rows[0].k) - (k[0] + k[1])) <= 0);
+  assert_true(fabs((rows[0].sum) - (sum[0] + sum[1])) <= 1e-9 * (sum[0] + sum[1]));
+  assert_string_equal(rows[1].service, "othersvc");
+  assert_true(fabs((rows[1].sum) - (sum[2])) <= 1e-9 * sum[2]);
+  free(rows);
+  assert_int_equal(store_dispersion(st, "learnsvc", 1, &rows, &n), CANARY_OK);
+  assert_int_equal(n, 1);
+  assert_int_equal(rows[0].releases, 1); /* the newest alone */
+  free(rows);
+  assert_int_equal(store_dispersion(st, "nosuchsvc", 20, &rows, &n), CANARY_OK);
+  assert_int_equal(n, 0);
+  free(rows);
+  effects_free(&fx);
   engine_destroy(&e);
 }
 
@@ -1202,6 +1309,7 @@ int main(void) {
       cmocka_unit_test(test_transitions_append_only),
       cmocka_unit_test(test_history),
       cmocka_unit_test(test_list_rollouts),
+      cmocka_unit_test(test_dispersion_of_finished_releases),
       cmocka_unit_test(test_connect_retry_logged),
       cmocka_unit_test(test_lost_connection),
       cmocka_unit_test(test_commit_latency),

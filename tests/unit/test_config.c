@@ -294,6 +294,30 @@ static void test_defaults(void **state) {
   assert_int_equal(plan_a.stages[1].max_duration_ms, 0);
 }
 
+/* decisions.dispersion: entries per counter and service, 1000 reports unless said. */
+static void test_learned_dispersion(void **state) {
+  (void)state;
+  static const char yaml[] = "plan: t\n"
+                             "stages:\n"
+                             "  - { name: a, traffic_percent: 10 }\n"
+                             "  - { name: b, traffic_percent: 100 }\n"
+                             "decisions:\n"
+                             "  dispersion:\n"
+                             "    - { counter: errors, value: 1.5 }\n"
+                             "    - { counter: errors, service: checkout, value: 2.25, reports: 40 }\n";
+  struct config_error e;
+  assert_int_equal(load_text(yaml, &plan_a, &e), CANARY_OK);
+  assert_int_equal(plan_a.n_dispersion, 2);
+  const struct plan_dispersion *d = plan_dispersion_for(&plan_a, "errors", "checkout");
+  assert_non_null(d);
+  assert_true(d->value == 2.25 && d->reports == 40); /* the service's own entry wins */
+  d = plan_dispersion_for(&plan_a, "errors", "web");
+  assert_non_null(d);
+  assert_true(d->value == 1.5 && d->reports == 1000 && d->service[0] == 0);
+  assert_null(plan_dispersion_for(&plan_a, "transactions_failed", "checkout"));
+  assert_true(plan_dispersion_for(&plan_a, "errors", NULL) == &plan_a.dispersion[0]);
+}
+
 static void test_anchors_and_aliases(void **state) {
   (void)state;
   static const char yaml[] =
@@ -340,6 +364,21 @@ static const struct bad_case bad_cases[] = {
     {"a false-halt budget out of range", "plan: t\n" STAGES_AB
      "decisions:\n  false_halt_budget: 2\n",
      CANARY_EINVALID, 6, 22, "false_halt_budget"},
+    {"a dispersion under 1", "plan: t\n" STAGES_AB
+     "decisions:\n  dispersion:\n    - { counter: errors, value: 0.5 }\n",
+     CANARY_EINVALID, 7, 33, "value"},
+    {"a dispersion given twice", "plan: t\n" STAGES_AB
+     "decisions:\n  dispersion:\n    - { counter: errors, value: 2 }\n"
+     "    - { counter: errors, value: 3 }\n",
+     CANARY_EINVALID, 8, 7, "appears twice"},
+    {"a dispersion without its counter", "plan: t\n" STAGES_AB
+     "decisions:\n  dispersion:\n    - { value: 2 }\n",
+     CANARY_EINVALID, 7, 7, "counter"},
+    {"a dispersion of a counter no evidence divides", "plan: t\n" STAGES_AB
+     "decisions:\n  dispersion:\n    - { counter: error, value: 2 }\n"
+     "halt_rules:\n  - { name: r, expr: \"rate(errors[5m]) / rate(requests[5m]) > baseline\","
+     " action: pause_canary }\n",
+     CANARY_EINVALID, 7, 7, "its bad-event counters: errors"},
     {"a holdback out of range", "plan: t\n" STAGES_AB "watch:\n  duration: 24h\n"
      "  holdback_percent: 60\n",
      CANARY_EINVALID, 7, 21, "holdback_percent"},
@@ -719,6 +758,7 @@ int main(void) {
       cmocka_unit_test(test_default_equals_file),
       cmocka_unit_test(test_overlay_changes),
       cmocka_unit_test(test_defaults),
+      cmocka_unit_test(test_learned_dispersion),
       cmocka_unit_test(test_anchors_and_aliases),
       cmocka_unit_test(test_failure_leaves_out_untouched),
       cmocka_unit_test(test_bad_configs),

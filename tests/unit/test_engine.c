@@ -531,6 +531,37 @@ static void test_global_flag_applies_to_every_live_rollout(void **state) {
   assert_action(last_decision(t, "r5"), DECISION_START);
 }
 
+/* A reason too long for the decision ends at a word, with "...", never mid-word. */
+static void test_long_reason_ends_at_a_word(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0);
+  struct event promote = fixture_command("long", "r1", T0 + 5 * MIN_MS, COMMAND_PROMOTE, false);
+  size_t at = 0;
+  while (at + 12 < sizeof promote.reason) /* "supercalifragilistic"-free words of 11 */
+    at += (size_t)snprintf(promote.reason + at, sizeof promote.reason - at, "%s", "longreason ");
+  promote.reason[at - 1] = '\0';
+  clear(t);
+  apply(t, promote);
+  const struct decision *d = last_decision(t, "r1");
+  assert_action(d, DECISION_PROMOTE);
+  size_t n = strlen(d->reason);
+  assert_true(n + 1 <= sizeof d->reason);
+  assert_true(n > 3 && !strcmp(d->reason + n - 3, "..."));
+  assert_non_null(strstr(d->reason, "promoted by "));
+  assert_non_null(strstr(d->reason, ": longreason longreason"));
+  /* the cutter itself: at the last whole word, never inside one */
+  char s[16];
+  int want = snprintf(s, sizeof s, "%s", "looks good to me, ship it");
+  text_cut_at_word(s, sizeof s, want);
+  assert_string_equal(s, "looks good..."); /* not "looks good to m" */
+  want = snprintf(s, sizeof s, "%s", "fits fine");
+  text_cut_at_word(s, sizeof s, want);
+  assert_string_equal(s, "fits fine");
+  want = snprintf(s, sizeof s, "%s", "averyveryverylongword");
+  text_cut_at_word(s, sizeof s, want);
+  assert_string_equal(s, "averyveryver..."); /* one word longer than the field: cut it */
+}
+
 static void test_global_cohort_flag(void **state) {
   struct t *t = *state;
   start(t, "r1", T0);
@@ -1140,6 +1171,8 @@ static void test_evidence_is_not_fooled_by_a_few_requests(void **state) {
  */
 static void test_evidence_survives_restart(void **state) {
   struct t *t = *state;
+  /* a learned dispersion: the restored rollout must take it up again, not assume bursts */
+  t->plan.dispersion[t->plan.n_dispersion++] = (struct plan_dispersion){"errors", "", 1.4, 1e5};
   start(t, "r1", T0);
   static struct event metrics[400];
   static struct metric_value counters[400][4];
@@ -1180,6 +1213,9 @@ static void test_evidence_survives_restart(void **state) {
   for (int i = 0; i < n; i++)
     assert_int_equal(engine_replay_metrics(&b, &metrics[i]), CANARY_OK);
   struct rollout_metrics *ma = engine_metrics(&t->e, "r1"), *mb = engine_metrics(&b, "r1");
+  double phi = mstore_dispersion(&ma->ms, cohort, "errors", "requests");
+  assert_true(phi > 1.39 && phi < 1.45); /* the learned 1.4 (these reports alone say 1) */
+  assert_true(mstore_dispersion(&mb->ms, cohort, "errors", "requests") == phi);
   int evidence_rules = 0;
   for (int i = 0; i < t->plan.n_rules; i++) {
     struct expr_for sa[PLAN_MAX_EXPRS] = {0}, sb[PLAN_MAX_EXPRS] = {0};
@@ -1616,6 +1652,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_metrics_accepted_and_decide_nothing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_global_flag_applies_to_every_live_rollout, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_long_reason_ends_at_a_word, setup, teardown),
       cmocka_unit_test_setup_teardown(test_global_cohort_flag, setup, teardown),
       cmocka_unit_test_setup_teardown(test_global_flag_leaves_completed_rollouts_alone, setup,
                                       teardown),

@@ -20,9 +20,11 @@ static void near(double got, double want, double rel, const char *what) {
 }
 
 /*
- * Reference values: the closed form log( (1/8) sum_k exp(x log(p_k/p0) + (n-x) log((1-p_k)/
- * (1-p0))) ), p_k the odds of p0 times (ABOVE) or over (BELOW) the grid ratio, evaluated in
- * Python 3 (math.log, math.log1p) independently of this code.
+ * Reference values: the closed form log( sum_k w_k exp(x log(p_k/p0) + (n-x) log((1-p_k)/
+ * (1-p0))) ), p_k the odds of p0 times (ABOVE) or over (BELOW) the grid ratio k, w_k its weight
+ * (ABOVE: 0.03, 0.07, 0.26, 0.24, 0.18, 0.15, 0.04, 0.03 for 1.2 ... 100; BELOW: 1/8 each),
+ * evaluated in Python 3
+ * (math.log, math.log1p) independently of this code.
  */
 static void test_reference_values(void **state) {
   (void)state;
@@ -31,11 +33,11 @@ static void test_reference_values(void **state) {
     enum evid_side side;
     double log_e;
   } cases[] = {
-      {10, 1000, 0.005, EVID_ABOVE, 0.7452169610797506},  /* 2x the null's rate: weak */
-      {0, 1000, 0.005, EVID_ABOVE, -2.8619120290691367},  /* none: evidence against */
+      {10, 1000, 0.005, EVID_ABOVE, 1.0639238829387327},  /* 2x the null's rate: weak */
+      {0, 1000, 0.005, EVID_ABOVE, -3.985073227667675},  /* none: evidence against */
       {0, 10000, 0.001, EVID_BELOW, 8.699117249792097},   /* clean: a gate's "< 0.1%" */
-      {3, 400, 0.001, EVID_ABOVE, 2.2412499325868267},
-      {30, 30, 0.005, EVID_ABOVE, 124.01187783268402},
+      {3, 400, 0.001, EVID_ABOVE, 2.58654333037643},
+      {30, 30, 0.005, EVID_ABOVE, 122.58476147704408},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
     near(evid_log_e_rate(cases[i].x, cases[i].n, cases[i].p0, cases[i].side), cases[i].log_e,
@@ -44,7 +46,7 @@ static void test_reference_values(void **state) {
   struct evid_llr a;
   evid_llr_reset(&a);
   evid_llr_add_split(&a, 20, 1000, 0.005, 1, EVID_ABOVE);
-  near(evid_log_e(&a), 10.546131562361058, 1e-12, "split");
+  near(evid_log_e(&a), 11.057705050822765, 1e-12, "split");
   evid_llr_reset(&a);
   near(evid_log_e(&a), 0, 0, "no data is no evidence");
 }
@@ -121,8 +123,29 @@ static double uniform(void) {
  * looked at after every batch of 10 trials for 5,000 trials: the share of streams that ever
  * reach 1/alpha must stay below alpha. A fixed-horizon test looked at 500 times would exceed it
  * many times over (the peeking problem); the stream is fixed, so this never flakes — and it
- * fails for a test that is not a supermartingale (e.g. a grid weight above 1/8, or a sign slip).
+ * fails for a test that is not a supermartingale (e.g. grid weights summing above 1, or a sign slip).
  */
+/* The weights are a prior: each positive, together 1 (more would void the guarantee). */
+static void test_grid_weights_are_a_prior(void **state) {
+  (void)state;
+  for (int side = 0; side < 2; side++) {
+    double sum = 0;
+    for (int k = 0; k < EVID_GRID; k++) {
+      assert_true(evid_grid_weight[side][k] > 0);
+      sum += evid_grid_weight[side][k];
+    }
+    near(sum, 1, 1e-12, "weights");
+    /* evid_log_e weighs each alternative: one far ahead of the rest reads its own weight */
+    for (int k = 0; k < EVID_GRID; k++) {
+      struct evid_llr a;
+      evid_llr_reset(&a);
+      a.side = (enum evid_side)side;
+      a.l[k] = 50;
+      near(evid_log_e(&a), 50 + log(evid_grid_weight[side][k]), 1e-9, "log weight");
+    }
+  }
+}
+
 static void test_false_alarms_stay_under_alpha_however_often_looked_at(void **state) {
   (void)state;
   const double alpha = 0.05, need = -log(alpha);
@@ -181,6 +204,7 @@ static void test_a_real_excess_is_found(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reference_values),
+      cmocka_unit_test(test_grid_weights_are_a_prior),
       cmocka_unit_test(test_segments_add),
       cmocka_unit_test(test_outage_on_both_is_not_the_canary),
       cmocka_unit_test(test_bounds_are_the_switch),

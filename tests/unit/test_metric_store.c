@@ -1196,16 +1196,16 @@ static int rule_index_ev(const char *name) {
 }
 
 /* The budget: 1% over the halt rules' 10 comparisons over counts and the split check (the
- * alerts' 5 comparisons are the halt rules' own: paid for once), error_excess at 4 shares and
- * failed_transaction_excess at 2; gates at 95%; a restart replays the whole plan's metrics (the
+ * alerts' 5 comparisons are the halt rules' own: paid for once), error_excess at 8 shares and
+ * failed_transaction_excess at 4; gates at 95%; a restart replays the whole plan's metrics (the
  * evidence counts from the release's start). */
 static void test_evidence_plan(void **state) {
   (void)state;
   assert_true(mp_ev.ev.on);
   assert_int_equal(mp_ev.ev.n_tests, 11);
   assert_int_equal(mp_ev.ev.n_distinct, 10);
-  assert_double_equal(mp_ev.ev.units, 15, 0);
-  assert_double_equal(mp_ev.ev.rule_alpha, 0.01 / 15, 1e-15);
+  assert_double_equal(mp_ev.ev.units, 21, 0);
+  assert_double_equal(mp_ev.ev.rule_alpha, 0.01 / 21, 1e-15);
   double sum = mp_ev.ev.rule_alpha; /* the split's */
   for (int k = 0; k < mp_ev.ev.n_distinct; k++)
     sum += mp_ev.ev.tests[k].q.alpha;
@@ -1213,9 +1213,9 @@ static void test_evidence_plan(void **state) {
   for (int i = 0; i < mp_ev.n; i++) {
     const struct mstore_expr *x = &mp_ev.x[i];
     if (x->owner == MSTORE_RULE && !strcmp(x->name, "error_excess"))
-      assert_double_equal(x->e.alpha, 4 * 0.01 / 15, 1e-15);
+      assert_double_equal(x->e.alpha, 8 * 0.01 / 21, 1e-15);
     if (x->owner == MSTORE_ALERT && !strcmp(x->name, "canary_error_spike"))
-      assert_double_equal(x->e.alpha, 0.01 / 15, 1e-15); /* error_rate's test */
+      assert_double_equal(x->e.alpha, 0.01 / 21, 1e-15); /* error_rate's test */
   }
   assert_double_equal(mp_ev.ev.gate_alpha, 0.05, 0);
   assert_true(mp_ev.replay_ms >= (2 + 48 + 72) * HOUR_MS); /* a restart replays the plan */
@@ -1320,6 +1320,48 @@ static void test_evidence_finds_a_regression_mid_stage(void **state) {
   assert_true(stage_only < 0 || stage_only > 2 * sliced);
 }
 
+/*
+ * The dispersion's prior: bursts assumed (5 reports' worth of 3) for a service the plan has
+ * learned nothing about; the plan's learned value for the service, or for any service, when
+ * it has one; and the release's own reports overruling a prior they prove too small.
+ */
+static void test_learned_dispersion_prior(void **state) {
+  (void)state;
+  static struct plan learned;
+  learned = plan_ev;
+  learned.n_dispersion = 2;
+  learned.dispersion[0] = (struct plan_dispersion){"errors", "", 1, 1000};
+  learned.dispersion[1] = (struct plan_dispersion){"errors", "checkout", 2, 100};
+  const char *services[] = {NULL, "web", "checkout"};
+  const double want[] = {3 * (1 + 1 / sqrt(5)), 1 + 1 / sqrt(1000), 2 * (1 + 1 / sqrt(100))};
+  for (int i = 0; i < 3; i++) {
+    struct mstore ms;
+    store_init_for(&ms, &mp_ev);
+    if (services[i])
+      mstore_learned_dispersion(&ms, &learned, services[i]);
+    assert_true(mstore_dispersion(&ms, 0, "errors", "requests") == 1); /* no bad event yet */
+    put_counters(&ms, 0, B, T0, "errors", 5.0, "requests", 240000.0, NULL);
+    assert_double_equal(mstore_dispersion(&ms, 0, "errors", "requests"), want[i], 1e-12);
+    mstore_free(&ms);
+  }
+  /* steps of 4 (bursts of about four) against a learned 1: ten of them prove it wrong */
+  double trusting = mstore_dispersion_of(9 * 4, 9, 1, 1000), proven = mstore_dispersion_of(40, 10, 1, 1000);
+  assert_true(trusting < 1.1);
+  assert_double_equal(proven, 4 * (1 - sqrt(0.2)), 1e-12);
+  /* steps of 1 against a learned 1: the prior stands */
+  assert_double_equal(mstore_dispersion_of(10, 10, 1, 1000), 1010.0 / 1010 * (1 + 1 / sqrt(1010)),
+                      1e-12);
+  double sum, k;
+  struct mstore ms;
+  store_init_for(&ms, &mp_ev);
+  for (int m = 0; m < 4; m++)
+    put_counters(&ms, m < 2 ? 0 : 1, B, T0 + m * 60000, "errors", 5.0 + m, "requests", 240000.0,
+                 NULL);
+  mstore_dispersion_steps(&ms, "errors", &sum, &k);
+  assert_true(k == 2 && sum > 0); /* a step per report after each cohort's first, pooled */
+  mstore_free(&ms);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ingest_and_queries),
@@ -1341,6 +1383,7 @@ int main(void) {
       cmocka_unit_test(test_evidence_plan),
       cmocka_unit_test(test_evidence_two_failures_are_not_a_halt),
       cmocka_unit_test(test_evidence_finds_a_regression_mid_stage),
+      cmocka_unit_test(test_learned_dispersion_prior),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

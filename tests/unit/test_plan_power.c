@@ -158,7 +158,7 @@ static void test_budget_is_the_union_bound(void **state) {
   assert_double_equal(json_get(find_named(shares, "rule", "traffic_split"), "share")->num, alpha,
                       1e-15);
   assert_double_equal(json_get(find_named(shares, "rule", "error_excess"), "share")->num,
-                      4 * alpha, 1e-15); /* its budget_weight */
+                      8 * alpha, 1e-15); /* its budget_weight */
   /* the alerts repeat the halt rules' tests: canary_web_vitals_breach's three comparisons are
    * lcp_p75's, inp_p75's and cls_p95's, paid for by them */
   const struct json_value *vitals = find_named(shares, "rule", "canary_web_vitals_breach");
@@ -279,11 +279,14 @@ static void check_against_core(const char *rule, double mult) {
     evid_coef_init(&c, path.p0, path.side);
     evid_llr_reset(&one);
     evid_llr_add_coef(&one, &c, path.x, path.n);
+    at = one;
     /* the core's dispersion on these even reports (every step 0), the model's on its own
      * (disp 1 a step): the core's is never larger, so its e-value never smaller */
     double k_steps = t - 1;
-    double phi_core = mstore_dispersion_of(0, k_steps);
-    double phi_model = path.dispersed ? mstore_dispersion_of(k_steps * path.disp, k_steps) : 1;
+    double phi_core = mstore_dispersion_of(0, k_steps, MSTORE_DISP_PRIOR_PHI, MSTORE_DISP_PRIOR);
+    double phi_model = path.dispersed ? mstore_dispersion_of(k_steps * path.disp, k_steps,
+                                                             path.prior_phi, path.prior_n)
+                                      : 1;
     for (int k = 0; k < EVID_GRID; k++)
       at.l[k] = one.l[k] * t / phi_core;
     double same = path.log_w + evid_log_e(&at), core = core_log_e(&ms, &mp, x, now);

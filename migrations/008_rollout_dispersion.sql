@@ -1,0 +1,12 @@
+-- canaryd schema, version 8: what each rollout's baseline said about its counters' dispersion.
+--
+-- The evidence divides counts by a dispersion (retry bursts: ten errors of one burst are not
+-- ten independent errors), and a release begins by assuming bursts unless the plan has learned
+-- the service's dispersion from its earlier releases (decisions.dispersion; issue 9). This
+-- column keeps the raw material of that learning: per counter, the sum of the baseline's
+-- dispersion steps and their number, {"errors": [sum, k], ...}, written with the rollout's
+-- metric state. `canaryctl dispersion --service NAME` pools them over the service's finished
+-- releases and prints the plan entries.
+--
+-- Backward compatible: NULL for rows written before (or by an older worker), which are skipped.
+ALTER TABLE rollouts ADD COLUMN dispersion jsonb;
