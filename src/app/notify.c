@@ -134,7 +134,7 @@ static enum outcome settle_skipped(struct relay *r, const char *ctx, const char 
   return DONE;
 }
 
-static int64_t backoff(const struct notify_config *cfg, int attempt, int64_t retry_after_ms) {
+int64_t notify_backoff_ms(const struct notify_config *cfg, int attempt, int64_t retry_after_ms) {
   int64_t d = cfg->backoff_ms;
   for (int i = 1; i < attempt && d < cfg->backoff_max_ms; i++)
     d *= 2;
@@ -195,7 +195,7 @@ static enum outcome attempts(struct relay *r, const struct bus_msg *msg, const c
       r->delivered++;
       return DONE;
     }
-    if (!pause_ms(r, backoff(r->cfg, n, res.retry_after_ms)))
+    if (!pause_ms(r, notify_backoff_ms(r->cfg, n, res.retry_after_ms)))
       return AGAIN;
   }
 }
@@ -213,6 +213,14 @@ static enum outcome handle(struct relay *r, const struct bus_msg *msg) {
     return dead_letter(r, msg, ctx, NULL, reason) ? DONE : AGAIN;
   }
   snprintf(ctx, sizeof ctx, "rollout=%s notification=%s", it.n.rollout, it.n.id);
+  static struct decision d; /* the relay is one thread */
+  bool found = false;
+  if (it.n.decision_id[0] &&
+      (rc = store_decision(r->st, it.n.decision_id, &d, &found)) != CANARY_OK) {
+    store_trouble(r, ctx, rc);
+    return AGAIN;
+  }
+  it.decision = found ? &d : NULL; /* a database without it (another installation's): no evidence */
   bool all_clear;
   enum notify_sink sink = notify_route(&it.n, &all_clear);
   const char *sn = notify_sink_name(sink), *needs;

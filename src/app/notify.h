@@ -34,4 +34,11 @@ int notify_run(struct notify_config *cfg, volatile sig_atomic_t *running);
  * all-clears (severity info on the oncall and status_page channels) resolve. */
 enum notify_sink notify_route(const struct notification *n, bool *all_clear);
 
+/*
+ * How long to wait after failed attempt number `attempt` (1, 2, ...): backoff_ms doubling up to
+ * backoff_max_ms, or the endpoint's Retry-After (retry_after_ms, -1 when none) when it is longer,
+ * up to retry_after_max_ms.
+ */
+int64_t notify_backoff_ms(const struct notify_config *cfg, int attempt, int64_t retry_after_ms);
+
 #endif

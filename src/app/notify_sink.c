@@ -166,9 +166,47 @@ static void commands(struct jbuf *b, const char *r) {
   }
 }
 
+/* One evidence value as text. */
+static void evidence_value(struct jbuf *b, const struct evidence_item *e) {
+  switch (e->kind) {
+  case EVIDENCE_NUM: jbuf_printf(b, "%.6g", e->num); break;
+  case EVIDENCE_INT: jbuf_printf(b, "%lld", (long long)e->i); break;
+  case EVIDENCE_BOOL: jbuf_puts(b, e->b ? "true" : "false"); break;
+  case EVIDENCE_STR: jbuf_puts(b, e->str); break;
+  }
+}
+
+/* The decision's evidence as sections of mrkdwn fields (Slack takes 10 fields a section). */
+static void evidence_sections(struct jbuf *out, const struct decision *d) {
+  struct jbuf v, f;
+  jbuf_init(&v);
+  jbuf_init(&f);
+  for (int i = 0; i < d->n_evidence; i++) {
+    if (i % 10 == 0)
+      jbuf_puts(out, i ? "]},{\"type\":\"section\",\"fields\":[" :
+                         ",{\"type\":\"section\",\"fields\":[");
+    jbuf_reset(&v);
+    evidence_value(&v, &d->evidence[i]);
+    jbuf_reset(&f);
+    jbuf_putc(&f, '*');
+    mrkdwn(&f, d->evidence[i].key);
+    jbuf_puts(&f, ":* ");
+    jbuf_putc(&v, '\0');
+    mrkdwn(&f, v.data ? v.data : "");
+    jbuf_puts(out, i % 10 ? ",{\"type\":\"mrkdwn\",\"text\":" : "{\"type\":\"mrkdwn\",\"text\":");
+    jbuf_string_n(out, f.data ? f.data : "", f.len);
+    jbuf_putc(out, '}');
+  }
+  if (d->n_evidence)
+    jbuf_puts(out, "]}");
+  jbuf_free(&v);
+  jbuf_free(&f);
+}
+
 /*
  * The notification's own Block Kit payload (what the contract carries, ready for
- * chat.postMessage) with one section more: the commands to act. The payload is an object whose
+ * chat.postMessage) with more sections: the evidence of the decision it reports (the measured
+ * values, each criterion's result) and the commands to act. The payload is an object whose
  * last member is the blocks array (event_json.c writes it so): the section goes at its end.
  * Anything else is sent as it is.
  */
@@ -182,6 +220,8 @@ void notify_slack_body(const struct notify_item *it, struct jbuf *out) {
     return;
   }
   jbuf_write(out, s, n - 2);
+  if (it->decision)
+    evidence_sections(out, it->decision);
   struct jbuf line;
   jbuf_init(&line);
   commands(&line, it->n.rollout);
@@ -229,6 +269,23 @@ void notify_pagerduty_body(const char *routing_key, enum notify_op op,
   jbuf_string(out, n->decision_id);
   jbuf_puts(out, ",\"to_roll_back\":");
   jbuf_string(out, cmd);
+  if (it->decision && it->decision->n_evidence) {
+    struct jbuf v;
+    jbuf_init(&v);
+    jbuf_puts(out, ",\"evidence\":{");
+    for (int i = 0; i < it->decision->n_evidence; i++) {
+      const struct evidence_item *e = &it->decision->evidence[i];
+      if (i)
+        jbuf_putc(out, ',');
+      jbuf_string(out, e->key);
+      jbuf_putc(out, ':');
+      jbuf_reset(&v);
+      evidence_value(&v, e);
+      jbuf_string_n(out, v.data ? v.data : "", v.len);
+    }
+    jbuf_putc(out, '}');
+    jbuf_free(&v);
+  }
   jbuf_puts(out, "}},\"client\":\"canaryd\"}");
 }
 

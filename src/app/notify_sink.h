@@ -75,7 +75,8 @@ struct notify_result {
 /* One notification as the relay read it: the record and its Slack payload. */
 struct notify_item {
   struct notification n;
-  const char *slack; /* the Block Kit JSON of the message */
+  const char *slack;               /* the Block Kit JSON of the message */
+  const struct decision *decision; /* the decision it reports (its evidence), or NULL */
 };
 
 /* Deliver it (one attempt). Never blocks longer than ep->timeout_ms (plus DNS). */

@@ -784,3 +784,27 @@ int store_history(store_t *s, const char *rollout, struct decision **decisions, 
   *n = count;
   return CANARY_OK;
 }
+
+int store_decision(store_t *s, const char *id, struct decision *d, bool *found) {
+  const char *values[] = {id};
+  int rc;
+  *found = false;
+  memset(d, 0, sizeof *d);
+  PGresult *res = store_exec(
+      s, "decision",
+      "SELECT id, rollout, seq, (extract(epoch FROM time) * 1000)::bigint, action, "
+      "coalesce(from_stage, ''), coalesce(to_stage, ''), state, reason, coalesce(rule, ''), "
+      "actor, evidence_items FROM transitions WHERE id = $1",
+      1, values, 0, PGRES_TUPLES_OK, &rc);
+  if (!res)
+    return rc;
+  if (PQntuples(res) == 1) {
+    struct json_doc doc;
+    json_doc_init(&doc);
+    rc = history_row(s, res, 0, &doc, d);
+    json_doc_free(&doc);
+    *found = rc == CANARY_OK;
+  }
+  PQclear(res);
+  return rc;
+}

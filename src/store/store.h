@@ -278,6 +278,9 @@ int store_delivery_finish(store_t *s, const char *id, const char *sink, int atte
 int store_alert_get(store_t *s, const char *sink, const char *key, bool *open, char *remote_id,
                     size_t remote_len) CANARY_MUSTCHECK;
 
+/* The decision with id (its evidence as decided); *found false when there is none. */
+int store_decision(store_t *s, const char *id, struct decision *d, bool *found) CANARY_MUSTCHECK;
+
 /* Last error message from the server or libpq (for logs). */
 const char *store_last_error(const store_t *s);
 

@@ -6,7 +6,8 @@
 #
 # Needs CANARY_PG and CANARY_KAFKA and FAILS without them. A database, topics (prefix) and
 # consumer groups of its own. Checks properties, never timings:
-#   - every kind is delivered with its payload: Slack Block Kit with the commands to act,
+#   - every kind is delivered with its payload: Slack Block Kit with the decision's evidence
+#     and the commands to act,
 #     PagerDuty trigger and resolve (dedup_key = the rollout), a Statuspage incident created and
 #     resolved, the executive briefing by SMTP;
 #   - a sink answering 503, one too slow for the relay's timeout and one answering 400: the first
@@ -206,7 +207,14 @@ for r in slack:
     types = [x["type"] for x in b["blocks"]]
     check(types[0] == "header" and "section" in types and "context" in types, "blocks %s" % types)
     check(("canaryctl rollback " + R) in json.dumps(b), "no rollback command in %s" % r["body"][:200])
-check(any("Security alert" in r["body"] for r in slack), "the halt's message and its evidence")
+halt = [json.loads(r["body"]) for r in slack if "halted" in r["body"] or "halt" in r["body"]]
+check(any("Security alert" in r["body"] for r in slack), "the halt's message")
+# the evidence of the decision it reports, from the transition log: a section of fields
+check(any(any("fields" in blk and "*exposure_percent:* 0.5" in json.dumps(blk["fields"])
+              for blk in h["blocks"]) for h in halt), "the halt's evidence: %s" % halt[:1])
+check(any("evidence" in p["payload"]["custom_details"] for p in
+          [json.loads(r["body"]) for r in mine if sink_of(r) == "pagerduty"]
+          if p["event_action"] == "trigger"), "the page's evidence")
 # -- PagerDuty: trigger, resolve, trigger, resolve, all with dedup_key = the rollout
 pd = [json.loads(r["body"]) for r in mine if sink_of(r) == "pagerduty"]
 check([p["event_action"] for p in pd] == ["trigger", "resolve", "trigger", "resolve"],
