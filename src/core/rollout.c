@@ -211,11 +211,14 @@ void run_roll_back(struct run *u, const char *rule, const char *actor, const cha
 
 /*
  * The all-clear on the on-call channel: severity info there closes the rollout's page (a pager
- * resolves it; `canaryd notify` sends a resolve only for a page it triggered). Sent when the
- * rollout resumes or is rolled back, whether or not it paged: the core keeps no memory of pages.
+ * resolves it). Sent when the rollout resumes or is rolled back, if on-call was paged since
+ * the last all-clear: a consumer that pages on the on-call channel is never woken for nothing.
  */
 static void oncall_all_clear(struct run *u, const char *what) {
   struct rollout *r = u->r;
+  if (!r->paged)
+    return;
+  r->paged = false;
   run_notify(u, NOTIFY_ONCALL, NOTIFY_SEV_INFO, run_latest(u), "Canary no longer halted",
              "%s %s %s: %s", r->service, r->version, what, run_latest(u)->reason);
 }
