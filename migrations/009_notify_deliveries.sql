@@ -26,7 +26,7 @@ CREATE TABLE notify_attempts (
   attempt         integer NOT NULL,
   started_at      timestamptz NOT NULL DEFAULT now(),
   finished_at     timestamptz,     -- NULL: in flight, or the relay died during it
-  outcome         text,            -- delivered, retry, refused, failed
+  outcome         text,            -- delivered, retry, refused, failed, unknown (a crash)
   status          integer,         -- HTTP status or SMTP reply code, 0 when there was none
   detail          text,
   PRIMARY KEY (notification_id, sink, attempt),

@@ -111,9 +111,10 @@ static enum outcome settle_dead(struct relay *r, const struct bus_msg *msg, cons
                                 const struct notify_result *res, const char *reason) {
   if (!dead_letter(r, msg, ctx, id, reason))
     return AGAIN;
-  int rc = store_delivery_finish(r->st, id, sink, attempt, res ? (res->verdict == NOTIFY_REFUSED ?
-                                 "refused" : "failed") : NULL, res ? res->status : 0,
-                                 reason, STORE_DELIVERY_DEAD, NULL);
+  /* without a result, the attempt (if any) is the one a crash cut short */
+  const char *outcome = !res ? "unknown" : res->verdict == NOTIFY_REFUSED ? "refused" : "failed";
+  int rc = store_delivery_finish(r->st, id, sink, attempt, outcome, res ? res->status : 0, reason,
+                                 STORE_DELIVERY_DEAD, NULL);
   if (rc != CANARY_OK) {
     store_trouble(r, ctx, rc);
     return AGAIN;

@@ -115,8 +115,7 @@ void bus_subscriber_close(bus_subscriber_t *sub) {
     return;
   if (sub->last)
     rd_kafka_message_destroy(sub->last);
-  rd_kafka_commit(sub->rk, NULL, 0); /* what was stored: the last commits before leaving */
-  rd_kafka_consumer_close(sub->rk);
+  rd_kafka_consumer_close(sub->rk); /* waits for the commits still in flight */
   rd_kafka_destroy(sub->rk);
   free(sub);
 }
