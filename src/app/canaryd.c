@@ -67,7 +67,8 @@ static const char usage[] =
     "PagerDuty (trigger; the all-clear resolves), the status page to Statuspage (create; the\n"
     "all-clear resolves), the executive briefing by e-mail. Every attempt is recorded in\n"
     "PostgreSQL before it is sent; what is refused, keeps failing or was cut short by a crash\n"
-    "goes to canary.dlq. Uses --kafka, --pg, --topic-prefix, --kafka-config, --group and:\n"
+    "goes to canary.dlq. Uses --kafka, --pg, --topic-prefix, --kafka-config, --group,\n"
+    "--kafka-conf (its consumer: session.timeout.ms=6000 for a faster take-over) and:\n"
     "  --max-attempts N    attempts per delivery before it is dead-lettered (8)\n"
     "  --backoff-ms N      wait after the first failure, doubling (500) ...\n"
     "  --backoff-max-ms N  ... up to (30000); a longer Retry-After is obeyed up to 300000\n"
@@ -120,7 +121,7 @@ static void on_signals(void) {
 
 /* canaryd notify: the relay to people (src/app/notify.c). */
 static int notify(struct notify_config *ncfg, const char *kafka, const char *pg, const char *group,
-                  const char *worker_id) {
+                  const char *worker_id, const char *const *kafka_conf) {
   if (ncfg->max_attempts <= 0 || ncfg->backoff_ms <= 0 || ncfg->backoff_max_ms < ncfg->backoff_ms ||
       ncfg->ep.timeout_ms <= 0) {
     fprintf(stderr, "canaryd notify: --max-attempts, --backoff-ms and --timeout-ms must be "
@@ -137,6 +138,7 @@ static int notify(struct notify_config *ncfg, const char *kafka, const char *pg,
   if (group && strcmp(group, "canaryd")) /* the worker's default is not the relay's */
     ncfg->group = group;
   ncfg->client_id = worker_id;
+  ncfg->kafka_conf = kafka_conf;
   on_signals();
   log_msg(LOG_LVL_NOTICE, NULL, "canaryd %s notify starting", CANARY_VERSION);
   int rc = notify_run(ncfg, &running);
@@ -282,7 +284,7 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   if (do_notify)
-    return notify(&ncfg, kafka, pg, cfg.group, cfg.worker_id);
+    return notify(&ncfg, kafka, pg, cfg.group, cfg.worker_id, cfg.kafka_conf);
   if (cfg.tick_ms <= 0 || cfg.hold_ms < 0 || cfg.grace_ms < 0 || cfg.batch_max <= 0 ||
       cfg.max_skew_ms < 0) {
     fprintf(stderr, "canaryd: --tick-ms and --batch must be positive, --hold-ms, --grace-ms and "

@@ -306,7 +306,7 @@ int notify_run(struct notify_config *cfg, volatile sig_atomic_t *running) {
     log_msg(LOG_LVL_WARNING, NULL, "notify: could not check the topics; going on");
   if (bus_producer_new(cfg->brokers, cfg->client_id, log_callback, NULL, &r.prod) != CANARY_OK ||
       bus_subscriber_new(cfg->brokers, "canary.notifications", cfg->group, cfg->client_id,
-                         log_callback, NULL, &r.sub) != CANARY_OK)
+                         cfg->kafka_conf, log_callback, NULL, &r.sub) != CANARY_OK)
     goto out;
   log_sinks(&cfg->ep);
   log_msg(LOG_LVL_NOTICE, NULL, "notify: group %s, reading %s", cfg->group,

@@ -21,6 +21,7 @@ struct notify_config {
   int backoff_ms;        /* after the first failure (500), doubling ... */
   int backoff_max_ms;    /* ... up to this (30000) */
   int retry_after_max_ms; /* the longest Retry-After obeyed (300000) */
+  const char *const *kafka_conf; /* --kafka-conf: extra consumer properties, or NULL */
   struct notify_endpoints ep;
 };
 

@@ -168,9 +168,11 @@ void bus_reader_close(bus_reader_t *r);
  * bus_subscriber_read() returns the next message (valid until the next read) or CANARY_ETIMEOUT.
  */
 typedef struct bus_subscriber bus_subscriber_t;
+/* extra: NULL or name, value, ..., NULL (librdkafka properties); the group and the commits
+ * (group.id, enable.auto.commit, enable.auto.offset.store, bootstrap.servers) are refused. */
 int bus_subscriber_new(const char *brokers, const char *contract_topic, const char *group,
-                       const char *client_id, log_sink_fn log, void *log_ctx,
-                       bus_subscriber_t **out) CANARY_MUSTCHECK;
+                       const char *client_id, const char *const *extra, log_sink_fn log,
+                       void *log_ctx, bus_subscriber_t **out) CANARY_MUSTCHECK;
 int bus_subscriber_read(bus_subscriber_t *sub, int timeout_ms, struct bus_msg *msg);
 /* msg must be the message of the last read. CANARY_OK or CANARY_EIO (logged). */
 int bus_subscriber_commit(bus_subscriber_t *sub, const struct bus_msg *msg);

@@ -16,8 +16,8 @@ struct bus_subscriber {
 };
 
 int bus_subscriber_new(const char *brokers, const char *contract_topic, const char *group,
-                       const char *client_id, log_sink_fn log, void *log_ctx,
-                       bus_subscriber_t **out) {
+                       const char *client_id, const char *const *extra, log_sink_fn log,
+                       void *log_ctx, bus_subscriber_t **out) {
   char err[512];
   *out = NULL;
   bus_subscriber_t *sub = calloc(1, sizeof *sub);
@@ -43,6 +43,8 @@ int bus_subscriber_new(const char *brokers, const char *contract_topic, const ch
     rc = bus_conf_set(conf, "fetch.wait.max.ms", "100", log, log_ctx);
   if (rc == CANARY_OK) /* how to reach the cluster */
     rc = bus_conf_apply(conf, bus_client_conf(), fixed, log, log_ctx);
+  if (rc == CANARY_OK && extra) /* the caller's: session.timeout.ms, group.instance.id, ... */
+    rc = bus_conf_apply(conf, extra, fixed, log, log_ctx);
   if (rc != CANARY_OK) {
     rd_kafka_conf_destroy(conf);
     free(sub);

@@ -91,9 +91,9 @@ step "worker and relay"
 worker=$!
 # the worker creates the test's topics as it starts: the relay and canaryctl need them
 wait_for 60 "the worker's topics" grep -q "joined\|assigned\|shard" "$tmp/canaryd.log"
-start_relay() { # LOG
+start_relay() { # LOG (a short session: after the kill, the group gives the partition on sooner)
   "$daemon" notify --group "n-$suffix" --max-attempts 3 --backoff-ms 100 --backoff-max-ms 400 \
-    --timeout-ms 1000 >"$tmp/$1.log" 2>&1 &
+    --timeout-ms 1000 --kafka-conf session.timeout.ms=6000 >"$tmp/$1.log" 2>&1 &
   relay=$!
 }
 start_relay relay
