@@ -73,6 +73,10 @@ static const char usage[] =
     "  --backoff-ms N      wait after the first failure, doubling (500) ...\n"
     "  --backoff-max-ms N  ... up to (30000); a longer Retry-After is obeyed up to 300000\n"
     "  --timeout-ms N      each request as a whole (10000)\n"
+    "  --sink LIST         only these sinks (slack,pagerduty,statuspage,smtp; all): a relay\n"
+    "                      retries in order, so a sink that is down holds up the ones behind\n"
+    "                      it; one relay per sink, each with its own --group, keeps a Slack\n"
+    "                      outage from delaying a page\n"
     "Endpoints and secrets, from the environment; NAME_FILE instead of NAME reads the value\n"
     "from a file (secrets mounted as files). A sink left unset dead-letters its notifications.\n"
     "  CANARY_SLACK_WEBHOOK_URL      Slack incoming webhook (#releases)\n"
@@ -182,6 +186,7 @@ int main(int argc, char **argv) {
       {"backoff-ms", required_argument, NULL, 'b'},
       {"backoff-max-ms", required_argument, NULL, 'X'},
       {"timeout-ms", required_argument, NULL, 'O'},
+      {"sink", required_argument, NULL, 's'},
       {NULL, 0, NULL, 0}};
   struct notify_config ncfg;
   notify_config_defaults(&ncfg);
@@ -240,6 +245,14 @@ int main(int argc, char **argv) {
     case 'b': ncfg.backoff_ms = atoi(optarg); break;
     case 'X': ncfg.backoff_max_ms = atoi(optarg); break;
     case 'O': ncfg.ep.timeout_ms = atol(optarg); break;
+    case 's': {
+      char why[160];
+      if (!notify_parse_sinks(optarg, &ncfg.sinks, why, sizeof why)) {
+        fprintf(stderr, "canaryd notify: %s\n", why);
+        return EXIT_USAGE;
+      }
+      break;
+    }
     case 'K': {
       char *eq = strchr(optarg, '=');
       if (!eq || eq == optarg || n_kconf == 2 * 32) {

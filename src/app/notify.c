@@ -28,6 +28,32 @@ void notify_config_defaults(struct notify_config *cfg) {
   cfg->backoff_max_ms = 30000;
   cfg->retry_after_max_ms = 300000;
   cfg->ep.timeout_ms = 10000;
+  cfg->sinks = (1u << NOTIFY_SINK_COUNT) - 1;
+}
+
+bool notify_parse_sinks(const char *list, unsigned *sinks, char *why, size_t why_len) {
+  *sinks = 0;
+  const char *p = list;
+  while (*p) {
+    size_t n = strcspn(p, ",");
+    int s = 0;
+    while (s < NOTIFY_SINK_COUNT && (strlen(notify_sink_name((enum notify_sink)s)) != n ||
+                                     strncmp(p, notify_sink_name((enum notify_sink)s), n)))
+      s++;
+    if (n == 3 && !strncmp(p, "all", 3))
+      *sinks |= (1u << NOTIFY_SINK_COUNT) - 1;
+    else if (s < NOTIFY_SINK_COUNT)
+      *sinks |= 1u << s;
+    else {
+      snprintf(why, why_len, "--sink: '%.*s' is not slack, pagerduty, statuspage, smtp or all",
+               (int)n, p);
+      return false;
+    }
+    p += n + (p[n] == ',');
+  }
+  if (!*sinks)
+    snprintf(why, why_len, "--sink: no sink named");
+  return *sinks != 0;
 }
 
 enum notify_sink notify_route(const struct notification *n, bool *all_clear) {
@@ -224,6 +250,8 @@ static enum outcome handle(struct relay *r, const struct bus_msg *msg) {
   it.decision = found ? &d : NULL; /* a database without it (another installation's): no evidence */
   bool all_clear;
   enum notify_sink sink = notify_route(&it.n, &all_clear);
+  if (!(r->cfg->sinks & (1u << sink)))
+    return DONE; /* another relay's (--sink): nothing recorded here */
   const char *sn = notify_sink_name(sink), *needs;
   enum store_delivery_state state;
   int done;
@@ -272,10 +300,13 @@ static enum outcome handle(struct relay *r, const struct bus_msg *msg) {
   return attempts(r, msg, ctx, &it, sink, op, remote, done);
 }
 
-static void log_sinks(const struct notify_endpoints *ep) {
+static void log_sinks(const struct notify_endpoints *ep, unsigned sinks) {
   for (int s = 0; s < NOTIFY_SINK_COUNT; s++) {
     const char *needs;
-    if (notify_sink_configured(ep, (enum notify_sink)s, &needs))
+    if (!(sinks & (1u << s)))
+      log_msg(LOG_LVL_NOTICE, NULL, "sink %s: another relay's (--sink)",
+              notify_sink_name((enum notify_sink)s));
+    else if (notify_sink_configured(ep, (enum notify_sink)s, &needs))
       log_msg(LOG_LVL_NOTICE, NULL, "sink %s: on", notify_sink_name((enum notify_sink)s));
     else
       log_msg(LOG_LVL_WARNING, NULL, "sink %s: off (%s unset): its notifications are dead-lettered",
@@ -308,7 +339,7 @@ int notify_run(struct notify_config *cfg, volatile sig_atomic_t *running) {
       bus_subscriber_new(cfg->brokers, "canary.notifications", cfg->group, cfg->client_id,
                          cfg->kafka_conf, log_callback, NULL, &r.sub) != CANARY_OK)
     goto out;
-  log_sinks(&cfg->ep);
+  log_sinks(&cfg->ep, cfg->sinks);
   log_msg(LOG_LVL_NOTICE, NULL, "notify: group %s, reading %s", cfg->group,
           bus_topic("canary.notifications"));
   while (*running) {

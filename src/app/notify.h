@@ -22,14 +22,21 @@ struct notify_config {
   int backoff_max_ms;    /* ... up to this (30000) */
   int retry_after_max_ms; /* the longest Retry-After obeyed (300000) */
   const char *const *kafka_conf; /* --kafka-conf: extra consumer properties, or NULL */
+  unsigned sinks;                /* the sinks this relay delivers to: bit 1 << enum notify_sink */
   struct notify_endpoints ep;
 };
 
-/* The defaults above; endpoints empty. */
+/* The defaults above, every sink; endpoints empty. */
 void notify_config_defaults(struct notify_config *cfg);
 
 /* Run until *running is 0. Returns 0 after a clean stop, -1 when it could not start (logged). */
 int notify_run(struct notify_config *cfg, volatile sig_atomic_t *running);
+
+/*
+ * Parse a --sink list ("slack,pagerduty", "all") into *sinks (bits); false with why when a name
+ * is not a sink.
+ */
+bool notify_parse_sinks(const char *list, unsigned *sinks, char *why, size_t why_len);
 
 /* Which sink a notification goes to, and what it asks of it before the sink's state is known:
  * all-clears (severity info on the oncall and status_page channels) resolve. */

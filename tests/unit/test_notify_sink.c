@@ -213,6 +213,22 @@ static void test_backoff(void **state) {
   assert_int_equal(notify_backoff_ms(&cfg, 1, 3600000), 300000); /* up to 5 minutes */
 }
 
+static void test_parse_sinks(void **state) {
+  (void)state;
+  unsigned s;
+  char why[160];
+  assert_true(notify_parse_sinks("pagerduty", &s, why, sizeof why));
+  assert_int_equal(s, 1u << NOTIFY_SINK_PAGERDUTY);
+  assert_true(notify_parse_sinks("slack,smtp", &s, why, sizeof why));
+  assert_int_equal(s, (1u << NOTIFY_SINK_SLACK) | (1u << NOTIFY_SINK_SMTP));
+  assert_true(notify_parse_sinks("all", &s, why, sizeof why));
+  assert_int_equal(s, (1u << NOTIFY_SINK_COUNT) - 1);
+  assert_false(notify_parse_sinks("slack,pager", &s, why, sizeof why));
+  assert_non_null(strstr(why, "'pager' is not"));
+  assert_false(notify_parse_sinks("slac", &s, why, sizeof why)); /* no prefixes */
+  assert_false(notify_parse_sinks("", &s, why, sizeof why));
+}
+
 static void test_endpoints_from_env(void **state) {
   (void)state;
   char path[] = "/tmp/test_notify_sinkXXXXXX", why[256];
@@ -246,7 +262,7 @@ int main(void) {
       cmocka_unit_test(test_slack_body),      cmocka_unit_test(test_pagerduty_body),
       cmocka_unit_test(test_statuspage_body), cmocka_unit_test(test_mail_message),
       cmocka_unit_test(test_route),           cmocka_unit_test(test_backoff),
-      cmocka_unit_test(test_endpoints_from_env),
+      cmocka_unit_test(test_endpoints_from_env), cmocka_unit_test(test_parse_sinks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
