@@ -75,6 +75,8 @@ static void seen_add(struct seen *s, const char *id) {
 }
 
 static int64_t count_repeats(struct seen *s) {
+  if (s->n < 2) /* qsort(NULL, 0, ...) is undefined: nothing read that has an id (dead letters) */
+    return 0;
   qsort(s->ids, s->n, sizeof *s->ids, cmp_str);
   int64_t r = 0;
   for (size_t i = 1; i < s->n; i++)
