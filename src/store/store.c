@@ -742,6 +742,12 @@ static int history_row(store_t *s, const PGresult *res, int r, struct json_doc *
   return CANARY_EINVALID;
 }
 
+/* A transition's columns in the order history_row() reads them. */
+#define TRANSITION_SELECT                                                                   \
+  "SELECT id, rollout, seq, (extract(epoch FROM time) * 1000)::bigint, action, "           \
+  "coalesce(from_stage, ''), coalesce(to_stage, ''), state, reason, coalesce(rule, ''), " \
+  "actor, evidence_items FROM transitions "
+
 int store_history(store_t *s, const char *rollout, struct decision **decisions, size_t *n) {
   *decisions = NULL;
   *n = 0;
@@ -749,9 +755,7 @@ int store_history(store_t *s, const char *rollout, struct decision **decisions, 
   int rc;
   PGresult *res = store_exec(
       s, "history",
-      "SELECT id, rollout, seq, (extract(epoch FROM time) * 1000)::bigint, action, "
-      "coalesce(from_stage, ''), coalesce(to_stage, ''), state, reason, coalesce(rule, ''), "
-      "actor, evidence_items FROM transitions WHERE rollout = $1 ORDER BY seq",
+      TRANSITION_SELECT "WHERE rollout = $1 ORDER BY seq",
       1, values, 0, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
@@ -792,9 +796,7 @@ int store_decision(store_t *s, const char *id, struct decision *d, bool *found) 
   memset(d, 0, sizeof *d);
   PGresult *res = store_exec(
       s, "decision",
-      "SELECT id, rollout, seq, (extract(epoch FROM time) * 1000)::bigint, action, "
-      "coalesce(from_stage, ''), coalesce(to_stage, ''), state, reason, coalesce(rule, ''), "
-      "actor, evidence_items FROM transitions WHERE id = $1",
+      TRANSITION_SELECT "WHERE id = $1",
       1, values, 0, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
