@@ -14,6 +14,7 @@
 
 #include "app/app_cli.h"
 #include "app/app_log.h"
+#include "app/notify.h"
 #include "app/worker.h"
 #include "bus/bus.h"
 #include "store/store.h"
@@ -28,6 +29,7 @@ static void on_signal(int sig) {
 static const char usage[] =
     "usage: canaryd [run] [OPTIONS]      run the worker (the default)\n"
     "       canaryd migrate [--pg CONNINFO]\n"
+    "       canaryd notify [OPTIONS]     deliver canary.notifications (see below)\n"
     "\n"
     "Options (environment variable in brackets):\n"
     "  --kafka BROKERS     Kafka bootstrap servers [CANARY_KAFKA]\n"
@@ -59,6 +61,36 @@ static const char usage[] =
     "  -v, --verbose       debug logging\n"
     "  -h, --help          this help\n"
     "\n"
+    "\n"
+    "canaryd notify: a consumer group of its own (--group, default canaryd-notify) reads\n"
+    "canary.notifications and delivers each notification once: #releases to Slack, on-call to\n"
+    "PagerDuty (trigger; the all-clear resolves), the status page to Statuspage (create; the\n"
+    "all-clear resolves), the executive briefing by e-mail. Every attempt is recorded in\n"
+    "PostgreSQL before it is sent; what is refused, keeps failing or was cut short by a crash\n"
+    "goes to canary.dlq. Uses --kafka, --pg, --topic-prefix, --kafka-config, --group,\n"
+    "--kafka-conf (its consumer: session.timeout.ms=6000 for a faster take-over) and:\n"
+    "  --max-attempts N    attempts per delivery before it is dead-lettered (8)\n"
+    "  --backoff-ms N      wait after the first failure, doubling (500) ...\n"
+    "  --backoff-max-ms N  ... up to (30000); a longer Retry-After is obeyed up to 300000\n"
+    "  --timeout-ms N      each request as a whole (10000)\n"
+    "  --sink LIST         only these sinks (slack,pagerduty,statuspage,smtp; all): a relay\n"
+    "                      retries in order, so a sink that is down holds up the ones behind\n"
+    "                      it; one relay per sink, each with its own --group, keeps a Slack\n"
+    "                      outage from delaying a page\n"
+    "Endpoints and secrets, from the environment; NAME_FILE instead of NAME reads the value\n"
+    "from a file (secrets mounted as files). A sink left unset dead-letters its notifications.\n"
+    "  CANARY_SLACK_WEBHOOK_URL      Slack incoming webhook (#releases)\n"
+    "  CANARY_PAGERDUTY_ROUTING_KEY  PagerDuty integration key (on-call)\n"
+    "  CANARY_PAGERDUTY_URL          Events API v2 (https://events.pagerduty.com/v2/enqueue)\n"
+    "  CANARY_STATUSPAGE_API_KEY     Statuspage API key (status page)\n"
+    "  CANARY_STATUSPAGE_PAGE_ID     Statuspage page id\n"
+    "  CANARY_STATUSPAGE_URL         Statuspage API (https://api.statuspage.io)\n"
+    "  CANARY_SMTP_URL               smtp://host:587 or smtps://host:465 (executive briefing)\n"
+    "  CANARY_SMTP_FROM              sender address\n"
+    "  CANARY_SMTP_TO                recipients, comma-separated (default: the plan's\n"
+    "                                executive_email)\n"
+    "  CANARY_SMTP_USER, CANARY_SMTP_PASSWORD  SMTP login (STARTTLS when offered)\n"
+    "\n"
     "SIGTERM/SIGINT: finish the batch, commit, publish, leave the group, exit 0.\n"
     "Exit status: 0 clean stop, 1 could not start (configuration, schemas, migrations),\n"
     "2 usage error.\n";
@@ -81,6 +113,41 @@ static int migrate(const char *conninfo) {
     printf("migrations: %d applied\n", applied);
   store_close(st);
   return rc == CANARY_OK ? EXIT_OK : EXIT_BAD_INPUT;
+}
+
+static void on_signals(void) {
+  struct sigaction sa = {.sa_handler = on_signal};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+/* canaryd notify: the relay to people (src/app/notify.c). */
+static int notify(struct notify_config *ncfg, const char *kafka, const char *pg, const char *group,
+                  const char *worker_id, const char *const *kafka_conf) {
+  if (ncfg->max_attempts <= 0 || ncfg->backoff_ms <= 0 || ncfg->backoff_max_ms < ncfg->backoff_ms ||
+      ncfg->ep.timeout_ms <= 0) {
+    fprintf(stderr, "canaryd notify: --max-attempts, --backoff-ms and --timeout-ms must be "
+                    "positive, --backoff-max-ms at least --backoff-ms\n");
+    return EXIT_USAGE;
+  }
+  char why[600];
+  if (!notify_endpoints_from_env(&ncfg->ep, why, sizeof why)) {
+    fprintf(stderr, "canaryd notify: %s\n", why);
+    return EXIT_USAGE;
+  }
+  ncfg->brokers = kafka;
+  ncfg->conninfo = pg;
+  if (group && strcmp(group, "canaryd")) /* the worker's default is not the relay's */
+    ncfg->group = group;
+  ncfg->client_id = worker_id;
+  ncfg->kafka_conf = kafka_conf;
+  on_signals();
+  log_msg(LOG_LVL_NOTICE, NULL, "canaryd %s notify starting", CANARY_VERSION);
+  int rc = notify_run(ncfg, &running);
+  notify_endpoints_free(&ncfg->ep);
+  return rc == 0 ? EXIT_OK : EXIT_BAD_INPUT;
 }
 
 /*
@@ -115,7 +182,14 @@ int main(int argc, char **argv) {
       {"kafka-config", required_argument, NULL, 'F'},
       {"partitions", required_argument, NULL, 'N'},
       {"no-create-topics", no_argument, NULL, 'C'},
+      {"max-attempts", required_argument, NULL, 'M'},
+      {"backoff-ms", required_argument, NULL, 'b'},
+      {"backoff-max-ms", required_argument, NULL, 'X'},
+      {"timeout-ms", required_argument, NULL, 'O'},
+      {"sink", required_argument, NULL, 's'},
       {NULL, 0, NULL, 0}};
+  struct notify_config ncfg;
+  notify_config_defaults(&ncfg);
   static const char *kconf[2 * 32 + 1];
   int n_kconf = 0;
   struct worker_config cfg;
@@ -130,10 +204,12 @@ int main(int argc, char **argv) {
   snprintf(worker_id, sizeof worker_id, "%s-%d", host, (int)getpid());
   cfg.worker_id = worker_id;
 
-  bool do_migrate = false;
+  bool do_migrate = false, do_notify = false;
   if (argc > 1 && argv[1][0] != '-') {
     if (!strcmp(argv[1], "migrate"))
       do_migrate = true;
+    else if (!strcmp(argv[1], "notify"))
+      do_notify = true;
     else if (strcmp(argv[1], "run")) {
       fprintf(stderr, "canaryd: unknown command '%s'\n\n%s", argv[1], usage);
       return EXIT_USAGE;
@@ -165,6 +241,18 @@ int main(int argc, char **argv) {
     case 'N': cfg.create_topics = atoi(optarg); break;
     case 'C': cfg.create_topics = 0; break;
     case 'R': cfg.relay = false; break;
+    case 'M': ncfg.max_attempts = atoi(optarg); break;
+    case 'b': ncfg.backoff_ms = atoi(optarg); break;
+    case 'X': ncfg.backoff_max_ms = atoi(optarg); break;
+    case 'O': ncfg.ep.timeout_ms = atol(optarg); break;
+    case 's': {
+      char why[160];
+      if (!notify_parse_sinks(optarg, &ncfg.sinks, why, sizeof why)) {
+        fprintf(stderr, "canaryd notify: %s\n", why);
+        return EXIT_USAGE;
+      }
+      break;
+    }
     case 'K': {
       char *eq = strchr(optarg, '=');
       if (!eq || eq == optarg || n_kconf == 2 * 32) {
@@ -208,6 +296,8 @@ int main(int argc, char **argv) {
             !kafka ? "--kafka/CANARY_KAFKA" : "--pg/CANARY_PG");
     return EXIT_USAGE;
   }
+  if (do_notify)
+    return notify(&ncfg, kafka, pg, cfg.group, cfg.worker_id, cfg.kafka_conf);
   if (cfg.tick_ms <= 0 || cfg.hold_ms < 0 || cfg.grace_ms < 0 || cfg.batch_max <= 0 ||
       cfg.max_skew_ms < 0) {
     fprintf(stderr, "canaryd: --tick-ms and --batch must be positive, --hold-ms, --grace-ms and "

@@ -161,6 +161,25 @@ int bus_reader_new(const char *brokers, const char *topic, bool from_beginning, 
 int bus_reader_read(bus_reader_t *r, int timeout_ms, struct bus_msg *msg, bool *caught_up);
 void bus_reader_close(bus_reader_t *r);
 
+/*
+ * A member of consumer group `group` on one contract topic, its offsets kept by Kafka
+ * (auto.offset.reset=earliest: a new group reads from the beginning). Nothing is committed on
+ * its own: bus_subscriber_commit() says the caller is done with a message (asynchronously: after
+ * a crash or a rebalance, messages since the last commit that reached the broker come again).
+ * bus_subscriber_read() returns the next message (valid until the next read) or CANARY_ETIMEOUT.
+ */
+typedef struct bus_subscriber bus_subscriber_t;
+/* extra: NULL or name, value, ..., NULL (librdkafka properties); the group and the commits
+ * (group.id, enable.auto.commit, enable.auto.offset.store, bootstrap.servers) are refused. */
+int bus_subscriber_new(const char *brokers, const char *contract_topic, const char *group,
+                       const char *client_id, const char *const *extra, log_sink_fn log,
+                       void *log_ctx, bus_subscriber_t **out) CANARY_MUSTCHECK;
+int bus_subscriber_read(bus_subscriber_t *sub, int timeout_ms, struct bus_msg *msg);
+/* msg must be the message of the last read. CANARY_OK or CANARY_EIO (logged). */
+int bus_subscriber_commit(bus_subscriber_t *sub, const struct bus_msg *msg);
+/* Leave the group and free. NULL is ignored. */
+void bus_subscriber_close(bus_subscriber_t *sub);
+
 typedef struct bus_producer bus_producer_t;
 
 /*

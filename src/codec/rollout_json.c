@@ -68,6 +68,7 @@ static const struct field fields[] = {
     FIELD(approvers, F_APPROVERS),
     FIELD(breaker_errors, F_INT),
     FIELD(breaker_open, F_BOOL),
+    FIELD(paged, F_BOOL),
     FIELD(flags, F_FLAGS),
     FIELD(exposure_percent, F_DBL),
     FIELD(traffic_sig, F_UINT),
@@ -616,7 +617,8 @@ static int read_rollout(const struct json_value *root, struct rollout *r, char *
     if (!(seen & (1ull << i)) && fields[i].type != F_READINGS &&
         strcmp(fields[i].name, "exposure_changed_ms") != 0 &&
         strcmp(fields[i].name, "max_hold_reported") != 0 && strcmp(fields[i].name, "watching") &&
-        strcmp(fields[i].name, "watch_until_ms")) /* newer than the format */
+        strcmp(fields[i].name, "watch_until_ms") && strcmp(fields[i].name, "paged"))
+      /* newer than the format */
       return BAD(&rd, root, fields[i].name, "missing");
   return CANARY_OK;
 }

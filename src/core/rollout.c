@@ -194,6 +194,8 @@ void run_halt(struct run *u, const char *rule, int severity, const char *fmt_rea
                r->service, r->version, run_latest(u)->reason);
 }
 
+static void oncall_all_clear(struct run *u, const char *what);
+
 void run_roll_back(struct run *u, const char *rule, const char *actor, const char *why) {
   struct rollout *r = u->r;
   enter(u, ROLLOUT_ROLLED_BACK);
@@ -204,6 +206,21 @@ void run_roll_back(struct run *u, const char *rule, const char *actor, const cha
   run_notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, run_latest(u), "Post-mortem due",
              "%s %s was rolled back. Verify health checks, notify stakeholders; post-mortem within "
              "%" PRId64 " h.", r->service, r->version, u->plan->post_mortem_ms / 3600000);
+  oncall_all_clear(u, "rolled back");
+}
+
+/*
+ * The all-clear on the on-call channel: severity info there closes the rollout's page (a pager
+ * resolves it). Sent when the rollout resumes or is rolled back, if on-call was paged since
+ * the last all-clear: a consumer that pages on the on-call channel is never woken for nothing.
+ */
+static void oncall_all_clear(struct run *u, const char *what) {
+  struct rollout *r = u->r;
+  if (!r->paged)
+    return;
+  r->paged = false;
+  run_notify(u, NOTIFY_ONCALL, NOTIFY_SEV_INFO, run_latest(u), "Canary no longer halted",
+             "%s %s %s: %s", r->service, r->version, what, run_latest(u)->reason);
 }
 
 /* One round of gate and deadline evaluation; true if the state moved (evaluate again). */
@@ -401,6 +418,7 @@ static void on_command(struct run *u) {
     run_announce(u, run_decide(u, DECISION_RESUME, r->stage, "manual", ev->actor,
                                "resumed by %s: %s", ev->actor[0] ? ev->actor : "unknown", reason),
                  NOTIFY_SEV_INFO);
+    oncall_all_clear(u, "resumed");
     return;
   case COMMAND_PROMOTE:
     if (ev->force) {
@@ -496,6 +514,21 @@ static void fire_alert_rules(struct run *u, enum alert_kind kind, const char *de
   }
 }
 
+/*
+ * The status page tells the public about the release, not about each ticket: the first open
+ * Sev 1-2 incident opens it, the resolution of the last one still open closes it (severity info
+ * on the status_page channel is that all-clear).
+ */
+static void status_page_all_clear(struct run *u) {
+  struct rollout *r = u->r;
+  for (int i = 0; i < r->n_incidents; i++)
+    if (r->incidents[i].open && r->incidents[i].severity <= 2)
+      return;
+  run_notify(u, NOTIFY_STATUS_PAGE, NOTIFY_SEV_INFO, NULL, "Incident resolved",
+             "Incident %s is resolved; the rollout of %s %s has no open Sev 1-2 incident.",
+             u->ev->incident, r->service, r->version);
+}
+
 static int on_incident_opened(struct run *u, char *why, size_t why_len) {
   struct rollout *r = u->r;
   const struct event *ev = u->ev;
@@ -579,6 +612,8 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
     for (int i = 0; i < r->n_incidents; i++)
       if (strcmp(r->incidents[i].id, ev->incident) == 0 && r->incidents[i].open) {
         r->incidents[i].open = false;
+        if (r->incidents[i].severity <= 2)
+          status_page_all_clear(u);
         return CANARY_OK;
       }
     return canary_why(why, why_len, CANARY_EINVALID, "incident: %s is not open on this rollout",

@@ -94,6 +94,7 @@ struct rollout {
   /* Circuit breaker: consecutive errors; open = the current cohort is disabled. */
   int breaker_errors;
   bool breaker_open;
+  bool paged; /* on-call was paged and has not had the all-clear of a resume or rollback */
 
   struct flags flags;                 /* this rollout's own kill switches */
 

@@ -199,6 +199,8 @@ run_notify(struct run *u, enum notify_channel ch, enum notify_severity sev,
   snprintf(n->title, sizeof n->title, "%s", title);
   snprintf(n->decision_id, sizeof n->decision_id, "%s", decision_id);
   snprintf(n->text, sizeof n->text, "%s", text);
+  if (ch == NOTIFY_ONCALL && sev != NOTIFY_SEV_INFO)
+    r->paged = true; /* owed an all-clear when the rollout resumes or is rolled back */
 }
 
 /* Tell #releases about a decision, in the words of its reason. */

@@ -748,6 +748,12 @@ static int history_row(store_t *s, const PGresult *res, int r, struct json_doc *
   return CANARY_EINVALID;
 }
 
+/* A transition's columns in the order history_row() reads them. */
+#define TRANSITION_SELECT                                                                   \
+  "SELECT id, rollout, seq, (extract(epoch FROM time) * 1000)::bigint, action, "           \
+  "coalesce(from_stage, ''), coalesce(to_stage, ''), state, reason, coalesce(rule, ''), " \
+  "actor, evidence_items FROM transitions "
+
 int store_history(store_t *s, const char *rollout, struct decision **decisions, size_t *n) {
   *decisions = NULL;
   *n = 0;
@@ -755,9 +761,7 @@ int store_history(store_t *s, const char *rollout, struct decision **decisions, 
   int rc;
   PGresult *res = store_exec(
       s, "history",
-      "SELECT id, rollout, seq, (extract(epoch FROM time) * 1000)::bigint, action, "
-      "coalesce(from_stage, ''), coalesce(to_stage, ''), state, reason, coalesce(rule, ''), "
-      "actor, evidence_items FROM transitions WHERE rollout = $1 ORDER BY seq",
+      TRANSITION_SELECT "WHERE rollout = $1 ORDER BY seq",
       1, values, 0, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
@@ -828,4 +832,26 @@ int store_dispersion(store_t *s, const char *service, int last, struct store_dis
   *rows = out;
   *n = count;
   return CANARY_OK;
+}
+
+int store_decision(store_t *s, const char *id, struct decision *d, bool *found) {
+  const char *values[] = {id};
+  int rc;
+  *found = false;
+  memset(d, 0, sizeof *d);
+  PGresult *res = store_exec(
+      s, "decision",
+      TRANSITION_SELECT "WHERE id = $1",
+      1, values, 0, PGRES_TUPLES_OK, &rc);
+  if (!res)
+    return rc;
+  if (PQntuples(res) == 1) {
+    struct json_doc doc;
+    json_doc_init(&doc);
+    rc = history_row(s, res, 0, &doc, d);
+    json_doc_free(&doc);
+    *found = rc == CANARY_OK;
+  }
+  PQclear(res);
+  return rc;
 }

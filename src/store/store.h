@@ -236,6 +236,68 @@ struct store_dispersion_row {
 int store_dispersion(store_t *s, const char *service, int last, struct store_dispersion_row **rows,
                      size_t *n) CANARY_MUSTCHECK;
 
+/*
+ * `canaryd notify`'s record of deliveries (migration 009; store_notify.c). A delivery is one
+ * notification to one sink (slack, pagerduty, statuspage, smtp), keyed by both.
+ */
+#define STORE_DELIVERY_STATE_MAP(XX)                                                    \
+  XX(NEW, "new")             /* recorded, no attempt yet */                             \
+  XX(SENDING, "sending")     /* an attempt is in flight, or its relay died during it */ \
+  XX(RETRY, "retry")         /* the last attempt failed: another may follow */          \
+  XX(DELIVERED, "delivered") /* the sink took it */                                     \
+  XX(SKIPPED, "skipped")     /* nothing to send (an all-clear with nothing open) */     \
+  XX(DEAD, "dead")           /* dead-lettered: refused, failed for good, or unknown */
+
+enum store_delivery_state {
+#define XX(name, wire) STORE_DELIVERY_##name,
+  STORE_DELIVERY_STATE_MAP(XX)
+#undef XX
+};
+const char *store_delivery_state_name(enum store_delivery_state st);
+
+/*
+ * Record the delivery of notification id to sink if it is not recorded yet (state new), and
+ * say where it stands: *state and *attempts (attempts made so far). A delivery found 'sending'
+ * was cut short by a crash: its outcome is unknown. CANARY_OK, CANARY_EIO, CANARY_EUNAVAILABLE.
+ */
+int store_delivery_begin(store_t *s, const char *id, const char *sink, const char *rollout,
+                         enum store_delivery_state *state, int *attempts) CANARY_MUSTCHECK;
+
+/*
+ * Record the next attempt as in flight (state sending) and commit it: call it BEFORE the request
+ * leaves. *attempt gets its number (1, 2, ...).
+ */
+int store_delivery_attempt(store_t *s, const char *id, const char *sink, int *attempt)
+    CANARY_MUSTCHECK;
+
+/*
+ * What the pager or status page has open for a rollout (notify_alerts). op OPEN records
+ * remote_id (may be NULL) as open, opened by the notification; CLOSE closes it.
+ */
+enum store_alert_op { STORE_ALERT_NONE, STORE_ALERT_OPEN, STORE_ALERT_CLOSE };
+struct store_alert_change {
+  enum store_alert_op op;
+  const char *key;       /* the rollout */
+  const char *remote_id; /* OPEN: the sink's id for it (Statuspage's incident id), or NULL */
+};
+
+/*
+ * Settle a delivery in one transaction: attempt's outcome (attempt 0: none was made), the
+ * delivery's new state and detail, and the alert change (NULL: none) of the sink.
+ * status: the HTTP status or SMTP reply code, 0 for none.
+ */
+int store_delivery_finish(store_t *s, const char *id, const char *sink, int attempt,
+                          const char *outcome, long status, const char *detail,
+                          enum store_delivery_state state, const struct store_alert_change *alert)
+    CANARY_MUSTCHECK;
+
+/* Whether sink has an alert open for key; *remote_id (may be NULL) gets its id or "". */
+int store_alert_get(store_t *s, const char *sink, const char *key, bool *open, char *remote_id,
+                    size_t remote_len) CANARY_MUSTCHECK;
+
+/* The decision with id (its evidence as decided); *found false when there is none. */
+int store_decision(store_t *s, const char *id, struct decision *d, bool *found) CANARY_MUSTCHECK;
+
 /* Last error message from the server or libpq (for logs). */
 const char *store_last_error(const store_t *s);
 

@@ -910,6 +910,7 @@ static void test_command_table(void **state) {
     assert_string_equal(d->actor, "alice");
     assert_int_equal(d->time_ms, S0 + 10 * MIN_MS);
     assert_int_equal(d->state, t->r.state);
+    /* nobody was paged: no all-clear for on-call either */
     if (n_notes_on(t, NOTIFY_RELEASES) != (size_t)c->releases || n_notes(t) != (size_t)c->releases)
       fail_msg("%s: %zu notifications, %zu on #releases; want %d on #releases", name, n_notes(t),
                n_notes_on(t, NOTIFY_RELEASES), c->releases);
@@ -1192,6 +1193,62 @@ static void test_incident_table(void **state) {
     effects_free(&t->fx);
     free(t);
   }
+}
+
+/* The notification on channel ch of the last step with severity sev, or NULL. */
+static const struct notification *note_on(const struct t *t, enum notify_channel ch,
+                                          enum notify_severity sev) {
+  for (size_t i = 0; i < t->fx.n; i++)
+    if (t->fx.items[i].kind == EFFECT_NOTIFICATION &&
+        t->fx.items[i].u.notification.channel == ch &&
+        t->fx.items[i].u.notification.severity == sev)
+      return &t->fx.items[i].u.notification;
+  return NULL;
+}
+
+/* The status page's all-clear (severity info) comes with the last open Sev 1-2 incident's
+ * resolution, not before, and not for a Sev 3 (which never opened it). */
+static void test_status_page_all_clear(void **state) {
+  struct t *t = *state;
+  start(t);
+  incident(t, S0 + 1 * MIN_MS, "INC-1", 2, INCIDENT_BUG);
+  assert_non_null(note_on(t, NOTIFY_STATUS_PAGE, NOTIFY_SEV_WARNING));
+  incident(t, S0 + 2 * MIN_MS, "INC-2", 1, INCIDENT_BUG);
+  incident(t, S0 + 3 * MIN_MS, "INC-3", 3, INCIDENT_BUG);
+  resolve(t, S0 + 4 * MIN_MS, "INC-1");
+  assert_int_equal(n_notes(t), 0);
+  resolve(t, S0 + 5 * MIN_MS, "INC-2");
+  const struct notification *n = note_on(t, NOTIFY_STATUS_PAGE, NOTIFY_SEV_INFO);
+  assert_non_null(n);
+  assert_int_equal(n_notes(t), 1);
+  assert_contains(n->text, "INC-2");
+  resolve(t, S0 + 6 * MIN_MS, "INC-3");
+  assert_int_equal(n_notes(t), 0);
+}
+
+/* A resume and a rollback give on-call its all-clear (severity info), once per page: a
+ * rollout that did not page since its last all-clear gives none. */
+static void test_oncall_all_clear(void **state) {
+  struct t *t = *state;
+  start(t);
+  alert(t, S0 + 1 * MIN_MS, ALERT_SECURITY);
+  assert_non_null(note_on(t, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL));
+  assert_true(t->r.paged);
+  command(t, S0 + 2 * MIN_MS, COMMAND_RESUME, false);
+  const struct notification *n = note_on(t, NOTIFY_ONCALL, NOTIFY_SEV_INFO);
+  assert_non_null(n);
+  assert_contains(n->text, "resumed");
+  assert_int_equal(n_notes_on(t, NOTIFY_ONCALL), 1);
+  assert_false(t->r.paged);
+  command(t, S0 + 3 * MIN_MS, COMMAND_PAUSE, false); /* a person's pause pages nobody */
+  command(t, S0 + 4 * MIN_MS, COMMAND_RESUME, false);
+  assert_int_equal(n_notes_on(t, NOTIFY_ONCALL), 0);
+  alert(t, S0 + 5 * MIN_MS, ALERT_SECURITY);
+  command(t, S0 + 6 * MIN_MS, COMMAND_ROLLBACK, false);
+  n = note_on(t, NOTIFY_ONCALL, NOTIFY_SEV_INFO);
+  assert_non_null(n);
+  assert_contains(n->text, "rolled back");
+  assert_int_equal(n_notes_on(t, NOTIFY_ONCALL), 1);
 }
 
 /* Halt rules still fire on a pending rollout, and resume returns it to pending. */
@@ -1538,6 +1595,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_normal_advance_out_of_promoted_stage, setup, teardown),
       cmocka_unit_test(test_alert_halts),
       cmocka_unit_test(test_incident_table),
+      cmocka_unit_test_setup_teardown(test_status_page_all_clear, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_oncall_all_clear, setup, teardown),
       cmocka_unit_test_setup_teardown(test_halt_while_pending, setup, teardown),
       cmocka_unit_test_setup_teardown(test_alert_after_rollback_only_notifies, setup, teardown),
       cmocka_unit_test_setup_teardown(test_alert_after_ga_pages_oncall, setup, teardown),

@@ -59,6 +59,7 @@ static void full_rollout(struct rollout *r, int n_incidents) {
   snprintf(r->approvers[APPROVAL_DOCS], EVENT_NAME_MAX, "dora");
   r->breaker_errors = 2;
   r->breaker_open = true;
+  r->paged = true;
   r->flags.canary_enabled = true;
   for (int i = 0; i < PLAN_MAX_STAGES; i++)
     r->flags.cohort_enabled[i] = i % 2 == 1;
