@@ -25,6 +25,9 @@ struct bus_part {
   int64_t seek_to; /* the offset sought, while !fresh */
   int64_t next;    /* the offset after the last message taken (or assigned, sought); -1 unknown */
   int64_t eof_ms;  /* bus_now_ms() when the end was reported or checked (while eof) */
+  /* bus_consumer_behind's answer from the broker while no fetch had answered (1 more, -1 not;
+   * 0 not asked): asked once per assignment, seek or message taken. */
+  int behind_asked;
 };
 
 struct bus_consumer {
@@ -430,6 +433,7 @@ static void take(bus_consumer_t *c, rd_kafka_message_t *m) {
   p->eof = false;
   p->fresh = true;
   p->next = m->offset + 1;
+  p->behind_asked = 0;
   c->raw[c->n++] = m;
 }
 
@@ -562,6 +566,36 @@ bool bus_consumer_at_end(bus_consumer_t *c, int topic, int32_t partition, int64_
   return true; /* not assigned (the topic has fewer partitions): nothing will come from it */
 }
 
+int bus_consumer_behind(bus_consumer_t *c, int topic, int32_t partition) {
+  struct bus_part *p = part_find(c, topic, partition);
+  if (!p)
+    return 0; /* not assigned: nothing will come from it */
+  const char *name = bus_topic(bus_input_topics[topic]);
+  int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
+  /* The end the last fetch response carried: no round trip (it only ever grows). */
+  if (p->next >= 0 && rd_kafka_get_watermark_offsets(c->rk, name, partition, &lo, &hi) ==
+                          RD_KAFKA_RESP_ERR_NO_ERROR &&
+      hi >= 0 && hi > p->next)
+    return 1;
+  if (p->next >= 0 && hi >= 0)
+    return 0; /* taken up to the end the broker last told: the next message is unknown */
+  if (p->behind_asked)
+    return p->behind_asked > 0 ? 1 : 0;
+  /* No fetch has answered since the assignment (or it reads from the beginning, whose offset
+   * is not known here): ask the broker, once. */
+  rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(c->rk, name, partition, &lo, &hi,
+                                                             1000);
+  if (err) {
+    consumer_log(c, LOG_LVL_WARNING, "cannot read the end of %s [%d]: %s", name,
+                 (int)partition, rd_kafka_err2str(err));
+    p->behind_asked = -1; /* not asked again before a fetch answers (each try costs 1 s) */
+    return -1;
+  }
+  bool more = p->next >= 0 ? hi > p->next : hi > lo;
+  p->behind_asked = more ? 1 : -1;
+  return more ? 1 : 0;
+}
+
 int bus_consumer_seek_shard(bus_consumer_t *c, int shard, const int64_t next[BUS_INPUT_TOPICS]) {
   rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(BUS_INPUT_TOPICS);
   if (!list)
@@ -592,6 +626,7 @@ int bus_consumer_seek_shard(bus_consumer_t *c, int shard, const int64_t next[BUS
       c->parts[i].fresh = to < 0; /* from the beginning: its offset is not known here */
       c->parts[i].seek_to = to;
       c->parts[i].next = to;
+      c->parts[i].behind_asked = 0;
     }
   return rc;
 }
