@@ -6,14 +6,13 @@
  * in-process, exactly as `canaryctl simulate` runs it. canaryd runs with --clock event (only
  * event time moves its clock, as in the reference) against a database of its own.
  *
- * - crash safety: canaryd is killed with SIGKILL at random moments at least 10 times and
- *   restarted; then its transition log, its final rollout states and the set of decision ids
- *   published on canary.decisions must equal the reference. Re-published ids are counted.
  * - two workers: two canaryd in one group share the shards; one is killed; the other takes its
  *   shards over; everything must equal the reference, nothing lost or doubled.
  * - a backlog keeps its event order, malformed messages and reused ids go to the dead letters,
  *   failed applies are retried, outages of PostgreSQL and Kafka are waited out, metric windows
  *   survive a restart.
+ * Kills at random moments, many of them, with two workers and the input produced live: the
+ * chaos test (test_chaos.c, which took the crash-safety test's place).
  */
 #define _GNU_SOURCE /* memmem */
 #include <errno.h>
@@ -46,77 +45,6 @@
 #include "harness.h"
 
 /* ---- tests ------------------------------------------------------------------------------ */
-
-
-static void test_crash_safety(void **state) {
-  (void)state;
-  struct run t;
-  run_begin(&t, "crash");
-  struct reference ref;
-  reference_build(&ref, t.prefix);
-  reference_matches_simulate(&ref, t.prefix);
-  printf("    stream: %zu events, %zu rollouts, %zu reference decisions\n", ref.n_events,
-         ref.engine.n_rollouts, ref.n_decisions);
-
-  /* The whole stream is in Kafka before the first start: what the worker sees does not depend
-   * on when it fetches, so its decisions must equal the reference's. Kill k comes once the
-   * committed input has passed about k/13 of the stream (and at least one commit more than at
-   * the previous kill), a random few milliseconds into what follows: every kill hits a worker
-   * that is applying and committing, and the kills are spread over the whole stream. (A fixed
-   * delay after a restart can land before the restarted worker has fetched anything.) */
-  produce(&ref, 0, ref.n_events);
-  srand((unsigned)getpid());
-  long total = committed_total(&ref), last = 0;
-  int kills = 0;
-  PGconn *watch = PQconnectdb(t.conninfo); /* one connection: the progress is polled often */
-  assert_int_equal(PQstatus(watch), CONNECTION_OK);
-  for (int round = 0; round < 30 && kills < 10; round++) {
-    long before = epochs(t.conninfo);
-    pid_t pid = start_worker(t.conninfo, t.group, "crash");
-    assert_true(wait_claims(t.conninfo, before, 3, 60000));
-    long target = total * (kills + 1) / 13, at = 0;
-    if (target <= last)
-      target = last + 1;
-    for (int64_t until = mono_ms() + 60000; mono_ms() < until; sleep_ms(1))
-      if ((at = committed_on(watch)) >= target)
-        break;
-    sleep_ms(rand() % 4);
-    int status = stop_worker(pid, SIGKILL);
-    assert_true(WIFSIGNALED(status)); /* it was still running */
-    long now = committed_on(watch);
-    printf("    kill -9 #%d: %ld of %ld input messages committed (%ld at the trigger), %ld of %zu "
-           "transitions\n", round + 1, now, total, at, stored_transitions(t.conninfo, t.prefix),
-           ref.n_decisions);
-    assert_true(now > last); /* it made progress since the previous kill */
-    if (now < total)
-      kills++; /* in the middle of the stream */
-    last = now;
-  }
-  PQfinish(watch);
-  assert_true(kills >= 10);
-  pid_t pid = start_worker(t.conninfo, t.group, "crash");
-  wait_caught_up(t.conninfo, t.prefix, ref.n_decisions, 180000);
-  sleep_ms(1500); /* nothing more may come: an extra transition would fail below */
-  int status = stop_worker(pid, SIGTERM);
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 0);
-
-  compare_store(&ref, t.conninfo);
-  compare_published(&ref, t.prefix);
-  compare_other_outputs(&ref, t.prefix);
-  /* the stream walks rollouts all the way: through the real broker and database to GA */
-  size_t completed = 0, metric_halts = 0;
-  for (size_t i = 0; i < ref.n_decisions; i++) {
-    completed += ref.decisions[i].action == DECISION_COMPLETE;
-    metric_halts += !strcmp(ref.decisions[i].rule, "error_rate");
-  }
-  printf("    %zu rollouts reached ga through Kafka and PostgreSQL; %zu halted on a metric rule "
-         "(windows replayed after each kill)\n", completed, metric_halts);
-  assert_true(completed >= 1);
-  assert_true(metric_halts >= 1);
-  run_end(&t);
-  reference_free(&ref);
-}
 
 /*
  * The merge keeps event order through a backlog. The whole stream — deploys, metrics and
@@ -819,7 +747,6 @@ int main(void) {
   if (getenv("TEST_FILTER")) /* e.g. TEST_FILTER=test_survives_outages: one test only */
     cmocka_set_test_filter(getenv("TEST_FILTER"));
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_crash_safety),
       cmocka_unit_test(test_two_workers_share_and_take_over),
       cmocka_unit_test(test_malformed_message_to_dlq),
       cmocka_unit_test(test_reused_id_to_dlq),
