@@ -312,28 +312,61 @@ static void test_malformed_message_to_dlq(void **state) {
   }
   assert_int_equal(found, 0x1d);
   bus_reader_close(r);
-  /* An outbox row Kafka can never take is set aside and the rows after it are published. */
+  /* An outbox row Kafka can never take (a traffic split of the rollout, here) is set aside,
+   * the rows after it are published, and on-call and #releases are told whose output is stuck
+   * and why, on canary.notifications: a deployment waiting on canary.flags would not see it. */
   PGconn *db = PQconnectdb(t.conninfo);
   assert_int_equal(PQstatus(db), CONNECTION_OK);
-  PGresult *res = PQexec(db, "INSERT INTO outbox (shard, topic, key, message_id, payload) VALUES "
-                             "(0, 'canary.notifications', 'k', 'test/too-big', "
-                             "convert_to(repeat('x', 2000000), 'UTF8')), "
-                             "(0, 'canary.notifications', 'k', 'test/after', '\\x00'::bytea)");
+  char stuck[128], insert[512];
+  snprintf(stuck, sizeof stuck, "%s/f9", rollout);
+  snprintf(insert, sizeof insert,
+           "INSERT INTO outbox (shard, topic, key, message_id, payload) VALUES "
+           "(0, 'canary.flags', 'svc', '%s', convert_to(repeat('x', 2000000), 'UTF8')), "
+           "(0, 'canary.notifications', 'k', 'test/after', '\\x00'::bytea)", stuck);
+  PGresult *res = PQexec(db, insert);
   assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
   PQclear(res);
+  char query[512];
+  snprintf(query, sizeof query,
+           "SELECT (SELECT failure FROM outbox WHERE message_id = '%s'), "
+           "(SELECT published_at IS NOT NULL FROM outbox WHERE message_id = 'test/after'), "
+           "(SELECT count(*) FROM outbox WHERE message_id LIKE 'outbox/%%' "
+           "AND published_at IS NOT NULL AND failure IS NULL)", stuck);
   bool moved_on = false;
   for (int64_t until = mono_ms() + 60000; !moved_on && mono_ms() < until; sleep_ms(200)) {
-    res = PQexec(db, "SELECT (SELECT failure FROM outbox WHERE message_id = 'test/too-big'), "
-                     "(SELECT published_at IS NOT NULL FROM outbox "
-                     "WHERE message_id = 'test/after')");
+    res = PQexec(db, query);
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
-    moved_on = !PQgetisnull(res, 0, 0) && !strcmp(PQgetvalue(res, 0, 1), "t");
+    moved_on = !PQgetisnull(res, 0, 0) && !strcmp(PQgetvalue(res, 0, 1), "t") &&
+               !strcmp(PQgetvalue(res, 0, 2), "2");
     if (moved_on)
-      printf("    outbox row set aside: %s\n", PQgetvalue(res, 0, 0));
+      printf("    outbox row set aside: %s; its two notices published\n", PQgetvalue(res, 0, 0));
     PQclear(res);
   }
   PQfinish(db);
   assert_true(moved_on);
+  assert_int_equal(bus_reader_new(kafka, "canary.notifications", true, NULL, NULL, &r),
+                   CANARY_OK);
+  int notices = 0;
+  static char slack[65536];
+  for (int64_t until = mono_ms() + 30000; notices < 2 && mono_ms() < until;) {
+    if (bus_reader_read(r, 200, &m, &caught_up) != CANARY_OK)
+      continue;
+    struct notification n;
+    if (avro_codec_decode_notification(codec, m.value, m.len, &n, slack, sizeof slack, why,
+                                       sizeof why) != CANARY_OK)
+      continue; /* the test row 'test/after' is no notification */
+    if (strncmp(n.id, "outbox/", 7))
+      continue;
+    printf("    notice %s to %s (%s): %s: %s\n", n.id, n.target, notify_channel_name(n.channel),
+           n.title, n.text);
+    assert_string_equal(n.rollout, rollout);
+    assert_non_null(strstr(n.text, stuck));
+    assert_non_null(strstr(n.text, "refused by the Kafka producer"));
+    assert_string_equal(n.target, n.channel == NOTIFY_ONCALL ? "#oncall" : "#releases");
+    notices++;
+  }
+  bus_reader_close(r);
+  assert_int_equal(notices, 2);
   /* the worker went on after them: it stops on request, and the rollout only holds */
   assert_int_equal(WEXITSTATUS(stop_worker(pid, SIGTERM)), 0);
   assert_int_equal(stored_transitions(t.conninfo, t.prefix), 1);
