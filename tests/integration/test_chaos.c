@@ -10,10 +10,10 @@
  * PostgreSQL holds each of simulate's decisions once, in its order. Only properties are
  * asserted, never a timing.
  *
- * Why the wall clock agrees with the simulator: each event is dated LEAD_MS after the moment it
+ * Why the wall clock agrees with the simulator: each event is dated lead_ms after the moment it
  * is produced, and a worker fires deadlines by the wall clock only while its input is idle, so
  * a deadline the wall clock fires is never before an event still on its way. The last event, a
- * global flag.set, is dated END_GAP_MS after the one before it: every shard applies it, which
+ * global flag.set, is dated end_gap_ms after the one before it: every shard applies it, which
  * fires every deadline up to its time, as simulate's last event does; the workers are stopped
  * before the wall clock reaches it. (This replaced the crash-safety test: --clock event, the
  * whole stream in Kafka before the first start, one worker.)
@@ -44,12 +44,41 @@
 #include "harness.h"
 
 #define CHAOS_PLAN CANARY_SOURCE_DIR "/tests/integration/plans/chaos.yaml"
-#define CHAOS_EVENTS 1600 /* one every STEP_MS: about a minute of input */
-#define STEP_MS 40
-#define LEAD_MS 3000     /* an event is dated this long after it is produced */
-#define END_GAP_MS 60000 /* the last event's date after the one before it */
-#define MIN_KILLS 24
 #define GARBAGE_EVERY 97 /* one message of bytes that are no event, every so many events */
+
+/*
+ * The test's scale, and bench/chaos's: each can be set in the environment (CHAOS_EVENTS,
+ * CHAOS_STEP_MS, CHAOS_LEAD_MS, CHAOS_END_GAP_MS, CHAOS_MIN_KILLS, CHAOS_KILL_MIN_MS,
+ * CHAOS_KILL_MAX_MS, CHAOS_KAFKA_RESTART_AT, CHAOS_PG_RESTART_AT).
+ * A broker or PostgreSQL restart (bench/chaos) comes after that many events are produced; the
+ * producer waits for it, so lead_ms must be longer than a restart takes.
+ */
+static long n_events = 1600; /* one every step_ms: about a minute of input */
+static long step_ms = 40;
+static long lead_ms = 3000;  /* an event is dated this long after it is produced */
+static long end_gap_ms = 60000;  /* the last event's date after the one before it */
+static long min_kills = 24;
+static long kill_min_ms = 1000, kill_max_ms = 3000; /* between two kills */
+static long kafka_restart_at = -1, pg_restart_at = -1;
+
+static long knob(const char *name, long value) {
+  const char *v = getenv(name);
+  return v && *v ? atol(v) : value;
+}
+
+/* The faults, by wall clock: a re-published output must have one between its copies. */
+struct fault {
+  int64_t from_ms, to_ms;
+  const char *what; /* "kill", "PostgreSQL restart", "broker restart" */
+};
+static struct fault *faults;
+static size_t n_faults;
+
+static void fault_add(int64_t from_ms, int64_t to_ms, const char *what) {
+  faults = realloc(faults, (n_faults + 1) * sizeof *faults);
+  assert_non_null(faults);
+  faults[n_faults++] = (struct fault){from_ms, to_ms, what};
+}
 
 /* One output of simulate, or one id published on a topic. */
 struct out {
@@ -59,6 +88,7 @@ struct out {
   unsigned char *bytes; /* as published (NULL for simulate's) */
   size_t len;
   int copies;
+  int64_t ts_min, ts_max; /* the copies' Kafka timestamps (when the relay produced them) */
 };
 
 struct outs {
@@ -67,7 +97,7 @@ struct outs {
 };
 
 static void outs_add(struct outs *o, const char *id, const char *json, size_t json_len,
-                     const void *bytes, size_t len) {
+                     const void *bytes, size_t len, int64_t ts) {
   if (o->n == o->cap) {
     o->cap = o->cap ? o->cap * 2 : 256;
     o->items = realloc(o->items, o->cap * sizeof *o->items);
@@ -85,6 +115,7 @@ static void outs_add(struct outs *o, const char *id, const char *json, size_t js
     memcpy(x->bytes, bytes, len);
   x->len = len;
   x->copies = 1;
+  x->ts_min = x->ts_max = ts;
 }
 
 static bool same_json(const struct out *a, const struct out *b) {
@@ -109,6 +140,8 @@ static size_t outs_fold(struct outs *o, const char *what) {
       if (!first->bytes && !same_json(first, again))
         fail_msg("simulate printed %s %s twice, differently", what, again->id);
       first->copies++;
+      first->ts_min = again->ts_min < first->ts_min ? again->ts_min : first->ts_min;
+      first->ts_max = again->ts_max > first->ts_max ? again->ts_max : first->ts_max;
       folded++;
       free(again->id);
       free(again->json);
@@ -173,7 +206,7 @@ static void simulate(const char *stream, struct expected *x) {
                                                                      : NULL;
     if (!o)
       fail_msg("simulate printed an output of an unknown topic: %s", line);
-    outs_add(o, id, value, vlen, NULL, 0);
+    outs_add(o, id, value, vlen, NULL, 0, 0);
   }
   int status = pclose(f);
   /* 1: some lines were refused, which the stream means to have */
@@ -218,7 +251,8 @@ struct workers {
 
 static const char *const worker_ids[2] = {"chaos-a", "chaos-b"};
 
-/* kill -9 a random one of the two at a random moment, 1 to 3 s after the last, and restart it. */
+/* kill -9 a random one of the two at a random moment (kill_min_ms to kill_max_ms after the
+ * last), and restart it. */
 static void maybe_kill(struct workers *w) {
   if (mono_ms() < w->next_kill)
     return;
@@ -226,9 +260,13 @@ static void maybe_kill(struct workers *w) {
   int status = stop_worker(w->pid[i], SIGKILL);
   if (!WIFSIGNALED(status))
     fail_msg("worker %s had stopped before it was killed (status %d)", worker_ids[i], status);
+  int64_t at = wall_now_ms();
   w->pid[i] = start_worker(w->t->conninfo, w->t->group, worker_ids[i]);
+  fault_add(at, at, "kill");
   w->kills++;
-  w->next_kill = mono_ms() + 1000 + rand() % 2000;
+  w->next_kill = mono_ms() + kill_min_ms + rand() % (kill_max_ms - kill_min_ms + 1);
+  if (w->kills % 10 == 0)
+    fprintf(stderr, "chaos: %d kills\n", w->kills);
 }
 
 /* Until both own a shard (the group has split them): a kill then hits a working pair. */
@@ -258,20 +296,20 @@ static void stream_make(struct stream *s, const char *prefix, int64_t start_ms, 
   memset(s, 0, sizeof *s);
   assert_true(asprintf(&s->path, "%s/test_chaos-%s.jsonl", CANARY_BINARY_DIR, prefix) > 0);
   char *cmd;
-  assert_true(asprintf(&cmd, "%s/tests/integration/gen-stream %s %d %u %" PRId64 " %d %d 1 > %s",
-                       CANARY_SOURCE_DIR, prefix, CHAOS_EVENTS, seed, start_ms, STEP_MS,
-                       END_GAP_MS, s->path) > 0);
+  assert_true(asprintf(&cmd, "%s/tests/integration/gen-stream %s %ld %u %" PRId64 " %ld %ld 1 > %s",
+                       CANARY_SOURCE_DIR, prefix, n_events, seed, start_ms, step_ms,
+                       end_gap_ms, s->path) > 0);
   assert_int_equal(system(cmd), 0);
   free(cmd);
   FILE *f = fopen(s->path, "r");
   assert_non_null(f);
-  s->events = calloc(CHAOS_EVENTS, sizeof *s->events);
-  s->scratches = calloc(CHAOS_EVENTS, sizeof *s->scratches);
+  s->events = calloc((size_t)n_events, sizeof *s->events);
+  s->scratches = calloc((size_t)n_events, sizeof *s->scratches);
   char *line = NULL, why[512];
   size_t cap = 0;
   ssize_t len;
   while ((len = getline(&line, &cap, f)) > 0) {
-    assert_true(s->n < CHAOS_EVENTS);
+    assert_true((long)s->n < n_events);
     s->scratches[s->n] = event_scratch_new();
     if (event_from_json(line, (size_t)len - 1, &s->events[s->n], s->scratches[s->n], why,
                         sizeof why) != CANARY_OK)
@@ -280,7 +318,7 @@ static void stream_make(struct stream *s, const char *prefix, int64_t start_ms, 
   }
   free(line);
   fclose(f);
-  assert_int_equal(s->n, CHAOS_EVENTS);
+  assert_int_equal(s->n, (size_t)n_events);
 }
 
 static void stream_free(struct stream *s) {
@@ -291,8 +329,21 @@ static void stream_free(struct stream *s) {
   free(s->path);
 }
 
+/* Restart a service (scripts/services, on those the caller started) while the workers run. */
+static void restart(const char *service) {
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "CANARY_QUIET=1 %s/scripts/services restart %s >/dev/null 2>&1",
+           CANARY_SOURCE_DIR, service);
+  fprintf(stderr, "chaos: restarting %s\n", service);
+  int64_t from = wall_now_ms();
+  assert_int_equal(system(cmd), 0);
+  int64_t to = wall_now_ms();
+  fault_add(from, to, !strcmp(service, "pg") ? "PostgreSQL restart" : "broker restart");
+  printf("    %s restarted in %.1f s\n", service, (double)(to - from) / 1000);
+}
+
 /*
- * Produce the stream live, each event LEAD_MS before its time, with a message of garbage now
+ * Produce the stream live, each event lead_ms before its time, with a message of garbage now
  * and then, killing workers as it goes. Returns the number of input messages (a global event
  * goes to each of the 3 shards).
  *
@@ -315,8 +366,12 @@ static long produce_live(const struct stream *s, struct workers *w) {
   struct avro_buf buf = AVRO_BUF_INIT;
   for (size_t i = 0; i < s->n; i++) {
     const struct event *ev = &s->events[i];
-    /* the last, dated END_GAP_MS on, goes at once: the workers stop before its time */
-    while (i + 1 < s->n && wall_now_ms() < ev->time_ms - LEAD_MS) {
+    if ((long)i == kafka_restart_at || (long)i == pg_restart_at)
+      restart((long)i == kafka_restart_at ? "kafka" : "pg");
+    if (i % 10000 == 0 && i)
+      fprintf(stderr, "chaos: %zu of %zu events produced, %d kills\n", i, s->n, w->kills);
+    /* the last, dated end_gap_ms on, goes at once: the workers stop before its time */
+    while (i + 1 < s->n && wall_now_ms() < ev->time_ms - lead_ms) {
       maybe_kill(w);
       bus_producer_poll(p, 0);
       sleep_ms(2);
@@ -402,12 +457,40 @@ static void read_all(const char *topic, struct outs *o) {
       jbuf_putc(&j, '\n');
       jbuf_write(&j, d.original, d.original_len);
     }
-    outs_add(o, id, j.data ? j.data : "", j.len, m.value, m.len);
+    outs_add(o, id, j.data ? j.data : "", j.len, m.value, m.len, m.timestamp_ms);
   }
   assert_true(caught_up);
   jbuf_free(&j);
   bus_reader_close(r);
   avro_codec_destroy(codec);
+}
+
+/*
+ * Why each output published more than once was: a fault between its first and its last copy
+ * (the relay published it, and the fault came before it marked it published). Prints the
+ * counts; the outputs are the same bytes either way, and consumers de-duplicate by id.
+ */
+static void explain_copies(const char *topic, const struct outs *got) {
+  size_t by[4] = {0}, shown = 0;
+  static const char *const what[] = {"kill", "PostgreSQL restart", "broker restart"};
+  for (size_t i = 0; i < got->n; i++) {
+    const struct out *o = &got->items[i];
+    if (o->copies < 2)
+      continue;
+    int k = 3; /* unexplained */
+    for (size_t f = 0; f < n_faults && k == 3; f++)
+      if (faults[f].from_ms <= o->ts_max && faults[f].to_ms >= o->ts_min)
+        for (int j = 0; j < 3; j++)
+          if (!strcmp(faults[f].what, what[j]))
+            k = j;
+    by[k]++;
+    if (k == 3 && shown++ < 5)
+      printf("      %s %s: %d copies from %" PRId64 " to %" PRId64 " ms, no fault between\n",
+             topic, o->id, o->copies, o->ts_min, o->ts_max);
+  }
+  if (by[0] + by[1] + by[2] + by[3])
+    printf("      ids published more than once: %zu across a kill, %zu across a PostgreSQL "
+           "restart, %zu across a broker restart, %zu unexplained\n", by[0], by[1], by[2], by[3]);
 }
 
 /* The published set equals simulate's, id for id and JSON byte for byte. */
@@ -417,6 +500,7 @@ static void compare_topic(const char *topic, const struct outs *want) {
   size_t published = got.n, again = outs_fold(&got, topic);
   printf("    %s: %zu published, %zu distinct (simulate %zu), %zu again with the same bytes\n",
          topic, published, got.n, want->n, again);
+  explain_copies(topic, &got);
   for (size_t i = 0, k = 0; i < got.n || k < want->n;) {
     int c = i == got.n ? 1 : k == want->n ? -1 : strcmp(got.items[i].id, want->items[k].id);
     if (c < 0)
@@ -470,7 +554,7 @@ static void compare_dead_letters(const struct expected *x) {
       jbuf_puts(&j, reason == why ? "" : reason);
       jbuf_putc(&j, '\n');
       jbuf_write(&j, m.value, m.len);
-      outs_add(&want, id, j.data, j.len, NULL, 0);
+      outs_add(&want, id, j.data, j.len, NULL, 0, 0);
     }
     assert_true(caught_up);
     bus_reader_close(r);
@@ -484,6 +568,7 @@ static void compare_dead_letters(const struct expected *x) {
   size_t published = got.n, again = outs_fold(&got, "dead letter");
   printf("    canary.dlq: %zu published, %zu distinct (refused: %zu), %zu again with the same "
          "bytes\n", published, got.n, want.n, again);
+  explain_copies("canary.dlq", &got);
   for (size_t i = 0, k = 0; i < got.n || k < want.n; i++, k++) {
     int c = i == got.n ? 1 : k == want.n ? -1 : strcmp(got.items[i].id, want.items[k].id);
     if (c < 0)
@@ -559,19 +644,19 @@ static void test_chaos(void **state) {
   wait_two_owners(t.conninfo);
 
   struct stream s;
-  stream_make(&s, t.prefix, wall_now_ms() + LEAD_MS + 1500, seed);
+  stream_make(&s, t.prefix, wall_now_ms() + lead_ms + 1500, seed);
   struct expected x;
   simulate(s.path, &x);
   int64_t end_ms = s.events[s.n - 1].time_ms;
-  printf("    stream: %zu events over %d s, %zu refused by simulate; simulate: %zu decisions, "
-         "%zu notifications, %zu traffic splits\n", s.n, CHAOS_EVENTS * STEP_MS / 1000,
+  printf("    stream: %zu events over %ld s, %zu refused by simulate; simulate: %zu decisions, "
+         "%zu notifications, %zu traffic splits\n", s.n, n_events * step_ms / 1000,
          x.n_refused, x.decisions.n, x.notes.n, x.splits.n);
 
   w.next_kill = mono_ms() + 500 + rand() % 2000;
   int64_t t0 = mono_ms();
   long messages = produce_live(&s, &w);
   printf("    produced in %.1f s\n", (double)(mono_ms() - t0) / 1000);
-  while (w.kills < MIN_KILLS) {
+  while (w.kills < min_kills) {
     maybe_kill(&w);
     sleep_ms(5);
   }
@@ -621,6 +706,20 @@ int main(void) {
     fprintf(stderr, "test_chaos: CANARY_PG and CANARY_KAFKA must be set "
                     "(scripts/test starts the services)\n");
     return 1;
+  }
+  n_events = knob("CHAOS_EVENTS", n_events);
+  step_ms = knob("CHAOS_STEP_MS", step_ms);
+  lead_ms = knob("CHAOS_LEAD_MS", lead_ms);
+  end_gap_ms = knob("CHAOS_END_GAP_MS", end_gap_ms);
+  min_kills = knob("CHAOS_MIN_KILLS", min_kills);
+  kill_min_ms = knob("CHAOS_KILL_MIN_MS", kill_min_ms);
+  kill_max_ms = knob("CHAOS_KILL_MAX_MS", kill_max_ms);
+  kafka_restart_at = knob("CHAOS_KAFKA_RESTART_AT", kafka_restart_at);
+  pg_restart_at = knob("CHAOS_PG_RESTART_AT", pg_restart_at);
+  if (n_events < 100 || step_ms < 1 || kill_max_ms < kill_min_ms || kill_min_ms < 1) {
+    fprintf(stderr, "test_chaos: CHAOS_EVENTS >= 100, CHAOS_STEP_MS >= 1 and "
+                    "1 <= CHAOS_KILL_MIN_MS <= CHAOS_KILL_MAX_MS, please\n");
+    return 2;
   }
   worker_plan = CHAOS_PLAN;
   worker_clock = NULL; /* canaryd's default: the wall clock */
