@@ -42,7 +42,7 @@ static const char usage[] =
     "  --clock wall|event  wall (default): deadlines also fire from the wall clock while the\n"
     "                      input is idle; event: only event time moves the clock (replays)\n"
     "  --tick-ms N         idle deadline check interval (500)\n"
-    "  --hold-ms N         longest wait for a lagging partition before releasing (1000)\n"
+    "  --hold-ms N         longest wait for a partition with nothing known to come (1000)\n"
     "  --grace-ms N        how long a caught-up partition is waited for after a message\n"
     "                      arrives on another, so simultaneous events keep their order (100)\n"
     "  --kafka-config FILE librdkafka properties for every Kafka client (consumer, producer,\n"

@@ -168,6 +168,10 @@ struct worker {
   size_t cap_metric_states;
   _Atomic int64_t published; /* written by the relay thread */
   _Atomic int64_t set_aside; /* outbox rows Kafka refused for good (relay thread) */
+  /* The relay thread's own encoder and buffers, for the notices of a row set aside. */
+  avro_codec_t *relay_codec;
+  struct avro_buf notice_buf[2];
+  struct jbuf notice_slack;
 };
 
 /* Tell the relay thread that the outbox may hold rows. */
@@ -801,6 +805,34 @@ static void apply_one(struct worker *w, struct shard *s, int topic, const struct
  */
 #define RELEASE_PREFETCH 4 /* messages ahead: each takes a microsecond or two to apply */
 
+/*
+ * Whether head (of partition k, the earliest queued) may go before the shard's other
+ * partitions whose queues are empty. hold_ms bounds the wait only for a partition whose next
+ * message is unknown (nothing more on the broker as far as we know: still to be produced, or
+ * slow to arrive). One known to hold more — its last fetch's high watermark, or the broker
+ * asked after a restart, says the backlog goes on past what we took — is waited for however
+ * long it takes: its next message may be earlier than head. When hold_ms let such a partition
+ * go too, a restarted worker with a backlog applied deploy events ahead of the metric events
+ * before them in event time whenever a queue ran dry between two fetches: its decisions were
+ * not simulate's (test_backlog_keeps_event_order).
+ */
+static bool others_released(struct worker *w, struct shard *s, int k, const struct pending *head,
+                            int64_t now_wall) {
+  int64_t waited = now_wall - head->arrived_ms;
+  for (int t = 0; t < BUS_INPUT_TOPICS; t++) {
+    if (t == k || s->q[t].n)
+      continue; /* its head is queued, and later than this one */
+    if (waited < w->cfg->hold_ms) {
+      if (waited < w->cfg->grace_ms ||
+          !bus_consumer_at_end(w->consumer, t, s->id, head->arrived_mono))
+        return false; /* partition t may still deliver something earlier */
+    } else if (bus_consumer_behind(w->consumer, t, s->id) > 0) {
+      return false; /* it will: its backlog is not here yet */
+    }
+  }
+  return true;
+}
+
 static bool release(struct worker *w, struct shard *s, int64_t now_wall) {
   for (long applied = 0;; applied++) {
     int k = -1;
@@ -814,14 +846,8 @@ static bool release(struct worker *w, struct shard *s, int64_t now_wall) {
     if (applied >= w->cfg->batch_max)
       return true;
     const struct pending *head = queue_front(&s->q[k]);
-    int64_t waited = now_wall - head->arrived_ms;
-    for (int t = 0; t < BUS_INPUT_TOPICS && waited < w->cfg->hold_ms; t++) {
-      if (t == k || s->q[t].n)
-        continue;
-      if (waited < w->cfg->grace_ms ||
-          !bus_consumer_at_end(w->consumer, t, s->id, head->arrived_mono))
-        return false; /* partition t may still deliver something earlier */
-    }
+    if (!others_released(w, s, k, head, now_wall))
+      return false;
     /* the duplicate check a few messages on is a cache miss in a day's ids: start it now */
     const struct queue *q = &s->q[k];
     if (q->n > RELEASE_PREFETCH) {
@@ -1012,6 +1038,62 @@ static bool relay_stopping(struct worker *w) {
 }
 
 /*
+ * The notices that row m, which Kafka will never take (why), is set aside: on-call is paged and
+ * #releases told which rollout's output is stuck, so that a consumer missing it — a deployment
+ * waiting on canary.flags for a pause — is not left to find out. Their ids
+ * ("outbox/<seq>/<channel>") make a relay that sets the row aside twice (a crash between)
+ * announce it once. None for a notice itself (it cannot be that large; no loop if it were).
+ * The rows point into ids, rollout (their key, as every notification's) and the relay's
+ * buffers. Returns how many are in rows.
+ */
+static size_t stuck_notices(struct worker *w, const struct store_outbox_msg *m, const char *why,
+                            struct store_outbox_row rows[2], char ids[2][64],
+                            char rollout[EVENT_NAME_MAX]) {
+  if (!strncmp(m->message_id, "outbox/", 7))
+    return 0;
+  if (!w->relay_codec && avro_codec_new(&w->relay_codec) != CANARY_OK)
+    return 0;
+  /* "<rollout>/<seq>", "<rollout>/n<k>", "<rollout>/f<k>"; a dead letter's key is its original's */
+  rollout[0] = '\0';
+  const char *slash = strrchr(m->message_id, '/');
+  if (strncmp(m->message_id, "dlq/", 4) && slash)
+    snprintf(rollout, EVENT_NAME_MAX, "%.*s", (int)(slash - m->message_id), m->message_id);
+  else if (m->key)
+    snprintf(rollout, EVENT_NAME_MAX, "%s", m->key);
+  static const enum notify_channel channels[2] = {NOTIFY_ONCALL, NOTIFY_RELEASES};
+  size_t n = 0;
+  for (int i = 0; i < 2; i++) {
+    struct notification note = {.time_ms = wall_ms(), .channel = channels[i],
+                                .severity = i == 0 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING};
+    snprintf(ids[i], 64, "outbox/%" PRId64 "/%s", m->seq, notify_channel_name(channels[i]));
+    snprintf(note.id, sizeof note.id, "%s", ids[i]);
+    snprintf(note.rollout, sizeof note.rollout, "%s", rollout);
+    snprintf(note.target, sizeof note.target, "%s",
+             i == 0 ? w->cfg->plan->notify.oncall : w->cfg->plan->notify.releases);
+    snprintf(note.title, sizeof note.title, "Output stuck: %s", rollout[0] ? rollout : m->topic);
+    snprintf(note.text, sizeof note.text,
+             "%s message %s (%zu bytes) can never be published: %s. It is set aside "
+             "(outbox seq %" PRId64 ", column failure) and the outputs after it go on; consumers "
+             "of %s will not see it. Look at the row and publish its content another way.",
+             m->topic, m->message_id, m->len, why, m->seq, m->topic);
+    if (!strcmp(m->topic, "canary.decisions"))
+      snprintf(note.decision_id, sizeof note.decision_id, "%s", m->message_id);
+    jbuf_reset(&w->notice_slack);
+    notification_slack_payload(&note, &w->notice_slack);
+    if (avro_codec_encode_notification(w->relay_codec, &note,
+                                       w->notice_slack.data ? w->notice_slack.data : "{}",
+                                       &w->notice_buf[i]) != CANARY_OK)
+      return 0;
+    rows[n++] = (struct store_outbox_row){.topic = "canary.notifications",
+                                          .key = rollout[0] ? rollout : m->key,
+                                          .message_id = ids[i],
+                                          .payload = w->notice_buf[i].data,
+                                          .len = w->notice_buf[i].len};
+  }
+  return n;
+}
+
+/*
  * Publish until the outbox is empty (or 20 rounds: then go on at the next turn), holding the
  * relay lock. False when the store connection was lost, and the lock with it.
  */
@@ -1035,15 +1117,20 @@ static bool relay_rounds(struct worker *w, bool final) {
       if (rc == CANARY_EINVALID) {
         /* Kafka will never take it (too large for the producer): set it aside, loudly, and go
          * on — the rows behind it must not wait for ever (issue 10). Order still holds for
-         * everything that can be published. */
+         * everything that can be published. Notices of it join the outbox with the set-aside,
+         * published after the rows behind it (relay_wake: at once, not in 5 s). */
+        static const char why[] = "refused by the Kafka producer (larger than it may send)";
         log_msg(LOG_LVL_ERR, NULL,
                 "outbox row %" PRId64 " (%s, %s, %zu bytes) can never be published: set aside "
-                "(outbox.failure); the rows after it go on",
+                "(outbox.failure); the rows after it go on; on-call and releases are notified",
                 m->seq, m->topic, m->message_id, m->len);
-        if (store_outbox_fail(w->relay_store, m->seq, "refused by the Kafka producer") ==
-            CANARY_OK) {
+        struct store_outbox_row notices[2];
+        char ids[2][64], rollout[EVENT_NAME_MAX];
+        size_t n_notices = stuck_notices(w, m, why, notices, ids, rollout);
+        if (store_outbox_fail(w->relay_store, m->seq, why, notices, n_notices) == CANARY_OK) {
           atomic_fetch_add(&w->set_aside, 1);
           set_aside++;
+          relay_wake(w);
           continue;
         }
         break; /* the store is away: this row again next time */
@@ -1085,7 +1172,7 @@ static bool relay_rounds(struct worker *w, bool final) {
  * sent is acknowledged and marked. Each relay fetches every unpublished row, whichever shard
  * wrote it: with two workers, both published the same rows — hundreds of decisions twice with
  * no crash — and a traffic split sent again after the newer one behind it left the compacted
- * canary.flags on a stale exposure (the chaos test, test_worker.c).
+ * canary.flags on a stale exposure (the chaos test, test_chaos.c).
  */
 static void relay(struct worker *w, bool final) {
   int rc = store_outbox_lock(w->relay_store);
@@ -1288,6 +1375,10 @@ static void stop(struct worker *w) {
   free(w->metric_states);
   free(w->zscores);
   jbuf_free(&w->slack);
+  avro_codec_destroy(w->relay_codec);
+  for (int i = 0; i < 2; i++)
+    avro_buf_free(&w->notice_buf[i]);
+  jbuf_free(&w->notice_slack);
 }
 
 void worker_config_defaults(struct worker_config *cfg) {
@@ -1318,6 +1409,7 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
   pthread_mutex_init(&w->relay_mu, NULL);
   pthread_cond_init(&w->relay_cv, NULL);
   jbuf_init(&w->slack);
+  jbuf_init(&w->notice_slack);
   int code = start(w);
   bool more = false; /* a shard stopped at its batch limit: do not wait in the next poll */
   while (code == 0 && *running) {

@@ -133,6 +133,19 @@ int bus_consumer_poll(bus_consumer_t *c, int timeout_ms, const struct bus_msg **
  */
 bool bus_consumer_at_end(bus_consumer_t *c, int topic, int32_t partition, int64_t since_ms);
 
+/*
+ * Whether topic/partition is known to hold messages beyond the last one taken: 1 when the high
+ * watermark of the last fetch response (cached by librdkafka, no round trip) is past it and
+ * past the end last reported (a transaction's commit marker after the last message counts in
+ * the watermark) — a backlog still to come — or, before any fetch has answered since the assignment or a seek,
+ * when the broker says so (asked once, 1 s limit); 0 when it is not known to (taken up to the
+ * end last reported: its next message, if any, is still to be produced); -1 when the broker
+ * does not answer; 0 for a partition that is not assigned. The worker's merge waits for a
+ * partition that answers 1 however long it takes: its messages may be earlier than every
+ * message queued (--hold-ms bounds the wait only for the next message that is unknown).
+ */
+int bus_consumer_behind(bus_consumer_t *c, int topic, int32_t partition);
+
 /* The clock of bus_consumer_at_end's since_ms (monotonic milliseconds). */
 int64_t bus_monotonic_ms(void);
 

@@ -25,6 +25,14 @@ struct bus_part {
   int64_t seek_to; /* the offset sought, while !fresh */
   int64_t next;    /* the offset after the last message taken (or assigned, sought); -1 unknown */
   int64_t eof_ms;  /* bus_now_ms() when the end was reported or checked (while eof) */
+  /* bus_consumer_behind's answer from the broker while no fetch had answered (1 more, -1 not;
+   * 0 not asked): asked once per assignment, seek or message taken. */
+  int behind_asked;
+  /* The offset of the last end reported (-1: none since the assignment or a seek). Past the
+   * last message when control records follow it (a transactional producer's commit markers):
+   * the high watermark counts them, and without this a partition that ends on one would look
+   * as if it held one more message for ever. */
+  int64_t end_at;
 };
 
 struct bus_consumer {
@@ -203,7 +211,8 @@ static void on_assign(bus_consumer_t *c, rd_kafka_topic_partition_list_t *parts)
       int64_t off = next[topic] < 0 ? RD_KAFKA_OFFSET_BEGINNING : next[topic];
       rd_kafka_topic_partition_list_add(assign, tp->topic, tp->partition)->offset = off;
       c->parts[c->n_parts++] = (struct bus_part){.topic = topic, .partition = shard, .eof = false,
-                                                 .fresh = true, .seek_to = -1, .next = next[topic]};
+                                                 .fresh = true, .seek_to = -1, .next = next[topic],
+                                                 .end_at = -1};
       if (wl < sizeof where) {
         int w = snprintf(where + wl, sizeof where - wl, " %s@%lld", tp->topic,
                          (long long)next[topic]);
@@ -408,6 +417,7 @@ static void take(bus_consumer_t *c, rd_kafka_message_t *m) {
     if (p && (p->fresh || m->offset == p->seek_to)) { /* else: from before the seek */
       p->eof = true;
       p->eof_ms = bus_now_ms();
+      p->end_at = m->offset;
     }
     rd_kafka_message_destroy(m);
     return;
@@ -430,6 +440,7 @@ static void take(bus_consumer_t *c, rd_kafka_message_t *m) {
   p->eof = false;
   p->fresh = true;
   p->next = m->offset + 1;
+  p->behind_asked = 0;
   c->raw[c->n++] = m;
 }
 
@@ -552,7 +563,7 @@ bool bus_consumer_at_end(bus_consumer_t *c, int topic, int32_t partition, int64_
                    bus_topic(bus_input_topics[topic]), (int)partition, rd_kafka_err2str(err));
       return false;
     }
-    if (hi > p->next) {
+    if (hi > (p->end_at > p->next ? p->end_at : p->next)) {
       p->eof = false; /* there is more: its end is reported again after it */
       return false;
     }
@@ -560,6 +571,37 @@ bool bus_consumer_at_end(bus_consumer_t *c, int topic, int32_t partition, int64_
     return true;
   }
   return true; /* not assigned (the topic has fewer partitions): nothing will come from it */
+}
+
+int bus_consumer_behind(bus_consumer_t *c, int topic, int32_t partition) {
+  struct bus_part *p = part_find(c, topic, partition);
+  if (!p)
+    return 0; /* not assigned: nothing will come from it */
+  const char *name = bus_topic(bus_input_topics[topic]);
+  int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
+  int64_t taken = p->end_at > p->next ? p->end_at : p->next; /* control records: see end_at */
+  /* The end the last fetch response carried: no round trip (it only ever grows). */
+  if (p->next >= 0 && rd_kafka_get_watermark_offsets(c->rk, name, partition, &lo, &hi) ==
+                          RD_KAFKA_RESP_ERR_NO_ERROR &&
+      hi >= 0 && hi > taken)
+    return 1;
+  if (p->next >= 0 && hi >= 0)
+    return 0; /* taken up to the end the broker last told: the next message is unknown */
+  if (p->behind_asked)
+    return p->behind_asked > 0 ? 1 : 0;
+  /* No fetch has answered since the assignment (or it reads from the beginning, whose offset
+   * is not known here): ask the broker, once. */
+  rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(c->rk, name, partition, &lo, &hi,
+                                                             1000);
+  if (err) {
+    consumer_log(c, LOG_LVL_WARNING, "cannot read the end of %s [%d]: %s", name,
+                 (int)partition, rd_kafka_err2str(err));
+    p->behind_asked = -1; /* not asked again before a fetch answers (each try costs 1 s) */
+    return -1;
+  }
+  bool more = p->next >= 0 ? hi > taken : hi > lo;
+  p->behind_asked = more ? 1 : -1;
+  return more ? 1 : 0;
 }
 
 int bus_consumer_seek_shard(bus_consumer_t *c, int shard, const int64_t next[BUS_INPUT_TOPICS]) {
@@ -592,6 +634,8 @@ int bus_consumer_seek_shard(bus_consumer_t *c, int shard, const int64_t next[BUS
       c->parts[i].fresh = to < 0; /* from the beginning: its offset is not known here */
       c->parts[i].seek_to = to;
       c->parts[i].next = to;
+      c->parts[i].behind_asked = 0;
+      c->parts[i].end_at = -1;
     }
   return rc;
 }

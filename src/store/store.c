@@ -551,16 +551,68 @@ int store_outbox_state(store_t *s, const char *message_id, bool *found, bool *pu
   return rc;
 }
 
-int store_outbox_fail(store_t *s, int64_t seq, const char *why) {
-  char id[24];
+/* bytea's hex input form of n bytes ("\\x..."), malloc'd; NULL when out of memory. */
+static char *bytea_hex(const unsigned char *p, size_t n) {
+  static const char digits[] = "0123456789abcdef";
+  char *out = malloc(2 * n + 3);
+  if (!out)
+    return NULL;
+  out[0] = '\\', out[1] = 'x';
+  for (size_t i = 0; i < n; i++) {
+    out[2 + 2 * i] = digits[p[i] >> 4];
+    out[3 + 2 * i] = digits[p[i] & 15];
+  }
+  out[2 + 2 * n] = '\0';
+  return out;
+}
+
+int store_outbox_fail(store_t *s, int64_t seq, const char *why,
+                      const struct store_outbox_row *notices, size_t n_notices) {
+  if (n_notices > STORE_NOTICES_MAX)
+    return CANARY_EINVALID;
+  /* One statement: the notices go in only with the row that was set aside by it. */
+  char sql[1024], id[24];
+  char *hex[STORE_NOTICES_MAX] = {0};
+  const char *values[2 + 4 * STORE_NOTICES_MAX];
   snprintf(id, sizeof id, "%" PRId64, seq);
-  const char *values[] = {id, why ? why : "?"};
-  int rc;
-  PGresult *res = store_exec(s, "set an outbox row aside",
-                             "UPDATE outbox SET published_at = now(), failure = $2 "
-                             "WHERE seq = $1::bigint AND published_at IS NULL",
-                             2, values, 0, PGRES_COMMAND_OK, &rc);
-  PQclear(res);
+  values[0] = id, values[1] = why ? why : "?";
+  int len = snprintf(sql, sizeof sql,
+                     "WITH failed AS (UPDATE outbox SET published_at = now(), failure = $2 "
+                     "WHERE seq = $1::bigint AND published_at IS NULL RETURNING shard)");
+  if (n_notices == 0) {
+    len += snprintf(sql + len, sizeof sql - (size_t)len, " SELECT 1 FROM failed");
+  } else {
+    len += snprintf(sql + len, sizeof sql - (size_t)len,
+                    " INSERT INTO outbox (shard, topic, key, message_id, payload) "
+                    "SELECT failed.shard, v.topic, v.key, v.message_id, v.payload::bytea "
+                    "FROM failed, (VALUES ");
+    for (size_t i = 0; i < n_notices; i++) {
+      int k = 3 + 4 * (int)i;
+      len += snprintf(sql + len, sizeof sql - (size_t)len, "%s(%d, $%d, $%d, $%d, $%d)",
+                      i ? ", " : "", (int)i, k, k + 1, k + 2, k + 3);
+    }
+    len += snprintf(sql + len, sizeof sql - (size_t)len,
+                    ") AS v(n, topic, key, message_id, payload) ORDER BY v.n "
+                    "ON CONFLICT (message_id) DO NOTHING");
+  }
+  int rc = CANARY_OK;
+  for (size_t i = 0; i < n_notices; i++) {
+    const struct store_outbox_row *r = &notices[i];
+    hex[i] = bytea_hex(r->payload, r->len);
+    if (!hex[i])
+      rc = CANARY_ENOMEM;
+    values[2 + 4 * i] = r->topic;
+    values[3 + 4 * i] = r->key;
+    values[4 + 4 * i] = r->message_id;
+    values[5 + 4 * i] = hex[i];
+  }
+  if (rc == CANARY_OK) {
+    PGresult *res = store_exec(s, "set an outbox row aside", sql, 2 + 4 * (int)n_notices, values,
+                               0, n_notices ? PGRES_COMMAND_OK : PGRES_TUPLES_OK, &rc);
+    PQclear(res);
+  }
+  for (size_t i = 0; i < n_notices; i++)
+    free(hex[i]);
   return rc;
 }
 

@@ -195,8 +195,17 @@ void store_outbox_unlock(store_t *s);
 int store_outbox_state(store_t *s, const char *message_id, bool *found, bool *published,
                        char *failure, size_t failure_len) CANARY_MUSTCHECK;
 
-/* Set outbox row seq aside for good: Kafka refuses it (why), and the relay must move on. */
-int store_outbox_fail(store_t *s, int64_t seq, const char *why) CANARY_MUSTCHECK;
+/*
+ * Set outbox row seq aside for good: Kafka refuses it (why), and the relay must move on. The
+ * n_notices rows of notices (at most STORE_NOTICES_MAX: what tells people its output is stuck)
+ * join the outbox in the same statement, under the set-aside row's shard — set aside and
+ * announced together, or neither — unless their message_id is there already, and nothing is
+ * added when the row was set aside before. Returns CANARY_OK, CANARY_EINVALID (too many
+ * notices), or the store's code.
+ */
+#define STORE_NOTICES_MAX 4
+int store_outbox_fail(store_t *s, int64_t seq, const char *why,
+                      const struct store_outbox_row *notices, size_t n_notices) CANARY_MUSTCHECK;
 
 /*
  * Delete outbox rows published more than older_than_s seconds ago: the table keeps what is
