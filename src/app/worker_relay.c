@@ -1,0 +1,218 @@
+/*
+ * The relay: a thread of its own that publishes the outbox to Kafka in order, one relay of
+ * the group at a time, and announces a row Kafka refuses for good.
+ */
+#include "app/worker_internal.h"
+
+/* ---- relay ------------------------------------------------------------------------------ */
+
+void worker_on_delivery(void *ctx, int64_t opaque, bool ok, const char *error) {
+  struct worker *w = ctx;
+  if (!ok) {
+    log_msg(LOG_LVL_WARNING, NULL, "outbox row %" PRId64 " not delivered: %s (will retry)",
+            opaque, error ? error : "?");
+    return;
+  }
+  if (reserve(&w->acked, &w->cap_acked, w->n_acked, sizeof *w->acked))
+    w->acked[w->n_acked++] = opaque;
+}
+
+/*
+ * Publish what the outbox holds, oldest first, and mark what the broker acknowledged. A crash
+ * between the two publishes those rows again on restart, with the same ids: consumers
+ * de-duplicate by id.
+ */
+bool worker_relay_stopping(struct worker *w) {
+  pthread_mutex_lock(&w->relay_mu);
+  bool stopping = w->relay_stopping;
+  pthread_mutex_unlock(&w->relay_mu);
+  return stopping;
+}
+
+/*
+ * The notices that row m, which Kafka will never take (why), is set aside: on-call is paged and
+ * #releases told which rollout's output is stuck, so that a consumer missing it — a deployment
+ * waiting on canary.flags for a pause — is not left to find out. Their ids
+ * ("outbox/<seq>/<channel>") make a relay that sets the row aside twice (a crash between)
+ * announce it once. None for a notice itself (it cannot be that large; no loop if it were).
+ * The rows point into ids, rollout (their key, as every notification's) and the relay's
+ * buffers. Returns how many are in rows.
+ */
+static size_t stuck_notices(struct worker *w, const struct store_outbox_msg *m, const char *why,
+                            struct store_outbox_row rows[2], char ids[2][64],
+                            char rollout[EVENT_NAME_MAX]) {
+  if (!strncmp(m->message_id, "outbox/", 7))
+    return 0;
+  if (!w->relay_codec && avro_codec_new(&w->relay_codec) != CANARY_OK)
+    return 0;
+  /* "<rollout>/<seq>", "<rollout>/n<k>", "<rollout>/f<k>"; a dead letter's key is its original's */
+  rollout[0] = '\0';
+  const char *slash = strrchr(m->message_id, '/');
+  if (strncmp(m->message_id, "dlq/", 4) && slash)
+    snprintf(rollout, EVENT_NAME_MAX, "%.*s", (int)(slash - m->message_id), m->message_id);
+  else if (m->key)
+    snprintf(rollout, EVENT_NAME_MAX, "%s", m->key);
+  static const enum notify_channel channels[2] = {NOTIFY_ONCALL, NOTIFY_RELEASES};
+  size_t n = 0;
+  for (int i = 0; i < 2; i++) {
+    struct notification note = {.time_ms = wall_ms(), .channel = channels[i],
+                                .severity = i == 0 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING};
+    snprintf(ids[i], 64, "outbox/%" PRId64 "/%s", m->seq, notify_channel_name(channels[i]));
+    snprintf(note.id, sizeof note.id, "%s", ids[i]);
+    snprintf(note.rollout, sizeof note.rollout, "%s", rollout);
+    snprintf(note.target, sizeof note.target, "%s",
+             i == 0 ? w->cfg->plan->notify.oncall : w->cfg->plan->notify.releases);
+    snprintf(note.title, sizeof note.title, "Output stuck: %s", rollout[0] ? rollout : m->topic);
+    snprintf(note.text, sizeof note.text,
+             "%s message %s (%zu bytes) can never be published: %s. It is set aside "
+             "(outbox seq %" PRId64 ", column failure) and the outputs after it go on; consumers "
+             "of %s will not see it. Look at the row and publish its content another way.",
+             m->topic, m->message_id, m->len, why, m->seq, m->topic);
+    if (!strcmp(m->topic, "canary.decisions"))
+      snprintf(note.decision_id, sizeof note.decision_id, "%s", m->message_id);
+    jbuf_reset(&w->notice_slack);
+    notification_slack_payload(&note, &w->notice_slack);
+    if (avro_codec_encode_notification(w->relay_codec, &note,
+                                       w->notice_slack.data ? w->notice_slack.data : "{}",
+                                       &w->notice_buf[i]) != CANARY_OK)
+      return 0;
+    rows[n++] = (struct store_outbox_row){.topic = "canary.notifications",
+                                          .key = rollout[0] ? rollout : m->key,
+                                          .message_id = ids[i],
+                                          .payload = w->notice_buf[i].data,
+                                          .len = w->notice_buf[i].len};
+  }
+  return n;
+}
+
+/*
+ * Publish until the outbox is empty (or 20 rounds: then go on at the next turn), holding the
+ * relay lock. False when the store connection was lost, and the lock with it.
+ */
+static bool relay_rounds(struct worker *w, bool final) {
+  for (int round = 0; round < 20 && (final || !worker_relay_stopping(w)); round++) {
+    const struct store_outbox_msg *msgs;
+    size_t n;
+    int rc = store_outbox_fetch(w->relay_store, RELAY_BATCH, &msgs, &n);
+    if (rc == CANARY_EUNAVAILABLE) {
+      worker_store_back(w, w->relay_store);
+      return false;
+    }
+    if (rc != CANARY_OK || n == 0)
+      return true;
+    w->n_acked = 0;
+    size_t set_aside = 0;
+    for (size_t i = 0; i < n; i++) {
+      const struct store_outbox_msg *m = &msgs[i];
+      rc = bus_produce(w->producer, m->topic, -1, m->key, m->key ? strlen(m->key) : 0, m->payload,
+                       m->len, m->seq);
+      if (rc == CANARY_EINVALID) {
+        /* Kafka will never take it (too large for the producer): set it aside, loudly, and go
+         * on — the rows behind it must not wait for ever (issue 10). Order still holds for
+         * everything that can be published. Notices of it join the outbox with the set-aside,
+         * published after the rows behind it (relay_wake: at once, not in 5 s). */
+        static const char why[] = "refused by the Kafka producer (larger than it may send)";
+        log_msg(LOG_LVL_ERR, NULL,
+                "outbox row %" PRId64 " (%s, %s, %zu bytes) can never be published: set aside "
+                "(outbox.failure); the rows after it go on; on-call and releases are notified",
+                m->seq, m->topic, m->message_id, m->len);
+        struct store_outbox_row notices[2];
+        char ids[2][64], rollout[EVENT_NAME_MAX];
+        size_t n_notices = stuck_notices(w, m, why, notices, ids, rollout);
+        if (store_outbox_fail(w->relay_store, m->seq, why, notices, n_notices) == CANARY_OK) {
+          atomic_fetch_add(&w->set_aside, 1);
+          set_aside++;
+          relay_wake(w);
+          continue;
+        }
+        break; /* the store is away: this row again next time */
+      }
+      if (rc != CANARY_OK) {
+        log_msg(LOG_LVL_WARNING, NULL, "cannot queue outbox row %" PRId64 " for %s: %s", m->seq,
+                m->topic, canary_strerror(rc));
+        break;
+      }
+    }
+    /* Everything sent is settled — acknowledged, or failed for good at the producer's
+     * message.timeout.ms (30 s) — before it is marked and the lock goes: a row still in flight
+     * could reach the broker after the next relay published it again and the rows behind it. */
+    for (int waited = 10; bus_producer_flush(w->producer, 10000) != CANARY_OK; waited += 10) {
+      log_msg(LOG_LVL_WARNING, NULL, "Kafka has not acknowledged every outbox row in %d s; "
+              "waiting (what it does not take will be published again)", waited);
+      if (waited >= 60)
+        break;
+    }
+    if (w->n_acked) {
+      rc = store_outbox_mark(w->relay_store, w->acked, w->n_acked);
+      if (rc != CANARY_OK)
+        log_msg(LOG_LVL_WARNING, NULL, "cannot mark %zu outbox rows published: %s", w->n_acked,
+                canary_strerror(rc));
+      else
+        atomic_fetch_add(&w->published, (int64_t)w->n_acked);
+      if (rc == CANARY_EUNAVAILABLE)
+        return false;
+    }
+    if (n < RELAY_BATCH || w->n_acked + set_aside < n)
+      return true;
+  }
+  relay_wake(w); /* more than 20 rounds' worth: go on at the next turn */
+  return true;
+}
+
+/*
+ * One relay of the group publishes at a time (store_outbox_lock), from its fetch until what it
+ * sent is acknowledged and marked. Each relay fetches every unpublished row, whichever shard
+ * wrote it: with two workers, both published the same rows — hundreds of decisions twice with
+ * no crash — and a traffic split sent again after the newer one behind it left the compacted
+ * canary.flags on a stale exposure (the chaos test, test_chaos.c).
+ */
+void worker_relay(struct worker *w, bool final) {
+  int rc = store_outbox_lock(w->relay_store);
+  if (rc == CANARY_EUNAVAILABLE) {
+    worker_store_back(w, w->relay_store);
+    return;
+  }
+  if (rc != CANARY_OK) {
+    log_msg(LOG_LVL_WARNING, NULL, "cannot take the relay lock: %s (%s); trying again later",
+            canary_strerror(rc), store_last_error(w->relay_store));
+    return;
+  }
+  if (relay_rounds(w, final))
+    store_outbox_unlock(w->relay_store);
+}
+
+/*
+ * The relay thread: publish when a commit added rows, and every 5 s anyway, for rows a crashed
+ * predecessor (or another worker's shard before a hand-over) left unpublished. When the loop
+ * ends, one last pass publishes what the final commits added.
+ */
+/* Published outbox rows are kept this long (for people and SQL), then deleted. */
+#define OUTBOX_KEEP_S (7 * 86400)
+#define OUTBOX_PRUNE_EVERY_MS 3600000
+
+void *worker_relay_main(void *arg) {
+  struct worker *w = arg;
+  int64_t pruned_at = 0;
+  for (;;) {
+    if (wall_ms() - pruned_at >= OUTBOX_PRUNE_EVERY_MS) {
+      long n = 0;
+      pruned_at = wall_ms();
+      if (store_outbox_prune(w->relay_store, OUTBOX_KEEP_S, &n) == CANARY_OK && n > 0)
+        log_msg(LOG_LVL_INFO, NULL, "deleted %ld outbox rows published more than %d days ago",
+                n, OUTBOX_KEEP_S / 86400);
+    }
+    pthread_mutex_lock(&w->relay_mu);
+    if (!w->outbox_dirty && !w->relay_stopping) {
+      struct timespec until;
+      clock_gettime(CLOCK_REALTIME, &until);
+      until.tv_sec += 5;
+      pthread_cond_timedwait(&w->relay_cv, &w->relay_mu, &until);
+    }
+    bool stopping = w->relay_stopping;
+    w->outbox_dirty = false;
+    pthread_mutex_unlock(&w->relay_mu);
+    worker_relay(w, stopping);
+    if (stopping)
+      return NULL;
+  }
+}
