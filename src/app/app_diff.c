@@ -118,12 +118,8 @@ static int parse(int argc, char **argv, struct opts *o) {
     default: fputs(usage, stderr); return EXIT_USAGE;
     }
   }
-  if (optind < argc)
-    o->rollout = argv[optind++];
-  if (optind < argc) {
-    fprintf(stderr, PROG ": unexpected argument '%s'\n\n%s", argv[optind], usage);
+  if (live_rollout_arg(PROG, argc, argv, usage, &o->rollout) >= 0)
     return EXIT_USAGE;
-  }
   o->kafka = live_env_or(o->kafka, "CANARY_KAFKA");
   o->pg = live_env_or(o->pg, "CANARY_PG");
   if (!o->kafka) {
@@ -143,15 +139,10 @@ static int find_rollout(struct opts *o, char *id, size_t len) {
   int code = live_store_open(PROG, o->pg, &st);
   if (code != EXIT_OK)
     return code;
-  struct store_rollout_row *rows = NULL;
-  const struct store_rollout_row *row = NULL;
-  size_t n = 0;
-  code = live_list_rollouts(PROG, st, &rows, &n);
+  static struct store_rollout_row row;
+  code = live_find_rollout(PROG, st, NULL, &row);
   if (code == EXIT_OK)
-    code = live_pick_rollout(PROG, rows, n, NULL, &row);
-  if (code == EXIT_OK)
-    snprintf(id, len, "%s", row->rollout.id);
-  free(rows);
+    snprintf(id, len, "%s", row.rollout.id);
   store_close(st);
   return code;
 }

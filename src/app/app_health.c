@@ -106,12 +106,8 @@ static int parse(int argc, char **argv, struct opts *o) {
     default: fputs(usage, stderr); return EXIT_USAGE;
     }
   }
-  if (optind < argc)
-    o->rollout = argv[optind++];
-  if (optind < argc) {
-    fprintf(stderr, PROG ": unexpected argument '%s'\n\n%s", argv[optind], usage);
+  if (live_rollout_arg(PROG, argc, argv, usage, &o->rollout) >= 0)
     return EXIT_USAGE;
-  }
   o->pg = live_env_or(o->pg, "CANARY_PG");
   o->plan = live_env_or(o->plan, "CANARY_PLAN");
   return -1;
@@ -220,15 +216,10 @@ static void show(const struct plan *plan, const struct rollout *r, struct series
 
 /* Read the rollout; EXIT_OK and *out, or the exit code with the reason printed. */
 static int load(store_t *st, const char *given, struct rollout *out) {
-  struct store_rollout_row *rows = NULL;
-  const struct store_rollout_row *row = NULL;
-  size_t n = 0;
-  int code = live_list_rollouts(PROG, st, &rows, &n);
+  static struct store_rollout_row row;
+  int code = live_find_rollout(PROG, st, given, &row);
   if (code == EXIT_OK)
-    code = live_pick_rollout(PROG, rows, n, given, &row);
-  if (code == EXIT_OK)
-    *out = row->rollout;
-  free(rows);
+    *out = row.rollout;
   return code;
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <getopt.h>
 #include <unistd.h>
 
 #include "app/app_cli.h"
@@ -122,6 +123,31 @@ int live_pick_rollout(const char *prog, const struct store_rollout_row *rows, si
     }
   fputs("; name one\n", stderr);
   return EXIT_BAD_INPUT;
+}
+
+int live_rollout_arg(const char *prog, int argc, char **argv, const char *usage,
+                     const char **rollout) {
+  if (optind < argc)
+    *rollout = argv[optind++];
+  if (optind < argc) {
+    fprintf(stderr, "%s: unexpected argument '%s'\n\n%s", prog, argv[optind], usage);
+    return EXIT_USAGE;
+  }
+  return -1;
+}
+
+int live_find_rollout(const char *prog, store_t *st, const char *given,
+                      struct store_rollout_row *out) {
+  struct store_rollout_row *rows = NULL;
+  const struct store_rollout_row *row = NULL;
+  size_t n = 0;
+  int code = live_list_rollouts(prog, st, &rows, &n);
+  if (code == EXIT_OK)
+    code = live_pick_rollout(prog, rows, n, given, &row);
+  if (code == EXIT_OK)
+    *out = *row;
+  free(rows);
+  return code;
 }
 
 /* The newest rollout of rows[i]'s service is rows[i] (rows are in creation order). */

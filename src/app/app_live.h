@@ -55,6 +55,20 @@ int live_pick_rollout(const char *prog, const struct store_rollout_row *rows, si
                      const char *given, const struct store_rollout_row **row);
 
 /*
+ * After getopt: the optional ROLLOUT argument into *rollout (left as it is when none), and
+ * nothing more. Returns -1 when parsed, EXIT_USAGE (printed with the usage) otherwise.
+ */
+int live_rollout_arg(const char *prog, int argc, char **argv, const char *usage,
+                     const char **rollout);
+
+/*
+ * live_list_rollouts then live_pick_rollout, keeping a copy of the row picked in *out (the
+ * commands that act on one rollout). Returns EXIT_OK or the exit code, the reason printed.
+ */
+int live_find_rollout(const char *prog, store_t *st, const char *given,
+                      struct store_rollout_row *out);
+
+/*
  * What `rollback` without a ROLLOUT means (the emergency command must not need an id, and a
  * completed release may be the one to undo): the only active rollout; with none active, the
  * newest rollout of the only service whose newest rollout is completed. With service, the

@@ -862,14 +862,10 @@ int app_validate(int argc, char **argv) {
   store_t *st;
   if ((code = live_store_open(o.prog, o.pg, &st)) != EXIT_OK)
     return code;
-  struct store_rollout_row *rows = NULL;
-  const struct store_rollout_row *row = NULL;
-  size_t n = 0;
-  code = live_list_rollouts(o.prog, st, &rows, &n);
-  if (code == EXIT_OK)
-    code = live_pick_rollout(o.prog, rows, n, o.rollout, &row);
+  static struct store_rollout_row row;
+  code = live_find_rollout(o.prog, st, o.rollout, &row);
   if (code == EXIT_OK) {
-    const struct rollout *r = &row->rollout;
+    const struct rollout *r = &row.rollout;
     int64_t now = live_now_ms() > r->clock_ms ? live_now_ms() : r->clock_ms;
     static struct gate_view g[2];
     int n_g = validate_gates(r, &plan, now, stage, g), failing = 0;
@@ -885,7 +881,6 @@ int app_validate(int argc, char **argv) {
     if (code == EXIT_OK && failing)
       code = EXIT_BAD_INPUT;
   }
-  free(rows);
   store_close(st);
   return code;
 }
@@ -928,18 +923,14 @@ int app_history(int argc, char **argv) {
   store_t *st;
   if ((code = live_store_open(o.prog, o.pg, &st)) != EXIT_OK)
     return code;
-  struct store_rollout_row *rows = NULL;
-  const struct store_rollout_row *row = NULL;
-  size_t n = 0;
-  code = live_list_rollouts(o.prog, st, &rows, &n);
-  if (code == EXIT_OK)
-    code = live_pick_rollout(o.prog, rows, n, o.rollout, &row);
+  static struct store_rollout_row row;
+  code = live_find_rollout(o.prog, st, o.rollout, &row);
   struct decision *d = NULL;
   size_t nd = 0;
   if (code == EXIT_OK) {
-    int rc = store_history(st, row->rollout.id, &d, &nd);
+    int rc = store_history(st, row.rollout.id, &d, &nd);
     if (rc != CANARY_OK) {
-      fprintf(stderr, "%s: cannot read the history of %s: %s (%s)\n", o.prog, row->rollout.id,
+      fprintf(stderr, "%s: cannot read the history of %s: %s (%s)\n", o.prog, row.rollout.id,
               canary_strerror(rc), store_last_error(st));
       code = rc == CANARY_ENOTFOUND ? EXIT_BAD_INPUT : EXIT_UNAVAILABLE;
     }
@@ -959,7 +950,6 @@ int app_history(int argc, char **argv) {
   }
   jbuf_free(&b);
   free(d);
-  free(rows);
   store_close(st);
   if (code == EXIT_OK && fflush(stdout) != 0) {
     perror(o.prog);
