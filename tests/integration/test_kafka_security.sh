@@ -43,8 +43,11 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 say() { echo "    $*"; }
 
-port=$(_svc_pick_port "" 59300)
-cport=$(_svc_pick_port "" 59400 "$port")
+# Below Linux's ephemeral range (32768-60999): a port picked there can be taken as the local
+# port of some client's outgoing connection in the seconds before the broker binds it (CI saw
+# "the SASL_SSL broker exited" on a bind failure while other suites' clients were busy).
+port=$(_svc_pick_port "" 29300)
+cport=$(_svc_pick_port "" 29400 "$port")
 
 # A certificate authority and the broker's certificate for 127.0.0.1, as PKCS12 for Java.
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=canary-test-ca" \
