@@ -389,6 +389,16 @@ struct gate_view {
   bool passed;
 };
 
+/* canaryd's last reading of a gate's criterion: metric criteria only, NULL otherwise. */
+static const struct rollout_reading *criterion_reading(const struct rollout *r,
+                                                       const struct gate_view *g,
+                                                       const struct gate_check *c) {
+  if (c->criterion->check != CHECK_METRIC)
+    return NULL;
+  return status_find_reading(r, g->exit ? READING_EXIT : READING_ENTRY, g->stage,
+                             c->criterion->name);
+}
+
 /*
  * A gate as canaryd last judged it. The deploy-event criteria are decided again from the stored
  * rollout; a metric criterion, which needs the windows only canaryd has, takes the result of
@@ -403,8 +413,7 @@ static void gate_eval(const struct rollout *r, const struct plan *plan, int64_t 
     struct gate_check *c = &g->checks[k];
     if (c->criterion->check != CHECK_METRIC)
       continue;
-    const struct rollout_reading *x = status_find_reading(r, g->exit ? READING_EXIT : READING_ENTRY,
-                                                   g->stage, c->criterion->name);
+    const struct rollout_reading *x = criterion_reading(r, g, c);
     if (!x) {
       snprintf(c->detail, sizeof c->detail, "not measured yet: %s", c->criterion->expr);
       continue;
@@ -538,11 +547,7 @@ static void detail_json(const struct detail *d) {
       json_key(&b, "text"), jbuf_string(&b, c->criterion->text);
       json_key(&b, "result"), jbuf_string(&b, result_names[c->result]);
       json_key(&b, "detail"), jbuf_string(&b, c->detail);
-      const struct rollout_reading *x =
-          c->criterion->check == CHECK_METRIC
-              ? status_find_reading(r, g->exit ? READING_EXIT : READING_ENTRY, g->stage,
-                             c->criterion->name)
-              : NULL;
+      const struct rollout_reading *x = criterion_reading(r, g, c);
       json_key(&b, "reading");
       if (x)
         reading_json(&b, plan, x);
@@ -642,11 +647,7 @@ static void detail_text(const struct detail *d) {
       const struct gate_check *c = &g->checks[k];
       printf("  %-13s %-24s %s%s%s\n", result_names[c->result], c->criterion->name,
              c->criterion->text, c->detail[0] ? ": " : "", c->detail);
-      const struct rollout_reading *x =
-          c->criterion->check == CHECK_METRIC
-              ? status_find_reading(r, g->exit ? READING_EXIT : READING_ENTRY, g->stage,
-                             c->criterion->name)
-              : NULL;
+      const struct rollout_reading *x = criterion_reading(r, g, c);
       if (x) { /* the gate above is judged without windows; this is what canaryd measured */
         char t2[RFC3339_MAX];
         printf("  %-13s %-24s measured %s:", "", "", rfc3339_format(x->at_ms, t));
@@ -782,11 +783,7 @@ static void validate_text(const struct rollout *r, const struct plan *plan,
                plan->stages[g[i].stage].name);
       printf("  %-12s %-20s %-24s %s%s%s\n", verdict_names[verdict_of(c)], gate,
              c->criterion->name, c->criterion->text, c->detail[0] ? ": " : "", c->detail);
-      const struct rollout_reading *x =
-          c->criterion->check == CHECK_METRIC
-              ? status_find_reading(r, g[i].exit ? READING_EXIT : READING_ENTRY, g[i].stage,
-                             c->criterion->name)
-              : NULL;
+      const struct rollout_reading *x = criterion_reading(r, &g[i], c);
       if (x) {
         char t[RFC3339_MAX];
         printf("  %-12s %-20s %-24s measured %s:", "", "", "", rfc3339_format(x->at_ms, t));
@@ -825,11 +822,7 @@ static bool validate_json(const struct rollout *r, const struct plan *plan,
       json_key(&b, "text"), jbuf_string(&b, c->criterion->text);
       json_key(&b, "result"), jbuf_string(&b, verdict_names[verdict_of(c)]);
       json_key(&b, "detail"), jbuf_string(&b, c->detail);
-      const struct rollout_reading *x =
-          c->criterion->check == CHECK_METRIC
-              ? status_find_reading(r, g[i].exit ? READING_EXIT : READING_ENTRY, g[i].stage,
-                             c->criterion->name)
-              : NULL;
+      const struct rollout_reading *x = criterion_reading(r, &g[i], c);
       json_key(&b, "reading");
       if (x)
         reading_json(&b, plan, x);
