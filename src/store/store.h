@@ -239,6 +239,19 @@ struct store_rollout_row {
   int shard;
 };
 int store_list_rollouts(store_t *s, struct store_rollout_row **rows, size_t *n) CANARY_MUSTCHECK;
+
+/*
+ * The dashboard's history of rollout (rollout_history) from since_ms on, appended to out as a
+ * JSON array: one object per series {"kind","name","stat","cohort","variant","t":[ms...],
+ * "v":[...]}, oldest point first ("[]" when none). CANARY_OK, CANARY_EIO, CANARY_EUNAVAILABLE,
+ * CANARY_ENOMEM.
+ */
+struct jbuf;
+int store_history_series_json(store_t *s, const char *rollout, int64_t since_ms,
+                              struct jbuf *out) CANARY_MUSTCHECK;
+/* How many history rows rollout has, and its oldest and newest step (0 when none). */
+int store_history_rows(store_t *s, const char *rollout, long *rows, int64_t *oldest_ms,
+                       int64_t *newest_ms) CANARY_MUSTCHECK;
 int store_history(store_t *s, const char *rollout, struct decision **decisions, size_t *n)
     CANARY_MUSTCHECK;
 
