@@ -119,7 +119,8 @@ function chart(grid, id, title, labels, maps, opts) {
     plot.replaceChildren(el("div", { class: "empty" }, "no data recorded yet"));
     return;
   }
-  const key = labels.join("|");
+  const single = data[0].length === 1; // one point: a span around it, not uPlot's guess of years
+  const key = labels.join("|") + (single ? "#1" : "");
   const have = charts.get(id);
   if (have && have.key === key) {
     have.u.setData(data);
@@ -134,7 +135,9 @@ function chart(grid, id, title, labels, maps, opts) {
     spanGaps: false,
     value: (u, v) => fmt(v),
   })));
-  const u = new uPlot({ width: 620, height: 220, series: series, scales: { x: { time: true } },
+  const x0 = data[0][0];
+  const x = single ? { time: true, auto: false, range: () => [x0 - 60, x0 + 60] } : { time: true };
+  const u = new uPlot({ width: 620, height: 220, series: series, scales: { x: x },
     axes: [{}, { size: 60, values: (u, vs) => vs.map((v) => fmt(v)) }] }, data, plot);
   charts.set(id, { u: u, key: key });
 }
@@ -167,7 +170,7 @@ function evidence(ev) {
 function timeline(body, decisions) {
   const rows = decisions.slice().reverse().map((d) =>
     el("tr", { class: d.action === "halt" || d.action === "rollback" ? "halt" : "" },
-      el("td", {}, time(d.time)), el("td", {}, d.action),
+      el("td", { class: "time" }, time(d.time)), el("td", {}, d.action),
       el("td", {}, d.from_stage && d.to_stage && d.from_stage !== d.to_stage ? d.from_stage + " → " + d.to_stage : d.to_stage || d.from_stage || "–"),
       el("td", {}, stateBadge(d.state)), el("td", {}, d.rule || ""),
       el("td", {}, d.reason, evidence(d.evidence))));
@@ -227,7 +230,7 @@ function renderRollout(main, data) {
   const exposure = points(data, (s) => s.kind === "split" && s.stat === "exposure");
   const share = new Map();
   for (const [t, c] of req(C)) { const b = req(B).get(t) || 0; if (c + b > 0) share.set(t, 100 * c / (c + b)); }
-  chart(g, "split", "traffic split: canary % (published exposure vs measured share of requests)", ["exposure %", "canary share of requests %"], [exposure, share]);
+  chart(g, "split", "traffic split: canary % (published exposure, dashed, vs measured share of requests)", ["exposure %", "canary share of requests %"], [exposure, share], { limits: [0] });
   chart(g, "errors", "error rate (errors / requests)", ["canary", "baseline"], [ratio(err(C), req(C)), ratio(err(B), req(B))]);
   chart(g, "requests", "requests per step", ["canary", "baseline"], [req(C), req(B)]);
   const qs = ["p50", "p75", "p95", "p99"];
