@@ -25,6 +25,15 @@ int64_t history_step_ms(const struct plan *p) {
 
 static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b < 0); }
 
+/* src cut to fit dst (names are shorter than PLAN_NAME_MAX: the store refuses longer ones). */
+static void copy(char *dst, size_t cap, const char *src) {
+  size_t n = strlen(src);
+  if (n >= cap)
+    n = cap - 1;
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
 static bool add(struct history_points *h, const char *rollout, int64_t step_ms,
                 enum history_kind kind, int cohort, int variant, const char *name,
                 const char *stat, double value) {
@@ -42,8 +51,8 @@ static bool add(struct history_points *h, const char *rollout, int64_t step_ms,
   *pt = (struct history_point){.rollout = rollout, .step_ms = step_ms, .kind = (int8_t)kind,
                                .cohort = (int8_t)cohort, .variant = (int8_t)variant,
                                .value = value};
-  strncpy(pt->name, name, sizeof pt->name - 1);
-  strncpy(pt->stat, stat, sizeof pt->stat - 1);
+  copy(pt->name, sizeof pt->name, name);
+  copy(pt->stat, sizeof pt->stat, stat);
   return true;
 }
 
