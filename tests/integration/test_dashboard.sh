@@ -19,7 +19,8 @@
 #     the id as a JSON string), a client that sends half a request and waits does not hold up
 #     the others, a busy port is refused with a clear message (exit 1), --help;
 #   - with Chromium installed: the rollout page rendered headless shows the halt on the timeline
-#     and its charts (a screenshot is left in $CANARY_ARTIFACTS when that is set).
+#     and its charts, with nothing on the console (a screenshot is left in $CANARY_ARTIFACTS
+#     when that is set).
 set -euo pipefail
 
 ctl=${1:?usage: test_dashboard.sh CANARYCTL CANARYD}
@@ -288,9 +289,15 @@ chromium=$(command -v chromium || command -v chromium-browser || true)
 if [[ -n $chromium ]]; then
   step "the rollout page in headless Chromium"
   page="$url/rollout?id=$(python3 -c 'import urllib.parse,sys; print(urllib.parse.quote(sys.argv[1], safe=""))' "$R")"
+  # --enable-logging: the page's console (errors, uncaught exceptions) goes to the log as
+  # INFO:CONSOLE lines; the page writes none of its own, so any is a failure.
   timeout 120 "$chromium" --headless --no-sandbox --disable-gpu --no-first-run \
-    --user-data-dir="$tmp/chromium" --virtual-time-budget=8000 --dump-dom "$page" \
+    --user-data-dir="$tmp/chromium" --enable-logging=stderr --log-level=0 \
+    --virtual-time-budget=8000 --dump-dom "$page" \
     >"$tmp/dom.html" 2>"$tmp/chromium.log" || fail "chromium: $(tail -n 5 "$tmp/chromium.log")"
+  if grep -q ':CONSOLE' "$tmp/chromium.log"; then
+    fail "the rollout page wrote to the console: $(grep ':CONSOLE' "$tmp/chromium.log" | head -n 5)"
+  fi
   python3 - "$tmp/dom.html" "$R" <<'PY' || fail "the rendered rollout page"
 import html, re, sys
 dom = open(sys.argv[1]).read()
