@@ -327,28 +327,39 @@ static bool last_decision(store_t *st, const char *rollout, struct decision *las
 
 /* ---- status: the table -------------------------------------------------------------------- */
 
+void status_rollouts_json(store_t *st, const struct plan *plan,
+                          const struct store_rollout_row *rows, size_t n, struct jbuf *b) {
+  static struct decision last;
+  jbuf_puts(b, "{\"rollouts\":[");
+  for (size_t i = 0; i < n; i++) {
+    const struct rollout *r = &rows[i].rollout;
+    bool has_last = last_decision(st, r->id, &last);
+    jbuf_puts(b, i ? ",{" : "{");
+    json_key(b, "id"), jbuf_string(b, r->id);
+    json_key(b, "service"), jbuf_string(b, r->service);
+    json_key(b, "version"), jbuf_string(b, r->version);
+    json_key(b, "stage"), jbuf_string(b, stage_of(plan, r->stage));
+    json_key(b, "state"), jbuf_string(b, rollout_state_name(r->state));
+    json_key(b, "exposure_percent"), jbuf_number(b, r->exposure_percent);
+    json_key(b, "shard"), jbuf_int(b, rows[i].shard);
+    json_time_or_null(b, "last_decision_time", has_last ? last.time_ms : 0);
+    json_key(b, "last_decision");
+    if (has_last)
+      decision_to_json(&last, b);
+    else
+      jbuf_null(b);
+    jbuf_putc(b, '}');
+  }
+  jbuf_puts(b, "]}");
+}
+
 static int status_table(const struct ops_opts *o, store_t *st, const struct plan *plan,
                         const struct store_rollout_row *rows, size_t n) {
   static struct decision last;
   if (o->json) {
     struct jbuf b;
     jbuf_init(&b);
-    jbuf_puts(&b, "{\"rollouts\":[");
-    for (size_t i = 0; i < n; i++) {
-      const struct rollout *r = &rows[i].rollout;
-      jbuf_puts(&b, i ? ",{" : "{");
-      json_key(&b, "id"), jbuf_string(&b, r->id);
-      json_key(&b, "service"), jbuf_string(&b, r->service);
-      json_key(&b, "version"), jbuf_string(&b, r->version);
-      json_key(&b, "stage"), jbuf_string(&b, stage_of(plan, r->stage));
-      json_key(&b, "state"), jbuf_string(&b, rollout_state_name(r->state));
-      json_key(&b, "exposure_percent"), jbuf_number(&b, r->exposure_percent);
-      json_key(&b, "shard"), jbuf_int(&b, rows[i].shard);
-      json_time_or_null(&b, "last_decision_time",
-                        last_decision(st, r->id, &last) ? last.time_ms : 0);
-      jbuf_putc(&b, '}');
-    }
-    jbuf_puts(&b, "]}");
+    status_rollouts_json(st, plan, rows, n, &b);
     return put_json(&b) ? EXIT_OK : EXIT_BAD_INPUT;
   }
   if (!n) {
@@ -498,104 +509,119 @@ static bool flag_value(const struct flags *f, int stage) {
   return stage < 0 ? f->canary_enabled : f->cohort_enabled[stage];
 }
 
-static void detail_json(const struct detail *d) {
+static void detail_write(const struct detail *d, struct jbuf *b) {
   const struct rollout *r = &d->row->rollout;
   const struct plan *plan = d->plan;
-  struct jbuf b;
-  jbuf_init(&b);
-  jbuf_putc(&b, '{');
-  json_key(&b, "id"), jbuf_string(&b, r->id);
-  json_key(&b, "service"), jbuf_string(&b, r->service);
-  json_key(&b, "version"), jbuf_string(&b, r->version);
-  json_key(&b, "baseline_version"), jbuf_string(&b, r->baseline_version);
-  json_key(&b, "shard"), jbuf_int(&b, d->row->shard);
-  json_key(&b, "state"), jbuf_string(&b, rollout_state_name(r->state));
-  json_key(&b, "stage"), jbuf_string(&b, stage_of(plan, r->stage));
-  json_key(&b, "stage_number"), jbuf_int(&b, r->stage + 1);
-  json_key(&b, "stages"), jbuf_int(&b, plan->n_stages);
-  json_key(&b, "resume_to");
+  jbuf_putc(b, '{');
+  json_key(b, "id"), jbuf_string(b, r->id);
+  json_key(b, "service"), jbuf_string(b, r->service);
+  json_key(b, "version"), jbuf_string(b, r->version);
+  json_key(b, "baseline_version"), jbuf_string(b, r->baseline_version);
+  json_key(b, "shard"), jbuf_int(b, d->row->shard);
+  json_key(b, "state"), jbuf_string(b, rollout_state_name(r->state));
+  json_key(b, "stage"), jbuf_string(b, stage_of(plan, r->stage));
+  json_key(b, "stage_number"), jbuf_int(b, r->stage + 1);
+  json_key(b, "stages"), jbuf_int(b, plan->n_stages);
+  json_key(b, "resume_to");
   if (r->state == ROLLOUT_PAUSED)
-    jbuf_string(&b, rollout_state_name(r->resume_to));
+    jbuf_string(b, rollout_state_name(r->resume_to));
   else
-    jbuf_null(&b);
-  json_key(&b, "exposure_percent"), jbuf_number(&b, d->exposure);
-  json_time_or_null(&b, "requested", r->requested_ms);
-  json_time_or_null(&b, "stage_started", r->stage_started_ms);
-  json_time_or_null(&b, "min_duration_until", d->min_at);
-  json_time_or_null(&b, "max_duration_until", d->max_at);
-  json_time_or_null(&b, "watch_until", r->watching ? r->watch_until_ms : 0);
-  json_time_or_null(&b, "evaluated_at", d->now);
-  json_key(&b, "gates");
-  jbuf_putc(&b, '[');
+    jbuf_null(b);
+  json_key(b, "exposure_percent"), jbuf_number(b, d->exposure);
+  json_time_or_null(b, "requested", r->requested_ms);
+  json_time_or_null(b, "stage_started", r->stage_started_ms);
+  json_time_or_null(b, "min_duration_until", d->min_at);
+  json_time_or_null(b, "max_duration_until", d->max_at);
+  json_time_or_null(b, "watch_until", r->watching ? r->watch_until_ms : 0);
+  json_time_or_null(b, "evaluated_at", d->now);
+  json_key(b, "gates");
+  jbuf_putc(b, '[');
   for (int i = 0; i < d->n_gates; i++) {
     const struct gate_view *g = &d->gates[i];
-    json_item(&b);
-    jbuf_putc(&b, '{');
-    json_key(&b, "stage"), jbuf_string(&b, plan->stages[g->stage].name);
-    json_key(&b, "gate"), jbuf_string(&b, g->exit ? "exit" : "entry");
-    json_key(&b, "waiting"), jbuf_bool(&b, !strcmp(g->role, "waiting"));
-    json_key(&b, "next"), jbuf_bool(&b, !strcmp(g->role, "next"));
-    json_key(&b, "passed"), jbuf_bool(&b, g->passed);
-    json_key(&b, "criteria");
-    jbuf_putc(&b, '[');
+    json_item(b);
+    jbuf_putc(b, '{');
+    json_key(b, "stage"), jbuf_string(b, plan->stages[g->stage].name);
+    json_key(b, "gate"), jbuf_string(b, g->exit ? "exit" : "entry");
+    json_key(b, "waiting"), jbuf_bool(b, !strcmp(g->role, "waiting"));
+    json_key(b, "next"), jbuf_bool(b, !strcmp(g->role, "next"));
+    json_key(b, "passed"), jbuf_bool(b, g->passed);
+    json_key(b, "criteria");
+    jbuf_putc(b, '[');
     for (int k = 0; k < g->n; k++) {
       const struct gate_check *c = &g->checks[k];
-      json_item(&b);
-      jbuf_putc(&b, '{');
-      json_key(&b, "name"), jbuf_string(&b, c->criterion->name);
-      json_key(&b, "check"), jbuf_string(&b, check_name(c->criterion->check));
-      json_key(&b, "text"), jbuf_string(&b, c->criterion->text);
-      json_key(&b, "result"), jbuf_string(&b, result_names[c->result]);
-      json_key(&b, "detail"), jbuf_string(&b, c->detail);
+      json_item(b);
+      jbuf_putc(b, '{');
+      json_key(b, "name"), jbuf_string(b, c->criterion->name);
+      json_key(b, "check"), jbuf_string(b, check_name(c->criterion->check));
+      json_key(b, "text"), jbuf_string(b, c->criterion->text);
+      json_key(b, "result"), jbuf_string(b, result_names[c->result]);
+      json_key(b, "detail"), jbuf_string(b, c->detail);
       const struct rollout_reading *x = criterion_reading(r, g, c);
-      json_key(&b, "reading");
+      json_key(b, "reading");
       if (x)
-        reading_json(&b, plan, x);
+        reading_json(b, plan, x);
       else
-        jbuf_null(&b);
-      jbuf_putc(&b, '}');
+        jbuf_null(b);
+      jbuf_putc(b, '}');
     }
-    jbuf_puts(&b, "]}");
+    jbuf_puts(b, "]}");
   }
-  jbuf_putc(&b, ']');
-  json_key(&b, "halt_rules"); /* the metric halt rules as last evaluated */
-  jbuf_putc(&b, '[');
+  jbuf_putc(b, ']');
+  json_key(b, "halt_rules"); /* the metric halt rules as last evaluated */
+  jbuf_putc(b, '[');
   for (int i = 0; i < r->n_readings; i++)
     if (r->readings[i].kind == READING_RULE) {
-      json_item(&b);
-      reading_json(&b, plan, &r->readings[i]);
+      json_item(b);
+      reading_json(b, plan, &r->readings[i]);
     }
-  jbuf_putc(&b, ']');
-  json_key(&b, "breaker");
-  jbuf_putc(&b, '{');
-  json_key(&b, "open"), jbuf_bool(&b, r->breaker_open);
-  json_key(&b, "consecutive_errors"), jbuf_int(&b, r->breaker_errors);
-  json_key(&b, "threshold"), jbuf_int(&b, plan->breaker_threshold);
-  jbuf_putc(&b, '}');
-  json_key(&b, "kill_switches");
-  jbuf_putc(&b, '[');
+  jbuf_putc(b, ']');
+  json_key(b, "breaker");
+  jbuf_putc(b, '{');
+  json_key(b, "open"), jbuf_bool(b, r->breaker_open);
+  json_key(b, "consecutive_errors"), jbuf_int(b, r->breaker_errors);
+  json_key(b, "threshold"), jbuf_int(b, plan->breaker_threshold);
+  jbuf_putc(b, '}');
+  json_key(b, "kill_switches");
+  jbuf_putc(b, '[');
   for (int s = -1; s < plan->n_stages; s++) {
     char name[EVENT_FLAG_MAX];
     flag_name(plan, s, name, sizeof name);
-    json_item(&b);
-    jbuf_putc(&b, '{');
-    json_key(&b, "flag"), jbuf_string(&b, name);
-    json_key(&b, "rollout"), jbuf_bool(&b, flag_value(&r->flags, s));
-    json_key(&b, "global");
+    json_item(b);
+    jbuf_putc(b, '{');
+    json_key(b, "flag"), jbuf_string(b, name);
+    json_key(b, "rollout"), jbuf_bool(b, flag_value(&r->flags, s));
+    json_key(b, "global");
     if (d->has_global)
-      jbuf_bool(&b, flag_value(&d->global, s));
+      jbuf_bool(b, flag_value(&d->global, s));
     else
-      jbuf_null(&b);
-    jbuf_putc(&b, '}');
+      jbuf_null(b);
+    jbuf_putc(b, '}');
   }
-  jbuf_putc(&b, ']');
-  json_key(&b, "last_decision");
+  jbuf_putc(b, ']');
+  json_key(b, "last_decision");
   if (d->has_last)
-    decision_to_json(&d->last, &b);
+    decision_to_json(&d->last, b);
   else
-    jbuf_null(&b);
-  jbuf_putc(&b, '}');
+    jbuf_null(b);
+  jbuf_putc(b, '}');
+}
+
+static void detail_json(const struct detail *d) {
+  struct jbuf b;
+  jbuf_init(&b);
+  detail_write(d, &b);
   put_json(&b);
+}
+
+void status_rollout_json(store_t *st, const struct plan *plan,
+                         const struct store_rollout_row *row, struct jbuf *b) {
+  static struct detail d;
+  memset(&d, 0, sizeof d);
+  d.row = row;
+  d.plan = plan;
+  d.cohort = -1;
+  detail_fill(&d, st);
+  detail_write(&d, b);
 }
 
 static void detail_text(const struct detail *d) {

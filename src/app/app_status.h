@@ -30,4 +30,16 @@ void status_print_measurement(const struct rollout_reading *x);
 int status_global_flags(store_t *st, const struct plan *plan, int shard, struct flags *out)
     CANARY_MUSTCHECK;
 
+/*
+ * `canaryctl status --json` documents, appended to b: every rollout of rows (id, service,
+ * version, stage, state, exposure, last decision), and one rollout in detail (gates of its stage
+ * and the next, halt rules' readings, kill switches, last decision), evaluated at now by plan.
+ * The dashboard serves the same documents. Not thread-safe (static scratch).
+ */
+struct jbuf;
+void status_rollouts_json(store_t *st, const struct plan *plan,
+                          const struct store_rollout_row *rows, size_t n, struct jbuf *b);
+void status_rollout_json(store_t *st, const struct plan *plan,
+                         const struct store_rollout_row *row, struct jbuf *b);
+
 #endif

@@ -5,6 +5,7 @@
 
 #include "app/app_cli.h"
 #include "bus/bus.h"
+#include "app/app_dashboard.h"
 #include "app/app_diff.h"
 #include "app/app_dispersion.h"
 #include "app/app_health.h"
@@ -38,6 +39,7 @@ static const struct subcommand subcommands[] = {
     {"simulate", app_simulate, "run the plan on a JSON Lines file of events in virtual time"},
     {"plan", app_plan, "check or show a plan file, or what it can decide at a traffic (power)"},
     {"dispersion", app_dispersion, "what a service's releases taught about its bursts: plan entries"},
+    {"dashboard", app_dashboard, "serve a read-only web dashboard of the rollouts (from PostgreSQL)"},
 };
 
 static void usage(FILE *f) {

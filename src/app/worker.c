@@ -160,6 +160,7 @@ static void stop(struct worker *w) {
   free(w->acked);
   free(w->metric_states);
   free(w->zscores);
+  history_points_free(&w->history);
   jbuf_free(&w->slack);
   avro_codec_destroy(w->relay_codec);
   for (int i = 0; i < 2; i++)

@@ -106,9 +106,14 @@ void worker_commit(struct worker *w, struct shard *s) {
     w->cap_metric_states = s->b.n_dirty;
   }
   /* Only what changed since it was last stored: a failed commit reloads the shard, which
-   * starts the fingerprints over. */
+   * starts the fingerprints over. The dashboard's history: a point per series per step of
+   * event time that ended since the last (most batches have none); out of memory loses them. */
+  history_points_clear(&w->history);
   for (size_t i = 0; i < s->b.n_dirty; i++) {
     struct rollout_metrics *m = engine_metrics(&s->engine, s->b.dirty[i]->id);
+    if (m && history_collect(s->b.dirty[i], m, s->engine.plan, &m->history_through_ms,
+                             &w->history) < 0)
+      log_msg(LOG_LVL_WARNING, s->b.dirty[i]->id, "out of memory recording its history");
     uint64_t st = m ? metrics_json_state_sig(m) : 0, zs = m ? metrics_json_zscores_sig(m) : 0;
     w->metric_states[i] = m && st != m->saved_state_sig ? m : NULL;
     w->zscores[i] = m && zs != m->saved_zscores_sig ? m : NULL;
@@ -138,6 +143,8 @@ void worker_commit(struct worker *w, struct shard *s) {
       .n_event_ids = s->b.n_ids,
       .prune_ids_below = prune_below,
       .global = &s->engine.global,
+      .history = w->history.items,
+      .n_history = w->history.n,
   };
   memcpy(b.offsets.next, s->next, sizeof b.offsets.next);
   /* The log lists rollouts in creation order so the store restores them in it. */

@@ -23,6 +23,7 @@
 #include "codec/json.h"
 #include "codec/metrics_json.h"
 #include "core/engine.h"
+#include "core/history.h"
 #include "core/idset.h"
 #include "core/topic.h"
 #include "store/store.h"
@@ -162,6 +163,7 @@ struct worker {
   /* commit scratch: the dirty rollouts' metric states and zscore histories, where changed */
   struct rollout_metrics **metric_states, **zscores;
   size_t cap_metric_states;
+  struct history_points history; /* commit scratch: the dashboard's points (core/history) */
   _Atomic int64_t published; /* written by the relay thread */
   _Atomic int64_t set_aside; /* outbox rows Kafka refused for good (relay thread) */
   /* The relay thread's own encoder and buffers, for the notices of a row set aside. */

@@ -452,8 +452,28 @@ static const struct field watch_fields[] = {
     F_NUM(struct plan, "holdback_percent", holdback_percent, 0, 50, false),
 };
 
+/* dashboard.step: the history's resolution. At least a window bucket (10 s: a finer step
+ * would read the same bucket twice), at most an hour (the fine buckets a step is read from). */
+static int set_dashboard_step(struct loader *ld, const struct ynode *v, void *target) {
+  struct plan *p = target;
+  int rc = schema_duration(ld, v, "step", &p->dashboard_step_ms);
+  if (rc == CANARY_OK && (p->dashboard_step_ms < 10000 || p->dashboard_step_ms > HOUR_MS ||
+                          p->dashboard_step_ms % 10000))
+    return schema_fail(ld, v, CANARY_EINVALID,
+                       "dashboard.step must be a whole number of 10s between 10s and 1h");
+  return rc;
+}
+
+/* dashboard: what `canaryctl dashboard` charts apart (business metrics), and how finely the
+ * worker records the history it charts; decides nothing. */
+static const struct field dashboard_fields[] = {
+    F_NAMES(struct plan, "counters", dashboard_counters, n_dashboard_counters, false),
+    F_CUSTOM("step", set_dashboard_step, false),
+};
+
 enum { PF_PLAN, PF_HALT_CONDITIONS, PF_FLAGS, PF_BREAKER, PF_NOTIFY, PF_BUCKETING, PF_SPLIT,
-       PF_DECISIONS, PF_WATCH, PF_SLOS, PF_STAGES, PF_HALT_RULES, PF_ALERTS, PF_COUNT };
+       PF_DECISIONS, PF_WATCH, PF_DASHBOARD, PF_SLOS, PF_STAGES, PF_HALT_RULES, PF_ALERTS,
+       PF_COUNT };
 
 static const struct field plan_fields[] = {
     [PF_PLAN] = F_STR(struct plan, "plan", name, true),
@@ -465,6 +485,7 @@ static const struct field plan_fields[] = {
     [PF_SPLIT] = F_MAP("traffic_split", split_fields, false),
     [PF_DECISIONS] = F_MAP("decisions", decision_fields, false),
     [PF_WATCH] = F_MAP("watch", watch_fields, false),
+    [PF_DASHBOARD] = F_MAP("dashboard", dashboard_fields, false),
     [PF_SLOS] = F_CUSTOM("slos", set_slos, false),
     [PF_STAGES] = F_CUSTOM("stages", set_stages, true),
     [PF_HALT_RULES] = F_CUSTOM("halt_rules", set_rules, false),
@@ -489,6 +510,7 @@ void planfile_defaults(struct plan *p) {
   p->gate_alpha = 0.01;
   p->excess_margin = 0.2;
   p->margin_from_percent = 25;
+  p->dashboard_step_ms = 60000;
 }
 
 static int resolve_cohorts(struct loader *ld, const struct planctx *ctx) {

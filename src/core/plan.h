@@ -154,6 +154,7 @@ struct plan_channels {
  * Without one, the evidence assumes bursts until the reports show otherwise (mstore_dispersion).
  */
 #define PLAN_MAX_DISPERSION 32
+#define PLAN_MAX_DASHBOARD 8 /* dashboard.counters */
 struct plan_dispersion {
   char counter[PLAN_NAME_MAX]; /* the bad events' counter: errors, transactions_failed, ... */
   char service[PLAN_NAME_MAX]; /* "" any service (a service's own entry wins) */
@@ -207,6 +208,13 @@ struct plan {
   double holdback_percent;    /* 0: none (then only the absolute rules can decide) */
   struct plan_dispersion dispersion[PLAN_MAX_DISPERSION]; /* decisions.dispersion */
   int n_dispersion;
+  /* The seed's Monitoring Dashboard, "business metrics": counters the dashboard charts on their
+   * own (conversion, engagement). Every series is recorded (core/history); these are drawn
+   * apart from the service's. Read only by the dashboard: nothing decides on it. */
+  char dashboard_counters[PLAN_MAX_DASHBOARD][PLAN_NAME_MAX];
+  int n_dashboard_counters;
+  int64_t dashboard_step_ms; /* one history point per series per step of event time (1 min);
+                              * 0 (a plan built in code): the default */
 };
 
 /* The plan's learned dispersion of counter for service: its own entry, else the entry for any

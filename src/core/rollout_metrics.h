@@ -54,6 +54,10 @@ struct rollout_metrics {
   /* What the worker last stored of this state (metrics_json_*_sig; 0: nothing yet): a batch
    * writes the state, or the zscore histories, only when they changed since. */
   uint64_t saved_state_sig, saved_zscores_sig;
+  /* The end of the last history step the worker recorded (core/history; 0: none yet). Like the
+   * fingerprints, the worker's bookkeeping, not the rollout's state: a restarted worker records
+   * the last hour again, and the store keeps one point per step. */
+  int64_t history_through_ms;
 };
 
 /* Empty series sized for the compiled plan mp. Returns CANARY_OK or CANARY_ENOMEM. */

@@ -20,6 +20,7 @@
 #include "core/effect.h"
 #include "core/engine.h"
 #include "core/error.h"
+#include "core/history.h"
 #include "core/log_level.h"
 #include "core/rollout.h"
 #include "core/topic.h"
@@ -104,6 +105,12 @@ struct store_outbox_row {
  * already are skipped. Event ids are the engine's new ones: they are not checked against what
  * is stored.
  */
+/* The dashboard's history (rollout_history) kept per rollout: behind its newest step, and
+ * after it finished. The span covers a rollout's life under the seed's plan (122 h of stages,
+ * a day of watch). */
+#define STORE_HISTORY_SPAN_MS (8 * 24 * 3600 * 1000LL)
+#define STORE_HISTORY_RETENTION "7 days"
+
 struct store_batch {
   int shard;
   int64_t epoch;
@@ -126,6 +133,12 @@ struct store_batch {
   struct rollout_metrics *const *metrics;
   struct rollout_metrics *const *zscores;
   int64_t window_from;                   /* > 0: the shard's new window_from; else unchanged */
+  /* the dashboard's points (core/history) -> rollout_history, one row per series and step
+   * (a step recorded again replaces its row); their rollouts' rows older than
+   * STORE_HISTORY_SPAN_MS before their newest step, and those of rollouts finished more than
+   * STORE_HISTORY_RETENTION ago, are deleted in the same transaction */
+  const struct history_point *history;
+  size_t n_history;
 };
 
 /*
@@ -226,6 +239,19 @@ struct store_rollout_row {
   int shard;
 };
 int store_list_rollouts(store_t *s, struct store_rollout_row **rows, size_t *n) CANARY_MUSTCHECK;
+
+/*
+ * The dashboard's history of rollout (rollout_history) from since_ms on, appended to out as a
+ * JSON array: one object per series {"kind","name","stat","cohort","variant","t":[ms...],
+ * "v":[...]}, oldest point first ("[]" when none). CANARY_OK, CANARY_EIO, CANARY_EUNAVAILABLE,
+ * CANARY_ENOMEM.
+ */
+struct jbuf;
+int store_history_series_json(store_t *s, const char *rollout, int64_t since_ms,
+                              struct jbuf *out) CANARY_MUSTCHECK;
+/* How many history rows rollout has, and its oldest and newest step (0 when none). */
+int store_history_rows(store_t *s, const char *rollout, long *rows, int64_t *oldest_ms,
+                       int64_t *newest_ms) CANARY_MUSTCHECK;
 int store_history(store_t *s, const char *rollout, struct decision **decisions, size_t *n)
     CANARY_MUSTCHECK;
 

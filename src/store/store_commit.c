@@ -90,6 +90,30 @@ static const char SQL_PRUNE_IDS[] =
     "WITH old AS (DELETE FROM event_ids WHERE shard = $1::int AND epoch < $2::int8) "
     "DELETE FROM event_id_batches WHERE shard = $1::int AND epoch < $2::int8";
 
+/* The dashboard's points (migrations/010_rollout_history.sql). A step recorded again replaces
+ * its row; DISTINCT ON keeps the batch's last point of a row (ON CONFLICT may not touch a row
+ * twice in one statement). */
+static const char SQL_HISTORY[] =
+    "INSERT INTO rollout_history (rollout, kind, name, stat, cohort, variant, step_ms, value) "
+    "SELECT DISTINCT ON (u.rollout, u.step_ms, u.kind, u.name, u.stat, u.cohort, u.variant) "
+    "u.rollout, u.kind, u.name, u.stat, u.cohort, u.variant, u.step_ms, u.value "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::text[], "
+    "$7::int8[], $8::float8[]) WITH ORDINALITY "
+    "AS u(rollout, kind, name, stat, cohort, variant, step_ms, value, n) "
+    "ORDER BY u.rollout, u.step_ms, u.kind, u.name, u.stat, u.cohort, u.variant, u.n DESC "
+    "ON CONFLICT (rollout, step_ms, kind, name, stat, cohort, variant) "
+    "DO UPDATE SET value = EXCLUDED.value";
+
+/* The history's bounds: the batch's rollouts keep STORE_HISTORY_SPAN_MS behind their newest
+ * step, and the shard's rollouts finished longer than STORE_HISTORY_RETENTION ago keep none. */
+static const char SQL_PRUNE_HISTORY[] =
+    "WITH newest AS (SELECT u.rollout, max(u.step_ms) AS step_ms "
+    "FROM unnest($1::text[], $2::int8[]) AS u(rollout, step_ms) GROUP BY u.rollout), "
+    "old AS (DELETE FROM rollout_history h USING newest "
+    "WHERE h.rollout = newest.rollout AND h.step_ms < newest.step_ms - $3::int8) "
+    "DELETE FROM rollout_history WHERE rollout IN (SELECT id FROM rollouts WHERE shard = $4::int "
+    "AND state IN ('completed', 'rolled_back') AND updated_at < now() - $5::interval)";
+
 /* ---- binary arrays (the format of array_recv) ------------------------------------------------ */
 
 /*
@@ -200,6 +224,7 @@ enum {
   C_O_TOPIC, C_O_KEY, C_O_MESSAGE_ID, C_O_PAYLOAD,
   C_EVENT_ID_EPOCHS, C_EVENT_IDS, C_EVENT_ID_DIGESTS,
   C_FLAGS,
+  C_H_ROLLOUT, C_H_KIND, C_H_NAME, C_H_STAT, C_H_COHORT, C_H_VARIANT, C_H_STEP, C_H_VALUE,
   C_COUNT
 };
 _Static_assert(C_COUNT <= STORE_PARAM_BUFS, "store_internal.h: raise STORE_PARAM_BUFS");
@@ -448,6 +473,31 @@ static size_t write_event_ids(const struct store_batch *b, struct jbuf *cols) {
   return (size_t)epochs.n;
 }
 
+static void write_history(const struct store_batch *b, struct jbuf *cols) {
+  struct arr rollout = arr_begin(&cols[C_H_ROLLOUT], OID_TEXT);
+  struct arr kind = arr_begin(&cols[C_H_KIND], OID_TEXT);
+  struct arr name = arr_begin(&cols[C_H_NAME], OID_TEXT);
+  struct arr stat = arr_begin(&cols[C_H_STAT], OID_TEXT);
+  struct arr cohort = arr_begin(&cols[C_H_COHORT], OID_INT4);
+  struct arr variant = arr_begin(&cols[C_H_VARIANT], OID_TEXT);
+  struct arr step = arr_begin(&cols[C_H_STEP], OID_INT8);
+  struct arr value = arr_begin(&cols[C_H_VALUE], OID_FLOAT8);
+  for (size_t i = 0; i < b->n_history; i++) {
+    const struct history_point *p = &b->history[i];
+    arr_text(&rollout, p->rollout);
+    arr_text(&kind, history_kind_name((enum history_kind)p->kind));
+    arr_text(&name, p->name);
+    arr_text(&stat, p->stat);
+    arr_int4(&cohort, p->cohort);
+    arr_text(&variant, p->variant < 0 ? "" : variant_name((enum variant)p->variant));
+    arr_int8(&step, p->step_ms);
+    arr_float8(&value, p->value);
+  }
+  struct arr *all[] = {&rollout, &kind, &name, &stat, &cohort, &variant, &step, &value};
+  for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+    arr_end(all[k]);
+}
+
 /* ---- the pipeline ---------------------------------------------------------------------------- */
 
 #define MAX_PARAMS 16
@@ -553,6 +603,7 @@ static int build_columns(store_t *s, const struct store_batch *b, size_t *n_offs
   if ((rc = write_outbox(s, b, cols)))
     return rc;
   write_event_ids(b, cols);
+  write_history(b, cols);
   jbuf_reset(&cols[C_FLAGS]);
   if (b->global)
     flags_json_write(b->global, &cols[C_FLAGS]);
@@ -594,6 +645,22 @@ static void send_batch(struct pipeline *p, const struct store_batch *b, size_t n
     param_text(&pr, shard);
     param_text(&pr, window_from);
     pipe_send(p, "window_from", SQL_WINDOW_FROM, &pr);
+  }
+  char history_span[24], history_retention[24];
+  if (b->n_history) {
+    pr = (struct params){0};
+    for (int k = C_H_ROLLOUT; k <= C_H_VALUE; k++)
+      param_binary(&pr, &c[k]);
+    pipe_send(p, "history", SQL_HISTORY, &pr);
+    snprintf(history_span, sizeof history_span, "%lld", (long long)STORE_HISTORY_SPAN_MS);
+    snprintf(history_retention, sizeof history_retention, "%s", STORE_HISTORY_RETENTION);
+    pr = (struct params){0};
+    param_binary(&pr, &c[C_H_ROLLOUT]);
+    param_binary(&pr, &c[C_H_STEP]);
+    param_text(&pr, history_span);
+    param_text(&pr, shard);
+    param_text(&pr, history_retention);
+    pipe_send(p, "prune history", SQL_PRUNE_HISTORY, &pr);
   }
   if (b->n_decisions) {
     pr = (struct params){0};
