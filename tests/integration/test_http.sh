@@ -11,15 +11,16 @@
 # through its deploy gates and an event for a rollout nobody requested with `canaryctl emit`,
 # scrapes /metrics, parses it with the Prometheus client's own parser (python3-prometheus-client)
 # and checks the series: events applied and decisions counted moved, the dead letter counted,
-# the rollout's gauges, the histograms consistent; and that every canaryd metric the Grafana
+# the rollout's gauges, the histograms consistent; then a canary interval at 10% errors halts it
+# (tests/integration/plans/http.yaml: for: 0s) and the rule's value, limit and firing show; and that every canaryd metric the Grafana
 # dashboard and the alert rules use is exported (tests/check_dashboards.py --metrics).
-# Do not run it while another canaryd works on the same database.
+# It uses a database and topic prefix of its own (dropped: the database; the topics stay).
 set -euo pipefail
 
 ctl=${1:?usage: test_http.sh CANARYCTL CANARYD}
 daemon=${2:?usage: test_http.sh CANARYCTL CANARYD}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-plan=$root/tests/scenarios/plans/deploy-gates.yaml
+plan=$root/tests/integration/plans/http.yaml
 
 : "${CANARY_PG:?CANARY_PG is not set: start the services (scripts/lib/services.sh) first}"
 : "${CANARY_KAFKA:?CANARY_KAFKA is not set: start the services (scripts/lib/services.sh) first}"
@@ -27,6 +28,12 @@ export CANARY_PG CANARY_KAFKA CANARY_PLAN=$plan
 
 tmp=$(mktemp -d)
 suffix=$$-$(date +%s)
+# Hermetic: a database and topics of its own, so that offsets stored by other tests (or a
+# Kafka whose data was reset under a kept database) cannot make this one's events look old.
+db=canary_http_${suffix//-/_}
+pg_admin=$CANARY_PG
+psql "$pg_admin" -qc "CREATE DATABASE $db" || { echo "FAIL: cannot create database $db" >&2; exit 1; }
+export CANARY_PG="$CANARY_PG dbname=$db" CANARY_TOPIC_PREFIX="http-$suffix."
 R=web-http-$suffix
 GHOST=ghost-http-$suffix
 pid=
@@ -45,6 +52,7 @@ cleanup() {
     tail -n 40 "$tmp/canaryd.log" >&2 || true
   fi
   rm -rf "$tmp"
+  psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
   exit "$rc"
 }
 trap cleanup EXIT
@@ -225,6 +233,24 @@ for e in errors:
     print("FAIL:", e, file=sys.stderr)
 sys.exit(1 if errors else 0)
 EOF
+
+step "a canary interval at 10% errors: the rule's value against its limit, the halt counted"
+halt0=$(metric canaryd_decisions_total 'action="halt"')
+t=$((now + 1000))
+"$ctl" emit --quiet >/dev/null <<EOF
+{"id":"$R-b1","rollout":"$R","time":$t,"type":"metrics","cohort":"internal_test","variant":"baseline","interval_ms":10000,"counters":{"requests":1000,"errors":0}}
+{"id":"$R-c1","rollout":"$R","time":$t,"type":"metrics","cohort":"internal_test","variant":"canary","interval_ms":10000,"counters":{"requests":1000,"errors":100}}
+EOF
+wait_for 60 "the halt decision counted" moved canaryd_decisions_total 'action="halt"' $((halt0 + 1))
+wait_for 30 "$R paused" moved canaryd_rollout_state "rollout=\"$R\",service=\"web\",version=\"2.1.0\",state=\"paused\"" 1
+rule="rollout=\"$R\",rule=\"error_rate\",kind=\"rule\""
+[[ $(metric canaryd_rollout_rule_value "$rule,variant=\"canary\"") == 0.1 ]] ||
+  fail "canary value: $(grep "rollout=\"$R\"" "$tmp/scrape.txt")"
+[[ $(metric canaryd_rollout_rule_value "$rule,variant=\"baseline\"") == 0 ]] || fail "baseline value"
+[[ $(metric canaryd_rollout_rule_limit "$rule") == 0.01 ]] || fail "limit"
+[[ $(metric canaryd_rollout_rule_firing "$rule") == 1 ]] || fail "firing"
+awk '$1 == "canaryd_rule_evaluations_total" { exit !($2 > 0) }' "$tmp/scrape.txt" ||
+  fail "no rule evaluation counted"
 
 step "every metric the dashboard and the alerts use is exported"
 "$root/tests/check_dashboards.py" --metrics "$tmp/scrape.txt" || fail "dashboard/alert names"
