@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -176,18 +177,50 @@ static void format_rollouts(const struct worker_snapshot *s, struct prom_buf *b)
   }
 }
 
+/* The snapshot's plain counters: one row each (name, help, where in the snapshot). */
+struct counter_row {
+  const char *name, *help;
+  size_t off; /* of an int64_t in struct worker_snapshot */
+};
+
+#define ROW(name, field, help) {name, help, offsetof(struct worker_snapshot, field)}
+static const struct counter_row counters[] = {
+    ROW("canaryd_events_applied_total", applied, "Events the engine applied."),
+    ROW("canaryd_events_duplicate_total", duplicates,
+        "Redelivered events recognised by their id (nothing changed)."),
+    ROW("canaryd_dead_letters_total", dead_letters,
+        "Messages refused (undecodable, invalid, wrong topic, reused id): sent to canary.dlq."),
+    ROW("canaryd_id_conflicts_total", conflicts,
+        "Events whose id was seen before with other content (dead-lettered)."),
+    ROW("canaryd_metric_events_replayed_total", replayed,
+        "Metric events replayed into the windows after a shard was loaded."),
+    ROW("canaryd_commits_total", commits, "Batches committed to PostgreSQL."),
+    ROW("canaryd_commit_failures_total", commit_failures,
+        "Batch commits that failed or were fenced (the shard resumes from the store)."),
+};
+static const struct counter_row relay_counters[] = {
+    ROW("canaryd_relay_published_total", published, "Outbox rows published to Kafka."),
+    ROW("canaryd_relay_errors_total", relay_errors,
+        "Outbox rows Kafka did not acknowledge or the producer would not queue (retried)."),
+    ROW("canaryd_relay_set_aside_total", set_aside,
+        "Outbox rows Kafka refuses for good, set aside (outbox.failure) with notices."),
+};
+#undef ROW
+
+static void put_counters(struct prom_buf *b, const struct worker_snapshot *s,
+                         const struct counter_row *rows, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    int64_t v;
+    memcpy(&v, (const char *)s + rows[i].off, sizeof v);
+    one(b, rows[i].name, "counter", rows[i].help, (double)v);
+  }
+}
+
 static void format_relay(const struct worker_snapshot *s, struct prom_buf *b) {
   one(b, "canaryd_relay_enabled", "gauge", "1 when this worker publishes the outbox.", s->relay);
   if (!s->relay)
     return;
-  one(b, "canaryd_relay_published_total", "counter", "Outbox rows published to Kafka.",
-      (double)s->published);
-  one(b, "canaryd_relay_errors_total", "counter",
-      "Outbox rows Kafka did not acknowledge or the producer would not queue (retried).",
-      (double)s->relay_errors);
-  one(b, "canaryd_relay_set_aside_total", "counter",
-      "Outbox rows Kafka refuses for good, set aside (outbox.failure) with notices.",
-      (double)s->set_aside);
+  put_counters(b, s, relay_counters, sizeof relay_counters / sizeof *relay_counters);
   if (s->backlog_rows >= 0) {
     one(b, "canaryd_relay_backlog_rows", "gauge",
         "Outbox rows not yet published (every shard's: the relays of a group share it).",
@@ -230,23 +263,7 @@ void worker_http_format(const struct worker_snapshot *s, const char *version, in
     struct prom_label l[] = {{"topic", s->lags[i].topic}, {"partition", part}};
     prom_sample(b, "canaryd_consumer_lag_messages", l, 2, (double)s->lags[i].lag);
   }
-  one(b, "canaryd_events_applied_total", "counter", "Events the engine applied.",
-      (double)s->applied);
-  one(b, "canaryd_events_duplicate_total", "counter",
-      "Redelivered events recognised by their id (nothing changed).", (double)s->duplicates);
-  one(b, "canaryd_dead_letters_total", "counter",
-      "Messages refused (undecodable, invalid, wrong topic, reused id): sent to canary.dlq.",
-      (double)s->dead_letters);
-  one(b, "canaryd_id_conflicts_total", "counter",
-      "Events whose id was seen before with other content (dead-lettered).",
-      (double)s->conflicts);
-  one(b, "canaryd_metric_events_replayed_total", "counter",
-      "Metric events replayed into the windows after a shard was loaded.", (double)s->replayed);
-  one(b, "canaryd_commits_total", "counter", "Batches committed to PostgreSQL.",
-      (double)s->commits);
-  one(b, "canaryd_commit_failures_total", "counter",
-      "Batch commits that failed or were fenced (the shard resumes from the store).",
-      (double)s->commit_failures);
+  put_counters(b, s, counters, sizeof counters / sizeof *counters);
   prom_family(b, "canaryd_batch_events", "histogram", "Events applied per committed batch.");
   prom_histogram(b, "canaryd_batch_events", NULL, 0, &s->batch_events);
   prom_family(b, "canaryd_commit_seconds", "histogram",
