@@ -386,10 +386,11 @@ int worker_http_start(const char *where, const char *version, worker_http_t **ou
   worker_snapshot_hists_init(&h->snap.batch_events, &h->snap.commit_seconds,
                              &h->snap.apply_seconds);
   /* One polling thread: a scrape takes well under a millisecond to format, and a client that
-   * reads slowly only holds its own connection (non-blocking sockets). */
+   * reads slowly only holds its own connection (non-blocking sockets). AUTO: epoll or poll,
+   * not select, whose FD_SETSIZE a process with many Kafka and PostgreSQL sockets can pass. */
   h->daemon = MHD_start_daemon(
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL, answer,
-      h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
+      MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL, answer, h,
+      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
       MHD_OPTION_CONNECTION_LIMIT, (unsigned)32, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
       MHD_OPTION_END);
   if (!h->daemon) {
