@@ -234,18 +234,7 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
         s = worker_shard_settle(w, s);
       if (!s)
         continue;
-      if (w->http) { /* the engine's time for /metrics: two clock reads a shard and pass */
-        int64_t before = w->applied + w->duplicates + w->dead_letters + w->replayed;
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        more |= worker_release(w, s, now);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        if (w->applied + w->duplicates + w->dead_letters + w->replayed != before)
-          prom_hist_observe(&w->apply_seconds, (double)(t1.tv_sec - t0.tv_sec) +
-                                                   (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-      } else {
-        more |= worker_release(w, s, now);
-      }
+      more |= w->http ? worker_release_timed(w, s, now) : worker_release(w, s, now);
       if (tick)
         idle_tick(s, now);
       worker_commit(w, s);

@@ -249,6 +249,7 @@ void worker_commit(struct worker *w, struct shard *s);
 
 /* worker_metrics.c */
 void worker_metrics_tick(struct worker *w, int64_t now_wall, bool idle);
+bool worker_release_timed(struct worker *w, struct shard *s, int64_t now_wall);
 
 /* worker_relay.c */
 void worker_on_delivery(void *ctx, int64_t opaque, bool ok, const char *error);

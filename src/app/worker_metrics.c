@@ -98,6 +98,17 @@ static void snapshot_shards(struct worker *w, struct worker_snapshot *snap) {
   snap->ready = w->started && w->caught_up && !failed;
 }
 
+/* worker_release, timed for canaryd_apply_seconds (passes that released something): two clock
+ * reads a shard and loop pass. */
+bool worker_release_timed(struct worker *w, struct shard *s, int64_t now_wall) {
+  int64_t before = w->applied + w->duplicates + w->dead_letters + w->replayed;
+  int64_t t0 = mono_us();
+  bool more = worker_release(w, s, now_wall);
+  if (w->applied + w->duplicates + w->dead_letters + w->replayed != before)
+    prom_hist_observe(&w->apply_seconds, (double)(mono_us() - t0) / 1e6);
+  return more;
+}
+
 void worker_metrics_tick(struct worker *w, int64_t now_wall, bool idle) {
   if (!w->http)
     return;
