@@ -154,7 +154,8 @@ void prom_histogram(struct prom_buf *b, const char *name, const struct prom_labe
   struct prom_label l[8];
   if (n_labels > 7)
     n_labels = 7;
-  memcpy(l, labels, n_labels * sizeof *l);
+  if (n_labels) /* labels may be NULL then */
+    memcpy(l, labels, n_labels * sizeof *l);
   l[n_labels].name = "le";
   snprintf(metric, sizeof metric, "%s_bucket", name);
   uint64_t cumulative = 0;
