@@ -16,6 +16,7 @@
 #include "app/app_log.h"
 #include "app/notify.h"
 #include "app/worker.h"
+#include "app/worker_http.h"
 #include "bus/bus.h"
 #include "store/store.h"
 
@@ -57,6 +58,11 @@ static const char usage[] =
     "  --no-create-topics  do not create missing topics\n"
     "  --kafka-conf K=V    extra librdkafka consumer property (repeatable), e.g.\n"
     "                      session.timeout.ms=6000 for a faster hand-over between workers\n"
+    "  --http-listen ADDR:PORT\n"
+    "                      serve /metrics (Prometheus), /healthz and /readyz on it, e.g.\n"
+    "                      127.0.0.1:9464, [::1]:9464 or :9464 (every IPv4 address); off\n"
+    "                      unless given: no port is opened that nobody asked for, and\n"
+    "                      workers sharing a host each need their own [CANARY_HTTP_LISTEN]\n"
     "  --log-json          log lines as JSON\n"
     "  -v, --verbose       debug logging\n"
     "  -h, --help          this help\n"
@@ -187,6 +193,7 @@ int main(int argc, char **argv) {
       {"backoff-max-ms", required_argument, NULL, 'X'},
       {"timeout-ms", required_argument, NULL, 'O'},
       {"sink", required_argument, NULL, 's'},
+      {"http-listen", required_argument, NULL, 'L'},
       {NULL, 0, NULL, 0}};
   struct notify_config ncfg;
   notify_config_defaults(&ncfg);
@@ -241,6 +248,7 @@ int main(int argc, char **argv) {
     case 'N': cfg.create_topics = atoi(optarg); break;
     case 'C': cfg.create_topics = 0; break;
     case 'R': cfg.relay = false; break;
+    case 'L': cfg.http_listen = optarg; break;
     case 'M': ncfg.max_attempts = atoi(optarg); break;
     case 'b': ncfg.backoff_ms = atoi(optarg); break;
     case 'X': ncfg.backoff_max_ms = atoi(optarg); break;
@@ -303,6 +311,18 @@ int main(int argc, char **argv) {
     fprintf(stderr, "canaryd: --tick-ms and --batch must be positive, --hold-ms, --grace-ms and "
                     "--max-skew-ms not negative\n");
     return EXIT_USAGE;
+  }
+  cfg.http_listen = env_or(cfg.http_listen, "CANARY_HTTP_LISTEN");
+  if (cfg.http_listen && !*cfg.http_listen)
+    cfg.http_listen = NULL;
+  if (cfg.http_listen) {
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    char why[200];
+    if (!worker_http_parse_listen(cfg.http_listen, &addr, &addr_len, why, sizeof why)) {
+      fprintf(stderr, "canaryd: --http-listen: %s\n", why);
+      return EXIT_USAGE;
+    }
   }
   static struct plan plan;
   if (!cli_load_plan("canaryd", plan_path, &plan))

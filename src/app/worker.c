@@ -197,7 +197,23 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
   pthread_cond_init(&w->relay_cv, NULL);
   jbuf_init(&w->slack);
   jbuf_init(&w->notice_slack);
-  int code = worker_start(w);
+  worker_snapshot_hists_init(&w->batch_events, &w->commit_seconds, &w->apply_seconds);
+  atomic_store(&w->relay_backlog, -1);
+  int code = 0;
+  if (cfg->http_listen) { /* first: a busy port stops the start before anything else */
+    char why[256];
+    if (worker_http_start(cfg->http_listen, CANARY_VERSION, &w->http, why, sizeof why) != 0) {
+      log_msg(LOG_LVL_ERR, NULL, "%s", why);
+      code = -1;
+    } else {
+      log_msg(LOG_LVL_NOTICE, NULL, "serving /metrics, /healthz and /readyz on %s",
+              cfg->http_listen);
+      worker_metrics_tick(w, wall_ms(), false); /* /readyz says "starting" meanwhile */
+    }
+  }
+  if (code == 0)
+    code = worker_start(w);
+  w->started = code == 0;
   bool more = false; /* a shard stopped at its batch limit: do not wait in the next poll */
   while (code == 0 && *running) {
     const struct bus_msg *msgs;
@@ -219,12 +235,13 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
         s = worker_shard_settle(w, s);
       if (!s)
         continue;
-      more |= worker_release(w, s, now);
+      more |= w->http ? worker_release_timed(w, s, now) : worker_release(w, s, now);
       if (tick)
         idle_tick(s, now);
       worker_commit(w, s);
     }
     stats(w, now);
+    worker_metrics_tick(w, now, idle);
   }
   worker_commit_collect(w); /* the last batch sent: its outcome, before the relay's final pass */
   if (w->relay_started) {
@@ -241,6 +258,8 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
             " decisions, %" PRId64 " published", w->applied, w->decisions_made,
             atomic_load(&w->published));
   stop(w);
+  worker_http_stop(w->http);
+  free(w->snap);
   free(w);
   return code;
 }

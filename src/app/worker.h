@@ -26,6 +26,7 @@ struct worker_config {
   bool relay;            /* publish the outbox (off: another process relays) */
   const char *const *kafka_conf; /* extra consumer properties: name, value, ..., NULL */
   int create_topics;     /* create missing contract topics with this many partitions; 0 = no */
+  const char *http_listen; /* ADDR:PORT for /metrics, /healthz, /readyz; NULL: none */
   int64_t max_skew_ms;   /* an event dated further ahead of its message's Kafka timestamp is
                           * dead-lettered (a clock or unit error); 0 = no limit */
 };

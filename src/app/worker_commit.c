@@ -157,6 +157,12 @@ void worker_commit(struct worker *w, struct shard *s) {
   }
   w->in_flight = (struct in_flight){.active = true, .shard = s->id, .epoch = s->epoch,
                                     .n_rows = (size_t)n_rows, .n_decisions = n_decisions,
-                                    .window_from = window_from, .prune_below = prune_below};
+                                    .window_from = window_from, .prune_below = prune_below,
+                                    .n_events = (int64_t)s->b.n_ids};
+  if (w->http) { /* /metrics: counted when the commit is confirmed (worker_commit_collect) */
+    w->in_flight.sent_us = mono_us();
+    for (size_t i = 0; i < n_decisions; i++)
+      w->in_flight.by_action[w->decisions[i]->action]++;
+  }
   worker_batch_clear(&s->b); /* sent: the next batch starts here */
 }

@@ -28,6 +28,7 @@
 #include "core/topic.h"
 #include "store/store.h"
 #include "app/worker.h"
+#include "app/worker_http.h"
 
 #define MAX_SHARDS 256
 #define RELAY_BATCH 500
@@ -103,6 +104,7 @@ struct shard {
   bool due_known;
   int64_t due_ms;
   size_t due_index;
+  uint64_t evaluations_seen; /* its rollouts' rule evaluations already counted (/metrics) */
   /* Its last commit failed (the store's code) while the shard went on applying: memory is
    * ahead of the store. Settled at the next safe point (shard_settle): dropped when fenced, else
    * started over from the store; what memory holds now is never committed. */
@@ -123,6 +125,9 @@ struct in_flight {
   int64_t epoch;
   size_t n_rows, n_decisions;
   int64_t window_from, prune_below;
+  /* for /metrics, counted when it is confirmed */
+  int64_t sent_us, n_events;
+  int64_t by_action[DECISION_ACTION_COUNT];
 };
 
 struct worker {
@@ -170,6 +175,21 @@ struct worker {
   avro_codec_t *relay_codec;
   struct avro_buf notice_buf[2];
   struct jbuf notice_slack;
+  /*
+   * /metrics (--http-listen; NULL: off, and none of this is kept). The loop counts in plain
+   * fields and publishes a snapshot once a second (worker_metrics.c); the relay thread in
+   * atomics. The HTTP thread only ever reads the snapshot.
+   */
+  worker_http_t *http;
+  int64_t last_snapshot_ms;
+  struct worker_snapshot *snap; /* the loop's scratch for it */
+  int64_t commit_failures, decisions_by_action[DECISION_ACTION_COUNT];
+  struct prom_hist batch_events, commit_seconds, apply_seconds;
+  uint64_t rule_evaluations;
+  bool started;   /* worker_start succeeded */
+  bool caught_up; /* every partition at its end since the last assignment (readiness) */
+  _Atomic int64_t relay_errors, relay_backlog, relay_progress_ms;
+  _Atomic int64_t relay_oldest_ms; /* age of the oldest unpublished row */
 };
 
 
@@ -185,6 +205,12 @@ static inline int64_t wall_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline int64_t mono_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static inline unsigned char *dup_bytes(const void *p, size_t n) {
@@ -222,6 +248,10 @@ bool worker_release(struct worker *w, struct shard *s, int64_t now_wall);
 
 /* worker_commit.c */
 void worker_commit(struct worker *w, struct shard *s);
+
+/* worker_metrics.c */
+void worker_metrics_tick(struct worker *w, int64_t now_wall, bool idle);
+bool worker_release_timed(struct worker *w, struct shard *s, int64_t now_wall);
 
 /* worker_relay.c */
 void worker_on_delivery(void *ctx, int64_t opaque, bool ok, const char *error);

@@ -11,6 +11,7 @@ void worker_on_delivery(void *ctx, int64_t opaque, bool ok, const char *error) {
   if (!ok) {
     log_msg(LOG_LVL_WARNING, NULL, "outbox row %" PRId64 " not delivered: %s (will retry)",
             opaque, error ? error : "?");
+    atomic_fetch_add(&w->relay_errors, 1);
     return;
   }
   if (reserve(&w->acked, &w->cap_acked, w->n_acked, sizeof *w->acked))
@@ -98,6 +99,8 @@ static bool relay_rounds(struct worker *w, bool final) {
       worker_store_back(w, w->relay_store);
       return false;
     }
+    if (rc == CANARY_OK && n == 0)
+      atomic_store(&w->relay_progress_ms, wall_ms()); /* nothing waiting: not stuck */
     if (rc != CANARY_OK || n == 0)
       return true;
     w->n_acked = 0;
@@ -130,6 +133,7 @@ static bool relay_rounds(struct worker *w, bool final) {
       if (rc != CANARY_OK) {
         log_msg(LOG_LVL_WARNING, NULL, "cannot queue outbox row %" PRId64 " for %s: %s", m->seq,
                 m->topic, canary_strerror(rc));
+        atomic_fetch_add(&w->relay_errors, 1);
         break;
       }
     }
@@ -147,8 +151,10 @@ static bool relay_rounds(struct worker *w, bool final) {
       if (rc != CANARY_OK)
         log_msg(LOG_LVL_WARNING, NULL, "cannot mark %zu outbox rows published: %s", w->n_acked,
                 canary_strerror(rc));
-      else
+      else {
         atomic_fetch_add(&w->published, (int64_t)w->n_acked);
+        atomic_store(&w->relay_progress_ms, wall_ms());
+      }
       if (rc == CANARY_EUNAVAILABLE)
         return false;
     }
@@ -190,6 +196,23 @@ void worker_relay(struct worker *w, bool final) {
 #define OUTBOX_KEEP_S (7 * 86400)
 #define OUTBOX_PRUNE_EVERY_MS 3600000
 
+/*
+ * /metrics: how many outbox rows wait and since when, asked of PostgreSQL (one indexed count) at
+ * most once a second, and only with --http-listen. A relay stuck in a flush does not measure;
+ * canaryd_relay_last_progress_timestamp_seconds tells that case.
+ */
+static void relay_measure_backlog(struct worker *w) {
+  static _Thread_local int64_t measured_at;
+  if (!w->http || wall_ms() - measured_at < 1000)
+    return;
+  measured_at = wall_ms();
+  int64_t rows, oldest_ms;
+  if (store_outbox_backlog(w->relay_store, &rows, &oldest_ms) == CANARY_OK) {
+    atomic_store(&w->relay_backlog, rows);
+    atomic_store(&w->relay_oldest_ms, oldest_ms);
+  }
+}
+
 void *worker_relay_main(void *arg) {
   struct worker *w = arg;
   int64_t pruned_at = 0;
@@ -214,5 +237,6 @@ void *worker_relay_main(void *arg) {
     worker_relay(w, stopping);
     if (stopping)
       return NULL;
+    relay_measure_backlog(w);
   }
 }

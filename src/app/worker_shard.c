@@ -132,6 +132,12 @@ void worker_commit_collect(struct worker *w) {
   case CANARY_OK:
     w->commits++;
     w->decisions_made += (int64_t)f.n_decisions;
+    if (w->http) {
+      for (int a = 0; a < DECISION_ACTION_COUNT; a++)
+        w->decisions_by_action[a] += f.by_action[a];
+      prom_hist_observe(&w->batch_events, (double)f.n_events);
+      prom_hist_observe(&w->commit_seconds, (double)(mono_us() - f.sent_us) / 1e6);
+    }
     if (f.n_rows > 0)
       relay_wake(w);
     if (s && f.window_from > 0)
@@ -152,6 +158,7 @@ void worker_commit_collect(struct worker *w) {
             f.shard, canary_strerror(rc), store_last_error(w->store));
     break;
   }
+  w->commit_failures++;
   if (s)
     s->failed = rc;
 }
@@ -222,6 +229,7 @@ int worker_on_assigned(void *ctx, int id, int64_t next[BUS_INPUT_TOPICS]) {
     log_msg(LOG_LVL_ERR, NULL, "shard %d is beyond the %d this build supports", id, MAX_SHARDS);
     return -1;
   }
+  w->caught_up = false; /* readiness: not before this shard has caught up too */
   worker_shard_free(w->shards[id]);
   w->shards[id] = shard_load(w, id);
   if (!w->shards[id])

@@ -146,6 +146,14 @@ bool bus_consumer_at_end(bus_consumer_t *c, int topic, int32_t partition, int64_
  */
 int bus_consumer_behind(bus_consumer_t *c, int topic, int32_t partition);
 
+/*
+ * The high watermark of topic/partition (an index into bus_input_topics) as the last fetch
+ * response told it (cached by librdkafka: no round trip, cheap enough for a metrics snapshot);
+ * -1 when the partition is not assigned or no fetch has answered yet. The lag is this minus the
+ * next offset to apply.
+ */
+int64_t bus_consumer_high_watermark(bus_consumer_t *c, int topic, int32_t partition);
+
 /* The clock of bus_consumer_at_end's since_ms (monotonic milliseconds). */
 int64_t bus_monotonic_ms(void);
 

@@ -573,6 +573,16 @@ bool bus_consumer_at_end(bus_consumer_t *c, int topic, int32_t partition, int64_
   return true; /* not assigned (the topic has fewer partitions): nothing will come from it */
 }
 
+int64_t bus_consumer_high_watermark(bus_consumer_t *c, int topic, int32_t partition) {
+  if (!part_find(c, topic, partition))
+    return -1;
+  int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
+  if (rd_kafka_get_watermark_offsets(c->rk, bus_topic(bus_input_topics[topic]), partition, &lo,
+                                     &hi) != RD_KAFKA_RESP_ERR_NO_ERROR || hi < 0)
+    return -1;
+  return hi;
+}
+
 int bus_consumer_behind(bus_consumer_t *c, int topic, int32_t partition) {
   struct bus_part *p = part_find(c, topic, partition);
   if (!p)

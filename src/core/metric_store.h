@@ -215,6 +215,7 @@ struct mstore {
                              * first evaluation; NULL when that failed (no memo then) */
   int n_memo;
   uint64_t memo_hits;       /* evaluations the memo answered (tests, benchmarks) */
+  uint64_t evaluations;     /* rules and criteria evaluated (canaryd's /metrics counts them) */
   struct mstore_name_hint name_hints[MSTORE_NAME_HINTS]; /* queries: name -> id, by address */
   struct mstore_linecount *lc; /* the evidence's quantile lines, per cohort (cfg.lines) */
   int n_lc, lc_cap;

@@ -182,6 +182,7 @@ static int eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstor
   if (n > PLAN_MAX_EXPRS)
     return CANARY_EINVALID;
   out->n = n;
+  ms->evaluations++;
   int rc = CANARY_OK;
   struct expr_result r[PLAN_MAX_EXPRS];
   bool have_r[PLAN_MAX_EXPRS];

@@ -632,6 +632,22 @@ int store_outbox_prune(store_t *s, int64_t older_than_s, long *deleted) {
   return rc;
 }
 
+int store_outbox_backlog(store_t *s, int64_t *rows, int64_t *oldest_ms) {
+  int rc;
+  *rows = *oldest_ms = 0;
+  PGresult *res = store_exec(s, "measure the outbox backlog",
+                             "SELECT count(*), coalesce((extract(epoch FROM now() - "
+                             "min(created_at)) * 1000)::bigint, 0) FROM outbox "
+                             "WHERE published_at IS NULL",
+                             0, NULL, 0, PGRES_TUPLES_OK, &rc);
+  if (res && PQntuples(res) == 1) {
+    *rows = atoll(PQgetvalue(res, 0, 0));
+    *oldest_ms = atoll(PQgetvalue(res, 0, 1));
+  }
+  PQclear(res);
+  return rc;
+}
+
 /* ---- read side ------------------------------------------------------------------------------- */
 
 int store_list_rollouts(store_t *s, struct store_rollout_row **rows, size_t *n) {

@@ -228,6 +228,13 @@ int store_outbox_fail(store_t *s, int64_t seq, const char *why,
 int store_outbox_prune(store_t *s, int64_t older_than_s, long *deleted) CANARY_MUSTCHECK;
 
 /*
+ * How many outbox rows wait to be published (*rows) and how long the oldest has waited
+ * (*oldest_ms, by the server's clock; 0 when none): canaryd's relay backlog on /metrics. One
+ * count over the unpublished rows' partial index. CANARY_OK, CANARY_EIO, CANARY_EUNAVAILABLE.
+ */
+int store_outbox_backlog(store_t *s, int64_t *rows, int64_t *oldest_ms) CANARY_MUSTCHECK;
+
+/*
  * Read side for canaryctl: every rollout (in creation order), and one rollout's transition log
  * (decisions in seq order, evidence items as decided). Arrays are allocated here and the caller
  * free()s them. store_history returns CANARY_ENOTFOUND for a rollout the store does not have

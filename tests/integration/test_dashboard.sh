@@ -286,6 +286,7 @@ rc=0
 
 # ---- the page in a browser ---------------------------------------------------------------------
 chromium=$(command -v chromium || command -v chromium-browser || true)
+[[ -n $chromium ]] || fail "chromium not installed (scripts/install-deps installs it)"
 if [[ -n $chromium ]]; then
   step "the rollout page in headless Chromium"
   page="$url/rollout?id=$(python3 -c 'import urllib.parse,sys; print(urllib.parse.quote(sys.argv[1], safe=""))' "$R")"
