@@ -31,7 +31,7 @@ static const struct avro_field_spec command_spec[CF_COUNT_] = {
     [CF_ID] = {"id", S}, [CF_ROLLOUT] = {"rollout", OS}, [CF_TIME] = {"time", "l"},
     [CF_TYPE] = {"type", S}, [CF_ACTION] = {"action", OS}, [CF_FORCE] = {"force", "<n|b>"},
     [CF_ACTOR] = {"actor", OS}, [CF_REASON] = {"reason", OS}, [CF_FLAG] = {"flag", OS},
-    [CF_VALUE] = {"value", "<n|b>"},
+    [CF_VALUE] = {"value", "<n|b>"}, [CF_ITEM] = {"item", OS},
 };
 static const struct avro_field_spec metric_spec[MF_COUNT_] = {
     [MF_ID] = {"id", S}, [MF_ROLLOUT] = {"rollout", S}, [MF_TIME] = {"time", "l"},

@@ -34,7 +34,8 @@ enum rollout_state {
   XX(ROLLBACK, "rollback")       \
   XX(PROMOTE, "promote")         \
   XX(COMPLETE, "complete")       \
-  XX(FLAG, "flag")
+  XX(FLAG, "flag")               \
+  XX(CHECK, "check") /* a person ticked a checklist item */
 
 enum decision_action {
 #define XX(name, wire) DECISION_##name,

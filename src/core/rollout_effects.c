@@ -12,7 +12,6 @@
 #include "core/rollout.h"
 #include "core/rollout_internal.h"
 
-#define ACTOR_SELF "canaryd"
 
 /* ---- exposure and kill switches ------------------------------------------------------------ */
 

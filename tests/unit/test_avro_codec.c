@@ -154,7 +154,7 @@ static void test_deploy_round_trip(void **state) {
   for (int k = 0; k < INCIDENT_KIND_COUNT; k++) {
     ev = fixture_event(EVENT_INCIDENT_OPENED, "e5", "checkout-v2", T0 + 4);
     strcpy(ev.incident, "INC-7");
-    ev.severity = 1 + k;
+    ev.severity = 1 + k % 4; /* 1..4, whatever the number of kinds */
     ev.incident_kind = (enum incident_kind)k;
     round_trip(c, &ev, 1);
   }
