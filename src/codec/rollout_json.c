@@ -52,6 +52,7 @@ static const struct field fields[] = {
     FIELD(watching, F_BOOL),
     FIELD(watch_until_ms, F_I64),
     FIELD(prev_stage_passed, F_BOOL),
+    FIELD(force_promoted, F_BOOL),
     FIELD(seq, F_I64),
     FIELD(notify_seq, F_I64),
     FIELD(traffic_seq, F_I64),
@@ -694,7 +695,8 @@ static int read_rollout(const struct json_value *root, struct rollout *r, char *
         strcmp(fields[i].name, "exposure_changed_ms") != 0 &&
         strcmp(fields[i].name, "max_hold_reported") != 0 && strcmp(fields[i].name, "watching") &&
         strcmp(fields[i].name, "watch_until_ms") && strcmp(fields[i].name, "paged") &&
-        !(fields[i].type == F_CHECKED && version < 2))
+        !((fields[i].type == F_CHECKED || !strcmp(fields[i].name, "force_promoted")) &&
+          version < 2))
       /* newer than the format */
       return BAD(&rd, root, fields[i].name, "missing");
   return CANARY_OK;

@@ -468,6 +468,9 @@ static void on_command(struct run *u) {
         return command_rejected(u, "it has ended");
       int from = r->stage;
       r->stage = u->plan->n_stages - 1;
+      r->force_promoted = true;
+      if (from < r->stage)
+        r->prev_stage_passed = false; /* the stage before the last never passed its exit gate */
       r->breaker_open = false;
       r->breaker_errors = 0;
       snprintf(why, sizeof why, "promoted --force to 100%% by %s: %s",

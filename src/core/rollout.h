@@ -103,6 +103,7 @@ struct rollout {
   bool watching;                 /* completed, and the watch after GA goes on (plan.watch_ms) */
   int64_t watch_until_ms;        /* when it ends */
   bool prev_stage_passed;        /* the exit gate of the stage before the current one passed */
+  bool force_promoted;           /* promote --force took it to the last stage, skipping gates */
 
   int64_t seq;                   /* last decision sequence number */
   int64_t notify_seq;            /* last notification number */

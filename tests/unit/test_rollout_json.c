@@ -31,6 +31,7 @@ static void full_rollout(struct rollout *r, int n_incidents) {
   r->stage_max_at_ms = INT64_MAX;
   r->exit_hold_reported = true;
   r->prev_stage_passed = true;
+  r->force_promoted = true;
   r->seq = 17;
   r->notify_seq = 9;
   r->traffic_seq = 4;
@@ -201,9 +202,14 @@ static void test_version_1_documents_load(void **state) {
   assert_int_equal(rollout_json_read(a.data, strlen(a.data), &back, why, sizeof why),
                    CANARY_EINVALID); /* v2 without it: a damaged document */
   assert_non_null(strstr(why, "checked"));
+  at = strstr(a.data, ",\"force_promoted\":true");
+  assert_non_null(at);
+  memmove(at, at + strlen(",\"force_promoted\":true"),
+          strlen(at + strlen(",\"force_promoted\":true")) + 1);
   a.data[5] = '1';
   assert_int_equal(rollout_json_read(a.data, strlen(a.data), &back, why, sizeof why), CANARY_OK);
   assert_int_equal(back.n_checked, 0);
+  assert_false(back.force_promoted);
   assert_int_equal(back.n_incidents, 2);
   assert_int_equal(back.seq, r.seq);
   a.data[5] = '3';
