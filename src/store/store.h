@@ -226,6 +226,15 @@ struct store_rollout_row {
   int shard;
 };
 int store_list_rollouts(store_t *s, struct store_rollout_row **rows, size_t *n) CANARY_MUSTCHECK;
+
+/*
+ * The live rollouts (pending, running, paused) of service as stored, oldest first, but id: up
+ * to max of them into ids (each EVENT_NAME_MAX bytes) with their shards, *n how many. The worker
+ * asks before it creates a rollout, so that a service's rollouts on other shards count too.
+ */
+int store_live_rollouts(store_t *s, const char *service, const char *id,
+                        char (*ids)[EVENT_NAME_MAX], int *shards, size_t max, size_t *n)
+    CANARY_MUSTCHECK;
 int store_history(store_t *s, const char *rollout, struct decision **decisions, size_t *n)
     CANARY_MUSTCHECK;
 
