@@ -58,7 +58,7 @@ static const struct avro_field_spec traffic_spec[TF_COUNT_] = {
     [TF_VERSION] = {"version", S}, [TF_BASELINE_VERSION] = {"baseline_version", S},
     [TF_TIME] = {"time", "l"}, [TF_EXPOSURE_PERCENT] = {"exposure_percent", "d"},
     [TF_CANARY_ENABLED] = {"canary_enabled", "b"}, [TF_BREAKER_OPEN] = {"breaker_open", "b"},
-    [TF_COHORTS] = {"cohorts", "[(name:s,percent:d,enabled:b,kill:b)]"}, [TF_SALT] = {"salt", S},
+    [TF_COHORTS] = {"cohorts", "[(name:s,percent:d,enabled:b,kill:b,segments:<n|[s]>,features:<n|[s]>)]"}, [TF_SALT] = {"salt", S},
     [TF_BUCKETS] = {"buckets", "i"},
 };
 static const struct avro_field_spec dlq_spec[LF_COUNT_] = {

@@ -116,6 +116,12 @@ struct traffic_cohort {
   double percent;    /* the cohort's cumulative share of users when enabled */
   bool enabled;      /* canary served to this cohort now */
   bool kill;         /* the cohort's kill switch is off (canary.cohort.<name>.enabled=false) */
+  /* The plan's named user groups of the cohort (eng-team, pilot-partners, ...) and the features
+   * it gets: a deployment routes these users to the canary as well as the bucketed share. */
+  char segments[PLAN_MAX_LIST][PLAN_NAME_MAX];
+  int n_segments;
+  char features[PLAN_MAX_LIST][PLAN_NAME_MAX];
+  int n_features;
 };
 
 struct traffic_split {

@@ -1770,6 +1770,29 @@ static void test_rollback_and_force_on_the_checklist(void **state) {
   assert_string_equal(checks[0].detail, "beta was skipped: promoted --force");
 }
 
+/* The split carries each cohort's named user groups and features from the plan, so a
+ * deployment can route them (eng-team to the canary from internal_test on). */
+static void test_split_carries_segments(void **state) {
+  struct t *t = *state;
+  struct stage *s0 = &t->plan.stages[INTERNAL_TEST], *s2 = &t->plan.stages[BETA];
+  snprintf(s0->segments[0], PLAN_NAME_MAX, "eng-team");
+  s0->n_segments = 1;
+  snprintf(s0->features[0], PLAN_NAME_MAX, "all");
+  s0->n_features = 1;
+  snprintf(s2->segments[0], PLAN_NAME_MAX, "beta-opt-in");
+  s2->n_segments = 1;
+  start(t);
+  const struct traffic_split *sp = last_traffic(t);
+  assert_non_null(sp);
+  assert_int_equal(sp->cohorts[INTERNAL_TEST].n_segments, 1);
+  assert_string_equal(sp->cohorts[INTERNAL_TEST].segments[0], "eng-team");
+  assert_string_equal(sp->cohorts[INTERNAL_TEST].features[0], "all");
+  assert_true(sp->cohorts[INTERNAL_TEST].enabled);
+  assert_string_equal(sp->cohorts[BETA].segments[0], "beta-opt-in");
+  assert_false(sp->cohorts[BETA].enabled);
+  assert_int_equal(sp->cohorts[FRIENDLY_GP].n_segments, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_requested_holds_and_publishes_zero, setup, teardown),
@@ -1821,6 +1844,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_ga_waits_for_required_checklist_items,
                                       setup_checklist, teardown),
       cmocka_unit_test_setup_teardown(test_no_checklist_no_gate, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_split_carries_segments, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rollback_and_force_on_the_checklist, setup_checklist,
                                       teardown),
   };
