@@ -1,6 +1,14 @@
--- canaryd schema, version 12: one service, one live rollout (issue 12). (010 and 011 are taken
--- by other branches.)
+-- canaryd schema, version 12 (issue 12; 010 and 011 are taken by other branches): the checklist's
+-- check decisions, and one service, one live rollout.
 --
+-- A person's tick of a checklist item is a decision of its own (action 'check'): the audit trail
+-- keeps who ticked what, when and why.
+ALTER TABLE transitions DROP CONSTRAINT transitions_action_check;
+ALTER TABLE transitions ADD CONSTRAINT transitions_action_check
+  CHECK (action IN ('start', 'advance', 'hold', 'pause', 'resume', 'halt', 'rollback', 'promote',
+                    'complete', 'flag', 'check'));
+
+-- One service, one live rollout.
 -- Two live rollouts of one service publish two traffic splits under the service's key on the
 -- compacted canary.flags, and whichever is written last wins: an older paused rollout replaced a
 -- newer one's split. canaryd refuses a rollout.requested for a service that has a live rollout
