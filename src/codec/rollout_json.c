@@ -517,7 +517,7 @@ static int read_checked(const struct reader *rd, const struct json_value *v,
     while (i < N_OF(keys) && strcmp(m->key, keys[i]) != 0)
       i++;
     seen |= 1u << i;
-    enum checked_by by;
+    enum checked_by by = CHECKED_BY_EVENT;
     switch (i) {
     case 0: rc = read_str(rd, y, "checked.item", k->item, sizeof k->item); break;
     case 1:
