@@ -127,7 +127,7 @@ int main(int argc, char **argv) {
     snprintf(rollout, sizeof rollout, "bench-%d-r%d", (int)getpid(), i);
     struct event ev = {.type = EVENT_ROLLOUT_REQUESTED};
     snprintf(ev.rollout, sizeof ev.rollout, "%s", rollout);
-    snprintf(ev.service, sizeof ev.service, "bench");
+    snprintf(ev.service, sizeof ev.service, "bench-%d", i); /* one live rollout per service */
     snprintf(ev.version, sizeof ev.version, "2.0.%d", i);
     snprintf(ev.baseline_version, sizeof ev.baseline_version, "1.0.0");
     send(&ev);

@@ -1,5 +1,6 @@
 /*
- * People's commands: pause, resume, promote [--force], rollback, and kill switches (flag set).
+ * People's commands: pause, resume, promote [--force], rollback, check (a checklist item), and
+ * kill switches (flag set).
  * Each builds a contract event, produces it to canary.commands, and then watches the transition
  * log for the decisions whose evidence "trigger" is that event's id: canaryd's answer, accepted
  * or rejected (a hold with rule command_rejected), is what the command prints and exits with.
@@ -28,6 +29,8 @@ static const char command_usage[] =
     "       canaryctl promote  [ROLLOUT] [--force] [--reason TEXT] [--actor NAME] [--timeout S]\n"
     "       canaryctl rollback [ROLLOUT | --service NAME] [--reason TEXT] [--actor NAME]\n"
     "                          [--timeout SECONDS]\n"
+    "       canaryctl check    [ROLLOUT] ITEM [--reason TEXT] [--actor NAME] [--plan FILE]\n"
+    "                          [--timeout SECONDS]\n"
     "       common options: [--json] [--kafka BROKERS] [--pg CONNINFO] [-v]\n"
     "\n"
     "Send a command to canaryd (a 'command' event on canary.commands, key = rollout) and wait\n"
@@ -39,6 +42,9 @@ static const char command_usage[] =
     "  promote    go to the next stage now, bypassing its gates (pending or running)\n"
     "  promote --force   straight to the last stage, 100% (pending, running or paused)\n"
     "  rollback   exposure 0, the baseline serves everyone (any state but rolled_back)\n"
+    "  check      tick ITEM of the plan's checklist (canaryctl status ROLLOUT lists them):\n"
+    "             who (--actor), when and why (--reason) are kept; any state. GA is not\n"
+    "             entered while a required item is open\n"
     "\n"
     "Without ROLLOUT the only active rollout (neither completed nor rolled back) is meant;\n"
     "with several, name one. rollback, the emergency command, also finds a release that\n"
@@ -49,6 +55,7 @@ static const char command_usage[] =
     "  --reason TEXT     why (kept in the decision and the audit trail)\n"
     "  --actor NAME      who ($USER)\n"
     "  --timeout SECONDS how long to wait for canaryd's decision (30)\n"
+    "  --plan FILE       check: the plan canaryd runs, to check ITEM [CANARY_PLAN]\n"
     "  --json            print the decision as a canary.decisions JSON object\n"
     "  --kafka BROKERS   Kafka bootstrap servers [CANARY_KAFKA]\n"
     "  --pg CONNINFO     PostgreSQL connection string [CANARY_PG]\n"
@@ -56,7 +63,8 @@ static const char command_usage[] =
     "  -h, --help        this help\n"
     "\n"
     "Exit status: 0 accepted and published (deployments reading canary.flags see it), 1 rejected\n"
-    "by canaryd (the reason is printed) or unknown rollout, 2 usage error, 3 Kafka/PostgreSQL\n"
+    "by canaryd (the reason is printed: an item already ticked says by whom), an unknown rollout\n"
+    "or checklist item, 2 usage error, 3 Kafka/PostgreSQL\n"
     "unavailable or no decision within the timeout, 4 decided and stored but not published to\n"
     "Kafka within the timeout (canaryd's relay publishes it when it can).\n";
 
@@ -359,6 +367,15 @@ int app_override(int argc, char **argv) {
   int code = parse(argc, argv, &o, action == COMMAND_PROMOTE);
   if (code >= 0)
     return code;
+  const char *item = NULL;
+  if (action == COMMAND_CHECK) { /* [ROLLOUT] ITEM: the last argument is the item */
+    if (o.n_args < 1 || o.n_args > 2) {
+      fprintf(stderr, "%s: %s\n\n%s", prog, o.n_args ? "too many arguments" : "name the item",
+              command_usage);
+      return EXIT_USAGE;
+    }
+    item = o.args[--o.n_args];
+  }
   if (o.n_args > 1) {
     fprintf(stderr, "%s: unexpected argument '%s'\n\n%s", prog, o.args[1], command_usage);
     return EXIT_USAGE;
@@ -371,6 +388,19 @@ int app_override(int argc, char **argv) {
     fprintf(stderr, "%s: %s is required (option or environment)\n", prog,
             !o.kafka ? "--kafka/CANARY_KAFKA" : "--pg/CANARY_PG");
     return EXIT_USAGE;
+  }
+
+  if (item) { /* an unknown item would be dead-lettered, and this command wait for nothing */
+    static struct plan plan;
+    if (!cli_load_plan(prog, o.plan, &plan))
+      return EXIT_BAD_INPUT;
+    if (plan_checklist_index(&plan, item) < 0) {
+      fprintf(stderr, "%s: '%s' is not an item of the plan's checklist; its items:", prog, item);
+      for (int i = 0; i < plan.n_checklist; i++)
+        fprintf(stderr, "%s%s", i ? ", " : " ", plan.checklist[i].id);
+      fputs(plan.n_checklist ? "\n" : " none\n", stderr);
+      return EXIT_BAD_INPUT;
+    }
   }
 
   store_t *st;
@@ -397,6 +427,10 @@ int app_override(int argc, char **argv) {
       jbuf_puts(&extra, ",\"reason\":");
       jbuf_string(&extra, o.reason);
     }
+    if (item) {
+      jbuf_puts(&extra, ",\"item\":");
+      jbuf_string(&extra, item);
+    }
     code = build_event(prog, "command", row->rollout.id, extra.data ? extra.data : "", &ev,
                        scratch);
     jbuf_free(&extra);
@@ -419,7 +453,8 @@ int app_override(int argc, char **argv) {
       fprintf(stderr, "%s: %s\n", prog, answer->reason);
       code = EXIT_BAD_INPUT;
     } else if (answer->action != DECISION_PAUSE && answer->action != DECISION_RESUME &&
-               answer->action != DECISION_PROMOTE && answer->action != DECISION_ROLLBACK) {
+               answer->action != DECISION_PROMOTE && answer->action != DECISION_ROLLBACK &&
+               answer->action != DECISION_CHECK) {
       fprintf(stderr, "%s: unexpected answer '%s' from canaryd\n", prog,
               decision_action_name(answer->action));
       code = EXIT_BAD_INPUT;

@@ -32,8 +32,10 @@ static const char status_usage[] =
     "rolled back), which is then shown in detail.\n"
     "With ROLLOUT: its stage, state and exposure; the entry and exit gates of its stage (and the\n"
     "next stage's entry gate while running) with every criterion as pass, fail or not evaluated\n"
-    "and what was seen; the stage's minimum and maximum as times; the circuit breaker; the kill\n"
-    "switches (the rollout's own and its shard's global ones); the last decision.\n"
+    "and what was seen; the stage's minimum and maximum as times; the circuit breaker; the\n"
+    "checklist (each item ticked with its evidence, who and when, or open with what it waits\n"
+    "for; the required ones GA waits for); the kill switches (the rollout's own and its shard's\n"
+    "global ones); the last decision.\n"
     "\n"
     "  --cohort STAGE    the entry and exit gates of STAGE instead of the current stage's\n"
     "                    (before expanding into it: what still stands in the way)\n"
@@ -509,6 +511,74 @@ static bool flag_value(const struct flags *f, int stage) {
   return stage < 0 ? f->canary_enabled : f->cohort_enabled[stage];
 }
 
+/* The checklist as JSON: every item of the plan, ticked (with what proved it) or open. */
+static void checklist_json(struct jbuf *b, const struct rollout *r, const struct plan *plan) {
+  jbuf_putc(b, '[');
+  for (int i = 0; i < plan->n_checklist; i++) {
+    const struct checklist_item *c = &plan->checklist[i];
+    const struct rollout_checked *k = rollout_checked_find(r, c->id);
+    json_item(b);
+    jbuf_putc(b, '{');
+    json_key(b, "id"), jbuf_string(b, c->id);
+    json_key(b, "text"), jbuf_string(b, c->text);
+    json_key(b, "stage"), jbuf_string(b, stage_of(plan, c->stage));
+    json_key(b, "required"), jbuf_bool(b, c->required);
+    json_key(b, "proof"), jbuf_string(b, checklist_proof_name(c->proof));
+    json_key(b, "checked"), jbuf_bool(b, k != NULL);
+    json_key(b, "by");
+    k ? jbuf_string(b, checked_by_name((enum checked_by)k->by)) : jbuf_null(b);
+    json_time_or_null(b, "at", k ? k->at_ms : 0);
+    json_key(b, "evidence");
+    k ? jbuf_string(b, k->evidence) : jbuf_null(b);
+    json_key(b, "actor");
+    k ? jbuf_string(b, k->actor) : jbuf_null(b);
+    json_key(b, "note");
+    k ? jbuf_string(b, k->note) : jbuf_null(b);
+    jbuf_putc(b, '}');
+  }
+  jbuf_putc(b, ']');
+}
+
+/* The checklist as text: what is ticked with its evidence, who and when; what is open. */
+static void checklist_text(const struct rollout *r, const struct plan *plan) {
+  if (plan->n_checklist == 0)
+    return;
+  char open_ids[400], t[RFC3339_MAX];
+  int open = rollout_checklist_open(r, plan, true, open_ids, sizeof open_ids);
+  int ticked = 0;
+  for (int i = 0; i < plan->n_checklist; i++)
+    ticked += rollout_checked_find(r, plan->checklist[i].id) != NULL;
+  printf("\nchecklist: %d of %d ticked; ", ticked, plan->n_checklist);
+  if (open)
+    printf("%d required before %s still open: %s\n", open,
+           plan->stages[plan->n_stages - 1].name, open_ids);
+  else
+    printf("every item required before %s is ticked\n", plan->stages[plan->n_stages - 1].name);
+  for (int i = 0; i < plan->n_checklist; i++) {
+    const struct checklist_item *c = &plan->checklist[i];
+    const struct rollout_checked *k = rollout_checked_find(r, c->id);
+    printf("  [%c] %-14s %-24s %s%s", k ? 'x' : ' ', stage_of(plan, c->stage), c->id, c->text,
+           c->required ? " (required)" : "");
+    if (!k) {
+      printf(c->proof == PROOF_MANUAL ? ": canaryctl check %s %s\n" : ": waiting for %s\n",
+             c->proof == PROOF_MANUAL ? r->id : checklist_proof_name(c->proof), c->id);
+      continue;
+    }
+    rfc3339_format(k->at_ms, t);
+    switch ((enum checked_by)k->by) {
+    case CHECKED_BY_PERSON:
+      printf(": checked by %s at %s%s%s (command %s)\n", k->actor, t, k->note[0] ? ": " : "",
+             k->note, k->evidence);
+      break;
+    case CHECKED_BY_DECISION:
+      printf(": decision %s%s%s at %s\n", k->evidence, k->note[0] ? ", " : "", k->note, t);
+      break;
+    default:
+      printf(": %s %s at %s\n", k->actor, k->evidence, t);
+    }
+  }
+}
+
 static void detail_write(const struct detail *d, struct jbuf *b) {
   const struct rollout *r = &d->row->rollout;
   const struct plan *plan = d->plan;
@@ -598,6 +668,8 @@ static void detail_write(const struct detail *d, struct jbuf *b) {
     jbuf_putc(b, '}');
   }
   jbuf_putc(b, ']');
+  json_key(b, "checklist");
+  checklist_json(b, r, plan);
   json_key(b, "last_decision");
   if (d->has_last)
     decision_to_json(&d->last, b);
@@ -704,6 +776,7 @@ static void detail_text(const struct detail *d) {
       printf(", since %s", rfc3339_format(x->since_ms, t));
     printf("\n");
   }
+  checklist_text(r, plan);
   printf("\nkill switches:%s\n", d->has_global ? "" : " (global ones unreadable)");
   for (int s = -1; s < plan->n_stages; s++) {
     char name[EVENT_FLAG_MAX];

@@ -32,6 +32,7 @@ static const struct subcommand subcommands[] = {
     {"resume", app_override, "resume a paused or halted rollout"},
     {"promote", app_override, "go to the next stage now (--force: straight to 100%)"},
     {"rollback", app_override, "roll back: exposure 0, the baseline serves everyone"},
+    {"check", app_override, "tick a checklist item of a rollout: who, when and why are kept"},
     {"flags", app_flags, "the kill switches: global per shard, and each active rollout's"},
     {"flag", app_flag_set, "flag set NAME true|false [ROLLOUT]: set a kill switch"},
     {"watch", app_watch, "print what canaryd publishes (decisions, notifications, splits, DLQ)"},

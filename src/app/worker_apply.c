@@ -222,6 +222,48 @@ static void apply_failed(struct shard *s, const struct pending *p, int rc) {
   s->failed = rc;
 }
 
+/*
+ * One service, one live rollout, across shards: the engine sees only its own shard's rollouts
+ * (a service's rollouts are keyed by rollout id, so they land on any partition), the store sees
+ * every shard's as committed. A new rollout is rare, so the commit in flight is collected first
+ * (the store connection is ours then) and the store asked. A rollout of this shard is the
+ * engine's to judge (its state here may be newer than the store's: rolled back in this batch).
+ * Two requests that pass this on two shards at once are stopped by the store's unique index
+ * (migration 012): the second commit fails, and its request, applied again, is refused here.
+ * CANARY_EEXISTS with the reason in why when the service has a live rollout elsewhere.
+ */
+static int live_elsewhere(struct worker *w, struct shard *s, const struct event *ev, char *why,
+                          size_t why_len) {
+  worker_commit_collect(w);
+  if (s->failed)
+    return s->failed;
+  char ids[4][EVENT_NAME_MAX];
+  int shards[4];
+  size_t n = 0;
+  int rc = store_live_rollouts(w->store, ev->service, ev->rollout, ids, shards, 4, &n);
+  if (rc != CANARY_OK) {
+    log_msg(LOG_LVL_ERR, NULL, "shard %d: cannot check the live rollouts of service %s: %s (%s)",
+            s->id, ev->service, canary_strerror(rc), store_last_error(w->store));
+    return rc;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (shards[i] == s->id && engine_find(&s->engine, ids[i]))
+      continue;
+    /* another shard of this worker: its memory may have ended it in a batch not yet stored
+     * (the index holds this commit back until that one is: the shard retries) */
+    const struct shard *o = shards[i] >= 0 && shards[i] < MAX_SHARDS ? w->shards[shards[i]] : NULL;
+    const struct rollout *r = o ? engine_find(&o->engine, ids[i]) : NULL;
+    if (r && rollout_is_terminal(r))
+      continue;
+    snprintf(why, why_len,
+             "service: '%s' already has a live rollout, '%s' (on shard %d): one service, one live "
+             "rollout — roll it back (canaryctl rollback %s) or let it complete, then request "
+             "'%s' again", ev->service, ids[i], shards[i], ids[i], ev->rollout);
+    return CANARY_EEXISTS;
+  }
+  return CANARY_OK;
+}
+
 void worker_apply_one(struct worker *w, struct shard *s, int topic, const struct pending *p) {
   struct event ev;
   char why[512];
@@ -253,6 +295,15 @@ void worker_apply_one(struct worker *w, struct shard *s, int topic, const struct
      * double it. */
     w->conflicts += admitted == APPLY_CONFLICT;
     return dead_letter(w, s, topic, p, why);
+  }
+  if (ev.type == EVENT_ROLLOUT_REQUESTED) {
+    rc = live_elsewhere(w, s, &ev, why, sizeof why);
+    if (s->failed)
+      return; /* the commit collected failed: the shard is rewound, this applied again */
+    if (rc == CANARY_EEXISTS)
+      return dead_letter(w, s, topic, p, why);
+    if (rc != CANARY_OK)
+      return apply_failed(s, p, rc);
   }
   if (ev.time_ms > s->clock_ms)
     s->clock_ms = ev.time_ms;

@@ -31,7 +31,7 @@ static const struct avro_field_spec command_spec[CF_COUNT_] = {
     [CF_ID] = {"id", S}, [CF_ROLLOUT] = {"rollout", OS}, [CF_TIME] = {"time", "l"},
     [CF_TYPE] = {"type", S}, [CF_ACTION] = {"action", OS}, [CF_FORCE] = {"force", "<n|b>"},
     [CF_ACTOR] = {"actor", OS}, [CF_REASON] = {"reason", OS}, [CF_FLAG] = {"flag", OS},
-    [CF_VALUE] = {"value", "<n|b>"},
+    [CF_VALUE] = {"value", "<n|b>"}, [CF_ITEM] = {"item", OS},
 };
 static const struct avro_field_spec metric_spec[MF_COUNT_] = {
     [MF_ID] = {"id", S}, [MF_ROLLOUT] = {"rollout", S}, [MF_TIME] = {"time", "l"},
@@ -58,7 +58,7 @@ static const struct avro_field_spec traffic_spec[TF_COUNT_] = {
     [TF_VERSION] = {"version", S}, [TF_BASELINE_VERSION] = {"baseline_version", S},
     [TF_TIME] = {"time", "l"}, [TF_EXPOSURE_PERCENT] = {"exposure_percent", "d"},
     [TF_CANARY_ENABLED] = {"canary_enabled", "b"}, [TF_BREAKER_OPEN] = {"breaker_open", "b"},
-    [TF_COHORTS] = {"cohorts", "[(name:s,percent:d,enabled:b,kill:b)]"}, [TF_SALT] = {"salt", S},
+    [TF_COHORTS] = {"cohorts", "[(name:s,percent:d,enabled:b,kill:b,segments:<n|[s]>,features:<n|[s]>)]"}, [TF_SALT] = {"salt", S},
     [TF_BUCKETS] = {"buckets", "i"},
 };
 static const struct avro_field_spec dlq_spec[LF_COUNT_] = {

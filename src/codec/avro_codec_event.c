@@ -844,7 +844,7 @@ static bool strings_terminated(const struct event *ev) {
 #define TERM(m) (memchr(ev->m, '\0', sizeof ev->m) != NULL)
   return TERM(id) && TERM(rollout) && TERM(service) && TERM(version) && TERM(baseline_version) &&
          TERM(cohort) && TERM(incident) && TERM(actor) && TERM(detail) && TERM(reason) &&
-         TERM(flag);
+         TERM(flag) && TERM(item);
 #undef TERM
 }
 

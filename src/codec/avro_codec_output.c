@@ -306,7 +306,52 @@ int avro_codec_decode_notification(avro_codec_t *c, const void *buf, size_t len,
 
 /* ---- traffic splits ------------------------------------------------------------------------- */
 
-enum { CO_NAME, CO_PERCENT, CO_ENABLED, CO_KILL }; /* Cohort's fields, pinned by the spec */
+/* Cohort's fields, pinned by the spec */
+enum { CO_NAME, CO_PERCENT, CO_ENABLED, CO_KILL, CO_SEGMENTS, CO_FEATURES };
+
+/* A cohort's segments or features into the array field k of item. */
+static int put_names(avro_value_t *item, int k, const char (*names)[PLAN_NAME_MAX], int n) {
+  avro_value_t u, arr, el;
+  if (avro_value_get_by_index(item, (size_t)k, &u, NULL) ||
+      avro_value_set_branch(&u, 1, &arr)) /* always the list: an empty one says "none" */
+    return CANARY_ENOMEM;
+  for (int i = 0; i < n && i < PLAN_MAX_LIST; i++) {
+    if (!memchr(names[i], '\0', PLAN_NAME_MAX))
+      return CANARY_EINVALID;
+    if (avro_value_append(&arr, &el, NULL) || avro_value_set_string(&el, names[i]))
+      return CANARY_ENOMEM;
+  }
+  return CANARY_OK;
+}
+
+static int get_names(avro_value_t *item, int k, const char *what, size_t cohort,
+                     char (*names)[PLAN_NAME_MAX], int *n, char *why, size_t why_len) {
+  avro_value_t u, arr, el;
+  size_t len;
+  int branch;
+  *n = 0;
+  if (avro_value_get_by_index(item, (size_t)k, &u, NULL) ||
+      avro_value_get_discriminant(&u, &branch))
+    return INVALID(why, why_len, "cohorts: %s", avro_strerror());
+  if (branch == 0)
+    return CANARY_OK; /* null: none */
+  if (avro_value_get_current_branch(&u, &arr) || avro_value_get_size(&arr, &len))
+    return INVALID(why, why_len, "cohorts: %s", avro_strerror());
+  if (len > PLAN_MAX_LIST)
+    return INVALID(why, why_len, "cohorts[%zu].%s: %zu, at most %d", cohort, what, len,
+                   PLAN_MAX_LIST);
+  for (size_t i = 0; i < len; i++) {
+    char field[48];
+    snprintf(field, sizeof field, "cohorts[%zu].%s[%zu]", cohort, what, i);
+    int rc;
+    if (avro_value_get_by_index(&arr, i, &el, NULL))
+      return INVALID(why, why_len, "cohorts: %s", avro_strerror());
+    if ((rc = avro_codec_copy_str(&el, field, names[i], PLAN_NAME_MAX, why, why_len)))
+      return rc;
+  }
+  *n = (int)len;
+  return CANARY_OK;
+}
 
 int avro_codec_encode_traffic(avro_codec_t *c, const struct traffic_split *t,
                               struct avro_buf *out) {
@@ -345,6 +390,10 @@ int avro_codec_encode_traffic(avro_codec_t *c, const struct traffic_split *t,
         avro_value_set_boolean(&f, co->enabled) ||
         avro_value_get_by_index(&item, CO_KILL, &f, NULL) || avro_value_set_boolean(&f, co->kill))
       return CANARY_ENOMEM;
+    int rc2;
+    if ((rc2 = put_names(&item, CO_SEGMENTS, co->segments, co->n_segments)) ||
+        (rc2 = put_names(&item, CO_FEATURES, co->features, co->n_features)))
+      return rc2;
   }
   return avro_codec_finish(c, SLOT_TRAFFIC, out);
 }
@@ -375,6 +424,11 @@ static int decode_cohorts(struct avro_codec_slot *sl, struct traffic_split *t, c
       return INVALID(why, why_len, "cohorts: %s", avro_strerror());
     co->enabled = en != 0;
     co->kill = kill != 0;
+    if ((rc = get_names(&item, CO_SEGMENTS, "segments", i, co->segments, &co->n_segments, why,
+                        why_len)) ||
+        (rc = get_names(&item, CO_FEATURES, "features", i, co->features, &co->n_features, why,
+                        why_len)))
+      return rc;
   }
   t->n_cohorts = (int)n;
   return CANARY_OK;

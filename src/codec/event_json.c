@@ -500,8 +500,8 @@ void event_to_json(const struct event *ev, struct jbuf *out) {
   jbuf_string(out, event_type_name(ev->type));
   uint32_t bit = 1u << ev->type;
   for (size_t k = 0; k < EVENT_FIELD_COUNT; k++)
-    if (event_fields[k].types & bit)
-      encode_field(ev, &event_fields[k], out);
+    if ((event_fields[k].types & bit) && !(k == EVENT_F_ITEM && !ev->item[0]))
+      encode_field(ev, &event_fields[k], out); /* item, newer than the contract: when given */
   jbuf_putc(out, '}');
 }
 
@@ -719,6 +719,20 @@ void notification_to_json(const struct notification *n, struct jbuf *out) {
   jbuf_putc(out, '}');
 }
 
+/* ,"key":["a","b"] (a cohort's segments or features). */
+static void names_list(struct jbuf *out, const char *k, const char (*names)[PLAN_NAME_MAX],
+                       int n) {
+  jbuf_puts(out, ",\"");
+  jbuf_puts(out, k);
+  jbuf_puts(out, "\":[");
+  for (int i = 0; i < n && i < PLAN_MAX_LIST; i++) {
+    if (i)
+      jbuf_putc(out, ',');
+    jbuf_string(out, names[i]);
+  }
+  jbuf_putc(out, ']');
+}
+
 void traffic_to_json(const struct traffic_split *t, struct jbuf *out) {
   jbuf_puts(out, "{\"id\":");
   jbuf_string(out, t->id);
@@ -759,6 +773,8 @@ void traffic_to_json(const struct traffic_split *t, struct jbuf *out) {
     jbuf_bool(out, c->enabled);
     jbuf_puts(out, ",\"kill\":");
     jbuf_bool(out, c->kill);
+    names_list(out, "segments", c->segments, c->n_segments);
+    names_list(out, "features", c->features, c->n_features);
     jbuf_putc(out, '}');
   }
   jbuf_putc(out, '}');

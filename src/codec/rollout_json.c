@@ -22,6 +22,7 @@ enum ftype {
   F_APPROVALS, /* unsigned bit set of approval roles, as role names */
   F_APPROVERS, /* char[APPROVAL_ROLE_COUNT][EVENT_NAME_MAX], as {role: actor} */
   F_READINGS,  /* readings[] and n_readings; optional (documents written before it) */
+  F_CHECKED,   /* checked[] and n_checked (version 2; absent from version 1) */
 };
 
 struct field {
@@ -51,6 +52,7 @@ static const struct field fields[] = {
     FIELD(watching, F_BOOL),
     FIELD(watch_until_ms, F_I64),
     FIELD(prev_stage_passed, F_BOOL),
+    FIELD(force_promoted, F_BOOL),
     FIELD(seq, F_I64),
     FIELD(notify_seq, F_I64),
     FIELD(traffic_seq, F_I64),
@@ -76,6 +78,7 @@ static const struct field fields[] = {
     FIELD(metric_events, F_I64),
     FIELD(last_metric_ms, F_I64),
     FIELD(readings, F_READINGS),
+    FIELD(checked, F_CHECKED),
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 _Static_assert(N_FIELDS < 64, "the reader tracks the fields seen in a 64-bit mask");
@@ -177,6 +180,30 @@ static void write_readings(const struct rollout *r, struct jbuf *out) {
   jbuf_putc(out, ']');
 }
 
+static void write_checked(const struct rollout *r, struct jbuf *out) {
+  jbuf_putc(out, '[');
+  int n = r->n_checked < 0 ? 0 : r->n_checked;
+  if (n > ROLLOUT_MAX_CHECKED)
+    n = ROLLOUT_MAX_CHECKED;
+  for (int i = 0; i < n; i++) {
+    const struct rollout_checked *k = &r->checked[i];
+    jbuf_puts(out, i ? ",{\"item\":" : "{\"item\":");
+    jbuf_string(out, k->item);
+    jbuf_puts(out, ",\"by\":");
+    jbuf_string(out, checked_by_name((enum checked_by)k->by));
+    jbuf_puts(out, ",\"at_ms\":");
+    jbuf_int(out, k->at_ms);
+    jbuf_puts(out, ",\"evidence\":");
+    jbuf_string(out, k->evidence);
+    jbuf_puts(out, ",\"actor\":");
+    jbuf_string(out, k->actor);
+    jbuf_puts(out, ",\"note\":");
+    jbuf_string(out, k->note);
+    jbuf_putc(out, '}');
+  }
+  jbuf_putc(out, ']');
+}
+
 static void write_field(const struct rollout *r, const struct field *f, struct jbuf *out) {
   const char *p = (const char *)r + f->off;
   switch (f->type) {
@@ -227,6 +254,9 @@ static void write_field(const struct rollout *r, const struct field *f, struct j
   case F_READINGS:
     write_readings(r, out);
     break;
+  case F_CHECKED:
+    write_checked(r, out);
+    break;
   case F_APPROVALS: {
     unsigned bits = *(const unsigned *)p;
     jbuf_putc(out, '[');
@@ -268,7 +298,7 @@ void rollout_json_write(const struct rollout *r, struct jbuf *out) {
 }
 
 void flags_json_write(const struct flags *f, struct jbuf *out) {
-  jbuf_printf(out, "{\"v\":%d,", ROLLOUT_JSON_VERSION);
+  jbuf_printf(out, "{\"v\":%d,", FLAGS_JSON_VERSION);
   write_flags_body(f, out);
   jbuf_putc(out, '}');
 }
@@ -473,6 +503,40 @@ static int read_reading(const struct reader *rd, const struct json_value *v,
   return rc;
 }
 
+static int read_checked(const struct reader *rd, const struct json_value *v,
+                        struct rollout_checked *k) {
+  int rc = want(rd, v, "checked", JSON_OBJECT);
+  if (rc)
+    return rc;
+  unsigned seen = 0;
+  for (size_t j = 0; j < v->n_members && !rc; j++) {
+    const struct json_member *m = &v->members[j];
+    const struct json_value *y = &m->value;
+    static const char *const keys[] = {"item", "by", "at_ms", "evidence", "actor", "note"};
+    size_t i = 0;
+    while (i < N_OF(keys) && strcmp(m->key, keys[i]) != 0)
+      i++;
+    seen |= 1u << i;
+    enum checked_by by = CHECKED_BY_EVENT;
+    switch (i) {
+    case 0: rc = read_str(rd, y, "checked.item", k->item, sizeof k->item); break;
+    case 1:
+      if (!(rc = want(rd, y, "checked.by", JSON_STRING)) && !checked_by_parse(y->str, &by))
+        rc = BAD(rd, y, "checked.by", "expected event, decision or person, got '%s'", y->str);
+      k->by = (int8_t)by;
+      break;
+    case 2: rc = read_int64(rd, y, "checked.at_ms", INT64_MIN, INT64_MAX, &k->at_ms); break;
+    case 3: rc = read_str(rd, y, "checked.evidence", k->evidence, sizeof k->evidence); break;
+    case 4: rc = read_str(rd, y, "checked.actor", k->actor, sizeof k->actor); break;
+    case 5: rc = read_str(rd, y, "checked.note", k->note, sizeof k->note); break;
+    default: rc = BAD(rd, y, "checked", "unknown field '%s'", m->key);
+    }
+  }
+  if (!rc && seen != (1u << 6) - 1) /* the six keys above, each once at least */
+    rc = BAD(rd, v, "checked", "a checked item needs item, by, at_ms, evidence, actor and note");
+  return rc;
+}
+
 static int read_field(const struct reader *rd, const struct json_value *v, const struct field *f,
                       struct rollout *r) {
   char *p = (char *)r + f->off;
@@ -576,17 +640,29 @@ static int read_field(const struct reader *rd, const struct json_value *v, const
       rc = read_reading(rd, &v->items[i], &r->readings[i]);
     r->n_readings = (int)v->n_items;
     return rc;
+  case F_CHECKED:
+    if ((rc = read_array(rd, v, f->name, SIZE_MAX)))
+      return rc;
+    if (v->n_items > ROLLOUT_MAX_CHECKED)
+      return BAD(rd, v, f->name, "%zu checked items, at most %d", v->n_items, ROLLOUT_MAX_CHECKED);
+    for (size_t i = 0; i < v->n_items && !rc; i++)
+      rc = read_checked(rd, &v->items[i], &r->checked[i]);
+    r->n_checked = (int)v->n_items;
+    return rc;
   }
   return BAD(rd, v, f->name, "internal error: unknown field type");
 }
 
-static int check_version(const struct reader *rd, const struct json_value *root) {
+/* The document's version in *version: oldest..newest. */
+static int check_version(const struct reader *rd, const struct json_value *root, int oldest,
+                         int newest, int *version) {
   const struct json_value *v = json_get(root, "v");
   if (!v)
     return BAD(rd, root, "v", "missing (not a %s document)", rd->doc);
-  if (v->type != JSON_NUMBER || !v->is_int || v->i != ROLLOUT_JSON_VERSION)
-    return BAD(rd, v, "v", "unsupported %s document version (this build reads %d)", rd->doc,
-               ROLLOUT_JSON_VERSION);
+  if (v->type != JSON_NUMBER || !v->is_int || v->i < oldest || v->i > newest)
+    return BAD(rd, v, "v", "unsupported %s document version (this build reads %d to %d)",
+               rd->doc, oldest, newest);
+  *version = (int)v->i;
   return CANARY_OK;
 }
 
@@ -596,7 +672,8 @@ static int read_rollout(const struct json_value *root, struct rollout *r, char *
   if (root->type != JSON_OBJECT)
     return BAD(&rd, root, NULL, "a rollout document is an object, got %s",
                json_type_name(root->type));
-  int rc = check_version(&rd, root);
+  int version;
+  int rc = check_version(&rd, root, ROLLOUT_JSON_OLDEST, ROLLOUT_JSON_VERSION, &version);
   if (rc)
     return rc;
   uint64_t seen = 0;
@@ -617,7 +694,9 @@ static int read_rollout(const struct json_value *root, struct rollout *r, char *
     if (!(seen & (1ull << i)) && fields[i].type != F_READINGS &&
         strcmp(fields[i].name, "exposure_changed_ms") != 0 &&
         strcmp(fields[i].name, "max_hold_reported") != 0 && strcmp(fields[i].name, "watching") &&
-        strcmp(fields[i].name, "watch_until_ms") && strcmp(fields[i].name, "paged"))
+        strcmp(fields[i].name, "watch_until_ms") && strcmp(fields[i].name, "paged") &&
+        !((fields[i].type == F_CHECKED || !strcmp(fields[i].name, "force_promoted")) &&
+          version < 2))
       /* newer than the format */
       return BAD(&rd, root, fields[i].name, "missing");
   return CANARY_OK;
@@ -667,8 +746,9 @@ int flags_json_read(const char *text, size_t len, struct flags *f, char *why, si
   if (!rc && root->type != JSON_OBJECT)
     rc = BAD(&rd, root, NULL, "a flags document is an object, got %s",
              json_type_name(root->type));
+  int version;
   if (!rc)
-    rc = check_version(&rd, root);
+    rc = check_version(&rd, root, FLAGS_JSON_VERSION, FLAGS_JSON_VERSION, &version);
   if (!rc)
     rc = read_flags_members(&rd, root, f, true);
   json_doc_free(&doc);

@@ -13,7 +13,11 @@
 #include "core/error.h"
 #include "core/rollout.h"
 
-#define ROLLOUT_JSON_VERSION 1
+/* 2: the checklist ("checked"). A version 1 document (written before it) still reads: its
+ * rollout has nothing ticked. Flags documents have not changed: still version 1. */
+#define ROLLOUT_JSON_VERSION 2
+#define ROLLOUT_JSON_OLDEST 1
+#define FLAGS_JSON_VERSION 1
 
 /*
  * Append r as one object without whitespace: "v", then every field of struct rollout in
@@ -25,7 +29,7 @@ void rollout_json_write(const struct rollout *r, struct jbuf *out);
 
 /*
  * Read a document written by rollout_json_write() (len bytes, no NUL needed) into r, which is
- * zeroed first. Strict: "v" must be 1, every field present, no unknown field, strings fit their
+ * zeroed first. Strict: "v" must be 1 or 2, every field present (but what version 1 lacks), no unknown field, strings fit their
  * fields, enums are known names, stage within PLAN_MAX_STAGES. Returns CANARY_OK; CANARY_EPARSE
  * when the text is not JSON; CANARY_EINVALID when it is not a valid document (why says
  * "line:column: field: problem"); CANARY_ENOMEM. why may be NULL.

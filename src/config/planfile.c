@@ -18,9 +18,10 @@ struct cohort_ref {
 
 struct planctx {
   struct plan *plan;
-  struct cohort_ref refs[PLAN_MAX_STAGES * 2 * PLAN_MAX_CRITERIA];
+  struct cohort_ref refs[PLAN_MAX_STAGES * 2 * PLAN_MAX_CRITERIA + PLAN_MAX_CHECKLIST];
   int n_refs;
   const struct ynode *dispersion[PLAN_MAX_DISPERSION]; /* each entry's node, for its errors */
+  const struct ynode *checklist[PLAN_MAX_CHECKLIST];   /* each item's node, for its errors */
 };
 
 static const char *check_at(int i) { return check_name((enum check)i); }
@@ -30,6 +31,7 @@ static const char *action_at(int i) { return rule_action_name((enum rule_action)
 
 static const char *const categories[] = {"performance", "errors", "business"};
 static const char *category_at(int i) { return categories[i]; }
+static const char *proof_at(int i) { return checklist_proof_name((enum checklist_proof)i); }
 
 /* Checks that v is a list of at most max items. */
 static int list_room(struct loader *ld, const struct ynode *v, const char *key, size_t max) {
@@ -55,7 +57,7 @@ static int set_role(struct loader *ld, const struct ynode *v, void *target) {
   return rc;
 }
 
-static int set_cohort(struct loader *ld, const struct ynode *v, void *target) {
+static int cohort_ref(struct loader *ld, const struct ynode *v, int *cohort) {
   struct planctx *ctx = ld->ctx;
   char name[PLAN_NAME_MAX];
   int rc = schema_ident(ld, v, "cohort", name, sizeof name);
@@ -63,8 +65,12 @@ static int set_cohort(struct loader *ld, const struct ynode *v, void *target) {
     return rc;
   if (ctx->n_refs == (int)(sizeof ctx->refs / sizeof *ctx->refs))
     return schema_fail(ld, v, CANARY_EINVALID, "too many cohort references");
-  ctx->refs[ctx->n_refs++] = (struct cohort_ref){&((struct criterion *)target)->cohort, v};
+  ctx->refs[ctx->n_refs++] = (struct cohort_ref){cohort, v};
   return CANARY_OK;
+}
+
+static int set_cohort(struct loader *ld, const struct ynode *v, void *target) {
+  return cohort_ref(ld, v, &((struct criterion *)target)->cohort);
 }
 
 enum { CF_CHECK, CF_NAME, CF_TEXT, CF_COHORT, CF_MAX_SEVERITY, CF_WINDOW, CF_MIN_COUNT,
@@ -471,8 +477,61 @@ static const struct field dashboard_fields[] = {
     F_CUSTOM("step", set_dashboard_step, false),
 };
 
+/* --- checklist ----------------------------------------------------------------------------- */
+
+static int set_item_stage(struct loader *ld, const struct ynode *v, void *target) {
+  return cohort_ref(ld, v, &((struct checklist_item *)target)->stage);
+}
+
+static int set_item_proof(struct loader *ld, const struct ynode *v, void *target) {
+  int i, rc = schema_choice(ld, v, "proof", proof_at, PROOF_COUNT, &i);
+  if (!rc)
+    ((struct checklist_item *)target)->proof = (enum checklist_proof)i;
+  return rc;
+}
+
+static const struct field checklist_fields[] = {
+    F_IDENT(struct checklist_item, "id", id, true),
+    F_STR(struct checklist_item, "text", text, true),
+    F_CUSTOM("stage", set_item_stage, true),
+    F_BOOL(struct checklist_item, "required", required, false),
+    F_BOOL(struct checklist_item, "remind", remind, false),
+    F_CUSTOM("proof", set_item_proof, false),
+};
+
+/* checklist: the seed's Day 0 - Day 4+ lists, an item a line. */
+static int set_checklist(struct loader *ld, const struct ynode *v, void *target) {
+  struct plan *p = target;
+  int rc = list_room(ld, v, "checklist", PLAN_MAX_CHECKLIST);
+  for (size_t i = 0; !rc && i < v->n; i++) {
+    struct checklist_item *c = &p->checklist[i];
+    memset(c, 0, sizeof *c);
+    if ((rc = schema_walk(ld, v->kids[i], "checklist item", checklist_fields,
+                          sizeof checklist_fields / sizeof *checklist_fields, c, NULL)))
+      break;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(p->checklist[j].id, c->id) == 0)
+        return schema_fail(ld, v->kids[i], CANARY_EINVALID, "checklist item '%s' appears twice",
+                           c->id);
+    p->n_checklist = (int)i + 1;
+    ((struct planctx *)ld->ctx)->checklist[i] = v->kids[i];
+  }
+  return rc;
+}
+
+/* After the stages are known: each item's plan_validate check, said at the item. */
+static int check_checklist(struct loader *ld, const struct planctx *ctx) {
+  char why[240];
+  for (int i = 0; i < ctx->plan->n_checklist; i++)
+    if (!checklist_item_ok(ctx->plan, i, why, sizeof why))
+      return schema_fail(ld, ctx->checklist[i], CANARY_EINVALID, "%s", why);
+  return CANARY_OK;
+}
+
+
 enum { PF_PLAN, PF_HALT_CONDITIONS, PF_FLAGS, PF_BREAKER, PF_NOTIFY, PF_BUCKETING, PF_SPLIT,
        PF_DECISIONS, PF_WATCH, PF_DASHBOARD, PF_SLOS, PF_STAGES, PF_HALT_RULES, PF_ALERTS,
+       PF_CHECKLIST,
        PF_COUNT };
 
 static const struct field plan_fields[] = {
@@ -490,6 +549,7 @@ static const struct field plan_fields[] = {
     [PF_STAGES] = F_CUSTOM("stages", set_stages, true),
     [PF_HALT_RULES] = F_CUSTOM("halt_rules", set_rules, false),
     [PF_ALERTS] = F_CUSTOM("alerts", set_alerts, false),
+    [PF_CHECKLIST] = F_CUSTOM("checklist", set_checklist, false),
 };
 
 /* --- the document ---------------------------------------------------------------------------- */
@@ -579,6 +639,8 @@ int planfile_load(struct loader *ld, const struct ynode *root, struct plan *p) {
     rc = resolve_cohorts(ld, &ctx);
   if (!rc)
     rc = check_dispersion(ld, &ctx);
+  if (!rc)
+    rc = check_checklist(ld, &ctx);
   char why[200];
   if (!rc && !plan_validate(p, why, sizeof why))
     rc = schema_fail(ld, seen[PF_STAGES].value, CANARY_EINVALID, "%s", why);

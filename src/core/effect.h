@@ -34,7 +34,8 @@ enum rollout_state {
   XX(ROLLBACK, "rollback")       \
   XX(PROMOTE, "promote")         \
   XX(COMPLETE, "complete")       \
-  XX(FLAG, "flag")
+  XX(FLAG, "flag")               \
+  XX(CHECK, "check") /* a person ticked a checklist item */
 
 enum decision_action {
 #define XX(name, wire) DECISION_##name,
@@ -115,6 +116,12 @@ struct traffic_cohort {
   double percent;    /* the cohort's cumulative share of users when enabled */
   bool enabled;      /* canary served to this cohort now */
   bool kill;         /* the cohort's kill switch is off (canary.cohort.<name>.enabled=false) */
+  /* The plan's named user groups of the cohort (eng-team, pilot-partners, ...) and the features
+   * it gets: a deployment routes these users to the canary as well as the bucketed share. */
+  char segments[PLAN_MAX_LIST][PLAN_NAME_MAX];
+  int n_segments;
+  char features[PLAN_MAX_LIST][PLAN_NAME_MAX];
+  int n_features;
 };
 
 struct traffic_split {

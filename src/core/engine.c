@@ -219,6 +219,33 @@ static int apply_global_flag(struct engine *e, const struct event *ev, int64_t n
   return CANARY_OK;
 }
 
+const struct rollout *engine_live_of_service(const struct engine *e, const char *service) {
+  for (size_t i = e->n_rollouts; i-- > 0;)
+    if (!rollout_is_terminal(e->rollouts[i]) && strcmp(e->rollouts[i]->service, service) == 0)
+      return e->rollouts[i];
+  return NULL;
+}
+
+/*
+ * One service, one live rollout (docs/ARCHITECTURE.md, "One live rollout per service"): two
+ * would publish two traffic splits under the service's key on the compacted canary.flags, and
+ * the older would overwrite the newer. A request for a service with a live rollout is refused
+ * (dead-lettered with this reason); the person or pipeline decides what happens to the live one.
+ */
+static bool service_free(const struct engine *e, const struct event *ev, char *why,
+                         size_t why_len) {
+  const struct rollout *live = engine_live_of_service(e, ev->service);
+  if (!live)
+    return true;
+  canary_why(why, why_len, 0,
+             "service: '%s' already has a live rollout, '%s' (%s %s, %s at %s): one service, one "
+             "live rollout — roll it back (canaryctl rollback %s) or let it complete, then "
+             "request '%s' again", ev->service, live->id, live->service, live->version,
+             rollout_state_name(live->state), e->plan->stages[live->stage].name, live->id,
+             ev->rollout);
+  return false;
+}
+
 bool engine_admit(const struct engine *e, const struct event *ev, bool check_seen,
                   enum apply_outcome *outcome, char *why, size_t why_len) {
   *outcome = APPLY_APPLIED;
@@ -236,6 +263,10 @@ bool engine_admit(const struct engine *e, const struct event *ev, bool check_see
   if (ev->type == EVENT_ROLLOUT_REQUESTED && known) {
     *outcome = APPLY_REJECTED;
     canary_why(why, why_len, 0, "rollout: '%s' already exists", ev->rollout);
+    return false;
+  }
+  if (ev->type == EVENT_ROLLOUT_REQUESTED && !service_free(e, ev, why, why_len)) {
+    *outcome = APPLY_REJECTED;
     return false;
   }
   if (ev->type != EVENT_ROLLOUT_REQUESTED && !known) {
@@ -267,6 +298,10 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
     if (engine_find(e, ev->rollout)) {
       *outcome = APPLY_REJECTED;
       return canary_why(why, why_len, CANARY_OK, "rollout: '%s' already exists", ev->rollout);
+    }
+    if (!service_free(e, ev, why, why_len)) {
+      *outcome = APPLY_REJECTED;
+      return CANARY_OK;
     }
     struct rollout *r = add_rollout(e);
     if (!r)

@@ -77,6 +77,10 @@ void engine_destroy(struct engine *e);
 int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct effects *out,
                  enum apply_outcome *outcome, char *why, size_t why_len) CANARY_MUSTCHECK;
 
+/* The live (neither completed nor rolled back) rollout of service in this engine, or NULL. A
+ * rollout.requested for a service that has one is rejected (one service, one live rollout). */
+const struct rollout *engine_live_of_service(const struct engine *e, const char *service);
+
 /*
  * Whether engine_apply would take ev past its first checks — the id not seen, the event valid,
  * its rollout known (or created by it) — without changing anything. An event that does not

@@ -42,7 +42,8 @@ enum event_type {
   XX(BUG, "bug")                                  \
   XX(SECURITY, "security")                        \
   XX(COMPLIANCE, "compliance")                    \
-  XX(DATA_INCONSISTENCY, "data_inconsistency")
+  XX(DATA_INCONSISTENCY, "data_inconsistency")    \
+  XX(OUTAGE, "outage") /* the service is down: no halt rule of its own, Sev decides */
 enum incident_kind {
 #define XX(name, wire) INCIDENT_##name,
   INCIDENT_KIND_MAP(XX)
@@ -85,7 +86,8 @@ enum alert_kind {
   XX(PAUSE, "pause")                              \
   XX(RESUME, "resume")                            \
   XX(PROMOTE, "promote")                          \
-  XX(ROLLBACK, "rollback")
+  XX(ROLLBACK, "rollback")                        \
+  XX(CHECK, "check") /* tick the checklist item `item` */
 enum command_action {
 #define XX(name, wire) COMMAND_##name,
   COMMAND_ACTION_MAP(XX)
@@ -175,6 +177,7 @@ struct event {
   enum command_action action;
   bool force;
   char reason[EVENT_TEXT_MAX];
+  char item[EVENT_NAME_MAX]; /* check: the plan's checklist item */
 
   /* flag.set */
   char flag[EVENT_FLAG_MAX];

@@ -69,6 +69,7 @@
   XX(VALUE, "value", BOOL, value, EVENT_T(FLAG_SET), EVENT_T(FLAG_SET), 0, 0, _, 21)            \
   XX(ACTOR, "actor", STR, actor, EVENT_T_ACTOR, 0, 0, 0, _, 16)                                 \
   XX(REASON, "reason", STR, reason, EVENT_T(COMMAND), 0, 0, 0, _, 19)                           \
+  XX(ITEM, "item", STR, item, EVENT_T(COMMAND), 0, 0, 0, _, 27)                                 \
   XX(VARIANT, "variant", ENUM, metrics.variant, EVENT_T(METRICS), EVENT_T(METRICS), 0, 0,       \
      variant, 15)                                                                               \
   XX(INTERVAL_MS, "interval_ms", I64, metrics.interval_ms, EVENT_T(METRICS), EVENT_T(METRICS),  \

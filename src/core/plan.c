@@ -9,6 +9,41 @@ ENUM_NAMES(check, check, CHECK_MAP, CHECK_COUNT)
 ENUM_PARSE(check, check, CHECK_COUNT)
 ENUM_NAMES(rule_action, rule_action, RULE_ACTION_MAP, RULE_ACTION_COUNT)
 ENUM_PARSE(rule_action, rule_action, RULE_ACTION_COUNT)
+ENUM_NAMES(checklist_proof, checklist_proof, CHECKLIST_PROOF_MAP, PROOF_COUNT)
+ENUM_PARSE(checklist_proof, checklist_proof, PROOF_COUNT)
+
+int plan_checklist_index(const struct plan *p, const char *id) {
+  for (int i = 0; i < p->n_checklist; i++)
+    if (strcmp(p->checklist[i].id, id) == 0)
+      return i;
+  return -1;
+}
+
+/*
+ * A required item must be able to close before the last stage starts, or GA could never be
+ * entered: what the last stage itself proves (its start, its exit, its decision) cannot.
+ */
+bool checklist_item_ok(const struct plan *p, int i, char *why, size_t len) {
+  const struct checklist_item *c = &p->checklist[i];
+  if (c->stage < 0 || c->stage >= p->n_stages) {
+    snprintf(why, len, "checklist item %s names a stage outside the plan", c->id);
+    return false;
+  }
+  for (int j = 0; j < i; j++)
+    if (strcmp(p->checklist[j].id, c->id) == 0) {
+      snprintf(why, len, "checklist item %s appears twice", c->id);
+      return false;
+    }
+  bool at_last = c->proof == PROOF_STAGE_STARTED || c->proof == PROOF_STAGE_PASSED ||
+                 c->proof == PROOF_DECISION || c->proof == PROOF_HEALTH_GREEN;
+  if (c->required && at_last && c->stage == p->n_stages - 1) {
+    snprintf(why, len, "checklist item %s is required before %s, but its proof (%s of %s) "
+             "comes only after it: make it manual or not required", c->id,
+             p->stages[c->stage].name, checklist_proof_name(c->proof), p->stages[c->stage].name);
+    return false;
+  }
+  return true;
+}
 
 int plan_stage_index(const struct plan *p, const char *name) {
   for (int i = 0; i < p->n_stages; i++)
@@ -75,6 +110,9 @@ bool plan_validate(const struct plan *p, char *why, size_t len) {
              p->stages[p->n_stages - 1].name, prev);
     return false;
   }
+  for (int i = 0; i < p->n_checklist; i++)
+    if (!checklist_item_ok(p, i, why, len))
+      return false;
   return true;
 }
 
@@ -169,6 +207,14 @@ bool plan_equal(const struct plan *a, const struct plan *b) {
   for (int i = 0; i < a->n_slos; i++)
     if (strcmp(a->slos[i].name, b->slos[i].name) || strcmp(a->slos[i].expr, b->slos[i].expr))
       return false;
+  if (a->n_checklist != b->n_checklist)
+    return false;
+  for (int i = 0; i < a->n_checklist; i++) {
+    const struct checklist_item *x = &a->checklist[i], *y = &b->checklist[i];
+    if (strcmp(x->id, y->id) || strcmp(x->text, y->text) || x->stage != y->stage ||
+        x->required != y->required || x->remind != y->remind || x->proof != y->proof)
+      return false;
+  }
   return true;
 }
 

@@ -18,6 +18,7 @@
 #define PLAN_NAME_MAX 48
 #define PLAN_TEXT_MAX 160
 #define PLAN_EXPR_MAX 256
+#define PLAN_MAX_CHECKLIST 24
 
 /*
  * What a criterion checks. Every check but METRIC is decided from deploy events and commands;
@@ -162,6 +163,39 @@ struct plan_dispersion {
   double reports;              /* the weight, in reports (1000 unless the plan says) */
 };
 
+/*
+ * The rollout checklist (the seed's "Day 0 - Day 4+"): what proves an item without a person.
+ * Each proof is about the item's stage (the day it belongs to) where a stage is meant.
+ */
+#define CHECKLIST_PROOF_MAP(XX)                                                                \
+  XX(MANUAL, "manual")                     /* a person: canaryctl check ROLLOUT ITEM */         \
+  XX(CI_PASSED, "ci_passed")               /* a ci.completed that was ok */                     \
+  XX(DEPLOY_SUCCEEDED, "deploy_succeeded") /* a deploy.completed that was ok */                 \
+  XX(HEALTH_GREEN, "health_green")         /* a health.checked ok while the stage runs */       \
+  XX(SMOKE_PASSED, "smoke_passed")         /* a smoke.completed ok with no failure */           \
+  XX(STAGE_STARTED, "stage_started")       /* the stage started: "Enable beta cohort" */        \
+  XX(STAGE_PASSED, "stage_passed")         /* its exit gate passed (after its minimum) */       \
+  XX(DECISION, "decision")                 /* the stage's proceed or rollback decision */       \
+  XX(FEEDBACK, "feedback")                 /* a feedback.received from the stage's cohort */    \
+  XX(DIFF_SAMPLES, "diff_samples")         /* diff.samples from the stage's cohort */           \
+  XX(APPROVALS, "approvals")               /* every role the plan's gates ask for approved */
+
+enum checklist_proof {
+#define XX(name, wire) PROOF_##name,
+  CHECKLIST_PROOF_MAP(XX)
+#undef XX
+  PROOF_COUNT
+};
+
+struct checklist_item {
+  char id[PLAN_NAME_MAX];     /* what `canaryctl check ROLLOUT ID` names */
+  char text[PLAN_TEXT_MAX];   /* the plan's wording: "Run smoke tests" */
+  int stage;                  /* the stage (the seed's day) it belongs to */
+  bool required;              /* the last stage (GA) is not entered while it is open */
+  bool remind;                /* a #releases reminder when its stage starts, if still open */
+  enum checklist_proof proof; /* MANUAL: only a person ticks it */
+};
+
 struct plan {
   char name[PLAN_NAME_MAX];
   struct stage stages[PLAN_MAX_STAGES];
@@ -215,6 +249,8 @@ struct plan {
   int n_dashboard_counters;
   int64_t dashboard_step_ms; /* one history point per series per step of event time (1 min);
                               * 0 (a plan built in code): the default */
+  struct checklist_item checklist[PLAN_MAX_CHECKLIST]; /* in the plan's order */
+  int n_checklist;
 };
 
 /* The plan's learned dispersion of counter for service: its own entry, else the entry for any
@@ -227,6 +263,12 @@ bool check_parse(const char *s, enum check *out);
 const char *rule_action_name(enum rule_action a);
 bool rule_action_parse(const char *s, enum rule_action *out);
 
+const char *checklist_proof_name(enum checklist_proof p);
+bool checklist_proof_parse(const char *s, enum checklist_proof *out);
+
+/* Index of the checklist item named id, or -1. */
+int plan_checklist_index(const struct plan *p, const char *id);
+
 /* Index of the stage named name, or -1. */
 int plan_stage_index(const struct plan *p, const char *name);
 
@@ -235,10 +277,13 @@ bool plan_param(const struct plan *p, const char *name, double *out);
 
 /*
  * Check what the config layer cannot see field by field: at least one stage, percentages
- * strictly increasing and ending at 100, min <= max durations, criterion cohorts in range.
+ * strictly increasing and ending at 100, min <= max durations, criterion cohorts in range,
+ * checklist ids distinct and a required item provable before the last stage.
  * Returns true when consistent, else false with a reason in why.
  */
 bool plan_validate(const struct plan *p, char *why, size_t why_len);
+/* plan_validate's check of checklist item i alone (the loader says it at the item's node). */
+bool checklist_item_ok(const struct plan *p, int i, char *why, size_t why_len);
 
 /*
  * The seed's literal semantics (docs/rules.md, "Evidence"): every rule and gate decides on its

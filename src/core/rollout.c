@@ -20,6 +20,9 @@
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
+/* A gate's criteria and the implicit ones (the kill switch, the checklist before the last). */
+#define GATE_MAX_CHECKS (PLAN_MAX_CRITERIA + 2)
+
 bool rollout_is_terminal(const struct rollout *r) {
   return r->state == ROLLOUT_ROLLED_BACK || r->state == ROLLOUT_COMPLETED;
 }
@@ -36,6 +39,25 @@ static const struct criterion canary_on = {
     .check = CHECK_COUNT, .name = "kill_switch", .text = "Canary enabled for the cohort",
     .cohort = -1};
 
+/*
+ * The implicit criterion of the last stage's entry gate: the checklist's required items are
+ * ticked ("GA is not entered while a required item is open"). Shown only while it holds, so a
+ * plan without a checklist decides exactly as before.
+ */
+static const struct criterion checklist_done = {
+    .check = CHECK_COUNT, .name = "checklist", .text = "Required checklist items checked",
+    .cohort = -1};
+
+static bool checklist_holds(const struct run *u, int stage, bool exit, char *detail, size_t n) {
+  if (exit || !is_last(u->plan, stage))
+    return false;
+  char ids[EVENT_TEXT_MAX - 32];
+  int open = rollout_checklist_open(u->r, u->plan, true, ids, sizeof ids);
+  if (open)
+    snprintf(detail, n, "%d required item%s open: %s", open, open == 1 ? "" : "s", ids);
+  return open > 0;
+}
+
 static bool switched_off(const struct run *u, int stage, char *detail, size_t n) {
   const struct rollout *r = u->r;
   const char *why = NULL;
@@ -50,7 +72,7 @@ static bool switched_off(const struct run *u, int stage, char *detail, size_t n)
   return why != NULL;
 }
 
-/* Evaluate a gate; true when every criterion passes. Fills checks (PLAN_MAX_CRITERIA + 1). */
+/* Evaluate a gate; true when every criterion passes. Fills checks (GATE_MAX_CHECKS). */
 static bool gate_passes(const struct run *u, int stage, bool exit, struct gate_check *checks,
                         int *n) {
   *n = rollout_gate(u->r, u->plan, stage, exit, u->now, checks, PLAN_MAX_CRITERIA);
@@ -63,6 +85,13 @@ static bool gate_passes(const struct run *u, int stage, bool exit, struct gate_c
       pass = false;
   if (switched_off(u, stage, checks[*n].detail, sizeof checks[*n].detail)) {
     checks[*n].criterion = &canary_on;
+    checks[*n].result = GATE_FAIL;
+    checks[*n].unproven = false;
+    ++*n;
+    pass = false;
+  }
+  if (checklist_holds(u, stage, exit, checks[*n].detail, sizeof checks[*n].detail)) {
+    checks[*n].criterion = &checklist_done;
     checks[*n].result = GATE_FAIL;
     checks[*n].unproven = false;
     ++*n;
@@ -169,11 +198,16 @@ static struct decision *enter_stage(struct run *u, int from, enum decision_actio
   decision_add_num(d, "exposure_percent", rollout_exposure(r, u->plan, u->global));
   if (r->watching)
     decision_add_int(d, "watch_until_ms", r->watch_until_ms);
+  /* the stage left onward is the checklist's "proceed" decision; this one starts the next */
+  if (from >= 0 && from < r->stage)
+    run_checklist_stage(u, from, PROOF_DECISION, d->id, d->actor, "proceed");
+  run_checklist_stage(u, r->stage, PROOF_STAGE_STARTED, d->id, d->actor, "");
   run_announce(u, d, NOTIFY_SEV_INFO); /* d is stale from here on: see run_latest() */
   if (s->announce[0])
     run_notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, run_latest(u), s->announce,
                "%s %s is now at %s (%g%%). Checklist: %s.", r->service, r->version, s->name,
                s->traffic_percent, s->announce);
+  run_checklist_remind(u, r->stage, run_latest(u));
   return run_latest(u); /* good until the caller's next push */
 }
 
@@ -201,6 +235,7 @@ void run_roll_back(struct run *u, const char *rule, const char *actor, const cha
   enter(u, ROLLOUT_ROLLED_BACK);
   struct decision *d = run_decide(u, DECISION_ROLLBACK, r->stage, rule, actor, "%s", why);
   decision_add_num(d, "exposure_percent", 0);
+  run_checklist_stage(u, r->stage, PROOF_DECISION, d->id, d->actor, "rollback");
   decision_add_int(d, "post_mortem_due_ms", u->now + u->plan->post_mortem_ms);
   run_announce(u, d, NOTIFY_SEV_WARNING); /* d is stale from here on: see run_latest() */
   run_notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, run_latest(u), "Post-mortem due",
@@ -227,7 +262,7 @@ static void oncall_all_clear(struct run *u, const char *what) {
 static bool evaluate_once(struct run *u) {
   struct rollout *r = u->r;
   const struct stage *s = &u->plan->stages[r->stage];
-  struct gate_check checks[PLAN_MAX_CRITERIA + 1];
+  struct gate_check checks[GATE_MAX_CHECKS];
   int n;
   char unmet[EVENT_TEXT_MAX + 64];
 
@@ -257,11 +292,18 @@ static bool evaluate_once(struct run *u) {
 
   if (gate_passes(u, r->stage, true, checks, &n)) {
     int from = r->stage;
+    /* The stage passed and is left onward: its checklist's "monitored" and "proceed" items are
+     * ticked now, before the next entry gate (the last one waits for them), with the decision
+     * this step makes next (advance or hold: either way the next number) as their evidence. */
+    char next_id[sizeof run_latest(u)->id];
+    snprintf(next_id, sizeof next_id, "%s/%" PRId64, r->id, r->seq + 1);
+    run_checklist_stage(u, from, PROOF_STAGE_PASSED, next_id, ACTOR_SELF, "");
+    run_checklist_stage(u, from, PROOF_DECISION, next_id, ACTOR_SELF, "proceed");
     r->stage++;
     r->prev_stage_passed = true;
     enter(u, ROLLOUT_PENDING);
     r->exit_hold_reported = false;
-    struct gate_check entry[PLAN_MAX_CRITERIA + 1];
+    struct gate_check entry[GATE_MAX_CHECKS];
     int m;
     explain_gate(u, from, true, checks, n);
     if (gate_passes(u, r->stage, false, entry, &m)) {
@@ -426,6 +468,9 @@ static void on_command(struct run *u) {
         return command_rejected(u, "it has ended");
       int from = r->stage;
       r->stage = u->plan->n_stages - 1;
+      r->force_promoted = true;
+      if (from < r->stage)
+        r->prev_stage_passed = false; /* the stage before the last never passed its exit gate */
       r->breaker_open = false;
       r->breaker_errors = 0;
       snprintf(why, sizeof why, "promoted --force to 100%% by %s: %s",
@@ -442,7 +487,7 @@ static void on_command(struct run *u) {
        * next stage's entry gate are (promoting into ga skips its approvals): the decision lists
        * both, or the audit trail would not show what a person overrode. */
       int from = st == ROLLOUT_PENDING ? r->stage - 1 : r->stage;
-      struct gate_check checks[PLAN_MAX_CRITERIA + 1], entry[PLAN_MAX_CRITERIA + 1];
+      struct gate_check checks[GATE_MAX_CHECKS], entry[GATE_MAX_CHECKS];
       int n, m = 0;
       bool met = gate_passes(u, r->stage, st == ROLLOUT_RUNNING, checks, &n);
       explain_gate(u, r->stage, st == ROLLOUT_RUNNING, checks, n);
@@ -470,6 +515,7 @@ static void on_command(struct run *u) {
              reason);
     run_roll_back(u, "manual", ev->actor, why);
     return;
+  case COMMAND_CHECK: /* apply_event: it can be refused, the others only answered */
   case COMMAND_ACTION_COUNT:
     break;
   }
@@ -634,6 +680,8 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
     fire_alert_rules(u, ev->alert_kind, ev->detail);
     return CANARY_OK;
   case EVENT_COMMAND:
+    if (ev->action == COMMAND_CHECK)
+      return run_checklist_check(u, why, why_len);
     on_command(u);
     return CANARY_OK;
   case EVENT_FLAG_SET: {
@@ -727,6 +775,7 @@ int rollout_step(struct rollout *r, const struct event *ev, const struct step_ct
     out->n = n_before;
     return rc;
   }
+  run_checklist_event(&u);
   bool ask = true;
   watch_end(&u);
   if (ev->type == EVENT_METRICS || ev->type == EVENT_DIFF_SAMPLES) {

@@ -33,6 +33,34 @@ struct flags {
   bool cohort_enabled[PLAN_MAX_STAGES];  /* canary.cohort.<name>.enabled, by stage index */
 };
 
+/* How a checklist item was ticked. */
+#define CHECKED_BY_MAP(XX)                                                                      \
+  XX(EVENT, "event")       /* an input event proved it: evidence is its id */                   \
+  XX(DECISION, "decision") /* a decision of this rollout proved it: evidence is its id */       \
+  XX(PERSON, "person")     /* a person checked it (canaryctl check): evidence is the command */
+enum checked_by {
+#define XX(name, wire) CHECKED_BY_##name,
+  CHECKED_BY_MAP(XX)
+#undef XX
+  CHECKED_BY_COUNT
+};
+const char *checked_by_name(enum checked_by b);
+bool checked_by_parse(const char *s, enum checked_by *out);
+
+#define ROLLOUT_MAX_CHECKED PLAN_MAX_CHECKLIST
+#define ROLLOUT_NOTE_MAX 128
+
+/* A ticked checklist item, by the plan's id (a plan edited later keeps what was ticked). */
+struct rollout_checked {
+  char item[PLAN_NAME_MAX];
+  int8_t by;                     /* enum checked_by */
+  int64_t at_ms;
+  char evidence[EVENT_ID_MAX];   /* the event's id, the decision's id, or the command's id */
+  char actor[EVENT_NAME_MAX];    /* a person: who; an event: its type; a decision: canaryd or
+                                  * the person who decided */
+  char note[ROLLOUT_NOTE_MAX];   /* a person's reason; a decision: proceed or rollback */
+};
+
 /* A plain value: copy it, keep it on the stack, serialise it field by field. */
 /* What a reading is of. */
 enum reading_kind { READING_RULE, READING_ENTRY, READING_EXIT };
@@ -75,6 +103,7 @@ struct rollout {
   bool watching;                 /* completed, and the watch after GA goes on (plan.watch_ms) */
   int64_t watch_until_ms;        /* when it ends */
   bool prev_stage_passed;        /* the exit gate of the stage before the current one passed */
+  bool force_promoted;           /* promote --force took it to the last stage, skipping gates */
 
   int64_t seq;                   /* last decision sequence number */
   int64_t notify_seq;            /* last notification number */
@@ -112,6 +141,10 @@ struct rollout {
    * criterion of the gates evaluated: what `canaryctl status` shows while the rollout runs. */
   struct rollout_reading readings[ROLLOUT_MAX_READINGS];
   int n_readings;
+
+  /* The plan's checklist items ticked so far, in the order they were. */
+  struct rollout_checked checked[ROLLOUT_MAX_CHECKED];
+  int n_checked;
 };
 
 /* Everything a step needs besides the rollout and the event. */
@@ -181,6 +214,16 @@ int rollout_gate(const struct rollout *r, const struct plan *plan, int stage, bo
 /* Share of users on the canary now, after kill switches and the breaker. */
 double rollout_exposure(const struct rollout *r, const struct plan *plan,
                         const struct flags *global);
+
+/* The tick of checklist item id, or NULL while it is open. */
+const struct rollout_checked *rollout_checked_find(const struct rollout *r, const char *id);
+
+/*
+ * The checklist items still open (required_only: those GA waits for), as "id, id" in buf (cut
+ * to fit). Returns how many.
+ */
+int rollout_checklist_open(const struct rollout *r, const struct plan *plan, bool required_only,
+                           char *buf, size_t n);
 
 /* Whether the rollout is finished (rolled back or completed). */
 bool rollout_is_terminal(const struct rollout *r);

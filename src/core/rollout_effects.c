@@ -12,7 +12,6 @@
 #include "core/rollout.h"
 #include "core/rollout_internal.h"
 
-#define ACTOR_SELF "canaryd"
 
 /* ---- exposure and kill switches ------------------------------------------------------------ */
 
@@ -257,6 +256,13 @@ void run_publish_traffic(struct run *u) {
     c->percent = rollout_cohort_percent(r, u->plan, i);
     c->kill = !(g->cohort_enabled[i] && r->flags.cohort_enabled[i]);
     c->enabled = exposure > 0 && i <= s && !c->kill;
+    const struct stage *st = &u->plan->stages[i];
+    c->n_segments = st->n_segments;
+    for (int k = 0; k < st->n_segments; k++)
+      snprintf(c->segments[k], sizeof c->segments[k], "%s", st->segments[k]);
+    c->n_features = st->n_features;
+    for (int k = 0; k < st->n_features; k++)
+      snprintf(c->features[k], sizeof c->features[k], "%s", st->features[k]);
   }
   snprintf(t->salt, sizeof t->salt, "%s", r->id);
   t->buckets = u->plan->buckets;

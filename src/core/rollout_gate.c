@@ -84,6 +84,10 @@ static enum gate_result check_one(const struct rollout *r, const struct plan *pl
       snprintf(detail, n, "%s passed its exit gate", stage_name(plan, stage - 1));
       return GATE_PASS;
     }
+    if (stage == r->stage && r->force_promoted) {
+      snprintf(detail, n, "%s was skipped: promoted --force", stage_name(plan, stage - 1));
+      return GATE_FAIL;
+    }
     snprintf(detail, n, "%s has not passed its exit gate", stage_name(plan, stage - 1));
     return GATE_FAIL;
   case CHECK_NO_OPEN_INCIDENTS:

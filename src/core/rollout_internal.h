@@ -17,6 +17,9 @@
 #include "core/rollout.h"
 #include "core/rollout_metrics.h"
 
+/* The actor of the decisions canaryd makes itself. */
+#define ACTOR_SELF "canaryd"
+
 /* One call's working set, so helpers need one argument instead of six. */
 struct run {
   struct rollout *r;
@@ -71,6 +74,19 @@ void rollout_format_duration(int64_t ms, char *buf, size_t n);
 void run_halt(struct run *u, const char *rule, int severity, const char *fmt_reason);
 /* Rolls the rollout back, with the decision, its announcement and the post-mortem reminder. */
 void run_roll_back(struct run *u, const char *rule, const char *actor, const char *why);
+
+/* --- rollout_checklist.c: the checklist ---------------------------------------------------- */
+
+/* Ticks what the event being applied proves. */
+void run_checklist_event(struct run *u);
+/* Ticks stage's items whose proof is proof (a stage started, passed, decided) with the
+ * decision decision_id (by actor) as their evidence; note: what it says ("proceed"). */
+void run_checklist_stage(struct run *u, int stage, enum checklist_proof proof,
+                         const char *decision_id, const char *actor, const char *note);
+/* Reminds #releases of stage's open items that ask for it (d: the stage's start). */
+void run_checklist_remind(struct run *u, int stage, const struct decision *d);
+/* The check command: ticks ev->item for a person, or says why not. */
+int run_checklist_check(struct run *u, char *why, size_t why_len);
 
 /* --- rollout_metrics.c: the metric side of a step ------------------------------------------ */
 

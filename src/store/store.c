@@ -650,6 +650,26 @@ int store_outbox_backlog(store_t *s, int64_t *rows, int64_t *oldest_ms) {
 
 /* ---- read side ------------------------------------------------------------------------------- */
 
+int store_live_rollouts(store_t *s, const char *service, const char *id,
+                        char (*ids)[EVENT_NAME_MAX], int *shards, size_t max, size_t *n) {
+  *n = 0;
+  const char *values[] = {service, id};
+  int rc;
+  PGresult *res = store_exec(s, "live rollouts of a service",
+                             "SELECT id, shard FROM rollouts WHERE service = $1 AND id <> $2 "
+                             "AND state IN ('pending', 'running', 'paused') ORDER BY ord",
+                             2, values, 0, PGRES_TUPLES_OK, &rc);
+  if (!res)
+    return rc;
+  for (int i = 0; i < PQntuples(res) && *n < max; i++) {
+    snprintf(ids[*n], EVENT_NAME_MAX, "%s", PQgetvalue(res, i, 0));
+    shards[*n] = atoi(PQgetvalue(res, i, 1));
+    ++*n;
+  }
+  PQclear(res);
+  return CANARY_OK;
+}
+
 int store_list_rollouts(store_t *s, struct store_rollout_row **rows, size_t *n) {
   *rows = NULL;
   *n = 0;

@@ -246,6 +246,8 @@ struct store_rollout_row {
   int shard;
 };
 int store_list_rollouts(store_t *s, struct store_rollout_row **rows, size_t *n) CANARY_MUSTCHECK;
+int store_history(store_t *s, const char *rollout, struct decision **decisions, size_t *n)
+    CANARY_MUSTCHECK;
 
 /*
  * The dashboard's history of rollout (rollout_history) from since_ms on, appended to out as a
@@ -259,7 +261,14 @@ int store_history_series_json(store_t *s, const char *rollout, int64_t since_ms,
 /* How many history rows rollout has, and its oldest and newest step (0 when none). */
 int store_history_rows(store_t *s, const char *rollout, long *rows, int64_t *oldest_ms,
                        int64_t *newest_ms) CANARY_MUSTCHECK;
-int store_history(store_t *s, const char *rollout, struct decision **decisions, size_t *n)
+
+/*
+ * The live rollouts (pending, running, paused) of service as stored, oldest first, but id: up
+ * to max of them into ids (each EVENT_NAME_MAX bytes) with their shards, *n how many. The worker
+ * asks before it creates a rollout, so that a service's rollouts on other shards count too.
+ */
+int store_live_rollouts(store_t *s, const char *service, const char *id,
+                        char (*ids)[EVENT_NAME_MAX], int *shards, size_t max, size_t *n)
     CANARY_MUSTCHECK;
 
 /*

@@ -28,6 +28,8 @@ suffix=$$-$(date +%s)
 R=web-cli-$suffix       # the rollout operated on
 R2=api-cli-$suffix      # a second one: several active, promote --force
 GHOST=ghost-cli-$suffix # never requested: its events become dead letters
+WEB=web-$suffix         # services of this run's own: one service has one live rollout, and a
+API=api-$suffix         # run that failed half way leaves its rollouts live in the database
 pid=
 global_off=
 
@@ -100,11 +102,11 @@ pid=$!
 
 # ---- emit: flags and JSON Lines ----------------------------------------------------------------
 step "emit rollout.requested from flags"
-run 0 "$ctl" emit --type rollout.requested --rollout "$R" --service web --version 2.1.0 \
+run 0 "$ctl" emit --type rollout.requested --rollout "$R" --service "$WEB" --version 2.1.0 \
   --baseline_version 2.0.3
 [[ $out =~ ^[A-Za-z0-9._-]+-[0-9]+-[0-9]+-1$ ]] || fail "emit printed '$out', not a generated id"
 [[ $err == "emitted 1 events (0 bad lines)" ]] || fail "emit summary: '$err'"
-run 0 "$ctl" emit --id "$R2-req" --type rollout.requested --rollout "$R2" --service api \
+run 0 "$ctl" emit --id "$R2-req" --type rollout.requested --rollout "$R2" --service "$API" \
   --version 3.0.0 --baseline_version 2.9.9 --quiet
 [[ $out == "$R2-req" && -z $err ]] || fail "emit --id/--quiet: stdout '$out', stderr '$err'"
 
@@ -137,7 +139,7 @@ step "status: $R runs at internal_test"
 wait_for 60 "$R to start" status_has "$R" "state           running" ||
   fail "$R did not start: $("$ctl" status "$R" 2>&1)"
 run 0 "$ctl" status "$R"
-has "$out" "rollout $R: web 2.1.0 (baseline 2.0.3), shard "
+has "$out" "rollout $R: $WEB 2.1.0 (baseline 2.0.3), shard "
 has "$out" "  stage           internal_test (1 of 4, 0.5% of users)"
 has "$out" "  exposure        0.5%"
 has "$out" "exit gate of internal_test (waiting for it): not passed"
@@ -145,11 +147,11 @@ has "$out" "  fail          smoke_passed             All smoke tests pass: waiti
 has "$out" "  pass          ci_passed                All CI checks passed: ci.completed: ok"
 has "$out" "  canary.cohort.friendly_gp.enabled        rollout on   global on"
 run 0 "$ctl" status "$R" --json
-has "$out" "\"id\":\"$R\",\"service\":\"web\",\"version\":\"2.1.0\""
+has "$out" "\"id\":\"$R\",\"service\":\"$WEB\",\"version\":\"2.1.0\""
 has "$out" "\"state\":\"running\",\"stage\":\"internal_test\""
 run 0 "$ctl" status --list
 has "$out" "ROLLOUT"
-grep -qE "^$R +web +2\.1\.0 +internal_test +running +0\.5% +20[0-9-]+T" <<<"$out" ||
+grep -qE "^$R +$WEB +2\.1\.0 +internal_test +running +0\.5% +20[0-9-]+T" <<<"$out" ||
   fail "status table row of $R:
 $out"
 wait_for 30 "$R2 to be stored" status_has "$R2" "state           pending" || fail "no $R2"
@@ -204,6 +206,38 @@ run 0 "$ctl" status "$R"
 has "$out" "  stage           friendly_gp (2 of 4, 5% of users)"
 has "$out" "  exposure        5%"
 
+step "one service, one live rollout: a second request for $WEB is a dead letter"
+run 0 "$ctl" emit --id "$R-next-req" --type rollout.requested --rollout "$R-next" --service "$WEB" \
+  --version 2.2.0 --baseline_version 2.1.0 --quiet
+refused_logged() {
+  grep -F "dead letter: service: '$WEB' already has a live rollout, '$R'" "$tmp/canaryd.log"
+}
+wait_for 30 "the refusal of $R-next" refused_logged || fail "no dead letter for $R-next"
+run 1 "$ctl" status "$R-next"
+
+step "checklist: tick an item by hand; status shows what is ticked, by what, and what is open"
+run 0 "$ctl" check "$R" prepare_ga_announcement --actor alice --reason "draft in the release doc"
+has "$out" " $R check friendly_gp running [checklist] checklist: Prepare GA announcement (prepare_ga_announcement) checked by alice: draft in the release doc"
+run 1 "$ctl" check "$R" prepare_ga_announcement --actor bob
+has "$err" "canaryctl check: check prepare_ga_announcement rejected: already ticked by person alice"
+run 1 "$ctl" check "$R" deploy_canary --actor bob # proven by its event already
+has "$err" "already ticked by event deploy.completed"
+run 1 "$ctl" check "$R" nope --actor bob
+has "$err" "canaryctl check: 'nope' is not an item of the plan's checklist; its items: deploy_canary, prepare_ga_announcement, retrospective"
+run 2 "$ctl" check
+has "$err" "canaryctl check: name the item"
+run 0 "$ctl" check --help
+has "$out" "canaryctl check    [ROLLOUT] ITEM"
+run 0 "$ctl" status "$R"
+has "$out" "checklist: 2 of 3 ticked; every item required before ga is ticked"
+has "$out" "  [x] internal_test  deploy_canary            Deploy canary build (required): deploy.completed "
+has "$out" "  [x] beta           prepare_ga_announcement  Prepare GA announcement: checked by alice at "
+has "$out" ": draft in the release doc (command "
+has "$out" "  [ ] ga             retrospective            Schedule retrospective: canaryctl check $R retrospective"
+run 0 "$ctl" status "$R" --json
+has "$out" "\"checklist\":[{\"id\":\"deploy_canary\",\"text\":\"Deploy canary build\",\"stage\":\"internal_test\",\"required\":true,\"proof\":\"deploy_succeeded\",\"checked\":true,\"by\":\"event\","
+has "$out" "\"id\":\"retrospective\",\"text\":\"Schedule retrospective\",\"stage\":\"ga\",\"required\":false,\"proof\":\"manual\",\"checked\":false,\"by\":null"
+
 step "kill switch for the friendly_gp cohort of $R"
 run 0 "$ctl" flag set canary.cohort.friendly_gp.enabled false "$R" --actor carol
 has "$out" " $R flag friendly_gp running [kill_switch] canary.cohort.friendly_gp.enabled set to false by carol: exposure 0%"
@@ -231,6 +265,8 @@ has "$out" "  exposure        0%"
 step "promote --force the second rollout, then roll it back from completed"
 run 0 "$ctl" promote "$R2" --force --actor bob --reason hotfix
 has "$out" " $R2 promote internal_test->ga completed [manual_force] promoted --force to 100% by bob: hotfix; ga at 100% of users"
+run 0 "$ctl" status "$R2" # beta never passed its exit gate: the status says it was skipped
+has "$out" "beta was skipped: promoted --force"
 run 1 "$ctl" promote "$R2" --actor bob
 has "$err" "canaryctl promote: promote rejected: rollout is completed; it has ended"
 run 0 "$ctl" rollback "$R2" --actor bob
@@ -281,7 +317,7 @@ has "$err" "name a rollout or a --service, not both"
 step "history: every decision in order, with its evidence"
 run 0 "$ctl" history "$R"
 actions=$(awk -v r="$R" '$2 == r { print $3 }' <<<"$out" | tr '\n' ' ')
-[[ $actions == "hold start pause hold resume promote flag flag rollback " ]] ||
+[[ $actions == "hold start pause hold resume promote check hold hold flag flag rollback " ]] ||
   fail "history actions: '$actions'
 $out"
 has "$out" "    trigger: $R-health"
@@ -291,8 +327,8 @@ has "$out" "    flag: canary.cohort.friendly_gp.enabled"
 grep -qE '^    post_mortem_due_ms: 20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$' <<<"$out" ||
   fail "history: post_mortem_due_ms is not a time: $(grep post_mortem <<<"$out")"
 run 0 "$ctl" history "$R" --json
-[[ $(wc -l <<<"$out") == 9 ]] || fail "history --json: $(wc -l <<<"$out") lines"
-for seq in 1 2 3 4 5 6 7 8 9; do
+[[ $(wc -l <<<"$out") == 12 ]] || fail "history --json: $(wc -l <<<"$out") lines"
+for seq in 1 2 3 4 5 6 7 8 9 10 11 12; do
   sed -n "${seq}p" <<<"$out" | grep -qF "{\"id\":\"$R/$seq\",\"rollout\":\"$R\",\"seq\":$seq," ||
     fail "history --json line $seq: $(sed -n "${seq}p" <<<"$out")"
 done

@@ -130,7 +130,7 @@ R=sec-$suffix
 
 # Without the properties, nothing reaches the broker.
 set +e
-"$ctl" emit --type rollout.requested --rollout "$R-x" --service s --version 2 \
+"$ctl" emit --type rollout.requested --rollout "$R-x" --service "s-$suffix" --version 2 \
     --baseline_version 1 --timeout 5 >/dev/null 2>&1
 rc=$?
 set -e
@@ -142,7 +142,7 @@ export CANARY_KAFKA_CONFIG=$tmp/client.properties
 daemon_pid=$!
 # canaryd creates the topics over SASL_SSL as it starts: emit once they are there
 for ((i = 0; ; i++)); do
-  "$ctl" emit --type rollout.requested --rollout "$R" --service s --version 2 \
+  "$ctl" emit --type rollout.requested --rollout "$R" --service "s-$suffix" --version 2 \
       --baseline_version 1 --timeout 5 >/dev/null 2>"$tmp/emit.err" && break
   ((i < 30)) || { cat "$tmp/emit.err" >&2; fail "canaryctl emit over SASL_SSL"; }
   kill -0 "$daemon_pid" 2>/dev/null || fail "canaryd exited"

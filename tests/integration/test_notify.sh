@@ -103,7 +103,7 @@ gates() { # ROLLOUT: requested, then the deploy gates: the rollout starts (a #re
   local r=$1 t
   t=$(now)
   "$ctl" emit --quiet >/dev/null <<JSONL
-{"id":"$r-req","rollout":"$r","time":$t,"type":"rollout.requested","service":"web","version":"2.1.0","baseline_version":"2.0.3"}
+{"id":"$r-req","rollout":"$r","time":$t,"type":"rollout.requested","service":"svc-$r","version":"2.1.0","baseline_version":"2.0.3"}
 {"id":"$r-ci","rollout":"$r","time":$t,"type":"ci.completed","ok":true}
 {"id":"$r-deploy","rollout":"$r","time":$t,"type":"deploy.completed","ok":true}
 {"id":"$r-health","rollout":"$r","time":$t,"type":"health.checked","ok":true}

@@ -220,7 +220,8 @@ static int64_t mono_us(void) {
 static void full_rollout(struct rollout *r, const char *id, int variant) {
   memset(r, 0, sizeof *r);
   snprintf(r->id, sizeof r->id, "%s", id);
-  snprintf(r->service, sizeof r->service, "checkout");
+  /* a service of its own: one service has one live rollout (test_one_live_rollout_index) */
+  snprintf(r->service, sizeof r->service, "%s", id);
   snprintf(r->version, sizeof r->version, "2.1.%d", variant);
   snprintf(r->baseline_version, sizeof r->baseline_version, "2.0.9");
   r->state = ROLLOUT_PAUSED;
@@ -487,7 +488,7 @@ static void test_claim_commit_load(void **state) {
   assert_int_equal(q_int("SELECT stage FROM rollouts WHERE id = 'search-7.0.0'"), r2.stage);
   assert_int_equal(q_int("SELECT count(*) FROM rollouts WHERE id = 'checkout-2.1.0' AND "
                          "state = 'paused' AND exposure_percent = 0.30000000000000004 AND "
-                         "body->>'service' = 'checkout'"),
+                         "body->>'service' = 'checkout-2.1.0'"),
                    1);
   assert_int_equal(q_int("SELECT count(*) FROM outbox WHERE message_id = 'flags/checkout/1' "
                          "AND key IS NULL AND payload = '\\x0001ff0041'::bytea"),
@@ -615,6 +616,8 @@ static void test_dispersion_of_finished_releases(void **state) {
     ev.time_ms = 1767225600000;
     enum apply_outcome outcome;
     char why[256];
+    if (i == 1) /* one service, one live rollout: learn-1 ended before learn-2 was asked for */
+      e.rollouts[0]->state = ROLLOUT_ROLLED_BACK;
     assert_int_equal(engine_apply(&e, &ev, ev.time_ms, &fx, &outcome, why, sizeof why),
                      CANARY_OK);
     if (outcome != APPLY_APPLIED)
@@ -1156,6 +1159,41 @@ static void test_list_rollouts(void **state) {
   free(rows);
 }
 
+/* One service, one live rollout, across shards: the store refuses a second live rollout of a
+ * service (migration 012) and tells the worker which one is live; ended, it makes room. */
+static void test_one_live_rollout_index(void **state) {
+  (void)state;
+  int64_t e10 = claim(16, "worker-u"), e11 = claim(17, "worker-v");
+  static struct rollout a, b;
+  full_rollout(&a, "uniq-1.0.0", 0);
+  full_rollout(&b, "uniq-1.1.0", 0);
+  snprintf(a.service, sizeof a.service, "uniq");
+  snprintf(b.service, sizeof b.service, "uniq");
+  a.state = b.state = ROLLOUT_RUNNING;
+  struct rollout *ra[] = {&a}, *rb[] = {&b};
+  struct store_batch ba = {.shard = 16, .epoch = e10, .rollouts = ra, .n_rollouts = 1};
+  struct store_batch bb = {.shard = 17, .epoch = e11, .rollouts = rb, .n_rollouts = 1};
+  no_offsets(&ba.offsets);
+  no_offsets(&bb.offsets);
+  commit_ok(&ba);
+  char ids[4][EVENT_NAME_MAX];
+  int shards[4];
+  size_t n = 9;
+  assert_int_equal(store_live_rollouts(st, "uniq", "uniq-1.1.0", ids, shards, 4, &n), CANARY_OK);
+  assert_int_equal(n, 1);
+  assert_string_equal(ids[0], "uniq-1.0.0");
+  assert_int_equal(shards[0], 16);
+  assert_int_equal(store_live_rollouts(st, "uniq", "uniq-1.0.0", ids, shards, 4, &n), CANARY_OK);
+  assert_int_equal(n, 0); /* itself is no other */
+  assert_int_not_equal(store_commit(st, &bb), CANARY_OK);
+  assert_non_null(strstr(store_last_error(st), "rollouts_one_live_per_service"));
+  a.state = ROLLOUT_ROLLED_BACK;
+  commit_ok(&ba);
+  assert_int_equal(store_live_rollouts(st, "uniq", "uniq-1.1.0", ids, shards, 4, &n), CANARY_OK);
+  assert_int_equal(n, 0);
+  commit_ok(&bb);
+}
+
 static void test_connect_retry_logged(void **state) {
   (void)state;
   struct log_lines l;
@@ -1310,6 +1348,7 @@ int main(void) {
       cmocka_unit_test(test_history),
       cmocka_unit_test(test_list_rollouts),
       cmocka_unit_test(test_dispersion_of_finished_releases),
+      cmocka_unit_test(test_one_live_rollout_index),
       cmocka_unit_test(test_connect_retry_logged),
       cmocka_unit_test(test_lost_connection),
       cmocka_unit_test(test_commit_latency),

@@ -212,6 +212,112 @@ static void patch_long(struct avro_buf *b, int64_t from, int64_t to) {
   b->cap = b->len;
 }
 
+/* SELECT count(*) ... as a number. */
+static long q_count(PGconn *db, const char *sql) {
+  PGresult *res = PQexec(db, sql);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    fail_msg("%s: %s", sql, PQerrorMessage(db));
+  long n = atol(PQgetvalue(res, 0, 0));
+  PQclear(res);
+  return n;
+}
+
+/*
+ * One service, one live rollout, across shards: a second rollout.requested for the service on
+ * another partition (another shard) is dead-lettered with a reason that names the live one; once
+ * that is rolled back, a new request for the second is taken.
+ */
+static void test_one_live_rollout_per_service(void **state) {
+  (void)state;
+  struct run t;
+  run_begin(&t, "onelive");
+  char a[80], b[80], svc[80];
+  snprintf(a, sizeof a, "%s-a", t.prefix);
+  snprintf(b, sizeof b, "%s-b", t.prefix);
+  snprintf(svc, sizeof svc, "%s-svc", t.prefix);
+  avro_codec_t *codec;
+  assert_int_equal(avro_codec_new(&codec), CANARY_OK);
+  bus_producer_t *p;
+  assert_int_equal(bus_producer_new(kafka, "test-onelive", NULL, NULL, &p), CANARY_OK);
+  /* a on partition 0, b on partition 1: two shards, whatever their keys hash to */
+  struct event req = {.type = EVENT_ROLLOUT_REQUESTED, .time_ms = 1767225600000};
+  snprintf(req.service, sizeof req.service, "%s", svc);
+  snprintf(req.version, sizeof req.version, "2.0.0");
+  snprintf(req.baseline_version, sizeof req.baseline_version, "1.9.0");
+  struct avro_buf buf = AVRO_BUF_INIT;
+#define SEND(topic, part, key, e)                                                              \
+  do {                                                                                         \
+    assert_int_equal(avro_codec_encode_event(codec, &(e), &buf), CANARY_OK);                   \
+    assert_int_equal(bus_produce(p, topic, part, key, strlen(key), buf.data, buf.len, 0),      \
+                     CANARY_OK);                                                               \
+    assert_int_equal(bus_producer_flush(p, 30000), CANARY_OK);                                 \
+  } while (0)
+  snprintf(req.id, sizeof req.id, "%s-req-a", t.prefix);
+  snprintf(req.rollout, sizeof req.rollout, "%s", a);
+  SEND("canary.deploy", 0, a, req);
+
+  pid_t pid = start_worker(t.conninfo, t.group, "onelive");
+  wait_caught_up(t.conninfo, t.prefix, 1, 60000); /* a's entry hold is stored */
+  snprintf(req.id, sizeof req.id, "%s-req-b", t.prefix);
+  snprintf(req.rollout, sizeof req.rollout, "%s", b);
+  snprintf(req.version, sizeof req.version, "2.1.0");
+  SEND("canary.deploy", 1, b, req);
+
+  bus_reader_t *r;
+  assert_int_equal(bus_reader_new(kafka, "canary.dlq", true, NULL, NULL, &r), CANARY_OK);
+  struct bus_msg m;
+  bool caught_up = false, refused = false;
+  char why[256];
+  for (int64_t until = mono_ms() + 60000; !refused && mono_ms() < until;) {
+    if (bus_reader_read(r, 200, &m, &caught_up) != CANARY_OK)
+      continue;
+    struct avro_dlq d;
+    assert_int_equal(avro_codec_decode_dlq(codec, m.value, m.len, &d, why, sizeof why), CANARY_OK);
+    if (d.key_len != strlen(b) || memcmp(d.key, b, d.key_len))
+      continue; /* another test's */
+    printf("    dead letter: %s [%d] offset %" PRId64 ": %s\n", d.topic, d.partition, d.offset,
+           d.reason);
+    assert_int_equal(d.partition, 1);
+    assert_non_null(strstr(d.reason, "already has a live rollout"));
+    assert_non_null(strstr(d.reason, a));
+    refused = true;
+  }
+  assert_true(refused);
+  bus_reader_close(r);
+  PGconn *db = PQconnectdb(t.conninfo);
+  assert_int_equal(PQstatus(db), CONNECTION_OK);
+  char q[256];
+  snprintf(q, sizeof q, "SELECT count(*) FROM rollouts WHERE service = '%s'", svc);
+  assert_int_equal(q_count(db, q), 1);
+
+  /* a rolled back (its command on a's partition): b, asked for again, is taken */
+  struct event rb = {.type = EVENT_COMMAND, .action = COMMAND_ROLLBACK,
+                     .time_ms = 1767225600000 + 60000};
+  snprintf(rb.id, sizeof rb.id, "%s-rb-a", t.prefix);
+  snprintf(rb.rollout, sizeof rb.rollout, "%s", a);
+  snprintf(rb.actor, sizeof rb.actor, "test");
+  SEND("canary.commands", 0, a, rb);
+  snprintf(q, sizeof q, "SELECT count(*) FROM rollouts WHERE id = '%s' AND state = 'rolled_back'",
+           a);
+  for (int64_t until = mono_ms() + 60000; q_count(db, q) == 0 && mono_ms() < until;)
+    sleep_ms(200);
+  assert_int_equal(q_count(db, q), 1);
+  snprintf(req.id, sizeof req.id, "%s-req-b2", t.prefix);
+  req.time_ms += 120000;
+  SEND("canary.deploy", 1, b, req);
+  snprintf(q, sizeof q, "SELECT count(*) FROM rollouts WHERE id = '%s' AND service = '%s'", b, svc);
+  for (int64_t until = mono_ms() + 60000; q_count(db, q) == 0 && mono_ms() < until;)
+    sleep_ms(200);
+  assert_int_equal(q_count(db, q), 1);
+#undef SEND
+  PQfinish(db);
+  avro_buf_free(&buf);
+  bus_producer_destroy(p);
+  avro_codec_destroy(codec);
+  assert_int_equal(WEXITSTATUS(stop_worker(pid, SIGTERM)), 0);
+  run_end(&t);
+}
+
 static void test_malformed_message_to_dlq(void **state) {
   (void)state;
   struct run t;
@@ -782,6 +888,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_two_workers_share_and_take_over),
       cmocka_unit_test(test_malformed_message_to_dlq),
+      cmocka_unit_test(test_one_live_rollout_per_service),
       cmocka_unit_test(test_reused_id_to_dlq),
       cmocka_unit_test(test_apply_failures_are_retried),
       cmocka_unit_test(test_survives_outages),

@@ -154,7 +154,7 @@ static void test_deploy_round_trip(void **state) {
   for (int k = 0; k < INCIDENT_KIND_COUNT; k++) {
     ev = fixture_event(EVENT_INCIDENT_OPENED, "e5", "checkout-v2", T0 + 4);
     strcpy(ev.incident, "INC-7");
-    ev.severity = 1 + k;
+    ev.severity = 1 + k % 4; /* 1..4, whatever the number of kinds */
     ev.incident_kind = (enum incident_kind)k;
     round_trip(c, &ev, 1);
   }
@@ -418,6 +418,11 @@ static void test_traffic_round_trip(void **state) {
     t.cohorts[i].kill = i == 1;
   }
   t.n_cohorts = 4;
+  strcpy(t.cohorts[0].segments[0], "eng-team"); /* the plan's groups travel with the split */
+  strcpy(t.cohorts[0].segments[1], "qa");
+  t.cohorts[0].n_segments = 2;
+  strcpy(t.cohorts[2].features[0], "stable");
+  t.cohorts[2].n_features = 1;
   strcpy(t.salt, "checkout-v2");
   t.buckets = 10000;
 
@@ -442,6 +447,12 @@ static void test_traffic_round_trip(void **state) {
   for (int i = 0; i < 4; i++) {
     assert_string_equal(back.cohorts[i].name, names[i]);
     assert_true(back.cohorts[i].percent == pct[i]);
+    assert_int_equal(back.cohorts[i].n_segments, t.cohorts[i].n_segments);
+    for (int k = 0; k < t.cohorts[i].n_segments; k++)
+      assert_string_equal(back.cohorts[i].segments[k], t.cohorts[i].segments[k]);
+    assert_int_equal(back.cohorts[i].n_features, t.cohorts[i].n_features);
+    for (int k = 0; k < t.cohorts[i].n_features; k++)
+      assert_string_equal(back.cohorts[i].features[k], t.cohorts[i].features[k]);
     assert_int_equal(back.cohorts[i].enabled, t.cohorts[i].enabled);
     assert_int_equal(back.cohorts[i].kill, t.cohorts[i].kill);
   }

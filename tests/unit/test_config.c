@@ -318,6 +318,30 @@ static void test_learned_dispersion(void **state) {
   assert_true(plan_dispersion_for(&plan_a, "errors", NULL) == &plan_a.dispersion[0]);
 }
 
+/* The built-in plan carries the seed's checklist, an item a line, with what proves each. */
+static void test_builtin_checklist(void **state) {
+  (void)state;
+  struct config_error e;
+  assert_int_equal(config_load_default(&plan_a, &e), CANARY_OK);
+  assert_int_equal(plan_a.n_checklist, 23);
+  int i = plan_checklist_index(&plan_a, "deploy_canary");
+  assert_int_equal(i, 0);
+  assert_string_equal(plan_a.checklist[i].text, "Deploy canary build");
+  assert_int_equal(plan_a.checklist[i].stage, 0);
+  assert_int_equal(plan_a.checklist[i].proof, PROOF_DEPLOY_SUCCEEDED);
+  assert_true(plan_a.checklist[i].required);
+  i = plan_checklist_index(&plan_a, "prepare_ga_announcement");
+  assert_int_equal(plan_a.checklist[i].proof, PROOF_MANUAL);
+  assert_true(plan_a.checklist[i].remind);
+  assert_false(plan_a.checklist[i].required);
+  assert_int_equal(plan_a.checklist[i].stage, plan_stage_index(&plan_a, "beta"));
+  assert_int_equal(plan_checklist_index(&plan_a, "nope"), -1);
+  int required = 0;
+  for (int k = 0; k < plan_a.n_checklist; k++)
+    required += plan_a.checklist[k].required;
+  assert_int_equal(required, 7);
+}
+
 static void test_anchors_and_aliases(void **state) {
   (void)state;
   static const char yaml[] =
@@ -357,6 +381,21 @@ struct bad_case {
 #define STAGES_AB "stages:\n  - { name: a, traffic_percent: 10 }\n  - { name: b, traffic_percent: 100 }\n"
 
 static const struct bad_case bad_cases[] = {
+    {"a checklist item of an unknown stage", "plan: t\n" STAGES_AB
+     "checklist:\n  - { id: x, text: X, stage: nope }\n",
+     CANARY_EINVALID, 6, 30, "unknown cohort 'nope'"},
+    {"a checklist proof that is no proof", "plan: t\n" STAGES_AB
+     "checklist:\n  - { id: x, text: X, stage: a, proof: vibes }\n",
+     CANARY_EINVALID, 6, 40, "unknown proof 'vibes' (expected one of: manual, ci_passed"},
+    {"a checklist item twice", "plan: t\n" STAGES_AB
+     "checklist:\n  - { id: x, text: X, stage: a }\n  - { id: x, text: Y, stage: b }\n",
+     CANARY_EINVALID, 7, 5, "checklist item 'x' appears twice"},
+    {"a checklist item without its text", "plan: t\n" STAGES_AB
+     "checklist:\n  - { id: x, stage: a }\n",
+     CANARY_EINVALID, 6, 5, "missing required key 'text' in checklist item"},
+    {"a required item only GA itself could prove", "plan: t\n" STAGES_AB
+     "checklist:\n  - { id: x, text: X, stage: b, proof: stage_started, required: true }\n",
+     CANARY_EINVALID, 6, 5, "checklist item x is required before b, but its proof"},
     {"a decide that is neither", "plan: t\n" STAGES_AB
      "halt_rules:\n  - { name: r, expr: \"rate(e[5m]) / rate(r[5m]) > 0.1\", action: pause_canary,"
      " decide: guess }\n",
@@ -759,6 +798,7 @@ int main(void) {
       cmocka_unit_test(test_overlay_changes),
       cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_learned_dispersion),
+      cmocka_unit_test(test_builtin_checklist),
       cmocka_unit_test(test_anchors_and_aliases),
       cmocka_unit_test(test_failure_leaves_out_untouched),
       cmocka_unit_test(test_bad_configs),

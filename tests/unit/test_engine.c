@@ -87,10 +87,15 @@ static struct event ev(struct t *t, enum event_type type, const char *rollout, i
   return fixture_event(type, id, rollout, at);
 }
 
+/* A rollout of a service of its own ("web" for r1, "web-r2" for r2): one service has one live
+ * rollout at a time (test_one_live_rollout_per_service). */
 static void request(struct t *t, const char *rollout, int64_t at) {
   char id[32];
   snprintf(id, sizeof id, "req-%s", rollout);
-  apply(t, fixture_requested(id, rollout, at));
+  struct event e = fixture_requested(id, rollout, at);
+  if (strcmp(rollout, "r1"))
+    snprintf(e.service, sizeof e.service, "web-%s", rollout);
+  apply(t, e);
 }
 
 static void fact(struct t *t, enum event_type type, const char *rollout, int64_t at, bool ok) {
@@ -1638,6 +1643,37 @@ static void test_many_rollouts(void **state) {
   assert_int_equal(engine_find(&t->e, "r40")->state, ROLLOUT_RUNNING);
 }
 
+/* One service, one live rollout: a second request for a service with a live rollout is
+ * refused with a reason that names it, changes nothing, and is taken once the first ended. */
+static void test_one_live_rollout_per_service(void **state) {
+  struct t *t = *state;
+  start(t, "r1", T0); /* service web */
+  clear(t);
+  struct event second = fixture_requested("req-web-2", "web-2.2.0", T0 + 10 * MIN_MS);
+  enum apply_outcome out;
+  char why[512];
+  assert_false(engine_admit(&t->e, &second, true, &out, why, sizeof why));
+  assert_int_equal(out, APPLY_REJECTED);
+  assert_non_null(strstr(why, "service: 'web' already has a live rollout, 'r1'"));
+  assert_non_null(strstr(why, "canaryctl rollback r1"));
+  assert_int_equal(submit(t, &second), APPLY_REJECTED);
+  assert_non_null(strstr(t->why, "'r1' (web 2.1.0, running at internal_test)"));
+  assert_int_equal(t->e.n_rollouts, 1);
+  assert_int_equal(t->fx.n, 0);
+  assert_non_null(engine_live_of_service(&t->e, "web"));
+  assert_null(engine_live_of_service(&t->e, "api"));
+  /* another service is no concern of web's */
+  struct event api = fixture_requested("req-api", "api-1", T0 + 11 * MIN_MS);
+  snprintf(api.service, sizeof api.service, "api");
+  apply(t, api);
+  /* r1 rolled back: web has no live rollout, and the request (a new id) is taken */
+  apply(t, fixture_command("rb", "r1", T0 + 12 * MIN_MS, COMMAND_ROLLBACK, false));
+  assert_null(engine_live_of_service(&t->e, "web"));
+  struct event again = fixture_requested("req-web-2b", "web-2.2.0", T0 + 13 * MIN_MS);
+  apply(t, again);
+  assert_string_equal(engine_live_of_service(&t->e, "web")->id, "web-2.2.0");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_requested_creates_a_rollout, setup, teardown),
@@ -1688,6 +1724,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_decision_ids_are_contiguous, setup, teardown),
       cmocka_unit_test_setup_teardown(test_determinism, setup, teardown),
       cmocka_unit_test_setup_teardown(test_many_rollouts, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_one_live_rollout_per_service, setup, teardown),
   };
   return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
 }

@@ -25,11 +25,17 @@
  * generated events, 2000 of each type — as main's build computed it at e97b5c0, before the field
  * map: tests/unit/event_gen.h compiled against that tree's libcanary_codec.a and
  * libcanary_core.a. A change to what canaryd writes for an event fails here.
+ *
+ * Changed once on purpose (issue 12): the Avro command record gained `item` (one null byte at
+ * the end of every command and flag.set record without one), and the generator now draws from
+ * one more incident kind (outage) and command action (check). With the old counts and without
+ * that byte the outputs were checked to hash to the values of e97b5c0 (0x089437cee9569f2f,
+ * 0x35ac75b6d3af37cb): JSON and digests of every event that existed are unchanged.
  */
 #define GOLDEN_SEED 20261207u
 #define GOLDEN_N 30000
-#define GOLDEN 0x089437cee9569f2fULL
-#define GOLDEN_SMALL 0x35ac75b6d3af37cbULL /* gen_outputs_hash(1, 15): one event of each type */
+#define GOLDEN 0x858a5a6f901d2328ULL
+#define GOLDEN_SMALL 0xedf17181dbc87160ULL /* gen_outputs_hash(1, 15): one event of each type */
 
 /* ---- equality through the table ------------------------------------------------------------- */
 
@@ -281,6 +287,8 @@ static void test_json_writes_the_types_fields_only(void **state) {
     size_t want = 4;
     for (int k = 0; k < EVENT_FIELD_COUNT; k++)
       if (event_fields[k].types & 1u << t) {
+        if (k == EVENT_F_ITEM && !json_get(root, "item"))
+          continue; /* newer than the contract: written when given (the generator never does) */
         want++;
         if (!json_get(root, event_fields[k].name))
           fail_msg("%s: %s not written", event_type_name(t), event_fields[k].name);

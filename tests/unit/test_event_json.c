@@ -951,10 +951,11 @@ static struct traffic_split sample_traffic(void) {
     const char *name;
     double pct;
     bool enabled, kill;
-  } cohorts[] = {{"internal_test", 0.5, true, false},
-                 {"friendly_gp", 5, true, false},
-                 {"beta", 25, false, true},
-                 {"ga", 100, false, false}};
+    const char *segment, *feature;
+  } cohorts[] = {{"internal_test", 0.5, true, false, "eng-team", "all"},
+                 {"friendly_gp", 5, true, false, "pilot-partners", "all"},
+                 {"beta", 25, false, true, "beta-opt-in", "stable"},
+                 {"ga", 100, false, false, NULL, "stable"}};
   struct traffic_split t;
   memset(&t, 0, sizeof t);
   set(t.id, sizeof t.id, R "/f4");
@@ -970,6 +971,9 @@ static struct traffic_split sample_traffic(void) {
     t.cohorts[k].percent = cohorts[k].pct;
     t.cohorts[k].enabled = cohorts[k].enabled;
     t.cohorts[k].kill = cohorts[k].kill;
+    if (cohorts[k].segment)
+      set(t.cohorts[k].segments[t.cohorts[k].n_segments++], PLAN_NAME_MAX, cohorts[k].segment);
+    set(t.cohorts[k].features[t.cohorts[k].n_features++], PLAN_NAME_MAX, cohorts[k].feature);
   }
   t.n_cohorts = 4;
   set(t.salt, sizeof t.salt, R);
@@ -986,10 +990,14 @@ static void test_traffic_json(void **state) {
       "{\"id\":\"web-2.1.0/f4\",\"rollout\":\"web-2.1.0\",\"service\":\"web\",\"version\":\"2.1.0\","
       "\"baseline_version\":\"2.0.9\",\"time\":\"2026-01-02T01:00:00.000Z\",\"exposure_percent\":5,"
       "\"canary_enabled\":true,\"breaker_open\":false,\"cohorts\":{"
-      "\"internal_test\":{\"percent\":0.5,\"enabled\":true,\"kill\":false},"
-      "\"friendly_gp\":{\"percent\":5,\"enabled\":true,\"kill\":false},"
-      "\"beta\":{\"percent\":25,\"enabled\":false,\"kill\":true},"
-      "\"ga\":{\"percent\":100,\"enabled\":false,\"kill\":false}},"
+      "\"internal_test\":{\"percent\":0.5,\"enabled\":true,\"kill\":false,"
+      "\"segments\":[\"eng-team\"],\"features\":[\"all\"]},"
+      "\"friendly_gp\":{\"percent\":5,\"enabled\":true,\"kill\":false,"
+      "\"segments\":[\"pilot-partners\"],\"features\":[\"all\"]},"
+      "\"beta\":{\"percent\":25,\"enabled\":false,\"kill\":true,"
+      "\"segments\":[\"beta-opt-in\"],\"features\":[\"stable\"]},"
+      "\"ga\":{\"percent\":100,\"enabled\":false,\"kill\":false,"
+      "\"segments\":[],\"features\":[\"stable\"]}},"
       "\"salt\":\"web-2.1.0\",\"buckets\":10000}");
   jbuf_free(&b);
 }

@@ -1568,6 +1568,231 @@ static void test_flags_apply(void **state) {
   assert_false(f.canary_enabled);
 }
 
+/* ---- the checklist ------------------------------------------------------------------------- */
+
+static struct checklist_item *item(struct plan *p, const char *id, int stage,
+                                   enum checklist_proof proof, bool required) {
+  struct checklist_item *c = &p->checklist[p->n_checklist++];
+  memset(c, 0, sizeof *c);
+  snprintf(c->id, sizeof c->id, "%s", id);
+  snprintf(c->text, sizeof c->text, "text of %s", id);
+  c->stage = stage;
+  c->proof = proof;
+  c->required = required;
+  return c;
+}
+
+/* The seed's checklist in miniature: what events prove, what decisions prove, what people do. */
+static int setup_checklist(void **state) {
+  int rc = setup(state);
+  struct t *t = *state;
+  struct plan *p = &t->plan;
+  item(p, "deploy_canary", INTERNAL_TEST, PROOF_DEPLOY_SUCCEEDED, true);
+  item(p, "enable_internal_test", INTERNAL_TEST, PROOF_STAGE_STARTED, false);
+  item(p, "smoke_tests", INTERNAL_TEST, PROOF_SMOKE_PASSED, true);
+  item(p, "monitor_internal_test", INTERNAL_TEST, PROOF_STAGE_PASSED, false);
+  item(p, "internal_test_decision", INTERNAL_TEST, PROOF_DECISION, true);
+  item(p, "user_feedback", FRIENDLY_GP, PROOF_FEEDBACK, false);
+  item(p, "daily_health_checks", BETA, PROOF_HEALTH_GREEN, false);
+  item(p, "prepare_ga_announcement", BETA, PROOF_MANUAL, true)->remind = true;
+  item(p, "final_approvals", GA, PROOF_APPROVALS, true);
+  item(p, "retrospective", GA, PROOF_MANUAL, false)->remind = true;
+  char why[200];
+  assert_true(plan_validate(p, why, sizeof why));
+  return rc;
+}
+
+static void check_item(struct t *t, int64_t at, const char *id, const char *reason) {
+  char cid[32];
+  snprintf(cid, sizeof cid, "c%d", ++t->next_id);
+  struct event e = fixture_command(cid, RID, at, COMMAND_CHECK, false);
+  snprintf(e.item, sizeof e.item, "%s", id);
+  snprintf(e.reason, sizeof e.reason, "%s", reason);
+  apply(t, e);
+}
+
+static const struct rollout_checked *ticked(const struct t *t, const char *id) {
+  const struct rollout_checked *k = rollout_checked_find(&t->r, id);
+  if (!k)
+    fail_msg("checklist item %s is not ticked", id);
+  return k;
+}
+
+/* Events tick what they prove, with the event as evidence; a stage's start, pass and proceed
+ * tick theirs with the decision; nothing is ticked early (health before beta, feedback of
+ * another cohort). */
+static void test_checklist_ticks_by_events_and_decisions(void **state) {
+  struct t *t = *state;
+  start(t); /* e2: ci, e3: deploy, e4: health */
+  const struct rollout_checked *k = ticked(t, "deploy_canary");
+  assert_int_equal(k->by, CHECKED_BY_EVENT);
+  assert_string_equal(k->evidence, "e2");
+  assert_string_equal(k->actor, "deploy.completed");
+  assert_int_equal(k->at_ms, T0 + 2 * MIN_MS);
+  k = ticked(t, "enable_internal_test");
+  assert_int_equal(k->by, CHECKED_BY_DECISION);
+  assert_string_equal(k->evidence, only_decision(t)->id); /* the start decision */
+  assert_null(rollout_checked_find(&t->r, "daily_health_checks")); /* beta's, not yet */
+  assert_null(rollout_checked_find(&t->r, "smoke_tests"));
+  feedback(t, S0 + MIN_MS, "internal_test", SENTIMENT_POSITIVE); /* not friendly_gp's */
+  assert_null(rollout_checked_find(&t->r, "user_feedback"));
+  smoke(t, S0 + 10 * MIN_MS, true, 42, 0);
+  assert_int_equal(ticked(t, "smoke_tests")->by, CHECKED_BY_EVENT);
+  assert_null(rollout_checked_find(&t->r, "internal_test_decision"));
+  tick(t, S1); /* internal_test passes, friendly_gp starts */
+  const struct decision *d = only_decision(t);
+  assert_decision(d, DECISION_ADVANCE, ROLLOUT_RUNNING, "exit_gate");
+  k = ticked(t, "internal_test_decision");
+  assert_string_equal(k->evidence, d->id);
+  assert_string_equal(k->note, "proceed");
+  assert_string_equal(k->actor, "canaryd");
+  assert_string_equal(ticked(t, "monitor_internal_test")->evidence, d->id);
+  feedback(t, S1 + HOUR_MS, "friendly_gp", SENTIMENT_POSITIVE);
+  assert_int_equal(ticked(t, "user_feedback")->by, CHECKED_BY_EVENT);
+  tick(t, S2);
+  assert_state(t, ROLLOUT_RUNNING, BETA);
+  fact(t, EVENT_HEALTH_CHECKED, S2 + HOUR_MS, true);
+  assert_int_equal(ticked(t, "daily_health_checks")->by, CHECKED_BY_EVENT);
+  char open[200];
+  assert_int_equal(rollout_checklist_open(&t->r, &t->plan, true, open, sizeof open), 2);
+  assert_string_equal(open, "prepare_ga_announcement, final_approvals");
+  approve(t, S2 + 2 * HOUR_MS, APPROVAL_PRODUCT_OWNER);
+  assert_null(rollout_checked_find(&t->r, "final_approvals")); /* one of three roles */
+  approve(t, S2 + 2 * HOUR_MS, APPROVAL_SUPPORT);
+  approve(t, S2 + 3 * HOUR_MS, APPROVAL_DOCS);
+  assert_string_equal(ticked(t, "final_approvals")->actor, "approval.granted");
+}
+
+/* A person's check is a decision with who, when and why; a second check says who did it; an
+ * item the plan does not have is refused and changes nothing. */
+static void test_checklist_manual_check(void **state) {
+  struct t *t = *state;
+  start(t);
+  int64_t seq = t->r.seq;
+  check_item(t, S0 + 5 * MIN_MS, "prepare_ga_announcement", "draft in the release doc");
+  const struct decision *d = only_decision(t);
+  assert_decision(d, DECISION_CHECK, ROLLOUT_RUNNING, "checklist");
+  assert_string_equal(d->actor, "alice");
+  assert_contains(d->reason, "checked by alice: draft in the release doc");
+  assert_evidence_str(d, "item", "prepare_ga_announcement");
+  assert_int_equal(d->seq, seq + 1);
+  const struct rollout_checked *k = ticked(t, "prepare_ga_announcement");
+  assert_int_equal(k->by, CHECKED_BY_PERSON);
+  assert_string_equal(k->actor, "alice");
+  assert_string_equal(k->note, "draft in the release doc");
+  assert_int_equal(k->at_ms, S0 + 5 * MIN_MS);
+  check_item(t, S0 + 6 * MIN_MS, "prepare_ga_announcement", "again");
+  d = only_decision(t);
+  assert_decision(d, DECISION_HOLD, ROLLOUT_RUNNING, "command_rejected");
+  assert_contains(d->reason, "already ticked by person alice");
+  check_item(t, S0 + 7 * MIN_MS, "deploy_canary", ""); /* proven by an event already */
+  assert_contains(only_decision(t)->reason, "already ticked by event deploy.completed (e2)");
+  struct rollout before = t->r;
+  struct event e = fixture_command("c-bad", RID, S0 + 8 * MIN_MS, COMMAND_CHECK, false);
+  snprintf(e.item, sizeof e.item, "no_such_item");
+  assert_int_equal(step(t, &e), CANARY_EINVALID);
+  assert_contains(t->why, "'no_such_item' is not an item of the plan's checklist");
+  assert_contains(t->why, "deploy_canary, enable_internal_test");
+  e.item[0] = '\0';
+  assert_int_equal(step(t, &e), CANARY_EINVALID);
+  assert_contains(t->why, "names the checklist item");
+  assert_memory_equal(&before, &t->r, sizeof before);
+  assert_int_equal(t->fx.n, 0);
+}
+
+/* GA is not entered while a required item is open: the entry gate holds and names it; the
+ * check that closes the last one enters GA in the same step. */
+static void test_ga_waits_for_required_checklist_items(void **state) {
+  struct t *t = *state;
+  to_beta(t);
+  approve(t, S2 + 1 * HOUR_MS, APPROVAL_PRODUCT_OWNER);
+  approve(t, S2 + 1 * HOUR_MS, APPROVAL_SUPPORT);
+  approve(t, S2 + 1 * HOUR_MS, APPROVAL_DOCS);
+  tick(t, S2 + 48 * HOUR_MS);
+  assert_state(t, ROLLOUT_PENDING, GA);
+  const struct decision *d = only_decision(t);
+  assert_decision(d, DECISION_HOLD, ROLLOUT_PENDING, "entry_gate");
+  assert_contains(d->reason, "checklist (1 required item open: prepare_ga_announcement)");
+  assert_evidence_str(d, "checklist", "fail");
+  assert_true(exposure(t) == 25);
+  /* beta's exit was its "proceed": ticked before the GA gate was asked */
+  assert_string_equal(ticked(t, "internal_test_decision")->note, "proceed");
+  check_item(t, S2 + 49 * HOUR_MS, "prepare_ga_announcement", "");
+  assert_state(t, ROLLOUT_COMPLETED, GA);
+  assert_int_equal(n_decisions(t), 2);
+  assert_decision(decision(t, 0), DECISION_CHECK, ROLLOUT_PENDING, "checklist");
+  d = decision(t, 1);
+  assert_decision(d, DECISION_COMPLETE, ROLLOUT_COMPLETED, "entry_gate");
+  assert_null(decision_evidence(d, "checklist")); /* shown only while it holds */
+  /* GA's start proves nothing required; the retrospective is reminded now */
+  bool reminded = false;
+  for (size_t i = 0; i < t->fx.n; i++)
+    if (t->fx.items[i].kind == EFFECT_NOTIFICATION &&
+        strstr(t->fx.items[i].u.notification.text, "text of retrospective") &&
+        strstr(t->fx.items[i].u.notification.text, "canaryctl check r1 retrospective"))
+      reminded = true;
+  assert_true(reminded);
+}
+
+/* A plan without a checklist decides as before: no implicit criterion, nothing ticked. */
+static void test_no_checklist_no_gate(void **state) {
+  struct t *t = *state;
+  to_beta(t);
+  approve(t, S2 + 1 * HOUR_MS, APPROVAL_PRODUCT_OWNER);
+  approve(t, S2 + 1 * HOUR_MS, APPROVAL_SUPPORT);
+  approve(t, S2 + 1 * HOUR_MS, APPROVAL_DOCS);
+  tick(t, S2 + 48 * HOUR_MS);
+  assert_state(t, ROLLOUT_COMPLETED, GA);
+  assert_int_equal(t->r.n_checked, 0);
+}
+
+/* A rollback is the stage's decision: "rollback" ticks it. Promote --force skips the gates,
+ * and the stage it skipped says so (not "beta passed its exit gate"). */
+static void test_rollback_and_force_on_the_checklist(void **state) {
+  struct t *t = *state;
+  start(t);
+  command(t, S0 + MIN_MS, COMMAND_ROLLBACK, false);
+  const struct rollout_checked *k = ticked(t, "internal_test_decision");
+  assert_string_equal(k->note, "rollback");
+  assert_string_equal(k->actor, "alice");
+  assert_string_equal(k->evidence, only_decision(t)->id);
+
+  memset(&t->r, 0, sizeof t->r);
+  to_friendly_gp(t);
+  command(t, S1 + HOUR_MS, COMMAND_PROMOTE, true);
+  assert_state(t, ROLLOUT_COMPLETED, GA);
+  assert_true(t->r.force_promoted);
+  struct gate_check checks[PLAN_MAX_CRITERIA];
+  int n = rollout_gate(&t->r, &t->plan, GA, false, S1 + HOUR_MS, checks, PLAN_MAX_CRITERIA);
+  assert_true(n > 0);
+  assert_int_equal(checks[0].criterion->check, CHECK_PREVIOUS_STAGE_PASSED);
+  assert_int_equal(checks[0].result, GATE_FAIL);
+  assert_string_equal(checks[0].detail, "beta was skipped: promoted --force");
+}
+
+/* The split carries each cohort's named user groups and features from the plan, so a
+ * deployment can route them (eng-team to the canary from internal_test on). */
+static void test_split_carries_segments(void **state) {
+  struct t *t = *state;
+  struct stage *s0 = &t->plan.stages[INTERNAL_TEST], *s2 = &t->plan.stages[BETA];
+  snprintf(s0->segments[0], PLAN_NAME_MAX, "eng-team");
+  s0->n_segments = 1;
+  snprintf(s0->features[0], PLAN_NAME_MAX, "all");
+  s0->n_features = 1;
+  snprintf(s2->segments[0], PLAN_NAME_MAX, "beta-opt-in");
+  s2->n_segments = 1;
+  start(t);
+  const struct traffic_split *sp = last_traffic(t);
+  assert_non_null(sp);
+  assert_int_equal(sp->cohorts[INTERNAL_TEST].n_segments, 1);
+  assert_string_equal(sp->cohorts[INTERNAL_TEST].segments[0], "eng-team");
+  assert_string_equal(sp->cohorts[INTERNAL_TEST].features[0], "all");
+  assert_true(sp->cohorts[INTERNAL_TEST].enabled);
+  assert_string_equal(sp->cohorts[BETA].segments[0], "beta-opt-in");
+  assert_false(sp->cohorts[BETA].enabled);
+  assert_int_equal(sp->cohorts[FRIENDLY_GP].n_segments, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_requested_holds_and_publishes_zero, setup, teardown),
@@ -1613,6 +1838,15 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_metrics_and_diff_samples_are_counted, setup, teardown),
       cmocka_unit_test(test_invalid_events_change_nothing),
       cmocka_unit_test_setup_teardown(test_flags_apply, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_checklist_ticks_by_events_and_decisions,
+                                      setup_checklist, teardown),
+      cmocka_unit_test_setup_teardown(test_checklist_manual_check, setup_checklist, teardown),
+      cmocka_unit_test_setup_teardown(test_ga_waits_for_required_checklist_items,
+                                      setup_checklist, teardown),
+      cmocka_unit_test_setup_teardown(test_no_checklist_no_gate, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_split_carries_segments, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rollback_and_force_on_the_checklist, setup_checklist,
+                                      teardown),
   };
   return cmocka_run_group_tests_name("rollout", tests, NULL, NULL);
 }

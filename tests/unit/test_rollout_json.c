@@ -31,6 +31,7 @@ static void full_rollout(struct rollout *r, int n_incidents) {
   r->stage_max_at_ms = INT64_MAX;
   r->exit_hold_reported = true;
   r->prev_stage_passed = true;
+  r->force_promoted = true;
   r->seq = 17;
   r->notify_seq = 9;
   r->traffic_seq = 4;
@@ -80,6 +81,21 @@ static void full_rollout(struct rollout *r, int n_incidents) {
       .log_e = NAN, .log_needed = NAN}; /* an estimate: the two are left out, read back NaN */
   snprintf(r->readings[1].name, sizeof r->readings[1].name, "latency_p75");
   r->n_readings = 2;
+  r->checked[0] = (struct rollout_checked){.by = CHECKED_BY_EVENT, .at_ms = 1767226000100};
+  snprintf(r->checked[0].item, sizeof r->checked[0].item, "deploy_canary");
+  snprintf(r->checked[0].evidence, sizeof r->checked[0].evidence, "e-deploy-1");
+  snprintf(r->checked[0].actor, sizeof r->checked[0].actor, "deploy.completed");
+  r->checked[1] = (struct rollout_checked){.by = CHECKED_BY_DECISION, .at_ms = 1767229200000};
+  snprintf(r->checked[1].item, sizeof r->checked[1].item, "internal_test_decision");
+  snprintf(r->checked[1].evidence, sizeof r->checked[1].evidence, "checkout-2.1.0/7");
+  snprintf(r->checked[1].actor, sizeof r->checked[1].actor, "canaryd");
+  snprintf(r->checked[1].note, sizeof r->checked[1].note, "proceed");
+  r->checked[2] = (struct rollout_checked){.by = CHECKED_BY_PERSON, .at_ms = 1767229300000};
+  snprintf(r->checked[2].item, sizeof r->checked[2].item, "prepare_ga_announcement");
+  snprintf(r->checked[2].evidence, sizeof r->checked[2].evidence, "cmd-42");
+  snprintf(r->checked[2].actor, sizeof r->checked[2].actor, "alice");
+  memset(r->checked[2].note, 'n', sizeof r->checked[2].note - 1); /* the field's capacity */
+  r->n_checked = 3;
 }
 
 static void write_doc(const struct rollout *r, struct jbuf *out) {
@@ -160,13 +176,46 @@ static void test_readings_are_optional(void **state) {
   full_rollout(&r, 1);
   struct jbuf a;
   write_doc(&r, &a);
-  char *at = strstr(a.data, ",\"readings\":");
+  char *at = strstr(a.data, ",\"readings\":"), *next = strstr(a.data, ",\"checked\":");
   assert_non_null(at);
-  strcpy(at, "}");
+  assert_non_null(next);
+  memmove(at, next, strlen(next) + 1); /* the readings member out, the rest kept */
   char why[256] = "";
   assert_int_equal(rollout_json_read(a.data, strlen(a.data), &back, why, sizeof why), CANARY_OK);
   assert_int_equal(back.n_readings, 0);
   assert_int_equal(back.metric_events, r.metric_events);
+  jbuf_free(&a);
+}
+
+/* A version 1 document (stored before the checklist) loads with nothing ticked; a version 2
+ * document must have its checklist, and a later version is refused, by name. */
+static void test_version_1_documents_load(void **state) {
+  (void)state;
+  struct rollout r, back;
+  full_rollout(&r, 2);
+  struct jbuf a;
+  write_doc(&r, &a);
+  char *at = strstr(a.data, ",\"checked\":");
+  assert_non_null(at);
+  strcpy(at, "}");
+  char why[256] = "";
+  assert_int_equal(rollout_json_read(a.data, strlen(a.data), &back, why, sizeof why),
+                   CANARY_EINVALID); /* v2 without it: a damaged document */
+  assert_non_null(strstr(why, "checked"));
+  at = strstr(a.data, ",\"force_promoted\":true");
+  assert_non_null(at);
+  memmove(at, at + strlen(",\"force_promoted\":true"),
+          strlen(at + strlen(",\"force_promoted\":true")) + 1);
+  a.data[5] = '1';
+  assert_int_equal(rollout_json_read(a.data, strlen(a.data), &back, why, sizeof why), CANARY_OK);
+  assert_int_equal(back.n_checked, 0);
+  assert_false(back.force_promoted);
+  assert_int_equal(back.n_incidents, 2);
+  assert_int_equal(back.seq, r.seq);
+  a.data[5] = '3';
+  assert_int_equal(rollout_json_read(a.data, strlen(a.data), &back, why, sizeof why),
+                   CANARY_EINVALID);
+  assert_non_null(strstr(why, "reads 1 to 2"));
   jbuf_free(&a);
 }
 
@@ -176,7 +225,10 @@ static void test_document_shape(void **state) {
   full_rollout(&r, 1);
   struct jbuf a;
   write_doc(&r, &a);
-  assert_memory_equal(a.data, "{\"v\":1,\"id\":", 12);
+  assert_memory_equal(a.data, "{\"v\":2,\"id\":", 12);
+  assert_non_null(strstr(a.data, ",\"checked\":[{\"item\":\"deploy_canary\",\"by\":\"event\","
+                                 "\"at_ms\":1767226000100,\"evidence\":\"e-deploy-1\","
+                                 "\"actor\":\"deploy.completed\",\"note\":\"\"},"));
   assert_non_null(strstr(a.data, "\"state\":\"paused\""));
   assert_non_null(strstr(a.data, "\"deploy\":\"failed\""));
   assert_non_null(strstr(a.data, "\"approvals\":[\"product_owner\",\"docs\"]"));
@@ -217,9 +269,13 @@ struct bad_case {
 };
 
 static const struct bad_case bad_rollouts[] = {
-    {"{\"v\":1,", "{\"v\":2,", CANARY_EINVALID, "v: unsupported rollout document version"},
-    {"{\"v\":1,", "{", CANARY_EINVALID, "v: missing"},
-    {"{\"v\":1,", "{\"v\":\"1\",", CANARY_EINVALID, "v: unsupported"},
+    {"{\"v\":2,", "{\"v\":3,", CANARY_EINVALID, "v: unsupported rollout document version"},
+    {"{\"v\":2,", "{\"v\":0,", CANARY_EINVALID, "v: unsupported rollout document version"},
+    {"{\"v\":2,", "{", CANARY_EINVALID, "v: missing"},
+    {"{\"v\":2,", "{\"v\":\"2\",", CANARY_EINVALID, "v: unsupported"},
+    {"\"by\":\"person\"", "\"by\":\"robot\"", CANARY_EINVALID,
+     "checked.by: expected event, decision or person, got 'robot'"},
+    {",\"note\":\"proceed\"", "", CANARY_EINVALID, "a checked item needs item, by"},
     {"\"clock_ms\":1767229200123,", "", CANARY_EINVALID, "clock_ms: missing"},
     {"\"last_metric_ms\":-1", "\"last_metric_ms\":-1,\"bogus\":0", CANARY_EINVALID,
      "unknown field 'bogus'"},
@@ -259,8 +315,8 @@ static const struct bad_case bad_rollouts[] = {
      "cohort_enabled: expected 6 items"},
     {"\"flags\":{\"canary_enabled\":true,", "\"flags\":{", CANARY_EINVALID,
      "canary_enabled: missing"},
-    {"\"since_ms\":0}]}", "\"since_ms\":0}]} x", CANARY_EPARSE, ""},
-    {"\"since_ms\":0}]}", "\"since_ms\":0}]", CANARY_EPARSE, ""},
+    {"nnnn\"}]}", "nnnn\"}]} x", CANARY_EPARSE, ""},
+    {"nnnn\"}]}", "nnnn\"}]", CANARY_EPARSE, ""},
     {"\"truth\":\"true\"", "\"truth\":\"maybe\"", CANARY_EINVALID,
      "readings.truth: unknown value 'maybe'"},
     {"\"kind\":\"rule\"", "\"kind\":\"wish\"", CANARY_EINVALID,
@@ -363,6 +419,7 @@ int main(void) {
       cmocka_unit_test(test_round_trip_long_strings),
       cmocka_unit_test(test_document_shape),
       cmocka_unit_test(test_readings_are_optional),
+      cmocka_unit_test(test_version_1_documents_load),
       cmocka_unit_test(test_flags_round_trip),
       cmocka_unit_test(test_rejects_malformed_rollouts),
       cmocka_unit_test(test_rejects_other_documents),
