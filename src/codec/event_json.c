@@ -500,8 +500,8 @@ void event_to_json(const struct event *ev, struct jbuf *out) {
   jbuf_string(out, event_type_name(ev->type));
   uint32_t bit = 1u << ev->type;
   for (size_t k = 0; k < EVENT_FIELD_COUNT; k++)
-    if (event_fields[k].types & bit)
-      encode_field(ev, &event_fields[k], out);
+    if ((event_fields[k].types & bit) && (k != EVENT_F_SIGNATURE || ev->signature[0]))
+      encode_field(ev, &event_fields[k], out); /* signed or not, unsigned events read as before */
   jbuf_putc(out, '}');
 }
 

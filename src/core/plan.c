@@ -147,7 +147,8 @@ bool plan_equal(const struct plan *a, const struct plan *b) {
       a->srm_margin != b->srm_margin || a->decide != b->decide ||
       a->false_halt_budget != b->false_halt_budget || a->gate_alpha != b->gate_alpha ||
       a->watch_ms != b->watch_ms || a->holdback_percent != b->holdback_percent ||
-      a->excess_margin != b->excess_margin || a->margin_from_percent != b->margin_from_percent)
+      a->excess_margin != b->excess_margin || a->margin_from_percent != b->margin_from_percent ||
+      !policy_equal(&a->policy, &b->policy))
     return false;
   for (int i = 0; i < a->n_stages; i++)
     if (!stage_equal(&a->stages[i], &b->stages[i]))

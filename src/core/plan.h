@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "core/event.h"
+#include "core/policy.h"
 
 #define PLAN_MAX_STAGES 6
 #define PLAN_MAX_CRITERIA 12 /* per gate (entry or exit) */
@@ -207,6 +208,7 @@ struct plan {
   double holdback_percent;    /* 0: none (then only the absolute rules can decide) */
   struct plan_dispersion dispersion[PLAN_MAX_DISPERSION]; /* decisions.dispersion */
   int n_dispersion;
+  struct policy policy; /* who may do what (policy:, or canaryd --policy); zeroed: none */
 };
 
 /* The plan's learned dispersion of counter for service: its own entry, else the entry for any

@@ -386,6 +386,27 @@ static void command_rejected(struct run *u, const char *hint) {
   decision_add_bool(d, "accepted", false);
 }
 
+/*
+ * Whether the policy lets this person's event act (core/policy). Refused: a hold that says who
+ * tried what and why, posted to #releases — the event changes nothing else, and is not a dead
+ * letter: it was well-formed, and its refusal is the answer canaryctl waits for.
+ */
+static bool authorized(struct run *u) {
+  const struct event *ev = u->ev;
+  char why[EVENT_TEXT_MAX + 128];
+  enum policy_verdict v = policy_authorize(&u->plan->policy, ev, why, sizeof why);
+  if (policy_allows(v))
+    return true;
+  struct decision *d = run_decide(u, DECISION_HOLD, u->r->stage, "unauthorized", ev->actor, "%s",
+                                  why);
+  decision_add_str(d, "right", policy_right_name(policy_right_of(ev)));
+  decision_add_str(d, "verdict", policy_verdict_name(v));
+  decision_add_str(d, "signature", event_auth_name(ev->auth));
+  decision_add_bool(d, "accepted", false);
+  run_announce(u, d, NOTIFY_SEV_WARNING);
+  return false;
+}
+
 static void on_command(struct run *u) {
   struct rollout *r = u->r;
   const struct event *ev = u->ev;
@@ -624,6 +645,8 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
     (ev->sentiment == SENTIMENT_POSITIVE ? r->positive : r->negative)[c]++;
     return CANARY_OK;
   case EVENT_APPROVAL_GRANTED:
+    if (!authorized(u))
+      return CANARY_OK;
     r->approvals |= 1u << ev->role;
     /* zeroed first: a rollout is compared and stored byte for byte, so no stale tail bytes */
     memset(r->approvers[ev->role], 0, sizeof r->approvers[ev->role]);
@@ -634,10 +657,13 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
     fire_alert_rules(u, ev->alert_kind, ev->detail);
     return CANARY_OK;
   case EVENT_COMMAND:
-    on_command(u);
+    if (authorized(u))
+      on_command(u);
     return CANARY_OK;
   case EVENT_FLAG_SET: {
     bool global = !ev->rollout[0];
+    if (!authorized(u))
+      return CANARY_OK; /* a refused global switch was not set either (engine_apply) */
     if (!global && flags_apply(&r->flags, u->plan, ev->flag, ev->value) != CANARY_OK)
       return canary_why(why, why_len, CANARY_EINVALID, "flag: '%s' names no cohort of the plan",
                         ev->flag);
