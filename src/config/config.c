@@ -8,6 +8,7 @@
 
 #include "config/flagfile.h"
 #include "config/planfile.h"
+#include "config/policyfile.h"
 #include "config/schema.h"
 #include "config/yamltree.h"
 
@@ -129,3 +130,39 @@ int config_load_file(const char *path, struct plan *out, struct config_error *er
 }
 
 bool config_parse_duration(const char *s, int64_t *ms) { return schema_parse_duration(s, ms); }
+
+int config_load_policy_file(const char *path, struct policy *out, struct config_error *err) {
+  struct config_error scratch;
+  if (!err)
+    err = &scratch;
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return io_error(path, err, "open", errno);
+  char *text = NULL;
+  size_t len = 0;
+  errno = 0;
+  int e = read_all(f, &text, &len);
+  fclose(f);
+  if (e)
+    return io_error(path, err, "read", e);
+  memset(err, 0, sizeof *err);
+  struct loader ld = {.name = path, .err = err};
+  struct policy *p = malloc(sizeof *p);
+  struct yamltree t;
+  int rc = p ? yamltree_parse(path, err, text, len, &t) : CANARY_ENOMEM;
+  if (p) {
+    if (!rc && (!t.root || yamltree_is_null(t.root)))
+      rc = schema_fail_at(&ld, 1, 1, CANARY_EINVALID,
+                          "the document is empty: expected a policy (permissions, actors)");
+    if (!rc)
+      rc = policyfile_load(&ld, t.root, p);
+    yamltree_free(&t);
+  }
+  if (!rc)
+    memcpy(out, p, sizeof *out);
+  else if (!err->message[0])
+    schema_fail_at(&ld, 0, 0, rc, "%s", canary_strerror(rc));
+  free(p);
+  free(text);
+  return rc;
+}

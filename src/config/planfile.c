@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "config/policyfile.h"
 #include "core/metric_store.h"
 
 #define HOUR_MS (3600 * 1000LL)
@@ -452,8 +453,13 @@ static const struct field watch_fields[] = {
     F_NUM(struct plan, "holdback_percent", holdback_percent, 0, 50, false),
 };
 
+/* policy: who may do what (config/policyfile.c). */
+static int set_policy(struct loader *ld, const struct ynode *v, void *target) {
+  return policyfile_load(ld, v, &((struct plan *)target)->policy);
+}
+
 enum { PF_PLAN, PF_HALT_CONDITIONS, PF_FLAGS, PF_BREAKER, PF_NOTIFY, PF_BUCKETING, PF_SPLIT,
-       PF_DECISIONS, PF_WATCH, PF_SLOS, PF_STAGES, PF_HALT_RULES, PF_ALERTS, PF_COUNT };
+       PF_DECISIONS, PF_WATCH, PF_SLOS, PF_STAGES, PF_HALT_RULES, PF_ALERTS, PF_POLICY, PF_COUNT };
 
 static const struct field plan_fields[] = {
     [PF_PLAN] = F_STR(struct plan, "plan", name, true),
@@ -469,6 +475,7 @@ static const struct field plan_fields[] = {
     [PF_STAGES] = F_CUSTOM("stages", set_stages, true),
     [PF_HALT_RULES] = F_CUSTOM("halt_rules", set_rules, false),
     [PF_ALERTS] = F_CUSTOM("alerts", set_alerts, false),
+    [PF_POLICY] = F_CUSTOM("policy", set_policy, false),
 };
 
 /* --- the document ---------------------------------------------------------------------------- */

@@ -104,6 +104,19 @@ struct store_outbox_row {
  * already are skipped. Event ids are the engine's new ones: they are not checked against what
  * is stored.
  */
+/*
+ * A person's event as command_audit keeps it (migrations/011_command_audit.sql): what it asked,
+ * whether its signature verified, and what canaryd answered. Strings are borrowed for the call.
+ */
+struct store_audit_row {
+  const char *source;    /* <topic>/<partition>/<offset>: unique, so a replayed batch adds none */
+  const char *event_id, *rollout, *type, *action, *actor;
+  const char *signature; /* event_auth_name: unchecked, unsigned, verified, bad */
+  const char *outcome;   /* accepted, refused, rejected, invalid */
+  const char *reason, *detail;
+  int64_t time_ms;
+};
+
 struct store_batch {
   int shard;
   int64_t epoch;
@@ -126,6 +139,8 @@ struct store_batch {
   struct rollout_metrics *const *metrics;
   struct rollout_metrics *const *zscores;
   int64_t window_from;                   /* > 0: the shard's new window_from; else unchanged */
+  const struct store_audit_row *audit;   /* -> command_audit */
+  size_t n_audit;
 };
 
 /*
