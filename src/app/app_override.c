@@ -17,6 +17,7 @@
 #include "app/app_live.h"
 #include "app/app_status.h"
 #include "app/app_timeline.h"
+#include "app/signing.h"
 #include "codec/event_json.h"
 #include "codec/json.h"
 
@@ -47,7 +48,9 @@ static const char command_usage[] =
     "completed), and names the choices when there are several.\n"
     "\n"
     "  --reason TEXT     why (kept in the decision and the audit trail)\n"
-    "  --actor NAME      who ($USER)\n"
+    "  --actor NAME      who ($USER; with --key, the key's actor)\n"
+    "  --key FILE        sign the command with this private key (canaryctl keygen)\n"
+    "                    [CANARY_KEY]; canaryd's policy may refuse unsigned commands\n"
     "  --timeout SECONDS how long to wait for canaryd's decision (30)\n"
     "  --json            print the decision as a canary.decisions JSON object\n"
     "  --kafka BROKERS   Kafka bootstrap servers [CANARY_KAFKA]\n"
@@ -56,12 +59,13 @@ static const char command_usage[] =
     "  -h, --help        this help\n"
     "\n"
     "Exit status: 0 accepted and published (deployments reading canary.flags see it), 1 rejected\n"
-    "by canaryd (the reason is printed) or unknown rollout, 2 usage error, 3 Kafka/PostgreSQL\n"
+    "or refused by canaryd (the reason is printed; canaryctl audit lists it) or unknown rollout, 2 usage error, 3 Kafka/PostgreSQL\n"
     "unavailable or no decision within the timeout, 4 decided and stored but not published to\n"
     "Kafka within the timeout (canaryd's relay publishes it when it can).\n";
 
 static const char flag_usage[] =
-    "usage: canaryctl flag set NAME true|false [ROLLOUT] [--actor NAME] [--timeout SECONDS]\n"
+    "usage: canaryctl flag set NAME true|false [ROLLOUT] [--actor NAME] [--key FILE]\n"
+    "                          [--timeout SECONDS]\n"
     "                          [--json] [--plan FILE] [--kafka BROKERS] [--pg CONNINFO] [-v]\n"
     "\n"
     "Set a kill switch: NAME is system.canary.enabled (the canary as a whole) or\n"
@@ -73,7 +77,8 @@ static const char flag_usage[] =
     "rollout for a global switch) and prints them. With no active rollout, a global switch is\n"
     "confirmed once every shard has recorded it.\n"
     "\n"
-    "  --actor NAME      who ($USER)\n"
+    "  --actor NAME      who ($USER; with --key, the key's actor)\n"
+    "  --key FILE        sign with this private key (canaryctl keygen) [CANARY_KEY]\n"
     "  --timeout SECONDS how long to wait for canaryd (30)\n"
     "  --json            print the decisions as canary.decisions JSON objects\n"
     "  --plan FILE       the plan canaryd runs, to check NAME [CANARY_PLAN]\n"
@@ -82,13 +87,17 @@ static const char flag_usage[] =
     "  -v, --verbose     log what the clients do\n"
     "  -h, --help        this help\n"
     "\n"
-    "Exit status: 0 applied, 1 bad flag name or unknown rollout, 2 usage error,\n"
+    "Exit status: 0 applied, 1 bad flag name, unknown rollout or refused by canaryd's policy,\n"
+    "2 usage error,\n"
     "3 Kafka/PostgreSQL unavailable or no decision within the timeout.\n";
 
 struct cmd_opts {
   const char *prog, *usage;
   const char *kafka, *pg, *plan;
   const char *reason, *actor;
+  const char *key_path; /* --key, $CANARY_KEY */
+  struct signing_key key;
+  bool signed_;         /* key loaded: sign what is sent */
   const char *args[4]; /* positional arguments */
   int n_args;
   const char *service; /* rollback --service */
@@ -114,7 +123,8 @@ static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
       {"json", no_argument, NULL, 'j'},          {"kafka", required_argument, NULL, 'k'},
       {"pg", required_argument, NULL, 'p'},      {"plan", required_argument, NULL, 'P'},
       {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
-      {"service", required_argument, NULL, 's'}, {NULL, 0, NULL, 0}};
+      {"service", required_argument, NULL, 's'}, {"key", required_argument, NULL, 'K'},
+      {NULL, 0, NULL, 0}};
   int c;
   live_set_verbose(false);
   o->timeout_ms = 30000;
@@ -147,6 +157,7 @@ static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
     case 'k': o->kafka = optarg; break;
     case 'p': o->pg = optarg; break;
     case 'P': o->plan = optarg; break;
+    case 'K': o->key_path = optarg; break;
     case 'v': live_set_verbose(true); break;
     case 'h': fputs(o->usage, stdout); return EXIT_OK;
     default: fputs(o->usage, stderr); return EXIT_USAGE;
@@ -162,6 +173,17 @@ static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
   o->kafka = live_env_or(o->kafka, "CANARY_KAFKA");
   o->pg = live_env_or(o->pg, "CANARY_PG");
   o->plan = live_env_or(o->plan, "CANARY_PLAN");
+  o->key_path = live_env_or(o->key_path, "CANARY_KEY");
+  if (o->key_path && *o->key_path) {
+    char why[600];
+    if (signing_load_key(o->key_path, &o->key, why, sizeof why) != CANARY_OK) {
+      fprintf(stderr, "%s: --key: %s\n", o->prog, why);
+      return EXIT_USAGE;
+    }
+    o->signed_ = true;
+    if (!o->actor)
+      o->actor = o->key.actor; /* a key signs for its own actor */
+  }
   if (!o->actor)
     o->actor = live_env_or(live_env_or(NULL, "USER"), "LOGNAME");
   if (!o->actor)
@@ -173,8 +195,9 @@ static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
  * The event as JSON, decoded by the same decoder as every other input: a reason longer than
  * the contract allows is refused, not cut. extra is the rest of the object (",\"k\":v...").
  */
-static int build_event(const char *prog, const char *type, const char *rollout, const char *extra,
-                       struct event *ev, struct event_scratch *scratch) {
+static int build_event(const struct cmd_opts *o, const char *type, const char *rollout,
+                       const char *extra, struct event *ev, struct event_scratch *scratch) {
+  const char *prog = o->prog;
   char id[EVENT_ID_MAX], why[512];
   struct jbuf b;
   jbuf_init(&b);
@@ -193,6 +216,10 @@ static int build_event(const char *prog, const char *type, const char *rollout, 
   if (rc != CANARY_OK) {
     fprintf(stderr, "%s: %s\n", prog, rc == CANARY_ENOMEM ? "out of memory" : why);
     return EXIT_BAD_INPUT;
+  }
+  if (o->signed_ && signing_sign(&o->key, ev, why, sizeof why) != CANARY_OK) {
+    fprintf(stderr, "%s: --key: %s\n", prog, why);
+    return EXIT_USAGE;
   }
   return EXIT_OK;
 }
@@ -397,7 +424,7 @@ int app_override(int argc, char **argv) {
       jbuf_puts(&extra, ",\"reason\":");
       jbuf_string(&extra, o.reason);
     }
-    code = build_event(prog, "command", row->rollout.id, extra.data ? extra.data : "", &ev,
+    code = build_event(&o, "command", row->rollout.id, extra.data ? extra.data : "", &ev,
                        scratch);
     jbuf_free(&extra);
   }
@@ -415,7 +442,7 @@ int app_override(int argc, char **argv) {
     for (size_t i = 0; i < w.n; i++)
       print_decision(&o, &w.d[i]);
     const struct decision *answer = &w.d[0];
-    if (!strcmp(answer->rule, "command_rejected")) {
+    if (!strcmp(answer->rule, "command_rejected") || !strcmp(answer->rule, "unauthorized")) {
       fprintf(stderr, "%s: %s\n", prog, answer->reason);
       code = EXIT_BAD_INPUT;
     } else if (answer->action != DECISION_PAUSE && answer->action != DECISION_RESUME &&
@@ -552,7 +579,7 @@ int app_flag_set(int argc, char **argv) {
     jbuf_string(&extra, flag);
     jbuf_printf(&extra, ",\"value\":%s,\"actor\":", value ? "true" : "false");
     jbuf_string(&extra, o.actor);
-    code = build_event(prog, "flag.set", given, extra.data ? extra.data : "", &ev, scratch);
+    code = build_event(&o, "flag.set", given, extra.data ? extra.data : "", &ev, scratch);
     jbuf_free(&extra);
   }
   struct global_wait g = {.o = &o, .st = st, .plan = &plan, .flag = flag, .value = value};
@@ -560,10 +587,18 @@ int app_flag_set(int argc, char **argv) {
     code = send_event(&o, &ev, !given && !n_w ? global_before : NULL, &g);
   if (code == EXIT_OK && n_w) {
     code = wait_decisions(&o, st, ev.id, w, n_w);
+    bool refused = false;
     for (size_t i = 0; i < n_w; i++)
-      for (size_t k = 0; k < w[i].n; k++)
+      for (size_t k = 0; k < w[i].n; k++) {
         print_decision(&o, &w[i].d[k]);
-    if (code != EXIT_OK) {
+        if (!strcmp(w[i].d[k].rule, "unauthorized") && !refused && code == EXIT_OK) {
+          fprintf(stderr, "%s: %s\n", prog, w[i].d[k].reason);
+          refused = true; /* refused by canaryd's policy */
+        }
+      }
+    if (refused) {
+      code = EXIT_BAD_INPUT;
+    } else if (code != EXIT_OK) {
       fprintf(stderr, "%s: no decision within %g s for", prog, o.timeout_ms / 1000.0);
       for (size_t i = 0; i < n_w; i++)
         if (!w[i].n)

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/app_audit.h"
 #include "app/app_cli.h"
 #include "bus/bus.h"
 #include "app/app_diff.h"
@@ -38,6 +39,8 @@ static const struct subcommand subcommands[] = {
     {"simulate", app_simulate, "run the plan on a JSON Lines file of events in virtual time"},
     {"plan", app_plan, "check or show a plan file, or what it can decide at a traffic (power)"},
     {"dispersion", app_dispersion, "what a service's releases taught about its bursts: plan entries"},
+    {"keygen", app_keygen, "make a key pair for signing commands as an actor (the policy's key)"},
+    {"audit", app_audit, "every command, kill switch and approval: who, verified, outcome"},
 };
 
 static void usage(FILE *f) {

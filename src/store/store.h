@@ -117,6 +117,22 @@ struct store_audit_row {
   int64_t time_ms;
 };
 
+/* One row of command_audit as read back (store_audit_list). */
+struct store_audit_entry {
+  char event_id[EVENT_ID_MAX], rollout[EVENT_NAME_MAX], type[24], action[160];
+  char actor[EVENT_NAME_MAX], signature[16], outcome[16], reason[EVENT_TEXT_MAX];
+  char detail[EVENT_TEXT_MAX + 256], source[96];
+  int64_t time_ms;
+  bool verified;
+};
+
+/*
+ * The audit's newest `last` rows (every row when last <= 0), oldest first; rollout and actor,
+ * when not NULL, keep only theirs. *out is malloc()ed (the caller frees it). A CANARY_ code.
+ */
+int store_audit_list(store_t *s, const char *rollout, const char *actor, long last,
+                     struct store_audit_entry **out, size_t *n) CANARY_MUSTCHECK;
+
 struct store_batch {
   int shard;
   int64_t epoch;
