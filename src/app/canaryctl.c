@@ -34,6 +34,7 @@ static const struct subcommand subcommands[] = {
     {"rollback", app_override, "roll back: exposure 0, the baseline serves everyone"},
     {"flags", app_flags, "the kill switches: global per shard, and each active rollout's"},
     {"flag", app_flag_set, "flag set NAME true|false [ROLLOUT]: set a kill switch"},
+    {"approve", app_approve, "approve ROLE [ROLLOUT]: grant a gate's approval (signed with --key)"},
     {"watch", app_watch, "print what canaryd publishes (decisions, notifications, splits, DLQ)"},
     {"emit", app_emit, "produce contract events (from flags or JSON Lines) to Kafka"},
     {"simulate", app_simulate, "run the plan on a JSON Lines file of events in virtual time"},

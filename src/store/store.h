@@ -133,6 +133,10 @@ struct store_audit_entry {
 int store_audit_list(store_t *s, const char *rollout, const char *actor, long last,
                      struct store_audit_entry **out, size_t *n) CANARY_MUSTCHECK;
 
+/* The audit's row of the event with this id in *out, *found false when there is none (yet). */
+int store_audit_of(store_t *s, const char *event_id, struct store_audit_entry *out,
+                   bool *found) CANARY_MUSTCHECK;
+
 struct store_batch {
   int shard;
   int64_t epoch;

@@ -8,8 +8,8 @@
 # and FAILS without them. Makes four people's keys (canaryctl keygen), writes a policy for them,
 # starts its own canaryd with --policy and a fresh rollout, then tries what the policy forbids —
 # a force-promote by someone without the role, an unsigned rollback, a kill switch flipped by
-# the product owner, an approval by the wrong person, a signed rollback replayed onto another
-# rollout — and what it allows, signed: each is refused or accepted by canaryd with its reason,
+# the product owner, an approval by the wrong person (canaryctl approve), a signed rollback
+# replayed onto another rollout (canaryctl emit) — and what it allows, signed: each is refused or accepted by canaryd with its reason,
 # and `canaryctl audit` lists every one with its actor, signature and outcome. Do not run it
 # while another canaryd works on the same database.
 set -euo pipefail
@@ -126,9 +126,11 @@ run 2 "$ctl" pause "$R" --key "$tmp/eve.key" --actor maria
 has "$err" "the key is eve's, the command's actor is 'maria'"
 
 step "the product owner's approval granted by eve: refused"
-run 0 "$ctl" emit --type approval.granted --rollout "$R" --role product_owner --key "$tmp/eve.key" --quiet
-wait_for 30 "eve's approval in the audit" audit_has "$R" "approve product_owner" ||
-  fail "no audit row: $("$ctl" audit --rollout "$R")"
+run 1 "$ctl" approve product_owner "$R" --key "$tmp/eve.key"
+has "$out" "$R refused: approve product_owner by eve refused: approve_product_owner needs product_owner; eve has release_engineer"
+has "$err" "canaryctl approve: approve product_owner by eve refused"
+run 2 "$ctl" approve owner "$R" --key "$tmp/eve.key"
+has "$err" "'owner' is not an approval role (product_owner, support, docs)"
 
 step "omar's signed rollback of $R2 replayed onto $R: refused, bad signature"
 run 0 "$ctl" emit --dry-run --type command --rollout "$R2" --action rollback --reason replay \
@@ -148,8 +150,10 @@ has "$out" "[kill_switch] canary.cohort.internal_test.enabled set to false by om
 run 0 "$ctl" flag set canary.cohort.internal_test.enabled true "$R" --key "$tmp/omar.key"
 
 step "pat approves as product owner (signed): accepted"
-run 0 "$ctl" emit --type approval.granted --rollout "$R" --role product_owner --key "$tmp/pat.key" --quiet
-wait_for 30 "pat's approval" audit_has "$R" "by pat (verified" || fail "no audit row for pat"
+run 0 "$ctl" approve product_owner "$R" --key "$tmp/pat.key"
+has "$out" "$R accepted: approve product_owner by pat (verified, as product_owner)"
+run 1 "$ctl" validate "$R" --cohort beta # not ready, but ga's entry gate has the approval
+has "$out" "PASS         entry ga             product_owner_approval   Product owner approval: product_owner approved by pat"
 
 step "promote --force by maria (signed, release manager): accepted"
 CANARY_KEY=$tmp/maria.key run 0 "$ctl" promote "$R" --force --reason "signed off"
