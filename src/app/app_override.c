@@ -492,8 +492,9 @@ static void global_before(void *ctx, int partitions) {
     g->already += shard_has(g, s);
 }
 
-/* Wait until every shard has recorded the value. */
-static int wait_global(const struct global_wait *g) {
+/* Wait until every shard has recorded the value; a refusal by the policy (the audit says so:
+ * with no live rollout there is no decision to carry it) ends the wait with EXIT_BAD_INPUT. */
+static int wait_global(const struct global_wait *g, const char *event_id) {
   int64_t deadline = live_now_ms() + g->o->timeout_ms;
   for (;;) {
     int done = 0;
@@ -501,6 +502,13 @@ static int wait_global(const struct global_wait *g) {
       done += shard_has(g, s);
     if (done == g->shards)
       return EXIT_OK;
+    struct store_audit_entry e;
+    bool found = false;
+    if (store_audit_of(g->st, event_id, &e, &found) == CANARY_OK && found &&
+        !strcmp(e.outcome, "refused")) {
+      fprintf(stderr, "%s: %s\n", g->o->prog, e.detail);
+      return EXIT_BAD_INPUT;
+    }
     if (live_now_ms() >= deadline)
       return EXIT_UNAVAILABLE;
     sleep_ms(POLL_MS);
@@ -610,11 +618,11 @@ int app_flag_set(int argc, char **argv) {
     printf("global %s was already %s on all %d shards (no active rollouts to switch; sent as "
            "event %s)\n", flag, value ? "true" : "false", g.shards, ev.id);
   } else if (code == EXIT_OK) {
-    code = wait_global(&g);
+    code = wait_global(&g, ev.id);
     if (code == EXIT_OK)
       printf("global %s set to %s: recorded by all %d shards (no active rollouts to switch)\n",
              flag, value ? "true" : "false", g.shards);
-    else
+    else if (code == EXIT_UNAVAILABLE)
       fprintf(stderr, "%s: not recorded by every shard within %g s: is canaryd running? (the "
               "flag.set was sent as event %s)\n", prog, o.timeout_ms / 1000.0, ev.id);
   }

@@ -161,6 +161,17 @@ has "$out" "promoted --force to 100% by maria: signed off"
 run 0 "$ctl" status "$R"
 has "$out" "  state           completed"
 
+step "a global kill switch by pat: refused everywhere, and not set"
+run 1 "$ctl" flag set system.canary.enabled false --key "$tmp/pat.key"
+has "$err" "canaryctl flag set: kill switch global system.canary.enabled=false by pat refused: kill_switch needs oncall or release_manager; pat has product_owner"
+run 0 "$ctl" flags
+has "$out" "global shard 0               on"
+! grep -qE "^global shard [0-9]+ +off" <<<"$out" || fail "a global switch is off:
+$out"
+run 0 "$ctl" audit --actor pat --last 1
+has "$out" "kill switch global system.canary.enabled=false"
+has "$out" "refused"
+
 # ---- the audit -------------------------------------------------------------------------------------
 step "canaryctl audit: every one of them"
 run 0 "$ctl" audit --rollout "$R"
@@ -201,5 +212,8 @@ run 0 "$ctl" audit --rollout "$R" --actor eve --json
 [[ $(wc -l <<<"$out") == 2 ]] || fail "--actor eve: $out"
 run 2 "$ctl" audit --last 0
 has "$err" "--last: '0' is not a positive whole number"
+
+step "$R2 rolled back by maria (signed): no pending rollout left behind"
+run 0 "$ctl" rollback "$R2" --key "$tmp/maria.key" --reason "test over"
 
 step "ok: refused and accepted as the policy says, every one audited"
