@@ -662,11 +662,14 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
     return CANARY_OK;
   case EVENT_FLAG_SET: {
     bool global = !ev->rollout[0];
-    if (!authorized(u))
-      return CANARY_OK; /* a refused global switch was not set either (engine_apply) */
-    if (!global && flags_apply(&r->flags, u->plan, ev->flag, ev->value) != CANARY_OK)
+    struct flags next = r->flags;
+    /* a bad name first, as for a global switch (engine_apply): invalid whoever sends it */
+    if (!global && flags_apply(&next, u->plan, ev->flag, ev->value) != CANARY_OK)
       return canary_why(why, why_len, CANARY_EINVALID, "flag: '%s' names no cohort of the plan",
                         ev->flag);
+    if (!authorized(u))
+      return CANARY_OK; /* a refused global switch was not set either (engine_apply) */
+    r->flags = next;
     struct decision *d = run_decide(u, DECISION_FLAG, r->stage, "kill_switch", ev->actor,
                                     "%s%s set to %s by %s: exposure %g%%", global ? "global " : "",
                                     ev->flag, ev->value ? "true" : "false",

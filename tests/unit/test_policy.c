@@ -205,6 +205,15 @@ static void test_engine_refuses_and_says_so(void **state) {
   assert_int_equal(engine_apply(&e, &approve, T0 + 3, &fx, &out, why, sizeof why), CANARY_OK);
   assert_int_equal(engine_find(&e, "web-2.1.0")->approvals, 1u << APPROVAL_PRODUCT_OWNER);
 
+  /* a kill switch that names no cohort is invalid whoever sends it: rejected, not refused */
+  struct event bad = event_for(POLICY_RIGHT_KILL_SWITCH, "product_owner");
+  strcpy(bad.id, "b1");
+  strcpy(bad.flag, "canary.cohort.nope.enabled");
+  size_t n_fx = fx.n;
+  assert_int_equal(engine_apply(&e, &bad, T0 + 3, &fx, &out, why, sizeof why), CANARY_OK);
+  assert_int_equal(out, APPLY_REJECTED);
+  assert_int_equal(fx.n, n_fx);
+
   struct event kill = event_for(POLICY_RIGHT_KILL_SWITCH, "release_engineer");
   strcpy(kill.id, "k1");
   kill.rollout[0] = '\0';
