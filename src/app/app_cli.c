@@ -20,6 +20,17 @@ bool cli_parse_time(const char *s, int64_t *ms) {
   return rfc3339_parse(s, ms);
 }
 
+/* $CANARY_POLICY, over the plan's own policy. */
+static bool load_policy(const char *prog, struct plan *plan, struct config_error *err) {
+  const char *path = getenv("CANARY_POLICY");
+  if (!path || !*path || config_load_policy_file(path, &plan->policy, err) == CANARY_OK)
+    return true;
+  char msg[sizeof err->file + sizeof err->message + 32];
+  config_error_format(err, msg, sizeof msg);
+  fprintf(stderr, "%s: CANARY_POLICY: %s\n", prog, msg);
+  return false;
+}
+
 bool cli_load_plan(const char *prog, const char *path, struct plan *plan) {
   struct config_error err;
   int rc = path ? config_load_file(path, plan, &err) : config_load_default(plan, &err);
@@ -30,7 +41,7 @@ bool cli_load_plan(const char *prog, const char *path, struct plan *plan) {
     rc = mstore_plan_init(&mp, plan, why, sizeof why);
     mstore_plan_free(&mp);
     if (rc == CANARY_OK)
-      return true;
+      return load_policy(prog, plan, &err);
     fprintf(stderr, "%s: %s: %s\n", prog, path ? path : "built-in plan", why);
     return false;
   }

@@ -20,7 +20,8 @@ enum cli_exit {
 bool cli_parse_time(const char *s, int64_t *ms);
 
 /*
- * Load the plan from path (NULL: the compiled-in default plan). On error, print
+ * Load the plan from path (NULL: the compiled-in default plan), and then the policy file named
+ * by $CANARY_POLICY when set (it replaces the plan's policy:). On error, print
  * "canaryctl: file:line:column: message" to stderr and return false.
  */
 bool cli_load_plan(const char *prog, const char *path, struct plan *plan);

@@ -15,6 +15,7 @@
 
 #include "app/app_cli.h"
 #include "app/app_live.h"
+#include "app/signing.h"
 #include "codec/event_json.h"
 #include "codec/json.h"
 
@@ -51,7 +52,11 @@ static const char usage[] =
     "A flag.set without rollout is produced once to EVERY partition of canary.commands (same\n"
     "id), because each canaryd shard applies kill switches to its own rollouts.\n"
     "\n"
+    "A person's event (approval.granted, command, flag.set) is signed with --key FILE (a key\n"
+    "of canaryctl keygen) [CANARY_KEY]: its actor, when not given, is the key's.\n"
+    "\n"
     "  --kafka BROKERS   Kafka bootstrap servers [CANARY_KAFKA]\n"
+    "  --key FILE        sign approvals, commands and flag.set with this private key\n"
     "  --file FILE       read JSON Lines from FILE ('-' = standard input, the default)\n"
     "  --timeout SECONDS how long to wait for the broker's acknowledgements (30)\n"
     "  --dry-run         validate and print each event as JSON; send nothing\n"
@@ -121,7 +126,9 @@ static void put_value(struct jbuf *b, const char *field, const char *v) {
 }
 
 struct emit_opts {
-  const char *kafka, *file, *type;
+  const char *kafka, *file, *type, *key_path;
+  struct signing_key key;
+  bool signed_;
   int timeout_ms;
   bool dry_run, quiet;
   const char *names[MAX_FIELDS], *values[MAX_FIELDS]; /* event fields, in order given */
@@ -190,6 +197,8 @@ static int parse_args(int argc, char **argv, struct emit_opts *o) {
       o->kafka = value;
     } else if (!strcmp(name, "file")) {
       o->file = value;
+    } else if (!strcmp(name, "key")) {
+      o->key_path = value;
     } else if (!strcmp(name, "timeout")) {
       if (!parse_seconds(value, &o->timeout_ms)) {
         fprintf(stderr, PROG ": --timeout: '%s' is not a number of seconds\n", value);
@@ -219,6 +228,15 @@ static int parse_args(int argc, char **argv, struct emit_opts *o) {
   if (o->type && o->file) {
     fprintf(stderr, PROG ": --file reads JSON Lines; it cannot be combined with --type\n");
     return EXIT_USAGE;
+  }
+  o->key_path = live_env_or(o->key_path, "CANARY_KEY");
+  if (o->key_path && *o->key_path) {
+    char why[600];
+    if (signing_load_key(o->key_path, &o->key, why, sizeof why) != CANARY_OK) {
+      fprintf(stderr, PROG ": --key: %s\n", why);
+      return EXIT_USAGE;
+    }
+    o->signed_ = true;
   }
   return -1;
 }
@@ -287,6 +305,16 @@ static void print_json(const struct event *ev) {
   jbuf_free(&b);
 }
 
+/* With --key, a person's event is signed as the key's actor (filled in when absent). Returns
+ * false with why when it names another actor. */
+static bool sign_event(const struct emit_opts *o, struct event *ev, char *why, size_t len) {
+  if (!o->signed_ || policy_right_of(ev) == POLICY_RIGHT_COUNT) /* not a person's event */
+    return true;
+  if (!ev->actor[0])
+    snprintf(ev->actor, sizeof ev->actor, "%s", o->key.actor);
+  return signing_sign(&o->key, ev, why, len) == CANARY_OK;
+}
+
 /* The event of the flags is built (and checked) before Kafka is contacted. */
 static int emit_one(const struct emit_opts *o) {
   struct event_scratch *scratch = event_scratch_new();
@@ -296,6 +324,11 @@ static int emit_one(const struct emit_opts *o) {
     return EXIT_BAD_INPUT;
   }
   int code = event_from_flags(o, &ev, scratch);
+  char why_sign[256];
+  if (code == EXIT_OK && !sign_event(o, &ev, why_sign, sizeof why_sign)) {
+    fprintf(stderr, PROG ": --key: %s\n", why_sign);
+    code = EXIT_BAD_INPUT;
+  }
   if (code == EXIT_OK && o->dry_run) {
     print_json(&ev);
   } else if (code == EXIT_OK) {
@@ -389,6 +422,11 @@ static int emit_lines(const struct emit_opts *o, struct live_sender *s, FILE *in
       /* A syntax error reads "1:COL: message" for the one line given: show NAME:LINE:COL. */
       bool pos = rc == CANARY_EPARSE && !strncmp(why, "1:", 2);
       fprintf(stderr, "%s:%lld:%s%s\n", name, lineno, pos ? "" : " ", pos ? why + 2 : why);
+      bad++;
+      continue;
+    }
+    if (!sign_event(o, &ev, why, sizeof why)) {
+      fprintf(stderr, "%s:%lld: --key: %s\n", name, lineno, why);
       bad++;
       continue;
     }

@@ -18,6 +18,7 @@
 #include "app/app_live.h"
 #include "app/app_status.h"
 #include "app/app_timeline.h"
+#include "app/signing.h"
 #include "codec/event_json.h"
 #include "codec/json.h"
 
@@ -53,7 +54,9 @@ static const char command_usage[] =
     "completed), and names the choices when there are several.\n"
     "\n"
     "  --reason TEXT     why (kept in the decision and the audit trail)\n"
-    "  --actor NAME      who ($USER)\n"
+    "  --actor NAME      who ($USER; with --key, the key's actor)\n"
+    "  --key FILE        sign the command with this private key (canaryctl keygen)\n"
+    "                    [CANARY_KEY]; canaryd's policy may refuse unsigned commands\n"
     "  --timeout SECONDS how long to wait for canaryd's decision (30)\n"
     "  --plan FILE       check: the plan canaryd runs, to check ITEM [CANARY_PLAN]\n"
     "  --json            print the decision as a canary.decisions JSON object\n"
@@ -63,13 +66,14 @@ static const char command_usage[] =
     "  -h, --help        this help\n"
     "\n"
     "Exit status: 0 accepted and published (deployments reading canary.flags see it), 1 rejected\n"
-    "by canaryd (the reason is printed: an item already ticked says by whom), an unknown rollout\n"
-    "or checklist item, 2 usage error, 3 Kafka/PostgreSQL\n"
+    "or refused by canaryd (the reason is printed: an item already ticked says by whom; canaryctl\n"
+    "audit lists a refusal), an unknown rollout or checklist item, 2 usage error, 3 Kafka/PostgreSQL\n"
     "unavailable or no decision within the timeout, 4 decided and stored but not published to\n"
     "Kafka within the timeout (canaryd's relay publishes it when it can).\n";
 
 static const char flag_usage[] =
-    "usage: canaryctl flag set NAME true|false [ROLLOUT] [--actor NAME] [--timeout SECONDS]\n"
+    "usage: canaryctl flag set NAME true|false [ROLLOUT] [--actor NAME] [--key FILE]\n"
+    "                          [--timeout SECONDS]\n"
     "                          [--json] [--plan FILE] [--kafka BROKERS] [--pg CONNINFO] [-v]\n"
     "\n"
     "Set a kill switch: NAME is system.canary.enabled (the canary as a whole) or\n"
@@ -81,7 +85,8 @@ static const char flag_usage[] =
     "rollout for a global switch) and prints them. With no active rollout, a global switch is\n"
     "confirmed once every shard has recorded it.\n"
     "\n"
-    "  --actor NAME      who ($USER)\n"
+    "  --actor NAME      who ($USER; with --key, the key's actor)\n"
+    "  --key FILE        sign with this private key (canaryctl keygen) [CANARY_KEY]\n"
     "  --timeout SECONDS how long to wait for canaryd (30)\n"
     "  --json            print the decisions as canary.decisions JSON objects\n"
     "  --plan FILE       the plan canaryd runs, to check NAME [CANARY_PLAN]\n"
@@ -90,13 +95,17 @@ static const char flag_usage[] =
     "  -v, --verbose     log what the clients do\n"
     "  -h, --help        this help\n"
     "\n"
-    "Exit status: 0 applied, 1 bad flag name or unknown rollout, 2 usage error,\n"
+    "Exit status: 0 applied, 1 bad flag name, unknown rollout or refused by canaryd's policy,\n"
+    "2 usage error,\n"
     "3 Kafka/PostgreSQL unavailable or no decision within the timeout.\n";
 
 struct cmd_opts {
   const char *prog, *usage;
   const char *kafka, *pg, *plan;
   const char *reason, *actor;
+  const char *key_path; /* --key, $CANARY_KEY */
+  struct signing_key key;
+  bool signed_;         /* key loaded: sign what is sent */
   const char *args[4]; /* positional arguments */
   int n_args;
   const char *service; /* rollback --service */
@@ -122,7 +131,8 @@ static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
       {"json", no_argument, NULL, 'j'},          {"kafka", required_argument, NULL, 'k'},
       {"pg", required_argument, NULL, 'p'},      {"plan", required_argument, NULL, 'P'},
       {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
-      {"service", required_argument, NULL, 's'}, {NULL, 0, NULL, 0}};
+      {"service", required_argument, NULL, 's'}, {"key", required_argument, NULL, 'K'},
+      {NULL, 0, NULL, 0}};
   int c;
   live_set_verbose(false);
   o->timeout_ms = 30000;
@@ -155,6 +165,7 @@ static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
     case 'k': o->kafka = optarg; break;
     case 'p': o->pg = optarg; break;
     case 'P': o->plan = optarg; break;
+    case 'K': o->key_path = optarg; break;
     case 'v': live_set_verbose(true); break;
     case 'h': fputs(o->usage, stdout); return EXIT_OK;
     default: fputs(o->usage, stderr); return EXIT_USAGE;
@@ -170,6 +181,17 @@ static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
   o->kafka = live_env_or(o->kafka, "CANARY_KAFKA");
   o->pg = live_env_or(o->pg, "CANARY_PG");
   o->plan = live_env_or(o->plan, "CANARY_PLAN");
+  o->key_path = live_env_or(o->key_path, "CANARY_KEY");
+  if (o->key_path && *o->key_path) {
+    char why[600];
+    if (signing_load_key(o->key_path, &o->key, why, sizeof why) != CANARY_OK) {
+      fprintf(stderr, "%s: --key: %s\n", o->prog, why);
+      return EXIT_USAGE;
+    }
+    o->signed_ = true;
+    if (!o->actor)
+      o->actor = o->key.actor; /* a key signs for its own actor */
+  }
   if (!o->actor)
     o->actor = live_env_or(live_env_or(NULL, "USER"), "LOGNAME");
   if (!o->actor)
@@ -181,8 +203,9 @@ static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
  * The event as JSON, decoded by the same decoder as every other input: a reason longer than
  * the contract allows is refused, not cut. extra is the rest of the object (",\"k\":v...").
  */
-static int build_event(const char *prog, const char *type, const char *rollout, const char *extra,
-                       struct event *ev, struct event_scratch *scratch) {
+static int build_event(const struct cmd_opts *o, const char *type, const char *rollout,
+                       const char *extra, struct event *ev, struct event_scratch *scratch) {
+  const char *prog = o->prog;
   char id[EVENT_ID_MAX], why[512];
   struct jbuf b;
   jbuf_init(&b);
@@ -201,6 +224,10 @@ static int build_event(const char *prog, const char *type, const char *rollout, 
   if (rc != CANARY_OK) {
     fprintf(stderr, "%s: %s\n", prog, rc == CANARY_ENOMEM ? "out of memory" : why);
     return EXIT_BAD_INPUT;
+  }
+  if (o->signed_ && signing_sign(&o->key, ev, why, sizeof why) != CANARY_OK) {
+    fprintf(stderr, "%s: --key: %s\n", prog, why);
+    return EXIT_USAGE;
   }
   return EXIT_OK;
 }
@@ -431,7 +458,7 @@ int app_override(int argc, char **argv) {
       jbuf_puts(&extra, ",\"item\":");
       jbuf_string(&extra, item);
     }
-    code = build_event(prog, "command", row->rollout.id, extra.data ? extra.data : "", &ev,
+    code = build_event(&o, "command", row->rollout.id, extra.data ? extra.data : "", &ev,
                        scratch);
     jbuf_free(&extra);
   }
@@ -449,7 +476,7 @@ int app_override(int argc, char **argv) {
     for (size_t i = 0; i < w.n; i++)
       print_decision(&o, &w.d[i]);
     const struct decision *answer = &w.d[0];
-    if (!strcmp(answer->rule, "command_rejected")) {
+    if (!strcmp(answer->rule, "command_rejected") || !strcmp(answer->rule, "unauthorized")) {
       fprintf(stderr, "%s: %s\n", prog, answer->reason);
       code = EXIT_BAD_INPUT;
     } else if (answer->action != DECISION_PAUSE && answer->action != DECISION_RESUME &&
@@ -500,8 +527,9 @@ static void global_before(void *ctx, int partitions) {
     g->already += shard_has(g, s);
 }
 
-/* Wait until every shard has recorded the value. */
-static int wait_global(const struct global_wait *g) {
+/* Wait until every shard has recorded the value; a refusal by the policy (the audit says so:
+ * with no live rollout there is no decision to carry it) ends the wait with EXIT_BAD_INPUT. */
+static int wait_global(const struct global_wait *g, const char *event_id) {
   int64_t deadline = live_now_ms() + g->o->timeout_ms;
   for (;;) {
     int done = 0;
@@ -509,6 +537,13 @@ static int wait_global(const struct global_wait *g) {
       done += shard_has(g, s);
     if (done == g->shards)
       return EXIT_OK;
+    struct store_audit_entry e;
+    bool found = false;
+    if (store_audit_of(g->st, event_id, &e, &found) == CANARY_OK && found &&
+        !strcmp(e.outcome, "refused")) {
+      fprintf(stderr, "%s: %s\n", g->o->prog, e.detail);
+      return EXIT_BAD_INPUT;
+    }
     if (live_now_ms() >= deadline)
       return EXIT_UNAVAILABLE;
     sleep_ms(POLL_MS);
@@ -587,7 +622,7 @@ int app_flag_set(int argc, char **argv) {
     jbuf_string(&extra, flag);
     jbuf_printf(&extra, ",\"value\":%s,\"actor\":", value ? "true" : "false");
     jbuf_string(&extra, o.actor);
-    code = build_event(prog, "flag.set", given, extra.data ? extra.data : "", &ev, scratch);
+    code = build_event(&o, "flag.set", given, extra.data ? extra.data : "", &ev, scratch);
     jbuf_free(&extra);
   }
   struct global_wait g = {.o = &o, .st = st, .plan = &plan, .flag = flag, .value = value};
@@ -595,10 +630,18 @@ int app_flag_set(int argc, char **argv) {
     code = send_event(&o, &ev, !given && !n_w ? global_before : NULL, &g);
   if (code == EXIT_OK && n_w) {
     code = wait_decisions(&o, st, ev.id, w, n_w);
+    bool refused = false;
     for (size_t i = 0; i < n_w; i++)
-      for (size_t k = 0; k < w[i].n; k++)
+      for (size_t k = 0; k < w[i].n; k++) {
         print_decision(&o, &w[i].d[k]);
-    if (code != EXIT_OK) {
+        if (!strcmp(w[i].d[k].rule, "unauthorized") && !refused && code == EXIT_OK) {
+          fprintf(stderr, "%s: %s\n", prog, w[i].d[k].reason);
+          refused = true; /* refused by canaryd's policy */
+        }
+      }
+    if (refused) {
+      code = EXIT_BAD_INPUT;
+    } else if (code != EXIT_OK) {
       fprintf(stderr, "%s: no decision within %g s for", prog, o.timeout_ms / 1000.0);
       for (size_t i = 0; i < n_w; i++)
         if (!w[i].n)
@@ -610,17 +653,144 @@ int app_flag_set(int argc, char **argv) {
     printf("global %s was already %s on all %d shards (no active rollouts to switch; sent as "
            "event %s)\n", flag, value ? "true" : "false", g.shards, ev.id);
   } else if (code == EXIT_OK) {
-    code = wait_global(&g);
+    code = wait_global(&g, ev.id);
     if (code == EXIT_OK)
       printf("global %s set to %s: recorded by all %d shards (no active rollouts to switch)\n",
              flag, value ? "true" : "false", g.shards);
-    else
+    else if (code == EXIT_UNAVAILABLE)
       fprintf(stderr, "%s: not recorded by every shard within %g s: is canaryd running? (the "
               "flag.set was sent as event %s)\n", prog, o.timeout_ms / 1000.0, ev.id);
   }
   for (size_t i = 0; i < n_w; i++)
     free(w[i].d);
   free(w);
+  free(rows);
+  event_scratch_destroy(scratch);
+  store_close(st);
+  fflush(stdout);
+  return code;
+}
+
+/* ---- approve ------------------------------------------------------------------------------- */
+
+static const char approve_usage[] =
+    "usage: canaryctl approve ROLE [ROLLOUT] [--key FILE] [--actor NAME] [--timeout SECONDS]\n"
+    "                         [--json] [--kafka BROKERS] [--pg CONNINFO] [-v]\n"
+    "\n"
+    "Grant an approval the plan's gates ask for (beta's entry to ga: product_owner, support,\n"
+    "docs): an approval.granted event on canary.deploy, signed with --key FILE [CANARY_KEY] when\n"
+    "given. Waits for canaryd to take it and prints what its audit says: accepted, or refused by\n"
+    "the policy (who may approve what: docs/operations.md, \"Who may do what\").\n"
+    "Without ROLLOUT the only active rollout is meant.\n"
+    "\n"
+    "  --key FILE        sign with this private key (canaryctl keygen); the actor is the key's\n"
+    "  --actor NAME      who ($USER; with --key, the key's actor)\n"
+    "  --timeout SECONDS how long to wait for canaryd (30)\n"
+    "  --json            print the audit row as JSON\n"
+    "  --kafka BROKERS   Kafka bootstrap servers [CANARY_KAFKA]\n"
+    "  --pg CONNINFO     PostgreSQL connection string [CANARY_PG]\n"
+    "  -v, --verbose     log what the clients do\n"
+    "  -h, --help        this help\n"
+    "\n"
+    "Exit status: 0 accepted, 1 refused (the reason is printed), bad role or unknown rollout,\n"
+    "2 usage error, 3 Kafka/PostgreSQL unavailable or no answer within the timeout.\n";
+
+/* Until canaryd has audited event_id (in the transaction that applied it), or the timeout. */
+static int wait_audited(const struct cmd_opts *o, store_t *st, const char *event_id,
+                        struct store_audit_entry *e) {
+  int64_t deadline = live_now_ms() + o->timeout_ms;
+  for (;;) {
+    bool found = false;
+    int rc = store_audit_of(st, event_id, e, &found);
+    if (rc == CANARY_OK && found)
+      return EXIT_OK;
+    if (rc != CANARY_OK && store_reconnect(st, 0) != CANARY_OK && live_now_ms() >= deadline) {
+      fprintf(stderr, "%s: PostgreSQL unavailable while waiting: %s\n", o->prog,
+              store_last_error(st));
+      return EXIT_UNAVAILABLE;
+    }
+    if (live_now_ms() >= deadline) {
+      fprintf(stderr, "%s: no answer within %g s: is canaryd running? (the approval was sent as "
+              "event %s)\n", o->prog, o->timeout_ms / 1000.0, event_id);
+      return EXIT_UNAVAILABLE;
+    }
+    sleep_ms(POLL_MS);
+  }
+}
+
+int app_approve(int argc, char **argv) {
+  const char *prog = "canaryctl approve";
+  struct cmd_opts o = {.prog = prog, .usage = approve_usage};
+  int code = parse(argc, argv, &o, false);
+  if (code >= 0)
+    return code;
+  enum approval_role role;
+  if (o.n_args < 1 || o.n_args > 2) {
+    fprintf(stderr, "%s: expected ROLE [ROLLOUT]\n\n%s", prog, approve_usage);
+    return EXIT_USAGE;
+  }
+  if (!approval_role_parse(o.args[0], &role)) {
+    fprintf(stderr, "%s: '%s' is not an approval role (product_owner, support, docs)\n", prog,
+            o.args[0]);
+    return EXIT_USAGE;
+  }
+  if (!o.kafka || !o.pg) {
+    fprintf(stderr, "%s: %s is required (option or environment)\n", prog,
+            !o.kafka ? "--kafka/CANARY_KAFKA" : "--pg/CANARY_PG");
+    return EXIT_USAGE;
+  }
+  store_t *st;
+  if ((code = live_store_open(prog, o.pg, &st)) != EXIT_OK)
+    return code;
+  struct store_rollout_row *rows = NULL;
+  const struct store_rollout_row *row = NULL;
+  size_t n = 0;
+  struct event_scratch *scratch = event_scratch_new();
+  static struct event ev;
+  code = scratch ? live_list_rollouts(prog, st, &rows, &n) : EXIT_BAD_INPUT;
+  if (code == EXIT_OK)
+    code = live_pick_rollout(prog, rows, n, o.n_args == 2 ? o.args[1] : NULL, &row);
+  if (code == EXIT_OK) {
+    struct jbuf extra;
+    jbuf_init(&extra);
+    jbuf_puts(&extra, ",\"role\":");
+    jbuf_string(&extra, approval_role_name(role));
+    jbuf_puts(&extra, ",\"actor\":");
+    jbuf_string(&extra, o.actor);
+    code = build_event(&o, "approval.granted", row->rollout.id, extra.data ? extra.data : "",
+                       &ev, scratch);
+    jbuf_free(&extra);
+  }
+  if (code == EXIT_OK)
+    code = send_event(&o, &ev, NULL, NULL);
+  struct store_audit_entry e;
+  if (code == EXIT_OK)
+    code = wait_audited(&o, st, ev.id, &e);
+  if (code == EXIT_OK) {
+    if (o.json) {
+      struct jbuf b;
+      jbuf_init(&b);
+      jbuf_puts(&b, "{\"rollout\":");
+      jbuf_string(&b, e.rollout);
+      jbuf_puts(&b, ",\"action\":");
+      jbuf_string(&b, e.action);
+      jbuf_puts(&b, ",\"actor\":");
+      jbuf_string(&b, e.actor);
+      jbuf_printf(&b, ",\"verified\":%s,\"outcome\":", e.verified ? "true" : "false");
+      jbuf_string(&b, e.outcome);
+      jbuf_puts(&b, ",\"detail\":");
+      jbuf_string(&b, e.detail);
+      jbuf_puts(&b, "}\n");
+      fwrite(b.data, 1, b.len, stdout);
+      jbuf_free(&b);
+    } else {
+      printf("%s %s: %s\n", e.rollout, e.outcome, e.detail);
+    }
+    if (strcmp(e.outcome, "accepted")) {
+      fprintf(stderr, "%s: %s\n", prog, e.detail);
+      code = EXIT_BAD_INPUT;
+    }
+  }
   free(rows);
   event_scratch_destroy(scratch);
   store_close(st);

@@ -10,5 +10,7 @@ int app_override(int argc, char **argv);
 
 /* argv[0] is "flag"; argv[1] must be "set". Returns the exit code. */
 int app_flag_set(int argc, char **argv);
+/* canaryctl approve ROLE [ROLLOUT]: an approval.granted, signed with --key, and canaryd's answer. */
+int app_approve(int argc, char **argv);
 
 #endif

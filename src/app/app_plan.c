@@ -85,9 +85,13 @@ int app_plan(int argc, char **argv) {
   const char *path = argc == 3 ? argv[2] : NULL;
   if (!cli_load_plan("canaryctl plan", path, &plan))
     return EXIT_BAD_INPUT;
-  if (check)
-    printf("%s: ok (%d stages, %d halt rules, %d alerts)\n", path ? path : "built-in plan",
-           plan.n_stages, plan.n_rules, plan.n_alerts);
+  if (check && plan.policy.enabled)
+    printf("%s: ok (%d stages, %d halt rules, %d alerts; policy: %d actors, %d roles)\n",
+           path ? path : "built-in plan", plan.n_stages, plan.n_rules, plan.n_alerts,
+           plan.policy.n_actors, plan.policy.n_roles);
+  else if (check)
+    printf("%s: ok (%d stages, %d halt rules, %d alerts; no policy: commands unverified)\n",
+           path ? path : "built-in plan", plan.n_stages, plan.n_rules, plan.n_alerts);
   else
     show(&plan);
   return EXIT_OK;

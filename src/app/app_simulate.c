@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "app/app_cli.h"
+#include "app/signing.h"
 #include "app/app_timeline.h"
 #include "codec/event_json.h"
 #include "codec/json.h"
@@ -148,6 +149,7 @@ static int run(struct sim *s, FILE *in, const char *name, bool has_until, int64_
     }
     if (has_until && ev.time_ms > until)
       break;
+    signing_check(&s->engine.plan->policy, &ev); /* as canaryd's worker, before the engine */
     enum apply_outcome outcome;
     /* as canaryd: what the engine refuses moves no clock and fires no deadline */
     if (!engine_admit(&s->engine, &ev, true, &outcome, why, sizeof why)) {

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/app_audit.h"
 #include "app/app_cli.h"
 #include "bus/bus.h"
 #include "app/app_dashboard.h"
@@ -35,12 +36,15 @@ static const struct subcommand subcommands[] = {
     {"check", app_override, "tick a checklist item of a rollout: who, when and why are kept"},
     {"flags", app_flags, "the kill switches: global per shard, and each active rollout's"},
     {"flag", app_flag_set, "flag set NAME true|false [ROLLOUT]: set a kill switch"},
+    {"approve", app_approve, "approve ROLE [ROLLOUT]: grant a gate's approval (signed with --key)"},
     {"watch", app_watch, "print what canaryd publishes (decisions, notifications, splits, DLQ)"},
     {"emit", app_emit, "produce contract events (from flags or JSON Lines) to Kafka"},
     {"simulate", app_simulate, "run the plan on a JSON Lines file of events in virtual time"},
     {"plan", app_plan, "check or show a plan file, or what it can decide at a traffic (power)"},
     {"dispersion", app_dispersion, "what a service's releases taught about its bursts: plan entries"},
     {"dashboard", app_dashboard, "serve a read-only web dashboard of the rollouts (from PostgreSQL)"},
+    {"keygen", app_keygen, "make a key pair for signing commands as an actor (the policy's key)"},
+    {"audit", app_audit, "every command, kill switch and approval: who, verified, outcome"},
 };
 
 static void usage(FILE *f) {

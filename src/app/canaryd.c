@@ -38,6 +38,9 @@ static const char usage[] =
     "  --pg CONNINFO       PostgreSQL connection string [CANARY_PG]\n"
     "  --plan FILE         rollout plan (YAML or the seed's flag JSON) [CANARY_PLAN];\n"
     "                      default: the built-in plan (config/rollout.yaml)\n"
+    "  --policy FILE       who may do what: roles, actors and their public keys; replaces\n"
+    "                      the plan's policy: section [CANARY_POLICY]. With neither, every\n"
+    "                      command is accepted from anyone, unverified (a warning at start)\n"
     "  --group NAME        consumer group (canaryd); workers of one group share the shards\n"
     "  --worker-id ID      this worker's name (hostname-pid)\n"
     "  --clock wall|event  wall (default): deadlines also fire from the wall clock while the\n"
@@ -194,6 +197,7 @@ int main(int argc, char **argv) {
       {"timeout-ms", required_argument, NULL, 'O'},
       {"sink", required_argument, NULL, 's'},
       {"http-listen", required_argument, NULL, 'L'},
+      {"policy", required_argument, NULL, 'Y'},
       {NULL, 0, NULL, 0}};
   struct notify_config ncfg;
   notify_config_defaults(&ncfg);
@@ -229,6 +233,7 @@ int main(int argc, char **argv) {
     case 'k': kafka = optarg; break;
     case 'p': pg = optarg; break;
     case 'P': plan_path = optarg; break;
+    case 'Y': setenv("CANARY_POLICY", optarg, 1); break; /* read by cli_load_plan */
     case 'g': cfg.group = optarg; break;
     case 'w': cfg.worker_id = optarg; break;
     case 'c':
@@ -338,5 +343,13 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   log_msg(LOG_LVL_NOTICE, NULL, "canaryd %s starting: plan %s, %d stages", CANARY_VERSION,
           plan_path ? plan_path : "(built-in)", plan.n_stages);
+  if (plan.policy.enabled)
+    log_msg(LOG_LVL_NOTICE, NULL, "policy: %d actors, %d roles; commands, kill switches and "
+            "approvals must be signed by an actor with the right", plan.policy.n_actors,
+            plan.policy.n_roles);
+  else
+    log_msg(LOG_LVL_WARNING, NULL, "no policy (--policy, CANARY_POLICY or the plan's policy:): "
+            "every command, kill switch and approval is accepted from anyone, its actor "
+            "unverified; the audit (canaryctl audit) records them as unchecked");
   return worker_run(&cfg, &running) == 0 ? EXIT_OK : EXIT_BAD_INPUT;
 }

@@ -157,6 +157,7 @@ static void stop(struct worker *w) {
   free(w->enc);
   free(w->rows);
   free(w->decisions);
+  free(w->audit_rows);
   free(w->acked);
   free(w->metric_states);
   free(w->zscores);

@@ -4,6 +4,9 @@
  */
 #include "app/worker_internal.h"
 
+#include "app/signing.h"
+#include "core/policy.h"
+
 /* ---- applying events -------------------------------------------------------------------- */
 
 /*
@@ -57,6 +60,61 @@ static void dead_letter(struct worker *w, struct shard *s, int topic, const stru
   d->key = p->key ? (char *)dup_bytes(p->key, key_len) : NULL;
   snprintf(d->id, sizeof d->id, "dlq/%s/%d/%" PRId64, bus_input_topics[topic], s->id, p->offset);
   b->n_dlq++;
+}
+
+/* ---- who did what ------------------------------------------------------------------------- */
+
+/*
+ * Record a person's event (command, flag.set, approval.granted) for command_audit, whatever
+ * became of it: accepted, refused by the policy, rejected by the rollout's state (a hold with
+ * rule command_rejected), or invalid (a dead letter). Other events are not audited.
+ */
+static void audit(struct shard *s, int topic, const struct pending *p, const struct event *ev,
+                  const char *outcome, const char *detail) {
+  struct batch *b = &s->b;
+  if (policy_right_of(ev) == POLICY_RIGHT_COUNT)
+    return;
+  if (!reserve(&b->audit, &b->cap_audit, b->n_audit, sizeof *b->audit)) {
+    log_msg(LOG_LVL_ERR, NULL, "shard %d: out of memory: event %s is not audited", s->id, ev->id);
+    return;
+  }
+  struct audit_entry *a = &b->audit[b->n_audit++];
+  snprintf(a->source, sizeof a->source, "%s/%d/%" PRId64, bus_input_topics[topic], s->id,
+           p->offset);
+  snprintf(a->event_id, sizeof a->event_id, "%s", ev->id);
+  snprintf(a->rollout, sizeof a->rollout, "%s", ev->rollout);
+  snprintf(a->type, sizeof a->type, "%s", event_type_name(ev->type));
+  policy_describe(ev, a->action, sizeof a->action);
+  snprintf(a->actor, sizeof a->actor, "%s", ev->actor);
+  snprintf(a->signature, sizeof a->signature, "%s", event_auth_name(ev->auth));
+  snprintf(a->outcome, sizeof a->outcome, "%s", outcome);
+  snprintf(a->reason, sizeof a->reason, "%s", ev->type == EVENT_COMMAND ? ev->reason : "");
+  snprintf(a->detail, sizeof a->detail, "%s", detail);
+  a->time_ms = ev->time_ms;
+  if (strcmp(outcome, "accepted"))
+    log_msg(LOG_LVL_WARNING, ev->rollout[0] ? ev->rollout : "global", "%s %s: %s", a->action,
+            outcome, detail);
+}
+
+/* What the engine's decisions (from effect `from` on) say of an applied person's event. */
+static void audit_applied(struct shard *s, int topic, const struct pending *p,
+                          const struct event *ev, size_t from) {
+  if (policy_right_of(ev) == POLICY_RIGHT_COUNT)
+    return;
+  for (size_t i = from; i < s->b.fx.n; i++) {
+    const struct effect *e = &s->b.fx.items[i];
+    if (e->kind != EFFECT_DECISION)
+      continue;
+    if (!strcmp(e->u.decision.rule, "unauthorized"))
+      return audit(s, topic, p, ev, "refused", e->u.decision.reason);
+    if (!strcmp(e->u.decision.rule, "command_rejected"))
+      return audit(s, topic, p, ev, "rejected", e->u.decision.reason);
+  }
+  char why[EVENT_TEXT_MAX + 256];
+  enum policy_verdict v = policy_authorize(&s->engine.plan->policy, ev, why, sizeof why);
+  if (!policy_allows(v)) /* refused with no rollout to say so (a global switch, none live) */
+    return audit(s, topic, p, ev, "refused", why);
+  audit(s, topic, p, ev, "accepted", why);
 }
 
 /* A rollout is about to be ticked (a metric evaluation is a tick too): it will change. */
@@ -281,8 +339,12 @@ void worker_apply_one(struct worker *w, struct shard *s, int topic, const struct
              avro_codec_topic_of(ev.type), bus_input_topics[topic]);
     return dead_letter(w, s, topic, p, why);
   }
-  if (!time_believable(w, p, &ev, why, sizeof why))
+  /* A person's event: what its signature says under the policy, for the core to decide on */
+  signing_check(&s->engine.plan->policy, &ev);
+  if (!time_believable(w, p, &ev, why, sizeof why)) {
+    audit(s, topic, p, &ev, "invalid", why);
     return dead_letter(w, s, topic, p, why);
+  }
   /* Only an event the engine will take moves the shard's clock (and fires its deadlines). */
   enum apply_outcome admitted;
   if (!engine_admit(&s->engine, &ev, true, &admitted, why, sizeof why)) {
@@ -294,6 +356,7 @@ void worker_apply_one(struct worker *w, struct shard *s, int topic, const struct
      * dead letter with the reason, keyed by its offset, so a replay of the batch cannot
      * double it. */
     w->conflicts += admitted == APPLY_CONFLICT;
+    audit(s, topic, p, &ev, "invalid", why);
     return dead_letter(w, s, topic, p, why);
   }
   if (ev.type == EVENT_ROLLOUT_REQUESTED) {
@@ -328,12 +391,15 @@ void worker_apply_one(struct worker *w, struct shard *s, int topic, const struct
     return;
   case APPLY_CONFLICT:
     w->conflicts++;
+    audit(s, topic, p, &ev, "invalid", why);
     return dead_letter(w, s, topic, p, why);
   case APPLY_REJECTED:
+    audit(s, topic, p, &ev, "invalid", why);
     return dead_letter(w, s, topic, p, why);
   case APPLY_APPLIED:
     break;
   }
+  audit_applied(s, topic, p, &ev, before);
   w->applied++;
   if (!reserve(&s->b.ids, &s->b.cap_ids, s->b.n_ids, sizeof *s->b.ids) ||
       !reserve(&s->b.id_epochs, &s->b.cap_id_epochs, s->b.n_ids, sizeof *s->b.id_epochs) ||

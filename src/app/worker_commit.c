@@ -120,6 +120,18 @@ void worker_commit(struct worker *w, struct shard *s) {
     if (m)
       m->saved_state_sig = st, m->saved_zscores_sig = zs;
   }
+  for (size_t i = 0; i < s->b.n_audit; i++) {
+    const struct audit_entry *a = &s->b.audit[i];
+    if (!reserve(&w->audit_rows, &w->cap_audit_rows, i, sizeof *w->audit_rows)) {
+      log_msg(LOG_LVL_ERR, NULL, "shard %d: out of memory building a batch; rewinding", s->id);
+      worker_shard_rewind(w, s);
+      return;
+    }
+    w->audit_rows[i] = (struct store_audit_row){
+        .source = a->source, .event_id = a->event_id, .rollout = a->rollout, .type = a->type,
+        .action = a->action, .actor = a->actor, .signature = a->signature,
+        .outcome = a->outcome, .reason = a->reason, .detail = a->detail, .time_ms = a->time_ms};
+  }
   int64_t window_from = worker_advance_window_from(s);
   /* the engine forgot the ids of epochs before id_epoch - 1: so does the table */
   int64_t prune_below = s->engine.id_epoch != INT64_MIN && s->engine.id_epoch - 1 > s->ids_pruned
@@ -145,6 +157,8 @@ void worker_commit(struct worker *w, struct shard *s) {
       .global = &s->engine.global,
       .history = w->history.items,
       .n_history = w->history.n,
+      .audit = w->audit_rows,
+      .n_audit = s->b.n_audit,
   };
   memcpy(b.offsets.next, s->next, sizeof b.offsets.next);
   /* The log lists rollouts in creation order so the store restores them in it. */

@@ -57,6 +57,14 @@ struct dead {
   char id[96]; /* "dlq/<topic>/<partition>/<offset>": a re-applied batch cannot double it */
 };
 
+/* A person's event for command_audit (store_audit_row), copied: the event is gone by the commit. */
+struct audit_entry {
+  char source[96], event_id[EVENT_ID_MAX], rollout[EVENT_NAME_MAX], type[24];
+  char action[EVENT_FLAG_MAX + 48], actor[EVENT_NAME_MAX], signature[16], outcome[16];
+  char reason[EVENT_TEXT_MAX], detail[EVENT_TEXT_MAX + 256];
+  int64_t time_ms;
+};
+
 struct batch {
   struct effects fx;
   struct rollout **dirty;
@@ -67,6 +75,8 @@ struct batch {
   size_t n_ids, cap_ids, cap_id_epochs, cap_id_digests;
   struct dead *dlq;
   size_t n_dlq, cap_dlq;
+  struct audit_entry *audit; /* worker_apply.c: every person's event, accepted or not */
+  size_t n_audit, cap_audit;
   bool offsets_moved;
 };
 
@@ -147,7 +157,8 @@ struct worker {
   struct avro_buf *enc;
   struct store_outbox_row *rows;
   const struct decision **decisions;
-  size_t cap_enc, cap_rows, cap_decisions;
+  struct store_audit_row *audit_rows;
+  size_t cap_enc, cap_rows, cap_decisions, cap_audit_rows;
   struct jbuf slack;
   struct in_flight in_flight;
   /*

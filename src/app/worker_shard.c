@@ -47,6 +47,7 @@ void worker_batch_clear(struct batch *b) {
     free(b->dlq[i].key);
   }
   b->n_dlq = 0;
+  b->n_audit = 0;
   b->offsets_moved = false;
 }
 
@@ -58,11 +59,12 @@ static void batch_free(struct batch *b) {
   free(b->id_epochs);
   free(b->id_digests);
   free(b->dlq);
+  free(b->audit);
   memset(b, 0, sizeof *b);
 }
 
 bool worker_batch_empty(const struct batch *b) {
-  return !b->fx.n && !b->n_dirty && !b->n_ids && !b->n_dlq && !b->offsets_moved;
+  return !b->fx.n && !b->n_dirty && !b->n_ids && !b->n_dlq && !b->n_audit && !b->offsets_moved;
 }
 
 void worker_mark_dirty(struct batch *b, struct rollout *r) {

@@ -25,13 +25,14 @@ static const struct avro_field_spec deploy_spec[DF_COUNT_] = {
     [DF_COUNT] = {"count", "<n|l>"}, [DF_COHORT] = {"cohort", OS},
     [DF_INCIDENT] = {"incident", OS}, [DF_SEVERITY] = {"severity", "<n|i>"},
     [DF_KIND] = {"kind", OS}, [DF_SENTIMENT] = {"sentiment", OS}, [DF_ROLE] = {"role", OS},
-    [DF_ACTOR] = {"actor", OS}, [DF_DETAIL] = {"detail", OS},
+    [DF_ACTOR] = {"actor", OS}, [DF_DETAIL] = {"detail", OS}, [DF_SIGNATURE] = {"signature", OS},
 };
 static const struct avro_field_spec command_spec[CF_COUNT_] = {
     [CF_ID] = {"id", S}, [CF_ROLLOUT] = {"rollout", OS}, [CF_TIME] = {"time", "l"},
     [CF_TYPE] = {"type", S}, [CF_ACTION] = {"action", OS}, [CF_FORCE] = {"force", "<n|b>"},
     [CF_ACTOR] = {"actor", OS}, [CF_REASON] = {"reason", OS}, [CF_FLAG] = {"flag", OS},
     [CF_VALUE] = {"value", "<n|b>"}, [CF_ITEM] = {"item", OS},
+    [CF_SIGNATURE] = {"signature", OS},
 };
 static const struct avro_field_spec metric_spec[MF_COUNT_] = {
     [MF_ID] = {"id", S}, [MF_ROLLOUT] = {"rollout", S}, [MF_TIME] = {"time", "l"},
@@ -83,7 +84,19 @@ static const struct {
     [SLOT_NOTIFICATION] = {TOPIC_NOTIFICATIONS, "Notification", notification_spec, NF_COUNT_},
     [SLOT_TRAFFIC] = {TOPIC_FLAGS, "TrafficSplit", traffic_spec, TF_COUNT_},
     [SLOT_DLQ] = {TOPIC_DLQ, "DeadLetter", dlq_spec, LF_COUNT_},
+    /* the first versions: the same fields but the ones added last (deploy: the signature;
+     * command: the checklist item and the signature) */
+    [SLOT_DEPLOY_V1] = {TOPIC_DEPLOY, "DeployEvent", deploy_spec, DF_SIGNATURE},
+    [SLOT_COMMANDS_V1] = {TOPIC_COMMANDS, "CommandEvent", command_spec, CF_ITEM},
 };
+_Static_assert(DF_SIGNATURE == DF_COUNT_ - 1 && CF_ITEM == CF_COUNT_ - 2 &&
+                   CF_SIGNATURE == CF_COUNT_ - 1,
+               "a V1 slot is its spec without the fields added last");
+
+/* The older version's slot of a topic's current slot, or -1 when it has none. */
+static int older_slot(int s) {
+  return s == SLOT_DEPLOY ? SLOT_DEPLOY_V1 : s == SLOT_COMMANDS ? SLOT_COMMANDS_V1 : -1;
+}
 
 _Static_assert(DF_COUNT_ <= AVRO_SLOT_MAX_FIELDS, "deploy fields");
 _Static_assert(SLOT_COUNT <= 8 * sizeof(unsigned), "allowed is a bit mask");
@@ -196,9 +209,16 @@ int avro_codec_new(avro_codec_t **out) {
   for (size_t i = 0; i < avro_codec_schema_src_count && !rc; i++) {
     const struct avro_codec_schema_src *src = &avro_codec_schema_srcs[i];
     int which = -1;
-    for (int s = 0; s < SLOT_COUNT; s++)
+    for (int s = 0; s < SLOT_COUNT && which < 0; s++)
       if (strcmp(topic_name(SLOTS[s].topic), src->topic) == 0)
         which = s;
+    /* A topic with two schemas: the higher id is the current version (the encoders'), the
+     * lower one its older version, still decoded. */
+    for (size_t j = 0; which >= 0 && j < avro_codec_schema_src_count; j++) {
+      const struct avro_codec_schema_src *o = &avro_codec_schema_srcs[j];
+      if (o->id > src->id && strcmp(o->topic, src->topic) == 0)
+        which = older_slot(which);
+    }
     if (which < 0 || c->slot[which].topic) {
       fprintf(stderr, "canaryd: schemas/ids.txt: %s topic %s for schema id %d\n",
               which < 0 ? "unknown" : "repeated", src->topic, (int)src->id);
@@ -281,7 +301,7 @@ int32_t avro_codec_schema_id(const void *buf, size_t len) {
 }
 
 static const char *expected(unsigned allowed) {
-  if (allowed == (1u << SLOT_DEPLOY | 1u << SLOT_COMMANDS | 1u << SLOT_METRICS))
+  if (allowed == SLOTS_INPUT)
     return "an input event (canary.deploy, canary.commands or canary.metrics)";
   for (int s = 0; s < SLOT_COUNT; s++)
     if (allowed == 1u << s)

@@ -29,8 +29,10 @@ static const efield_t *const VARIANT = &event_fields[EVENT_F_VARIANT];
 
 /* The event types of an input slot's topic; 0 for an output slot. */
 static uint32_t slot_types(enum avro_slot s) {
-  return s == SLOT_DEPLOY ? T_DEPLOY : s == SLOT_COMMANDS ? T_COMMANDS
-       : s == SLOT_METRICS ? T_METRICS : 0;
+  return s == SLOT_DEPLOY || s == SLOT_DEPLOY_V1       ? T_DEPLOY
+       : s == SLOT_COMMANDS || s == SLOT_COMMANDS_V1 ? T_COMMANDS
+       : s == SLOT_METRICS                           ? T_METRICS
+                                                     : 0;
 }
 
 int avro_codec_event_bind(struct avro_codec_slot *sl, enum avro_slot s, char *why,
@@ -44,6 +46,8 @@ int avro_codec_event_bind(struct avro_codec_slot *sl, enum avro_slot s, char *wh
     int k = 0;
     while (k < (int)sl->n_spec && strcmp(sl->spec[k].name, f->name) != 0)
       k++;
+    if (k == (int)sl->n_spec && (s == SLOT_DEPLOY_V1 || s == SLOT_COMMANDS_V1))
+      continue; /* a field the older version did not have: it reads as absent */
     if (k == (int)sl->n_spec)
       return canary_why(why, why_len, CANARY_EINVALID, "%s: no field '%s' for the event field",
                         sl->record, f->name);
@@ -756,9 +760,9 @@ int avro_codec_event_head(avro_codec_t *c, const void *buf, size_t len, int64_t 
   int32_t schema = avro_codec_schema_id(buf, len);
   *id = NULL;
   *id_len = 0;
-  for (int s = SLOT_DEPLOY; s <= SLOT_METRICS; s++) {
+  for (int s = 0; s < SLOT_COUNT; s++) {
     const struct avro_codec_slot *sl = &c->slot[s];
-    if (sl->id != schema)
+    if (sl->id != schema || !(SLOTS_INPUT & 1u << s))
       continue;
     if (sl->idx[MF_ID] != 0 || sl->idx[MF_ROLLOUT] != 1 || sl->idx[MF_TIME] != 2)
       break;
@@ -802,24 +806,25 @@ int avro_codec_decode_event_generic(avro_codec_t *c, const void *buf, size_t len
                                     struct event *ev, char *why, size_t why_len) {
   memset(ev, 0, sizeof *ev);
   struct avro_codec_slot *sl;
-  int rc = avro_codec_read(c, buf, len, 1u << SLOT_DEPLOY | 1u << SLOT_COMMANDS | 1u << SLOT_METRICS,
-                           &sl, why, why_len);
+  int rc = avro_codec_read(c, buf, len, SLOTS_INPUT, &sl, why, why_len);
   if (rc)
     return rc;
   struct dec d = {c, sl, ev, why, why_len};
   const enum avro_slot which = (enum avro_slot)(sl - c->slot);
   switch (which) {
   case SLOT_DEPLOY:
+  case SLOT_DEPLOY_V1: /* its fields are the first n_spec */
     rc = decode_common(&d, T_DEPLOY);
     if (!rc)
-      rc = decode_fields(&d, DF_SERVICE, DF_COUNT_);
+      rc = decode_fields(&d, DF_SERVICE, (int)sl->n_spec);
     break;
   case SLOT_COMMANDS:
+  case SLOT_COMMANDS_V1:
     rc = decode_common(&d, T_COMMANDS);
     if (!rc && !ev->rollout[0] && ev->type != EVENT_FLAG_SET)
       rc = INVALID(&d, "rollout: missing (only a flag.set may apply to all rollouts)");
     if (!rc)
-      rc = decode_fields(&d, CF_ACTION, CF_COUNT_);
+      rc = decode_fields(&d, CF_ACTION, (int)sl->n_spec);
     break;
   case SLOT_METRICS:
     rc = decode_common(&d, T_METRICS);

@@ -18,8 +18,16 @@ enum avro_slot {
   SLOT_NOTIFICATION,
   SLOT_TRAFFIC,
   SLOT_DLQ,
+  /* Decoding only: the versions before the signature (schema ids 1 and 2). Messages written
+   * with them stay in the topics across an upgrade; they read as unsigned (docs/schemas.md). */
+  SLOT_DEPLOY_V1,
+  SLOT_COMMANDS_V1,
   SLOT_COUNT
 };
+/* The input slots, every version. */
+#define SLOTS_INPUT                                                                        \
+  (1u << SLOT_DEPLOY | 1u << SLOT_COMMANDS | 1u << SLOT_METRICS | 1u << SLOT_DEPLOY_V1 |  \
+   1u << SLOT_COMMANDS_V1)
 
 #define AVRO_SLOT_MAX_FIELDS 24
 
@@ -30,11 +38,11 @@ enum avro_slot {
 enum deploy_field {
   DF_ID, DF_ROLLOUT, DF_TIME, DF_TYPE, DF_SERVICE, DF_VERSION, DF_BASELINE_VERSION, DF_OK,
   DF_PASSED, DF_FAILED, DF_COUNT, DF_COHORT, DF_INCIDENT, DF_SEVERITY, DF_KIND, DF_SENTIMENT,
-  DF_ROLE, DF_ACTOR, DF_DETAIL, DF_COUNT_
+  DF_ROLE, DF_ACTOR, DF_DETAIL, DF_SIGNATURE, DF_COUNT_ /* a new field: last, and a V1 slot */
 };
 enum command_field {
   CF_ID, CF_ROLLOUT, CF_TIME, CF_TYPE, CF_ACTION, CF_FORCE, CF_ACTOR, CF_REASON, CF_FLAG,
-  CF_VALUE, CF_ITEM, CF_COUNT_
+  CF_VALUE, CF_ITEM, CF_SIGNATURE, CF_COUNT_
 };
 enum metric_field {
   MF_ID, MF_ROLLOUT, MF_TIME, MF_TYPE, MF_COHORT, MF_VARIANT, MF_INTERVAL_MS, MF_COUNTERS,

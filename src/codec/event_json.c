@@ -500,8 +500,10 @@ void event_to_json(const struct event *ev, struct jbuf *out) {
   jbuf_string(out, event_type_name(ev->type));
   uint32_t bit = 1u << ev->type;
   for (size_t k = 0; k < EVENT_FIELD_COUNT; k++)
-    if ((event_fields[k].types & bit) && !(k == EVENT_F_ITEM && !ev->item[0]))
-      encode_field(ev, &event_fields[k], out); /* item, newer than the contract: when given */
+    if ((event_fields[k].types & bit) && !(k == EVENT_F_ITEM && !ev->item[0]) &&
+        (k != EVENT_F_SIGNATURE || ev->signature[0]))
+      encode_field(ev, &event_fields[k], out); /* item and signature, newer than the contract:
+                                                 * when given, so other events read as before */
   jbuf_putc(out, '}');
 }
 

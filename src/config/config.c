@@ -8,6 +8,7 @@
 
 #include "config/flagfile.h"
 #include "config/planfile.h"
+#include "config/policyfile.h"
 #include "config/schema.h"
 #include "config/yamltree.h"
 
@@ -112,20 +113,56 @@ static int read_all(FILE *f, char **text, size_t *len) {
   return 0;
 }
 
-int config_load_file(const char *path, struct plan *out, struct config_error *err) {
+/* The whole file at path into *text (the caller frees it): CANARY_OK or CANARY_EIO with err. */
+static int read_file(const char *path, char **text, size_t *len, struct config_error *err) {
   FILE *f = fopen(path, "rb");
   if (!f)
     return io_error(path, err, "open", errno);
+  errno = 0;
+  int e = read_all(f, text, len);
+  fclose(f);
+  return e ? io_error(path, err, "read", e) : CANARY_OK;
+}
+
+int config_load_file(const char *path, struct plan *out, struct config_error *err) {
   char *text = NULL;
   size_t len = 0;
-  errno = 0;
-  int e = read_all(f, &text, &len);
-  fclose(f);
-  if (e)
-    return io_error(path, err, "read", e);
-  int rc = config_load_buffer(path, text, len, out, err);
+  int rc = read_file(path, &text, &len, err);
+  if (rc == CANARY_OK)
+    rc = config_load_buffer(path, text, len, out, err);
   free(text);
   return rc;
 }
 
 bool config_parse_duration(const char *s, int64_t *ms) { return schema_parse_duration(s, ms); }
+
+int config_load_policy_file(const char *path, struct policy *out, struct config_error *err) {
+  struct config_error scratch;
+  if (!err)
+    err = &scratch;
+  char *text = NULL;
+  size_t len = 0;
+  int rc = read_file(path, &text, &len, err);
+  if (rc != CANARY_OK)
+    return rc;
+  memset(err, 0, sizeof *err);
+  struct loader ld = {.name = path, .err = err};
+  struct policy *p = malloc(sizeof *p);
+  struct yamltree t;
+  rc = p ? yamltree_parse(path, err, text, len, &t) : CANARY_ENOMEM;
+  if (p) {
+    if (!rc && (!t.root || yamltree_is_null(t.root)))
+      rc = schema_fail_at(&ld, 1, 1, CANARY_EINVALID,
+                          "the document is empty: expected a policy (permissions, actors)");
+    if (!rc)
+      rc = policyfile_load(&ld, t.root, p);
+    yamltree_free(&t);
+  }
+  if (!rc)
+    memcpy(out, p, sizeof *out);
+  else if (!err->message[0])
+    schema_fail_at(&ld, 0, 0, rc, "%s", canary_strerror(rc));
+  free(p);
+  free(text);
+  return rc;
+}

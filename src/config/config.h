@@ -23,6 +23,14 @@ int config_load_file(const char *path, struct plan *out, struct config_error *er
 int config_load_buffer(const char *name, const char *text, size_t len, struct plan *out,
                        struct config_error *err) CANARY_MUSTCHECK;
 
+/*
+ * Loads a policy file (canaryd --policy, $CANARY_POLICY): a document whose top level is what a
+ * plan's `policy:` holds (docs/configuration.md, "policy"). Returns as config_load_file; *out
+ * is enabled and filled on success, untouched otherwise.
+ */
+int config_load_policy_file(const char *path, struct policy *out,
+                            struct config_error *err) CANARY_MUSTCHECK;
+
 /* Loads the compiled-in config/rollout.yaml. */
 int config_load_default(struct plan *out, struct config_error *err) CANARY_MUSTCHECK;
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "config/policyfile.h"
 #include "core/metric_store.h"
 
 #define HOUR_MS (3600 * 1000LL)
@@ -529,9 +530,15 @@ static int check_checklist(struct loader *ld, const struct planctx *ctx) {
 }
 
 
+/* policy: who may do what (config/policyfile.c). */
+static int set_policy(struct loader *ld, const struct ynode *v, void *target) {
+  return policyfile_load(ld, v, &((struct plan *)target)->policy);
+}
+
+
 enum { PF_PLAN, PF_HALT_CONDITIONS, PF_FLAGS, PF_BREAKER, PF_NOTIFY, PF_BUCKETING, PF_SPLIT,
        PF_DECISIONS, PF_WATCH, PF_DASHBOARD, PF_SLOS, PF_STAGES, PF_HALT_RULES, PF_ALERTS,
-       PF_CHECKLIST,
+       PF_CHECKLIST, PF_POLICY,
        PF_COUNT };
 
 static const struct field plan_fields[] = {
@@ -550,6 +557,7 @@ static const struct field plan_fields[] = {
     [PF_HALT_RULES] = F_CUSTOM("halt_rules", set_rules, false),
     [PF_ALERTS] = F_CUSTOM("alerts", set_alerts, false),
     [PF_CHECKLIST] = F_CUSTOM("checklist", set_checklist, false),
+    [PF_POLICY] = F_CUSTOM("policy", set_policy, false),
 };
 
 /* --- the document ---------------------------------------------------------------------------- */

@@ -206,7 +206,10 @@ static int apply_global_flag(struct engine *e, const struct event *ev, int64_t n
     *outcome = APPLY_REJECTED;
     return canary_why(why, len, CANARY_OK, "flag: '%s' names no cohort of the plan", ev->flag);
   }
-  e->global = next;
+  /* Refused by the policy: the switches stay; every live rollout still says so (its step
+   * refuses it too), so whoever tried sees the answer wherever they look. */
+  if (policy_allows(policy_authorize(&e->plan->policy, ev, NULL, 0)))
+    e->global = next;
   for (size_t i = 0; i < e->n_rollouts; i++) {
     struct rollout *r = e->rollouts[i];
     if (rollout_is_terminal(r))

@@ -10,6 +10,7 @@
 #define EVENT_NAME_MAX 64  /* rollout, service, version, cohort, actor, incident */
 #define EVENT_FLAG_MAX 96  /* flag names: canary.cohort.<name>.enabled */
 #define EVENT_TEXT_MAX 256 /* reason, detail */
+#define EVENT_SIG_MAX 96   /* signature: base64 of a 64-byte Ed25519 signature (88), incl. NUL */
 
 /* type: wire name. The order is part of nothing: never persist the numeric value. */
 #define EVENT_TYPE_MAP(XX)                          \
@@ -103,6 +104,22 @@ enum variant {
   VARIANT_COUNT
 };
 
+/*
+ * Whether an event's signature was checked, and what came of it. Set by the shell (the worker,
+ * simulate) before the event reaches the engine; the core's policy (core/policy) decides on it.
+ */
+#define EVENT_AUTH_MAP(XX)                                                                 \
+  XX(UNCHECKED, "unchecked") /* nobody looked (no policy, or a type that is not signed) */ \
+  XX(UNSIGNED, "unsigned")   /* no signature */                                            \
+  XX(VERIFIED, "verified")   /* the signature verifies with one of actor's keys */         \
+  XX(BAD, "bad")             /* a signature that verifies with none of actor's keys */
+enum event_auth {
+#define XX(name, wire) EVENT_AUTH_##name,
+  EVENT_AUTH_MAP(XX)
+#undef XX
+  EVENT_AUTH_COUNT
+};
+
 /* Metric payloads are borrowed: the arrays belong to whoever decoded the event and are valid
  * only for the duration of the call that receives the event. The core copies what it keeps. */
 struct metric_value {
@@ -183,6 +200,13 @@ struct event {
   char flag[EVENT_FLAG_MAX];
   bool value;
 
+  /* approval.granted, command, flag.set: the actor's Ed25519 signature of event_signed_bytes,
+   * base64; empty when unsigned */
+  char signature[EVENT_SIG_MAX];
+  /* Not on the wire: what the shell found when it checked signature against the policy's keys
+   * for actor (the core has no crypto; it decides on this). Codecs leave it EVENT_AUTH_UNCHECKED. */
+  enum event_auth auth;
+
   struct event_metrics metrics; /* metrics */
   struct event_diff diff;       /* diff.samples */
 };
@@ -195,6 +219,7 @@ const char *approval_role_name(enum approval_role r);
 const char *alert_kind_name(enum alert_kind k);
 const char *command_action_name(enum command_action a);
 const char *variant_name(enum variant v);
+const char *event_auth_name(enum event_auth a);
 
 /* Parse a wire name. Return true and set *out when s names a value, false otherwise. */
 bool event_type_parse(const char *s, enum event_type *out);
@@ -233,6 +258,20 @@ uint64_t event_digest(const struct event *ev);
 /* No digest: an id stored before digests were kept. It conflicts with no content: a repeat of
  * such an id is a plain duplicate, whatever it says. */
 #define EVENT_DIGEST_UNKNOWN 0
+/*
+ * The bytes an actor signs (canaryctl --key) and canaryd verifies: the event in a canonical
+ * form that every spelling of it shares — the id, the type, the rollout, the time and every
+ * field of the type by its contract name, in the digest's order, each as name, length and
+ * value — but the signature itself. The id is in it (unlike the digest): a signed pause sent
+ * again under a new id would otherwise be a second, valid pause. The rollout and the time are
+ * in it: a signature cannot be moved onto another rollout or another moment.
+ * Only the types a person signs (approval.granted, command, flag.set). Writes at most cap bytes
+ * to buf; returns the length, or 0 when ev is of another type or cap is too small
+ * (EVENT_SIGNED_MAX always suffices).
+ */
+#define EVENT_SIGNED_MAX 2048
+size_t event_signed_bytes(const struct event *ev, unsigned char *buf, size_t cap);
+
 /* A digest as text, as logs and dead letters print it: 16 lowercase hex digits. */
 #define EVENT_DIGEST_HEX_LEN 17
 void event_digest_hex(uint64_t digest, char out[EVENT_DIGEST_HEX_LEN]);

@@ -202,3 +202,79 @@ uint64_t event_digest(const struct event *ev) {
 void event_digest_hex(uint64_t digest, char out[EVENT_DIGEST_HEX_LEN]) {
   snprintf(out, EVENT_DIGEST_HEX_LEN, "%016" PRIx64, digest);
 }
+
+/* ---- the signed bytes ------------------------------------------------------------------------ */
+
+/*
+ * Why not sign the digest: it is 64 bits of a non-cryptographic mix (see above), so a second
+ * command with the same digest could be made and would carry the first one's signature. The
+ * signed bytes are the same walk written out (Ed25519 hashes them with SHA-512 itself).
+ * Each item is its name, a NUL, its length in decimal, ':' and its value: no value can pass for
+ * another's boundary. Numbers are decimal text, enums their wire names, booleans 0/1.
+ */
+struct sink {
+  unsigned char *p;
+  size_t cap, n;
+  bool full;
+};
+
+static void out_item(struct sink *s, const char *name, const char *v, size_t len) {
+  char head[96];
+  int h = snprintf(head, sizeof head, "%s%c%zu:", name, '\0', len);
+  if (h < 0 || s->n + (size_t)h + len > s->cap) {
+    s->full = true;
+    return;
+  }
+  memcpy(s->p + s->n, head, (size_t)h);
+  memcpy(s->p + s->n + (size_t)h, v, len);
+  s->n += (size_t)h + len;
+}
+
+static void out_str(struct sink *s, const char *name, const char *v) {
+  if (v[0])
+    out_item(s, name, v, strlen(v));
+}
+
+static void out_int(struct sink *s, const char *name, int64_t v) {
+  char num[24];
+  if (v)
+    out_item(s, name, num, (size_t)snprintf(num, sizeof num, "%" PRId64, v));
+}
+
+size_t event_signed_bytes(const struct event *ev, unsigned char *buf, size_t cap) {
+  if ((unsigned)ev->type >= EVENT_TYPE_COUNT || !(EVENT_T_ACTOR & 1u << ev->type))
+    return 0;
+  struct sink s = {buf, cap, 0, false};
+  static const char domain[] = "canaryd signed event v1"; /* never a signature of anything else */
+  out_item(&s, "domain", domain, sizeof domain - 1);
+  out_str(&s, "id", ev->id);
+  const char *type = event_type_name(ev->type);
+  out_item(&s, "type", type, strlen(type));
+  out_str(&s, "rollout", ev->rollout);
+  out_int(&s, "time", ev->time_ms);
+  for (int k = 0; k < EVENT_FIELD_COUNT; k++) {
+    const struct event_field *f = &event_fields[ORDER[k]];
+    const char *at = (const char *)ev + f->off;
+    int64_t i;
+    if (ORDER[k] == EVENT_F_SIGNATURE)
+      continue;
+    switch (f->kind) {
+    case EVENT_FIELD_STR: out_str(&s, f->name, at); break;
+    case EVENT_FIELD_BOOL: out_int(&s, f->name, *(const bool *)at); break;
+    case EVENT_FIELD_I64:
+      memcpy(&i, at, sizeof i);
+      out_int(&s, f->name, i);
+      break;
+    case EVENT_FIELD_INT: out_int(&s, f->name, *(const int *)at); break;
+    case EVENT_FIELD_ENUM:
+      if (f->types & 1u << ev->type) {
+        const char *w = f->wire(event_field_enum_get(ev, f));
+        out_item(&s, f->name, w, strlen(w));
+      }
+      break;
+    default: /* the metric payloads: no type that is signed carries one */
+      break;
+    }
+  }
+  return s.full ? 0 : s.n;
+}

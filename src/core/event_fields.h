@@ -78,7 +78,8 @@
   XX(GAUGES, "gauges", GAUGES, metrics.gauges, EVENT_T(METRICS), 0, 0, 0, _, 24)                \
   XX(DISTRIBUTIONS, "distributions", DISTS, metrics.dists, EVENT_T(METRICS), 0, 0, 0, _, 25)    \
   XX(SAMPLES, "samples", SAMPLES, diff.samples, EVENT_T(DIFF_SAMPLES), EVENT_T(DIFF_SAMPLES),   \
-     0, 0, _, 26)
+     0, 0, _, 26)                                                                               \
+  XX(SIGNATURE, "signature", STR, signature, EVENT_T_ACTOR, 0, 0, 0, _, 28)
 
 enum event_field_id {
 #define XX(id, name, kind, member, types, req, lo, hi, etype, digest) EVENT_F_##id,

@@ -187,7 +187,7 @@ bool plan_equal(const struct plan *a, const struct plan *b) {
       a->watch_ms != b->watch_ms || a->holdback_percent != b->holdback_percent ||
       a->excess_margin != b->excess_margin || a->margin_from_percent != b->margin_from_percent ||
       a->n_dashboard_counters != b->n_dashboard_counters ||
-      a->dashboard_step_ms != b->dashboard_step_ms)
+      a->dashboard_step_ms != b->dashboard_step_ms || !policy_equal(&a->policy, &b->policy))
     return false;
   for (int i = 0; i < a->n_dashboard_counters; i++)
     if (strcmp(a->dashboard_counters[i], b->dashboard_counters[i]))

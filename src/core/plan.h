@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "core/event.h"
+#include "core/policy.h"
 
 #define PLAN_MAX_STAGES 6
 #define PLAN_MAX_CRITERIA 12 /* per gate (entry or exit) */
@@ -251,6 +252,7 @@ struct plan {
                               * 0 (a plan built in code): the default */
   struct checklist_item checklist[PLAN_MAX_CHECKLIST]; /* in the plan's order */
   int n_checklist;
+  struct policy policy; /* who may do what (policy:, or canaryd --policy); zeroed: none */
 };
 
 /* The plan's learned dispersion of counter for service: its own entry, else the entry for any

@@ -428,6 +428,27 @@ static void command_rejected(struct run *u, const char *hint) {
   decision_add_bool(d, "accepted", false);
 }
 
+/*
+ * Whether the policy lets this person's event act (core/policy). Refused: a hold that says who
+ * tried what and why, posted to #releases — the event changes nothing else, and is not a dead
+ * letter: it was well-formed, and its refusal is the answer canaryctl waits for.
+ */
+static bool authorized(struct run *u) {
+  const struct event *ev = u->ev;
+  char why[EVENT_TEXT_MAX + 128];
+  enum policy_verdict v = policy_authorize(&u->plan->policy, ev, why, sizeof why);
+  if (policy_allows(v))
+    return true;
+  struct decision *d = run_decide(u, DECISION_HOLD, u->r->stage, "unauthorized", ev->actor, "%s",
+                                  why);
+  decision_add_str(d, "right", policy_right_name(policy_right_of(ev)));
+  decision_add_str(d, "verdict", policy_verdict_name(v));
+  decision_add_str(d, "signature", event_auth_name(ev->auth));
+  decision_add_bool(d, "accepted", false);
+  run_announce(u, d, NOTIFY_SEV_WARNING);
+  return false;
+}
+
 static void on_command(struct run *u) {
   struct rollout *r = u->r;
   const struct event *ev = u->ev;
@@ -670,6 +691,8 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
     (ev->sentiment == SENTIMENT_POSITIVE ? r->positive : r->negative)[c]++;
     return CANARY_OK;
   case EVENT_APPROVAL_GRANTED:
+    if (!authorized(u))
+      return CANARY_OK;
     r->approvals |= 1u << ev->role;
     /* zeroed first: a rollout is compared and stored byte for byte, so no stale tail bytes */
     memset(r->approvers[ev->role], 0, sizeof r->approvers[ev->role]);
@@ -680,15 +703,22 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
     fire_alert_rules(u, ev->alert_kind, ev->detail);
     return CANARY_OK;
   case EVENT_COMMAND:
-    if (ev->action == COMMAND_CHECK)
-      return run_checklist_check(u, why, why_len);
-    on_command(u);
+    if (authorized(u)) {
+      if (ev->action == COMMAND_CHECK)
+        return run_checklist_check(u, why, why_len);
+      on_command(u);
+    }
     return CANARY_OK;
   case EVENT_FLAG_SET: {
     bool global = !ev->rollout[0];
-    if (!global && flags_apply(&r->flags, u->plan, ev->flag, ev->value) != CANARY_OK)
+    struct flags next = r->flags;
+    /* a bad name first, as for a global switch (engine_apply): invalid whoever sends it */
+    if (!global && flags_apply(&next, u->plan, ev->flag, ev->value) != CANARY_OK)
       return canary_why(why, why_len, CANARY_EINVALID, "flag: '%s' names no cohort of the plan",
                         ev->flag);
+    if (!authorized(u))
+      return CANARY_OK; /* a refused global switch was not set either (engine_apply) */
+    r->flags = next;
     struct decision *d = run_decide(u, DECISION_FLAG, r->stage, "kill_switch", ev->actor,
                                     "%s%s set to %s by %s: exposure %g%%", global ? "global " : "",
                                     ev->flag, ev->value ? "true" : "false",

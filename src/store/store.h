@@ -111,6 +111,39 @@ struct store_outbox_row {
 #define STORE_HISTORY_SPAN_MS (8 * 24 * 3600 * 1000LL)
 #define STORE_HISTORY_RETENTION "7 days"
 
+/*
+ * A person's event as command_audit keeps it (migrations/011_command_audit.sql): what it asked,
+ * whether its signature verified, and what canaryd answered. Strings are borrowed for the call.
+ */
+struct store_audit_row {
+  const char *source;    /* <topic>/<partition>/<offset>: unique, so a replayed batch adds none */
+  const char *event_id, *rollout, *type, *action, *actor;
+  const char *signature; /* event_auth_name: unchecked, unsigned, verified, bad */
+  const char *outcome;   /* accepted, refused, rejected, invalid */
+  const char *reason, *detail;
+  int64_t time_ms;
+};
+
+/* One row of command_audit as read back (store_audit_list). */
+struct store_audit_entry {
+  char event_id[EVENT_ID_MAX], rollout[EVENT_NAME_MAX], type[24], action[160];
+  char actor[EVENT_NAME_MAX], signature[16], outcome[16], reason[EVENT_TEXT_MAX];
+  char detail[EVENT_TEXT_MAX + 256], source[96];
+  int64_t time_ms;
+  bool verified;
+};
+
+/*
+ * The audit's newest `last` rows (every row when last <= 0), oldest first; rollout and actor,
+ * when not NULL, keep only theirs. *out is malloc()ed (the caller frees it). A CANARY_ code.
+ */
+int store_audit_list(store_t *s, const char *rollout, const char *actor, long last,
+                     struct store_audit_entry **out, size_t *n) CANARY_MUSTCHECK;
+
+/* The audit's row of the event with this id in *out, *found false when there is none (yet). */
+int store_audit_of(store_t *s, const char *event_id, struct store_audit_entry *out,
+                   bool *found) CANARY_MUSTCHECK;
+
 struct store_batch {
   int shard;
   int64_t epoch;
@@ -139,6 +172,8 @@ struct store_batch {
    * STORE_HISTORY_RETENTION ago, are deleted in the same transaction */
   const struct history_point *history;
   size_t n_history;
+  const struct store_audit_row *audit;   /* -> command_audit */
+  size_t n_audit;
 };
 
 /*

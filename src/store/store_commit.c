@@ -77,6 +77,19 @@ static const char SQL_OUTBOX[] =
     "ORDER BY u.n "
     "ON CONFLICT (message_id) DO NOTHING";
 
+/* Every person's event of the batch (migrations/011_command_audit.sql). */
+static const char SQL_AUDIT[] =
+    "INSERT INTO command_audit (source, event_id, shard, rollout, time, type, action, actor, "
+    "signature, verified, outcome, reason, detail) "
+    "SELECT u.source, u.event_id, $1::int, u.rollout, "
+    "timestamptz 'epoch' + u.time_ms * interval '1 millisecond', u.type, u.action, u.actor, "
+    "u.signature, u.signature = 'verified', u.outcome, u.reason, u.detail "
+    "FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[], "
+    "$8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) "
+    "AS u(source, event_id, rollout, time_ms, type, action, actor, signature, outcome, reason, "
+    "detail) "
+    "ON CONFLICT (source) DO NOTHING";
+
 /* The batch's ids, one row per id epoch (migrations/005_event_id_batches.sql), with their
  * digests (migrations/007_event_id_digests.sql). */
 static const char SQL_EVENT_IDS[] =
@@ -225,6 +238,8 @@ enum {
   C_EVENT_ID_EPOCHS, C_EVENT_IDS, C_EVENT_ID_DIGESTS,
   C_FLAGS,
   C_H_ROLLOUT, C_H_KIND, C_H_NAME, C_H_STAT, C_H_COHORT, C_H_VARIANT, C_H_STEP, C_H_VALUE,
+  C_A_SOURCE, C_A_EVENT_ID, C_A_ROLLOUT, C_A_TIME, C_A_TYPE, C_A_ACTION, C_A_ACTOR,
+  C_A_SIGNATURE, C_A_OUTCOME, C_A_REASON, C_A_DETAIL,
   C_COUNT
 };
 _Static_assert(C_COUNT <= STORE_PARAM_BUFS, "store_internal.h: raise STORE_PARAM_BUFS");
@@ -434,6 +449,25 @@ static int write_outbox(store_t *s, const struct store_batch *b, struct jbuf *co
   return CANARY_OK;
 }
 
+static void write_audit(const struct store_batch *b, struct jbuf *cols) {
+  struct arr a[C_A_DETAIL - C_A_SOURCE + 1];
+  for (int k = C_A_SOURCE; k <= C_A_DETAIL; k++)
+    a[k - C_A_SOURCE] = arr_begin(&cols[k], k == C_A_TIME ? OID_INT8 : OID_TEXT);
+  for (size_t i = 0; i < b->n_audit; i++) {
+    const struct store_audit_row *r = &b->audit[i];
+    const char *text[] = {r->source, r->event_id, r->rollout, NULL, r->type, r->action,
+                          r->actor, r->signature, r->outcome, r->reason, r->detail};
+    for (int k = 0; k <= C_A_DETAIL - C_A_SOURCE; k++) {
+      if (k == C_A_TIME - C_A_SOURCE)
+        arr_int8(&a[k], r->time_ms);
+      else
+        arr_text(&a[k], text[k] ? text[k] : "");
+    }
+  }
+  for (int k = 0; k <= C_A_DETAIL - C_A_SOURCE; k++)
+    arr_end(&a[k]);
+}
+
 /*
  * The ids as event_id_batches rows: one per run of ids of the same epoch (a batch usually has
  * one epoch, two when it crosses into the next), each a bytea of 8-byte big-endian hashes and
@@ -604,6 +638,7 @@ static int build_columns(store_t *s, const struct store_batch *b, size_t *n_offs
     return rc;
   write_event_ids(b, cols);
   write_history(b, cols);
+  write_audit(b, cols);
   jbuf_reset(&cols[C_FLAGS]);
   if (b->global)
     flags_json_write(b->global, &cols[C_FLAGS]);
@@ -682,6 +717,13 @@ static void send_batch(struct pipeline *p, const struct store_batch *b, size_t n
     param_binary(&pr, &c[C_EVENT_IDS]);
     param_binary(&pr, &c[C_EVENT_ID_DIGESTS]);
     pipe_send(p, "event ids", SQL_EVENT_IDS, &pr);
+  }
+  if (b->n_audit) {
+    pr = (struct params){0};
+    param_text(&pr, shard);
+    for (int k = C_A_SOURCE; k <= C_A_DETAIL; k++)
+      param_binary(&pr, &c[k]);
+    pipe_send(p, "command audit", SQL_AUDIT, &pr);
   }
   char prune[24];
   if (b->prune_ids_below != 0) {

@@ -13,8 +13,8 @@
 /* SQLSTATE raised by canary_fence() (migrations/001_init.sql) when the epoch is stale. */
 #define STORE_SQLSTATE_FENCED "CF001"
 
-#define STORE_PARAM_BUFS 48
-#define STORE_MAX_STATEMENTS 14
+#define STORE_PARAM_BUFS 64
+#define STORE_MAX_STATEMENTS 16
 
 /* The batch store_commit_send() sent and store_commit_wait() has not collected yet. */
 struct store_in_flight {

@@ -216,7 +216,16 @@ static uint64_t gen_outputs_hash(uint64_t seed, int n) {
     jbuf_reset(&json);
     event_to_json(&ev, &json);
     uint64_t d = event_digest(&ev);
-    h = gen_fnv(h, avro.data, avro.len);
+    /* Deploy and command records gained a last field, signature (schema ids 4 and 5; 1 and 2
+     * before): an unsigned event is main's bytes under the new id plus the null branch's one
+     * byte. Hashed as main wrote them, so the golden proves exactly that. */
+    int32_t id = avro_codec_schema_id(avro.data, avro.len);
+    size_t len = avro.len;
+    if ((id == 4 || id == 5) && !ev.signature[0] && len > 5 && avro.data[len - 1] == 0) {
+      avro.data[4] = (unsigned char)(id - 3);
+      len--;
+    }
+    h = gen_fnv(h, avro.data, len);
     h = gen_fnv(h, json.data, json.len);
     unsigned char le[8];
     for (int k = 0; k < 8; k++)

@@ -46,6 +46,7 @@ static void assert_event_equal(const struct event *a, const struct event *b) {
   assert_string_equal(a->id, b->id);
   assert_string_equal(a->rollout, b->rollout);
   assert_int_equal(a->time_ms, b->time_ms);
+  assert_string_equal(a->signature, b->signature);
   assert_string_equal(a->service, b->service);
   assert_string_equal(a->version, b->version);
   assert_string_equal(a->baseline_version, b->baseline_version);
@@ -111,14 +112,15 @@ static void test_schemas_embedded(void **state) {
     int32_t id;
     const char *topic, *record;
   } want[] = {{1, "canary.deploy", "DeployEvent"},      {2, "canary.commands", "CommandEvent"},
-              {3, "canary.metrics", "MetricEvent"},     {10, "canary.decisions", "Decision"},
+              {3, "canary.metrics", "MetricEvent"},     {4, "canary.deploy", "DeployEvent"},
+              {5, "canary.commands", "CommandEvent"},     {10, "canary.decisions", "Decision"},
               {11, "canary.notifications", "Notification"}, {12, "canary.flags", "TrafficSplit"},
               {13, "canary.dlq", "DeadLetter"}};
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
     assert_string_equal(avro_codec_schema_topic(want[i].id), want[i].topic);
     assert_non_null(strstr(avro_codec_schema_json(want[i].id), want[i].record));
   }
-  assert_null(avro_codec_schema_json(4));
+  assert_null(avro_codec_schema_json(6));
   assert_string_equal(avro_codec_topic_of(EVENT_CI_COMPLETED), "canary.deploy");
   assert_string_equal(avro_codec_topic_of(EVENT_FLAG_SET), "canary.commands");
   assert_string_equal(avro_codec_topic_of(EVENT_DIFF_SAMPLES), "canary.metrics");
@@ -131,53 +133,53 @@ static void test_deploy_round_trip(void **state) {
   strcpy(ev.service, "checkout");
   strcpy(ev.version, "2.0.0");
   strcpy(ev.baseline_version, "1.9.3");
-  round_trip(c, &ev, 1);
+  round_trip(c, &ev, 4);
 
   static const enum event_type oks[] = {EVENT_CI_COMPLETED, EVENT_DEPLOY_COMPLETED,
                                         EVENT_HEALTH_CHECKED};
   for (size_t i = 0; i < 3; i++) {
     ev = fixture_event(oks[i], "e2", "checkout-v2", T0 + 1);
     ev.ok = i != 1;
-    round_trip(c, &ev, 1);
+    round_trip(c, &ev, 4);
   }
   ev = fixture_event(EVENT_SMOKE_COMPLETED, "e3", "checkout-v2", T0 + 2);
   ev.ok = false;
   ev.passed = 41;
   ev.failed = 1;
-  round_trip(c, &ev, 1);
+  round_trip(c, &ev, 4);
 
   ev = fixture_event(EVENT_CRASH_REPORTED, "e4", "checkout-v2", T0 + 3);
   strcpy(ev.cohort, "internal_test");
   ev.count = 3;
-  round_trip(c, &ev, 1);
+  round_trip(c, &ev, 4);
 
   for (int k = 0; k < INCIDENT_KIND_COUNT; k++) {
     ev = fixture_event(EVENT_INCIDENT_OPENED, "e5", "checkout-v2", T0 + 4);
     strcpy(ev.incident, "INC-7");
     ev.severity = 1 + k % 4; /* 1..4, whatever the number of kinds */
     ev.incident_kind = (enum incident_kind)k;
-    round_trip(c, &ev, 1);
+    round_trip(c, &ev, 4);
   }
   ev = fixture_event(EVENT_INCIDENT_RESOLVED, "e6", "checkout-v2", T0 + 5);
   strcpy(ev.incident, "INC-7");
-  round_trip(c, &ev, 1);
+  round_trip(c, &ev, 4);
 
   ev = fixture_event(EVENT_FEEDBACK_RECEIVED, "e7", "checkout-v2", T0 + 6);
   strcpy(ev.cohort, "friendly_gp");
   ev.sentiment = SENTIMENT_NEGATIVE;
-  round_trip(c, &ev, 1);
+  round_trip(c, &ev, 4);
 
   for (int r = 0; r < APPROVAL_ROLE_COUNT; r++) {
     ev = fixture_event(EVENT_APPROVAL_GRANTED, "e8", "checkout-v2", T0 + 7);
     ev.role = (enum approval_role)r;
     strcpy(ev.actor, r ? "sam" : "");
-    round_trip(c, &ev, 1);
+    round_trip(c, &ev, 4);
   }
   for (int k = 0; k < ALERT_KIND_COUNT; k++) {
     ev = fixture_event(EVENT_ALERT_RAISED, "e9", "checkout-v2", T0 + 8);
     ev.alert_kind = (enum alert_kind)k;
     strcpy(ev.detail, k ? "pool at 97% — ünïcödé" : "");
-    round_trip(c, &ev, 1);
+    round_trip(c, &ev, 4);
   }
 }
 
@@ -189,13 +191,53 @@ static void test_command_round_trip(void **state) {
     ev.force = a == COMMAND_PROMOTE;
     strcpy(ev.actor, "alice");
     strcpy(ev.reason, a == COMMAND_PAUSE ? "checking dashboards" : "");
-    round_trip(c, &ev, 2);
+    round_trip(c, &ev, 5);
   }
   struct event ev = fixture_event(EVENT_FLAG_SET, "c2", "checkout-v2", T0);
   strcpy(ev.flag, "canary.cohort.beta.enabled");
   ev.value = false;
   strcpy(ev.actor, "bob");
-  round_trip(c, &ev, 2);
+  round_trip(c, &ev, 5);
+  strcpy(ev.signature, "c2lnbmVk"); /* signed: the new field travels */
+  round_trip(c, &ev, 5);
+}
+
+/*
+ * Messages of the first versions (ids 1 and 2, before the signature, and for a command the
+ * checklist item) still decode, as unsigned: they are in the topics when canaryd is upgraded.
+ * Such a message is the new encoding without its last bytes (the null branches of the fields
+ * added) under the old id.
+ */
+static void test_first_versions_still_decode(void **state) {
+  avro_codec_t *c = *state;
+  struct event cmd = fixture_event(EVENT_COMMAND, "c1", "checkout-v2", T0);
+  cmd.action = COMMAND_ROLLBACK;
+  strcpy(cmd.actor, "alice");
+  struct event appr = fixture_event(EVENT_APPROVAL_GRANTED, "a1", "checkout-v2", T0);
+  appr.role = APPROVAL_SUPPORT;
+  strcpy(appr.actor, "carol");
+  const struct {
+    const struct event *ev;
+    int32_t old_id;
+    size_t added; /* fields the new version added, each a null branch (one byte) here */
+  } cases[] = {{&cmd, 2, 2}, {&appr, 1, 1}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    struct avro_buf buf = AVRO_BUF_INIT;
+    struct event back;
+    char why[256] = "";
+    assert_int_equal(avro_codec_encode_event(c, cases[i].ev, &buf), CANARY_OK);
+    for (size_t k = 1; k <= cases[i].added; k++)
+      assert_int_equal(buf.data[buf.len - k], 0); /* the added fields: null */
+    buf.data[4] = (unsigned char)cases[i].old_id;
+    int rc = avro_codec_decode_event(c, buf.data, buf.len - cases[i].added, &back, why, sizeof why);
+    if (rc)
+      fail_msg("%s: %s", event_type_name(cases[i].ev->type), why);
+    assert_event_equal(cases[i].ev, &back);
+    /* and the old id with the new fields is refused: bytes after the record */
+    assert_int_equal(avro_codec_decode_event(c, buf.data, buf.len, &back, why, sizeof why),
+                     CANARY_EPARSE);
+    avro_buf_free(&buf);
+  }
 }
 
 /* A flag.set for all rollouts: rollout is null on the wire and "" after decoding. */
@@ -204,14 +246,14 @@ static void test_flag_set_without_rollout(void **state) {
   struct event ev = fixture_event(EVENT_FLAG_SET, "kill-all", "", T0);
   strcpy(ev.flag, "system.canary.enabled");
   ev.value = false;
-  round_trip(c, &ev, 2);
+  round_trip(c, &ev, 5);
 
   /* Read it back with avro-c directly: the rollout field holds the null branch. */
   struct avro_buf buf = AVRO_BUF_INIT;
   assert_int_equal(avro_codec_encode_event(c, &ev, &buf), CANARY_OK);
   avro_schema_t schema;
-  assert_int_equal(avro_schema_from_json_length(avro_codec_schema_json(2),
-                                                strlen(avro_codec_schema_json(2)), &schema), 0);
+  assert_int_equal(avro_schema_from_json_length(avro_codec_schema_json(5),
+                                                strlen(avro_codec_schema_json(5)), &schema), 0);
   avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
   avro_value_t rec, f, branch;
   assert_int_equal(avro_generic_value_new(iface, &rec), 0);
@@ -1035,6 +1077,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_deploy_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_flag_set_without_rollout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_first_versions_still_decode, setup, teardown),
       cmocka_unit_test_setup_teardown(test_metrics_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_encode_refuses_invalid, setup, teardown),
       cmocka_unit_test_setup_teardown(test_decision_round_trip, setup, teardown),

@@ -378,6 +378,7 @@ struct bad_case {
   const char *message; /* a substring of the message */
 };
 
+#define POLICY_KEY "1QkNIu9l1AMau+PGUJrH1V7ZSATawvZdZuuzun06F6I="
 #define STAGES_AB "stages:\n  - { name: a, traffic_percent: 10 }\n  - { name: b, traffic_percent: 100 }\n"
 
 static const struct bad_case bad_cases[] = {
@@ -637,6 +638,25 @@ static const struct bad_case bad_cases[] = {
     {"tag", "plan: !!str t\n", CANARY_EPARSE, 1, 7, "YAML tags are not supported"},
     {"unknown alias", "plan: *name\n", CANARY_EPARSE, 1, 7, "unknown alias '*name'"},
     {"empty document", "# nothing\n", CANARY_EINVALID, 1, 1, "the document is empty"},
+    {"policy: an unknown right", "plan: t\n" STAGES_AB
+     "policy:\n  permissions: { promote_everything: [boss] }\n  actors: {}\n",
+     CANARY_EINVALID, 6, 18, "promote_everything"},
+    {"policy: an actor's role that has no right", "plan: t\n" STAGES_AB
+     "policy:\n  permissions: { rollback: [oncall] }\n"
+     "  actors:\n    bob: { roles: [oncal], keys: [\"" POLICY_KEY "\"] }\n",
+     CANARY_EINVALID, 8, 20, "role 'oncal' is given no right under permissions (roles with a "
+     "right: oncall)"},
+    {"policy: a key that is no key", "plan: t\n" STAGES_AB
+     "policy:\n  permissions: { rollback: [oncall] }\n"
+     "  actors:\n    bob: { roles: [oncall], keys: [\"c2VjcmV0\"] }\n",
+     CANARY_EINVALID, 8, 36, "is not an Ed25519 public key in base64"},
+    {"policy: an actor without keys", "plan: t\n" STAGES_AB
+     "policy:\n  permissions: { rollback: [oncall] }\n"
+     "  actors:\n    bob: { roles: [oncall] }\n",
+     CANARY_EINVALID, 8, 10, "actor 'bob' needs 'keys'"},
+    {"policy: without actors", "plan: t\n" STAGES_AB
+     "policy:\n  permissions: { rollback: [oncall] }\n",
+     CANARY_EINVALID, 6, 3, "policy needs 'actors'"},
     {"list at the top", "- plan: t\n", CANARY_EINVALID, 1, 1,
      "expected a mapping at the top level, got a list"},
     {"overlay: unknown cohort",

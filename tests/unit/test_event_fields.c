@@ -276,8 +276,11 @@ static const struct json_value *generated_json(struct codecs *c, struct gen *g, 
   return root;
 }
 
+static bool ev_signed(const struct json_value *root) { return json_get(root, "signature"); }
+
 /* A type's fields are written and no other: the JSON object has exactly the envelope and the
- * fields the table gives the type. */
+ * fields the table gives the type — but an empty signature, which is left out so that an
+ * unsigned event reads as it did before signatures existed. */
 static void test_json_writes_the_types_fields_only(void **state) {
   struct codecs *c = *state;
   struct gen g = {.s = 7};
@@ -286,7 +289,7 @@ static void test_json_writes_the_types_fields_only(void **state) {
     const struct json_value *root = generated_json(c, &g, t, &doc);
     size_t want = 4;
     for (int k = 0; k < EVENT_FIELD_COUNT; k++)
-      if (event_fields[k].types & 1u << t) {
+      if ((event_fields[k].types & 1u << t) && (k != EVENT_F_SIGNATURE || ev_signed(root))) {
         if (k == EVENT_F_ITEM && !json_get(root, "item"))
           continue; /* newer than the contract: written when given (the generator never does) */
         want++;
