@@ -344,7 +344,8 @@ struct mstore_plan {
     double gate_alpha;
     double log_w_release;    /* log weight of the test from the first stage's start */
     double log_w_stage;      /* ... from each later stage's start */
-    double log_w_slice;      /* ... from each slice of a stage, up to slices[stage] of them */
+    double log_w_slice[PLAN_MAX_STAGES]; /* ... from each of a stage's slices[stage] slices:
+                                          * each stage gets an equal share, whatever its length */
     int slices[PLAN_MAX_STAGES];
     double margin[PLAN_MAX_STAGES]; /* excess_margin where the cohort is large, else 0 */
     double share[PLAN_MAX_STAGES];  /* the canary's expected share of requests (split check) */

@@ -283,7 +283,7 @@ static void own_history(const struct mstore_ctx *cx, const struct expr_evq *q,
     return;
   double phi = mstore_dispersion(ms, cur, q->num, q->den);
   double xn = total_upto(ms, cur, VARIANT_CANARY, q->num, INT64_MAX), nn = ex->total;
-  double w = exp(ev->log_w_slice), limit_k = q->k * (1 + ev->margin[cur]);
+  double w = exp(ev->log_w_slice[cur]), limit_k = q->k * (1 + ev->margin[cur]);
   double best = -INFINITY;
   int kept = ex->n_snaps < MSTORE_SNAPS ? ex->n_snaps : MSTORE_SNAPS;
   for (int j = 0; w > 0 && j < kept; j++) {
@@ -379,7 +379,7 @@ static void evidence_ratio(const struct mstore_ctx *cx, const struct expr_evq *q
     struct term t;
     term_reset(&t);
     add_segment(&t, &kcur, q, &c, phi);
-    log_e = add_term_best(log_e, ev->log_w_slice, &t, &best, &c, cur, slice * MSTORE_SLICE_MS);
+    log_e = add_term_best(log_e, ev->log_w_slice[cur], &t, &best, &c, cur, slice * MSTORE_SLICE_MS);
   }
   out->log_e = log_e == -INFINITY ? 0 : log_e;
   out->dispersion = phi;
@@ -481,7 +481,7 @@ static void evidence_quantile(const struct mstore_ctx *cx, const struct expr_evq
     term_reset(&t);
     evid_llr_add_coef(&t.llr, &k, part.xc, part.nc);
     t.any = true;
-    log_e = add_term_best(log_e, ev->log_w_slice, &t, &best, &part, cur,
+    log_e = add_term_best(log_e, ev->log_w_slice[cur], &t, &best, &part, cur,
                           slice * MSTORE_SLICE_MS);
   }
   out->log_e = log_e == -INFINITY ? 0 : log_e;
@@ -592,7 +592,7 @@ void mstore_evidence_split(struct mstore *ms, const struct mstore_plan *mp, int 
       double sb = b - total_at(ms, cohort, VARIANT_BASELINE, "requests", slice);
       if (isnan(sc + sb))
         continue;
-      log_e = split_terms(log_e, ev, ev->share[cohort], sc, sb, ev->log_w_slice);
+      log_e = split_terms(log_e, ev, ev->share[cohort], sc, sb, ev->log_w_slice[cohort]);
       c0 = sc, b0 = sb; /* the oldest such slice: the counts shown */
     }
     if (isnan(c0))

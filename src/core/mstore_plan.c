@@ -385,7 +385,18 @@ static void plan_evidence(struct mstore_plan *mp, const struct plan *p) {
     w_release += w_slices, w_slices = 0;
   ev->log_w_release = log(w_release);
   ev->log_w_stage = w_stages > 0 ? log(w_stages / (p->n_stages - 1)) : -INFINITY;
-  ev->log_w_slice = w_slices > 0 ? log(w_slices / slices) : -INFINITY;
+  /* The slices' weight is shared by the stages equally, then by each stage's slices: a change
+   * that begins mid-stage in the short first stage (where the canary's events are few and each
+   * one counts) costs log(4 x 9) nats, not log(4 x the plan's 500 slices); in the long stages
+   * it costs about the same as a uniform share would. Any split that sums to w_slices keeps the
+   * guarantee (docs/statistics.md, "Where a test starts"). */
+  int sliced = 0;
+  for (int s = 0; s < p->n_stages; s++)
+    sliced += ev->slices[s] > 0;
+  for (int s = 0; s < PLAN_MAX_STAGES; s++)
+    ev->log_w_slice[s] = s < p->n_stages && w_slices > 0 && ev->slices[s] > 0
+                             ? log(w_slices / sliced / ev->slices[s])
+                             : -INFINITY;
   /* slos_met() reads the SLOs' evidence: its memo must watch what theirs would (after the
    * budget was counted, which is the halt rules' own comparisons) */
   int slo_evidence = 0;

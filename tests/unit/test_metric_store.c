@@ -1221,7 +1221,7 @@ static void test_evidence_plan(void **state) {
   assert_true(mp_ev.replay_ms >= (2 + 48 + 72) * HOUR_MS); /* a restart replays the plan */
   double w = exp(mp_ev.ev.log_w_release) + (plan_ev.n_stages - 1) * exp(mp_ev.ev.log_w_stage);
   for (int s = 0; s < plan_ev.n_stages; s++)
-    w += mp_ev.ev.slices[s] * exp(mp_ev.ev.log_w_slice);
+    w += mp_ev.ev.slices[s] * exp(mp_ev.ev.log_w_slice[s]);
   assert_true(w <= 1 + 1e-12); /* the start points' weights: a mixture, valid as a whole */
   assert_double_equal(mp_ev.ev.margin[BETA], 0.2, 0);
   assert_double_equal(mp_ev.ev.margin[FRIENDLY], 0, 0);
@@ -1312,7 +1312,8 @@ static void test_evidence_finds_a_regression_mid_stage(void **state) {
   int sliced = failures_to_detect(&mp_ev);
   static struct mstore_plan without;
   without = mp_ev;
-  without.ev.log_w_slice = -INFINITY; /* a shallow copy: the expressions are shared, not freed */
+  for (int s = 0; s < PLAN_MAX_STAGES; s++) /* a shallow copy: the expressions are shared */
+    without.ev.log_w_slice[s] = -INFINITY;
   int stage_only = failures_to_detect(&without);
   print_message("a 10x rise in the tenth hour: found after %d canary failures with the slices' "
                 "tests, %d from the stage's start alone\n", sliced, stage_only);
