@@ -91,8 +91,8 @@ step "starting canaryd with --policy (group auth-test-$suffix)"
 pid=$!
 
 run 0 "$ctl" emit <<EOF
-{"id":"$R-req","rollout":"$R","type":"rollout.requested","service":"web","version":"2.1.0","baseline_version":"2.0.3"}
-{"id":"$R2-req","rollout":"$R2","type":"rollout.requested","service":"api","version":"3.0.0","baseline_version":"2.9.9"}
+{"id":"$R-req","rollout":"$R","type":"rollout.requested","service":"web-auth-$suffix","version":"2.1.0","baseline_version":"2.0.3"}
+{"id":"$R2-req","rollout":"$R2","type":"rollout.requested","service":"api-auth-$suffix","version":"3.0.0","baseline_version":"2.9.9"}
 {"id":"$R-ci","rollout":"$R","type":"ci.completed","ok":true}
 {"id":"$R-deploy","rollout":"$R","type":"deploy.completed","ok":true}
 {"id":"$R-health","rollout":"$R","type":"health.checked","ok":true}

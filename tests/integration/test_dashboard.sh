@@ -91,7 +91,7 @@ t0=$(( ($(date +%s%3N) - 20 * 60000) / 60000 * 60000 ))
 jid=$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$R") # the id in JSON
 step "emit the rollout and its deploy gates"
 "$ctl" emit --quiet >/dev/null <<EOF
-{"id":"dash-$suffix-req","rollout":$jid,"time":$t0,"type":"rollout.requested","service":"web","version":"2.1.0","baseline_version":"2.0.3"}
+{"id":"dash-$suffix-req","rollout":$jid,"time":$t0,"type":"rollout.requested","service":"web-dash-$suffix","version":"2.1.0","baseline_version":"2.0.3"}
 {"id":"dash-$suffix-ci","rollout":$jid,"time":$t0,"type":"ci.completed","ok":true}
 {"id":"dash-$suffix-deploy","rollout":$jid,"time":$t0,"type":"deploy.completed","ok":true}
 {"id":"dash-$suffix-health","rollout":$jid,"time":$t0,"type":"health.checked","ok":true}
@@ -184,7 +184,7 @@ doc = json.load(open(sys.argv[1]))
 row = [r for r in doc["rollouts"] if r["id"] == sys.argv[2]]
 assert len(row) == 1, "rollout not listed by its exact id"
 r = row[0]
-assert r["service"] == "web" and r["version"] == "2.1.0" and r["stage"] == "internal_test", r
+assert r["service"].startswith("web-dash-") and r["version"] == "2.1.0" and r["stage"] == "internal_test", r
 assert r["state"] in ("paused", "running"), r
 assert r["last_decision"]["rollout"] == sys.argv[2], r["last_decision"]
 PY
@@ -287,18 +287,32 @@ rc=0
 # ---- the page in a browser ---------------------------------------------------------------------
 chromium=$(command -v chromium || command -v chromium-browser || true)
 [[ -n $chromium ]] || fail "chromium not installed (scripts/install-deps installs it)"
+# The pages as Chromium renders them (--dump-dom after the page's scripts ran), and its log.
+render() { # URL OUT
+  timeout 120 "$chromium" --headless --no-sandbox --disable-gpu --no-first-run \
+    --user-data-dir="$tmp/chromium" --enable-logging=stderr --log-level=0 \
+    --virtual-time-budget=8000 --dump-dom "$1" \
+    >"$2" 2>"$tmp/chromium.log" || fail "chromium: $(tail -n 5 "$tmp/chromium.log")"
+  if grep -q ':CONSOLE' "$tmp/chromium.log"; then
+    fail "$1 wrote to the console: $(grep ':CONSOLE' "$tmp/chromium.log" | head -n 5)"
+  fi
+}
+step "the rollout list in headless Chromium"
+render "$url/" "$tmp/list.html"
+python3 - "$tmp/list.html" "$R" <<'PY' || fail "the rendered rollout list"
+import html, re, sys
+dom = open(sys.argv[1]).read()
+assert 'id="rollouts"' in dom, "no rollout table"
+row = re.search(r'<tr><td><a href="/rollout\?id=[^"]*">' + re.escape(html.escape(sys.argv[2], quote=False)) + r'</a></td>(.*?)</tr>', dom, re.S)
+assert row, "the rollout is not listed (as text, with its link)"
+assert "paused" in row.group(1) and "halt" in row.group(1), "its state and last decision (the halt) are not shown"
+PY
 if [[ -n $chromium ]]; then
   step "the rollout page in headless Chromium"
   page="$url/rollout?id=$(python3 -c 'import urllib.parse,sys; print(urllib.parse.quote(sys.argv[1], safe=""))' "$R")"
   # --enable-logging: the page's console (errors, uncaught exceptions) goes to the log as
   # INFO:CONSOLE lines; the page writes none of its own, so any is a failure.
-  timeout 120 "$chromium" --headless --no-sandbox --disable-gpu --no-first-run \
-    --user-data-dir="$tmp/chromium" --enable-logging=stderr --log-level=0 \
-    --virtual-time-budget=8000 --dump-dom "$page" \
-    >"$tmp/dom.html" 2>"$tmp/chromium.log" || fail "chromium: $(tail -n 5 "$tmp/chromium.log")"
-  if grep -q ':CONSOLE' "$tmp/chromium.log"; then
-    fail "the rollout page wrote to the console: $(grep ':CONSOLE' "$tmp/chromium.log" | head -n 5)"
-  fi
+  render "$page" "$tmp/dom.html"
   python3 - "$tmp/dom.html" "$R" <<'PY' || fail "the rendered rollout page"
 import html, re, sys
 dom = open(sys.argv[1]).read()
@@ -308,14 +322,16 @@ assert html.escape(sys.argv[2], quote=False) in dom, "the id is not shown as tex
 assert dom.count("uplot") >= 5, "charts not drawn"
 assert "cannot read the dashboard" not in dom
 PY
-  if [[ -n ${CANARY_ARTIFACTS:-} ]]; then
-    mkdir -p "$CANARY_ARTIFACTS"
-    timeout 120 "$chromium" --headless --no-sandbox --disable-gpu --no-first-run --hide-scrollbars \
-      --user-data-dir="$tmp/chromium" --virtual-time-budget=8000 --window-size=1400,1800 \
-      --screenshot="$CANARY_ARTIFACTS/dashboard-rollout.png" "$page" >/dev/null 2>&1 || true
-  fi
-else
-  step "(Chromium is not installed: the browser check is skipped)"
+  # the screenshot, a test artifact (CANARY_ARTIFACTS, default ./artifacts: build/ under ctest)
+  artifacts=${CANARY_ARTIFACTS:-$PWD/artifacts}
+  mkdir -p "$artifacts"
+  rm -f "$artifacts/dashboard-rollout.png"
+  timeout 120 "$chromium" --headless --no-sandbox --disable-gpu --no-first-run --hide-scrollbars \
+    --user-data-dir="$tmp/chromium" --virtual-time-budget=8000 --window-size=1400,1800 \
+    --screenshot="$artifacts/dashboard-rollout.png" "$page" >/dev/null 2>&1 ||
+    fail "chromium --screenshot failed"
+  [[ -s $artifacts/dashboard-rollout.png ]] || fail "no screenshot in $artifacts"
+  step "screenshot: $artifacts/dashboard-rollout.png"
 fi
 
 kill -TERM "$dash_pid"
