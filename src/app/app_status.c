@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "app/app_cli.h"
+#include "app/app_freeze.h"
 #include "app/app_live.h"
 #include "app/app_timeline.h"
 #include "codec/event_json.h"
@@ -805,6 +806,7 @@ int app_status(int argc, char **argv) {
   size_t n = 0;
   code = live_list_rollouts(o.prog, st, &rows, &n);
   if (code == EXIT_OK) {
+    app_freeze_banner(st, o.json ? stderr : stdout); /* first: nothing below moves meanwhile */
     size_t active = 0;
     for (size_t i = 0; i < n; i++)
       active += live_is_active(&rows[i].rollout);
