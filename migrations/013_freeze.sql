@@ -1,4 +1,5 @@
--- canaryd schema, version 13: the freeze (issue 12, item 6; docs/operations.md).
+-- canaryd schema, version 13: the freeze, and the verified rollback (issue 12, item 6;
+-- docs/operations.md).
 --
 -- One row: while `frozen`, every worker stops applying input events (they stay in Kafka, the
 -- consumer stops fetching) and firing deadlines; `canaryctl unfreeze` lets them go on where they
@@ -14,3 +15,10 @@ CREATE TABLE input_freeze (  -- (FREEZE is a keyword of PostgreSQL)
   since   timestamptz NOT NULL
 );
 INSERT INTO input_freeze (frozen, actor, reason, since) VALUES (false, '', '', now());
+
+-- After a rollback canaryd verifies it against the plan's limit (rollback.verify_within): a
+-- decision of its own, action 'verify' (rule rollback_verified or rollback_not_verified).
+ALTER TABLE transitions DROP CONSTRAINT transitions_action_check;
+ALTER TABLE transitions ADD CONSTRAINT transitions_action_check
+  CHECK (action IN ('start', 'advance', 'hold', 'pause', 'resume', 'halt', 'rollback', 'promote',
+                    'complete', 'flag', 'check', 'verify'));
