@@ -59,10 +59,15 @@ static void check_freeze(struct worker *w, int64_t now_wall) {
   worker_commit_collect(w);
   struct store_freeze f;
   if (store_freeze_get(w->store, &f) != CANARY_OK) {
-    /* Keep the state it had: a store that is away stops the commits anyway. */
-    log_msg(LOG_LVL_WARNING, NULL, "cannot read the freeze: %s", store_last_error(w->store));
+    /* Keep the state it had: a store that is away stops the commits anyway. Said once per
+     * outage, not every FREEZE_POLL_MS. */
+    if (!w->freeze_unread)
+      log_msg(LOG_LVL_WARNING, NULL, "cannot read the freeze (keeping %s): %s",
+              w->frozen ? "frozen" : "not frozen", store_last_error(w->store));
+    w->freeze_unread = true;
     return;
   }
+  w->freeze_unread = false;
   if (f.frozen != w->frozen) {
     if (f.frozen)
       log_msg(LOG_LVL_NOTICE, NULL, "frozen by %s (%s): no event is applied until unfreeze",

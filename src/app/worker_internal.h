@@ -203,6 +203,7 @@ struct worker {
   /* The freeze (store_freeze, migrations/013): read every FREEZE_POLL_MS between passes; while
    * set, nothing is applied nor fired and the input partitions are paused (worker.c). */
   bool frozen;
+  bool freeze_unread; /* the last read of it failed (logged once) */
   int64_t freeze_checked_ms;
   _Atomic int64_t relay_errors, relay_backlog, relay_progress_ms;
   _Atomic int64_t relay_oldest_ms; /* age of the oldest unpublished row */
