@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "app/app_cli.h"
+#include "app/app_freeze.h"
 #include "app/app_live.h"
 #include "app/app_timeline.h"
 #include "codec/event_json.h"
@@ -603,6 +604,14 @@ static void detail_write(const struct detail *d, struct jbuf *b) {
   json_time_or_null(b, "min_duration_until", d->min_at);
   json_time_or_null(b, "max_duration_until", d->max_at);
   json_time_or_null(b, "watch_until", r->watching ? r->watch_until_ms : 0);
+  json_time_or_null(b, "rolled_back", r->state == ROLLOUT_ROLLED_BACK ? r->rolled_back_ms : 0);
+  json_key(b, "rollback_verification");
+  if (r->state == ROLLOUT_ROLLED_BACK && r->rolled_back_ms)
+    jbuf_string(b, rollback_verify_name(r->rollback_verify));
+  else
+    jbuf_null(b);
+  json_time_or_null(b, "rollback_verified_at",
+                    r->rollback_verify >= ROLLBACK_VERIFY_VERIFIED ? r->rollback_verified_ms : 0);
   json_time_or_null(b, "evaluated_at", d->now);
   json_key(b, "gates");
   jbuf_putc(b, '[');
@@ -696,6 +705,37 @@ void status_rollout_json(store_t *st, const struct plan *plan,
   detail_write(&d, b);
 }
 
+/* The rollback and its verification against the plan's limit (rollback.verify_within). */
+static void rollback_text(const struct rollout *r, const struct plan *plan, int64_t now) {
+  if (!r->rolled_back_ms)
+    return; /* stored before canaryd verified rollbacks */
+  print_when("rolled back", r->rolled_back_ms, now);
+  char took[32], limit[32], t[RFC3339_MAX];
+  span(plan->rollback_verify_ms, limit, sizeof limit);
+  switch ((enum rollback_verify)r->rollback_verify) {
+  case ROLLBACK_VERIFY_WAITING:
+    printf("  %-15s verifying: waiting for a green health check of %s until %s (limit %s)\n",
+           "rollback", r->baseline_version,
+           rfc3339_format(r->rolled_back_ms + plan->rollback_verify_ms, t), limit);
+    break;
+  case ROLLBACK_VERIFY_VERIFIED:
+    printf("  %-15s verified: %s healthy %s after the rollback (limit %s)\n", "rollback",
+           r->baseline_version, span(r->rollback_verified_ms - r->rolled_back_ms, took,
+                                     sizeof took), limit);
+    break;
+  case ROLLBACK_VERIFY_NOT_VERIFIED:
+    printf("  %-15s NOT VERIFIED: no green health check of %s within %s\n", "rollback",
+           r->baseline_version, span(r->rollback_verified_ms - r->rolled_back_ms, took,
+                                     sizeof took));
+    break;
+  case ROLLBACK_VERIFY_NONE:
+  case ROLLBACK_VERIFY_COUNT:
+    printf("  %-15s not verified by canaryd (no rollback.verify_within in the plan)\n",
+           "rollback");
+    break;
+  }
+}
+
 static void detail_text(const struct detail *d) {
   const struct rollout *r = &d->row->rollout;
   const struct plan *plan = d->plan;
@@ -723,6 +763,8 @@ static void detail_text(const struct detail *d) {
     print_when("maximum until", d->max_at, d->now);
   if (r->state == ROLLOUT_COMPLETED && r->watching) /* rules and alerts still run: docs */
     print_when("watched until", r->watch_until_ms, d->now);
+  if (r->state == ROLLOUT_ROLLED_BACK)
+    rollback_text(r, plan, d->now);
   if (!d->min_at && !d->max_at && r->stage < plan->n_stages &&
       (r->state == ROLLOUT_PENDING || r->state == ROLLOUT_PAUSED)) {
     const struct stage *s = &plan->stages[r->stage];
@@ -805,6 +847,7 @@ int app_status(int argc, char **argv) {
   size_t n = 0;
   code = live_list_rollouts(o.prog, st, &rows, &n);
   if (code == EXIT_OK) {
+    app_freeze_banner(st, o.json ? stderr : stdout); /* first: nothing below moves meanwhile */
     size_t active = 0;
     for (size_t i = 0; i < n; i++)
       active += live_is_active(&rows[i].rollout);

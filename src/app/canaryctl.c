@@ -12,6 +12,7 @@
 #include "app/app_health.h"
 #include "app/app_override.h"
 #include "app/app_emit.h"
+#include "app/app_freeze.h"
 #include "app/app_status.h"
 #include "app/app_plan.h"
 #include "app/app_simulate.h"
@@ -45,6 +46,8 @@ static const struct subcommand subcommands[] = {
     {"dashboard", app_dashboard, "serve a read-only web dashboard of the rollouts (from PostgreSQL)"},
     {"keygen", app_keygen, "make a key pair for signing commands as an actor (the policy's key)"},
     {"audit", app_audit, "every command, kill switch and approval: who, verified, outcome"},
+    {"freeze", app_freeze, "emergency stop: every worker stops applying events (kept in Kafka)"},
+    {"unfreeze", app_freeze, "apply events again after a freeze, from where they stopped"},
 };
 
 static void usage(FILE *f) {

@@ -45,6 +45,42 @@ static void idle_tick(struct shard *s, int64_t now_wall) {
     log_msg(LOG_LVL_ERR, NULL, "shard %d: cannot fire deadlines", s->id);
 }
 
+/*
+ * The freeze, from the store, every FREEZE_POLL_MS: a flag every worker reads whatever shards it
+ * owns (docs/ARCHITECTURE.md). The commit in flight is collected first: the store connection
+ * carries one statement at a time. While frozen the input partitions stay paused (again at each
+ * look: a rebalance assigns them unpaused), so nothing piles up in memory; what was fetched
+ * before stays queued, unapplied.
+ */
+static void check_freeze(struct worker *w, int64_t now_wall) {
+  if (now_wall - w->freeze_checked_ms < FREEZE_POLL_MS)
+    return;
+  w->freeze_checked_ms = now_wall;
+  worker_commit_collect(w);
+  struct store_freeze f;
+  if (store_freeze_get(w->store, &f) != CANARY_OK) {
+    /* Keep the state it had: a store that is away stops the commits anyway. Said once per
+     * outage, not every FREEZE_POLL_MS. */
+    if (!w->freeze_unread)
+      log_msg(LOG_LVL_WARNING, NULL, "cannot read the freeze (keeping %s): %s",
+              w->frozen ? "frozen" : "not frozen", store_last_error(w->store));
+    w->freeze_unread = true;
+    return;
+  }
+  w->freeze_unread = false;
+  if (f.frozen != w->frozen) {
+    if (f.frozen)
+      log_msg(LOG_LVL_NOTICE, NULL, "frozen by %s (%s): no event is applied until unfreeze",
+              f.actor, f.reason);
+    else
+      log_msg(LOG_LVL_NOTICE, NULL, "unfrozen by %s (%s): applying events again", f.actor,
+              f.reason);
+  }
+  if ((f.frozen || w->frozen) && bus_consumer_pause(w->consumer, f.frozen) != CANARY_OK)
+    log_msg(LOG_LVL_ERR, NULL, "cannot %s the input partitions", f.frozen ? "pause" : "resume");
+  w->frozen = f.frozen;
+}
+
 static int owned_shards(const struct worker *w) {
   int owned = 0;
   for (int i = 0; i < MAX_SHARDS; i++)
@@ -226,6 +262,7 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
     for (size_t i = 0; i < n; i++)
       enqueue(w, &msgs[i], now);
     more = false;
+    check_freeze(w, now);
     bool tick = cfg->wall_clock && idle && now - w->last_tick_ms >= cfg->tick_ms;
     if (tick)
       w->last_tick_ms = now;
@@ -236,6 +273,10 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
         s = worker_shard_settle(w, s);
       if (!s)
         continue;
+      if (w->frozen) { /* applies nothing, fires nothing; the last batch is committed */
+        worker_commit(w, s);
+        continue;
+      }
       more |= w->http ? worker_release_timed(w, s, now) : worker_release(w, s, now);
       if (tick)
         idle_tick(s, now);

@@ -250,6 +250,8 @@ void worker_http_format(const struct worker_snapshot *s, const char *version, in
       "When the worker loop took the figures below (once a second).", (double)s->taken_ms / 1000.0);
   one(b, "canaryd_ready", "gauge",
       "1 when every shard this worker owns is loaded and has caught up (as /readyz).", s->ready);
+  one(b, "canaryd_frozen", "gauge",
+      "1 while canaryctl freeze holds: this worker applies no event until unfreeze.", s->frozen);
   one(b, "canaryd_shards_owned", "gauge", "Shards (input partitions) this worker owns.",
       s->shards);
   prom_family(b, "canaryd_consumer_lag_messages", "gauge",

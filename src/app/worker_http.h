@@ -51,6 +51,7 @@ struct worker_snapshot {
   int64_t taken_ms;
   bool started;  /* connected, migrated, joined the group */
   bool ready;    /* and every shard it owns is loaded and has caught up since its assignment */
+  bool frozen;   /* canaryctl freeze: it applies nothing (worker.c check_freeze) */
   int shards;
   int64_t applied, duplicates, conflicts, dead_letters, replayed, commits, commit_failures;
   int64_t decisions[DECISION_ACTION_COUNT];

@@ -32,6 +32,7 @@
 
 #define MAX_SHARDS 256
 #define RELAY_BATCH 500
+#define FREEZE_POLL_MS 500 /* how soon every worker obeys a freeze or an unfreeze */
 
 /* One consumed message waiting for its turn (its bytes copied out of librdkafka's). */
 struct pending {
@@ -199,6 +200,11 @@ struct worker {
   uint64_t rule_evaluations;
   bool started;   /* worker_start succeeded */
   bool caught_up; /* every partition at its end since the last assignment (readiness) */
+  /* The freeze (store_freeze, migrations/013): read every FREEZE_POLL_MS between passes; while
+   * set, nothing is applied nor fired and the input partitions are paused (worker.c). */
+  bool frozen;
+  bool freeze_unread; /* the last read of it failed (logged once) */
+  int64_t freeze_checked_ms;
   _Atomic int64_t relay_errors, relay_backlog, relay_progress_ms;
   _Atomic int64_t relay_oldest_ms; /* age of the oldest unpublished row */
 };

@@ -96,6 +96,7 @@ static void snapshot_shards(struct worker *w, struct worker_snapshot *snap) {
   for (size_t k = 0; k < snap->n_rollouts; k++)
     copy_rollout(&snap->rollouts[k], kept[k]);
   snap->ready = w->started && w->caught_up && !failed;
+  snap->frozen = w->frozen;
 }
 
 /* worker_release, timed for canaryd_apply_seconds (passes that released something): two clock

@@ -158,6 +158,15 @@ int64_t bus_consumer_high_watermark(bus_consumer_t *c, int topic, int32_t partit
 int64_t bus_monotonic_ms(void);
 
 /*
+ * Stop (pause true) or start again fetching every partition assigned now: the freeze. What was
+ * fetched and not returned is dropped by librdkafka and fetched again, from the offset after
+ * the last message returned, when fetching resumes; so nothing is skipped. Partitions assigned
+ * later are not paused: the caller calls it again (it is idempotent). Returns CANARY_OK or
+ * CANARY_EIO (logged).
+ */
+int bus_consumer_pause(bus_consumer_t *c, bool pause) CANARY_MUSTCHECK;
+
+/*
  * Go back (or forward) to next[] on the shard's three partitions (-1 = the beginning), e.g. to
  * the offsets stored with the last commit that is known to have happened. Returns CANARY_OK or
  * CANARY_EIO (logged).

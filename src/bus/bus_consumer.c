@@ -649,3 +649,24 @@ int bus_consumer_seek_shard(bus_consumer_t *c, int shard, const int64_t next[BUS
     }
   return rc;
 }
+
+int bus_consumer_pause(bus_consumer_t *c, bool pause) {
+  if (!c->n_parts)
+    return CANARY_OK;
+  rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)c->n_parts);
+  if (!list)
+    return CANARY_ENOMEM;
+  for (size_t i = 0; i < c->n_parts; i++)
+    rd_kafka_topic_partition_list_add(list, bus_topic(bus_input_topics[c->parts[i].topic]),
+                                      c->parts[i].partition);
+  rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(c->rk, list)
+                                  : rd_kafka_resume_partitions(c->rk, list);
+  int rc = CANARY_OK;
+  if (err) {
+    consumer_log(c, LOG_LVL_ERR, "%s failed: %s", pause ? "pause" : "resume",
+                 rd_kafka_err2str(err));
+    rc = CANARY_EIO;
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  return rc;
+}

@@ -77,9 +77,17 @@ static const struct field fields[] = {
     FIELD(exposure_changed_ms, F_I64),
     FIELD(metric_events, F_I64),
     FIELD(last_metric_ms, F_I64),
+    FIELD(rolled_back_ms, F_I64),
+    FIELD(rollback_verify, F_INT),
+    FIELD(rollback_verified_ms, F_I64),
     FIELD(readings, F_READINGS),
     FIELD(checked, F_CHECKED),
 };
+/* Newer than some stored documents: absent, they read as zero (no verification). */
+static bool optional_field(const char *name) {
+  return !strcmp(name, "rolled_back_ms") || !strcmp(name, "rollback_verify") ||
+         !strcmp(name, "rollback_verified_ms");
+}
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 _Static_assert(N_FIELDS < 64, "the reader tracks the fields seen in a 64-bit mask");
 
@@ -695,10 +703,13 @@ static int read_rollout(const struct json_value *root, struct rollout *r, char *
         strcmp(fields[i].name, "exposure_changed_ms") != 0 &&
         strcmp(fields[i].name, "max_hold_reported") != 0 && strcmp(fields[i].name, "watching") &&
         strcmp(fields[i].name, "watch_until_ms") && strcmp(fields[i].name, "paged") &&
+        !optional_field(fields[i].name) &&
         !((fields[i].type == F_CHECKED || !strcmp(fields[i].name, "force_promoted")) &&
           version < 2))
       /* newer than the format */
       return BAD(&rd, root, fields[i].name, "missing");
+  if (r->rollback_verify < 0 || r->rollback_verify >= ROLLBACK_VERIFY_COUNT)
+    return BAD(&rd, root, "rollback_verify", "unknown value");
   return CANARY_OK;
 }
 

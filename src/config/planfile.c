@@ -454,6 +454,11 @@ static const struct field decision_fields[] = {
     F_NUM(struct plan, "margin_from_percent", margin_from_percent, 0, 100, false),
 };
 
+/* rollback.verify_within: the seed's "Rollback within 30 minutes", checked after each rollback. */
+static const struct field rollback_fields[] = {
+    F_DURATION(struct plan, "verify_within", rollback_verify_ms, false),
+};
+
 static const struct field watch_fields[] = {
     F_DURATION(struct plan, "duration", watch_ms, false),
     F_NUM(struct plan, "holdback_percent", holdback_percent, 0, 50, false),
@@ -538,7 +543,7 @@ static int set_policy(struct loader *ld, const struct ynode *v, void *target) {
 
 enum { PF_PLAN, PF_HALT_CONDITIONS, PF_FLAGS, PF_BREAKER, PF_NOTIFY, PF_BUCKETING, PF_SPLIT,
        PF_DECISIONS, PF_WATCH, PF_DASHBOARD, PF_SLOS, PF_STAGES, PF_HALT_RULES, PF_ALERTS,
-       PF_CHECKLIST, PF_POLICY,
+       PF_CHECKLIST, PF_POLICY, PF_ROLLBACK,
        PF_COUNT };
 
 static const struct field plan_fields[] = {
@@ -558,6 +563,7 @@ static const struct field plan_fields[] = {
     [PF_ALERTS] = F_CUSTOM("alerts", set_alerts, false),
     [PF_CHECKLIST] = F_CUSTOM("checklist", set_checklist, false),
     [PF_POLICY] = F_CUSTOM("policy", set_policy, false),
+    [PF_ROLLBACK] = F_MAP("rollback", rollback_fields, false),
 };
 
 /* --- the document ---------------------------------------------------------------------------- */
@@ -568,6 +574,7 @@ void planfile_defaults(struct plan *p) {
   p->breaker_threshold = 3;
   p->canary_enabled = true;
   p->post_mortem_ms = 48 * HOUR_MS;
+  p->rollback_verify_ms = 30 * 60 * 1000LL;
   p->buckets = 10000;
   p->srm_control = true;
   p->srm_p = 0.001;

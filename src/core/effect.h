@@ -35,7 +35,8 @@ enum rollout_state {
   XX(PROMOTE, "promote")         \
   XX(COMPLETE, "complete")       \
   XX(FLAG, "flag")               \
-  XX(CHECK, "check") /* a person ticked a checklist item */
+  XX(CHECK, "check") /* a person ticked a checklist item */ \
+  XX(VERIFY, "verify") /* a rollback verified, or not, by the stable version's health */
 
 enum decision_action {
 #define XX(name, wire) DECISION_##name,

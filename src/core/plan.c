@@ -180,6 +180,7 @@ bool plan_equal(const struct plan *a, const struct plan *b) {
       strcmp(a->notify.executive, b->notify.executive) ||
       a->breaker_threshold != b->breaker_threshold || a->canary_enabled != b->canary_enabled ||
       a->post_mortem_ms != b->post_mortem_ms || a->buckets != b->buckets ||
+      a->rollback_verify_ms != b->rollback_verify_ms ||
       a->srm_enabled != b->srm_enabled || a->srm_control != b->srm_control ||
       a->srm_p != b->srm_p || a->srm_window_ms != b->srm_window_ms ||
       a->srm_margin != b->srm_margin || a->decide != b->decide ||

@@ -213,6 +213,8 @@ struct plan {
   int breaker_threshold;      /* consecutive errors that disable the cohort; 0 = off */
   bool canary_enabled;        /* initial value of system.canary.enabled */
   int64_t post_mortem_ms;     /* post-mortem due this long after a rollback (48 h) */
+  int64_t rollback_verify_ms; /* rollback.verify_within: a green health check of the stable
+                               * version this soon after a rollback verifies it (30 min); 0 off */
   int buckets;                /* bucketing resolution for the traffic split (10000) */
   /* Sample-ratio mismatch: does the canary get the share of requests the split says it should?
    * A chi-square test on the exposed cohort's `requests` counters; a mismatch halts the rollout

@@ -17,6 +17,7 @@
 #include "core/metric_store.h"
 #include "core/rollout_internal.h"
 #include "core/rollout_metrics.h"
+#include "core/enum_names.h"
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
@@ -242,6 +243,58 @@ void run_roll_back(struct run *u, const char *rule, const char *actor, const cha
              "%s %s was rolled back. Verify health checks, notify stakeholders; post-mortem within "
              "%" PRId64 " h.", r->service, r->version, u->plan->post_mortem_ms / 3600000);
   oncall_all_clear(u, "rolled back");
+  /* The seed's "Rollback within 30 minutes": from now the stable version serves everyone, and a
+   * green health check of it by the limit verifies the rollback (rollback_verify). A rollout
+   * rolled back again (completed, then rolled back) starts the clock again. */
+  r->rolled_back_ms = u->now;
+  r->rollback_verified_ms = 0;
+  r->rollback_verify = u->plan->rollback_verify_ms > 0 ? ROLLBACK_VERIFY_WAITING
+                                                       : ROLLBACK_VERIFY_NONE;
+}
+
+ENUM_NAMES(rollback_verify, rollback_verify, ROLLBACK_VERIFY_MAP, ROLLBACK_VERIFY_COUNT)
+
+/*
+ * The rollback's verification: `ok` a green health.checked now (the baseline serves everyone:
+ * any health check is of the stable version), else the time alone. Verified by a green check
+ * at or before the limit; not verified once the limit has passed without one — decided at the
+ * limit's own time (rollout_next_deadline), so replay decides the same. A failed check changes
+ * nothing: the stable version may recover within the limit. Recorded as a `verify` decision
+ * with the time it took (or the limit) against the plan's limit; a failure to verify pages.
+ */
+static void rollback_verify(struct run *u, bool ok) {
+  struct rollout *r = u->r;
+  if (r->state != ROLLOUT_ROLLED_BACK || r->rollback_verify != ROLLBACK_VERIFY_WAITING)
+    return;
+  int64_t limit = u->plan->rollback_verify_ms, due = r->rolled_back_ms + limit;
+  char took[32], within[32];
+  rollout_format_duration(limit, within, sizeof within);
+  if (ok && u->now <= due) {
+    rollout_format_duration(u->now - r->rolled_back_ms, took, sizeof took);
+    r->rollback_verify = ROLLBACK_VERIFY_VERIFIED;
+    r->rollback_verified_ms = u->now;
+    struct decision *d = run_decide(u, DECISION_VERIFY, r->stage, "rollback_verified", NULL,
+                                    "rollback verified: the stable version %s is healthy %s "
+                                    "after the rollback (limit %s)", r->baseline_version, took,
+                                    within);
+    decision_add_int(d, "rollback_duration_ms", u->now - r->rolled_back_ms);
+    decision_add_int(d, "limit_ms", limit);
+    run_announce(u, d, NOTIFY_SEV_INFO);
+    return;
+  }
+  if (u->now < due)
+    return;
+  r->rollback_verify = ROLLBACK_VERIFY_NOT_VERIFIED;
+  r->rollback_verified_ms = due;
+  struct decision *d = run_decide(u, DECISION_VERIFY, r->stage, "rollback_not_verified", NULL,
+                                  "rollback not verified: no green health check of the stable "
+                                  "version %s within %s of the rollback", r->baseline_version,
+                                  within);
+  decision_add_int(d, "rollback_duration_ms", limit);
+  decision_add_int(d, "limit_ms", limit);
+  run_announce(u, d, NOTIFY_SEV_WARNING);
+  run_notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, run_latest(u), "Rollback not verified",
+             "%s: %s", r->service, run_latest(u)->reason);
 }
 
 /*
@@ -657,6 +710,7 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
     return CANARY_OK;
   case EVENT_HEALTH_CHECKED:
     r->health = fact_of(ev->ok);
+    rollback_verify(u, ev->ok);
     ev->ok ? breaker_success(u) : breaker_error(u, "health check failed");
     return CANARY_OK;
   case EVENT_SMOKE_COMPLETED: {
@@ -826,6 +880,7 @@ int rollout_tick(struct rollout *r, const struct step_ctx *ctx, struct effects *
   struct run u;
   run_init(&u, r, NULL, ctx, out);
   watch_end(&u);
+  rollback_verify(&u, false);
   if (u.m && u.m->deadline <= u.now)
     run_metric_rules(&u, true);
   if (!rollout_is_terminal(r) && r->state != ROLLOUT_PAUSED)
@@ -850,6 +905,8 @@ int64_t rollout_next_deadline(const struct rollout *r, const struct plan *plan) 
   int64_t best = ROLLOUT_NO_DEADLINE;
   if (r->state == ROLLOUT_COMPLETED && r->watching)
     return r->watch_until_ms; /* the watch after GA ends */
+  if (r->state == ROLLOUT_ROLLED_BACK && r->rollback_verify == ROLLBACK_VERIFY_WAITING)
+    return r->rolled_back_ms + plan->rollback_verify_ms; /* not verified by then */
   if (r->state != ROLLOUT_PENDING && r->state != ROLLOUT_RUNNING)
     return best;
   const struct stage *s = &plan->stages[r->stage];

@@ -104,6 +104,11 @@ struct rollout {
   int64_t watch_until_ms;        /* when it ends */
   bool prev_stage_passed;        /* the exit gate of the stage before the current one passed */
   bool force_promoted;           /* promote --force took it to the last stage, skipping gates */
+  /* After a rollback, the seed's "Rollback within 30 minutes" (plan.rollback_verify_ms): a green
+   * health check of the stable version by then verifies it (rollout.c, rollback_verify). */
+  int64_t rolled_back_ms;        /* when it was rolled back; 0 never */
+  int rollback_verify;           /* enum rollback_verify */
+  int64_t rollback_verified_ms;  /* when it was verified, or found not verified */
 
   int64_t seq;                   /* last decision sequence number */
   int64_t notify_seq;            /* last notification number */
@@ -203,6 +208,20 @@ int64_t rollout_metrics_next(const struct rollout *r, const struct rollout_metri
 
 /* The earliest time after which rollout_tick() may decide something, or ROLLOUT_NO_DEADLINE. */
 int64_t rollout_next_deadline(const struct rollout *r, const struct plan *plan);
+
+/* A rollback's verification (struct rollout.rollback_verify), with its wire name. */
+#define ROLLBACK_VERIFY_MAP(XX)                                                                  \
+  XX(NONE, "none")                 /* not rolled back, or the plan does not verify */          \
+  XX(WAITING, "waiting")           /* rolled back: waiting for a green health check */         \
+  XX(VERIFIED, "verified")         /* one came within plan.rollback_verify_ms */               \
+  XX(NOT_VERIFIED, "not verified") /* none came in time */
+enum rollback_verify {
+#define XX(name, wire) ROLLBACK_VERIFY_##name,
+  ROLLBACK_VERIFY_MAP(XX)
+#undef XX
+  ROLLBACK_VERIFY_COUNT
+};
+const char *rollback_verify_name(enum rollback_verify v);
 
 /*
  * Evaluate the entry (exit=false) or exit gate of stage at now. Fills up to max checks, returns

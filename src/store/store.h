@@ -144,6 +144,21 @@ int store_audit_list(store_t *s, const char *rollout, const char *actor, long la
 int store_audit_of(store_t *s, const char *event_id, struct store_audit_entry *out,
                    bool *found) CANARY_MUSTCHECK;
 
+/*
+ * The freeze (migrations/013_freeze.sql, store_freeze.c): while frozen, the workers apply nothing.
+ * store_freeze_get reads it; store_freeze_set sets it and appends the command_audit row (type
+ * 'freeze', action freeze/unfreeze, the actor and reason given) in one statement. *changed is
+ * false when it already was so (the audit row says "already frozen"/"not frozen").
+ */
+struct store_freeze {
+  bool frozen;
+  char actor[128], reason[512];
+  int64_t since_ms;
+};
+int store_freeze_get(store_t *s, struct store_freeze *out) CANARY_MUSTCHECK;
+int store_freeze_set(store_t *s, bool frozen, const char *actor, const char *reason,
+                     bool *changed) CANARY_MUSTCHECK;
+
 struct store_batch {
   int shard;
   int64_t epoch;

@@ -261,6 +261,14 @@ has "$out" " $R rollback friendly_gp rolled_back [manual] rolled back by alice: 
 run 0 "$ctl" status "$R"
 has "$out" "  state           rolled_back"
 has "$out" "  exposure        0%"
+has "$out" "  rollback        verifying: waiting for a green health check of 2.0.3 until "
+
+step "the rollback is verified by a green health check of the stable version"
+run 0 "$ctl" emit --type health.checked --rollout "$R" --ok true --quiet
+wait_for 30 "the rollback of $R to be verified" status_has "$R" "  rollback        verified: 2.0.3 healthy " ||
+  fail "not verified: $("$ctl" status "$R" 2>&1)"
+run 0 "$ctl" status "$R" --json
+has "$out" '"rollback_verification":"verified"'
 
 step "promote --force the second rollout, then roll it back from completed"
 run 0 "$ctl" promote "$R2" --force --actor bob --reason hotfix
@@ -317,7 +325,7 @@ has "$err" "name a rollout or a --service, not both"
 step "history: every decision in order, with its evidence"
 run 0 "$ctl" history "$R"
 actions=$(awk -v r="$R" '$2 == r { print $3 }' <<<"$out" | tr '\n' ' ')
-[[ $actions == "hold start pause hold resume promote check hold hold flag flag rollback " ]] ||
+[[ $actions == "hold start pause hold resume promote check hold hold flag flag rollback verify " ]] ||
   fail "history actions: '$actions'
 $out"
 has "$out" "    trigger: $R-health"
@@ -327,7 +335,7 @@ has "$out" "    flag: canary.cohort.friendly_gp.enabled"
 grep -qE '^    post_mortem_due_ms: 20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$' <<<"$out" ||
   fail "history: post_mortem_due_ms is not a time: $(grep post_mortem <<<"$out")"
 run 0 "$ctl" history "$R" --json
-[[ $(wc -l <<<"$out") == 12 ]] || fail "history --json: $(wc -l <<<"$out") lines"
+[[ $(wc -l <<<"$out") == 13 ]] || fail "history --json: $(wc -l <<<"$out") lines"
 for seq in 1 2 3 4 5 6 7 8 9 10 11 12; do
   sed -n "${seq}p" <<<"$out" | grep -qF "{\"id\":\"$R/$seq\",\"rollout\":\"$R\",\"seq\":$seq," ||
     fail "history --json line $seq: $(sed -n "${seq}p" <<<"$out")"

@@ -170,6 +170,7 @@ static void test_rollout_halt_rules(void **state) {
   assert_true(plan_a.false_halt_budget == 0.01);
   assert_int_equal(plan_a.watch_ms, 24 * 3600000LL); /* GA: "Continue monitoring" */
   assert_true(plan_a.holdback_percent == 0);
+  assert_int_equal(plan_a.rollback_verify_ms, 30 * 60000LL); /* "Rollback within 30 minutes" */
   for (int i = 0; i < n; i++)
     assert_int_equal(plan_a.rules[i].decide, strstr(plan_a.rules[i].name, "excess")
                                                  ? PLAN_DECIDE_EVIDENCE
@@ -422,6 +423,11 @@ static const struct bad_case bad_cases[] = {
     {"a holdback out of range", "plan: t\n" STAGES_AB "watch:\n  duration: 24h\n"
      "  holdback_percent: 60\n",
      CANARY_EINVALID, 7, 21, "holdback_percent"},
+    {"a rollback limit that is no duration", "plan: t\n" STAGES_AB
+     "rollback: { verify_within: soon }\n",
+     CANARY_EINVALID, 5, 28, "verify_within"},
+    {"an unknown key under rollback", "plan: t\n" STAGES_AB "rollback: { within: 30m }\n",
+     CANARY_EINVALID, 5, 13, "unknown key 'within'"},
     {"a watch duration that is not one", "plan: t\n" STAGES_AB "watch: { duration: 1.5h }\n",
      CANARY_EINVALID, 5, 20, "1h30m"},
     {"unknown top-level key", "plan: t\nstagez: []\n", CANARY_EINVALID, 2, 1,

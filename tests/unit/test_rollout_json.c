@@ -32,6 +32,9 @@ static void full_rollout(struct rollout *r, int n_incidents) {
   r->exit_hold_reported = true;
   r->prev_stage_passed = true;
   r->force_promoted = true;
+  r->rolled_back_ms = 1767229000000;
+  r->rollback_verify = ROLLBACK_VERIFY_VERIFIED;
+  r->rollback_verified_ms = 1767229100000;
   r->seq = 17;
   r->notify_seq = 9;
   r->traffic_seq = 4;
@@ -206,8 +209,16 @@ static void test_version_1_documents_load(void **state) {
   assert_non_null(at);
   memmove(at, at + strlen(",\"force_promoted\":true"),
           strlen(at + strlen(",\"force_promoted\":true")) + 1);
+  /* Documents from before the rollback's verification: none, as for a rollout never rolled back. */
+  const char *tail = ",\"rolled_back_ms\":1767229000000,\"rollback_verify\":2,"
+                     "\"rollback_verified_ms\":1767229100000";
+  at = strstr(a.data, tail);
+  assert_non_null(at);
+  memmove(at, at + strlen(tail), strlen(at + strlen(tail)) + 1);
   a.data[5] = '1';
   assert_int_equal(rollout_json_read(a.data, strlen(a.data), &back, why, sizeof why), CANARY_OK);
+  assert_int_equal(back.rollback_verify, ROLLBACK_VERIFY_NONE);
+  assert_int_equal(back.rolled_back_ms, 0);
   assert_int_equal(back.n_checked, 0);
   assert_false(back.force_promoted);
   assert_int_equal(back.n_incidents, 2);
@@ -326,6 +337,8 @@ static const struct bad_case bad_rollouts[] = {
      "readings.canary: expected number"},
     {"\"n\":4200", "\"n\":4200,\"extra\":1", CANARY_EINVALID, "unknown field 'extra'"},
     {"\"seq\":17", "\"seq\":17,\"seq\":18", CANARY_EPARSE, "duplicate"},
+    {"\"rollback_verify\":2", "\"rollback_verify\":4", CANARY_EINVALID,
+     "rollback_verify: unknown value"},
 };
 
 static char *replace(const char *doc, const char *from, const char *to) {
