@@ -1,6 +1,5 @@
 # Helpers of the shell integration suites (sourced): fail, run, has, wait_for, step.
 # run keeps the command's output in $out and $err, using $tmp (the suite's scratch directory).
-# test_cli.sh and test_notify.sh still carry their own copies of these (issue 12 left them be).
 
 fail() {
   echo "FAIL: $*" >&2

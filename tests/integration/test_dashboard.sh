@@ -56,25 +56,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-step() { printf '== %s\n' "$*"; }
-
-# wait_for SECONDS DESCRIPTION CMD...: retry CMD every 0.2 s until it succeeds.
-wait_for() {
-  local limit=$1 what=$2
-  shift 2
-  local end=$(($(date +%s) + limit))
-  until "$@" >/dev/null 2>&1; do
-    if (($(date +%s) >= end)); then
-      echo "timed out after ${limit}s waiting for $what" >&2
-      return 1
-    fi
-    sleep 0.2
-  done
-}
+# shellcheck source=tests/integration/lib.sh
+source "$root/tests/integration/lib.sh" # fail, run, has, wait_for, step
 
 sql() { psql "$CANARY_PG" -XAtq -v ON_ERROR_STOP=1 "$@"; }
 # the id as a SQL literal (quotes doubled)
