@@ -235,7 +235,7 @@ bool run_gate_passes(const struct run *u, int stage, bool exit, struct gate_chec
   return pass;
 }
 
-/* Give the metric criteria of checks (from gate_passes) their text, for a decision. */
+/* Give the metric criteria of checks (from run_gate_passes) their text, for a decision. */
 void run_explain_gate(const struct run *u, int stage, bool exit, struct gate_check *checks,
                          int n) {
   for (int i = 0; u->m && i < n; i++)
