@@ -23,8 +23,6 @@
 #include <string.h>
 
 #include "app/app_cli.h"
-#include "codec/json.h"
-#include "core/evidence.h"
 #include "core/metric_store.h"
 
 static const char usage[] =

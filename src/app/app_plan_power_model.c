@@ -6,15 +6,11 @@
  */
 #include "app/app_plan_power_internal.h"
 
-#include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/app_cli.h"
-#include "codec/json.h"
 #include "core/evidence.h"
 #include "core/metric_store.h"
 

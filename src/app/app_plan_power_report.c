@@ -4,8 +4,6 @@
  */
 #include "app/app_plan_power_internal.h"
 
-#include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

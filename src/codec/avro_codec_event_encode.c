@@ -1,7 +1,4 @@
 /* Input events -> DeployEvent, CommandEvent and MetricEvent records (emit, the tests, the demo). */
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "codec/avro_codec.h"

@@ -1,8 +1,6 @@
 /* Input events: canary.metrics read straight from the bytes, the time and id of any input
  * message, and avro_codec_decode_event, which tries this path before the generic one. */
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "codec/avro_codec.h"

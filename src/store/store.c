@@ -8,17 +8,12 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "codec/json.h"
-#include "codec/metrics_json.h"
-#include "codec/rollout_json.h"
-#include "core/idset.h"
 #include "store/store_internal.h"
 
 /* The input topics of TOPIC_MAP, indexed by enum topic: their names are the offsets' keys. */

@@ -2,19 +2,14 @@
  * rollouts, kill switches, applied event ids and offsets into an engine. */
 #include "store/store.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "codec/json.h"
 #include "codec/metrics_json.h"
 #include "codec/rollout_json.h"
-#include "core/idset.h"
 #include "store/store_internal.h"
 
 /* ---- shards ---------------------------------------------------------------------------------- */
