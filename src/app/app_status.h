@@ -1,4 +1,5 @@
-/* `canaryctl status`, `history` and `flags`: what canaryd has decided, read from PostgreSQL. */
+/* `canaryctl status`: what canaryd has decided, read from PostgreSQL, and what other commands
+ * (health, override, the dashboard) take from it: readings, the global kill switches, documents. */
 #ifndef CANARY_APP_STATUS_H
 #define CANARY_APP_STATUS_H
 
@@ -8,11 +9,8 @@
 #include "core/rollout.h"
 #include "store/store.h"
 
-/* Each takes argv[0] = the subcommand name and returns the exit code (app_cli.h). */
+/* Takes argv[0] = the subcommand name and returns the exit code (app_cli.h). */
 int app_status(int argc, char **argv);
-int app_history(int argc, char **argv);
-int app_flags(int argc, char **argv);
-int app_validate(int argc, char **argv);
 
 /* The reading of a rule (kind READING_RULE, any stage) or a gate criterion, or NULL. */
 const struct rollout_reading *status_find_reading(const struct rollout *r,

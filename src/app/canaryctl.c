@@ -12,10 +12,13 @@
 #include "app/app_health.h"
 #include "app/app_override.h"
 #include "app/app_emit.h"
+#include "app/app_flags.h"
 #include "app/app_freeze.h"
+#include "app/app_history.h"
 #include "app/app_status.h"
 #include "app/app_plan.h"
 #include "app/app_simulate.h"
+#include "app/app_validate.h"
 #include "app/app_watch.h"
 
 struct subcommand {

@@ -8,6 +8,8 @@
 #include <stdint.h>
 
 #include "codec/avro_codec.h"
+#include "core/event_fields.h"
+#include "core/topic.h"
 
 /* One slot per schema the code knows; the schema id comes from schemas/ids.txt. */
 enum avro_slot {
@@ -136,7 +138,27 @@ bool avro_codec_utf8_ok(const unsigned char *s, size_t n);
 /* Write the type signature of s into buf (see struct avro_field_spec); false when it is cut. */
 bool avro_codec_shape_signature(avro_schema_t s, char *buf, size_t len);
 
-/* ---- avro_codec_event.c ---- */
+/* ---- avro_codec_event.c (the helpers also for avro_codec_event_fast.c and _encode.c) ---- */
+
+/* The event types of each input topic (TOPIC_MAP, core/topic.h): a record type per topic. */
+#define T_DEPLOY topic_event_types(TOPIC_DEPLOY)
+#define T_COMMANDS topic_event_types(TOPIC_COMMANDS)
+#define T_METRICS topic_event_types(TOPIC_METRICS)
+
+/*
+ * The nullable fields of a deploy or command record are the rows of EVENT_FIELD_MAP
+ * (core/event_fields.h) that the record's types carry, found by name in the slot's spec when the
+ * codec is made (avro_codec_event_bind): which types use a field and which must give it are the
+ * map's. `kind` is two rows for one Avro field: incident kind and alert kind.
+ */
+typedef struct event_field efield_t;
+
+/* The row spec field k of the slot holds for type t, or NULL. */
+const efield_t *avro_codec_row_of(const struct avro_codec_slot *sl, int k, enum event_type t);
+
+/* Grow *arr to hold n items of size each. */
+bool avro_codec_grow(void **arr, size_t *cap, size_t n, size_t size);
+#define GROW(c, arr, n) avro_codec_grow((void **)&(c)->arr, &(c)->cap_##arr, (n), sizeof *(c)->arr)
 
 /*
  * avro_codec_decode_event without its fast path for canary.metrics: every message through

@@ -1,5 +1,6 @@
-/* Strict JSON: one pass over the text into arena memory; a writer that always emits valid UTF-8. */
+/* Strict JSON: one pass over the text into arena memory (the writer, jbuf_*, is json_write.c). */
 #include "codec/json.h"
+#include "codec/json_internal.h"
 
 #include <errno.h>
 #include <locale.h>
@@ -22,12 +23,12 @@ static once_flag c_locale_once = ONCE_FLAG_INIT;
 
 static void c_locale_init(void) { c_locale_obj = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
 
-static locale_t c_locale_enter(void) {
+locale_t json_c_locale_enter(void) {
   call_once(&c_locale_once, c_locale_init);
   return c_locale_obj ? uselocale(c_locale_obj) : (locale_t)0;
 }
 
-static void c_locale_leave(locale_t old) {
+void json_c_locale_leave(locale_t old) {
   if (old)
     uselocale(old);
 }
@@ -35,7 +36,7 @@ static void c_locale_leave(locale_t old) {
 /* ---- UTF-8 ---------------------------------------------------------------------------------- */
 
 /* Length of the well-formed UTF-8 sequence at s (n bytes available), 0 if ill-formed. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n) {
+size_t json_utf8_seq_len(const unsigned char *s, size_t n) {
   unsigned c = s[0];
   size_t len;
   unsigned lo = 0x80, hi = 0xBF; /* the range allowed for the second byte */
@@ -328,7 +329,7 @@ static int parse_string(struct parser *ps, const char **str, size_t *len) {
       out[n++] = (char)c;
       q++;
     } else {
-      size_t k = utf8_seq_len((const unsigned char *)q, (size_t)(close - q));
+      size_t k = json_utf8_seq_len((const unsigned char *)q, (size_t)(close - q));
       if (!k)
         return FAIL(ps, q, "invalid UTF-8 in string");
       memcpy(out + n, q, k);
@@ -407,11 +408,11 @@ static int parse_number(struct parser *ps, struct json_value *v) {
     return NOMEM(ps);
   memcpy(buf, start, n);
   buf[n] = '\0';
-  locale_t old = c_locale_enter();
+  locale_t old = json_c_locale_enter();
   errno = 0;
   double d = strtod(buf, NULL);
   int e = errno;
-  c_locale_leave(old);
+  json_c_locale_leave(old);
   if (e == ERANGE && isinf(d))
     return FAIL(ps, start, "number out of range");
   v->num = d;
@@ -675,7 +676,7 @@ void json_excerpt(const char *s, size_t len, char *dst, size_t dst_len) {
   const unsigned char *u = (const unsigned char *)s;
   size_t room = dst_len - 1, n = 0, k = 0;
   while (k < len) {
-    size_t step = utf8_seq_len(u + k, len - k);
+    size_t step = json_utf8_seq_len(u + k, len - k);
     bool shown = step > 0 && u[k] >= 0x20 && u[k] != 0x7F; /* else one '?' */
     if (!step)
       step = 1;
@@ -710,180 +711,3 @@ int json_why_at(char *why, size_t len, const struct json_value *at, const char *
   }
   return CANARY_EINVALID;
 }
-
-/* ---- the writer ----------------------------------------------------------------------------- */
-
-void jbuf_init(struct jbuf *b) { memset(b, 0, sizeof *b); }
-
-void jbuf_reset(struct jbuf *b) {
-  b->len = 0;
-  b->oom = false;
-  if (b->data)
-    b->data[0] = '\0';
-}
-
-void jbuf_free(struct jbuf *b) {
-  free(b->data);
-  memset(b, 0, sizeof *b);
-}
-
-/* Room for extra more bytes and the NUL; false (and oom) when memory is exhausted. */
-static bool reserve(struct jbuf *b, size_t extra) {
-  if (b->oom)
-    return false;
-  if (b->len + extra + 1 <= b->cap)
-    return true;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < b->len + extra + 1)
-    cap *= 2;
-  char *d = realloc(b->data, cap);
-  if (!d) {
-    b->oom = true;
-    return false;
-  }
-  b->data = d;
-  b->cap = cap;
-  return true;
-}
-
-void jbuf_write(struct jbuf *b, const void *data, size_t n) {
-  if (!reserve(b, n))
-    return;
-  memcpy(b->data + b->len, data, n);
-  b->len += n;
-  b->data[b->len] = '\0';
-}
-
-void jbuf_putc(struct jbuf *b, char c) { jbuf_write(b, &c, 1); }
-
-void jbuf_puts(struct jbuf *b, const char *s) { jbuf_write(b, s, strlen(s)); }
-
-void jbuf_vprintf(struct jbuf *b, const char *fmt, va_list ap) {
-  va_list again;
-  va_copy(again, ap);
-  if (!reserve(b, 64)) {
-    va_end(again);
-    return;
-  }
-  int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-  if (n >= 0 && (size_t)n >= b->cap - b->len) {
-    if (reserve(b, (size_t)n))
-      vsnprintf(b->data + b->len, b->cap - b->len, fmt, again);
-    else
-      n = -1;
-  }
-  va_end(again);
-  if (n > 0 && !b->oom)
-    b->len += (size_t)n;
-  if (b->data)
-    b->data[b->len] = '\0';
-}
-
-void jbuf_printf(struct jbuf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  jbuf_vprintf(b, fmt, ap);
-  va_end(ap);
-}
-
-void jbuf_string_n(struct jbuf *b, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  const unsigned char *u = (const unsigned char *)s;
-  jbuf_putc(b, '"');
-  size_t run = 0; /* start of the bytes that need no escaping */
-  for (size_t k = 0; k < n;) {
-    unsigned char c = u[k];
-    size_t step = 1;
-    const char *esc = NULL;
-    char ubuf[7];
-    if (c == '"')
-      esc = "\\\"";
-    else if (c == '\\')
-      esc = "\\\\";
-    else if (c < 0x20) {
-      switch (c) {
-      case '\b': esc = "\\b"; break;
-      case '\f': esc = "\\f"; break;
-      case '\n': esc = "\\n"; break;
-      case '\r': esc = "\\r"; break;
-      case '\t': esc = "\\t"; break;
-      default:
-        memcpy(ubuf, "\\u00", 4);
-        ubuf[4] = hex[c >> 4];
-        ubuf[5] = hex[c & 15];
-        ubuf[6] = '\0';
-        esc = ubuf;
-      }
-    } else if (c >= 0x80) {
-      step = utf8_seq_len(u + k, n - k);
-      if (!step) {
-        esc = "\\ufffd";
-        step = 1;
-      }
-    }
-    if (esc) {
-      jbuf_write(b, s + run, k - run);
-      jbuf_puts(b, esc);
-      run = k + step;
-    }
-    k += step;
-  }
-  jbuf_write(b, s + run, n - run);
-  jbuf_putc(b, '"');
-}
-
-void jbuf_string(struct jbuf *b, const char *s) {
-  if (!s)
-    jbuf_null(b);
-  else
-    jbuf_string_n(b, s, strlen(s));
-}
-
-/* "1e+21" -> "1e21", "1e-07" -> "1e-7": the same number, fewer bytes. */
-static void trim_exponent(char *s) {
-  char *e = strchr(s, 'e');
-  if (!e)
-    return;
-  char *r = e + 1, *w = e + 1;
-  if (*r == '+')
-    r++;
-  else if (*r == '-')
-    *w++ = *r++;
-  while (*r == '0' && r[1])
-    r++;
-  memmove(w, r, strlen(r) + 1);
-}
-
-void jbuf_number(struct jbuf *b, double v) {
-  if (!isfinite(v)) {
-    jbuf_null(b);
-    return;
-  }
-  if (fabs(v) < 9007199254740992.0 && v == (double)(int64_t)v) {
-    if (v == 0 && signbit(v))
-      jbuf_puts(b, "-0");
-    else
-      jbuf_int(b, (int64_t)v);
-    return;
-  }
-  char buf[40];
-  locale_t old = c_locale_enter();
-  for (int prec = 15; prec <= 17; prec++) {
-    snprintf(buf, sizeof buf, "%.*g", prec, v);
-    if (prec == 17 || strtod(buf, NULL) == v)
-      break;
-  }
-  c_locale_leave(old);
-  trim_exponent(buf);
-  jbuf_puts(b, buf);
-}
-
-void jbuf_int(struct jbuf *b, int64_t v) {
-  char buf[24];
-  int n = snprintf(buf, sizeof buf, "%lld", (long long)v);
-  jbuf_write(b, buf, (size_t)n);
-}
-
-void jbuf_bool(struct jbuf *b, bool v) { jbuf_puts(b, v ? "true" : "false"); }
-
-void jbuf_null(struct jbuf *b) { jbuf_puts(b, "null"); }

@@ -3,8 +3,9 @@
  * what the facts and the clock allow: start, advance, hold, halt. Commands and halt rules act
  * directly. Every change of state goes through this file (enter(), checked against the state
  * diagram's table) and leaves a decision behind. What a step emits is in rollout_effects.c, the
- * gate criteria over recorded facts in rollout_gate.c, the metric side (metric criteria, halt
- * rules, alerts, the split check) in rollout_metrics.c; rollout_internal.h is what they share.
+ * gates (their criteria over recorded facts, and the implicit ones) in rollout_gate.c, incidents
+ * and alerts in rollout_incident.c, the metric side (metric criteria, halt rules, alerts, the
+ * split check) in rollout_metrics.c; rollout_internal.h is what they share.
  */
 #include "core/rollout.h"
 
@@ -21,114 +22,8 @@
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
-/* A gate's criteria and the implicit ones (the kill switch, the checklist before the last). */
-#define GATE_MAX_CHECKS (PLAN_MAX_CRITERIA + 2)
-
 bool rollout_is_terminal(const struct rollout *r) {
   return r->state == ROLLOUT_ROLLED_BACK || r->state == ROLLOUT_COMPLETED;
-}
-
-/* ---- gates --------------------------------------------------------------------------------- */
-
-/*
- * The implicit criterion of every gate: no expansion while a kill switch or the circuit breaker
- * holds the gate's cohort at 0%. Moving on at 0% would reach the next stage with no evidence
- * from real traffic, and a rollout that completed while switched off would jump to 100% the
- * moment the switch came back.
- */
-static const struct criterion canary_on = {
-    .check = CHECK_COUNT, .name = "kill_switch", .text = "Canary enabled for the cohort",
-    .cohort = -1};
-
-/*
- * The implicit criterion of the last stage's entry gate: the checklist's required items are
- * ticked ("GA is not entered while a required item is open"). Shown only while it holds, so a
- * plan without a checklist decides exactly as before.
- */
-static const struct criterion checklist_done = {
-    .check = CHECK_COUNT, .name = "checklist", .text = "Required checklist items checked",
-    .cohort = -1};
-
-static bool checklist_holds(const struct run *u, int stage, bool exit, char *detail, size_t n) {
-  if (exit || !is_last(u->plan, stage))
-    return false;
-  char ids[EVENT_TEXT_MAX - 32];
-  int open = rollout_checklist_open(u->r, u->plan, true, ids, sizeof ids);
-  if (open)
-    snprintf(detail, n, "%d required item%s open: %s", open, open == 1 ? "" : "s", ids);
-  return open > 0;
-}
-
-static bool switched_off(const struct run *u, int stage, char *detail, size_t n) {
-  const struct rollout *r = u->r;
-  const char *why = NULL;
-  if (!u->global->canary_enabled || !r->flags.canary_enabled)
-    why = "system.canary.enabled is false";
-  else if (!u->global->cohort_enabled[stage] || !r->flags.cohort_enabled[stage])
-    why = "the cohort's kill switch is off";
-  else if (r->breaker_open)
-    why = "the circuit breaker is open";
-  if (why)
-    snprintf(detail, n, "%s for %s", why, u->plan->stages[stage].name);
-  return why != NULL;
-}
-
-/* Evaluate a gate; true when every criterion passes. Fills checks (GATE_MAX_CHECKS). */
-static bool gate_passes(const struct run *u, int stage, bool exit, struct gate_check *checks,
-                        int *n) {
-  *n = rollout_gate(u->r, u->plan, stage, exit, u->now, checks, PLAN_MAX_CRITERIA);
-  for (int i = 0; u->m && i < *n; i++)
-    if (checks[i].criterion->check == CHECK_METRIC)
-      run_metric_check(u, stage, exit, i, &checks[i], false);
-  bool pass = true;
-  for (int i = 0; i < *n; i++)
-    if (checks[i].result != GATE_PASS)
-      pass = false;
-  if (switched_off(u, stage, checks[*n].detail, sizeof checks[*n].detail)) {
-    checks[*n].criterion = &canary_on;
-    checks[*n].result = GATE_FAIL;
-    checks[*n].unproven = false;
-    ++*n;
-    pass = false;
-  }
-  if (checklist_holds(u, stage, exit, checks[*n].detail, sizeof checks[*n].detail)) {
-    checks[*n].criterion = &checklist_done;
-    checks[*n].result = GATE_FAIL;
-    checks[*n].unproven = false;
-    ++*n;
-    pass = false;
-  }
-  return pass;
-}
-
-/* Give the metric criteria of checks (from gate_passes) their text, for a decision. */
-static void explain_gate(const struct run *u, int stage, bool exit, struct gate_check *checks,
-                         int n) {
-  for (int i = 0; u->m && i < n; i++)
-    if (checks[i].criterion->check == CHECK_METRIC)
-      run_metric_check(u, stage, exit, i, &checks[i], true);
-}
-
-/* "ci_passed (waiting for ci.completed); health_green (last health.checked failed)" */
-static void unmet_list(const struct gate_check *checks, int n, char *buf, size_t len) {
-  size_t used = 0;
-  buf[0] = '\0';
-  for (int i = 0; i < n && used < len; i++) {
-    if (checks[i].result == GATE_PASS)
-      continue;
-    int w = snprintf(buf + used, len - used, "%s%s (%s)", used ? "; " : "",
-                     checks[i].criterion->name, checks[i].detail);
-    if (w < 0)
-      break;
-    used += (size_t)w;
-  }
-}
-
-static void add_gate_evidence(struct decision *d, const struct gate_check *checks, int n) {
-  static const char *const result_names[] = {"pass", "fail", "not_evaluated"};
-  for (int i = 0; i < n; i++)
-    decision_add_str(d, checks[i].criterion->name,
-                     checks[i].unproven ? "unproven" : result_names[checks[i].result]);
 }
 
 /* ---- transitions --------------------------------------------------------------------------- */
@@ -320,20 +215,20 @@ static bool evaluate_once(struct run *u) {
   char unmet[EVENT_TEXT_MAX + 64];
 
   if (r->state == ROLLOUT_PENDING) {
-    if (gate_passes(u, r->stage, false, checks, &n)) {
-      explain_gate(u, r->stage, false, checks, n);
+    if (run_gate_passes(u, r->stage, false, checks, &n)) {
+      run_explain_gate(u, r->stage, false, checks, n);
       int from = r->stage - 1;
       struct decision *d = enter_stage(u, from, from < 0 ? DECISION_START : DECISION_ADVANCE,
                                        "entry_gate", NULL, "entry gate passed");
-      add_gate_evidence(d, checks, n);
+      run_gate_evidence(d, checks, n);
       return true;
     }
     if (!r->exit_hold_reported) { /* reused while pending: the entry hold was reported */
-      explain_gate(u, r->stage, false, checks, n);
-      unmet_list(checks, n, unmet, sizeof unmet);
+      run_explain_gate(u, r->stage, false, checks, n);
+      run_unmet_list(checks, n, unmet, sizeof unmet);
       struct decision *d = run_decide(u, DECISION_HOLD, r->stage - 1, "entry_gate",
                                       NULL, "waiting for the entry gate of %s: %s", s->name, unmet);
-      add_gate_evidence(d, checks, n);
+      run_gate_evidence(d, checks, n);
       r->exit_hold_reported = true;
     }
     return false;
@@ -343,7 +238,7 @@ static bool evaluate_once(struct run *u) {
   if (u->now < r->stage_started_ms + s->min_duration_ms)
     return false; /* a stage is never left before its minimum */
 
-  if (gate_passes(u, r->stage, true, checks, &n)) {
+  if (run_gate_passes(u, r->stage, true, checks, &n)) {
     int from = r->stage;
     /* The stage passed and is left onward: its checklist's "monitored" and "proceed" items are
      * ticked now, before the next entry gate (the last one waits for them), with the decision
@@ -358,24 +253,24 @@ static bool evaluate_once(struct run *u) {
     r->exit_hold_reported = false;
     struct gate_check entry[GATE_MAX_CHECKS];
     int m;
-    explain_gate(u, from, true, checks, n);
-    if (gate_passes(u, r->stage, false, entry, &m)) {
-      explain_gate(u, r->stage, false, entry, m);
+    run_explain_gate(u, from, true, checks, n);
+    if (run_gate_passes(u, r->stage, false, entry, &m)) {
+      run_explain_gate(u, r->stage, false, entry, m);
       char why[2 * PLAN_NAME_MAX + 48];
       snprintf(why, sizeof why, "%s passed its exit gate and %s its entry gate",
                stage_name(u->plan, from), u->plan->stages[r->stage].name);
       struct decision *d = enter_stage(u, from, DECISION_ADVANCE, "exit_gate", NULL, why);
-      add_gate_evidence(d, checks, n);
-      add_gate_evidence(d, entry, m);
+      run_gate_evidence(d, checks, n);
+      run_gate_evidence(d, entry, m);
       return true;
     }
-    explain_gate(u, r->stage, false, entry, m);
-    unmet_list(entry, m, unmet, sizeof unmet);
+    run_explain_gate(u, r->stage, false, entry, m);
+    run_unmet_list(entry, m, unmet, sizeof unmet);
     struct decision *d = run_decide(u, DECISION_HOLD, from, "entry_gate", NULL,
                                     "%s passed its exit gate; waiting for the entry gate of %s: %s",
                                     stage_name(u->plan, from), u->plan->stages[r->stage].name,
                                     unmet);
-    add_gate_evidence(d, entry, m);
+    run_gate_evidence(d, entry, m);
     r->exit_hold_reported = true;
     return false;
   }
@@ -393,14 +288,14 @@ static bool evaluate_once(struct run *u) {
   if (at_max && !failed) {
     if (r->max_hold_reported)
       return false;
-    explain_gate(u, r->stage, true, checks, n);
-    unmet_list(checks, n, unmet, sizeof unmet);
+    run_explain_gate(u, r->stage, true, checks, n);
+    run_unmet_list(checks, n, unmet, sizeof unmet);
     struct decision *d = run_decide(u, DECISION_HOLD, r->stage, "stage_max_duration", NULL,
                                     "%s passed its maximum duration with its exit gate not yet "
                                     "proven, and nothing in it failed: holding in the stage until "
                                     "it is (promote or roll back to decide sooner); %s",
                                     s->name, unmet);
-    add_gate_evidence(d, checks, n);
+    run_gate_evidence(d, checks, n);
     run_announce(u, d, NOTIFY_SEV_WARNING);
     r->max_hold_reported = true;
     r->exit_hold_reported = true;
@@ -408,8 +303,8 @@ static bool evaluate_once(struct run *u) {
   }
   if (!at_max && r->exit_hold_reported)
     return false; /* nothing to tell */
-  explain_gate(u, r->stage, true, checks, n);
-  unmet_list(checks, n, unmet, sizeof unmet);
+  run_explain_gate(u, r->stage, true, checks, n);
+  run_unmet_list(checks, n, unmet, sizeof unmet);
   if (at_max) {
     char reason[sizeof unmet + 96];
     snprintf(reason, sizeof reason, "%s passed its maximum duration with the exit gate unmet: %s",
@@ -421,7 +316,7 @@ static bool evaluate_once(struct run *u) {
     struct decision *d = run_decide(u, DECISION_HOLD, r->stage, "exit_gate", NULL,
                                     "minimum duration of %s reached; exit gate unmet: %s", s->name,
                                     unmet);
-    add_gate_evidence(d, checks, n);
+    run_gate_evidence(d, checks, n);
     r->exit_hold_reported = true;
   }
   return false;
@@ -563,23 +458,23 @@ static void on_command(struct run *u) {
       int from = st == ROLLOUT_PENDING ? r->stage - 1 : r->stage;
       struct gate_check checks[GATE_MAX_CHECKS], entry[GATE_MAX_CHECKS];
       int n, m = 0;
-      bool met = gate_passes(u, r->stage, st == ROLLOUT_RUNNING, checks, &n);
-      explain_gate(u, r->stage, st == ROLLOUT_RUNNING, checks, n);
+      bool met = run_gate_passes(u, r->stage, st == ROLLOUT_RUNNING, checks, &n);
+      run_explain_gate(u, r->stage, st == ROLLOUT_RUNNING, checks, n);
       if (st == ROLLOUT_RUNNING) {
         r->stage++;
         r->prev_stage_passed = false; /* the stage left early never passed its exit gate */
-        met = gate_passes(u, r->stage, false, entry, &m) && met;
-        explain_gate(u, r->stage, false, entry, m);
+        met = run_gate_passes(u, r->stage, false, entry, &m) && met;
+        run_explain_gate(u, r->stage, false, entry, m);
       }
       char unmet[EVENT_TEXT_MAX], unmet_entry[EVENT_TEXT_MAX];
-      unmet_list(checks, n, unmet, sizeof unmet);
-      unmet_list(entry, m, unmet_entry, sizeof unmet_entry);
+      run_unmet_list(checks, n, unmet, sizeof unmet);
+      run_unmet_list(entry, m, unmet_entry, sizeof unmet_entry);
       snprintf(why, sizeof why, "promoted by %s: %s%s%s%s%s", ev->actor[0] ? ev->actor : "unknown",
                reason, met ? "" : "; bypassed: ", unmet, unmet[0] && unmet_entry[0] ? "; " : "",
                unmet_entry);
       struct decision *d = enter_stage(u, from, DECISION_PROMOTE, "manual", ev->actor, why);
-      add_gate_evidence(d, checks, n);
-      add_gate_evidence(d, entry, m);
+      run_gate_evidence(d, checks, n);
+      run_gate_evidence(d, entry, m);
     }
     return;
   case COMMAND_ROLLBACK:
@@ -593,94 +488,6 @@ static void on_command(struct run *u) {
   case COMMAND_ACTION_COUNT:
     break;
   }
-}
-
-static enum alert_kind alert_of_incident(enum incident_kind k) {
-  switch (k) {
-  case INCIDENT_SECURITY: return ALERT_SECURITY;
-  case INCIDENT_COMPLIANCE: return ALERT_COMPLIANCE;
-  case INCIDENT_DATA_INCONSISTENCY: return ALERT_DATA_INCONSISTENCY;
-  default: return ALERT_KIND_COUNT;
-  }
-}
-
-/* Fire the plan's rules that watch alerts of kind. */
-static void fire_alert_rules(struct run *u, enum alert_kind kind, const char *detail) {
-  struct rollout *r = u->r;
-  for (int i = 0; i < u->plan->n_rules && !u->err; i++) {
-    const struct rule *rule = &u->plan->rules[i];
-    if (!rule->has_alert || rule->on_alert != kind)
-      continue;
-    char reason[EVENT_TEXT_MAX + 64];
-    snprintf(reason, sizeof reason, "halt rule %s: %s%s%s", rule->name,
-             rule->text[0] ? rule->text : alert_kind_name(kind), detail[0] ? ": " : "", detail);
-    if (r->state == ROLLOUT_COMPLETED) {
-      /* after GA the release is everyone's: a security, compliance or data alert pages on-call
-       * (and tells #releases), with the way back */
-      run_notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, NULL, rule->name,
-                 "%s %s after GA: %s. To roll back: canaryctl rollback %s", r->service, r->version,
-                 reason, r->id);
-      run_notify(u, NOTIFY_RELEASES, NOTIFY_SEV_CRITICAL, NULL, rule->name,
-                 "%s %s after GA: %s (on-call paged)", r->service, r->version, reason);
-    } else if (rollout_is_terminal(r) || rule->action == RULE_ALERT_ONCALL) {
-      run_notify(u, rule->action == RULE_ALERT_ONCALL ? NOTIFY_ONCALL : NOTIFY_RELEASES,
-                 rule->severity <= 1 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING, NULL, rule->name,
-                 "%s %s: %s", r->service, r->version, reason);
-    } else if (rule->action == RULE_ROLLBACK) {
-      run_roll_back(u, rule->name, NULL, reason);
-    } else {
-      run_halt(u, rule->name, rule->severity, reason);
-    }
-  }
-}
-
-/*
- * The status page tells the public about the release, not about each ticket: the first open
- * Sev 1-2 incident opens it, the resolution of the last one still open closes it (severity info
- * on the status_page channel is that all-clear).
- */
-static void status_page_all_clear(struct run *u) {
-  struct rollout *r = u->r;
-  for (int i = 0; i < r->n_incidents; i++)
-    if (r->incidents[i].open && r->incidents[i].severity <= 2)
-      return;
-  run_notify(u, NOTIFY_STATUS_PAGE, NOTIFY_SEV_INFO, NULL, "Incident resolved",
-             "Incident %s is resolved; the rollout of %s %s has no open Sev 1-2 incident.",
-             u->ev->incident, r->service, r->version);
-}
-
-static int on_incident_opened(struct run *u, char *why, size_t why_len) {
-  struct rollout *r = u->r;
-  const struct event *ev = u->ev;
-  for (int i = 0; i < r->n_incidents; i++)
-    if (strcmp(r->incidents[i].id, ev->incident) == 0)
-      return canary_why(why, why_len, CANARY_EINVALID, "incident: %s is already open",
-                        ev->incident);
-  if (r->n_incidents == ROLLOUT_MAX_INCIDENTS)
-    return canary_why(why, why_len, CANARY_EINVALID,
-                      "incident: too many incidents on this rollout (%s)", ev->incident);
-  struct rollout_incident *in = &r->incidents[r->n_incidents++];
-  snprintf(in->id, sizeof in->id, "%s", ev->incident);
-  in->severity = ev->severity;
-  in->kind = ev->incident_kind;
-  in->opened_ms = u->now;
-  in->open = true;
-  if (ev->severity <= 2)
-    run_notify(u, NOTIFY_STATUS_PAGE, NOTIFY_SEV_WARNING, NULL, "Incident under investigation",
-               "Sev %d incident %s (%s) during the rollout of %s %s.", ev->severity, ev->incident,
-               incident_kind_name(ev->incident_kind), r->service, r->version);
-  if (ev->severity == 1) {
-    run_notify(u, NOTIFY_EXECUTIVE, NOTIFY_SEV_CRITICAL, NULL, "Executive briefing: Sev 1 incident",
-               "Sev 1 incident %s (%s) during the rollout of %s %s.", ev->incident,
-               incident_kind_name(ev->incident_kind), r->service, r->version);
-    run_notify(u, NOTIFY_ONCALL, NOTIFY_SEV_CRITICAL, NULL, "Sev 1 incident",
-               "Sev 1 incident %s (%s) during the rollout of %s %s.", ev->incident,
-               incident_kind_name(ev->incident_kind), r->service, r->version);
-  }
-  enum alert_kind k = alert_of_incident(ev->incident_kind);
-  if (k != ALERT_KIND_COUNT)
-    fire_alert_rules(u, k, ev->incident);
-  return CANARY_OK;
 }
 
 static int cohort_of(const struct run *u, char *why, size_t why_len) {
@@ -728,13 +535,13 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
     breaker_error(u, "crash reported");
     return CANARY_OK;
   case EVENT_INCIDENT_OPENED:
-    return on_incident_opened(u, why, why_len);
+    return run_incident_opened(u, why, why_len);
   case EVENT_INCIDENT_RESOLVED:
     for (int i = 0; i < r->n_incidents; i++)
       if (strcmp(r->incidents[i].id, ev->incident) == 0 && r->incidents[i].open) {
         r->incidents[i].open = false;
         if (r->incidents[i].severity <= 2)
-          status_page_all_clear(u);
+          run_status_page_all_clear(u);
         return CANARY_OK;
       }
     return canary_why(why, why_len, CANARY_EINVALID, "incident: %s is not open on this rollout",
@@ -754,7 +561,7 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
              ev->actor[0] ? ev->actor : "unknown");
     return CANARY_OK;
   case EVENT_ALERT_RAISED:
-    fire_alert_rules(u, ev->alert_kind, ev->detail);
+    run_fire_alert_rules(u, ev->alert_kind, ev->detail);
     return CANARY_OK;
   case EVENT_COMMAND:
     if (authorized(u)) {

@@ -2,7 +2,7 @@
  * The rollout checklist (the seed's Day 0 - Day 4+): which of the plan's items are ticked, by
  * what, and what is still open. Items that an event or a decision proves are ticked here with
  * that event or decision as their evidence; the others by a person (the check command). The
- * last stage's entry gate waits for the required ones (rollout.c, gate_passes).
+ * last stage's entry gate waits for the required ones (rollout_gate.c, run_gate_passes).
  */
 #include <inttypes.h>
 #include <stdio.h>

@@ -1,7 +1,8 @@
 /*
  * A gate's criteria checked against the facts the rollout recorded (rollout_gate): CI, deploy,
  * health, smoke runs, crashes, incidents, feedback, approvals. A metric criterion is left "not
- * evaluated" here: the metric engine measures it (rollout_metrics.c, run_metric_check).
+ * evaluated" here: the metric engine measures it (rollout_metrics.c, run_metric_check). Then a
+ * gate as a step judges it (run_gate_passes): those criteria measured, and the implicit ones.
  */
 #include <inttypes.h>
 #include <stdint.h>
@@ -159,4 +160,107 @@ int rollout_gate(const struct rollout *r, const struct plan *plan, int stage, bo
                                  sizeof checks[i].detail);
   }
   return n;
+}
+
+/* ---- gates --------------------------------------------------------------------------------- */
+
+/*
+ * The implicit criterion of every gate: no expansion while a kill switch or the circuit breaker
+ * holds the gate's cohort at 0%. Moving on at 0% would reach the next stage with no evidence
+ * from real traffic, and a rollout that completed while switched off would jump to 100% the
+ * moment the switch came back.
+ */
+static const struct criterion canary_on = {
+    .check = CHECK_COUNT, .name = "kill_switch", .text = "Canary enabled for the cohort",
+    .cohort = -1};
+
+/*
+ * The implicit criterion of the last stage's entry gate: the checklist's required items are
+ * ticked ("GA is not entered while a required item is open"). Shown only while it holds, so a
+ * plan without a checklist decides exactly as before.
+ */
+static const struct criterion checklist_done = {
+    .check = CHECK_COUNT, .name = "checklist", .text = "Required checklist items checked",
+    .cohort = -1};
+
+static bool checklist_holds(const struct run *u, int stage, bool exit, char *detail, size_t n) {
+  if (exit || !is_last(u->plan, stage))
+    return false;
+  char ids[EVENT_TEXT_MAX - 32];
+  int open = rollout_checklist_open(u->r, u->plan, true, ids, sizeof ids);
+  if (open)
+    snprintf(detail, n, "%d required item%s open: %s", open, open == 1 ? "" : "s", ids);
+  return open > 0;
+}
+
+static bool switched_off(const struct run *u, int stage, char *detail, size_t n) {
+  const struct rollout *r = u->r;
+  const char *why = NULL;
+  if (!u->global->canary_enabled || !r->flags.canary_enabled)
+    why = "system.canary.enabled is false";
+  else if (!u->global->cohort_enabled[stage] || !r->flags.cohort_enabled[stage])
+    why = "the cohort's kill switch is off";
+  else if (r->breaker_open)
+    why = "the circuit breaker is open";
+  if (why)
+    snprintf(detail, n, "%s for %s", why, u->plan->stages[stage].name);
+  return why != NULL;
+}
+
+/* Evaluate a gate; true when every criterion passes. Fills checks (GATE_MAX_CHECKS). */
+bool run_gate_passes(const struct run *u, int stage, bool exit, struct gate_check *checks,
+                        int *n) {
+  *n = rollout_gate(u->r, u->plan, stage, exit, u->now, checks, PLAN_MAX_CRITERIA);
+  for (int i = 0; u->m && i < *n; i++)
+    if (checks[i].criterion->check == CHECK_METRIC)
+      run_metric_check(u, stage, exit, i, &checks[i], false);
+  bool pass = true;
+  for (int i = 0; i < *n; i++)
+    if (checks[i].result != GATE_PASS)
+      pass = false;
+  if (switched_off(u, stage, checks[*n].detail, sizeof checks[*n].detail)) {
+    checks[*n].criterion = &canary_on;
+    checks[*n].result = GATE_FAIL;
+    checks[*n].unproven = false;
+    ++*n;
+    pass = false;
+  }
+  if (checklist_holds(u, stage, exit, checks[*n].detail, sizeof checks[*n].detail)) {
+    checks[*n].criterion = &checklist_done;
+    checks[*n].result = GATE_FAIL;
+    checks[*n].unproven = false;
+    ++*n;
+    pass = false;
+  }
+  return pass;
+}
+
+/* Give the metric criteria of checks (from run_gate_passes) their text, for a decision. */
+void run_explain_gate(const struct run *u, int stage, bool exit, struct gate_check *checks,
+                         int n) {
+  for (int i = 0; u->m && i < n; i++)
+    if (checks[i].criterion->check == CHECK_METRIC)
+      run_metric_check(u, stage, exit, i, &checks[i], true);
+}
+
+/* "ci_passed (waiting for ci.completed); health_green (last health.checked failed)" */
+void run_unmet_list(const struct gate_check *checks, int n, char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < n && used < len; i++) {
+    if (checks[i].result == GATE_PASS)
+      continue;
+    int w = snprintf(buf + used, len - used, "%s%s (%s)", used ? "; " : "",
+                     checks[i].criterion->name, checks[i].detail);
+    if (w < 0)
+      break;
+    used += (size_t)w;
+  }
+}
+
+void run_gate_evidence(struct decision *d, const struct gate_check *checks, int n) {
+  static const char *const result_names[] = {"pass", "fail", "not_evaluated"};
+  for (int i = 0; i < n; i++)
+    decision_add_str(d, checks[i].criterion->name,
+                     checks[i].unproven ? "unproven" : result_names[checks[i].result]);
 }

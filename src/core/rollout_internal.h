@@ -1,6 +1,6 @@
 /*
- * Private to the rollout's files — rollout.c (the state machine, its gates and commands),
- * rollout_effects.c, rollout_gate.c, rollout_metrics.c: one step's working set and the helpers
+ * Private to the rollout's files — rollout.c (the state machine, its commands), rollout_effects.c,
+ * rollout_gate.c, rollout_incident.c, rollout_metrics.c: one step's working set and the helpers
  * more than one of them needs. Not part of the module's contract: include core/rollout.h (and
  * core/rollout_metrics.h) everywhere else.
  */
@@ -65,6 +65,20 @@ void run_publish_traffic(struct run *u);
 
 /* --- rollout_gate.c: the criteria over recorded facts -------------------------------------- */
 
+/* A gate's criteria and the implicit ones (the kill switch, the checklist before the last). */
+#define GATE_MAX_CHECKS (PLAN_MAX_CRITERIA + 2)
+
+/* Evaluate a gate; true when every criterion passes. Fills checks (GATE_MAX_CHECKS) and *n. */
+bool run_gate_passes(const struct run *u, int stage, bool exit, struct gate_check *checks,
+                     int *n);
+/* Give the metric criteria of checks (from run_gate_passes) their text, for a decision. */
+void run_explain_gate(const struct run *u, int stage, bool exit, struct gate_check *checks,
+                      int n);
+/* "ci_passed (waiting for ci.completed); health_green (last health.checked failed)" */
+void run_unmet_list(const struct gate_check *checks, int n, char *buf, size_t len);
+/* Each check of checks as evidence of d: pass, fail, not_evaluated or unproven. */
+void run_gate_evidence(struct decision *d, const struct gate_check *checks, int n);
+
 /* A duration the way the plan writes them: "48h", "15m", "8s", "1h30m". */
 void rollout_format_duration(int64_t ms, char *buf, size_t n);
 
@@ -74,6 +88,16 @@ void rollout_format_duration(int64_t ms, char *buf, size_t n);
 void run_halt(struct run *u, const char *rule, int severity, const char *fmt_reason);
 /* Rolls the rollout back, with the decision, its announcement and the post-mortem reminder. */
 void run_roll_back(struct run *u, const char *rule, const char *actor, const char *why);
+
+/* --- rollout_incident.c: incidents and alerts ---------------------------------------------- */
+
+/* An incident.opened: recorded, told to the status page (Sev 1-2), the executive channel and
+ * on-call (Sev 1), and the alert rules of its kind fired. CANARY_EINVALID when already open. */
+int run_incident_opened(struct run *u, char *why, size_t why_len);
+/* Tells the status page all is clear unless a Sev 1-2 incident is still open. */
+void run_status_page_all_clear(struct run *u);
+/* Fire the plan's rules that watch alerts of kind. */
+void run_fire_alert_rules(struct run *u, enum alert_kind kind, const char *detail);
 
 /* --- rollout_checklist.c: the checklist ---------------------------------------------------- */
 

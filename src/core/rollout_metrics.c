@@ -101,7 +101,7 @@ void run_metric_check(const struct run *u, int stage, bool exit, int index,
   enum mstore_owner owner = exit ? MSTORE_EXIT : MSTORE_ENTRY;
   struct mstore_verdict v;
   /* The text costs more than the evaluation: gates are asked at every step, explained only
-   * when a decision shows them (explain_gate). Stepping for: twice at one time is harmless. */
+   * when a decision shows them (run_explain_gate). Stepping for: twice at one time is harmless. */
   int rc = explain ? mstore_eval_rule(&u->m->ms, u->mp, owner, stage, index, cohort, u->now, st, &v)
                    : mstore_eval_rule_values(&u->m->ms, u->mp, owner, stage, index, cohort,
                                              u->now, st, &v);

@@ -1,4 +1,5 @@
-/* What the store's .c files share: the handle and the libpq helpers. Private to src/store. */
+/* What the store's .c files share: the handle and the libpq helpers (store.c), private to
+ * src/store. */
 #ifndef CANARY_STORE_INTERNAL_H
 #define CANARY_STORE_INTERNAL_H
 
@@ -64,5 +65,8 @@ int store_command(store_t *s, const char *what, const char *sql) CANARY_MUSTCHEC
 
 /* ROLLBACK if a transaction is open (after a failure); keeps the first error. */
 void store_abort(store_t *s);
+
+/* Big-endian int64 of a binary-format result column. */
+int64_t store_get_int8(const PGresult *res, int row, int col);
 
 #endif

@@ -14,42 +14,17 @@
 # while another canaryd works on the same database.
 set -euo pipefail
 
-ctl=${1:?usage: test_auth.sh CANARYCTL CANARYD}
-daemon=${2:?usage: test_auth.sh CANARYCTL CANARYD}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 plan=$root/tests/scenarios/plans/deploy-gates.yaml
-
-: "${CANARY_PG:?CANARY_PG is not set: start the services (scripts/lib/services.sh) first}"
-: "${CANARY_KAFKA:?CANARY_KAFKA is not set: start the services (scripts/lib/services.sh) first}"
-export CANARY_PG CANARY_KAFKA CANARY_PLAN=$plan
+# shellcheck source=tests/integration/lib.sh
+source "$root/tests/integration/lib.sh"
+suite_start test_auth.sh "$plan" "$@" # $ctl, $daemon, $tmp, $suffix; $pid stopped on exit
 unset CANARY_KEY
 
-tmp=$(mktemp -d)
-suffix=$$-$(date +%s)
 R=web-auth-$suffix  # the rollout operated on
 R2=api-auth-$suffix # another: a signature made for it is replayed onto R
 export CANARY_POLICY=$tmp/policy.yaml # canaryctl reads the same policy as canaryd
-pid=
 
-cleanup() {
-  local rc=$?
-  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid"
-    wait "$pid" 2>/dev/null || true
-  fi
-  if ((rc != 0)); then
-    echo "--- canaryd log (last 40 lines) ---" >&2
-    tail -n 40 "$tmp/canaryd.log" >&2 || true
-  fi
-  rm -rf "$tmp"
-  exit "$rc"
-}
-trap cleanup EXIT
-
-# shellcheck source=tests/integration/lib.sh
-source "$root/tests/integration/lib.sh"
-
-status_has() { "$ctl" status "$1" | grep -qF -- "$2"; }
 audit_has() { "$ctl" audit --rollout "$1" | grep -qF -- "$2"; }
 
 # ---- keys and the policy --------------------------------------------------------------------------

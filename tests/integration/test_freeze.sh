@@ -13,44 +13,14 @@
 # each gate passed — and the audit has both, with actor and reason.
 set -euo pipefail
 
-ctl=${1:?usage: test_freeze.sh CANARYCTL CANARYD}
-daemon=${2:?usage: test_freeze.sh CANARYCTL CANARYD}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 plan=$root/tests/scenarios/plans/deploy-gates.yaml
-
-: "${CANARY_PG:?CANARY_PG is not set: start the services (scripts/lib/services.sh) first}"
-: "${CANARY_KAFKA:?CANARY_KAFKA is not set: start the services (scripts/lib/services.sh) first}"
-export CANARY_PG CANARY_KAFKA CANARY_PLAN=$plan
-
-tmp=$(mktemp -d)
-suffix=$$-$(date +%s)
-db=canary_freeze_${suffix//-/_}
-pg_admin=$CANARY_PG
-psql "$pg_admin" -qc "CREATE DATABASE $db" || { echo "FAIL: cannot create database $db" >&2; exit 1; }
-export CANARY_PG="$CANARY_PG dbname=$db" CANARY_TOPIC_PREFIX="freeze-$suffix."
-R=web-freeze-$suffix
-pid=
-
-cleanup() {
-  local rc=$?
-  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid"
-    wait "$pid" 2>/dev/null || true
-  fi
-  if ((rc != 0)); then
-    echo "--- canaryd log (last 40 lines) ---" >&2
-    tail -n 40 "$tmp/canaryd.log" >&2 || true
-  fi
-  rm -rf "$tmp"
-  psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
-  exit "$rc"
-}
-trap cleanup EXIT
-
+# shellcheck source=tests/integration/lib.sh
 source "$root/tests/integration/lib.sh"
+suite_start test_freeze.sh "$plan" "$@" # $ctl, $daemon, $tmp, $suffix; $pid stopped on exit
+suite_own_database freeze                 # dropped on exit
+R=web-freeze-$suffix
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-status_has() { "$ctl" status "$1" | grep -qF -- "$2"; }
 logged() { grep -qF -- "$1" "$tmp/canaryd.log"; }
 metric_is() { curl -s --max-time 5 "http://127.0.0.1:$port/metrics" | grep -qx -- "$1"; }
 # The offsets the worker stored (its progress over the input topics, kept in the store).

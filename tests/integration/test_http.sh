@@ -17,64 +17,18 @@
 # It uses a database and topic prefix of its own (dropped: the database; the topics stay).
 set -euo pipefail
 
-ctl=${1:?usage: test_http.sh CANARYCTL CANARYD}
-daemon=${2:?usage: test_http.sh CANARYCTL CANARYD}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 plan=$root/tests/integration/plans/http.yaml
-
-: "${CANARY_PG:?CANARY_PG is not set: start the services (scripts/lib/services.sh) first}"
-: "${CANARY_KAFKA:?CANARY_KAFKA is not set: start the services (scripts/lib/services.sh) first}"
-export CANARY_PG CANARY_KAFKA CANARY_PLAN=$plan
-
-tmp=$(mktemp -d)
-suffix=$$-$(date +%s)
+# shellcheck source=tests/integration/lib.sh
+source "$root/tests/integration/lib.sh"
+suite_start test_http.sh "$plan" "$@" # $ctl, $daemon, $tmp, $suffix; $pid stopped on exit
 # Hermetic: a database and topics of its own, so that offsets stored by other tests (or a
 # Kafka whose data was reset under a kept database) cannot make this one's events look old.
-db=canary_http_${suffix//-/_}
-pg_admin=$CANARY_PG
-psql "$pg_admin" -qc "CREATE DATABASE $db" || { echo "FAIL: cannot create database $db" >&2; exit 1; }
-export CANARY_PG="$CANARY_PG dbname=$db" CANARY_TOPIC_PREFIX="http-$suffix."
+suite_own_database http
 R=web-http-$suffix
 GHOST=ghost-http-$suffix
-pid=
 holder=
-
-cleanup() {
-  local rc=$?
-  for p in $pid $holder; do
-    if kill -0 "$p" 2>/dev/null; then
-      kill -TERM "$p"
-      wait "$p" 2>/dev/null || true
-    fi
-  done
-  if ((rc != 0)); then
-    echo "--- canaryd log (last 40 lines) ---" >&2
-    tail -n 40 "$tmp/canaryd.log" >&2 || true
-  fi
-  rm -rf "$tmp"
-  psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
-  exit "$rc"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-step() { printf '== %s\n' "$*"; }
-
-wait_for() { # wait_for SECONDS DESCRIPTION CMD...: retry CMD every 0.2 s until it succeeds
-  local limit=$1 what=$2
-  shift 2
-  local end=$(($(date +%s) + limit))
-  until "$@" >/dev/null 2>&1; do
-    (($(date +%s) < end)) || fail "timed out after ${limit}s waiting for $what"
-    sleep 0.2
-  done
-}
-
-# A port nobody listens on: the kernel picks one, we let it go and use it.
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+suite_pid_vars+=(holder) # the port holder, stopped on exit too
 
 status_of() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@"; }
 is_status() { [[ $(status_of "${@:2}") == "$1" ]]; }

@@ -1,5 +1,5 @@
 /*
- * Tests for `canaryctl plan power` (src/app/app_plan_power.c). The command reads nothing but the
+ * Tests for `canaryctl plan power` (src/app/app_plan_power*.c). The command reads nothing but the
  * plan, the core and the codec's JSON writer, so its source is compiled into this test (unit
  * tests link core, codec and config, not the app layer); cli_load_plan, the one app helper it
  * calls, is defined here as app_cli.c defines it.
@@ -16,6 +16,8 @@
 #include <cmocka.h>
 
 #include "app/app_plan_power.c"
+#include "app/app_plan_power_model.c"
+#include "app/app_plan_power_report.c"
 #include "codec/json.h"
 #include "config/config.h"
 #include "fixtures.h"
@@ -256,9 +258,9 @@ static void check_against_core(const char *rule, double mult) {
   int node = 0;
   while (!expr_evidence_form(&x->e, node, &q))
     node++;
-  struct flow f = flow_of(&w, 0);
+  struct flow f = power_flow_of(&w, 0);
   double healthy = NAN;
-  assert_true(rate_of(&w, q.num, &healthy));
+  assert_true(power_rate_of(&w, q.num, &healthy));
   double value = (q.versus_baseline ? healthy : q.limit) * mult;
   struct path path;
   assert_true(make_path(&w, &f, &q, (struct canary){value, healthy}, &path));
