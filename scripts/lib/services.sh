@@ -31,9 +31,13 @@
 #   CANARY_KEEP_SERVICES=1   makes services_trap_stop leave the services running
 #   CANARY_QUIET=1        no "==>" progress lines
 #
-# Everything lives under $CANARY_VAR; ports are probed for (PostgreSQL from 55432,
-# Kafka from 59092), so several checkouts can run side by side.  The only shared
-# state is Maven's cache (~/.m2) from which the Kafka jars are copied.
+# Everything lives under $CANARY_VAR; ports are probed for (PostgreSQL from 25432,
+# Kafka from 29092), so several checkouts can run side by side.  The only shared
+# state is Maven's cache (~/.m2) from which the Kafka jars are copied.  Both bases lie
+# below Linux's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by default):
+# a port in that range can be taken by any client's outgoing connection while a
+# service is down, and a restarted broker then had to move to another port under its
+# clients' feet.  A remembered port inside the range is given up at the next fresh start.
 
 if [[ -n ${_CANARY_SERVICES_SH:-} ]]; then
     return 0
@@ -59,8 +63,8 @@ SERVICES_REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 : "${CANARY_SERVICES_TIMEOUT:=90}"
 : "${CANARY_PG_OSUSER:=postgres}"
 : "${CANARY_TOPICS:=canary.deploy:3 canary.metrics:3 canary.commands:3 canary.decisions:3 canary.notifications:1 canary.flags:1:compact canary.dlq:1}"
-_SVC_PG_PORT_BASE=55432
-_SVC_KAFKA_PORT_BASE=59092
+_SVC_PG_PORT_BASE=25432
+_SVC_KAFKA_PORT_BASE=29092
 
 # ---------------------------------------------------------------- helpers
 
@@ -140,12 +144,29 @@ _svc_port_in_use() {
     return 1
 }
 
-# _svc_pick_port PREFERRED BASE [EXCLUDE...]: PREFERRED if free, else the first free
-# port from BASE upwards that is not in EXCLUDE.
+# True if PORT lies in the kernel's ephemeral range, from which outgoing connections take
+# their local ports (so it may be busy at any moment, and again after a restart).
+_svc_port_ephemeral() {
+    local port=$1 lo=32768 hi=60999
+    if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
+        read -r lo hi </proc/sys/net/ipv4/ip_local_port_range
+    fi
+    ((port >= lo && port <= hi))
+}
+
+# _svc_pick_port PREFERRED BASE [EXCLUDE...]: PREFERRED if free, else the first free port
+# from BASE upwards that is not in EXCLUDE.  A PREFERRED port in the ephemeral range (what a
+# checkout started before the bases moved remembers) is given up only on a fresh start
+# (_SVC_FRESH=1, set by services_start when nothing of this checkout runs): a service
+# restarted while the other one runs (test_worker restarts Kafka under a running canaryd)
+# must come back where its clients look for it.
 _svc_pick_port() {
     local preferred=$1 base=$2
     shift 2
     local p x skip
+    if [[ -n $preferred && ${_SVC_FRESH:-0} == 1 ]] && _svc_port_ephemeral "$preferred"; then
+        preferred=
+    fi
     for p in "$preferred" $(seq "$base" $((base + 200))); do
         [[ -n $p ]] || continue
         skip=0
@@ -868,6 +889,10 @@ services_list_topics() {
 services_start() {
     local targets t
     targets=$(_svc_targets "${1:-all}") || return 2
+    _SVC_FRESH=1
+    if _svc_pg_running || _svc_kafka_running; then
+        _SVC_FRESH=0
+    fi
     for t in $targets; do
         case $t in
             pg) _svc_pg_start ;;

@@ -230,6 +230,11 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
   if (w->fault_every > 0)
     log_msg(LOG_LVL_WARNING, NULL, "fault injection: every %ld-th message fails to apply",
             w->fault_every);
+  fault = getenv("CANARY_FAULT_LOAD_EVERY");
+  w->fault_load_every = fault ? atol(fault) : 0;
+  if (w->fault_load_every > 0)
+    log_msg(LOG_LVL_WARNING, NULL, "fault injection: every %ld-th shard load fails",
+            w->fault_load_every);
   pthread_mutex_init(&w->relay_mu, NULL);
   pthread_cond_init(&w->relay_cv, NULL);
   jbuf_init(&w->slack);

@@ -146,6 +146,9 @@ struct worker {
   /* Fault injection for tests (CANARY_FAULT_APPLY_EVERY=n): every n-th message that reaches the
    * engine fails as if it ran out of memory, after its deadlines fired (apply_failed). */
   long fault_every, fault_n;
+  /* CANARY_FAULT_LOAD_EVERY=n: every n-th shard load fails with an I/O error, as on a connection
+   * that a pipelined commit left unusable (shard_fill). */
+  long fault_load_every, fault_load_n;
   store_t *store;
   store_t *relay_store;
   bus_consumer_t *consumer;
@@ -290,7 +293,7 @@ bool worker_store_back(struct worker *w, store_t *st);
 void worker_commit_collect(struct worker *w);
 int worker_on_assigned(void *ctx, int id, int64_t next[BUS_INPUT_TOPICS]);
 void worker_on_revoked(void *ctx, int id);
-void worker_shard_rewind(struct worker *w, struct shard *s);
+bool worker_shard_rewind(struct worker *w, struct shard *s);
 struct shard *worker_shard_settle(struct worker *w, struct shard *s);
 
 #endif

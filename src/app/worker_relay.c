@@ -87,11 +87,50 @@ static size_t stuck_notices(struct worker *w, const struct store_outbox_msg *m, 
 }
 
 /*
- * Publish until the outbox is empty (or 20 rounds: then go on at the next turn), holding the
- * relay lock. False when the store connection was lost, and the lock with it.
+ * The last pass, at shutdown, goes on until a fetch finds the outbox empty, for at most this
+ * long: the notices of a row it sets aside join the outbox during the pass, and with one more
+ * fetch only when a round was full they waited for the next start — an on-call page delayed by
+ * a deploy. Bounded, because a broker that is away (or another worker's relay adding rows all
+ * the time) must not hold up the exit: what is left is published at the next start.
+ */
+#define RELAY_FINAL_DRAIN_MS 5000
+
+/*
+ * Wait until everything sent is settled — acknowledged, or failed for good at the producer's
+ * message.timeout.ms (30 s) — before it is marked and the lock goes: a row still in flight could
+ * reach the broker after the next relay published it again and the rows behind it. At shutdown
+ * only until drain_until (then false: rows are still in flight).
+ */
+static bool relay_settle(struct worker *w, bool final, int64_t drain_until) {
+  if (final) {
+    int64_t left = drain_until - bus_monotonic_ms();
+    if (bus_producer_flush(w->producer, (int)(left > 1000 ? left : 1000)) == CANARY_OK)
+      return true;
+    log_msg(LOG_LVL_WARNING, NULL, "stopping with outbox rows Kafka has not acknowledged: they "
+            "are published again at the next start");
+    return false;
+  }
+  for (int waited = 10; bus_producer_flush(w->producer, 10000) != CANARY_OK; waited += 10) {
+    log_msg(LOG_LVL_WARNING, NULL, "Kafka has not acknowledged every outbox row in %d s; "
+            "waiting (what it does not take will be published again)", waited);
+    if (waited >= 60)
+      break;
+  }
+  return true;
+}
+
+/*
+ * Publish until the outbox is empty (or 20 rounds: then go on at the next turn; at shutdown
+ * until RELAY_FINAL_DRAIN_MS have passed), holding the relay lock. False when the lock must not
+ * be released here: the store connection was lost (and the lock with it), or at shutdown rows
+ * are still in flight — the lock then goes with the connection, which is closed after the
+ * producer (worker.c, stop), so that no other relay publishes behind them.
  */
 static bool relay_rounds(struct worker *w, bool final) {
-  for (int round = 0; round < 20 && (final || !worker_relay_stopping(w)); round++) {
+  int64_t drain_until = bus_monotonic_ms() + RELAY_FINAL_DRAIN_MS;
+  for (int round = 0; final ? bus_monotonic_ms() < drain_until
+                            : round < 20 && !worker_relay_stopping(w);
+       round++) {
     const struct store_outbox_msg *msgs;
     size_t n;
     int rc = store_outbox_fetch(w->relay_store, RELAY_BATCH, &msgs, &n);
@@ -137,15 +176,7 @@ static bool relay_rounds(struct worker *w, bool final) {
         break;
       }
     }
-    /* Everything sent is settled — acknowledged, or failed for good at the producer's
-     * message.timeout.ms (30 s) — before it is marked and the lock goes: a row still in flight
-     * could reach the broker after the next relay published it again and the rows behind it. */
-    for (int waited = 10; bus_producer_flush(w->producer, 10000) != CANARY_OK; waited += 10) {
-      log_msg(LOG_LVL_WARNING, NULL, "Kafka has not acknowledged every outbox row in %d s; "
-              "waiting (what it does not take will be published again)", waited);
-      if (waited >= 60)
-        break;
-    }
+    bool settled = relay_settle(w, final, drain_until);
     if (w->n_acked) {
       rc = store_outbox_mark(w->relay_store, w->acked, w->n_acked);
       if (rc != CANARY_OK)
@@ -158,10 +189,18 @@ static bool relay_rounds(struct worker *w, bool final) {
       if (rc == CANARY_EUNAVAILABLE)
         return false;
     }
-    if (n < RELAY_BATCH || w->n_acked + set_aside < n)
-      return true;
+    if (!settled)
+      return false;
+    if (w->n_acked + set_aside < n)
+      return true; /* Kafka did not take them all: again at the next turn (or start) */
+    if (n < RELAY_BATCH && !final)
+      return true; /* drained; the notices of rows set aside woke the next turn */
   }
-  relay_wake(w); /* more than 20 rounds' worth: go on at the next turn */
+  if (!final)
+    relay_wake(w); /* more than 20 rounds' worth: go on at the next turn */
+  else
+    log_msg(LOG_LVL_WARNING, NULL, "stopping with outbox rows still to publish after %d s: "
+            "they are published at the next start", RELAY_FINAL_DRAIN_MS / 1000);
   return true;
 }
 

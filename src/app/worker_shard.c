@@ -171,6 +171,14 @@ static int shard_fill(struct worker *w, struct shard *s) {
   worker_commit_collect(w); /* the connection is ours again */
   s->due_known = false; /* a fresh engine */
   int rc = engine_init(&s->engine, w->cfg->plan);
+  /* injected (tests): as on a connection a terminated pipelined commit left unusable */
+  if (rc == CANARY_OK && w->fault_load_every > 0 &&
+      ++w->fault_load_n % w->fault_load_every == 0) {
+    engine_destroy(&s->engine);
+    log_msg(LOG_LVL_ERR, NULL, "cannot load shard %d: %s (fault injection)", s->id,
+            canary_strerror(CANARY_EIO));
+    return CANARY_EIO;
+  }
   if (rc == CANARY_OK)
     rc = store_claim_shard(w->store, s->id, w->cfg->worker_id, &s->epoch);
   if (rc == CANARY_OK)
@@ -208,21 +216,58 @@ static int shard_fill(struct worker *w, struct shard *s) {
   return rc;
 }
 
-/* Claim and load a shard; retried while PostgreSQL is away, since the group gave it to us. */
+/* Sleep ms (a signal ends it early: the caller looks at w->running). */
+static void nap_ms(int64_t ms) {
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+#define FILL_BACKOFF_FIRST_MS 100
+#define FILL_BACKOFF_MAX_MS 5000
+
+/*
+ * Claim and load the shard, as long as it takes: the group gave it to us, and a shard given up
+ * on would sit in the worker unloaded, its events applied by nobody until the next rebalance.
+ * PostgreSQL away is waited out; any other failure reconnects too (after a back-off), because the
+ * connection itself is the likely culprit: when the server ends a session while a pipelined
+ * commit is in flight, libpq can report the FATAL as a plain error with the socket still open,
+ * and every later statement fails with "cannot exit pipeline mode" or "not allowed in pipeline
+ * mode" — an I/O error, not "unavailable", for as long as that connection lives. Under load
+ * test_survives_outages hit exactly that: the shard was left unloaded (its engine destroyed),
+ * the loop applied the next message to it and the worker died on a NULL plan. False only when
+ * the worker stops; the engine is then destroyed.
+ */
+static bool shard_fill_retrying(struct worker *w, struct shard *s) {
+  int64_t backoff = FILL_BACKOFF_FIRST_MS;
+  for (;;) {
+    int rc = shard_fill(w, s);
+    if (rc == CANARY_OK)
+      return true;
+    if (!*w->running)
+      return false;
+    if (rc != CANARY_EUNAVAILABLE) {
+      log_msg(LOG_LVL_WARNING, NULL, "shard %d: reconnecting to PostgreSQL in %" PRId64 " ms "
+              "to load it again", s->id, backoff);
+      nap_ms(backoff);
+      backoff = backoff * 2 > FILL_BACKOFF_MAX_MS ? FILL_BACKOFF_MAX_MS : backoff * 2;
+      if (!*w->running)
+        return false;
+    }
+    if (!worker_store_back(w, w->store))
+      return false;
+  }
+}
+
+/* Claim and load a shard (NULL when the worker stops first, or out of memory). */
 static struct shard *shard_load(struct worker *w, int id) {
   struct shard *s = calloc(1, sizeof *s);
   if (!s)
     return NULL;
   s->id = id;
-  for (;;) {
-    int rc = shard_fill(w, s);
-    if (rc == CANARY_OK)
-      return s;
-    if (rc != CANARY_EUNAVAILABLE || !worker_store_back(w, w->store)) {
-      free(s);
-      return NULL;
-    }
-  }
+  if (shard_fill_retrying(w, s))
+    return s;
+  free(s);
+  return NULL;
 }
 
 int worker_on_assigned(void *ctx, int id, int64_t next[BUS_INPUT_TOPICS]) {
@@ -253,31 +298,31 @@ void worker_on_revoked(void *ctx, int id) {
 /*
  * Start the shard over from what the store has: after a commit whose outcome is unknown (the
  * connection dropped during COMMIT) or that failed, memory may be ahead of the store. The
- * stored offsets say where the truth ends; the consumer goes back there.
+ * stored offsets say where the truth ends; the consumer goes back there. False when the worker
+ * stopped before the shard was loaded again: it stays marked failed (its engine is empty), so
+ * that nothing is applied to it (worker_shard_settle).
  */
-void worker_shard_rewind(struct worker *w, struct shard *s) {
+bool worker_shard_rewind(struct worker *w, struct shard *s) {
   s->failed = 0;
-  for (;;) {
-    shard_reset(s);
-    int rc = shard_fill(w, s);
-    if (rc == CANARY_OK)
-      break;
-    if (!*w->running || (rc == CANARY_EUNAVAILABLE && !worker_store_back(w, w->store)))
-      return;
-    if (rc != CANARY_EUNAVAILABLE)
-      return; /* logged; the shard stays empty until the next rebalance */
+  shard_reset(s);
+  if (!shard_fill_retrying(w, s)) {
+    s->failed = CANARY_EUNAVAILABLE;
+    return false;
   }
   if (bus_consumer_seek_shard(w->consumer, s->id, s->seek) != CANARY_OK)
     log_msg(LOG_LVL_ERR, NULL, "shard %d: cannot seek back to the stored offsets", s->id);
+  return true;
 }
 
-/* After a failed commit (s->failed): drop a fenced shard, rewind any other. NULL when dropped. */
+/*
+ * After a failed commit (s->failed): drop a fenced shard, rewind any other. NULL when dropped,
+ * or when it could not be loaded again (the worker stops): the caller must not use it then.
+ */
 struct shard *worker_shard_settle(struct worker *w, struct shard *s) {
   if (s->failed == CANARY_EFENCED) {
     w->shards[s->id] = NULL;
     worker_shard_free(s);
     return NULL;
   }
-  worker_shard_rewind(w, s);
-  return s;
+  return worker_shard_rewind(w, s) ? s : NULL;
 }

@@ -79,6 +79,10 @@ void produce_events(const struct event *evs, size_t n);
 /* The stream's events [from, to). */
 void produce(const struct reference *ref, size_t from, size_t to);
 
+/* The same while a worker runs: each event once those before it on other topics were
+ * acknowledged, so that a late one cannot be overtaken (docs/operations.md). */
+void produce_live_in_order(const struct reference *ref, size_t from, size_t to);
+
 /* A database of the test's own: the worker starts from nothing (offsets from the start). */
 char *fresh_database(const char *name);
 
@@ -104,8 +108,9 @@ bool wait_claims(const char *conninfo, long before, long claims, int64_t ms);
 /* Number of transitions stored for the stream's rollouts. */
 long stored_transitions(const char *conninfo, const char *prefix);
 
-/* Wait until the store holds as many transitions as the reference (or time runs out). */
-void wait_caught_up(const char *conninfo, const char *prefix, size_t want, int64_t ms);
+/* Wait until the store holds want transitions: fails if none new was stored for stall_ms, if a
+ * worker started and not stopped ended on its own, or after 15 minutes in all. */
+void wait_caught_up(const char *conninfo, const char *prefix, size_t want, int64_t stall_ms);
 
 /* The transition log and the final states in the store equal the reference's. */
 void compare_store(const struct reference *ref, const char *conninfo);
