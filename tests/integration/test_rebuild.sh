@@ -133,6 +133,14 @@ diff "$tmp/outputs.before" "$tmp/outputs.after" >/dev/null ||
 [[ $(sql "SELECT count(*) FROM canary_rebuild.transitions") == $(sql "SELECT count(*) FROM transitions") ]] ||
   fail "the rebuilt log has another length"
 
+# a URI connection string works as well (the scratch schema's search_path goes into its options)
+IFS='|' read -r host port user < <(sql "SELECT host(inet_server_addr()), inet_server_port(), current_user")
+run 0 "$ctl" rebuild -q --pg "postgresql://$user@$host:$port/$db"
+has "$out" "identical"
+# the topics of another installation are not the log canaryd applied
+CANARY_TOPIC_PREFIX="elsewhere-$suffix." run 2 "$ctl" rebuild -q
+has "$err" "canaryctl rebuild: cannot read elsewhere-$suffix.canary.deploy from Kafka at"
+
 step "a tampered live row is a difference"
 exposure=$(sql "SELECT exposure_percent FROM rollouts WHERE id = '$R2'")
 sql "UPDATE rollouts SET exposure_percent = 42 WHERE id = '$R2'" >/dev/null
