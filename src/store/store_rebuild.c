@@ -416,6 +416,11 @@ static int adopt_move(store_t *s, const char *rebuilt, const char *archive) {
   }
   if ((rc = store_command(s, "triggers", "ALTER TABLE transitions ENABLE TRIGGER USER")))
     return rc;
+  /* the audit is append-only and the live record: what it lacks is added, nothing replaced */
+  snprintf(sql, sizeof sql, "INSERT INTO command_audit SELECT * FROM %s.command_audit r "
+           "WHERE NOT EXISTS (SELECT 1 FROM command_audit l WHERE l.source = r.source)", rebuilt);
+  if ((rc = store_command(s, "audit", sql)))
+    return rc;
   char v[64];
   if ((rc = one_value(s, "identity",
                       "SELECT setval(pg_get_serial_sequence('rollouts', 'ord'), "

@@ -85,7 +85,8 @@ int store_rebuild_compare(store_t *s, const char *live_schema, const char *rebui
  * are moved to archive_schema (created; the permanent record is kept, not deleted) and replaced
  * by the rebuilt ones; each shard keeps its row with the rebuilt kill switches and its owner
  * epoch bumped, so a worker still holding the old state in memory is fenced and must reload.
- * The outbox, the audit, the freeze and the notifier's record stay as they are. Needs the
+ * The audit gets the rebuilt rows it lacks (it is append-only: a row that differs stays); the
+ * outbox, the freeze and the notifier's record stay as they are. Needs the
  * role that owns canaryd's tables (the append-only triggers of transitions are switched off
  * for the move, inside the transaction). why gets the reason of a refusal.
  */

@@ -166,8 +166,14 @@ wait_for 30 "the worker to obey" logged "frozen by alice" 2 || fail "not obeyed"
 # A live rollout that counted further than the log gives: its next decisions would take ids
 # already published.
 sql "UPDATE rollouts SET seq = seq + 5 WHERE id = '$R1'" >/dev/null
+# and an audit row lost (the table is append-only for canaryd, not for its owner)
+sql "ALTER TABLE command_audit DISABLE TRIGGER USER;
+     DELETE FROM command_audit WHERE actor = 'maria';
+     ALTER TABLE command_audit ENABLE TRIGGER USER" >/dev/null
 run 1 "$ctl" rebuild --apply
 has "$out" "rollout  $R1: seq"
+grep -qE "^  audit    canary.commands/[0-9]+/[0-9]+: only in the rebuilt state$" <<<"$out" ||
+  fail "the lost audit row is not reported: $out"
 has "$err" "its next outputs would reuse ids already published (--force to adopt anyway)"
 run 0 "$ctl" rebuild --apply --force
 has "$out" "adopted: the live state is now the rebuilt one; the old tables are in schema canary_replaced_"
@@ -177,6 +183,8 @@ archive=$(sql "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'canary_repla
 [[ $(sql "SELECT exposure_percent FROM rollouts WHERE id = '$R2'") == "$exposure" ]] || fail "not adopted"
 decisions >"$tmp/decisions.after"
 diff "$tmp/decisions.before" "$tmp/decisions.after" >/dev/null || fail "the decision log changed"
+[[ $(sql "SELECT count(*) FROM command_audit WHERE actor = 'maria'") == 1 ]] ||
+  fail "the lost audit row is not back"
 run 0 "$ctl" rebuild -q
 has "$out" "identical"
 
