@@ -150,6 +150,15 @@ static bool earliest(struct rebuild *rb, int *shard, int *topic) {
   return best != NULL;
 }
 
+/* Whether the message is a rollout.requested (decoded once more by worker_apply_one). */
+static bool is_request(struct rebuild *rb, const struct pending *p) {
+  static struct event ev; /* large: not on the stack */
+  char why[256];
+  return avro_codec_decode_event(rb->w->codec, p->value, p->len, &ev, why, sizeof why) ==
+             CANARY_OK &&
+         ev.type == EVENT_ROLLOUT_REQUESTED;
+}
+
 static int replay(struct rebuild *rb) {
   struct worker *w = rb->w;
   int64_t last_progress = 0;
@@ -161,8 +170,9 @@ static int replay(struct rebuild *rb) {
     if (!earliest(rb, &p, &t))
       return 0;
     struct shard *s = w->shards[p];
-    /* what the other shards hold must be in the store before a request asks it */
-    if (t == TOPIC_DEPLOY && commit_all(rb, p))
+    /* what the other shards hold must be in the store before a request asks it (only then:
+     * a commit is a round trip and an fsync, and deploy events are half of a busy log) */
+    if (t == TOPIC_DEPLOY && is_request(rb, worker_queue_front(&s->q[t])) && commit_all(rb, p))
       return -1;
     worker_apply_one(w, s, t, worker_queue_front(&s->q[t]));
     worker_queue_pop(&s->q[t]);
