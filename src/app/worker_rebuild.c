@@ -5,6 +5,8 @@
  */
 #include "app/worker_internal.h"
 
+#include <stdarg.h>
+
 #include "app/worker_rebuild.h"
 
 /* The state of one rebuild: the worker it drives, and where each input partition stands. */
@@ -53,6 +55,10 @@ static int take(struct rebuild *rb, int t, const struct bus_msg *m) {
                 "deleted the head of the log, so the state cannot be rebuilt from it",
                 bus_topic(bus_input_topics[t]), p, m->offset);
   rb->seen[p][t] = true;
+  if (m->offset >= rb->upto[p][t]) { /* past a gap (a control record) at the live offset */
+    rb->done[p][t] = true;
+    return 0;
+  }
   struct pending q = {.offset = m->offset, .key_len = m->key_len, .len = m->len,
                       .produced_ms = m->timestamp_ms};
   const char *id;
