@@ -50,3 +50,19 @@ bool cli_load_plan(const char *prog, const char *path, struct plan *plan) {
   fprintf(stderr, "%s: %s\n", prog, msg);
   return false;
 }
+
+void cli_policy_line(FILE *f, const struct plan *plan, const char *plan_path) {
+  const char *file = getenv("CANARY_POLICY");
+  if (!plan->policy.enabled) {
+    fprintf(f, "policy: none (no CANARY_POLICY, no policy: in %s): every command, kill switch "
+            "and approval is accepted from anyone, unverified\n",
+            plan_path ? plan_path : "the built-in plan");
+    return;
+  }
+  if (file && *file)
+    fprintf(f, "policy: %s (CANARY_POLICY)", file);
+  else
+    fprintf(f, "policy: the policy: of %s", plan_path ? plan_path : "the built-in plan");
+  fprintf(f, ", %d actors, %d roles: commands, kill switches and approvals must be signed\n",
+          plan->policy.n_actors, plan->policy.n_roles);
+}

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/plan.h"
 
@@ -25,5 +26,12 @@ bool cli_parse_time(const char *s, int64_t *ms);
  * "canaryctl: file:line:column: message" to stderr and return false.
  */
 bool cli_load_plan(const char *prog, const char *path, struct plan *plan);
+
+/*
+ * One line saying which policy cli_load_plan gave plan (plan_path as given to it; NULL: the
+ * built-in plan): the file of $CANARY_POLICY, the plan's own `policy:`, or none — and so
+ * whether commands must be signed. canaryd must run the same (--policy / CANARY_POLICY).
+ */
+void cli_policy_line(FILE *f, const struct plan *plan, const char *plan_path);
 
 #endif

@@ -43,6 +43,20 @@ static void show_gate(const char *label, const struct criterion *c, int n) {
     printf("    (none)\n");
 }
 
+/* The seed's Day 0 - Day 4+ lists: each item by stage, how it is ticked, whether GA waits. */
+static void show_checklist(const struct plan *p) {
+  printf("\nchecklist: %d items%s\n", p->n_checklist,
+         p->n_checklist ? " (required: the last stage is not entered while it is open)" : "");
+  for (int i = 0; i < p->n_checklist; i++) {
+    const struct checklist_item *c = &p->checklist[i];
+    const char *stage = c->stage >= 0 && c->stage < p->n_stages ? p->stages[c->stage].name : "?";
+    printf("  - %-14s %-26s %s  [%s%s%s]\n", stage, c->id, c->text,
+           c->proof == PROOF_MANUAL ? "a person: canaryctl check"
+                                         : checklist_proof_name(c->proof),
+           c->required ? ", required" : "", c->remind ? ", reminded" : "");
+  }
+}
+
 static void show(const struct plan *p) {
   printf("plan %s: %d stages, %d halt rules, %d alerts\n", p->name, p->n_stages, p->n_rules,
          p->n_alerts);
@@ -59,6 +73,7 @@ static void show(const struct plan *p) {
   for (int i = 0; i < p->n_rules; i++)
     printf("  - %-26s %-13s %s\n", p->rules[i].name, rule_action_name(p->rules[i].action),
            p->rules[i].text);
+  show_checklist(p);
 }
 
 int app_plan(int argc, char **argv) {
@@ -94,5 +109,9 @@ int app_plan(int argc, char **argv) {
            path ? path : "built-in plan", plan.n_stages, plan.n_rules, plan.n_alerts);
   else
     show(&plan);
+  if (!check) {
+    printf("\n");
+    cli_policy_line(stdout, &plan, path);
+  }
   return EXIT_OK;
 }

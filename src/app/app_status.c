@@ -657,6 +657,10 @@ int app_status(int argc, char **argv) {
   code = live_list_rollouts(o.prog, st, &rows, &n);
   if (code == EXIT_OK) {
     app_freeze_banner(st, o.json ? stderr : stdout); /* first: nothing below moves meanwhile */
+    if (!o.json) { /* which policy judges commands, if any */
+      cli_policy_line(stdout, &plan, o.plan);
+      putchar('\n');
+    }
     size_t active = 0;
     for (size_t i = 0; i < n; i++)
       active += live_is_active(&rows[i].rollout);

@@ -17,6 +17,7 @@
 #include "app/app_history.h"
 #include "app/app_status.h"
 #include "app/app_plan.h"
+#include "app/app_rebuild.h"
 #include "app/app_simulate.h"
 #include "app/app_validate.h"
 #include "app/app_watch.h"
@@ -51,6 +52,7 @@ static const struct subcommand subcommands[] = {
     {"audit", app_audit, "every command, kill switch and approval: who, verified, outcome"},
     {"freeze", app_freeze, "emergency stop: every worker stops applying events (kept in Kafka)"},
     {"unfreeze", app_freeze, "apply events again after a freeze, from where they stopped"},
+    {"rebuild", app_rebuild, "rebuild the state from the event log, compare it with the live one"},
 };
 
 static void usage(FILE *f) {

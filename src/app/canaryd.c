@@ -82,6 +82,9 @@ static const char usage[] =
     "  --backoff-ms N      wait after the first failure, doubling (500) ...\n"
     "  --backoff-max-ms N  ... up to (30000); a longer Retry-After is obeyed up to 300000\n"
     "  --timeout-ms N      each request as a whole (10000)\n"
+    "  --retention-hours N delivered (and skipped) notifications are forgotten N hours after\n"
+    "                      (360: longer than Kafka keeps canary.notifications by default, so a\n"
+    "                      redelivery is still recognised); 0 keeps them for ever\n"
     "  --sink LIST         only these sinks (slack,pagerduty,statuspage,smtp; all): a relay\n"
     "                      retries in order, so a sink that is down holds up the ones behind\n"
     "                      it; one relay per sink, each with its own --group, keeps a Slack\n"
@@ -195,6 +198,7 @@ int main(int argc, char **argv) {
       {"backoff-ms", required_argument, NULL, 'b'},
       {"backoff-max-ms", required_argument, NULL, 'X'},
       {"timeout-ms", required_argument, NULL, 'O'},
+      {"retention-hours", required_argument, NULL, 'r'},
       {"sink", required_argument, NULL, 's'},
       {"http-listen", required_argument, NULL, 'L'},
       {"policy", required_argument, NULL, 'Y'},
@@ -258,6 +262,17 @@ int main(int argc, char **argv) {
     case 'b': ncfg.backoff_ms = atoi(optarg); break;
     case 'X': ncfg.backoff_max_ms = atoi(optarg); break;
     case 'O': ncfg.ep.timeout_ms = atol(optarg); break;
+    case 'r': {
+      char *end;
+      long long h = strtoll(optarg, &end, 10);
+      if (*end || h < 0) {
+        fprintf(stderr, "canaryd notify: --retention-hours: a number of hours, not '%s'\n",
+                optarg);
+        return EXIT_USAGE;
+      }
+      ncfg.retention_s = (int64_t)h * 3600;
+      break;
+    }
     case 's': {
       char why[160];
       if (!notify_parse_sinks(optarg, &ncfg.sinks, why, sizeof why)) {

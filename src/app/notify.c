@@ -27,6 +27,9 @@ void notify_config_defaults(struct notify_config *cfg) {
   cfg->backoff_ms = 500;
   cfg->backoff_max_ms = 30000;
   cfg->retry_after_max_ms = 300000;
+  /* longer than a message stays on canary.notifications with Kafka's defaults (retention.ms
+   * 7 days, plus segment.ms 7 days before its segment can go): its row still recognises it */
+  cfg->retention_s = 15 * 86400;
   cfg->ep.timeout_ms = 10000;
   cfg->sinks = (1u << NOTIFY_SINK_COUNT) - 1;
 }
@@ -78,6 +81,7 @@ struct relay {
   avro_codec_t *codec;
   char *slack;
   int64_t delivered, dead, skipped, duplicates;
+  int64_t pruned_ms; /* when the record was last pruned (0: not yet) */
 };
 
 static int64_t wall_ms(void) {
@@ -300,6 +304,30 @@ static enum outcome handle(struct relay *r, const struct bus_msg *msg) {
   return attempts(r, msg, ctx, &it, sink, op, remote, done);
 }
 
+/*
+ * Delete the record of deliveries settled more than retention_s ago, at start and every
+ * NOTIFY_PRUNE_EVERY_MS, a batch at a time (each a short statement) between messages. A failure
+ * is logged and tried again next time: pruning is housekeeping, delivery goes on.
+ */
+static void prune(struct relay *r) {
+  int64_t now = wall_ms();
+  if (r->cfg->retention_s <= 0 || (r->pruned_ms && now - r->pruned_ms < NOTIFY_PRUNE_EVERY_MS))
+    return;
+  r->pruned_ms = now;
+  long total = 0, n;
+  do {
+    if (store_notify_prune(r->st, r->cfg->retention_s, NOTIFY_PRUNE_BATCH, &n) != CANARY_OK) {
+      log_msg(LOG_LVL_WARNING, NULL, "notify: cannot prune the delivery record: %s",
+              store_last_error(r->st));
+      return;
+    }
+    total += n;
+  } while (n == NOTIFY_PRUNE_BATCH && *r->running);
+  if (total)
+    log_msg(LOG_LVL_INFO, NULL, "notify: pruned %ld deliveries settled more than %" PRId64
+            " h ago", total, r->cfg->retention_s / 3600);
+}
+
 static void log_sinks(const struct notify_endpoints *ep, unsigned sinks) {
   for (int s = 0; s < NOTIFY_SINK_COUNT; s++) {
     const char *needs;
@@ -344,6 +372,7 @@ int notify_run(struct notify_config *cfg, volatile sig_atomic_t *running) {
           bus_topic("canary.notifications"));
   while (*running) {
     struct bus_msg msg;
+    prune(&r);
     if (bus_subscriber_read(r.sub, 200, &msg) != CANARY_OK)
       continue;
     while (*running && handle(&r, &msg) == AGAIN)

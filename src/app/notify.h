@@ -21,10 +21,15 @@ struct notify_config {
   int backoff_ms;        /* after the first failure (500), doubling ... */
   int backoff_max_ms;    /* ... up to this (30000) */
   int retry_after_max_ms; /* the longest Retry-After obeyed (300000) */
+  int64_t retention_s;   /* settled deliveries are deleted this long after (15 days; 0: never) */
   const char *const *kafka_conf; /* --kafka-conf: extra consumer properties, or NULL */
   unsigned sinks;                /* the sinks this relay delivers to: bit 1 << enum notify_sink */
   struct notify_endpoints ep;
 };
+
+/* How often the relay prunes its record (store_notify_prune), and how much at a time. */
+#define NOTIFY_PRUNE_EVERY_MS (10 * 60 * 1000)
+#define NOTIFY_PRUNE_BATCH 10000
 
 /* The defaults above, every sink; endpoints empty. */
 void notify_config_defaults(struct notify_config *cfg);

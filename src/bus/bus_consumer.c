@@ -615,6 +615,8 @@ int bus_consumer_behind(bus_consumer_t *c, int topic, int32_t partition) {
 }
 
 int bus_consumer_seek_shard(bus_consumer_t *c, int shard, const int64_t next[BUS_INPUT_TOPICS]) {
+  if (!c) /* a worker without a consumer (canaryctl rebuild): nothing to seek */
+    return CANARY_EINVALID;
   rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(BUS_INPUT_TOPICS);
   if (!list)
     return CANARY_ENOMEM;

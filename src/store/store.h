@@ -396,6 +396,15 @@ int store_delivery_finish(store_t *s, const char *id, const char *sink, int atte
 int store_alert_get(store_t *s, const char *sink, const char *key, bool *open, char *remote_id,
                     size_t remote_len) CANARY_MUSTCHECK;
 
+/*
+ * Delete the deliveries settled for good (delivered, skipped) whose last change is more than
+ * older_than_s seconds ago, their attempts with them, and the alerts closed as long: up to
+ * `batch` deliveries (a short statement; call again while *deleted == batch). Dead-lettered and
+ * open deliveries and open alerts are kept. *deleted: the deliveries deleted. migrations/014.
+ */
+int store_notify_prune(store_t *s, int64_t older_than_s, long batch, long *deleted)
+    CANARY_MUSTCHECK;
+
 /* The decision with id (its evidence as decided); *found false when there is none. */
 int store_decision(store_t *s, const char *id, struct decision *d, bool *found) CANARY_MUSTCHECK;
 

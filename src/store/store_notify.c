@@ -152,3 +152,36 @@ int store_alert_get(store_t *s, const char *sink, const char *key, bool *open, c
   PQclear(res);
   return CANARY_OK;
 }
+
+/*
+ * Two statements, each short: a batch of the oldest settled deliveries (the partial index of
+ * migration 014 finds them), then the closed alerts. A delivery pruned is forgotten: a
+ * redelivery of its notification would be sent again, which is why the retention must outlast
+ * the topic's (docs/operations.md).
+ */
+int store_notify_prune(store_t *s, int64_t older_than_s, long batch, long *deleted) {
+  char age[32], lim[32];
+  snprintf(age, sizeof age, "%lld", (long long)older_than_s);
+  snprintf(lim, sizeof lim, "%ld", batch);
+  const char *v[] = {age, lim};
+  int rc;
+  *deleted = 0;
+  PGresult *res = store_exec(
+      s, "pruning deliveries",
+      "DELETE FROM notify_deliveries WHERE (notification_id, sink) IN ("
+      " SELECT notification_id, sink FROM notify_deliveries"
+      " WHERE state IN ('delivered', 'skipped')"
+      "   AND updated_at < now() - make_interval(secs => $1::float8)"
+      " ORDER BY updated_at LIMIT $2::int)",
+      2, v, 0, PGRES_COMMAND_OK, &rc);
+  if (!res)
+    return rc;
+  *deleted = atol(PQcmdTuples(res));
+  PQclear(res);
+  res = store_exec(s, "pruning alerts",
+                   "DELETE FROM notify_alerts WHERE NOT open"
+                   " AND updated_at < now() - make_interval(secs => $1::float8)",
+                   1, v, 0, PGRES_COMMAND_OK, &rc);
+  PQclear(res);
+  return rc;
+}

@@ -75,6 +75,14 @@ EOF
 wait_for 60 "$R to start" status_has "$R" "state           running" ||
   fail "$R did not start: $("$ctl" status "$R" 2>&1)"
 grep -qF "policy: 4 actors, 6 roles" "$tmp/canaryd.log" || fail "canaryd did not report the policy"
+# canaryctl says which policy it judges by (the one canaryd was given), and the plan's checklist
+run 0 "$ctl" status "$R"
+has "$out" "policy: $tmp/policy.yaml (CANARY_POLICY), 4 actors, 6 roles: commands, kill switches and approvals must be signed"
+run 0 "$ctl" plan show "$plan"
+has "$out" "policy: $tmp/policy.yaml (CANARY_POLICY), 4 actors, 6 roles"
+has "$out" "checklist: "
+CANARY_POLICY= run 0 "$ctl" status "$R"
+has "$out" "policy: none (no CANARY_POLICY, no policy: in $plan): every command"
 
 # ---- refused ---------------------------------------------------------------------------------------
 step "promote --force by eve (signed, but a release engineer): refused"

@@ -286,4 +286,30 @@ for b in bad:
     print("FAIL:", b)
 sys.exit(1 if bad else 0)
 PY
+
+step "the record is pruned: settled deliveries past --retention-hours go, dead letters stay"
+# rows as an old relay left them: delivered 20 days ago (with its attempt), dead-lettered as long
+# ago, delivered an hour ago; a page closed 20 days ago, one still open
+sql "INSERT INTO notify_deliveries (notification_id, sink, rollout, state, attempts, updated_at) VALUES
+       ('old-$suffix', 'slack', 'old', 'delivered', 1, now() - interval '20 days'),
+       ('olddead-$suffix', 'slack', 'old', 'dead', 3, now() - interval '20 days'),
+       ('recent-$suffix', 'slack', 'old', 'delivered', 1, now() - interval '1 hour');
+     INSERT INTO notify_attempts (notification_id, sink, attempt, outcome)
+       VALUES ('old-$suffix', 'slack', 1, 'delivered');
+     INSERT INTO notify_alerts (sink, alert_key, open, opened_by, updated_at) VALUES
+       ('pagerduty', 'closed-$suffix', false, 'x', now() - interval '20 days'),
+       ('pagerduty', 'open-$suffix', true, 'x', now() - interval '20 days')" >/dev/null
+before=$(sql "SELECT count(*) FROM notify_deliveries")
+kill -TERM "$relay"
+wait "$relay" 2>/dev/null || true
+start_relay relay3 # prunes as it starts, with the default retention (360 hours)
+wait_for 60 "the relay to prune" grep -qF "notify: pruned 1 deliveries settled more than 360 h ago" "$tmp/relay3.log" ||
+  fail "no prune: $(tail -5 "$tmp/relay3.log")"
+[[ $(sql "SELECT count(*) FROM notify_deliveries") == $((before - 1)) ]] || fail "more than one pruned"
+[[ $(sql "SELECT count(*) FROM notify_deliveries WHERE notification_id LIKE 'old%-$suffix' OR notification_id = 'recent-$suffix'") == 2 ]] ||
+  fail "the dead letter or the recent delivery was pruned"
+[[ $(sql "SELECT count(*) FROM notify_attempts WHERE notification_id = 'old-$suffix'") == 0 ]] ||
+  fail "the pruned delivery's attempt is left"
+[[ $(sql "SELECT string_agg(alert_key, ',') FROM notify_alerts WHERE alert_key IN ('open-$suffix', 'closed-$suffix')") == "open-$suffix" ]] ||
+  fail "alerts: closed old ones go, open ones stay"
 echo "PASS"
