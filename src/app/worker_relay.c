@@ -87,6 +87,20 @@ static size_t stuck_notices(struct worker *w, const struct store_outbox_msg *m, 
 }
 
 /*
+ * A store call of the relay failed (rc): start again on a new connection, whatever the error. A
+ * session ended by the server during a statement can report a plain I/O error with the socket
+ * still open, and every later call on it failed too: the relay, which reconnected only on
+ * "unavailable", then published nothing until a restart. The session's relay lock goes with
+ * it, so the caller must not unlock after this.
+ */
+static void relay_store_failed(struct worker *w, int rc, const char *what) {
+  if (rc != CANARY_EUNAVAILABLE)
+    log_msg(LOG_LVL_WARNING, NULL, "relay: %s: %s (%s); reconnecting", what, canary_strerror(rc),
+            store_last_error(w->relay_store));
+  worker_store_back(w, w->relay_store);
+}
+
+/*
  * The last pass, at shutdown, goes on until a fetch finds the outbox empty, for at most this
  * long: the notices of a row it sets aside join the outbox during the pass, and with one more
  * fetch only when a round was full they waited for the next start — an on-call page delayed by
@@ -134,16 +148,18 @@ static bool relay_rounds(struct worker *w, bool final) {
     const struct store_outbox_msg *msgs;
     size_t n;
     int rc = store_outbox_fetch(w->relay_store, RELAY_BATCH, &msgs, &n);
-    if (rc == CANARY_EUNAVAILABLE) {
-      worker_store_back(w, w->relay_store);
+    if (rc != CANARY_OK) {
+      relay_store_failed(w, rc, "cannot read the outbox");
       return false;
     }
-    if (rc == CANARY_OK && n == 0)
+    if (n == 0) {
       atomic_store(&w->relay_progress_ms, wall_ms()); /* nothing waiting: not stuck */
-    if (rc != CANARY_OK || n == 0)
       return true;
+    }
     w->n_acked = 0;
     size_t set_aside = 0;
+    int failed = CANARY_OK; /* a store call that failed in this round: reconnect once settled */
+    const char *failed_what = "cannot set an outbox row aside";
     for (size_t i = 0; i < n; i++) {
       const struct store_outbox_msg *m = &msgs[i];
       rc = bus_produce(w->producer, m->topic, -1, m->key, m->key ? strlen(m->key) : 0, m->payload,
@@ -161,7 +177,8 @@ static bool relay_rounds(struct worker *w, bool final) {
         struct store_outbox_row notices[2];
         char ids[2][64], rollout[EVENT_NAME_MAX];
         size_t n_notices = stuck_notices(w, m, why, notices, ids, rollout);
-        if (store_outbox_fail(w->relay_store, m->seq, why, notices, n_notices) == CANARY_OK) {
+        failed = store_outbox_fail(w->relay_store, m->seq, why, notices, n_notices);
+        if (failed == CANARY_OK) {
           atomic_fetch_add(&w->set_aside, 1);
           set_aside++;
           relay_wake(w);
@@ -178,16 +195,20 @@ static bool relay_rounds(struct worker *w, bool final) {
     }
     bool settled = relay_settle(w, final, drain_until);
     if (w->n_acked) {
+      /* Not marked: published again, with the same ids, by the next relay (consumers
+       * de-duplicate by id). */
       rc = store_outbox_mark(w->relay_store, w->acked, w->n_acked);
-      if (rc != CANARY_OK)
-        log_msg(LOG_LVL_WARNING, NULL, "cannot mark %zu outbox rows published: %s", w->n_acked,
-                canary_strerror(rc));
-      else {
+      if (rc == CANARY_OK) {
         atomic_fetch_add(&w->published, (int64_t)w->n_acked);
         atomic_store(&w->relay_progress_ms, wall_ms());
+      } else if (failed == CANARY_OK) {
+        failed = rc;
+        failed_what = "cannot mark outbox rows published";
       }
-      if (rc == CANARY_EUNAVAILABLE)
-        return false;
+    }
+    if (failed != CANARY_OK) { /* what was sent is settled (or given up at shutdown) */
+      relay_store_failed(w, failed, failed_what);
+      return false;
     }
     if (!settled)
       return false;
@@ -213,13 +234,8 @@ static bool relay_rounds(struct worker *w, bool final) {
  */
 void worker_relay(struct worker *w, bool final) {
   int rc = store_outbox_lock(w->relay_store);
-  if (rc == CANARY_EUNAVAILABLE) {
-    worker_store_back(w, w->relay_store);
-    return;
-  }
   if (rc != CANARY_OK) {
-    log_msg(LOG_LVL_WARNING, NULL, "cannot take the relay lock: %s (%s); trying again later",
-            canary_strerror(rc), store_last_error(w->relay_store));
+    relay_store_failed(w, rc, "cannot take the relay lock");
     return;
   }
   if (relay_rounds(w, final))

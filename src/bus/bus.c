@@ -1,6 +1,7 @@
 /* The input topics, log formatting and librdkafka configuration shared by consumer and producer. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,26 @@ void bus_logf(log_sink_fn log, void *ctx, int level, const char *fmt, ...) {
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
   log(ctx, level, line);
+}
+
+static bool sets_reconnect_backoff(const char *const *conf) {
+  for (size_t i = 0; conf && conf[i]; i += 2)
+    if (!strncmp(conf[i], "reconnect.backoff.", 18))
+      return true;
+  return false;
+}
+
+rd_kafka_conf_t *bus_conf_new(const char *const *extra) {
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  /* librdkafka doubles the wait between reconnection attempts up to this, 10 s by default: a
+   * broker back after an outage was noticed up to ~10 s late, and a worker resumed that late
+   * (issue 10). At most one attempt a second per broker costs nothing. Left to librdkafka when
+   * the user sets either reconnect.backoff property: theirs wins, and a max below their
+   * reconnect.backoff.ms would make rd_kafka_new() refuse the configuration. */
+  char err[128];
+  if (!sets_reconnect_backoff(bus_client_conf()) && !sets_reconnect_backoff(extra))
+    (void)rd_kafka_conf_set(conf, "reconnect.backoff.max.ms", "1000", err, sizeof err);
+  return conf;
 }
 
 int bus_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, log_sink_fn log,

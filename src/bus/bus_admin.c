@@ -20,7 +20,7 @@ static const struct topic_spec specs[] = {
 int bus_create_topics(const char *brokers, int partitions, int timeout_ms, log_sink_fn log,
                       void *log_ctx) {
   char err[512];
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_t *conf = bus_conf_new(NULL);
   static const char *const none[] = {NULL};
   if (bus_conf_set(conf, "bootstrap.servers", brokers, log, log_ctx) != CANARY_OK ||
       bus_conf_apply(conf, bus_client_conf(), none, log, log_ctx) != CANARY_OK) {

@@ -310,7 +310,7 @@ int bus_consumer_new_conf(const char *brokers, const char *group, const char *cl
     client_id = "canaryd";
   }
   snprintf(c->name, sizeof c->name, "%s/%s", group, client_id);
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_t *conf = bus_conf_new(extra);
   const char *settings[][2] = {
       {"bootstrap.servers", brokers},
       {"group.id", group},

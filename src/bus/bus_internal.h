@@ -11,6 +11,13 @@ void bus_logf(log_sink_fn log, void *ctx, int level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /*
+ * A new librdkafka configuration with the defaults every client of ours shares (see bus.c),
+ * before the caller's settings and the user's (bus_client_conf(), extra: NULL-terminated
+ * name, value pairs, may be NULL), which may override them. The caller owns it.
+ */
+rd_kafka_conf_t *bus_conf_new(const char *const *extra);
+
+/*
  * Set name=value on conf; on failure log librdkafka's reason and return CANARY_EINVALID.
  */
 int bus_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, log_sink_fn log,

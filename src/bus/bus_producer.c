@@ -82,7 +82,7 @@ int bus_producer_new_conf(const char *brokers, const char *client_id, log_sink_f
   p->log = log;
   p->log_ctx = log_ctx;
   p->queue_wait_ms = BUS_MESSAGE_TIMEOUT_MS;
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_t *conf = bus_conf_new(extra);
   const char *settings[][2] = {
       {"bootstrap.servers", brokers},
       {"client.id", client_id && *client_id ? client_id : "canaryd"},

@@ -26,7 +26,7 @@ int bus_reader_new(const char *brokers, const char *contract_topic, bool from_be
     return CANARY_ENOMEM;
   r->log = log;
   r->log_ctx = log_ctx;
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_t *conf = bus_conf_new(NULL);
   int rc = bus_conf_set(conf, "bootstrap.servers", brokers, log, log_ctx);
   if (rc == CANARY_OK)
     rc = bus_conf_set(conf, "enable.partition.eof", "true", log, log_ctx);

@@ -25,7 +25,7 @@ int bus_subscriber_new(const char *brokers, const char *contract_topic, const ch
     return CANARY_ENOMEM;
   sub->log = log;
   sub->log_ctx = log_ctx;
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_t *conf = bus_conf_new(extra);
   static const char *const fixed[] = {"bootstrap.servers", "group.id", "enable.auto.commit",
                                       "enable.auto.offset.store", NULL};
   int rc = bus_conf_set(conf, "bootstrap.servers", brokers, log, log_ctx);

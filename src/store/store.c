@@ -178,7 +178,7 @@ static int connect_once(store_t *s) {
   return CANARY_OK;
 }
 
-static void drop_connection(store_t *s) {
+void store_disconnect(store_t *s) {
   s->commit.active = false; /* its outcome is unknown: see store_commit() */
   PQclear(s->fetched);
   s->fetched = NULL;
@@ -231,14 +231,14 @@ int store_open(const char *conninfo, int timeout_ms, log_sink_fn log, void *log_
 }
 
 int store_reconnect(store_t *s, int timeout_ms) {
-  drop_connection(s);
+  store_disconnect(s);
   return connect_retrying(s, timeout_ms);
 }
 
 void store_close(store_t *s) {
   if (!s)
     return;
-  drop_connection(s);
+  store_disconnect(s);
   free(s->msgs);
   for (size_t i = 0; i < sizeof s->params / sizeof s->params[0]; i++)
     jbuf_free(&s->params[i]);

@@ -736,16 +736,30 @@ static void send_batch(struct pipeline *p, const struct store_batch *b, size_t n
   pipe_send(p, "COMMIT", "COMMIT", NULL);
 }
 
-/* Leave pipeline mode after the batch's results (or a failure); the first error wins. */
+/*
+ * Leave pipeline mode after the batch's results (or a failure); the first error wins. A
+ * failure must leave the connection as a plain statement finds it: out of pipeline mode, no
+ * transaction open. When the server ends the session during the pipeline (pg_terminate_backend,
+ * a restart), libpq may report the FATAL as an ordinary error with the socket still open: the
+ * connection stayed in pipeline mode, and every later statement failed with an I/O error
+ * ("cannot exit pipeline mode", "not allowed in pipeline mode") that no caller reconnects on.
+ * Such a connection is closed and the commit's outcome is "unavailable" (unknown: reconnect
+ * and reload); fenced stays fenced (the server refused the batch: nothing was written).
+ */
 static int finish(store_t *s, int rc) {
   s->commit.active = false;
   if (PQstatus(s->conn) == CONNECTION_OK && PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF &&
       !PQexitPipelineMode(s->conn) && rc == CANARY_OK)
     rc = store_fail(s, "commit: leaving pipeline mode", NULL);
-  if (rc != CANARY_OK)
-    store_abort(s); /* an error inside BEGIN...COMMIT leaves the transaction open and aborted */
-  if (rc == CANARY_EIO && PQstatus(s->conn) != CONNECTION_OK)
-    rc = CANARY_EUNAVAILABLE;
+  if (rc == CANARY_OK)
+    return rc;
+  store_abort(s); /* an error inside BEGIN...COMMIT leaves the transaction open and aborted */
+  if (PQstatus(s->conn) != CONNECTION_OK || PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF ||
+      PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+    store_disconnect(s);
+    if (rc != CANARY_EFENCED)
+      rc = CANARY_EUNAVAILABLE;
+  }
   return rc;
 }
 

@@ -63,6 +63,12 @@ PGresult *store_exec(store_t *s, const char *what, const char *sql, int n,
 /* Run a statement without parameters and rows (BEGIN, ROLLBACK, SET ...). */
 int store_command(store_t *s, const char *what, const char *sql) CANARY_MUSTCHECK;
 
+/*
+ * Close the connection (a commit in flight is forgotten: its outcome is unknown). Every call
+ * then fails with CANARY_EUNAVAILABLE until store_reconnect().
+ */
+void store_disconnect(store_t *s);
+
 /* ROLLBACK if a transaction is open (after a failure); keeps the first error. */
 void store_abort(store_t *s);
 

@@ -1233,6 +1233,44 @@ static void test_lost_connection(void **state) {
 }
 
 /*
+ * The session ends (pg_terminate_backend) while a pipelined commit waits on the shard's row
+ * lock: the outcome must read "unavailable" — reconnect, and reload: whether COMMIT ran is not
+ * known — never a plain I/O error, which says "rolled back" and left the connection in pipeline
+ * mode for the next statement ("cannot exit pipeline mode", then every call an I/O error).
+ */
+static void test_terminated_during_commit(void **state) {
+  (void)state;
+  int64_t epoch = claim(20, "worker-a");
+  PQclear(query(sql, "BEGIN"));
+  PQclear(query(sql, "SELECT 1 FROM shards WHERE shard = 20 FOR UPDATE"));
+  struct store_outbox_row out[] = {{"canary.decisions", "k", "terminated/1", "x", 1}};
+  struct store_batch b = {.shard = 20, .epoch = epoch, .outbox = out, .n_outbox = 1};
+  no_offsets(&b.offsets);
+  assert_int_equal(store_commit_send(st, &b), CANARY_OK);
+  int64_t pid = -1;
+  for (int i = 0; i < 500 && pid <= 0; i++) { /* until the fence waits for the lock */
+    PGresult *r = query(sql, "SELECT pid FROM pg_stat_activity WHERE datname = '%s' AND "
+                             "application_name = 'canaryd' AND wait_event_type = 'Lock'",
+                        db_name);
+    pid = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    if (pid <= 0)
+      usleep(10 * 1000);
+  }
+  assert_true(pid > 0);
+  PQclear(query(sql, "SELECT pg_terminate_backend(%" PRId64 ")", pid));
+  PQclear(query(sql, "ROLLBACK"));
+  int rc = store_commit_wait(st);
+  assert_string_equal(canary_strerror(rc), canary_strerror(CANARY_EUNAVAILABLE));
+  assert_false(store_commit_in_flight(st));
+  /* The connection is not used again as if nothing happened. */
+  assert_int_equal(store_commit(st, &b), CANARY_EUNAVAILABLE);
+  assert_int_equal(store_reconnect(st, 5000), CANARY_OK);
+  commit_ok(&b);
+  assert_int_equal(q_int("SELECT count(*) FROM outbox WHERE message_id = 'terminated/1'"), 1);
+}
+
+/*
  * Commit ROUNDS batches of 500 decisions + 500 outbox rows (300 bytes) + 1000 event ids + the
  * n_rollouts rollouts the decisions belong to (full state each), on shard; print the figures.
  */
@@ -1351,6 +1389,7 @@ int main(void) {
       cmocka_unit_test(test_one_live_rollout_index),
       cmocka_unit_test(test_connect_retry_logged),
       cmocka_unit_test(test_lost_connection),
+      cmocka_unit_test(test_terminated_during_commit),
       cmocka_unit_test(test_commit_latency),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -20,6 +20,7 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include "bus/bus.h"
+#include "bus/bus_internal.h"
 
 #define SHARDS 3
 #define MAX_IDS 4096
@@ -667,6 +668,34 @@ static void test_client_config_file(void **state) {
   assert_null(bus_client_conf()[0]);
 }
 
+static const char *conf_value(rd_kafka_conf_t *conf, const char *name, char *buf, size_t len) {
+  assert_int_equal(rd_kafka_conf_get(conf, name, buf, &len), RD_KAFKA_CONF_OK);
+  return buf;
+}
+
+/*
+ * Every client waits at most a second between reconnection attempts (librdkafka's 10 s made a
+ * worker resume up to ~10 s after the broker came back), unless the user sets either
+ * reconnect.backoff property: then librdkafka's defaults, and theirs applied over them.
+ */
+static void test_reconnect_backoff_default(void **state) {
+  (void)state;
+  char v[32], why[256];
+  rd_kafka_conf_t *c = bus_conf_new(NULL);
+  assert_string_equal(conf_value(c, "reconnect.backoff.max.ms", v, sizeof v), "1000");
+  rd_kafka_conf_destroy(c);
+  const char *const extra[] = {"reconnect.backoff.ms", "2000", NULL};
+  c = bus_conf_new(extra); /* 1000 would be below theirs: rd_kafka_new() would refuse it */
+  assert_string_equal(conf_value(c, "reconnect.backoff.max.ms", v, sizeof v), "10000");
+  rd_kafka_conf_destroy(c);
+  assert_int_equal(bus_client_conf_add("reconnect.backoff.max.ms", "5000", why, sizeof why),
+                   CANARY_OK);
+  c = bus_conf_new(NULL);
+  assert_string_equal(conf_value(c, "reconnect.backoff.max.ms", v, sizeof v), "10000");
+  rd_kafka_conf_destroy(c);
+  bus_client_conf_clear(); /* the other tests' clients must not get it */
+}
+
 /* The murmur2 of this file matches Kafka's Utils.murmur2 test vectors. */
 static void test_murmur2_vectors(void **state) {
   (void)state;
@@ -684,6 +713,7 @@ int main(void) {
       cmocka_unit_test(test_murmur2_vectors),
       cmocka_unit_test(test_fixed_config_refused),
       cmocka_unit_test(test_client_config_file),
+      cmocka_unit_test(test_reconnect_backoff_default),
       cmocka_unit_test_setup_teardown(test_offsets_from_hook, setup, teardown),
       cmocka_unit_test_setup_teardown(test_assigned_hook_fails, setup, teardown),
       cmocka_unit_test_setup_teardown(test_idempotent_through_produce_errors, setup, teardown),
