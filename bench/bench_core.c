@@ -229,8 +229,7 @@ int main(int argc, char **argv) {
     }
     jbuf_free(&j);
   }
-  printf("effects %zu, rejected %zu, digest %016llx\n", effects, rejected,
-         (unsigned long long)h);
+  printf("effects %zu, rejected %zu, digest %016llx\n", effects, rejected, (unsigned long long)h);
   effects_free(&fx);
   engine_destroy(e);
   free(e);

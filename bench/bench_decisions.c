@@ -85,8 +85,8 @@ static const char usage_text[] =
 #define MINUTE_MS 60000LL
 #define HOUR_MS (60 * MINUTE_MS)
 #define RUN_LIMIT_MS (120 * HOUR_MS)
-#define SEED_VOLUME 240000.0 /* requests a minute at the seed's volume */
-#define MAX_VALUES 1000      /* distribution values per metrics event, at most (VALUES=) */
+#define SEED_VOLUME 240000.0     /* requests a minute at the seed's volume */
+#define MAX_VALUES 1000          /* distribution values per metrics event, at most (VALUES=) */
 #define FULL_RELEASE_EVENTS 8800 /* a release to GA: ~73 h of two metrics events a minute */
 
 enum { SEM_EVIDENCE, SEM_ESTIMATE, SEM_COUNT };
@@ -165,17 +165,14 @@ static inline double rng_normal(struct rng *r) { return qt_draw(z_table, r); }
 
 /* Acklam's inverse of the standard normal distribution (relative error < 1.2e-9). */
 static double norm_quantile(double p) {
-  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,
-                             -2.759285104469687e+02, 1.383577518672690e+02,
-                             -3.066479806614716e+01, 2.506628277459239e+00};
-  static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02,
-                             -1.556989798598866e+02, 6.680131188771972e+01,
-                             -1.328068155288572e+01};
-  static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01,
-                             -2.400758277161838e+00, -2.549732539343734e+00,
-                             4.374664141464968e+00,  2.938163982698783e+00};
-  static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01,
-                             2.445134137142996e+00, 3.754408661907416e+00};
+  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,  -2.759285104469687e+02,
+                             1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
+  static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+                             6.680131188771972e+01, -1.328068155288572e+01};
+  static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+                             -2.549732539343734e+00, 4.374664141464968e+00,  2.938163982698783e+00};
+  static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+                             3.754408661907416e+00};
   double q, r;
   if (p < 0.02425) {
     q = sqrt(-2 * log(p));
@@ -250,16 +247,16 @@ static int64_t rng_errors(struct rng *r, int64_t requests, double rate, double b
 
 enum reg {
   REG_NONE,
-  REG_ERRORS,    /* canary error rate x f */
-  REG_TX,        /* canary failed-transaction rate x f */
-  REG_TX_RATE,   /* canary failed-transaction rate = f */
-  REG_ENGINE,    /* canary engine timeouts x f */
-  REG_DENIALS,   /* canary approval denials x f */
-  REG_LATENCY,   /* canary latency values x f */
-  REG_LCP,       /* canary LCP values x f */
-  REG_INP,       /* canary INP values x f */
-  REG_CLS,       /* canary CLS values x f */
-  REG_OUTAGE     /* error rate x f on both variants, for a while */
+  REG_ERRORS,  /* canary error rate x f */
+  REG_TX,      /* canary failed-transaction rate x f */
+  REG_TX_RATE, /* canary failed-transaction rate = f */
+  REG_ENGINE,  /* canary engine timeouts x f */
+  REG_DENIALS, /* canary approval denials x f */
+  REG_LATENCY, /* canary latency values x f */
+  REG_LCP,     /* canary LCP values x f */
+  REG_INP,     /* canary INP values x f */
+  REG_CLS,     /* canary CLS values x f */
+  REG_OUTAGE   /* error rate x f on both variants, for a while */
 };
 
 /* Which canary count a detection delay is counted in. */
@@ -296,9 +293,9 @@ struct onset {
 };
 
 static const struct onset onsets[] = {
-    {"internal_test", "+0", 0},           {"internal_test", "+30m", 30 * MINUTE_MS},
-    {"friendly_gp", "+0", 0},             {"friendly_gp", "+12h", 12 * HOUR_MS},
-    {"beta", "+0", 0},                    {"beta", "+24h", 24 * HOUR_MS},
+    {"internal_test", "+0", 0}, {"internal_test", "+30m", 30 * MINUTE_MS},
+    {"friendly_gp", "+0", 0},   {"friendly_gp", "+12h", 12 * HOUR_MS},
+    {"beta", "+0", 0},          {"beta", "+24h", 24 * HOUR_MS},
 };
 #define N_ONSETS (sizeof onsets / sizeof onsets[0])
 
@@ -309,7 +306,7 @@ enum scen_class { SC_HEALTHY, SC_REGRESSION, SC_OUTAGE, SC_WATCH };
 struct scenario {
   char name[96];
   enum scen_class cls;
-  double volume;        /* R0: requests a minute */
+  double volume; /* R0: requests a minute */
   enum reg reg;
   double f;
   enum unit unit;
@@ -374,7 +371,8 @@ static bool make_scenarios(const struct plan *plan) {
       const char *name;
       double f;
       int64_t after_ms;
-    } w[] = {{"watch/errors_x3@ga+2h", 3, 2 * HOUR_MS}, {"watch/errors_x10@ga+2h", 10, 2 * HOUR_MS},
+    } w[] = {{"watch/errors_x3@ga+2h", 3, 2 * HOUR_MS},
+             {"watch/errors_x10@ga+2h", 10, 2 * HOUR_MS},
              {"watch/errors_x3@ga+12h", 3, 12 * HOUR_MS}};
     for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
       struct scenario *x = add_scenario(SC_WATCH, SEED_VOLUME, "%s", w[i].name);
@@ -430,17 +428,17 @@ struct result {
   int32_t missing_data;  /* a max-duration halt whose unmet metric criteria lacked data */
   int32_t held_past_max; /* a stage passed its maximum with its gate unproven: held there */
   int32_t onset_reached;
-  int32_t rejected;      /* events the engine rejected (a bench bug) */
-  int32_t error;         /* the engine failed (why says how): the worker stops */
-  int64_t end_ms;        /* halt, GA or stuck time, from t0 */
-  int64_t onset_ms;      /* from t0; -1: not reached */
-  int64_t unit_count;    /* canary count of the scenario's unit from onset to the halt */
-  int64_t events;        /* events applied */
+  int32_t rejected;   /* events the engine rejected (a bench bug) */
+  int32_t error;      /* the engine failed (why says how): the worker stops */
+  int64_t end_ms;     /* halt, GA or stuck time, from t0 */
+  int64_t onset_ms;   /* from t0; -1: not reached */
+  int64_t unit_count; /* canary count of the scenario's unit from onset to the halt */
+  int64_t events;     /* events applied */
   int64_t cpu_ns;
-  int32_t paged;         /* SC_WATCH: on-call paged during the watch after GA */
-  int64_t page_ms;       /* when, from t0 */
-  char rule[PLAN_NAME_MAX + 24];   /* the rule that halted ("stage_max_duration@beta") */
-  char why[96];                    /* a rejected event's reason (the first) */
+  int32_t paged;                 /* SC_WATCH: on-call paged during the watch after GA */
+  int64_t page_ms;               /* when, from t0 */
+  char rule[PLAN_NAME_MAX + 24]; /* the rule that halted ("stage_max_duration@beta") */
+  char why[96];                  /* a rejected event's reason (the first) */
 };
 
 /* Healthy rates of one variant; a regression changes the canary's. */
@@ -455,15 +453,24 @@ static double dist_table[N_DISTS][QT_N + 1];
 static const char *const dist_names[N_DISTS] = {"latency_ms", "webvitals_lcp_ms",
                                                 "webvitals_inp_ms", "webvitals_cls"};
 
-enum { C_REQUESTS, C_ERRORS, C_TX, C_TX_FAILED, C_ENGINE, C_TIMEOUTS, C_APPROVALS, C_DENIALS,
-       N_COUNTERS };
+enum {
+  C_REQUESTS,
+  C_ERRORS,
+  C_TX,
+  C_TX_FAILED,
+  C_ENGINE,
+  C_TIMEOUTS,
+  C_APPROVALS,
+  C_DENIALS,
+  N_COUNTERS
+};
 static const char *const counter_names[N_COUNTERS] = {
-    "requests", "errors", "transactions", "transactions_failed", "engine_requests",
-    "engine_timeouts", "approvals", "approval_denials"};
+    "requests",        "errors",          "transactions", "transactions_failed",
+    "engine_requests", "engine_timeouts", "approvals",    "approval_denials"};
 enum { G_CPU, G_MEM, G_DB_USED, G_DB_MAX, G_ACTIVE, G_FEATURE, N_GAUGES };
-static const char *const gauge_names[N_GAUGES] = {"cpu_ratio", "memory_ratio",
+static const char *const gauge_names[N_GAUGES] = {"cpu_ratio",           "memory_ratio",
                                                   "db_connections_used", "db_connections_max",
-                                                  "active_users", "feature_users"};
+                                                  "active_users",        "feature_users"};
 
 static struct plan plans[SEM_COUNT]; /* ~100 KiB each: not on the stack */
 static struct settings cfg;
@@ -495,17 +502,21 @@ static void next_id(struct release *rl, struct event *ev) {
  * before), -1 for none. */
 static int exposed_stage(const struct rollout *r, int n_stages) {
   switch (r->state) {
-  case ROLLOUT_COMPLETED: return n_stages - 1;
-  case ROLLOUT_PENDING: return r->stage - 1;
-  case ROLLOUT_RUNNING: return r->stage;
-  case ROLLOUT_PAUSED: return r->resume_to == ROLLOUT_PENDING ? r->stage - 1 : r->stage;
-  default: return -1;
+  case ROLLOUT_COMPLETED:
+    return n_stages - 1;
+  case ROLLOUT_PENDING:
+    return r->stage - 1;
+  case ROLLOUT_RUNNING:
+    return r->stage;
+  case ROLLOUT_PAUSED:
+    return r->resume_to == ROLLOUT_PENDING ? r->stage - 1 : r->stage;
+  default:
+    return -1;
   }
 }
 
 /* A max-duration halt: did its unmet metric criteria lack data (and none was plainly false)? */
-static bool halt_for_missing_data(const struct plan *plan, const struct rollout *r,
-                                  int64_t now) {
+static bool halt_for_missing_data(const struct plan *plan, const struct rollout *r, int64_t now) {
   int st = r->stage;
   if (st < 0 || st >= plan->n_stages)
     return false;
@@ -523,7 +534,7 @@ static bool halt_for_missing_data(const struct plan *plan, const struct rollout 
     if (!x || x->at_ms != now || x->truth == EXPR_INSUFFICIENT)
       insufficient = true; /* no data now: not evaluated */
     else if (x->truth == EXPR_FALSE)
-      return false;        /* a criterion plainly failed */
+      return false; /* a criterion plainly failed */
   }
   return insufficient;
 }
@@ -549,8 +560,7 @@ static void take_effects(struct release *rl) {
       res->end_ms = d->time_ms - T0_MS;
       res->halt_stage = r ? r->stage : -1;
       if (strcmp(d->rule, "stage_max_duration") == 0 && r) {
-        snprintf(res->rule, sizeof res->rule, "%s@%s", d->rule,
-                 rl->plan->stages[r->stage].name);
+        snprintf(res->rule, sizeof res->rule, "%s@%s", d->rule, rl->plan->stages[r->stage].name);
         res->missing_data = halt_for_missing_data(rl->plan, r, d->time_ms);
       } else {
         snprintf(res->rule, sizeof res->rule, "%s", d->rule[0] ? d->rule : "(none)");
@@ -673,11 +683,16 @@ static int64_t metrics_event(struct release *rl, int cohort, enum variant v, int
   ev->metrics.n_dists = n ? N_DISTS : 0;
   apply(rl, ev);
   switch (unit) {
-  case U_ERRORS: return c[C_ERRORS];
-  case U_TX_FAILED: return c[C_TX_FAILED];
-  case U_TIMEOUTS: return c[C_TIMEOUTS];
-  case U_DENIALS: return c[C_DENIALS];
-  default: return c[C_REQUESTS];
+  case U_ERRORS:
+    return c[C_ERRORS];
+  case U_TX_FAILED:
+    return c[C_TX_FAILED];
+  case U_TIMEOUTS:
+    return c[C_TIMEOUTS];
+  case U_DENIALS:
+    return c[C_DENIALS];
+  default:
+    return c[C_REQUESTS];
   }
 }
 
@@ -850,17 +865,39 @@ static int run_release(struct release *rl, struct engine *e, int si, int sem, lo
       cr.err = br.err = cfg.error_rate;
       if (active) {
         switch (sc->reg) {
-        case REG_ERRORS: cr.err *= sc->f; break;
-        case REG_TX: cr.tx_fail *= sc->f; break;
-        case REG_TX_RATE: cr.tx_fail = sc->f; break;
-        case REG_ENGINE: cr.eng_to *= sc->f; break;
-        case REG_DENIALS: cr.denial *= sc->f; break;
-        case REG_LATENCY: cr.lat *= sc->f; break;
-        case REG_LCP: cr.lcp *= sc->f; break;
-        case REG_INP: cr.inp *= sc->f; break;
-        case REG_CLS: cr.cls *= sc->f; break;
-        case REG_OUTAGE: cr.err *= sc->f; br.err *= sc->f; break;
-        case REG_NONE: break;
+        case REG_ERRORS:
+          cr.err *= sc->f;
+          break;
+        case REG_TX:
+          cr.tx_fail *= sc->f;
+          break;
+        case REG_TX_RATE:
+          cr.tx_fail = sc->f;
+          break;
+        case REG_ENGINE:
+          cr.eng_to *= sc->f;
+          break;
+        case REG_DENIALS:
+          cr.denial *= sc->f;
+          break;
+        case REG_LATENCY:
+          cr.lat *= sc->f;
+          break;
+        case REG_LCP:
+          cr.lcp *= sc->f;
+          break;
+        case REG_INP:
+          cr.inp *= sc->f;
+          break;
+        case REG_CLS:
+          cr.cls *= sc->f;
+          break;
+        case REG_OUTAGE:
+          cr.err *= sc->f;
+          br.err *= sc->f;
+          break;
+        case REG_NONE:
+          break;
         }
       }
       /* The baseline first: the canary's report triggers the rules at once, on both. With
@@ -998,7 +1035,7 @@ static int64_t quantile(const int64_t *v, long n, double q) {
 }
 
 struct count {
-  char rule[sizeof ((struct result *)0)->rule];
+  char rule[sizeof((struct result *)0)->rule];
   long n;
 };
 
@@ -1033,8 +1070,7 @@ static void rule_counts(const struct group *g, bool (*keep)(const struct result 
   if (n == 0)
     snprintf(buf, len, "-");
   for (int k = 0; k < n && k < max && used < len; k++)
-    used += (size_t)snprintf(buf + used, len - used, "%s%s %ld", k ? ", " : "", c[k].rule,
-                             c[k].n);
+    used += (size_t)snprintf(buf + used, len - used, "%s%s %ld", k ? ", " : "", c[k].rule, c[k].n);
   if (n > max && used < len)
     snprintf(buf + used, len - used, ", +%d more", n - max);
 }
@@ -1109,9 +1145,9 @@ static const char *fmt_pct(char *buf, size_t len, long x, long n) {
 
 static void print_healthy(void) {
   struct table t = {.n_cols = 11};
-  table_row(&t, (const char *const[]){"scenario", "semantics", "N", "false halts",
-                                      "95% upper", "halts by rule", "missing-data halts",
-                                      "held past a max", "stuck", "GA p50 (h)", "CPU ms/run"});
+  table_row(&t, (const char *const[]){"scenario", "semantics", "N", "false halts", "95% upper",
+                                      "halts by rule", "missing-data halts", "held past a max",
+                                      "stuck", "GA p50 (h)", "CPU ms/run"});
   for (int gi = 0; gi < n_groups; gi++) {
     const struct group *g = &groups[gi];
     const struct scenario *sc = &scen[g->scenario];
@@ -1147,8 +1183,8 @@ static void print_healthy(void) {
     else
       snprintf(gap, sizeof gap, "-");
     snprintf(ms, sizeof ms, "%.1f", g->n ? cpu / (double)g->n / 1e6 : 0);
-    table_row(&t, (const char *const[]){sc->name, sem_names[g->sem], n, fh, up, rules, miss, hd,
-                                        st, gap, ms});
+    table_row(&t, (const char *const[]){sc->name, sem_names[g->sem], n, fh, up, rules, miss, hd, st,
+                                        gap, ms});
     free(ga_ms);
   }
   if (t.n_rows > 1) {
@@ -1168,8 +1204,8 @@ static void print_regressions(enum scen_class cls) {
                                         "delay p50 / p90 (canary)", "missed: GA / stuck"});
   else
     table_row(&t, (const char *const[]){"scenario", "semantics", "N", "onset reached",
-                                        "halted before onset", "halted after onset",
-                                        "halted by", "delay p50 / p90 (min)"});
+                                        "halted before onset", "halted after onset", "halted by",
+                                        "delay p50 / p90 (min)"});
   for (int gi = 0; gi < n_groups; gi++) {
     const struct group *g = &groups[gi];
     const struct scenario *sc = &scen[g->scenario];
@@ -1217,11 +1253,10 @@ static void print_regressions(enum scen_class cls) {
     }
     snprintf(miss, sizeof miss, "%ld / %ld", ga, stuck);
     if (cls == SC_REGRESSION)
-      table_row(&t, (const char *const[]){sc->name, sem_names[g->sem], n, hl, bf, on, dt, rules,
-                                          d1, d2, miss});
+      table_row(&t, (const char *const[]){sc->name, sem_names[g->sem], n, hl, bf, on, dt, rules, d1,
+                                          d2, miss});
     else
-      table_row(&t, (const char *const[]){sc->name, sem_names[g->sem], n, on, bf, dt, rules,
-                                          d1});
+      table_row(&t, (const char *const[]){sc->name, sem_names[g->sem], n, on, bf, dt, rules, d1});
     free(dmin);
     free(dev);
   }
@@ -1315,8 +1350,8 @@ static void progress_line(const struct progress *p, char *buf, size_t len) {
     gi++;
   const struct group *g = &groups[gi];
   snprintf(buf, len, "[%3.0f%%] %s %s: %ld/%ld releases, %ld halted",
-           p->total ? 100.0 * (double)p->done / (double)p->total : 100.0,
-           scen[g->scenario].name, sem_names[g->sem], g->done, g->n, g->halted);
+           p->total ? 100.0 * (double)p->done / (double)p->total : 100.0, scen[g->scenario].name,
+           sem_names[g->sem], g->done, g->n, g->halted);
 }
 
 static void progress_update(struct progress *p, bool final) {
@@ -1368,8 +1403,9 @@ static bool set_key(const char *key, const char *v, bool *est_set) {
     return parse_long(key, v, 0, &cfg.estimate_releases);
   }
   if (!strcmp(key, "JOBS"))
-    return parse_long(key, v, 1, &cfg.jobs) && (cfg.jobs <= 256 || (fprintf(stderr,
-           "bench_decisions: JOBS=%s: at most 256\n", v), false));
+    return parse_long(key, v, 1, &cfg.jobs) &&
+           (cfg.jobs <= 256 ||
+            (fprintf(stderr, "bench_decisions: JOBS=%s: at most 256\n", v), false));
   if (!strcmp(key, "SEED")) {
     char *end;
     errno = 0;
@@ -1427,8 +1463,10 @@ static bool set_key(const char *key, const char *v, bool *est_set) {
     char *end;
     long n = strtol(v, &end, 10);
     if (end == v || *end || n < 1 || n > 60 || 60 % n) {
-      fprintf(stderr, "bench_decisions: REPORTS=%s: a divisor of 60 (1, 2, 3, 4, 6, ... 60) "
-              "(--help)\n", v);
+      fprintf(stderr,
+              "bench_decisions: REPORTS=%s: a divisor of 60 (1, 2, 3, 4, 6, ... 60) "
+              "(--help)\n",
+              v);
       return false;
     }
     cfg.reports = n;
@@ -1468,7 +1506,9 @@ static bool set_key(const char *key, const char *v, bool *est_set) {
 
 static const char *decide_name(enum plan_decide d) {
   switch (d) {
-#define XX(name, wire) case PLAN_DECIDE_##name: return wire;
+#define XX(name, wire)                                                                             \
+  case PLAN_DECIDE_##name:                                                                         \
+    return wire;
     PLAN_DECIDE_MAP(XX)
 #undef XX
   }
@@ -1510,8 +1550,8 @@ static bool learn_dispersion(void) {
       continue;
     double phi = learn.sum[j] / learn.k[j], reports = learn.k[j] < 10000 ? learn.k[j] : 10000;
     int d = 0;
-    while (d < p->n_dispersion && (strcmp(p->dispersion[d].counter, learn.counter[j]) ||
-                                   p->dispersion[d].service[0]))
+    while (d < p->n_dispersion &&
+           (strcmp(p->dispersion[d].counter, learn.counter[j]) || p->dispersion[d].service[0]))
       d++;
     if (d == p->n_dispersion) {
       if (d == PLAN_MAX_DISPERSION)
@@ -1529,12 +1569,20 @@ static bool learn_dispersion(void) {
 }
 
 int main(int argc, char **argv) {
-  static const char *const keys[] = {"RELEASES", "REGRESSION_RUNS", "ESTIMATE_RELEASES", "JOBS",
-                                     "SEED", "SEMANTICS", "ONLY", "PLAN", "BURST", "ERROR_RATE",
-                                     "TRACE", "VALUES", "DISPERSION", "LEARN", "REPORTS"};
-  cfg = (struct settings){.releases = 1000, .regression_runs = 200, .jobs = 2, .seed = 1,
-                          .sem = {true, true}, .burst = 1.5, .error_rate = 0.0002, .values = 50,
-                          .learn_runs = 20, .reports = 1};
+  static const char *const keys[] = {
+      "RELEASES", "REGRESSION_RUNS", "ESTIMATE_RELEASES", "JOBS",  "SEED",   "SEMANTICS",  "ONLY",
+      "PLAN",     "BURST",           "ERROR_RATE",        "TRACE", "VALUES", "DISPERSION", "LEARN",
+      "REPORTS"};
+  cfg = (struct settings){.releases = 1000,
+                          .regression_runs = 200,
+                          .jobs = 2,
+                          .seed = 1,
+                          .sem = {true, true},
+                          .burst = 1.5,
+                          .error_rate = 0.0002,
+                          .values = 50,
+                          .learn_runs = 20,
+                          .reports = 1};
   bool est_set = false, list = false;
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
     const char *v = getenv(keys[i]);
@@ -1592,9 +1640,8 @@ int main(int argc, char **argv) {
     long n = healthy ? cfg.releases : cfg.regression_runs;
     for (int sem = 0; sem < SEM_COUNT; sem++)
       if (cfg.sem[sem] && (scen[i].cls != SC_WATCH || sem == SEM_EVIDENCE)) {
-        scen[i].runs[sem] = sem == SEM_ESTIMATE && n > cfg.estimate_releases
-                                ? cfg.estimate_releases
-                                : n;
+        scen[i].runs[sem] =
+            sem == SEM_ESTIMATE && n > cfg.estimate_releases ? cfg.estimate_releases : n;
         total += scen[i].runs[sem];
       }
   }
@@ -1661,7 +1708,7 @@ int main(int argc, char **argv) {
   double wall0 = mono_s();
   struct progress pr = {.tty = isatty(2), .total = total, .last_decile = 0};
   long rejected = 0;
-  char first_why[sizeof ((struct result *)0)->why] = "";
+  char first_why[sizeof((struct result *)0)->why] = "";
   int open = jobs, failed = 0;
   struct pollfd pfd[256];
   size_t have[256] = {0};
@@ -1709,8 +1756,8 @@ int main(int argc, char **argv) {
           snprintf(first_why, sizeof first_why, "%s", res->why);
       }
       if (res->error) { /* an engine error: the worker stops */
-        fprintf(stderr, "bench_decisions: %s (%s %s run %d)\n", res->why,
-                scen[res->scenario].name, sem_names[res->sem], res->run);
+        fprintf(stderr, "bench_decisions: %s (%s %s run %d)\n", res->why, scen[res->scenario].name,
+                sem_names[res->sem], res->run);
         failed = 1;
       }
       progress_update(&pr, false);
@@ -1747,7 +1794,8 @@ int main(int argc, char **argv) {
          cfg.reports == 1 ? "" : "s", (int)cfg.values);
   if (cfg.learned)
     printf("- dispersion: learned from %ld healthy releases at the seed volume (their baselines' "
-           "reports, pooled): %s\n", cfg.learn_runs, learned_text);
+           "reports, pooled): %s\n",
+           cfg.learn_runs, learned_text);
   else
     printf("- dispersion: the plan's priors (bursts are assumed until a release's reports show "
            "otherwise, unless the plan has learned values)\n");
@@ -1800,8 +1848,8 @@ int main(int argc, char **argv) {
       printf("no release reached GA: a whole one (~%d events) would take at least ~%.0f ms "
              "(the rate of runs that stopped early, while windows are small); ",
              FULL_RELEASE_EVENTS, us_event * FULL_RELEASE_EVENTS / 1e3);
-    printf("%.1f ms per run over all %ld runs, %.1f us an event\n", cpu / (double)g->n / 1e6,
-           g->n, us_event);
+    printf("%.1f ms per run over all %ld runs, %.1f us an event\n", cpu / (double)g->n / 1e6, g->n,
+           us_event);
     any = true;
   }
   if (!any) {

@@ -115,8 +115,8 @@ int main(int argc, char **argv) {
       return 1;
     struct bus_msg m;
     bool caught_up;
-    while (bus_reader_read(dlq, 50, &m, &caught_up) != CANARY_OK ||
-           m.len != (size_t)len || memcmp(m.value, payload, (size_t)len))
+    while (bus_reader_read(dlq, 50, &m, &caught_up) != CANARY_OK || m.len != (size_t)len ||
+           memcmp(m.value, payload, (size_t)len))
       ;
     ref[i] = (now_us() - t0) / 1000;
   }
@@ -167,8 +167,8 @@ int main(int argc, char **argv) {
   double h50 = pct(halt, n, 0.5), h95 = pct(halt, n, 0.95), h99 = pct(halt, n, 0.99);
   double r50 = pct(ref, n, 0.5), r99 = pct(ref, n, 0.99);
   printf("halt latency, produce -> decision readable on canary.decisions (%d rollouts):\n", n);
-  printf("  p50 %.0f ms   p95 %.0f ms   p99 %.0f ms   max %.0f ms   (target: p99 < 1000 ms)\n",
-         h50, h95, h99, halt[n - 1]);
+  printf("  p50 %.0f ms   p95 %.0f ms   p99 %.0f ms   max %.0f ms   (target: p99 < 1000 ms)\n", h50,
+         h95, h99, halt[n - 1]);
   printf("reference, bare Kafka round trip (produce, flush, read back), same run:\n");
   printf("  p50 %.1f ms   p99 %.1f ms\n", r50, r99);
   printf("ratio halt/reference: p50 %.1fx   p99 %.1fx\n", h50 / r50, h99 / r99);

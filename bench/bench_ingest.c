@@ -27,7 +27,6 @@
 #include "core/event.h"
 #include "stream.h"
 
-
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -77,7 +76,8 @@ static long stat_ticks(const char *path, int *ppid, char *comm, size_t comm_len)
   if (!open || !close)
     return -1;
   if (comm) {
-    size_t l = (size_t)(close - open - 1) < comm_len - 1 ? (size_t)(close - open - 1) : comm_len - 1;
+    size_t l =
+        (size_t)(close - open - 1) < comm_len - 1 ? (size_t)(close - open - 1) : comm_len - 1;
     memcpy(comm, open + 1, l);
     comm[l] = 0;
   }
@@ -103,8 +103,8 @@ struct cpu_sample {
 static long machine_busy(void) {
   unsigned long u, ni, sy, idle, iow, irq, sirq;
   FILE *f = fopen("/proc/stat", "r");
-  if (!f || fscanf(f, "cpu %lu %lu %lu %lu %lu %lu %lu", &u, &ni, &sy, &idle, &iow, &irq,
-                   &sirq) != 7) {
+  if (!f ||
+      fscanf(f, "cpu %lu %lu %lu %lu %lu %lu %lu", &u, &ni, &sy, &idle, &iow, &irq, &sirq) != 7) {
     if (f)
       fclose(f);
     return 0;
@@ -196,7 +196,8 @@ static void cpu_print(const struct cpu_sample *a, const struct cpu_sample *b) {
 static double cpu_self_s(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 /* A consumer that only counts: the ceiling any consumer of this stream can reach here. */
@@ -227,8 +228,8 @@ static int bare(long n) {
 
 static long query(PGconn *c, const char *sql) {
   PGresult *res = PQexec(c, sql);
-  long v = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) ? atol(PQgetvalue(res, 0, 0))
-                                                                   : -1;
+  long v =
+      PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) ? atol(PQgetvalue(res, 0, 0)) : -1;
   PQclear(res);
   return v;
 }

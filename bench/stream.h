@@ -53,9 +53,13 @@ static int bench_stream(long n, int rollouts, long spike, bench_emit_fn emit, vo
     snprintf(ev.rollout, sizeof ev.rollout, "ingest-r%ld", i % rollouts);
     snprintf(ev.cohort, sizeof ev.cohort, "internal_test");
     ev.metrics = (struct event_metrics){.variant = i % 2 ? VARIANT_BASELINE : VARIANT_CANARY,
-                                        .interval_ms = 10000, .counters = counters,
-                                        .n_counters = 2, .gauges = gauges, .n_gauges = 2,
-                                        .dists = dists, .n_dists = 1};
+                                        .interval_ms = 10000,
+                                        .counters = counters,
+                                        .n_counters = 2,
+                                        .gauges = gauges,
+                                        .n_gauges = 2,
+                                        .dists = dists,
+                                        .n_dists = 1};
     if ((rc = emit(ctx, &ev, id)))
       return rc;
   }

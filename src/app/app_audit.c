@@ -65,11 +65,21 @@ int app_keygen(int argc, char **argv) {
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
-    case 'a': actor = optarg; break;
-    case 'o': out = optarg; break;
-    case 'f': force = true; break;
-    case 'h': fputs(keygen_usage, stdout); return EXIT_OK;
-    default: fputs(keygen_usage, stderr); return EXIT_USAGE;
+    case 'a':
+      actor = optarg;
+      break;
+    case 'o':
+      out = optarg;
+      break;
+    case 'f':
+      force = true;
+      break;
+    case 'h':
+      fputs(keygen_usage, stdout);
+      return EXIT_OK;
+    default:
+      fputs(keygen_usage, stderr);
+      return EXIT_USAGE;
     }
   }
   if (optind < argc || !actor || !*actor) {
@@ -78,15 +88,17 @@ int app_keygen(int argc, char **argv) {
     return EXIT_USAGE;
   }
   if (strlen(actor) >= EVENT_NAME_MAX || strpbrk(actor, " \t\n/:")) {
-    fprintf(stderr, "canaryctl keygen: --actor: '%s' is not an actor name (at most %d "
-            "characters, no spaces, '/' or ':')\n", actor, EVENT_NAME_MAX - 1);
+    fprintf(stderr,
+            "canaryctl keygen: --actor: '%s' is not an actor name (at most %d "
+            "characters, no spaces, '/' or ':')\n",
+            actor, EVENT_NAME_MAX - 1);
     return EXIT_USAGE;
   }
   char path[600];
   if (!out) {
     if (!default_path(actor, path, sizeof path)) {
       fprintf(stderr, "canaryctl keygen: cannot make ~/.config/canaryd (HOME unset?): give "
-              "--out FILE\n");
+                      "--out FILE\n");
       return EXIT_BAD_INPUT;
     }
     out = path;
@@ -170,11 +182,13 @@ static void print_json(const struct store_audit_entry *e) {
 }
 
 int app_audit(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"rollout", required_argument, NULL, 'r'}, {"actor", required_argument, NULL, 'a'},
-      {"last", required_argument, NULL, 'n'},    {"json", no_argument, NULL, 'j'},
-      {"pg", required_argument, NULL, 'p'},      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"rollout", required_argument, NULL, 'r'},
+                                       {"actor", required_argument, NULL, 'a'},
+                                       {"last", required_argument, NULL, 'n'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"pg", required_argument, NULL, 'p'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   const char *prog = "canaryctl audit", *rollout = NULL, *actor = NULL, *pg = NULL;
   long last = 0;
   bool json = false;
@@ -183,8 +197,12 @@ int app_audit(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     char *end;
     switch (c) {
-    case 'r': rollout = optarg; break;
-    case 'a': actor = optarg; break;
+    case 'r':
+      rollout = optarg;
+      break;
+    case 'a':
+      actor = optarg;
+      break;
     case 'n':
       errno = 0;
       last = strtol(optarg, &end, 10);
@@ -193,10 +211,18 @@ int app_audit(int argc, char **argv) {
         return EXIT_USAGE;
       }
       break;
-    case 'j': json = true; break;
-    case 'p': pg = optarg; break;
-    case 'h': fputs(audit_usage, stdout); return EXIT_OK;
-    default: fputs(audit_usage, stderr); return EXIT_USAGE;
+    case 'j':
+      json = true;
+      break;
+    case 'p':
+      pg = optarg;
+      break;
+    case 'h':
+      fputs(audit_usage, stdout);
+      return EXIT_OK;
+    default:
+      fputs(audit_usage, stderr);
+      return EXIT_USAGE;
     }
   }
   if (optind < argc) {

@@ -54,7 +54,8 @@ bool cli_load_plan(const char *prog, const char *path, struct plan *plan) {
 void cli_policy_line(FILE *f, const struct plan *plan, const char *plan_path) {
   const char *file = getenv("CANARY_POLICY");
   if (!plan->policy.enabled) {
-    fprintf(f, "policy: none (no CANARY_POLICY, no policy: in %s): every command, kill switch "
+    fprintf(f,
+            "policy: none (no CANARY_POLICY, no policy: in %s): every command, kill switch "
             "and approval is accepted from anyone, unverified\n",
             plan_path ? plan_path : "the built-in plan");
     return;

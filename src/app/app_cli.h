@@ -10,9 +10,9 @@
 
 /* Exit codes scripts can trust. */
 enum cli_exit {
-  EXIT_OK = 0,        /* did what was asked */
-  EXIT_BAD_INPUT = 1, /* input (events, plan, answer) was bad or the command was refused */
-  EXIT_USAGE = 2,     /* the command line was wrong */
+  EXIT_OK = 0,          /* did what was asked */
+  EXIT_BAD_INPUT = 1,   /* input (events, plan, answer) was bad or the command was refused */
+  EXIT_USAGE = 2,       /* the command line was wrong */
   EXIT_UNAVAILABLE = 3, /* a service (Kafka, PostgreSQL) could not be reached in time */
   EXIT_UNPUBLISHED = 4, /* decided and stored, but not (yet) published to Kafka */
 };

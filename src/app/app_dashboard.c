@@ -40,7 +40,8 @@ static const char usage[] =
     "                          next (the page polls the JSON below every few seconds)\n"
     "  /api/rollouts           the list as JSON (as `canaryctl status --json --list`)\n"
     "  /api/rollout?id=ROLLOUT[&since=MS]\n"
-    "                          {\"rollout\": status --json, \"decisions\": [...], \"series\": [...],\n"
+    "                          {\"rollout\": status --json, \"decisions\": [...], \"series\": "
+    "[...],\n"
     "                          \"plan\": {...}}: the history canaryd recorded (one point per\n"
     "                          series per dashboard.step of event time) from MS on\n"
     "Any number of dashboards may run: each reads what the workers committed.\n"
@@ -113,17 +114,16 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, con
     jbuf_free(&b);
     return MHD_NO;
   }
-  enum MHD_Result r = send_buf(c, status, "application/json", b.data, b.len,
-                               MHD_RESPMEM_MUST_COPY);
+  enum MHD_Result r = send_buf(c, status, "application/json", b.data, b.len, MHD_RESPMEM_MUST_COPY);
   jbuf_free(&b);
   return r;
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *c, struct jbuf *b) {
   jbuf_putc(b, '\n');
-  enum MHD_Result r = b->oom ? send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory")
-                             : send_buf(c, MHD_HTTP_OK, "application/json", b->data, b->len,
-                                        MHD_RESPMEM_MUST_COPY);
+  enum MHD_Result r =
+      b->oom ? send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory")
+             : send_buf(c, MHD_HTTP_OK, "application/json", b->data, b->len, MHD_RESPMEM_MUST_COPY);
   jbuf_free(b);
   return r;
 }
@@ -322,8 +322,10 @@ static int listen_on(const char *prog, const char *where, char *shown, size_t sh
   struct sockaddr_storage ss;
   socklen_t len;
   if (!parse_listen(where, &ss, &len)) {
-    fprintf(stderr, "%s: --listen '%s': want HOST:PORT with a numeric address, e.g. "
-            "127.0.0.1:8080 or [::1]:8080\n", prog, where);
+    fprintf(stderr,
+            "%s: --listen '%s': want HOST:PORT with a numeric address, e.g. "
+            "127.0.0.1:8080 or [::1]:8080\n",
+            prog, where);
     return -2;
   }
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -365,12 +367,24 @@ int app_dashboard(int argc, char **argv) {
   optind = 1;
   while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
     switch (c) {
-    case 'l': where = optarg; break;
-    case 'P': plan_path = optarg; break;
-    case 'p': pg = optarg; break;
-    case 'v': live_set_verbose(true); break;
-    case 'h': fputs(usage, stdout); return EXIT_OK;
-    default: fputs(usage, stderr); return EXIT_USAGE;
+    case 'l':
+      where = optarg;
+      break;
+    case 'P':
+      plan_path = optarg;
+      break;
+    case 'p':
+      pg = optarg;
+      break;
+    case 'v':
+      live_set_verbose(true);
+      break;
+    case 'h':
+      fputs(usage, stdout);
+      return EXIT_OK;
+    default:
+      fputs(usage, stderr);
+      return EXIT_USAGE;
     }
   }
   if (optind < argc) {
@@ -404,10 +418,10 @@ int app_dashboard(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &block, &old);
   /* One thread answers every request in turn: one connection to PostgreSQL, no locks. A slow
    * or silent client is dropped after the timeout; a few hundred may wait at once. */
-  struct MHD_Daemon *d = MHD_start_daemon(
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, handle, &s,
-      MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)200, MHD_OPTION_END);
+  struct MHD_Daemon *d =
+      MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, handle, &s,
+                       MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+                       MHD_OPTION_CONNECTION_LIMIT, (unsigned)200, MHD_OPTION_END);
   if (!d) {
     fprintf(stderr, "%s: cannot start the HTTP server on %s\n", prog, shown);
     close(fd);

@@ -77,12 +77,16 @@ static bool parse_num(const char *s, double lo, double hi, double *out) {
 }
 
 static int parse(int argc, char **argv, struct opts *o) {
-  static const struct option opts[] = {
-      {"samples", required_argument, NULL, 'n'},   {"tolerance", required_argument, NULL, 't'},
-      {"max-share", required_argument, NULL, 'm'}, {"cohort", required_argument, NULL, 'c'},
-      {"json", no_argument, NULL, 'j'},            {"kafka", required_argument, NULL, 'k'},
-      {"pg", required_argument, NULL, 'p'},        {"verbose", no_argument, NULL, 'v'},
-      {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"samples", required_argument, NULL, 'n'},
+                                       {"tolerance", required_argument, NULL, 't'},
+                                       {"max-share", required_argument, NULL, 'm'},
+                                       {"cohort", required_argument, NULL, 'c'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"kafka", required_argument, NULL, 'k'},
+                                       {"pg", required_argument, NULL, 'p'},
+                                       {"verbose", no_argument, NULL, 'v'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   *o = (struct opts){.samples = 1000, .tolerance = 0.005, .max_share = 0.005};
   live_set_verbose(false);
   optind = 1;
@@ -109,13 +113,27 @@ static int parse(int argc, char **argv, struct opts *o) {
         return EXIT_USAGE;
       }
       break;
-    case 'c': o->cohort = optarg; break;
-    case 'j': o->json = true; break;
-    case 'k': o->kafka = optarg; break;
-    case 'p': o->pg = optarg; break;
-    case 'v': live_set_verbose(true); break;
-    case 'h': fputs(usage, stdout); return EXIT_OK;
-    default: fputs(usage, stderr); return EXIT_USAGE;
+    case 'c':
+      o->cohort = optarg;
+      break;
+    case 'j':
+      o->json = true;
+      break;
+    case 'k':
+      o->kafka = optarg;
+      break;
+    case 'p':
+      o->pg = optarg;
+      break;
+    case 'v':
+      live_set_verbose(true);
+      break;
+    case 'h':
+      fputs(usage, stdout);
+      return EXIT_OK;
+    default:
+      fputs(usage, stderr);
+      return EXIT_USAGE;
     }
   }
   if (live_rollout_arg(PROG, argc, argv, usage, &o->rollout) >= 0)
@@ -242,8 +260,10 @@ int app_diff(int argc, char **argv) {
   code = read_samples(&o, rollout, &ring, &events);
   long n = ring.n < ring.cap ? ring.n : ring.cap;
   if (code == EXIT_OK && n == 0) {
-    fprintf(stderr, PROG ": no diff.samples for %s%s%s in Kafka: the service sends them "
-            "(docs/events.md)\n", rollout, o.cohort ? " in " : "", o.cohort ? o.cohort : "");
+    fprintf(stderr,
+            PROG ": no diff.samples for %s%s%s in Kafka: the service sends them "
+                 "(docs/events.md)\n",
+            rollout, o.cohort ? " in " : "", o.cohort ? o.cohort : "");
     code = EXIT_BAD_INPUT;
   }
   if (code != EXIT_OK) {
@@ -260,11 +280,9 @@ int app_diff(int argc, char **argv) {
   qsort(d, (size_t)n, sizeof *d, by_rel_desc);
   double share = (double)over / (double)n;
   double upper = stats_clopper_pearson_upper((uint64_t)over, (uint64_t)n, 0.025);
-  double lower = over ? 1 - stats_clopper_pearson_upper((uint64_t)(n - over), (uint64_t)n, 0.025)
-                      : 0;
-  enum verdict v = upper < o.max_share  ? V_PASS
-                   : share >= o.max_share ? V_FAIL
-                                          : V_INSUFFICIENT;
+  double lower =
+      over ? 1 - stats_clopper_pearson_upper((uint64_t)(n - over), (uint64_t)n, 0.025) : 0;
+  enum verdict v = upper < o.max_share ? V_PASS : share >= o.max_share ? V_FAIL : V_INSUFFICIENT;
   long worst = over < WORST ? (n < WORST ? n : WORST) : WORST;
   if (o.json) {
     struct jbuf b;
@@ -319,12 +337,12 @@ int app_diff(int argc, char **argv) {
     if (worst) {
       printf("\n  worst samples        input       stable       canary   relative  tolerances\n");
       for (long i = 0; i < worst; i++)
-        printf("  %-12ld %12.6g %12.6g %12.6g %10.3g %11.3g\n", i + 1, d[i].s.input,
-               d[i].s.stable, d[i].s.canary, d[i].rel,
-               o.tolerance > 0 ? d[i].rel / o.tolerance : INFINITY);
+        printf("  %-12ld %12.6g %12.6g %12.6g %10.3g %11.3g\n", i + 1, d[i].s.input, d[i].s.stable,
+               d[i].s.canary, d[i].rel, o.tolerance > 0 ? d[i].rel / o.tolerance : INFINITY);
     }
-    printf("\n  over the tolerance: %ld of %ld = %.3g%% (95%%: %.3g%% .. %.3g%%); fails at %.3g%%\n",
-           over, n, 100 * share, 100 * lower, 100 * upper, 100 * o.max_share);
+    printf(
+        "\n  over the tolerance: %ld of %ld = %.3g%% (95%%: %.3g%% .. %.3g%%); fails at %.3g%%\n",
+        over, n, 100 * share, 100 * lower, 100 * upper, 100 * o.max_share);
     printf("  verdict: %s%s\n", verdict_names[v],
            v == V_INSUFFICIENT ? " (the interval holds the limit: more samples would decide)" : "");
   }

@@ -52,18 +52,22 @@ struct opts {
 };
 
 static int parse(int argc, char **argv, struct opts *o) {
-  static const struct option opts[] = {
-      {"service", required_argument, NULL, 's'}, {"last", required_argument, NULL, 'n'},
-      {"format", required_argument, NULL, 'f'},  {"pg", required_argument, NULL, 'p'},
-      {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"service", required_argument, NULL, 's'},
+                                       {"last", required_argument, NULL, 'n'},
+                                       {"format", required_argument, NULL, 'f'},
+                                       {"pg", required_argument, NULL, 'p'},
+                                       {"verbose", no_argument, NULL, 'v'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   *o = (struct opts){.service = "", .last = LAST_DEFAULT};
   live_set_verbose(false);
   optind = 1;
   int c;
   while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
     switch (c) {
-    case 's': o->service = optarg; break;
+    case 's':
+      o->service = optarg;
+      break;
     case 'n': {
       char *end;
       long n = strtol(optarg, &end, 10);
@@ -86,10 +90,18 @@ static int parse(int argc, char **argv, struct opts *o) {
         return EXIT_USAGE;
       }
       break;
-    case 'p': o->pg = optarg; break;
-    case 'v': live_set_verbose(true); break;
-    case 'h': fputs(usage, stdout); return EXIT_OK;
-    default: fputs(usage, stderr); return EXIT_USAGE;
+    case 'p':
+      o->pg = optarg;
+      break;
+    case 'v':
+      live_set_verbose(true);
+      break;
+    case 'h':
+      fputs(usage, stdout);
+      return EXIT_OK;
+    default:
+      fputs(usage, stderr);
+      return EXIT_USAGE;
     }
   }
   if (optind < argc) {
@@ -118,11 +130,10 @@ static void print_entry(const struct store_dispersion_row *r, const char *indent
 }
 
 static void print_text(const struct store_dispersion_row *rows, size_t n) {
-  printf("%-24s %-24s %9s %10s %10s\n", "service", "counter", "releases", "reports",
-         "dispersion");
+  printf("%-24s %-24s %9s %10s %10s\n", "service", "counter", "releases", "reports", "dispersion");
   for (size_t i = 0; i < n; i++)
-    printf("%-24s %-24s %9ld %10.0f %10.3g\n", rows[i].service, rows[i].counter,
-           rows[i].releases, rows[i].k, value_of(&rows[i]));
+    printf("%-24s %-24s %9ld %10.0f %10.3g\n", rows[i].service, rows[i].counter, rows[i].releases,
+           rows[i].k, value_of(&rows[i]));
   printf("\nIn the plan, under decisions:\n  dispersion:\n");
   for (size_t i = 0; i < n; i++)
     print_entry(&rows[i], "    ");
@@ -180,7 +191,7 @@ int app_dispersion(int argc, char **argv) {
   if (kept == 0) {
     fprintf(stderr,
             PROG ": nothing learned yet: no finished release%s%s%s has baseline reports "
-            "(releases finish when they complete or are rolled back)\n",
+                 "(releases finish when they complete or are rolled back)\n",
             o.service[0] ? " of '" : "", o.service, o.service[0] ? "'" : "");
     free(rows);
     return EXIT_BAD_INPUT;

@@ -482,8 +482,7 @@ int app_emit(int argc, char **argv) {
     } else {
       if (std && isatty(STDIN_FILENO) && !o.quiet)
         fputs(PROG ": reading JSON Lines from standard input (end with Ctrl-D)\n", stderr);
-      code = o.dry_run ? EXIT_OK
-                       : live_sender_open(&s, PROG, live_env_or(o.kafka, "CANARY_KAFKA"));
+      code = o.dry_run ? EXIT_OK : live_sender_open(&s, PROG, live_env_or(o.kafka, "CANARY_KAFKA"));
       if (code == EXIT_OK)
         code = emit_lines(&o, &s, in, std ? "stdin" : o.file);
       live_sender_close(&s);

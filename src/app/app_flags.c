@@ -32,7 +32,6 @@ static const char flags_usage[] =
     "\n"
     "Exit status: 0 ok, 1 bad plan, 2 usage error, 3 PostgreSQL unavailable.\n";
 
-
 /* The shards to show: canary.commands' partitions (when Kafka says) and those with rollouts. */
 static int shards_of(const struct ops_opts *o, const struct store_rollout_row *rows, size_t n,
                      bool shard[], int max) {
@@ -44,8 +43,10 @@ static int shards_of(const struct ops_opts *o, const struct store_rollout_row *r
       for (int i = 0; i < parts && i < max; i++)
         shard[i] = true, top = i > top ? i : top;
       if (parts < 0)
-        fprintf(stderr, "%s: Kafka did not say how many partitions canary.commands has; showing "
-                "the shards that hold rollouts\n", o->prog);
+        fprintf(stderr,
+                "%s: Kafka did not say how many partitions canary.commands has; showing "
+                "the shards that hold rollouts\n",
+                o->prog);
       bus_producer_destroy(p);
     }
   }
@@ -140,9 +141,11 @@ int app_flags(int argc, char **argv) {
       snprintf(scope, sizeof scope, "global shard %d", s);
       printf("%-*s  %-6s", w, scope, !readable[s] ? "?" : global[s].canary_enabled ? "on" : "off");
       for (int k = 0; k < plan.n_stages; k++)
-        printf("  %-*s", (int)strlen(plan.stages[k].name) < 3 ? 3
-                                                             : (int)strlen(plan.stages[k].name),
-               !readable[s] ? "?" : global[s].cohort_enabled[k] ? "on" : "off");
+        printf("  %-*s",
+               (int)strlen(plan.stages[k].name) < 3 ? 3 : (int)strlen(plan.stages[k].name),
+               !readable[s]                  ? "?"
+               : global[s].cohort_enabled[k] ? "on"
+                                             : "off");
       printf("  %8s  %s\n", "-", "-");
     }
     size_t active = 0;
@@ -155,8 +158,8 @@ int app_flags(int argc, char **argv) {
       snprintf(pct, sizeof pct, "%g%%", r->exposure_percent);
       printf("%-*s  %-6s", w, r->id, r->flags.canary_enabled ? "on" : "off");
       for (int k = 0; k < plan.n_stages; k++)
-        printf("  %-*s", (int)strlen(plan.stages[k].name) < 3 ? 3
-                                                             : (int)strlen(plan.stages[k].name),
+        printf("  %-*s",
+               (int)strlen(plan.stages[k].name) < 3 ? 3 : (int)strlen(plan.stages[k].name),
                r->flags.cohort_enabled[k] ? "on" : "off");
       printf("  %8s  %s %s (shard %d)\n", pct, rollout_state_name(r->state),
              status_stage_name(&plan, r->stage), rows[i].shard);

@@ -21,7 +21,8 @@ static const char usage[] =
     "freeze: every canaryd worker stops applying input events (metrics, rollout events,\n"
     "commands) and firing deadlines within 0.5 s, and stops fetching them: they stay in Kafka,\n"
     "nothing is lost or skipped. Decisions already made are still published. unfreeze: the\n"
-    "workers go on from where they stopped, in order; deadlines that fell due meanwhile fire then,\n"
+    "workers go on from where they stopped, in order; deadlines that fell due meanwhile fire "
+    "then,\n"
     "each at its own time. Both are recorded in the audit (canaryctl audit: type freeze);\n"
     "`canaryctl status` says FROZEN while it holds, /metrics has canaryd_frozen per worker and\n"
     "each worker logs when it obeys. PostgreSQL's grants decide who may: the plan's policy does\n"
@@ -32,7 +33,8 @@ static const char usage[] =
     "  --pg CONNINFO     PostgreSQL connection string [CANARY_PG]\n"
     "  -h, --help        this help\n"
     "\n"
-    "Exit status: 0 done (or already so: said on stderr), 2 usage error, 3 PostgreSQL unavailable.\n";
+    "Exit status: 0 done (or already so: said on stderr), 2 usage error, 3 PostgreSQL "
+    "unavailable.\n";
 
 int app_freeze(int argc, char **argv) {
   bool freeze = !strcmp(argv[0], "freeze");
@@ -47,11 +49,21 @@ int app_freeze(int argc, char **argv) {
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
-    case 'r': reason = optarg; break;
-    case 'a': actor = optarg; break;
-    case 'p': pg = optarg; break;
-    case 'h': fputs(usage, stdout); return EXIT_OK;
-    default: fputs(usage, stderr); return EXIT_USAGE;
+    case 'r':
+      reason = optarg;
+      break;
+    case 'a':
+      actor = optarg;
+      break;
+    case 'p':
+      pg = optarg;
+      break;
+    case 'h':
+      fputs(usage, stdout);
+      return EXIT_OK;
+    default:
+      fputs(usage, stderr);
+      return EXIT_USAGE;
     }
   }
   if (optind < argc) {
@@ -66,8 +78,8 @@ int app_freeze(int argc, char **argv) {
     actor = live_env_or(live_env_or(NULL, "USER"), "LOGNAME");
   if (!actor)
     actor = "canaryctl";
-  if (strlen(actor) >= sizeof ((struct store_freeze *)0)->actor ||
-      strlen(reason) >= sizeof ((struct store_freeze *)0)->reason) {
+  if (strlen(actor) >= sizeof((struct store_freeze *)0)->actor ||
+      strlen(reason) >= sizeof((struct store_freeze *)0)->reason) {
     fprintf(stderr, "%s: --actor or --reason too long\n", prog);
     return EXIT_USAGE;
   }

@@ -74,19 +74,24 @@ static void on_signal(int sig) {
 }
 
 static int parse(int argc, char **argv, struct opts *o) {
-  static const struct option opts[] = {
-      {"cohort", required_argument, NULL, 'c'},   {"duration", required_argument, NULL, 'd'},
-      {"interval", required_argument, NULL, 'i'}, {"once", no_argument, NULL, '1'},
-      {"plan", required_argument, NULL, 'P'},     {"pg", required_argument, NULL, 'p'},
-      {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"cohort", required_argument, NULL, 'c'},
+                                       {"duration", required_argument, NULL, 'd'},
+                                       {"interval", required_argument, NULL, 'i'},
+                                       {"once", no_argument, NULL, '1'},
+                                       {"plan", required_argument, NULL, 'P'},
+                                       {"pg", required_argument, NULL, 'p'},
+                                       {"verbose", no_argument, NULL, 'v'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   *o = (struct opts){.duration_ms = 3600000, .interval_ms = 10000};
   live_set_verbose(false);
   optind = 1;
   int c;
   while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
     switch (c) {
-    case 'c': o->cohort = optarg; break;
+    case 'c':
+      o->cohort = optarg;
+      break;
     case 'd':
     case 'i': {
       int64_t ms;
@@ -98,12 +103,24 @@ static int parse(int argc, char **argv, struct opts *o) {
       *(c == 'd' ? &o->duration_ms : &o->interval_ms) = ms;
       break;
     }
-    case '1': o->once = true; break;
-    case 'P': o->plan = optarg; break;
-    case 'p': o->pg = optarg; break;
-    case 'v': live_set_verbose(true); break;
-    case 'h': fputs(usage, stdout); return EXIT_OK;
-    default: fputs(usage, stderr); return EXIT_USAGE;
+    case '1':
+      o->once = true;
+      break;
+    case 'P':
+      o->plan = optarg;
+      break;
+    case 'p':
+      o->pg = optarg;
+      break;
+    case 'v':
+      live_set_verbose(true);
+      break;
+    case 'h':
+      fputs(usage, stdout);
+      return EXIT_OK;
+    default:
+      fputs(usage, stderr);
+      return EXIT_USAGE;
     }
   }
   if (live_rollout_arg(PROG, argc, argv, usage, &o->rollout) >= 0)
@@ -174,8 +191,8 @@ static bool anomalous(const struct rollout_reading *x) {
          (!isnan(x->log_e) && x->log_needed > 0 && x->log_e >= 0.5 * x->log_needed);
 }
 
-static void show(const struct plan *plan, const struct rollout *r, struct series *all,
-                 int *n_all, int64_t started, int64_t now, const struct opts *o, bool tty) {
+static void show(const struct plan *plan, const struct rollout *r, struct series *all, int *n_all,
+                 int64_t started, int64_t now, const struct opts *o, bool tty) {
   char t[RFC3339_MAX];
   if (tty)
     fputs("\033[H\033[J", stdout);
@@ -184,8 +201,8 @@ static void show(const struct plan *plan, const struct rollout *r, struct series
          r->stage >= 0 && r->stage < plan->n_stages ? plan->stages[r->stage].name : "?",
          rollout_state_name(r->state), r->exposure_percent, rfc3339_format(now, t));
   if (!o->once)
-    printf(" (%" PRId64 "m%02" PRId64 "s of %" PRId64 "m)", elapsed / 60000,
-           elapsed / 1000 % 60, o->duration_ms / 60000);
+    printf(" (%" PRId64 "m%02" PRId64 "s of %" PRId64 "m)", elapsed / 60000, elapsed / 1000 % 60,
+           o->duration_ms / 60000);
   printf("\n");
   int anomalies = 0, shown = 0;
   for (int i = 0; i < r->n_readings; i++) {
@@ -198,8 +215,8 @@ static void show(const struct plan *plan, const struct rollout *r, struct series
     trend_text(s, tr, sizeof tr);
     bool a = anomalous(x);
     anomalies += a;
-    const char *word = x->state == EXPR_FOR_FIRING    ? "FIRING"
-                       : x->state == EXPR_FOR_PENDING ? "pending"
+    const char *word = x->state == EXPR_FOR_FIRING     ? "FIRING"
+                       : x->state == EXPR_FOR_PENDING  ? "pending"
                        : x->truth == EXPR_INSUFFICIENT ? "insufficient"
                                                        : "ok";
     printf("  %-2s %-12s %-26s trend %-18s", a ? "!" : "", word, x->name, tr);
@@ -267,8 +284,7 @@ int app_health(int argc, char **argv) {
     }
     if (want != r.stage)
       fprintf(stderr, PROG ": note: %s is at %s, not %s: following it where it is\n", id,
-              r.stage >= 0 && r.stage < plan.n_stages ? plan.stages[r.stage].name : "?",
-              o.cohort);
+              r.stage >= 0 && r.stage < plan.n_stages ? plan.stages[r.stage].name : "?", o.cohort);
   }
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);

@@ -28,7 +28,6 @@ static const char history_usage[] =
     "\n"
     "Exit status: 0 ok, 1 unknown rollout, 2 usage error, 3 PostgreSQL unavailable.\n";
 
-
 /* An evidence item in milliseconds: a time (post_mortem_due_ms) or a duration (window_ms). */
 static bool print_ms(const struct evidence_item *e) {
   size_t n = strlen(e->key);
@@ -49,10 +48,18 @@ static void print_evidence(const struct decision *d) {
     if (print_ms(e))
       continue;
     switch (e->kind) {
-    case EVIDENCE_NUM: printf("%g\n", e->num); break;
-    case EVIDENCE_INT: printf("%" PRId64 "\n", e->i); break;
-    case EVIDENCE_STR: printf("%s\n", e->str); break;
-    case EVIDENCE_BOOL: printf("%s\n", e->b ? "true" : "false"); break;
+    case EVIDENCE_NUM:
+      printf("%g\n", e->num);
+      break;
+    case EVIDENCE_INT:
+      printf("%" PRId64 "\n", e->i);
+      break;
+    case EVIDENCE_STR:
+      printf("%s\n", e->str);
+      break;
+    case EVIDENCE_BOOL:
+      printf("%s\n", e->b ? "true" : "false");
+      break;
     }
   }
 }

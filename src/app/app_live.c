@@ -90,7 +90,7 @@ bool live_is_active(const struct rollout *r) {
 }
 
 int live_pick_rollout(const char *prog, const struct store_rollout_row *rows, size_t n,
-                     const char *given, const struct store_rollout_row **row) {
+                      const char *given, const struct store_rollout_row **row) {
   *row = NULL;
   if (given) {
     for (size_t i = 0; i < n; i++)
@@ -316,8 +316,7 @@ int live_sender_flush(struct live_sender *s, int timeout_ms) {
   if (rc == CANARY_OK && !missing)
     return EXIT_OK;
   fprintf(stderr, "%s: %lld of %lld messages not delivered to Kafka at %s: %s\n", s->prog,
-          (long long)missing, (long long)s->queued, s->brokers,
-          s->failed ? s->error : "timed out");
+          (long long)missing, (long long)s->queued, s->brokers, s->failed ? s->error : "timed out");
   return EXIT_UNAVAILABLE;
 }
 

@@ -52,7 +52,7 @@ bool live_is_active(const struct rollout *r);
  * "no active rollout; name one", "several active rollouts: a-1, b-2; name one".
  */
 int live_pick_rollout(const char *prog, const struct store_rollout_row *rows, size_t n,
-                     const char *given, const struct store_rollout_row **row);
+                      const char *given, const struct store_rollout_row **row);
 
 /*
  * After getopt: the optional ROLLOUT argument into *rollout (left as it is when none), and
@@ -91,9 +91,9 @@ struct live_sender {
   avro_codec_t *codec;
   struct avro_buf buf;
   int64_t queued, delivered, failed;
-  char error[256];            /* the first delivery error */
+  char error[256]; /* the first delivery error */
   char topics[4][STORE_TOPIC_MAX];
-  int partitions[4];          /* by topics[] */
+  int partitions[4]; /* by topics[] */
   int n_topics;
 };
 

@@ -15,7 +15,8 @@ void log_setup(int max_level, bool json, const char *component);
 bool log_enabled(int level);
 
 /* printf-style message; ctx is "key=value ..." context (may be NULL), e.g. "shard=2". */
-void log_msg(int level, const char *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void log_msg(int level, const char *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* The sink (log_sink_fn) given to the store and the bus: their messages carry their own context. */
 void log_callback(void *ctx, int level, const char *msg);

@@ -67,7 +67,8 @@ static const char command_usage[] =
     "\n"
     "Exit status: 0 accepted and published (deployments reading canary.flags see it), 1 rejected\n"
     "or refused by canaryd (the reason is printed: an item already ticked says by whom; canaryctl\n"
-    "audit lists a refusal), an unknown rollout or checklist item, 2 usage error, 3 Kafka/PostgreSQL\n"
+    "audit lists a refusal), an unknown rollout or checklist item, 2 usage error, 3 "
+    "Kafka/PostgreSQL\n"
     "unavailable or no decision within the timeout, 4 decided and stored but not published to\n"
     "Kafka within the timeout (canaryd's relay publishes it when it can).\n";
 
@@ -105,7 +106,7 @@ struct cmd_opts {
   const char *reason, *actor;
   const char *key_path; /* --key, $CANARY_KEY */
   struct signing_key key;
-  bool signed_;         /* key loaded: sign what is sent */
+  bool signed_;        /* key loaded: sign what is sent */
   const char *args[4]; /* positional arguments */
   int n_args;
   const char *service; /* rollback --service */
@@ -125,22 +126,31 @@ static bool parse_seconds(const char *s, int *ms) {
 
 /* Returns -1 when parsed, else the exit code (help: EXIT_OK). */
 static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
-  static const struct option opts[] = {
-      {"reason", required_argument, NULL, 'r'}, {"actor", required_argument, NULL, 'a'},
-      {"timeout", required_argument, NULL, 't'}, {"force", no_argument, NULL, 'f'},
-      {"json", no_argument, NULL, 'j'},          {"kafka", required_argument, NULL, 'k'},
-      {"pg", required_argument, NULL, 'p'},      {"plan", required_argument, NULL, 'P'},
-      {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
-      {"service", required_argument, NULL, 's'}, {"key", required_argument, NULL, 'K'},
-      {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
+                                       {"actor", required_argument, NULL, 'a'},
+                                       {"timeout", required_argument, NULL, 't'},
+                                       {"force", no_argument, NULL, 'f'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"kafka", required_argument, NULL, 'k'},
+                                       {"pg", required_argument, NULL, 'p'},
+                                       {"plan", required_argument, NULL, 'P'},
+                                       {"verbose", no_argument, NULL, 'v'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {"service", required_argument, NULL, 's'},
+                                       {"key", required_argument, NULL, 'K'},
+                                       {NULL, 0, NULL, 0}};
   int c;
   live_set_verbose(false);
   o->timeout_ms = 30000;
   optind = 1;
   while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
     switch (c) {
-    case 'r': o->reason = optarg; break;
-    case 'a': o->actor = optarg; break;
+    case 'r':
+      o->reason = optarg;
+      break;
+    case 'a':
+      o->actor = optarg;
+      break;
     case 't':
       if (!parse_seconds(optarg, &o->timeout_ms)) {
         fprintf(stderr, "%s: --timeout: '%s' is not a number of seconds\n", o->prog, optarg);
@@ -161,14 +171,30 @@ static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
       }
       o->service = optarg;
       break;
-    case 'j': o->json = true; break;
-    case 'k': o->kafka = optarg; break;
-    case 'p': o->pg = optarg; break;
-    case 'P': o->plan = optarg; break;
-    case 'K': o->key_path = optarg; break;
-    case 'v': live_set_verbose(true); break;
-    case 'h': fputs(o->usage, stdout); return EXIT_OK;
-    default: fputs(o->usage, stderr); return EXIT_USAGE;
+    case 'j':
+      o->json = true;
+      break;
+    case 'k':
+      o->kafka = optarg;
+      break;
+    case 'p':
+      o->pg = optarg;
+      break;
+    case 'P':
+      o->plan = optarg;
+      break;
+    case 'K':
+      o->key_path = optarg;
+      break;
+    case 'v':
+      live_set_verbose(true);
+      break;
+    case 'h':
+      fputs(o->usage, stdout);
+      return EXIT_OK;
+    default:
+      fputs(o->usage, stderr);
+      return EXIT_USAGE;
     }
   }
   while (optind < argc) {
@@ -363,8 +389,8 @@ static int wait_published(const struct cmd_opts *o, store_t *st, const struct wa
           CANARY_OK)
         break;
       if (failure[0]) {
-        fprintf(stderr, "%s: decision %s was stored but Kafka refused it for good: %s\n",
-                o->prog, w->d[i].id, failure);
+        fprintf(stderr, "%s: decision %s was stored but Kafka refused it for good: %s\n", o->prog,
+                w->d[i].id, failure);
         return EXIT_UNPUBLISHED;
       }
       done += !found || published; /* no row: published and pruned long ago */
@@ -372,8 +398,10 @@ static int wait_published(const struct cmd_opts *o, store_t *st, const struct wa
     if (done == w->n)
       return EXIT_OK;
     if (live_now_ms() >= deadline) {
-      fprintf(stderr, "%s: decided and stored, but not yet published to Kafka: canaryd's relay "
-              "publishes it when Kafka is reachable (canaryctl watch shows it then)\n", o->prog);
+      fprintf(stderr,
+              "%s: decided and stored, but not yet published to Kafka: canaryd's relay "
+              "publishes it when Kafka is reachable (canaryctl watch shows it then)\n",
+              o->prog);
       return EXIT_UNPUBLISHED;
     }
     sleep_ms(POLL_MS);
@@ -458,8 +486,7 @@ int app_override(int argc, char **argv) {
       jbuf_puts(&extra, ",\"item\":");
       jbuf_string(&extra, item);
     }
-    code = build_event(&o, "command", row->rollout.id, extra.data ? extra.data : "", &ev,
-                       scratch);
+    code = build_event(&o, "command", row->rollout.id, extra.data ? extra.data : "", &ev, scratch);
     jbuf_free(&extra);
   }
   if (code == EXIT_OK)
@@ -469,8 +496,10 @@ int app_override(int argc, char **argv) {
   if (code == EXIT_OK) {
     code = wait_decisions(&o, st, ev.id, &w, 1);
     if (code == EXIT_UNAVAILABLE && !w.n)
-      fprintf(stderr, "%s: no decision within %g s: is canaryd running? (the command was sent as "
-              "event %s)\n", prog, o.timeout_ms / 1000.0, ev.id);
+      fprintf(stderr,
+              "%s: no decision within %g s: is canaryd running? (the command was sent as "
+              "event %s)\n",
+              prog, o.timeout_ms / 1000.0, ev.id);
   }
   if (code == EXIT_OK) {
     for (size_t i = 0; i < w.n; i++)
@@ -585,8 +614,10 @@ int app_flag_set(int argc, char **argv) {
   struct flags probe;
   flags_init(&probe, &plan);
   if (flags_apply(&probe, &plan, flag, value) != CANARY_OK) {
-    fprintf(stderr, "%s: '%s' is not a kill switch of the plan: system.canary.enabled or "
-            "canary.cohort.<stage>.enabled with a stage of", prog, flag);
+    fprintf(stderr,
+            "%s: '%s' is not a kill switch of the plan: system.canary.enabled or "
+            "canary.cohort.<stage>.enabled with a stage of",
+            prog, flag);
     for (int i = 0; i < plan.n_stages; i++)
       fprintf(stderr, "%s%s", i ? ", " : " ", plan.stages[i].name);
     fputs("\n", stderr);
@@ -651,15 +682,18 @@ int app_flag_set(int argc, char **argv) {
   } else if (code == EXIT_OK && g.already == g.shards) {
     /* Nothing to watch change: say so rather than claim canaryd applied it. */
     printf("global %s was already %s on all %d shards (no active rollouts to switch; sent as "
-           "event %s)\n", flag, value ? "true" : "false", g.shards, ev.id);
+           "event %s)\n",
+           flag, value ? "true" : "false", g.shards, ev.id);
   } else if (code == EXIT_OK) {
     code = wait_global(&g, ev.id);
     if (code == EXIT_OK)
       printf("global %s set to %s: recorded by all %d shards (no active rollouts to switch)\n",
              flag, value ? "true" : "false", g.shards);
     else if (code == EXIT_UNAVAILABLE)
-      fprintf(stderr, "%s: not recorded by every shard within %g s: is canaryd running? (the "
-              "flag.set was sent as event %s)\n", prog, o.timeout_ms / 1000.0, ev.id);
+      fprintf(stderr,
+              "%s: not recorded by every shard within %g s: is canaryd running? (the "
+              "flag.set was sent as event %s)\n",
+              prog, o.timeout_ms / 1000.0, ev.id);
   }
   for (size_t i = 0; i < n_w; i++)
     free(w[i].d);
@@ -710,8 +744,10 @@ static int wait_audited(const struct cmd_opts *o, store_t *st, const char *event
       return EXIT_UNAVAILABLE;
     }
     if (live_now_ms() >= deadline) {
-      fprintf(stderr, "%s: no answer within %g s: is canaryd running? (the approval was sent as "
-              "event %s)\n", o->prog, o->timeout_ms / 1000.0, event_id);
+      fprintf(stderr,
+              "%s: no answer within %g s: is canaryd running? (the approval was sent as "
+              "event %s)\n",
+              o->prog, o->timeout_ms / 1000.0, event_id);
       return EXIT_UNAVAILABLE;
     }
     sleep_ms(POLL_MS);
@@ -757,8 +793,8 @@ int app_approve(int argc, char **argv) {
     jbuf_string(&extra, approval_role_name(role));
     jbuf_puts(&extra, ",\"actor\":");
     jbuf_string(&extra, o.actor);
-    code = build_event(&o, "approval.granted", row->rollout.id, extra.data ? extra.data : "",
-                       &ev, scratch);
+    code = build_event(&o, "approval.granted", row->rollout.id, extra.data ? extra.data : "", &ev,
+                       scratch);
     jbuf_free(&extra);
   }
   if (code == EXIT_OK)

@@ -51,8 +51,7 @@ static void show_checklist(const struct plan *p) {
     const struct checklist_item *c = &p->checklist[i];
     const char *stage = c->stage >= 0 && c->stage < p->n_stages ? p->stages[c->stage].name : "?";
     printf("  - %-14s %-26s %s  [%s%s%s]\n", stage, c->id, c->text,
-           c->proof == PROOF_MANUAL ? "a person: canaryctl check"
-                                         : checklist_proof_name(c->proof),
+           c->proof == PROOF_MANUAL ? "a person: canaryctl check" : checklist_proof_name(c->proof),
            c->required ? ", required" : "", c->remind ? ", reminded" : "");
   }
 }

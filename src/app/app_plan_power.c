@@ -56,18 +56,12 @@ static const char usage[] =
     "\n"
     "Exit status: 0 done, 1 bad plan, 2 usage error.\n";
 
-
 static const struct power_rate default_rates[] = {
-    {"requests", 1},
-    {"errors", 0.0002},
-    {"transactions", 0.06},
-    {"transactions_failed", 0.0001},
-    {"engine_requests", 0.2},
-    {"engine_timeouts", 0.0005},
-    {"approvals", 0.02},
-    {"approval_denials", 0.02},
+    {"requests", 1},          {"errors", 0.0002},
+    {"transactions", 0.06},   {"transactions_failed", 0.0001},
+    {"engine_requests", 0.2}, {"engine_timeouts", 0.0005},
+    {"approvals", 0.02},      {"approval_denials", 0.02},
 };
-
 
 /* --- the command line ------------------------------------------------------------------------- */
 
@@ -132,8 +126,8 @@ static bool check_rates(const struct power *w, int n_defaults) {
   for (int i = 0; i < w->mp->n_pairs; i++) {
     double v;
     if (power_rate_of(w, w->mp->pairs[i].num, &v) && v >= 1) {
-      fprintf(stderr, PROG ": --rates: %s=%g: a rate per %s must be under 1\n",
-              w->mp->pairs[i].num, v, w->mp->pairs[i].den);
+      fprintf(stderr, PROG ": --rates: %s=%g: a rate per %s must be under 1\n", w->mp->pairs[i].num,
+              v, w->mp->pairs[i].den);
       return false;
     }
   }
@@ -147,21 +141,26 @@ static bool check_rates(const struct power *w, int n_defaults) {
 /* Exit status, or -1 to go on. --help goes to out. */
 static int parse_args(int argc, char **argv, struct power_opts *o, const char **plan_path,
                       FILE *out) {
-  static const struct option opts[] = {
-      {"plan", required_argument, NULL, 'p'},   {"traffic", required_argument, NULL, 't'},
-      {"rates", required_argument, NULL, 'r'},  {"values", required_argument, NULL, 'v'},
-      {"dispersion", required_argument, NULL, 'd'}, {"format", required_argument, NULL, 'f'},
-      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"plan", required_argument, NULL, 'p'},
+                                       {"traffic", required_argument, NULL, 't'},
+                                       {"rates", required_argument, NULL, 'r'},
+                                       {"values", required_argument, NULL, 'v'},
+                                       {"dispersion", required_argument, NULL, 'd'},
+                                       {"format", required_argument, NULL, 'f'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "p:t:r:v:d:f:h", opts, NULL)) != -1) {
     switch (c) {
-    case 'p': *plan_path = optarg; break;
+    case 'p':
+      *plan_path = optarg;
+      break;
     case 't':
     case 'v':
       if (!parse_number(optarg, 0, true, c == 't' ? &o->traffic : &o->values)) {
-        fprintf(stderr, PROG ": --%s: '%s' is not a number > 0\n",
-                c == 't' ? "traffic" : "values", optarg);
+        fprintf(stderr, PROG ": --%s: '%s' is not a number > 0\n", c == 't' ? "traffic" : "values",
+                optarg);
         return EXIT_USAGE;
       }
       break;
@@ -182,8 +181,12 @@ static int parse_args(int argc, char **argv, struct power_opts *o, const char **
       }
       o->json = !strcmp(optarg, "json");
       break;
-    case 'h': fputs(usage, out); return EXIT_OK;
-    default: fputs(usage, stderr); return EXIT_USAGE;
+    case 'h':
+      fputs(usage, out);
+      return EXIT_OK;
+    default:
+      fputs(usage, stderr);
+      return EXIT_USAGE;
     }
   }
   if (optind < argc) {
@@ -220,8 +223,11 @@ static int plan_power(int argc, char **argv, FILE *out) {
   if (!check_rates(&w, (int)(sizeof default_rates / sizeof default_rates[0])))
     code = EXIT_USAGE;
   else if (!mp.ev.on)
-    fprintf(out, "plan %s decides nothing on evidence (decisions: mode: estimate): nothing to "
-                 "compute\n", plan.name), code = EXIT_OK;
+    fprintf(out,
+            "plan %s decides nothing on evidence (decisions: mode: estimate): nothing to "
+            "compute\n",
+            plan.name),
+        code = EXIT_OK;
   else
     code = power_report(&w, out);
   mstore_plan_free(&mp);

@@ -61,27 +61,27 @@ struct step {
 struct row {
   bool gate;
   struct expr_evq q;
-  int cohort;             /* the stage whose traffic decides it */
-  const char *name;       /* the rule's or the criterion's (the compiled plan's) */
-  int gate_stage;         /* gates: whose gate */
-  bool exit;              /* ... entry or exit */
-  const char *slo;        /* a slos_met() criterion: the SLO this row is; NULL otherwise */
+  int cohort;       /* the stage whose traffic decides it */
+  const char *name; /* the rule's or the criterion's (the compiled plan's) */
+  int gate_stage;   /* gates: whose gate */
+  bool exit;        /* ... entry or exit */
+  const char *slo;  /* a slos_met() criterion: the SLO this row is; NULL otherwise */
   char test[160];
   const char *op;
   double alpha, for_min;
-  const char *missing;    /* a counter with no healthy rate, a distribution with no model:
+  const char *missing; /* a counter with no healthy rate, a distribution with no model:
                            * the row cannot be computed (NULL = it can) */
-  bool no_baseline;       /* against the baseline, where the stage leaves none */
+  bool no_baseline;    /* against the baseline, where the stage leaves none */
   /* halt rules */
-  const char *relative;   /* what the steps multiply */
-  double base;            /* ... and its value */
+  const char *relative; /* what the steps multiply */
+  double base;          /* ... and its value */
   struct step steps[POWER_STEPS];
   /* gates */
-  double healthy;         /* the healthy canary's rate or share */
-  bool wrong_side;        /* healthy is on the null's side: never passes */
-  double test_min;        /* the test passes (INFINITY: not within limit) */
-  double minutes;         /* the gate passes: test_min + for: */
-  double need, gets;      /* canary trials by test_min, and in the stage */
+  double healthy;    /* the healthy canary's rate or share */
+  bool wrong_side;   /* healthy is on the null's side: never passes */
+  double test_min;   /* the test passes (INFINITY: not within limit) */
+  double minutes;    /* the gate passes: test_min + for: */
+  double need, gets; /* canary trials by test_min, and in the stage */
 };
 
 struct rows {

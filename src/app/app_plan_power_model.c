@@ -71,8 +71,8 @@ static double decide_minute(const struct path *p, double limit) {
   for (double t = floor(p->lag) + 1; t <= limit; t++) {
     struct evid_llr at = one;
     double k_steps = p->steps0 + t - 1;
-    double phi =
-        p->dispersed ? mstore_dispersion_of(k_steps * p->disp, k_steps, p->prior_phi, p->prior_n)
+    double phi = p->dispersed
+                     ? mstore_dispersion_of(k_steps * p->disp, k_steps, p->prior_phi, p->prior_n)
                      : 1;
     for (int k = 0; k < EVID_GRID; k++)
       at.l[k] = one.l[k] * (t - p->lag) / phi;
@@ -173,11 +173,16 @@ static struct row *rows_add(struct rows *r) {
 
 static const char *op_text(const struct expr *e, int node) {
   switch ((enum expr_kind)e->nodes[node].kind) {
-  case EXPR_GT: return ">";
-  case EXPR_GE: return ">=";
-  case EXPR_LT: return "<";
-  case EXPR_LE: return "<=";
-  default: return "?";
+  case EXPR_GT:
+    return ">";
+  case EXPR_GE:
+    return ">=";
+  case EXPR_LT:
+    return "<";
+  case EXPR_LE:
+    return "<=";
+  default:
+    return "?";
   }
 }
 
@@ -202,7 +207,7 @@ static void describe(const struct power *w, const struct row *r, char *buf, size
 }
 
 void power_row_init(const struct power *w, struct row *r, const struct mstore_expr *x,
-                     const struct expr_evq *q, int cohort, int64_t for_ms) {
+                    const struct expr_evq *q, int cohort, int64_t for_ms) {
   r->q = *q;
   r->cohort = cohort;
   r->op = op_text(&x->e, q->node);
@@ -376,8 +381,8 @@ static int gate_cohort(const struct plan *p, int stage, bool exit, int index) {
  * of which must pass and then hold for the criterion's for:. */
 static void add_gate(const struct power *w, const struct flow *f, struct rows *rows,
                      const struct mstore_expr *x) {
-  struct row who = {.gate = true, .name = x->name, .gate_stage = x->stage,
-                    .exit = x->owner == MSTORE_EXIT};
+  struct row who = {
+      .gate = true, .name = x->name, .gate_stage = x->stage, .exit = x->owner == MSTORE_EXIT};
   add_comparisons(w, f, rows, x, &who, x->for_ms);
   if (!expr_uses(&x->e, EXPR_SLOS_MET))
     return;
@@ -393,8 +398,7 @@ void power_stage_rows(const struct power *w, const struct flow *f, struct rows *
   const struct mstore_plan *mp = w->mp;
   for (int i = 0; i < mp->n; i++)
     if (mp->x[i].owner == MSTORE_RULE || mp->x[i].owner == MSTORE_ALERT)
-      add_comparisons(w, f, rows, &mp->x[i], &(struct row){.name = mp->x[i].name},
-                      mp->x[i].for_ms);
+      add_comparisons(w, f, rows, &mp->x[i], &(struct row){.name = mp->x[i].name}, mp->x[i].for_ms);
   for (int i = 0; i < mp->n; i++) {
     const struct mstore_expr *x = &mp->x[i];
     if ((x->owner == MSTORE_EXIT || x->owner == MSTORE_ENTRY) &&

@@ -78,9 +78,10 @@ static void warn_wrong_side(const struct power *w, const struct flow *f, const s
                             const char *name, char *buf, size_t len) {
   const struct expr_evq *q = &r->q;
   if (q->versus_baseline && !q->quantile)
-    snprintf(buf, len, "%s can never pass: a healthy canary's rate equals the baseline's, which "
-             "is not %s %g x the baseline's", name, q->above ? "above" : "under",
-             q->k * (1 + w->mp->ev.margin[f->stage]));
+    snprintf(buf, len,
+             "%s can never pass: a healthy canary's rate equals the baseline's, which "
+             "is not %s %g x the baseline's",
+             name, q->above ? "above" : "under", q->k * (1 + w->mp->ev.margin[f->stage]));
   else
     snprintf(buf, len, "%s can never pass: the healthy %s %g is not %s %g", name,
              q->quantile ? "share above the line" : "rate", r->healthy,
@@ -95,15 +96,17 @@ static void warn_slow_gate(const struct power *w, const struct flow *f, const st
   if (r->gate_stage != f->stage) /* an entry gate, decided on the stage before it */
     snprintf(traffic, sizeof traffic, "on %s's traffic", w->p->stages[f->stage].name);
   if (!isfinite(r->test_min) && r->need > 0)
-    snprintf(buf, len, "%s cannot pass %s within %s: needs ~%s canary %s, the stage gets %s",
-             name, traffic, lim, fmt_count(r->need, a, sizeof a), trial_unit(&r->q),
+    snprintf(buf, len, "%s cannot pass %s within %s: needs ~%s canary %s, the stage gets %s", name,
+             traffic, lim, fmt_count(r->need, a, sizeof a), trial_unit(&r->q),
              fmt_count(r->gets, b, sizeof b));
   else if (!isfinite(r->test_min))
     snprintf(buf, len, "%s cannot pass %s within %s (nor in 100 times as long)", name, traffic,
              lim);
   else
-    snprintf(buf, len, "%s cannot pass within %s: its test passes after %s, then it must hold "
-             "for %s", name, lim, fmt_minutes(r->test_min, a, sizeof a),
+    snprintf(buf, len,
+             "%s cannot pass within %s: its test passes after %s, then it must hold "
+             "for %s",
+             name, lim, fmt_minutes(r->test_min, a, sizeof a),
              fmt_minutes(r->for_min, b, sizeof b));
 }
 
@@ -111,8 +114,8 @@ static void warn_slow_gate(const struct power *w, const struct flow *f, const st
  * The warning of a row, if it has one (the text and JSON reports say the same): a halt rule
  * that cannot halt even its largest regression within the stage, a gate that cannot pass.
  */
-static bool row_warning(const struct power *w, const struct flow *f, const struct row *r,
-                        char *buf, size_t len) {
+static bool row_warning(const struct power *w, const struct flow *f, const struct row *r, char *buf,
+                        size_t len) {
   if (r->missing || r->no_baseline)
     return false; /* a note, not a warning: nothing to decide on at all */
   char name[3 * PLAN_NAME_MAX + 32];
@@ -145,13 +148,18 @@ static bool row_note(const struct power *w, const struct flow *f, const struct r
   who(w, r, name, sizeof name);
   if (r->missing && r->q.quantile)
     return snprintf(buf, len, "%s: needs the healthy distribution of %s (not modelled)", name,
-                    r->missing), true;
+                    r->missing),
+           true;
   if (r->missing)
-    return snprintf(buf, len, "%s: no healthy rate for %s (give --rates %s=V)", name,
-                    r->missing, r->missing), true;
+    return snprintf(buf, len, "%s: no healthy rate for %s (give --rates %s=V)", name, r->missing,
+                    r->missing),
+           true;
   if (r->no_baseline)
-    return snprintf(buf, len, "%s: no baseline left to compare with at %g%% (traffic_split: "
-                    "complement)", name, w->p->stages[f->stage].traffic_percent), true;
+    return snprintf(buf, len,
+                    "%s: no baseline left to compare with at %g%% (traffic_split: "
+                    "complement)",
+                    name, w->p->stages[f->stage].traffic_percent),
+           true;
   return false;
 }
 
@@ -237,7 +245,8 @@ static void text_header(const struct power *w, FILE *out) {
   fprintf(out, "plan %s at %s requests/min across the service\n", w->p->name,
           fmt_count(o->traffic, a, sizeof a));
   fputs("Expected counts minute by minute, no noise. The canary gets the stage's "
-        "traffic_percent of the\n", out);
+        "traffic_percent of the\n",
+        out);
   int col = fprintf(out, "requests, the baseline %s. Healthy rates:",
                     w->p->srm_control ? "as many (traffic_split: control)"
                                       : "the rest (traffic_split: complement)"),
@@ -265,8 +274,9 @@ static void text_header(const struct power *w, FILE *out) {
 static void text_rules(const struct power *w, FILE *out) {
   const struct mstore_evidence_plan *ev = &w->mp->ev;
   char a[32], b[32], c[32];
-  fprintf(out, "\nhalt rules on evidence: false_halt_budget %s over %d distinct tests, a test "
-               "of budget_weight 1 at %s\n",
+  fprintf(out,
+          "\nhalt rules on evidence: false_halt_budget %s over %d distinct tests, a test "
+          "of budget_weight 1 at %s\n",
           fmt_pct(w->p->false_halt_budget, b, sizeof b), ev->n_tests,
           fmt_pct(ev->rule_alpha, a, sizeof a));
   fprintf(out, "  %-26s %-50s %-5s %s\n", "rule", "test", "for", "share");
@@ -286,10 +296,11 @@ static void text_rules(const struct power *w, FILE *out) {
     }
   }
   if (split_tested(w->p))
-    fprintf(out, "  %-26s %-50s %-5s %s\n", "(traffic split)", "the canary's share of requests",
-            "", fmt_pct(ev->rule_alpha, c, sizeof c));
-  fprintf(out, "expected false halts over the whole plan <= %s (union bound); gates pass at "
-               "%s each.\n",
+    fprintf(out, "  %-26s %-50s %-5s %s\n", "(traffic split)", "the canary's share of requests", "",
+            fmt_pct(ev->rule_alpha, c, sizeof c));
+  fprintf(out,
+          "expected false halts over the whole plan <= %s (union bound); gates pass at "
+          "%s each.\n",
           fmt_pct(union_bound(w), a, sizeof a), fmt_pct(ev->gate_alpha, b, sizeof b));
 }
 
@@ -302,8 +313,8 @@ static void text_halt(const struct row *r, FILE *out) {
     else if (!isfinite(s->minutes))
       snprintf(cell[i], sizeof cell[i], "%gx never", s->mult);
     else
-      snprintf(cell[i], sizeof cell[i], "%gx %s (%s)", s->mult, fmt_minutes(s->minutes, t, sizeof t),
-               fmt_count(s->bad, n, sizeof n));
+      snprintf(cell[i], sizeof cell[i], "%gx %s (%s)", s->mult,
+               fmt_minutes(s->minutes, t, sizeof t), fmt_count(s->bad, n, sizeof n));
   }
   fprintf(out, "  %-26s %-21s %-21s %s\n", r->name, cell[0], cell[1], cell[2]);
 }
@@ -328,8 +339,8 @@ static void text_gate(const struct power *w, const struct row *r, FILE *out) {
     snprintf(cell, sizeof cell, "%s (~%s canary %s)", fmt_minutes(r->minutes, t, sizeof t),
              fmt_count(r->need, n, sizeof n), trial_unit(&r->q));
   snprintf(h, sizeof h, "%.3g", r->healthy);
-  fprintf(out, "  %-26s %-44s %-5s %-8s %s\n", label, r->test,
-          fmt_minutes(r->for_min, t, sizeof t), h, cell);
+  fprintf(out, "  %-26s %-44s %-5s %-8s %s\n", label, r->test, fmt_minutes(r->for_min, t, sizeof t),
+          h, cell);
 }
 
 /* The gates decided on this stage's traffic; a slos_met() criterion heads its SLOs' rows. */
@@ -342,7 +353,8 @@ static void text_gates(const struct power *w, const struct rows *rows, FILE *out
       continue;
     if (!head)
       fprintf(out, "  %-26s %-44s %-5s %-8s %s\n", "gate", "test", "for", "healthy",
-              "passes after"), head = true;
+              "passes after"),
+          head = true;
     if (r->slo && r->name != group) {
       char label[2 * PLAN_NAME_MAX + 16];
       fprintf(out, "  %s: slos_met(), every SLO:\n", gate_label(w, r, label, sizeof label));
@@ -362,8 +374,8 @@ static void text_stage(const struct power *w, const struct flow *f, const struct
     fprintf(out, "min %s, max %s", a, fmt_minutes(f->limit, b, sizeof b));
   else
     fprintf(out, "min %s, no max (72h shown)", a);
-  fprintf(out, "; per minute: canary %s requests, baseline %s\n",
-          fmt_count(f->canary, c, sizeof c), fmt_count(f->baseline, d, sizeof d));
+  fprintf(out, "; per minute: canary %s requests, baseline %s\n", fmt_count(f->canary, c, sizeof c),
+          fmt_count(f->baseline, d, sizeof d));
   if (w->mp->ev.margin[f->stage] > 0 && f->baseline > 0)
     fprintf(out, "  (excess_margin: a comparison with the baseline needs %gx it here)\n",
             1 + w->mp->ev.margin[f->stage]);
@@ -374,7 +386,8 @@ static void text_stage(const struct power *w, const struct flow *f, const struct
       continue;
     if (!head)
       fprintf(out, "  %-26s %s\n", "halt rule",
-              "regression: time to halt (canary bad events by then)"), head = true;
+              "regression: time to halt (canary bad events by then)"),
+          head = true;
     text_halt(r, out);
   }
   text_gates(w, rows, out);

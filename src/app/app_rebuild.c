@@ -73,22 +73,30 @@ struct opts {
 static const char prog[] = "canaryctl rebuild";
 
 static int parse(int argc, char **argv, struct opts *o) {
-  static const struct option opts[] = {
-      {"schema", required_argument, NULL, 's'}, {"clock", required_argument, NULL, 'c'},
-      {"until", required_argument, NULL, 'u'},  {"json", no_argument, NULL, 'j'},
-      {"apply", no_argument, NULL, 'A'},        {"force", no_argument, NULL, 'F'},
-      {"plan", required_argument, NULL, 'P'},   {"policy", required_argument, NULL, 'Y'},
-      {"max-skew-ms", required_argument, NULL, 'k'}, {"pg", required_argument, NULL, 'p'},
-      {"kafka", required_argument, NULL, 'K'},  {"quiet", no_argument, NULL, 'q'},
-      {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"schema", required_argument, NULL, 's'},
+                                       {"clock", required_argument, NULL, 'c'},
+                                       {"until", required_argument, NULL, 'u'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"apply", no_argument, NULL, 'A'},
+                                       {"force", no_argument, NULL, 'F'},
+                                       {"plan", required_argument, NULL, 'P'},
+                                       {"policy", required_argument, NULL, 'Y'},
+                                       {"max-skew-ms", required_argument, NULL, 'k'},
+                                       {"pg", required_argument, NULL, 'p'},
+                                       {"kafka", required_argument, NULL, 'K'},
+                                       {"quiet", no_argument, NULL, 'q'},
+                                       {"verbose", no_argument, NULL, 'v'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   *o = (struct opts){.schema = "canary_rebuild", .max_skew_ms = EVENT_MAX_SKEW_MS};
   int c;
   char *end;
   optind = 1;
   while ((c = getopt_long(argc, argv, "qvh", opts, NULL)) != -1) {
     switch (c) {
-    case 's': o->schema = optarg; break;
+    case 's':
+      o->schema = optarg;
+      break;
     case 'c':
       if (strcmp(optarg, "wall") && strcmp(optarg, "event")) {
         fprintf(stderr, "%s: --clock: wall or event, not '%s'\n", prog, optarg);
@@ -103,11 +111,21 @@ static int parse(int argc, char **argv, struct opts *o) {
       }
       o->has_until = true;
       break;
-    case 'j': o->json = true; break;
-    case 'A': o->apply = true; break;
-    case 'F': o->force = true; break;
-    case 'P': o->plan = optarg; break;
-    case 'Y': o->policy = optarg; break;
+    case 'j':
+      o->json = true;
+      break;
+    case 'A':
+      o->apply = true;
+      break;
+    case 'F':
+      o->force = true;
+      break;
+    case 'P':
+      o->plan = optarg;
+      break;
+    case 'Y':
+      o->policy = optarg;
+      break;
     case 'k':
       o->max_skew_ms = strtoll(optarg, &end, 10);
       if (*end || o->max_skew_ms < 0) {
@@ -115,12 +133,24 @@ static int parse(int argc, char **argv, struct opts *o) {
         return EXIT_USAGE;
       }
       break;
-    case 'p': o->pg = optarg; break;
-    case 'K': o->kafka = optarg; break;
-    case 'q': o->quiet = true; break;
-    case 'v': o->verbose = true; break;
-    case 'h': fputs(usage, stdout); return EXIT_OK;
-    default: fputs(usage, stderr); return EXIT_USAGE;
+    case 'p':
+      o->pg = optarg;
+      break;
+    case 'K':
+      o->kafka = optarg;
+      break;
+    case 'q':
+      o->quiet = true;
+      break;
+    case 'v':
+      o->verbose = true;
+      break;
+    case 'h':
+      fputs(usage, stdout);
+      return EXIT_OK;
+    default:
+      fputs(usage, stderr);
+      return EXIT_USAGE;
     }
   }
   if (optind < argc) {
@@ -203,7 +233,8 @@ static void print_json(const struct outcome *oc, const struct store_diff *d, siz
     char t[40];
     jbuf_string(&b, rfc3339_format(oc->fire_ms, t));
   }
-  jbuf_printf(&b, ",\"shards\":%zu,\"messages\":%" PRId64 ",\"applied\":%" PRId64
+  jbuf_printf(&b,
+              ",\"shards\":%zu,\"messages\":%" PRId64 ",\"applied\":%" PRId64
               ",\"duplicates\":%" PRId64 ",\"dead_letters\":%" PRId64 ",\"decisions\":%" PRId64,
               oc->n_shards, oc->res->messages, oc->res->applied, oc->res->duplicates,
               oc->res->dead_letters, oc->res->decisions);
@@ -256,8 +287,10 @@ static bool reuses_ids(const struct store_diff *d, size_t n, bool truncated, cha
                    !strcmp(d[i].field, "body.traffic_seq");
     if ((!strcmp(d[i].field, "exists") && !strcmp(d[i].live, "yes")) ||
         (counter && strtoll(d[i].live, NULL, 10) > strtoll(d[i].rebuilt, NULL, 10))) {
-      snprintf(why, len, "rollout %s: the live one %s; its next outputs would reuse ids "
-               "already published", d[i].key,
+      snprintf(why, len,
+               "rollout %s: the live one %s; its next outputs would reuse ids "
+               "already published",
+               d[i].key,
                !strcmp(d[i].field, "exists") ? "is not in the rebuilt state" : "counted further");
       return true;
     }
@@ -270,8 +303,10 @@ static int adopt(store_t *live, const struct opts *o, bool frozen,
                  size_t n, bool truncated, char *archive, size_t archive_len) {
   char why[512];
   if (!frozen) { /* said first: the rest may be only the live state's progress */
-    fprintf(stderr, "%s: not adopted: not frozen: freeze first (canaryctl freeze), rebuild, "
-            "then adopt\n", prog);
+    fprintf(stderr,
+            "%s: not adopted: not frozen: freeze first (canaryctl freeze), rebuild, "
+            "then adopt\n",
+            prog);
     return EXIT_DIFFERENT;
   }
   if (!o->force && reuses_ids(d, n, truncated, why, sizeof why)) {
@@ -320,12 +355,14 @@ static int run(const struct opts *o, const struct plan *plan, store_t *live) {
     goto out;
   }
   if (!fr.frozen)
-    fprintf(stderr, "%s: warning: canaryd is not frozen: the live state may move while the "
-            "rebuild reads (canaryctl freeze first)\n", prog);
-  int64_t fire_ms = o->has_until ? o->until_ms
+    fprintf(stderr,
+            "%s: warning: canaryd is not frozen: the live state may move while the "
+            "rebuild reads (canaryctl freeze first)\n",
+            prog);
+  int64_t fire_ms = o->has_until     ? o->until_ms
                     : o->event_clock ? INT64_MIN
-                    : fr.frozen ? fr.since_ms
-                                : live_now_ms();
+                    : fr.frozen      ? fr.since_ms
+                                     : live_now_ms();
   if (store_schema_recreate(live, o->schema) != CANARY_OK) {
     fprintf(stderr, "%s: %s\n", prog, store_last_error(live));
     goto out;
@@ -337,10 +374,15 @@ static int run(const struct opts *o, const struct plan *plan, store_t *live) {
   if (!o->quiet)
     fprintf(stderr, "%s: rebuilding %zu shards from the log into schema %s\n", prog, n_upto,
             o->schema);
-  struct worker_rebuild_config rc = {
-      .brokers = o->kafka, .conninfo = conninfo, .plan = plan, .max_skew_ms = o->max_skew_ms,
-      .upto = upto, .n_shards = n_upto, .fire_until_ms = fire_ms, .wait_ms = 30000,
-      .progress = o->quiet ? NULL : progress};
+  struct worker_rebuild_config rc = {.brokers = o->kafka,
+                                     .conninfo = conninfo,
+                                     .plan = plan,
+                                     .max_skew_ms = o->max_skew_ms,
+                                     .upto = upto,
+                                     .n_shards = n_upto,
+                                     .fire_until_ms = fire_ms,
+                                     .wait_ms = 30000,
+                                     .progress = o->quiet ? NULL : progress};
   struct worker_rebuild_result res;
   if (worker_rebuild(&rc, &res, why, sizeof why)) {
     fprintf(stderr, "%s: %s\n", prog, why);
@@ -354,14 +396,18 @@ static int run(const struct opts *o, const struct plan *plan, store_t *live) {
     goto out;
   }
   char archive[64] = "";
-  struct outcome oc = {.live_schema = live_schema, .schema = o->schema, .frozen = fr.frozen,
+  struct outcome oc = {.live_schema = live_schema,
+                       .schema = o->schema,
+                       .frozen = fr.frozen,
                        .moved = !same_offsets(upto, n_upto, after, n_after),
-                       .truncated = truncated, .fire_ms = fire_ms, .res = &res,
+                       .truncated = truncated,
+                       .fire_ms = fire_ms,
+                       .res = &res,
                        .n_shards = n_upto};
   code = n_diff ? EXIT_DIFFERENT : EXIT_OK;
   if (o->apply && n_diff) {
-    code = adopt(live, o, fr.frozen, upto, n_upto, diff, n_diff, truncated, archive,
-                 sizeof archive);
+    code =
+        adopt(live, o, fr.frozen, upto, n_upto, diff, n_diff, truncated, archive, sizeof archive);
     oc.adopted = code == EXIT_OK;
     oc.archive = oc.adopted ? archive : NULL;
   }
@@ -377,7 +423,8 @@ static int run(const struct opts *o, const struct plan *plan, store_t *live) {
     printf("identical: the live state (schema %s) is the state the log gives\n", live_schema);
   } else {
     printf("DIFFERENT: %zu%s differences between the live state (schema %s) and the rebuilt "
-           "one (schema %s)\n", n_diff, truncated ? "+" : "", live_schema, o->schema);
+           "one (schema %s)\n",
+           n_diff, truncated ? "+" : "", live_schema, o->schema);
     print_text(diff, n_diff, truncated);
   }
   if (oc.moved)
@@ -386,7 +433,8 @@ static int run(const struct opts *o, const struct plan *plan, store_t *live) {
   if (oc.adopted)
     printf("adopted: the live state is now the rebuilt one; the old tables are in schema %s.\n"
            "Restart every canaryd (they hold the old state and are fenced), then "
-           "canaryctl unfreeze.\n", archive);
+           "canaryctl unfreeze.\n",
+           archive);
   else if (o->apply && !n_diff)
     printf("nothing to adopt\n");
 out:

@@ -190,16 +190,17 @@ static int run(struct sim *s, FILE *in, const char *name, bool has_until, int64_
   char at[RFC3339_MAX] = "-";
   if (has_until || clock != INT64_MIN)
     rfc3339_format(has_until ? until : clock, at);
-  fprintf(stderr, "simulated %" PRId64 " events (%zu rollouts, %" PRId64 " decisions, %" PRId64
-          " duplicate ids ignored, %" PRId64 " bad lines) up to %s\n", applied,
-          s->engine.n_rollouts, s->decisions, duplicates, bad, at);
+  fprintf(stderr,
+          "simulated %" PRId64 " events (%zu rollouts, %" PRId64 " decisions, %" PRId64
+          " duplicate ids ignored, %" PRId64 " bad lines) up to %s\n",
+          applied, s->engine.n_rollouts, s->decisions, duplicates, bad, at);
   return bad ? EXIT_BAD_INPUT : EXIT_OK;
 }
 
 int app_simulate(int argc, char **argv) {
   static const struct option opts[] = {
-      {"plan", required_argument, NULL, 'p'},  {"events", required_argument, NULL, 'e'},
-      {"until", required_argument, NULL, 'u'}, {"all", no_argument, NULL, 'a'},
+      {"plan", required_argument, NULL, 'p'},   {"events", required_argument, NULL, 'e'},
+      {"until", required_argument, NULL, 'u'},  {"all", no_argument, NULL, 'a'},
       {"format", required_argument, NULL, 'f'}, {"decide", required_argument, NULL, 'd'},
       {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
   const char *plan_path = NULL, *events_path = NULL;
@@ -211,15 +212,20 @@ int app_simulate(int argc, char **argv) {
     switch (c) {
     case 'd':
       if (strcmp(optarg, "evidence") && strcmp(optarg, "estimate")) {
-        fprintf(stderr, "canaryctl simulate: --decide: '%s' is not evidence or estimate\n",
-                optarg);
+        fprintf(stderr, "canaryctl simulate: --decide: '%s' is not evidence or estimate\n", optarg);
         return EXIT_USAGE;
       }
       estimate = !strcmp(optarg, "estimate");
       break;
-    case 'p': plan_path = optarg; break;
-    case 'e': events_path = optarg; break;
-    case 'a': all = true; break;
+    case 'p':
+      plan_path = optarg;
+      break;
+    case 'e':
+      events_path = optarg;
+      break;
+    case 'a':
+      all = true;
+      break;
     case 'f':
       if (strcmp(optarg, "json") && strcmp(optarg, "text")) {
         fprintf(stderr, "canaryctl simulate: --format: '%s' is not json or text\n", optarg);
@@ -234,8 +240,12 @@ int app_simulate(int argc, char **argv) {
       }
       has_until = true;
       break;
-    case 'h': fputs(usage, stdout); return EXIT_OK;
-    default: fputs(usage, stderr); return EXIT_USAGE;
+    case 'h':
+      fputs(usage, stdout);
+      return EXIT_OK;
+    default:
+      fputs(usage, stderr);
+      return EXIT_USAGE;
     }
   }
   if (!events_path || optind < argc) {

@@ -53,22 +53,35 @@ static const char status_usage[] =
 
 /* Returns -1 when parsed, else the exit code (help: EXIT_OK). */
 int status_parse_args(int argc, char **argv, struct ops_opts *o, bool takes_rollout) {
-  static const struct option opts[] = {
-      {"pg", required_argument, NULL, 'p'},   {"kafka", required_argument, NULL, 'k'},
-      {"plan", required_argument, NULL, 'P'}, {"json", no_argument, NULL, 'j'},
-      {"list", no_argument, NULL, 'l'},       {"verbose", no_argument, NULL, 'v'},
-      {"cohort", required_argument, NULL, 'c'},
-      {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"pg", required_argument, NULL, 'p'},
+                                       {"kafka", required_argument, NULL, 'k'},
+                                       {"plan", required_argument, NULL, 'P'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"list", no_argument, NULL, 'l'},
+                                       {"verbose", no_argument, NULL, 'v'},
+                                       {"cohort", required_argument, NULL, 'c'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   int c;
   live_set_verbose(false);
   optind = 1;
   while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
     switch (c) {
-    case 'p': o->pg = optarg; break;
-    case 'k': o->kafka = optarg; break;
-    case 'P': o->plan = optarg; break;
-    case 'j': o->json = true; break;
-    case 'l': o->list = true; break;
+    case 'p':
+      o->pg = optarg;
+      break;
+    case 'k':
+      o->kafka = optarg;
+      break;
+    case 'P':
+      o->plan = optarg;
+      break;
+    case 'j':
+      o->json = true;
+      break;
+    case 'l':
+      o->list = true;
+      break;
     case 'c':
       if (!o->takes_cohort) {
         fputs(o->usage, stderr);
@@ -76,9 +89,15 @@ int status_parse_args(int argc, char **argv, struct ops_opts *o, bool takes_roll
       }
       o->cohort = optarg;
       break;
-    case 'v': live_set_verbose(true); break;
-    case 'h': fputs(o->usage, stdout); return EXIT_OK;
-    default: fputs(o->usage, stderr); return EXIT_USAGE;
+    case 'v':
+      live_set_verbose(true);
+      break;
+    case 'h':
+      fputs(o->usage, stdout);
+      return EXIT_OK;
+    default:
+      fputs(o->usage, stderr);
+      return EXIT_USAGE;
     }
   }
   if (takes_rollout && optind < argc)
@@ -230,10 +249,14 @@ static int status_table(const struct ops_opts *o, store_t *st, const struct plan
   for (size_t i = 0; i < n; i++) {
     const struct rollout *r = &rows[i].rollout;
     int l;
-    if ((l = (int)strlen(r->id)) > w_id) w_id = l;
-    if ((l = (int)strlen(r->service)) > w_svc) w_svc = l;
-    if ((l = (int)strlen(r->version)) > w_ver) w_ver = l;
-    if ((l = (int)strlen(status_stage_name(plan, r->stage))) > w_stage) w_stage = l;
+    if ((l = (int)strlen(r->id)) > w_id)
+      w_id = l;
+    if ((l = (int)strlen(r->service)) > w_svc)
+      w_svc = l;
+    if ((l = (int)strlen(r->version)) > w_ver)
+      w_ver = l;
+    if ((l = (int)strlen(status_stage_name(plan, r->stage))) > w_stage)
+      w_stage = l;
   }
   printf("%-*s  %-*s  %-*s  %-*s  %-11s  %8s  %s\n", w_id, "ROLLOUT", w_svc, "SERVICE", w_ver,
          "VERSION", w_stage, "STAGE", "STATE", "EXPOSURE", "LAST DECISION");
@@ -244,7 +267,8 @@ static int status_table(const struct ops_opts *o, store_t *st, const struct plan
       rfc3339_format(last.time_ms, t);
     snprintf(pct, sizeof pct, "%g%%", r->exposure_percent);
     printf("%-*s  %-*s  %-*s  %-*s  %-11s  %8s  %s\n", w_id, r->id, w_svc, r->service, w_ver,
-           r->version, w_stage, status_stage_name(plan, r->stage), rollout_state_name(r->state), pct, t);
+           r->version, w_stage, status_stage_name(plan, r->stage), rollout_state_name(r->state),
+           pct, t);
   }
   return EXIT_OK;
 }
@@ -266,10 +290,12 @@ static int gates_of(const struct rollout *r, const struct plan *plan, int64_t no
   bool terminal = r->state == ROLLOUT_COMPLETED || r->state == ROLLOUT_ROLLED_BACK;
   int stage = cohort >= 0 ? cohort : r->stage;
   bool here = stage == r->stage;
-  g[n++] = (struct gate_view){.stage = stage, .exit = false,
+  g[n++] = (struct gate_view){.stage = stage,
+                              .exit = false,
                               .role = here && live && st == ROLLOUT_PENDING ? "waiting" : ""};
   if (stage + 1 < plan->n_stages || plan->stages[stage].n_exit)
-    g[n++] = (struct gate_view){.stage = stage, .exit = true,
+    g[n++] = (struct gate_view){.stage = stage,
+                                .exit = true,
                                 .role = here && live && st == ROLLOUT_RUNNING ? "waiting" : ""};
   if (cohort < 0 && !terminal && st == ROLLOUT_RUNNING && r->stage + 1 < plan->n_stages)
     g[n++] = (struct gate_view){.stage = r->stage + 1, .exit = false, .role = "next"};
@@ -360,15 +386,15 @@ static void checklist_text(const struct rollout *r, const struct plan *plan) {
     ticked += rollout_checked_find(r, plan->checklist[i].id) != NULL;
   printf("\nchecklist: %d of %d ticked; ", ticked, plan->n_checklist);
   if (open)
-    printf("%d required before %s still open: %s\n", open,
-           plan->stages[plan->n_stages - 1].name, open_ids);
+    printf("%d required before %s still open: %s\n", open, plan->stages[plan->n_stages - 1].name,
+           open_ids);
   else
     printf("every item required before %s is ticked\n", plan->stages[plan->n_stages - 1].name);
   for (int i = 0; i < plan->n_checklist; i++) {
     const struct checklist_item *c = &plan->checklist[i];
     const struct rollout_checked *k = rollout_checked_find(r, c->id);
-    printf("  [%c] %-14s %-24s %s%s", k ? 'x' : ' ', status_stage_name(plan, c->stage), c->id, c->text,
-           c->required ? " (required)" : "");
+    printf("  [%c] %-14s %-24s %s%s", k ? 'x' : ' ', status_stage_name(plan, c->stage), c->id,
+           c->text, c->required ? " (required)" : "");
     if (!k) {
       printf(c->proof == PROOF_MANUAL ? ": canaryctl check %s %s\n" : ": waiting for %s\n",
              c->proof == PROOF_MANUAL ? r->id : checklist_proof_name(c->proof), c->id);
@@ -413,14 +439,16 @@ static void detail_write(const struct detail *d, struct jbuf *b) {
   status_json_time_or_null(b, "min_duration_until", d->min_at);
   status_json_time_or_null(b, "max_duration_until", d->max_at);
   status_json_time_or_null(b, "watch_until", r->watching ? r->watch_until_ms : 0);
-  status_json_time_or_null(b, "rolled_back", r->state == ROLLOUT_ROLLED_BACK ? r->rolled_back_ms : 0);
+  status_json_time_or_null(b, "rolled_back",
+                           r->state == ROLLOUT_ROLLED_BACK ? r->rolled_back_ms : 0);
   status_json_key(b, "rollback_verification");
   if (r->state == ROLLOUT_ROLLED_BACK && r->rolled_back_ms)
     jbuf_string(b, rollback_verify_name(r->rollback_verify));
   else
     jbuf_null(b);
   status_json_time_or_null(b, "rollback_verified_at",
-                    r->rollback_verify >= ROLLBACK_VERIFY_VERIFIED ? r->rollback_verified_ms : 0);
+                           r->rollback_verify >= ROLLBACK_VERIFY_VERIFIED ? r->rollback_verified_ms
+                                                                          : 0);
   status_json_time_or_null(b, "evaluated_at", d->now);
   status_json_key(b, "gates");
   jbuf_putc(b, '[');
@@ -503,8 +531,8 @@ static void detail_json(const struct detail *d) {
   status_put_json(&b);
 }
 
-void status_rollout_json(store_t *st, const struct plan *plan,
-                         const struct store_rollout_row *row, struct jbuf *b) {
+void status_rollout_json(store_t *st, const struct plan *plan, const struct store_rollout_row *row,
+                         struct jbuf *b) {
   static struct detail d;
   memset(&d, 0, sizeof d);
   d.row = row;
@@ -529,18 +557,17 @@ static void rollback_text(const struct rollout *r, const struct plan *plan, int6
     break;
   case ROLLBACK_VERIFY_VERIFIED:
     printf("  %-15s verified: %s healthy %s after the rollback (limit %s)\n", "rollback",
-           r->baseline_version, status_span(r->rollback_verified_ms - r->rolled_back_ms, took,
-                                     sizeof took), limit);
+           r->baseline_version,
+           status_span(r->rollback_verified_ms - r->rolled_back_ms, took, sizeof took), limit);
     break;
   case ROLLBACK_VERIFY_NOT_VERIFIED:
     printf("  %-15s NOT VERIFIED: no green health check of %s within %s\n", "rollback",
-           r->baseline_version, status_span(r->rollback_verified_ms - r->rolled_back_ms, took,
-                                     sizeof took));
+           r->baseline_version,
+           status_span(r->rollback_verified_ms - r->rolled_back_ms, took, sizeof took));
     break;
   case ROLLBACK_VERIFY_NONE:
   case ROLLBACK_VERIFY_COUNT:
-    printf("  %-15s not verified by canaryd (no rollback.verify_within in the plan)\n",
-           "rollback");
+    printf("  %-15s not verified by canaryd (no rollback.verify_within in the plan)\n", "rollback");
     break;
   }
 }
@@ -591,7 +618,9 @@ static void detail_text(const struct detail *d) {
            !strcmp(g->role, "waiting") ? " (waiting for it)"
            : !strcmp(g->role, "next")  ? " (next)"
                                        : "",
-           g->n == 0 ? "no criteria" : g->passed ? "passes" : "not passed");
+           g->n == 0   ? "no criteria"
+           : g->passed ? "passes"
+                       : "not passed");
     for (int k = 0; k < g->n; k++) {
       const struct gate_check *c = &g->checks[k];
       printf("  %-13s %-24s %s%s%s\n", result_names[c->result], c->criterion->name,
@@ -632,8 +661,11 @@ static void detail_text(const struct detail *d) {
   for (int s = -1; s < plan->n_stages; s++) {
     char name[EVENT_FLAG_MAX];
     status_flag_name(plan, s, name, sizeof name);
-    printf("  %-40s rollout %-3s  global %s\n", name, status_flag_value(&r->flags, s) ? "on" : "off",
-           !d->has_global ? "?" : status_flag_value(&d->global, s) ? "on" : "off");
+    printf("  %-40s rollout %-3s  global %s\n", name,
+           status_flag_value(&r->flags, s) ? "on" : "off",
+           !d->has_global                     ? "?"
+           : status_flag_value(&d->global, s) ? "on"
+                                              : "off");
   }
   if (d->has_last) {
     printf("\nlast decision:\n  ");
@@ -657,7 +689,7 @@ int app_status(int argc, char **argv) {
   code = live_list_rollouts(o.prog, st, &rows, &n);
   if (code == EXIT_OK) {
     app_freeze_banner(st, o.json ? stderr : stdout); /* first: nothing below moves meanwhile */
-    if (!o.json) { /* which policy judges commands, if any */
+    if (!o.json) {                                   /* which policy judges commands, if any */
       cli_policy_line(stdout, &plan, o.plan);
       putchar('\n');
     }
@@ -678,9 +710,10 @@ int app_status(int argc, char **argv) {
       if (code == EXIT_OK) {
         d.plan = &plan;
         if (d.row->rollout.stage >= plan.n_stages)
-          fprintf(stderr, "%s: %s is at stage %d but this plan has %d stages: is --plan the "
-                  "plan canaryd runs?\n", o.prog, d.row->rollout.id, d.row->rollout.stage + 1,
-                  plan.n_stages);
+          fprintf(stderr,
+                  "%s: %s is at stage %d but this plan has %d stages: is --plan the "
+                  "plan canaryd runs?\n",
+                  o.prog, d.row->rollout.id, d.row->rollout.stage + 1, plan.n_stages);
         detail_fill(&d, st);
         if (o.json)
           detail_json(&d);

@@ -13,9 +13,8 @@
 int app_status(int argc, char **argv);
 
 /* The reading of a rule (kind READING_RULE, any stage) or a gate criterion, or NULL. */
-const struct rollout_reading *status_find_reading(const struct rollout *r,
-                                                  enum reading_kind kind, int stage,
-                                                  const char *name);
+const struct rollout_reading *status_find_reading(const struct rollout *r, enum reading_kind kind,
+                                                  int stage, const char *name);
 
 /* What a reading measured, on stdout: " canary 0.05 threshold 0.01, evidence e = ..." */
 void status_print_measurement(const struct rollout_reading *x);
@@ -25,8 +24,8 @@ void status_print_measurement(const struct rollout_reading *x);
  * engine, so they come from the same snapshot the worker would load). Returns CANARY_OK; the
  * store's error otherwise (store_last_error() says what).
  */
-int status_global_flags(store_t *st, const struct plan *plan, int shard, struct flags *out)
-    CANARY_MUSTCHECK;
+int status_global_flags(store_t *st, const struct plan *plan, int shard,
+                        struct flags *out) CANARY_MUSTCHECK;
 
 /*
  * `canaryctl status --json` documents, appended to b: every rollout of rows (id, service,
@@ -37,7 +36,7 @@ int status_global_flags(store_t *st, const struct plan *plan, int shard, struct 
 struct jbuf;
 void status_rollouts_json(store_t *st, const struct plan *plan,
                           const struct store_rollout_row *rows, size_t n, struct jbuf *b);
-void status_rollout_json(store_t *st, const struct plan *plan,
-                         const struct store_rollout_row *row, struct jbuf *b);
+void status_rollout_json(store_t *st, const struct plan *plan, const struct store_rollout_row *row,
+                         struct jbuf *b);
 
 #endif

@@ -44,8 +44,7 @@ void status_json_time_or_null(struct jbuf *b, const char *k, int64_t ms);
 const char *status_reading_word(const struct rollout_reading *x);
 
 /* A reading of canaryd's (status_find_reading) as a JSON object appended to b. */
-void status_reading_json(struct jbuf *b, const struct plan *plan,
-                         const struct rollout_reading *x);
+void status_reading_json(struct jbuf *b, const struct plan *plan, const struct rollout_reading *x);
 
 /* Print and free the JSON document; false when memory ran out. */
 bool status_put_json(struct jbuf *b);

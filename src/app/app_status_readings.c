@@ -23,9 +23,8 @@ static const char *pick(const char *const *names, int n, int v) {
   return v >= 0 && v < n ? names[v] : "?";
 }
 
-const struct rollout_reading *status_find_reading(const struct rollout *r,
-                                                  enum reading_kind kind, int stage,
-                                                  const char *name) {
+const struct rollout_reading *status_find_reading(const struct rollout *r, enum reading_kind kind,
+                                                  int stage, const char *name) {
   for (int i = 0; i < r->n_readings; i++) {
     const struct rollout_reading *x = &r->readings[i];
     if (x->kind == (int8_t)kind && !strcmp(x->name, name) &&
@@ -62,8 +61,8 @@ void status_print_measurement(const struct rollout_reading *x) {
     else if (x->log_e >= x->log_needed)
       printf(", evidence e = %.3g: proven (needs %.3g)", exp(x->log_e), exp(x->log_needed));
     else
-      printf(", evidence e = %.3g, %.0f%% of the way to %.3g (%" PRId64 " trials)",
-             exp(x->log_e), way > 99 ? 99 : way, exp(x->log_needed), x->n);
+      printf(", evidence e = %.3g, %.0f%% of the way to %.3g (%" PRId64 " trials)", exp(x->log_e),
+             way > 99 ? 99 : way, exp(x->log_needed), x->n);
     return;
   }
   printf("%s window %s, %" PRId64 " samples (min %" PRId64 ")",
@@ -71,8 +70,7 @@ void status_print_measurement(const struct rollout_reading *x) {
          status_span(x->window_ms, w, sizeof w), x->n, x->min_n);
 }
 
-void status_reading_json(struct jbuf *b, const struct plan *plan,
-                         const struct rollout_reading *x) {
+void status_reading_json(struct jbuf *b, const struct plan *plan, const struct rollout_reading *x) {
   char t[RFC3339_MAX];
   jbuf_putc(b, '{');
   status_json_key(b, "name"), jbuf_string(b, x->name);
@@ -89,7 +87,8 @@ void status_reading_json(struct jbuf *b, const struct plan *plan,
   status_json_key(b, "evaluated_at"), jbuf_string(b, rfc3339_format(x->at_ms, t));
   status_json_time_or_null(b, "since", x->state == EXPR_FOR_INACTIVE ? 0 : x->since_ms);
   status_json_key(b, "e_value"), jbuf_number(b, isnan(x->log_e) ? NAN : exp(x->log_e));
-  status_json_key(b, "e_value_needed"), jbuf_number(b, isnan(x->log_needed) ? NAN : exp(x->log_needed));
+  status_json_key(b, "e_value_needed"),
+      jbuf_number(b, isnan(x->log_needed) ? NAN : exp(x->log_needed));
   jbuf_putc(b, '}');
 }
 
@@ -122,7 +121,7 @@ void status_gate_eval(const struct rollout *r, const struct plan *plan, int64_t 
       snprintf(c->detail, sizeof c->detail, "not measured yet: %s", c->criterion->expr);
       continue;
     }
-    c->result = x->state == EXPR_FOR_FIRING    ? GATE_PASS
+    c->result = x->state == EXPR_FOR_FIRING     ? GATE_PASS
                 : x->truth == EXPR_INSUFFICIENT ? GATE_NOT_EVALUATED
                                                 : GATE_FAIL;
     snprintf(c->detail, sizeof c->detail, "%s", c->criterion->expr);

@@ -32,7 +32,6 @@ static const char validate_usage[] =
     "Exit status: 0 every check passes (ready to expand), 1 a check fails or has insufficient\n"
     "data (or an unknown rollout, a bad plan), 2 usage error, 3 PostgreSQL unavailable.\n";
 
-
 static const char *const verdict_names[] = {"PASS", "FAIL", "INSUFFICIENT"};
 
 /* PASS, FAIL or INSUFFICIENT: a check that failed only for want of data or evidence is the
@@ -44,8 +43,8 @@ static int verdict_of(const struct gate_check *c) {
 }
 
 /* The gates validate reads: STAGE's exit gate, then the next stage's entry gate. */
-static int validate_gates(const struct rollout *r, const struct plan *plan, int64_t now,
-                          int stage, struct gate_view *g) {
+static int validate_gates(const struct rollout *r, const struct plan *plan, int64_t now, int stage,
+                          struct gate_view *g) {
   int n = 0;
   g[n++] = (struct gate_view){.stage = stage, .exit = true, .role = ""};
   if (stage + 1 < plan->n_stages)
@@ -73,8 +72,8 @@ static void validate_text(const struct rollout *r, const struct plan *plan,
       char gate[PLAN_NAME_MAX + 8];
       snprintf(gate, sizeof gate, "%s %s", g[i].exit ? "exit" : "entry",
                plan->stages[g[i].stage].name);
-      printf("  %-12s %-20s %-24s %s%s%s\n", verdict_names[verdict_of(c)], gate,
-             c->criterion->name, c->criterion->text, c->detail[0] ? ": " : "", c->detail);
+      printf("  %-12s %-20s %-24s %s%s%s\n", verdict_names[verdict_of(c)], gate, c->criterion->name,
+             c->criterion->text, c->detail[0] ? ": " : "", c->detail);
       const struct rollout_reading *x = status_criterion_reading(r, &g[i], c);
       if (x) {
         char t[RFC3339_MAX];

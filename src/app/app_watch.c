@@ -151,8 +151,8 @@ static void hold(struct watch *w, int topic, int64_t time_ms, char *text) {
     w->held = h;
     w->cap_held = cap;
   }
-  w->held[w->n_held++] = (struct held){.time_ms = time_ms, .arrived_ms = mono_ms(),
-                                       .seq = w->seq++, .topic = topic, .text = text};
+  w->held[w->n_held++] = (struct held){
+      .time_ms = time_ms, .arrived_ms = mono_ms(), .seq = w->seq++, .topic = topic, .text = text};
 }
 
 static void print_json(struct watch *w, FILE *out, int topic,
@@ -224,8 +224,9 @@ static void show(struct watch *w, int topic, const struct bus_msg *m) {
       print_json(w, out, topic, w_traffic, &t);
     else
       fprintf(out, "%s %s traffic %s %s: exposure %g%%%s%s\n", rfc3339_format(t.time_ms, at),
-             t.rollout, t.service, t.version, t.exposure_percent,
-             t.canary_enabled ? "" : " (kill switch off)", t.breaker_open ? " (breaker open)" : "");
+              t.rollout, t.service, t.version, t.exposure_percent,
+              t.canary_enabled ? "" : " (kill switch off)",
+              t.breaker_open ? " (breaker open)" : "");
     break;
   }
   case T_DLQ: {
@@ -244,7 +245,7 @@ static void show(struct watch *w, int topic, const struct bus_msg *m) {
       fwrite(w->out.data, 1, w->out.len, out);
     } else {
       fprintf(out, "%s dead letter from %s [%d] offset %" PRId64 ": %s\n",
-             rfc3339_format(d.time_ms, at), d.topic, d.partition, d.offset, d.reason);
+              rfc3339_format(d.time_ms, at), d.topic, d.partition, d.offset, d.reason);
     }
     break;
   }
@@ -281,11 +282,14 @@ static int64_t mono_ms(void) {
 }
 
 int app_watch(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"topic", required_argument, NULL, 't'},      {"from-beginning", no_argument, NULL, 'b'},
-      {"until-idle", required_argument, NULL, 'i'}, {"rollout", required_argument, NULL, 'r'},
-      {"json", no_argument, NULL, 'j'},             {"kafka", required_argument, NULL, 'k'},
-      {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"topic", required_argument, NULL, 't'},
+                                       {"from-beginning", no_argument, NULL, 'b'},
+                                       {"until-idle", required_argument, NULL, 'i'},
+                                       {"rollout", required_argument, NULL, 'r'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"kafka", required_argument, NULL, 'k'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   bool want[T_COUNT] = {true, true, false, false}, from_beginning = false;
   const char *kafka = getenv("CANARY_KAFKA");
   int64_t idle_ms = -1;
@@ -300,18 +304,32 @@ int app_watch(int argc, char **argv) {
         return EXIT_USAGE;
       }
       break;
-    case 'b': from_beginning = true; break;
-    case 'i': idle_ms = atoll(optarg); break;
-    case 'r': w.rollout = optarg; break;
-    case 'j': w.json = true; break;
-    case 'k': kafka = optarg; break;
-    case 'h': fputs(usage, stdout); return EXIT_OK;
-    default: fputs(usage, stderr); return EXIT_USAGE;
+    case 'b':
+      from_beginning = true;
+      break;
+    case 'i':
+      idle_ms = atoll(optarg);
+      break;
+    case 'r':
+      w.rollout = optarg;
+      break;
+    case 'j':
+      w.json = true;
+      break;
+    case 'k':
+      kafka = optarg;
+      break;
+    case 'h':
+      fputs(usage, stdout);
+      return EXIT_OK;
+    default:
+      fputs(usage, stderr);
+      return EXIT_USAGE;
     }
   }
   if (!kafka || optind < argc) {
-    fprintf(stderr, "canaryctl watch: %s\n", !kafka ? "--kafka or CANARY_KAFKA is required"
-                                                    : "unexpected argument");
+    fprintf(stderr, "canaryctl watch: %s\n",
+            !kafka ? "--kafka or CANARY_KAFKA is required" : "unexpected argument");
     return EXIT_USAGE;
   }
   log_setup(LOG_LVL_WARNING, false, "canaryctl");
@@ -320,8 +338,8 @@ int app_watch(int argc, char **argv) {
   bus_reader_t *readers[T_COUNT] = {NULL};
   int code = EXIT_OK;
   for (int i = 0; i < T_COUNT && code == EXIT_OK; i++)
-    if (want[i] && bus_reader_new(kafka, topic_name(watched[i]), from_beginning, log_callback,
-                                  NULL, &readers[i]) != CANARY_OK)
+    if (want[i] && bus_reader_new(kafka, topic_name(watched[i]), from_beginning, log_callback, NULL,
+                                  &readers[i]) != CANARY_OK)
       code = EXIT_UNAVAILABLE;
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
@@ -351,8 +369,10 @@ int app_watch(int argc, char **argv) {
   for (int i = 0; i < T_COUNT; i++)
     bus_reader_close(readers[i]);
   if (idle_ms >= 0)
-    fprintf(stderr, "watched %" PRId64 " messages, %zu ids, %" PRId64
-            " re-published (same id seen again)\n", w.messages, w.seen.n, count_repeats(&w.seen));
+    fprintf(stderr,
+            "watched %" PRId64 " messages, %zu ids, %" PRId64
+            " re-published (same id seen again)\n",
+            w.messages, w.seen.n, count_repeats(&w.seen));
   for (size_t i = 0; i < w.seen.n; i++)
     free(w.seen.ids[i]);
   free(w.seen.ids);

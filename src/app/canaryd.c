@@ -179,30 +179,36 @@ static void malloc_keep_pages(void) {
 
 int main(int argc, char **argv) {
   malloc_keep_pages();
-  static const struct option opts[] = {
-      {"kafka", required_argument, NULL, 'k'},   {"pg", required_argument, NULL, 'p'},
-      {"plan", required_argument, NULL, 'P'},    {"group", required_argument, NULL, 'g'},
-      {"worker-id", required_argument, NULL, 'w'}, {"clock", required_argument, NULL, 'c'},
-      {"tick-ms", required_argument, NULL, 't'}, {"hold-ms", required_argument, NULL, 'H'},
-      {"no-relay", no_argument, NULL, 'R'},      {"log-json", no_argument, NULL, 'j'},
-      {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},       {"kafka-conf", required_argument, NULL, 'K'},
-      {"batch", required_argument, NULL, 'B'},
-      {"topic-prefix", required_argument, NULL, 'T'},
-      {"grace-ms", required_argument, NULL, 'G'},
-      {"max-skew-ms", required_argument, NULL, 'S'},
-      {"kafka-config", required_argument, NULL, 'F'},
-      {"partitions", required_argument, NULL, 'N'},
-      {"no-create-topics", no_argument, NULL, 'C'},
-      {"max-attempts", required_argument, NULL, 'M'},
-      {"backoff-ms", required_argument, NULL, 'b'},
-      {"backoff-max-ms", required_argument, NULL, 'X'},
-      {"timeout-ms", required_argument, NULL, 'O'},
-      {"retention-hours", required_argument, NULL, 'r'},
-      {"sink", required_argument, NULL, 's'},
-      {"http-listen", required_argument, NULL, 'L'},
-      {"policy", required_argument, NULL, 'Y'},
-      {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"kafka", required_argument, NULL, 'k'},
+                                       {"pg", required_argument, NULL, 'p'},
+                                       {"plan", required_argument, NULL, 'P'},
+                                       {"group", required_argument, NULL, 'g'},
+                                       {"worker-id", required_argument, NULL, 'w'},
+                                       {"clock", required_argument, NULL, 'c'},
+                                       {"tick-ms", required_argument, NULL, 't'},
+                                       {"hold-ms", required_argument, NULL, 'H'},
+                                       {"no-relay", no_argument, NULL, 'R'},
+                                       {"log-json", no_argument, NULL, 'j'},
+                                       {"verbose", no_argument, NULL, 'v'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {"version", no_argument, NULL, 'V'},
+                                       {"kafka-conf", required_argument, NULL, 'K'},
+                                       {"batch", required_argument, NULL, 'B'},
+                                       {"topic-prefix", required_argument, NULL, 'T'},
+                                       {"grace-ms", required_argument, NULL, 'G'},
+                                       {"max-skew-ms", required_argument, NULL, 'S'},
+                                       {"kafka-config", required_argument, NULL, 'F'},
+                                       {"partitions", required_argument, NULL, 'N'},
+                                       {"no-create-topics", no_argument, NULL, 'C'},
+                                       {"max-attempts", required_argument, NULL, 'M'},
+                                       {"backoff-ms", required_argument, NULL, 'b'},
+                                       {"backoff-max-ms", required_argument, NULL, 'X'},
+                                       {"timeout-ms", required_argument, NULL, 'O'},
+                                       {"retention-hours", required_argument, NULL, 'r'},
+                                       {"sink", required_argument, NULL, 's'},
+                                       {"http-listen", required_argument, NULL, 'L'},
+                                       {"policy", required_argument, NULL, 'Y'},
+                                       {NULL, 0, NULL, 0}};
   struct notify_config ncfg;
   notify_config_defaults(&ncfg);
   static const char *kconf[2 * 32 + 1];
@@ -234,12 +240,24 @@ int main(int argc, char **argv) {
   }
   while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
     switch (c) {
-    case 'k': kafka = optarg; break;
-    case 'p': pg = optarg; break;
-    case 'P': plan_path = optarg; break;
-    case 'Y': setenv("CANARY_POLICY", optarg, 1); break; /* read by cli_load_plan */
-    case 'g': cfg.group = optarg; break;
-    case 'w': cfg.worker_id = optarg; break;
+    case 'k':
+      kafka = optarg;
+      break;
+    case 'p':
+      pg = optarg;
+      break;
+    case 'P':
+      plan_path = optarg;
+      break;
+    case 'Y':
+      setenv("CANARY_POLICY", optarg, 1);
+      break; /* read by cli_load_plan */
+    case 'g':
+      cfg.group = optarg;
+      break;
+    case 'w':
+      cfg.worker_id = optarg;
+      break;
     case 'c':
       if (strcmp(optarg, "wall") && strcmp(optarg, "event")) {
         fprintf(stderr, "canaryd: --clock must be wall or event\n");
@@ -247,27 +265,56 @@ int main(int argc, char **argv) {
       }
       cfg.wall_clock = !strcmp(optarg, "wall");
       break;
-    case 't': cfg.tick_ms = atoi(optarg); break;
-    case 'H': cfg.hold_ms = atoi(optarg); break;
-    case 'B': cfg.batch_max = atoi(optarg); break;
-    case 'T': topic_prefix = optarg; break;
-    case 'G': cfg.grace_ms = atoi(optarg); break;
-    case 'S': cfg.max_skew_ms = atoll(optarg); break;
-    case 'F': kafka_config = optarg; break;
-    case 'N': cfg.create_topics = atoi(optarg); break;
-    case 'C': cfg.create_topics = 0; break;
-    case 'R': cfg.relay = false; break;
-    case 'L': cfg.http_listen = optarg; break;
-    case 'M': ncfg.max_attempts = atoi(optarg); break;
-    case 'b': ncfg.backoff_ms = atoi(optarg); break;
-    case 'X': ncfg.backoff_max_ms = atoi(optarg); break;
-    case 'O': ncfg.ep.timeout_ms = atol(optarg); break;
+    case 't':
+      cfg.tick_ms = atoi(optarg);
+      break;
+    case 'H':
+      cfg.hold_ms = atoi(optarg);
+      break;
+    case 'B':
+      cfg.batch_max = atoi(optarg);
+      break;
+    case 'T':
+      topic_prefix = optarg;
+      break;
+    case 'G':
+      cfg.grace_ms = atoi(optarg);
+      break;
+    case 'S':
+      cfg.max_skew_ms = atoll(optarg);
+      break;
+    case 'F':
+      kafka_config = optarg;
+      break;
+    case 'N':
+      cfg.create_topics = atoi(optarg);
+      break;
+    case 'C':
+      cfg.create_topics = 0;
+      break;
+    case 'R':
+      cfg.relay = false;
+      break;
+    case 'L':
+      cfg.http_listen = optarg;
+      break;
+    case 'M':
+      ncfg.max_attempts = atoi(optarg);
+      break;
+    case 'b':
+      ncfg.backoff_ms = atoi(optarg);
+      break;
+    case 'X':
+      ncfg.backoff_max_ms = atoi(optarg);
+      break;
+    case 'O':
+      ncfg.ep.timeout_ms = atol(optarg);
+      break;
     case 'r': {
       char *end;
       long long h = strtoll(optarg, &end, 10);
       if (*end || h < 0) {
-        fprintf(stderr, "canaryd notify: --retention-hours: a number of hours, not '%s'\n",
-                optarg);
+        fprintf(stderr, "canaryd notify: --retention-hours: a number of hours, not '%s'\n", optarg);
         return EXIT_USAGE;
       }
       ncfg.retention_s = (int64_t)h * 3600;
@@ -293,11 +340,21 @@ int main(int argc, char **argv) {
       cfg.kafka_conf = kconf;
       break;
     }
-    case 'j': json = true; break;
-    case 'v': level = LOG_LVL_DEBUG; break;
-    case 'V': puts("canaryd " CANARY_VERSION); return EXIT_OK;
-    case 'h': fputs(usage, stdout); return EXIT_OK;
-    default: fputs(usage, stderr); return EXIT_USAGE;
+    case 'j':
+      json = true;
+      break;
+    case 'v':
+      level = LOG_LVL_DEBUG;
+      break;
+    case 'V':
+      puts("canaryd " CANARY_VERSION);
+      return EXIT_OK;
+    case 'h':
+      fputs(usage, stdout);
+      return EXIT_OK;
+    default:
+      fputs(usage, stderr);
+      return EXIT_USAGE;
     }
   }
   if (optind < argc) {
@@ -359,11 +416,13 @@ int main(int argc, char **argv) {
   log_msg(LOG_LVL_NOTICE, NULL, "canaryd %s starting: plan %s, %d stages", CANARY_VERSION,
           plan_path ? plan_path : "(built-in)", plan.n_stages);
   if (plan.policy.enabled)
-    log_msg(LOG_LVL_NOTICE, NULL, "policy: %d actors, %d roles; commands, kill switches and "
-            "approvals must be signed by an actor with the right", plan.policy.n_actors,
-            plan.policy.n_roles);
+    log_msg(LOG_LVL_NOTICE, NULL,
+            "policy: %d actors, %d roles; commands, kill switches and "
+            "approvals must be signed by an actor with the right",
+            plan.policy.n_actors, plan.policy.n_roles);
   else
-    log_msg(LOG_LVL_WARNING, NULL, "no policy (--policy, CANARY_POLICY or the plan's policy:): "
+    log_msg(LOG_LVL_WARNING, NULL,
+            "no policy (--policy, CANARY_POLICY or the plan's policy:): "
             "every command, kill switch and approval is accepted from anyone, its actor "
             "unverified; the audit (canaryctl audit) records them as unchecked");
   return worker_run(&cfg, &running) == 0 ? EXIT_OK : EXIT_BAD_INPUT;

@@ -63,11 +63,15 @@ enum notify_sink notify_route(const struct notification *n, bool *all_clear) {
   *all_clear = n->severity == NOTIFY_SEV_INFO &&
                (n->channel == NOTIFY_ONCALL || n->channel == NOTIFY_STATUS_PAGE);
   switch (n->channel) {
-  case NOTIFY_ONCALL: return NOTIFY_SINK_PAGERDUTY;
-  case NOTIFY_STATUS_PAGE: return NOTIFY_SINK_STATUSPAGE;
-  case NOTIFY_EXECUTIVE: return NOTIFY_SINK_SMTP;
+  case NOTIFY_ONCALL:
+    return NOTIFY_SINK_PAGERDUTY;
+  case NOTIFY_STATUS_PAGE:
+    return NOTIFY_SINK_STATUSPAGE;
+  case NOTIFY_EXECUTIVE:
+    return NOTIFY_SINK_SMTP;
   case NOTIFY_RELEASES:
-  case NOTIFY_CHANNEL_COUNT: break;
+  case NOTIFY_CHANNEL_COUNT:
+    break;
   }
   return NOTIFY_SINK_SLACK;
 }
@@ -104,8 +108,8 @@ static bool pause_ms(struct relay *r, int64_t ms) {
 enum outcome { DONE, AGAIN }; /* AGAIN: the message is not settled; handle it again later */
 
 /* Publish a dead letter for msg and wait for the broker's acknowledgement. */
-static bool dead_letter(struct relay *r, const struct bus_msg *msg, const char *ctx,
-                        const char *id, const char *reason) {
+static bool dead_letter(struct relay *r, const struct bus_msg *msg, const char *ctx, const char *id,
+                        const char *reason) {
   struct avro_buf out = {0};
   char named[800];
   if (id) { /* the dead letter names what it was about: its original is Avro bytes */
@@ -114,12 +118,12 @@ static bool dead_letter(struct relay *r, const struct bus_msg *msg, const char *
   }
   size_t len = msg->len < DLQ_ORIGINAL_MAX ? msg->len : DLQ_ORIGINAL_MAX;
   size_t key_len = msg->key_len < 1024 ? msg->key_len : 1024;
-  bool ok = avro_codec_encode_dlq(r->codec, msg->value, len, "canary.notifications",
-                                  msg->partition, msg->offset, msg->key, key_len, reason,
-                                  wall_ms(), &out) == CANARY_OK &&
-            bus_produce(r->prod, "canary.dlq", -1, msg->key, key_len, out.data, out.len, 0) ==
-                CANARY_OK &&
-            bus_producer_flush(r->prod, 30000) == CANARY_OK;
+  bool ok =
+      avro_codec_encode_dlq(r->codec, msg->value, len, "canary.notifications", msg->partition,
+                            msg->offset, msg->key, key_len, reason, wall_ms(), &out) == CANARY_OK &&
+      bus_produce(r->prod, "canary.dlq", -1, msg->key, key_len, out.data, out.len, 0) ==
+          CANARY_OK &&
+      bus_producer_flush(r->prod, 30000) == CANARY_OK;
   avro_buf_free(&out);
   if (ok)
     log_msg(LOG_LVL_WARNING, ctx, "dead letter: %s", reason);
@@ -178,8 +182,8 @@ int64_t notify_backoff_ms(const struct notify_config *cfg, int attempt, int64_t 
 
 /* Attempts until the delivery is settled (or the relay stops: AGAIN, resumed at the restart). */
 static enum outcome attempts(struct relay *r, const struct bus_msg *msg, const char *ctx,
-                             const struct notify_item *it, enum notify_sink sink,
-                             enum notify_op op, const char *remote_id, int done) {
+                             const struct notify_item *it, enum notify_sink sink, enum notify_op op,
+                             const char *remote_id, int done) {
   const char *id = it->n.id, *sn = notify_sink_name(sink);
   struct notify_result res;
   int rc;
@@ -212,12 +216,10 @@ static enum outcome attempts(struct relay *r, const struct bus_msg *msg, const c
       else if (op == NOTIFY_OP_RESOLVE)
         alert.op = STORE_ALERT_CLOSE;
     }
-    rc = store_delivery_finish(r->st, id, sn, n,
-                               res.verdict == NOTIFY_DELIVERED ? "delivered" : "retry",
-                               res.status, res.detail,
-                               res.verdict == NOTIFY_DELIVERED ? STORE_DELIVERY_DELIVERED
-                                                               : STORE_DELIVERY_RETRY,
-                               &alert);
+    rc = store_delivery_finish(
+        r->st, id, sn, n, res.verdict == NOTIFY_DELIVERED ? "delivered" : "retry", res.status,
+        res.detail,
+        res.verdict == NOTIFY_DELIVERED ? STORE_DELIVERY_DELIVERED : STORE_DELIVERY_RETRY, &alert);
     if (rc != CANARY_OK) { /* left 'sending': the next look dead-letters it as unknown */
       store_trouble(r, ctx, rc);
       return AGAIN;
@@ -278,7 +280,8 @@ static enum outcome handle(struct relay *r, const struct bus_msg *msg) {
     return settle_dead(r, msg, ctx, it.n.id, sn, done, NULL, reason);
   }
   case STORE_DELIVERY_NEW:
-  case STORE_DELIVERY_RETRY: break;
+  case STORE_DELIVERY_RETRY:
+    break;
   }
   if (!notify_sink_configured(&r->cfg->ep, sink, &needs)) {
     if (all_clear) /* nothing was opened there either */
@@ -324,8 +327,8 @@ static void prune(struct relay *r) {
     total += n;
   } while (n == NOTIFY_PRUNE_BATCH && *r->running);
   if (total)
-    log_msg(LOG_LVL_INFO, NULL, "notify: pruned %ld deliveries settled more than %" PRId64
-            " h ago", total, r->cfg->retention_s / 3600);
+    log_msg(LOG_LVL_INFO, NULL, "notify: pruned %ld deliveries settled more than %" PRId64 " h ago",
+            total, r->cfg->retention_s / 3600);
 }
 
 static void log_sinks(const struct notify_endpoints *ep, unsigned sinks) {

@@ -15,13 +15,13 @@
 
 struct notify_config {
   const char *brokers, *conninfo;
-  const char *group;     /* consumer group (canaryd-notify) */
-  const char *client_id; /* this relay's name */
-  int max_attempts;      /* per delivery, before it is dead-lettered (8) */
-  int backoff_ms;        /* after the first failure (500), doubling ... */
-  int backoff_max_ms;    /* ... up to this (30000) */
+  const char *group;      /* consumer group (canaryd-notify) */
+  const char *client_id;  /* this relay's name */
+  int max_attempts;       /* per delivery, before it is dead-lettered (8) */
+  int backoff_ms;         /* after the first failure (500), doubling ... */
+  int backoff_max_ms;     /* ... up to this (30000) */
   int retry_after_max_ms; /* the longest Retry-After obeyed (300000) */
-  int64_t retention_s;   /* settled deliveries are deleted this long after (15 days; 0: never) */
+  int64_t retention_s;    /* settled deliveries are deleted this long after (15 days; 0: never) */
   const char *const *kafka_conf; /* --kafka-conf: extra consumer properties, or NULL */
   unsigned sinks;                /* the sinks this relay delivers to: bit 1 << enum notify_sink */
   struct notify_endpoints ep;

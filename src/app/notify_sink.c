@@ -124,13 +124,14 @@ bool notify_sink_configured(const struct notify_endpoints *ep, enum notify_sink 
     missing = set(ep->pagerduty_key) ? NULL : "CANARY_PAGERDUTY_ROUTING_KEY";
     break;
   case NOTIFY_SINK_STATUSPAGE:
-    missing = !set(ep->statuspage_page) ? "CANARY_STATUSPAGE_PAGE_ID"
+    missing = !set(ep->statuspage_page)  ? "CANARY_STATUSPAGE_PAGE_ID"
               : !set(ep->statuspage_key) ? "CANARY_STATUSPAGE_API_KEY"
                                          : NULL;
     break;
   case NOTIFY_SINK_SMTP:
-    missing = !set(ep->smtp_url) ? "CANARY_SMTP_URL" : !set(ep->smtp_from) ? "CANARY_SMTP_FROM"
-                                                                           : NULL;
+    missing = !set(ep->smtp_url)    ? "CANARY_SMTP_URL"
+              : !set(ep->smtp_from) ? "CANARY_SMTP_FROM"
+                                    : NULL;
     break;
   case NOTIFY_SINK_COUNT:
     missing = "?";
@@ -147,11 +148,20 @@ bool notify_sink_configured(const struct notify_endpoints *ep, enum notify_sink 
 static void mrkdwn(struct jbuf *b, const char *s) {
   for (; *s; s++)
     switch (*s) {
-    case '&': jbuf_puts(b, "&amp;"); break;
-    case '<': jbuf_puts(b, "&lt;"); break;
-    case '>': jbuf_puts(b, "&gt;"); break;
-    case '`': jbuf_putc(b, '\''); break; /* a name cannot close the code span it sits in */
-    default: jbuf_putc(b, *s);
+    case '&':
+      jbuf_puts(b, "&amp;");
+      break;
+    case '<':
+      jbuf_puts(b, "&lt;");
+      break;
+    case '>':
+      jbuf_puts(b, "&gt;");
+      break;
+    case '`':
+      jbuf_putc(b, '\'');
+      break; /* a name cannot close the code span it sits in */
+    default:
+      jbuf_putc(b, *s);
     }
 }
 
@@ -169,10 +179,18 @@ static void commands(struct jbuf *b, const char *r) {
 /* One evidence value as text. */
 static void evidence_value(struct jbuf *b, const struct evidence_item *e) {
   switch (e->kind) {
-  case EVIDENCE_NUM: jbuf_printf(b, "%.6g", e->num); break;
-  case EVIDENCE_INT: jbuf_printf(b, "%lld", (long long)e->i); break;
-  case EVIDENCE_BOOL: jbuf_puts(b, e->b ? "true" : "false"); break;
-  case EVIDENCE_STR: jbuf_puts(b, e->str); break;
+  case EVIDENCE_NUM:
+    jbuf_printf(b, "%.6g", e->num);
+    break;
+  case EVIDENCE_INT:
+    jbuf_printf(b, "%lld", (long long)e->i);
+    break;
+  case EVIDENCE_BOOL:
+    jbuf_puts(b, e->b ? "true" : "false");
+    break;
+  case EVIDENCE_STR:
+    jbuf_puts(b, e->str);
+    break;
   }
 }
 
@@ -183,8 +201,8 @@ static void evidence_sections(struct jbuf *out, const struct decision *d) {
   jbuf_init(&f);
   for (int i = 0; i < d->n_evidence; i++) {
     if (i % 10 == 0)
-      jbuf_puts(out, i ? "]},{\"type\":\"section\",\"fields\":[" :
-                         ",{\"type\":\"section\",\"fields\":[");
+      jbuf_puts(out, i ? "]},{\"type\":\"section\",\"fields\":["
+                       : ",{\"type\":\"section\",\"fields\":[");
     jbuf_reset(&v);
     evidence_value(&v, &d->evidence[i]);
     jbuf_reset(&f);
@@ -235,8 +253,8 @@ static const char *pd_severity(enum notify_severity s) {
   return s == NOTIFY_SEV_CRITICAL ? "critical" : s == NOTIFY_SEV_WARNING ? "warning" : "info";
 }
 
-void notify_pagerduty_body(const char *routing_key, enum notify_op op,
-                           const struct notify_item *it, struct jbuf *out) {
+void notify_pagerduty_body(const char *routing_key, enum notify_op op, const struct notify_item *it,
+                           struct jbuf *out) {
   const struct notification *n = &it->n;
   jbuf_puts(out, "{\"routing_key\":");
   jbuf_string(out, routing_key ? routing_key : "");
@@ -450,7 +468,8 @@ static void judge_http(CURLcode cc, long status, const char *errbuf, const struc
   res->retry_after_ms = rep->retry_after_ms;
   if (cc != CURLE_OK) {
     res->verdict = NOTIFY_RETRY;
-    snprintf(res->detail, sizeof res->detail, "%s: %s", what, errbuf[0] ? errbuf : curl_easy_strerror(cc));
+    snprintf(res->detail, sizeof res->detail, "%s: %s", what,
+             errbuf[0] ? errbuf : curl_easy_strerror(cc));
   } else if (status >= 200 && status < 300) {
     res->verdict = NOTIFY_DELIVERED;
     snprintf(res->detail, sizeof res->detail, "%s: HTTP %ld", what, status);
@@ -598,8 +617,8 @@ static void smtp(const struct notify_endpoints *ep, const struct notify_item *it
       /* 5xx is the server's final no (a bad recipient, a refused sender); 4xx and no answer
        * at all are worth another try */
       res->verdict = code >= 500 && code < 600 ? NOTIFY_REFUSED : NOTIFY_RETRY;
-      snprintf(res->detail, sizeof res->detail, "smtp: %s%s%ld", errbuf[0] ? errbuf :
-               curl_easy_strerror(cc), code ? ", reply " : "", code);
+      snprintf(res->detail, sizeof res->detail, "smtp: %s%s%ld",
+               errbuf[0] ? errbuf : curl_easy_strerror(cc), code ? ", reply " : "", code);
     }
   }
   curl_slist_free_all(rcpt);
@@ -634,8 +653,8 @@ void notify_deliver(const struct notify_endpoints *ep, enum notify_sink sink, en
     if (op == NOTIFY_OP_CREATE)
       snprintf(url, sizeof url, "%.*s/v1/pages/%s/incidents", (int)bl, base, ep->statuspage_page);
     else
-      snprintf(url, sizeof url, "%.*s/v1/pages/%s/incidents/%s", (int)bl, base,
-               ep->statuspage_page, remote_id ? remote_id : "");
+      snprintf(url, sizeof url, "%.*s/v1/pages/%s/incidents/%s", (int)bl, base, ep->statuspage_page,
+               remote_id ? remote_id : "");
     snprintf(auth, sizeof auth, "Authorization: OAuth %s", ep->statuspage_key);
     notify_statuspage_body(op, it, &body);
     http(ep, op == NOTIFY_OP_CREATE ? "POST" : "PATCH", url, auth, it, &body, "statuspage", res);

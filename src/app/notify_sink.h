@@ -12,17 +12,17 @@
 
 #include "core/effect.h"
 
-#define NOTIFY_SINK_MAP(XX)                                        \
-  XX(SLACK, "slack")           /* #releases: a Block Kit message */ \
-  XX(PAGERDUTY, "pagerduty")   /* on-call: trigger, resolve */     \
-  XX(STATUSPAGE, "statuspage") /* status page: create, resolve */  \
+#define NOTIFY_SINK_MAP(XX)                                                                        \
+  XX(SLACK, "slack")           /* #releases: a Block Kit message */                                \
+  XX(PAGERDUTY, "pagerduty")   /* on-call: trigger, resolve */                                     \
+  XX(STATUSPAGE, "statuspage") /* status page: create, resolve */                                  \
   XX(SMTP, "smtp")             /* executive briefing: e-mail */
 
 enum notify_sink {
 #define XX(name, wire) NOTIFY_SINK_##name,
   NOTIFY_SINK_MAP(XX)
 #undef XX
-  NOTIFY_SINK_COUNT
+      NOTIFY_SINK_COUNT
 };
 const char *notify_sink_name(enum notify_sink s);
 
@@ -81,14 +81,13 @@ struct notify_item {
 
 /* Deliver it (one attempt). Never blocks longer than ep->timeout_ms (plus DNS). */
 void notify_deliver(const struct notify_endpoints *ep, enum notify_sink sink, enum notify_op op,
-                    const struct notify_item *it, const char *remote_id,
-                    struct notify_result *res);
+                    const struct notify_item *it, const char *remote_id, struct notify_result *res);
 
 /* The request bodies, for tests and people: written into out (a jbuf). */
 struct jbuf;
 void notify_slack_body(const struct notify_item *it, struct jbuf *out);
-void notify_pagerduty_body(const char *routing_key, enum notify_op op,
-                           const struct notify_item *it, struct jbuf *out);
+void notify_pagerduty_body(const char *routing_key, enum notify_op op, const struct notify_item *it,
+                           struct jbuf *out);
 void notify_statuspage_body(enum notify_op op, const struct notify_item *it, struct jbuf *out);
 void notify_mail_message(const struct notify_endpoints *ep, const char *to,
                          const struct notify_item *it, int64_t now_ms, struct jbuf *out);

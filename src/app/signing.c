@@ -57,8 +57,9 @@ static bool key_line(char *line, struct signing_key *k, bool *have_secret) {
     return snprintf(k->public_b64, sizeof k->public_b64, "%s", v) < (int)sizeof k->public_b64;
   if (!strcmp(line, "secret")) {
     size_t n = 0;
-    *have_secret = sodium_base642bin(k->secret, sizeof k->secret, v, strlen(v), NULL, &n, NULL,
-                                     B64) == 0 && n == sizeof k->secret;
+    *have_secret =
+        sodium_base642bin(k->secret, sizeof k->secret, v, strlen(v), NULL, &n, NULL, B64) == 0 &&
+        n == sizeof k->secret;
     return *have_secret;
   }
   return false;
@@ -76,7 +77,8 @@ int signing_load_key(const char *path, struct signing_key *out, char *why, size_
     close(fd);
     return canary_why(why, why_len, CANARY_EINVALID,
                       "%s: readable by others (mode %04o): a private key must be 0600 "
-                      "(chmod 600 %s)", path, (unsigned)(st.st_mode & 07777), path);
+                      "(chmod 600 %s)",
+                      path, (unsigned)(st.st_mode & 07777), path);
   }
   FILE *f = fdopen(fd, "r");
   if (!f) {
@@ -93,11 +95,15 @@ int signing_load_key(const char *path, struct signing_key *out, char *why, size_
   fclose(f);
   sodium_memzero(line, sizeof line);
   if (!ok)
-    return canary_why(why, why_len, CANARY_EINVALID, "%s:%d: not a canaryd key file line "
-                      "(expected actor:, public:, secret:)", path, n);
+    return canary_why(why, why_len, CANARY_EINVALID,
+                      "%s:%d: not a canaryd key file line "
+                      "(expected actor:, public:, secret:)",
+                      path, n);
   if (!have_secret || !out->actor[0])
-    return canary_why(why, why_len, CANARY_EINVALID, "%s: no %s (canaryctl keygen writes key "
-                      "files)", path, have_secret ? "actor" : "secret");
+    return canary_why(why, why_len, CANARY_EINVALID,
+                      "%s: no %s (canaryctl keygen writes key "
+                      "files)",
+                      path, have_secret ? "actor" : "secret");
   /* the public key is the secret's second half: say which one it is, whatever the file says */
   sodium_bin2base64(out->public_b64, sizeof out->public_b64, out->secret + 32, 32, B64);
   return CANARY_OK;
@@ -110,7 +116,8 @@ int signing_sign(const struct signing_key *k, struct event *ev, char *why, size_
   if (strcmp(ev->actor, k->actor))
     return canary_why(why, why_len, CANARY_EINVALID,
                       "the key is %s's, the command's actor is '%s': a key signs for its own "
-                      "actor only", k->actor, ev->actor);
+                      "actor only",
+                      k->actor, ev->actor);
   ev->signature[0] = '\0';
   size_t n = event_signed_bytes(ev, bytes, sizeof bytes);
   if (!n)

@@ -17,9 +17,12 @@ static void enqueue(struct worker *w, const struct bus_msg *m, int64_t now_wall)
   if (m->partition < 0 || m->partition >= MAX_SHARDS || !w->shards[m->partition])
     return; /* not ours (any more): its new owner consumes it from the stored offsets */
   struct shard *s = w->shards[m->partition];
-  struct pending p = {.offset = m->offset, .arrived_ms = now_wall,
-                      .arrived_mono = bus_monotonic_ms(), .key_len = m->key_len,
-                      .len = m->len, .produced_ms = m->timestamp_ms};
+  struct pending p = {.offset = m->offset,
+                      .arrived_ms = now_wall,
+                      .arrived_mono = bus_monotonic_ms(),
+                      .key_len = m->key_len,
+                      .len = m->len,
+                      .produced_ms = m->timestamp_ms};
   /* Only the time, for the merge, and the id, to look it up ahead (release): worker_apply_one()
    * decodes the message (its metric arrays live in the codec only until the next decode). */
   const char *id;
@@ -114,9 +117,10 @@ static void stats(struct worker *w, int64_t now_wall) {
   if (now_wall - w->last_stats_ms < 10000)
     return;
   w->last_stats_ms = now_wall;
-  log_msg(LOG_LVL_INFO, NULL, "progress: %d shards, %" PRId64 " events applied, %" PRId64
-          " duplicates, %" PRId64 " dead letters (%" PRId64 " ids reused for other content), %"
-          PRId64 " decisions, %" PRId64 " commits, %" PRId64 " published, %" PRId64
+  log_msg(LOG_LVL_INFO, NULL,
+          "progress: %d shards, %" PRId64 " events applied, %" PRId64 " duplicates, %" PRId64
+          " dead letters (%" PRId64 " ids reused for other content), %" PRId64
+          " decisions, %" PRId64 " commits, %" PRId64 " published, %" PRId64
           " set aside unpublishable, %" PRId64 " metric events replayed into windows",
           owned_shards(w), w->applied, w->duplicates, w->dead_letters, w->conflicts,
           w->decisions_made, w->commits, atomic_load(&w->published), atomic_load(&w->set_aside),
@@ -137,8 +141,8 @@ int worker_start(struct worker *w) {
   while (store_open(cfg->conninfo, 30000, log_callback, NULL, &w->store) != CANARY_OK)
     if (!*w->running)
       return -1;
-  while (cfg->relay && store_open(cfg->conninfo, 30000, log_callback, NULL, &w->relay_store) !=
-                           CANARY_OK)
+  while (cfg->relay &&
+         store_open(cfg->conninfo, 30000, log_callback, NULL, &w->relay_store) != CANARY_OK)
     if (!*w->running)
       return -1;
   int rc = store_migrate(w->store, &applied);
@@ -162,8 +166,8 @@ int worker_start(struct worker *w) {
     }
     w->relay_started = true;
   }
-  struct bus_hooks hooks = {.ctx = w, .assigned = worker_on_assigned, .revoked = worker_on_revoked,
-                            .log = log_callback};
+  struct bus_hooks hooks = {
+      .ctx = w, .assigned = worker_on_assigned, .revoked = worker_on_revoked, .log = log_callback};
   if (bus_consumer_new_conf(cfg->brokers, cfg->group, cfg->worker_id, &hooks, cfg->kafka_conf,
                             &w->consumer) != CANARY_OK) {
     log_msg(LOG_LVL_ERR, NULL, "cannot create the Kafka consumer for %s", cfg->brokers);
@@ -181,7 +185,8 @@ static void stop(struct worker *w) {
     worker_shard_free(w->shards[i]);
   if (w->producer) {
     if (bus_producer_flush(w->producer, 10000) != CANARY_OK)
-      log_msg(LOG_LVL_WARNING, NULL, "stopping with outbox rows unacknowledged: they are "
+      log_msg(LOG_LVL_WARNING, NULL,
+              "stopping with outbox rows unacknowledged: they are "
               "published again at the next start");
     bus_producer_destroy(w->producer);
   }
@@ -301,9 +306,9 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
     w->relay_started = false;
   }
   if (w->store)
-    log_msg(LOG_LVL_NOTICE, NULL, "stopping: %" PRId64 " events applied, %" PRId64
-            " decisions, %" PRId64 " published", w->applied, w->decisions_made,
-            atomic_load(&w->published));
+    log_msg(LOG_LVL_NOTICE, NULL,
+            "stopping: %" PRId64 " events applied, %" PRId64 " decisions, %" PRId64 " published",
+            w->applied, w->decisions_made, atomic_load(&w->published));
   stop(w);
   worker_http_stop(w->http);
   free(w->snap);

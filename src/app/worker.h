@@ -18,16 +18,16 @@ struct worker_config {
   const char *group;     /* consumer group */
   const char *worker_id; /* owner name recorded on the shards it claims */
   const struct plan *plan;
-  bool wall_clock;       /* fire due deadlines from the wall clock while input is idle */
-  int tick_ms;           /* how often idle deadlines are checked */
-  int hold_ms;           /* longest wait for a lagging co-partition before releasing anyway */
-  int grace_ms;          /* how long a partition at its end is waited for after a message */
-  int batch_max;         /* messages per poll */
-  bool relay;            /* publish the outbox (off: another process relays) */
+  bool wall_clock; /* fire due deadlines from the wall clock while input is idle */
+  int tick_ms;     /* how often idle deadlines are checked */
+  int hold_ms;     /* longest wait for a lagging co-partition before releasing anyway */
+  int grace_ms;    /* how long a partition at its end is waited for after a message */
+  int batch_max;   /* messages per poll */
+  bool relay;      /* publish the outbox (off: another process relays) */
   const char *const *kafka_conf; /* extra consumer properties: name, value, ..., NULL */
-  int create_topics;     /* create missing contract topics with this many partitions; 0 = no */
+  int create_topics;       /* create missing contract topics with this many partitions; 0 = no */
   const char *http_listen; /* ADDR:PORT for /metrics, /healthz, /readyz; NULL: none */
-  int64_t max_skew_ms;   /* an event dated further ahead of its message's Kafka timestamp is
+  int64_t max_skew_ms;     /* an event dated further ahead of its message's Kafka timestamp is
                           * dead-lettered (a clock or unit error); 0 = no limit */
 };
 

@@ -33,8 +33,8 @@ static void dead_letter(struct worker *w, struct shard *s, int topic, const stru
                         const char *reason) {
   struct batch *b = &s->b;
   char ctx[160];
-  snprintf(ctx, sizeof ctx, "topic=%s partition=%d offset=%" PRId64, bus_input_topics[topic],
-           s->id, p->offset);
+  snprintf(ctx, sizeof ctx, "topic=%s partition=%d offset=%" PRId64, bus_input_topics[topic], s->id,
+           p->offset);
   log_msg(LOG_LVL_WARNING, ctx, "dead letter: %s", reason);
   w->dead_letters++;
   if (!reserve(&b->dlq, &b->cap_dlq, b->n_dlq, sizeof *b->dlq))
@@ -178,8 +178,7 @@ int worker_fire_until(struct shard *s, int64_t t) {
     if (d > t || d == ROLLOUT_NO_DEADLINE) /* "none" is a sentinel, never a time */
       return CANARY_OK;
     /* the walk that ticks also finds the next deadline */
-    int rc = engine_tick_walk(&s->engine, d, &s->b.fx, mark_ticked, s, &s->due_ms,
-                              &s->due_index);
+    int rc = engine_tick_walk(&s->engine, d, &s->b.fx, mark_ticked, s, &s->due_ms, &s->due_index);
     s->due_known = rc == CANARY_OK;
     if (rc != CANARY_OK)
       return rc;
@@ -228,8 +227,8 @@ int64_t worker_advance_window_from(struct shard *s) {
  * the answer never changes). A time far ahead is a clock or unit error, or an attack: it would
  * fire every deadline on the shard. Writes the reason when not.
  */
-static bool time_believable(const struct worker *w, const struct pending *p,
-                            const struct event *ev, char *why, size_t len) {
+static bool time_believable(const struct worker *w, const struct pending *p, const struct event *ev,
+                            char *why, size_t len) {
   int64_t skew = w->cfg->max_skew_ms;
   if (skew <= 0 || p->produced_ms <= 0 || ev->time_ms <= p->produced_ms + skew)
     return true;
@@ -250,8 +249,7 @@ static void replay_one(struct worker *w, struct shard *s, const struct pending *
   if (idset_contains(&s->replayed, ev.id))
     return; /* a later copy: the first time it was a duplicate, and moved nothing */
   /* as apply_one: what it refused moved no clock (its ids were counted: no id check here) */
-  if (topic_of_event(ev.type) != TOPIC_METRICS ||
-      !time_believable(w, p, &ev, why, sizeof why) ||
+  if (topic_of_event(ev.type) != TOPIC_METRICS || !time_believable(w, p, &ev, why, sizeof why) ||
       !engine_admit(&s->engine, &ev, false, &admitted, why, sizeof why))
     return;
   if (ev.time_ms > s->clock_ms)
@@ -316,7 +314,8 @@ static int live_elsewhere(struct worker *w, struct shard *s, const struct event 
     snprintf(why, why_len,
              "service: '%s' already has a live rollout, '%s' (on shard %d): one service, one live "
              "rollout — roll it back (canaryctl rollback %s) or let it complete, then request "
-             "'%s' again", ev->service, ids[i], shards[i], ids[i], ev->rollout);
+             "'%s' again",
+             ev->service, ids[i], shards[i], ids[i], ev->rollout);
     return CANARY_EEXISTS;
   }
   return CANARY_OK;

@@ -6,8 +6,8 @@
 
 /* ---- committing ------------------------------------------------------------------------- */
 
-static bool add_row(struct worker *w, size_t *n, const char *topic, const char *key,
-                    const char *id, const struct avro_buf *payload) {
+static bool add_row(struct worker *w, size_t *n, const char *topic, const char *key, const char *id,
+                    const struct avro_buf *payload) {
   if (!reserve(&w->rows, &w->cap_rows, *n, sizeof *w->rows))
     return false;
   w->rows[(*n)++] = (struct store_outbox_row){
@@ -111,8 +111,8 @@ void worker_commit(struct worker *w, struct shard *s) {
   history_points_clear(&w->history);
   for (size_t i = 0; i < s->b.n_dirty; i++) {
     struct rollout_metrics *m = engine_metrics(&s->engine, s->b.dirty[i]->id);
-    if (m && history_collect(s->b.dirty[i], m, s->engine.plan, &m->history_through_ms,
-                             &w->history) < 0)
+    if (m &&
+        history_collect(s->b.dirty[i], m, s->engine.plan, &m->history_through_ms, &w->history) < 0)
       log_msg(LOG_LVL_WARNING, s->b.dirty[i]->id, "out of memory recording its history");
     uint64_t st = m ? metrics_json_state_sig(m) : 0, zs = m ? metrics_json_zscores_sig(m) : 0;
     w->metric_states[i] = m && st != m->saved_state_sig ? m : NULL;
@@ -127,10 +127,17 @@ void worker_commit(struct worker *w, struct shard *s) {
       worker_shard_rewind(w, s);
       return;
     }
-    w->audit_rows[i] = (struct store_audit_row){
-        .source = a->source, .event_id = a->event_id, .rollout = a->rollout, .type = a->type,
-        .action = a->action, .actor = a->actor, .signature = a->signature,
-        .outcome = a->outcome, .reason = a->reason, .detail = a->detail, .time_ms = a->time_ms};
+    w->audit_rows[i] = (struct store_audit_row){.source = a->source,
+                                                .event_id = a->event_id,
+                                                .rollout = a->rollout,
+                                                .type = a->type,
+                                                .action = a->action,
+                                                .actor = a->actor,
+                                                .signature = a->signature,
+                                                .outcome = a->outcome,
+                                                .reason = a->reason,
+                                                .detail = a->detail,
+                                                .time_ms = a->time_ms};
   }
   int64_t window_from = worker_advance_window_from(s);
   /* the engine forgot the ids of epochs before id_epoch - 1: so does the table */
@@ -164,14 +171,20 @@ void worker_commit(struct worker *w, struct shard *s) {
   /* The log lists rollouts in creation order so the store restores them in it. */
   int rc = store_commit_send(w->store, &b);
   if (rc != CANARY_OK) { /* nothing in flight */
-    log_msg(LOG_LVL_WARNING, NULL, "shard %d: cannot send a commit: %s (%s); resuming from "
-            "what was stored", s->id, canary_strerror(rc), store_last_error(w->store));
+    log_msg(LOG_LVL_WARNING, NULL,
+            "shard %d: cannot send a commit: %s (%s); resuming from "
+            "what was stored",
+            s->id, canary_strerror(rc), store_last_error(w->store));
     worker_shard_rewind(w, s);
     return;
   }
-  w->in_flight = (struct in_flight){.active = true, .shard = s->id, .epoch = s->epoch,
-                                    .n_rows = (size_t)n_rows, .n_decisions = n_decisions,
-                                    .window_from = window_from, .prune_below = prune_below,
+  w->in_flight = (struct in_flight){.active = true,
+                                    .shard = s->id,
+                                    .epoch = s->epoch,
+                                    .n_rows = (size_t)n_rows,
+                                    .n_decisions = n_decisions,
+                                    .window_from = window_from,
+                                    .prune_below = prune_below,
                                     .n_events = (int64_t)s->b.n_ids};
   if (w->http) { /* /metrics: counted when the commit is confirmed (worker_commit_collect) */
     w->in_flight.sent_us = mono_us();

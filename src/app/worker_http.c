@@ -36,8 +36,8 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-bool worker_http_parse_listen(const char *text, struct sockaddr_storage *addr,
-                              socklen_t *addr_len, char *why, size_t why_len) {
+bool worker_http_parse_listen(const char *text, struct sockaddr_storage *addr, socklen_t *addr_len,
+                              char *why, size_t why_len) {
   memset(addr, 0, sizeof *addr);
   const char *colon = text ? strrchr(text, ':') : NULL;
   char host[64];
@@ -71,8 +71,10 @@ bool worker_http_parse_listen(const char *text, struct sockaddr_storage *addr,
   if (!hl)
     a4->sin_addr.s_addr = htonl(INADDR_ANY);
   else if (inet_pton(AF_INET, host, &a4->sin_addr) != 1) {
-    snprintf(why, why_len, "'%s': '%s' is not an IPv4 address (an IPv6 one goes in brackets; "
-             "no host names)", text, host);
+    snprintf(why, why_len,
+             "'%s': '%s' is not an IPv4 address (an IPv6 one goes in brackets; "
+             "no host names)",
+             text, host);
     return false;
   }
   a4->sin_family = AF_INET;
@@ -126,12 +128,13 @@ static void format_rollouts(const struct worker_snapshot *s, struct prom_buf *b)
   one(b, "canaryd_rollouts_not_exported", "gauge",
       "Rollouts in memory beyond canaryd_rollouts_exported_max: no per-rollout series.",
       (double)(s->rollouts_total - s->n_rollouts));
-  prom_family(b, "canaryd_rollout_state", "gauge",
-              "1 for the state each exported rollout is in.");
+  prom_family(b, "canaryd_rollout_state", "gauge", "1 for the state each exported rollout is in.");
   for (size_t i = 0; i < s->n_rollouts; i++) {
     const struct wh_rollout *r = &s->rollouts[i];
-    struct prom_label l[] = {{"rollout", r->id}, {"service", r->service},
-                             {"version", r->version}, {"state", rollout_state_name(r->state)}};
+    struct prom_label l[] = {{"rollout", r->id},
+                             {"service", r->service},
+                             {"version", r->version},
+                             {"state", rollout_state_name(r->state)}};
     prom_sample(b, "canaryd_rollout_state", l, 4, 1);
   }
   prom_family(b, "canaryd_rollout_exposure_percent", "gauge",
@@ -140,7 +143,8 @@ static void format_rollouts(const struct worker_snapshot *s, struct prom_buf *b)
     struct prom_label l[] = {{"rollout", s->rollouts[i].id}, {"service", s->rollouts[i].service}};
     prom_sample(b, "canaryd_rollout_exposure_percent", l, 2, s->rollouts[i].exposure);
   }
-  prom_family(b, "canaryd_rollout_stage", "gauge", "Index of the rollout's current stage (0 first).");
+  prom_family(b, "canaryd_rollout_stage", "gauge",
+              "Index of the rollout's current stage (0 first).");
   for (size_t i = 0; i < s->n_rollouts; i++) {
     struct prom_label l[] = {{"rollout", s->rollouts[i].id}, {"service", s->rollouts[i].service}};
     prom_sample(b, "canaryd_rollout_stage", l, 2, s->rollouts[i].stage);
@@ -148,7 +152,7 @@ static void format_rollouts(const struct worker_snapshot *s, struct prom_buf *b)
   static const char *const kinds[] = {"rule", "entry", "exit"};
   static const char *const fams[][2] = {
       {"canaryd_rollout_rule_value", "Latest measured value of a metric rule or gate criterion "
-                                      "(variant canary or baseline)."},
+                                     "(variant canary or baseline)."},
       {"canaryd_rollout_rule_limit", "The threshold that rule or criterion compares with."},
       {"canaryd_rollout_rule_firing", "1 while the rule's condition holds for its whole for:."}};
   for (int f = 0; f < 3; f++) {
@@ -158,8 +162,8 @@ static void format_rollouts(const struct worker_snapshot *s, struct prom_buf *b)
       for (int k = 0; k < r->n_readings; k++) {
         const struct wh_reading *rd = &r->readings[k];
         const char *kind = rd->kind >= 0 && rd->kind < 3 ? kinds[rd->kind] : "rule";
-        struct prom_label l[] = {{"rollout", r->id}, {"rule", rd->name}, {"kind", kind},
-                                 {"variant", "canary"}};
+        struct prom_label l[] = {
+            {"rollout", r->id}, {"rule", rd->name}, {"kind", kind}, {"variant", "canary"}};
         if (f == 0) {
           if (!isnan(rd->canary))
             prom_sample(b, fams[f][0], l, 4, rd->canary);
@@ -183,7 +187,8 @@ struct counter_row {
   size_t off; /* of an int64_t in struct worker_snapshot */
 };
 
-#define ROW(name, field, help) {name, help, offsetof(struct worker_snapshot, field)}
+#define ROW(name, field, help)                                                                     \
+  { name, help, offsetof(struct worker_snapshot, field) }
 static const struct counter_row counters[] = {
     ROW("canaryd_events_applied_total", applied, "Events the engine applied."),
     ROW("canaryd_events_duplicate_total", duplicates,
@@ -252,8 +257,7 @@ void worker_http_format(const struct worker_snapshot *s, const char *version, in
       "1 when every shard this worker owns is loaded and has caught up (as /readyz).", s->ready);
   one(b, "canaryd_frozen", "gauge",
       "1 while canaryctl freeze holds: this worker applies no event until unfreeze.", s->frozen);
-  one(b, "canaryd_shards_owned", "gauge", "Shards (input partitions) this worker owns.",
-      s->shards);
+  one(b, "canaryd_shards_owned", "gauge", "Shards (input partitions) this worker owns.", s->shards);
   prom_family(b, "canaryd_consumer_lag_messages", "gauge",
               "Messages on the broker not yet applied, per input partition this worker owns "
               "(high watermark of the last fetch minus the next offset to apply).");
@@ -390,11 +394,11 @@ int worker_http_start(const char *where, const char *version, worker_http_t **ou
   /* One polling thread: a scrape takes well under a millisecond to format, and a client that
    * reads slowly only holds its own connection (non-blocking sockets). AUTO: epoll or poll,
    * not select, whose FD_SETSIZE a process with many Kafka and PostgreSQL sockets can pass. */
-  h->daemon = MHD_start_daemon(
-      MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL, answer, h,
-      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)32, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-      MHD_OPTION_END);
+  h->daemon =
+      MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL,
+                       NULL, answer, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                       MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned)32,
+                       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
   if (!h->daemon) {
     snprintf(why, why_len, "--http-listen %s: libmicrohttpd could not start", where);
     close(fd);

@@ -27,13 +27,13 @@
 struct wh_lag {
   const char *topic; /* the contract name (canary.deploy, ...): static storage */
   int32_t partition;
-  int64_t lag;       /* messages on the broker not yet applied; -1 unknown */
+  int64_t lag; /* messages on the broker not yet applied; -1 unknown */
 };
 
 struct wh_reading {
   char name[PLAN_NAME_MAX];
-  int8_t kind;  /* enum reading_kind */
-  int8_t state; /* enum expr_for_state: 2 firing */
+  int8_t kind;                        /* enum reading_kind */
+  int8_t state;                       /* enum expr_for_state: 2 firing */
   double canary, baseline, threshold; /* NaN: none */
 };
 
@@ -49,24 +49,24 @@ struct wh_rollout {
 /* Everything /metrics and /readyz say, as of taken_ms. */
 struct worker_snapshot {
   int64_t taken_ms;
-  bool started;  /* connected, migrated, joined the group */
-  bool ready;    /* and every shard it owns is loaded and has caught up since its assignment */
-  bool frozen;   /* canaryctl freeze: it applies nothing (worker.c check_freeze) */
+  bool started; /* connected, migrated, joined the group */
+  bool ready;   /* and every shard it owns is loaded and has caught up since its assignment */
+  bool frozen;  /* canaryctl freeze: it applies nothing (worker.c check_freeze) */
   int shards;
   int64_t applied, duplicates, conflicts, dead_letters, replayed, commits, commit_failures;
   int64_t decisions[DECISION_ACTION_COUNT];
   uint64_t rule_evaluations;
   struct prom_hist batch_events, commit_seconds, apply_seconds;
-  bool relay;    /* this worker relays the outbox */
+  bool relay; /* this worker relays the outbox */
   int64_t published, set_aside, relay_errors;
-  int64_t backlog_rows;       /* -1: not measured yet */
-  double backlog_oldest_s;    /* age of the oldest unpublished row */
-  int64_t relay_progress_ms;  /* the last time the relay published or found nothing to do */
+  int64_t backlog_rows;      /* -1: not measured yet */
+  double backlog_oldest_s;   /* age of the oldest unpublished row */
+  int64_t relay_progress_ms; /* the last time the relay published or found nothing to do */
   int64_t by_state[ROLLOUT_STATE_COUNT];
   size_t n_lags;
   struct wh_lag lags[WORKER_HTTP_MAX_LAGS];
-  size_t n_rollouts;          /* exported */
-  size_t rollouts_total;      /* in memory */
+  size_t n_rollouts;     /* exported */
+  size_t rollouts_total; /* in memory */
   struct wh_rollout rollouts[WORKER_HTTP_MAX_ROLLOUTS];
 };
 
@@ -80,8 +80,8 @@ typedef struct worker_http worker_http_t;
  * Parse "ADDR:PORT" ("127.0.0.1:9464", "[::1]:9464", ":9464" for every IPv4 address). False
  * with why on anything else (a port outside 1-65535, a host name: give an address).
  */
-bool worker_http_parse_listen(const char *text, struct sockaddr_storage *addr,
-                              socklen_t *addr_len, char *why, size_t why_len);
+bool worker_http_parse_listen(const char *text, struct sockaddr_storage *addr, socklen_t *addr_len,
+                              char *why, size_t why_len);
 
 /*
  * Bind listen and start serving. The bind is ours (not libmicrohttpd's), so that a busy port

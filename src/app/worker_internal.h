@@ -37,11 +37,11 @@
 /* One consumed message waiting for its turn (its bytes copied out of librdkafka's). */
 struct pending {
   int64_t offset;
-  int64_t time_ms;       /* event time; INT64_MIN when it does not read (released first) */
-  int64_t arrived_ms;    /* wall clock, for the hold limit */
-  int64_t arrived_mono;  /* bus_monotonic_ms, for the other partitions' ends (release) */
-  int64_t produced_ms;   /* the message's Kafka timestamp (its producer's clock); -1 none */
-  uint64_t id_hash;      /* idset_hash of its event id as read at enqueue; 0 unknown */
+  int64_t time_ms;      /* event time; INT64_MIN when it does not read (released first) */
+  int64_t arrived_ms;   /* wall clock, for the hold limit */
+  int64_t arrived_mono; /* bus_monotonic_ms, for the other partitions' ends (release) */
+  int64_t produced_ms;  /* the message's Kafka timestamp (its producer's clock); -1 none */
+  uint64_t id_hash;     /* idset_hash of its event id as read at enqueue; 0 unknown */
   unsigned char *key, *value;
   size_t key_len, len;
 };
@@ -70,9 +70,9 @@ struct batch {
   struct effects fx;
   struct rollout **dirty;
   size_t n_dirty, cap_dirty;
-  uint64_t *ids;            /* idset_hash() of each id applied */
-  int64_t *id_epochs;       /* the engine's id epoch each id was kept in */
-  uint64_t *id_digests;     /* the digest of each one's content, as the engine kept it */
+  uint64_t *ids;        /* idset_hash() of each id applied */
+  int64_t *id_epochs;   /* the engine's id epoch each id was kept in */
+  uint64_t *id_digests; /* the digest of each one's content, as the engine kept it */
   size_t n_ids, cap_ids, cap_id_epochs, cap_id_digests;
   struct dead *dlq;
   size_t n_dlq, cap_dlq;
@@ -102,12 +102,12 @@ struct shard {
   /* Metric windows after a restart (docs/ARCHITECTURE.md): messages of the metrics partition
    * below replay_until were applied before; they are replayed into the windows only. */
   int64_t replay_until;
-  struct idset replayed;          /* ids replayed: a repeated id was ignored the first time */
-  int64_t window_from;            /* stored: where a restart replays from (-1: the start) */
-  int64_t keep_ms;                /* how far back of the clock a window can read */
-  int64_t ids_pruned;             /* event_ids of epochs below this are deleted */
-  int64_t clock_ms;               /* newest event time applied or replayed */
-  int64_t metrics_max_ms;         /* newest metric event time since window_from */
+  struct idset replayed;  /* ids replayed: a repeated id was ignored the first time */
+  int64_t window_from;    /* stored: where a restart replays from (-1: the start) */
+  int64_t keep_ms;        /* how far back of the clock a window can read */
+  int64_t ids_pruned;     /* event_ids of epochs below this are deleted */
+  int64_t clock_ms;       /* newest event time applied or replayed */
+  int64_t metrics_max_ms; /* newest metric event time since window_from */
   struct window_ckpt ckpt[WINDOW_CKPT_MAX];
   int n_ckpt;
   /* The engine's earliest deadline (engine_next_deadline walks every rollout) and the rollout
@@ -124,7 +124,8 @@ struct shard {
 
 /* Input topics are indexed by their enum topic (core/topic.h): TOPIC_METRICS is the one that
  * carries metric events. */
-_Static_assert(BUS_INPUT_TOPICS == TOPIC_INPUT_COUNT, "bus_input_topics[] is indexed by enum topic");
+_Static_assert(BUS_INPUT_TOPICS == TOPIC_INPUT_COUNT,
+               "bus_input_topics[] is indexed by enum topic");
 
 /*
  * The commit sent and not yet confirmed (one per connection: store_commit_send). What it changes
@@ -174,7 +175,7 @@ struct worker {
   bool relay_started;
   pthread_mutex_t relay_mu;
   pthread_cond_t relay_cv;
-  bool outbox_dirty;  /* rows may be waiting: set by commits and at start (under relay_mu) */
+  bool outbox_dirty;   /* rows may be waiting: set by commits and at start (under relay_mu) */
   bool relay_stopping; /* the loop has ended: publish what is left, then return (relay_mu) */
   int64_t *acked;      /* relay thread only */
   size_t n_acked, cap_acked;
@@ -184,8 +185,8 @@ struct worker {
   struct rollout_metrics **metric_states, **zscores;
   size_t cap_metric_states;
   struct history_points history; /* commit scratch: the dashboard's points (core/history) */
-  _Atomic int64_t published; /* written by the relay thread */
-  _Atomic int64_t set_aside; /* outbox rows Kafka refused for good (relay thread) */
+  _Atomic int64_t published;     /* written by the relay thread */
+  _Atomic int64_t set_aside;     /* outbox rows Kafka refused for good (relay thread) */
   /* The relay thread's own encoder and buffers, for the notices of a row set aside. */
   avro_codec_t *relay_codec;
   struct avro_buf notice_buf[2];
@@ -211,7 +212,6 @@ struct worker {
   _Atomic int64_t relay_errors, relay_backlog, relay_progress_ms;
   _Atomic int64_t relay_oldest_ms; /* age of the oldest unpublished row */
 };
-
 
 /* Tell the relay thread that the outbox may hold rows. */
 static inline void relay_wake(struct worker *w) {

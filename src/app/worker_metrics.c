@@ -82,8 +82,11 @@ static void snapshot_shards(struct worker *w, struct worker_snapshot *snap) {
     for (int t = 0; t < BUS_INPUT_TOPICS && snap->n_lags < WORKER_HTTP_MAX_LAGS; t++) {
       int64_t hi = bus_consumer_high_watermark(w->consumer, t, s->id);
       int64_t next = s->next[t] < 0 ? 0 : s->next[t];
-      snap->lags[snap->n_lags++] = (struct wh_lag){
-          .topic = bus_input_topics[t], .partition = s->id, .lag = hi < 0 ? -1 : hi > next ? hi - next : 0};
+      snap->lags[snap->n_lags++] = (struct wh_lag){.topic = bus_input_topics[t],
+                                                   .partition = s->id,
+                                                   .lag = hi < 0      ? -1
+                                                          : hi > next ? hi - next
+                                                                      : 0};
     }
     count_evaluations(w, s);
     for (size_t k = 0; k < s->engine.n_rollouts; k++) {

@@ -51,7 +51,8 @@ static int take(struct rebuild *rb, int t, const struct bus_msg *m) {
   if (p < 0 || p >= MAX_SHARDS || !rb->ours[p] || rb->done[p][t])
     return 0; /* not a live shard, or beyond what the live store applied */
   if (!rb->seen[p][t] && m->offset > 0)
-    return fail(rb, "%s partition %d starts at offset %" PRId64 ", not 0: Kafka's retention "
+    return fail(rb,
+                "%s partition %d starts at offset %" PRId64 ", not 0: Kafka's retention "
                 "deleted the head of the log, so the state cannot be rebuilt from it",
                 bus_topic(bus_input_topics[t]), p, m->offset);
   rb->seen[p][t] = true;
@@ -59,12 +60,11 @@ static int take(struct rebuild *rb, int t, const struct bus_msg *m) {
     rb->done[p][t] = true;
     return 0;
   }
-  struct pending q = {.offset = m->offset, .key_len = m->key_len, .len = m->len,
-                      .produced_ms = m->timestamp_ms};
+  struct pending q = {
+      .offset = m->offset, .key_len = m->key_len, .len = m->len, .produced_ms = m->timestamp_ms};
   const char *id;
   size_t id_len;
-  if (avro_codec_event_head(rb->w->codec, m->value, m->len, &q.time_ms, &id, &id_len) !=
-      CANARY_OK)
+  if (avro_codec_event_head(rb->w->codec, m->value, m->len, &q.time_ms, &id, &id_len) != CANARY_OK)
     q.time_ms = INT64_MIN;
   else if (id)
     q.id_hash = idset_hash_n(id, id_len);
@@ -73,7 +73,7 @@ static int take(struct rebuild *rb, int t, const struct bus_msg *m) {
   if (!q.value || !worker_queue_push(&rb->w->shards[p]->q[t], &q)) {
     worker_pending_free(&q);
     return fail(rb, "out of memory reading the log (it is held in memory per partition "
-                "until its turn)");
+                    "until its turn)");
   }
   if (m->offset + 1 >= rb->upto[p][t])
     rb->done[p][t] = true;
@@ -96,10 +96,12 @@ static int fill(struct rebuild *rb, int t) {
     if (caught_up || bus_monotonic_ms() - quiet_since > rb->cfg->wait_ms) {
       for (int p = 0; p < MAX_SHARDS; p++)
         if (rb->ours[p] && !rb->done[p][t] && !rb->w->shards[p]->q[t].n)
-          return fail(rb, "%s partition %d ends before offset %" PRId64 ", where the live "
-                      "store says it applied up to%s", bus_topic(bus_input_topics[t]), p,
-                      rb->upto[p][t], caught_up ? " (another CANARY_TOPIC_PREFIX?)"
-                                                : " (Kafka did not answer in time)");
+          return fail(rb,
+                      "%s partition %d ends before offset %" PRId64 ", where the live "
+                      "store says it applied up to%s",
+                      bus_topic(bus_input_topics[t]), p, rb->upto[p][t],
+                      caught_up ? " (another CANARY_TOPIC_PREFIX?)"
+                                : " (Kafka did not answer in time)");
     }
   }
   return 0;

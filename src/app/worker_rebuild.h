@@ -20,14 +20,14 @@
 
 struct worker_rebuild_config {
   const char *brokers;
-  const char *conninfo;                    /* the scratch schema (store_conninfo_schema) */
+  const char *conninfo; /* the scratch schema (store_conninfo_schema) */
   const struct plan *plan;
-  int64_t max_skew_ms;                     /* as canaryd's --max-skew-ms */
-  const struct store_shard_offsets *upto;  /* the live shards: each topic-partition's messages
+  int64_t max_skew_ms;                    /* as canaryd's --max-skew-ms */
+  const struct store_shard_offsets *upto; /* the live shards: each topic-partition's messages
                                             * below next[] are applied (-1: none) */
   size_t n_shards;
-  int64_t fire_until_ms;                   /* then every deadline up to it; INT64_MIN: none */
-  int wait_ms;                             /* longest wait for Kafka with nothing read */
+  int64_t fire_until_ms; /* then every deadline up to it; INT64_MIN: none */
+  int wait_ms;           /* longest wait for Kafka with nothing read */
   /* called about once a second with messages applied so far and how many there are */
   void (*progress)(void *ctx, int64_t done, int64_t total);
   void *progress_ctx;

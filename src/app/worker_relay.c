@@ -9,8 +9,8 @@
 void worker_on_delivery(void *ctx, int64_t opaque, bool ok, const char *error) {
   struct worker *w = ctx;
   if (!ok) {
-    log_msg(LOG_LVL_WARNING, NULL, "outbox row %" PRId64 " not delivered: %s (will retry)",
-            opaque, error ? error : "?");
+    log_msg(LOG_LVL_WARNING, NULL, "outbox row %" PRId64 " not delivered: %s (will retry)", opaque,
+            error ? error : "?");
     atomic_fetch_add(&w->relay_errors, 1);
     return;
   }
@@ -56,7 +56,8 @@ static size_t stuck_notices(struct worker *w, const struct store_outbox_msg *m, 
   static const enum notify_channel channels[2] = {NOTIFY_ONCALL, NOTIFY_RELEASES};
   size_t n = 0;
   for (int i = 0; i < 2; i++) {
-    struct notification note = {.time_ms = wall_ms(), .channel = channels[i],
+    struct notification note = {.time_ms = wall_ms(),
+                                .channel = channels[i],
                                 .severity = i == 0 ? NOTIFY_SEV_CRITICAL : NOTIFY_SEV_WARNING};
     snprintf(ids[i], 64, "outbox/%" PRId64 "/%s", m->seq, notify_channel_name(channels[i]));
     snprintf(note.id, sizeof note.id, "%s", ids[i]);
@@ -120,13 +121,16 @@ static bool relay_settle(struct worker *w, bool final, int64_t drain_until) {
     int64_t left = drain_until - bus_monotonic_ms();
     if (bus_producer_flush(w->producer, (int)(left > 1000 ? left : 1000)) == CANARY_OK)
       return true;
-    log_msg(LOG_LVL_WARNING, NULL, "stopping with outbox rows Kafka has not acknowledged: they "
+    log_msg(LOG_LVL_WARNING, NULL,
+            "stopping with outbox rows Kafka has not acknowledged: they "
             "are published again at the next start");
     return false;
   }
   for (int waited = 10; bus_producer_flush(w->producer, 10000) != CANARY_OK; waited += 10) {
-    log_msg(LOG_LVL_WARNING, NULL, "Kafka has not acknowledged every outbox row in %d s; "
-            "waiting (what it does not take will be published again)", waited);
+    log_msg(LOG_LVL_WARNING, NULL,
+            "Kafka has not acknowledged every outbox row in %d s; "
+            "waiting (what it does not take will be published again)",
+            waited);
     if (waited >= 60)
       break;
   }
@@ -142,8 +146,8 @@ static bool relay_settle(struct worker *w, bool final, int64_t drain_until) {
  */
 static bool relay_rounds(struct worker *w, bool final) {
   int64_t drain_until = bus_monotonic_ms() + RELAY_FINAL_DRAIN_MS;
-  for (int round = 0; final ? bus_monotonic_ms() < drain_until
-                            : round < 20 && !worker_relay_stopping(w);
+  for (int round = 0;
+       final ? bus_monotonic_ms() < drain_until : round < 20 && !worker_relay_stopping(w);
        round++) {
     const struct store_outbox_msg *msgs;
     size_t n;
@@ -220,8 +224,10 @@ static bool relay_rounds(struct worker *w, bool final) {
   if (!final)
     relay_wake(w); /* more than 20 rounds' worth: go on at the next turn */
   else
-    log_msg(LOG_LVL_WARNING, NULL, "stopping with outbox rows still to publish after %d s: "
-            "they are published at the next start", RELAY_FINAL_DRAIN_MS / 1000);
+    log_msg(LOG_LVL_WARNING, NULL,
+            "stopping with outbox rows still to publish after %d s: "
+            "they are published at the next start",
+            RELAY_FINAL_DRAIN_MS / 1000);
   return true;
 }
 
@@ -276,8 +282,8 @@ void *worker_relay_main(void *arg) {
       long n = 0;
       pruned_at = wall_ms();
       if (store_outbox_prune(w->relay_store, OUTBOX_KEEP_S, &n) == CANARY_OK && n > 0)
-        log_msg(LOG_LVL_INFO, NULL, "deleted %ld outbox rows published more than %d days ago",
-                n, OUTBOX_KEEP_S / 86400);
+        log_msg(LOG_LVL_INFO, NULL, "deleted %ld outbox rows published more than %d days ago", n,
+                OUTBOX_KEEP_S / 86400);
     }
     pthread_mutex_lock(&w->relay_mu);
     if (!w->outbox_dirty && !w->relay_stopping) {

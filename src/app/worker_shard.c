@@ -22,7 +22,9 @@ bool worker_queue_push(struct queue *q, const struct pending *p) {
   return true;
 }
 
-struct pending *worker_queue_front(struct queue *q) { return q->n ? &q->items[q->head] : NULL; }
+struct pending *worker_queue_front(struct queue *q) {
+  return q->n ? &q->items[q->head] : NULL;
+}
 
 void worker_queue_pop(struct queue *q) {
   worker_pending_free(&q->items[q->head]);
@@ -148,12 +150,15 @@ void worker_commit_collect(struct worker *w) {
       s->ids_pruned = f.prune_below;
     return;
   case CANARY_EFENCED:
-    log_msg(LOG_LVL_WARNING, NULL, "shard %d: another worker owns it now (epoch %" PRId64
-            " is stale); dropping it", f.shard, f.epoch);
+    log_msg(LOG_LVL_WARNING, NULL,
+            "shard %d: another worker owns it now (epoch %" PRId64 " is stale); dropping it",
+            f.shard, f.epoch);
     break;
   case CANARY_EUNAVAILABLE:
-    log_msg(LOG_LVL_WARNING, NULL, "shard %d: PostgreSQL went away during a commit; "
-            "reconnecting, then resuming from what was stored", f.shard);
+    log_msg(LOG_LVL_WARNING, NULL,
+            "shard %d: PostgreSQL went away during a commit; "
+            "reconnecting, then resuming from what was stored",
+            f.shard);
     break;
   default:
     log_msg(LOG_LVL_ERR, NULL, "shard %d: commit failed: %s (%s); resuming from what was stored",
@@ -169,11 +174,10 @@ void worker_commit_collect(struct worker *w) {
 static int shard_fill(struct worker *w, struct shard *s) {
   struct store_offsets off;
   worker_commit_collect(w); /* the connection is ours again */
-  s->due_known = false; /* a fresh engine */
+  s->due_known = false;     /* a fresh engine */
   int rc = engine_init(&s->engine, w->cfg->plan);
   /* injected (tests): as on a connection a terminated pipelined commit left unusable */
-  if (rc == CANARY_OK && w->fault_load_every > 0 &&
-      ++w->fault_load_n % w->fault_load_every == 0) {
+  if (rc == CANARY_OK && w->fault_load_every > 0 && ++w->fault_load_n % w->fault_load_every == 0) {
     engine_destroy(&s->engine);
     log_msg(LOG_LVL_ERR, NULL, "cannot load shard %d: %s (fault injection)", s->id,
             canary_strerror(CANARY_EIO));
@@ -196,18 +200,21 @@ static int shard_fill(struct worker *w, struct shard *s) {
     struct mstore_config mc;
     mstore_config_default(&mc);
     mstore_config_for_plan(&mc, &s->engine.mp);
-    int64_t span = mc.retention_ms > s->engine.mp.replay_ms ? mc.retention_ms
-                                                             : s->engine.mp.replay_ms;
+    int64_t span =
+        mc.retention_ms > s->engine.mp.replay_ms ? mc.retention_ms : s->engine.mp.replay_ms;
     s->keep_ms = span + WINDOW_COARSE_MS_DEFAULT + mc.bucket_ms;
     s->clock_ms = s->metrics_max_ms = INT64_MIN;
     s->ids_pruned = INT64_MIN; /* the first commit deletes what the load left out */
     s->n_ckpt = 0;
     char ctx[64];
     snprintf(ctx, sizeof ctx, "shard=%d epoch=%" PRId64, s->id, s->epoch);
-    log_msg(LOG_LVL_NOTICE, ctx, "shard loaded: %zu rollouts, next offsets %" PRId64 "/%" PRId64
-            "/%" PRId64 "; metric windows replayed from offset %" PRId64,
+    log_msg(LOG_LVL_NOTICE, ctx,
+            "shard loaded: %zu rollouts, next offsets %" PRId64 "/%" PRId64 "/%" PRId64
+            "; metric windows replayed from offset %" PRId64,
             s->engine.n_rollouts, s->next[0], s->next[1], s->next[2],
-            s->seek[mt] == s->next[mt] ? s->next[mt] : s->window_from < 0 ? 0 : s->window_from);
+            s->seek[mt] == s->next[mt] ? s->next[mt]
+            : s->window_from < 0       ? 0
+                                       : s->window_from);
     return CANARY_OK;
   }
   engine_destroy(&s->engine);
@@ -246,8 +253,10 @@ static bool shard_fill_retrying(struct worker *w, struct shard *s) {
     if (!*w->running)
       return false;
     if (rc != CANARY_EUNAVAILABLE) {
-      log_msg(LOG_LVL_WARNING, NULL, "shard %d: reconnecting to PostgreSQL in %" PRId64 " ms "
-              "to load it again", s->id, backoff);
+      log_msg(LOG_LVL_WARNING, NULL,
+              "shard %d: reconnecting to PostgreSQL in %" PRId64 " ms "
+              "to load it again",
+              s->id, backoff);
       nap_ms(backoff);
       backoff = backoff * 2 > FILL_BACKOFF_MAX_MS ? FILL_BACKOFF_MAX_MS : backoff * 2;
       if (!*w->running)

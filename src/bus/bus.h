@@ -79,8 +79,8 @@ typedef struct bus_consumer bus_consumer_t;
 
 /* One consumed message. Valid until the next bus_consumer_poll(). */
 struct bus_msg {
-  int topic;          /* index into bus_input_topics */
-  int32_t partition;  /* = shard */
+  int topic;         /* index into bus_input_topics */
+  int32_t partition; /* = shard */
   int64_t offset;
   const void *key;
   size_t key_len;
@@ -117,8 +117,8 @@ int bus_consumer_new_conf(const char *brokers, const char *group, const char *cl
  * Errors from the broker are logged, not returned: the consumer keeps retrying on its own.
  * Returns CANARY_OK, CANARY_ENOMEM, CANARY_EINVALID (max is 0).
  */
-int bus_consumer_poll(bus_consumer_t *c, int timeout_ms, const struct bus_msg **msgs,
-                      size_t max, size_t *n, bool *idle) CANARY_MUSTCHECK;
+int bus_consumer_poll(bus_consumer_t *c, int timeout_ms, const struct bus_msg **msgs, size_t max,
+                      size_t *n, bool *idle) CANARY_MUSTCHECK;
 
 /*
  * Whether topic/partition (an index into bus_input_topics) is at its end, as known at or after
@@ -171,8 +171,8 @@ int bus_consumer_pause(bus_consumer_t *c, bool pause) CANARY_MUSTCHECK;
  * the offsets stored with the last commit that is known to have happened. Returns CANARY_OK or
  * CANARY_EIO (logged).
  */
-int bus_consumer_seek_shard(bus_consumer_t *c, int shard, const int64_t next[BUS_INPUT_TOPICS])
-    CANARY_MUSTCHECK;
+int bus_consumer_seek_shard(bus_consumer_t *c, int shard,
+                            const int64_t next[BUS_INPUT_TOPICS]) CANARY_MUSTCHECK;
 
 /* Leave the group (revoking every shard through the hooks) and free. NULL is ignored. */
 void bus_consumer_close(bus_consumer_t *c);

@@ -53,9 +53,14 @@ struct bus_consumer {
   bool reseek;
 };
 
-static const char *const consumer_fixed_conf[] = {
-    "bootstrap.servers", "metadata.broker.list", "group.id", "enable.auto.commit",
-    "enable.auto.offset.store", "partition.assignment.strategy", "enable.partition.eof", NULL};
+static const char *const consumer_fixed_conf[] = {"bootstrap.servers",
+                                                  "metadata.broker.list",
+                                                  "group.id",
+                                                  "enable.auto.commit",
+                                                  "enable.auto.offset.store",
+                                                  "partition.assignment.strategy",
+                                                  "enable.partition.eof",
+                                                  NULL};
 
 static void consumer_log(const bus_consumer_t *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -186,8 +191,7 @@ static void on_assign(bus_consumer_t *c, rd_kafka_topic_partition_list_t *parts)
       continue;
     }
     if (grow(&c->shards, &c->cap_shards, c->n_shards + 1, sizeof *c->shards) ||
-        grow(&c->parts, &c->cap_parts, c->n_parts + (size_t)parts->cnt,
-             sizeof *c->parts)) {
+        grow(&c->parts, &c->cap_parts, c->n_parts + (size_t)parts->cnt, sizeof *c->parts)) {
       consumer_log(c, LOG_LVL_ERR, "shard %d left unassigned: out of memory", (int)shard);
       if (c->hooks.revoked) {
         c->hooks.revoked(c->hooks.ctx, shard);
@@ -210,17 +214,21 @@ static void on_assign(bus_consumer_t *c, rd_kafka_topic_partition_list_t *parts)
       }
       int64_t off = next[topic] < 0 ? RD_KAFKA_OFFSET_BEGINNING : next[topic];
       rd_kafka_topic_partition_list_add(assign, tp->topic, tp->partition)->offset = off;
-      c->parts[c->n_parts++] = (struct bus_part){.topic = topic, .partition = shard, .eof = false,
-                                                 .fresh = true, .seek_to = -1, .next = next[topic],
+      c->parts[c->n_parts++] = (struct bus_part){.topic = topic,
+                                                 .partition = shard,
+                                                 .eof = false,
+                                                 .fresh = true,
+                                                 .seek_to = -1,
+                                                 .next = next[topic],
                                                  .end_at = -1};
       if (wl < sizeof where) {
-        int w = snprintf(where + wl, sizeof where - wl, " %s@%lld", tp->topic,
-                         (long long)next[topic]);
+        int w =
+            snprintf(where + wl, sizeof where - wl, " %s@%lld", tp->topic, (long long)next[topic]);
         wl += w > 0 ? (size_t)w : 0;
       }
     }
-    consumer_log(c, LOG_LVL_NOTICE, "shard %d assigned, starting at%s (-1 = beginning)",
-                 (int)shard, where);
+    consumer_log(c, LOG_LVL_NOTICE, "shard %d assigned, starting at%s (-1 = beginning)", (int)shard,
+                 where);
   }
   c->joined = true;
   rd_kafka_resp_err_t err = rd_kafka_assign(c->rk, assign);
@@ -366,7 +374,8 @@ int bus_consumer_new_conf(const char *brokers, const char *group, const char *cl
 
   rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(BUS_INPUT_TOPICS);
   for (int t = 0; t < BUS_INPUT_TOPICS; t++) {
-    rd_kafka_topic_partition_list_add(topics, bus_topic(bus_input_topics[t]), RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_add(topics, bus_topic(bus_input_topics[t]),
+                                      RD_KAFKA_PARTITION_UA);
   }
   rd_kafka_resp_err_t serr = rd_kafka_subscribe(c->rk, topics);
   rd_kafka_topic_partition_list_destroy(topics);
@@ -423,9 +432,9 @@ static void take(bus_consumer_t *c, rd_kafka_message_t *m) {
     return;
   }
   if (m->err) {
-    consumer_log(c, LOG_LVL_WARNING, "%s [%d] offset %lld: %s: %s",
-                 tname ? tname : "-", (int)m->partition, (long long)m->offset,
-                 rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
+    consumer_log(c, LOG_LVL_WARNING, "%s [%d] offset %lld: %s: %s", tname ? tname : "-",
+                 (int)m->partition, (long long)m->offset, rd_kafka_err2name(m->err),
+                 rd_kafka_message_errstr(m));
     rd_kafka_message_destroy(m);
     return;
   }
@@ -486,8 +495,8 @@ static void reseek(bus_consumer_t *c) {
                "a broker connection failed: partition ends are trusted again once re-read");
 }
 
-int bus_consumer_poll(bus_consumer_t *c, int timeout_ms, const struct bus_msg **msgs,
-                      size_t max, size_t *n, bool *idle) {
+int bus_consumer_poll(bus_consumer_t *c, int timeout_ms, const struct bus_msg **msgs, size_t max,
+                      size_t *n, bool *idle) {
   batch_drop_shard(c, -1);
   *msgs = c->msgs;
   *n = 0;
@@ -578,7 +587,8 @@ int64_t bus_consumer_high_watermark(bus_consumer_t *c, int topic, int32_t partit
     return -1;
   int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
   if (rd_kafka_get_watermark_offsets(c->rk, bus_topic(bus_input_topics[topic]), partition, &lo,
-                                     &hi) != RD_KAFKA_RESP_ERR_NO_ERROR || hi < 0)
+                                     &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      hi < 0)
     return -1;
   return hi;
 }
@@ -591,8 +601,9 @@ int bus_consumer_behind(bus_consumer_t *c, int topic, int32_t partition) {
   int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
   int64_t taken = p->end_at > p->next ? p->end_at : p->next; /* control records: see end_at */
   /* The end the last fetch response carried: no round trip (it only ever grows). */
-  if (p->next >= 0 && rd_kafka_get_watermark_offsets(c->rk, name, partition, &lo, &hi) ==
-                          RD_KAFKA_RESP_ERR_NO_ERROR &&
+  if (p->next >= 0 &&
+      rd_kafka_get_watermark_offsets(c->rk, name, partition, &lo, &hi) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR &&
       hi >= 0 && hi > taken)
     return 1;
   if (p->next >= 0 && hi >= 0)
@@ -601,11 +612,11 @@ int bus_consumer_behind(bus_consumer_t *c, int topic, int32_t partition) {
     return p->behind_asked > 0 ? 1 : 0;
   /* No fetch has answered since the assignment (or it reads from the beginning, whose offset
    * is not known here): ask the broker, once. */
-  rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(c->rk, name, partition, &lo, &hi,
-                                                             1000);
+  rd_kafka_resp_err_t err =
+      rd_kafka_query_watermark_offsets(c->rk, name, partition, &lo, &hi, 1000);
   if (err) {
-    consumer_log(c, LOG_LVL_WARNING, "cannot read the end of %s [%d]: %s", name,
-                 (int)partition, rd_kafka_err2str(err));
+    consumer_log(c, LOG_LVL_WARNING, "cannot read the end of %s [%d]: %s", name, (int)partition,
+                 rd_kafka_err2str(err));
     p->behind_asked = -1; /* not asked again before a fetch answers (each try costs 1 s) */
     return -1;
   }
@@ -661,8 +672,8 @@ int bus_consumer_pause(bus_consumer_t *c, bool pause) {
   for (size_t i = 0; i < c->n_parts; i++)
     rd_kafka_topic_partition_list_add(list, bus_topic(bus_input_topics[c->parts[i].topic]),
                                       c->parts[i].partition);
-  rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(c->rk, list)
-                                  : rd_kafka_resume_partitions(c->rk, list);
+  rd_kafka_resp_err_t err =
+      pause ? rd_kafka_pause_partitions(c->rk, list) : rd_kafka_resume_partitions(c->rk, list);
   int rc = CANARY_OK;
   if (err) {
     consumer_log(c, LOG_LVL_ERR, "%s failed: %s", pause ? "pause" : "resume",

@@ -22,9 +22,13 @@ struct bus_producer {
   int queue_wait_ms; /* how long bus_produce waits for room: message.timeout.ms */
 };
 
-static const char *const producer_fixed_conf[] = {
-    "bootstrap.servers", "metadata.broker.list", "enable.idempotence", "acks",
-    "request.required.acks", "partitioner", NULL};
+static const char *const producer_fixed_conf[] = {"bootstrap.servers",
+                                                  "metadata.broker.list",
+                                                  "enable.idempotence",
+                                                  "acks",
+                                                  "request.required.acks",
+                                                  "partitioner",
+                                                  NULL};
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   bus_producer_t *p = opaque;
@@ -150,12 +154,12 @@ int bus_produce(bus_producer_t *p, const char *contract_topic, int32_t partition
   int64_t deadline = bus_now_ms() + p->queue_wait_ms;
   for (;;) {
     const char *topic = bus_topic(contract_topic);
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        p->rk, RD_KAFKA_V_TOPIC(topic),
-        RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
-        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_OPAQUE((void *)(intptr_t)opaque),
-        RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err =
+        rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
+                          RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
+                          RD_KAFKA_V_VALUE((void *)value, len),
+                          RD_KAFKA_V_OPAQUE((void *)(intptr_t)opaque), RD_KAFKA_V_END);
     switch (err) {
     case RD_KAFKA_RESP_ERR_NO_ERROR:
       return CANARY_OK;
@@ -196,9 +200,7 @@ int bus_produce(bus_producer_t *p, const char *contract_topic, int32_t partition
   }
 }
 
-void bus_producer_poll(bus_producer_t *p, int timeout_ms) {
-  rd_kafka_poll(p->rk, timeout_ms);
-}
+void bus_producer_poll(bus_producer_t *p, int timeout_ms) { rd_kafka_poll(p->rk, timeout_ms); }
 
 int bus_producer_flush(bus_producer_t *p, int timeout_ms) {
   rd_kafka_resp_err_t err = rd_kafka_flush(p->rk, timeout_ms);

@@ -110,10 +110,14 @@ int bus_reader_read(bus_reader_t *r, int timeout_ms, struct bus_msg *msg, bool *
   }
   *caught_up = false;
   r->last = m;
-  *msg = (struct bus_msg){.topic = -1, .partition = m->partition, .offset = m->offset,
-                         .key = m->key, .key_len = m->key_len, .value = m->payload,
-                         .len = m->len,
-                         .timestamp_ms = rd_kafka_message_timestamp(m, NULL)};
+  *msg = (struct bus_msg){.topic = -1,
+                          .partition = m->partition,
+                          .offset = m->offset,
+                          .key = m->key,
+                          .key_len = m->key_len,
+                          .value = m->payload,
+                          .len = m->len,
+                          .timestamp_ms = rd_kafka_message_timestamp(m, NULL)};
   return CANARY_OK;
 }
 

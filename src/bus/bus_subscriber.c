@@ -82,16 +82,19 @@ int bus_subscriber_read(bus_subscriber_t *sub, int timeout_ms, struct bus_msg *m
     return CANARY_ETIMEOUT;
   if (m->err) {
     if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-      bus_logf(sub->log, sub->log_ctx, LOG_LVL_WARNING, "consumer: %s",
-               rd_kafka_message_errstr(m));
+      bus_logf(sub->log, sub->log_ctx, LOG_LVL_WARNING, "consumer: %s", rd_kafka_message_errstr(m));
     rd_kafka_message_destroy(m);
     return CANARY_ETIMEOUT;
   }
   sub->last = m;
-  *msg = (struct bus_msg){.topic = -1, .partition = m->partition, .offset = m->offset,
-                         .key = m->key, .key_len = m->key_len, .value = m->payload,
-                         .len = m->len,
-                         .timestamp_ms = rd_kafka_message_timestamp(m, NULL)};
+  *msg = (struct bus_msg){.topic = -1,
+                          .partition = m->partition,
+                          .offset = m->offset,
+                          .key = m->key,
+                          .key_len = m->key_len,
+                          .value = m->payload,
+                          .len = m->len,
+                          .timestamp_ms = rd_kafka_message_timestamp(m, NULL)};
   return CANARY_OK;
 }
 
@@ -105,8 +108,8 @@ int bus_subscriber_commit(bus_subscriber_t *sub, const struct bus_msg *msg) {
   rd_kafka_topic_partition_list_destroy(list);
   if (e) {
     bus_logf(sub->log, sub->log_ctx, LOG_LVL_WARNING, "commit of %s [%d] at %lld: %s",
-             rd_kafka_topic_name(sub->last->rkt), (int)msg->partition,
-             (long long)msg->offset + 1, rd_kafka_err2str(e));
+             rd_kafka_topic_name(sub->last->rkt), (int)msg->partition, (long long)msg->offset + 1,
+             rd_kafka_err2str(e));
     return CANARY_EIO;
   }
   return CANARY_OK;

@@ -18,54 +18,94 @@
 #define S "s"
 #define OS "<n|s>"
 static const struct avro_field_spec deploy_spec[DF_COUNT_] = {
-    [DF_ID] = {"id", S}, [DF_ROLLOUT] = {"rollout", S}, [DF_TIME] = {"time", "l"},
-    [DF_TYPE] = {"type", S}, [DF_SERVICE] = {"service", OS}, [DF_VERSION] = {"version", OS},
-    [DF_BASELINE_VERSION] = {"baseline_version", OS}, [DF_OK] = {"ok", "<n|b>"},
-    [DF_PASSED] = {"passed", "<n|l>"}, [DF_FAILED] = {"failed", "<n|l>"},
-    [DF_COUNT] = {"count", "<n|l>"}, [DF_COHORT] = {"cohort", OS},
-    [DF_INCIDENT] = {"incident", OS}, [DF_SEVERITY] = {"severity", "<n|i>"},
-    [DF_KIND] = {"kind", OS}, [DF_SENTIMENT] = {"sentiment", OS}, [DF_ROLE] = {"role", OS},
-    [DF_ACTOR] = {"actor", OS}, [DF_DETAIL] = {"detail", OS}, [DF_SIGNATURE] = {"signature", OS},
+    [DF_ID] = {"id", S},
+    [DF_ROLLOUT] = {"rollout", S},
+    [DF_TIME] = {"time", "l"},
+    [DF_TYPE] = {"type", S},
+    [DF_SERVICE] = {"service", OS},
+    [DF_VERSION] = {"version", OS},
+    [DF_BASELINE_VERSION] = {"baseline_version", OS},
+    [DF_OK] = {"ok", "<n|b>"},
+    [DF_PASSED] = {"passed", "<n|l>"},
+    [DF_FAILED] = {"failed", "<n|l>"},
+    [DF_COUNT] = {"count", "<n|l>"},
+    [DF_COHORT] = {"cohort", OS},
+    [DF_INCIDENT] = {"incident", OS},
+    [DF_SEVERITY] = {"severity", "<n|i>"},
+    [DF_KIND] = {"kind", OS},
+    [DF_SENTIMENT] = {"sentiment", OS},
+    [DF_ROLE] = {"role", OS},
+    [DF_ACTOR] = {"actor", OS},
+    [DF_DETAIL] = {"detail", OS},
+    [DF_SIGNATURE] = {"signature", OS},
 };
 static const struct avro_field_spec command_spec[CF_COUNT_] = {
-    [CF_ID] = {"id", S}, [CF_ROLLOUT] = {"rollout", OS}, [CF_TIME] = {"time", "l"},
-    [CF_TYPE] = {"type", S}, [CF_ACTION] = {"action", OS}, [CF_FORCE] = {"force", "<n|b>"},
-    [CF_ACTOR] = {"actor", OS}, [CF_REASON] = {"reason", OS}, [CF_FLAG] = {"flag", OS},
-    [CF_VALUE] = {"value", "<n|b>"}, [CF_ITEM] = {"item", OS},
-    [CF_SIGNATURE] = {"signature", OS},
+    [CF_ID] = {"id", S},          [CF_ROLLOUT] = {"rollout", OS},
+    [CF_TIME] = {"time", "l"},    [CF_TYPE] = {"type", S},
+    [CF_ACTION] = {"action", OS}, [CF_FORCE] = {"force", "<n|b>"},
+    [CF_ACTOR] = {"actor", OS},   [CF_REASON] = {"reason", OS},
+    [CF_FLAG] = {"flag", OS},     [CF_VALUE] = {"value", "<n|b>"},
+    [CF_ITEM] = {"item", OS},     [CF_SIGNATURE] = {"signature", OS},
 };
 static const struct avro_field_spec metric_spec[MF_COUNT_] = {
-    [MF_ID] = {"id", S}, [MF_ROLLOUT] = {"rollout", S}, [MF_TIME] = {"time", "l"},
-    [MF_TYPE] = {"type", S}, [MF_COHORT] = {"cohort", S}, [MF_VARIANT] = {"variant", OS},
-    [MF_INTERVAL_MS] = {"interval_ms", "<n|l>"}, [MF_COUNTERS] = {"counters", "{d}"},
-    [MF_GAUGES] = {"gauges", "{d}"}, [MF_DISTRIBUTIONS] = {"distributions", "{[d]}"},
+    [MF_ID] = {"id", S},
+    [MF_ROLLOUT] = {"rollout", S},
+    [MF_TIME] = {"time", "l"},
+    [MF_TYPE] = {"type", S},
+    [MF_COHORT] = {"cohort", S},
+    [MF_VARIANT] = {"variant", OS},
+    [MF_INTERVAL_MS] = {"interval_ms", "<n|l>"},
+    [MF_COUNTERS] = {"counters", "{d}"},
+    [MF_GAUGES] = {"gauges", "{d}"},
+    [MF_DISTRIBUTIONS] = {"distributions", "{[d]}"},
     [MF_SAMPLES] = {"samples", "[(input:d,stable:d,canary:d)]"},
 };
 static const struct avro_field_spec decision_spec[XF_COUNT_] = {
-    [XF_ID] = {"id", S}, [XF_ROLLOUT] = {"rollout", S}, [XF_SEQ] = {"seq", "l"},
-    [XF_TIME] = {"time", "l"}, [XF_ACTION] = {"action", S}, [XF_FROM_STAGE] = {"from_stage", OS},
-    [XF_TO_STAGE] = {"to_stage", OS}, [XF_STATE] = {"state", S}, [XF_REASON] = {"reason", S},
-    [XF_RULE] = {"rule", OS}, [XF_EVIDENCE] = {"evidence", "{<n|b|l|d|s>}"},
+    [XF_ID] = {"id", S},
+    [XF_ROLLOUT] = {"rollout", S},
+    [XF_SEQ] = {"seq", "l"},
+    [XF_TIME] = {"time", "l"},
+    [XF_ACTION] = {"action", S},
+    [XF_FROM_STAGE] = {"from_stage", OS},
+    [XF_TO_STAGE] = {"to_stage", OS},
+    [XF_STATE] = {"state", S},
+    [XF_REASON] = {"reason", S},
+    [XF_RULE] = {"rule", OS},
+    [XF_EVIDENCE] = {"evidence", "{<n|b|l|d|s>}"},
     [XF_ACTOR] = {"actor", S},
 };
 static const struct avro_field_spec notification_spec[NF_COUNT_] = {
-    [NF_ID] = {"id", S}, [NF_ROLLOUT] = {"rollout", S}, [NF_TIME] = {"time", "l"},
-    [NF_CHANNEL] = {"channel", S}, [NF_CHANNEL_KIND] = {"channel_kind", S},
-    [NF_SEVERITY] = {"severity", S}, [NF_TITLE] = {"title", S}, [NF_TEXT] = {"text", S},
-    [NF_DECISION_ID] = {"decision_id", OS}, [NF_SLACK] = {"slack", S},
+    [NF_ID] = {"id", S},
+    [NF_ROLLOUT] = {"rollout", S},
+    [NF_TIME] = {"time", "l"},
+    [NF_CHANNEL] = {"channel", S},
+    [NF_CHANNEL_KIND] = {"channel_kind", S},
+    [NF_SEVERITY] = {"severity", S},
+    [NF_TITLE] = {"title", S},
+    [NF_TEXT] = {"text", S},
+    [NF_DECISION_ID] = {"decision_id", OS},
+    [NF_SLACK] = {"slack", S},
 };
 static const struct avro_field_spec traffic_spec[TF_COUNT_] = {
-    [TF_ID] = {"id", S}, [TF_ROLLOUT] = {"rollout", S}, [TF_SERVICE] = {"service", S},
-    [TF_VERSION] = {"version", S}, [TF_BASELINE_VERSION] = {"baseline_version", S},
-    [TF_TIME] = {"time", "l"}, [TF_EXPOSURE_PERCENT] = {"exposure_percent", "d"},
-    [TF_CANARY_ENABLED] = {"canary_enabled", "b"}, [TF_BREAKER_OPEN] = {"breaker_open", "b"},
-    [TF_COHORTS] = {"cohorts", "[(name:s,percent:d,enabled:b,kill:b,segments:<n|[s]>,features:<n|[s]>)]"}, [TF_SALT] = {"salt", S},
+    [TF_ID] = {"id", S},
+    [TF_ROLLOUT] = {"rollout", S},
+    [TF_SERVICE] = {"service", S},
+    [TF_VERSION] = {"version", S},
+    [TF_BASELINE_VERSION] = {"baseline_version", S},
+    [TF_TIME] = {"time", "l"},
+    [TF_EXPOSURE_PERCENT] = {"exposure_percent", "d"},
+    [TF_CANARY_ENABLED] = {"canary_enabled", "b"},
+    [TF_BREAKER_OPEN] = {"breaker_open", "b"},
+    [TF_COHORTS] = {"cohorts",
+                    "[(name:s,percent:d,enabled:b,kill:b,segments:<n|[s]>,features:<n|[s]>)]"},
+    [TF_SALT] = {"salt", S},
     [TF_BUCKETS] = {"buckets", "i"},
 };
 static const struct avro_field_spec dlq_spec[LF_COUNT_] = {
-    [LF_ORIGINAL] = {"original", "y"}, [LF_TOPIC] = {"topic", S},
+    [LF_ORIGINAL] = {"original", "y"},   [LF_TOPIC] = {"topic", S},
     [LF_PARTITION] = {"partition", "i"}, [LF_OFFSET] = {"offset", "l"},
-    [LF_KEY] = {"key", "<n|y>"}, [LF_REASON] = {"reason", S}, [LF_TIME] = {"time", "l"},
+    [LF_KEY] = {"key", "<n|y>"},         [LF_REASON] = {"reason", S},
+    [LF_TIME] = {"time", "l"},
 };
 #undef S
 #undef OS
@@ -103,9 +143,7 @@ _Static_assert(SLOT_COUNT <= 8 * sizeof(unsigned), "allowed is a bit mask");
 
 /* ---- messages and errors -------------------------------------------------------------------- */
 
-int avro_codec_err(int avro_rc) {
-  return avro_rc == ENOMEM ? CANARY_ENOMEM : CANARY_EINVALID;
-}
+int avro_codec_err(int avro_rc) { return avro_rc == ENOMEM ? CANARY_ENOMEM : CANARY_EINVALID; }
 
 const char *avro_codec_excerpt(const char *s, size_t n, char *dst, size_t size) {
   if (!size)
@@ -164,10 +202,10 @@ static int setup_slot(struct avro_codec_slot *sl, enum avro_slot which,
       return CANARY_EINVALID;
     }
     if (!avro_codec_shape_signature(avro_schema_record_field_get_by_index(sl->schema, i), got,
-                              sizeof got) ||
+                                    sizeof got) ||
         strcmp(got, f->sig) != 0) {
-      fprintf(stderr, "canaryd: schemas/%s: field %s has type %s, the code expects %s\n",
-              src->file, f->name, got, f->sig);
+      fprintf(stderr, "canaryd: schemas/%s: field %s has type %s, the code expects %s\n", src->file,
+              f->name, got, f->sig);
       return CANARY_EINVALID;
     }
     sl->idx[k] = i;
@@ -227,20 +265,20 @@ int avro_codec_new(avro_codec_t **out) {
     }
     rc = setup_slot(&c->slot[which], (enum avro_slot)which, src);
     char why[256];
-    if (!rc && (rc = avro_codec_event_bind(&c->slot[which], (enum avro_slot)which, why,
-                                           sizeof why)))
+    if (!rc &&
+        (rc = avro_codec_event_bind(&c->slot[which], (enum avro_slot)which, why, sizeof why)))
       fprintf(stderr, "canaryd: schemas/%s: %s\n", src->file, why);
   }
   for (int s = 0; s < SLOT_COUNT && !rc; s++) {
     if (!c->slot[s].topic) {
-      fprintf(stderr, "canaryd: schemas/ids.txt: no schema for %s\n",
-              topic_name(SLOTS[s].topic));
+      fprintf(stderr, "canaryd: schemas/ids.txt: no schema for %s\n", topic_name(SLOTS[s].topic));
       rc = CANARY_EINVALID;
     }
   }
   /* One reader and one writer for every message: set_source / set_dest point them anew. */
   static const char none[1];
-  if (!rc && (!(c->reader = avro_reader_memory(none, 0)) || !(c->writer = avro_writer_memory(none, 0))))
+  if (!rc &&
+      (!(c->reader = avro_reader_memory(none, 0)) || !(c->writer = avro_writer_memory(none, 0))))
     rc = CANARY_ENOMEM;
   if (rc) {
     avro_codec_destroy(c);
@@ -317,22 +355,23 @@ int avro_codec_read(avro_codec_t *c, const void *buf, size_t len, unsigned allow
   if (!p || len < AVRO_CODEC_HEADER)
     return canary_why(why, why_len, CANARY_EPARSE,
                       "frame: %zu bytes, shorter than the 5-byte header (magic byte 0x00, "
-                      "4-byte schema id)", p ? len : 0);
+                      "4-byte schema id)",
+                      p ? len : 0);
   if (p[0] != AVRO_CODEC_MAGIC)
     return canary_why(why, why_len, CANARY_EPARSE,
-                      "frame: magic byte 0x%02x, expected 0x00 (Confluent wire format)%s",
-                      p[0], p[0] == '{' ? "; this looks like JSON" : "");
+                      "frame: magic byte 0x%02x, expected 0x00 (Confluent wire format)%s", p[0],
+                      p[0] == '{' ? "; this looks like JSON" : "");
   int32_t id = avro_codec_schema_id(buf, len);
   struct avro_codec_slot *sl = NULL;
   for (int s = 0; s < SLOT_COUNT; s++)
     if (c->slot[s].id == id)
       sl = &c->slot[s];
   if (!sl)
-    return canary_why(why, why_len, CANARY_EPARSE,
-                      "frame: unknown schema id %ld (schemas/ids.txt)", (long)id);
+    return canary_why(why, why_len, CANARY_EPARSE, "frame: unknown schema id %ld (schemas/ids.txt)",
+                      (long)id);
   if (!(allowed & 1u << (sl - c->slot)))
-    return canary_why(why, why_len, CANARY_EPARSE, "frame: schema id %ld is %s, not %s",
-                      (long)id, sl->topic, expected(allowed));
+    return canary_why(why, why_len, CANARY_EPARSE, "frame: schema id %ld is %s, not %s", (long)id,
+                      sl->topic, expected(allowed));
 
   const unsigned char *body = p + AVRO_CODEC_HEADER;
   size_t n = len - AVRO_CODEC_HEADER;
@@ -342,8 +381,7 @@ int avro_codec_read(avro_codec_t *c, const void *buf, size_t len, unsigned allow
   avro_reader_memory_set_source(c->reader, (const char *)body, (int64_t)n);
   if ((rc = avro_value_read(c->reader, &sl->dec)) != 0) {
     /* After the check only memory can run out; report anything else as what avro-c says. */
-    canary_why(why, why_len, CANARY_EPARSE, "body: %s (schema id %ld)", avro_strerror(),
-               (long)id);
+    canary_why(why, why_len, CANARY_EPARSE, "body: %s (schema id %ld)", avro_strerror(), (long)id);
     return rc == ENOMEM ? CANARY_ENOMEM : CANARY_EPARSE;
   }
   *slot = sl;
@@ -400,9 +438,7 @@ int avro_codec_field(struct avro_codec_slot *sl, avro_value_t *rec, int k, avro_
 }
 
 /* s must end within size bytes: a struct's char array that is not terminated is a bug upstream. */
-static bool terminated(const char *s, size_t size) {
-  return s && memchr(s, '\0', size) != NULL;
-}
+static bool terminated(const char *s, size_t size) { return s && memchr(s, '\0', size) != NULL; }
 
 int avro_codec_put_str(struct avro_codec_slot *sl, avro_value_t *rec, int k, const char *s,
                        size_t size) {
@@ -507,8 +543,8 @@ int avro_codec_copy_str(avro_value_t *v, const char *field, char *dst, size_t si
   if (rc)
     return rc;
   if (n >= size)
-    return canary_why(why, why_len, CANARY_EINVALID,
-                      "%s: %zu bytes, longer than the %zu allowed", field, n, size - 1);
+    return canary_why(why, why_len, CANARY_EINVALID, "%s: %zu bytes, longer than the %zu allowed",
+                      field, n, size - 1);
   memcpy(dst, s, n);
   dst[n] = '\0';
   return CANARY_OK;

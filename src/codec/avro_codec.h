@@ -26,7 +26,8 @@ struct avro_buf {
   unsigned char *data;
   size_t len, cap;
 };
-#define AVRO_BUF_INIT {0}
+#define AVRO_BUF_INIT                                                                              \
+  { 0 }
 void avro_buf_free(struct avro_buf *b);
 
 /*
@@ -150,10 +151,10 @@ int avro_codec_decode_decision(avro_codec_t *c, const void *buf, size_t len, str
  * more than slack_len bytes (n is filled all the same).
  */
 int avro_codec_decode_notification(avro_codec_t *c, const void *buf, size_t len,
-                                   struct notification *n, char *slack, size_t slack_len,
-                                   char *why, size_t why_len) CANARY_MUSTCHECK;
-int avro_codec_decode_traffic(avro_codec_t *c, const void *buf, size_t len,
-                              struct traffic_split *t, char *why, size_t why_len) CANARY_MUSTCHECK;
+                                   struct notification *n, char *slack, size_t slack_len, char *why,
+                                   size_t why_len) CANARY_MUSTCHECK;
+int avro_codec_decode_traffic(avro_codec_t *c, const void *buf, size_t len, struct traffic_split *t,
+                              char *why, size_t why_len) CANARY_MUSTCHECK;
 /* The pointers in *d are owned by the codec: see struct avro_dlq. */
 int avro_codec_decode_dlq(avro_codec_t *c, const void *buf, size_t len, struct avro_dlq *d,
                           char *why, size_t why_len) CANARY_MUSTCHECK;

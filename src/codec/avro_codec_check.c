@@ -19,10 +19,10 @@
 
 struct avro_shape {
   avro_type_t type;
-  size_t n;                 /* record fields, union branches, enum symbols, fixed size */
-  struct avro_shape *kids;  /* record: n fields; union: n branches; array items / map values: 1 */
-  const char **names;       /* record field names (owned by the schema) */
-  size_t min;               /* the smallest encoding of a value, in bytes */
+  size_t n;                /* record fields, union branches, enum symbols, fixed size */
+  struct avro_shape *kids; /* record: n fields; union: n branches; array items / map values: 1 */
+  const char **names;      /* record field names (owned by the schema) */
+  size_t min;              /* the smallest encoding of a value, in bytes */
 };
 
 /* ---- compiling ------------------------------------------------------------------------------ */
@@ -197,17 +197,39 @@ static void sig(avro_schema_t s, struct sigbuf *b, int depth) {
     return;
   }
   switch (avro_typeof(s)) {
-  case AVRO_NULL: put(b, "n"); return;
-  case AVRO_BOOLEAN: put(b, "b"); return;
-  case AVRO_INT32: put(b, "i"); return;
-  case AVRO_INT64: put(b, "l"); return;
-  case AVRO_FLOAT: put(b, "f"); return;
-  case AVRO_DOUBLE: put(b, "d"); return;
-  case AVRO_STRING: put(b, "s"); return;
-  case AVRO_BYTES: put(b, "y"); return;
-  case AVRO_ENUM: put(b, "e"); return;
-  case AVRO_FIXED: put(b, "x"); return;
-  case AVRO_LINK: b->ok = false; return;
+  case AVRO_NULL:
+    put(b, "n");
+    return;
+  case AVRO_BOOLEAN:
+    put(b, "b");
+    return;
+  case AVRO_INT32:
+    put(b, "i");
+    return;
+  case AVRO_INT64:
+    put(b, "l");
+    return;
+  case AVRO_FLOAT:
+    put(b, "f");
+    return;
+  case AVRO_DOUBLE:
+    put(b, "d");
+    return;
+  case AVRO_STRING:
+    put(b, "s");
+    return;
+  case AVRO_BYTES:
+    put(b, "y");
+    return;
+  case AVRO_ENUM:
+    put(b, "e");
+    return;
+  case AVRO_FIXED:
+    put(b, "x");
+    return;
+  case AVRO_LINK:
+    b->ok = false;
+    return;
   case AVRO_ARRAY:
     put(b, "[");
     sig(avro_schema_array_items(s), b, depth + 1);
@@ -255,10 +277,10 @@ bool avro_codec_shape_signature(avro_schema_t s, char *buf, size_t len) {
 struct walk {
   const unsigned char *start, *p, *end;
   const unsigned char *at; /* where the value being read starts */
-  const char *top;    /* the top-level field being read */
-  const char *sub;    /* the field of a nested record, or NULL */
-  long long item;     /* the item of the top-level array or map, or -1 */
-  int depth;          /* records entered */
+  const char *top;         /* the top-level field being read */
+  const char *sub;         /* the field of a nested record, or NULL */
+  long long item;          /* the item of the top-level array or map, or -1 */
+  int depth;               /* records entered */
   char *why;
   size_t why_len;
 };
@@ -287,9 +309,7 @@ static int bad(struct walk *w, const char *fmt, ...) {
                     what);
 }
 
-static size_t left(const struct walk *w) {
-  return (size_t)(w->end - w->p);
-}
+static size_t left(const struct walk *w) { return (size_t)(w->end - w->p); }
 
 /* A zig-zag varint of at most 64 bits. */
 static int varint(struct walk *w, int64_t *out) {
@@ -503,7 +523,7 @@ static int walk(struct walk *w, const struct avro_shape *s) {
 }
 
 int avro_codec_shape_check(const struct avro_shape *shape, const unsigned char *body, size_t len,
-                     char *why, size_t why_len) {
+                           char *why, size_t why_len) {
   struct walk w = {body, body, body + len, body, NULL, NULL, -1, 0, why, why_len};
   int rc = walk(&w, shape);
   if (rc)

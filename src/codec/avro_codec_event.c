@@ -18,13 +18,12 @@ static const efield_t *const VARIANT = &event_fields[EVENT_F_VARIANT];
 /* The event types of an input slot's topic; 0 for an output slot. */
 static uint32_t slot_types(enum avro_slot s) {
   return s == SLOT_DEPLOY || s == SLOT_DEPLOY_V1       ? T_DEPLOY
-       : s == SLOT_COMMANDS || s == SLOT_COMMANDS_V1 ? T_COMMANDS
-       : s == SLOT_METRICS                           ? T_METRICS
-                                                     : 0;
+         : s == SLOT_COMMANDS || s == SLOT_COMMANDS_V1 ? T_COMMANDS
+         : s == SLOT_METRICS                           ? T_METRICS
+                                                       : 0;
 }
 
-int avro_codec_event_bind(struct avro_codec_slot *sl, enum avro_slot s, char *why,
-                          size_t why_len) {
+int avro_codec_event_bind(struct avro_codec_slot *sl, enum avro_slot s, char *why, size_t why_len) {
   const uint32_t types = slot_types(s);
   memset(sl->row, -1, sizeof sl->row);
   for (int r = 0; r < EVENT_FIELD_COUNT; r++) {
@@ -69,9 +68,7 @@ const efield_t *avro_codec_row_of(const struct avro_codec_slot *sl, int k, enum 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 /* A field's name as the schema spells it. */
-static const char *fname(const struct avro_codec_slot *sl, int k) {
-  return sl->spec[k].name;
-}
+static const char *fname(const struct avro_codec_slot *sl, int k) { return sl->spec[k].name; }
 
 /* "product_owner, support, docs" */
 static void enum_list(const efield_t *en, char *buf, size_t len) {
@@ -221,9 +218,8 @@ static int decode_common(struct dec *d, uint32_t types) {
     return rc;
   if ((rc = get(d, DF_ROLLOUT, &v, &present)))
     return rc;
-  if (present &&
-      (rc = avro_codec_copy_str(&v, "rollout", d->ev->rollout, sizeof d->ev->rollout, d->why,
-                                d->why_len)))
+  if (present && (rc = avro_codec_copy_str(&v, "rollout", d->ev->rollout, sizeof d->ev->rollout,
+                                           d->why, d->why_len)))
     return rc;
   if ((rc = get(d, DF_TIME, &v, &present)))
     return rc;
@@ -292,8 +288,7 @@ static int decode_dists(struct dec *d) {
   avro_codec_t *c = d->c;
   avro_value_t map, arr, v;
   size_t n, total = 0;
-  if (avro_codec_field(d->sl, &d->sl->dec, MF_DISTRIBUTIONS, &map) ||
-      avro_value_get_size(&map, &n))
+  if (avro_codec_field(d->sl, &d->sl->dec, MF_DISTRIBUTIONS, &map) || avro_value_get_size(&map, &n))
     return avro_broke(d, "distributions");
   for (size_t i = 0; i < n; i++) {
     size_t m;
@@ -413,10 +408,8 @@ static int decode_metrics(struct dec *d) {
   return decode_dists(d);
 }
 
-
-
-int avro_codec_decode_event_generic(avro_codec_t *c, const void *buf, size_t len,
-                                    struct event *ev, char *why, size_t why_len) {
+int avro_codec_decode_event_generic(avro_codec_t *c, const void *buf, size_t len, struct event *ev,
+                                    char *why, size_t why_len) {
   memset(ev, 0, sizeof *ev);
   struct avro_codec_slot *sl;
   int rc = avro_codec_read(c, buf, len, SLOTS_INPUT, &sl, why, why_len);
@@ -454,4 +447,3 @@ int avro_codec_decode_event_generic(avro_codec_t *c, const void *buf, size_t len
     return CANARY_EINVALID;
   return CANARY_OK;
 }
-

@@ -153,8 +153,9 @@ int avro_codec_encode_event(avro_codec_t *c, const struct event *ev, struct avro
       !event_validate(ev, NULL, 0))
     return CANARY_EINVALID;
   const uint32_t bit = 1u << ev->type;
-  enum avro_slot which = bit & T_DEPLOY ? SLOT_DEPLOY : bit & T_COMMANDS ? SLOT_COMMANDS
-                                                                         : SLOT_METRICS;
+  enum avro_slot which = bit & T_DEPLOY     ? SLOT_DEPLOY
+                         : bit & T_COMMANDS ? SLOT_COMMANDS
+                                            : SLOT_METRICS;
   struct avro_codec_slot *sl = &c->slot[which];
   avro_value_t *rec = avro_codec_begin(c, which);
   if (!rec)

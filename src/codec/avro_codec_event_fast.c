@@ -76,8 +76,8 @@ static void rd_str(struct rd *r, const char **s, size_t *n, bool key) {
   int64_t len = rd_long(r);
   *s = "";
   *n = 0;
-  if (r->bad || len < 0 || (uint64_t)len > rd_left(r) ||
-      !avro_codec_utf8_ok(r->p, (size_t)len) || (key && memchr(r->p, '\0', (size_t)len))) {
+  if (r->bad || len < 0 || (uint64_t)len > rd_left(r) || !avro_codec_utf8_ok(r->p, (size_t)len) ||
+      (key && memchr(r->p, '\0', (size_t)len))) {
     r->bad = true;
     r->p = r->end;
     return;
@@ -301,8 +301,7 @@ static int fast_body(avro_codec_t *c, const unsigned char *body, size_t len, str
   if (metrics) {
     if (fast_values(&r, &nm, c->counters, &m->n_counters) ||
         fast_values(&r, &nm, c->gauges, &m->n_gauges) ||
-        fast_dists(&r, &nm, c->dists, c->values, &m->n_dists) || fast_empty(&r) ||
-        r.p != r.end)
+        fast_dists(&r, &nm, c->dists, c->values, &m->n_dists) || fast_empty(&r) || r.p != r.end)
       return FAST_NO;
     m->counters = c->counters;
     m->gauges = c->gauges;

@@ -27,8 +27,8 @@ enum avro_slot {
   SLOT_COUNT
 };
 /* The input slots, every version. */
-#define SLOTS_INPUT                                                                        \
-  (1u << SLOT_DEPLOY | 1u << SLOT_COMMANDS | 1u << SLOT_METRICS | 1u << SLOT_DEPLOY_V1 |  \
+#define SLOTS_INPUT                                                                                \
+  (1u << SLOT_DEPLOY | 1u << SLOT_COMMANDS | 1u << SLOT_METRICS | 1u << SLOT_DEPLOY_V1 |           \
    1u << SLOT_COMMANDS_V1)
 
 #define AVRO_SLOT_MAX_FIELDS 24
@@ -38,32 +38,109 @@ enum avro_slot {
  * own indexes are looked up by name, so the .avsc may order fields as it likes.
  */
 enum deploy_field {
-  DF_ID, DF_ROLLOUT, DF_TIME, DF_TYPE, DF_SERVICE, DF_VERSION, DF_BASELINE_VERSION, DF_OK,
-  DF_PASSED, DF_FAILED, DF_COUNT, DF_COHORT, DF_INCIDENT, DF_SEVERITY, DF_KIND, DF_SENTIMENT,
-  DF_ROLE, DF_ACTOR, DF_DETAIL, DF_SIGNATURE, DF_COUNT_ /* a new field: last, and a V1 slot */
+  DF_ID,
+  DF_ROLLOUT,
+  DF_TIME,
+  DF_TYPE,
+  DF_SERVICE,
+  DF_VERSION,
+  DF_BASELINE_VERSION,
+  DF_OK,
+  DF_PASSED,
+  DF_FAILED,
+  DF_COUNT,
+  DF_COHORT,
+  DF_INCIDENT,
+  DF_SEVERITY,
+  DF_KIND,
+  DF_SENTIMENT,
+  DF_ROLE,
+  DF_ACTOR,
+  DF_DETAIL,
+  DF_SIGNATURE,
+  DF_COUNT_ /* a new field: last, and a V1 slot */
 };
 enum command_field {
-  CF_ID, CF_ROLLOUT, CF_TIME, CF_TYPE, CF_ACTION, CF_FORCE, CF_ACTOR, CF_REASON, CF_FLAG,
-  CF_VALUE, CF_ITEM, CF_SIGNATURE, CF_COUNT_
+  CF_ID,
+  CF_ROLLOUT,
+  CF_TIME,
+  CF_TYPE,
+  CF_ACTION,
+  CF_FORCE,
+  CF_ACTOR,
+  CF_REASON,
+  CF_FLAG,
+  CF_VALUE,
+  CF_ITEM,
+  CF_SIGNATURE,
+  CF_COUNT_
 };
 enum metric_field {
-  MF_ID, MF_ROLLOUT, MF_TIME, MF_TYPE, MF_COHORT, MF_VARIANT, MF_INTERVAL_MS, MF_COUNTERS,
-  MF_GAUGES, MF_DISTRIBUTIONS, MF_SAMPLES, MF_COUNT_
+  MF_ID,
+  MF_ROLLOUT,
+  MF_TIME,
+  MF_TYPE,
+  MF_COHORT,
+  MF_VARIANT,
+  MF_INTERVAL_MS,
+  MF_COUNTERS,
+  MF_GAUGES,
+  MF_DISTRIBUTIONS,
+  MF_SAMPLES,
+  MF_COUNT_
 };
 enum decision_field {
-  XF_ID, XF_ROLLOUT, XF_SEQ, XF_TIME, XF_ACTION, XF_FROM_STAGE, XF_TO_STAGE, XF_STATE, XF_REASON,
-  XF_RULE, XF_EVIDENCE, XF_ACTOR, XF_COUNT_
+  XF_ID,
+  XF_ROLLOUT,
+  XF_SEQ,
+  XF_TIME,
+  XF_ACTION,
+  XF_FROM_STAGE,
+  XF_TO_STAGE,
+  XF_STATE,
+  XF_REASON,
+  XF_RULE,
+  XF_EVIDENCE,
+  XF_ACTOR,
+  XF_COUNT_
 };
 enum notification_field {
-  NF_ID, NF_ROLLOUT, NF_TIME, NF_CHANNEL, NF_CHANNEL_KIND, NF_SEVERITY, NF_TITLE, NF_TEXT,
-  NF_DECISION_ID, NF_SLACK, NF_COUNT_
+  NF_ID,
+  NF_ROLLOUT,
+  NF_TIME,
+  NF_CHANNEL,
+  NF_CHANNEL_KIND,
+  NF_SEVERITY,
+  NF_TITLE,
+  NF_TEXT,
+  NF_DECISION_ID,
+  NF_SLACK,
+  NF_COUNT_
 };
 enum traffic_field {
-  TF_ID, TF_ROLLOUT, TF_SERVICE, TF_VERSION, TF_BASELINE_VERSION, TF_TIME, TF_EXPOSURE_PERCENT,
-  TF_CANARY_ENABLED, TF_BREAKER_OPEN, TF_COHORTS, TF_SALT, TF_BUCKETS, TF_COUNT_
+  TF_ID,
+  TF_ROLLOUT,
+  TF_SERVICE,
+  TF_VERSION,
+  TF_BASELINE_VERSION,
+  TF_TIME,
+  TF_EXPOSURE_PERCENT,
+  TF_CANARY_ENABLED,
+  TF_BREAKER_OPEN,
+  TF_COHORTS,
+  TF_SALT,
+  TF_BUCKETS,
+  TF_COUNT_
 };
 enum dlq_field {
-  LF_ORIGINAL, LF_TOPIC, LF_PARTITION, LF_OFFSET, LF_KEY, LF_REASON, LF_TIME, LF_COUNT_
+  LF_ORIGINAL,
+  LF_TOPIC,
+  LF_PARTITION,
+  LF_OFFSET,
+  LF_KEY,
+  LF_REASON,
+  LF_TIME,
+  LF_COUNT_
 };
 /* Branches of the evidence union <null|boolean|long|double|string> (the spec pins the order). */
 enum { EV_NULL, EV_BOOL, EV_LONG, EV_DOUBLE, EV_STRING };
@@ -87,16 +164,16 @@ struct avro_shape;
 struct avro_codec_slot {
   int32_t id;
   const char *topic;
-  const char *record;                      /* the record's name, e.g. "DeployEvent" */
-  const struct avro_field_spec *spec;      /* in the code's order */
+  const char *record;                 /* the record's name, e.g. "DeployEvent" */
+  const struct avro_field_spec *spec; /* in the code's order */
   size_t n_spec;
   avro_schema_t schema;
   avro_value_iface_t *iface;
-  avro_value_t enc;                        /* filled by the encoders */
-  avro_value_t dec;                        /* filled by the decoders: what decoded data borrows */
+  avro_value_t enc; /* filled by the encoders */
+  avro_value_t dec; /* filled by the decoders: what decoded data borrows */
   bool have_enc, have_dec;
   struct avro_shape *shape;
-  int idx[AVRO_SLOT_MAX_FIELDS];           /* schema field index of spec[k] */
+  int idx[AVRO_SLOT_MAX_FIELDS]; /* schema field index of spec[k] */
   /* Input slots: the row of event_fields (core/event_fields.h) that spec[k] holds for an event
    * type, -1 when the type has no such field (avro_codec_event_bind). */
   signed char row[AVRO_SLOT_MAX_FIELDS][EVENT_TYPE_COUNT];
@@ -131,7 +208,7 @@ void avro_codec_shape_free(struct avro_shape *shape);
  * ("body: field 'rollout' at byte 9 of 13: truncated (length 7, 3 bytes left)").
  */
 int avro_codec_shape_check(const struct avro_shape *shape, const unsigned char *body, size_t len,
-                     char *why, size_t why_len) CANARY_MUSTCHECK;
+                           char *why, size_t why_len) CANARY_MUSTCHECK;
 /* Well-formed UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), as the check
  * requires of every string. */
 bool avro_codec_utf8_ok(const unsigned char *s, size_t n);
@@ -165,8 +242,8 @@ bool avro_codec_grow(void **arr, size_t *cap, size_t n, size_t size);
  * avro-c's generic values. The fast path must agree with it on every input (return code, why,
  * event); tests/unit/test_avro_fast.c compares the two.
  */
-int avro_codec_decode_event_generic(avro_codec_t *c, const void *buf, size_t len,
-                                    struct event *ev, char *why, size_t why_len) CANARY_MUSTCHECK;
+int avro_codec_decode_event_generic(avro_codec_t *c, const void *buf, size_t len, struct event *ev,
+                                    char *why, size_t why_len) CANARY_MUSTCHECK;
 
 /*
  * Bind an input slot's spec to the rows of EVENT_FIELD_MAP by name (sl->row): for every row and

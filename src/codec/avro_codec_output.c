@@ -259,14 +259,15 @@ int avro_codec_encode_notification(avro_codec_t *c, const struct notification *n
       (rc = avro_codec_put_str(sl, rec, NF_TEXT, n->text, sizeof n->text)) ||
       (rc = avro_codec_put_ostr(sl, rec, NF_DECISION_ID, n->decision_id, sizeof n->decision_id)))
     return rc;
-  if (avro_codec_field(sl, rec, NF_SLACK, &v) || avro_value_set_string(&v, slack_json ? slack_json : ""))
+  if (avro_codec_field(sl, rec, NF_SLACK, &v) ||
+      avro_value_set_string(&v, slack_json ? slack_json : ""))
     return CANARY_ENOMEM;
   return avro_codec_finish(c, SLOT_NOTIFICATION, out);
 }
 
 int avro_codec_decode_notification(avro_codec_t *c, const void *buf, size_t len,
-                                   struct notification *n, char *slack, size_t slack_len,
-                                   char *why, size_t why_len) {
+                                   struct notification *n, char *slack, size_t slack_len, char *why,
+                                   size_t why_len) {
   memset(n, 0, sizeof *n);
   if (slack && slack_len)
     slack[0] = '\0';
@@ -297,8 +298,8 @@ int avro_codec_decode_notification(avro_codec_t *c, const void *buf, size_t len,
       (rc = avro_codec_get_str(&v, "slack", &s, &sn, why, why_len)))
     return rc;
   if (sn >= slack_len)
-    return canary_why(why, why_len, CANARY_EFULL,
-                      "slack: %zu bytes do not fit the %zu-byte buffer", sn + 1, slack_len);
+    return canary_why(why, why_len, CANARY_EFULL, "slack: %zu bytes do not fit the %zu-byte buffer",
+                      sn + 1, slack_len);
   memcpy(slack, s, sn);
   slack[sn] = '\0';
   return CANARY_OK;
@@ -382,8 +383,8 @@ int avro_codec_encode_traffic(avro_codec_t *c, const struct traffic_split *t,
     const struct traffic_cohort *co = &t->cohorts[i];
     if (!memchr(co->name, '\0', sizeof co->name))
       return CANARY_EINVALID;
-    if (avro_value_append(&arr, &item, NULL) ||
-        avro_value_get_by_index(&item, CO_NAME, &f, NULL) || avro_value_set_string(&f, co->name) ||
+    if (avro_value_append(&arr, &item, NULL) || avro_value_get_by_index(&item, CO_NAME, &f, NULL) ||
+        avro_value_set_string(&f, co->name) ||
         avro_value_get_by_index(&item, CO_PERCENT, &f, NULL) ||
         avro_value_set_double(&f, co->percent) ||
         avro_value_get_by_index(&item, CO_ENABLED, &f, NULL) ||
@@ -434,8 +435,8 @@ static int decode_cohorts(struct avro_codec_slot *sl, struct traffic_split *t, c
   return CANARY_OK;
 }
 
-int avro_codec_decode_traffic(avro_codec_t *c, const void *buf, size_t len,
-                              struct traffic_split *t, char *why, size_t why_len) {
+int avro_codec_decode_traffic(avro_codec_t *c, const void *buf, size_t len, struct traffic_split *t,
+                              char *why, size_t why_len) {
   memset(t, 0, sizeof *t);
   struct avro_codec_slot *sl;
   int32_t buckets = 0;

@@ -62,7 +62,6 @@ static void *grow(void *arr, size_t *cap, size_t need, size_t elem) {
 
 #define GROW(s, arr, need) ((s)->arr = grow((s)->arr, &(s)->arr##_cap, (need), sizeof *(s)->arr))
 
-
 /* ---- the field table ------------------------------------------------------------------------ */
 
 /*
@@ -151,8 +150,9 @@ static int get_values(struct decoder *d, const char *field, const struct json_va
   struct event_scratch *s = d->scratch;
   if (v->type != JSON_OBJECT)
     return wrong_type(d, field, "object", v);
-  struct metric_value *arr = !s ? NULL : gauges ? GROW(s, gauges, v->n_members)
-                                                : GROW(s, counters, v->n_members);
+  struct metric_value *arr = !s       ? NULL
+                             : gauges ? GROW(s, gauges, v->n_members)
+                                      : GROW(s, counters, v->n_members);
   if (!arr)
     return nomem(d);
   for (size_t k = 0; k < v->n_members; k++) {
@@ -259,7 +259,8 @@ static int get_samples(struct decoder *d, const struct json_value *v) {
   return CANARY_OK;
 }
 
-static int decode_field(struct decoder *d, const struct event_field *f, const struct json_value *v) {
+static int decode_field(struct decoder *d, const struct event_field *f,
+                        const struct json_value *v) {
   char *at = (char *)d->ev + f->off;
   int64_t i = 0;
   int rc;
@@ -349,8 +350,11 @@ int event_from_json_value(const struct json_value *obj, struct event *ev,
   for (size_t k = 0; k < obj->n_members; k++) {
     const struct json_member *m = &obj->members[k];
     const struct json_value *v = &m->value;
-    unsigned flag = key_is(m, "id") ? SEEN_ID : key_is(m, "rollout") ? SEEN_ROLLOUT
-                  : key_is(m, "time") ? SEEN_TIME : key_is(m, "type") ? SEEN_TYPE : 0;
+    unsigned flag = key_is(m, "id")        ? SEEN_ID
+                    : key_is(m, "rollout") ? SEEN_ROLLOUT
+                    : key_is(m, "time")    ? SEEN_TIME
+                    : key_is(m, "type")    ? SEEN_TYPE
+                                           : 0;
     const struct event_field *f = flag ? NULL : find_field(m, bit);
     if (!flag && !f) {
       char key[48];
@@ -722,8 +726,7 @@ void notification_to_json(const struct notification *n, struct jbuf *out) {
 }
 
 /* ,"key":["a","b"] (a cohort's segments or features). */
-static void names_list(struct jbuf *out, const char *k, const char (*names)[PLAN_NAME_MAX],
-                       int n) {
+static void names_list(struct jbuf *out, const char *k, const char (*names)[PLAN_NAME_MAX], int n) {
   jbuf_puts(out, ",\"");
   jbuf_puts(out, k);
   jbuf_puts(out, "\":[");

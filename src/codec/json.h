@@ -18,16 +18,16 @@ struct json_member;
 /* One parsed value. Everything it points to lives in the json_doc that parsed it. */
 struct json_value {
   enum json_type type;
-  int line, column;   /* 1-based position of the value's first character (column in bytes) */
-  bool b;             /* JSON_BOOL */
-  double num;         /* JSON_NUMBER: the value, correctly rounded */
-  bool is_int;        /* JSON_NUMBER written without fraction or exponent that fits int64 */
-  int64_t i;          /* JSON_NUMBER when is_int: the exact value */
-  const char *str;    /* JSON_STRING: unescaped UTF-8, NUL-terminated (may contain \u0000) */
-  size_t len;         /* JSON_STRING: bytes in str, without the terminating NUL */
-  struct json_value *items;     /* JSON_ARRAY */
+  int line, column;         /* 1-based position of the value's first character (column in bytes) */
+  bool b;                   /* JSON_BOOL */
+  double num;               /* JSON_NUMBER: the value, correctly rounded */
+  bool is_int;              /* JSON_NUMBER written without fraction or exponent that fits int64 */
+  int64_t i;                /* JSON_NUMBER when is_int: the exact value */
+  const char *str;          /* JSON_STRING: unescaped UTF-8, NUL-terminated (may contain \u0000) */
+  size_t len;               /* JSON_STRING: bytes in str, without the terminating NUL */
+  struct json_value *items; /* JSON_ARRAY */
   size_t n_items;
-  struct json_member *members;  /* JSON_OBJECT, in document order, keys unique */
+  struct json_member *members; /* JSON_OBJECT, in document order, keys unique */
   size_t n_members;
 };
 
@@ -53,7 +53,7 @@ struct json_doc {
   struct json_arena_chunk *chunks; /* newest first */
   struct json_pending *stack;      /* members of the open arrays and objects */
   size_t stack_n, stack_cap;
-  uint32_t *slots;                 /* hash table for duplicate-key checks of large objects */
+  uint32_t *slots; /* hash table for duplicate-key checks of large objects */
   size_t slots_cap;
 };
 

@@ -99,11 +99,21 @@ void jbuf_string_n(struct jbuf *b, const char *s, size_t n) {
       esc = "\\\\";
     else if (c < 0x20) {
       switch (c) {
-      case '\b': esc = "\\b"; break;
-      case '\f': esc = "\\f"; break;
-      case '\n': esc = "\\n"; break;
-      case '\r': esc = "\\r"; break;
-      case '\t': esc = "\\t"; break;
+      case '\b':
+        esc = "\\b";
+        break;
+      case '\f':
+        esc = "\\f";
+        break;
+      case '\n':
+        esc = "\\n";
+        break;
+      case '\r':
+        esc = "\\r";
+        break;
+      case '\t':
+        esc = "\\t";
+        break;
       default:
         memcpy(ubuf, "\\u00", 4);
         ubuf[4] = hex[c >> 4];

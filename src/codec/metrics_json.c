@@ -18,8 +18,9 @@ static void write_for(struct jbuf *out, const struct expr_for *st) {
 }
 
 void metrics_json_write(const struct rollout_metrics *m, struct jbuf *out) {
-  jbuf_printf(out, "{\"v\":%d,\"rules_cohort\":%d,\"next_eval_ms\":%" PRId64
-              ",\"deadline\":%" PRId64 ",\"rules\":[",
+  jbuf_printf(out,
+              "{\"v\":%d,\"rules_cohort\":%d,\"next_eval_ms\":%" PRId64 ",\"deadline\":%" PRId64
+              ",\"rules\":[",
               METRICS_JSON_VERSION, m->rules_cohort, m->next_eval_ms, m->deadline);
   bool first = true;
   for (int i = 0; i < ROLLOUT_FOR_ROWS; i++)
@@ -113,8 +114,7 @@ static int read_for(const struct json_value *v, int n, const int *limits, int *i
   for (int k = 0; k < n; k++) {
     int64_t i;
     if (!int_in(&v->items[k], 0, limits[k] - 1, &i))
-      return json_why_at(why, len, &v->items[k], NULL, "index out of range (0..%d)",
-                         limits[k] - 1);
+      return json_why_at(why, len, &v->items[k], NULL, "index out of range (0..%d)", limits[k] - 1);
     idx[k] = (int)i;
   }
   const struct json_value *name = &v->items[n];
@@ -233,10 +233,9 @@ static int read_zscores_doc(const struct json_value *root, struct rollout_metric
   return CANARY_OK;
 }
 
-static int parse_and(const char *text, size_t len, struct rollout_metrics *m, char *why,
-                     size_t why_len,
-                     int (*read)(const struct json_value *, struct rollout_metrics *, char *,
-                                 size_t)) {
+static int
+parse_and(const char *text, size_t len, struct rollout_metrics *m, char *why, size_t why_len,
+          int (*read)(const struct json_value *, struct rollout_metrics *, char *, size_t)) {
   struct json_doc doc;
   json_doc_init(&doc);
   const struct json_value *root;
@@ -255,8 +254,8 @@ int metrics_json_read(const char *text, size_t len, struct rollout_metrics *m, c
   return parse_and(text, len, m, why, why_len, read_doc);
 }
 
-int metrics_json_read_zscores(const char *text, size_t len, struct rollout_metrics *m,
-                              char *why, size_t why_len) {
+int metrics_json_read_zscores(const char *text, size_t len, struct rollout_metrics *m, char *why,
+                              size_t why_len) {
   return parse_and(text, len, m, why, why_len, read_zscores_doc);
 }
 

@@ -46,8 +46,8 @@ void metrics_json_write_dispersion(const struct rollout_metrics *m, struct jbuf 
  */
 int metrics_json_read(const char *text, size_t len, struct rollout_metrics *m, char *why,
                       size_t why_len) CANARY_MUSTCHECK;
-int metrics_json_read_zscores(const char *text, size_t len, struct rollout_metrics *m,
-                              char *why, size_t why_len) CANARY_MUSTCHECK;
+int metrics_json_read_zscores(const char *text, size_t len, struct rollout_metrics *m, char *why,
+                              size_t why_len) CANARY_MUSTCHECK;
 
 /*
  * Cheap fingerprints of what the two documents hold (never 0): equal fingerprints, equal

@@ -31,7 +31,7 @@ struct field {
   size_t off, size;
 };
 
-#define FIELD(member, type) \
+#define FIELD(member, type)                                                                        \
   { #member, type, offsetof(struct rollout, member), sizeof(((struct rollout *)0)->member) }
 
 /* In declaration order of struct rollout: the test fills every one of them. */
@@ -337,8 +337,8 @@ static int read_int64(const struct reader *rd, const struct json_value *v, const
   if (!v->is_int)
     return BAD(rd, v, field, "expected an integer");
   if (v->i < min || v->i > max)
-    return BAD(rd, v, field, "%lld is out of range (%lld..%lld)", (long long)v->i,
-               (long long)min, (long long)max);
+    return BAD(rd, v, field, "%lld is out of range (%lld..%lld)", (long long)v->i, (long long)min,
+               (long long)max);
   *out = v->i;
   return CANARY_OK;
 }
@@ -476,34 +476,62 @@ static int read_reading(const struct reader *rd, const struct json_value *v,
   for (size_t k = 0; k < v->n_members && !rc; k++) {
     const struct json_member *m = &v->members[k];
     const struct json_value *y = &m->value;
-    static const char *const keys[] = {"name",      "kind", "stage", "truth",
-                                       "state",     "canary", "baseline", "threshold",
-                                       "window_ms", "n",    "min_n", "at_ms", "since_ms",
-                                       "log_e",     "log_needed"};
+    static const char *const keys[] = {
+        "name",      "kind", "stage", "truth", "state",    "canary", "baseline",  "threshold",
+        "window_ms", "n",    "min_n", "at_ms", "since_ms", "log_e",  "log_needed"};
     size_t i = 0;
     while (i < N_OF(keys) && strcmp(m->key, keys[i]) != 0)
       i++;
     seen |= 1u << i;
     switch (i) {
-    case 0: rc = read_str(rd, y, "readings.name", x->name, sizeof x->name); break;
-    case 1: rc = read_name(rd, y, "readings.kind", reading_kinds, N_OF(reading_kinds), &x->kind); break;
+    case 0:
+      rc = read_str(rd, y, "readings.name", x->name, sizeof x->name);
+      break;
+    case 1:
+      rc = read_name(rd, y, "readings.kind", reading_kinds, N_OF(reading_kinds), &x->kind);
+      break;
     case 2:
       rc = read_int64(rd, y, "readings.stage", 0, PLAN_MAX_STAGES - 1, &i64);
       x->stage = (int8_t)i64;
       break;
-    case 3: rc = read_name(rd, y, "readings.truth", truth_names, N_OF(truth_names), &x->truth); break;
-    case 4: rc = read_name(rd, y, "readings.state", for_names, N_OF(for_names), &x->state); break;
-    case 5: rc = read_number(rd, y, "readings.canary", &x->canary); break;
-    case 6: rc = read_number(rd, y, "readings.baseline", &x->baseline); break;
-    case 7: rc = read_number(rd, y, "readings.threshold", &x->threshold); break;
-    case 8: rc = read_int64(rd, y, "readings.window_ms", INT64_MIN, INT64_MAX, &x->window_ms); break;
-    case 9: rc = read_int64(rd, y, "readings.n", INT64_MIN, INT64_MAX, &x->n); break;
-    case 10: rc = read_int64(rd, y, "readings.min_n", INT64_MIN, INT64_MAX, &x->min_n); break;
-    case 11: rc = read_int64(rd, y, "readings.at_ms", INT64_MIN, INT64_MAX, &x->at_ms); break;
-    case 12: rc = read_int64(rd, y, "readings.since_ms", INT64_MIN, INT64_MAX, &x->since_ms); break;
-    case 13: rc = read_number(rd, y, "readings.log_e", &x->log_e); break;
-    case 14: rc = read_number(rd, y, "readings.log_needed", &x->log_needed); break;
-    default: rc = BAD(rd, y, "readings", "unknown field '%s'", m->key);
+    case 3:
+      rc = read_name(rd, y, "readings.truth", truth_names, N_OF(truth_names), &x->truth);
+      break;
+    case 4:
+      rc = read_name(rd, y, "readings.state", for_names, N_OF(for_names), &x->state);
+      break;
+    case 5:
+      rc = read_number(rd, y, "readings.canary", &x->canary);
+      break;
+    case 6:
+      rc = read_number(rd, y, "readings.baseline", &x->baseline);
+      break;
+    case 7:
+      rc = read_number(rd, y, "readings.threshold", &x->threshold);
+      break;
+    case 8:
+      rc = read_int64(rd, y, "readings.window_ms", INT64_MIN, INT64_MAX, &x->window_ms);
+      break;
+    case 9:
+      rc = read_int64(rd, y, "readings.n", INT64_MIN, INT64_MAX, &x->n);
+      break;
+    case 10:
+      rc = read_int64(rd, y, "readings.min_n", INT64_MIN, INT64_MAX, &x->min_n);
+      break;
+    case 11:
+      rc = read_int64(rd, y, "readings.at_ms", INT64_MIN, INT64_MAX, &x->at_ms);
+      break;
+    case 12:
+      rc = read_int64(rd, y, "readings.since_ms", INT64_MIN, INT64_MAX, &x->since_ms);
+      break;
+    case 13:
+      rc = read_number(rd, y, "readings.log_e", &x->log_e);
+      break;
+    case 14:
+      rc = read_number(rd, y, "readings.log_needed", &x->log_needed);
+      break;
+    default:
+      rc = BAD(rd, y, "readings", "unknown field '%s'", m->key);
     }
   }
   if (!rc && (seen & ((1u << 13) - 1)) != (1u << 13) - 1) /* the evidence's two are optional */
@@ -527,17 +555,28 @@ static int read_checked(const struct reader *rd, const struct json_value *v,
     seen |= 1u << i;
     enum checked_by by = CHECKED_BY_EVENT;
     switch (i) {
-    case 0: rc = read_str(rd, y, "checked.item", k->item, sizeof k->item); break;
+    case 0:
+      rc = read_str(rd, y, "checked.item", k->item, sizeof k->item);
+      break;
     case 1:
       if (!(rc = want(rd, y, "checked.by", JSON_STRING)) && !checked_by_parse(y->str, &by))
         rc = BAD(rd, y, "checked.by", "expected event, decision or person, got '%s'", y->str);
       k->by = (int8_t)by;
       break;
-    case 2: rc = read_int64(rd, y, "checked.at_ms", INT64_MIN, INT64_MAX, &k->at_ms); break;
-    case 3: rc = read_str(rd, y, "checked.evidence", k->evidence, sizeof k->evidence); break;
-    case 4: rc = read_str(rd, y, "checked.actor", k->actor, sizeof k->actor); break;
-    case 5: rc = read_str(rd, y, "checked.note", k->note, sizeof k->note); break;
-    default: rc = BAD(rd, y, "checked", "unknown field '%s'", m->key);
+    case 2:
+      rc = read_int64(rd, y, "checked.at_ms", INT64_MIN, INT64_MAX, &k->at_ms);
+      break;
+    case 3:
+      rc = read_str(rd, y, "checked.evidence", k->evidence, sizeof k->evidence);
+      break;
+    case 4:
+      rc = read_str(rd, y, "checked.actor", k->actor, sizeof k->actor);
+      break;
+    case 5:
+      rc = read_str(rd, y, "checked.note", k->note, sizeof k->note);
+      break;
+    default:
+      rc = BAD(rd, y, "checked", "unknown field '%s'", m->key);
     }
   }
   if (!rc && seen != (1u << 6) - 1) /* the six keys above, each once at least */
@@ -668,8 +707,8 @@ static int check_version(const struct reader *rd, const struct json_value *root,
   if (!v)
     return BAD(rd, root, "v", "missing (not a %s document)", rd->doc);
   if (v->type != JSON_NUMBER || !v->is_int || v->i < oldest || v->i > newest)
-    return BAD(rd, v, "v", "unsupported %s document version (this build reads %d to %d)",
-               rd->doc, oldest, newest);
+    return BAD(rd, v, "v", "unsupported %s document version (this build reads %d to %d)", rd->doc,
+               oldest, newest);
   *version = (int)v->i;
   return CANARY_OK;
 }
@@ -722,8 +761,8 @@ int rollout_json_read_value(const struct json_value *root, struct rollout *r, ch
   return rc;
 }
 
-static int parse(const char *text, size_t len, const struct json_value **root,
-                 struct json_doc *doc, char *why, size_t why_len) {
+static int parse(const char *text, size_t len, const struct json_value **root, struct json_doc *doc,
+                 char *why, size_t why_len) {
   struct json_error err;
   int rc = json_parse(doc, text, len, root, &err);
   if (rc == CANARY_EPARSE && why && why_len)
@@ -733,8 +772,7 @@ static int parse(const char *text, size_t len, const struct json_value **root,
   return rc;
 }
 
-int rollout_json_read(const char *text, size_t len, struct rollout *r, char *why,
-                      size_t why_len) {
+int rollout_json_read(const char *text, size_t len, struct rollout *r, char *why, size_t why_len) {
   struct json_doc doc;
   json_doc_init(&doc);
   const struct json_value *root;
@@ -755,8 +793,7 @@ int flags_json_read(const char *text, size_t len, struct flags *f, char *why, si
   const struct json_value *root;
   int rc = parse(text, len, &root, &doc, why, why_len);
   if (!rc && root->type != JSON_OBJECT)
-    rc = BAD(&rd, root, NULL, "a flags document is an object, got %s",
-             json_type_name(root->type));
+    rc = BAD(&rd, root, NULL, "a flags document is an object, got %s", json_type_name(root->type));
   int version;
   if (!rc)
     rc = check_version(&rd, root, FLAGS_JSON_VERSION, FLAGS_JSON_VERSION, &version);

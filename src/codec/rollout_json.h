@@ -34,8 +34,8 @@ void rollout_json_write(const struct rollout *r, struct jbuf *out);
  * when the text is not JSON; CANARY_EINVALID when it is not a valid document (why says
  * "line:column: field: problem"); CANARY_ENOMEM. why may be NULL.
  */
-int rollout_json_read(const char *text, size_t len, struct rollout *r, char *why, size_t why_len)
-    CANARY_MUSTCHECK;
+int rollout_json_read(const char *text, size_t len, struct rollout *r, char *why,
+                      size_t why_len) CANARY_MUSTCHECK;
 
 /* The same from an already-parsed value (the store parses many rows with one document). */
 int rollout_json_read_value(const struct json_value *v, struct rollout *r, char *why,
@@ -45,7 +45,7 @@ int rollout_json_read_value(const struct json_value *v, struct rollout *r, char 
 void flags_json_write(const struct flags *f, struct jbuf *out);
 
 /* Read a document written by flags_json_write() into f (zeroed first). Returns as above. */
-int flags_json_read(const char *text, size_t len, struct flags *f, char *why, size_t why_len)
-    CANARY_MUSTCHECK;
+int flags_json_read(const char *text, size_t len, struct flags *f, char *why,
+                    size_t why_len) CANARY_MUSTCHECK;
 
 #endif

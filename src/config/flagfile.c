@@ -49,8 +49,8 @@ static int apply_cohort(struct loader *ld, const struct ynode *key, const struct
     return schema_fail(ld, key, CANARY_EINVALID, "unknown cohort '%s' (the plan's stages: %s)",
                        key->str, names);
   }
-  return schema_walk(ld, value, "cohort", cohort_fields, sizeof cohort_fields /
-                     sizeof *cohort_fields, &p->stages[idx], NULL);
+  return schema_walk(ld, value, "cohort", cohort_fields,
+                     sizeof cohort_fields / sizeof *cohort_fields, &p->stages[idx], NULL);
 }
 
 static int set_cohorts(struct loader *ld, const struct ynode *v, void *target) {

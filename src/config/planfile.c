@@ -74,8 +74,20 @@ static int set_cohort(struct loader *ld, const struct ynode *v, void *target) {
   return cohort_ref(ld, v, &((struct criterion *)target)->cohort);
 }
 
-enum { CF_CHECK, CF_NAME, CF_TEXT, CF_COHORT, CF_MAX_SEVERITY, CF_WINDOW, CF_MIN_COUNT,
-       CF_MIN_RATIO, CF_ROLE, CF_EXPR, CF_FOR, CF_COUNT };
+enum {
+  CF_CHECK,
+  CF_NAME,
+  CF_TEXT,
+  CF_COHORT,
+  CF_MAX_SEVERITY,
+  CF_WINDOW,
+  CF_MIN_COUNT,
+  CF_MIN_RATIO,
+  CF_ROLE,
+  CF_EXPR,
+  CF_FOR,
+  CF_COUNT
+};
 
 static const struct field criterion_fields[] = {
     [CF_CHECK] = F_CUSTOM("check", set_check, true),
@@ -108,8 +120,8 @@ static const struct {
 static int criterion_keys_ok(struct loader *ld, const struct ynode *map, const struct criterion *c,
                              const struct seen *seen) {
   unsigned required = check_keys[c->check].required;
-  unsigned allowed = required | check_keys[c->check].allowed | BIT(CF_CHECK) | BIT(CF_NAME) |
-                     BIT(CF_TEXT);
+  unsigned allowed =
+      required | check_keys[c->check].allowed | BIT(CF_CHECK) | BIT(CF_NAME) | BIT(CF_TEXT);
   for (int i = 0; i < CF_COUNT; i++) {
     if (seen[i].key && !(allowed & BIT(i)))
       return schema_fail(ld, seen[i].key, CANARY_EINVALID, "key '%s' does not apply to check '%s'",
@@ -163,8 +175,21 @@ static int set_exit(struct loader *ld, const struct ynode *v, void *target) {
 
 /* --- stages ------------------------------------------------------------------------------- */
 
-enum { SF_NAME, SF_TITLE, SF_PERCENT, SF_USERS, SF_SEGMENTS, SF_FEATURES, SF_PURPOSE, SF_MIN,
-       SF_MAX, SF_ANNOUNCE, SF_ENTRY, SF_EXIT, SF_COUNT };
+enum {
+  SF_NAME,
+  SF_TITLE,
+  SF_PERCENT,
+  SF_USERS,
+  SF_SEGMENTS,
+  SF_FEATURES,
+  SF_PURPOSE,
+  SF_MIN,
+  SF_MAX,
+  SF_ANNOUNCE,
+  SF_ENTRY,
+  SF_EXIT,
+  SF_COUNT
+};
 
 static const struct field stage_fields[] = {
     [SF_NAME] = F_IDENT(struct stage, "name", name, true),
@@ -286,15 +311,13 @@ static const struct field rule_fields[] = {
     F_NUM(struct rule, "budget_weight", budget_weight, 0.01, 100, false),
 };
 
-static int read_rule(struct loader *ld, const struct ynode *map, const char *what,
-                     struct rule *r) {
+static int read_rule(struct loader *ld, const struct ynode *map, const char *what, struct rule *r) {
   memset(r, 0, sizeof *r);
   r->severity = 2;
-  int rc = schema_walk(ld, map, what, rule_fields, sizeof rule_fields / sizeof *rule_fields, r,
-                       NULL);
+  int rc =
+      schema_walk(ld, map, what, rule_fields, sizeof rule_fields / sizeof *rule_fields, r, NULL);
   if (!rc && !r->n_exprs && !r->has_alert)
-    rc = schema_fail(ld, map, CANARY_EINVALID, "%s '%s' needs 'expr' or 'on_alert'", what,
-                     r->name);
+    rc = schema_fail(ld, map, CANARY_EINVALID, "%s '%s' needs 'expr' or 'on_alert'", what, r->name);
   return rc;
 }
 
@@ -436,9 +459,8 @@ static int set_dispersion(struct loader *ld, const struct ynode *v, void *target
     for (size_t j = 0; j < i; j++)
       if (!strcmp(p->dispersion[j].counter, d->counter) &&
           !strcmp(p->dispersion[j].service, d->service))
-        return schema_fail(ld, v->kids[i], CANARY_EINVALID,
-                           "dispersion of '%s'%s%s appears twice", d->counter,
-                           d->service[0] ? " for service " : "", d->service);
+        return schema_fail(ld, v->kids[i], CANARY_EINVALID, "dispersion of '%s'%s%s appears twice",
+                           d->counter, d->service[0] ? " for service " : "", d->service);
     p->n_dispersion = (int)i + 1;
     ((struct planctx *)ld->ctx)->dispersion[i] = v->kids[i];
   }
@@ -534,17 +556,31 @@ static int check_checklist(struct loader *ld, const struct planctx *ctx) {
   return CANARY_OK;
 }
 
-
 /* policy: who may do what (config/policyfile.c). */
 static int set_policy(struct loader *ld, const struct ynode *v, void *target) {
   return policyfile_load(ld, v, &((struct plan *)target)->policy);
 }
 
-
-enum { PF_PLAN, PF_HALT_CONDITIONS, PF_FLAGS, PF_BREAKER, PF_NOTIFY, PF_BUCKETING, PF_SPLIT,
-       PF_DECISIONS, PF_WATCH, PF_DASHBOARD, PF_SLOS, PF_STAGES, PF_HALT_RULES, PF_ALERTS,
-       PF_CHECKLIST, PF_POLICY, PF_ROLLBACK,
-       PF_COUNT };
+enum {
+  PF_PLAN,
+  PF_HALT_CONDITIONS,
+  PF_FLAGS,
+  PF_BREAKER,
+  PF_NOTIFY,
+  PF_BUCKETING,
+  PF_SPLIT,
+  PF_DECISIONS,
+  PF_WATCH,
+  PF_DASHBOARD,
+  PF_SLOS,
+  PF_STAGES,
+  PF_HALT_RULES,
+  PF_ALERTS,
+  PF_CHECKLIST,
+  PF_POLICY,
+  PF_ROLLBACK,
+  PF_COUNT
+};
 
 static const struct field plan_fields[] = {
     [PF_PLAN] = F_STR(struct plan, "plan", name, true),

@@ -100,7 +100,8 @@ static int read_keys(struct loader *ld, const struct ynode *v, struct policy_act
     if (!key_shaped(a->keys[k]))
       return schema_fail(ld, list[k], CANARY_EINVALID,
                          "key of actor '%s' is not an Ed25519 public key in base64 (44 "
-                         "characters ending in '='; canaryctl keygen prints one)", a->name);
+                         "characters ending in '='; canaryctl keygen prints one)",
+                         a->name);
   }
   a->n_keys = (int)n;
   return CANARY_OK;
@@ -109,8 +110,7 @@ static int read_keys(struct loader *ld, const struct ynode *v, struct policy_act
 static int read_actor(struct loader *ld, const struct ynode *key, const struct ynode *v,
                       struct policy *p) {
   if (p->n_actors == POLICY_MAX_ACTORS)
-    return schema_fail(ld, key, CANARY_EINVALID, "too many actors (at most %d)",
-                       POLICY_MAX_ACTORS);
+    return schema_fail(ld, key, CANARY_EINVALID, "too many actors (at most %d)", POLICY_MAX_ACTORS);
   struct policy_actor *a = &p->actors[p->n_actors];
   int rc = schema_str(ld, key, "actor", a->name, sizeof a->name);
   if (rc)

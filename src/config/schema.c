@@ -77,7 +77,8 @@ int schema_ident(struct loader *ld, const struct ynode *v, const char *key, char
   char buf[ECHO_MAX + 32];
   return schema_fail(ld, v, CANARY_EINVALID,
                      "'%s' must be a name of letters, digits and '_' (not starting with a digit), "
-                     "got %s", key, shown(v, buf, sizeof buf));
+                     "got %s",
+                     key, shown(v, buf, sizeof buf));
 }
 
 /* [-+]? (digits [. digits?] | . digits) ([eE] [-+]? digits)?  -- no inf, nan or hex. */
@@ -109,8 +110,8 @@ static bool number_syntax(const char *s, bool integer) {
 
 static int out_of_range(struct loader *ld, const struct ynode *v, const char *key, double lo,
                         double hi) {
-  return schema_fail(ld, v, CANARY_EINVALID, "'%s' must be between %g and %g, got %s", key, lo,
-                     hi, v->str);
+  return schema_fail(ld, v, CANARY_EINVALID, "'%s' must be between %g and %g, got %s", key, lo, hi,
+                     v->str);
 }
 
 int schema_num(struct loader *ld, const struct ynode *v, const char *key, double lo, double hi,
@@ -211,19 +212,28 @@ static int set_field(struct loader *ld, const struct field *f, const struct ynod
   int64_t i64;
   int rc;
   switch (f->type) {
-  case FIELD_STR: return schema_str(ld, v, f->key, dst, size);
-  case FIELD_IDENT: return schema_ident(ld, v, f->key, dst, size);
+  case FIELD_STR:
+    return schema_str(ld, v, f->key, dst, size);
+  case FIELD_IDENT:
+    return schema_ident(ld, v, f->key, dst, size);
   case FIELD_INT:
     if (!(rc = schema_int64(ld, v, f->key, f->min, f->max, &i64)))
       *(int *)dst = (int)i64;
     return rc;
-  case FIELD_I64: return schema_int64(ld, v, f->key, f->min, f->max, dst);
-  case FIELD_NUM: return schema_num(ld, v, f->key, f->min, f->max, dst);
-  case FIELD_BOOL: return schema_bool(ld, v, f->key, dst);
-  case FIELD_DURATION: return schema_duration(ld, v, f->key, dst);
-  case FIELD_NAMES: return set_names(ld, f, v, t);
-  case FIELD_MAP: return schema_walk(ld, v, f->key, f->sub, f->n_sub, target, NULL);
-  case FIELD_CUSTOM: return f->set(ld, v, target);
+  case FIELD_I64:
+    return schema_int64(ld, v, f->key, f->min, f->max, dst);
+  case FIELD_NUM:
+    return schema_num(ld, v, f->key, f->min, f->max, dst);
+  case FIELD_BOOL:
+    return schema_bool(ld, v, f->key, dst);
+  case FIELD_DURATION:
+    return schema_duration(ld, v, f->key, dst);
+  case FIELD_NAMES:
+    return set_names(ld, f, v, t);
+  case FIELD_MAP:
+    return schema_walk(ld, v, f->key, f->sub, f->n_sub, target, NULL);
+  case FIELD_CUSTOM:
+    return f->set(ld, v, target);
   }
   return schema_fail(ld, v, CANARY_EINVALID, "internal error: field type %d", (int)f->type);
 }
@@ -234,8 +244,8 @@ static int unknown_key(struct loader *ld, const struct ynode *key, const char *w
   size_t used = 0;
   names[0] = '\0';
   for (size_t i = 0; i < n && used < sizeof names; i++)
-    used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "",
-                             fields[i].key);
+    used +=
+        (size_t)snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "", fields[i].key);
   return schema_fail(ld, key, CANARY_EINVALID, "unknown key '%.*s%s' in %s (expected one of: %s)",
                      ECHO_MAX, key->str, strlen(key->str) > ECHO_MAX ? "..." : "", what, names);
 }
@@ -273,8 +283,8 @@ int schema_walk(struct loader *ld, const struct ynode *map, const char *what,
   }
   for (size_t i = 0; i < n; i++)
     if (fields[i].required && !seen[i].key)
-      return schema_fail(ld, map, CANARY_EINVALID, "missing required key '%s' in %s",
-                         fields[i].key, what);
+      return schema_fail(ld, map, CANARY_EINVALID, "missing required key '%s' in %s", fields[i].key,
+                         what);
   return CANARY_OK;
 }
 

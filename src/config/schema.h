@@ -45,41 +45,54 @@ struct field {
   const char *key;
   enum field_type type;
   bool required;
-  bool ignored;         /* accepted and type-checked, then dropped */
-  size_t offset;        /* of the member in the target */
-  size_t size;          /* STR, IDENT, NAMES: bytes per string, NUL included */
-  size_t max_items;     /* NAMES */
-  size_t count_offset;  /* NAMES */
-  double min, max;      /* INT, I64, NUM */
-  field_setter set;     /* CUSTOM */
+  bool ignored;            /* accepted and type-checked, then dropped */
+  size_t offset;           /* of the member in the target */
+  size_t size;             /* STR, IDENT, NAMES: bytes per string, NUL included */
+  size_t max_items;        /* NAMES */
+  size_t count_offset;     /* NAMES */
+  double min, max;         /* INT, I64, NUM */
+  field_setter set;        /* CUSTOM */
   const struct field *sub; /* MAP */
   size_t n_sub;
 };
 
 #define SCHEMA_SIZE(T, m) sizeof(((T *)0)->m)
-#define F_STR(T, k, m, req) \
-  {.key = k, .type = FIELD_STR, .required = req, .offset = offsetof(T, m), .size = SCHEMA_SIZE(T, m)}
-#define F_IDENT(T, k, m, req)                                                 \
-  {.key = k, .type = FIELD_IDENT, .required = req, .offset = offsetof(T, m), \
-   .size = SCHEMA_SIZE(T, m)}
-#define F_INT(T, k, m, lo, hi, req) \
-  {.key = k, .type = FIELD_INT, .required = req, .offset = offsetof(T, m), .min = lo, .max = hi}
-#define F_I64(T, k, m, lo, hi, req) \
-  {.key = k, .type = FIELD_I64, .required = req, .offset = offsetof(T, m), .min = lo, .max = hi}
-#define F_NUM(T, k, m, lo, hi, req) \
-  {.key = k, .type = FIELD_NUM, .required = req, .offset = offsetof(T, m), .min = lo, .max = hi}
-#define F_BOOL(T, k, m, req) {.key = k, .type = FIELD_BOOL, .required = req, .offset = offsetof(T, m)}
-#define F_DURATION(T, k, m, req) \
-  {.key = k, .type = FIELD_DURATION, .required = req, .offset = offsetof(T, m)}
-#define F_NAMES(T, k, m, count, req)                                                     \
-  {.key = k, .type = FIELD_NAMES, .required = req, .offset = offsetof(T, m),            \
-   .size = SCHEMA_SIZE(T, m[0]), .max_items = SCHEMA_SIZE(T, m) / SCHEMA_SIZE(T, m[0]), \
-   .count_offset = offsetof(T, count)}
-#define F_MAP(k, table, req) \
-  {.key = k, .type = FIELD_MAP, .required = req, .sub = table, .n_sub = sizeof table / sizeof *table}
-#define F_CUSTOM(k, fn, req) {.key = k, .type = FIELD_CUSTOM, .required = req, .set = fn}
+#define F_STR(T, k, m, req)                                                                        \
+  {                                                                                                \
+    .key = k, .type = FIELD_STR, .required = req, .offset = offsetof(T, m),                        \
+    .size = SCHEMA_SIZE(T, m)                                                                      \
+  }
+#define F_IDENT(T, k, m, req)                                                                      \
+  {                                                                                                \
+    .key = k, .type = FIELD_IDENT, .required = req, .offset = offsetof(T, m),                      \
+    .size = SCHEMA_SIZE(T, m)                                                                      \
+  }
+#define F_INT(T, k, m, lo, hi, req)                                                                \
+  { .key = k, .type = FIELD_INT, .required = req, .offset = offsetof(T, m), .min = lo, .max = hi }
+#define F_I64(T, k, m, lo, hi, req)                                                                \
+  { .key = k, .type = FIELD_I64, .required = req, .offset = offsetof(T, m), .min = lo, .max = hi }
+#define F_NUM(T, k, m, lo, hi, req)                                                                \
+  { .key = k, .type = FIELD_NUM, .required = req, .offset = offsetof(T, m), .min = lo, .max = hi }
+#define F_BOOL(T, k, m, req)                                                                       \
+  { .key = k, .type = FIELD_BOOL, .required = req, .offset = offsetof(T, m) }
+#define F_DURATION(T, k, m, req)                                                                   \
+  { .key = k, .type = FIELD_DURATION, .required = req, .offset = offsetof(T, m) }
+#define F_NAMES(T, k, m, count, req)                                                               \
+  {                                                                                                \
+    .key = k, .type = FIELD_NAMES, .required = req, .offset = offsetof(T, m),                      \
+    .size = SCHEMA_SIZE(T, m[0]), .max_items = SCHEMA_SIZE(T, m) / SCHEMA_SIZE(T, m[0]),           \
+    .count_offset = offsetof(T, count)                                                             \
+  }
+#define F_MAP(k, table, req)                                                                       \
+  {                                                                                                \
+    .key = k, .type = FIELD_MAP, .required = req, .sub = table,                                    \
+    .n_sub = sizeof table / sizeof *table                                                          \
+  }
+#define F_CUSTOM(k, fn, req)                                                                       \
+  { .key = k, .type = FIELD_CUSTOM, .required = req, .set = fn }
 /* Accepted, checked to be of type t (FIELD_BOOL, FIELD_STR with size bytes), then ignored. */
-#define F_IGNORED(k, t, bytes) {.key = k, .type = t, .ignored = true, .size = bytes}
+#define F_IGNORED(k, t, bytes)                                                                     \
+  { .key = k, .type = t, .ignored = true, .size = bytes }
 
 #define SCHEMA_MAX_FIELDS 32
 

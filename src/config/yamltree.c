@@ -25,9 +25,7 @@ struct builder {
   size_t len;
 };
 
-static int line_of(size_t line0) {
-  return line0 >= INT32_MAX ? INT32_MAX : (int)line0 + 1;
-}
+static int line_of(size_t line0) { return line0 >= INT32_MAX ? INT32_MAX : (int)line0 + 1; }
 
 /* A reader error (bad UTF-8, ...) carries a byte offset, not a mark: count lines ourselves. */
 static void offset_position(const struct builder *b, size_t off, int *line, int *col) {
@@ -46,8 +44,7 @@ static void offset_position(const struct builder *b, size_t off, int *line, int 
 static int syntax_error(struct builder *b) {
   const yaml_parser_t *p = &b->parser;
   if (p->error == YAML_MEMORY_ERROR)
-    return config_error_set(b->err, b->name, 1, 1, CANARY_ENOMEM,
-                            "out of memory while parsing");
+    return config_error_set(b->err, b->name, 1, 1, CANARY_ENOMEM, "out of memory while parsing");
   const char *problem = p->problem ? p->problem : "malformed YAML";
   if (p->error == YAML_READER_ERROR) {
     int line, col;
@@ -56,8 +53,8 @@ static int syntax_error(struct builder *b) {
   }
   int line = line_of(p->problem_mark.line), col = line_of(p->problem_mark.column);
   if (p->context)
-    return config_error_set(b->err, b->name, line, col, CANARY_EPARSE, "%s (%s at %d:%d)",
-                            problem, p->context, line_of(p->context_mark.line),
+    return config_error_set(b->err, b->name, line, col, CANARY_EPARSE, "%s (%s at %d:%d)", problem,
+                            p->context, line_of(p->context_mark.line),
                             line_of(p->context_mark.column));
   return config_error_set(b->err, b->name, line, col, CANARY_EPARSE, "%s", problem);
 }
@@ -159,9 +156,9 @@ static int collection_kids(struct builder *b, struct ynode *n, yaml_event_type_t
     rc = parse_node(b, &ev, depth + 1, &kid);
     yaml_event_delete(&ev);
     if (!rc && n->kind == YNODE_MAP && n->n % 2 == 0 && kid->kind != YNODE_SCALAR)
-      rc = config_error_set(b->err, b->name, kid->line, kid->col, CANARY_EPARSE,
-                            "a mapping key must be a plain string, not %s",
-                            yamltree_kind_name(kid));
+      rc =
+          config_error_set(b->err, b->name, kid->line, kid->col, CANARY_EPARSE,
+                           "a mapping key must be a plain string, not %s", yamltree_kind_name(kid));
     if (!rc)
       rc = node_append(n, kid);
     if (rc)
@@ -194,10 +191,13 @@ static int collection_node(struct builder *b, const yaml_event_t *ev, int depth,
 
 static int parse_node(struct builder *b, yaml_event_t *ev, int depth, struct ynode **out) {
   switch (ev->type) {
-  case YAML_SCALAR_EVENT: return scalar_node(b, ev, out);
-  case YAML_ALIAS_EVENT: return resolve_alias(b, ev, out);
+  case YAML_SCALAR_EVENT:
+    return scalar_node(b, ev, out);
+  case YAML_ALIAS_EVENT:
+    return resolve_alias(b, ev, out);
   case YAML_SEQUENCE_START_EVENT:
-  case YAML_MAPPING_START_EVENT: return collection_node(b, ev, depth, out);
+  case YAML_MAPPING_START_EVENT:
+    return collection_node(b, ev, depth, out);
   default:
     return config_error_set(b->err, b->name, line_of(ev->start_mark.line),
                             line_of(ev->start_mark.column), CANARY_EPARSE,
@@ -277,9 +277,12 @@ const struct ynode *yamltree_get(const struct ynode *m, const char *key) {
 
 const char *yamltree_kind_name(const struct ynode *n) {
   switch (n->kind) {
-  case YNODE_SEQ: return "a list";
-  case YNODE_MAP: return "a mapping";
-  case YNODE_SCALAR: break;
+  case YNODE_SEQ:
+    return "a list";
+  case YNODE_MAP:
+    return "a mapping";
+  case YNODE_SCALAR:
+    break;
   }
   if (yamltree_is_null(n))
     return "null";

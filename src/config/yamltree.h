@@ -15,11 +15,11 @@ enum ynode_kind {
 
 struct ynode {
   enum ynode_kind kind;
-  int line, col;        /* 1-based position of the node's first character */
-  char *str;            /* scalar: the value, NUL-terminated (never contains NUL itself) */
-  bool plain;           /* scalar: unquoted, so it may be a number, a boolean or null */
-  struct ynode **kids;  /* sequence: the items; mapping: key, value, key, value, ... */
-  size_t n;             /* number of kids (a mapping has n / 2 pairs) */
+  int line, col;       /* 1-based position of the node's first character */
+  char *str;           /* scalar: the value, NUL-terminated (never contains NUL itself) */
+  bool plain;          /* scalar: unquoted, so it may be a number, a boolean or null */
+  struct ynode **kids; /* sequence: the items; mapping: key, value, key, value, ... */
+  size_t n;            /* number of kids (a mapping has n / 2 pairs) */
   size_t cap;
   struct ynode *next_alloc; /* every node of a tree, for yamltree_free */
 };

@@ -17,9 +17,8 @@ int engine_init(struct engine *e, const struct plan *plan) {
   e->plan = plan;
   e->id_epoch = INT64_MIN;
   flags_init(&e->global, plan);
-  return mstore_plan_init(&e->mp, plan, e->error, sizeof e->error) == CANARY_OK
-             ? CANARY_OK
-             : CANARY_EINVALID;
+  return mstore_plan_init(&e->mp, plan, e->error, sizeof e->error) == CANARY_OK ? CANARY_OK
+                                                                                : CANARY_EINVALID;
 }
 
 void engine_destroy(struct engine *e) {
@@ -170,8 +169,8 @@ static void drop_last(struct engine *e) {
 
 /* What rollout i steps with: the plan, the clock, the global switches, its metric state. */
 static struct step_ctx ctx_for(struct engine *e, size_t i, int64_t now) {
-  return (struct step_ctx){.plan = e->plan, .now = now, .global = &e->global, .mp = &e->mp,
-                           .metrics = e->metrics[i]};
+  return (struct step_ctx){
+      .plan = e->plan, .now = now, .global = &e->global, .mp = &e->mp, .metrics = e->metrics[i]};
 }
 
 int engine_restore(struct engine *e, const struct rollout *r) {
@@ -243,9 +242,9 @@ static bool service_free(const struct engine *e, const struct event *ev, char *w
   canary_why(why, why_len, 0,
              "service: '%s' already has a live rollout, '%s' (%s %s, %s at %s): one service, one "
              "live rollout — roll it back (canaryctl rollback %s) or let it complete, then "
-             "request '%s' again", ev->service, live->id, live->service, live->version,
-             rollout_state_name(live->state), e->plan->stages[live->stage].name, live->id,
-             ev->rollout);
+             "request '%s' again",
+             ev->service, live->id, live->service, live->version, rollout_state_name(live->state),
+             e->plan->stages[live->stage].name, live->id, ev->rollout);
   return false;
 }
 
@@ -321,8 +320,8 @@ int engine_apply(struct engine *e, const struct event *ev, int64_t now, struct e
     size_t i = index_of(e, ev->rollout);
     if (i == e->n_rollouts) {
       *outcome = APPLY_REJECTED;
-      return canary_why(why, why_len, CANARY_OK,
-                        "rollout: '%s' is unknown (no rollout.requested)", ev->rollout);
+      return canary_why(why, why_len, CANARY_OK, "rollout: '%s' is unknown (no rollout.requested)",
+                        ev->rollout);
     }
     struct rollout *r = e->rollouts[i];
     ctx = ctx_for(e, i, now);

@@ -27,9 +27,9 @@ int64_t engine_id_epoch_of(int64_t time_ms);
 /* Callers may read the fields; only engine.c writes them (storage hands state back through
  * engine_restore and engine_restore_*), but for no_memo, a test's and a benchmark's switch. */
 struct engine {
-  const struct plan *plan;   /* borrowed: must outlive the engine */
-  struct flags global;       /* kill switches that apply to every rollout */
-  struct rollout **rollouts; /* in order of creation */
+  const struct plan *plan;          /* borrowed: must outlive the engine */
+  struct flags global;              /* kill switches that apply to every rollout */
+  struct rollout **rollouts;        /* in order of creation */
   struct rollout_metrics **metrics; /* metrics[i] belongs to rollouts[i] */
   size_t n_rollouts, cap_rollouts;
   /* rollouts by id: open addressing over index + 1 (0 free), at most half full; every event
@@ -41,11 +41,11 @@ struct engine {
    * memory and the event_ids table stay bounded. A repeat is recognised for at least one epoch
    * after the first, at most two. */
   struct idset seen, seen_old;
-  int64_t id_epoch;          /* epoch of the newest id kept; INT64_MIN: none yet */
-  struct mstore_plan mp;     /* the plan's metric expressions, compiled once */
-  bool no_memo;              /* tests: evaluate every expression afresh (struct mstore_memo);
+  int64_t id_epoch;      /* epoch of the newest id kept; INT64_MIN: none yet */
+  struct mstore_plan mp; /* the plan's metric expressions, compiled once */
+  bool no_memo;          /* tests: evaluate every expression afresh (struct mstore_memo);
                               * set before the first rollout */
-  char error[512];           /* why engine_init failed */
+  char error[512];       /* why engine_init failed */
 };
 
 /* Outcome of engine_apply() besides its return code. */

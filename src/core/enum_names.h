@@ -19,27 +19,25 @@
 
 #define ENUM_NAMES_WIRE_(name, wire) wire,
 
-#define ENUM_NAMES(prefix, type, MAP, COUNT)                            \
-  static const char *const prefix##_names[] = {MAP(ENUM_NAMES_WIRE_)};  \
-  _Static_assert(sizeof prefix##_names / sizeof prefix##_names[0] ==    \
-                     (unsigned)(COUNT),                                 \
-                 #prefix ": one name per value");                       \
-  const char *prefix##_name(enum type v) {                              \
-    return (unsigned)v < (unsigned)(COUNT) ? prefix##_names[v] : "?";   \
+#define ENUM_NAMES(prefix, type, MAP, COUNT)                                                       \
+  static const char *const prefix##_names[] = {MAP(ENUM_NAMES_WIRE_)};                             \
+  _Static_assert(sizeof prefix##_names / sizeof prefix##_names[0] == (unsigned)(COUNT),            \
+                 #prefix ": one name per value");                                                  \
+  const char *prefix##_name(enum type v) {                                                         \
+    return (unsigned)v < (unsigned)(COUNT) ? prefix##_names[v] : "?";                              \
   }
 
 /* The first characters are compared before strcmp: a message's type is parsed for every
  * message. */
-#define ENUM_PARSE(prefix, type, COUNT)                                 \
-  bool prefix##_parse(const char *s, enum type *out) {                  \
-    for (int i = 0; i < (int)(COUNT); i++) {                            \
-      if (s[0] == prefix##_names[i][0] &&                               \
-          strcmp(s, prefix##_names[i]) == 0) {                          \
-        *out = (enum type)i;                                            \
-        return true;                                                    \
-      }                                                                 \
-    }                                                                   \
-    return false;                                                       \
+#define ENUM_PARSE(prefix, type, COUNT)                                                            \
+  bool prefix##_parse(const char *s, enum type *out) {                                             \
+    for (int i = 0; i < (int)(COUNT); i++) {                                                       \
+      if (s[0] == prefix##_names[i][0] && strcmp(s, prefix##_names[i]) == 0) {                     \
+        *out = (enum type)i;                                                                       \
+        return true;                                                                               \
+      }                                                                                            \
+    }                                                                                              \
+    return false;                                                                                  \
   }
 
 #endif

@@ -5,11 +5,13 @@
 
 const char *canary_strerror(int err) {
   switch (err) {
-#define XX(name, msg) \
-  case CANARY_E##name: return msg;
+#define XX(name, msg)                                                                              \
+  case CANARY_E##name:                                                                             \
+    return msg;
     CANARY_ERRNO_MAP(XX)
 #undef XX
-  default: return "unknown error";
+  default:
+    return "unknown error";
   }
 }
 

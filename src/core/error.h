@@ -10,18 +10,18 @@
 
 #define CANARY_MUSTCHECK __attribute__((warn_unused_result))
 
-#define CANARY_ERRNO_MAP(XX)                                          \
-  XX(OK, "ok")                                                        \
-  XX(NOMEM, "out of memory")                                          \
-  XX(INVALID, "invalid input")                                        \
-  XX(DUPLICATE, "duplicate event id")                                 \
-  XX(NOTFOUND, "not found")                                           \
-  XX(EXISTS, "already exists")                                        \
-  XX(FULL, "capacity exceeded")                                       \
-  XX(PARSE, "parse error")                                            \
-  XX(IO, "I/O error")                                                 \
-  XX(UNAVAILABLE, "service unavailable")                              \
-  XX(FENCED, "another worker owns this partition")                    \
+#define CANARY_ERRNO_MAP(XX)                                                                       \
+  XX(OK, "ok")                                                                                     \
+  XX(NOMEM, "out of memory")                                                                       \
+  XX(INVALID, "invalid input")                                                                     \
+  XX(DUPLICATE, "duplicate event id")                                                              \
+  XX(NOTFOUND, "not found")                                                                        \
+  XX(EXISTS, "already exists")                                                                     \
+  XX(FULL, "capacity exceeded")                                                                    \
+  XX(PARSE, "parse error")                                                                         \
+  XX(IO, "I/O error")                                                                              \
+  XX(UNAVAILABLE, "service unavailable")                                                           \
+  XX(FENCED, "another worker owns this partition")                                                 \
   XX(TIMEOUT, "timed out")
 
 enum canary_err {

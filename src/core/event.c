@@ -41,8 +41,8 @@ static bool printable(const char *s, bool text, char *why, size_t len, const cha
     unsigned char c = (unsigned char)s[i], next = (unsigned char)s[i + 1];
     bool c0 = c < 0x20 || c == 0x7f, c1 = c == 0xc2 && next >= 0x80 && next <= 0x9f;
     if ((c0 && !(text && (c == '\t' || c == '\n'))) || c1) {
-      canary_why(why, len, 0, "%s: must not contain control characters (byte 0x%02x at %zu)",
-                 field, c1 ? next : c, i);
+      canary_why(why, len, 0, "%s: must not contain control characters (byte 0x%02x at %zu)", field,
+                 c1 ? next : c, i);
       return false;
     }
   }
@@ -54,12 +54,17 @@ static bool all_printable(const struct event *ev, char *why, size_t len) {
   const struct {
     const char *v, *name;
     bool text;
-  } f[] = {{ev->id, "id", false},           {ev->rollout, "rollout", false},
-           {ev->service, "service", false}, {ev->version, "version", false},
+  } f[] = {{ev->id, "id", false},
+           {ev->rollout, "rollout", false},
+           {ev->service, "service", false},
+           {ev->version, "version", false},
            {ev->baseline_version, "baseline_version", false},
-           {ev->cohort, "cohort", false},   {ev->incident, "incident", false},
-           {ev->actor, "actor", false},     {ev->flag, "flag", false},
-           {ev->detail, "detail", true},    {ev->reason, "reason", true}};
+           {ev->cohort, "cohort", false},
+           {ev->incident, "incident", false},
+           {ev->actor, "actor", false},
+           {ev->flag, "flag", false},
+           {ev->detail, "detail", true},
+           {ev->reason, "reason", true}};
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
     if (!printable(f[i].v, f[i].text, why, len, f[i].name))
       return false;
@@ -160,8 +165,7 @@ bool event_validate(const struct event *ev, char *why, size_t why_len) {
       return fail(why, why_len, "must be positive", "interval_ms");
     /* Counters are counts over the interval: a negative one is a reset or a bug upstream. */
     if (!values_finite(ev->metrics.counters, ev->metrics.n_counters, true))
-      return fail(why, why_len, "names must be set and values finite and not negative",
-                  "counters");
+      return fail(why, why_len, "names must be set and values finite and not negative", "counters");
     if (!values_finite(ev->metrics.gauges, ev->metrics.n_gauges, false))
       return fail(why, why_len, "names must be set and values finite", "gauges");
     if (!dists_ok(ev->metrics.dists, ev->metrics.n_dists))
@@ -170,8 +174,8 @@ bool event_validate(const struct event *ev, char *why, size_t why_len) {
     return true;
   case EVENT_FLAG_SET:
     if (!flag_name_ok(ev->flag))
-      return fail(why, why_len,
-                  "must be system.canary.enabled or canary.cohort.<name>.enabled", "flag");
+      return fail(why, why_len, "must be system.canary.enabled or canary.cohort.<name>.enabled",
+                  "flag");
     return true;
   case EVENT_CI_COMPLETED:
   case EVENT_DEPLOY_COMPLETED:

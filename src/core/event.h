@@ -13,43 +13,43 @@
 #define EVENT_SIG_MAX 96   /* signature: base64 of a 64-byte Ed25519 signature (88), incl. NUL */
 
 /* type: wire name. The order is part of nothing: never persist the numeric value. */
-#define EVENT_TYPE_MAP(XX)                          \
-  XX(ROLLOUT_REQUESTED, "rollout.requested")        \
-  XX(CI_COMPLETED, "ci.completed")                  \
-  XX(DEPLOY_COMPLETED, "deploy.completed")          \
-  XX(HEALTH_CHECKED, "health.checked")              \
-  XX(SMOKE_COMPLETED, "smoke.completed")            \
-  XX(CRASH_REPORTED, "crash.reported")              \
-  XX(INCIDENT_OPENED, "incident.opened")            \
-  XX(INCIDENT_RESOLVED, "incident.resolved")        \
-  XX(FEEDBACK_RECEIVED, "feedback.received")        \
-  XX(APPROVAL_GRANTED, "approval.granted")          \
-  XX(ALERT_RAISED, "alert.raised")                  \
-  XX(COMMAND, "command")                            \
-  XX(FLAG_SET, "flag.set")                          \
-  XX(METRICS, "metrics")                            \
+#define EVENT_TYPE_MAP(XX)                                                                         \
+  XX(ROLLOUT_REQUESTED, "rollout.requested")                                                       \
+  XX(CI_COMPLETED, "ci.completed")                                                                 \
+  XX(DEPLOY_COMPLETED, "deploy.completed")                                                         \
+  XX(HEALTH_CHECKED, "health.checked")                                                             \
+  XX(SMOKE_COMPLETED, "smoke.completed")                                                           \
+  XX(CRASH_REPORTED, "crash.reported")                                                             \
+  XX(INCIDENT_OPENED, "incident.opened")                                                           \
+  XX(INCIDENT_RESOLVED, "incident.resolved")                                                       \
+  XX(FEEDBACK_RECEIVED, "feedback.received")                                                       \
+  XX(APPROVAL_GRANTED, "approval.granted")                                                         \
+  XX(ALERT_RAISED, "alert.raised")                                                                 \
+  XX(COMMAND, "command")                                                                           \
+  XX(FLAG_SET, "flag.set")                                                                         \
+  XX(METRICS, "metrics")                                                                           \
   XX(DIFF_SAMPLES, "diff.samples")
 
 enum event_type {
 #define XX(name, wire) EVENT_##name,
   EVENT_TYPE_MAP(XX)
 #undef XX
-  EVENT_TYPE_COUNT
+      EVENT_TYPE_COUNT
 };
 /* The bit of an event type in a mask of types: EVENT_T(METRICS). */
 #define EVENT_T(x) (1u << EVENT_##x)
 
-#define INCIDENT_KIND_MAP(XX)                     \
-  XX(BUG, "bug")                                  \
-  XX(SECURITY, "security")                        \
-  XX(COMPLIANCE, "compliance")                    \
-  XX(DATA_INCONSISTENCY, "data_inconsistency")    \
+#define INCIDENT_KIND_MAP(XX)                                                                      \
+  XX(BUG, "bug")                                                                                   \
+  XX(SECURITY, "security")                                                                         \
+  XX(COMPLIANCE, "compliance")                                                                     \
+  XX(DATA_INCONSISTENCY, "data_inconsistency")                                                     \
   XX(OUTAGE, "outage") /* the service is down: no halt rule of its own, Sev decides */
 enum incident_kind {
 #define XX(name, wire) INCIDENT_##name,
   INCIDENT_KIND_MAP(XX)
 #undef XX
-  INCIDENT_KIND_COUNT
+      INCIDENT_KIND_COUNT
 };
 
 #define SENTIMENT_MAP(XX) XX(POSITIVE, "positive") XX(NEGATIVE, "negative")
@@ -57,43 +57,43 @@ enum sentiment {
 #define XX(name, wire) SENTIMENT_##name,
   SENTIMENT_MAP(XX)
 #undef XX
-  SENTIMENT_COUNT
+      SENTIMENT_COUNT
 };
 
-#define APPROVAL_ROLE_MAP(XX)                     \
-  XX(PRODUCT_OWNER, "product_owner")              \
-  XX(SUPPORT, "support")                          \
+#define APPROVAL_ROLE_MAP(XX)                                                                      \
+  XX(PRODUCT_OWNER, "product_owner")                                                               \
+  XX(SUPPORT, "support")                                                                           \
   XX(DOCS, "docs")
 enum approval_role {
 #define XX(name, wire) APPROVAL_##name,
   APPROVAL_ROLE_MAP(XX)
 #undef XX
-  APPROVAL_ROLE_COUNT
+      APPROVAL_ROLE_COUNT
 };
 
-#define ALERT_KIND_MAP(XX)                                  \
-  XX(SECURITY, "security")                                  \
-  XX(COMPLIANCE, "compliance")                              \
-  XX(DATA_INCONSISTENCY, "data_inconsistency")              \
+#define ALERT_KIND_MAP(XX)                                                                         \
+  XX(SECURITY, "security")                                                                         \
+  XX(COMPLIANCE, "compliance")                                                                     \
+  XX(DATA_INCONSISTENCY, "data_inconsistency")                                                     \
   XX(DB_CONNECTION_EXHAUSTION, "db_connection_exhaustion")
 enum alert_kind {
 #define XX(name, wire) ALERT_##name,
   ALERT_KIND_MAP(XX)
 #undef XX
-  ALERT_KIND_COUNT
+      ALERT_KIND_COUNT
 };
 
-#define COMMAND_ACTION_MAP(XX)                    \
-  XX(PAUSE, "pause")                              \
-  XX(RESUME, "resume")                            \
-  XX(PROMOTE, "promote")                          \
-  XX(ROLLBACK, "rollback")                        \
+#define COMMAND_ACTION_MAP(XX)                                                                     \
+  XX(PAUSE, "pause")                                                                               \
+  XX(RESUME, "resume")                                                                             \
+  XX(PROMOTE, "promote")                                                                           \
+  XX(ROLLBACK, "rollback")                                                                         \
   XX(CHECK, "check") /* tick the checklist item `item` */
 enum command_action {
 #define XX(name, wire) COMMAND_##name,
   COMMAND_ACTION_MAP(XX)
 #undef XX
-  COMMAND_ACTION_COUNT
+      COMMAND_ACTION_COUNT
 };
 
 #define VARIANT_MAP(XX) XX(CANARY, "canary") XX(BASELINE, "baseline")
@@ -101,23 +101,23 @@ enum variant {
 #define XX(name, wire) VARIANT_##name,
   VARIANT_MAP(XX)
 #undef XX
-  VARIANT_COUNT
+      VARIANT_COUNT
 };
 
 /*
  * Whether an event's signature was checked, and what came of it. Set by the shell (the worker,
  * simulate) before the event reaches the engine; the core's policy (core/policy) decides on it.
  */
-#define EVENT_AUTH_MAP(XX)                                                                 \
-  XX(UNCHECKED, "unchecked") /* nobody looked (no policy, or a type that is not signed) */ \
-  XX(UNSIGNED, "unsigned")   /* no signature */                                            \
-  XX(VERIFIED, "verified")   /* the signature verifies with one of actor's keys */         \
+#define EVENT_AUTH_MAP(XX)                                                                         \
+  XX(UNCHECKED, "unchecked") /* nobody looked (no policy, or a type that is not signed) */         \
+  XX(UNSIGNED, "unsigned")   /* no signature */                                                    \
+  XX(VERIFIED, "verified")   /* the signature verifies with one of actor's keys */                 \
   XX(BAD, "bad")             /* a signature that verifies with none of actor's keys */
 enum event_auth {
 #define XX(name, wire) EVENT_AUTH_##name,
   EVENT_AUTH_MAP(XX)
 #undef XX
-  EVENT_AUTH_COUNT
+      EVENT_AUTH_COUNT
 };
 
 /* Metric payloads are borrowed: the arrays belong to whoever decoded the event and are valid

@@ -259,13 +259,19 @@ size_t event_signed_bytes(const struct event *ev, unsigned char *buf, size_t cap
     if (ORDER[k] == EVENT_F_SIGNATURE)
       continue;
     switch (f->kind) {
-    case EVENT_FIELD_STR: out_str(&s, f->name, at); break;
-    case EVENT_FIELD_BOOL: out_int(&s, f->name, *(const bool *)at); break;
+    case EVENT_FIELD_STR:
+      out_str(&s, f->name, at);
+      break;
+    case EVENT_FIELD_BOOL:
+      out_int(&s, f->name, *(const bool *)at);
+      break;
     case EVENT_FIELD_I64:
       memcpy(&i, at, sizeof i);
       out_int(&s, f->name, i);
       break;
-    case EVENT_FIELD_INT: out_int(&s, f->name, *(const int *)at); break;
+    case EVENT_FIELD_INT:
+      out_int(&s, f->name, *(const int *)at);
+      break;
     case EVENT_FIELD_ENUM:
       if (f->types & 1u << ev->type) {
         const char *w = f->wire(event_field_enum_get(ev, f));

@@ -14,8 +14,8 @@
 #define WIRE_FN_GAUGES(etype)
 #define WIRE_FN_DISTS(etype)
 #define WIRE_FN_SAMPLES(etype)
-#define WIRE_FN_ENUM(etype)                                                        \
-  static const char *etype##_wire(int v) { return etype##_name((enum etype)v); }  \
+#define WIRE_FN_ENUM(etype)                                                                        \
+  static const char *etype##_wire(int v) { return etype##_name((enum etype)v); }                   \
   _Static_assert(sizeof(enum etype) == sizeof(int), #etype ": read and written as an int");
 #define XX(id, name, kind, member, types, req, lo, hi, etype, digest) WIRE_FN_##kind(etype)
 EVENT_FIELD_MAP(XX)
@@ -40,9 +40,17 @@ EVENT_FIELD_MAP(XX)
 #define variant_COUNT_ VARIANT_COUNT
 
 const struct event_field event_fields[EVENT_FIELD_COUNT] = {
-#define XX(id, nm, kind, member, types, req, lo, hi, etype, dig)                             \
-  [EVENT_F_##id] = {nm, EVENT_FIELD_##kind, (types), (req), offsetof(struct event, member),   \
-                    EV_SIZE(member), (lo), (hi), ROW_WIRE_##kind(etype), (dig)},
+#define XX(id, nm, kind, member, types, req, lo, hi, etype, dig)                                   \
+  [EVENT_F_##id] = {nm,                                                                            \
+                    EVENT_FIELD_##kind,                                                            \
+                    (types),                                                                       \
+                    (req),                                                                         \
+                    offsetof(struct event, member),                                                \
+                    EV_SIZE(member),                                                               \
+                    (lo),                                                                          \
+                    (hi),                                                                          \
+                    ROW_WIRE_##kind(etype),                                                        \
+                    (dig)},
     EVENT_FIELD_MAP(XX)
 #undef XX
 };

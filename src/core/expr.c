@@ -254,14 +254,29 @@ static void put_duration(struct out *o, int64_t ms) {
 /* Binding strength, loosest first. */
 static int prec(const struct expr_node *n) {
   switch ((enum expr_kind)n->kind) {
-  case EXPR_OR: return 1;
-  case EXPR_AND: return 2;
-  case EXPR_NOT: return 3;
-  case EXPR_GT: case EXPR_GE: case EXPR_LT: case EXPR_LE: case EXPR_EQ: case EXPR_NE: return 4;
-  case EXPR_ADD: case EXPR_SUB: return 5;
-  case EXPR_MUL: case EXPR_DIV: return 6;
-  case EXPR_NEG: return 7;
-  default: return 8;
+  case EXPR_OR:
+    return 1;
+  case EXPR_AND:
+    return 2;
+  case EXPR_NOT:
+    return 3;
+  case EXPR_GT:
+  case EXPR_GE:
+  case EXPR_LT:
+  case EXPR_LE:
+  case EXPR_EQ:
+  case EXPR_NE:
+    return 4;
+  case EXPR_ADD:
+  case EXPR_SUB:
+    return 5;
+  case EXPR_MUL:
+  case EXPR_DIV:
+    return 6;
+  case EXPR_NEG:
+    return 7;
+  default:
+    return 8;
   }
 }
 
@@ -287,18 +302,32 @@ static void fmt(const struct expr *e, int i, int outer, struct out *o) {
     put(o, "not ");
     fmt(e, n->a, p, o);
     break;
-  case EXPR_GT: case EXPR_GE: case EXPR_LT: case EXPR_LE: case EXPR_EQ: case EXPR_NE:
+  case EXPR_GT:
+  case EXPR_GE:
+  case EXPR_LT:
+  case EXPR_LE:
+  case EXPR_EQ:
+  case EXPR_NE:
     fmt(e, n->a, p + 1, o);
     put(o, " %s ", expr_kind_name(n->kind));
     fmt(e, n->b, p + 1, o);
     break;
-  case EXPR_ADD: case EXPR_SUB: case EXPR_MUL: case EXPR_DIV: case EXPR_AND: case EXPR_OR:
+  case EXPR_ADD:
+  case EXPR_SUB:
+  case EXPR_MUL:
+  case EXPR_DIV:
+  case EXPR_AND:
+  case EXPR_OR:
     fmt(e, n->a, p, o); /* left-associative: the left side needs no parentheses at p */
     put(o, " %s ", expr_kind_name(n->kind));
     fmt(e, n->b, p + 1, o);
     break;
-  case EXPR_RATE: case EXPR_INCREASE: case EXPR_AVG_OVER_TIME: case EXPR_MAX_OVER_TIME:
-  case EXPR_MIN_OVER_TIME: case EXPR_QUANTILE:
+  case EXPR_RATE:
+  case EXPR_INCREASE:
+  case EXPR_AVG_OVER_TIME:
+  case EXPR_MAX_OVER_TIME:
+  case EXPR_MIN_OVER_TIME:
+  case EXPR_QUANTILE:
     if ((n->flags & EXPR_F_SHORTHAND) && !e->bound) {
       put(o, "%s", e->names + n->name);
       break;
@@ -431,8 +460,7 @@ static const struct expr_measure *measure_of_variant(const struct expr_result *r
 
 /* " (canary 3 of 400, baseline 20 of 80000)": the counts an error function's value rests on,
  * so a p-value or a bound in a decision can be checked by hand. */
-static void put_counts(struct out *o, const struct expr *e, const struct expr_result *r,
-                       int node) {
+static void put_counts(struct out *o, const struct expr *e, const struct expr_result *r, int node) {
   const struct expr_node *n = &e->nodes[node];
   if (!is_error_fn(e, node))
     return;
@@ -502,8 +530,9 @@ static void put_evidence(struct out *o, const struct expr *e, const struct expr_
     put_number(o, three_digits(x->line));
   }
   if (versus && !quantile)
-    put(o, x->history ? ", before that %.15g of %.15g (no baseline: its own history)"
-                      : ", baseline %.15g of %.15g",
+    put(o,
+        x->history ? ", before that %.15g of %.15g (no baseline: its own history)"
+                   : ", baseline %.15g of %.15g",
         x->baseline_x, x->baseline_n);
   put(o, ": %s ", versus && !quantile ? "rate ratio" : quantile ? "share" : "rate");
   put_number(o, three_digits(x->estimate));

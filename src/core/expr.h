@@ -12,55 +12,55 @@
 #include "core/event.h" /* enum variant */
 #include "core/plan.h"  /* struct plan_param */
 
-#define EXPR_SRC_MAX 4096      /* longest accepted source text, bytes */
-#define EXPR_MAX_NODES 64      /* terms and operators of one expression */
-#define EXPR_NAMES_MAX 256     /* bytes of names (metrics, thresholds) of one expression */
-#define EXPR_MAX_DEPTH 24      /* nesting of parentheses and function calls */
+#define EXPR_SRC_MAX 4096  /* longest accepted source text, bytes */
+#define EXPR_MAX_NODES 64  /* terms and operators of one expression */
+#define EXPR_NAMES_MAX 256 /* bytes of names (metrics, thresholds) of one expression */
+#define EXPR_MAX_DEPTH 24  /* nesting of parentheses and function calls */
 #define EXPR_DEFAULT_WINDOW_MS (5 * 60 * 1000LL) /* window of `latency` with no window, no for */
-#define EXPR_MAX_MEASURES 16   /* source queries kept as evidence by one evaluation */
-#define EXPR_MAX_COMPARES 8    /* comparisons kept as evidence by one evaluation */
+#define EXPR_MAX_MEASURES 16 /* source queries kept as evidence by one evaluation */
+#define EXPR_MAX_COMPARES 8  /* comparisons kept as evidence by one evaluation */
 
 /*
  * Node kinds. Operands are node indices a (and b). NUM and PARAM hold their value in num;
  * metric functions hold the metric and window; QUANTILE also q in num.
  */
-#define EXPR_KIND_MAP(XX)                                                                   \
-  XX(NUM, "number")                     /* literal: 0.01, 5, 0.5% */                       \
-  XX(NAME, "name")                      /* bare name, not yet bound (expr_bind) */         \
-  XX(PARAM, "param")                    /* a halt condition; num = its value */            \
-  XX(NEG, "-")                          /* -a */                                           \
-  XX(NOT, "not")                        /* not a */                                        \
-  XX(ADD, "+")                                                                             \
-  XX(SUB, "-")                                                                             \
-  XX(MUL, "*")                                                                             \
-  XX(DIV, "/")                                                                             \
-  XX(GT, ">")                                                                              \
-  XX(GE, ">=")                                                                             \
-  XX(LT, "<")                                                                              \
-  XX(LE, "<=")                                                                             \
-  XX(EQ, "==")                                                                             \
-  XX(NE, "!=")                                                                             \
-  XX(AND, "and")                                                                           \
-  XX(OR, "or")                                                                             \
-  XX(RATE, "rate")                      /* counter: sum over the window per second */      \
-  XX(INCREASE, "increase")              /* counter: sum over the window */                 \
-  XX(QUANTILE, "histogram_quantile")    /* distribution: quantile num of the window */     \
-  XX(AVG_OVER_TIME, "avg_over_time")    /* gauge */                                        \
-  XX(MAX_OVER_TIME, "max_over_time")    /* gauge */                                        \
-  XX(MIN_OVER_TIME, "min_over_time")    /* gauge */                                        \
-  XX(BASELINE, "baseline")              /* a on the baseline variant */                    \
-  XX(ZSCORE, "zscore")                  /* a in robust sigmas over its history (window) */ \
-  XX(DIFF_RATIO, "canary_diff_ratio")   /* share of diff samples beyond tolerance a */     \
-  XX(SLOS_MET, "slos_met")              /* all of the plan's SLOs hold */                  \
-  XX(ERROR_EXCESS, "error_excess_p")    /* p-value: canary's errors a vs baseline's, over  \
-                                           requests b; num = level it is compared with */   \
-  XX(ERROR_UPPER, "error_rate_upper")   /* 99% upper bound on errors a / requests b */
+#define EXPR_KIND_MAP(XX)                                                                          \
+  XX(NUM, "number")  /* literal: 0.01, 5, 0.5% */                                                  \
+  XX(NAME, "name")   /* bare name, not yet bound (expr_bind) */                                    \
+  XX(PARAM, "param") /* a halt condition; num = its value */                                       \
+  XX(NEG, "-")       /* -a */                                                                      \
+  XX(NOT, "not")     /* not a */                                                                   \
+  XX(ADD, "+")                                                                                     \
+  XX(SUB, "-")                                                                                     \
+  XX(MUL, "*")                                                                                     \
+  XX(DIV, "/")                                                                                     \
+  XX(GT, ">")                                                                                      \
+  XX(GE, ">=")                                                                                     \
+  XX(LT, "<")                                                                                      \
+  XX(LE, "<=")                                                                                     \
+  XX(EQ, "==")                                                                                     \
+  XX(NE, "!=")                                                                                     \
+  XX(AND, "and")                                                                                   \
+  XX(OR, "or")                                                                                     \
+  XX(RATE, "rate")                    /* counter: sum over the window per second */                \
+  XX(INCREASE, "increase")            /* counter: sum over the window */                           \
+  XX(QUANTILE, "histogram_quantile")  /* distribution: quantile num of the window */               \
+  XX(AVG_OVER_TIME, "avg_over_time")  /* gauge */                                                  \
+  XX(MAX_OVER_TIME, "max_over_time")  /* gauge */                                                  \
+  XX(MIN_OVER_TIME, "min_over_time")  /* gauge */                                                  \
+  XX(BASELINE, "baseline")            /* a on the baseline variant */                              \
+  XX(ZSCORE, "zscore")                /* a in robust sigmas over its history (window) */           \
+  XX(DIFF_RATIO, "canary_diff_ratio") /* share of diff samples beyond tolerance a */               \
+  XX(SLOS_MET, "slos_met")            /* all of the plan's SLOs hold */                            \
+  XX(ERROR_EXCESS, "error_excess_p")  /* p-value: canary's errors a vs baseline's, over  \
+                                           requests b; num = level it is compared with */         \
+  XX(ERROR_UPPER, "error_rate_upper") /* 99% upper bound on errors a / requests b */
 
 enum expr_kind {
 #define XX(name, text) EXPR_##name,
   EXPR_KIND_MAP(XX)
 #undef XX
-  EXPR_KIND_COUNT
+      EXPR_KIND_COUNT
 };
 
 /* Node flags. */
@@ -173,16 +173,16 @@ size_t expr_error_render(const char *src, const struct expr_error *e, char *buf,
 
 /* --- evaluation ------------------------------------------------------------------------------ */
 
-#define EXPR_TRUTH_MAP(XX)                                                         \
-  XX(FALSE, "false")                                                               \
-  XX(TRUE, "true")                                                                 \
+#define EXPR_TRUTH_MAP(XX)                                                                         \
+  XX(FALSE, "false")                                                                               \
+  XX(TRUE, "true")                                                                                 \
   XX(INSUFFICIENT, "insufficient data") /* an operand had too few observations */
 
 enum expr_truth {
 #define XX(name, text) EXPR_##name,
   EXPR_TRUTH_MAP(XX)
 #undef XX
-  EXPR_TRUTH_COUNT
+      EXPR_TRUTH_COUNT
 };
 const char *expr_truth_name(enum expr_truth t);
 
@@ -192,13 +192,13 @@ enum expr_truth expr_truth_or(enum expr_truth a, enum expr_truth b);
 enum expr_truth expr_truth_not(enum expr_truth a);
 
 /* What the evaluator asks the source; each kind has its own minimum observation count. */
-#define EXPR_QUERY_MAP(XX)                                                                 \
-  XX(COUNTER, "counter")   /* rate, increase: n = reporting intervals in the window */    \
-  XX(GAUGE, "gauge")       /* *_over_time: n = gauge readings in the window */            \
-  XX(QUANTILE, "quantile") /* histogram_quantile: n = values in the window */             \
-  XX(DIFF, "diff")         /* canary_diff_ratio: n = diff samples in the window */        \
-  XX(ZSCORE, "zscore")     /* zscore: n = history points (the warm-up) */                 \
-  XX(SLOS, "slos")         /* slos_met: the source answers with a truth, n is not used */ \
+#define EXPR_QUERY_MAP(XX)                                                                         \
+  XX(COUNTER, "counter")   /* rate, increase: n = reporting intervals in the window */             \
+  XX(GAUGE, "gauge")       /* *_over_time: n = gauge readings in the window */                     \
+  XX(QUANTILE, "quantile") /* histogram_quantile: n = values in the window */                      \
+  XX(DIFF, "diff")         /* canary_diff_ratio: n = diff samples in the window */                 \
+  XX(ZSCORE, "zscore")     /* zscore: n = history points (the warm-up) */                          \
+  XX(SLOS, "slos")         /* slos_met: the source answers with a truth, n is not used */          \
   XX(BINOMIAL, "binomial") /* error_excess_p: n = errors of both variants; its minimum is  \
                               the canary errors expected under "same rate" (statistics.md) */
 
@@ -206,7 +206,7 @@ enum expr_query {
 #define XX(name, text) EXPR_Q_##name,
   EXPR_QUERY_MAP(XX)
 #undef XX
-  EXPR_QUERY_COUNT
+      EXPR_QUERY_COUNT
 };
 const char *expr_query_name(enum expr_query q);
 
@@ -256,23 +256,23 @@ struct expr_evq {
  * when log_e >= log(1 / alpha).
  */
 struct expr_evidence {
-  double log_e;            /* log of the e-value of the deciding mixture */
-  double estimate;         /* canary: rate, share above the limit, or rate over the baseline's */
-  double reference;        /* what the estimate is held against: limit, 1 - q, or k */
-  double bound;            /* confidence bound on the estimate at 1 - alpha (lower when above),
+  double log_e;              /* log of the e-value of the deciding mixture */
+  double estimate;           /* canary: rate, share above the limit, or rate over the baseline's */
+  double reference;          /* what the estimate is held against: limit, 1 - q, or k */
+  double bound;              /* confidence bound on the estimate at 1 - alpha (lower when above),
                             * over the exposed cohort; NaN when not computed */
-  double canary_x, canary_n;     /* bad events (or values above) and trials of that term */
+  double canary_x, canary_n; /* bad events (or values above) and trials of that term */
   double baseline_x, baseline_n; /* the same for the baseline; 0 for absolute forms */
-  double line;             /* quantile forms: the value the shares are counted above */
-  double dispersion;       /* ratio forms: the counts were divided by it (bursts, >= 1) */
-  bool above;              /* the side tested (expr_evq.above): set by the evaluator */
+  double line;                   /* quantile forms: the value the shares are counted above */
+  double dispersion;             /* ratio forms: the counts were divided by it (bursts, >= 1) */
+  bool above;                    /* the side tested (expr_evq.above): set by the evaluator */
   /* The start point that weighs most in the mixture, whose counts, estimate and bound the
    * fields above show: the start of cohort from_cohort (since_ms INT64_MIN), or since_ms. */
   int from_cohort;
   int64_t since_ms;
-  int64_t age_ms;          /* now - since_ms; -1 for a cohort's start */
-  int64_t n;               /* canary trials; 0 = no data */
-  bool history;            /* against the canary's own history (the last cohort without a
+  int64_t age_ms; /* now - since_ms; -1 for a cohort's start */
+  int64_t n;      /* canary trials; 0 = no data */
+  bool history;   /* against the canary's own history (the last cohort without a
                             * baseline): baseline_x/_n are its counts before since_ms */
 };
 
@@ -285,15 +285,15 @@ struct expr_evidence {
 struct expr_source {
   /* Sum of the counter's increments over the last span_ms; n = intervals that reported it
    * (a batch with errors: 0 counts — zero is data). */
-  void (*counter_sum)(void *ctx, enum variant v, const char *metric, int64_t span_ms,
-                      double *out, int64_t *n);
+  void (*counter_sum)(void *ctx, enum variant v, const char *metric, int64_t span_ms, double *out,
+                      int64_t *n);
   /* Mean, maximum, minimum of the gauge's readings over the last span_ms; n = readings. */
-  void (*gauge_avg)(void *ctx, enum variant v, const char *metric, int64_t span_ms,
-                    double *out, int64_t *n);
-  void (*gauge_max)(void *ctx, enum variant v, const char *metric, int64_t span_ms,
-                    double *out, int64_t *n);
-  void (*gauge_min)(void *ctx, enum variant v, const char *metric, int64_t span_ms,
-                    double *out, int64_t *n);
+  void (*gauge_avg)(void *ctx, enum variant v, const char *metric, int64_t span_ms, double *out,
+                    int64_t *n);
+  void (*gauge_max)(void *ctx, enum variant v, const char *metric, int64_t span_ms, double *out,
+                    int64_t *n);
+  void (*gauge_min)(void *ctx, enum variant v, const char *metric, int64_t span_ms, double *out,
+                    int64_t *n);
   /* Quantile q (0..1) of the distribution's values over the last span_ms; n = values. */
   void (*quantile)(void *ctx, enum variant v, const char *metric, double q, int64_t span_ms,
                    double *out, int64_t *n);
@@ -317,22 +317,22 @@ struct expr_source {
   bool short_circuit;
 };
 
-#define EXPR_WHY_MAP(XX)                                                 \
-  XX(NONE, "")                                                           \
-  XX(FEW_OBS, "too few observations")                                    \
-  XX(FEW_EVENTS, "too few events in the divisor")                        \
-  XX(ZERO_DIVISOR, "division by zero")                                   \
-  XX(NO_SOURCE, "the metric source cannot answer")                       \
-  XX(NAN, "not a number")                                                \
-  XX(SLOS, "an SLO lacks data")                                         \
-  XX(POWER, "too few errors to tell canary from baseline")               \
+#define EXPR_WHY_MAP(XX)                                                                           \
+  XX(NONE, "")                                                                                     \
+  XX(FEW_OBS, "too few observations")                                                              \
+  XX(FEW_EVENTS, "too few events in the divisor")                                                  \
+  XX(ZERO_DIVISOR, "division by zero")                                                             \
+  XX(NO_SOURCE, "the metric source cannot answer")                                                 \
+  XX(NAN, "not a number")                                                                          \
+  XX(SLOS, "an SLO lacks data")                                                                    \
+  XX(POWER, "too few errors to tell canary from baseline")                                         \
   XX(VARIANT, "compares canary with baseline, not one variant")
 
 enum expr_why {
 #define XX(name, text) EXPR_WHY_##name,
   EXPR_WHY_MAP(XX)
 #undef XX
-  EXPR_WHY_COUNT
+      EXPR_WHY_COUNT
 };
 const char *expr_why_name(enum expr_why w);
 
@@ -344,7 +344,7 @@ struct expr_measure {
   enum variant variant;
   double value;
   int64_t n;
-  int64_t min_n;   /* what n had to reach */
+  int64_t min_n; /* what n had to reach */
   bool sufficient;
 };
 
@@ -355,7 +355,7 @@ struct expr_compare {
   int node;
   double lhs, rhs, baseline;
   enum expr_truth truth;
-  bool evidence;         /* decided by the evidence: the fields below are set */
+  bool evidence;            /* decided by the evidence: the fields below are set */
   double log_e, log_needed; /* the e-value's log and the log(1 / alpha) it must reach */
   struct expr_evidence ev;
 };
@@ -415,16 +415,16 @@ double expr_relative_diff(double stable, double canary);
 
 /* --- for: ------------------------------------------------------------------------------------- */
 
-#define EXPR_FOR_STATE_MAP(XX)                                                        \
-  XX(INACTIVE, "inactive") /* the condition is not known to hold */                   \
-  XX(PENDING, "pending")   /* true at every evaluation since `since`, not yet long enough */ \
+#define EXPR_FOR_STATE_MAP(XX)                                                                     \
+  XX(INACTIVE, "inactive") /* the condition is not known to hold */                                \
+  XX(PENDING, "pending")   /* true at every evaluation since `since`, not yet long enough */       \
   XX(FIRING, "firing")     /* true continuously for at least `for` */
 
 enum expr_for_state {
 #define XX(name, text) EXPR_FOR_##name,
   EXPR_FOR_STATE_MAP(XX)
 #undef XX
-  EXPR_FOR_STATE_COUNT
+      EXPR_FOR_STATE_COUNT
 };
 /* A state's name ("?" out of range), and parsing one. The names are stored (the metric state of
  * a rollout, codec/metrics_json): never rename one. */
@@ -436,7 +436,8 @@ struct expr_for {
   enum expr_for_state state;
   int64_t since; /* PENDING, FIRING: time of the first true evaluation of this run */
 };
-#define EXPR_FOR_INIT {EXPR_FOR_INACTIVE, 0}
+#define EXPR_FOR_INIT                                                                              \
+  { EXPR_FOR_INACTIVE, 0 }
 
 /*
  * Advances the state with the evaluation t at time now. TRUE starts (inactive -> pending, since

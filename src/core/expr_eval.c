@@ -24,7 +24,7 @@ const struct expr_limits expr_limits_default = {
             [EXPR_Q_DIFF] = 1000,   /* the seed: canary:diff --samples 1000 */
             [EXPR_Q_ZSCORE] = 30,   /* warm-up: history points before a sigma means anything */
             [EXPR_Q_SLOS] = 0,
-            [EXPR_Q_BINOMIAL] = 5,  /* expected canary errors: power to see a doubled rate */
+            [EXPR_Q_BINOMIAL] = 5, /* expected canary errors: power to see a doubled rate */
         },
     .min_events = 100,
     .quantile_tail = 1,
@@ -58,9 +58,9 @@ struct val {
   enum expr_truth t;
   enum expr_why why; /* INSUFFICIENT: the first reason, at why_node */
   int why_node;
-  bool counter;      /* a counter query (also through baseline()): sum is its increase */
+  bool counter; /* a counter query (also through baseline()): sum is its increase */
   double sum;
-  int64_t per_sec;   /* RATE: the window it divided by, so a ratio of rates is sum / sum */
+  int64_t per_sec; /* RATE: the window it divided by, so a ratio of rates is sum / sum */
 };
 
 struct ev {
@@ -91,9 +91,13 @@ static void measure(struct ev *ev, int node, enum expr_query q, enum variant v, 
     out->truncated = true;
     return;
   }
-  out->measures[out->n_measures++] = (struct expr_measure){
-      .node = node, .query = q, .variant = v, .value = value, .n = n, .min_n = min_n,
-      .sufficient = sufficient};
+  out->measures[out->n_measures++] = (struct expr_measure){.node = node,
+                                                           .query = q,
+                                                           .variant = v,
+                                                           .value = value,
+                                                           .n = n,
+                                                           .min_n = min_n,
+                                                           .sufficient = sufficient};
 }
 
 /* Observations a quantile q needs: min_obs, and tail values beyond q. */
@@ -129,10 +133,17 @@ static struct val read_metric(struct ev *ev, int i, enum variant v) {
     if ((have = src->quantile != NULL))
       src->quantile(ev->ctx, v, metric, n->num, n->window_ms, &x, &cnt);
     break;
-  case EXPR_AVG_OVER_TIME: gauge = src->gauge_avg; break;
-  case EXPR_MAX_OVER_TIME: gauge = src->gauge_max; break;
-  case EXPR_MIN_OVER_TIME: gauge = src->gauge_min; break;
-  default: break;
+  case EXPR_AVG_OVER_TIME:
+    gauge = src->gauge_avg;
+    break;
+  case EXPR_MAX_OVER_TIME:
+    gauge = src->gauge_max;
+    break;
+  case EXPR_MIN_OVER_TIME:
+    gauge = src->gauge_min;
+    break;
+  default:
+    break;
   }
   if (q == EXPR_Q_GAUGE && (have = gauge != NULL))
     gauge(ev->ctx, v, metric, n->window_ms, &x, &cnt);
@@ -198,8 +209,8 @@ static struct val error_excess(struct ev *ev, int i, enum variant v) {
   o.alpha = n->num;
   o.min_expected = (double)ev->lim->min_obs[EXPR_Q_BINOMIAL];
   struct stats_verdict sv;
-  if (stats_binomial_excess_opts(count_of(ce.v), count_of(cr.v), count_of(be.v), count_of(br.v),
-                                 &o, &sv) != CANARY_OK) {
+  if (stats_binomial_excess_opts(count_of(ce.v), count_of(cr.v), count_of(be.v), count_of(br.v), &o,
+                                 &sv) != CANARY_OK) {
     measure(ev, i, EXPR_Q_BINOMIAL, VARIANT_CANARY, NAN, 0, 0, false);
     return unknown(EXPR_WHY_NAN, i); /* more errors than requests, or no level bound */
   }
@@ -241,9 +252,15 @@ static struct val arith(struct ev *ev, int i, enum variant v) {
     return r;
   double x;
   switch ((enum expr_kind)n->kind) {
-  case EXPR_ADD: x = l.v + r.v; break;
-  case EXPR_SUB: x = l.v - r.v; break;
-  case EXPR_MUL: x = l.v * r.v; break;
+  case EXPR_ADD:
+    x = l.v + r.v;
+    break;
+  case EXPR_SUB:
+    x = l.v - r.v;
+    break;
+  case EXPR_MUL:
+    x = l.v * r.v;
+    break;
   case EXPR_DIV:
     if (r.counter && r.sum < ev->lim->min_events)
       return unknown(EXPR_WHY_FEW_EVENTS, n->b);
@@ -286,14 +303,22 @@ static bool constant(const struct expr *e, int i, double *out) {
   const struct expr_node *n = &e->nodes[i];
   double a, b;
   switch ((enum expr_kind)n->kind) {
-  case EXPR_NUM: case EXPR_PARAM: *out = n->num; return true;
-  case EXPR_NEG: return constant(e, n->a, &a) && (*out = -a, true);
-  case EXPR_ADD: return constant(e, n->a, &a) && constant(e, n->b, &b) && (*out = a + b, true);
-  case EXPR_SUB: return constant(e, n->a, &a) && constant(e, n->b, &b) && (*out = a - b, true);
-  case EXPR_MUL: return constant(e, n->a, &a) && constant(e, n->b, &b) && (*out = a * b, true);
+  case EXPR_NUM:
+  case EXPR_PARAM:
+    *out = n->num;
+    return true;
+  case EXPR_NEG:
+    return constant(e, n->a, &a) && (*out = -a, true);
+  case EXPR_ADD:
+    return constant(e, n->a, &a) && constant(e, n->b, &b) && (*out = a + b, true);
+  case EXPR_SUB:
+    return constant(e, n->a, &a) && constant(e, n->b, &b) && (*out = a - b, true);
+  case EXPR_MUL:
+    return constant(e, n->a, &a) && constant(e, n->b, &b) && (*out = a * b, true);
   case EXPR_DIV:
     return constant(e, n->a, &a) && constant(e, n->b, &b) && b != 0 && (*out = a / b, true);
-  default: return false;
+  default:
+    return false;
   }
 }
 
@@ -373,8 +398,8 @@ int expr_evidence_count(const struct expr *e) {
 
 /* A comparison decided by the evidence: the source's e-value against 1 / alpha. */
 static struct val compare_evidence(struct ev *ev, int i, const struct expr_evq *q) {
-  struct expr_evidence x = {.log_e = NAN, .estimate = NAN, .reference = NAN, .bound = NAN,
-                            .line = NAN};
+  struct expr_evidence x = {
+      .log_e = NAN, .estimate = NAN, .reference = NAN, .bound = NAN, .line = NAN};
   bool have = ev->src->evidence != NULL;
   if (have)
     ev->src->evidence(ev->ctx, q, &x);
@@ -387,8 +412,8 @@ static struct val compare_evidence(struct ev *ev, int i, const struct expr_evq *
     res = unknown(EXPR_WHY_FEW_OBS, i);
   else
     res = truth(x.log_e >= need);
-  measure(ev, i, q->quantile ? EXPR_Q_QUANTILE : EXPR_Q_COUNTER, VARIANT_CANARY, x.estimate,
-          x.n, 1, res.t != EXPR_INSUFFICIENT);
+  measure(ev, i, q->quantile ? EXPR_Q_QUANTILE : EXPR_Q_COUNTER, VARIANT_CANARY, x.estimate, x.n, 1,
+          res.t != EXPR_INSUFFICIENT);
   struct expr_result *out = ev->out;
   if (out->n_compares < EXPR_MAX_COMPARES)
     out->compares[out->n_compares++] = (struct expr_compare){
@@ -422,25 +447,39 @@ static struct val compare(struct ev *ev, int i, enum variant v) {
   else {
     bool b = false;
     switch ((enum expr_kind)n->kind) {
-    case EXPR_GT: b = l.v > r.v; break;
-    case EXPR_GE: b = l.v >= r.v; break;
-    case EXPR_LT: b = l.v < r.v; break;
-    case EXPR_LE: b = l.v <= r.v; break;
-    case EXPR_EQ: b = l.v == r.v; break;
-    case EXPR_NE: b = l.v != r.v; break;
-    default: ev->rc = CANARY_EINVALID; break;
+    case EXPR_GT:
+      b = l.v > r.v;
+      break;
+    case EXPR_GE:
+      b = l.v >= r.v;
+      break;
+    case EXPR_LT:
+      b = l.v < r.v;
+      break;
+    case EXPR_LE:
+      b = l.v <= r.v;
+      break;
+    case EXPR_EQ:
+      b = l.v == r.v;
+      break;
+    case EXPR_NE:
+      b = l.v != r.v;
+      break;
+    default:
+      ev->rc = CANARY_EINVALID;
+      break;
     }
     res = truth(b);
   }
   res.counter = false;
   struct expr_result *out = ev->out;
   if (out->n_compares < EXPR_MAX_COMPARES)
-    out->compares[out->n_compares++] = (struct expr_compare){
-        .node = i,
-        .lhs = l.t == EXPR_INSUFFICIENT ? NAN : l.v,
-        .rhs = r.t == EXPR_INSUFFICIENT ? NAN : r.v,
-        .baseline = ev->baseline_seen,
-        .truth = res.t};
+    out->compares[out->n_compares++] =
+        (struct expr_compare){.node = i,
+                              .lhs = l.t == EXPR_INSUFFICIENT ? NAN : l.v,
+                              .rhs = r.t == EXPR_INSUFFICIENT ? NAN : r.v,
+                              .baseline = ev->baseline_seen,
+                              .truth = res.t};
   else
     out->truncated = true;
   ev->baseline_seen = outer;
@@ -477,14 +516,28 @@ static struct val eval(struct ev *ev, int i, enum variant v) {
     struct val a = eval(ev, n->a, v);
     return a.t == EXPR_INSUFFICIENT ? a : known(-a.v);
   }
-  case EXPR_ADD: case EXPR_SUB: case EXPR_MUL: case EXPR_DIV:
+  case EXPR_ADD:
+  case EXPR_SUB:
+  case EXPR_MUL:
+  case EXPR_DIV:
     return arith(ev, i, v);
-  case EXPR_GT: case EXPR_GE: case EXPR_LT: case EXPR_LE: case EXPR_EQ: case EXPR_NE:
+  case EXPR_GT:
+  case EXPR_GE:
+  case EXPR_LT:
+  case EXPR_LE:
+  case EXPR_EQ:
+  case EXPR_NE:
     return compare(ev, i, v);
-  case EXPR_NOT: case EXPR_AND: case EXPR_OR:
+  case EXPR_NOT:
+  case EXPR_AND:
+  case EXPR_OR:
     return logic(ev, i, v);
-  case EXPR_RATE: case EXPR_INCREASE: case EXPR_QUANTILE: case EXPR_AVG_OVER_TIME:
-  case EXPR_MAX_OVER_TIME: case EXPR_MIN_OVER_TIME:
+  case EXPR_RATE:
+  case EXPR_INCREASE:
+  case EXPR_QUANTILE:
+  case EXPR_AVG_OVER_TIME:
+  case EXPR_MAX_OVER_TIME:
+  case EXPR_MIN_OVER_TIME:
     return read_metric(ev, i, v);
   case EXPR_BASELINE: {
     struct val a = eval(ev, n->a, VARIANT_BASELINE);
@@ -561,7 +614,11 @@ int expr_eval(const struct expr *e, const struct expr_source *src, void *ctx, en
     out->why = EXPR_WHY_NO_SOURCE;
     return CANARY_EINVALID;
   }
-  struct ev ev = {.e = e, .src = src, .ctx = ctx, .out = out, .baseline_seen = NAN,
+  struct ev ev = {.e = e,
+                  .src = src,
+                  .ctx = ctx,
+                  .out = out,
+                  .baseline_seen = NAN,
                   .lim = src->limits ? src->limits : &expr_limits_default,
                   .lazy = src->short_circuit};
   for (int i = 0; i < e->n_nodes && ev.lazy; i++)

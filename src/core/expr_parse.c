@@ -34,7 +34,9 @@ static const struct {
              {"m", 60000LL},     {"s", 1000LL},     {"ms", 1LL}};
 #define N_UNITS ((int)(sizeof units / sizeof units[0]))
 
-static bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
+static bool is_alpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 static bool is_alnum(char c) { return is_alpha(c) || is_digit(c); }
 
@@ -48,29 +50,45 @@ static bool is_unit(const char *s, size_t len) {
 /* --- the parser ----------------------------------------------------------------------------- */
 
 enum tok {
-  T_END, T_NUM, T_IDENT, T_LPAREN, T_RPAREN, T_LBRACK, T_RBRACK, T_COMMA,
-  T_PLUS, T_MINUS, T_STAR, T_SLASH, T_GT, T_GE, T_LT, T_LE, T_EQ, T_NE
+  T_END,
+  T_NUM,
+  T_IDENT,
+  T_LPAREN,
+  T_RPAREN,
+  T_LBRACK,
+  T_RBRACK,
+  T_COMMA,
+  T_PLUS,
+  T_MINUS,
+  T_STAR,
+  T_SLASH,
+  T_GT,
+  T_GE,
+  T_LT,
+  T_LE,
+  T_EQ,
+  T_NE
 };
 
 struct parser {
   const char *src;
   size_t len;
-  size_t pos;          /* next byte to lex */
-  enum tok tok;        /* current token */
-  size_t start, end;   /* its bytes */
-  double num;          /* T_NUM: its value */
+  size_t pos;        /* next byte to lex */
+  enum tok tok;      /* current token */
+  size_t start, end; /* its bytes */
+  double num;        /* T_NUM: its value */
   struct expr *e;
   struct expr_error *err;
   bool failed;
   int depth;
   int bare[EXPR_MAX_NODES]; /* bare `baseline` nodes not yet tied to a comparison */
   int n_bare;
-  int in_baseline;          /* inside baseline(...): error_excess_p() has no place there */
+  int in_baseline;              /* inside baseline(...): error_excess_p() has no place there */
   bool leveled[EXPR_MAX_NODES]; /* error_excess_p() nodes compared with a level */
 };
 
-__attribute__((format(printf, 3, 4))) static int fail(struct parser *p, size_t pos,
-                                                      const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static int fail(struct parser *p, size_t pos, const char *fmt,
+                                                      ...) {
   if (!p->failed) {
     p->failed = true;
     if (p->err) {
@@ -127,8 +145,8 @@ static void lex(struct parser *p) {
       while (is_alpha(s[k]))
         k++;
       if (is_unit(s + j, k - j) && s[j - 1] != '%')
-        fail(p, i, "a duration such as %.*s belongs in a window, as in errors[%.*s]",
-             (int)(k - i), s + i, (int)(k - i), s + i);
+        fail(p, i, "a duration such as %.*s belongs in a window, as in errors[%.*s]", (int)(k - i),
+             s + i, (int)(k - i), s + i);
       else
         fail(p, j, "unexpected '%c' after the number", s[j]);
       return;
@@ -151,15 +169,33 @@ static void lex(struct parser *p) {
   }
   size_t n = 1;
   switch (c) {
-  case '(': p->tok = T_LPAREN; break;
-  case ')': p->tok = T_RPAREN; break;
-  case '[': p->tok = T_LBRACK; break;
-  case ']': p->tok = T_RBRACK; break;
-  case ',': p->tok = T_COMMA; break;
-  case '+': p->tok = T_PLUS; break;
-  case '-': p->tok = T_MINUS; break;
-  case '*': p->tok = T_STAR; break;
-  case '/': p->tok = T_SLASH; break;
+  case '(':
+    p->tok = T_LPAREN;
+    break;
+  case ')':
+    p->tok = T_RPAREN;
+    break;
+  case '[':
+    p->tok = T_LBRACK;
+    break;
+  case ']':
+    p->tok = T_RBRACK;
+    break;
+  case ',':
+    p->tok = T_COMMA;
+    break;
+  case '+':
+    p->tok = T_PLUS;
+    break;
+  case '-':
+    p->tok = T_MINUS;
+    break;
+  case '*':
+    p->tok = T_STAR;
+    break;
+  case '/':
+    p->tok = T_SLASH;
+    break;
   case '>':
     p->tok = s[i + 1] == '=' ? T_GE : T_GT;
     n = s[i + 1] == '=' ? 2 : 1;
@@ -227,8 +263,7 @@ static int new_node(struct parser *p, enum expr_kind kind, size_t pos) {
   if (p->failed)
     return -1;
   if (p->e->n_nodes >= EXPR_MAX_NODES)
-    return fail(p, pos, "expression too complex: more than %d terms and operators",
-                EXPR_MAX_NODES);
+    return fail(p, pos, "expression too complex: more than %d terms and operators", EXPR_MAX_NODES);
   int i = p->e->n_nodes++;
   struct expr_node *n = &p->e->nodes[i];
   memset(n, 0, sizeof *n);
@@ -487,11 +522,14 @@ static int parse_call(struct parser *p, enum expr_kind k, size_t start) {
   case EXPR_ERROR_EXCESS:
   case EXPR_ERROR_UPPER: {
     if (k == EXPR_ERROR_EXCESS && p->in_baseline)
-      return fail(p, start, "%s() compares the canary with the baseline itself: it does not go "
-                  "inside baseline()", fname);
+      return fail(p, start,
+                  "%s() compares the canary with the baseline itself: it does not go "
+                  "inside baseline()",
+                  fname);
     int a = parse_counter_arg(p, fname, "errors");
-    if (a < 0 || !expect(p, T_COMMA, "expected ',' and the requests counter, as in "
-                                     "(errors[5m], requests[5m])"))
+    if (a < 0 || !expect(p, T_COMMA,
+                         "expected ',' and the requests counter, as in "
+                         "(errors[5m], requests[5m])"))
       return -1;
     int b = parse_counter_arg(p, fname, "requests");
     if (b < 0)
@@ -542,8 +580,8 @@ static int parse_primary(struct parser *p) {
     return fail(p, start, "expected a number, a name or '('");
   }
   if (is_keyword(p))
-    return fail(p, start, "expected a number, a name or '(', not '%.*s'",
-                (int)(p->end - start), p->src + start);
+    return fail(p, start, "expected a number, a name or '(', not '%.*s'", (int)(p->end - start),
+                p->src + start);
   size_t n = p->end - start;
   /* A function call is a name followed by '('. */
   size_t j = p->end;
@@ -660,13 +698,26 @@ static int parse_add(struct parser *p) {
 
 static bool cmp_tok(enum tok t, enum expr_kind *k) {
   switch (t) {
-  case T_GT: *k = EXPR_GT; return true;
-  case T_GE: *k = EXPR_GE; return true;
-  case T_LT: *k = EXPR_LT; return true;
-  case T_LE: *k = EXPR_LE; return true;
-  case T_EQ: *k = EXPR_EQ; return true;
-  case T_NE: *k = EXPR_NE; return true;
-  default: return false;
+  case T_GT:
+    *k = EXPR_GT;
+    return true;
+  case T_GE:
+    *k = EXPR_GE;
+    return true;
+  case T_LT:
+    *k = EXPR_LT;
+    return true;
+  case T_LE:
+    *k = EXPR_LE;
+    return true;
+  case T_EQ:
+    *k = EXPR_EQ;
+    return true;
+  case T_NE:
+    *k = EXPR_NE;
+    return true;
+  default:
+    return false;
   }
 }
 
@@ -683,14 +734,16 @@ static bool check_level(struct parser *p, int i) {
     if (node(p, x)->kind != EXPR_ERROR_EXCESS)
       continue;
     if (c->kind == EXPR_EQ || c->kind == EXPR_NE) {
-      fail(p, node(p, x)->pos, "error_excess_p() is a p-value: compare it with a level using "
-                               "<, <=, > or >=");
+      fail(p, node(p, x)->pos,
+           "error_excess_p() is a p-value: compare it with a level using "
+           "<, <=, > or >=");
       return false;
     }
     struct expr_node *l = node(p, lv);
     if (l->kind != EXPR_NUM && l->kind != EXPR_NAME) {
-      fail(p, l->pos, "error_excess_p() is compared with a significance level: a number or a "
-                      "threshold name, as in error_excess_p(errors[5m], requests[5m]) < 0.01");
+      fail(p, l->pos,
+           "error_excess_p() is compared with a significance level: a number or a "
+           "threshold name, as in error_excess_p(errors[5m], requests[5m]) < 0.01");
       return false;
     }
     if (l->kind == EXPR_NUM && !(l->num > 0 && l->num < 1)) {
@@ -905,16 +958,18 @@ int expr_bind(struct expr *e, const struct plan_param *params, int n_params, int
   }
   for (int i = 0; i < e->n_nodes; i++) {
     const struct expr_node *n = &e->nodes[i];
-    bool ordering = n->kind == EXPR_GT || n->kind == EXPR_GE || n->kind == EXPR_LT ||
-                    n->kind == EXPR_LE;
+    bool ordering =
+        n->kind == EXPR_GT || n->kind == EXPR_GE || n->kind == EXPR_LT || n->kind == EXPR_LE;
     for (int side = 0; ordering && side < 2; side++) {
       struct expr_node *x = &e->nodes[side ? n->b : n->a];
       const struct expr_node *lv = &e->nodes[side ? n->a : n->b];
       if (x->kind != EXPR_ERROR_EXCESS)
         continue;
       if (lv->kind != EXPR_NUM && lv->kind != EXPR_PARAM)
-        return bind_fail(err, lv->pos, "'%s' is not a threshold: error_excess_p() is compared "
-                         "with a significance level", lv->name >= 0 ? e->names + lv->name : "?");
+        return bind_fail(err, lv->pos,
+                         "'%s' is not a threshold: error_excess_p() is compared "
+                         "with a significance level",
+                         lv->name >= 0 ? e->names + lv->name : "?");
       if (!(lv->num > 0 && lv->num < 1))
         return bind_fail(err, lv->pos, "a significance level is between 0 and 1, such as 0.01");
       x->num = lv->num;
@@ -930,4 +985,3 @@ int expr_bind(struct expr *e, const struct plan_param *params, int n_params, int
   e->bound = true;
   return CANARY_OK;
 }
-

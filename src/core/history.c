@@ -35,8 +35,8 @@ static void copy(char *dst, size_t cap, const char *src) {
 }
 
 static bool add(struct history_points *h, const char *rollout, int64_t step_ms,
-                enum history_kind kind, int cohort, int variant, const char *name,
-                const char *stat, double value) {
+                enum history_kind kind, int cohort, int variant, const char *name, const char *stat,
+                double value) {
   if (!isfinite(value))
     return true; /* nothing to draw: a gap */
   if (h->n == h->cap) {
@@ -48,8 +48,11 @@ static bool add(struct history_points *h, const char *rollout, int64_t step_ms,
     h->cap = cap;
   }
   struct history_point *pt = &h->items[h->n++];
-  *pt = (struct history_point){.rollout = rollout, .step_ms = step_ms, .kind = (int8_t)kind,
-                               .cohort = (int8_t)cohort, .variant = (int8_t)variant,
+  *pt = (struct history_point){.rollout = rollout,
+                               .step_ms = step_ms,
+                               .kind = (int8_t)kind,
+                               .cohort = (int8_t)cohort,
+                               .variant = (int8_t)variant,
                                .value = value};
   copy(pt->name, sizeof pt->name, name);
   copy(pt->stat, sizeof pt->stat, stat);
@@ -120,8 +123,7 @@ static bool latest_points(const struct rollout *r, int64_t start, struct history
                           : NAN;
     ok = add(out, r->id, start, HISTORY_RULE, x->stage, -1, x->name, "value", x->canary) &&
          add(out, r->id, start, HISTORY_RULE, x->stage, -1, x->name, "baseline", x->baseline) &&
-         add(out, r->id, start, HISTORY_RULE, x->stage, -1, x->name, "threshold",
-             x->threshold) &&
+         add(out, r->id, start, HISTORY_RULE, x->stage, -1, x->name, "threshold", x->threshold) &&
          add(out, r->id, start, HISTORY_RULE, x->stage, -1, x->name, "progress", progress) &&
          add(out, r->id, start, HISTORY_RULE, x->stage, -1, x->name, "firing",
              x->state == EXPR_FOR_FIRING);
@@ -129,13 +131,14 @@ static bool latest_points(const struct rollout *r, int64_t start, struct history
   return ok;
 }
 
-long history_collect(const struct rollout *r, const struct rollout_metrics *m,
-                     const struct plan *p, int64_t *through_ms, struct history_points *out) {
+long history_collect(const struct rollout *r, const struct rollout_metrics *m, const struct plan *p,
+                     int64_t *through_ms, struct history_points *out) {
   int64_t step = history_step_ms(p);
   int64_t end = floor_div(r->clock_ms, step) * step; /* the last step ended here */
   if (end <= *through_ms)
     return 0;
-  int64_t first = *through_ms > end - HISTORY_CATCH_UP * step ? *through_ms : end - HISTORY_CATCH_UP * step;
+  int64_t first =
+      *through_ms > end - HISTORY_CATCH_UP * step ? *through_ms : end - HISTORY_CATCH_UP * step;
   size_t n0 = out->n;
   bool ok = true;
   for (int64_t start = first; ok && start < end; start += step)

@@ -18,17 +18,17 @@
  * covers more event time, records the last hour (the fine buckets a step is read from). */
 #define HISTORY_CATCH_UP 60
 
-#define HISTORY_KIND_MAP(XX)                                                               \
-  XX(METRIC, "metric")     /* a series of the service's metrics: counter, gauge, quantiles */ \
-  XX(BUSINESS, "business") /* a counter the plan's dashboard.counters names */               \
-  XX(RULE, "rule")         /* a metric halt rule's reading: value, baseline, threshold */     \
+#define HISTORY_KIND_MAP(XX)                                                                       \
+  XX(METRIC, "metric")     /* a series of the service's metrics: counter, gauge, quantiles */      \
+  XX(BUSINESS, "business") /* a counter the plan's dashboard.counters names */                     \
+  XX(RULE, "rule")         /* a metric halt rule's reading: value, baseline, threshold */          \
   XX(SPLIT, "split")       /* the rollout: exposure, stage */
 
 enum history_kind {
 #define XX(name, wire) HISTORY_##name,
   HISTORY_KIND_MAP(XX)
 #undef XX
-  HISTORY_KIND_COUNT
+      HISTORY_KIND_COUNT
 };
 
 const char *history_kind_name(enum history_kind k);
@@ -73,7 +73,7 @@ int64_t history_step_ms(const struct plan *p);
  * Reads r, m and p and changes none of them (so decisions cannot depend on it). Returns the
  * number of points appended, or -1 when memory ran out (*through_ms then unchanged).
  */
-long history_collect(const struct rollout *r, const struct rollout_metrics *m,
-                     const struct plan *p, int64_t *through_ms, struct history_points *out);
+long history_collect(const struct rollout *r, const struct rollout_metrics *m, const struct plan *p,
+                     int64_t *through_ms, struct history_points *out);
 
 #endif

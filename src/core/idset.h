@@ -22,7 +22,8 @@ struct idset {
   struct idset_slot *slots;
   size_t n, cap;
 };
-#define IDSET_INIT {0}
+#define IDSET_INIT                                                                                 \
+  { 0 }
 
 uint64_t idset_hash(const char *id);
 /* The same of the n bytes at id (not NUL-terminated). */

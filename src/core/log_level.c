@@ -3,10 +3,12 @@
 
 const char *log_level_name(int level) {
   switch (level) {
-#define XX(name, value, text) \
-  case LOG_LVL_##name: return text;
+#define XX(name, value, text)                                                                      \
+  case LOG_LVL_##name:                                                                             \
+    return text;
     LOG_LEVEL_MAP(XX)
 #undef XX
-  default: return "debug";
+  default:
+    return "debug";
   }
 }

@@ -8,11 +8,11 @@
 #define CANARY_LOG_LEVEL_H
 
 /* Levels are syslog(3)'s numbers, which librdkafka reports too: name, number, what is printed. */
-#define LOG_LEVEL_MAP(XX)                                                                        \
-  XX(ERR, 3, "error")       /* something failed that an operator must look at */                 \
-  XX(WARNING, 4, "warning") /* a failure retried on its own: a broker error, PostgreSQL away */  \
-  XX(NOTICE, 5, "notice")   /* worth an operator's eye: shards assigned and revoked */           \
-  XX(INFO, 6, "info")                                                                            \
+#define LOG_LEVEL_MAP(XX)                                                                          \
+  XX(ERR, 3, "error")       /* something failed that an operator must look at */                   \
+  XX(WARNING, 4, "warning") /* a failure retried on its own: a broker error, PostgreSQL away */    \
+  XX(NOTICE, 5, "notice")   /* worth an operator's eye: shards assigned and revoked */             \
+  XX(INFO, 6, "info")                                                                              \
   XX(DEBUG, 7, "debug")
 
 enum log_level {

@@ -151,8 +151,8 @@ static struct mstore_series *series_get(const struct mstore *ms, int cohort, enu
   return s < 0 ? NULL : &ms->series[s];
 }
 
-const struct mstore_series *mstore_series_find(const struct mstore *ms, int cohort,
-                                               enum variant v, const char *name) {
+const struct mstore_series *mstore_series_find(const struct mstore *ms, int cohort, enum variant v,
+                                               const char *name) {
   return series_get(ms, cohort, v, name);
 }
 
@@ -249,7 +249,7 @@ static int metrics_check(const struct mstore *ms, int cohort, const struct event
       break;
     const struct item *it = &items[i];
     if (it->id >= 0 && *series_ref(ms, it->id, cohort, m->variant) >= 0)
-      continue; /* the usual case: nothing new to count */
+      continue;                 /* the usual case: nothing new to count */
     bool first_in_event = true; /* counts a new name (or series) once per event */
     for (size_t j = 0; j < i; j++)
       if (strcmp(items[j].name, it->name) == 0) {
@@ -293,9 +293,9 @@ static int metrics_check(const struct mstore *ms, int cohort, const struct event
 }
 
 static enum window_kind item_kind(const struct event_metrics *m, size_t i) {
-  return i < m->n_counters ? WINDOW_COUNTER
+  return i < m->n_counters                 ? WINDOW_COUNTER
          : i < m->n_counters + m->n_gauges ? WINDOW_GAUGE
-                                            : WINDOW_DISTRIBUTION;
+                                           : WINDOW_DISTRIBUTION;
 }
 
 /* A counter's running total; the first event of a later slice of event time snapshots it. */
@@ -648,11 +648,11 @@ int mstore_expire(struct mstore *ms, int64_t now) {
 size_t mstore_memory(const struct mstore *ms) {
   if (!ms->names)
     return 0;
-  size_t bytes = (size_t)ms->cfg.max_names * sizeof *ms->names +
-                 (size_t)ms->name_cap * sizeof *ms->name_index +
-                 (size_t)ms->cfg.max_names * PLAN_MAX_STAGES * VARIANT_COUNT *
-                     sizeof *ms->series_of +
-                 (size_t)ms->series_cap * sizeof *ms->series;
+  size_t bytes =
+      (size_t)ms->cfg.max_names * sizeof *ms->names +
+      (size_t)ms->name_cap * sizeof *ms->name_index +
+      (size_t)ms->cfg.max_names * PLAN_MAX_STAGES * VARIANT_COUNT * sizeof *ms->series_of +
+      (size_t)ms->series_cap * sizeof *ms->series;
   for (int i = 0; i < ms->n_series; i++) {
     bytes += window_memory(&ms->series[i].w);
     const struct sketch *all = ms->series[i].all;

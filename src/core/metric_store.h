@@ -69,15 +69,15 @@ struct mstore_config {
   int64_t retention_ms; /* kept at least this long: 72 h */
   int max_series;
   int max_names;
-  int max_zscores;          /* zscore histories (rule expression x node x cohort x variant) */
-  int zscore_points;        /* points a history keeps: 24 h / step + 1 */
-  int64_t zscore_step_ms;   /* a history records at most one point per step */
-  double zscore_min_scale;  /* floor of the robust scale (expr_robust_z); 0 = none */
+  int max_zscores;         /* zscore histories (rule expression x node x cohort x variant) */
+  int zscore_points;       /* points a history keeps: 24 h / step + 1 */
+  int64_t zscore_step_ms;  /* a history records at most one point per step */
+  double zscore_min_scale; /* floor of the robust scale (expr_robust_z); 0 = none */
   double tolerances[MSTORE_MAX_TOLERANCES]; /* canary_diff_ratio tolerances counted exactly */
   int n_tolerances;
   struct mstore_pair pairs[MSTORE_MAX_PAIRS]; /* the evidence's ratios: their dispersion */
   int n_pairs;
-  struct mstore_line lines[MSTORE_MAX_LINES];   /* the evidence's quantile lines */
+  struct mstore_line lines[MSTORE_MAX_LINES]; /* the evidence's quantile lines */
   int n_lines;
   struct expr_limits limits; /* insufficient-data minimums: expr_limits_default */
   bool memo;                 /* keep each expression's last result while its data stands still
@@ -103,7 +103,8 @@ struct mstore_name {
 #define MSTORE_SNAPS 8
 #define MSTORE_RECENT 8 /* counters: the last adds, to line up variants that report apart */
 #define MSTORE_SLICE_MS 900000LL /* 15 min: the start points of a test within a stage */
-#define MSTORE_DISP_CAP 20.0 /* one step's share of the dispersion estimate: an outage's jump
+#define MSTORE_DISP_CAP                                                                            \
+  20.0 /* one step's share of the dispersion estimate: an outage's jump
                               * is one step, not a burst (mstore_dispersion) */
 
 struct mstore_series {
@@ -112,11 +113,11 @@ struct mstore_series {
   int name;         /* index into names */
   uint64_t changed; /* mstore.tick of its last change: the memo's test (see struct mstore_memo) */
   struct window w;
-  double total;                    /* counters: every increment since the series began */
-  struct sketch *all;              /* distributions: every value; NULL until the first */
-  int32_t n_snaps;                 /* counters: slices begun (the ring keeps the last few) */
+  double total;                     /* counters: every increment since the series began */
+  struct sketch *all;               /* distributions: every value; NULL until the first */
+  int32_t n_snaps;                  /* counters: slices begun (the ring keeps the last few) */
   int64_t snap_slice[MSTORE_SNAPS]; /* slice (floor(t / MSTORE_SLICE_MS)) of each snapshot... */
-  double snap_total[MSTORE_SNAPS]; /* ... and the total before its first event; ring by n % */
+  double snap_total[MSTORE_SNAPS];  /* ... and the total before its first event; ring by n % */
   /* counters that are the numerator of a pair (cfg.pairs), over the reports that carried both:
    * each report's rate against the one before, (d^2 / its binomial variance) capped at
    * MSTORE_DISP_CAP, summed (disp_sum) over disp_k such steps; the last report's counts */
@@ -141,7 +142,6 @@ struct mstore_linecount {
   double snap_above[MSTORE_SNAPS], snap_n[MSTORE_SNAPS];
 };
 
-
 /* The counter's total over its adds at or before cut (the last MSTORE_RECENT adds are known by
  * time; older ones all count). */
 double mstore_total_upto(const struct mstore_series *s, int64_t cut);
@@ -149,10 +149,10 @@ double mstore_total_upto(const struct mstore_series *s, int64_t cut);
 /* diff.samples of one cohort. */
 struct mstore_diff {
   bool used;
-  uint64_t changed;                           /* mstore.tick of its last change */
-  struct window total;                        /* counter: samples */
-  struct window over[MSTORE_MAX_TOLERANCES];  /* counter: samples beyond tolerances[i] */
-  struct window rel;                          /* distribution: finite relative differences */
+  uint64_t changed;                          /* mstore.tick of its last change */
+  struct window total;                       /* counter: samples */
+  struct window over[MSTORE_MAX_TOLERANCES]; /* counter: samples beyond tolerances[i] */
+  struct window rel;                         /* distribution: finite relative differences */
 };
 
 /* The history of one zscore node: a ring of (time, value) points. */
@@ -160,7 +160,7 @@ struct mstore_zhist {
   uint64_t key; /* mstore_expr.key mixed with the node */
   int cohort;
   enum variant variant;
-  int head, n;  /* next slot, points held */
+  int head, n; /* next slot, points held */
   int64_t *t;
   double *x;
 };
@@ -175,10 +175,10 @@ struct mstore_zhist {
  */
 #define MSTORE_MEMO_READS 12 /* metric names an expression (with the SLOs it uses) may read */
 struct mstore_memo {
-  uint64_t tick;   /* ms->tick when evaluated; 0 = empty */
-  int64_t bucket;  /* floor(now / bucket_ms) */
+  uint64_t tick;  /* ms->tick when evaluated; 0 = empty */
+  int64_t bucket; /* floor(now / bucket_ms) */
   int cohort;
-  int n_names;     /* ms->n_names when ids[] were resolved */
+  int n_names;                    /* ms->n_names when ids[] were resolved */
   int16_t ids[MSTORE_MEMO_READS]; /* name ids of mstore_expr.reads, -1 = not (yet) a name */
   enum expr_truth truth;
   enum expr_why why;
@@ -201,21 +201,21 @@ struct mstore {
   int n_names;
   int16_t *name_index; /* open addressing over names: name_cap slots, -1 = free */
   int name_cap;
-  int16_t *series_of;  /* [name][cohort][variant] -> series index, -1 = none */
+  int16_t *series_of;           /* [name][cohort][variant] -> series index, -1 = none */
   struct mstore_series *series; /* grown on demand up to max_series */
   int n_series, series_cap;
   struct mstore_diff diff[PLAN_MAX_STAGES];
   struct mstore_zhist *z;
   int n_z;
-  double *zscratch;   /* zscore_points doubles for expr_robust_z */
-  int64_t clock_ms;   /* newest time seen (events, expiry) */
-  uint64_t rejected;  /* events refused */
-  uint64_t tick;      /* counts changes: series and diff windows note theirs (memo) */
+  double *zscratch;         /* zscore_points doubles for expr_robust_z */
+  int64_t clock_ms;         /* newest time seen (events, expiry) */
+  uint64_t rejected;        /* events refused */
+  uint64_t tick;            /* counts changes: series and diff windows note theirs (memo) */
   struct mstore_memo *memo; /* one per compiled expression (mstore_plan.n), allocated by the
                              * first evaluation; NULL when that failed (no memo then) */
   int n_memo;
-  uint64_t memo_hits;       /* evaluations the memo answered (tests, benchmarks) */
-  uint64_t evaluations;     /* rules and criteria evaluated (canaryd's /metrics counts them) */
+  uint64_t memo_hits;   /* evaluations the memo answered (tests, benchmarks) */
+  uint64_t evaluations; /* rules and criteria evaluated (canaryd's /metrics counts them) */
   struct mstore_name_hint name_hints[MSTORE_NAME_HINTS]; /* queries: name -> id, by address */
   struct mstore_linecount *lc; /* the evidence's quantile lines, per cohort (cfg.lines) */
   int n_lc, lc_cap;
@@ -260,35 +260,35 @@ int mstore_zhist_restore(struct mstore *ms, uint64_t key, int cohort, enum varia
 size_t mstore_memory(const struct mstore *ms);
 
 /* The series of (cohort, variant, name), or NULL. */
-const struct mstore_series *mstore_series_find(const struct mstore *ms, int cohort,
-                                               enum variant v, const char *name);
+const struct mstore_series *mstore_series_find(const struct mstore *ms, int cohort, enum variant v,
+                                               const char *name);
 
 /* --- the plan's expressions (mstore_plan.c) -------------------------------------------------- */
 
-#define MSTORE_OWNER_MAP(XX)                                   \
-  XX(RULE, "halt_rules")   /* plan.rules[index].exprs[k] */     \
-  XX(ALERT, "alerts")      /* plan.alerts[index].exprs[k] */    \
-  XX(ENTRY, "entry")       /* plan.stages[stage].entry[index] */ \
-  XX(EXIT, "exit")         /* plan.stages[stage].exit[index] */  \
-  XX(SLO, "slos")          /* plan.slos[index] */
+#define MSTORE_OWNER_MAP(XX)                                                                       \
+  XX(RULE, "halt_rules") /* plan.rules[index].exprs[k] */                                          \
+  XX(ALERT, "alerts")    /* plan.alerts[index].exprs[k] */                                         \
+  XX(ENTRY, "entry")     /* plan.stages[stage].entry[index] */                                     \
+  XX(EXIT, "exit")       /* plan.stages[stage].exit[index] */                                      \
+  XX(SLO, "slos")        /* plan.slos[index] */
 
 enum mstore_owner {
 #define XX(name, text) MSTORE_##name,
   MSTORE_OWNER_MAP(XX)
 #undef XX
-  MSTORE_OWNER_COUNT
+      MSTORE_OWNER_COUNT
 };
 
 /* One expression of the plan, parsed and bound. */
 struct mstore_expr {
   struct expr e;
   enum mstore_owner owner;
-  int stage;      /* ENTRY, EXIT; else -1 */
-  int index;      /* rule, alert, criterion or SLO index */
-  int k;          /* expression of a rule or alert; 0 otherwise */
-  int64_t for_ms; /* the rule's or criterion's for: (0 for SLOs) */
+  int stage;          /* ENTRY, EXIT; else -1 */
+  int index;          /* rule, alert, criterion or SLO index */
+  int k;              /* expression of a rule or alert; 0 otherwise */
+  int64_t for_ms;     /* the rule's or criterion's for: (0 for SLOs) */
   int64_t longest_ms; /* expr_longest_window, computed once */
-  uint64_t key;   /* stable across restarts while the plan says the same: keys zscore history */
+  uint64_t key;       /* stable across restarts while the plan says the same: keys zscore history */
   char name[PLAN_NAME_MAX]; /* the rule, criterion or SLO name */
   /* What an evaluation reads, for the memo: the metric names (both variants of the cohort are
    * watched), with those of the SLOs when it uses slos_met(); whether it reads the diff
@@ -297,7 +297,7 @@ struct mstore_expr {
   bool memo_ok;
   bool reads_diff;
   int n_reads;
-  const char *reads[MSTORE_MEMO_READS]; /* into e.names of this or an SLO expression */
+  const char *reads[MSTORE_MEMO_READS];     /* into e.names of this or an SLO expression */
   uint8_t read_variants[MSTORE_MEMO_READS]; /* 1 << variant for each variant it reads */
   int64_t window_gcd_ms;
   int n_evidence; /* comparisons the evidence decides (e.alpha > 0; expr_evidence_count) */
@@ -307,16 +307,16 @@ struct mstore_expr {
 struct mstore_plan {
   struct mstore_expr *x;
   int n;
-  int n_slos;                /* the SLOs are x[slo_first .. slo_first + n_slos) */
+  int n_slos; /* the SLOs are x[slo_first .. slo_first + n_slos) */
   int slo_first;
   double tolerances[MSTORE_MAX_TOLERANCES]; /* distinct canary_diff_ratio tolerances */
   int n_tolerances;
   struct mstore_pair pairs[MSTORE_MAX_PAIRS]; /* distinct ratios the evidence tests */
   int n_pairs;
-  struct mstore_line lines[MSTORE_MAX_LINES];  /* distinct quantile lines the evidence counts */
+  struct mstore_line lines[MSTORE_MAX_LINES]; /* distinct quantile lines the evidence counts */
   int n_lines;
-  int64_t longest_ms;        /* longest window or zscore history read */
-  int64_t replay_ms;         /* what a restarted worker replays into the store: the longest
+  int64_t longest_ms; /* longest window or zscore history read */
+  int64_t replay_ms;  /* what a restarted worker replays into the store: the longest
                               * window, or with evidence the whole plan (every stage's maximum) */
   /* halt rule i's expressions are x[rule_first[i] .. + rule_count[i]): rules are looked up
    * at every evaluation, several times a second per rollout */
@@ -328,29 +328,29 @@ struct mstore_plan {
    * at a later stage's start or at a slice of a stage; its e-value is the mixture over those
    * start points with these weights (they sum to at most 1). */
   struct mstore_evidence_plan {
-    bool on;                 /* some expression, or the split check, decides on evidence */
-    int n_tests;             /* distinct halt-rule comparisons and the split check */
+    bool on;     /* some expression, or the split check, decides on evidence */
+    int n_tests; /* distinct halt-rule comparisons and the split check */
     /* The distinct comparisons the budget pays for (mstore_plan_init): a comparison that
      * several rules or alerts make (the seed's alerts repeat its halt rules) is one event,
      * "its e-value reached 1/alpha", and is paid for once, at the largest weight that asks. */
     struct mstore_test {
-      struct expr_evq q;     /* its form (q.alpha: the share it was given) */
-      double weight;         /* the largest budget_weight of the rules that make it */
-      int x;                 /* the first expression that makes it (mp->x[x]) */
+      struct expr_evq q; /* its form (q.alpha: the share it was given) */
+      double weight;     /* the largest budget_weight of the rules that make it */
+      int x;             /* the first expression that makes it (mp->x[x]) */
     } tests[MSTORE_MAX_TESTS];
-    int n_distinct;          /* tests[0 .. n_distinct) */
-    double units;            /* the weights' sum, the split check's 1 included */
-    double rule_alpha;       /* false_halt_budget / units: a test of weight 1 (the split) */
+    int n_distinct;    /* tests[0 .. n_distinct) */
+    double units;      /* the weights' sum, the split check's 1 included */
+    double rule_alpha; /* false_halt_budget / units: a test of weight 1 (the split) */
     double gate_alpha;
-    double log_w_release;    /* log weight of the test from the first stage's start */
-    double log_w_stage;      /* ... from each later stage's start */
+    double log_w_release;                /* log weight of the test from the first stage's start */
+    double log_w_stage;                  /* ... from each later stage's start */
     double log_w_slice[PLAN_MAX_STAGES]; /* ... from each of a stage's slices[stage] slices:
                                           * each stage gets an equal share, whatever its length */
     int slices[PLAN_MAX_STAGES];
     double margin[PLAN_MAX_STAGES]; /* excess_margin where the cohort is large, else 0 */
     double share[PLAN_MAX_STAGES];  /* the canary's expected share of requests (split check) */
     double split_margin;
-    int last_cohort;         /* the last stage: without a baseline, its own history (the watch) */
+    int last_cohort; /* the last stage: without a baseline, its own history (the watch) */
   } ev;
 };
 
@@ -389,8 +389,8 @@ struct mstore_ctx {
   const struct mstore_plan *mp; /* for slos_met(); may be NULL (slos_met is then insufficient) */
   int cohort;
   int64_t now;
-  uint64_t key;                 /* the expression being evaluated (zscore history) */
-  bool explain;                 /* the evidence's bounds are wanted (they cost a bisection) */
+  uint64_t key; /* the expression being evaluated (zscore history) */
+  bool explain; /* the evidence's bounds are wanted (they cost a bisection) */
 };
 
 /* The source over the store: pass it with a struct mstore_ctx to expr_eval. Its limits are the
@@ -420,13 +420,13 @@ struct mstore_finding {
 };
 
 struct mstore_verdict {
-  int n;                   /* expressions */
+  int n; /* expressions */
   struct mstore_finding f[PLAN_MAX_EXPRS];
-  enum expr_truth truth;   /* the expressions' truths, or-ed (Kleene) */
-  bool fired;              /* a rule: some expression started firing now — act, once per run */
-  bool holds;              /* some expression is firing: a rule is active, a criterion passes */
-  int which;               /* the expression that fired (else holds, else decided), -1 none */
-  int64_t deadline;        /* earliest expr_for_deadline of a pending one; INT64_MAX none */
+  enum expr_truth truth; /* the expressions' truths, or-ed (Kleene) */
+  bool fired;            /* a rule: some expression started firing now — act, once per run */
+  bool holds;            /* some expression is firing: a rule is active, a criterion passes */
+  int which;             /* the expression that fired (else holds, else decided), -1 none */
+  int64_t deadline;      /* earliest expr_for_deadline of a pending one; INT64_MAX none */
 };
 
 /*
@@ -449,15 +449,13 @@ int mstore_eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstor
  * reading — where formatting the text would cost more than the evaluation.
  */
 int mstore_eval_rule_values(struct mstore *ms, const struct mstore_plan *mp,
-                            enum mstore_owner owner, int stage, int index, int cohort,
-                            int64_t now, struct expr_for *st,
-                            struct mstore_verdict *out) CANARY_MUSTCHECK;
+                            enum mstore_owner owner, int stage, int index, int cohort, int64_t now,
+                            struct expr_for *st, struct mstore_verdict *out) CANARY_MUSTCHECK;
 
 const char *mstore_owner_name(enum mstore_owner o);
 
 /* The count of (cohort, line), or NULL when no canary value was counted there yet. */
-const struct mstore_linecount *mstore_linecount_find(const struct mstore *ms, int cohort,
-                                                     int line);
+const struct mstore_linecount *mstore_linecount_find(const struct mstore *ms, int cohort, int line);
 /* The index in cfg.lines of the line of quantile form q (dist, q, limit or k), or -1. */
 int mstore_line_index(const struct mstore *ms, const struct expr_evq *q);
 /* Where line `line` stands in cohort now: its limit, or k times the baseline's quantile so far;
@@ -519,7 +517,6 @@ void mstore_dispersion_steps(const struct mstore *ms, const char *num, double *s
  * reference: the expected share); n = 0 when either variant has no requests to count.
  */
 void mstore_evidence_split(struct mstore *ms, const struct mstore_plan *mp, int cohort,
-                           double alpha, int64_t since_ms, bool explain,
-                           struct expr_evidence *out);
+                           double alpha, int64_t since_ms, bool explain, struct expr_evidence *out);
 
 #endif

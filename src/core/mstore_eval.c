@@ -17,8 +17,8 @@
 static int eval_expr(struct mstore *ms, const struct mstore_plan *mp, const struct mstore_expr *x,
                      int cohort, int64_t now, enum variant v, bool lazy, bool bounds,
                      struct expr_result *out) {
-  struct mstore_ctx ctx = {.ms = ms, .mp = mp, .cohort = cohort, .now = now, .key = x->key,
-                           .explain = bounds};
+  struct mstore_ctx ctx = {
+      .ms = ms, .mp = mp, .cohort = cohort, .now = now, .key = x->key, .explain = bounds};
   struct expr_source src = mstore_source(ms);
   src.short_circuit = lazy;
   if (!cohort_ok(cohort)) {
@@ -89,7 +89,6 @@ static void finding_evidence(const struct mstore_expr *x, const struct expr_resu
 }
 
 /* --- the memo (struct mstore_memo) ---------------------------------------------------------- */
-
 
 /* Whether a series of (name, cohort) of the variants in mask changed after tick. */
 static bool series_since(const struct mstore *ms, int name, int cohort, unsigned mask,
@@ -248,8 +247,8 @@ static int eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstor
      * are only computed for the text: evaluate it again (the same inputs give the same
      * result) */
     if ((!have_r[shown] || out->f[shown].evidence) &&
-        mstore_eval_expr(ms, mp, &mp->x[first + shown], cohort, now, VARIANT_CANARY,
-                         &r[shown]) != CANARY_OK)
+        mstore_eval_expr(ms, mp, &mp->x[first + shown], cohort, now, VARIANT_CANARY, &r[shown]) !=
+            CANARY_OK)
       return rc;
     if (out->f[shown].evidence)
       finding_evidence(&mp->x[first + shown], &r[shown], &out->f[shown]);
@@ -266,7 +265,7 @@ int mstore_eval_rule(struct mstore *ms, const struct mstore_plan *mp, enum mstor
 }
 
 int mstore_eval_rule_values(struct mstore *ms, const struct mstore_plan *mp,
-                            enum mstore_owner owner, int stage, int index, int cohort,
-                            int64_t now, struct expr_for *st, struct mstore_verdict *out) {
+                            enum mstore_owner owner, int stage, int index, int cohort, int64_t now,
+                            struct expr_for *st, struct mstore_verdict *out) {
   return eval_rule(ms, mp, owner, stage, index, cohort, now, st, out, false);
 }

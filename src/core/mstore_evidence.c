@@ -50,8 +50,8 @@ static double total_at(const struct mstore *ms, int cohort, enum variant v, cons
 }
 
 /* The dispersion steps of one variant's reports, pooled over the cohorts up to cohort. */
-static bool steps(const struct mstore *ms, int cohort, enum variant v, const char *num,
-                  double *sum, double *k) {
+static bool steps(const struct mstore *ms, int cohort, enum variant v, const char *num, double *sum,
+                  double *k) {
   bool any = false;
   *sum = *k = 0;
   for (int s = 0; s <= cohort; s++) {
@@ -334,7 +334,7 @@ static void evidence_ratio(const struct mstore_ctx *cx, const struct expr_evq *q
     const struct mstore_series *b = mstore_series_find(ms, cur, VARIANT_BASELINE, q->den);
     if (q->above && q->versus_baseline && cur == ev->last_cohort && !(b && b->total > 0))
       own_history(cx, q, out); /* no baseline at all, not one that is late */
-    return; /* n = 0: no data in the exposed cohort */
+    return;                    /* n = 0: no data in the exposed cohort */
   }
   /* per-cohort terms, summed from the back: suffix[s] = cohorts s .. cur */
   double phi = mstore_dispersion(ms, cur, q->num, q->den);
@@ -361,8 +361,8 @@ static void evidence_ratio(const struct mstore_ctx *cx, const struct expr_evq *q
     } else if (read_counts(ms, s, q, &c) && ratio_coef(&k, q, &c, ev->margin[s])) {
       add_segment(&suffix, &k, q, &c, phi);
     }
-    log_e = add_term_best(log_e, s == 0 ? ev->log_w_release : ev->log_w_stage, &suffix, &best,
-                          &now, s, INT64_MIN);
+    log_e = add_term_best(log_e, s == 0 ? ev->log_w_release : ev->log_w_stage, &suffix, &best, &now,
+                          s, INT64_MIN);
   }
   /* from each of the exposed cohort's recent slices (the canary's exposure series says which),
    * at the cohort's exposure; a term whose estimate is on the null's side is left out */
@@ -373,11 +373,10 @@ static void evidence_ratio(const struct mstore_ctx *cx, const struct expr_evq *q
     if (seq == 0 || seq >= ev->slices[cur])
       continue; /* the first is the stage's start (counted above); past the stage's slices: none */
     int64_t slice = ex->snap_slice[seq % MSTORE_SNAPS];
-    struct counts c = {
-        now.xc - total_at(ms, cur, VARIANT_CANARY, q->num, slice),
-        now.nc - total_at(ms, cur, VARIANT_CANARY, q->den, slice),
-        now.xb - total_at(ms, cur, VARIANT_BASELINE, q->num, slice),
-        now.nb - total_at(ms, cur, VARIANT_BASELINE, q->den, slice)};
+    struct counts c = {now.xc - total_at(ms, cur, VARIANT_CANARY, q->num, slice),
+                       now.nc - total_at(ms, cur, VARIANT_CANARY, q->den, slice),
+                       now.xb - total_at(ms, cur, VARIANT_BASELINE, q->num, slice),
+                       now.nb - total_at(ms, cur, VARIANT_BASELINE, q->den, slice)};
     if (isnan(c.xc + c.nc + c.xb + c.nb) || null_side(&kcur, q, &c))
       continue;
     struct term t;
@@ -405,8 +404,8 @@ static void evidence_ratio(const struct mstore_ctx *cx, const struct expr_evq *q
     out->estimate = rb > 0 ? rc / rb : rc > 0 ? INFINITY : NAN;
     out->reference = q->k * (1 + ev->margin[cur]);
     if (cx->explain && b->nc + b->nb > 0)
-      out->bound = evid_bound_split(b->xc / phi, b->xb / phi, b->nc / (b->nc + b->nb), q->alpha,
-                                    side);
+      out->bound =
+          evid_bound_split(b->xc / phi, b->xb / phi, b->nc / (b->nc + b->nb), q->alpha, side);
   } else {
     out->estimate = ratio_of(b->xc, b->nc);
     out->reference = q->limit;
@@ -464,8 +463,8 @@ static void evidence_quantile(const struct mstore_ctx *cx, const struct expr_evq
       suffix.any = true;
     }
     if (q->above)
-      log_e = add_term_best(log_e, s == 0 ? ev->log_w_release : ev->log_w_stage, &suffix,
-                            &best, &whole, s, INT64_MIN);
+      log_e = add_term_best(log_e, s == 0 ? ev->log_w_release : ev->log_w_stage, &suffix, &best,
+                            &whole, s, INT64_MIN);
   }
   if (!q->above)
     log_e = add_term_best(log_e, 0, &suffix, &best, &whole, cur, INT64_MIN);
@@ -485,8 +484,8 @@ static void evidence_quantile(const struct mstore_ctx *cx, const struct expr_evq
     term_reset(&t);
     evid_llr_add_coef(&t.llr, &k, part.xc, part.nc);
     t.any = true;
-    log_e = add_term_best(log_e, ev->log_w_slice[cur], &t, &best, &part, cur,
-                          slice * MSTORE_SLICE_MS);
+    log_e =
+        add_term_best(log_e, ev->log_w_slice[cur], &t, &best, &part, cur, slice * MSTORE_SLICE_MS);
   }
   out->log_e = log_e == -INFINITY ? 0 : log_e;
   out->n = (int64_t)now->n;
@@ -580,8 +579,7 @@ void mstore_evidence_split(struct mstore *ms, const struct mstore_plan *mp, int 
           evid_llr_add(&suffix.llr, sc, sc + sb, p0, side == 0 ? EVID_ABOVE : EVID_BELOW);
           suffix.any = true;
         }
-        log_e = add_term(log_e, log(0.5) + (s == 0 ? ev->log_w_release : ev->log_w_stage),
-                         &suffix);
+        log_e = add_term(log_e, log(0.5) + (s == 0 ? ev->log_w_release : ev->log_w_stage), &suffix);
       }
     }
   } else {

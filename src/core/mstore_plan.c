@@ -46,8 +46,8 @@ static int each_expr(const struct plan *p, each_fn fn, void *arg) {
   return CANARY_OK;
 }
 
-static int count_one(void *arg, enum mstore_owner o, int stage, int index, int k,
-                     const char *text, int64_t window_ms, int64_t for_ms, const char *name) {
+static int count_one(void *arg, enum mstore_owner o, int stage, int index, int k, const char *text,
+                     int64_t window_ms, int64_t for_ms, const char *name) {
   (*(int *)arg)++;
   return CANARY_OK;
 }
@@ -93,8 +93,7 @@ int mstore_line_index(const struct mstore *ms, const struct expr_evq *q) {
   double limit = q->versus_baseline ? NAN : q->limit, k = q->versus_baseline ? q->k : NAN;
   for (int i = 0; i < ms->cfg.n_lines; i++) {
     const struct mstore_line *l = &ms->cfg.lines[i];
-    if (!strcmp(l->dist, q->dist) && l->q == q->q && same_num(l->limit, limit) &&
-        same_num(l->k, k))
+    if (!strcmp(l->dist, q->dist) && l->q == q->q && same_num(l->limit, limit) && same_num(l->k, k))
       return i;
   }
   return -1;
@@ -139,7 +138,7 @@ static int compile_one(void *arg, enum mstore_owner o, int stage, int index, int
   struct mstore_plan *mp = c->mp;
   struct mstore_expr *x = &mp->x[mp->n];
   char label[2 * PLAN_NAME_MAX + 32];
-  int n_exprs = o == MSTORE_RULE ? c->plan->rules[index].n_exprs
+  int n_exprs = o == MSTORE_RULE    ? c->plan->rules[index].n_exprs
                 : o == MSTORE_ALERT ? c->plan->alerts[index].n_exprs
                                     : 1;
   owner_label(c->plan, o, stage, k, n_exprs, name, label, sizeof label);
@@ -224,7 +223,8 @@ static bool add_reads(struct mstore_expr *x, const struct mstore_plan *mp, const
   case EXPR_BASELINE:
     return add_reads(x, mp, e, nd->a, VARIANT_BASELINE);
   case EXPR_ERROR_EXCESS:
-    return add_reads(x, mp, e, nd->a, VARIANT_CANARY) && add_reads(x, mp, e, nd->b, VARIANT_CANARY) &&
+    return add_reads(x, mp, e, nd->a, VARIANT_CANARY) &&
+           add_reads(x, mp, e, nd->b, VARIANT_CANARY) &&
            add_reads(x, mp, e, nd->a, VARIANT_BASELINE) &&
            add_reads(x, mp, e, nd->b, VARIANT_BASELINE);
   case EXPR_SLOS_MET:
@@ -268,13 +268,9 @@ static bool decides_on_evidence(const struct plan *p, const struct mstore_expr *
   return d == PLAN_DECIDE_EVIDENCE;
 }
 
-static bool same_name(const char *a, const char *b) {
-  return a == b || (a && b && !strcmp(a, b));
-}
+static bool same_name(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
 
-static bool same_number(double a, double b) {
-  return a == b || (isnan(a) && isnan(b));
-}
+static bool same_number(double a, double b) { return a == b || (isnan(a) && isnan(b)); }
 
 /* Two comparisons that are one test: the same counts against the same limit, the same way
  * (their e-values are the same function of the same data, whatever rule makes them). */
@@ -422,8 +418,7 @@ static void plan_reads(struct mstore_plan *mp) {
   }
 }
 
-int mstore_plan_init(struct mstore_plan *mp, const struct plan *plan, char *why,
-                     size_t why_len) {
+int mstore_plan_init(struct mstore_plan *mp, const struct plan *plan, char *why, size_t why_len) {
   memset(mp, 0, sizeof *mp);
   int n = 0;
   (void)each_expr(plan, count_one, &n);

@@ -119,8 +119,7 @@ static void src_diff_ratio(void *ctx, double tol, int64_t span, double *out, int
   *n = (int64_t)total;
 }
 
-static struct mstore_zhist *zhist_get(struct mstore *ms, uint64_t key, int cohort,
-                                      enum variant v) {
+static struct mstore_zhist *zhist_get(struct mstore *ms, uint64_t key, int cohort, enum variant v) {
   for (int i = 0; i < ms->n_z; i++)
     if (ms->z[i].key == key && ms->z[i].cohort == cohort && ms->z[i].variant == v)
       return &ms->z[i];

@@ -37,9 +37,11 @@ bool checklist_item_ok(const struct plan *p, int i, char *why, size_t len) {
   bool at_last = c->proof == PROOF_STAGE_STARTED || c->proof == PROOF_STAGE_PASSED ||
                  c->proof == PROOF_DECISION || c->proof == PROOF_HEALTH_GREEN;
   if (c->required && at_last && c->stage == p->n_stages - 1) {
-    snprintf(why, len, "checklist item %s is required before %s, but its proof (%s of %s) "
-             "comes only after it: make it manual or not required", c->id,
-             p->stages[c->stage].name, checklist_proof_name(c->proof), p->stages[c->stage].name);
+    snprintf(why, len,
+             "checklist item %s is required before %s, but its proof (%s of %s) "
+             "comes only after it: make it manual or not required",
+             c->id, p->stages[c->stage].name, checklist_proof_name(c->proof),
+             p->stages[c->stage].name);
     return false;
   }
   return true;
@@ -61,8 +63,8 @@ bool plan_param(const struct plan *p, const char *name, double *out) {
   return false;
 }
 
-static bool gate_ok(const struct plan *p, const struct stage *s, const struct criterion *c,
-                    int n, const char *which, char *why, size_t len) {
+static bool gate_ok(const struct plan *p, const struct stage *s, const struct criterion *c, int n,
+                    const char *which, char *why, size_t len) {
   for (int i = 0; i < n; i++) {
     if (c[i].cohort < -1 || c[i].cohort >= p->n_stages) {
       snprintf(why, len, "stage %s: %s criterion %s names a cohort outside the plan", s->name,
@@ -70,8 +72,7 @@ static bool gate_ok(const struct plan *p, const struct stage *s, const struct cr
       return false;
     }
     if (c[i].check == CHECK_METRIC && !c[i].expr[0]) {
-      snprintf(why, len, "stage %s: %s criterion %s has no expression", s->name, which,
-               c[i].name);
+      snprintf(why, len, "stage %s: %s criterion %s has no expression", s->name, which, c[i].name);
       return false;
     }
   }
@@ -87,8 +88,10 @@ bool plan_validate(const struct plan *p, char *why, size_t len) {
   for (int i = 0; i < p->n_stages; i++) {
     const struct stage *s = &p->stages[i];
     if (!(s->traffic_percent > prev) || s->traffic_percent > 100) {
-      snprintf(why, len, "stage %s: traffic_percent %g must be above the previous stage's (%g) "
-               "and at most 100", s->name, s->traffic_percent, prev);
+      snprintf(why, len,
+               "stage %s: traffic_percent %g must be above the previous stage's (%g) "
+               "and at most 100",
+               s->name, s->traffic_percent, prev);
       return false;
     }
     prev = s->traffic_percent;
@@ -175,18 +178,19 @@ static bool rule_equal(const struct rule *a, const struct rule *b) {
 bool plan_equal(const struct plan *a, const struct plan *b) {
   if (strcmp(a->name, b->name) || a->n_stages != b->n_stages || a->n_rules != b->n_rules ||
       a->n_alerts != b->n_alerts || a->n_params != b->n_params || a->n_slos != b->n_slos ||
-      strcmp(a->notify.releases, b->notify.releases) || strcmp(a->notify.oncall, b->notify.oncall) ||
+      strcmp(a->notify.releases, b->notify.releases) ||
+      strcmp(a->notify.oncall, b->notify.oncall) ||
       strcmp(a->notify.status_page, b->notify.status_page) ||
       strcmp(a->notify.executive, b->notify.executive) ||
       a->breaker_threshold != b->breaker_threshold || a->canary_enabled != b->canary_enabled ||
       a->post_mortem_ms != b->post_mortem_ms || a->buckets != b->buckets ||
-      a->rollback_verify_ms != b->rollback_verify_ms ||
-      a->srm_enabled != b->srm_enabled || a->srm_control != b->srm_control ||
-      a->srm_p != b->srm_p || a->srm_window_ms != b->srm_window_ms ||
-      a->srm_margin != b->srm_margin || a->decide != b->decide ||
-      a->false_halt_budget != b->false_halt_budget || a->gate_alpha != b->gate_alpha ||
-      a->watch_ms != b->watch_ms || a->holdback_percent != b->holdback_percent ||
-      a->excess_margin != b->excess_margin || a->margin_from_percent != b->margin_from_percent ||
+      a->rollback_verify_ms != b->rollback_verify_ms || a->srm_enabled != b->srm_enabled ||
+      a->srm_control != b->srm_control || a->srm_p != b->srm_p ||
+      a->srm_window_ms != b->srm_window_ms || a->srm_margin != b->srm_margin ||
+      a->decide != b->decide || a->false_halt_budget != b->false_halt_budget ||
+      a->gate_alpha != b->gate_alpha || a->watch_ms != b->watch_ms ||
+      a->holdback_percent != b->holdback_percent || a->excess_margin != b->excess_margin ||
+      a->margin_from_percent != b->margin_from_percent ||
       a->n_dashboard_counters != b->n_dashboard_counters ||
       a->dashboard_step_ms != b->dashboard_step_ms || !policy_equal(&a->policy, &b->policy))
     return false;

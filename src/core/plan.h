@@ -12,9 +12,9 @@
 #define PLAN_MAX_CRITERIA 12 /* per gate (entry or exit) */
 #define PLAN_MAX_RULES 32
 #define PLAN_MAX_ALERTS 16
-#define PLAN_MAX_EXPRS 4     /* expressions under one rule or alert */
+#define PLAN_MAX_EXPRS 4 /* expressions under one rule or alert */
 #define PLAN_MAX_PARAMS 16
-#define PLAN_MAX_LIST 4      /* user segments, features */
+#define PLAN_MAX_LIST 4 /* user segments, features */
 #define PLAN_MAX_SLOS 8
 #define PLAN_NAME_MAX 48
 #define PLAN_TEXT_MAX 160
@@ -26,53 +26,53 @@
  * METRIC criteria are kept (expression and window) and reported "not evaluated" — never passed —
  * until the metric engine evaluates them.
  */
-#define CHECK_MAP(XX)                                                                     \
-  XX(CI_PASSED, "ci_passed")                     /* last ci.completed was ok */            \
-  XX(DEPLOY_SUCCEEDED, "deploy_succeeded")       /* last deploy.completed was ok */        \
-  XX(HEALTH_GREEN, "health_green")               /* last health.checked was ok */          \
-  XX(SMOKE_PASSED, "smoke_passed")               /* last smoke run ok with 0 failures */   \
-  XX(NO_CRASHES, "no_crashes")                   /* no crash.reported for the cohort */    \
-  XX(PREVIOUS_STAGE_PASSED, "previous_stage_passed") /* exit gate of stage before passed */ \
-  XX(NO_OPEN_INCIDENTS, "no_open_incidents")     /* none open with severity <= max */      \
-  XX(NO_INCIDENTS_WITHIN, "no_incidents_within") /* none opened in window, sev <= max */   \
-  XX(POSITIVE_FEEDBACK, "positive_feedback")     /* >= min_count positive, ratio >= min */ \
-  XX(NO_NEGATIVE_FEEDBACK, "no_negative_feedback")                                        \
-  XX(APPROVAL, "approval")                       /* approval.granted for role */           \
-  XX(METRIC, "metric")                           /* expression over metric windows */
+#define CHECK_MAP(XX)                                                                              \
+  XX(CI_PASSED, "ci_passed")                         /* last ci.completed was ok */                \
+  XX(DEPLOY_SUCCEEDED, "deploy_succeeded")           /* last deploy.completed was ok */            \
+  XX(HEALTH_GREEN, "health_green")                   /* last health.checked was ok */              \
+  XX(SMOKE_PASSED, "smoke_passed")                   /* last smoke run ok with 0 failures */       \
+  XX(NO_CRASHES, "no_crashes")                       /* no crash.reported for the cohort */        \
+  XX(PREVIOUS_STAGE_PASSED, "previous_stage_passed") /* exit gate of stage before passed */        \
+  XX(NO_OPEN_INCIDENTS, "no_open_incidents")         /* none open with severity <= max */          \
+  XX(NO_INCIDENTS_WITHIN, "no_incidents_within")     /* none opened in window, sev <= max */       \
+  XX(POSITIVE_FEEDBACK, "positive_feedback")         /* >= min_count positive, ratio >= min */     \
+  XX(NO_NEGATIVE_FEEDBACK, "no_negative_feedback")                                                 \
+  XX(APPROVAL, "approval") /* approval.granted for role */                                         \
+  XX(METRIC, "metric")     /* expression over metric windows */
 
 enum check {
 #define XX(name, wire) CHECK_##name,
   CHECK_MAP(XX)
 #undef XX
-  CHECK_COUNT
+      CHECK_COUNT
 };
 
 struct criterion {
   enum check check;
-  char name[PLAN_NAME_MAX];  /* short label shown in status and evidence */
-  char text[PLAN_TEXT_MAX];  /* the plan's own wording, e.g. "All CI checks passed" */
-  int cohort;                /* stage index whose cohort is meant; -1 = the gate's own stage */
-  int max_severity;          /* incidents: severities 1..max_severity count */
-  int64_t window_ms;         /* no_incidents_within; metric window */
-  int64_t min_count;         /* positive_feedback */
-  double min_ratio;          /* positive_feedback: positive / all, 0 = not checked */
-  enum approval_role role;   /* approval */
-  char expr[PLAN_EXPR_MAX];  /* metric */
-  int64_t for_ms;            /* metric: must hold this long */
+  char name[PLAN_NAME_MAX]; /* short label shown in status and evidence */
+  char text[PLAN_TEXT_MAX]; /* the plan's own wording, e.g. "All CI checks passed" */
+  int cohort;               /* stage index whose cohort is meant; -1 = the gate's own stage */
+  int max_severity;         /* incidents: severities 1..max_severity count */
+  int64_t window_ms;        /* no_incidents_within; metric window */
+  int64_t min_count;        /* positive_feedback */
+  double min_ratio;         /* positive_feedback: positive / all, 0 = not checked */
+  enum approval_role role;  /* approval */
+  char expr[PLAN_EXPR_MAX]; /* metric */
+  int64_t for_ms;           /* metric: must hold this long */
 };
 
 struct stage {
-  char name[PLAN_NAME_MAX];   /* cohort name: internal_test, friendly_gp, beta, ga */
-  char title[PLAN_TEXT_MAX];  /* "Internal Test" */
-  char users[PLAN_TEXT_MAX];  /* who the cohort is: "Engineering team, QA" */
+  char name[PLAN_NAME_MAX];  /* cohort name: internal_test, friendly_gp, beta, ga */
+  char title[PLAN_TEXT_MAX]; /* "Internal Test" */
+  char users[PLAN_TEXT_MAX]; /* who the cohort is: "Engineering team, QA" */
   char purpose[PLAN_TEXT_MAX];
-  double traffic_percent;     /* exposure while the stage runs: 0.5, 5, 25, 100 */
+  double traffic_percent;                      /* exposure while the stage runs: 0.5, 5, 25, 100 */
   char segments[PLAN_MAX_LIST][PLAN_NAME_MAX]; /* allow-listed user segments, e.g. eng-team */
   int n_segments;
   char features[PLAN_MAX_LIST][PLAN_NAME_MAX];
   int n_features;
-  int64_t min_duration_ms;    /* not left before this; 0 = no minimum */
-  int64_t max_duration_ms;    /* halted when passed with the exit gate unmet; 0 = no maximum */
+  int64_t min_duration_ms;      /* not left before this; 0 = no minimum */
+  int64_t max_duration_ms;      /* halted when passed with the exit gate unmet; 0 = no maximum */
   char announce[PLAN_TEXT_MAX]; /* #releases message when the stage starts ("" = none) */
   struct criterion entry[PLAN_MAX_CRITERIA];
   int n_entry;
@@ -80,15 +80,15 @@ struct stage {
   int n_exit;
 };
 
-#define RULE_ACTION_MAP(XX)                 \
-  XX(PAUSE, "pause_canary")                 \
-  XX(ALERT_ONCALL, "alert_oncall")          \
+#define RULE_ACTION_MAP(XX)                                                                        \
+  XX(PAUSE, "pause_canary")                                                                        \
+  XX(ALERT_ONCALL, "alert_oncall")                                                                 \
   XX(ROLLBACK, "rollback")
 enum rule_action {
 #define XX(name, wire) RULE_##name,
   RULE_ACTION_MAP(XX)
 #undef XX
-  RULE_ACTION_COUNT
+      RULE_ACTION_COUNT
 };
 
 /*
@@ -103,9 +103,9 @@ enum rule_action {
  * however often it is evaluated. ESTIMATE: the literal point estimate over the window, as
  * written (the seed's semantics, kept per rule for users who want it). DEFAULT: the plan's.
  */
-#define PLAN_DECIDE_MAP(XX)        \
-  XX(DEFAULT, "default")           \
-  XX(EVIDENCE, "evidence")         \
+#define PLAN_DECIDE_MAP(XX)                                                                        \
+  XX(DEFAULT, "default")                                                                           \
+  XX(EVIDENCE, "evidence")                                                                         \
   XX(ESTIMATE, "estimate")
 
 enum plan_decide {
@@ -124,7 +124,7 @@ struct rule {
   int n_exprs;
   int64_t for_ms;
   enum rule_action action;
-  int severity; /* 1 critical .. 3 info */
+  int severity;            /* 1 critical .. 3 info */
   enum plan_decide decide; /* DEFAULT: plan.decide */
   double budget_weight;    /* its comparisons' share of the false-halt budget, relative to
                             * the others' (0: 1) */
@@ -168,24 +168,24 @@ struct plan_dispersion {
  * The rollout checklist (the seed's "Day 0 - Day 4+"): what proves an item without a person.
  * Each proof is about the item's stage (the day it belongs to) where a stage is meant.
  */
-#define CHECKLIST_PROOF_MAP(XX)                                                                \
-  XX(MANUAL, "manual")                     /* a person: canaryctl check ROLLOUT ITEM */         \
-  XX(CI_PASSED, "ci_passed")               /* a ci.completed that was ok */                     \
-  XX(DEPLOY_SUCCEEDED, "deploy_succeeded") /* a deploy.completed that was ok */                 \
-  XX(HEALTH_GREEN, "health_green")         /* a health.checked ok while the stage runs */       \
-  XX(SMOKE_PASSED, "smoke_passed")         /* a smoke.completed ok with no failure */           \
-  XX(STAGE_STARTED, "stage_started")       /* the stage started: "Enable beta cohort" */        \
-  XX(STAGE_PASSED, "stage_passed")         /* its exit gate passed (after its minimum) */       \
-  XX(DECISION, "decision")                 /* the stage's proceed or rollback decision */       \
-  XX(FEEDBACK, "feedback")                 /* a feedback.received from the stage's cohort */    \
-  XX(DIFF_SAMPLES, "diff_samples")         /* diff.samples from the stage's cohort */           \
+#define CHECKLIST_PROOF_MAP(XX)                                                                    \
+  XX(MANUAL, "manual")                     /* a person: canaryctl check ROLLOUT ITEM */            \
+  XX(CI_PASSED, "ci_passed")               /* a ci.completed that was ok */                        \
+  XX(DEPLOY_SUCCEEDED, "deploy_succeeded") /* a deploy.completed that was ok */                    \
+  XX(HEALTH_GREEN, "health_green")         /* a health.checked ok while the stage runs */          \
+  XX(SMOKE_PASSED, "smoke_passed")         /* a smoke.completed ok with no failure */              \
+  XX(STAGE_STARTED, "stage_started")       /* the stage started: "Enable beta cohort" */           \
+  XX(STAGE_PASSED, "stage_passed")         /* its exit gate passed (after its minimum) */          \
+  XX(DECISION, "decision")                 /* the stage's proceed or rollback decision */          \
+  XX(FEEDBACK, "feedback")                 /* a feedback.received from the stage's cohort */       \
+  XX(DIFF_SAMPLES, "diff_samples")         /* diff.samples from the stage's cohort */              \
   XX(APPROVALS, "approvals")               /* every role the plan's gates ask for approved */
 
 enum checklist_proof {
 #define XX(name, wire) PROOF_##name,
   CHECKLIST_PROOF_MAP(XX)
 #undef XX
-  PROOF_COUNT
+      PROOF_COUNT
 };
 
 struct checklist_item {
@@ -201,7 +201,7 @@ struct plan {
   char name[PLAN_NAME_MAX];
   struct stage stages[PLAN_MAX_STAGES];
   int n_stages;
-  struct rule rules[PLAN_MAX_RULES];   /* automatic halt rules */
+  struct rule rules[PLAN_MAX_RULES]; /* automatic halt rules */
   int n_rules;
   struct rule alerts[PLAN_MAX_ALERTS]; /* the plan's alert configuration */
   int n_alerts;
@@ -220,11 +220,11 @@ struct plan {
    * A chi-square test on the exposed cohort's `requests` counters; a mismatch halts the rollout
    * as an unhealthy split, not as a regression. */
   bool srm_enabled;
-  bool srm_control;           /* the baseline variant is a control group as large as the canary
+  bool srm_control;  /* the baseline variant is a control group as large as the canary
                                * (expected share 0.5); false: it is everyone else in the cohort's
                                * service (expected share traffic_percent / 100) */
-  double srm_p;               /* estimate: mismatch when p < srm_p (0.001) */
-  double srm_margin;          /* evidence: a share within this relative margin of the
+  double srm_p;      /* estimate: mismatch when p < srm_p (0.001) */
+  double srm_margin; /* evidence: a share within this relative margin of the
                                * configured one is healthy (0.2: 5% expected, 4-6% fine) */
   /* Decisions over counts (docs/statistics.md, "Evidence"). */
   enum plan_decide decide;    /* for every rule and gate that does not say: EVIDENCE (what
@@ -241,8 +241,8 @@ struct plan {
    * and alerts keep running on ga's cohort; a breach pages on-call with the evidence and the
    * rollback command (the rollout stays completed). holdback_percent of users stay on the old
    * version meanwhile (published in the split): the comparisons with the baseline have one. */
-  int64_t watch_ms;           /* 0: no watch */
-  double holdback_percent;    /* 0: none (then only the absolute rules can decide) */
+  int64_t watch_ms;        /* 0: no watch */
+  double holdback_percent; /* 0: none (then only the absolute rules can decide) */
   struct plan_dispersion dispersion[PLAN_MAX_DISPERSION]; /* decisions.dispersion */
   int n_dispersion;
   /* The seed's Monitoring Dashboard, "business metrics": counters the dashboard charts on their

@@ -15,22 +15,32 @@ enum policy_right policy_right_of(const struct event *ev) {
   switch (ev->type) {
   case EVENT_COMMAND:
     switch (ev->action) {
-    case COMMAND_PAUSE: return POLICY_RIGHT_PAUSE;
-    case COMMAND_RESUME: return POLICY_RIGHT_RESUME;
-    case COMMAND_PROMOTE: return ev->force ? POLICY_RIGHT_PROMOTE_FORCE : POLICY_RIGHT_PROMOTE;
-    case COMMAND_ROLLBACK: return POLICY_RIGHT_ROLLBACK;
-    case COMMAND_CHECK: return POLICY_RIGHT_CHECK; /* ticking a checklist item a person vouches for */
-    case COMMAND_ACTION_COUNT: break;
+    case COMMAND_PAUSE:
+      return POLICY_RIGHT_PAUSE;
+    case COMMAND_RESUME:
+      return POLICY_RIGHT_RESUME;
+    case COMMAND_PROMOTE:
+      return ev->force ? POLICY_RIGHT_PROMOTE_FORCE : POLICY_RIGHT_PROMOTE;
+    case COMMAND_ROLLBACK:
+      return POLICY_RIGHT_ROLLBACK;
+    case COMMAND_CHECK:
+      return POLICY_RIGHT_CHECK; /* ticking a checklist item a person vouches for */
+    case COMMAND_ACTION_COUNT:
+      break;
     }
     return POLICY_RIGHT_COUNT;
   case EVENT_FLAG_SET:
     return POLICY_RIGHT_KILL_SWITCH;
   case EVENT_APPROVAL_GRANTED:
     switch (ev->role) {
-    case APPROVAL_PRODUCT_OWNER: return POLICY_RIGHT_APPROVE_PRODUCT_OWNER;
-    case APPROVAL_SUPPORT: return POLICY_RIGHT_APPROVE_SUPPORT;
-    case APPROVAL_DOCS: return POLICY_RIGHT_APPROVE_DOCS;
-    case APPROVAL_ROLE_COUNT: break;
+    case APPROVAL_PRODUCT_OWNER:
+      return POLICY_RIGHT_APPROVE_PRODUCT_OWNER;
+    case APPROVAL_SUPPORT:
+      return POLICY_RIGHT_APPROVE_SUPPORT;
+    case APPROVAL_DOCS:
+      return POLICY_RIGHT_APPROVE_DOCS;
+    case APPROVAL_ROLE_COUNT:
+      break;
     }
     return POLICY_RIGHT_COUNT;
   default:
@@ -82,7 +92,10 @@ static void role_list(const struct policy *p, uint32_t mask, char *buf, size_t l
   for (int i = 0; i < p->n_roles && at < len; i++)
     if (mask & 1u << i) {
       n++;
-      at += (size_t)snprintf(buf + at, len - at, "%s%s", n == 1 ? "" : n == total ? " or " : ", ",
+      at += (size_t)snprintf(buf + at, len - at, "%s%s",
+                             n == 1       ? ""
+                             : n == total ? " or "
+                                          : ", ",
                              p->roles[i]);
     }
 }

@@ -13,34 +13,34 @@
 
 #include "core/event.h"
 
-#define POLICY_MAX_ROLES 32  /* roles are a 32-bit mask */
-#define POLICY_ROLE_MAX 48   /* a role's name, incl. NUL */
+#define POLICY_MAX_ROLES 32 /* roles are a 32-bit mask */
+#define POLICY_ROLE_MAX 48  /* a role's name, incl. NUL */
 #define POLICY_MAX_ACTORS 64
-#define POLICY_MAX_KEYS 4    /* per actor: the current key and those it is replacing */
-#define POLICY_KEY_MAX 48    /* base64 of a 32-byte Ed25519 public key (44), incl. NUL */
+#define POLICY_MAX_KEYS 4 /* per actor: the current key and those it is replacing */
+#define POLICY_KEY_MAX 48 /* base64 of a 32-byte Ed25519 public key (44), incl. NUL */
 
 /* right: wire name (the policy's keys under permissions:). */
-#define POLICY_RIGHT_MAP(XX)                            \
-  XX(PAUSE, "pause")                                    \
-  XX(RESUME, "resume")                                  \
-  XX(PROMOTE, "promote")                                \
-  XX(PROMOTE_FORCE, "promote_force")                    \
-  XX(ROLLBACK, "rollback")                              \
-  XX(CHECK, "check")                                    \
-  XX(KILL_SWITCH, "kill_switch")                        \
-  XX(APPROVE_PRODUCT_OWNER, "approve_product_owner")    \
-  XX(APPROVE_SUPPORT, "approve_support")                \
+#define POLICY_RIGHT_MAP(XX)                                                                       \
+  XX(PAUSE, "pause")                                                                               \
+  XX(RESUME, "resume")                                                                             \
+  XX(PROMOTE, "promote")                                                                           \
+  XX(PROMOTE_FORCE, "promote_force")                                                               \
+  XX(ROLLBACK, "rollback")                                                                         \
+  XX(CHECK, "check")                                                                               \
+  XX(KILL_SWITCH, "kill_switch")                                                                   \
+  XX(APPROVE_PRODUCT_OWNER, "approve_product_owner")                                               \
+  XX(APPROVE_SUPPORT, "approve_support")                                                           \
   XX(APPROVE_DOCS, "approve_docs")
 enum policy_right {
 #define XX(name, wire) POLICY_RIGHT_##name,
   POLICY_RIGHT_MAP(XX)
 #undef XX
-  POLICY_RIGHT_COUNT /* also: the event needs no right (not a person's event) */
+      POLICY_RIGHT_COUNT /* also: the event needs no right (not a person's event) */
 };
 
 struct policy_actor {
-  char name[EVENT_NAME_MAX];               /* as the events' actor field says it */
-  uint32_t roles;                          /* bit per index into policy.roles */
+  char name[EVENT_NAME_MAX];                  /* as the events' actor field says it */
+  uint32_t roles;                             /* bit per index into policy.roles */
   char keys[POLICY_MAX_KEYS][POLICY_KEY_MAX]; /* Ed25519 public keys, base64 */
   int n_keys;
 };
@@ -59,19 +59,19 @@ struct policy {
 };
 
 /* What policy_authorize found. */
-#define POLICY_VERDICT_MAP(XX)                                                    \
-  XX(NOT_GUARDED, "not_guarded") /* not a person's event: no right needed */      \
-  XX(OPEN, "open")               /* no policy: allowed, the actor unverified */   \
-  XX(ALLOWED, "allowed")         /* verified, and a role of the actor has the right */ \
-  XX(UNKNOWN_ACTOR, "unknown_actor")                                              \
-  XX(UNSIGNED, "unsigned")                                                        \
-  XX(BAD_SIGNATURE, "bad_signature")                                              \
-  XX(FORBIDDEN, "forbidden")     /* verified, but no role of the actor has the right */
+#define POLICY_VERDICT_MAP(XX)                                                                     \
+  XX(NOT_GUARDED, "not_guarded") /* not a person's event: no right needed */                       \
+  XX(OPEN, "open")               /* no policy: allowed, the actor unverified */                    \
+  XX(ALLOWED, "allowed")         /* verified, and a role of the actor has the right */             \
+  XX(UNKNOWN_ACTOR, "unknown_actor")                                                               \
+  XX(UNSIGNED, "unsigned")                                                                         \
+  XX(BAD_SIGNATURE, "bad_signature")                                                               \
+  XX(FORBIDDEN, "forbidden") /* verified, but no role of the actor has the right */
 enum policy_verdict {
 #define XX(name, wire) POLICY_##name,
   POLICY_VERDICT_MAP(XX)
 #undef XX
-  POLICY_VERDICT_COUNT
+      POLICY_VERDICT_COUNT
 };
 
 const char *policy_right_name(enum policy_right r);

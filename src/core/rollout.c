@@ -136,15 +136,16 @@ void run_roll_back(struct run *u, const char *rule, const char *actor, const cha
   run_announce(u, d, NOTIFY_SEV_WARNING); /* d is stale from here on: see run_latest() */
   run_notify(u, NOTIFY_RELEASES, NOTIFY_SEV_INFO, run_latest(u), "Post-mortem due",
              "%s %s was rolled back. Verify health checks, notify stakeholders; post-mortem within "
-             "%" PRId64 " h.", r->service, r->version, u->plan->post_mortem_ms / 3600000);
+             "%" PRId64 " h.",
+             r->service, r->version, u->plan->post_mortem_ms / 3600000);
   oncall_all_clear(u, "rolled back");
   /* The seed's "Rollback within 30 minutes": from now the stable version serves everyone, and a
    * green health check of it by the limit verifies the rollback (rollback_verify). A rollout
    * rolled back again (completed, then rolled back) starts the clock again. */
   r->rolled_back_ms = u->now;
   r->rollback_verified_ms = 0;
-  r->rollback_verify = u->plan->rollback_verify_ms > 0 ? ROLLBACK_VERIFY_WAITING
-                                                       : ROLLBACK_VERIFY_NONE;
+  r->rollback_verify =
+      u->plan->rollback_verify_ms > 0 ? ROLLBACK_VERIFY_WAITING : ROLLBACK_VERIFY_NONE;
 }
 
 ENUM_NAMES(rollback_verify, rollback_verify, ROLLBACK_VERIFY_MAP, ROLLBACK_VERIFY_COUNT)
@@ -170,8 +171,8 @@ static void rollback_verify(struct run *u, bool ok) {
     r->rollback_verified_ms = u->now;
     struct decision *d = run_decide(u, DECISION_VERIFY, r->stage, "rollback_verified", NULL,
                                     "rollback verified: the stable version %s is healthy %s "
-                                    "after the rollback (limit %s)", r->baseline_version, took,
-                                    within);
+                                    "after the rollback (limit %s)",
+                                    r->baseline_version, took, within);
     decision_add_int(d, "rollback_duration_ms", u->now - r->rolled_back_ms);
     decision_add_int(d, "limit_ms", limit);
     run_announce(u, d, NOTIFY_SEV_INFO);
@@ -183,8 +184,8 @@ static void rollback_verify(struct run *u, bool ok) {
   r->rollback_verified_ms = due;
   struct decision *d = run_decide(u, DECISION_VERIFY, r->stage, "rollback_not_verified", NULL,
                                   "rollback not verified: no green health check of the stable "
-                                  "version %s within %s of the rollback", r->baseline_version,
-                                  within);
+                                  "version %s within %s of the rollback",
+                                  r->baseline_version, within);
   decision_add_int(d, "rollback_duration_ms", limit);
   decision_add_int(d, "limit_ms", limit);
   run_announce(u, d, NOTIFY_SEV_WARNING);
@@ -226,8 +227,8 @@ static bool evaluate_once(struct run *u) {
     if (!r->exit_hold_reported) { /* reused while pending: the entry hold was reported */
       run_explain_gate(u, r->stage, false, checks, n);
       run_unmet_list(checks, n, unmet, sizeof unmet);
-      struct decision *d = run_decide(u, DECISION_HOLD, r->stage - 1, "entry_gate",
-                                      NULL, "waiting for the entry gate of %s: %s", s->name, unmet);
+      struct decision *d = run_decide(u, DECISION_HOLD, r->stage - 1, "entry_gate", NULL,
+                                      "waiting for the entry gate of %s: %s", s->name, unmet);
       run_gate_evidence(d, checks, n);
       r->exit_hold_reported = true;
     }
@@ -266,10 +267,10 @@ static bool evaluate_once(struct run *u) {
     }
     run_explain_gate(u, r->stage, false, entry, m);
     run_unmet_list(entry, m, unmet, sizeof unmet);
-    struct decision *d = run_decide(u, DECISION_HOLD, from, "entry_gate", NULL,
-                                    "%s passed its exit gate; waiting for the entry gate of %s: %s",
-                                    stage_name(u->plan, from), u->plan->stages[r->stage].name,
-                                    unmet);
+    struct decision *d =
+        run_decide(u, DECISION_HOLD, from, "entry_gate", NULL,
+                   "%s passed its exit gate; waiting for the entry gate of %s: %s",
+                   stage_name(u->plan, from), u->plan->stages[r->stage].name, unmet);
     run_gate_evidence(d, entry, m);
     r->exit_hold_reported = true;
     return false;
@@ -313,9 +314,9 @@ static bool evaluate_once(struct run *u) {
     return false;
   }
   if (!r->exit_hold_reported) {
-    struct decision *d = run_decide(u, DECISION_HOLD, r->stage, "exit_gate", NULL,
-                                    "minimum duration of %s reached; exit gate unmet: %s", s->name,
-                                    unmet);
+    struct decision *d =
+        run_decide(u, DECISION_HOLD, r->stage, "exit_gate", NULL,
+                   "minimum duration of %s reached; exit gate unmet: %s", s->name, unmet);
     run_gate_evidence(d, checks, n);
     r->exit_hold_reported = true;
   }
@@ -344,8 +345,10 @@ static void breaker_error(struct run *u, const char *what) {
   r->breaker_open = true;
   int s = rollout_exposed_stage(r, u->plan);
   char reason[EVENT_TEXT_MAX];
-  snprintf(reason, sizeof reason, "circuit breaker: %d consecutive errors (last: %s); cohort %s "
-           "disabled", r->breaker_errors, what, s >= 0 ? u->plan->stages[s].name : "none");
+  snprintf(reason, sizeof reason,
+           "circuit breaker: %d consecutive errors (last: %s); cohort %s "
+           "disabled",
+           r->breaker_errors, what, s >= 0 ? u->plan->stages[s].name : "none");
   run_halt(u, "circuit_breaker", 1, reason);
 }
 
@@ -387,8 +390,8 @@ static bool authorized(struct run *u) {
   enum policy_verdict v = policy_authorize(&u->plan->policy, ev, why, sizeof why);
   if (policy_allows(v))
     return true;
-  struct decision *d = run_decide(u, DECISION_HOLD, u->r->stage, "unauthorized", ev->actor, "%s",
-                                  why);
+  struct decision *d =
+      run_decide(u, DECISION_HOLD, u->r->stage, "unauthorized", ev->actor, "%s", why);
   decision_add_str(d, "right", policy_right_name(policy_right_of(ev)));
   decision_add_str(d, "verdict", policy_verdict_name(v));
   decision_add_str(d, "signature", event_auth_name(ev->auth));
@@ -403,7 +406,8 @@ static void on_command(struct run *u) {
   const char *reason = ev->reason[0] ? ev->reason : "no reason given";
   enum rollout_state st = r->state;
   bool live = st == ROLLOUT_PENDING || st == ROLLOUT_RUNNING;
-  char why[3 * EVENT_TEXT_MAX + 64]; /* longer than a decision's reason: run_decide cuts at a word */
+  char
+      why[3 * EVENT_TEXT_MAX + 64]; /* longer than a decision's reason: run_decide cuts at a word */
 
   switch (ev->action) {
   case COMMAND_PAUSE:
@@ -411,8 +415,10 @@ static void on_command(struct run *u) {
       return command_rejected(u, st == ROLLOUT_PAUSED ? "already paused" : "it has ended");
     r->resume_to = st;
     enter(u, ROLLOUT_PAUSED);
-    run_announce(u, run_decide(u, DECISION_PAUSE, r->stage, "manual", ev->actor, "paused by %s: %s",
-                               ev->actor[0] ? ev->actor : "unknown", reason), NOTIFY_SEV_WARNING);
+    run_announce(u,
+                 run_decide(u, DECISION_PAUSE, r->stage, "manual", ev->actor, "paused by %s: %s",
+                            ev->actor[0] ? ev->actor : "unknown", reason),
+                 NOTIFY_SEV_WARNING);
     return;
   case COMMAND_RESUME:
     if (st != ROLLOUT_PAUSED)
@@ -426,8 +432,9 @@ static void on_command(struct run *u) {
      * again the moment it resumes. The minimum still counts from the stage's start. */
     if (r->state == ROLLOUT_RUNNING && u->plan->stages[r->stage].max_duration_ms)
       r->stage_max_at_ms = u->now + u->plan->stages[r->stage].max_duration_ms;
-    run_announce(u, run_decide(u, DECISION_RESUME, r->stage, "manual", ev->actor,
-                               "resumed by %s: %s", ev->actor[0] ? ev->actor : "unknown", reason),
+    run_announce(u,
+                 run_decide(u, DECISION_RESUME, r->stage, "manual", ev->actor, "resumed by %s: %s",
+                            ev->actor[0] ? ev->actor : "unknown", reason),
                  NOTIFY_SEV_INFO);
     oncall_all_clear(u, "resumed");
     return;
@@ -580,11 +587,10 @@ static int apply_event(struct run *u, char *why, size_t why_len) {
     if (!authorized(u))
       return CANARY_OK; /* a refused global switch was not set either (engine_apply) */
     r->flags = next;
-    struct decision *d = run_decide(u, DECISION_FLAG, r->stage, "kill_switch", ev->actor,
-                                    "%s%s set to %s by %s: exposure %g%%", global ? "global " : "",
-                                    ev->flag, ev->value ? "true" : "false",
-                                    ev->actor[0] ? ev->actor : "unknown",
-                                    rollout_exposure(r, u->plan, u->global));
+    struct decision *d = run_decide(
+        u, DECISION_FLAG, r->stage, "kill_switch", ev->actor, "%s%s set to %s by %s: exposure %g%%",
+        global ? "global " : "", ev->flag, ev->value ? "true" : "false",
+        ev->actor[0] ? ev->actor : "unknown", rollout_exposure(r, u->plan, u->global));
     decision_add_str(d, "flag", ev->flag);
     decision_add_bool(d, "value", ev->value);
     decision_add_num(d, "exposure_percent", rollout_exposure(r, u->plan, u->global));

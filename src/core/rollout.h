@@ -29,20 +29,20 @@ struct rollout_incident {
 
 /* Kill switches: false = the canary is switched off there. */
 struct flags {
-  bool canary_enabled;                   /* system.canary.enabled */
-  bool cohort_enabled[PLAN_MAX_STAGES];  /* canary.cohort.<name>.enabled, by stage index */
+  bool canary_enabled;                  /* system.canary.enabled */
+  bool cohort_enabled[PLAN_MAX_STAGES]; /* canary.cohort.<name>.enabled, by stage index */
 };
 
 /* How a checklist item was ticked. */
-#define CHECKED_BY_MAP(XX)                                                                      \
-  XX(EVENT, "event")       /* an input event proved it: evidence is its id */                   \
-  XX(DECISION, "decision") /* a decision of this rollout proved it: evidence is its id */       \
+#define CHECKED_BY_MAP(XX)                                                                         \
+  XX(EVENT, "event")       /* an input event proved it: evidence is its id */                      \
+  XX(DECISION, "decision") /* a decision of this rollout proved it: evidence is its id */          \
   XX(PERSON, "person")     /* a person checked it (canaryctl check): evidence is the command */
 enum checked_by {
 #define XX(name, wire) CHECKED_BY_##name,
   CHECKED_BY_MAP(XX)
 #undef XX
-  CHECKED_BY_COUNT
+      CHECKED_BY_COUNT
 };
 const char *checked_by_name(enum checked_by b);
 bool checked_by_parse(const char *s, enum checked_by *out);
@@ -53,12 +53,12 @@ bool checked_by_parse(const char *s, enum checked_by *out);
 /* A ticked checklist item, by the plan's id (a plan edited later keeps what was ticked). */
 struct rollout_checked {
   char item[PLAN_NAME_MAX];
-  int8_t by;                     /* enum checked_by */
+  int8_t by; /* enum checked_by */
   int64_t at_ms;
-  char evidence[EVENT_ID_MAX];   /* the event's id, the decision's id, or the command's id */
-  char actor[EVENT_NAME_MAX];    /* a person: who; an event: its type; a decision: canaryd or
+  char evidence[EVENT_ID_MAX]; /* the event's id, the decision's id, or the command's id */
+  char actor[EVENT_NAME_MAX];  /* a person: who; an event: its type; a decision: canaryd or
                                   * the person who decided */
-  char note[ROLLOUT_NOTE_MAX];   /* a person's reason; a decision: proceed or rollback */
+  char note[ROLLOUT_NOTE_MAX]; /* a person's reason; a decision: proceed or rollback */
 };
 
 /* A plain value: copy it, keep it on the stack, serialise it field by field. */
@@ -73,14 +73,14 @@ enum reading_kind { READING_RULE, READING_ENTRY, READING_EXIT };
  */
 struct rollout_reading {
   char name[PLAN_NAME_MAX];
-  int8_t kind;   /* enum reading_kind */
-  int8_t stage;  /* a rule: the cohort whose data was read; a criterion: its gate's stage */
-  int8_t truth;  /* enum expr_truth: false, true, insufficient data */
-  int8_t state;  /* enum expr_for_state: inactive, pending (for: running), firing */
+  int8_t kind;  /* enum reading_kind */
+  int8_t stage; /* a rule: the cohort whose data was read; a criterion: its gate's stage */
+  int8_t truth; /* enum expr_truth: false, true, insufficient data */
+  int8_t state; /* enum expr_for_state: inactive, pending (for: running), firing */
   double canary, baseline, threshold; /* NaN: none or unknown */
   int64_t window_ms, n, min_n;
-  int64_t at_ms;    /* when it was evaluated */
-  int64_t since_ms; /* pending or firing: since when the condition holds */
+  int64_t at_ms;            /* when it was evaluated */
+  int64_t since_ms;         /* pending or firing: since when the condition holds */
   double log_e, log_needed; /* decided on evidence: the e-value's log and the log(1/alpha) it
                              * must reach (status: "87% of the way"); NaN otherwise */
 };
@@ -92,37 +92,37 @@ struct rollout {
   char baseline_version[EVENT_NAME_MAX];
 
   enum rollout_state state;
-  enum rollout_state resume_to;  /* pending or running: where resume returns to */
-  int stage;                     /* index into plan->stages */
+  enum rollout_state resume_to; /* pending or running: where resume returns to */
+  int stage;                    /* index into plan->stages */
   int64_t requested_ms;
-  int64_t clock_ms;              /* the latest "now" it was stepped with: time never goes back */
-  int64_t stage_started_ms;      /* when the current stage started running */
-  int64_t stage_max_at_ms;       /* halt if the exit gate is unmet by then; 0 = none */
-  bool exit_hold_reported;       /* the "minimum reached, exit gate unmet" hold was decided */
-  bool max_hold_reported;        /* past the maximum with the gate unproven (not failed): held */
-  bool watching;                 /* completed, and the watch after GA goes on (plan.watch_ms) */
-  int64_t watch_until_ms;        /* when it ends */
-  bool prev_stage_passed;        /* the exit gate of the stage before the current one passed */
-  bool force_promoted;           /* promote --force took it to the last stage, skipping gates */
+  int64_t clock_ms;         /* the latest "now" it was stepped with: time never goes back */
+  int64_t stage_started_ms; /* when the current stage started running */
+  int64_t stage_max_at_ms;  /* halt if the exit gate is unmet by then; 0 = none */
+  bool exit_hold_reported;  /* the "minimum reached, exit gate unmet" hold was decided */
+  bool max_hold_reported;   /* past the maximum with the gate unproven (not failed): held */
+  bool watching;            /* completed, and the watch after GA goes on (plan.watch_ms) */
+  int64_t watch_until_ms;   /* when it ends */
+  bool prev_stage_passed;   /* the exit gate of the stage before the current one passed */
+  bool force_promoted;      /* promote --force took it to the last stage, skipping gates */
   /* After a rollback, the seed's "Rollback within 30 minutes" (plan.rollback_verify_ms): a green
    * health check of the stable version by then verifies it (rollout.c, rollback_verify). */
-  int64_t rolled_back_ms;        /* when it was rolled back; 0 never */
-  int rollback_verify;           /* enum rollback_verify */
-  int64_t rollback_verified_ms;  /* when it was verified, or found not verified */
+  int64_t rolled_back_ms;       /* when it was rolled back; 0 never */
+  int rollback_verify;          /* enum rollback_verify */
+  int64_t rollback_verified_ms; /* when it was verified, or found not verified */
 
-  int64_t seq;                   /* last decision sequence number */
-  int64_t notify_seq;            /* last notification number */
-  int64_t traffic_seq;           /* last traffic-split number */
+  int64_t seq;         /* last decision sequence number */
+  int64_t notify_seq;  /* last notification number */
+  int64_t traffic_seq; /* last traffic-split number */
 
   /* Facts from deploy events. */
   enum fact ci, deploy, health, smoke;
   int64_t smoke_passed, smoke_failed;
-  int64_t crashes[PLAN_MAX_STAGES];   /* by cohort */
-  int64_t positive[PLAN_MAX_STAGES];  /* feedback by cohort */
+  int64_t crashes[PLAN_MAX_STAGES];  /* by cohort */
+  int64_t positive[PLAN_MAX_STAGES]; /* feedback by cohort */
   int64_t negative[PLAN_MAX_STAGES];
   struct rollout_incident incidents[ROLLOUT_MAX_INCIDENTS];
   int n_incidents;
-  unsigned approvals;                 /* bit (1 << role) */
+  unsigned approvals; /* bit (1 << role) */
   char approvers[APPROVAL_ROLE_COUNT][EVENT_NAME_MAX];
 
   /* Circuit breaker: consecutive errors; open = the current cohort is disabled. */
@@ -130,12 +130,12 @@ struct rollout {
   bool breaker_open;
   bool paged; /* on-call was paged and has not had the all-clear of a resume or rollback */
 
-  struct flags flags;                 /* this rollout's own kill switches */
+  struct flags flags; /* this rollout's own kill switches */
 
   /* Published traffic split: a change in any of these publishes a new one. */
   double exposure_percent;
   unsigned traffic_sig;
-  int64_t exposure_changed_ms;   /* when exposure_percent last changed: the split check counts
+  int64_t exposure_changed_ms; /* when exposure_percent last changed: the split check counts
                                   * only what came after (a kill switch held it at 0%) */
 
   /* Kept for the metric engine: metric and diff events seen. */
@@ -158,8 +158,8 @@ struct rollout_metrics;
 
 struct step_ctx {
   const struct plan *plan;
-  int64_t now;                  /* ms since the epoch; the caller's clock, never read here */
-  const struct flags *global;   /* kill switches that apply to every rollout */
+  int64_t now;                /* ms since the epoch; the caller's clock, never read here */
+  const struct flags *global; /* kill switches that apply to every rollout */
   /* The metric engine: the plan's expressions compiled, and this rollout's series and for:
    * states. Both NULL: metric criteria are "not evaluated" and metric halt rules never fire. */
   const struct mstore_plan *mp;
@@ -172,7 +172,8 @@ enum gate_result { GATE_PASS, GATE_FAIL, GATE_NOT_EVALUATED };
 struct gate_check {
   const struct criterion *criterion;
   enum gate_result result;
-  char detail[EVENT_TEXT_MAX]; /* what was seen: "2 crash(es) reported", "waiting for health.checked" */
+  char detail
+      [EVENT_TEXT_MAX]; /* what was seen: "2 crash(es) reported", "waiting for health.checked" */
   /* A metric criterion that fails only for want of evidence: its estimate is on the passing
    * side, the evidence has not proven it yet ("error rate < 0.1%" at 0.03% on too few requests) */
   bool unproven;
@@ -199,8 +200,8 @@ int rollout_step(struct rollout *r, const struct event *ev, const struct step_ct
  * incident window elapsed. Call it at (or after) rollout_next_deadline(). Also re-applies the
  * kill switches in ctx->global (after a global flag change).
  */
-int rollout_tick(struct rollout *r, const struct step_ctx *ctx, struct effects *out)
-    CANARY_MUSTCHECK;
+int rollout_tick(struct rollout *r, const struct step_ctx *ctx,
+                 struct effects *out) CANARY_MUSTCHECK;
 
 /* When the metric halt rules must be evaluated again (a throttled evaluation, a for: about to
  * fire), or ROLLOUT_NO_DEADLINE. */
@@ -210,16 +211,16 @@ int64_t rollout_metrics_next(const struct rollout *r, const struct rollout_metri
 int64_t rollout_next_deadline(const struct rollout *r, const struct plan *plan);
 
 /* A rollback's verification (struct rollout.rollback_verify), with its wire name. */
-#define ROLLBACK_VERIFY_MAP(XX)                                                                  \
-  XX(NONE, "none")                 /* not rolled back, or the plan does not verify */          \
-  XX(WAITING, "waiting")           /* rolled back: waiting for a green health check */         \
-  XX(VERIFIED, "verified")         /* one came within plan.rollback_verify_ms */               \
+#define ROLLBACK_VERIFY_MAP(XX)                                                                    \
+  XX(NONE, "none")                 /* not rolled back, or the plan does not verify */              \
+  XX(WAITING, "waiting")           /* rolled back: waiting for a green health check */             \
+  XX(VERIFIED, "verified")         /* one came within plan.rollback_verify_ms */                   \
   XX(NOT_VERIFIED, "not verified") /* none came in time */
 enum rollback_verify {
 #define XX(name, wire) ROLLBACK_VERIFY_##name,
   ROLLBACK_VERIFY_MAP(XX)
 #undef XX
-  ROLLBACK_VERIFY_COUNT
+      ROLLBACK_VERIFY_COUNT
 };
 const char *rollback_verify_name(enum rollback_verify v);
 
@@ -258,7 +259,7 @@ void flags_init(struct flags *f, const struct plan *plan);
  * Set flag (system.canary.enabled or canary.cohort.<stage>.enabled) to value in f. Returns
  * CANARY_OK, or CANARY_EINVALID when the name is malformed or names no stage of the plan.
  */
-int flags_apply(struct flags *f, const struct plan *plan, const char *flag, bool value)
-    CANARY_MUSTCHECK;
+int flags_apply(struct flags *f, const struct plan *plan, const char *flag,
+                bool value) CANARY_MUSTCHECK;
 
 #endif

@@ -79,8 +79,10 @@ static bool event_proves(const struct run *u, const struct checklist_item *c) {
   const struct event *ev = u->ev;
   const struct rollout *r = u->r;
   switch (c->proof) {
-  case PROOF_CI_PASSED: return ev->type == EVENT_CI_COMPLETED && ev->ok;
-  case PROOF_DEPLOY_SUCCEEDED: return ev->type == EVENT_DEPLOY_COMPLETED && ev->ok;
+  case PROOF_CI_PASSED:
+    return ev->type == EVENT_CI_COMPLETED && ev->ok;
+  case PROOF_DEPLOY_SUCCEEDED:
+    return ev->type == EVENT_DEPLOY_COMPLETED && ev->ok;
   case PROOF_SMOKE_PASSED:
     return ev->type == EVENT_SMOKE_COMPLETED && ev->ok && ev->failed == 0;
   case PROOF_HEALTH_GREEN: /* "Daily health checks" of beta: a check while beta is exposed */
@@ -91,12 +93,14 @@ static bool event_proves(const struct run *u, const struct checklist_item *c) {
   case PROOF_DIFF_SAMPLES:
     return ev->type == EVENT_DIFF_SAMPLES && ev->diff.n > 0 &&
            plan_stage_index(u->plan, ev->cohort) == c->stage;
-  case PROOF_APPROVALS: return ev->type == EVENT_APPROVAL_GRANTED && all_approvals(u);
+  case PROOF_APPROVALS:
+    return ev->type == EVENT_APPROVAL_GRANTED && all_approvals(u);
   case PROOF_MANUAL:
   case PROOF_STAGE_STARTED:
   case PROOF_STAGE_PASSED:
   case PROOF_DECISION:
-  case PROOF_COUNT: break;
+  case PROOF_COUNT:
+    break;
   }
   return false;
 }
@@ -145,8 +149,8 @@ int run_checklist_check(struct run *u, char *why, size_t why_len) {
     char ids[EVENT_TEXT_MAX / 2] = "";
     size_t used = 0;
     for (int j = 0; j < u->plan->n_checklist && used < sizeof ids; j++) {
-      int w = snprintf(ids + used, sizeof ids - used, "%s%s", j ? ", " : "",
-                       u->plan->checklist[j].id);
+      int w =
+          snprintf(ids + used, sizeof ids - used, "%s%s", j ? ", " : "", u->plan->checklist[j].id);
       used = w < 0 ? sizeof ids : used + (size_t)w;
     }
     return canary_why(why, why_len, CANARY_EINVALID,
@@ -160,8 +164,7 @@ int run_checklist_check(struct run *u, char *why, size_t why_len) {
     /* an answer, not an error: the person learns who ticked it and by what */
     struct decision *d = run_decide(u, DECISION_HOLD, r->stage, "command_rejected", ev->actor,
                                     "check %s rejected: already ticked by %s %s (%s)", c->id,
-                                    checked_by_name((enum checked_by)k->by), k->actor,
-                                    k->evidence);
+                                    checked_by_name((enum checked_by)k->by), k->actor, k->evidence);
     decision_add_str(d, "command", command_action_name(ev->action));
     decision_add_bool(d, "accepted", false);
     return CANARY_OK;

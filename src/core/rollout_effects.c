@@ -12,7 +12,6 @@
 #include "core/rollout.h"
 #include "core/rollout_internal.h"
 
-
 /* ---- exposure and kill switches ------------------------------------------------------------ */
 
 void flags_init(struct flags *f, const struct plan *plan) {
@@ -47,12 +46,18 @@ int flags_apply(struct flags *f, const struct plan *plan, const char *flag, bool
 /* The stage whose cohort is exposed now: a pending rollout still serves the stage before. */
 int rollout_exposed_stage(const struct rollout *r, const struct plan *plan) {
   switch (r->state) {
-  case ROLLOUT_COMPLETED: return plan->n_stages - 1;
-  case ROLLOUT_ROLLED_BACK: return -1;
-  case ROLLOUT_PENDING: return r->stage - 1;
-  case ROLLOUT_RUNNING: return r->stage;
-  case ROLLOUT_PAUSED: return r->resume_to == ROLLOUT_PENDING ? r->stage - 1 : r->stage;
-  case ROLLOUT_STATE_COUNT: break;
+  case ROLLOUT_COMPLETED:
+    return plan->n_stages - 1;
+  case ROLLOUT_ROLLED_BACK:
+    return -1;
+  case ROLLOUT_PENDING:
+    return r->stage - 1;
+  case ROLLOUT_RUNNING:
+    return r->stage;
+  case ROLLOUT_PAUSED:
+    return r->resume_to == ROLLOUT_PENDING ? r->stage - 1 : r->stage;
+  case ROLLOUT_STATE_COUNT:
+    break;
   }
   return -1;
 }
@@ -160,23 +165,29 @@ run_decide(struct run *u, enum decision_action action, int from, const char *rul
 
 static const char *channel_target(const struct plan *p, enum notify_channel ch) {
   switch (ch) {
-  case NOTIFY_RELEASES: return p->notify.releases;
-  case NOTIFY_ONCALL: return p->notify.oncall;
-  case NOTIFY_STATUS_PAGE: return p->notify.status_page;
-  case NOTIFY_EXECUTIVE: return p->notify.executive;
-  case NOTIFY_CHANNEL_COUNT: break;
+  case NOTIFY_RELEASES:
+    return p->notify.releases;
+  case NOTIFY_ONCALL:
+    return p->notify.oncall;
+  case NOTIFY_STATUS_PAGE:
+    return p->notify.status_page;
+  case NOTIFY_EXECUTIVE:
+    return p->notify.executive;
+  case NOTIFY_CHANNEL_COUNT:
+    break;
   }
   return "";
 }
 
-__attribute__((format(printf, 6, 7))) void
-run_notify(struct run *u, enum notify_channel ch, enum notify_severity sev,
-           const struct decision *d, const char *title, const char *fmt, ...) {
+__attribute__((format(printf, 6, 7))) void run_notify(struct run *u, enum notify_channel ch,
+                                                      enum notify_severity sev,
+                                                      const struct decision *d, const char *title,
+                                                      const char *fmt, ...) {
   if (!channel_target(u->plan, ch)[0])
     return; /* the plan names no address for this channel */
   /* d and the arguments (often d->reason) point into the effect list, which the push below may
    * move: take what is needed from them first. */
-  char text[sizeof ((struct notification *)0)->text];
+  char text[sizeof((struct notification *)0)->text];
   char decision_id[sizeof d->id];
   snprintf(decision_id, sizeof decision_id, "%s", d ? d->id : "");
   va_list ap;

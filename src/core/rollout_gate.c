@@ -13,9 +13,14 @@
 
 static enum gate_result fact_check(enum fact f, const char *event, char *detail, size_t n) {
   switch (f) {
-  case FACT_OK: snprintf(detail, n, "%s: ok", event); return GATE_PASS;
-  case FACT_FAILED: snprintf(detail, n, "last %s failed", event); return GATE_FAIL;
-  case FACT_UNKNOWN: break;
+  case FACT_OK:
+    snprintf(detail, n, "%s: ok", event);
+    return GATE_PASS;
+  case FACT_FAILED:
+    snprintf(detail, n, "last %s failed", event);
+    return GATE_FAIL;
+  case FACT_UNKNOWN:
+    break;
   }
   snprintf(detail, n, "waiting for %s", event);
   return GATE_FAIL;
@@ -57,14 +62,16 @@ static const struct rollout_incident *incident_within(const struct rollout *r, i
 }
 
 static enum gate_result check_one(const struct rollout *r, const struct plan *plan, int stage,
-                                  const struct criterion *c, int64_t now, char *detail,
-                                  size_t n) {
+                                  const struct criterion *c, int64_t now, char *detail, size_t n) {
   int cohort = c->cohort >= 0 ? c->cohort : stage;
   const char *cname = stage_name(plan, cohort);
   switch (c->check) {
-  case CHECK_CI_PASSED: return fact_check(r->ci, "ci.completed", detail, n);
-  case CHECK_DEPLOY_SUCCEEDED: return fact_check(r->deploy, "deploy.completed", detail, n);
-  case CHECK_HEALTH_GREEN: return fact_check(r->health, "health.checked", detail, n);
+  case CHECK_CI_PASSED:
+    return fact_check(r->ci, "ci.completed", detail, n);
+  case CHECK_DEPLOY_SUCCEEDED:
+    return fact_check(r->deploy, "deploy.completed", detail, n);
+  case CHECK_HEALTH_GREEN:
+    return fact_check(r->health, "health.checked", detail, n);
   case CHECK_SMOKE_PASSED:
     if (r->smoke == FACT_UNKNOWN) {
       snprintf(detail, n, "waiting for smoke.completed");
@@ -124,7 +131,8 @@ static enum gate_result check_one(const struct rollout *r, const struct plan *pl
     double ratio = pos + neg ? (double)pos / (double)(pos + neg) : 0;
     snprintf(detail, n, "%" PRId64 " positive, %" PRId64 " negative from %s", pos, neg, cname);
     /* The seed asks for a positive ratio "> 80%": strictly above min_ratio. */
-    bool ok = pos >= (c->min_count > 0 ? c->min_count : 1) && (c->min_ratio <= 0 || ratio > c->min_ratio);
+    bool ok =
+        pos >= (c->min_count > 0 ? c->min_count : 1) && (c->min_ratio <= 0 || ratio > c->min_ratio);
     return ok ? GATE_PASS : GATE_FAIL;
   }
   case CHECK_NO_NEGATIVE_FEEDBACK:
@@ -140,7 +148,8 @@ static enum gate_result check_one(const struct rollout *r, const struct plan *pl
   case CHECK_METRIC:
     snprintf(detail, n, "not measured yet: %s", c->expr); /* run_metric_check measures it */
     return GATE_NOT_EVALUATED;
-  case CHECK_COUNT: break;
+  case CHECK_COUNT:
+    break;
   }
   snprintf(detail, n, "unknown check");
   return GATE_FAIL;
@@ -156,8 +165,8 @@ int rollout_gate(const struct rollout *r, const struct plan *plan, int stage, bo
   for (int i = 0; i < n && i < max; i++) {
     checks[i].criterion = &c[i];
     checks[i].unproven = false;
-    checks[i].result = check_one(r, plan, stage, &c[i], now, checks[i].detail,
-                                 sizeof checks[i].detail);
+    checks[i].result =
+        check_one(r, plan, stage, &c[i], now, checks[i].detail, sizeof checks[i].detail);
   }
   return n;
 }
@@ -170,18 +179,20 @@ int rollout_gate(const struct rollout *r, const struct plan *plan, int stage, bo
  * from real traffic, and a rollout that completed while switched off would jump to 100% the
  * moment the switch came back.
  */
-static const struct criterion canary_on = {
-    .check = CHECK_COUNT, .name = "kill_switch", .text = "Canary enabled for the cohort",
-    .cohort = -1};
+static const struct criterion canary_on = {.check = CHECK_COUNT,
+                                           .name = "kill_switch",
+                                           .text = "Canary enabled for the cohort",
+                                           .cohort = -1};
 
 /*
  * The implicit criterion of the last stage's entry gate: the checklist's required items are
  * ticked ("GA is not entered while a required item is open"). Shown only while it holds, so a
  * plan without a checklist decides exactly as before.
  */
-static const struct criterion checklist_done = {
-    .check = CHECK_COUNT, .name = "checklist", .text = "Required checklist items checked",
-    .cohort = -1};
+static const struct criterion checklist_done = {.check = CHECK_COUNT,
+                                                .name = "checklist",
+                                                .text = "Required checklist items checked",
+                                                .cohort = -1};
 
 static bool checklist_holds(const struct run *u, int stage, bool exit, char *detail, size_t n) {
   if (exit || !is_last(u->plan, stage))
@@ -208,8 +219,7 @@ static bool switched_off(const struct run *u, int stage, char *detail, size_t n)
 }
 
 /* Evaluate a gate; true when every criterion passes. Fills checks (GATE_MAX_CHECKS). */
-bool run_gate_passes(const struct run *u, int stage, bool exit, struct gate_check *checks,
-                        int *n) {
+bool run_gate_passes(const struct run *u, int stage, bool exit, struct gate_check *checks, int *n) {
   *n = rollout_gate(u->r, u->plan, stage, exit, u->now, checks, PLAN_MAX_CRITERIA);
   for (int i = 0; u->m && i < *n; i++)
     if (checks[i].criterion->check == CHECK_METRIC)
@@ -236,8 +246,7 @@ bool run_gate_passes(const struct run *u, int stage, bool exit, struct gate_chec
 }
 
 /* Give the metric criteria of checks (from run_gate_passes) their text, for a decision. */
-void run_explain_gate(const struct run *u, int stage, bool exit, struct gate_check *checks,
-                         int n) {
+void run_explain_gate(const struct run *u, int stage, bool exit, struct gate_check *checks, int n) {
   for (int i = 0; u->m && i < n; i++)
     if (checks[i].criterion->check == CHECK_METRIC)
       run_metric_check(u, stage, exit, i, &checks[i], true);

@@ -11,10 +11,14 @@
 
 static enum alert_kind alert_of_incident(enum incident_kind k) {
   switch (k) {
-  case INCIDENT_SECURITY: return ALERT_SECURITY;
-  case INCIDENT_COMPLIANCE: return ALERT_COMPLIANCE;
-  case INCIDENT_DATA_INCONSISTENCY: return ALERT_DATA_INCONSISTENCY;
-  default: return ALERT_KIND_COUNT;
+  case INCIDENT_SECURITY:
+    return ALERT_SECURITY;
+  case INCIDENT_COMPLIANCE:
+    return ALERT_COMPLIANCE;
+  case INCIDENT_DATA_INCONSISTENCY:
+    return ALERT_DATA_INCONSISTENCY;
+  default:
+    return ALERT_KIND_COUNT;
   }
 }
 

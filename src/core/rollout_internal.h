@@ -28,7 +28,7 @@ struct run {
   const struct event *ev; /* the event being applied; NULL on a tick */
   int64_t now;
   struct effects *out;
-  const struct mstore_plan *mp;  /* NULL: no metric engine */
+  const struct mstore_plan *mp; /* NULL: no metric engine */
   struct rollout_metrics *m;
   int err;
   int cohort;            /* metric data: the stage index of its cohort (apply_event) */
@@ -55,9 +55,10 @@ __attribute__((format(printf, 6, 7))) struct decision *
 run_decide(struct run *u, enum decision_action action, int from, const char *rule,
            const char *actor, const char *fmt, ...);
 /* Appends a notification to channel ch, unless the plan names no address for it. */
-__attribute__((format(printf, 6, 7))) void
-run_notify(struct run *u, enum notify_channel ch, enum notify_severity sev,
-           const struct decision *d, const char *title, const char *fmt, ...);
+__attribute__((format(printf, 6, 7))) void run_notify(struct run *u, enum notify_channel ch,
+                                                      enum notify_severity sev,
+                                                      const struct decision *d, const char *title,
+                                                      const char *fmt, ...);
 /* Tells #releases about decision d, in the words of its reason. */
 void run_announce(struct run *u, const struct decision *d, enum notify_severity sev);
 /* Appends the traffic split when what clusters must apply has changed. */
@@ -69,11 +70,9 @@ void run_publish_traffic(struct run *u);
 #define GATE_MAX_CHECKS (PLAN_MAX_CRITERIA + 2)
 
 /* Evaluate a gate; true when every criterion passes. Fills checks (GATE_MAX_CHECKS) and *n. */
-bool run_gate_passes(const struct run *u, int stage, bool exit, struct gate_check *checks,
-                     int *n);
+bool run_gate_passes(const struct run *u, int stage, bool exit, struct gate_check *checks, int *n);
 /* Give the metric criteria of checks (from run_gate_passes) their text, for a decision. */
-void run_explain_gate(const struct run *u, int stage, bool exit, struct gate_check *checks,
-                      int n);
+void run_explain_gate(const struct run *u, int stage, bool exit, struct gate_check *checks, int n);
 /* "ci_passed (waiting for ci.completed); health_green (last health.checked failed)" */
 void run_unmet_list(const struct gate_check *checks, int n, char *buf, size_t len);
 /* Each check of checks as evidence of d: pass, fail, not_evaluated or unproven. */
@@ -115,8 +114,8 @@ int run_checklist_check(struct run *u, char *why, size_t why_len);
 /* --- rollout_metrics.c: the metric side of a step ------------------------------------------ */
 
 /* Measures gate criterion index (a CHECK_METRIC one) of stage into c; explain: with its text. */
-void run_metric_check(const struct run *u, int stage, bool exit, int index,
-                      struct gate_check *c, bool explain);
+void run_metric_check(const struct run *u, int stage, bool exit, int index, struct gate_check *c,
+                      bool explain);
 /* Evaluates the metric halt rules and alerts (now_please: at once, not on the schedule) and
  * acts on those that fire. Returns whether it evaluated. */
 bool run_metric_rules(struct run *u, bool now_please);

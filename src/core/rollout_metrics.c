@@ -57,9 +57,8 @@ static struct rollout_reading *reading_find(struct rollout *r, const int16_t **o
 }
 
 static void note_reading(struct rollout *r, const int16_t **owners, enum reading_kind kind,
-                         int stage, const char *name, int16_t *hint,
-                         const struct mstore_verdict *v, const struct expr_for *st,
-                         int64_t now) {
+                         int stage, const char *name, int16_t *hint, const struct mstore_verdict *v,
+                         const struct expr_for *st, int64_t now) {
   int at = v->which >= 0 ? v->which : 0;
   const struct mstore_finding *f = &v->f[at];
   struct rollout_reading *x = reading_find(r, owners, kind, stage, name, hint);
@@ -93,8 +92,8 @@ static void note_reading(struct rollout *r, const int16_t **owners, enum reading
  * criterion's cohort, else from the stage's own (exit gate) or the stage exposed before it
  * (entry gate: the next cohort has no traffic yet).
  */
-void run_metric_check(const struct run *u, int stage, bool exit, int index,
-                      struct gate_check *c, bool explain) {
+void run_metric_check(const struct run *u, int stage, bool exit, int index, struct gate_check *c,
+                      bool explain) {
   const struct criterion *cr = c->criterion;
   int cohort = cr->cohort >= 0 ? cr->cohort : exit || stage == 0 ? stage : stage - 1;
   struct expr_for *st = &u->m->gates[stage][exit][index];
@@ -103,20 +102,19 @@ void run_metric_check(const struct run *u, int stage, bool exit, int index,
   /* The text costs more than the evaluation: gates are asked at every step, explained only
    * when a decision shows them (run_explain_gate). Stepping for: twice at one time is harmless. */
   int rc = explain ? mstore_eval_rule(&u->m->ms, u->mp, owner, stage, index, cohort, u->now, st, &v)
-                   : mstore_eval_rule_values(&u->m->ms, u->mp, owner, stage, index, cohort,
-                                             u->now, st, &v);
+                   : mstore_eval_rule_values(&u->m->ms, u->mp, owner, stage, index, cohort, u->now,
+                                             st, &v);
   if (rc != CANARY_OK || v.n == 0)
     return; /* left as "not evaluated" */
   note_reading(u->r, u->m->reading_owner, exit ? READING_EXIT : READING_ENTRY, stage, cr->name,
                &u->m->gate_reading[stage][exit][index], &v, st, u->now);
-  c->result = v.holds                         ? GATE_PASS
+  c->result = v.holds                        ? GATE_PASS
               : v.truth == EXPR_INSUFFICIENT ? GATE_NOT_EVALUATED /* never a pass on no data */
-                                              : GATE_FAIL;
+                                             : GATE_FAIL;
   const struct mstore_finding *d = &v.f[v.which >= 0 ? v.which : 0];
   c->unproven = c->result == GATE_FAIL && d->truth == EXPR_FALSE && d->evidence &&
                 !isnan(d->ev.estimate) && !isnan(d->ev.reference) &&
-                (d->ev.above ? d->ev.estimate > d->ev.reference
-                             : d->ev.estimate < d->ev.reference);
+                (d->ev.above ? d->ev.estimate > d->ev.reference : d->ev.estimate < d->ev.reference);
   if (!explain)
     return;
   const struct mstore_finding *f = &v.f[v.which >= 0 ? v.which : 0];
@@ -180,8 +178,7 @@ static void add_finding(struct decision *d, const struct mstore_finding *f) {
  */
 static void split_check_estimate(struct run *u, int cohort) {
   const struct plan *p = u->plan;
-  const struct mstore_series *c =
-      mstore_series_find(&u->m->ms, cohort, VARIANT_CANARY, "requests");
+  const struct mstore_series *c = mstore_series_find(&u->m->ms, cohort, VARIANT_CANARY, "requests");
   const struct mstore_series *b =
       mstore_series_find(&u->m->ms, cohort, VARIANT_BASELINE, "requests");
   if (!c || !b)
@@ -195,15 +192,15 @@ static void split_check_estimate(struct run *u, int cohort) {
   struct stats_opts o = STATS_SRM_DEFAULTS;
   o.alpha = p->srm_p;
   struct stats_verdict v;
-  if (cr < 0 || br < 0 ||
-      stats_srm_opts((uint64_t)cr, (uint64_t)br, share, &o, &v) != CANARY_OK ||
+  if (cr < 0 || br < 0 || stats_srm_opts((uint64_t)cr, (uint64_t)br, share, &o, &v) != CANARY_OK ||
       v.outcome != STATS_SPLIT_MISMATCH)
     return;
   char reason[EVENT_TEXT_MAX + 64];
-  snprintf(reason, sizeof reason, "unhealthy traffic split in %s: the canary got %.2f%% of "
+  snprintf(reason, sizeof reason,
+           "unhealthy traffic split in %s: the canary got %.2f%% of "
            "requests, the split says %.2f%% (chi-square p = %.2g < %g); canary and baseline "
-           "cannot be compared", p->stages[cohort].name, 100 * v.canary_rate, 100 * share,
-           v.p_value, p->srm_p);
+           "cannot be compared",
+           p->stages[cohort].name, 100 * v.canary_rate, 100 * share, v.p_value, p->srm_p);
   run_halt(u, "unhealthy_split", 2, reason);
   struct decision *d = run_latest(u);
   decision_add_num(d, "canary_requests", cr);
@@ -224,15 +221,16 @@ static void split_check_evidence(struct run *u, int cohort) {
   double alpha = u->mp->ev.rule_alpha;
   /* the share since exposure last changed within the stage (a kill switch switched back on):
    * what came before is another split */
-  int64_t since = u->r->exposure_changed_ms > u->r->stage_started_ms ? u->r->exposure_changed_ms
-                                                                      : INT64_MIN;
+  int64_t since =
+      u->r->exposure_changed_ms > u->r->stage_started_ms ? u->r->exposure_changed_ms : INT64_MIN;
   struct expr_evidence x;
   mstore_evidence_split(&u->m->ms, u->mp, cohort, alpha, since, false, &x);
   if (x.n <= 0 || !(x.log_e >= -log(alpha)))
     return;
   mstore_evidence_split(&u->m->ms, u->mp, cohort, alpha, since, true, &x); /* with its bound */
   char reason[EVENT_TEXT_MAX + 64];
-  snprintf(reason, sizeof reason, "unhealthy traffic split in %s: the canary got %.2f%% of "
+  snprintf(reason, sizeof reason,
+           "unhealthy traffic split in %s: the canary got %.2f%% of "
            "requests, the split says %.2f%% (evidence e = %.3g >= 1/%.3g: the share is %s "
            "%.2f%% with %.4g%% confidence); canary and baseline cannot be compared",
            p->stages[cohort].name, 100 * x.estimate, 100 * x.reference, exp(x.log_e), alpha,
@@ -279,8 +277,8 @@ static void split_check(struct run *u, int cohort) {
  * plan's hour-long windows; every evaluation for a plan in fast motion (the demo's 20 s).
  */
 static int64_t gate_cadence(const struct run *u, int stage, bool exit, int i) {
-  const struct criterion *c = exit ? &u->plan->stages[stage].exit[i]
-                                   : &u->plan->stages[stage].entry[i];
+  const struct criterion *c =
+      exit ? &u->plan->stages[stage].exit[i] : &u->plan->stages[stage].entry[i];
   int first;
   int64_t scale = ROLLOUT_GATE_TRACK_MS * 100;
   if (mstore_plan_find(u->mp, exit ? MSTORE_EXIT : MSTORE_ENTRY, stage, i, &first) &&
@@ -306,8 +304,8 @@ static void track_gate(struct run *u, int stage, bool exit) {
     int64_t due;
     bool pending = expr_for_deadline(&st[i], c[i].for_ms, &due);
     const struct rollout_reading *last =
-        reading_find(u->r, m->reading_owner, exit ? READING_EXIT : READING_ENTRY, stage,
-                     c[i].name, &m->gate_reading[stage][exit][i]);
+        reading_find(u->r, m->reading_owner, exit ? READING_EXIT : READING_ENTRY, stage, c[i].name,
+                     &m->gate_reading[stage][exit][i]);
     if (last && u->now - last->at_ms < gate_cadence(u, stage, exit, i) &&
         !(pending && due <= u->now)) {
       if (pending && due < m->deadline)
@@ -317,7 +315,7 @@ static void track_gate(struct run *u, int stage, bool exit) {
     int cohort = c[i].cohort >= 0 ? c[i].cohort : exit || stage == 0 ? stage : stage - 1;
     struct mstore_verdict v;
     if (mstore_eval_rule_values(&m->ms, u->mp, exit ? MSTORE_EXIT : MSTORE_ENTRY, stage, i, cohort,
-                         u->now, &m->gates[stage][exit][i], &v) != CANARY_OK ||
+                                u->now, &m->gates[stage][exit][i], &v) != CANARY_OK ||
         v.n == 0)
       continue;
     note_reading(u->r, m->reading_owner, exit ? READING_EXIT : READING_ENTRY, stage, c[i].name,

@@ -40,9 +40,9 @@ struct rollout_metrics {
   struct mstore ms;
   struct expr_for rules[ROLLOUT_FOR_ROWS][PLAN_MAX_EXPRS];
   struct expr_for gates[PLAN_MAX_STAGES][2][PLAN_MAX_CRITERIA]; /* [stage][exit][criterion] */
-  int rules_cohort;      /* the exposed cohort the rule states are about (-1: none yet) */
-  int64_t next_eval_ms;  /* rules are not evaluated again before this */
-  int64_t deadline;      /* when the rules must be evaluated again; INT64_MAX: on new data */
+  int rules_cohort;     /* the exposed cohort the rule states are about (-1: none yet) */
+  int64_t next_eval_ms; /* rules are not evaluated again before this */
+  int64_t deadline;     /* when the rules must be evaluated again; INT64_MAX: on new data */
   /* Where each rule's and criterion's reading is in rollout.readings, plus one (0: not known):
    * a hint, checked before use, so that noting a reading is not a search by name. */
   int16_t rule_reading[ROLLOUT_FOR_ROWS];
@@ -61,8 +61,7 @@ struct rollout_metrics {
 };
 
 /* Empty series sized for the compiled plan mp. Returns CANARY_OK or CANARY_ENOMEM. */
-int rollout_metrics_init(struct rollout_metrics *m, const struct mstore_plan *mp)
-    CANARY_MUSTCHECK;
+int rollout_metrics_init(struct rollout_metrics *m, const struct mstore_plan *mp) CANARY_MUSTCHECK;
 void rollout_metrics_free(struct rollout_metrics *m);
 
 #endif

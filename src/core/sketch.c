@@ -30,9 +30,7 @@ static int init(struct sketch *s, double alpha, uint32_t max_bins) {
   return rc;
 }
 
-int sketch_init(struct sketch *s, double alpha) {
-  return init(s, alpha, SKETCH_MAX_BINS_DEFAULT);
-}
+int sketch_init(struct sketch *s, double alpha) { return init(s, alpha, SKETCH_MAX_BINS_DEFAULT); }
 
 int sketch_init_bounded(struct sketch *s, double alpha, uint32_t max_bins) {
   return init(s, alpha, max_bins);
@@ -229,8 +227,8 @@ bool sketch_quantile(const struct sketch *s, double q, double *out) {
     *out = s->max;
     return true;
   }
-  int32_t i = s->lo <= s->hi ? rank_bin(s, NULL, s->lo, s->hi, s->zero_count, s->count, rank)
-                             : INT32_MIN;
+  int32_t i =
+      s->lo <= s->hi ? rank_bin(s, NULL, s->lo, s->hi, s->zero_count, s->count, rank) : INT32_MIN;
   double v = i == INT32_MIN ? 0 : sketch_bin_value(s, i);
   /* the exact value lies in [min, max]: clamping can only bring the estimate closer */
   *out = v < s->min ? s->min : v > s->max ? s->max : v;
@@ -477,8 +475,7 @@ int sketch_decode(struct sketch *s, const uint8_t *buf, size_t len, const char *
   if (zero || nbins) {
     if (!get_f64(&r, &sum) || !get_f64(&r, &min) || !get_f64(&r, &max))
       return fail(s, why, r.why);
-    if (!isfinite(sum) || !isfinite(min) || !isfinite(max) || !(0 <= min && min <= max) ||
-        sum < 0)
+    if (!isfinite(sum) || !isfinite(min) || !isfinite(max) || !(0 <= min && min <= max) || sum < 0)
       return fail(s, why, "sum, min or max out of range");
   }
   uint64_t count = zero;

@@ -15,8 +15,8 @@
 
 const char *stats_outcome_name(enum stats_outcome o) {
   switch (o) {
-#define XX(name, str) \
-  case STATS_##name:  \
+#define XX(name, str)                                                                              \
+  case STATS_##name:                                                                               \
     return str;
     STATS_OUTCOME_MAP(XX)
 #undef XX
@@ -335,7 +335,8 @@ static double cp_newton(const struct cp_search *cs, double k, double n, double a
      * the bracket check says whether the root is good enough. */
     if (step <= 1e-12 * r || (i >= 3 && step > 0.5 * last)) {
       double density = exp(beta_log_front(cs->a, cs->b, cs->lnorm, next)) / (next * (1 - next));
-      *width = fmax(32.0 * cp_noise(cs, next, cs->target, steps) / (density * next), 2.0 * step / r);
+      *width =
+          fmax(32.0 * cp_noise(cs, next, cs->target, steps) / (density * next), 2.0 * step / r);
       return next;
     }
     last = step;
@@ -371,10 +372,13 @@ double stats_clopper_pearson_upper(uint64_t x, uint64_t n, double alpha) {
   if (x == 0) /* (1 − p)^n = α */
     return -expm1(log(alpha) / (double)n);
   double a = (double)x + 1, b = (double)(n - x), lo = (double)x / (double)n, hi = 1;
-  struct cp_search cs = {.a = a, .b = b, .lnorm = beta_log_norm(a, b), .target = 1.0 - alpha,
+  struct cp_search cs = {.a = a,
+                         .b = b,
+                         .lnorm = beta_log_norm(a, b),
+                         .target = 1.0 - alpha,
                          .split = (a + 1.0) / (a + b + 2.0)};
-  double w = 0, root = alpha > 0 && alpha < 0.5 ? cp_newton(&cs, (double)x, (double)n, alpha, &w)
-                                                : 0;
+  double w = 0,
+         root = alpha > 0 && alpha < 0.5 ? cp_newton(&cs, (double)x, (double)n, alpha, &w) : 0;
   /* a bracket wider than 1e-6 saves little; past it, or past three tries, bisect plainly */
   for (int i = 0; i < 3 && root > 0 && w > 0 && w < 1e-6; i++, w *= 4)
     if (cp_bracket(&cs, root * (1 - w), root * (1 + w)))
@@ -397,8 +401,8 @@ static bool opts_valid(const struct stats_opts *o) {
 }
 
 static void verdict_reset(struct stats_verdict *out, double alpha) {
-  *out = (struct stats_verdict){.outcome = STATS_INSUFFICIENT, .alpha = alpha, .p_value = 1,
-                                .min_p_value = 1, .reason = ""};
+  *out = (struct stats_verdict){
+      .outcome = STATS_INSUFFICIENT, .alpha = alpha, .p_value = 1, .min_p_value = 1, .reason = ""};
 }
 
 int stats_binomial_excess(uint64_t ce, uint64_t cr, uint64_t be, uint64_t br,
@@ -422,7 +426,7 @@ int stats_binomial_excess_opts(uint64_t ce, uint64_t cr, uint64_t be, uint64_t b
   }
   out->canary_rate = (double)ce / (double)cr;
   out->baseline_rate = (double)be / (double)br;
-  out->rate_ratio = ce == 0                 ? 0
+  out->rate_ratio = ce == 0                  ? 0
                     : out->baseline_rate > 0 ? out->canary_rate / out->baseline_rate
                                              : INFINITY;
   out->canary_upper = stats_clopper_pearson_upper(ce, cr, alpha);
@@ -501,8 +505,12 @@ int stats_mann_whitney_opts(const double *canary, size_t n, const double *baseli
                             const struct stats_opts *opts, struct stats_mw *out) {
   if (!out)
     return CANARY_EINVALID;
-  *out = (struct stats_mw){.outcome = STATS_INSUFFICIENT, .alpha = opts ? opts->alpha : 0,
-                           .p_two_sided = 1, .p_greater = 1, .p_less = 1, .reason = ""};
+  *out = (struct stats_mw){.outcome = STATS_INSUFFICIENT,
+                           .alpha = opts ? opts->alpha : 0,
+                           .p_two_sided = 1,
+                           .p_greater = 1,
+                           .p_less = 1,
+                           .reason = ""};
   if (!opts_valid(opts) || (n && !canary) || (m && !baseline) ||
       m > SIZE_MAX / sizeof(struct ranked) || n > SIZE_MAX / sizeof(struct ranked) - m)
     return CANARY_EINVALID;

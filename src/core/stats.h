@@ -17,14 +17,14 @@
  * untouched, or one nobody filled, never reads as a pass.
  */
 
-#define STATS_OUTCOME_MAP(XX)                                                                  \
-  XX(INSUFFICIENT, "insufficient")     /* too little data to decide: hold, never pass */       \
-  XX(NOT_WORSE, "not_worse")           /* binomial: no evidence the canary's rate is higher */ \
-  XX(WORSE, "worse")                   /* binomial: canary's error rate higher, p < alpha */   \
-  XX(SPLIT_OK, "split_ok")             /* srm: the observed share fits the configured one */   \
-  XX(SPLIT_MISMATCH, "split_mismatch") /* srm: traffic split unhealthy, p < alpha */           \
-  XX(SIMILAR, "similar")               /* mann-whitney: no significant shift */                \
-  XX(HIGHER, "higher")                 /* mann-whitney: canary's values tend to be higher */   \
+#define STATS_OUTCOME_MAP(XX)                                                                      \
+  XX(INSUFFICIENT, "insufficient")     /* too little data to decide: hold, never pass */           \
+  XX(NOT_WORSE, "not_worse")           /* binomial: no evidence the canary's rate is higher */     \
+  XX(WORSE, "worse")                   /* binomial: canary's error rate higher, p < alpha */       \
+  XX(SPLIT_OK, "split_ok")             /* srm: the observed share fits the configured one */       \
+  XX(SPLIT_MISMATCH, "split_mismatch") /* srm: traffic split unhealthy, p < alpha */               \
+  XX(SIMILAR, "similar")               /* mann-whitney: no significant shift */                    \
+  XX(HIGHER, "higher")                 /* mann-whitney: canary's values tend to be higher */       \
   XX(LOWER, "lower")                   /* mann-whitney: canary's values tend to be lower */
 
 enum stats_outcome {
@@ -49,9 +49,12 @@ struct stats_opts {
   uint64_t min_count;
   double min_effect;
 };
-#define STATS_BINOMIAL_DEFAULTS {.alpha = 0.01, .min_expected = 5.0, .min_count = 0, .min_effect = 0}
-#define STATS_SRM_DEFAULTS {.alpha = 0.001, .min_expected = 5.0, .min_count = 0, .min_effect = 0}
-#define STATS_MW_DEFAULTS {.alpha = 0.02, .min_expected = 0, .min_count = 10, .min_effect = 0}
+#define STATS_BINOMIAL_DEFAULTS                                                                    \
+  { .alpha = 0.01, .min_expected = 5.0, .min_count = 0, .min_effect = 0 }
+#define STATS_SRM_DEFAULTS                                                                         \
+  { .alpha = 0.001, .min_expected = 5.0, .min_count = 0, .min_effect = 0 }
+#define STATS_MW_DEFAULTS                                                                          \
+  { .alpha = 0.02, .min_expected = 0, .min_count = 10, .min_effect = 0 }
 
 /*
  * The binomial split of errors is summed exactly while n·p·(1−p) < STATS_BINOM_NORMAL_VAR and
@@ -115,9 +118,8 @@ int stats_binomial_excess_opts(uint64_t canary_errors, uint64_t canary_requests,
  */
 int stats_srm(uint64_t canary_requests, uint64_t other_requests, double expected_canary_share,
               struct stats_verdict *out) CANARY_MUSTCHECK;
-int stats_srm_opts(uint64_t canary_requests, uint64_t other_requests,
-                   double expected_canary_share, const struct stats_opts *opts,
-                   struct stats_verdict *out) CANARY_MUSTCHECK;
+int stats_srm_opts(uint64_t canary_requests, uint64_t other_requests, double expected_canary_share,
+                   const struct stats_opts *opts, struct stats_verdict *out) CANARY_MUSTCHECK;
 
 /*
  * Mann-Whitney U (Wilcoxon rank-sum) of canary against baseline values, Kayenta's judge: a shift

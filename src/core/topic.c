@@ -13,9 +13,7 @@ static const char *const topic_names[] = {
 };
 _Static_assert(sizeof topic_names / sizeof topic_names[0] == TOPIC_COUNT, "a name per topic");
 
-const char *topic_name(enum topic t) {
-  return (unsigned)t < TOPIC_COUNT ? topic_names[t] : "?";
-}
+const char *topic_name(enum topic t) { return (unsigned)t < TOPIC_COUNT ? topic_names[t] : "?"; }
 
 ENUM_PARSE(topic, topic, TOPIC_COUNT)
 
@@ -28,9 +26,7 @@ static const struct {
 #undef XX
 };
 
-uint32_t topic_event_types(enum topic t) {
-  return (unsigned)t < TOPIC_COUNT ? TOPICS[t].types : 0;
-}
+uint32_t topic_event_types(enum topic t) { return (unsigned)t < TOPIC_COUNT ? TOPICS[t].types : 0; }
 
 enum topic topic_of_event(enum event_type type) {
   if ((unsigned)type >= EVENT_TYPE_COUNT)
@@ -41,10 +37,6 @@ enum topic topic_of_event(enum event_type type) {
   return TOPIC_COUNT;
 }
 
-bool topic_sized(enum topic t) {
-  return (unsigned)t < TOPIC_COUNT && TOPICS[t].sized;
-}
+bool topic_sized(enum topic t) { return (unsigned)t < TOPIC_COUNT && TOPICS[t].sized; }
 
-bool topic_compact(enum topic t) {
-  return (unsigned)t < TOPIC_COUNT && TOPICS[t].compact;
-}
+bool topic_compact(enum topic t) { return (unsigned)t < TOPIC_COUNT && TOPICS[t].compact; }

@@ -19,24 +19,24 @@
  *   compact  1: a compacted topic (the latest traffic split per key)
  *   types    the event types it carries (the input topics' share of enum event_type)
  */
-#define TOPIC_MAP(XX)                                                                          \
-  XX(DEPLOY, "canary.deploy", 1, 1, 0,                                                         \
-     EVENT_T(ROLLOUT_REQUESTED) | EVENT_T(CI_COMPLETED) | EVENT_T(DEPLOY_COMPLETED) |          \
-         EVENT_T(HEALTH_CHECKED) | EVENT_T(SMOKE_COMPLETED) | EVENT_T(CRASH_REPORTED) |        \
-         EVENT_T(INCIDENT_OPENED) | EVENT_T(INCIDENT_RESOLVED) | EVENT_T(FEEDBACK_RECEIVED) |  \
-         EVENT_T(APPROVAL_GRANTED) | EVENT_T(ALERT_RAISED))                                    \
-  XX(METRICS, "canary.metrics", 1, 1, 0, EVENT_T(METRICS) | EVENT_T(DIFF_SAMPLES))             \
-  XX(COMMANDS, "canary.commands", 1, 1, 0, EVENT_T(COMMAND) | EVENT_T(FLAG_SET))               \
-  XX(DECISIONS, "canary.decisions", 0, 1, 0, 0)                                                \
-  XX(NOTIFICATIONS, "canary.notifications", 0, 0, 0, 0)                                        \
-  XX(FLAGS, "canary.flags", 0, 0, 1, 0)                                                        \
+#define TOPIC_MAP(XX)                                                                              \
+  XX(DEPLOY, "canary.deploy", 1, 1, 0,                                                             \
+     EVENT_T(ROLLOUT_REQUESTED) | EVENT_T(CI_COMPLETED) | EVENT_T(DEPLOY_COMPLETED) |              \
+         EVENT_T(HEALTH_CHECKED) | EVENT_T(SMOKE_COMPLETED) | EVENT_T(CRASH_REPORTED) |            \
+         EVENT_T(INCIDENT_OPENED) | EVENT_T(INCIDENT_RESOLVED) | EVENT_T(FEEDBACK_RECEIVED) |      \
+         EVENT_T(APPROVAL_GRANTED) | EVENT_T(ALERT_RAISED))                                        \
+  XX(METRICS, "canary.metrics", 1, 1, 0, EVENT_T(METRICS) | EVENT_T(DIFF_SAMPLES))                 \
+  XX(COMMANDS, "canary.commands", 1, 1, 0, EVENT_T(COMMAND) | EVENT_T(FLAG_SET))                   \
+  XX(DECISIONS, "canary.decisions", 0, 1, 0, 0)                                                    \
+  XX(NOTIFICATIONS, "canary.notifications", 0, 0, 0, 0)                                            \
+  XX(FLAGS, "canary.flags", 0, 0, 1, 0)                                                            \
   XX(DLQ, "canary.dlq", 0, 0, 0, 0)
 
 enum topic {
 #define XX(id, name, input, sized, compact, types) TOPIC_##id,
   TOPIC_MAP(XX)
 #undef XX
-  TOPIC_COUNT
+      TOPIC_COUNT
 };
 
 /* How many input topics: TOPIC_0 .. TOPIC_INPUT_COUNT-1. */
@@ -45,7 +45,7 @@ enum {
   TOPIC_INPUT_COUNT = 0 TOPIC_MAP(XX)
 #undef XX
 };
-#define XX(id, name, input, sized, compact, types)                                            \
+#define XX(id, name, input, sized, compact, types)                                                 \
   _Static_assert(((int)TOPIC_##id < (int)TOPIC_INPUT_COUNT) == (input), "inputs first: " name);
 TOPIC_MAP(XX)
 #undef XX

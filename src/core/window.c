@@ -12,11 +12,13 @@ enum { FINE = 0, COARSE = 1 };
 
 const char *window_kind_name(enum window_kind kind) {
   switch (kind) {
-#define XX(name, wire) \
-  case WINDOW_##name: return wire;
+#define XX(name, wire)                                                                             \
+  case WINDOW_##name:                                                                              \
+    return wire;
     WINDOW_KIND_MAP(XX)
 #undef XX
-  default: return "unknown";
+  default:
+    return "unknown";
   }
 }
 
@@ -34,8 +36,7 @@ static int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
 
 /* --- configuration -------------------------------------------------------------------------- */
 
-int window_init(struct window *w, enum window_kind kind, int64_t bucket_ms,
-                int64_t retention_ms) {
+int window_init(struct window *w, enum window_kind kind, int64_t bucket_ms, int64_t retention_ms) {
   struct window_config cfg = {
       .bucket_ms = bucket_ms,
       .retention_ms = retention_ms,
@@ -375,8 +376,7 @@ static bool query_ok(const struct window *w, int64_t now, int64_t span) {
  * fine tier (each clipped to end where the fine tier starts: a coarse bucket there holds only
  * what has left the fine tier), then fine buckets. False when the query reads nothing.
  */
-static bool query_range(const struct window *w, int64_t now, int64_t span,
-                        struct window_range *r) {
+static bool query_range(const struct window *w, int64_t now, int64_t span, struct window_range *r) {
   if (!query_ok(w, now, span))
     return false;
   const struct window_tier *f = &w->tier[FINE], *c = &w->tier[COARSE];
@@ -406,8 +406,8 @@ static bool query_range(const struct window *w, int64_t now, int64_t span,
 
 /* Call fn, oldest first, for every non-empty bucket of r's coarse part (if coarse) and of the
  * fine keys k0 .. k1. */
-static int visit_part(const struct window *w, const struct window_range *r, bool coarse,
-                      int64_t k0, int64_t k1, visit_fn fn, void *ctx) {
+static int visit_part(const struct window *w, const struct window_range *r, bool coarse, int64_t k0,
+                      int64_t k1, visit_fn fn, void *ctx) {
   const struct window_tier *f = &w->tier[FINE], *c = &w->tier[COARSE];
   for (int64_t k = r->c0; coarse && r->coarse && k <= r->c1; k++) {
     const struct window_bucket *b = bucket_find(c, k);

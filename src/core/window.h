@@ -67,24 +67,24 @@
  *   their sketches. window_memory() reports the total.
  */
 
-#define WINDOW_KIND_MAP(XX)                                                 \
-  XX(COUNTER, "counter")           /* sums of deltas: requests, errors */   \
-  XX(GAUGE, "gauge")               /* samples of a level: cpu_ratio */      \
+#define WINDOW_KIND_MAP(XX)                                                                        \
+  XX(COUNTER, "counter")           /* sums of deltas: requests, errors */                          \
+  XX(GAUGE, "gauge")               /* samples of a level: cpu_ratio */                             \
   XX(DISTRIBUTION, "distribution") /* values into sketches: latency_ms */
 
 enum window_kind {
 #define XX(name, wire) WINDOW_##name,
   WINDOW_KIND_MAP(XX)
 #undef XX
-  WINDOW_KIND_COUNT
+      WINDOW_KIND_COUNT
 };
 
-#define WINDOW_BUCKET_MS_DEFAULT 10000LL      /* 10 s */
-#define WINDOW_FINE_SPAN_MS_DEFAULT 3600000LL /* 1 h of fine buckets */
-#define WINDOW_COARSE_MS_DEFAULT 300000LL     /* 5 min roll-ups beyond it */
+#define WINDOW_BUCKET_MS_DEFAULT 10000LL        /* 10 s */
+#define WINDOW_FINE_SPAN_MS_DEFAULT 3600000LL   /* 1 h of fine buckets */
+#define WINDOW_COARSE_MS_DEFAULT 300000LL       /* 5 min roll-ups beyond it */
 #define WINDOW_RETENTION_MS_DEFAULT 259200000LL /* 72 h */
-#define WINDOW_MAX_SLOTS (1 << 20)            /* per tier */
-#define WINDOW_TIME_MAX (1LL << 62)           /* |t| beyond this is CANARY_EINVALID */
+#define WINDOW_MAX_SLOTS (1 << 20)              /* per tier */
+#define WINDOW_TIME_MAX (1LL << 62)             /* |t| beyond this is CANARY_EINVALID */
 
 struct window_config {
   int64_t bucket_ms;    /* fine bucket width, > 0 */
@@ -117,18 +117,18 @@ struct window_tier {
 
 /* What a query saw over its interval. */
 struct window_stats {
-  uint64_t n;       /* observations */
-  double sum;       /* of the values */
-  double min, max;  /* gauges and distributions; 0 when n == 0 */
-  double last;      /* gauges: the sample with the latest time */
+  uint64_t n;      /* observations */
+  double sum;      /* of the values */
+  double min, max; /* gauges and distributions; 0 when n == 0 */
+  double last;     /* gauges: the sample with the latest time */
   int64_t last_ms;
-  int64_t buckets;  /* non-empty buckets read */
-  double coverage;  /* see above */
+  int64_t buckets; /* non-empty buckets read */
+  double coverage; /* see above */
 };
 
 /* The buckets a query over [now - span, now] reads (window.c computes it). */
 struct window_range {
-  bool coarse;        /* the interval starts before the fine tier: coarse keys c0 .. c1 first */
+  bool coarse; /* the interval starts before the fine tier: coarse keys c0 .. c1 first */
   int64_t c0, c1;
   int64_t fine_start; /* where the fine tier starts: coarse buckets are clipped to end there */
   int64_t k0, k1;     /* fine keys */
@@ -152,10 +152,10 @@ struct window_cache {
   bool sk_valid;
   struct window_range sk_r;
   uint64_t sk_late;
-  struct window_stats st;  /* of the buckets folded (coverage left out) */
-  int64_t covered_ms;      /* of the buckets folded, each from its start */
-  int64_t first_start;     /* start of the first bucket folded; INT64_MAX none */
-  struct sketch *sketch;   /* distribution: the buckets' sketches merged; owned */
+  struct window_stats st; /* of the buckets folded (coverage left out) */
+  int64_t covered_ms;     /* of the buckets folded, each from its start */
+  int64_t first_start;    /* start of the first bucket folded; INT64_MAX none */
+  struct sketch *sketch;  /* distribution: the buckets' sketches merged; owned */
 };
 
 struct window {
@@ -165,19 +165,19 @@ struct window {
   int n_tiers;                /* 1 or 2 */
   bool started;               /* clock_ms is set */
   int64_t clock_ms;
-  uint64_t dropped;  /* observations older than the retention when they arrived */
-  uint64_t rejected; /* distribution values refused: negative or not finite */
+  uint64_t dropped;      /* observations older than the retention when they arrived */
+  uint64_t rejected;     /* distribution values refused: negative or not finite */
   struct sketch scratch; /* window_quantile's merge target, reused */
   /* Query caches. gen changes whenever a bucket a cache may hold changes: data landing at or
    * before cached_hi (the newest fine key any cache folded) or in the coarse tier, and every
    * expiry or roll-up. */
   struct window_cache cache[WINDOW_CACHE_SPANS];
-  int cache_next;    /* the entry to reuse next */
+  int cache_next; /* the entry to reuse next */
   uint64_t gen;
-  uint64_t late;     /* changes with data landing where a fold may hold it, and at a reset: a
+  uint64_t late; /* changes with data landing where a fold may hold it, and at a reset: a
                       * fold of fine buckets stays true across roll-ups while this holds */
   int64_t cached_hi;
-  bool uncached;     /* tests: answer every query from the buckets */
+  bool uncached; /* tests: answer every query from the buckets */
 };
 
 const char *window_kind_name(enum window_kind kind);

@@ -84,7 +84,7 @@ int store_fail(store_t *s, const char *what, const PGresult *res) {
   store_set_error(s, "%s: %s%s%s%s%s%s", what, msg, detail ? " (" : "", detail ? detail : "",
                   detail ? ")" : "", state ? " SQLSTATE " : "", state ? state : "");
   return PQstatus(s->conn) == CONNECTION_OK && !connection_gone(state) ? CANARY_EIO
-                                                                      : CANARY_EUNAVAILABLE;
+                                                                       : CANARY_EUNAVAILABLE;
 }
 
 const char *store_last_error(const store_t *s) { return s->err; }
@@ -152,9 +152,9 @@ static void on_notice(void *arg, const char *message) {
  * server is noticed by a blocked commit instead of hanging it.
  */
 static int connect_once(store_t *s) {
-  static const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
-                                     "keepalives_interval", "keepalives_count",
-                                     "application_name", "dbname", NULL};
+  static const char *const keys[] = {
+      "connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
+      "keepalives_count", "application_name", "dbname",          NULL};
   const char *values[] = {"5", "1", "10", "5", "3", "canaryd", s->conninfo, NULL};
   PGconn *c = PQconnectdbParams(keys, values, 1);
   if (!c) {

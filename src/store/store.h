@@ -72,8 +72,7 @@ extern const char *const store_input_topics[STORE_INPUT_TOPICS];
  * it. From now on batches from an older epoch fail with CANARY_EFENCED. A claim waits for a
  * batch of the old owner that is committing at that moment (both take the shard's row lock).
  */
-int store_claim_shard(store_t *s, int shard, const char *worker, int64_t *epoch)
-    CANARY_MUSTCHECK;
+int store_claim_shard(store_t *s, int shard, const char *worker, int64_t *epoch) CANARY_MUSTCHECK;
 
 /*
  * Load what the shard's engine needs: every rollout of the shard (engine_restore, in creation
@@ -84,13 +83,13 @@ int store_claim_shard(store_t *s, int shard, const char *worker, int64_t *epoch)
  * stored rollout cannot be read or is at a stage the plan does not have (the row is
  * named in store_last_error()); e is then partly filled: engine_destroy() it.
  */
-int store_load_shard(store_t *s, int shard, struct engine *e, struct store_offsets *offsets)
-    CANARY_MUSTCHECK;
+int store_load_shard(store_t *s, int shard, struct engine *e,
+                     struct store_offsets *offsets) CANARY_MUSTCHECK;
 
 /* A message for the outbox: bytes ready for Kafka (Avro, Confluent framing). */
 struct store_outbox_row {
   const char *topic;
-  const char *key;       /* NULL = no key */
+  const char *key;        /* NULL = no key */
   const char *message_id; /* deterministic: decision id, notification id, ... */
   const void *payload;
   size_t len;
@@ -116,7 +115,7 @@ struct store_outbox_row {
  * whether its signature verified, and what canaryd answered. Strings are borrowed for the call.
  */
 struct store_audit_row {
-  const char *source;    /* <topic>/<partition>/<offset>: unique, so a replayed batch adds none */
+  const char *source; /* <topic>/<partition>/<offset>: unique, so a replayed batch adds none */
   const char *event_id, *rollout, *type, *action, *actor;
   const char *signature; /* event_auth_name: unchecked, unsigned, verified, bad */
   const char *outcome;   /* accepted, refused, rejected, invalid */
@@ -162,32 +161,32 @@ int store_freeze_set(store_t *s, bool frozen, const char *actor, const char *rea
 struct store_batch {
   int shard;
   int64_t epoch;
-  struct store_offsets offsets;          /* next offsets after this batch (-1: unchanged) */
-  struct rollout *const *rollouts;       /* rollouts changed by the batch: full state */
+  struct store_offsets offsets;    /* next offsets after this batch (-1: unchanged) */
+  struct rollout *const *rollouts; /* rollouts changed by the batch: full state */
   size_t n_rollouts;
   const struct decision *const *decisions; /* -> transitions (append-only, with evidence) */
   size_t n_decisions;
-  const struct store_outbox_row *outbox;   /* decisions, notifications, traffic, DLQ */
+  const struct store_outbox_row *outbox; /* decisions, notifications, traffic, DLQ */
   size_t n_outbox;
-  const uint64_t *event_ids;             /* idset_hash() of the ids applied in this batch */
-  const int64_t *event_id_epochs;        /* the engine's id epoch each was kept in (NULL: 0) */
-  const uint64_t *event_id_digests;      /* event_digest() of each one's content (NULL: none
+  const uint64_t *event_ids;        /* idset_hash() of the ids applied in this batch */
+  const int64_t *event_id_epochs;   /* the engine's id epoch each was kept in (NULL: 0) */
+  const uint64_t *event_id_digests; /* event_digest() of each one's content (NULL: none
                                           * known; a repeat is then a plain duplicate) */
   size_t n_event_ids;
-  int64_t prune_ids_below;               /* != 0: delete the shard's ids of older epochs */
-  const struct flags *global;            /* the shard's global kill switches after the batch */
+  int64_t prune_ids_below;    /* != 0: delete the shard's ids of older epochs */
+  const struct flags *global; /* the shard's global kill switches after the batch */
   /* rollouts[i]'s metric state beyond its windows (rollouts.metrics) and its zscore histories
    * (rollouts.zscores); a NULL array or entry keeps what is stored */
   struct rollout_metrics *const *metrics;
   struct rollout_metrics *const *zscores;
-  int64_t window_from;                   /* > 0: the shard's new window_from; else unchanged */
+  int64_t window_from; /* > 0: the shard's new window_from; else unchanged */
   /* the dashboard's points (core/history) -> rollout_history, one row per series and step
    * (a step recorded again replaces its row); their rollouts' rows older than
    * STORE_HISTORY_SPAN_MS before their newest step, and those of rollouts finished more than
    * STORE_HISTORY_RETENTION ago, are deleted in the same transaction */
   const struct history_point *history;
   size_t n_history;
-  const struct store_audit_row *audit;   /* -> command_audit */
+  const struct store_audit_row *audit; /* -> command_audit */
   size_t n_audit;
 };
 
@@ -235,8 +234,8 @@ struct store_outbox_msg {
  * are serialised by the fence); rows of different shards may commit out of seq order, and a
  * row committed late is still returned by a later fetch since only published_at is looked at.
  */
-int store_outbox_fetch(store_t *s, size_t max, const struct store_outbox_msg **msgs, size_t *n)
-    CANARY_MUSTCHECK;
+int store_outbox_fetch(store_t *s, size_t max, const struct store_outbox_msg **msgs,
+                       size_t *n) CANARY_MUSTCHECK;
 /* Mark rows published (after the broker acknowledged them). */
 int store_outbox_mark(store_t *s, const int64_t *seqs, size_t n) CANARY_MUSTCHECK;
 
@@ -296,8 +295,8 @@ struct store_rollout_row {
   int shard;
 };
 int store_list_rollouts(store_t *s, struct store_rollout_row **rows, size_t *n) CANARY_MUSTCHECK;
-int store_history(store_t *s, const char *rollout, struct decision **decisions, size_t *n)
-    CANARY_MUSTCHECK;
+int store_history(store_t *s, const char *rollout, struct decision **decisions,
+                  size_t *n) CANARY_MUSTCHECK;
 
 /*
  * The dashboard's history of rollout (rollout_history) from since_ms on, appended to out as a
@@ -318,8 +317,8 @@ int store_history_rows(store_t *s, const char *rollout, long *rows, int64_t *old
  * asks before it creates a rollout, so that a service's rollouts on other shards count too.
  */
 int store_live_rollouts(store_t *s, const char *service, const char *id,
-                        char (*ids)[EVENT_NAME_MAX], int *shards, size_t max, size_t *n)
-    CANARY_MUSTCHECK;
+                        char (*ids)[EVENT_NAME_MAX], int *shards, size_t max,
+                        size_t *n) CANARY_MUSTCHECK;
 
 /*
  * What the finished releases (completed or rolled back) of service — every service when it is
@@ -341,12 +340,12 @@ int store_dispersion(store_t *s, const char *service, int last, struct store_dis
  * `canaryd notify`'s record of deliveries (migration 009; store_notify.c). A delivery is one
  * notification to one sink (slack, pagerduty, statuspage, smtp), keyed by both.
  */
-#define STORE_DELIVERY_STATE_MAP(XX)                                                    \
-  XX(NEW, "new")             /* recorded, no attempt yet */                             \
-  XX(SENDING, "sending")     /* an attempt is in flight, or its relay died during it */ \
-  XX(RETRY, "retry")         /* the last attempt failed: another may follow */          \
-  XX(DELIVERED, "delivered") /* the sink took it */                                     \
-  XX(SKIPPED, "skipped")     /* nothing to send (an all-clear with nothing open) */     \
+#define STORE_DELIVERY_STATE_MAP(XX)                                                               \
+  XX(NEW, "new")             /* recorded, no attempt yet */                                        \
+  XX(SENDING, "sending")     /* an attempt is in flight, or its relay died during it */            \
+  XX(RETRY, "retry")         /* the last attempt failed: another may follow */                     \
+  XX(DELIVERED, "delivered") /* the sink took it */                                                \
+  XX(SKIPPED, "skipped")     /* nothing to send (an all-clear with nothing open) */                \
   XX(DEAD, "dead")           /* dead-lettered: refused, failed for good, or unknown */
 
 enum store_delivery_state {
@@ -368,8 +367,8 @@ int store_delivery_begin(store_t *s, const char *id, const char *sink, const cha
  * Record the next attempt as in flight (state sending) and commit it: call it BEFORE the request
  * leaves. *attempt gets its number (1, 2, ...).
  */
-int store_delivery_attempt(store_t *s, const char *id, const char *sink, int *attempt)
-    CANARY_MUSTCHECK;
+int store_delivery_attempt(store_t *s, const char *id, const char *sink,
+                           int *attempt) CANARY_MUSTCHECK;
 
 /*
  * What the pager or status page has open for a rollout (notify_alerts). op OPEN records
@@ -389,8 +388,8 @@ struct store_alert_change {
  */
 int store_delivery_finish(store_t *s, const char *id, const char *sink, int attempt,
                           const char *outcome, long status, const char *detail,
-                          enum store_delivery_state state, const struct store_alert_change *alert)
-    CANARY_MUSTCHECK;
+                          enum store_delivery_state state,
+                          const struct store_alert_change *alert) CANARY_MUSTCHECK;
 
 /* Whether sink has an alert open for key; *remote_id (may be NULL) gets its id or "". */
 int store_alert_get(store_t *s, const char *sink, const char *key, bool *open, char *remote_id,
@@ -402,8 +401,8 @@ int store_alert_get(store_t *s, const char *sink, const char *key, bool *open, c
  * `batch` deliveries (a short statement; call again while *deleted == batch). Dead-lettered and
  * open deliveries and open alerts are kept. *deleted: the deliveries deleted. migrations/014.
  */
-int store_notify_prune(store_t *s, int64_t older_than_s, long batch, long *deleted)
-    CANARY_MUSTCHECK;
+int store_notify_prune(store_t *s, int64_t older_than_s, long batch,
+                       long *deleted) CANARY_MUSTCHECK;
 
 /* The decision with id (its evidence as decided); *found false when there is none. */
 int store_decision(store_t *s, const char *id, struct decision *d, bool *found) CANARY_MUSTCHECK;

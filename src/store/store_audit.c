@@ -6,8 +6,8 @@
 #include "store/store.h"
 #include "store/store_internal.h"
 
-#define AUDIT_COLUMNS \
-  "event_id, rollout, (extract(epoch FROM time) * 1000)::int8, type, action, actor, " \
+#define AUDIT_COLUMNS                                                                              \
+  "event_id, rollout, (extract(epoch FROM time) * 1000)::int8, type, action, actor, "              \
   "signature, verified, outcome, reason, detail, source"
 
 /* The newest `last` rows (all when last <= 0) matching the filters, oldest first. */

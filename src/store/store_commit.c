@@ -29,12 +29,11 @@
 
 static const char SQL_FENCE[] = "SELECT canary_fence($1::int, $2::bigint, $3::jsonb)";
 
-static const char SQL_OFFSETS[] =
-    "INSERT INTO offsets (shard, topic, next_offset) "
-    "SELECT $1::int, u.topic, u.next_offset "
-    "FROM unnest($2::text[], $3::int8[]) AS u(topic, next_offset) "
-    "ON CONFLICT (shard, topic) DO UPDATE "
-    "SET next_offset = EXCLUDED.next_offset, updated_at = now()";
+static const char SQL_OFFSETS[] = "INSERT INTO offsets (shard, topic, next_offset) "
+                                  "SELECT $1::int, u.topic, u.next_offset "
+                                  "FROM unnest($2::text[], $3::int8[]) AS u(topic, next_offset) "
+                                  "ON CONFLICT (shard, topic) DO UPDATE "
+                                  "SET next_offset = EXCLUDED.next_offset, updated_at = now()";
 
 /* WITH ORDINALITY ... ORDER BY: new rollouts take their creation rank (ord) in batch order. */
 static const char SQL_ROLLOUTS[] =
@@ -150,11 +149,11 @@ static void put_u64(struct jbuf *b, uint64_t v) {
 
 static struct arr arr_begin(struct jbuf *b, uint32_t elem_oid) {
   jbuf_reset(b);
-  put_u32(b, 1);  /* ndim */
-  put_u32(b, 0);  /* has nulls: informational, array_recv sees the -1 lengths */
+  put_u32(b, 1); /* ndim */
+  put_u32(b, 0); /* has nulls: informational, array_recv sees the -1 lengths */
   put_u32(b, elem_oid);
-  put_u32(b, 0);  /* dimension: patched by arr_end */
-  put_u32(b, 1);  /* lower bound */
+  put_u32(b, 0); /* dimension: patched by arr_end */
+  put_u32(b, 1); /* lower bound */
   return (struct arr){b, 0};
 }
 
@@ -229,17 +228,59 @@ static void arr_close(struct arr *a, size_t at) {
 /* ---- columns --------------------------------------------------------------------------------- */
 
 enum {
-  C_OFF_TOPIC, C_OFF_NEXT,
-  C_R_ID, C_R_SERVICE, C_R_VERSION, C_R_STATE, C_R_STAGE, C_R_EXPOSURE, C_R_SEQ, C_R_BODY,
-  C_R_METRICS, C_R_ZSCORES, C_R_DISPERSION,
-  C_T_ROLLOUT, C_T_SEQ, C_T_ID, C_T_TIME, C_T_ACTION, C_T_FROM, C_T_TO, C_T_STATE, C_T_REASON,
-  C_T_RULE, C_T_ACTOR, C_T_EVIDENCE, C_T_ITEMS,
-  C_O_TOPIC, C_O_KEY, C_O_MESSAGE_ID, C_O_PAYLOAD,
-  C_EVENT_ID_EPOCHS, C_EVENT_IDS, C_EVENT_ID_DIGESTS,
+  C_OFF_TOPIC,
+  C_OFF_NEXT,
+  C_R_ID,
+  C_R_SERVICE,
+  C_R_VERSION,
+  C_R_STATE,
+  C_R_STAGE,
+  C_R_EXPOSURE,
+  C_R_SEQ,
+  C_R_BODY,
+  C_R_METRICS,
+  C_R_ZSCORES,
+  C_R_DISPERSION,
+  C_T_ROLLOUT,
+  C_T_SEQ,
+  C_T_ID,
+  C_T_TIME,
+  C_T_ACTION,
+  C_T_FROM,
+  C_T_TO,
+  C_T_STATE,
+  C_T_REASON,
+  C_T_RULE,
+  C_T_ACTOR,
+  C_T_EVIDENCE,
+  C_T_ITEMS,
+  C_O_TOPIC,
+  C_O_KEY,
+  C_O_MESSAGE_ID,
+  C_O_PAYLOAD,
+  C_EVENT_ID_EPOCHS,
+  C_EVENT_IDS,
+  C_EVENT_ID_DIGESTS,
   C_FLAGS,
-  C_H_ROLLOUT, C_H_KIND, C_H_NAME, C_H_STAT, C_H_COHORT, C_H_VARIANT, C_H_STEP, C_H_VALUE,
-  C_A_SOURCE, C_A_EVENT_ID, C_A_ROLLOUT, C_A_TIME, C_A_TYPE, C_A_ACTION, C_A_ACTOR,
-  C_A_SIGNATURE, C_A_OUTCOME, C_A_REASON, C_A_DETAIL,
+  C_H_ROLLOUT,
+  C_H_KIND,
+  C_H_NAME,
+  C_H_STAT,
+  C_H_COHORT,
+  C_H_VARIANT,
+  C_H_STEP,
+  C_H_VALUE,
+  C_A_SOURCE,
+  C_A_EVENT_ID,
+  C_A_ROLLOUT,
+  C_A_TIME,
+  C_A_TYPE,
+  C_A_ACTION,
+  C_A_ACTOR,
+  C_A_SIGNATURE,
+  C_A_OUTCOME,
+  C_A_REASON,
+  C_A_DETAIL,
   C_COUNT
 };
 _Static_assert(C_COUNT <= STORE_PARAM_BUFS, "store_internal.h: raise STORE_PARAM_BUFS");
@@ -314,8 +355,8 @@ static int write_rollouts(const struct store_batch *b, struct jbuf *cols, size_t
     /* with the metric state (rewritten at every evaluation that moves it): the steps so far */
     arr_metrics(&dispersion, b->metrics ? b->metrics[i] : NULL, metrics_json_write_dispersion);
   }
-  struct arr *all[] = {&id,  &service, &version, &state,  &stage,
-                       &exposure, &seq, &body, &metrics, &zscores, &dispersion};
+  struct arr *all[] = {&id,  &service, &version, &state,   &stage,     &exposure,
+                       &seq, &body,    &metrics, &zscores, &dispersion};
   for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
     arr_end(all[k]);
   *n = (size_t)id.n;
@@ -416,7 +457,7 @@ static void write_transitions(const struct store_batch *b, struct jbuf *cols) {
     write_evidence_items(d, n, items.b);
     arr_close(&items, at);
   }
-  struct arr *all[] = {&rollout, &seq,  &id,   &time,  &action,   &from, &to,
+  struct arr *all[] = {&rollout, &seq,    &id,   &time,  &action,   &from, &to,
                        &state,   &reason, &rule, &actor, &evidence, &items};
   for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
     arr_end(all[k]);
@@ -455,8 +496,8 @@ static void write_audit(const struct store_batch *b, struct jbuf *cols) {
     a[k - C_A_SOURCE] = arr_begin(&cols[k], k == C_A_TIME ? OID_INT8 : OID_TEXT);
   for (size_t i = 0; i < b->n_audit; i++) {
     const struct store_audit_row *r = &b->audit[i];
-    const char *text[] = {r->source, r->event_id, r->rollout, NULL, r->type, r->action,
-                          r->actor, r->signature, r->outcome, r->reason, r->detail};
+    const char *text[] = {r->source, r->event_id,  r->rollout, NULL,      r->type,  r->action,
+                          r->actor,  r->signature, r->outcome, r->reason, r->detail};
     for (int k = 0; k <= C_A_DETAIL - C_A_SOURCE; k++) {
       if (k == C_A_TIME - C_A_SOURCE)
         arr_int8(&a[k], r->time_ms);

@@ -20,14 +20,12 @@ static const char SQL_SERIES[] =
     "array_agg(value ORDER BY step_ms) AS vs FROM rollout_history "
     "WHERE rollout = $1 AND step_ms >= $2::int8 GROUP BY kind, name, stat, cohort, variant) s";
 
-int store_history_series_json(store_t *s, const char *rollout, int64_t since_ms,
-                              struct jbuf *out) {
+int store_history_series_json(store_t *s, const char *rollout, int64_t since_ms, struct jbuf *out) {
   char since[24];
   snprintf(since, sizeof since, "%" PRId64, since_ms);
   const char *values[] = {rollout, since};
   int rc;
-  PGresult *res = store_exec(s, "history series", SQL_SERIES, 2, values, 0, PGRES_TUPLES_OK,
-                             &rc);
+  PGresult *res = store_exec(s, "history series", SQL_SERIES, 2, values, 0, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
   if (PQntuples(res) == 1)

@@ -21,7 +21,7 @@
 struct store_in_flight {
   bool active;
   int shard;
-  int n;                                   /* statements sent, named in what[] */
+  int n; /* statements sent, named in what[] */
   const char *what[STORE_MAX_STATEMENTS];
 };
 
@@ -30,9 +30,9 @@ struct store {
   char *conninfo;
   log_sink_fn log;
   void *log_ctx;
-  char err[1024];                  /* store_last_error() */
+  char err[1024]; /* store_last_error() */
 
-  PGresult *fetched;               /* rows of the last store_outbox_fetch() */
+  PGresult *fetched; /* rows of the last store_outbox_fetch() */
   struct store_outbox_msg *msgs;
   size_t msgs_cap;
 

@@ -168,9 +168,9 @@ static int migrate_locked(store_t *s, int *applied) {
 int store_migrate(store_t *s, int *applied) {
   *applied = 0;
   int rc;
-  PGresult *res = store_exec(s, "migrate: advisory lock", "SELECT pg_advisory_lock(" MIGRATE_LOCK
-                                                          ")",
-                             0, NULL, 0, PGRES_TUPLES_OK, &rc);
+  PGresult *res =
+      store_exec(s, "migrate: advisory lock", "SELECT pg_advisory_lock(" MIGRATE_LOCK ")", 0, NULL,
+                 0, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
   PQclear(res);

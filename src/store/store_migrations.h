@@ -5,9 +5,9 @@
 #include <stddef.h>
 
 struct store_migration {
-  int version;          /* NNN of NNN_name.sql */
-  const char *file;     /* "001_init.sql" */
-  const char *sql;      /* the file's text, NUL-terminated */
+  int version;      /* NNN of NNN_name.sql */
+  const char *file; /* "001_init.sql" */
+  const char *sql;  /* the file's text, NUL-terminated */
   size_t len;
   const char *checksum; /* SHA-256 of the file, lower-case hex */
 };

@@ -166,14 +166,13 @@ int store_notify_prune(store_t *s, int64_t older_than_s, long batch, long *delet
   const char *v[] = {age, lim};
   int rc;
   *deleted = 0;
-  PGresult *res = store_exec(
-      s, "pruning deliveries",
-      "DELETE FROM notify_deliveries WHERE (notification_id, sink) IN ("
-      " SELECT notification_id, sink FROM notify_deliveries"
-      " WHERE state IN ('delivered', 'skipped')"
-      "   AND updated_at < now() - make_interval(secs => $1::float8)"
-      " ORDER BY updated_at LIMIT $2::int)",
-      2, v, 0, PGRES_COMMAND_OK, &rc);
+  PGresult *res = store_exec(s, "pruning deliveries",
+                             "DELETE FROM notify_deliveries WHERE (notification_id, sink) IN ("
+                             " SELECT notification_id, sink FROM notify_deliveries"
+                             " WHERE state IN ('delivered', 'skipped')"
+                             "   AND updated_at < now() - make_interval(secs => $1::float8)"
+                             " ORDER BY updated_at LIMIT $2::int)",
+                             2, v, 0, PGRES_COMMAND_OK, &rc);
   if (!res)
     return rc;
   *deleted = atol(PQcmdTuples(res));

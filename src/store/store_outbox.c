@@ -171,8 +171,8 @@ int store_outbox_fail(store_t *s, int64_t seq, const char *why,
     values[5 + 4 * i] = hex[i];
   }
   if (rc == CANARY_OK) {
-    PGresult *res = store_exec(s, "set an outbox row aside", sql, 2 + 4 * (int)n_notices, values,
-                               0, n_notices ? PGRES_COMMAND_OK : PGRES_TUPLES_OK, &rc);
+    PGresult *res = store_exec(s, "set an outbox row aside", sql, 2 + 4 * (int)n_notices, values, 0,
+                               n_notices ? PGRES_COMMAND_OK : PGRES_TUPLES_OK, &rc);
     PQclear(res);
   }
   for (size_t i = 0; i < n_notices; i++)

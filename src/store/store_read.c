@@ -37,9 +37,9 @@ int store_list_rollouts(store_t *s, struct store_rollout_row **rows, size_t *n) 
   *rows = NULL;
   *n = 0;
   int rc;
-  PGresult *res = store_exec(s, "list rollouts",
-                             "SELECT id, shard, body FROM rollouts ORDER BY ord", 0, NULL, 0,
-                             PGRES_TUPLES_OK, &rc);
+  PGresult *res =
+      store_exec(s, "list rollouts", "SELECT id, shard, body FROM rollouts ORDER BY ord", 0, NULL,
+                 0, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
   size_t count = (size_t)PQntuples(res);
@@ -92,8 +92,7 @@ static const char *const evidence_kind_names[] = {"num", "int", "str", "bool"};
 static bool read_evidence(const struct json_value *arr, struct decision *d, char *why,
                           size_t why_len) {
   if (arr->type != JSON_ARRAY || arr->n_items > EVIDENCE_MAX) {
-    snprintf(why, why_len, "evidence_items: expected an array of at most %d items",
-             EVIDENCE_MAX);
+    snprintf(why, why_len, "evidence_items: expected an array of at most %d items", EVIDENCE_MAX);
     return false;
   }
   for (size_t i = 0; i < arr->n_items; i++) {
@@ -151,8 +150,20 @@ static int rollout_exists(store_t *s, const char *rollout, bool *exists) {
   return rc;
 }
 
-enum { H_ID, H_ROLLOUT, H_SEQ, H_TIME, H_ACTION, H_FROM, H_TO, H_STATE, H_REASON, H_RULE,
-       H_ACTOR, H_EVIDENCE };
+enum {
+  H_ID,
+  H_ROLLOUT,
+  H_SEQ,
+  H_TIME,
+  H_ACTION,
+  H_FROM,
+  H_TO,
+  H_STATE,
+  H_REASON,
+  H_RULE,
+  H_ACTOR,
+  H_EVIDENCE
+};
 
 static int history_row(store_t *s, const PGresult *res, int r, struct json_doc *doc,
                        struct decision *d) {
@@ -186,8 +197,7 @@ static int history_row(store_t *s, const PGresult *res, int r, struct json_doc *
       return rc;
     if (rc) {
       ok = false;
-      snprintf(why, sizeof why, "evidence_items %d:%d: %s", jerr.line, jerr.column,
-               jerr.message);
+      snprintf(why, sizeof why, "evidence_items %d:%d: %s", jerr.line, jerr.column, jerr.message);
     } else {
       ok = read_evidence(root, d, why, sizeof why);
     }
@@ -200,9 +210,9 @@ static int history_row(store_t *s, const PGresult *res, int r, struct json_doc *
 }
 
 /* A transition's columns in the order history_row() reads them. */
-#define TRANSITION_SELECT                                                                   \
-  "SELECT id, rollout, seq, (extract(epoch FROM time) * 1000)::bigint, action, "           \
-  "coalesce(from_stage, ''), coalesce(to_stage, ''), state, reason, coalesce(rule, ''), " \
+#define TRANSITION_SELECT                                                                          \
+  "SELECT id, rollout, seq, (extract(epoch FROM time) * 1000)::bigint, action, "                   \
+  "coalesce(from_stage, ''), coalesce(to_stage, ''), state, reason, coalesce(rule, ''), "          \
   "actor, evidence_items FROM transitions "
 
 int store_history(store_t *s, const char *rollout, struct decision **decisions, size_t *n) {
@@ -210,10 +220,8 @@ int store_history(store_t *s, const char *rollout, struct decision **decisions, 
   *n = 0;
   const char *values[] = {rollout};
   int rc;
-  PGresult *res = store_exec(
-      s, "history",
-      TRANSITION_SELECT "WHERE rollout = $1 ORDER BY seq",
-      1, values, 0, PGRES_TUPLES_OK, &rc);
+  PGresult *res = store_exec(s, "history", TRANSITION_SELECT "WHERE rollout = $1 ORDER BY seq", 1,
+                             values, 0, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
   size_t count = (size_t)PQntuples(res);
@@ -290,10 +298,8 @@ int store_decision(store_t *s, const char *id, struct decision *d, bool *found) 
   int rc;
   *found = false;
   memset(d, 0, sizeof *d);
-  PGresult *res = store_exec(
-      s, "decision",
-      TRANSITION_SELECT "WHERE id = $1",
-      1, values, 0, PGRES_TUPLES_OK, &rc);
+  PGresult *res = store_exec(s, "decision", TRANSITION_SELECT "WHERE id = $1", 1, values, 0,
+                             PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
   if (PQntuples(res) == 1) {

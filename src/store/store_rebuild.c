@@ -66,8 +66,8 @@ int store_conninfo_schema(const char *conninfo, const char *schema, char **out, 
 
 int store_schema_current(store_t *s, char *out, size_t len) {
   int rc;
-  PGresult *res = store_exec(s, "current schema", "SELECT coalesce(current_schema(), '')", 0,
-                             NULL, 0, PGRES_TUPLES_OK, &rc);
+  PGresult *res = store_exec(s, "current schema", "SELECT coalesce(current_schema(), '')", 0, NULL,
+                             0, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
   snprintf(out, len, "%s", PQgetvalue(res, 0, 0));
@@ -99,8 +99,10 @@ int store_schema_recreate(store_t *s, const char *schema) {
   if (rc)
     return rc;
   if (!strcmp(live, schema) || !strcmp(schema, "public") || !strncmp(schema, "pg_", 3)) {
-    store_set_error(s, "schema '%s' is the live one (or a system schema): the rebuild needs a "
-                    "scratch schema of its own", schema);
+    store_set_error(s,
+                    "schema '%s' is the live one (or a system schema): the rebuild needs a "
+                    "scratch schema of its own",
+                    schema);
     return CANARY_EINVALID;
   }
   snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", schema);
@@ -149,8 +151,8 @@ int store_outbox_mark_all(store_t *s, long *marked) {
   int rc;
   *marked = 0;
   PGresult *res = store_exec(s, "mark the rebuilt outbox",
-                             "UPDATE outbox SET published_at = now() WHERE published_at IS NULL",
-                             0, NULL, 0, PGRES_COMMAND_OK, &rc);
+                             "UPDATE outbox SET published_at = now() WHERE published_at IS NULL", 0,
+                             NULL, 0, PGRES_COMMAND_OK, &rc);
   if (!res)
     return rc;
   *marked = atol(PQcmdTuples(res));
@@ -215,7 +217,8 @@ static const char SQL_COMPARE[] =
     "   ON a.key = b.key) d"
     " WHERE l.body::text <> r.body::text AND d.lv IS DISTINCT FROM d.rv),"
     "tr AS ("
-    " SELECT 4, coalesce((SELECT ord FROM {L}.rollouts x WHERE x.id = coalesce(l.rollout, r.rollout)),"
+    " SELECT 4, coalesce((SELECT ord FROM {L}.rollouts x WHERE x.id = coalesce(l.rollout, "
+    "r.rollout)),"
     "                    1000000000000), coalesce(l.seq, r.seq), 'decision',"
     "  coalesce(l.rollout, r.rollout) || ' #' || coalesce(l.seq, r.seq), f.name, f.lv, f.rv"
     " FROM {L}.transitions l FULL JOIN {R}.transitions r"
@@ -272,8 +275,8 @@ int store_rebuild_compare(store_t *s, const char *live_schema, const char *rebui
   *n = 0;
   *truncated = false;
   if (!plain_name(live_schema) || !plain_name(rebuilt_schema)) {
-    store_set_error(s, "compare: schema names must be plain identifiers ('%s', '%s')",
-                    live_schema, rebuilt_schema);
+    store_set_error(s, "compare: schema names must be plain identifiers ('%s', '%s')", live_schema,
+                    rebuilt_schema);
     return CANARY_EINVALID;
   }
   char *sql = with_schemas(SQL_COMPARE, live_schema, rebuilt_schema);
@@ -312,7 +315,7 @@ int store_rebuild_compare(store_t *s, const char *live_schema, const char *rebui
 
 /* The state tables a rebuild replaces, in the order they are emptied (references first). */
 static const char *const replaced[] = {"transitions", "rollout_history", "event_id_batches",
-                                       "event_ids", "offsets", "rollouts"};
+                                       "event_ids",   "offsets",         "rollouts"};
 #define N_REPLACED (sizeof replaced / sizeof *replaced)
 
 /* Run a query that must give one row; its first column in out. */
@@ -334,27 +337,35 @@ static int adopt_check(store_t *s, const char *rebuilt, const struct store_shard
   if (rc)
     return rc;
   if (strcmp(v, "t")) {
-    snprintf(why, why_len, "not frozen: freeze first (canaryctl freeze), so that no worker "
+    snprintf(why, why_len,
+             "not frozen: freeze first (canaryctl freeze), so that no worker "
              "applies anything while the state is replaced");
     return CANARY_EINVALID;
   }
-  if ((rc = one_value(s, "outbox", "SELECT count(*) FROM outbox WHERE published_at IS NULL "
-                      "AND failure IS NULL", v, sizeof v)))
+  if ((rc = one_value(s, "outbox",
+                      "SELECT count(*) FROM outbox WHERE published_at IS NULL "
+                      "AND failure IS NULL",
+                      v, sizeof v)))
     return rc;
   if (strcmp(v, "0")) {
-    snprintf(why, why_len, "%s outbox rows still wait to be published: let the relay publish "
-             "them (the workers keep relaying while frozen), then run again", v);
+    snprintf(why, why_len,
+             "%s outbox rows still wait to be published: let the relay publish "
+             "them (the workers keep relaying while frozen), then run again",
+             v);
     return CANARY_EINVALID;
   }
   snprintf(sql, sizeof sql,
            "SELECT string_agg(coalesce(l.version, r.version)::text, ',') FROM schema_migrations l "
            "FULL JOIN %s.schema_migrations r ON l.version = r.version "
-           "WHERE l.checksum IS DISTINCT FROM r.checksum", rebuilt);
+           "WHERE l.checksum IS DISTINCT FROM r.checksum",
+           rebuilt);
   if ((rc = one_value(s, "migrations", sql, v, sizeof v)))
     return rc;
   if (*v) {
-    snprintf(why, why_len, "the live schema and the rebuilt one differ in migrations (%s): "
-             "migrate the live one (canaryd migrate) and rebuild again", v);
+    snprintf(why, why_len,
+             "the live schema and the rebuilt one differ in migrations (%s): "
+             "migrate the live one (canaryd migrate) and rebuild again",
+             v);
     return CANARY_EINVALID;
   }
   struct store_shard_offsets *now;
@@ -366,7 +377,8 @@ static int adopt_check(store_t *s, const char *rebuilt, const struct store_shard
     same = now[i].shard == exp[i].shard && !memcmp(now[i].next, exp[i].next, sizeof now[i].next);
   free(now);
   if (!same) {
-    snprintf(why, why_len, "the live offsets moved since the rebuild read them: rebuild again "
+    snprintf(why, why_len,
+             "the live offsets moved since the rebuild read them: rebuild again "
              "(while frozen)");
     return CANARY_EINVALID;
   }
@@ -376,7 +388,8 @@ static int adopt_check(store_t *s, const char *rebuilt, const struct store_shard
 static int adopt_move(store_t *s, const char *rebuilt, const char *archive) {
   char sql[1024];
   int rc;
-  snprintf(sql, sizeof sql, "LOCK TABLE shards, offsets, rollouts, transitions, "
+  snprintf(sql, sizeof sql,
+           "LOCK TABLE shards, offsets, rollouts, transitions, "
            "event_id_batches, event_ids, rollout_history IN EXCLUSIVE MODE");
   if ((rc = store_command(s, "lock", sql)))
     return rc;
@@ -387,8 +400,7 @@ static int adopt_move(store_t *s, const char *rebuilt, const char *archive) {
   if ((rc = store_command(s, "archive", sql)))
     return rc;
   for (size_t i = 0; i < N_REPLACED; i++) {
-    snprintf(sql, sizeof sql, "CREATE TABLE %s.%s AS TABLE %s", archive, replaced[i],
-             replaced[i]);
+    snprintf(sql, sizeof sql, "CREATE TABLE %s.%s AS TABLE %s", archive, replaced[i], replaced[i]);
     if ((rc = store_command(s, "archive", sql)))
       return rc;
   }
@@ -405,7 +417,8 @@ static int adopt_move(store_t *s, const char *rebuilt, const char *archive) {
   snprintf(sql, sizeof sql,
            "UPDATE shards l SET global_flags = r.global_flags, window_from = r.window_from, "
            "owner = 'canaryctl rebuild --apply', owner_epoch = l.owner_epoch + 1, "
-           "updated_at = now() FROM %s.shards r WHERE l.shard = r.shard", rebuilt);
+           "updated_at = now() FROM %s.shards r WHERE l.shard = r.shard",
+           rebuilt);
   if ((rc = store_command(s, "shards", sql)))
     return rc;
   /* in reverse: what is referenced first; the columns are the same migrations' (checked) */
@@ -419,8 +432,10 @@ static int adopt_move(store_t *s, const char *rebuilt, const char *archive) {
   if ((rc = store_command(s, "triggers", "ALTER TABLE transitions ENABLE TRIGGER USER")))
     return rc;
   /* the audit is append-only and the live record: what it lacks is added, nothing replaced */
-  snprintf(sql, sizeof sql, "INSERT INTO command_audit SELECT * FROM %s.command_audit r "
-           "WHERE NOT EXISTS (SELECT 1 FROM command_audit l WHERE l.source = r.source)", rebuilt);
+  snprintf(sql, sizeof sql,
+           "INSERT INTO command_audit SELECT * FROM %s.command_audit r "
+           "WHERE NOT EXISTS (SELECT 1 FROM command_audit l WHERE l.source = r.source)",
+           rebuilt);
   if ((rc = store_command(s, "audit", sql)))
     return rc;
   char v[64];

@@ -19,13 +19,13 @@ int store_claim_shard(store_t *s, int shard, const char *worker, int64_t *epoch)
   snprintf(sh, sizeof sh, "%d", shard);
   const char *values[] = {sh, worker ? worker : ""};
   int rc;
-  PGresult *res = store_exec(
-      s, "claim shard",
-      "INSERT INTO shards AS s (shard, owner, owner_epoch) VALUES ($1::int, $2, 1) "
-      "ON CONFLICT (shard) DO UPDATE SET owner = EXCLUDED.owner, "
-      "owner_epoch = s.owner_epoch + 1, claimed_at = now(), updated_at = now() "
-      "RETURNING owner_epoch",
-      2, values, 0, PGRES_TUPLES_OK, &rc);
+  PGresult *res =
+      store_exec(s, "claim shard",
+                 "INSERT INTO shards AS s (shard, owner, owner_epoch) VALUES ($1::int, $2, 1) "
+                 "ON CONFLICT (shard) DO UPDATE SET owner = EXCLUDED.owner, "
+                 "owner_epoch = s.owner_epoch + 1, claimed_at = now(), updated_at = now() "
+                 "RETURNING owner_epoch",
+                 2, values, 0, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
   *epoch = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -49,8 +49,8 @@ static int load_rollouts(store_t *s, const char *shard, struct engine *e) {
   PGresult *res = store_exec(s, "load rollouts",
                              "SELECT id, body, metrics, zscores FROM rollouts "
                              "WHERE shard = $1::int "
-                             "ORDER BY ord", 1,
-                             values, 0, PGRES_TUPLES_OK, &rc);
+                             "ORDER BY ord",
+                             1, values, 0, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
   struct json_doc doc;
@@ -66,8 +66,7 @@ static int load_rollouts(store_t *s, const char *shard, struct engine *e) {
     json_doc_reset(&doc);
     rc = json_parse(&doc, body, (size_t)PQgetlength(res, i, 1), &root, &jerr);
     if (rc) {
-      store_set_error(s, "rollouts '%s': body %d:%d: %s", id, jerr.line, jerr.column,
-                      jerr.message);
+      store_set_error(s, "rollouts '%s': body %d:%d: %s", id, jerr.line, jerr.column, jerr.message);
       rc = rc == CANARY_ENOMEM ? rc : CANARY_EINVALID;
     } else if ((rc = rollout_json_read_value(root, r, why, sizeof why))) {
       store_set_error(s, "rollouts '%s': body %s", id, why);
@@ -110,8 +109,8 @@ static int load_flags(store_t *s, const char *shard, struct engine *e, int64_t *
   if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
     char why[256];
     struct flags f;
-    rc = flags_json_read(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), &f, why,
-                         sizeof why);
+    rc =
+        flags_json_read(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), &f, why, sizeof why);
     if (rc)
       store_set_error(s, "shards %s: global_flags %s", shard, why);
     else
@@ -139,17 +138,17 @@ static uint64_t be64(const unsigned char *p) {
 static int load_event_ids(store_t *s, const char *shard, struct engine *e) {
   const char *values[] = {shard};
   int rc;
-  PGresult *res = store_exec(
-      s, "load event ids",
-      "WITH top AS (SELECT greatest("
-      "(SELECT max(epoch) FROM event_ids WHERE shard = $1::int), "
-      "(SELECT max(epoch) FROM event_id_batches WHERE shard = $1::int)) AS e) "
-      "SELECT b.epoch, b.hashes, top.e, b.digests FROM event_id_batches b, top "
-      "WHERE b.shard = $1::int AND b.epoch >= top.e - 1 "
-      "UNION ALL "
-      "SELECT i.epoch, int8send(i.hash), top.e, NULL::bytea FROM event_ids i, top "
-      "WHERE i.shard = $1::int AND i.epoch >= top.e - 1",
-      1, values, 1, PGRES_TUPLES_OK, &rc);
+  PGresult *res =
+      store_exec(s, "load event ids",
+                 "WITH top AS (SELECT greatest("
+                 "(SELECT max(epoch) FROM event_ids WHERE shard = $1::int), "
+                 "(SELECT max(epoch) FROM event_id_batches WHERE shard = $1::int)) AS e) "
+                 "SELECT b.epoch, b.hashes, top.e, b.digests FROM event_id_batches b, top "
+                 "WHERE b.shard = $1::int AND b.epoch >= top.e - 1 "
+                 "UNION ALL "
+                 "SELECT i.epoch, int8send(i.hash), top.e, NULL::bytea FROM event_ids i, top "
+                 "WHERE i.shard = $1::int AND i.epoch >= top.e - 1",
+                 1, values, 1, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
   for (int i = 0, n = PQntuples(res); i < n && !rc; i++) {
@@ -170,9 +169,9 @@ static int load_event_ids(store_t *s, const char *shard, struct engine *e) {
 static int load_offsets(store_t *s, const char *shard, struct store_offsets *o) {
   const char *values[] = {shard};
   int rc;
-  PGresult *res = store_exec(s, "load offsets",
-                             "SELECT topic, next_offset FROM offsets WHERE shard = $1::int", 1,
-                             values, 0, PGRES_TUPLES_OK, &rc);
+  PGresult *res =
+      store_exec(s, "load offsets", "SELECT topic, next_offset FROM offsets WHERE shard = $1::int",
+                 1, values, 0, PGRES_TUPLES_OK, &rc);
   if (!res)
     return rc;
   for (int t = 0; t < STORE_INPUT_TOPICS; t++)

@@ -58,7 +58,6 @@ void sleep_ms(int64_t ms) {
     ;
 }
 
-
 static void keep_decisions(struct reference *ref, struct effects *fx) {
   for (size_t i = 0; i < fx->n; i++)
     if (fx->items[i].kind == EFFECT_DECISION) {
@@ -149,8 +148,8 @@ void reference_matches_simulate(const struct reference *ref, const char *prefix)
     jbuf_reset(&b);
     decision_to_json(&ref->decisions[i], &b);
     if ((size_t)len - 1 != b.len || memcmp(line, b.data, b.len))
-      fail_msg("simulate line %zu differs from the reference:\n%s%.*s", i + 1, line,
-               (int)b.len, b.data);
+      fail_msg("simulate line %zu differs from the reference:\n%s%.*s", i + 1, line, (int)b.len,
+               b.data);
     i++;
   }
   assert_int_equal(pclose(f), 0);
@@ -284,9 +283,9 @@ static void workers_alive(void) {
     if (waitid(P_PID, (id_t)live[i].pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
         si.si_pid != live[i].pid)
       continue; /* still running */
-    fail_msg("worker %s (pid %d) ended on its own: %s %d; see %s/test_worker-%s.log",
-             live[i].id, (int)live[i].pid, si.si_code == CLD_EXITED ? "exit" : "signal",
-             si.si_status, CANARY_BINARY_DIR, live[i].id);
+    fail_msg("worker %s (pid %d) ended on its own: %s %d; see %s/test_worker-%s.log", live[i].id,
+             (int)live[i].pid, si.si_code == CLD_EXITED ? "exit" : "signal", si.si_status,
+             CANARY_BINARY_DIR, live[i].id);
   }
 }
 
@@ -361,7 +360,8 @@ long epochs(const char *conninfo) {
 
 /* Sum of the stored next offsets: how far the worker has committed through the input. */
 long committed_on(PGconn *c) {
-  PGresult *r = PQexec(c, "SELECT coalesce(sum(next_offset), 0) FROM offsets WHERE next_offset > 0");
+  PGresult *r =
+      PQexec(c, "SELECT coalesce(sum(next_offset), 0) FROM offsets WHERE next_offset > 0");
   long n = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : 0;
   PQclear(r);
   return n;
@@ -394,8 +394,7 @@ long stored_transitions(const char *conninfo, const char *prefix) {
     return -1;
   }
   char sql[256];
-  snprintf(sql, sizeof sql,
-           "SELECT count(*) FROM transitions WHERE rollout LIKE '%s-%%'", prefix);
+  snprintf(sql, sizeof sql, "SELECT count(*) FROM transitions WHERE rollout LIKE '%s-%%'", prefix);
   PGresult *r = PQexec(c, sql);
   long n = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : -1;
   PQclear(r);
@@ -422,8 +421,8 @@ void wait_caught_up(const char *conninfo, const char *prefix, size_t want, int64
       best = n, moved = now;
     workers_alive();
     if (now - moved > stall_ms)
-      fail_msg("the worker stored %ld of %zu transitions, none new for %" PRId64 " s", best,
-               want, stall_ms / 1000);
+      fail_msg("the worker stored %ld of %zu transitions, none new for %" PRId64 " s", best, want,
+               stall_ms / 1000);
     if (now - start > WAIT_CAP_MS)
       fail_msg("the worker stored %ld of %zu transitions in %d min", best, want,
                WAIT_CAP_MS / 60000);
@@ -510,10 +509,7 @@ void compare_store(const struct reference *ref, const char *conninfo) {
          ref->n_decisions, ref->engine.n_rollouts);
 }
 
-int cmp_str(const void *x, const void *y) {
-  return strcmp(*(char *const *)x, *(char *const *)y);
-}
-
+int cmp_str(const void *x, const void *y) { return strcmp(*(char *const *)x, *(char *const *)y); }
 
 uint64_t fnv(const void *p, size_t n) {
   uint64_t h = 14695981039346656037ULL;
@@ -554,8 +550,7 @@ struct pub *read_topic(const char *topic, const char *prefix, size_t want, size_
                          CANARY_OK);
         id = note.id, rollout = note.rollout;
       } else {
-        assert_int_equal(avro_codec_decode_traffic(codec, m.value, m.len, &split, why,
-                                                   sizeof why),
+        assert_int_equal(avro_codec_decode_traffic(codec, m.value, m.len, &split, why, sizeof why),
                          CANARY_OK);
         id = split.id, rollout = split.rollout, service = split.service;
       }
@@ -599,7 +594,8 @@ void compare_other_outputs(const struct reference *ref, const char *prefix) {
   memcpy(want, ref->notes, ref->n_notes * sizeof *want);
   qsort(want, ref->n_notes, sizeof *want, cmp_str);
   printf("    published %zu notification messages: %zu distinct ids (reference %zu), %zu again "
-         "with the same bytes\n", n, unique, ref->n_notes, repeats);
+         "with the same bytes\n",
+         n, unique, ref->n_notes, repeats);
   assert_int_equal(unique, ref->n_notes);
   for (size_t i = 0; i < unique; i++)
     if (strcmp(got[i].id, want[i]))
@@ -637,7 +633,8 @@ void compare_other_outputs(const struct reference *ref, const char *prefix) {
                last ? last : "(none)", ref->splits[k].id);
   }
   printf("    published %zu traffic splits, all the reference's; each of %zu services ends on "
-         "the reference's last\n", known, services);
+         "the reference's last\n",
+         known, services);
   free(splits);
 }
 
@@ -693,7 +690,8 @@ void compare_published(const struct reference *ref, const char *prefix) {
     want[i] = (char *)ref->decisions[i].id;
   qsort(want, ref->n_decisions, sizeof *want, cmp_str);
   printf("    published %zu decision messages: %zu distinct ids, %zu re-published with the same "
-         "bytes\n", n, unique, repeats);
+         "bytes\n",
+         n, unique, repeats);
   assert_int_equal(unique, ref->n_decisions);
   for (size_t i = 0; i < unique; i++)
     if (strcmp(ids[i], want[i]))
@@ -704,7 +702,6 @@ void compare_published(const struct reference *ref, const char *prefix) {
   bus_reader_close(r);
   avro_codec_destroy(codec);
 }
-
 
 /* Wait until the worker has committed every input message of the stream (60 s at most). */
 void wait_committed(const char *conninfo, long total) {
@@ -743,4 +740,5 @@ void own_topics(const char *prefix) {
   snprintf(p, sizeof p, "%s.", prefix);
   setenv("CANARY_TOPIC_PREFIX", p, 1);
   bus_set_topic_prefix(p);
-  assert_int_equal(bus_create_topics(kafka, 3, 20000, NULL, NULL), CANARY_OK);}
+  assert_int_equal(bus_create_topics(kafka, 3, 20000, NULL, NULL), CANARY_OK);
+}

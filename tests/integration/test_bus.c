@@ -350,8 +350,7 @@ static void test_thousand_in_order(void **state) {
   struct member *ms[] = {&a};
   int want = N;
   assert_true(pump(ms, 1, caught_up, &want, 60000));
-  fprintf(stderr, "1000 messages produced and consumed in %lld ms\n",
-          (long long)(now_ms() - t0));
+  fprintf(stderr, "1000 messages produced and consumed in %lld ms\n", (long long)(now_ms() - t0));
   assert_true(a.idle);
   assert_int_equal(total(&s), N);
   for (int id = 0; id < N; id++) {

@@ -55,8 +55,8 @@
  */
 static long n_events = 1600; /* one every step_ms: about a minute of input */
 static long step_ms = 40;
-static long lead_ms = 3000;  /* an event is dated this long after it is produced */
-static long end_gap_ms = 60000;  /* the last event's date after the one before it */
+static long lead_ms = 3000;     /* an event is dated this long after it is produced */
+static long end_gap_ms = 60000; /* the last event's date after the one before it */
 static long min_kills = 24;
 static long kill_min_ms = 1000, kill_max_ms = 3000; /* between two kills */
 static long kafka_restart_at = -1, pg_restart_at = -1;
@@ -134,8 +134,8 @@ static size_t outs_fold(struct outs *o, const char *what) {
   for (size_t i = 0; i < o->n; i++) {
     if (k && !strcmp(o->items[k - 1].id, o->items[i].id)) {
       struct out *first = &o->items[k - 1], *again = &o->items[i];
-      if (first->len != again->len || (first->bytes && memcmp(first->bytes, again->bytes,
-                                                              first->len)))
+      if (first->len != again->len ||
+          (first->bytes && memcmp(first->bytes, again->bytes, first->len)))
         fail_msg("%s %s published twice with different bytes", what, again->id);
       if (!first->bytes && !same_json(first, again))
         fail_msg("simulate printed %s %s twice, differently", what, again->id);
@@ -297,8 +297,8 @@ static void stream_make(struct stream *s, const char *prefix, int64_t start_ms, 
   assert_true(asprintf(&s->path, "%s/test_chaos-%s.jsonl", CANARY_BINARY_DIR, prefix) > 0);
   char *cmd;
   assert_true(asprintf(&cmd, "%s/tests/integration/gen-stream %s %ld %u %" PRId64 " %ld %ld 1 > %s",
-                       CANARY_SOURCE_DIR, prefix, n_events, seed, start_ms, step_ms,
-                       end_gap_ms, s->path) > 0);
+                       CANARY_SOURCE_DIR, prefix, n_events, seed, start_ms, step_ms, end_gap_ms,
+                       s->path) > 0);
   assert_int_equal(system(cmd), 0);
   free(cmd);
   FILE *f = fopen(s->path, "r");
@@ -391,9 +391,9 @@ static long produce_live(const struct stream *s, struct workers *w) {
     if (i % GARBAGE_EVERY == GARBAGE_EVERY / 2 && ev->rollout[0]) {
       char junk[64];
       int n = snprintf(junk, sizeof junk, "not an event %zu", i);
-      assert_int_equal(bus_produce(p, topic, -1, ev->rollout, strlen(ev->rollout), junk,
-                                   (size_t)n, -1),
-                       CANARY_OK);
+      assert_int_equal(
+          bus_produce(p, topic, -1, ev->rollout, strlen(ev->rollout), junk, (size_t)n, -1),
+          CANARY_OK);
       messages++;
     }
     assert_int_equal(bus_producer_flush(p, 30000), CANARY_OK);
@@ -485,12 +485,13 @@ static void explain_copies(const char *topic, const struct outs *got) {
             k = j;
     by[k]++;
     if (k == 3 && shown++ < 5)
-      printf("      %s %s: %d copies from %" PRId64 " to %" PRId64 " ms, no fault between\n",
-             topic, o->id, o->copies, o->ts_min, o->ts_max);
+      printf("      %s %s: %d copies from %" PRId64 " to %" PRId64 " ms, no fault between\n", topic,
+             o->id, o->copies, o->ts_min, o->ts_max);
   }
   if (by[0] + by[1] + by[2] + by[3])
     printf("      ids published more than once: %zu across a kill, %zu across a PostgreSQL "
-           "restart, %zu across a broker restart, %zu unexplained\n", by[0], by[1], by[2], by[3]);
+           "restart, %zu across a broker restart, %zu unexplained\n",
+           by[0], by[1], by[2], by[3]);
 }
 
 /* The published set equals simulate's, id for id and JSON byte for byte. */
@@ -530,8 +531,7 @@ static void compare_dead_letters(const struct expected *x) {
   char id[256], why[512];
   for (int t = 0; t < BUS_INPUT_TOPICS; t++) {
     bus_reader_t *r;
-    assert_int_equal(bus_reader_new(kafka, bus_input_topics[t], true, NULL, NULL, &r),
-                     CANARY_OK);
+    assert_int_equal(bus_reader_new(kafka, bus_input_topics[t], true, NULL, NULL, &r), CANARY_OK);
     bool caught_up = false;
     for (int64_t until = mono_ms() + 30000; !caught_up && mono_ms() < until;) {
       struct bus_msg m;
@@ -567,7 +567,8 @@ static void compare_dead_letters(const struct expected *x) {
   read_all("canary.dlq", &got);
   size_t published = got.n, again = outs_fold(&got, "dead letter");
   printf("    canary.dlq: %zu published, %zu distinct (refused: %zu), %zu again with the same "
-         "bytes\n", published, got.n, want.n, again);
+         "bytes\n",
+         published, got.n, want.n, again);
   explain_copies("canary.dlq", &got);
   for (size_t i = 0, k = 0; i < got.n || k < want.n; i++, k++) {
     int c = i == got.n ? 1 : k == want.n ? -1 : strcmp(got.items[i].id, want.items[k].id);
@@ -649,8 +650,8 @@ static void test_chaos(void **state) {
   simulate(s.path, &x);
   int64_t end_ms = s.events[s.n - 1].time_ms;
   printf("    stream: %zu events over %ld s, %zu refused by simulate; simulate: %zu decisions, "
-         "%zu notifications, %zu traffic splits\n", s.n, n_events * step_ms / 1000,
-         x.n_refused, x.decisions.n, x.notes.n, x.splits.n);
+         "%zu notifications, %zu traffic splits\n",
+         s.n, n_events * step_ms / 1000, x.n_refused, x.decisions.n, x.notes.n, x.splits.n);
 
   w.next_kill = mono_ms() + 500 + rand() % 2000;
   int64_t t0 = mono_ms();
@@ -668,7 +669,8 @@ static void test_chaos(void **state) {
    * simulate; stopped before the wall clock reaches it, no worker fired one beyond. */
   if (wall_now_ms() >= end_ms)
     fail_msg("the workers caught up %" PRId64 " ms after the stream's end time: its outputs may "
-             "hold deadlines simulate never reached", wall_now_ms() - end_ms);
+             "hold deadlines simulate never reached",
+             wall_now_ms() - end_ms);
   for (int i = 0; i < 2; i++) {
     int status = stop_worker(w.pid[i], SIGTERM);
     assert_true(WIFEXITED(status));

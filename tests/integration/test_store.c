@@ -29,10 +29,10 @@
 /* ---- fixture: a database of our own ---------------------------------------------------------- */
 
 static char db_name[64];
-static char *db_conninfo;   /* CANARY_PG with dbname replaced */
-static PGconn *admin;       /* to the server's own database: CREATE / DROP DATABASE */
-static PGconn *sql;         /* to the test database: assertions in SQL */
-static store_t *st;         /* the store under test */
+static char *db_conninfo; /* CANARY_PG with dbname replaced */
+static PGconn *admin;     /* to the server's own database: CREATE / DROP DATABASE */
+static PGconn *sql;       /* to the test database: assertions in SQL */
+static store_t *st;       /* the store under test */
 static struct plan plan;
 
 struct log_lines {
@@ -531,9 +531,15 @@ static void test_engine_state_round_trip(void **state) {
       ds[nd++] = &fx.items[i].u.decision;
   assert_true(nd >= 1);
   const uint64_t ids[] = {idset_hash(ev.id)}, digests[] = {event_digest(&ev)};
-  struct store_batch b = {.shard = 2, .epoch = epoch, .rollouts = e.rollouts,
-                          .n_rollouts = e.n_rollouts, .decisions = ds, .n_decisions = nd,
-                          .event_ids = ids, .event_id_digests = digests, .n_event_ids = 1,
+  struct store_batch b = {.shard = 2,
+                          .epoch = epoch,
+                          .rollouts = e.rollouts,
+                          .n_rollouts = e.n_rollouts,
+                          .decisions = ds,
+                          .n_decisions = nd,
+                          .event_ids = ids,
+                          .event_id_digests = digests,
+                          .n_event_ids = 1,
                           .global = &e.global};
   no_offsets(&b.offsets);
   b.offsets.next[0] = 1;
@@ -549,8 +555,7 @@ static void test_engine_state_round_trip(void **state) {
   /* The restored engine knows the event: applying it again is a duplicate, and its id with
    * other content a conflict (the digest came back with the id). */
   effects_clear(&fx);
-  assert_int_equal(engine_apply(&back, &ev, ev.time_ms, &fx, &outcome, why, sizeof why),
-                   CANARY_OK);
+  assert_int_equal(engine_apply(&back, &ev, ev.time_ms, &fx, &outcome, why, sizeof why), CANARY_OK);
   assert_int_equal(outcome, APPLY_DUPLICATE);
   struct event other = ev;
   snprintf(other.version, sizeof other.version, "3.0.1");
@@ -618,8 +623,7 @@ static void test_dispersion_of_finished_releases(void **state) {
     char why[256];
     if (i == 1) /* one service, one live rollout: learn-1 ended before learn-2 was asked for */
       e.rollouts[0]->state = ROLLOUT_ROLLED_BACK;
-    assert_int_equal(engine_apply(&e, &ev, ev.time_ms, &fx, &outcome, why, sizeof why),
-                     CANARY_OK);
+    assert_int_equal(engine_apply(&e, &ev, ev.time_ms, &fx, &outcome, why, sizeof why), CANARY_OK);
     if (outcome != APPLY_APPLIED)
       fail_msg("%s: %s", ids[i], why);
     for (int m = 0; m < 6; m++) /* five steps each, of different sizes */
@@ -635,8 +639,12 @@ static void test_dispersion_of_finished_releases(void **state) {
     mstore_dispersion_steps(&ms[i]->ms, "errors", &sum[i], &k[i]);
     assert_true(k[i] == 5 && sum[i] > 0);
   }
-  struct store_batch b = {.shard = 5, .epoch = epoch, .rollouts = e.rollouts, .n_rollouts = 3,
-                          .metrics = ms, .global = &e.global};
+  struct store_batch b = {.shard = 5,
+                          .epoch = epoch,
+                          .rollouts = e.rollouts,
+                          .n_rollouts = 3,
+                          .metrics = ms,
+                          .global = &e.global};
   no_offsets(&b.offsets);
   commit_ok(&b);
 
@@ -709,9 +717,17 @@ static void test_fencing(void **state) {
   const uint64_t ids[] = {idset_hash("fenced-evt")};
   struct flags global;
   memset(&global, 0, sizeof global);
-  struct store_batch b = {.shard = 3, .epoch = a, .rollouts = rs, .n_rollouts = 1,
-                          .decisions = ds, .n_decisions = 1, .outbox = out, .n_outbox = 1,
-                          .event_ids = ids, .n_event_ids = 1, .global = &global};
+  struct store_batch b = {.shard = 3,
+                          .epoch = a,
+                          .rollouts = rs,
+                          .n_rollouts = 1,
+                          .decisions = ds,
+                          .n_decisions = 1,
+                          .outbox = out,
+                          .n_outbox = 1,
+                          .event_ids = ids,
+                          .n_event_ids = 1,
+                          .global = &global};
   no_offsets(&b.offsets);
   b.offsets.next[1] = 99;
   assert_int_equal(store_commit(st, &b), CANARY_EFENCED);
@@ -748,9 +764,16 @@ static void test_atomicity(void **state) {
   const struct decision *ds1[] = {&d[0], &d[1]};
   struct store_outbox_row out1[] = {{"canary.decisions", r.id, "atomic-1.0/1", "1", 1}};
   const uint64_t ids1[] = {idset_hash("atomic-evt-1")};
-  struct store_batch b = {.shard = 5, .epoch = epoch, .rollouts = rs, .n_rollouts = 1,
-                          .decisions = ds1, .n_decisions = 2, .outbox = out1, .n_outbox = 1,
-                          .event_ids = ids1, .n_event_ids = 1};
+  struct store_batch b = {.shard = 5,
+                          .epoch = epoch,
+                          .rollouts = rs,
+                          .n_rollouts = 1,
+                          .decisions = ds1,
+                          .n_decisions = 2,
+                          .outbox = out1,
+                          .n_outbox = 1,
+                          .event_ids = ids1,
+                          .n_event_ids = 1};
   no_offsets(&b.offsets);
   b.offsets.next[0] = 5;
   commit_ok(&b);
@@ -816,10 +839,12 @@ static void test_event_id_epochs(void **state) {
                  ids7[] = {idset_hash("new-1"), idset_hash("new-1")};
   const int64_t e5[] = {5, 5}, e6[] = {6}, e7[] = {7, 7};
   /* What a worker before migration 005 wrote: a row per id, in event_ids. */
-  query(sql, "INSERT INTO event_ids (shard, hash, epoch) VALUES (12, %" PRId64 ", 5), "
-        "(12, %" PRId64 ", 6)", (int64_t)idset_hash("legacy-5"), (int64_t)idset_hash("legacy-6"));
-  struct store_batch b = {.shard = 12, .epoch = epoch, .event_ids = ids5,
-                          .event_id_epochs = e5, .n_event_ids = 2};
+  query(sql,
+        "INSERT INTO event_ids (shard, hash, epoch) VALUES (12, %" PRId64 ", 5), "
+        "(12, %" PRId64 ", 6)",
+        (int64_t)idset_hash("legacy-5"), (int64_t)idset_hash("legacy-6"));
+  struct store_batch b = {
+      .shard = 12, .epoch = epoch, .event_ids = ids5, .event_id_epochs = e5, .n_event_ids = 2};
   no_offsets(&b.offsets);
   commit_ok(&b);
   b.event_ids = ids6, b.event_id_epochs = e6, b.n_event_ids = 1, b.prune_ids_below = 5;
@@ -881,8 +906,12 @@ static void test_event_id_digests(void **state) {
   int64_t epoch = claim(15, "worker-a");
   const uint64_t ids[] = {idset_hash("a"), idset_hash("b")}, digests[] = {0x1111, 0x2222};
   const int64_t e7[] = {7, 7};
-  struct store_batch b = {.shard = 15, .epoch = epoch, .event_ids = ids,
-                          .event_id_epochs = e7, .event_id_digests = digests, .n_event_ids = 2};
+  struct store_batch b = {.shard = 15,
+                          .epoch = epoch,
+                          .event_ids = ids,
+                          .event_id_epochs = e7,
+                          .event_id_digests = digests,
+                          .n_event_ids = 2};
   no_offsets(&b.offsets);
   commit_ok(&b);
   const uint64_t older[] = {idset_hash("c")};
@@ -895,7 +924,8 @@ static void test_event_id_digests(void **state) {
   b.event_ids = ids78, b.event_id_epochs = e78, b.event_id_digests = d78, b.n_event_ids = 2;
   commit_ok(&b);
   assert_int_equal(q_int("SELECT count(*) FROM event_id_batches WHERE shard = 15 AND "
-                         "digests IS NULL"), 1);
+                         "digests IS NULL"),
+                   1);
 
   struct engine e;
   struct store_offsets off;
@@ -933,9 +963,15 @@ static void test_commit_send_wait(void **state) {
   uint64_t ids[] = {idset_hash("sw-1"), idset_hash("sw-2")};
   int64_t epochs[] = {3, 3};
   struct store_outbox_row out[] = {{"canary.flags", "k", "sendwait/1", "abc", 3}};
-  struct store_batch b = {.shard = 14, .epoch = epoch, .rollouts = rs, .n_rollouts = 1,
-                          .outbox = out, .n_outbox = 1, .event_ids = ids,
-                          .event_id_epochs = epochs, .n_event_ids = 2};
+  struct store_batch b = {.shard = 14,
+                          .epoch = epoch,
+                          .rollouts = rs,
+                          .n_rollouts = 1,
+                          .outbox = out,
+                          .n_outbox = 1,
+                          .event_ids = ids,
+                          .event_id_epochs = epochs,
+                          .n_event_ids = 2};
   no_offsets(&b.offsets);
   b.offsets.next[0] = 7;
   assert_false(store_commit_in_flight(st));
@@ -1249,8 +1285,9 @@ static void test_terminated_during_commit(void **state) {
   assert_int_equal(store_commit_send(st, &b), CANARY_OK);
   int64_t pid = -1;
   for (int i = 0; i < 500 && pid <= 0; i++) { /* until the fence waits for the lock */
-    PGresult *r = query(sql, "SELECT pid FROM pg_stat_activity WHERE datname = '%s' AND "
-                             "application_name = 'canaryd' AND wait_event_type = 'Lock'",
+    PGresult *r = query(sql,
+                        "SELECT pid FROM pg_stat_activity WHERE datname = '%s' AND "
+                        "application_name = 'canaryd' AND wait_event_type = 'Lock'",
                         db_name);
     pid = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
     PQclear(r);
@@ -1308,17 +1345,24 @@ static void measure_commits(int shard, int n_rollouts) {
     }
     for (int i = 0; i < N_OUTBOX; i++) {
       snprintf(mid[i], sizeof mid[i], "perf/%d/%d/%d", shard, round, i);
-      out[i] = (struct store_outbox_row){"canary.decisions", r[i % n_rollouts].id, mid[i],
-                                         payload, sizeof payload};
+      out[i] = (struct store_outbox_row){"canary.decisions", r[i % n_rollouts].id, mid[i], payload,
+                                         sizeof payload};
     }
     for (int i = 0; i < N_IDS; i++) {
       snprintf(eid[i], sizeof eid[i], "perf-evt-%d-%d-%d", shard, round, i);
       ids[i] = idset_hash(eid[i]);
     }
-    struct store_batch b = {.shard = shard, .epoch = epoch, .rollouts = rs,
-                            .n_rollouts = (size_t)n_rollouts, .decisions = ds,
-                            .n_decisions = N_DECISIONS, .outbox = out, .n_outbox = N_OUTBOX,
-                            .event_ids = ids, .n_event_ids = N_IDS, .global = &global};
+    struct store_batch b = {.shard = shard,
+                            .epoch = epoch,
+                            .rollouts = rs,
+                            .n_rollouts = (size_t)n_rollouts,
+                            .decisions = ds,
+                            .n_decisions = N_DECISIONS,
+                            .outbox = out,
+                            .n_outbox = N_OUTBOX,
+                            .event_ids = ids,
+                            .n_event_ids = N_IDS,
+                            .global = &global};
     for (int t = 0; t < STORE_INPUT_TOPICS; t++)
       b.offsets.next[t] = (int64_t)(round + 1) * 1000 + t;
     int64_t t0 = mono_us();
@@ -1336,8 +1380,7 @@ static void measure_commits(int shard, int n_rollouts) {
          "(%d rounds): min %.1f ms, median %.1f ms, max %.1f ms (warm-up %.1f ms)\n",
          n_rollouts, ROUNDS, us[1] / 1000.0, us[(ROUNDS + 1) / 2] / 1000.0, us[ROUNDS] / 1000.0,
          us[0] / 1000.0);
-  assert_int_equal(q_int("SELECT count(*) FROM transitions WHERE rollout LIKE 'perf-%d-%%'",
-                         shard),
+  assert_int_equal(q_int("SELECT count(*) FROM transitions WHERE rollout LIKE 'perf-%d-%%'", shard),
                    (ROUNDS + 1) * N_DECISIONS);
   assert_int_equal(ids_stored(shard), (ROUNDS + 1) * N_IDS);
   assert_int_equal(q_int("SELECT count(*) FROM event_id_batches WHERE shard = %d", shard),

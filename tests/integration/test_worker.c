@@ -127,8 +127,10 @@ static void test_apply_failures_are_retried(void **state) {
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0);
   char cmd[512];
-  snprintf(cmd, sizeof cmd, "grep -c 'the batch is dropped and the shard rewound' "
-                            "%s/test_worker-fault.log", CANARY_BINARY_DIR);
+  snprintf(cmd, sizeof cmd,
+           "grep -c 'the batch is dropped and the shard rewound' "
+           "%s/test_worker-fault.log",
+           CANARY_BINARY_DIR);
   FILE *f = popen(cmd, "r");
   assert_non_null(f);
   long failures = 0;
@@ -253,8 +255,7 @@ static long q_count(PGconn *db, const char *sql) {
  */
 static int stuck_notices_published(avro_codec_t *codec, const char *rollout, const char *stuck) {
   bus_reader_t *r;
-  assert_int_equal(bus_reader_new(kafka, "canary.notifications", true, NULL, NULL, &r),
-                   CANARY_OK);
+  assert_int_equal(bus_reader_new(kafka, "canary.notifications", true, NULL, NULL, &r), CANARY_OK);
   int notices = 0;
   static char slack[65536];
   char why[256];
@@ -303,12 +304,12 @@ static void test_one_live_rollout_per_service(void **state) {
   snprintf(req.version, sizeof req.version, "2.0.0");
   snprintf(req.baseline_version, sizeof req.baseline_version, "1.9.0");
   struct avro_buf buf = AVRO_BUF_INIT;
-#define SEND(topic, part, key, e)                                                              \
-  do {                                                                                         \
-    assert_int_equal(avro_codec_encode_event(codec, &(e), &buf), CANARY_OK);                   \
-    assert_int_equal(bus_produce(p, topic, part, key, strlen(key), buf.data, buf.len, 0),      \
-                     CANARY_OK);                                                               \
-    assert_int_equal(bus_producer_flush(p, 30000), CANARY_OK);                                 \
+#define SEND(topic, part, key, e)                                                                  \
+  do {                                                                                             \
+    assert_int_equal(avro_codec_encode_event(codec, &(e), &buf), CANARY_OK);                       \
+    assert_int_equal(bus_produce(p, topic, part, key, strlen(key), buf.data, buf.len, 0),          \
+                     CANARY_OK);                                                                   \
+    assert_int_equal(bus_producer_flush(p, 30000), CANARY_OK);                                     \
   } while (0)
   snprintf(req.id, sizeof req.id, "%s-req-a", t.prefix);
   snprintf(req.rollout, sizeof req.rollout, "%s", a);
@@ -349,8 +350,8 @@ static void test_one_live_rollout_per_service(void **state) {
   assert_int_equal(q_count(db, q), 1);
 
   /* a rolled back (its command on a's partition): b, asked for again, is taken */
-  struct event rb = {.type = EVENT_COMMAND, .action = COMMAND_ROLLBACK,
-                     .time_ms = 1767225600000 + 60000};
+  struct event rb = {
+      .type = EVENT_COMMAND, .action = COMMAND_ROLLBACK, .time_ms = 1767225600000 + 60000};
   snprintf(rb.id, sizeof rb.id, "%s-rb-a", t.prefix);
   snprintf(rb.rollout, sizeof rb.rollout, "%s", a);
   snprintf(rb.actor, sizeof rb.actor, "test");
@@ -386,8 +387,9 @@ static void test_malformed_message_to_dlq(void **state) {
   static const char garbage[] = "{\"id\":\"not avro\"}";
   bus_producer_t *p;
   assert_int_equal(bus_producer_new(kafka, "test-dlq", NULL, NULL, &p), CANARY_OK);
-  assert_int_equal(bus_produce(p, "canary.deploy", -1, rollout, strlen(rollout), garbage,
-                               sizeof garbage - 1, 0), CANARY_OK);
+  assert_int_equal(
+      bus_produce(p, "canary.deploy", -1, rollout, strlen(rollout), garbage, sizeof garbage - 1, 0),
+      CANARY_OK);
   /* then a valid rollout.requested for the same rollout (same key: same partition, after it) */
   struct event ev = {.type = EVENT_ROLLOUT_REQUESTED, .time_ms = 1767225600000};
   snprintf(ev.id, sizeof ev.id, "%s-e1", t.prefix);
@@ -399,13 +401,14 @@ static void test_malformed_message_to_dlq(void **state) {
   assert_int_equal(avro_codec_new(&codec), CANARY_OK);
   struct avro_buf buf = AVRO_BUF_INIT;
   assert_int_equal(avro_codec_encode_event(codec, &ev, &buf), CANARY_OK);
-  assert_int_equal(bus_produce(p, "canary.deploy", -1, rollout, strlen(rollout), buf.data,
-                               buf.len, 1), CANARY_OK);
+  assert_int_equal(
+      bus_produce(p, "canary.deploy", -1, rollout, strlen(rollout), buf.data, buf.len, 1),
+      CANARY_OK);
   /* Issue 10: poison times. A year ahead of the message's Kafka timestamp (now) is a clock or
    * unit error (offset 2); INT64_MAX, the deadlines' "none", made the worker spin for ever on
    * it without committing (offset 3). Both go to the dead letters, and the worker goes on. */
-  struct event later = {.type = EVENT_CI_COMPLETED, .ok = true,
-                        .time_ms = wall_now_ms() + 365 * 24 * 3600000LL};
+  struct event later = {
+      .type = EVENT_CI_COMPLETED, .ok = true, .time_ms = wall_now_ms() + 365 * 24 * 3600000LL};
   snprintf(later.id, sizeof later.id, "%s-e2", t.prefix);
   snprintf(later.rollout, sizeof later.rollout, "%s", rollout);
   struct event never = later;
@@ -415,10 +418,10 @@ static void test_malformed_message_to_dlq(void **state) {
   assert_int_equal(avro_codec_encode_event(codec, &later, &b2), CANARY_OK);
   assert_int_equal(avro_codec_encode_event(codec, &never, &b3), CANARY_OK);
   patch_long(&b3, never.time_ms, INT64_MAX);
-  assert_int_equal(bus_produce(p, "canary.deploy", -1, rollout, strlen(rollout), b2.data, b2.len,
-                               2), CANARY_OK);
-  assert_int_equal(bus_produce(p, "canary.deploy", -1, rollout, strlen(rollout), b3.data, b3.len,
-                               3), CANARY_OK);
+  assert_int_equal(
+      bus_produce(p, "canary.deploy", -1, rollout, strlen(rollout), b2.data, b2.len, 2), CANARY_OK);
+  assert_int_equal(
+      bus_produce(p, "canary.deploy", -1, rollout, strlen(rollout), b3.data, b3.len, 3), CANARY_OK);
   assert_int_equal(bus_producer_flush(p, 30000), CANARY_OK);
   bus_producer_destroy(p);
   avro_buf_free(&b2);
@@ -486,7 +489,8 @@ static void test_malformed_message_to_dlq(void **state) {
   snprintf(insert, sizeof insert,
            "INSERT INTO outbox (shard, topic, key, message_id, payload) VALUES "
            "(0, 'canary.flags', 'svc', '%s', convert_to(repeat('x', 2000000), 'UTF8')), "
-           "(0, 'canary.notifications', 'k', 'test/after', '\\x00'::bytea)", stuck);
+           "(0, 'canary.notifications', 'k', 'test/after', '\\x00'::bytea)",
+           stuck);
   PGresult *res = PQexec(db, insert);
   assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
   PQclear(res);
@@ -495,7 +499,8 @@ static void test_malformed_message_to_dlq(void **state) {
            "SELECT (SELECT failure FROM outbox WHERE message_id = '%s'), "
            "(SELECT published_at IS NOT NULL FROM outbox WHERE message_id = 'test/after'), "
            "(SELECT count(*) FROM outbox WHERE message_id LIKE 'outbox/%%' "
-           "AND published_at IS NOT NULL AND failure IS NULL)", stuck);
+           "AND published_at IS NOT NULL AND failure IS NULL)",
+           stuck);
   bool moved_on = false;
   for (int64_t until = mono_ms() + 60000; !moved_on && mono_ms() < until; sleep_ms(200)) {
     res = PQexec(db, query);
@@ -515,7 +520,8 @@ static void test_malformed_message_to_dlq(void **state) {
   snprintf(stuck, sizeof stuck, "%s/f10", rollout);
   snprintf(insert, sizeof insert,
            "INSERT INTO outbox (shard, topic, key, message_id, payload) VALUES "
-           "(0, 'canary.flags', 'svc', '%s', convert_to(repeat('x', 2000000), 'UTF8'))", stuck);
+           "(0, 'canary.flags', 'svc', '%s', convert_to(repeat('x', 2000000), 'UTF8'))",
+           stuck);
   db = PQconnectdb(t.conninfo);
   res = PQexec(db, insert);
   assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
@@ -565,8 +571,7 @@ static int read_dead_letters(avro_codec_t *codec, int64_t at, char *why, size_t 
     if (bus_reader_read(r, 200, &m, &caught_up) != CANARY_OK)
       continue;
     struct avro_dlq d;
-    assert_int_equal(avro_codec_decode_dlq(codec, m.value, m.len, &d, err, sizeof err),
-                     CANARY_OK);
+    assert_int_equal(avro_codec_decode_dlq(codec, m.value, m.len, &d, err, sizeof err), CANARY_OK);
     printf("    dead letter: %s [%d] offset %" PRId64 ": %s\n", d.topic, d.partition, d.offset,
            d.reason);
     if (d.offset == at)
@@ -611,8 +616,10 @@ static void test_reused_id_to_dlq(void **state) {
   char first[EVENT_DIGEST_HEX_LEN], second[EVENT_DIGEST_HEX_LEN], want[256];
   event_digest_hex(event_digest(&crash), first);
   event_digest_hex(event_digest(&other), second);
-  snprintf(want, sizeof want, "'%s' was applied before with other content (digest %s first "
-           "seen, %s this one)", crash.id, first, second);
+  snprintf(want, sizeof want,
+           "'%s' was applied before with other content (digest %s first "
+           "seen, %s this one)",
+           crash.id, first, second);
   static const char *const logs[] = {"dup", "dup-replay"};
   for (int i = 0; i < 2; i++) {
     char path[256];
@@ -799,8 +806,8 @@ static void test_metric_windows_survive_restart(void **state) {
     ev->type = EVENT_METRICS;
     ev->time_ms = t0 + (i - 3) * 60000; /* 08:01 .. 08:04 */
     snprintf(ev->cohort, sizeof ev->cohort, "internal_test");
-    ev->metrics = (struct event_metrics){.variant = VARIANT_CANARY, .interval_ms = 60000,
-                                         .dists = &dist, .n_dists = 1};
+    ev->metrics = (struct event_metrics){
+        .variant = VARIANT_CANARY, .interval_ms = 60000, .dists = &dist, .n_dists = 1};
   }
   produce_events(evs, 7); /* the start and three reports: 15 values */
   pid_t pid = start_worker(t.conninfo, t.group, "replay");
@@ -814,8 +821,8 @@ static void test_metric_windows_survive_restart(void **state) {
 
   produce_events(&evs[7], 1); /* the fourth report, after the restart */
   pid = start_worker(t.conninfo, t.group, "replay");
-  for (int64_t until = mono_ms() + 60000; stored_transitions(t.conninfo, t.prefix) < 3 &&
-                                          mono_ms() < until;)
+  for (int64_t until = mono_ms() + 60000;
+       stored_transitions(t.conninfo, t.prefix) < 3 && mono_ms() < until;)
     sleep_ms(100);
   assert_int_equal(WEXITSTATUS(stop_worker(pid, SIGTERM)), 0);
   PQfinish(watch);

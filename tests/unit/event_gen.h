@@ -175,8 +175,8 @@ static void gen_event(struct gen *g, enum event_type type, struct event *ev) {
     gen_str(g, ev->cohort, sizeof ev->cohort, false);
     size_t n = (size_t)gen_below(g, GEN_MAX_VALUES + 1);
     for (size_t i = 0; i < n; i++)
-      g->samples[i] = (struct diff_sample){gen_double(g, false), gen_double(g, false),
-                                           gen_double(g, false)};
+      g->samples[i] =
+          (struct diff_sample){gen_double(g, false), gen_double(g, false), gen_double(g, false)};
     ev->diff.samples = g->samples;
     ev->diff.n = n;
     break;

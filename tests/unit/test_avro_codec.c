@@ -111,10 +111,14 @@ static void test_schemas_embedded(void **state) {
   static const struct {
     int32_t id;
     const char *topic, *record;
-  } want[] = {{1, "canary.deploy", "DeployEvent"},      {2, "canary.commands", "CommandEvent"},
-              {3, "canary.metrics", "MetricEvent"},     {4, "canary.deploy", "DeployEvent"},
-              {5, "canary.commands", "CommandEvent"},     {10, "canary.decisions", "Decision"},
-              {11, "canary.notifications", "Notification"}, {12, "canary.flags", "TrafficSplit"},
+  } want[] = {{1, "canary.deploy", "DeployEvent"},
+              {2, "canary.commands", "CommandEvent"},
+              {3, "canary.metrics", "MetricEvent"},
+              {4, "canary.deploy", "DeployEvent"},
+              {5, "canary.commands", "CommandEvent"},
+              {10, "canary.decisions", "Decision"},
+              {11, "canary.notifications", "Notification"},
+              {12, "canary.flags", "TrafficSplit"},
               {13, "canary.dlq", "DeadLetter"}};
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
     assert_string_equal(avro_codec_schema_topic(want[i].id), want[i].topic);
@@ -253,7 +257,8 @@ static void test_flag_set_without_rollout(void **state) {
   assert_int_equal(avro_codec_encode_event(c, &ev, &buf), CANARY_OK);
   avro_schema_t schema;
   assert_int_equal(avro_schema_from_json_length(avro_codec_schema_json(5),
-                                                strlen(avro_codec_schema_json(5)), &schema), 0);
+                                                strlen(avro_codec_schema_json(5)), &schema),
+                   0);
   avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
   avro_value_t rec, f, branch;
   assert_int_equal(avro_generic_value_new(iface, &rec), 0);
@@ -273,8 +278,8 @@ static void test_metrics_round_trip(void **state) {
   avro_codec_t *c = *state;
   static const struct metric_value counters[] = {
       {"requests", 1200}, {"errors", 3}, {"engine_requests", 800}, {"engine_timeouts", 0}};
-  static const struct metric_value gauges[] = {{"cpu_ratio", 0.42}, {"memory_ratio", 0.61},
-                                               {"db_connections_used", 37}};
+  static const struct metric_value gauges[] = {
+      {"cpu_ratio", 0.42}, {"memory_ratio", 0.61}, {"db_connections_used", 37}};
   static const double lat[] = {12.5, 80, 430.25, 19};
   static const double lcp[] = {2100};
   static const struct metric_dist dists[] = {
@@ -416,8 +421,8 @@ static void test_notification_round_trip(void **state) {
   char why[256] = "", got[256], tiny[8];
   assert_int_equal(avro_codec_encode_notification(c, &n, slack, &buf), CANARY_OK);
   assert_int_equal(avro_codec_schema_id(buf.data, buf.len), 11);
-  int rc = avro_codec_decode_notification(c, buf.data, buf.len, &back, got, sizeof got, why,
-                                          sizeof why);
+  int rc =
+      avro_codec_decode_notification(c, buf.data, buf.len, &back, got, sizeof got, why, sizeof why);
   if (rc)
     fail_msg("%s", why);
   assert_string_equal(back.id, n.id);
@@ -528,9 +533,9 @@ static void test_dlq_round_trip(void **state) {
   assert_int_equal(d.time_ms, T0 + 42);
 
   /* With a key, and an empty original. */
-  assert_int_equal(avro_codec_encode_dlq(c, NULL, 0, "canary.metrics", 0, 0, "r\0x", 3, "empty",
-                                         T0, &buf),
-                   CANARY_OK);
+  assert_int_equal(
+      avro_codec_encode_dlq(c, NULL, 0, "canary.metrics", 0, 0, "r\0x", 3, "empty", T0, &buf),
+      CANARY_OK);
   assert_int_equal(avro_codec_decode_dlq(c, buf.data, buf.len, &d, why, sizeof why), CANARY_OK);
   assert_int_equal(d.original_len, 0);
   assert_non_null(d.original);
@@ -570,8 +575,8 @@ static void test_bad_frames(void **state) {
                                           0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
   static const unsigned char negative_len[] = {0x00, 0x00, 0x00, 0x00, 0x01, 0x01, 0x41};
   /* id "id", rollout "r", time 1, type "ci", then service with branch 2 of ["null","string"] */
-  static const unsigned char bad_union[] = {0x00, 0x00, 0x00, 0x00, 0x01, 0x04, 'i', 'd', 0x02,
-                                            'r',  0x02, 0x04, 'c',  'i',  0x04};
+  static const unsigned char bad_union[] = {0x00, 0x00, 0x00, 0x00, 0x01, 0x04, 'i', 'd',
+                                            0x02, 'r',  0x02, 0x04, 'c',  'i',  0x04};
   static const char json[] = "{\"id\":\"e1\",\"type\":\"ci.completed\"}";
   const struct {
     const char *name;
@@ -935,12 +940,15 @@ static void test_damaged_messages(void **state) {
   assert_int_equal(avro_codec_encode_decision(c, &d, &m[4]), CANARY_OK);
   struct notification n = {.id = "r/n1", .rollout = "r", .target = "#releases", .title = "t"};
   assert_int_equal(avro_codec_encode_notification(c, &n, "{}", &m[5]), CANARY_OK);
-  struct traffic_split t = {.id = "r/f1", .rollout = "r", .service = "s", .n_cohorts = 2,
+  struct traffic_split t = {.id = "r/f1",
+                            .rollout = "r",
+                            .service = "s",
+                            .n_cohorts = 2,
                             .cohorts = {{.name = "a"}, {.name = "b"}}};
   assert_int_equal(avro_codec_encode_traffic(c, &t, &m[6]), CANARY_OK);
-  assert_int_equal(avro_codec_encode_dlq(c, "abc", 3, "canary.deploy", 1, 2, "k", 1, "why", T0,
-                                         &m[7]),
-                   CANARY_OK);
+  assert_int_equal(
+      avro_codec_encode_dlq(c, "abc", 3, "canary.deploy", 1, 2, "k", 1, "why", T0, &m[7]),
+      CANARY_OK);
 
   unsigned char buf[256];
   for (int i = 0; i < 10000; i++) {
@@ -1043,10 +1051,12 @@ static void test_throughput_print(void **state) {
   strcpy(cmd.actor, "alice");
   strcpy(cmd.reason, "checking dashboards");
   static const struct metric_value counters[] = {
-      {"requests", 1200}, {"errors", 3}, {"engine_requests", 800}, {"engine_timeouts", 0},
-      {"approvals", 40}, {"approval_denials", 1}, {"transactions", 300},
-      {"transactions_failed", 2}};
-  static const struct metric_value gauges[] = {{"cpu_ratio", 0.42}, {"memory_ratio", 0.61},
+      {"requests", 1200},       {"errors", 3},
+      {"engine_requests", 800}, {"engine_timeouts", 0},
+      {"approvals", 40},        {"approval_denials", 1},
+      {"transactions", 300},    {"transactions_failed", 2}};
+  static const struct metric_value gauges[] = {{"cpu_ratio", 0.42},
+                                               {"memory_ratio", 0.61},
                                                {"db_connections_used", 37},
                                                {"db_connections_max", 100}};
   static const double lat[] = {12, 15, 19, 22, 30, 41, 55, 80, 120, 430};

@@ -70,31 +70,45 @@ static bool chance(int percent) { return pick(100) < percent; }
 
 static double any_double(void) {
   switch (pick(12)) {
-  case 0: return NAN;
-  case 1: return INFINITY;
-  case 2: return -INFINITY;
-  case 3: return -1.5;
-  case 4: return 0.0;
-  case 5: return -0.0;
-  case 6: return 1e300;
-  default: return (double)pick(100000) / 7.0;
+  case 0:
+    return NAN;
+  case 1:
+    return INFINITY;
+  case 2:
+    return -INFINITY;
+  case 3:
+    return -1.5;
+  case 4:
+    return 0.0;
+  case 5:
+    return -0.0;
+  case 6:
+    return 1e300;
+  default:
+    return (double)pick(100000) / 7.0;
   }
 }
 
 /* Mostly good names from a small pool (so names repeat now and then), sometimes odd ones. */
 static void any_name(char *buf, size_t size) {
-  static const char *const pool[] = {"requests", "errors", "cpu_ratio", "memory_ratio",
-                                     "latency_ms", "x", "webvitals_lcp_ms"};
+  static const char *const pool[] = {"requests",   "errors", "cpu_ratio",       "memory_ratio",
+                                     "latency_ms", "x",      "webvitals_lcp_ms"};
   switch (pick(20)) {
-  case 0: snprintf(buf, size, "%s", ""); return;
-  case 1: snprintf(buf, size, "caf\xc3\xa9_%d", pick(3)); return; /* UTF-8 */
-  case 2: {                                                     /* long */
+  case 0:
+    snprintf(buf, size, "%s", "");
+    return;
+  case 1:
+    snprintf(buf, size, "caf\xc3\xa9_%d", pick(3));
+    return; /* UTF-8 */
+  case 2: { /* long */
     size_t n = (size_t)pick((int)size - 1);
     memset(buf, 'n', n);
     buf[n] = '\0';
     return;
   }
-  default: snprintf(buf, size, "%s", pool[pick(7)]); return;
+  default:
+    snprintf(buf, size, "%s", pool[pick(7)]);
+    return;
   }
 }
 
@@ -102,12 +116,26 @@ static void any_name(char *buf, size_t size) {
 static void put_text(struct out *o, const char *good, size_t limit) {
   char buf[300];
   switch (pick(25)) {
-  case 0: memset(buf, 'a', limit - 1); put_bytes(o, buf, limit - 1); return; /* just fits */
-  case 1: memset(buf, 'a', limit); put_bytes(o, buf, limit); return;         /* one too long */
-  case 2: put_bytes(o, "a\0b", 3); return;                                    /* NUL inside */
-  case 3: put_bytes(o, "\xff\xfe", 2); return;                                /* not UTF-8 */
-  case 4: put_str(o, ""); return;
-  default: put_str(o, good); return;
+  case 0:
+    memset(buf, 'a', limit - 1);
+    put_bytes(o, buf, limit - 1);
+    return; /* just fits */
+  case 1:
+    memset(buf, 'a', limit);
+    put_bytes(o, buf, limit);
+    return; /* one too long */
+  case 2:
+    put_bytes(o, "a\0b", 3);
+    return; /* NUL inside */
+  case 3:
+    put_bytes(o, "\xff\xfe", 2);
+    return; /* not UTF-8 */
+  case 4:
+    put_str(o, "");
+    return;
+  default:
+    put_str(o, good);
+    return;
   }
 }
 
@@ -225,8 +253,8 @@ static void gen_message(struct out *o) {
   put_byte(o, 0);
   for (int i = 3; i >= 0; i--)
     put_byte(o, (unsigned char)(id >> (8 * i)));
-  static const char *const types[] = {"metrics", "metrics", "metrics", "diff.samples",
-                                      "diff.samples", "deploy.completed", "metric", ""};
+  static const char *const types[] = {"metrics",      "metrics",          "metrics", "diff.samples",
+                                      "diff.samples", "deploy.completed", "metric",  ""};
   const char *type = types[pick(8)];
   bool metrics = strcmp(type, "metrics") == 0 || (chance(5) && strcmp(type, "diff.samples"));
   char id_text[40];
@@ -240,8 +268,8 @@ static void gen_message(struct out *o) {
   /* variant, interval_ms: present for metrics (mostly) */
   if (metrics ? chance(95) : chance(5)) {
     put_long(o, 1);
-    static const char *const variants[] = {"canary", "baseline", "canary", "baseline", "stable",
-                                           "Canary"};
+    static const char *const variants[] = {"canary",   "baseline", "canary",
+                                           "baseline", "stable",   "Canary"};
     put_str(o, variants[pick(6)]);
   } else {
     put_long(o, 0);
@@ -270,10 +298,18 @@ static void corrupt(struct out *o) {
   if (!o->n)
     return;
   switch (pick(5)) {
-  case 0: o->b[pick((int)o->n)] ^= (unsigned char)(1 << pick(8)); break;
-  case 1: o->b[pick((int)o->n)] = (unsigned char)next(); break;
-  case 2: o->n = (size_t)pick((int)o->n); break;
-  case 3: put_byte(o, (unsigned char)next()); break;
+  case 0:
+    o->b[pick((int)o->n)] ^= (unsigned char)(1 << pick(8));
+    break;
+  case 1:
+    o->b[pick((int)o->n)] = (unsigned char)next();
+    break;
+  case 2:
+    o->n = (size_t)pick((int)o->n);
+    break;
+  case 3:
+    put_byte(o, (unsigned char)next());
+    break;
   default: /* a varint that goes on */
     if (o->n > AVRO_CODEC_HEADER)
       o->b[AVRO_CODEC_HEADER + pick((int)(o->n - AVRO_CODEC_HEADER))] = 0x80;
@@ -322,8 +358,8 @@ struct tally {
 };
 
 /* Decode buf both ways (each codec its own, so neither overwrites the other's arrays). */
-static void both_ways(avro_codec_t *fast, avro_codec_t *slow, const unsigned char *buf,
-                      size_t len, struct tally *t) {
+static void both_ways(avro_codec_t *fast, avro_codec_t *slow, const unsigned char *buf, size_t len,
+                      struct tally *t) {
   static struct event a, b;
   char why_a[512], why_b[512];
   memset(why_a, 'x', sizeof why_a);
@@ -374,8 +410,8 @@ static void test_generated_and_corrupted(void **state) {
       both_ways(fast, slow, bad.b, bad.n, &broken);
     }
   }
-  printf("generated: %ld decoded, %ld rejected; corrupted: %ld decoded, %ld rejected\n",
-         valid.ok, valid.rejected, broken.ok, broken.rejected);
+  printf("generated: %ld decoded, %ld rejected; corrupted: %ld decoded, %ld rejected\n", valid.ok,
+         valid.rejected, broken.ok, broken.rejected);
   /* both halves were exercised */
   assert_true(valid.ok > 2000 && valid.rejected > 2000);
   assert_true(valid.ids > valid.ok / 2); /* the fast path reads the id of most */
@@ -409,9 +445,12 @@ static void test_encoded(void **state) {
     snprintf(ev.cohort, sizeof ev.cohort, "beta");
     if (ev.type == EVENT_METRICS)
       ev.metrics = (struct event_metrics){.variant = i % 2 ? VARIANT_BASELINE : VARIANT_CANARY,
-                                          .interval_ms = 10000, .counters = counters,
-                                          .n_counters = (size_t)(i % 3), .gauges = gauges,
-                                          .n_gauges = 2, .dists = dists,
+                                          .interval_ms = 10000,
+                                          .counters = counters,
+                                          .n_counters = (size_t)(i % 3),
+                                          .gauges = gauges,
+                                          .n_gauges = 2,
+                                          .dists = dists,
                                           .n_dists = (size_t)(i % 3 ? 1 : 2)};
     else
       ev.diff = (struct event_diff){samples, (size_t)(i % 3)};

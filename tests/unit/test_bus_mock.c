@@ -44,7 +44,7 @@ static int64_t now_ms(void) {
 /* What PostgreSQL holds in production: the next offset per shard and topic. */
 struct store_sim {
   int64_t next[SHARDS][BUS_INPUT_TOPICS];
-  int fail_shard; /* the assigned hook fails for this shard (-1: none) */
+  int fail_shard;      /* the assigned hook fails for this shard (-1: none) */
   int counts[MAX_IDS]; /* how often each produced message id was consumed */
   int64_t last_offset[BUS_INPUT_TOPICS][SHARDS];
   int order_violations;
@@ -85,17 +85,25 @@ static void on_revoked(void *ctx, int shard) {
   m->revoked[shard]++;
 }
 
-static const char *const consumer_conf[] = {
-    "session.timeout.ms", "4000", "heartbeat.interval.ms", "300", "fetch.wait.max.ms", "50",
-    "reconnect.backoff.ms", "50", "reconnect.backoff.max.ms", "500", NULL};
+static const char *const consumer_conf[] = {"session.timeout.ms",
+                                            "4000",
+                                            "heartbeat.interval.ms",
+                                            "300",
+                                            "fetch.wait.max.ms",
+                                            "50",
+                                            "reconnect.backoff.ms",
+                                            "50",
+                                            "reconnect.backoff.max.ms",
+                                            "500",
+                                            NULL};
 
 static void member_join(struct member *m, struct store_sim *s, const char *name,
                         const char *brokers, const char *group) {
   memset(m, 0, sizeof *m);
   m->s = s;
   m->name = name;
-  struct bus_hooks hooks = {.ctx = m, .assigned = on_assigned, .revoked = on_revoked,
-                            .log = verbose ? test_log : NULL};
+  struct bus_hooks hooks = {
+      .ctx = m, .assigned = on_assigned, .revoked = on_revoked, .log = verbose ? test_log : NULL};
   assert_int_equal(bus_consumer_new_conf(brokers, group, name, &hooks, consumer_conf, &m->c),
                    CANARY_OK);
 }
@@ -260,8 +268,13 @@ static int setup(void **state) {
     assert_int_equal(rd_kafka_mock_topic_create(f->mc, bus_input_topics[t], SHARDS, 1),
                      RD_KAFKA_RESP_ERR_NO_ERROR);
   }
-  static const char *const producer_conf[] = {"retry.backoff.ms", "20", "reconnect.backoff.ms",
-                                              "50", "reconnect.backoff.max.ms", "500", NULL};
+  static const char *const producer_conf[] = {"retry.backoff.ms",
+                                              "20",
+                                              "reconnect.backoff.ms",
+                                              "50",
+                                              "reconnect.backoff.max.ms",
+                                              "500",
+                                              NULL};
   assert_int_equal(bus_producer_new_conf(f->brokers, "test-producer", verbose ? test_log : NULL,
                                          NULL, producer_conf, &f->p),
                    CANARY_OK);
@@ -459,18 +472,17 @@ static void test_produce_waits_for_room(void **state) {
   struct fixture *f = *state;
   enum { N = 400 };
   bus_producer_t *small = NULL;
-  static const char *const conf[] = {"queue.buffering.max.messages", "10", "linger.ms", "0",
-                                     NULL};
-  assert_int_equal(bus_producer_new_conf(f->brokers, "small-queue", verbose ? test_log : NULL,
-                                         NULL, conf, &small),
+  static const char *const conf[] = {"queue.buffering.max.messages", "10", "linger.ms", "0", NULL};
+  assert_int_equal(bus_producer_new_conf(f->brokers, "small-queue", verbose ? test_log : NULL, NULL,
+                                         conf, &small),
                    CANARY_OK);
   bus_producer_on_delivery(small, on_delivery, f);
   for (int id = 0; id < N; id++) {
     char value[32];
     snprintf(value, sizeof value, "m%d", id);
-    assert_int_equal(bus_produce(small, "canary.commands", id % SHARDS, "k", 1, value,
-                                 strlen(value), id),
-                     CANARY_OK);
+    assert_int_equal(
+        bus_produce(small, "canary.commands", id % SHARDS, "k", 1, value, strlen(value), id),
+        CANARY_OK);
   }
   assert_true(f->delivered_ok > 0); /* served from inside bus_produce */
   assert_int_equal(bus_producer_flush(small, 30000), CANARY_OK);
@@ -627,8 +639,7 @@ static void test_fixed_config_refused(void **state) {
                    CANARY_EINVALID);
   assert_null(p);
   const char *const odd[] = {"linger.ms", NULL};
-  assert_int_equal(bus_producer_new_conf("127.0.0.1:1", "t", NULL, NULL, odd, &p),
-                   CANARY_EINVALID);
+  assert_int_equal(bus_producer_new_conf("127.0.0.1:1", "t", NULL, NULL, odd, &p), CANARY_EINVALID);
 }
 
 /* The properties file every client gets (--kafka-config): comments, a later value wins, and a
@@ -640,7 +651,8 @@ static void test_client_config_file(void **state) {
   assert_true(fd >= 0);
   FILE *f = fdopen(fd, "w");
   fputs("# how canaryd reaches the cluster\n\nsecurity.protocol = SASL_SSL\n"
-        "sasl.mechanisms=PLAIN\nsasl.mechanisms=SCRAM-SHA-512\n", f);
+        "sasl.mechanisms=PLAIN\nsasl.mechanisms=SCRAM-SHA-512\n",
+        f);
   fclose(f);
   char why[600];
   assert_int_equal(bus_client_conf_load(path, why, sizeof why), CANARY_OK);
@@ -664,7 +676,7 @@ static void test_client_config_file(void **state) {
   assert_string_equal(kv[1], "SASL_SSL");
   assert_string_equal(kv[2], "sasl.mechanisms");
   assert_string_equal(kv[3], "SCRAM-SHA-512"); /* the later value */
-  bus_client_conf_clear(); /* the other tests' clients must not get them */
+  bus_client_conf_clear();                     /* the other tests' clients must not get them */
   assert_null(bus_client_conf()[0]);
 }
 

@@ -48,18 +48,43 @@ struct stage_want {
 };
 
 static const struct stage_want stages_want[] = {
-    {"internal_test", 0.5, 1 * HOUR_MS, 2 * HOUR_MS, "",
-     {CHECK_CI_PASSED, CHECK_DEPLOY_SUCCEEDED, CHECK_HEALTH_GREEN}, 3,
-     {CHECK_NO_CRASHES, CHECK_METRIC, CHECK_SMOKE_PASSED}, 3},
-    {"friendly_gp", 5, 24 * HOUR_MS, 48 * HOUR_MS, "Notify pilot partners",
-     {CHECK_PREVIOUS_STAGE_PASSED, CHECK_NO_OPEN_INCIDENTS, CHECK_METRIC}, 3,
-     {CHECK_METRIC, CHECK_METRIC, CHECK_NO_NEGATIVE_FEEDBACK, CHECK_METRIC}, 4},
-    {"beta", 25, 48 * HOUR_MS, 72 * HOUR_MS, "Send beta announcement",
+    {"internal_test",
+     0.5,
+     1 * HOUR_MS,
+     2 * HOUR_MS,
+     "",
+     {CHECK_CI_PASSED, CHECK_DEPLOY_SUCCEEDED, CHECK_HEALTH_GREEN},
+     3,
+     {CHECK_NO_CRASHES, CHECK_METRIC, CHECK_SMOKE_PASSED},
+     3},
+    {"friendly_gp",
+     5,
+     24 * HOUR_MS,
+     48 * HOUR_MS,
+     "Notify pilot partners",
+     {CHECK_PREVIOUS_STAGE_PASSED, CHECK_NO_OPEN_INCIDENTS, CHECK_METRIC},
+     3,
+     {CHECK_METRIC, CHECK_METRIC, CHECK_NO_NEGATIVE_FEEDBACK, CHECK_METRIC},
+     4},
+    {"beta",
+     25,
+     48 * HOUR_MS,
+     72 * HOUR_MS,
+     "Send beta announcement",
      {CHECK_PREVIOUS_STAGE_PASSED, CHECK_POSITIVE_FEEDBACK, CHECK_METRIC, CHECK_NO_OPEN_INCIDENTS},
-     4, {CHECK_METRIC, CHECK_METRIC, CHECK_NO_INCIDENTS_WITHIN, CHECK_METRIC}, 4},
-    {"ga", 100, 0, 0, "Send success announcement",
+     4,
+     {CHECK_METRIC, CHECK_METRIC, CHECK_NO_INCIDENTS_WITHIN, CHECK_METRIC},
+     4},
+    {"ga",
+     100,
+     0,
+     0,
+     "Send success announcement",
      {CHECK_PREVIOUS_STAGE_PASSED, CHECK_APPROVAL, CHECK_APPROVAL, CHECK_APPROVAL,
-      CHECK_NO_OPEN_INCIDENTS}, 5, {0}, 0},
+      CHECK_NO_OPEN_INCIDENTS},
+     5,
+     {0},
+     0},
 };
 
 static void test_rollout_stages(void **state) {
@@ -189,7 +214,8 @@ static void test_rollout_alerts_and_params(void **state) {
   assert_string_equal(plan_a.alerts[0].exprs[0], "rate(errors[5m]) / rate(requests[5m]) > 0.01");
   assert_int_equal(plan_a.alerts[0].for_ms, 5 * MIN_MS);
   assert_int_equal(plan_a.alerts[1].action, RULE_ALERT_ONCALL);
-  assert_string_equal(plan_a.alerts[1].exprs[0], "histogram_quantile(0.99, latency) > 5 * baseline");
+  assert_string_equal(plan_a.alerts[1].exprs[0],
+                      "histogram_quantile(0.99, latency) > 5 * baseline");
   assert_int_equal(plan_a.alerts[2].n_exprs, 3);
   assert_string_equal(plan_a.alerts[2].exprs[2], "webvitals_cls_p95 > 0.1");
   assert_int_equal(plan_a.alerts[2].for_ms, 15 * MIN_MS);
@@ -197,11 +223,16 @@ static void test_rollout_alerts_and_params(void **state) {
   static const struct {
     const char *name;
     double value;
-  } params[] = {{"error_rate", 0.01},          {"latency_multiplier", 5},
-                {"lcp_p75_ms", 2500},          {"inp_p75_ms", 200},
-                {"cls_p95", 0.1},              {"engine_timeout_rate", 0.005},
-                {"approval_denial_sigma", 3},  {"db_connection_ratio", 1},
-                {"memory_ratio", 0.9},         {"cpu_ratio", 0.8},
+  } params[] = {{"error_rate", 0.01},
+                {"latency_multiplier", 5},
+                {"lcp_p75_ms", 2500},
+                {"inp_p75_ms", 200},
+                {"cls_p95", 0.1},
+                {"engine_timeout_rate", 0.005},
+                {"approval_denial_sigma", 3},
+                {"db_connection_ratio", 1},
+                {"memory_ratio", 0.9},
+                {"cpu_ratio", 0.8},
                 {"failed_transaction_rate", 0.001}};
   assert_int_equal(plan_a.n_params, (int)(sizeof params / sizeof *params));
   for (size_t i = 0; i < sizeof params / sizeof *params; i++) {
@@ -240,11 +271,10 @@ static void test_default_equals_file(void **state) {
 
 static void test_overlay_changes(void **state) {
   (void)state;
-  static const char json[] =
-      "{\"canary\": {\"enabled\": false, \"version\": \"9\",\n"
-      " \"cohorts\": {\"beta\": {\"enabled\": true, \"percentage\": 30,\n"
-      "   \"users\": [\"a\", \"b\"], \"features\": []}},\n"
-      " \"halt_conditions\": {\"error_rate\": 0.02}}}\n";
+  static const char json[] = "{\"canary\": {\"enabled\": false, \"version\": \"9\",\n"
+                             " \"cohorts\": {\"beta\": {\"enabled\": true, \"percentage\": 30,\n"
+                             "   \"users\": [\"a\", \"b\"], \"features\": []}},\n"
+                             " \"halt_conditions\": {\"error_rate\": 0.02}}}\n";
   struct config_error e;
   assert_int_equal(load_text(json, &plan_a, &e), CANARY_OK);
   assert_false(plan_a.canary_enabled);
@@ -262,17 +292,16 @@ static void test_overlay_changes(void **state) {
 
 static void test_defaults(void **state) {
   (void)state;
-  static const char yaml[] =
-      "plan: mini\n"
-      "stages:\n"
-      "  - name: a\n"
-      "    traffic_percent: 10\n"
-      "    entry:\n"
-      "      - check: ci_passed\n"
-      "      - { check: positive_feedback, cohort: b }\n"
-      "  - { name: b, traffic_percent: 100 }\n"
-      "halt_rules:\n"
-      "  - { name: sec, on_alert: security, action: rollback }\n";
+  static const char yaml[] = "plan: mini\n"
+                             "stages:\n"
+                             "  - name: a\n"
+                             "    traffic_percent: 10\n"
+                             "    entry:\n"
+                             "      - check: ci_passed\n"
+                             "      - { check: positive_feedback, cohort: b }\n"
+                             "  - { name: b, traffic_percent: 100 }\n"
+                             "halt_rules:\n"
+                             "  - { name: sec, on_alert: security, action: rollback }\n";
   struct config_error e;
   assert_int_equal(load_text(yaml, &plan_a, &e), CANARY_OK);
   assert_int_equal(plan_a.breaker_threshold, 3);
@@ -298,14 +327,15 @@ static void test_defaults(void **state) {
 /* decisions.dispersion: entries per counter and service, 1000 reports unless said. */
 static void test_learned_dispersion(void **state) {
   (void)state;
-  static const char yaml[] = "plan: t\n"
-                             "stages:\n"
-                             "  - { name: a, traffic_percent: 10 }\n"
-                             "  - { name: b, traffic_percent: 100 }\n"
-                             "decisions:\n"
-                             "  dispersion:\n"
-                             "    - { counter: errors, value: 1.5 }\n"
-                             "    - { counter: errors, service: checkout, value: 2.25, reports: 40 }\n";
+  static const char yaml[] =
+      "plan: t\n"
+      "stages:\n"
+      "  - { name: a, traffic_percent: 10 }\n"
+      "  - { name: b, traffic_percent: 100 }\n"
+      "decisions:\n"
+      "  dispersion:\n"
+      "    - { counter: errors, value: 1.5 }\n"
+      "    - { counter: errors, service: checkout, value: 2.25, reports: 40 }\n";
   struct config_error e;
   assert_int_equal(load_text(yaml, &plan_a, &e), CANARY_OK);
   assert_int_equal(plan_a.n_dispersion, 2);
@@ -345,14 +375,13 @@ static void test_builtin_checklist(void **state) {
 
 static void test_anchors_and_aliases(void **state) {
   (void)state;
-  static const char yaml[] =
-      "plan: mini\n"
-      "stages:\n"
-      "  - name: a\n"
-      "    traffic_percent: 10\n"
-      "    entry: &gate\n"
-      "      - { check: ci_passed, text: CI }\n"
-      "  - { name: b, traffic_percent: 100, entry: *gate }\n";
+  static const char yaml[] = "plan: mini\n"
+                             "stages:\n"
+                             "  - name: a\n"
+                             "    traffic_percent: 10\n"
+                             "    entry: &gate\n"
+                             "      - { check: ci_passed, text: CI }\n"
+                             "  - { name: b, traffic_percent: 100, entry: *gate }\n";
   struct config_error e;
   assert_int_equal(load_text(yaml, &plan_a, &e), CANARY_OK);
   assert_int_equal(plan_a.stages[1].n_entry, 1);
@@ -380,52 +409,57 @@ struct bad_case {
 };
 
 #define POLICY_KEY "1QkNIu9l1AMau+PGUJrH1V7ZSATawvZdZuuzun06F6I="
-#define STAGES_AB "stages:\n  - { name: a, traffic_percent: 10 }\n  - { name: b, traffic_percent: 100 }\n"
+#define STAGES_AB                                                                                  \
+  "stages:\n  - { name: a, traffic_percent: 10 }\n  - { name: b, traffic_percent: 100 }\n"
 
 static const struct bad_case bad_cases[] = {
-    {"a checklist item of an unknown stage", "plan: t\n" STAGES_AB
-     "checklist:\n  - { id: x, text: X, stage: nope }\n",
-     CANARY_EINVALID, 6, 30, "unknown cohort 'nope'"},
-    {"a checklist proof that is no proof", "plan: t\n" STAGES_AB
-     "checklist:\n  - { id: x, text: X, stage: a, proof: vibes }\n",
+    {"a checklist item of an unknown stage",
+     "plan: t\n" STAGES_AB "checklist:\n  - { id: x, text: X, stage: nope }\n", CANARY_EINVALID, 6,
+     30, "unknown cohort 'nope'"},
+    {"a checklist proof that is no proof",
+     "plan: t\n" STAGES_AB "checklist:\n  - { id: x, text: X, stage: a, proof: vibes }\n",
      CANARY_EINVALID, 6, 40, "unknown proof 'vibes' (expected one of: manual, ci_passed"},
-    {"a checklist item twice", "plan: t\n" STAGES_AB
+    {"a checklist item twice",
+     "plan: t\n" STAGES_AB
      "checklist:\n  - { id: x, text: X, stage: a }\n  - { id: x, text: Y, stage: b }\n",
      CANARY_EINVALID, 7, 5, "checklist item 'x' appears twice"},
-    {"a checklist item without its text", "plan: t\n" STAGES_AB
-     "checklist:\n  - { id: x, stage: a }\n",
-     CANARY_EINVALID, 6, 5, "missing required key 'text' in checklist item"},
-    {"a required item only GA itself could prove", "plan: t\n" STAGES_AB
+    {"a checklist item without its text",
+     "plan: t\n" STAGES_AB "checklist:\n  - { id: x, stage: a }\n", CANARY_EINVALID, 6, 5,
+     "missing required key 'text' in checklist item"},
+    {"a required item only GA itself could prove",
+     "plan: t\n" STAGES_AB
      "checklist:\n  - { id: x, text: X, stage: b, proof: stage_started, required: true }\n",
      CANARY_EINVALID, 6, 5, "checklist item x is required before b, but its proof"},
-    {"a decide that is neither", "plan: t\n" STAGES_AB
+    {"a decide that is neither",
+     "plan: t\n" STAGES_AB
      "halt_rules:\n  - { name: r, expr: \"rate(e[5m]) / rate(r[5m]) > 0.1\", action: pause_canary,"
      " decide: guess }\n",
      CANARY_EINVALID, 6, 87, "decide must be evidence"},
-    {"a false-halt budget out of range", "plan: t\n" STAGES_AB
-     "decisions:\n  false_halt_budget: 2\n",
-     CANARY_EINVALID, 6, 22, "false_halt_budget"},
-    {"a dispersion under 1", "plan: t\n" STAGES_AB
-     "decisions:\n  dispersion:\n    - { counter: errors, value: 0.5 }\n",
+    {"a false-halt budget out of range",
+     "plan: t\n" STAGES_AB "decisions:\n  false_halt_budget: 2\n", CANARY_EINVALID, 6, 22,
+     "false_halt_budget"},
+    {"a dispersion under 1",
+     "plan: t\n" STAGES_AB "decisions:\n  dispersion:\n    - { counter: errors, value: 0.5 }\n",
      CANARY_EINVALID, 7, 33, "value"},
-    {"a dispersion given twice", "plan: t\n" STAGES_AB
-     "decisions:\n  dispersion:\n    - { counter: errors, value: 2 }\n"
+    {"a dispersion given twice",
+     "plan: t\n" STAGES_AB "decisions:\n  dispersion:\n    - { counter: errors, value: 2 }\n"
      "    - { counter: errors, value: 3 }\n",
      CANARY_EINVALID, 8, 7, "appears twice"},
-    {"a dispersion without its counter", "plan: t\n" STAGES_AB
-     "decisions:\n  dispersion:\n    - { value: 2 }\n",
-     CANARY_EINVALID, 7, 7, "counter"},
-    {"a dispersion of a counter no evidence divides", "plan: t\n" STAGES_AB
-     "decisions:\n  dispersion:\n    - { counter: error, value: 2 }\n"
+    {"a dispersion without its counter",
+     "plan: t\n" STAGES_AB "decisions:\n  dispersion:\n    - { value: 2 }\n", CANARY_EINVALID, 7, 7,
+     "counter"},
+    {"a dispersion of a counter no evidence divides",
+     "plan: t\n" STAGES_AB "decisions:\n  dispersion:\n    - { counter: error, value: 2 }\n"
      "halt_rules:\n  - { name: r, expr: \"rate(errors[5m]) / rate(requests[5m]) > baseline\","
      " action: pause_canary }\n",
      CANARY_EINVALID, 7, 7, "its bad-event counters: errors"},
-    {"a holdback out of range", "plan: t\n" STAGES_AB "watch:\n  duration: 24h\n"
+    {"a holdback out of range",
+     "plan: t\n" STAGES_AB "watch:\n  duration: 24h\n"
      "  holdback_percent: 60\n",
      CANARY_EINVALID, 7, 21, "holdback_percent"},
-    {"a rollback limit that is no duration", "plan: t\n" STAGES_AB
-     "rollback: { verify_within: soon }\n",
-     CANARY_EINVALID, 5, 28, "verify_within"},
+    {"a rollback limit that is no duration",
+     "plan: t\n" STAGES_AB "rollback: { verify_within: soon }\n", CANARY_EINVALID, 5, 28,
+     "verify_within"},
     {"an unknown key under rollback", "plan: t\n" STAGES_AB "rollback: { within: 30m }\n",
      CANARY_EINVALID, 5, 13, "unknown key 'within'"},
     {"a watch duration that is not one", "plan: t\n" STAGES_AB "watch: { duration: 1.5h }\n",
@@ -448,17 +482,16 @@ static const struct bad_case bad_cases[] = {
      "      - { check: ci_passed, txt: x }\n",
      CANARY_EINVALID, 6, 29, "unknown key 'txt' in criterion"},
     {"unknown key in a halt rule",
-     "plan: t\n" STAGES_AB
-     "halt_rules:\n"
+     "plan: t\n" STAGES_AB "halt_rules:\n"
      "  - name: r\n"
      "    expr: \"x > 1\"\n"
      "    action: pause_canary\n"
      "    sevrity: 1\n",
      CANARY_EINVALID, 9, 5, "unknown key 'sevrity' in halt rule"},
-    {"unknown key in a section", "plan: t\nnotify: { release: x }\n" STAGES_AB, CANARY_EINVALID,
-     2, 11, "unknown key 'release' in notify"},
-    {"unknown flag", "plan: t\nflags:\n  canary.enabled: true\n" STAGES_AB, CANARY_EINVALID, 3,
-     3, "unknown key 'canary.enabled' in flags (expected one of: system.canary.enabled)"},
+    {"unknown key in a section", "plan: t\nnotify: { release: x }\n" STAGES_AB, CANARY_EINVALID, 2,
+     11, "unknown key 'release' in notify"},
+    {"unknown flag", "plan: t\nflags:\n  canary.enabled: true\n" STAGES_AB, CANARY_EINVALID, 3, 3,
+     "unknown key 'canary.enabled' in flags (expected one of: system.canary.enabled)"},
     {"duplicate key", "plan: t\n" STAGES_AB "plan: u\n", CANARY_EINVALID, 5, 1,
      "duplicate key 'plan' in plan (first at 1:1)"},
     {"string where a number is expected",
@@ -473,10 +506,12 @@ static const struct bad_case bad_cases[] = {
      "  - name: a\n"
      "    traffic_percent: all\n",
      CANARY_EINVALID, 4, 22, "expected a number for 'traffic_percent', got 'all'"},
-    {"fraction where an integer is expected", "plan: t\ncircuit_breaker: {consecutive_errors: 2.5}\n"
-     STAGES_AB, CANARY_EINVALID, 2, 39, "expected an integer for 'consecutive_errors'"},
-    {"unknown traffic_split baseline", "plan: t\ntraffic_split: {check: true, baseline: both}\n"
-     STAGES_AB, CANARY_EINVALID, 2, 40, "traffic_split.baseline must be control"},
+    {"fraction where an integer is expected",
+     "plan: t\ncircuit_breaker: {consecutive_errors: 2.5}\n" STAGES_AB, CANARY_EINVALID, 2, 39,
+     "expected an integer for 'consecutive_errors'"},
+    {"unknown traffic_split baseline",
+     "plan: t\ntraffic_split: {check: true, baseline: both}\n" STAGES_AB, CANARY_EINVALID, 2, 40,
+     "traffic_split.baseline must be control"},
     {"scalar where a list is expected",
      "plan: t\n"
      "stages:\n"
@@ -499,8 +534,7 @@ static const struct bad_case bad_cases[] = {
      "severity: 7 }\n",
      CANARY_EINVALID, 6, 64, "'severity' must be between 1 and 3, got 7"},
     {"bad duration",
-     "plan: t\n" STAGES_AB
-     "halt_rules:\n"
+     "plan: t\n" STAGES_AB "halt_rules:\n"
      "  - name: r\n"
      "    expr: \"x > 1\"\n"
      "    for: 15 minutes\n"
@@ -513,19 +547,23 @@ static const struct bad_case bad_cases[] = {
      "    traffic_percent: 100\n"
      "    exit:\n"
      "      - check: ci_pased\n",
-     CANARY_EINVALID, 6, 16, "unknown check 'ci_pased' (expected one of: ci_passed, deploy_succeeded"},
+     CANARY_EINVALID, 6, 16,
+     "unknown check 'ci_pased' (expected one of: ci_passed, deploy_succeeded"},
     {"unknown action",
-     "plan: t\n" STAGES_AB
-     "halt_rules:\n"
+     "plan: t\n" STAGES_AB "halt_rules:\n"
      "  - name: r\n"
      "    expr: \"x > 1\"\n"
      "    action: pause\n",
      CANARY_EINVALID, 8, 13,
      "unknown action 'pause' (expected one of: pause_canary, alert_oncall, rollback)"},
-    {"unknown alert kind", "plan: t\n" STAGES_AB "halt_rules:\n  - {name: r, on_alert: fire, "
-     "action: rollback}\n", CANARY_EINVALID, 6, 25, "unknown alert kind 'fire'"},
-    {"unknown category", "plan: t\n" STAGES_AB "halt_rules:\n  - {name: r, category: perf, "
-     "on_alert: security, action: rollback}\n", CANARY_EINVALID, 6, 25,
+    {"unknown alert kind",
+     "plan: t\n" STAGES_AB "halt_rules:\n  - {name: r, on_alert: fire, "
+     "action: rollback}\n",
+     CANARY_EINVALID, 6, 25, "unknown alert kind 'fire'"},
+    {"unknown category",
+     "plan: t\n" STAGES_AB "halt_rules:\n  - {name: r, category: perf, "
+     "on_alert: security, action: rollback}\n",
+     CANARY_EINVALID, 6, 25,
      "unknown category 'perf' (expected one of: performance, errors, business)"},
     {"unknown role",
      "plan: t\n"
@@ -555,8 +593,8 @@ static const struct bad_case bad_cases[] = {
      "    traffic_percent: 100\n",
      CANARY_EINVALID, 6, 22,
      "traffic_percent of stage 'b' (25) must be above the previous stage's (50)"},
-    {"percent zero", "plan: t\nstages:\n  - { name: a, traffic_percent: 0 }\n", CANARY_EINVALID,
-     3, 33, "traffic_percent of stage 'a' (0) must be above the previous stage's (0)"},
+    {"percent zero", "plan: t\nstages:\n  - { name: a, traffic_percent: 0 }\n", CANARY_EINVALID, 3,
+     33, "traffic_percent of stage 'a' (0) must be above the previous stage's (0)"},
     {"last stage below 100", "plan: t\nstages:\n  - { name: a, traffic_percent: 50 }\n",
      CANARY_EINVALID, 3, 3, "the last stage (a) must reach traffic_percent 100"},
     {"no stages", "plan: t\nstages: []\n", CANARY_EINVALID, 2, 9, "the plan has no stages"},
@@ -567,9 +605,12 @@ static const struct bad_case bad_cases[] = {
      "    traffic_percent: 100\n"
      "    min_duration: 2h\n"
      "    max_duration: 90m\n",
-     CANARY_EINVALID, 6, 19, "max_duration of stage 'a' (90m) is shorter than its min_duration (2h)"},
-    {"stage twice", "plan: t\nstages:\n  - { name: a, traffic_percent: 10 }\n"
-     "  - { name: a, traffic_percent: 100 }\n", CANARY_EINVALID, 4, 13, "stage 'a' appears twice"},
+     CANARY_EINVALID, 6, 19,
+     "max_duration of stage 'a' (90m) is shorter than its min_duration (2h)"},
+    {"stage twice",
+     "plan: t\nstages:\n  - { name: a, traffic_percent: 10 }\n"
+     "  - { name: a, traffic_percent: 100 }\n",
+     CANARY_EINVALID, 4, 13, "stage 'a' appears twice"},
     {"missing stage name",
      "plan: t\n"
      "stages:\n"
@@ -579,9 +620,9 @@ static const struct bad_case bad_cases[] = {
     {"missing stages", "plan: t\n", CANARY_EINVALID, 1, 1, "missing required key 'stages' in plan"},
     {"missing rule action", "plan: t\n" STAGES_AB "halt_rules:\n  - { name: r, expr: x }\n",
      CANARY_EINVALID, 6, 5, "missing required key 'action' in halt rule"},
-    {"rule with nothing to fire on", "plan: t\n" STAGES_AB
-     "halt_rules:\n  - { name: r, action: rollback }\n", CANARY_EINVALID, 6, 5,
-     "halt rule 'r' needs 'expr' or 'on_alert'"},
+    {"rule with nothing to fire on",
+     "plan: t\n" STAGES_AB "halt_rules:\n  - { name: r, action: rollback }\n", CANARY_EINVALID, 6,
+     5, "halt rule 'r' needs 'expr' or 'on_alert'"},
     {"metric criterion without expr",
      "plan: t\n"
      "stages:\n"
@@ -607,13 +648,15 @@ static const struct bad_case bad_cases[] = {
      "      - { check: metric, expr: x }\n"
      "      - { check: metric, expr: y }\n",
      CANARY_EINVALID, 7, 9, "two exit criteria are named 'metric'"},
-    {"too many exprs", "plan: t\n" STAGES_AB
-     "alerts:\n  - { name: r, action: rollback, expr: [a, b, c, d, e] }\n", CANARY_EINVALID, 6,
-     53, "too many expr (at most 4)"},
-    {"too many stages", "plan: t\nstages: [{name: a, traffic_percent: 1}, {name: b, "
+    {"too many exprs",
+     "plan: t\n" STAGES_AB "alerts:\n  - { name: r, action: rollback, expr: [a, b, c, d, e] }\n",
+     CANARY_EINVALID, 6, 53, "too many expr (at most 4)"},
+    {"too many stages",
+     "plan: t\nstages: [{name: a, traffic_percent: 1}, {name: b, "
      "traffic_percent: 2}, {name: c, traffic_percent: 3}, {name: d, traffic_percent: 4}, "
      "{name: e, traffic_percent: 5}, {name: f, traffic_percent: 6}, {name: g, traffic_percent: "
-     "100}]\n", CANARY_EINVALID, 2, 196, "too many stages (at most 6)"},
+     "100}]\n",
+     CANARY_EINVALID, 2, 196, "too many stages (at most 6)"},
     {"too-long name",
      "plan: t\n"
      "stages:\n"
@@ -635,7 +678,8 @@ static const struct bad_case bad_cases[] = {
      "  - name: a\n"
      "    segments: [eng-team, qa\n"
      "    traffic_percent: 100\n",
-     CANARY_EPARSE, 5, 20, "did not find expected ',' or ']' (while parsing a flow sequence at 4:15)"},
+     CANARY_EPARSE, 5, 20,
+     "did not find expected ',' or ']' (while parsing a flow sequence at 4:15)"},
     {"tab indentation", "plan: t\n\tstages: []\n", CANARY_EPARSE, 2, 1,
      "found a tab character that violates indentation"},
     {"invalid UTF-8", "plan: \"t\xff\"\n", CANARY_EPARSE, 1, 9, "invalid leading UTF-8 octet"},
@@ -644,25 +688,26 @@ static const struct bad_case bad_cases[] = {
     {"tag", "plan: !!str t\n", CANARY_EPARSE, 1, 7, "YAML tags are not supported"},
     {"unknown alias", "plan: *name\n", CANARY_EPARSE, 1, 7, "unknown alias '*name'"},
     {"empty document", "# nothing\n", CANARY_EINVALID, 1, 1, "the document is empty"},
-    {"policy: an unknown right", "plan: t\n" STAGES_AB
-     "policy:\n  permissions: { promote_everything: [boss] }\n  actors: {}\n",
+    {"policy: an unknown right",
+     "plan: t\n" STAGES_AB "policy:\n  permissions: { promote_everything: [boss] }\n  actors: {}\n",
      CANARY_EINVALID, 6, 18, "promote_everything"},
-    {"policy: an actor's role that has no right", "plan: t\n" STAGES_AB
-     "policy:\n  permissions: { rollback: [oncall] }\n"
+    {"policy: an actor's role that has no right",
+     "plan: t\n" STAGES_AB "policy:\n  permissions: { rollback: [oncall] }\n"
      "  actors:\n    bob: { roles: [oncal], keys: [\"" POLICY_KEY "\"] }\n",
-     CANARY_EINVALID, 8, 20, "role 'oncal' is given no right under permissions (roles with a "
+     CANARY_EINVALID, 8, 20,
+     "role 'oncal' is given no right under permissions (roles with a "
      "right: oncall)"},
-    {"policy: a key that is no key", "plan: t\n" STAGES_AB
-     "policy:\n  permissions: { rollback: [oncall] }\n"
+    {"policy: a key that is no key",
+     "plan: t\n" STAGES_AB "policy:\n  permissions: { rollback: [oncall] }\n"
      "  actors:\n    bob: { roles: [oncall], keys: [\"c2VjcmV0\"] }\n",
      CANARY_EINVALID, 8, 36, "is not an Ed25519 public key in base64"},
-    {"policy: an actor without keys", "plan: t\n" STAGES_AB
-     "policy:\n  permissions: { rollback: [oncall] }\n"
+    {"policy: an actor without keys",
+     "plan: t\n" STAGES_AB "policy:\n  permissions: { rollback: [oncall] }\n"
      "  actors:\n    bob: { roles: [oncall] }\n",
      CANARY_EINVALID, 8, 10, "actor 'bob' needs 'keys'"},
-    {"policy: without actors", "plan: t\n" STAGES_AB
-     "policy:\n  permissions: { rollback: [oncall] }\n",
-     CANARY_EINVALID, 6, 3, "policy needs 'actors'"},
+    {"policy: without actors",
+     "plan: t\n" STAGES_AB "policy:\n  permissions: { rollback: [oncall] }\n", CANARY_EINVALID, 6,
+     3, "policy needs 'actors'"},
     {"list at the top", "- plan: t\n", CANARY_EINVALID, 1, 1,
      "expected a mapping at the top level, got a list"},
     {"overlay: unknown cohort",
@@ -681,22 +726,23 @@ static const struct bad_case bad_cases[] = {
      "    \"halt_conditions\": { \"error_rate\": 0.02, \"lcp_p99_ms\": 4000 }\n"
      "  }\n"
      "}\n",
-     CANARY_EINVALID, 3, 46, "unknown halt condition 'lcp_p99_ms' (the plan's halt_conditions: "
+     CANARY_EINVALID, 3, 46,
+     "unknown halt condition 'lcp_p99_ms' (the plan's halt_conditions: "
      "error_rate, latency_multiplier"},
-    {"overlay: unknown key",
-     "{ \"canary\": { \"cohorts\": { \"beta\": { \"percent\": 30 } } } }\n", CANARY_EINVALID, 1,
-     38, "unknown key 'percent' in cohort (expected one of: enabled, percentage, users, features)"},
+    {"overlay: unknown key", "{ \"canary\": { \"cohorts\": { \"beta\": { \"percent\": 30 } } } }\n",
+     CANARY_EINVALID, 1, 38,
+     "unknown key 'percent' in cohort (expected one of: enabled, percentage, users, features)"},
     {"overlay: unknown top-level key", "{ \"canary\": {}, \"stages\": [] }\n", CANARY_EINVALID, 1,
      17, "unknown key 'stages' in feature-flag file (expected one of: canary)"},
     {"overlay: string percentage",
-     "{ \"canary\": { \"cohorts\": { \"beta\": { \"percentage\": \"30\" } } } }\n",
-     CANARY_EINVALID, 1, 52, "expected a number for 'percentage', got quoted string '30'"},
+     "{ \"canary\": { \"cohorts\": { \"beta\": { \"percentage\": \"30\" } } } }\n", CANARY_EINVALID,
+     1, 52, "expected a number for 'percentage', got quoted string '30'"},
     {"overlay: enabled must still be a boolean",
-     "{ \"canary\": { \"cohorts\": { \"beta\": { \"enabled\": \"no\" } } } }\n", CANARY_EINVALID,
-     1, 49, "expected true or false for 'enabled'"},
+     "{ \"canary\": { \"cohorts\": { \"beta\": { \"enabled\": \"no\" } } } }\n", CANARY_EINVALID, 1,
+     49, "expected true or false for 'enabled'"},
     {"overlay: percentages out of order",
-     "{ \"canary\": { \"cohorts\": { \"beta\": { \"percentage\": 4 } } } }\n", CANARY_EINVALID,
-     1, 26, "stage beta: traffic_percent 4 must be above the previous stage's (5)"},
+     "{ \"canary\": { \"cohorts\": { \"beta\": { \"percentage\": 4 } } } }\n", CANARY_EINVALID, 1,
+     26, "stage beta: traffic_percent 4 must be above the previous stage's (5)"},
 };
 
 static void test_bad_configs(void **state) {
@@ -710,8 +756,8 @@ static void test_bad_configs(void **state) {
     config_error_format(&e, buf, sizeof buf);
     if (rc != c->rc || e.line != c->line || e.column != c->col || !strstr(e.message, c->message) ||
         strcmp(e.file, "t.yaml") != 0) {
-      print_error("case '%s': rc %d (want %d)\n  got  %s\n  want t.yaml:%d:%d: ...%s...\n",
-                  c->what, rc, c->rc, buf, c->line, c->col, c->message);
+      print_error("case '%s': rc %d (want %d)\n  got  %s\n  want t.yaml:%d:%d: ...%s...\n", c->what,
+                  rc, c->rc, buf, c->line, c->col, c->message);
       failed++;
     }
   }
@@ -740,10 +786,11 @@ static void test_error_file_name(void **state) {
   assert_int_equal(config_load_file(CANARY_SOURCE_DIR "/tests/config/bad/typo.yaml", &plan_a, &e),
                    CANARY_EINVALID);
   config_error_format(&e, buf, sizeof buf);
-  assert_string_equal(buf, CANARY_SOURCE_DIR "/tests/config/bad/typo.yaml:12:5: unknown key "
-                           "'min_duraton' in stage (expected one of: name, title, traffic_percent, "
-                           "users, segments, features, purpose, min_duration, max_duration, "
-                           "announce, entry, exit)");
+  assert_string_equal(buf, CANARY_SOURCE_DIR
+                      "/tests/config/bad/typo.yaml:12:5: unknown key "
+                      "'min_duraton' in stage (expected one of: name, title, traffic_percent, "
+                      "users, segments, features, purpose, min_duration, max_duration, "
+                      "announce, entry, exit)");
 }
 
 static void test_error_format(void **state) {
@@ -782,7 +829,7 @@ static const struct {
     {"ms", false, 0},
     {"-1m", false, 0},
     {"+1m", false, 0},
-    {"1.5h", false, 0},  /* no fractions: write 1h30m */
+    {"1.5h", false, 0}, /* no fractions: write 1h30m */
     {"15 minutes", false, 0},
     {"1h 30m", false, 0},
     {" 1h", false, 0},

@@ -157,16 +157,16 @@ static double exposure(const struct t *t, const char *rollout) {
   return rollout_exposure(engine_find(&t->e, rollout), &t->plan, &t->e.global);
 }
 
-#define assert_contains(haystack, needle)                                       \
-  do {                                                                          \
-    if (!strstr((haystack), (needle)))                                          \
-      fail_msg("'%s' does not contain '%s'", (haystack), (needle));             \
+#define assert_contains(haystack, needle)                                                          \
+  do {                                                                                             \
+    if (!strstr((haystack), (needle)))                                                             \
+      fail_msg("'%s' does not contain '%s'", (haystack), (needle));                                \
   } while (0)
 
-#define assert_action(d, act)                                                            \
-  do {                                                                                   \
-    assert_non_null(d);                                                                  \
-    assert_string_equal(decision_action_name((d)->action), decision_action_name(act));   \
+#define assert_action(d, act)                                                                      \
+  do {                                                                                             \
+    assert_non_null(d);                                                                            \
+    assert_string_equal(decision_action_name((d)->action), decision_action_name(act));             \
   } while (0)
 
 /* ---- routing and ids ----------------------------------------------------------------------- */
@@ -276,8 +276,10 @@ static void test_reused_id_is_a_conflict(void **state) {
     char a[EVENT_DIGEST_HEX_LEN], b[EVENT_DIGEST_HEX_LEN], want[160];
     event_digest_hex(event_digest(&e), a);
     event_digest_hex(event_digest(others[i]), b);
-    snprintf(want, sizeof want, "'crash-1' was applied before with other content (digest %s "
-             "first seen, %s this one)", a, b);
+    snprintf(want, sizeof want,
+             "'crash-1' was applied before with other content (digest %s "
+             "first seen, %s this one)",
+             a, b);
     if (!strstr(t->why, want))
       fail_msg("reason '%s' lacks '%s'", t->why, want);
     enum apply_outcome out;
@@ -322,27 +324,34 @@ struct reject_case {
 static const struct reject_case reject_cases[] = {
     {"unknown rollout", {.type = EVENT_CI_COMPLETED, .rollout = "nope", .ok = true}, "nope"},
     {"second rollout.requested",
-     {.type = EVENT_ROLLOUT_REQUESTED, .service = "web", .version = "2.2.0",
+     {.type = EVENT_ROLLOUT_REQUESTED,
+      .service = "web",
+      .version = "2.2.0",
       .baseline_version = "2.1.0"},
      "already exists"},
-    {"crash in an unknown cohort", {.type = EVENT_CRASH_REPORTED, .cohort = "gamma", .count = 1},
+    {"crash in an unknown cohort",
+     {.type = EVENT_CRASH_REPORTED, .cohort = "gamma", .count = 1},
      "gamma"},
     {"feedback from an unknown cohort",
      {.type = EVENT_FEEDBACK_RECEIVED, .cohort = "gamma", .sentiment = SENTIMENT_POSITIVE},
      "gamma"},
     {"metrics for an unknown cohort",
-     {.type = EVENT_METRICS, .cohort = "gamma", .metrics = {.interval_ms = 10000}}, "gamma"},
-    {"diff samples for an unknown cohort", {.type = EVENT_DIFF_SAMPLES, .cohort = "gamma"},
+     {.type = EVENT_METRICS, .cohort = "gamma", .metrics = {.interval_ms = 10000}},
+     "gamma"},
+    {"diff samples for an unknown cohort",
+     {.type = EVENT_DIFF_SAMPLES, .cohort = "gamma"},
      "gamma"},
     {"flag for an unknown cohort",
-     {.type = EVENT_FLAG_SET, .flag = "canary.cohort.gamma.enabled", .value = false}, "gamma"},
+     {.type = EVENT_FLAG_SET, .flag = "canary.cohort.gamma.enabled", .value = false},
+     "gamma"},
     {"global flag for an unknown cohort",
-     {.type = EVENT_FLAG_SET, .rollout = "-", .flag = "canary.cohort.gamma.enabled"}, "gamma"},
+     {.type = EVENT_FLAG_SET, .rollout = "-", .flag = "canary.cohort.gamma.enabled"},
+     "gamma"},
     {"malformed flag", {.type = EVENT_FLAG_SET, .flag = "canary.enabled"}, "flag"},
-    {"unknown incident resolved", {.type = EVENT_INCIDENT_RESOLVED, .incident = "INC-X"},
-     "INC-X"},
+    {"unknown incident resolved", {.type = EVENT_INCIDENT_RESOLVED, .incident = "INC-X"}, "INC-X"},
     {"severity out of range",
-     {.type = EVENT_INCIDENT_OPENED, .incident = "INC-5", .severity = 5}, "severity"},
+     {.type = EVENT_INCIDENT_OPENED, .incident = "INC-5", .severity = 5},
+     "severity"},
     {"crash count 0", {.type = EVENT_CRASH_REPORTED, .cohort = "beta", .count = 0}, "count"},
     {"missing id", {.type = EVENT_CI_COMPLETED, .id = "-", .ok = true}, "id"},
 };
@@ -487,8 +496,8 @@ static void test_metrics_accepted_and_decide_nothing(void **state) {
 
 static void test_global_flag_applies_to_every_live_rollout(void **state) {
   struct t *t = *state;
-  start(t, "r1", T0);                 /* running, 0.5% */
-  request(t, "r2", T0 + 1 * MIN_MS);  /* pending */
+  start(t, "r1", T0);                /* running, 0.5% */
+  request(t, "r2", T0 + 1 * MIN_MS); /* pending */
   start(t, "r3", T0 + 2 * MIN_MS);
   command(t, "r3", T0 + 6 * MIN_MS, COMMAND_PROMOTE, true); /* completed, 100% */
   start(t, "r4", T0 + 3 * MIN_MS);
@@ -580,8 +589,8 @@ static void test_global_cohort_flag(void **state) {
   assert_false(t->e.global.cohort_enabled[0]);
   /* a rollout's own switch cannot turn the global one back on */
   clear(t);
-  struct event on = fixture_flag("k2", "r1", T0 + 11 * MIN_MS,
-                                 "canary.cohort.internal_test.enabled", true);
+  struct event on =
+      fixture_flag("k2", "r1", T0 + 11 * MIN_MS, "canary.cohort.internal_test.enabled", true);
   apply(t, on);
   assert_true(exposure(t, "r1") == 0);
   assert_int_equal(n_for(t, "r2"), 0);
@@ -711,8 +720,8 @@ static int setup_watch_own(void **state) {
 static int setup_estimate(void **state) { return setup_plan(state, true); }
 
 /* One 10 s interval of one variant: requests, errors. */
-static void interval(struct t *t, const char *rollout, int64_t at, enum variant v,
-                     double requests, double errors) {
+static void interval(struct t *t, const char *rollout, int64_t at, enum variant v, double requests,
+                     double errors) {
   struct metric_value c[] = {{"requests", requests}, {"errors", errors}};
   struct event e = ev(t, EVENT_METRICS, rollout, at);
   snprintf(e.cohort, sizeof e.cohort, "internal_test");
@@ -922,7 +931,8 @@ static void test_watch_after_ga_pages_oncall(void **state) {
   assert_true(split->exposure_percent == 99);
   assert_true(split->cohorts[split->n_cohorts - 1].percent == 99);
   const struct decision *d = last_decision(t, "r1");
-  assert_non_null(strstr(d->reason, "ga at 99% of users (1% held back on 2.0.9) and watched for 24h"));
+  assert_non_null(
+      strstr(d->reason, "ga at 99% of users (1% held back on 2.0.9) and watched for 24h"));
   assert_non_null(decision_evidence(d, "watch_until_ms"));
   assert_int_equal(engine_next_deadline(&t->e) <= T0 + 10 * MIN_MS + 24 * HOUR_MS, true);
   clear(t);
@@ -1056,8 +1066,8 @@ static void test_held_gate_is_asked_at_the_evaluation_cadence(void **state) {
   for (int64_t at = held - 10000; at <= held + 20000; at += 100) {
     run_until(t, at);
     interval(t, "r1", at, at % 200 ? VARIANT_BASELINE : VARIANT_CANARY, 100, 0);
-    const struct rollout_reading *gate = reading(engine_find(&t->e, "r1"), READING_EXIT,
-                                                 "error_rate");
+    const struct rollout_reading *gate =
+        reading(engine_find(&t->e, "r1"), READING_EXIT, "error_rate");
     if (at < held || !gate || gate->at_ms == prev)
       continue;
     if (prev >= held && gate->at_ms - prev < ROLLOUT_METRICS_EVAL_MS)
@@ -1066,7 +1076,7 @@ static void test_held_gate_is_asked_at_the_evaluation_cadence(void **state) {
     reads++;
   }
   assert_int_equal(engine_find(&t->e, "r1")->stage, 0); /* held: smoke_passed is unmet */
-  assert_in_range(reads, 60, 82); /* 20 s at 4 a second, not 200 */
+  assert_in_range(reads, 60, 82);                       /* 20 s at 4 a second, not 200 */
 }
 
 /* ---- the built-in plan on evidence --------------------------------------------------------- */
@@ -1131,7 +1141,7 @@ static void test_evidence_outage_on_both_halts_only_the_absolute_rule(void **sta
   assert_non_null(d);
   assert_string_equal(d->rule, "error_rate");
   assert_true(item(d, "estimate")->num == 0.03);
-  assert_true(item(d, "bound")->num > 0.01); /* the lower bound cleared the limit */
+  assert_true(item(d, "bound")->num > 0.01);               /* the lower bound cleared the limit */
   assert_true(d->time_ms >= T0 + 4 * MIN_MS + 5 * MIN_MS); /* its for: 5m on top */
 }
 
@@ -1190,7 +1200,8 @@ static void test_evidence_survives_restart(void **state) {
       bool canary = v == 1;
       double req = canary ? 1000 : 199000;
       counters[n][0] = (struct metric_value){"requests", req};
-      counters[n][1] = (struct metric_value){"errors", canary ? (double)(n % 7 == 1) * 3 : 40 + n % 5};
+      counters[n][1] =
+          (struct metric_value){"errors", canary ? (double)(n % 7 == 1) * 3 : 40 + n % 5};
       counters[n][2] = (struct metric_value){"transactions", req / 10};
       counters[n][3] = (struct metric_value){"transactions_failed", (double)(n % 11 == 0)};
       for (int k = 0; k < 5; k++)
@@ -1237,8 +1248,8 @@ static void test_evidence_survives_restart(void **state) {
         continue;
       evidence_rules++;
       if (memcmp(&va.f[k].log_e, &vb.f[k].log_e, sizeof(double)))
-        fail_msg("rule %s: e-value %.17g before the restart, %.17g after",
-                 t->plan.rules[i].name, va.f[k].log_e, vb.f[k].log_e);
+        fail_msg("rule %s: e-value %.17g before the restart, %.17g after", t->plan.rules[i].name,
+                 va.f[k].log_e, vb.f[k].log_e);
     }
   }
   assert_true(evidence_rules >= 5); /* errors (both), transactions (both), LCP, the split... */
@@ -1296,8 +1307,8 @@ static void test_evidence_split_waits_while_switched_off(void **state) {
 
 static void test_tick_fires_due_rollouts_only(void **state) {
   struct t *t = *state;
-  start(t, "r1", T0);                  /* internal_test from T0 + 3 min */
-  start(t, "r2", T0 + 30 * MIN_MS);    /* internal_test from T0 + 33 min */
+  start(t, "r1", T0);               /* internal_test from T0 + 3 min */
+  start(t, "r2", T0 + 30 * MIN_MS); /* internal_test from T0 + 33 min */
   struct event s = ev(t, EVENT_SMOKE_COMPLETED, "r1", T0 + 40 * MIN_MS);
   s.ok = true;
   s.passed = 10;
@@ -1382,10 +1393,8 @@ static void happy_path(struct t *t, bool noise) {
     snprintf(bad.cohort, sizeof bad.cohort, "nowhere");
     bad.count = 1;
     assert_int_equal(submit(t, &bad), APPLY_REJECTED);
-    apply(t, fixture_flag("k1", "r1", AT(T0 + 2 * HOUR_MS), "canary.cohort.beta.enabled",
-                          false));
-    apply(t, fixture_flag("k2", "r1", AT(T0 + 3 * HOUR_MS), "canary.cohort.beta.enabled",
-                          true));
+    apply(t, fixture_flag("k1", "r1", AT(T0 + 2 * HOUR_MS), "canary.cohort.beta.enabled", false));
+    apply(t, fixture_flag("k2", "r1", AT(T0 + 3 * HOUR_MS), "canary.cohort.beta.enabled", true));
   }
   e = ev(t, EVENT_FEEDBACK_RECEIVED, "r1", AT(T0 + 6 * HOUR_MS));
   snprintf(e.cohort, sizeof e.cohort, "friendly_gp");
@@ -1435,8 +1444,8 @@ static void walk_collect(struct t *t, struct walk *w) {
       w->prev[k] = ROLLOUT_PENDING;
     }
     bool moved = d->state != w->prev[k] ||
-                 (d->state == ROLLOUT_RUNNING && (d->action == DECISION_ADVANCE ||
-                                                  d->action == DECISION_PROMOTE));
+                 (d->state == ROLLOUT_RUNNING &&
+                  (d->action == DECISION_ADVANCE || d->action == DECISION_PROMOTE));
     if (moved)
       w->seen[w->prev[k]][d->state] = true;
     w->prev[k] = d->state;
@@ -1459,18 +1468,18 @@ static void test_state_diagram_walk(void **state) {
   int64_t at = T0 + 32 * 24 * HOUR_MS;
   request(t, "p1", at); /* gates unmet: pending */
   command(t, "p1", at + 1, COMMAND_PAUSE, false);
-  command(t, "p1", at + 2, COMMAND_RESUME, false);    /* paused -> pending */
-  command(t, "p1", at + 3, COMMAND_ROLLBACK, false);  /* pending -> rolled_back */
+  command(t, "p1", at + 2, COMMAND_RESUME, false);   /* paused -> pending */
+  command(t, "p1", at + 3, COMMAND_ROLLBACK, false); /* pending -> rolled_back */
   request(t, "p2", at);
-  command(t, "p2", at + 1, COMMAND_PROMOTE, true);    /* pending -> completed */
+  command(t, "p2", at + 1, COMMAND_PROMOTE, true); /* pending -> completed */
   request(t, "p3", at);
   command(t, "p3", at + 1, COMMAND_PAUSE, false);
-  command(t, "p3", at + 2, COMMAND_PROMOTE, true);    /* paused -> completed */
+  command(t, "p3", at + 2, COMMAND_PROMOTE, true); /* paused -> completed */
   start(t, "s1", at);
   command(t, "s1", at + 4 * MIN_MS, COMMAND_PAUSE, false);
-  command(t, "s1", at + 5 * MIN_MS, COMMAND_RESUME, false);   /* paused -> running */
-  command(t, "s1", at + 6 * MIN_MS, COMMAND_PROMOTE, false);  /* running -> running */
-  command(t, "s1", at + 7 * MIN_MS, COMMAND_PROMOTE, true);   /* running -> completed */
+  command(t, "s1", at + 5 * MIN_MS, COMMAND_RESUME, false);  /* paused -> running */
+  command(t, "s1", at + 6 * MIN_MS, COMMAND_PROMOTE, false); /* running -> running */
+  command(t, "s1", at + 7 * MIN_MS, COMMAND_PROMOTE, true);  /* running -> completed */
   start(t, "s2", at);
   command(t, "s2", at + 4 * MIN_MS, COMMAND_ROLLBACK, false); /* running -> rolled_back */
   start(t, "s3", at);
@@ -1705,8 +1714,8 @@ int main(void) {
                                       setup_builtin, teardown),
       cmocka_unit_test_setup_teardown(test_evidence_outage_on_both_halts_only_the_absolute_rule,
                                       setup_builtin, teardown),
-      cmocka_unit_test_setup_teardown(test_evidence_is_not_fooled_by_a_few_requests,
-                                      setup_builtin, teardown),
+      cmocka_unit_test_setup_teardown(test_evidence_is_not_fooled_by_a_few_requests, setup_builtin,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_evidence_survives_restart, setup_builtin, teardown),
       cmocka_unit_test_setup_teardown(test_evidence_split_waits_while_switched_off, setup_builtin,
                                       teardown),
@@ -1714,8 +1723,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_admit_changes_nothing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_state_diagram_walk, setup, teardown),
       cmocka_unit_test_setup_teardown(test_watch_after_ga_pages_oncall, setup_watch, teardown),
-      cmocka_unit_test_setup_teardown(test_watch_without_holdback_detects_a_change,
-                                      setup_watch_own, teardown),
+      cmocka_unit_test_setup_teardown(test_watch_without_holdback_detects_a_change, setup_watch_own,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_low_traffic_neither_halts_nor_passes, setup_estimate,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_no_rollouts_no_deadline, setup, teardown),

@@ -22,10 +22,12 @@
 static const char *const EVENTS[] = {
     "{\"id\":\"e1\",\"rollout\":\"r1\",\"time\":1767225600000,\"type\":\"rollout.requested\","
     "\"service\":\"web\",\"version\":\"2.1.0\",\"baseline_version\":\"2.0.9\"}",
-    "{\"id\":\"e2\",\"rollout\":\"r1\",\"time\":1767225601000,\"type\":\"ci.completed\",\"ok\":true}",
+    "{\"id\":\"e2\",\"rollout\":\"r1\",\"time\":1767225601000,\"type\":\"ci.completed\",\"ok\":"
+    "true}",
     "{\"id\":\"e3\",\"rollout\":\"r1\",\"time\":1767225602000,\"type\":\"deploy.completed\","
     "\"ok\":false}",
-    "{\"id\":\"e4\",\"rollout\":\"r1\",\"time\":1767225603000,\"type\":\"health.checked\",\"ok\":true}",
+    "{\"id\":\"e4\",\"rollout\":\"r1\",\"time\":1767225603000,\"type\":\"health.checked\",\"ok\":"
+    "true}",
     "{\"id\":\"e5\",\"rollout\":\"r1\",\"time\":1767225604000,\"type\":\"smoke.completed\","
     "\"ok\":false,\"passed\":18,\"failed\":2}",
     "{\"id\":\"e6\",\"rollout\":\"r1\",\"time\":1767225605000,\"type\":\"crash.reported\","
@@ -102,7 +104,8 @@ struct pair {
 /* Other spellings of one event: the same digest. */
 static const struct pair SAME[] = {
     /* the time as RFC 3339, in another offset */
-    {"{\"id\":\"x\",\"rollout\":\"r1\",\"time\":1767225601000,\"type\":\"ci.completed\",\"ok\":true}",
+    {"{\"id\":\"x\",\"rollout\":\"r1\",\"time\":1767225601000,\"type\":\"ci.completed\",\"ok\":"
+     "true}",
      "{\"id\":\"x\",\"rollout\":\"r1\",\"time\":\"2026-01-01T01:00:01+01:00\","
      "\"type\":\"ci.completed\",\"ok\":true}"},
     /* keys in another order, whitespace */
@@ -119,7 +122,8 @@ static const struct pair SAME[] = {
      "\"variant\":\"baseline\",\"interval_ms\":10000,\"counters\":{\"requests\":900,\"errors\":3},"
      "\"distributions\":{\"a\":[1,2],\"b\":[3]}}",
      "{\"id\":\"x\",\"rollout\":\"r1\",\"time\":1,\"type\":\"metrics\",\"cohort\":\"beta\","
-     "\"variant\":\"baseline\",\"interval_ms\":10000,\"counters\":{\"errors\":3.0,\"requests\":9e2},"
+     "\"variant\":\"baseline\",\"interval_ms\":10000,\"counters\":{\"errors\":3.0,\"requests\":9e2}"
+     ","
      "\"distributions\":{\"b\":[3],\"a\":[1.0,2]}}"},
     /* -0 is 0 */
     {"{\"id\":\"x\",\"rollout\":\"r1\",\"time\":1,\"type\":\"metrics\",\"cohort\":\"beta\","

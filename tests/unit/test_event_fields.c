@@ -121,11 +121,11 @@ static const char *first_difference(const struct event *a, const struct event *b
 /* ---- setting a field to one of two values --------------------------------------------------- */
 
 static const struct metric_value COUNTERS[2][2] = {{{"requests", 900}, {"errors", 3}},
-                                                    {{"requests", 900}, {"errors", 4}}};
+                                                   {{"requests", 900}, {"errors", 4}}};
 static const struct metric_value GAUGES[2][1] = {{{"cpu_ratio", 0.25}}, {{"cpu_ratio", -0.5}}};
 static const double LATENCY[2][3] = {{20, 35.5, 120}, {20, 35.5, 121}};
 static const struct diff_sample SAMPLES[2][2] = {{{1, 2, 2.5}, {3, 4, 4}},
-                                                  {{1, 2, 2.5}, {3, 4, 4.5}}};
+                                                 {{1, 2, 2.5}, {3, 4, 4.5}}};
 
 /* Set field f of ev to its which-th (0 or 1) test value: valid for every type carrying it, and
  * the two differ. dists is the storage a distribution borrows. */

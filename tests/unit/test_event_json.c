@@ -63,11 +63,11 @@ static const struct json_value *parse_json(struct json_doc *doc, const char *tex
   return root;
 }
 
-#define STR_EQ(field)                                                                        \
-  if (strcmp(a->field, b->field) != 0)                                                     \
+#define STR_EQ(field)                                                                              \
+  if (strcmp(a->field, b->field) != 0)                                                             \
     fail_msg("%s: %s '%s' != '%s'", ctx, #field, a->field, b->field);
-#define NUM_EQ(field)                                                                        \
-  if (a->field != b->field)                                                                \
+#define NUM_EQ(field)                                                                              \
+  if (a->field != b->field)                                                                        \
     fail_msg("%s: %s %lld != %lld", ctx, #field, (long long)a->field, (long long)b->field);
 
 static void assert_values_equal(const char *ctx, const char *what, const struct metric_value *x,
@@ -82,14 +82,17 @@ static void assert_values_equal(const char *ctx, const char *what, const struct 
 
 /* Field-by-field equality, metric payloads by content. */
 static void assert_event_equal(const char *ctx, const struct event *a, const struct event *b) {
+  /* statement macros without semicolons: clang-format cannot lay them out */
+  // clang-format off
   NUM_EQ(type) STR_EQ(id) STR_EQ(rollout) NUM_EQ(time_ms)
   STR_EQ(service) STR_EQ(version) STR_EQ(baseline_version)
   NUM_EQ(ok) NUM_EQ(passed) NUM_EQ(failed) STR_EQ(cohort) NUM_EQ(count)
   STR_EQ(incident) NUM_EQ(severity) NUM_EQ(incident_kind) NUM_EQ(sentiment) NUM_EQ(role)
   STR_EQ(actor) NUM_EQ(alert_kind) STR_EQ(detail) NUM_EQ(action) NUM_EQ(force) STR_EQ(reason)
   STR_EQ(flag) NUM_EQ(value) NUM_EQ(metrics.variant) NUM_EQ(metrics.interval_ms)
-  assert_values_equal(ctx, "counters", a->metrics.counters, a->metrics.n_counters,
-                      b->metrics.counters, b->metrics.n_counters);
+      // clang-format on
+      assert_values_equal(ctx, "counters", a->metrics.counters, a->metrics.n_counters,
+                          b->metrics.counters, b->metrics.n_counters);
   assert_values_equal(ctx, "gauges", a->metrics.gauges, a->metrics.n_gauges, b->metrics.gauges,
                       b->metrics.n_gauges);
   NUM_EQ(metrics.n_dists)
@@ -210,8 +213,8 @@ static const struct metric_value counters[] = {{"requests", 1200}, {"errors", 3}
 static const struct metric_value gauges[] = {{"cpu_ratio", 0.42}, {"webvitals_cls", 0.05}};
 static const double latency[] = {12.5, 13, 250.25, 1e-3};
 static const double lcp[] = {1800};
-static const struct metric_dist dists[] = {{"latency_ms", latency, 4}, {"webvitals_lcp_ms", lcp, 1},
-                                           {"empty", NULL, 0}};
+static const struct metric_dist dists[] = {
+    {"latency_ms", latency, 4}, {"webvitals_lcp_ms", lcp, 1}, {"empty", NULL, 0}};
 static const struct diff_sample samples[] = {{1, 2, 2}, {0.5, -1, 1e21}};
 
 static struct event ev_metrics(void) {
@@ -252,62 +255,90 @@ static const struct {
   const char *line;
   struct event (*want)(void);
 } valid[] = {
-    {"{\"id\":\"e1\",\"rollout\":\"web-2.1.0\",\"time\":1767225600000,\"type\":\"rollout.requested\","
-     "\"service\":\"web\",\"version\":\"2.1.0\",\"baseline_version\":\"2.0.9\"}", ev_requested},
+    {"{\"id\":\"e1\",\"rollout\":\"web-2.1.0\",\"time\":1767225600000,\"type\":\"rollout."
+     "requested\","
+     "\"service\":\"web\",\"version\":\"2.1.0\",\"baseline_version\":\"2.0.9\"}",
+     ev_requested},
     {"{\"type\":\"ci.completed\",\"id\":\"e2\",\"rollout\":\"web-2.1.0\",\"time\":1767225600001,"
-     "\"ok\":true}", ev_ci},
+     "\"ok\":true}",
+     ev_ci},
     {" { \"id\" : \"e3\" , \"rollout\" : \"web-2.1.0\" , \"time\" : 1767225600002 , "
-     "\"type\" : \"deploy.completed\" , \"ok\" : false }\r\n", ev_deploy},
+     "\"type\" : \"deploy.completed\" , \"ok\" : false }\r\n",
+     ev_deploy},
     {"{\"id\":\"e4\",\"rollout\":\"web-2.1.0\",\"time\":\"2026-01-01T00:00:00.003Z\","
-     "\"type\":\"health.checked\",\"ok\":true}", ev_health},
+     "\"type\":\"health.checked\",\"ok\":true}",
+     ev_health},
     {"{\"id\":\"e5\",\"rollout\":\"web-2.1.0\",\"time\":1767225600004,\"type\":\"smoke.completed\","
-     "\"ok\":true,\"passed\":42,\"failed\":0}", ev_smoke},
-    {"{\"id\":\"e5b\",\"rollout\":\"web-2.1.0\",\"time\":1767225600004,\"type\":\"smoke.completed\","
-     "\"ok\":false}", ev_smoke_min},
+     "\"ok\":true,\"passed\":42,\"failed\":0}",
+     ev_smoke},
+    {"{\"id\":\"e5b\",\"rollout\":\"web-2.1.0\",\"time\":1767225600004,\"type\":\"smoke."
+     "completed\","
+     "\"ok\":false}",
+     ev_smoke_min},
     {"{\"id\":\"e6\",\"rollout\":\"web-2.1.0\",\"time\":1767225600005,\"type\":\"crash.reported\","
-     "\"cohort\":\"internal_test\",\"count\":3}", ev_crash},
+     "\"cohort\":\"internal_test\",\"count\":3}",
+     ev_crash},
     {"{\"id\":\"e7\",\"rollout\":\"web-2.1.0\",\"time\":1767225600006,\"type\":\"incident.opened\","
-     "\"incident\":\"INC-7\",\"severity\":2,\"kind\":\"data_inconsistency\"}", ev_incident},
-    {"{\"id\":\"e8\",\"rollout\":\"web-2.1.0\",\"time\":1767225600007,\"type\":\"incident.resolved\","
-     "\"incident\":\"INC-7\"}", ev_resolved},
-    {"{\"id\":\"e9\",\"rollout\":\"web-2.1.0\",\"time\":1767225600008,\"type\":\"feedback.received\","
-     "\"cohort\":\"beta\",\"sentiment\":\"negative\"}", ev_feedback},
-    {"{\"id\":\"e10\",\"rollout\":\"web-2.1.0\",\"time\":1767225600009,\"type\":\"approval.granted\","
-     "\"role\":\"docs\",\"actor\":\"carol\"}", ev_approval},
+     "\"incident\":\"INC-7\",\"severity\":2,\"kind\":\"data_inconsistency\"}",
+     ev_incident},
+    {"{\"id\":\"e8\",\"rollout\":\"web-2.1.0\",\"time\":1767225600007,\"type\":\"incident."
+     "resolved\","
+     "\"incident\":\"INC-7\"}",
+     ev_resolved},
+    {"{\"id\":\"e9\",\"rollout\":\"web-2.1.0\",\"time\":1767225600008,\"type\":\"feedback."
+     "received\","
+     "\"cohort\":\"beta\",\"sentiment\":\"negative\"}",
+     ev_feedback},
+    {"{\"id\":\"e10\",\"rollout\":\"web-2.1.0\",\"time\":1767225600009,\"type\":\"approval."
+     "granted\","
+     "\"role\":\"docs\",\"actor\":\"carol\"}",
+     ev_approval},
     {"{\"id\":\"e11\",\"rollout\":\"web-2.1.0\",\"time\":1767225600010,\"type\":\"alert.raised\","
      "\"kind\":\"db_connection_exhaustion\",\"detail\":\"pool 98% used \\\"primary\\\"\\n\"}",
      ev_alert},
     {"{\"id\":\"e11b\",\"rollout\":\"web-2.1.0\",\"time\":1767225600010,\"type\":\"alert.raised\","
-     "\"kind\":\"security\"}", ev_alert_min},
+     "\"kind\":\"security\"}",
+     ev_alert_min},
     {"{\"id\":\"c1\",\"rollout\":\"web-2.1.0\",\"time\":\"2026-01-01T01:00:00+01:00\","
      "\"type\":\"command\",\"action\":\"promote\",\"force\":true,\"actor\":\"alice\","
-     "\"reason\":\"hotfix verified\"}", ev_command},
+     "\"reason\":\"hotfix verified\"}",
+     ev_command},
     {"{\"id\":\"c2\",\"rollout\":\"web-2.1.0\",\"time\":1767225600000,\"type\":\"command\","
-     "\"action\":\"pause\"}", ev_command_min},
+     "\"action\":\"pause\"}",
+     ev_command_min},
     {"{\"id\":\"f1\",\"rollout\":\"web-2.1.0\",\"time\":1767225600011,\"type\":\"flag.set\","
-     "\"flag\":\"canary.cohort.beta.enabled\",\"value\":false,\"actor\":\"bob\"}", ev_flag},
+     "\"flag\":\"canary.cohort.beta.enabled\",\"value\":false,\"actor\":\"bob\"}",
+     ev_flag},
     {"{\"id\":\"f2\",\"time\":1767225600012,\"type\":\"flag.set\","
-     "\"flag\":\"system.canary.enabled\",\"value\":true}", ev_flag_global},
+     "\"flag\":\"system.canary.enabled\",\"value\":true}",
+     ev_flag_global},
     {"{\"id\":\"f2\",\"rollout\":null,\"time\":1767225600012,\"type\":\"flag.set\","
-     "\"flag\":\"system.canary.enabled\",\"value\":true}", ev_flag_global},
+     "\"flag\":\"system.canary.enabled\",\"value\":true}",
+     ev_flag_global},
     {"{\"id\":\"f2\",\"rollout\":\"\",\"time\":1767225600012,\"type\":\"flag.set\","
-     "\"flag\":\"system.canary.enabled\",\"value\":true}", ev_flag_global},
+     "\"flag\":\"system.canary.enabled\",\"value\":true}",
+     ev_flag_global},
     {"{\"id\":\"m1\",\"rollout\":\"web-2.1.0\",\"time\":1767225600013,\"type\":\"metrics\","
      "\"cohort\":\"friendly_gp\",\"variant\":\"baseline\",\"interval_ms\":10000,"
      "\"counters\":{\"requests\":1200,\"errors\":3},"
      "\"gauges\":{\"cpu_ratio\":0.42,\"webvitals_cls\":5e-2},"
      "\"distributions\":{\"latency_ms\":[12.5,13,250.25,0.001],\"webvitals_lcp_ms\":[1800],"
-     "\"empty\":[]}}", ev_metrics},
+     "\"empty\":[]}}",
+     ev_metrics},
     {"{\"id\":\"m2\",\"rollout\":\"web-2.1.0\",\"time\":1767225600014,\"type\":\"metrics\","
-     "\"cohort\":\"ga\",\"variant\":\"canary\",\"interval_ms\":1}", ev_metrics_min},
+     "\"cohort\":\"ga\",\"variant\":\"canary\",\"interval_ms\":1}",
+     ev_metrics_min},
     {"{\"id\":\"m2\",\"rollout\":\"web-2.1.0\",\"time\":1767225600014,\"type\":\"metrics\","
      "\"cohort\":\"ga\",\"variant\":\"canary\",\"interval_ms\":1,\"counters\":{},\"gauges\":{},"
-     "\"distributions\":{}}", ev_metrics_min},
+     "\"distributions\":{}}",
+     ev_metrics_min},
     {"{\"id\":\"d2\",\"rollout\":\"web-2.1.0\",\"time\":1767225600016,\"type\":\"diff.samples\","
-     "\"cohort\":\"beta\",\"samples\":[]}", ev_diff_empty},
+     "\"cohort\":\"beta\",\"samples\":[]}",
+     ev_diff_empty},
     {"{\"id\":\"d1\",\"rollout\":\"web-2.1.0\",\"time\":1767225600015,\"type\":\"diff.samples\","
      "\"cohort\":\"beta\",\"samples\":[{\"input\":1,\"stable\":2,\"canary\":2},"
-     "{\"canary\":1e21,\"stable\":-1,\"input\":0.5}]}", ev_diff},
+     "{\"canary\":1e21,\"stable\":-1,\"input\":0.5}]}",
+     ev_diff},
 };
 #define N_VALID (sizeof valid / sizeof valid[0])
 
@@ -334,8 +365,11 @@ static void test_decode_every_type(void **state) {
 /* Integer ms and RFC 3339 (any offset, any fraction) give the same time. */
 static void test_time_forms(void **state) {
   static const char *const times[] = {
-      "1767229200250", "\"2026-01-01T01:00:00.250Z\"", "\"2026-01-01T02:00:00.25+01:00\"",
-      "\"2025-12-31T19:30:00.250-05:30\"", "\"2026-01-01 01:00:00.250999z\"",
+      "1767229200250",
+      "\"2026-01-01T01:00:00.250Z\"",
+      "\"2026-01-01T02:00:00.25+01:00\"",
+      "\"2025-12-31T19:30:00.250-05:30\"",
+      "\"2026-01-01 01:00:00.250999z\"",
   };
   struct event_scratch *s = event_scratch_new();
   for (size_t k = 0; k < sizeof times / sizeof times[0]; k++) {
@@ -368,7 +402,8 @@ static const struct {
     {HEAD "\"type\":\"ci.completed\",\"ok\":true} x", CANARY_EPARSE, "trailing characters"},
     {HEAD "\"type\":\"ci.completed\",\"ok\":true,\"ok\":false}", CANARY_EPARSE,
      "1:66: duplicate key 'ok'"},
-    {HEAD "\"type\":\"ci.completed\",\"ok\":True}", CANARY_EPARSE, "1:61: unexpected character 'T'"},
+    {HEAD "\"type\":\"ci.completed\",\"ok\":True}", CANARY_EPARSE,
+     "1:61: unexpected character 'T'"},
     /* JSON, but not an event */
     {"[]", CANARY_EINVALID, "event: expected object, got array"},
     {"\"ci.completed\"", CANARY_EINVALID, "event: expected object, got string"},
@@ -401,7 +436,8 @@ static const struct {
     {HEAD "\"type\":\"flag.set\",\"flag\":\"system.canary.enabled\"}", CANARY_EINVALID,
      "value: missing"},
     {HEAD "\"type\":\"rollout.requested\",\"service\":\"\",\"version\":\"2\","
-     "\"baseline_version\":\"1\"}", CANARY_EINVALID, "service: missing"},
+          "\"baseline_version\":\"1\"}",
+     CANARY_EINVALID, "service: missing"},
     {"{\"id\":\"\",\"rollout\":\"r\",\"time\":1,\"type\":\"ci.completed\",\"ok\":true}",
      CANARY_EINVALID, "id: missing"},
     /* wrong JSON types */
@@ -432,12 +468,14 @@ static const struct {
      CANARY_EINVALID, "severity: must be 1..4"},
     {HEAD "\"type\":\"incident.opened\",\"incident\":\"I\",\"severity\":0,\"kind\":\"bug\"}",
      CANARY_EINVALID, "severity: must be 1..4"},
-    {HEAD "\"type\":\"incident.opened\",\"incident\":\"I\",\"severity\":4294967297,\"kind\":\"bug\"}",
+    {HEAD
+     "\"type\":\"incident.opened\",\"incident\":\"I\",\"severity\":4294967297,\"kind\":\"bug\"}",
      CANARY_EINVALID, "severity: must be 1..4"},
     {HEAD "\"type\":\"incident.opened\",\"incident\":\"I\",\"severity\":1,\"kind\":\"meteor\"}",
      CANARY_EINVALID, "kind: 'meteor' is not one of bug, security, compliance, data_inconsistency"},
     {HEAD "\"type\":\"alert.raised\",\"kind\":\"bug\"}", CANARY_EINVALID,
-     "kind: 'bug' is not one of security, compliance, data_inconsistency, db_connection_exhaustion"},
+     "kind: 'bug' is not one of security, compliance, data_inconsistency, "
+     "db_connection_exhaustion"},
     {HEAD "\"type\":\"feedback.received\",\"cohort\":\"beta\",\"sentiment\":\"meh\"}",
      CANARY_EINVALID, "sentiment: 'meh' is not one of positive, negative"},
     {HEAD "\"type\":\"approval.granted\",\"role\":\"ceo\"}", CANARY_EINVALID,
@@ -455,25 +493,29 @@ static const struct {
     {HEAD "\"type\":\"metrics\",\"cohort\":\"b\",\"variant\":\"canary\",\"interval_ms\":0}",
      CANARY_EINVALID, "interval_ms: must be positive"},
     {HEAD "\"type\":\"metrics\",\"cohort\":\"b\",\"variant\":\"canary\",\"interval_ms\":10,"
-     "\"counters\":{\"errors\":-1}}",
+          "\"counters\":{\"errors\":-1}}",
      CANARY_EINVALID, "counters: names must be set and values finite and not negative"},
     {HEAD "\"type\":\"metrics\",\"cohort\":\"b\",\"variant\":\"canary\",\"interval_ms\":10,"
-     "\"distributions\":{\"latency_ms\":[12,-3]}}",
+          "\"distributions\":{\"latency_ms\":[12,-3]}}",
      CANARY_EINVALID, "distributions: names must be set and values finite and not negative"},
     /* strings: never truncated */
     {HEAD "\"type\":\"rollout.requested\",\"service\":\"" LONG64 "\",\"version\":\"2\","
-     "\"baseline_version\":\"1\"}", CANARY_EINVALID, "service: longer than 63 bytes"},
+          "\"baseline_version\":\"1\"}",
+     CANARY_EINVALID, "service: longer than 63 bytes"},
     {"{\"id\":\"x\",\"rollout\":\"" LONG64 "\",\"time\":1,\"type\":\"ci.completed\",\"ok\":true}",
      CANARY_EINVALID, "rollout: longer than 63 bytes"},
     {"{\"id\":\"" LONG64 LONG64 "\",\"rollout\":\"r\",\"time\":1,\"type\":\"ci.completed\","
-     "\"ok\":true}", CANARY_EINVALID, "id: longer than 127 bytes"},
+     "\"ok\":true}",
+     CANARY_EINVALID, "id: longer than 127 bytes"},
     {HEAD "\"type\":\"incident.resolved\",\"incident\":\"a\\u0000b\"}", CANARY_EINVALID,
      "incident: must not contain NUL characters"},
     /* time */
-    {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":\"yesterday\",\"type\":\"ci.completed\",\"ok\":true}",
+    {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":\"yesterday\",\"type\":\"ci.completed\",\"ok\":"
+     "true}",
      CANARY_EINVALID, "time: 'yesterday' is not an RFC 3339 timestamp"},
     {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":\"2026-02-29T00:00:00Z\",\"type\":\"ci.completed\","
-     "\"ok\":true}", CANARY_EINVALID, "time: '2026-02-29T00:00:00Z' is not an RFC 3339 timestamp"},
+     "\"ok\":true}",
+     CANARY_EINVALID, "time: '2026-02-29T00:00:00Z' is not an RFC 3339 timestamp"},
     {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":1.5,\"type\":\"ci.completed\",\"ok\":true}",
      CANARY_EINVALID, "time: expected integer milliseconds or an RFC 3339 string"},
     {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":true,\"type\":\"ci.completed\",\"ok\":true}",
@@ -482,21 +524,28 @@ static const struct {
      CANARY_EINVALID, "time: must not be before 1970"},
     /* issue 10: names are data, not terminal control (texts may hold tabs and newlines) */
     {"{\"id\":\"x\",\"rollout\":\"r\\nfake row\",\"time\":1,\"type\":\"ci.completed\","
-     "\"ok\":true}", CANARY_EINVALID, "rollout: must not contain control characters (byte 0x0a at 1)"},
+     "\"ok\":true}",
+     CANARY_EINVALID, "rollout: must not contain control characters (byte 0x0a at 1)"},
     {"{\"id\":\"x\\u001b[31m\",\"rollout\":\"r\",\"time\":1,\"type\":\"ci.completed\","
-     "\"ok\":true}", CANARY_EINVALID, "id: must not contain control characters (byte 0x1b at 1)"},
+     "\"ok\":true}",
+     CANARY_EINVALID, "id: must not contain control characters (byte 0x1b at 1)"},
     {"{\"id\":\"x\",\"rollout\":\"r\\u009b2J\",\"time\":1,\"type\":\"ci.completed\","
-     "\"ok\":true}", CANARY_EINVALID, "rollout: must not contain control characters (byte 0x9b at 1)"},
+     "\"ok\":true}",
+     CANARY_EINVALID, "rollout: must not contain control characters (byte 0x9b at 1)"},
     {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":1,\"type\":\"command\",\"action\":\"pause\","
-     "\"reason\":\"a\\u0007b\"}", CANARY_EINVALID, "reason: must not contain control characters (byte 0x07 at 1)"},
+     "\"reason\":\"a\\u0007b\"}",
+     CANARY_EINVALID, "reason: must not contain control characters (byte 0x07 at 1)"},
     /* issue 10: INT64_MAX is the deadlines' "none", and microseconds reach the year 57,000 */
     {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":9223372036854775807,\"type\":\"ci.completed\","
-     "\"ok\":true}", CANARY_EINVALID, "time: must be before 2100"},
+     "\"ok\":true}",
+     CANARY_EINVALID, "time: must be before 2100"},
     {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":4102444800000,\"type\":\"ci.completed\","
-     "\"ok\":true}", CANARY_EINVALID, "time: must be before 2100"},
+     "\"ok\":true}",
+     CANARY_EINVALID, "time: must be before 2100"},
     {"{\"id\":\"x\",\"rollout\":\"r\",\"time\":\"2100-01-01T00:00:00Z\",\"type\":"
-     "\"ci.completed\",\"ok\":true}", CANARY_EINVALID, "time: must be before 2100"},
-    /* metric payloads */
+     "\"ci.completed\",\"ok\":true}",
+     CANARY_EINVALID, "time: must be before 2100"},
+/* metric payloads */
 #define MHEAD HEAD "\"type\":\"metrics\",\"cohort\":\"b\",\"variant\":\"canary\",\"interval_ms\":5,"
     {MHEAD "\"counters\":[1]}", CANARY_EINVALID, "counters: expected object, got array"},
     {MHEAD "\"counters\":{\"requests\":\"5\"}}", CANARY_EINVALID,
@@ -583,22 +632,26 @@ static void test_event_to_json_bytes(void **state) {
     struct event (*ev)(void);
     const char *json;
   } cases[] = {
-      {ev_command, "{\"id\":\"c1\",\"rollout\":\"web-2.1.0\",\"time\":1767225600000,\"type\":\"command\","
-                   "\"action\":\"promote\",\"force\":true,\"actor\":\"alice\",\"reason\":\"hotfix verified\"}"},
+      {ev_command,
+       "{\"id\":\"c1\",\"rollout\":\"web-2.1.0\",\"time\":1767225600000,\"type\":\"command\","
+       "\"action\":\"promote\",\"force\":true,\"actor\":\"alice\",\"reason\":\"hotfix verified\"}"},
       {ev_incident, "{\"id\":\"e7\",\"rollout\":\"web-2.1.0\",\"time\":1767225600006,"
                     "\"type\":\"incident.opened\",\"incident\":\"INC-7\",\"severity\":2,"
                     "\"kind\":\"data_inconsistency\"}"},
-      {ev_flag_global, "{\"id\":\"f2\",\"rollout\":null,\"time\":1767225600012,\"type\":\"flag.set\","
-                       "\"flag\":\"system.canary.enabled\",\"value\":true,\"actor\":\"\"}"},
-      {ev_metrics, "{\"id\":\"m1\",\"rollout\":\"web-2.1.0\",\"time\":1767225600013,\"type\":\"metrics\","
-                   "\"cohort\":\"friendly_gp\",\"variant\":\"baseline\",\"interval_ms\":10000,"
-                   "\"counters\":{\"requests\":1200,\"errors\":3},"
-                   "\"gauges\":{\"cpu_ratio\":0.42,\"webvitals_cls\":0.05},"
-                   "\"distributions\":{\"latency_ms\":[12.5,13,250.25,0.001],"
-                   "\"webvitals_lcp_ms\":[1800],\"empty\":[]}}"},
-      {ev_diff, "{\"id\":\"d1\",\"rollout\":\"web-2.1.0\",\"time\":1767225600015,"
-                "\"type\":\"diff.samples\",\"cohort\":\"beta\",\"samples\":"
-                "[{\"input\":1,\"stable\":2,\"canary\":2},{\"input\":0.5,\"stable\":-1,\"canary\":1e21}]}"},
+      {ev_flag_global,
+       "{\"id\":\"f2\",\"rollout\":null,\"time\":1767225600012,\"type\":\"flag.set\","
+       "\"flag\":\"system.canary.enabled\",\"value\":true,\"actor\":\"\"}"},
+      {ev_metrics,
+       "{\"id\":\"m1\",\"rollout\":\"web-2.1.0\",\"time\":1767225600013,\"type\":\"metrics\","
+       "\"cohort\":\"friendly_gp\",\"variant\":\"baseline\",\"interval_ms\":10000,"
+       "\"counters\":{\"requests\":1200,\"errors\":3},"
+       "\"gauges\":{\"cpu_ratio\":0.42,\"webvitals_cls\":0.05},"
+       "\"distributions\":{\"latency_ms\":[12.5,13,250.25,0.001],"
+       "\"webvitals_lcp_ms\":[1800],\"empty\":[]}}"},
+      {ev_diff,
+       "{\"id\":\"d1\",\"rollout\":\"web-2.1.0\",\"time\":1767225600015,"
+       "\"type\":\"diff.samples\",\"cohort\":\"beta\",\"samples\":"
+       "[{\"input\":1,\"stable\":2,\"canary\":2},{\"input\":0.5,\"stable\":-1,\"canary\":1e21}]}"},
   };
   struct jbuf b = {0};
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
@@ -737,7 +790,8 @@ static struct decision sample_decision(void) {
 }
 
 static const char sample_decision_json[] =
-    "{\"id\":\"web-2.1.0/3\",\"rollout\":\"web-2.1.0\",\"seq\":3,\"time\":\"2026-01-01T01:00:00.000Z\","
+    "{\"id\":\"web-2.1.0/"
+    "3\",\"rollout\":\"web-2.1.0\",\"seq\":3,\"time\":\"2026-01-01T01:00:00.000Z\","
     "\"action\":\"halt\",\"from_stage\":\"friendly_gp\",\"to_stage\":null,\"state\":\"paused\","
     "\"reason\":\"error rate 2.5% above the 1% limit for 5 min\",\"rule\":\"error_rate\","
     "\"evidence\":{\"error_rate\":0.025,\"baseline_error_rate\":0.004,\"requests\":12000,"
@@ -766,11 +820,11 @@ static void test_decision_json(void **state) {
   set(d.actor, sizeof d.actor, "canaryd");
   jbuf_reset(&b);
   decision_to_json(&d, &b);
-  assert_string_equal(b.data,
-                      "{\"id\":\"r/1\",\"rollout\":\"r\",\"seq\":1,\"time\":\"1970-01-01T00:00:00.000Z\","
-                      "\"action\":\"start\",\"from_stage\":null,\"to_stage\":\"internal_test\","
-                      "\"state\":\"pending\",\"reason\":\"requested by \\\"ci\\\"\",\"rule\":null,"
-                      "\"evidence\":{},\"actor\":\"canaryd\"}");
+  assert_string_equal(
+      b.data, "{\"id\":\"r/1\",\"rollout\":\"r\",\"seq\":1,\"time\":\"1970-01-01T00:00:00.000Z\","
+              "\"action\":\"start\",\"from_stage\":null,\"to_stage\":\"internal_test\","
+              "\"state\":\"pending\",\"reason\":\"requested by \\\"ci\\\"\",\"rule\":null,"
+              "\"evidence\":{},\"actor\":\"canaryd\"}");
   decision_add_num(&d, "p99", 0.0 / 0.0);
   decision_add_int(&d, "n", 1);
   decision_add_int(&d, "n", 2);
@@ -815,8 +869,8 @@ static void test_notification_json(void **state) {
   struct notification n = sample_notification();
   notification_to_json(&n, &b);
   const struct json_value *v = parse_json(&doc, b.data, b.len);
-  static const char *const keys[] = {"id", "rollout", "time", "channel", "channel_kind",
-                                     "severity", "title", "text", "decision_id", "slack"};
+  static const char *const keys[] = {"id",       "rollout", "time", "channel",     "channel_kind",
+                                     "severity", "title",   "text", "decision_id", "slack"};
   assert_int_equal(v->n_members, 10);
   for (size_t k = 0; k < 10; k++)
     assert_string_equal(v->members[k].key, keys[k]);
@@ -849,9 +903,10 @@ static void test_notification_json(void **state) {
   const struct json_value *section = &blocks->items[1];
   assert_string_equal(str_of(section, "type"), "section");
   assert_string_equal(str_of(json_get(section, "text"), "type"), "mrkdwn");
-  assert_string_equal(str_of(json_get(section, "text"), "text"),
-                      "Error rate 2.5% &gt; 1% limit (baseline 0.4%) for 5 min. Exposure held at 5% "
-                      "&amp; no expansion until resumed.");
+  assert_string_equal(
+      str_of(json_get(section, "text"), "text"),
+      "Error rate 2.5% &gt; 1% limit (baseline 0.4%) for 5 min. Exposure held at 5% "
+      "&amp; no expansion until resumed.");
   const struct json_value *context = &blocks->items[2];
   assert_string_equal(str_of(context, "type"), "context");
   const struct json_value *el = json_get(context, "elements");
@@ -902,8 +957,9 @@ static void test_slack_variants(void **state) {
   jbuf_reset(&b);
   notification_slack_payload(&n, &b);
   p0 = parse_json(&doc, b.data, b.len);
-  assert_string_equal(str_of(p0, "text"),
-                      ":rotating_light: a &lt;b&gt; &amp; c: &lt;!channel&gt; &amp; &lt;https://x|y&gt;");
+  assert_string_equal(
+      str_of(p0, "text"),
+      ":rotating_light: a &lt;b&gt; &amp; c: &lt;!channel&gt; &amp; &lt;https://x|y&gt;");
   assert_string_equal(str_of(json_get(&json_get(p0, "blocks")->items[0], "text"), "text"),
                       ":rotating_light: a <b> & c");
   assert_string_equal(str_of(json_get(&json_get(p0, "blocks")->items[1], "text"), "text"),
@@ -925,7 +981,7 @@ static void test_slack_variants(void **state) {
   const char *h = str_of(json_get(&blocks->items[0], "text"), "text");
   assert_int_equal(chars(h), 150);
   assert_string_equal(h + strlen(h) - 3, "\xE2\x80\xA6"); /* ends in "…" */
-  assert_int_equal(strlen(h), 21 + 120 + 2 * 8 + 3);   /* prefix, 120 x, 8 é, … */
+  assert_int_equal(strlen(h), 21 + 120 + 2 * 8 + 3);      /* prefix, 120 x, 8 é, … */
   assert_int_equal(json_get(&blocks->items[1], "elements")->n_items, 3);
 
   /* A title that fits is not cut. */
@@ -987,7 +1043,8 @@ static void test_traffic_json(void **state) {
   traffic_to_json(&t, &b);
   assert_string_equal(
       b.data,
-      "{\"id\":\"web-2.1.0/f4\",\"rollout\":\"web-2.1.0\",\"service\":\"web\",\"version\":\"2.1.0\","
+      "{\"id\":\"web-2.1.0/"
+      "f4\",\"rollout\":\"web-2.1.0\",\"service\":\"web\",\"version\":\"2.1.0\","
       "\"baseline_version\":\"2.0.9\",\"time\":\"2026-01-02T01:00:00.000Z\",\"exposure_percent\":5,"
       "\"canary_enabled\":true,\"breaker_open\":false,\"cohorts\":{"
       "\"internal_test\":{\"percent\":0.5,\"enabled\":true,\"kill\":false,"
@@ -1053,8 +1110,9 @@ static void test_docs_examples(void **state) {
     lineno++;
     bool fence = n >= 3 && memcmp(line, "```", 3) == 0;
     if (fence && in == NONE) {
-      in = n == 8 && memcmp(line, "```jsonl", 8) == 0 ? JSONL
-           : n == 7 && memcmp(line, "```json", 7) == 0 ? JSON : OTHER;
+      in = n == 8 && memcmp(line, "```jsonl", 8) == 0  ? JSONL
+           : n == 7 && memcmp(line, "```json", 7) == 0 ? JSON
+                                                       : OTHER;
       block_line = lineno;
       jbuf_reset(&block);
     } else if (fence) {
@@ -1092,8 +1150,8 @@ static void test_docs_examples(void **state) {
       char why[256];
       int rc = event_from_json(line, n, &ev, s, why, sizeof why);
       if (rc != CANARY_OK)
-        fail_msg("docs/events.md:%d (block at line %d): %s\n%.*s", lineno, block_line, why,
-                 (int)n, line);
+        fail_msg("docs/events.md:%d (block at line %d): %s\n%.*s", lineno, block_line, why, (int)n,
+                 line);
       /* and it survives a round trip */
       jbuf_reset(&enc);
       event_to_json(&ev, &enc);

@@ -33,15 +33,15 @@ static void test_reference_values(void **state) {
     enum evid_side side;
     double log_e;
   } cases[] = {
-      {10, 1000, 0.005, EVID_ABOVE, 1.0639238829387327},  /* 2x the null's rate: weak */
+      {10, 1000, 0.005, EVID_ABOVE, 1.0639238829387327}, /* 2x the null's rate: weak */
       {0, 1000, 0.005, EVID_ABOVE, -3.985073227667675},  /* none: evidence against */
-      {0, 10000, 0.001, EVID_BELOW, 8.699117249792097},   /* clean: a gate's "< 0.1%" */
+      {0, 10000, 0.001, EVID_BELOW, 8.699117249792097},  /* clean: a gate's "< 0.1%" */
       {3, 400, 0.001, EVID_ABOVE, 2.58654333037643},
       {30, 30, 0.005, EVID_ABOVE, 122.58476147704408},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-    near(evid_log_e_rate(cases[i].x, cases[i].n, cases[i].p0, cases[i].side), cases[i].log_e,
-         1e-12, "log_e");
+    near(evid_log_e_rate(cases[i].x, cases[i].n, cases[i].p0, cases[i].side), cases[i].log_e, 1e-12,
+         "log_e");
   /* the split: 20 canary errors against 1,000 baseline ones at a 0.5% share is p0 = q */
   struct evid_llr a;
   evid_llr_reset(&a);

@@ -43,13 +43,20 @@ struct obs {
 };
 #define MAX_OBS 6
 
-#define CTR(var, m, w, sum, n) {F_CTR, VARIANT_##var, m, w, 0, sum, n}
-#define AVG(var, m, w, x, n) {F_AVG, VARIANT_##var, m, w, 0, x, n}
-#define GMAX(var, m, w, x, n) {F_MAX, VARIANT_##var, m, w, 0, x, n}
-#define GMIN(var, m, w, x, n) {F_MIN, VARIANT_##var, m, w, 0, x, n}
-#define QNT(var, m, q, w, x, n) {F_Q, VARIANT_##var, m, w, q, x, n}
-#define DIFF(tol, w, x, n) {F_DIFF, VARIANT_CANARY, NULL, w, tol, x, n}
-#define ZS(x, n) {F_Z, VARIANT_CANARY, NULL, 0, 0, x, n}
+#define CTR(var, m, w, sum, n)                                                                     \
+  { F_CTR, VARIANT_##var, m, w, 0, sum, n }
+#define AVG(var, m, w, x, n)                                                                       \
+  { F_AVG, VARIANT_##var, m, w, 0, x, n }
+#define GMAX(var, m, w, x, n)                                                                      \
+  { F_MAX, VARIANT_##var, m, w, 0, x, n }
+#define GMIN(var, m, w, x, n)                                                                      \
+  { F_MIN, VARIANT_##var, m, w, 0, x, n }
+#define QNT(var, m, q, w, x, n)                                                                    \
+  { F_Q, VARIANT_##var, m, w, q, x, n }
+#define DIFF(tol, w, x, n)                                                                         \
+  { F_DIFF, VARIANT_CANARY, NULL, w, tol, x, n }
+#define ZS(x, n)                                                                                   \
+  { F_Z, VARIANT_CANARY, NULL, 0, 0, x, n }
 
 struct fake {
   const struct obs *obs;
@@ -123,8 +130,8 @@ static const struct expr_source fake_source = {
 
 /* Thresholds for the tables that do not load the plan (same names and values as the plan). */
 static const struct plan_param params[] = {
-    {"error_rate", 0.01},     {"latency_multiplier", 5}, {"lcp_p75_ms", 2500},
-    {"cls_p95", 0.1},         {"approval_denial_sigma", 3}, {"diff_tolerance", 0.005},
+    {"error_rate", 0.01},       {"latency_multiplier", 5},    {"lcp_p75_ms", 2500},
+    {"cls_p95", 0.1},           {"approval_denial_sigma", 3}, {"diff_tolerance", 0.005},
     {"negative_tolerance", -1},
 };
 #define N_PARAMS ((int)(sizeof params / sizeof params[0]))
@@ -181,11 +188,11 @@ struct value_case {
 static const struct value_case value_cases[] = {
     {__LINE__, "1 + 2 * 3", T, 7},
     {__LINE__, "(1 + 2) * 3", T, 9},
-    {__LINE__, "10 - 4 - 3", T, 3},        /* left-associative */
+    {__LINE__, "10 - 4 - 3", T, 3}, /* left-associative */
     {__LINE__, "10 - (4 - 3)", T, 9},
     {__LINE__, "24 / 4 / 2", T, 3},
     {__LINE__, "24 / (4 / 2)", T, 12},
-    {__LINE__, "2 + 12 / 4 * 3", T, 11},  /* * and / bind tighter, left to right */
+    {__LINE__, "2 + 12 / 4 * 3", T, 11}, /* * and / bind tighter, left to right */
     {__LINE__, "-2 * 3", T, -6},
     {__LINE__, "2 * -3", T, -6},
     {__LINE__, "- -2", T, 2},
@@ -214,17 +221,17 @@ static const struct value_case value_cases[] = {
     {__LINE__, "1 < 2 and 3 < 2", F, 0},
     {__LINE__, "2 < 1 or 2 < 3", T, 1},
     {__LINE__, "2 < 1 or 3 < 2", F, 0},
-    {__LINE__, "2 < 1 and 2 < 1 or 1 < 2", T, 1},  /* and before or: (F and F) or T */
+    {__LINE__, "2 < 1 and 2 < 1 or 1 < 2", T, 1}, /* and before or: (F and F) or T */
     {__LINE__, "2 < 1 and (2 < 1 or 1 < 2)", F, 0},
-    {__LINE__, "1 < 2 or 1 < 2 and 2 < 1", T, 1},  /* T or (T and F) */
+    {__LINE__, "1 < 2 or 1 < 2 and 2 < 1", T, 1}, /* T or (T and F) */
     {__LINE__, "(1 < 2 or 1 < 2) and 2 < 1", F, 0},
-    {__LINE__, "not 1 < 2", F, 0},                  /* not (1 < 2) */
+    {__LINE__, "not 1 < 2", F, 0}, /* not (1 < 2) */
     {__LINE__, "not 2 < 1", T, 1},
     {__LINE__, "not not 1 < 2", T, 1},
-    {__LINE__, "not 2 < 1 and 2 < 1", F, 0},        /* (not F) and F */
+    {__LINE__, "not 2 < 1 and 2 < 1", F, 0}, /* (not F) and F */
     {__LINE__, "not (2 < 1 and 2 < 1)", T, 1},
-    {__LINE__, "not 1 < 2 or 1 < 2", T, 1},         /* (not T) or T */
-    {__LINE__, "1 / 0", INS, NAN},                  /* no value, no infinity */
+    {__LINE__, "not 1 < 2 or 1 < 2", T, 1}, /* (not T) or T */
+    {__LINE__, "1 / 0", INS, NAN},          /* no value, no infinity */
     {__LINE__, "1 / 0 > 1", INS, NAN},
     {__LINE__, "1 / 0 > 1 or 1 < 2", T, 1},
     {__LINE__, "1 / 0 > 1 and 2 < 1", F, 0},
@@ -260,57 +267,129 @@ static const struct fn_case fn_cases[] = {
     {__LINE__, "rate(errors[1h])", {CTR(CANARY, "errors", HOUR_MS, 36, 360)}, T, 0.01},
     {__LINE__, "increase(errors[5m])", {CTR(CANARY, "errors", M5, 30, 30)}, T, 30},
     {__LINE__, "increase(errors[5m])", {CTR(CANARY, "errors", M5, 0, 30)}, T, 0}, /* 0 is data */
-    {__LINE__, "rate(errors[5m]) / rate(requests[5m])",
-     {CTR(CANARY, "errors", M5, 25, 30), CTR(CANARY, "requests", M5, 1000, 30)}, T, 0.025},
-    {__LINE__, "increase(errors[5m]) / increase(requests[5m])",
-     {CTR(CANARY, "errors", M5, 25, 30), CTR(CANARY, "requests", M5, 1000, 30)}, T, 0.025},
+    {__LINE__,
+     "rate(errors[5m]) / rate(requests[5m])",
+     {CTR(CANARY, "errors", M5, 25, 30), CTR(CANARY, "requests", M5, 1000, 30)},
+     T,
+     0.025},
+    {__LINE__,
+     "increase(errors[5m]) / increase(requests[5m])",
+     {CTR(CANARY, "errors", M5, 25, 30), CTR(CANARY, "requests", M5, 1000, 30)},
+     T,
+     0.025},
     /* gauges */
     {__LINE__, "avg_over_time(cpu_ratio[10m])", {AVG(CANARY, "cpu_ratio", M10, 0.42, 60)}, T, 0.42},
-    {__LINE__, "max_over_time(cpu_ratio[10m])", {GMAX(CANARY, "cpu_ratio", M10, 0.97, 60)}, T, 0.97},
-    {__LINE__, "min_over_time(cpu_ratio[10m])", {GMIN(CANARY, "cpu_ratio", M10, 0.05, 60)}, T, 0.05},
-    {__LINE__, "max_over_time(db_connections_used[1m]) / max_over_time(db_connections_max[1m])",
+    {__LINE__,
+     "max_over_time(cpu_ratio[10m])",
+     {GMAX(CANARY, "cpu_ratio", M10, 0.97, 60)},
+     T,
+     0.97},
+    {__LINE__,
+     "min_over_time(cpu_ratio[10m])",
+     {GMIN(CANARY, "cpu_ratio", M10, 0.05, 60)},
+     T,
+     0.05},
+    {__LINE__,
+     "max_over_time(db_connections_used[1m]) / max_over_time(db_connections_max[1m])",
      {GMAX(CANARY, "db_connections_used", MIN_MS, 75, 6),
-      GMAX(CANARY, "db_connections_max", MIN_MS, 100, 6)}, T, 0.75},
+      GMAX(CANARY, "db_connections_max", MIN_MS, 100, 6)},
+     T,
+     0.75},
     /* quantiles, with and without a window */
-    {__LINE__, "histogram_quantile(0.99, latency_ms[10m])",
-     {QNT(CANARY, "latency_ms", 0.99, M10, 812, 500)}, T, 812},
-    {__LINE__, "histogram_quantile(0.5, latency_ms[10m])",
-     {QNT(CANARY, "latency_ms", 0.5, M10, 40, 500)}, T, 40},
-    {__LINE__, "histogram_quantile(0.99, latency)", /* alias, the bind window */
-     {QNT(CANARY, "latency_ms", 0.99, M10, 812, 500)}, T, 812, M10},
-    {__LINE__, "histogram_quantile(0.99, latency)", /* no for: the default window, 5m */
-     {QNT(CANARY, "latency_ms", 0.99, M5, 700, 500)}, T, 700},
-    {__LINE__, "webvitals_lcp_p75", {QNT(CANARY, "webvitals_lcp_ms", 0.75, M15, 2300, 90)}, T,
-     2300, M15},
-    {__LINE__, "webvitals_inp_p75", {QNT(CANARY, "webvitals_inp_ms", 0.75, M15, 180, 90)}, T,
-     180, M15},
-    {__LINE__, "webvitals_cls_p95", {QNT(CANARY, "webvitals_cls", 0.95, M15, 0.04, 90)}, T,
-     0.04, M15},
+    {__LINE__,
+     "histogram_quantile(0.99, latency_ms[10m])",
+     {QNT(CANARY, "latency_ms", 0.99, M10, 812, 500)},
+     T,
+     812},
+    {__LINE__,
+     "histogram_quantile(0.5, latency_ms[10m])",
+     {QNT(CANARY, "latency_ms", 0.5, M10, 40, 500)},
+     T,
+     40},
+    {__LINE__,
+     "histogram_quantile(0.99, latency)", /* alias, the bind window */
+     {QNT(CANARY, "latency_ms", 0.99, M10, 812, 500)},
+     T,
+     812,
+     M10},
+    {__LINE__,
+     "histogram_quantile(0.99, latency)", /* no for: the default window, 5m */
+     {QNT(CANARY, "latency_ms", 0.99, M5, 700, 500)},
+     T,
+     700},
+    {__LINE__,
+     "webvitals_lcp_p75",
+     {QNT(CANARY, "webvitals_lcp_ms", 0.75, M15, 2300, 90)},
+     T,
+     2300,
+     M15},
+    {__LINE__,
+     "webvitals_inp_p75",
+     {QNT(CANARY, "webvitals_inp_ms", 0.75, M15, 180, 90)},
+     T,
+     180,
+     M15},
+    {__LINE__,
+     "webvitals_cls_p95",
+     {QNT(CANARY, "webvitals_cls", 0.95, M15, 0.04, 90)},
+     T,
+     0.04,
+     M15},
     {__LINE__, "latency_ms_p999", {QNT(CANARY, "latency_ms", 0.999, M5, 1900, 5000)}, T, 1900},
     /* baseline(): the same expression on the baseline variant */
-    {__LINE__, "baseline(rate(errors[5m]))",
-     {CTR(CANARY, "errors", M5, 300, 30), CTR(BASELINE, "errors", M5, 60, 30)}, T, 0.2},
-    {__LINE__, "rate(errors[5m]) - baseline(rate(errors[5m]))",
-     {CTR(CANARY, "errors", M5, 300, 30), CTR(BASELINE, "errors", M5, 60, 30)}, T, 0.8},
-    {__LINE__, "baseline(increase(requests[1h])) >= 1000",
-     {CTR(BASELINE, "requests", HOUR_MS, 1000, 360)}, T, 1},
-    {__LINE__, "histogram_quantile(0.99, latency) > 5 * baseline", /* bare: the left side */
+    {__LINE__,
+     "baseline(rate(errors[5m]))",
+     {CTR(CANARY, "errors", M5, 300, 30), CTR(BASELINE, "errors", M5, 60, 30)},
+     T,
+     0.2},
+    {__LINE__,
+     "rate(errors[5m]) - baseline(rate(errors[5m]))",
+     {CTR(CANARY, "errors", M5, 300, 30), CTR(BASELINE, "errors", M5, 60, 30)},
+     T,
+     0.8},
+    {__LINE__,
+     "baseline(increase(requests[1h])) >= 1000",
+     {CTR(BASELINE, "requests", HOUR_MS, 1000, 360)},
+     T,
+     1},
+    {__LINE__,
+     "histogram_quantile(0.99, latency) > 5 * baseline", /* bare: the left side */
      {QNT(CANARY, "latency_ms", 0.99, M10, 600, 500),
-      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 500)}, T, 1, M10},
-    {__LINE__, "histogram_quantile(0.99, latency) > 5 * baseline",
+      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 500)},
+     T,
+     1,
+     M10},
+    {__LINE__,
+     "histogram_quantile(0.99, latency) > 5 * baseline",
      {QNT(CANARY, "latency_ms", 0.99, M10, 400, 500),
-      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 500)}, F, 0, M10},
-    {__LINE__, "baseline(baseline(increase(requests[5m])))", /* idempotent */
-     {CTR(BASELINE, "requests", M5, 7, 1)}, T, 7},
+      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 500)},
+     F,
+     0,
+     M10},
+    {__LINE__,
+     "baseline(baseline(increase(requests[5m])))", /* idempotent */
+     {CTR(BASELINE, "requests", M5, 7, 1)},
+     T,
+     7},
     /* zscore: the source answers; the evaluator gives it the current value */
-    {__LINE__, "zscore(rate(approval_denials[5m]) / rate(approvals[5m]), 24h)",
+    {__LINE__,
+     "zscore(rate(approval_denials[5m]) / rate(approvals[5m]), 24h)",
      {CTR(CANARY, "approval_denials", M5, 30, 30), CTR(CANARY, "approvals", M5, 1000, 30),
-      ZS(4.5, 288)}, T, 4.5},
-    {__LINE__, "zscore(rate(approval_denials[5m]) / rate(approvals[5m]), 24h) > approval_denial_sigma",
+      ZS(4.5, 288)},
+     T,
+     4.5},
+    {__LINE__,
+     "zscore(rate(approval_denials[5m]) / rate(approvals[5m]), 24h) > approval_denial_sigma",
      {CTR(CANARY, "approval_denials", M5, 30, 30), CTR(CANARY, "approvals", M5, 1000, 30),
-      ZS(2.5, 288)}, F, 0},
+      ZS(2.5, 288)},
+     F,
+     0},
     /* canary_diff_ratio: the tolerance as a number or a threshold; the bind window */
-    {__LINE__, "canary_diff_ratio(0.005)", {DIFF(0.005, 24 * HOUR_MS, 0.003, 1000)}, T, 0.003,
+    {__LINE__,
+     "canary_diff_ratio(0.005)",
+     {DIFF(0.005, 24 * HOUR_MS, 0.003, 1000)},
+     T,
+     0.003,
      24 * HOUR_MS},
     {__LINE__, "canary_diff_ratio(diff_tolerance) < 0.005", {DIFF(0.005, M5, 0.003, 5000)}, T, 1},
     {__LINE__, "canary_diff_ratio(0.01, 1h)", {DIFF(0.01, HOUR_MS, 0.02, 5000)}, T, 0.02},
@@ -318,8 +397,13 @@ static const struct fn_case fn_cases[] = {
     {__LINE__, "slos_met()", {{0}}, T, 1, 0, T},
     {__LINE__, "slos_met()", {{0}}, F, 0, 0, F},
     {__LINE__, "slos_met()", {{0}}, INS, NAN, 0, INS},
-    {__LINE__, "slos_met() and rate(errors[5m]) < 0.01", {CTR(CANARY, "errors", M5, 0, 30)}, F, 0,
-     0, F},
+    {__LINE__,
+     "slos_met() and rate(errors[5m]) < 0.01",
+     {CTR(CANARY, "errors", M5, 0, 30)},
+     F,
+     0,
+     0,
+     F},
 };
 
 static void test_functions(void **state) {
@@ -363,10 +447,13 @@ static const struct {
   int64_t for_ms;
 } seed_alerts[] = {
     {"canary_error_spike", {"rate(errors[5m]) > 0.01"}, 1, 5 * MIN_MS},
-    {"canary_latency_degradation", {"histogram_quantile(0.99, latency) > 5 * baseline"}, 1,
+    {"canary_latency_degradation",
+     {"histogram_quantile(0.99, latency) > 5 * baseline"},
+     1,
      10 * MIN_MS},
     {"canary_web_vitals_breach",
-     {"webvitals_lcp_p75 > 2500", "webvitals_inp_p75 > 200", "webvitals_cls_p95 > 0.1"}, 3,
+     {"webvitals_lcp_p75 > 2500", "webvitals_inp_p75 > 200", "webvitals_cls_p95 > 0.1"},
+     3,
      15 * MIN_MS},
 };
 
@@ -381,40 +468,103 @@ struct alert_case {
 static const struct alert_case alert_cases[] = {
     /* rate(errors[5m]) is errors per second, as in Prometheus: 0.01/s = 3 errors in 5 minutes.
      * (The halt rule error_rate is the ratio errors / requests.) */
-    {__LINE__, "rate(errors[5m]) > 0.01", M5, {CTR(CANARY, "errors", M5, 2.97, 30)}, F}, /* 0.0099 */
-    {__LINE__, "rate(errors[5m]) > 0.01", M5, {CTR(CANARY, "errors", M5, 3, 30)}, F},    /* 0.01 */
-    {__LINE__, "rate(errors[5m]) > 0.01", M5, {CTR(CANARY, "errors", M5, 3.03, 30)}, T}, /* 0.0101 */
+    {__LINE__,
+     "rate(errors[5m]) > 0.01",
+     M5,
+     {CTR(CANARY, "errors", M5, 2.97, 30)},
+     F},                                                                              /* 0.0099 */
+    {__LINE__, "rate(errors[5m]) > 0.01", M5, {CTR(CANARY, "errors", M5, 3, 30)}, F}, /* 0.01 */
+    {__LINE__,
+     "rate(errors[5m]) > 0.01",
+     M5,
+     {CTR(CANARY, "errors", M5, 3.03, 30)},
+     T}, /* 0.0101 */
     {__LINE__, "rate(errors[5m]) > 0.01", M5, {CTR(CANARY, "errors", M5, 2, 30)}, F},
     {__LINE__, "rate(errors[5m]) > 0.01", M5, {CTR(CANARY, "errors", M5, 4, 30)}, T},
     {__LINE__, "rate(errors[5m]) > 0.01", M5, {CTR(CANARY, "errors", M5, 4, 0)}, INS},
     /* p99 latency over the rule's for: (10m) against 5x the baseline's */
-    {__LINE__, "histogram_quantile(0.99, latency) > 5 * baseline", M10,
+    {__LINE__,
+     "histogram_quantile(0.99, latency) > 5 * baseline",
+     M10,
      {QNT(CANARY, "latency_ms", 0.99, M10, 499.9, 400),
-      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 4000)}, F},
-    {__LINE__, "histogram_quantile(0.99, latency) > 5 * baseline", M10,
+      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 4000)},
+     F},
+    {__LINE__,
+     "histogram_quantile(0.99, latency) > 5 * baseline",
+     M10,
      {QNT(CANARY, "latency_ms", 0.99, M10, 500, 400),
-      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 4000)}, F},
-    {__LINE__, "histogram_quantile(0.99, latency) > 5 * baseline", M10,
+      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 4000)},
+     F},
+    {__LINE__,
+     "histogram_quantile(0.99, latency) > 5 * baseline",
+     M10,
      {QNT(CANARY, "latency_ms", 0.99, M10, 500.1, 400),
-      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 4000)}, T},
+      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 4000)},
+     T},
     /* an outage that is not the release's fault: both degrade, the ratio holds */
-    {__LINE__, "histogram_quantile(0.99, latency) > 5 * baseline", M10,
+    {__LINE__,
+     "histogram_quantile(0.99, latency) > 5 * baseline",
+     M10,
      {QNT(CANARY, "latency_ms", 0.99, M10, 3000, 400),
-      QNT(BASELINE, "latency_ms", 0.99, M10, 2900, 4000)}, F},
-    {__LINE__, "histogram_quantile(0.99, latency) > 5 * baseline", M10, /* 99 values: no p99 */
+      QNT(BASELINE, "latency_ms", 0.99, M10, 2900, 4000)},
+     F},
+    {__LINE__,
+     "histogram_quantile(0.99, latency) > 5 * baseline",
+     M10, /* 99 values: no p99 */
      {QNT(CANARY, "latency_ms", 0.99, M10, 900, 99),
-      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 4000)}, INS},
+      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 4000)},
+     INS},
     /* web vitals, one expression at a time, over 15m */
-    {__LINE__, "webvitals_lcp_p75 > 2500", M15, {QNT(CANARY, "webvitals_lcp_ms", 0.75, M15, 2499, 50)}, F},
-    {__LINE__, "webvitals_lcp_p75 > 2500", M15, {QNT(CANARY, "webvitals_lcp_ms", 0.75, M15, 2500, 50)}, F},
-    {__LINE__, "webvitals_lcp_p75 > 2500", M15, {QNT(CANARY, "webvitals_lcp_ms", 0.75, M15, 2501, 50)}, T},
-    {__LINE__, "webvitals_inp_p75 > 200", M15, {QNT(CANARY, "webvitals_inp_ms", 0.75, M15, 199.9, 50)}, F},
-    {__LINE__, "webvitals_inp_p75 > 200", M15, {QNT(CANARY, "webvitals_inp_ms", 0.75, M15, 200, 50)}, F},
-    {__LINE__, "webvitals_inp_p75 > 200", M15, {QNT(CANARY, "webvitals_inp_ms", 0.75, M15, 200.1, 50)}, T},
-    {__LINE__, "webvitals_cls_p95 > 0.1", M15, {QNT(CANARY, "webvitals_cls", 0.95, M15, 0.0999, 50)}, F},
-    {__LINE__, "webvitals_cls_p95 > 0.1", M15, {QNT(CANARY, "webvitals_cls", 0.95, M15, 0.1, 50)}, F},
-    {__LINE__, "webvitals_cls_p95 > 0.1", M15, {QNT(CANARY, "webvitals_cls", 0.95, M15, 0.1001, 50)}, T},
-    {__LINE__, "webvitals_cls_p95 > 0.1", M15, {QNT(CANARY, "webvitals_cls", 0.95, M15, 0.5, 19)}, INS},
+    {__LINE__,
+     "webvitals_lcp_p75 > 2500",
+     M15,
+     {QNT(CANARY, "webvitals_lcp_ms", 0.75, M15, 2499, 50)},
+     F},
+    {__LINE__,
+     "webvitals_lcp_p75 > 2500",
+     M15,
+     {QNT(CANARY, "webvitals_lcp_ms", 0.75, M15, 2500, 50)},
+     F},
+    {__LINE__,
+     "webvitals_lcp_p75 > 2500",
+     M15,
+     {QNT(CANARY, "webvitals_lcp_ms", 0.75, M15, 2501, 50)},
+     T},
+    {__LINE__,
+     "webvitals_inp_p75 > 200",
+     M15,
+     {QNT(CANARY, "webvitals_inp_ms", 0.75, M15, 199.9, 50)},
+     F},
+    {__LINE__,
+     "webvitals_inp_p75 > 200",
+     M15,
+     {QNT(CANARY, "webvitals_inp_ms", 0.75, M15, 200, 50)},
+     F},
+    {__LINE__,
+     "webvitals_inp_p75 > 200",
+     M15,
+     {QNT(CANARY, "webvitals_inp_ms", 0.75, M15, 200.1, 50)},
+     T},
+    {__LINE__,
+     "webvitals_cls_p95 > 0.1",
+     M15,
+     {QNT(CANARY, "webvitals_cls", 0.95, M15, 0.0999, 50)},
+     F},
+    {__LINE__,
+     "webvitals_cls_p95 > 0.1",
+     M15,
+     {QNT(CANARY, "webvitals_cls", 0.95, M15, 0.1, 50)},
+     F},
+    {__LINE__,
+     "webvitals_cls_p95 > 0.1",
+     M15,
+     {QNT(CANARY, "webvitals_cls", 0.95, M15, 0.1001, 50)},
+     T},
+    {__LINE__,
+     "webvitals_cls_p95 > 0.1",
+     M15,
+     {QNT(CANARY, "webvitals_cls", 0.95, M15, 0.5, 19)},
+     INS},
 };
 
 static void test_seed_alerts_as_written(void **state) {
@@ -467,8 +617,7 @@ static void test_seed_alerts_in_the_plan(void **state) {
     for (int k = 0; k < a->n_exprs; k++) {
       assert_string_equal(a->exprs[k], i == 0 ? error_ratio : seed_alerts[i].exprs[k]);
       struct expr e;
-      parse_bind_ok(a->exprs[k], &e, plan.params, plan.n_params,
-                    expr_default_window(0, a->for_ms));
+      parse_bind_ok(a->exprs[k], &e, plan.params, plan.n_params, expr_default_window(0, a->for_ms));
       char buf[256];
       expr_format(&e, -1, buf, sizeof buf);
       assert_string_equal(buf, canonical[i][k]);
@@ -558,43 +707,89 @@ static const struct plan_case plan_cases[] = {
     {__LINE__, "rule:cls_p95", {QNT(CANARY, "webvitals_cls", 0.95, M15, 0.0999, 100)}, F},
     {__LINE__, "rule:cls_p95", {QNT(CANARY, "webvitals_cls", 0.95, M15, 0.1, 100)}, F},
     {__LINE__, "rule:cls_p95", {QNT(CANARY, "webvitals_cls", 0.95, M15, 0.1001, 100)}, T},
-    {__LINE__, "rule:api_latency_p99",
-     {QNT(CANARY, "latency_ms", 0.99, M10, 499.9, 200), QNT(BASELINE, "latency_ms", 0.99, M10, 100, 200)}, F},
-    {__LINE__, "rule:api_latency_p99",
-     {QNT(CANARY, "latency_ms", 0.99, M10, 500, 200), QNT(BASELINE, "latency_ms", 0.99, M10, 100, 200)}, F},
-    {__LINE__, "rule:api_latency_p99",
-     {QNT(CANARY, "latency_ms", 0.99, M10, 500.1, 200), QNT(BASELINE, "latency_ms", 0.99, M10, 100, 200)}, T},
-    {__LINE__, "rule:engine_timeout_rate",
-     {CTR(CANARY, "engine_timeouts", M5, 49, 30), CTR(CANARY, "engine_requests", M5, 10000, 30)}, F},
-    {__LINE__, "rule:engine_timeout_rate",
-     {CTR(CANARY, "engine_timeouts", M5, 50, 30), CTR(CANARY, "engine_requests", M5, 10000, 30)}, F},
-    {__LINE__, "rule:engine_timeout_rate",
-     {CTR(CANARY, "engine_timeouts", M5, 51, 30), CTR(CANARY, "engine_requests", M5, 10000, 30)}, T},
+    {__LINE__,
+     "rule:api_latency_p99",
+     {QNT(CANARY, "latency_ms", 0.99, M10, 499.9, 200),
+      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 200)},
+     F},
+    {__LINE__,
+     "rule:api_latency_p99",
+     {QNT(CANARY, "latency_ms", 0.99, M10, 500, 200),
+      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 200)},
+     F},
+    {__LINE__,
+     "rule:api_latency_p99",
+     {QNT(CANARY, "latency_ms", 0.99, M10, 500.1, 200),
+      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 200)},
+     T},
+    {__LINE__,
+     "rule:engine_timeout_rate",
+     {CTR(CANARY, "engine_timeouts", M5, 49, 30), CTR(CANARY, "engine_requests", M5, 10000, 30)},
+     F},
+    {__LINE__,
+     "rule:engine_timeout_rate",
+     {CTR(CANARY, "engine_timeouts", M5, 50, 30), CTR(CANARY, "engine_requests", M5, 10000, 30)},
+     F},
+    {__LINE__,
+     "rule:engine_timeout_rate",
+     {CTR(CANARY, "engine_timeouts", M5, 51, 30), CTR(CANARY, "engine_requests", M5, 10000, 30)},
+     T},
     /* Error Conditions */
-    {__LINE__, "rule:error_rate",
-     {CTR(CANARY, "errors", M5, 99, 30), CTR(CANARY, "requests", M5, 10000, 30)}, F}, /* 0.0099 */
-    {__LINE__, "rule:error_rate",
-     {CTR(CANARY, "errors", M5, 100, 30), CTR(CANARY, "requests", M5, 10000, 30)}, F}, /* 0.01 */
-    {__LINE__, "rule:error_rate",
-     {CTR(CANARY, "errors", M5, 101, 30), CTR(CANARY, "requests", M5, 10000, 30)}, T}, /* 0.0101 */
-    {__LINE__, "rule:error_rate",
-     {CTR(CANARY, "errors", M5, 3, 30), CTR(CANARY, "requests", M5, 300, 30)}, F},
-    {__LINE__, "rule:error_rate", /* 50% errors of 40 requests: too few to judge */
-     {CTR(CANARY, "errors", M5, 20, 30), CTR(CANARY, "requests", M5, 40, 30)}, INS},
-    {__LINE__, "rule:approval_denial_spike",
-     {CTR(CANARY, "approval_denials", M5, 10, 30), CTR(CANARY, "approvals", M5, 1000, 30), ZS(2.99, 288)}, F},
-    {__LINE__, "rule:approval_denial_spike",
-     {CTR(CANARY, "approval_denials", M5, 10, 30), CTR(CANARY, "approvals", M5, 1000, 30), ZS(3, 288)}, F},
-    {__LINE__, "rule:approval_denial_spike",
-     {CTR(CANARY, "approval_denials", M5, 10, 30), CTR(CANARY, "approvals", M5, 1000, 30), ZS(3.01, 288)}, T},
-    {__LINE__, "rule:approval_denial_spike", /* warm-up: 29 history points */
-     {CTR(CANARY, "approval_denials", M5, 10, 30), CTR(CANARY, "approvals", M5, 1000, 30), ZS(8, 29)}, INS},
-    {__LINE__, "rule:db_connection_exhaustion",
-     {GMAX(CANARY, "db_connections_used", MIN_MS, 99, 6), GMAX(CANARY, "db_connections_max", MIN_MS, 100, 6)}, F},
-    {__LINE__, "rule:db_connection_exhaustion",
-     {GMAX(CANARY, "db_connections_used", MIN_MS, 100, 6), GMAX(CANARY, "db_connections_max", MIN_MS, 100, 6)}, T},
-    {__LINE__, "rule:db_connection_exhaustion",
-     {GMAX(CANARY, "db_connections_used", MIN_MS, 101, 6), GMAX(CANARY, "db_connections_max", MIN_MS, 100, 6)}, T},
+    {__LINE__,
+     "rule:error_rate",
+     {CTR(CANARY, "errors", M5, 99, 30), CTR(CANARY, "requests", M5, 10000, 30)},
+     F}, /* 0.0099 */
+    {__LINE__,
+     "rule:error_rate",
+     {CTR(CANARY, "errors", M5, 100, 30), CTR(CANARY, "requests", M5, 10000, 30)},
+     F}, /* 0.01 */
+    {__LINE__,
+     "rule:error_rate",
+     {CTR(CANARY, "errors", M5, 101, 30), CTR(CANARY, "requests", M5, 10000, 30)},
+     T}, /* 0.0101 */
+    {__LINE__,
+     "rule:error_rate",
+     {CTR(CANARY, "errors", M5, 3, 30), CTR(CANARY, "requests", M5, 300, 30)},
+     F},
+    {__LINE__,
+     "rule:error_rate", /* 50% errors of 40 requests: too few to judge */
+     {CTR(CANARY, "errors", M5, 20, 30), CTR(CANARY, "requests", M5, 40, 30)},
+     INS},
+    {__LINE__,
+     "rule:approval_denial_spike",
+     {CTR(CANARY, "approval_denials", M5, 10, 30), CTR(CANARY, "approvals", M5, 1000, 30),
+      ZS(2.99, 288)},
+     F},
+    {__LINE__,
+     "rule:approval_denial_spike",
+     {CTR(CANARY, "approval_denials", M5, 10, 30), CTR(CANARY, "approvals", M5, 1000, 30),
+      ZS(3, 288)},
+     F},
+    {__LINE__,
+     "rule:approval_denial_spike",
+     {CTR(CANARY, "approval_denials", M5, 10, 30), CTR(CANARY, "approvals", M5, 1000, 30),
+      ZS(3.01, 288)},
+     T},
+    {__LINE__,
+     "rule:approval_denial_spike", /* warm-up: 29 history points */
+     {CTR(CANARY, "approval_denials", M5, 10, 30), CTR(CANARY, "approvals", M5, 1000, 30),
+      ZS(8, 29)},
+     INS},
+    {__LINE__,
+     "rule:db_connection_exhaustion",
+     {GMAX(CANARY, "db_connections_used", MIN_MS, 99, 6),
+      GMAX(CANARY, "db_connections_max", MIN_MS, 100, 6)},
+     F},
+    {__LINE__,
+     "rule:db_connection_exhaustion",
+     {GMAX(CANARY, "db_connections_used", MIN_MS, 100, 6),
+      GMAX(CANARY, "db_connections_max", MIN_MS, 100, 6)},
+     T},
+    {__LINE__,
+     "rule:db_connection_exhaustion",
+     {GMAX(CANARY, "db_connections_used", MIN_MS, 101, 6),
+      GMAX(CANARY, "db_connections_max", MIN_MS, 100, 6)},
+     T},
     {__LINE__, "rule:memory_usage", {AVG(CANARY, "memory_ratio", M10, 0.8999, 60)}, F},
     {__LINE__, "rule:memory_usage", {AVG(CANARY, "memory_ratio", M10, 0.9, 60)}, F},
     {__LINE__, "rule:memory_usage", {AVG(CANARY, "memory_ratio", M10, 0.9001, 60)}, T},
@@ -603,28 +798,48 @@ static const struct plan_case plan_cases[] = {
     {__LINE__, "rule:cpu_usage", {AVG(CANARY, "cpu_ratio", M10, 0.8001, 60)}, T},
     {__LINE__, "rule:cpu_usage", {AVG(CANARY, "cpu_ratio", M10, 0.99, 2)}, INS},
     /* Business Metrics */
-    {__LINE__, "rule:failed_transactions",
-     {CTR(CANARY, "transactions_failed", M5, 99, 30), CTR(CANARY, "transactions", M5, 100000, 30)}, F},
-    {__LINE__, "rule:failed_transactions",
-     {CTR(CANARY, "transactions_failed", M5, 100, 30), CTR(CANARY, "transactions", M5, 100000, 30)}, F},
-    {__LINE__, "rule:failed_transactions",
-     {CTR(CANARY, "transactions_failed", M5, 101, 30), CTR(CANARY, "transactions", M5, 100000, 30)}, T},
+    {__LINE__,
+     "rule:failed_transactions",
+     {CTR(CANARY, "transactions_failed", M5, 99, 30), CTR(CANARY, "transactions", M5, 100000, 30)},
+     F},
+    {__LINE__,
+     "rule:failed_transactions",
+     {CTR(CANARY, "transactions_failed", M5, 100, 30), CTR(CANARY, "transactions", M5, 100000, 30)},
+     F},
+    {__LINE__,
+     "rule:failed_transactions",
+     {CTR(CANARY, "transactions_failed", M5, 101, 30), CTR(CANARY, "transactions", M5, 100000, 30)},
+     T},
     /* the seed's alerts as loaded */
-    {__LINE__, "alert:canary_error_spike",
-     {CTR(CANARY, "errors", M5, 99, 30), CTR(CANARY, "requests", M5, 10000, 30)}, F},
-    {__LINE__, "alert:canary_error_spike",
-     {CTR(CANARY, "errors", M5, 100, 30), CTR(CANARY, "requests", M5, 10000, 30)}, F},
-    {__LINE__, "alert:canary_error_spike",
-     {CTR(CANARY, "errors", M5, 101, 30), CTR(CANARY, "requests", M5, 10000, 30)}, T},
-    {__LINE__, "alert:canary_latency_degradation",
-     {QNT(CANARY, "latency_ms", 0.99, M10, 500, 200), QNT(BASELINE, "latency_ms", 0.99, M10, 100, 200)}, F},
-    {__LINE__, "alert:canary_latency_degradation",
-     {QNT(CANARY, "latency_ms", 0.99, M10, 500.1, 200), QNT(BASELINE, "latency_ms", 0.99, M10, 100, 200)}, T},
-    /* gates, as estimates (alpha 0 here; the built-in plan decides them on evidence: the
+    {__LINE__,
+     "alert:canary_error_spike",
+     {CTR(CANARY, "errors", M5, 99, 30), CTR(CANARY, "requests", M5, 10000, 30)},
+     F},
+    {__LINE__,
+     "alert:canary_error_spike",
+     {CTR(CANARY, "errors", M5, 100, 30), CTR(CANARY, "requests", M5, 10000, 30)},
+     F},
+    {__LINE__,
+     "alert:canary_error_spike",
+     {CTR(CANARY, "errors", M5, 101, 30), CTR(CANARY, "requests", M5, 10000, 30)},
+     T},
+    {__LINE__,
+     "alert:canary_latency_degradation",
+     {QNT(CANARY, "latency_ms", 0.99, M10, 500, 200),
+      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 200)},
+     F},
+    {__LINE__,
+     "alert:canary_latency_degradation",
+     {QNT(CANARY, "latency_ms", 0.99, M10, 500.1, 200),
+      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 200)},
+     T},
+/* gates, as estimates (alpha 0 here; the built-in plan decides them on evidence: the
      * evidence's own cases are in test_evidence.c and test_metric_store.c) */
-#define SPLIT_W(w, ce, cr, be, br)                                                             \
-  {CTR(CANARY, "errors", w, ce, 360), CTR(CANARY, "requests", w, cr, 360),                   \
-   CTR(BASELINE, "errors", w, be, 360), CTR(BASELINE, "requests", w, br, 360)}
+#define SPLIT_W(w, ce, cr, be, br)                                                                 \
+  {                                                                                                \
+    CTR(CANARY, "errors", w, ce, 360), CTR(CANARY, "requests", w, cr, 360),                        \
+        CTR(BASELINE, "errors", w, be, 360), CTR(BASELINE, "requests", w, br, 360)                 \
+  }
     {__LINE__, "exit:internal_test:error_rate", SPLIT_W(HOUR_MS, 99, 100000, 99, 100000), T},
     {__LINE__, "exit:internal_test:error_rate", SPLIT_W(HOUR_MS, 100, 100000, 99, 100000), F},
     {__LINE__, "exit:internal_test:error_rate", SPLIT_W(HOUR_MS, 101, 100000, 99, 100000), F},
@@ -632,44 +847,83 @@ static const struct plan_case plan_cases[] = {
      SPLIT_W(HOUR_MS, 0, 60, 0, 60), INS},
     {__LINE__, "exit:internal_test:error_rate", /* the estimate passes 0 in 100: the evidence */
      SPLIT_W(HOUR_MS, 0, 100, 0, 100), T},      /* does not (test_metric_store.c) */
-    {__LINE__, "entry:friendly_gp:baseline_established", {CTR(BASELINE, "requests", HOUR_MS, 999, 360)}, F},
-    {__LINE__, "entry:friendly_gp:baseline_established", {CTR(BASELINE, "requests", HOUR_MS, 1000, 360)}, T},
-    {__LINE__, "entry:friendly_gp:baseline_established", {CTR(BASELINE, "requests", HOUR_MS, 1001, 360)}, T},
+    {__LINE__,
+     "entry:friendly_gp:baseline_established",
+     {CTR(BASELINE, "requests", HOUR_MS, 999, 360)},
+     F},
+    {__LINE__,
+     "entry:friendly_gp:baseline_established",
+     {CTR(BASELINE, "requests", HOUR_MS, 1000, 360)},
+     T},
+    {__LINE__,
+     "entry:friendly_gp:baseline_established",
+     {CTR(BASELINE, "requests", HOUR_MS, 1001, 360)},
+     T},
     {__LINE__, "exit:friendly_gp:error_rate", SPLIT_W(H24, 499, 100000, 499, 100000), T},
     {__LINE__, "exit:friendly_gp:error_rate", SPLIT_W(H24, 500, 100000, 499, 100000), F},
     {__LINE__, "exit:friendly_gp:error_rate", SPLIT_W(H24, 501, 100000, 499, 100000), F},
     {__LINE__, "exit:friendly_gp:error_rate", SPLIT_W(H24, 0, 919, 0, 919), T},
     {__LINE__, "exit:friendly_gp:error_rate", SPLIT_W(H24, 0, 99, 0, 99), INS},
     {__LINE__, "exit:friendly_gp:error_rate", SPLIT_W(H24, 9, 10000, 1, 10000), T},
-    {__LINE__, "exit:friendly_gp:latency_p75",
-     {QNT(CANARY, "latency_ms", 0.75, H24, 1099.9, 5000), QNT(BASELINE, "latency_ms", 0.75, H24, 1000, 5000)}, T},
-    {__LINE__, "exit:friendly_gp:latency_p75",
-     {QNT(CANARY, "latency_ms", 0.75, H24, 1100, 5000), QNT(BASELINE, "latency_ms", 0.75, H24, 1000, 5000)}, F},
-    {__LINE__, "exit:friendly_gp:latency_p75",
-     {QNT(CANARY, "latency_ms", 0.75, H24, 1100.1, 5000), QNT(BASELINE, "latency_ms", 0.75, H24, 1000, 5000)}, F},
+    {__LINE__,
+     "exit:friendly_gp:latency_p75",
+     {QNT(CANARY, "latency_ms", 0.75, H24, 1099.9, 5000),
+      QNT(BASELINE, "latency_ms", 0.75, H24, 1000, 5000)},
+     T},
+    {__LINE__,
+     "exit:friendly_gp:latency_p75",
+     {QNT(CANARY, "latency_ms", 0.75, H24, 1100, 5000),
+      QNT(BASELINE, "latency_ms", 0.75, H24, 1000, 5000)},
+     F},
+    {__LINE__,
+     "exit:friendly_gp:latency_p75",
+     {QNT(CANARY, "latency_ms", 0.75, H24, 1100.1, 5000),
+      QNT(BASELINE, "latency_ms", 0.75, H24, 1000, 5000)},
+     F},
     {__LINE__, "exit:friendly_gp:canary_diff", {DIFF(0.005, H24, 0.0049, 1000)}, T},
     {__LINE__, "exit:friendly_gp:canary_diff", {DIFF(0.005, H24, 0.005, 1000)}, F},
     {__LINE__, "exit:friendly_gp:canary_diff", {DIFF(0.005, H24, 0.0051, 1000)}, F},
     {__LINE__, "exit:friendly_gp:canary_diff", {DIFF(0.005, H24, 0, 999)}, INS},
-    {__LINE__, "exit:beta:feature_adoption",
-     {AVG(CANARY, "feature_users", H48, 99, 100), AVG(CANARY, "active_users", H48, 1000, 100)}, F},
-    {__LINE__, "exit:beta:feature_adoption",
-     {AVG(CANARY, "feature_users", H48, 100, 100), AVG(CANARY, "active_users", H48, 1000, 100)}, F},
-    {__LINE__, "exit:beta:feature_adoption",
-     {AVG(CANARY, "feature_users", H48, 101, 100), AVG(CANARY, "active_users", H48, 1000, 100)}, T},
-    {__LINE__, "exit:beta:error_rate",
-     {CTR(CANARY, "errors", H48, 500, 17280), CTR(CANARY, "requests", H48, 100000, 17280)}, F},
-    {__LINE__, "slo:availability",
-     {CTR(CANARY, "errors", HOUR_MS, 499, 360), CTR(CANARY, "requests", HOUR_MS, 100000, 360)}, T},
-    {__LINE__, "slo:availability",
-     {CTR(CANARY, "errors", HOUR_MS, 500, 360), CTR(CANARY, "requests", HOUR_MS, 100000, 360)}, F},
-    {__LINE__, "slo:lcp_p75", {QNT(CANARY, "webvitals_lcp_ms", 0.75, HOUR_MS, 2500, 100)}, T}, /* <= */
+    {__LINE__,
+     "exit:beta:feature_adoption",
+     {AVG(CANARY, "feature_users", H48, 99, 100), AVG(CANARY, "active_users", H48, 1000, 100)},
+     F},
+    {__LINE__,
+     "exit:beta:feature_adoption",
+     {AVG(CANARY, "feature_users", H48, 100, 100), AVG(CANARY, "active_users", H48, 1000, 100)},
+     F},
+    {__LINE__,
+     "exit:beta:feature_adoption",
+     {AVG(CANARY, "feature_users", H48, 101, 100), AVG(CANARY, "active_users", H48, 1000, 100)},
+     T},
+    {__LINE__,
+     "exit:beta:error_rate",
+     {CTR(CANARY, "errors", H48, 500, 17280), CTR(CANARY, "requests", H48, 100000, 17280)},
+     F},
+    {__LINE__,
+     "slo:availability",
+     {CTR(CANARY, "errors", HOUR_MS, 499, 360), CTR(CANARY, "requests", HOUR_MS, 100000, 360)},
+     T},
+    {__LINE__,
+     "slo:availability",
+     {CTR(CANARY, "errors", HOUR_MS, 500, 360), CTR(CANARY, "requests", HOUR_MS, 100000, 360)},
+     F},
+    {__LINE__,
+     "slo:lcp_p75",
+     {QNT(CANARY, "webvitals_lcp_ms", 0.75, HOUR_MS, 2500, 100)},
+     T}, /* <= */
     {__LINE__, "slo:lcp_p75", {QNT(CANARY, "webvitals_lcp_ms", 0.75, HOUR_MS, 2500.1, 100)}, F},
     {__LINE__, "slo:cls_p95", {QNT(CANARY, "webvitals_cls", 0.95, HOUR_MS, 0.1, 100)}, T},
-    {__LINE__, "slo:transactions",
-     {CTR(CANARY, "transactions_failed", HOUR_MS, 100, 360), CTR(CANARY, "transactions", HOUR_MS, 100000, 360)}, T},
-    {__LINE__, "slo:transactions",
-     {CTR(CANARY, "transactions_failed", HOUR_MS, 101, 360), CTR(CANARY, "transactions", HOUR_MS, 100000, 360)}, F},
+    {__LINE__,
+     "slo:transactions",
+     {CTR(CANARY, "transactions_failed", HOUR_MS, 100, 360),
+      CTR(CANARY, "transactions", HOUR_MS, 100000, 360)},
+     T},
+    {__LINE__,
+     "slo:transactions",
+     {CTR(CANARY, "transactions_failed", HOUR_MS, 101, 360),
+      CTR(CANARY, "transactions", HOUR_MS, 100000, 360)},
+     F},
 };
 
 /* The expression and its default window for a "kind:name" or "gate:stage:name" reference. */
@@ -745,72 +999,161 @@ struct ins_case {
 
 static const struct ins_case ins_cases[] = {
     {__LINE__, "rate(errors[5m]) > 0.01", {{0}}, INS, EXPR_WHY_FEW_OBS, "rate(errors[5m])"},
-    {__LINE__, "rate(errors[5m]) > 0.01", {CTR(CANARY, "errors", M5, 9, 0)}, INS, EXPR_WHY_FEW_OBS,
+    {__LINE__,
+     "rate(errors[5m]) > 0.01",
+     {CTR(CANARY, "errors", M5, 9, 0)},
+     INS,
+     EXPR_WHY_FEW_OBS,
      "rate(errors[5m])"},
-    {__LINE__, "rate(errors[5m]) > 0.01", {CTR(CANARY, "errors", M5, 9, 1)}, T, EXPR_WHY_NONE, NULL},
-    /* the divisor must have counted min_events (100) */
-    {__LINE__, "rate(errors[5m]) / rate(requests[5m]) > 0.01",
-     {CTR(CANARY, "errors", M5, 0, 30), CTR(CANARY, "requests", M5, 99, 30)}, INS,
-     EXPR_WHY_FEW_EVENTS, "rate(requests[5m])"},
-    {__LINE__, "rate(errors[5m]) / rate(requests[5m]) > 0.01",
-     {CTR(CANARY, "errors", M5, 0, 30), CTR(CANARY, "requests", M5, 100, 30)}, F, EXPR_WHY_NONE,
+    {__LINE__,
+     "rate(errors[5m]) > 0.01",
+     {CTR(CANARY, "errors", M5, 9, 1)},
+     T,
+     EXPR_WHY_NONE,
      NULL},
-    {__LINE__, "rate(errors[5m]) / rate(requests[5m]) > 0.01",
-     {CTR(CANARY, "errors", M5, 0, 30), CTR(CANARY, "requests", M5, 0, 30)}, INS,
-     EXPR_WHY_FEW_EVENTS, "rate(requests[5m])"},
-    {__LINE__, "baseline(rate(errors[5m]) / rate(requests[5m])) > 0.01",
-     {CTR(BASELINE, "errors", M5, 0, 30), CTR(BASELINE, "requests", M5, 50, 30)}, INS,
-     EXPR_WHY_FEW_EVENTS, "rate(requests[5m])"},
+    /* the divisor must have counted min_events (100) */
+    {__LINE__,
+     "rate(errors[5m]) / rate(requests[5m]) > 0.01",
+     {CTR(CANARY, "errors", M5, 0, 30), CTR(CANARY, "requests", M5, 99, 30)},
+     INS,
+     EXPR_WHY_FEW_EVENTS,
+     "rate(requests[5m])"},
+    {__LINE__,
+     "rate(errors[5m]) / rate(requests[5m]) > 0.01",
+     {CTR(CANARY, "errors", M5, 0, 30), CTR(CANARY, "requests", M5, 100, 30)},
+     F,
+     EXPR_WHY_NONE,
+     NULL},
+    {__LINE__,
+     "rate(errors[5m]) / rate(requests[5m]) > 0.01",
+     {CTR(CANARY, "errors", M5, 0, 30), CTR(CANARY, "requests", M5, 0, 30)},
+     INS,
+     EXPR_WHY_FEW_EVENTS,
+     "rate(requests[5m])"},
+    {__LINE__,
+     "baseline(rate(errors[5m]) / rate(requests[5m])) > 0.01",
+     {CTR(BASELINE, "errors", M5, 0, 30), CTR(BASELINE, "requests", M5, 50, 30)},
+     INS,
+     EXPR_WHY_FEW_EVENTS,
+     "rate(requests[5m])"},
     /* a gauge divisor of 0 */
-    {__LINE__, "avg_over_time(feature_users[1h]) / avg_over_time(active_users[1h]) > 0.1",
+    {__LINE__,
+     "avg_over_time(feature_users[1h]) / avg_over_time(active_users[1h]) > 0.1",
      {AVG(CANARY, "feature_users", HOUR_MS, 0, 60), AVG(CANARY, "active_users", HOUR_MS, 0, 60)},
-     INS, EXPR_WHY_ZERO_DIVISOR, "avg_over_time(active_users[1h])"},
+     INS,
+     EXPR_WHY_ZERO_DIVISOR,
+     "avg_over_time(active_users[1h])"},
     /* gauges need 3 readings */
-    {__LINE__, "avg_over_time(cpu_ratio[10m]) > 0.8", {AVG(CANARY, "cpu_ratio", M10, 0.9, 2)}, INS,
-     EXPR_WHY_FEW_OBS, "avg_over_time(cpu_ratio[10m])"},
-    {__LINE__, "avg_over_time(cpu_ratio[10m]) > 0.8", {AVG(CANARY, "cpu_ratio", M10, 0.9, 3)}, T,
-     EXPR_WHY_NONE, NULL},
+    {__LINE__,
+     "avg_over_time(cpu_ratio[10m]) > 0.8",
+     {AVG(CANARY, "cpu_ratio", M10, 0.9, 2)},
+     INS,
+     EXPR_WHY_FEW_OBS,
+     "avg_over_time(cpu_ratio[10m])"},
+    {__LINE__,
+     "avg_over_time(cpu_ratio[10m]) > 0.8",
+     {AVG(CANARY, "cpu_ratio", M10, 0.9, 3)},
+     T,
+     EXPR_WHY_NONE,
+     NULL},
     /* quantiles: 20 values, and 1 / (1 - q) */
-    {__LINE__, "histogram_quantile(0.75, latency_ms[5m]) > 100",
-     {QNT(CANARY, "latency_ms", 0.75, M5, 150, 19)}, INS, EXPR_WHY_FEW_OBS,
+    {__LINE__,
+     "histogram_quantile(0.75, latency_ms[5m]) > 100",
+     {QNT(CANARY, "latency_ms", 0.75, M5, 150, 19)},
+     INS,
+     EXPR_WHY_FEW_OBS,
      "histogram_quantile(0.75, latency_ms[5m])"},
-    {__LINE__, "histogram_quantile(0.75, latency_ms[5m]) > 100",
-     {QNT(CANARY, "latency_ms", 0.75, M5, 150, 20)}, T, EXPR_WHY_NONE, NULL},
-    {__LINE__, "histogram_quantile(0.99, latency_ms[5m]) > 100",
-     {QNT(CANARY, "latency_ms", 0.99, M5, 150, 99)}, INS, EXPR_WHY_FEW_OBS,
+    {__LINE__,
+     "histogram_quantile(0.75, latency_ms[5m]) > 100",
+     {QNT(CANARY, "latency_ms", 0.75, M5, 150, 20)},
+     T,
+     EXPR_WHY_NONE,
+     NULL},
+    {__LINE__,
+     "histogram_quantile(0.99, latency_ms[5m]) > 100",
+     {QNT(CANARY, "latency_ms", 0.99, M5, 150, 99)},
+     INS,
+     EXPR_WHY_FEW_OBS,
      "histogram_quantile(0.99, latency_ms[5m])"},
-    {__LINE__, "histogram_quantile(0.99, latency_ms[5m]) > 100",
-     {QNT(CANARY, "latency_ms", 0.99, M5, 150, 100)}, T, EXPR_WHY_NONE, NULL},
-    {__LINE__, "latency_ms_p999 > 100", {QNT(CANARY, "latency_ms", 0.999, M5, 150, 999)}, INS,
-     EXPR_WHY_FEW_OBS, "histogram_quantile(0.999, latency_ms[5m])"},
+    {__LINE__,
+     "histogram_quantile(0.99, latency_ms[5m]) > 100",
+     {QNT(CANARY, "latency_ms", 0.99, M5, 150, 100)},
+     T,
+     EXPR_WHY_NONE,
+     NULL},
+    {__LINE__,
+     "latency_ms_p999 > 100",
+     {QNT(CANARY, "latency_ms", 0.999, M5, 150, 999)},
+     INS,
+     EXPR_WHY_FEW_OBS,
+     "histogram_quantile(0.999, latency_ms[5m])"},
     /* the baseline side lacking data */
-    {__LINE__, "histogram_quantile(0.99, latency_ms[10m]) > 5 * baseline",
-     {QNT(CANARY, "latency_ms", 0.99, M10, 900, 500), QNT(BASELINE, "latency_ms", 0.99, M10, 100, 10)},
-     INS, EXPR_WHY_FEW_OBS, "histogram_quantile(0.99, latency_ms[10m])"},
+    {__LINE__,
+     "histogram_quantile(0.99, latency_ms[10m]) > 5 * baseline",
+     {QNT(CANARY, "latency_ms", 0.99, M10, 900, 500),
+      QNT(BASELINE, "latency_ms", 0.99, M10, 100, 10)},
+     INS,
+     EXPR_WHY_FEW_OBS,
+     "histogram_quantile(0.99, latency_ms[10m])"},
     /* diff samples, z-score warm-up, SLOs */
-    {__LINE__, "canary_diff_ratio(0.005) < 0.005", {DIFF(0.005, 0, 0, 999)}, INS, EXPR_WHY_FEW_OBS,
+    {__LINE__,
+     "canary_diff_ratio(0.005) < 0.005",
+     {DIFF(0.005, 0, 0, 999)},
+     INS,
+     EXPR_WHY_FEW_OBS,
      "canary_diff_ratio(0.005)"},
-    {__LINE__, "zscore(increase(approval_denials[5m]), 24h) > 3",
-     {CTR(CANARY, "approval_denials", M5, 9, 30), ZS(7, 29)}, INS, EXPR_WHY_FEW_OBS,
+    {__LINE__,
+     "zscore(increase(approval_denials[5m]), 24h) > 3",
+     {CTR(CANARY, "approval_denials", M5, 9, 30), ZS(7, 29)},
+     INS,
+     EXPR_WHY_FEW_OBS,
      "zscore(increase(approval_denials[5m]), 24h)"},
-    {__LINE__, "zscore(increase(approval_denials[5m]), 24h) > 3",
-     {CTR(CANARY, "approval_denials", M5, 9, 30), ZS(7, 30)}, T, EXPR_WHY_NONE, NULL},
+    {__LINE__,
+     "zscore(increase(approval_denials[5m]), 24h) > 3",
+     {CTR(CANARY, "approval_denials", M5, 9, 30), ZS(7, 30)},
+     T,
+     EXPR_WHY_NONE,
+     NULL},
     {__LINE__, "slos_met()", {{0}}, INS, EXPR_WHY_SLOS, "slos_met()"},
     /* a NaN answer with observations */
-    {__LINE__, "avg_over_time(cpu_ratio[10m]) > 0.8", {AVG(CANARY, "cpu_ratio", M10, NAN, 60)}, INS,
-     EXPR_WHY_NAN, "avg_over_time(cpu_ratio[10m])"},
+    {__LINE__,
+     "avg_over_time(cpu_ratio[10m]) > 0.8",
+     {AVG(CANARY, "cpu_ratio", M10, NAN, 60)},
+     INS,
+     EXPR_WHY_NAN,
+     "avg_over_time(cpu_ratio[10m])"},
     /* three-valued and / or / not */
-    {__LINE__, "rate(errors[5m]) > 0.01 or avg_over_time(cpu_ratio[10m]) > 0.8",
-     {AVG(CANARY, "cpu_ratio", M10, 0.9, 60)}, T, EXPR_WHY_NONE, NULL},
-    {__LINE__, "rate(errors[5m]) > 0.01 or avg_over_time(cpu_ratio[10m]) > 0.8",
-     {AVG(CANARY, "cpu_ratio", M10, 0.5, 60)}, INS, EXPR_WHY_FEW_OBS, "rate(errors[5m])"},
-    {__LINE__, "rate(errors[5m]) > 0.01 and avg_over_time(cpu_ratio[10m]) > 0.8",
-     {AVG(CANARY, "cpu_ratio", M10, 0.5, 60)}, F, EXPR_WHY_NONE, NULL},
-    {__LINE__, "avg_over_time(cpu_ratio[10m]) > 0.8 and rate(errors[5m]) > 0.01",
-     {AVG(CANARY, "cpu_ratio", M10, 0.9, 60)}, INS, EXPR_WHY_FEW_OBS, "rate(errors[5m])"},
+    {__LINE__,
+     "rate(errors[5m]) > 0.01 or avg_over_time(cpu_ratio[10m]) > 0.8",
+     {AVG(CANARY, "cpu_ratio", M10, 0.9, 60)},
+     T,
+     EXPR_WHY_NONE,
+     NULL},
+    {__LINE__,
+     "rate(errors[5m]) > 0.01 or avg_over_time(cpu_ratio[10m]) > 0.8",
+     {AVG(CANARY, "cpu_ratio", M10, 0.5, 60)},
+     INS,
+     EXPR_WHY_FEW_OBS,
+     "rate(errors[5m])"},
+    {__LINE__,
+     "rate(errors[5m]) > 0.01 and avg_over_time(cpu_ratio[10m]) > 0.8",
+     {AVG(CANARY, "cpu_ratio", M10, 0.5, 60)},
+     F,
+     EXPR_WHY_NONE,
+     NULL},
+    {__LINE__,
+     "avg_over_time(cpu_ratio[10m]) > 0.8 and rate(errors[5m]) > 0.01",
+     {AVG(CANARY, "cpu_ratio", M10, 0.9, 60)},
+     INS,
+     EXPR_WHY_FEW_OBS,
+     "rate(errors[5m])"},
     {__LINE__, "not rate(errors[5m]) > 0.01", {{0}}, INS, EXPR_WHY_FEW_OBS, "rate(errors[5m])"},
     /* the one that decided it is named, not the first that lacked data */
-    {__LINE__, "rate(a[5m]) > 1 and 1 > 2 or rate(b[5m]) > 1", {{0}}, INS, EXPR_WHY_FEW_OBS,
+    {__LINE__,
+     "rate(a[5m]) > 1 and 1 > 2 or rate(b[5m]) > 1",
+     {{0}},
+     INS,
+     EXPR_WHY_FEW_OBS,
      "rate(b[5m])"},
 };
 
@@ -837,9 +1180,11 @@ static void test_insufficient_data(void **state) {
 /* --- error_excess_p and error_rate_upper: counts, not a bare ratio ------------------------------ */
 
 /* errors and requests of both variants over 1h, reported by 360 intervals */
-#define SPLIT(ce, cr, be, br)                                                                  \
-  {CTR(CANARY, "errors", HOUR_MS, ce, 360), CTR(CANARY, "requests", HOUR_MS, cr, 360),       \
-   CTR(BASELINE, "errors", HOUR_MS, be, 360), CTR(BASELINE, "requests", HOUR_MS, br, 360)}
+#define SPLIT(ce, cr, be, br)                                                                      \
+  {                                                                                                \
+    CTR(CANARY, "errors", HOUR_MS, ce, 360), CTR(CANARY, "requests", HOUR_MS, cr, 360),            \
+        CTR(BASELINE, "errors", HOUR_MS, be, 360), CTR(BASELINE, "requests", HOUR_MS, br, 360)     \
+  }
 #define EXCESS "error_excess_p(errors[1h], requests[1h])"
 #define UPPER "error_rate_upper(errors[1h], requests[1h])"
 #define NO_P NAN
@@ -878,8 +1223,10 @@ static const struct excess_case excess_cases[] = {
     {__LINE__, EXCESS " >= 0.01", SPLIT(12, 5000, 18, 10000), T, EXPR_WHY_NONE, 0.2761356346903617},
     /* a 0.5% cohort against everyone else (docs/statistics.md): 3 of 400 against 20 of 80,000
      * is significant although 0.11 canary errors were expected — small counts can convict */
-    {__LINE__, EXCESS " < 0.01", SPLIT(3, 400, 20, 80000), T, EXPR_WHY_NONE, 0.00020241247976379836},
-    {__LINE__, EXCESS " >= 0.01", SPLIT(3, 400, 20, 80000), F, EXPR_WHY_NONE, 0.00020241247976379836},
+    {__LINE__, EXCESS " < 0.01", SPLIT(3, 400, 20, 80000), T, EXPR_WHY_NONE,
+     0.00020241247976379836},
+    {__LINE__, EXCESS " >= 0.01", SPLIT(3, 400, 20, 80000), F, EXPR_WHY_NONE,
+     0.00020241247976379836},
     /* ... but 1 of 50 against 50 of 9,950 (p = 0.23, 0.26 expected) cannot tell either way:
      * neither a pass nor a halt */
     {__LINE__, EXCESS " >= 0.01", SPLIT(1, 50, 50, 9950), INS, EXPR_WHY_POWER, NO_P},
@@ -893,9 +1240,12 @@ static const struct excess_case excess_cases[] = {
     {__LINE__, EXCESS " >= 0.01", SPLIT(4, 1000, 4, 1000), INS, EXPR_WHY_POWER, NO_P},
     /* no requests on a side, no reports, more errors than requests */
     {__LINE__, EXCESS " >= 0.01", SPLIT(0, 1000, 0, 0), INS, EXPR_WHY_FEW_EVENTS, NO_P},
-    {__LINE__, EXCESS " >= 0.01", {CTR(CANARY, "errors", HOUR_MS, 0, 360),
-                                   CTR(CANARY, "requests", HOUR_MS, 1000, 360)},
-     INS, EXPR_WHY_FEW_OBS, NO_P},
+    {__LINE__,
+     EXCESS " >= 0.01",
+     {CTR(CANARY, "errors", HOUR_MS, 0, 360), CTR(CANARY, "requests", HOUR_MS, 1000, 360)},
+     INS,
+     EXPR_WHY_FEW_OBS,
+     NO_P},
     {__LINE__, EXCESS " >= 0.01", SPLIT(5, 4, 0, 1000), INS, EXPR_WHY_NAN, NO_P},
 
     /* error_rate_upper: one-sided 99% Clopper-Pearson; 0 errors need 4,603 requests for < 0.1% */
@@ -913,12 +1263,12 @@ static const struct excess_case excess_cases[] = {
      * its own counts that the comparison does not matter */
     {__LINE__, EXCESS " >= 0.01 or " UPPER " < 0.001", SPLIT(0, 5000, 0, 5000), T, EXPR_WHY_NONE,
      NO_P},
-    {__LINE__, EXCESS " >= 0.01 or " UPPER " < 0.001", SPLIT(0, 4000, 0, 4000), INS,
-     EXPR_WHY_POWER, NO_P},
+    {__LINE__, EXCESS " >= 0.01 or " UPPER " < 0.001", SPLIT(0, 4000, 0, 4000), INS, EXPR_WHY_POWER,
+     NO_P},
     {__LINE__, EXCESS " >= 0.01 or " UPPER " < 0.001", SPLIT(5, 10000, 5, 10000), T, EXPR_WHY_NONE,
      NO_P},
-    {__LINE__, EXCESS " >= 0.01 or " UPPER " < 0.001", SPLIT(10, 10000, 0, 10000), F,
-     EXPR_WHY_NONE, NO_P},
+    {__LINE__, EXCESS " >= 0.01 or " UPPER " < 0.001", SPLIT(10, 10000, 0, 10000), F, EXPR_WHY_NONE,
+     NO_P},
 };
 
 static void test_error_excess(void **state) {
@@ -996,7 +1346,8 @@ static void test_error_excess_evidence(void **state) {
 static void test_limits_are_configurable(void **state) {
   struct expr e;
   parse_bind_ok("rate(errors[5m]) / rate(requests[5m]) > 0.01", &e, params, N_PARAMS, 0);
-  const struct obs in[MAX_OBS] = {CTR(CANARY, "errors", M5, 2, 3), CTR(CANARY, "requests", M5, 20, 3)};
+  const struct obs in[MAX_OBS] = {CTR(CANARY, "errors", M5, 2, 3),
+                                  CTR(CANARY, "requests", M5, 20, 3)};
   struct expr_limits lim = expr_limits_default;
   struct expr_source src = fake_source;
   src.limits = &lim;
@@ -1006,8 +1357,8 @@ static void test_limits_are_configurable(void **state) {
   assert_int_equal(r.truth, INS); /* 20 requests < 100 */
   lim.min_events = 20;
   assert_int_equal(expr_eval(&e, &src, &f, VARIANT_CANARY, &r), CANARY_OK);
-  assert_int_equal(r.truth, T);  /* 10% */
-  lim.min_obs[EXPR_Q_COUNTER] = 4;  /* 3 intervals are now too few */
+  assert_int_equal(r.truth, T);    /* 10% */
+  lim.min_obs[EXPR_Q_COUNTER] = 4; /* 3 intervals are now too few */
   assert_int_equal(expr_eval(&e, &src, &f, VARIANT_CANARY, &r), CANARY_OK);
   assert_int_equal(r.truth, INS);
   assert_int_equal(r.why, EXPR_WHY_FEW_OBS);
@@ -1108,8 +1459,8 @@ static void test_evidence(void **state) {
   assert_int_equal(expr_eval(&e, &fake_source, &f, VARIANT_CANARY, &r), CANARY_OK);
   assert_int_equal(r.truth, T);
   assert_int_equal(r.n_compares, 1);
-  assert_true(r.compares[0].lhs == 812);    /* the canary */
-  assert_true(r.compares[0].rhs == 600);    /* the threshold */
+  assert_true(r.compares[0].lhs == 812); /* the canary */
+  assert_true(r.compares[0].rhs == 600); /* the threshold */
   assert_true(r.compares[0].baseline == 120);
   assert_int_equal(r.compares[0].node, e.root);
   assert_int_equal(r.n_measures, 2);
@@ -1130,8 +1481,8 @@ static void test_evidence(void **state) {
 
   /* the seed's bare baseline reports the same way */
   struct expr a;
-  parse_bind_ok("histogram_quantile(0.99, latency) > 5 * baseline", &a, plan.params,
-                plan.n_params, M10);
+  parse_bind_ok("histogram_quantile(0.99, latency) > 5 * baseline", &a, plan.params, plan.n_params,
+                M10);
   assert_int_equal(expr_eval(&a, &fake_source, &f, VARIANT_CANARY, &r), CANARY_OK);
   expr_explain(&a, &r, buf, sizeof buf);
   assert_string_equal(buf, "histogram_quantile(0.99, latency_ms[10m]) = 812 > 5 * baseline = 600 "
@@ -1140,7 +1491,8 @@ static void test_evidence(void **state) {
   /* insufficient: which query, how many it had, how many it needed */
   assert_true(plan_expr("rule:error_rate", &src, &window));
   parse_bind_ok(src, &e, plan.params, plan.n_params, window);
-  const struct obs low[MAX_OBS] = {CTR(CANARY, "errors", M5, 1, 30), CTR(CANARY, "requests", M5, 40, 30)};
+  const struct obs low[MAX_OBS] = {CTR(CANARY, "errors", M5, 1, 30),
+                                   CTR(CANARY, "requests", M5, 40, 30)};
   struct fake g = {.obs = low};
   assert_int_equal(expr_eval(&e, &fake_source, &g, VARIANT_CANARY, &r), CANARY_OK);
   expr_explain(&e, &r, buf, sizeof buf);
@@ -1292,8 +1644,8 @@ static void test_for_one_state_per_expression(void **state) {
   int64_t fired = -1;
   for (int i = 0; i <= 180; i++) { /* 30 minutes of 10 s buckets */
     int64_t now = T0 + i * STEP;
-    enum expr_truth lcp = i < 60 ? T : F;             /* T0 .. T0 + 9m50s */
-    enum expr_truth inp = i >= 60 ? T : F;            /* from T0 + 10m */
+    enum expr_truth lcp = i < 60 ? T : F;  /* T0 .. T0 + 9m50s */
+    enum expr_truth inp = i >= 60 ? T : F; /* from T0 + 10m */
     enum expr_truth cls = F;
     bool any = false;
     any |= expr_for_step(&st[0], now, lcp, 15 * MIN_MS);
@@ -1350,7 +1702,8 @@ static const struct error_case error_cases[] = {
     {__LINE__, "1 > and", 4, "expected a number, a name or '(', not 'and'"},
     {__LINE__, "(1 > 0", 6, "expected ')' to close '('"},
     {__LINE__, "rate(errors[5m]) > 0.01)", 23, "expected an operator or the end, found ')'"},
-    {__LINE__, "rate(errors[5m]) > 0.01 extra", 24, "expected an operator or the end, found 'extra'"},
+    {__LINE__, "rate(errors[5m]) > 0.01 extra", 24,
+     "expected an operator or the end, found 'extra'"},
     {__LINE__, "rate(errors[5m]) 0.01", 17, "expected an operator or the end, found '0.01'"},
     {__LINE__, "rate(errors[5m]) = 0.01", 17, "'=' is not an operator: write '==' to compare"},
     {__LINE__, "rate(errors[5m]) > 0.01 && 1 > 0", 24, "'&' is not an operator: write 'and'"},
@@ -1361,7 +1714,8 @@ static const struct error_case error_cases[] = {
     {__LINE__, "0.5.5 > 1", 3, "unexpected '.' after the number"},
     {__LINE__, "5. > 1", 1, "expected a digit after '.'"},
     {__LINE__, "rate(errors[5m]) > 5x", 20, "unexpected 'x' after the number"},
-    {__LINE__, "rate(errors[5m]) > 5m", 19, "a duration such as 5m belongs in a window, as in errors[5m]"},
+    {__LINE__, "rate(errors[5m]) > 5m", 19,
+     "a duration such as 5m belongs in a window, as in errors[5m]"},
     {__LINE__, "1e999 > 1", 0, "number out of range"},
     {__LINE__, "errors[5m] > 1", 0,
      "a window is read through a function, as in rate(errors[5m]) or avg_over_time(errors[5m])"},
@@ -1384,7 +1738,8 @@ static const struct error_case error_cases[] = {
     {__LINE__, "histogram_quantile(latency_ms[5m]) > 1", 19,
      "expected a quantile between 0 and 1, such as 0.99"},
     {__LINE__, "histogram_quantile(1.5, latency_ms[5m]) > 1", 19, "a quantile is between 0 and 1"},
-    {__LINE__, "histogram_quantile(0.99 latency_ms[5m]) > 1", 24, "expected ',' after the quantile"},
+    {__LINE__, "histogram_quantile(0.99 latency_ms[5m]) > 1", 24,
+     "expected ',' after the quantile"},
     {__LINE__, "zscore(rate(x[5m])) > 3", 18, "expected ',' and the history, as in zscore(x, 24h)"},
     {__LINE__, "zscore(rate(x[5m]), 3) > 3", 21, "expected a unit after 3: ms, s, m, h, d or w"},
     {__LINE__, "zscore(rate(x[5m]), x) > 3", 20, "expected a history such as 5m"},
@@ -1413,14 +1768,17 @@ static const struct error_case error_cases[] = {
      "use it on the right of one, or write baseline(expr)"},
     {__LINE__, "((((((((((((((((((((((((((1))))))))))))))))))))))))) > 0", 24, /* the 25th ( */
      "expression nested more than 24 deep"},
-    {__LINE__, "baseline(baseline(baseline(baseline(baseline(baseline(baseline(baseline("
-               "baseline(baseline(baseline(baseline(baseline(baseline(baseline(baseline("
-               "baseline(baseline(baseline(baseline(baseline(baseline(baseline(baseline("
-               "baseline(rate(x[5m])))))))))))))))))))))))))) > 0", 216,
-     "expression nested more than 24 deep"},
+    {__LINE__,
+     "baseline(baseline(baseline(baseline(baseline(baseline(baseline(baseline("
+     "baseline(baseline(baseline(baseline(baseline(baseline(baseline(baseline("
+     "baseline(baseline(baseline(baseline(baseline(baseline(baseline(baseline("
+     "baseline(rate(x[5m])))))))))))))))))))))))))) > 0",
+     216, "expression nested more than 24 deep"},
     {__LINE__, "----------------------------1", 24, "expression nested more than 24 deep"},
-    {__LINE__, "not not not not not not not not not not not not not not not not not not not not "
-               "not not not not not 1 > 0", 96, "expression nested more than 24 deep"},
+    {__LINE__,
+     "not not not not not not not not not not not not not not not not not not not not "
+     "not not not not not 1 > 0",
+     96, "expression nested more than 24 deep"},
     {__LINE__, "a_name_that_is_much_longer_than_forty_seven_bytes_x > 1", 0,
      "name longer than 47 bytes"},
     /* error_excess_p(): counters, compared with a significance level, not inside baseline() */
@@ -1464,8 +1822,8 @@ static void test_parse_errors(void **state) {
     if (err.pos != c->pos || strcmp(err.message, c->message) != 0) {
       char buf[600];
       expr_error_render(c->src, &err, buf, sizeof buf);
-      fail_msg("line %d: got position %d \"%s\", want %d \"%s\"\n%s", c->line, err.pos,
-               err.message, c->pos, c->message, buf);
+      fail_msg("line %d: got position %d \"%s\", want %d \"%s\"\n%s", c->line, err.pos, err.message,
+               c->pos, c->message, buf);
     }
     assert_int_equal(e.n_nodes, 0); /* a failed parse leaves an empty expression */
   }
@@ -1493,11 +1851,13 @@ static void test_error_render(void **state) {
     const char *want;
   } cases[] = {
       /* the example, to the byte */
-      {"rate(errors[5m) > 0.01", "rate(errors[5m) > 0.01\n              ^ expected ']' after the window"},
+      {"rate(errors[5m) > 0.01",
+       "rate(errors[5m) > 0.01\n              ^ expected ']' after the window"},
       {"", "\n^ empty expression"},
       {"1 +", "1 +\n   ^ expected a number, a name or '('"},
       /* tabs are kept so the caret lines up under a tab-indented expression */
-      {"\trate(errors[5m) > 0.01", "\trate(errors[5m) > 0.01\n\t              ^ expected ']' after the window"},
+      {"\trate(errors[5m) > 0.01",
+       "\trate(errors[5m) > 0.01\n\t              ^ expected ']' after the window"},
       /* only the line with the fault */
       {"rate(errors[5m]) > 0.01 and\n  rate(requests[5m) > 1",
        "  rate(requests[5m) > 1\n                  ^ expected ']' after the window"},
@@ -1591,10 +1951,18 @@ static void test_numbers_print_shortest(void **state) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
     double v;
     switch (i % 4) {
-    case 0: v = (double)(x % 100000 + 1) / (double)(x / 100000 % 99991 + 1); break;
-    case 1: v = (double)(x % 1000 + 1) * pow(10, (int)(x / 1000 % 44) - 20); break;
-    case 2: v = nextafter(pow(10, (int)(x % 44) - 20), (x >> 8) & 1 ? 0 : INFINITY); break;
-    default: v = (double)(x % 9007199254740992ULL) * pow(10, (int)(x / 7 % 40) - 25); break;
+    case 0:
+      v = (double)(x % 100000 + 1) / (double)(x / 100000 % 99991 + 1);
+      break;
+    case 1:
+      v = (double)(x % 1000 + 1) * pow(10, (int)(x / 1000 % 44) - 20);
+      break;
+    case 2:
+      v = nextafter(pow(10, (int)(x % 44) - 20), (x >> 8) & 1 ? 0 : INFINITY);
+      break;
+    default:
+      v = (double)(x % 9007199254740992ULL) * pow(10, (int)(x / 7 % 40) - 25);
+      break;
     }
     if (!(v > 0) || !isfinite(v))
       continue;
@@ -1646,11 +2014,13 @@ static void test_bind(void **state) {
   assert_string_equal(expr_metric(&e, e.nodes[e.root].a), "latency_ms");
   assert_int_equal(expr_bind(&e, params, N_PARAMS, M10, NULL), CANARY_OK);
   expr_format(&e, -1, buf, sizeof buf);
-  assert_string_equal(buf, "histogram_quantile(0.99, latency_ms[10m]) > latency_multiplier * baseline");
+  assert_string_equal(buf,
+                      "histogram_quantile(0.99, latency_ms[10m]) > latency_multiplier * baseline");
   struct plan_param other[] = {{"latency_multiplier", 3}};
   assert_int_equal(expr_bind(&e, other, 1, 0, NULL), CANARY_OK);
   expr_format(&e, -1, buf, sizeof buf);
-  assert_string_equal(buf, "histogram_quantile(0.99, latency_ms[5m]) > latency_multiplier * baseline");
+  assert_string_equal(buf,
+                      "histogram_quantile(0.99, latency_ms[5m]) > latency_multiplier * baseline");
   assert_true(e.nodes[e.nodes[e.nodes[e.root].b].a].num == 3);
   assert_int_equal(expr_longest_window(&e), 5 * MIN_MS);
   assert_int_equal(expr_bind(&e, NULL, 0, 0, NULL), CANARY_EINVALID); /* the threshold is gone */
@@ -1733,15 +2103,27 @@ static void test_numbers(void **state) {
     double want;
     size_t len;
   } cases[] = {
-      {"0.01", 0.01, 4},     {"0.0099", 0.0099, 6},  {"0.0101", 0.0101, 6},
-      {"0.005", 0.005, 5},   {"0.5%", 0.005, 4},     {"1%", 0.01, 2},
-      {"2500", 2500, 4},     {"1.1", 1.1, 3},        {"0.1", 0.1, 3},
-      {"1e3", 1e3, 3},       {"1.5e-3", 1.5e-3, 6},  {"2E+2", 200, 4},
-      {"007", 7, 3},         {"0", 0, 1},            {"0.000", 0, 5},
+      {"0.01", 0.01, 4},
+      {"0.0099", 0.0099, 6},
+      {"0.0101", 0.0101, 6},
+      {"0.005", 0.005, 5},
+      {"0.5%", 0.005, 4},
+      {"1%", 0.01, 2},
+      {"2500", 2500, 4},
+      {"1.1", 1.1, 3},
+      {"0.1", 0.1, 3},
+      {"1e3", 1e3, 3},
+      {"1.5e-3", 1.5e-3, 6},
+      {"2E+2", 200, 4},
+      {"007", 7, 3},
+      {"0", 0, 1},
+      {"0.000", 0, 5},
       {"3.14159265358979", 3.14159265358979, 16},
       {"0.30000000000000004", 0.30000000000000004, 19},
       {"123456789012345678901234", 123456789012345678901234.0, 24},
-      {"1e-300", 1e-300, 6}, {"5m", 5, 1},           {"1e", 1, 1},
+      {"1e-300", 1e-300, 6},
+      {"5m", 5, 1},
+      {"1e", 1, 1},
       {"2.x", 2, 1},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -97,7 +97,7 @@ static void test_steps_and_stats(void **state) {
   ingest(T0 + MIN + 5000, VARIANT_CANARY, "requests", 1000, NULL, 0, NULL, NULL, 0);
 
   struct history_points h = {0};
-  int64_t through = T0; /* recorded up to T0 */
+  int64_t through = T0;      /* recorded up to T0 */
   r.clock_ms = T0 + MIN - 1; /* the first minute has not ended: nothing */
   assert_int_equal(history_collect(&r, &rm, &plan, &through, &h), 0);
   assert_int_equal(through, T0);
@@ -160,12 +160,16 @@ static void test_rule_readings(void **state) {
   (void)state;
   struct rollout x = r;
   x.n_readings = 2;
-  x.readings[0] = (struct rollout_reading){.name = "error_rate", .kind = READING_RULE,
-                                           .stage = 1, .state = EXPR_FOR_FIRING, .canary = 0.06,
-                                           .baseline = 0.001, .threshold = 0.01,
-                                           .log_e = log(50), .log_needed = log(100)};
-  x.readings[1] = (struct rollout_reading){.name = "gate_x", .kind = READING_EXIT,
-                                           .canary = 1};
+  x.readings[0] = (struct rollout_reading){.name = "error_rate",
+                                           .kind = READING_RULE,
+                                           .stage = 1,
+                                           .state = EXPR_FOR_FIRING,
+                                           .canary = 0.06,
+                                           .baseline = 0.001,
+                                           .threshold = 0.01,
+                                           .log_e = log(50),
+                                           .log_needed = log(100)};
+  x.readings[1] = (struct rollout_reading){.name = "gate_x", .kind = READING_EXIT, .canary = 1};
   x.clock_ms = T0 + 3 * MIN;
   struct history_points h = {0};
   int64_t through = T0 + 2 * MIN;
@@ -196,8 +200,7 @@ static void test_plan_key(void **state) {
   assert_int_not_equal(config_load_buffer("t.yaml", bad, strlen(bad), &p, &ce), CANARY_OK);
   assert_int_equal(ce.line, 3);
   struct plan d;
-  assert_int_equal(config_load_file(CANARY_SOURCE_DIR "/config/rollout.yaml", &d, &ce),
-                   CANARY_OK);
+  assert_int_equal(config_load_file(CANARY_SOURCE_DIR "/config/rollout.yaml", &d, &ce), CANARY_OK);
   assert_int_equal(history_step_ms(&d), 60000);
 }
 

@@ -89,14 +89,15 @@ static const struct {
     {"\"plain\"", "\"plain\""},
     {"\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t\"", "\"\\\" \\\\ / \\b \\f \\n \\r \\t\""},
     {"\"\\u0041\\u00e9\\u20AC\"", "\"A\xC3\xA9\xE2\x82\xAC\""},
-    {"\"\\ud83d\\ude80\"", "\"\xF0\x9F\x9A\x80\""},       /* surrogate pair: U+1F680 */
+    {"\"\\ud83d\\ude80\"", "\"\xF0\x9F\x9A\x80\""}, /* surrogate pair: U+1F680 */
     {"\"\xF0\x9F\x9A\x80 caf\xC3\xA9\"", "\"\xF0\x9F\x9A\x80 caf\xC3\xA9\""}, /* raw UTF-8 */
     {"\"a\\u0000b\"", "\"a\\u0000b\""},
     {"\"\x7F\"", "\"\x7F\""}, /* DEL is not a control character for JSON */
     {"[]", "[]"},
     {"{}", "{}"},
     {"[ 1 , [ 2 , [ ] ] , { } ]", "[1,[2,[]],{}]"},
-    {"{\"a\":1,\"b\":[true,null],\"c\":{\"d\":\"e\"}}", "{\"a\":1,\"b\":[true,null],\"c\":{\"d\":\"e\"}}"},
+    {"{\"a\":1,\"b\":[true,null],\"c\":{\"d\":\"e\"}}",
+     "{\"a\":1,\"b\":[true,null],\"c\":{\"d\":\"e\"}}"},
     {"\r\n\t{ \"k\" :\n\"v\" }\r\n", "{\"k\":\"v\"}"},
     {"{\"a\":1,\"A\":2,\"a\\u0000\":3}", "{\"a\":1,\"A\":2,\"a\\u0000\":3}"}, /* distinct keys */
 };
@@ -120,7 +121,8 @@ static void test_valid_docs(void **state) {
 static void test_value_details(void **state) {
   struct json_doc doc;
   json_doc_init(&doc);
-  const char *text = "{\n  \"n\": 12,\n  \"f\": -0,\n  \"s\": \"a\\u0000b\",\n  \"x\": [1.5, 1e2]\n}";
+  const char *text =
+      "{\n  \"n\": 12,\n  \"f\": -0,\n  \"s\": \"a\\u0000b\",\n  \"x\": [1.5, 1e2]\n}";
   const struct json_value *v = parse_ok(&doc, text, strlen(text));
   assert_int_equal(v->type, JSON_OBJECT);
   assert_int_equal(v->line, 1);
@@ -157,7 +159,7 @@ static void test_value_details(void **state) {
   assert_int_equal(x->items[1].column, 14);
 
   assert_null(json_get(v, "missing"));
-  assert_null(json_get(x, "n"));   /* not an object */
+  assert_null(json_get(x, "n")); /* not an object */
   assert_null(json_get(NULL, "n"));
   assert_string_equal(json_type_name(JSON_OBJECT), "object");
   json_doc_free(&doc);
@@ -201,10 +203,10 @@ static const struct {
     {"\"a\tb\"", 0, 1, 3, "control character U+0009"},
     {"[\n\"a\n\"]", 0, 2, 3, "control character U+000A"},
     {"\"\xC3\"", 0, 1, 2, "invalid UTF-8"},
-    {"\"ab\xC0\xAF\"", 0, 1, 4, "invalid UTF-8"},          /* overlong '/' */
-    {"\"\xED\xA0\x80\"", 0, 1, 2, "invalid UTF-8"},         /* a surrogate, UTF-8 encoded */
-    {"\"\xF4\x90\x80\x80\"", 0, 1, 2, "invalid UTF-8"},     /* above U+10FFFF */
-    {"\"\xE2\x82\"", 0, 1, 2, "invalid UTF-8"},             /* truncated */
+    {"\"ab\xC0\xAF\"", 0, 1, 4, "invalid UTF-8"},       /* overlong '/' */
+    {"\"\xED\xA0\x80\"", 0, 1, 2, "invalid UTF-8"},     /* a surrogate, UTF-8 encoded */
+    {"\"\xF4\x90\x80\x80\"", 0, 1, 2, "invalid UTF-8"}, /* above U+10FFFF */
+    {"\"\xE2\x82\"", 0, 1, 2, "invalid UTF-8"},         /* truncated */
     {"\"\xFF\"", 0, 1, 2, "invalid UTF-8"},
     {"{\"a\":1,\"b\":2,\"a\":3}", 0, 1, 14, "duplicate key 'a'"},
     {"{\"x\":{\"k\":1,\n \"k\":2}}", 0, 2, 2, "duplicate key 'k'"},
@@ -252,9 +254,8 @@ static void test_invalid_docs(void **state) {
       fail_msg("case %zu '%s': rc %d, want a parse error", k, text, rc);
     if (err.line != invalid_docs[k].line || err.column != invalid_docs[k].column ||
         !strstr(err.message, invalid_docs[k].message))
-      fail_msg("case %zu '%s': got %d:%d: %s; want %d:%d: ...%s...", k, text, err.line,
-               err.column, err.message, invalid_docs[k].line, invalid_docs[k].column,
-               invalid_docs[k].message);
+      fail_msg("case %zu '%s': got %d:%d: %s; want %d:%d: ...%s...", k, text, err.line, err.column,
+               err.message, invalid_docs[k].line, invalid_docs[k].column, invalid_docs[k].message);
   }
   /* err may be NULL */
   const struct json_value *root;
@@ -363,8 +364,8 @@ static const struct {
     {1e21, "1e21"},
     {1e22, "1e22"},
     {1e15, "1000000000000000"},
-    {9007199254740991.0, "9007199254740991"},    /* 2^53 - 1 */
-    {9007199254740992.0, "9007199254740992"},    /* 2^53: exact, shortest %g round trip */
+    {9007199254740991.0, "9007199254740991"}, /* 2^53 - 1 */
+    {9007199254740992.0, "9007199254740992"}, /* 2^53: exact, shortest %g round trip */
     {-9007199254740992.0, "-9007199254740992"},
     {9007199254740994.0, "9007199254740994"},
     {18014398509481984.0, "18014398509481984"}, /* 2^54 */
@@ -559,7 +560,8 @@ static void test_excerpt(void **state) {
   assert_string_equal(out, "a?b?c");
   json_excerpt("0123456789abcdefghij", 20, out, sizeof out);
   assert_string_equal(out, "0123456789ab...");
-  json_excerpt("\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9", 16, out, sizeof out);
+  json_excerpt("\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9", 16, out,
+               sizeof out);
   assert_string_equal(out, "\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9..."); /* whole chars */
 }
 

@@ -135,8 +135,8 @@ static void put_dist(struct mstore *ms, int cohort, enum variant v, int64_t t, c
 static void put_diffs(struct mstore *ms, int cohort, int64_t t, size_t n, size_t over, double rel) {
   struct diff_sample *s = calloc(n, sizeof *s);
   for (size_t i = 0; i < n; i++)
-    s[i] = (struct diff_sample){.input = (double)i, .stable = 100,
-                                .canary = i < over ? 100 * (1 + rel) : 100};
+    s[i] = (struct diff_sample){
+        .input = (double)i, .stable = 100, .canary = i < over ? 100 * (1 + rel) : 100};
   struct event ev = fixture_event(EVENT_DIFF_SAMPLES, "d", "r1", t);
   ev.diff.samples = s;
   ev.diff.n = n;
@@ -210,7 +210,7 @@ static void test_ingest_and_queries(void **state) {
       {VARIANT_CANARY, "errors", 10 * SEC, 0, 2},
       {VARIANT_BASELINE, "requests", 60 * SEC, 6000, 6},
       {VARIANT_CANARY, "nothing", 60 * SEC, 0, 0},
-      {VARIANT_CANARY, "cpu_ratio", 60 * SEC, 0, 0},  /* a gauge read as a counter: no data */
+      {VARIANT_CANARY, "cpu_ratio", 60 * SEC, 0, 0}, /* a gauge read as a counter: no data */
   };
   for (size_t i = 0; i < sizeof counters / sizeof *counters; i++) {
     double out = -1;
@@ -291,34 +291,188 @@ static void test_refusals(void **state) {
     int rc;
     const char *why;
   } rows[] = {
-      {__LINE__, 0, EVENT_METRICS, {}, 0, {{"errors", 1}}, 1, {}, 0, 0, 0, CANARY_EINVALID,
+      {__LINE__,
+       0,
+       EVENT_METRICS,
+       {},
+       0,
+       {{"errors", 1}},
+       1,
+       {},
+       0,
+       0,
+       0,
+       CANARY_EINVALID,
        "metric 'errors' arrives as a gauge but is a counter"},
-      {__LINE__, 0, EVENT_METRICS, {}, 0, {}, 0, {{"errors", bad_latency, 1}}, 1, 0, 0,
-       CANARY_EINVALID, "metric 'errors' arrives as a distribution but is a counter"},
-      {__LINE__, 0, EVENT_METRICS, {{"latency_ms", 1}}, 1, {}, 0, {}, 0, 0, 0, CANARY_EINVALID,
+      {__LINE__,
+       0,
+       EVENT_METRICS,
+       {},
+       0,
+       {},
+       0,
+       {{"errors", bad_latency, 1}},
+       1,
+       0,
+       0,
+       CANARY_EINVALID,
+       "metric 'errors' arrives as a distribution but is a counter"},
+      {__LINE__,
+       0,
+       EVENT_METRICS,
+       {{"latency_ms", 1}},
+       1,
+       {},
+       0,
+       {},
+       0,
+       0,
+       0,
+       CANARY_EINVALID,
        "metric 'latency_ms' arrives as a counter but is a distribution"},
-      {__LINE__, 0, EVENT_METRICS, {{"fresh", 1}}, 1, {{"fresh", 1}}, 1, {}, 0, 0, 0,
-       CANARY_EINVALID, "metric 'fresh' arrives as a gauge but is a counter"}, /* same event */
-      {__LINE__, 0, EVENT_METRICS, {{long_name, 1}}, 1, {}, 0, {}, 0, 0, 0, CANARY_EINVALID,
+      {__LINE__,
+       0,
+       EVENT_METRICS,
+       {{"fresh", 1}},
+       1,
+       {{"fresh", 1}},
+       1,
+       {},
+       0,
+       0,
+       0,
+       CANARY_EINVALID,
+       "metric 'fresh' arrives as a gauge but is a counter"}, /* same event */
+      {__LINE__,
+       0,
+       EVENT_METRICS,
+       {{long_name, 1}},
+       1,
+       {},
+       0,
+       {},
+       0,
+       0,
+       0,
+       CANARY_EINVALID,
        "longer than 47 bytes"},
-      {__LINE__, 0, EVENT_METRICS, {{"", 1}}, 1, {}, 0, {}, 0, 0, 0, CANARY_EINVALID,
+      {__LINE__,
+       0,
+       EVENT_METRICS,
+       {{"", 1}},
+       1,
+       {},
+       0,
+       {},
+       0,
+       0,
+       0,
+       CANARY_EINVALID,
        "a counter has no name"},
-      {__LINE__, 0, EVENT_METRICS, {{"requests", 5}, {"errors", -1}}, 2, {}, 0, {}, 0, 0, 0,
-       CANARY_EINVALID, "counter 'errors' is -1: counters are increments"},
-      {__LINE__, 0, EVENT_METRICS, {}, 0, {{"cpu_ratio", NAN}}, 1, {}, 0, 0, 0, CANARY_EINVALID,
+      {__LINE__,
+       0,
+       EVENT_METRICS,
+       {{"requests", 5}, {"errors", -1}},
+       2,
+       {},
+       0,
+       {},
+       0,
+       0,
+       0,
+       CANARY_EINVALID,
+       "counter 'errors' is -1: counters are increments"},
+      {__LINE__,
+       0,
+       EVENT_METRICS,
+       {},
+       0,
+       {{"cpu_ratio", NAN}},
+       1,
+       {},
+       0,
+       0,
+       0,
+       CANARY_EINVALID,
        "gauge 'cpu_ratio' is not finite"},
-      {__LINE__, 0, EVENT_METRICS, {}, 0, {}, 0, {{"latency_ms", bad_latency, 2}}, 1, 0, 0,
-       CANARY_EINVALID, "distribution 'latency_ms' has a value that is negative"},
-      {__LINE__, 0, EVENT_METRICS, {}, 0, {}, 0, {{"latency_ms", &nan_value, 1}}, 1, 0, 0,
-       CANARY_EINVALID, "not finite"},
-      {__LINE__, PLAN_MAX_STAGES, EVENT_METRICS, {{"errors", 1}}, 1, {}, 0, {}, 0, 0, 0,
-       CANARY_EINVALID, "cohort index 6 out of range"},
-      {__LINE__, 0, EVENT_COMMAND, {}, 0, {}, 0, {}, 0, 0, 0, CANARY_EINVALID,
+      {__LINE__,
+       0,
+       EVENT_METRICS,
+       {},
+       0,
+       {},
+       0,
+       {{"latency_ms", bad_latency, 2}},
+       1,
+       0,
+       0,
+       CANARY_EINVALID,
+       "distribution 'latency_ms' has a value that is negative"},
+      {__LINE__,
+       0,
+       EVENT_METRICS,
+       {},
+       0,
+       {},
+       0,
+       {{"latency_ms", &nan_value, 1}},
+       1,
+       0,
+       0,
+       CANARY_EINVALID,
+       "not finite"},
+      {__LINE__,
+       PLAN_MAX_STAGES,
+       EVENT_METRICS,
+       {{"errors", 1}},
+       1,
+       {},
+       0,
+       {},
+       0,
+       0,
+       0,
+       CANARY_EINVALID,
+       "cohort index 6 out of range"},
+      {__LINE__,
+       0,
+       EVENT_COMMAND,
+       {},
+       0,
+       {},
+       0,
+       {},
+       0,
+       0,
+       0,
+       CANARY_EINVALID,
        "a command event holds no metrics"},
-      {__LINE__, 0, EVENT_METRICS, {{"one", 1}, {"two", 1}}, 2, {}, 0, {}, 0, 3, 0, CANARY_EFULL,
+      {__LINE__,
+       0,
+       EVENT_METRICS,
+       {{"one", 1}, {"two", 1}},
+       2,
+       {},
+       0,
+       {},
+       0,
+       3,
+       0,
+       CANARY_EFULL,
        "more than 3 metric names"},
-      {__LINE__, 1, EVENT_METRICS, {{"errors", 1}}, 1, {}, 0, {{"latency_ms", bad_latency, 1}}, 1,
-       0, 3, CANARY_EFULL, "more than 3 metric series"},
+      {__LINE__,
+       1,
+       EVENT_METRICS,
+       {{"errors", 1}},
+       1,
+       {},
+       0,
+       {{"latency_ms", bad_latency, 1}},
+       1,
+       0,
+       3,
+       CANARY_EFULL,
+       "more than 3 metric series"},
       /* within the bounds exactly: accepted */
       {__LINE__, 1, EVENT_METRICS, {{"errors", 1}}, 1, {}, 0, {}, 0, 2, 3, CANARY_OK, ""},
       {__LINE__, 0, EVENT_METRICS, {{"one", 1}}, 1, {}, 0, {}, 0, 3, 0, CANARY_OK, ""},
@@ -382,8 +536,8 @@ struct run {
 };
 
 /* Feed and evaluate the rule (or criterion) every 10 s from T0 to T0 + span. */
-static struct run run_rule(enum mstore_owner owner, int stage, int index, int cohort,
-                           feed_fn feed, double level, int64_t span) {
+static struct run run_rule(enum mstore_owner owner, int stage, int index, int cohort, feed_fn feed,
+                           double level, int64_t span) {
   struct mstore ms;
   store_init(&ms);
   struct expr_for st[PLAN_MAX_EXPRS] = {0};
@@ -491,14 +645,14 @@ static void test_halt_rules_at_thresholds(void **state) {
   };
   for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
     const struct row *r = &rows[i];
-    struct run run = run_rule(MSTORE_RULE, -1, rule_index(r->rule), FRIENDLY, r->feed, r->level,
-                              20 * MIN_MS);
+    struct run run =
+        run_rule(MSTORE_RULE, -1, rule_index(r->rule), FRIENDLY, r->feed, r->level, 20 * MIN_MS);
     int64_t got = run.fired_at == NEVER ? NEVER : run.fired_at - T0;
     if (got != r->fires_after)
       fail_msg("line %d: %s at %g fired after %lld ms, expected %lld (%s)", r->line, r->rule,
                r->level, (long long)got, (long long)r->fires_after, run.explain);
     assert_false(run.ever_insufficient_only); /* every row had enough data */
-    if (r->fires_after != NEVER) { /* the evidence names what was measured */
+    if (r->fires_after != NEVER) {            /* the evidence names what was measured */
       const struct mstore_finding *f = &run.last.f[0];
       assert_true(run.last.holds);
       assert_int_equal(f->state, EXPR_FOR_FIRING);
@@ -508,8 +662,8 @@ static void test_halt_rules_at_thresholds(void **state) {
     }
   }
   /* the baseline-relative rule's evidence: canary 501, baseline 100, threshold 500 */
-  struct run run =
-      run_rule(MSTORE_RULE, -1, rule_index("api_latency_p99"), FRIENDLY, feed_p99, 501, 10 * MIN_MS);
+  struct run run = run_rule(MSTORE_RULE, -1, rule_index("api_latency_p99"), FRIENDLY, feed_p99, 501,
+                            10 * MIN_MS);
   const struct mstore_finding *f = &run.last.f[0];
   assert_true(run.last.fired);
   assert_double_equal(f->canary, 501, 0);
@@ -531,12 +685,12 @@ static void feed_outage(struct mstore *ms, int cohort, int64_t t, double level) 
 
 static void test_degrading_together(void **state) {
   (void)state;
-  struct run p99 = run_rule(MSTORE_RULE, -1, rule_index("api_latency_p99"), BETA, feed_outage, 0,
-                            30 * MIN_MS);
+  struct run p99 =
+      run_rule(MSTORE_RULE, -1, rule_index("api_latency_p99"), BETA, feed_outage, 0, 30 * MIN_MS);
   assert_int_equal(p99.fired_at, NEVER);
   assert_int_equal(p99.last.truth, EXPR_FALSE); /* known, and false: not insufficient */
-  struct run err = run_rule(MSTORE_RULE, -1, rule_index("error_rate"), BETA, feed_outage, 0,
-                            30 * MIN_MS);
+  struct run err =
+      run_rule(MSTORE_RULE, -1, rule_index("error_rate"), BETA, feed_outage, 0, 30 * MIN_MS);
   assert_int_equal(err.fired_at, T0 + 5 * MIN_MS);
   /* and the seed's alert with bare `baseline` says the same */
   int alert = -1;
@@ -563,8 +717,8 @@ static void feed_busy(struct mstore *ms, int cohort, int64_t t, double errors) {
 static void test_low_traffic_is_insufficient(void **state) {
   (void)state;
   /* every request failing, but 5 requests in 5 minutes: no halt */
-  struct run halt = run_rule(MSTORE_RULE, -1, rule_index("error_rate"), INTERNAL, feed_trickle, 1,
-                             30 * MIN_MS);
+  struct run halt =
+      run_rule(MSTORE_RULE, -1, rule_index("error_rate"), INTERNAL, feed_trickle, 1, 30 * MIN_MS);
   assert_int_equal(halt.fired_at, NEVER);
   assert_true(halt.ever_insufficient_only);
   assert_int_equal(halt.last.f[0].why, EXPR_WHY_FEW_EVENTS);
@@ -720,9 +874,9 @@ static void test_zscore_spike_with_warm_up(void **state) {
     int64_t spike_at;
     int64_t fires_from, fires_to; /* window of the first firing; NEVER */
   } rows[] = {
-      {__LINE__, T0 + 10 * MIN_MS, NEVER, NEVER},       /* in the warm-up: insufficient */
+      {__LINE__, T0 + 10 * MIN_MS, NEVER, NEVER}, /* in the warm-up: insufficient */
       {__LINE__, T0 + 90 * MIN_MS, T0 + 90 * MIN_MS, T0 + 91 * MIN_MS},
-      {__LINE__, INT64_MAX, NEVER, NEVER},              /* no spike: no false alarm */
+      {__LINE__, INT64_MAX, NEVER, NEVER}, /* no spike: no false alarm */
   };
   for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
     const struct row *r = &rows[i];
@@ -761,9 +915,8 @@ struct slo_feed {
 };
 
 static void feed_slos(struct mstore *ms, int cohort, int64_t t, const struct slo_feed *f) {
-  put_counters(ms, cohort, C, t, "requests", 1000.0, "errors", f->errors, "engine_requests",
-               1000.0, "engine_timeouts", 1.0, "transactions", 1000.0, "transactions_failed", 0.0,
-               NULL);
+  put_counters(ms, cohort, C, t, "requests", 1000.0, "errors", f->errors, "engine_requests", 1000.0,
+               "engine_timeouts", 1.0, "transactions", 1000.0, "transactions_failed", 0.0, NULL);
   put_dist(ms, cohort, C, t, "latency_ms", f->canary_latency, 30);
   put_dist(ms, cohort, B, t, "latency_ms", 100, 30);
   put_dist(ms, cohort, C, t, "webvitals_lcp_ms", 2000, 30);
@@ -780,12 +933,12 @@ static void test_slos_met(void **state) {
     enum expr_truth truth;
   } rows[] = {
       {__LINE__, {100, true, 1}, EXPR_TRUE},
-      {__LINE__, {109, true, 1}, EXPR_TRUE},  /* p75 < 110% of the baseline */
+      {__LINE__, {109, true, 1}, EXPR_TRUE}, /* p75 < 110% of the baseline */
       /* exactly 110%: 1.1 * 100 is 110.00000000000001 in doubles, so 110 still passes */
       {__LINE__, {110, true, 1}, EXPR_TRUE},
       {__LINE__, {111, true, 1}, EXPR_FALSE},
-      {__LINE__, {100, true, 5}, EXPR_FALSE}, /* 0.5% errors: not < 0.5% */
-      {__LINE__, {100, false, 1}, INS},       /* an SLO without data */
+      {__LINE__, {100, true, 5}, EXPR_FALSE},  /* 0.5% errors: not < 0.5% */
+      {__LINE__, {100, false, 1}, INS},        /* an SLO without data */
       {__LINE__, {300, false, 1}, EXPR_FALSE}, /* false and ? = false */
   };
   for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
@@ -952,9 +1105,9 @@ static void test_plan_compiles(void **state) {
   store_init(&ms);
   struct expr_for st[PLAN_MAX_EXPRS] = {0};
   struct mstore_verdict v;
-  assert_int_equal(mstore_eval_rule(&ms, &mp, MSTORE_RULE, -1, rule_index("security_alert"), 0, T0,
-                                    st, &v),
-                   CANARY_ENOTFOUND);
+  assert_int_equal(
+      mstore_eval_rule(&ms, &mp, MSTORE_RULE, -1, rule_index("security_alert"), 0, T0, st, &v),
+      CANARY_ENOTFOUND);
   assert_int_equal(v.n, 0);
   mstore_free(&ms);
   /* zscore keys: distinct, and the same when compiled again */
@@ -990,7 +1143,8 @@ static void test_plan_errors(void **state) {
        "internal_test exit error_rate:\n"},
       {__LINE__, 1, "rate(errors[1h]) / rate(requests[1h]) < eror_rate", CANARY_EINVALID,
        "unknown name 'eror_rate'"},
-      {__LINE__, 2, "slos_met()", CANARY_EINVALID, "slos availability: an SLO cannot use slos_met()"},
+      {__LINE__, 2, "slos_met()", CANARY_EINVALID,
+       "slos availability: an SLO cannot use slos_met()"},
       {__LINE__, 0, "rate(errors[5m])", CANARY_EINVALID,
        "halt_rules error_rate: 'rate(errors[5m])' is a number, not a condition"},
       {__LINE__, 3, "webvitals_lcp_p75 > 2500 and", CANARY_EPARSE,
@@ -1003,10 +1157,9 @@ static void test_plan_errors(void **state) {
   for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
     const struct row *r = &rows[i];
     bad = plan;
-    char *dst = r->what == 0   ? bad.rules[rule_index("error_rate")].exprs[0]
-                : r->what == 1 ? bad.stages[INTERNAL].exit[criterion_index(INTERNAL, true,
-                                                                           "error_rate")]
-                                     .expr
+    char *dst = r->what == 0 ? bad.rules[rule_index("error_rate")].exprs[0]
+                : r->what == 1
+                    ? bad.stages[INTERNAL].exit[criterion_index(INTERNAL, true, "error_rate")].expr
                 : r->what == 2 ? bad.slos[0].expr
                                : bad.alerts[2].exprs[0];
     snprintf(dst, PLAN_EXPR_MAX, "%s", r->expr);
@@ -1044,8 +1197,8 @@ static void assert_same_verdict(const struct mstore_verdict *va, const struct ms
         memcmp(&fa->threshold, &fb->threshold, sizeof fa->threshold) || fa->why != fb->why ||
         fa->state != fb->state)
       fail_msg("%s, expr %d: %s %.17g (n %lld) vs %s %.17g (n %lld)", where, k,
-               expr_truth_name(fa->truth), fa->canary, (long long)fa->n,
-               expr_truth_name(fb->truth), fb->canary, (long long)fb->n);
+               expr_truth_name(fa->truth), fa->canary, (long long)fa->n, expr_truth_name(fb->truth),
+               fb->canary, (long long)fb->n);
   }
 }
 
@@ -1099,8 +1252,10 @@ static void memo_is_a_fresh_evaluation(const struct plan *pl, const struct mstor
   store_init_for(&a, p);
   store_init_for(&b, p);
   b.cfg.memo = false;
-  static struct expr_for sa[MSTORE_OWNER_COUNT][PLAN_MAX_STAGES + 1][PLAN_MAX_RULES + PLAN_MAX_CRITERIA][PLAN_MAX_EXPRS];
-  static struct expr_for sb[MSTORE_OWNER_COUNT][PLAN_MAX_STAGES + 1][PLAN_MAX_RULES + PLAN_MAX_CRITERIA][PLAN_MAX_EXPRS];
+  static struct expr_for sa[MSTORE_OWNER_COUNT][PLAN_MAX_STAGES + 1]
+                           [PLAN_MAX_RULES + PLAN_MAX_CRITERIA][PLAN_MAX_EXPRS];
+  static struct expr_for sb[MSTORE_OWNER_COUNT][PLAN_MAX_STAGES + 1]
+                           [PLAN_MAX_RULES + PLAN_MAX_CRITERIA][PLAN_MAX_EXPRS];
   memset(sa, 0, sizeof sa);
   memset(sb, 0, sizeof sb);
   rng_state = 42;
@@ -1123,7 +1278,8 @@ static void memo_is_a_fresh_evaluation(const struct plan *pl, const struct mstor
       else if (u < 0.6)
         put_dist(ms, cohort, v, t, "latency_ms", 50 + (double)(step % 50), 20);
       else if (u < 0.75)
-        put_gauge(ms, cohort, v, t, step % 2 ? "cpu_ratio" : "memory_ratio", 0.5 + (step % 5) / 10.0);
+        put_gauge(ms, cohort, v, t, step % 2 ? "cpu_ratio" : "memory_ratio",
+                  0.5 + (step % 5) / 10.0);
       else if (u < 0.85 && t > T0 + 60 * MIN_MS)
         put_dist(ms, cohort, v, t, "webvitals_lcp_ms", 2000 + (double)(step % 900), 25);
       else if (u < 0.9)
@@ -1139,8 +1295,9 @@ static void memo_is_a_fresh_evaluation(const struct plan *pl, const struct mstor
         if (o == MSTORE_SLO)
           continue; /* read through slos_met() by the criteria */
         int stages = o == MSTORE_ENTRY || o == MSTORE_EXIT ? pl->n_stages : 1;
-        int count = o == MSTORE_RULE ? pl->n_rules : o == MSTORE_ALERT ? pl->n_alerts
-                                                                       : PLAN_MAX_CRITERIA;
+        int count = o == MSTORE_RULE    ? pl->n_rules
+                    : o == MSTORE_ALERT ? pl->n_alerts
+                                        : PLAN_MAX_CRITERIA;
         for (int st = 0; st < stages; st++)
           for (int i = 0; i < count; i++) {
             int stage = stages > 1 ? st : -1, first;
@@ -1149,10 +1306,10 @@ static void memo_is_a_fresh_evaluation(const struct plan *pl, const struct mstor
             /* the for: states are shared by the cohorts: the same in both stores */
             struct mstore_verdict va, vb;
             struct expr_for *xa = sa[o][st][i], *xb = sb[o][st][i];
-            assert_int_equal(mstore_eval_rule_values(&a, p, (enum mstore_owner)o, stage, i,
-                                                     cohort, at, xa, &va),
-                             mstore_eval_rule_values(&b, p, (enum mstore_owner)o, stage, i,
-                                                     cohort, at, xb, &vb));
+            assert_int_equal(
+                mstore_eval_rule_values(&a, p, (enum mstore_owner)o, stage, i, cohort, at, xa, &va),
+                mstore_eval_rule_values(&b, p, (enum mstore_owner)o, stage, i, cohort, at, xb,
+                                        &vb));
             evaluations++;
             char where[96];
             snprintf(where, sizeof where, "step %d, %s %d/%d at %+lld ms (memo / fresh)", step,
@@ -1166,8 +1323,8 @@ static void memo_is_a_fresh_evaluation(const struct plan *pl, const struct mstor
   assert_int_equal(b.memo_hits, 0);
   /* most rules read metrics this stream never sends, and rounds repeat within a bucket */
   assert_true(a.memo_hits > (uint64_t)evaluations / 4);
-  print_message("memo: %llu of %ld evaluations answered from it\n",
-                (unsigned long long)a.memo_hits, evaluations);
+  print_message("memo: %llu of %ld evaluations answered from it\n", (unsigned long long)a.memo_hits,
+                evaluations);
   mstore_free(&a);
   mstore_free(&b);
 }
@@ -1182,8 +1339,6 @@ static void test_memo_is_a_fresh_evaluation_on_evidence(void **state) {
   (void)state;
   memo_is_a_fresh_evaluation(&plan_ev, &mp_ev);
 }
-
-
 
 /* --- the built-in plan on evidence ------------------------------------------------------------ */
 
@@ -1227,7 +1382,8 @@ static void test_evidence_plan(void **state) {
   assert_double_equal(mp_ev.ev.margin[FRIENDLY], 0, 0);
   /* gauges keep their thresholds; the literal plan has no evidence at all */
   int first;
-  assert_int_equal(mstore_plan_find(&mp_ev, MSTORE_RULE, -1, rule_index_ev("cpu_usage"), &first), 1);
+  assert_int_equal(mstore_plan_find(&mp_ev, MSTORE_RULE, -1, rule_index_ev("cpu_usage"), &first),
+                   1);
   assert_true(mp_ev.x[first].e.alpha == 0);
   assert_false(mp.ev.on);
 }
@@ -1260,15 +1416,16 @@ static void test_evidence_two_failures_are_not_a_halt(void **state) {
   assert_non_null(strstr(text, "of the way to"));
   /* the estimate fires on the same counts */
   int first_est;
-  assert_int_equal(mstore_plan_find(&mp, MSTORE_RULE, -1, rule_index("failed_transactions"),
-                                    &first_est), 1);
+  assert_int_equal(
+      mstore_plan_find(&mp, MSTORE_RULE, -1, rule_index("failed_transactions"), &first_est), 1);
   assert_int_equal(mstore_eval_expr(&ms, &mp, &mp.x[first_est], INTERNAL, T0, C, &r), CANARY_OK);
   assert_int_equal(r.truth, EXPR_TRUE);
   /* 58 more of 1,440: 60 of 2,880 against 0.1% — proven */
   put_counters(&ms, INTERNAL, C, T0 + MIN_MS, "transactions", 1440.0, "transactions_failed", 58.0,
                NULL);
-  assert_int_equal(mstore_eval_rule(&ms, &mp_ev, MSTORE_RULE, -1, rule, INTERNAL, T0 + MIN_MS, st,
-                                    &v), CANARY_OK);
+  assert_int_equal(
+      mstore_eval_rule(&ms, &mp_ev, MSTORE_RULE, -1, rule, INTERNAL, T0 + MIN_MS, st, &v),
+      CANARY_OK);
   assert_true(v.fired);
   assert_non_null(strstr(v.f[0].explain, "lower bound"));
   mstore_free(&ms);
@@ -1316,7 +1473,8 @@ static void test_evidence_finds_a_regression_mid_stage(void **state) {
     without.ev.log_w_slice[s] = -INFINITY;
   int stage_only = failures_to_detect(&without);
   print_message("a 10x rise in the tenth hour: found after %d canary failures with the slices' "
-                "tests, %d from the stage's start alone\n", sliced, stage_only);
+                "tests, %d from the stage's start alone\n",
+                sliced, stage_only);
   assert_true(sliced > 0 && sliced <= 60);
   assert_true(stage_only < 0 || stage_only > 2 * sliced);
 }
@@ -1346,7 +1504,8 @@ static void test_learned_dispersion_prior(void **state) {
     mstore_free(&ms);
   }
   /* steps of 4 (bursts of about four) against a learned 1: ten of them prove it wrong */
-  double trusting = mstore_dispersion_of(9 * 4, 9, 1, 1000), proven = mstore_dispersion_of(40, 10, 1, 1000);
+  double trusting = mstore_dispersion_of(9 * 4, 9, 1, 1000),
+         proven = mstore_dispersion_of(40, 10, 1, 1000);
   assert_true(trusting < 1.1);
   assert_double_equal(proven, 4 * (1 - sqrt(0.2)), 1e-12);
   /* steps of 1 against a learned 1: the prior stands */

@@ -46,8 +46,7 @@ static void fill(struct rollout_metrics *m) {
   m->rules[0][0] = (struct expr_for){EXPR_FOR_PENDING, 1767225000000};
   m->rules[PLAN_MAX_RULES - 1][PLAN_MAX_EXPRS - 1] = (struct expr_for){EXPR_FOR_FIRING, -5};
   m->gates[1][1][3] = (struct expr_for){EXPR_FOR_FIRING, 1767220000000};
-  m->gates[PLAN_MAX_STAGES - 1][0][PLAN_MAX_CRITERIA - 1] =
-      (struct expr_for){EXPR_FOR_PENDING, 0};
+  m->gates[PLAN_MAX_STAGES - 1][0][PLAN_MAX_CRITERIA - 1] = (struct expr_for){EXPR_FOR_PENDING, 0};
   int64_t t[] = {1767220000000, 1767220060000, 1767220120000};
   double x[] = {0.1 + 0.2, 0, -1e-300};
   assert_int_equal(mstore_zhist_restore(&m->ms, 0xfedcba9876543210ULL, 1, VARIANT_CANARY, t, x, 3),
@@ -159,15 +158,21 @@ static const struct {
     {"{\"v\":1,\"rules_cohort\":9,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[],\"gates\":[]}",
      "rules_cohort out of range"},
     {"{\"v\":1,\"rules_cohort\":-1,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[[48,0,\"firing\","
-     "0]],\"gates\":[]}", "index out of range (0..47)"},
+     "0]],\"gates\":[]}",
+     "index out of range (0..47)"},
     {"{\"v\":1,\"rules_cohort\":-1,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[[0,0,\"burning\","
-     "0]],\"gates\":[]}", "expected inactive, pending or firing"},
+     "0]],\"gates\":[]}",
+     "expected inactive, pending or firing"},
     {"{\"v\":1,\"rules_cohort\":-1,\"next_eval_ms\":0,\"deadline\":0,\"rules\":[],\"gates\":"
-     "[[0,2,0,\"firing\",0]]}", "index out of range (0..1)"},
-    {"{\"v\":1,\"zscores\":[{\"key\":\"12\",\"cohort\":0,\"variant\":\"canary\",\"t\":[],\"x\":[]}]}",
+     "[[0,2,0,\"firing\",0]]}",
+     "index out of range (0..1)"},
+    {"{\"v\":1,\"zscores\":[{\"key\":\"12\",\"cohort\":0,\"variant\":\"canary\",\"t\":[],\"x\":[]}]"
+     "}",
      "key: expected 16 hex digits"},
-    {"{\"v\":1,\"zscores\":[{\"key\":\"0000000000000012\",\"cohort\":0,\"variant\":\"canary\",\"t\":[1],"
-     "\"x\":[]}]}", "t and x: arrays of the same length"},
+    {"{\"v\":1,\"zscores\":[{\"key\":\"0000000000000012\",\"cohort\":0,\"variant\":\"canary\","
+     "\"t\":[1],"
+     "\"x\":[]}]}",
+     "t and x: arrays of the same length"},
 };
 
 static void test_rejects_malformed(void **state) {

@@ -208,8 +208,8 @@ static void test_backoff(void **state) {
   static const int64_t want[] = {500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000};
   for (int a = 1; a <= 9; a++)
     assert_int_equal(notify_backoff_ms(&cfg, a, -1), want[a - 1]);
-  assert_int_equal(notify_backoff_ms(&cfg, 1, 5000), 5000);  /* Retry-After: later, obeyed */
-  assert_int_equal(notify_backoff_ms(&cfg, 3, 100), 2000);   /* never sooner than the back-off */
+  assert_int_equal(notify_backoff_ms(&cfg, 1, 5000), 5000); /* Retry-After: later, obeyed */
+  assert_int_equal(notify_backoff_ms(&cfg, 3, 100), 2000);  /* never sooner than the back-off */
   assert_int_equal(notify_backoff_ms(&cfg, 1, 3600000), 300000); /* up to 5 minutes */
 }
 
@@ -259,10 +259,14 @@ static void test_endpoints_from_env(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_slack_body),      cmocka_unit_test(test_pagerduty_body),
-      cmocka_unit_test(test_statuspage_body), cmocka_unit_test(test_mail_message),
-      cmocka_unit_test(test_route),           cmocka_unit_test(test_backoff),
-      cmocka_unit_test(test_endpoints_from_env), cmocka_unit_test(test_parse_sinks),
+      cmocka_unit_test(test_slack_body),
+      cmocka_unit_test(test_pagerduty_body),
+      cmocka_unit_test(test_statuspage_body),
+      cmocka_unit_test(test_mail_message),
+      cmocka_unit_test(test_route),
+      cmocka_unit_test(test_backoff),
+      cmocka_unit_test(test_endpoints_from_env),
+      cmocka_unit_test(test_parse_sinks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -159,8 +159,8 @@ static void test_budget_is_the_union_bound(void **state) {
   assert_double_equal(json_get(fh, "tests")->num, 11, 0);
   assert_double_equal(json_get(find_named(shares, "rule", "traffic_split"), "share")->num, alpha,
                       1e-15);
-  assert_double_equal(json_get(find_named(shares, "rule", "error_excess"), "share")->num,
-                      8 * alpha, 1e-15); /* its budget_weight */
+  assert_double_equal(json_get(find_named(shares, "rule", "error_excess"), "share")->num, 8 * alpha,
+                      1e-15); /* its budget_weight */
   /* the alerts repeat the halt rules' tests: canary_web_vitals_breach's three comparisons are
    * lcp_p75's, inp_p75's and cls_p95's, paid for by them */
   const struct json_value *vitals = find_named(shares, "rule", "canary_web_vitals_breach");
@@ -223,8 +223,8 @@ static void put(struct mstore *ms, enum variant v, int64_t t, const char *num, d
 }
 
 /* The core's log E of rule's comparison for the canary of stage 0 at now. */
-static double core_log_e(struct mstore *ms, const struct mstore_plan *mp, const struct mstore_expr *x,
-                         int64_t now) {
+static double core_log_e(struct mstore *ms, const struct mstore_plan *mp,
+                         const struct mstore_expr *x, int64_t now) {
   struct expr_result res;
   assert_int_equal(mstore_eval_expr(ms, mp, x, 0, now, VARIANT_CANARY, &res), CANARY_OK);
   for (int i = 0; i < res.n_compares; i++)
@@ -312,20 +312,19 @@ static void check_against_core(const char *rule, double mult) {
 
 static void test_model_is_the_core(void **state) {
   (void)state;
-  check_against_core("error_rate", 1.5);       /* absolute: within the first slice */
-  check_against_core("error_excess", 3);       /* against the baseline */
-  check_against_core("error_excess", 4);       /* past the first slice: the core is sooner */
+  check_against_core("error_rate", 1.5); /* absolute: within the first slice */
+  check_against_core("error_excess", 3); /* against the baseline */
+  check_against_core("error_excess", 4); /* past the first slice: the core is sooner */
 }
 
 /* --- the command line ------------------------------------------------------------------------ */
 
 static void test_usage_errors(void **state) {
   (void)state;
-  const char *bad[][2] = {{"--traffic", "abc"},    {"--traffic", "0"},
-                          {"--traffic", "-1"},     {"--values", "many"},
-                          {"--dispersion", "0.5"}, {"--rates", "errors=abc"},
-                          {"--rates", "errors"},   {"--rates", "=0.1"},
-                          {"--rates", "errors=2"}, {"--format", "xml"}};
+  const char *bad[][2] = {{"--traffic", "abc"},  {"--traffic", "0"},      {"--traffic", "-1"},
+                          {"--values", "many"},  {"--dispersion", "0.5"}, {"--rates", "errors=abc"},
+                          {"--rates", "errors"}, {"--rates", "=0.1"},     {"--rates", "errors=2"},
+                          {"--format", "xml"}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     struct run r = power(bad[i][0], bad[i][1], NULL);
     if (r.code != EXIT_USAGE)

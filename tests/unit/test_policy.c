@@ -55,11 +55,21 @@ static void make_policy(struct policy *p) {
 static struct event event_for(enum policy_right r, const char *actor) {
   struct event ev = fixture_event(EVENT_COMMAND, "e1", "web-2.1.0", T0);
   switch (r) {
-  case POLICY_RIGHT_PAUSE: ev.action = COMMAND_PAUSE; break;
-  case POLICY_RIGHT_RESUME: ev.action = COMMAND_RESUME; break;
-  case POLICY_RIGHT_PROMOTE: ev.action = COMMAND_PROMOTE; break;
-  case POLICY_RIGHT_PROMOTE_FORCE: ev.action = COMMAND_PROMOTE, ev.force = true; break;
-  case POLICY_RIGHT_ROLLBACK: ev.action = COMMAND_ROLLBACK; break;
+  case POLICY_RIGHT_PAUSE:
+    ev.action = COMMAND_PAUSE;
+    break;
+  case POLICY_RIGHT_RESUME:
+    ev.action = COMMAND_RESUME;
+    break;
+  case POLICY_RIGHT_PROMOTE:
+    ev.action = COMMAND_PROMOTE;
+    break;
+  case POLICY_RIGHT_PROMOTE_FORCE:
+    ev.action = COMMAND_PROMOTE, ev.force = true;
+    break;
+  case POLICY_RIGHT_ROLLBACK:
+    ev.action = COMMAND_ROLLBACK;
+    break;
   case POLICY_RIGHT_CHECK:
     ev.action = COMMAND_CHECK;
     strcpy(ev.item, "smoke_tests");
@@ -76,7 +86,8 @@ static struct event event_for(enum policy_right r, const char *actor) {
               : r == POLICY_RIGHT_APPROVE_SUPPORT     ? APPROVAL_SUPPORT
                                                       : APPROVAL_DOCS;
     break;
-  case POLICY_RIGHT_COUNT: break;
+  case POLICY_RIGHT_COUNT:
+    break;
   }
   strcpy(ev.actor, actor);
   ev.auth = EVENT_AUTH_VERIFIED;
@@ -99,7 +110,7 @@ static void test_each_right_by_each_role(void **state) {
         fail_msg("%s by %s: %s (%s)", policy_right_name((enum policy_right)r), role_names[role],
                  policy_verdict_name(v), why);
       assert_non_null(strstr(why, role_names[role])); /* who tried */
-      if (!want) /* and which roles would have had the right */
+      if (!want)                                      /* and which roles would have had the right */
         assert_non_null(strstr(why, policy_right_name((enum policy_right)r)));
     }
 }

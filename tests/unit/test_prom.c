@@ -28,8 +28,8 @@ static void test_family_and_sample(void **state) {
 static void test_label_escaping(void **state) {
   (void)state;
   struct prom_buf b = {0};
-  struct prom_label l[] = {{"rollout", "say \"hi\"\\now\nnext"}, {"state", "running"},
-                           {"empty", NULL}};
+  struct prom_label l[] = {
+      {"rollout", "say \"hi\"\\now\nnext"}, {"state", "running"}, {"empty", NULL}};
   prom_sample(&b, "canaryd_rollout_state", l, 3, 1);
   assert_string_equal(b.data, "canaryd_rollout_state{rollout=\"say \\\"hi\\\"\\\\now\\nnext\","
                               "state=\"running\",empty=\"\"} 1\n");
@@ -41,9 +41,14 @@ static void test_values(void **state) {
   static const struct {
     double v;
     const char *text;
-  } cases[] = {{0, "x 0\n"},          {-3, "x -3\n"},      {0.5, "x 0.5\n"},
-               {1e300, "x 1e+300\n"}, {NAN, "x NaN\n"},
-               {INFINITY, "x +Inf\n"}, {-INFINITY, "x -Inf\n"}, {123456789012, "x 123456789012\n"},
+  } cases[] = {{0, "x 0\n"},
+               {-3, "x -3\n"},
+               {0.5, "x 0.5\n"},
+               {1e300, "x 1e+300\n"},
+               {NAN, "x NaN\n"},
+               {INFINITY, "x +Inf\n"},
+               {-INFINITY, "x -Inf\n"},
+               {123456789012, "x 123456789012\n"},
                {0.1, "x 0.1\n"}};
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     struct prom_buf b = {0};
@@ -65,13 +70,12 @@ static void test_histogram(void **state) {
   struct prom_buf b = {0};
   struct prom_label l[] = {{"shard", "2"}};
   prom_histogram(&b, "canaryd_commit_seconds", l, 1, &h);
-  assert_string_equal(b.data,
-                      "canaryd_commit_seconds_bucket{shard=\"2\",le=\"0.005\"} 1\n"
-                      "canaryd_commit_seconds_bucket{shard=\"2\",le=\"0.1\"} 2\n"
-                      "canaryd_commit_seconds_bucket{shard=\"2\",le=\"1\"} 3\n"
-                      "canaryd_commit_seconds_bucket{shard=\"2\",le=\"+Inf\"} 4\n"
-                      "canaryd_commit_seconds_sum{shard=\"2\"} 7.601\n"
-                      "canaryd_commit_seconds_count{shard=\"2\"} 4\n");
+  assert_string_equal(b.data, "canaryd_commit_seconds_bucket{shard=\"2\",le=\"0.005\"} 1\n"
+                              "canaryd_commit_seconds_bucket{shard=\"2\",le=\"0.1\"} 2\n"
+                              "canaryd_commit_seconds_bucket{shard=\"2\",le=\"1\"} 3\n"
+                              "canaryd_commit_seconds_bucket{shard=\"2\",le=\"+Inf\"} 4\n"
+                              "canaryd_commit_seconds_sum{shard=\"2\"} 7.601\n"
+                              "canaryd_commit_seconds_count{shard=\"2\"} 4\n");
   assert_int_equal(h.count, 4);
   prom_buf_free(&b);
   /* no labels: le alone */
@@ -107,9 +111,12 @@ static void test_large_output_grows(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_family_and_sample), cmocka_unit_test(test_label_escaping),
-      cmocka_unit_test(test_values),            cmocka_unit_test(test_histogram),
-      cmocka_unit_test(test_names),             cmocka_unit_test(test_large_output_grows),
+      cmocka_unit_test(test_family_and_sample),
+      cmocka_unit_test(test_label_escaping),
+      cmocka_unit_test(test_values),
+      cmocka_unit_test(test_histogram),
+      cmocka_unit_test(test_names),
+      cmocka_unit_test(test_large_output_grows),
   };
   return cmocka_run_group_tests_name("prom", tests, NULL, NULL);
 }

@@ -16,9 +16,9 @@
 #include "core/rollout.h"
 #include "fixtures.h"
 
-#define T0 1700000000000LL /* 2023-11-14T22:13:20Z: when the rollout is requested */
-#define S0 (T0 + 3 * MIN_MS) /* internal_test starts (start() below) */
-#define S1 (S0 + 1 * HOUR_MS) /* friendly_gp starts (to_friendly_gp()) */
+#define T0 1700000000000LL     /* 2023-11-14T22:13:20Z: when the rollout is requested */
+#define S0 (T0 + 3 * MIN_MS)   /* internal_test starts (start() below) */
+#define S1 (S0 + 1 * HOUR_MS)  /* friendly_gp starts (to_friendly_gp()) */
 #define S2 (S1 + 24 * HOUR_MS) /* beta starts (to_beta()) */
 #define RID "r1"
 
@@ -179,9 +179,7 @@ static void to_beta(struct t *t) {
 
 /* ---- looking at effects -------------------------------------------------------------------- */
 
-static double exposure(const struct t *t) {
-  return rollout_exposure(&t->r, &t->plan, &t->global);
-}
+static double exposure(const struct t *t) { return rollout_exposure(&t->r, &t->plan, &t->global); }
 
 static size_t n_decisions(const struct t *t) { return effects_count(&t->fx, EFFECT_DECISION); }
 static size_t n_traffic(const struct t *t) { return effects_count(&t->fx, EFFECT_TRAFFIC); }
@@ -218,39 +216,39 @@ static const struct traffic_split *last_traffic(const struct t *t) {
 }
 
 /* Macros, so a failure names the line of the test rather than of a helper. */
-#define assert_decision(d, act, st, rl)                                               \
-  do {                                                                                \
-    assert_string_equal(decision_action_name((d)->action), decision_action_name(act)); \
-    assert_string_equal(rollout_state_name((d)->state), rollout_state_name(st));       \
-    assert_string_equal((d)->rule, (rl));                                             \
+#define assert_decision(d, act, st, rl)                                                            \
+  do {                                                                                             \
+    assert_string_equal(decision_action_name((d)->action), decision_action_name(act));             \
+    assert_string_equal(rollout_state_name((d)->state), rollout_state_name(st));                   \
+    assert_string_equal((d)->rule, (rl));                                                          \
   } while (0)
 
-#define assert_contains(haystack, needle)                                       \
-  do {                                                                          \
-    if (!strstr((haystack), (needle)))                                          \
-      fail_msg("'%s' does not contain '%s'", (haystack), (needle));             \
+#define assert_contains(haystack, needle)                                                          \
+  do {                                                                                             \
+    if (!strstr((haystack), (needle)))                                                             \
+      fail_msg("'%s' does not contain '%s'", (haystack), (needle));                                \
   } while (0)
 
-#define assert_evidence_str(d, key, want)                                       \
-  do {                                                                          \
-    const struct evidence_item *it_ = decision_evidence((d), (key));            \
-    assert_non_null(it_);                                                       \
-    assert_int_equal(it_->kind, EVIDENCE_STR);                                  \
-    assert_string_equal(it_->str, (want));                                      \
+#define assert_evidence_str(d, key, want)                                                          \
+  do {                                                                                             \
+    const struct evidence_item *it_ = decision_evidence((d), (key));                               \
+    assert_non_null(it_);                                                                          \
+    assert_int_equal(it_->kind, EVIDENCE_STR);                                                     \
+    assert_string_equal(it_->str, (want));                                                         \
   } while (0)
 
-#define assert_evidence_num(d, key, want)                                       \
-  do {                                                                          \
-    const struct evidence_item *it_ = decision_evidence((d), (key));            \
-    assert_non_null(it_);                                                       \
-    assert_int_equal(it_->kind, EVIDENCE_NUM);                                  \
-    assert_true(it_->num == (want));                                            \
+#define assert_evidence_num(d, key, want)                                                          \
+  do {                                                                                             \
+    const struct evidence_item *it_ = decision_evidence((d), (key));                               \
+    assert_non_null(it_);                                                                          \
+    assert_int_equal(it_->kind, EVIDENCE_NUM);                                                     \
+    assert_true(it_->num == (want));                                                               \
   } while (0)
 
-#define assert_state(t, st, stg)                                                         \
-  do {                                                                                   \
-    assert_string_equal(rollout_state_name((t)->r.state), rollout_state_name(st));       \
-    assert_int_equal((t)->r.stage, (stg));                                               \
+#define assert_state(t, st, stg)                                                                   \
+  do {                                                                                             \
+    assert_string_equal(rollout_state_name((t)->r.state), rollout_state_name(st));                 \
+    assert_int_equal((t)->r.stage, (stg));                                                         \
   } while (0)
 
 /* ---- starting ------------------------------------------------------------------------------ */
@@ -326,10 +324,10 @@ struct gate_case {
   int stage;
   bool exit;
   const char *criterion;
-  int64_t at;           /* the gate is evaluated at T0 + at */
+  int64_t at; /* the gate is evaluated at T0 + at */
   enum gate_result want;
-  const char *detail;   /* a substring of the check's detail, or NULL */
-  enum whole gate;      /* whether the whole gate passes, when it matters */
+  const char *detail; /* a substring of the check's detail, or NULL */
+  enum whole gate;    /* whether the whole gate passes, when it matters */
 };
 
 static void ratio_0_8(struct plan *p) {
@@ -348,144 +346,530 @@ static void metric_exit(struct plan *p) {
   c->window_ms = 5 * MIN_MS;
 }
 
-#define CI(ok_) {.type = EVENT_CI_COMPLETED, .ok = (ok_)}
-#define DEPLOY(ok_) {.type = EVENT_DEPLOY_COMPLETED, .ok = (ok_)}
-#define HEALTH(ok_) {.type = EVENT_HEALTH_CHECKED, .ok = (ok_)}
-#define SMOKE(ok_, p_, f_) {.type = EVENT_SMOKE_COMPLETED, .ok = (ok_), .passed = (p_), .failed = (f_)}
-#define CRASH(c_) {.type = EVENT_CRASH_REPORTED, .cohort = c_, .count = 1}
-#define OPEN(id_, sev_, at_) \
-  {.type = EVENT_INCIDENT_OPENED, .incident = id_, .severity = (sev_), .time_ms = (at_)}
-#define RESOLVE(id_, at_) {.type = EVENT_INCIDENT_RESOLVED, .incident = id_, .time_ms = (at_)}
-#define POS(c_) {.type = EVENT_FEEDBACK_RECEIVED, .cohort = c_, .sentiment = SENTIMENT_POSITIVE}
-#define NEG(c_) {.type = EVENT_FEEDBACK_RECEIVED, .cohort = c_, .sentiment = SENTIMENT_NEGATIVE}
-#define APPROVE(r_) {.type = EVENT_APPROVAL_GRANTED, .role = (r_), .actor = "someone"}
+#define CI(ok_)                                                                                    \
+  { .type = EVENT_CI_COMPLETED, .ok = (ok_) }
+#define DEPLOY(ok_)                                                                                \
+  { .type = EVENT_DEPLOY_COMPLETED, .ok = (ok_) }
+#define HEALTH(ok_)                                                                                \
+  { .type = EVENT_HEALTH_CHECKED, .ok = (ok_) }
+#define SMOKE(ok_, p_, f_)                                                                         \
+  { .type = EVENT_SMOKE_COMPLETED, .ok = (ok_), .passed = (p_), .failed = (f_) }
+#define CRASH(c_)                                                                                  \
+  { .type = EVENT_CRASH_REPORTED, .cohort = c_, .count = 1 }
+#define OPEN(id_, sev_, at_)                                                                       \
+  { .type = EVENT_INCIDENT_OPENED, .incident = id_, .severity = (sev_), .time_ms = (at_) }
+#define RESOLVE(id_, at_)                                                                          \
+  { .type = EVENT_INCIDENT_RESOLVED, .incident = id_, .time_ms = (at_) }
+#define POS(c_)                                                                                    \
+  { .type = EVENT_FEEDBACK_RECEIVED, .cohort = c_, .sentiment = SENTIMENT_POSITIVE }
+#define NEG(c_)                                                                                    \
+  { .type = EVENT_FEEDBACK_RECEIVED, .cohort = c_, .sentiment = SENTIMENT_NEGATIVE }
+#define APPROVE(r_)                                                                                \
+  { .type = EVENT_APPROVAL_GRANTED, .role = (r_), .actor = "someone" }
 
 static const struct gate_case gate_cases[] = {
     /* ci / deploy / health: the last event wins */
-    {"ci: none yet", NULL, {{0}}, INTERNAL_TEST, false, "ci_passed", 0, GATE_FAIL,
-     "waiting for ci.completed", ANY},
-    {"ci: ok", NULL, {CI(true)}, INTERNAL_TEST, false, "ci_passed", 0, GATE_PASS, NULL, ANY},
-    {"ci: failed", NULL, {CI(false)}, INTERNAL_TEST, false, "ci_passed", 0, GATE_FAIL,
-     "last ci.completed failed", ANY},
-    {"ci: failed then ok", NULL, {CI(false), CI(true)}, INTERNAL_TEST, false, "ci_passed", 0,
-     GATE_PASS, NULL, ANY},
-    {"ci: ok then failed", NULL, {CI(true), CI(false)}, INTERNAL_TEST, false, "ci_passed", 0,
-     GATE_FAIL, NULL, ANY},
-    {"deploy: ok", NULL, {DEPLOY(true)}, INTERNAL_TEST, false, "deploy_succeeded", 0, GATE_PASS,
-     NULL, ANY},
-    {"deploy: failed", NULL, {DEPLOY(false)}, INTERNAL_TEST, false, "deploy_succeeded", 0,
-     GATE_FAIL, "last deploy.completed failed", ANY},
-    {"deploy: ok then failed", NULL, {DEPLOY(true), DEPLOY(false)}, INTERNAL_TEST, false,
-     "deploy_succeeded", 0, GATE_FAIL, NULL, ANY},
-    {"health: ok", NULL, {HEALTH(true)}, INTERNAL_TEST, false, "health_green", 0, GATE_PASS, NULL,
+    {"ci: none yet",
+     NULL,
+     {{0}},
+     INTERNAL_TEST,
+     false,
+     "ci_passed",
+     0,
+     GATE_FAIL,
+     "waiting for ci.completed",
      ANY},
-    {"health: failed", NULL, {HEALTH(false)}, INTERNAL_TEST, false, "health_green", 0, GATE_FAIL,
-     "last health.checked failed", ANY},
-    {"health: failed then ok", NULL, {HEALTH(false), HEALTH(true)}, INTERNAL_TEST, false,
-     "health_green", 0, GATE_PASS, NULL, ANY},
-    {"entry: all three ok", NULL, {CI(true), DEPLOY(true), HEALTH(true)}, INTERNAL_TEST, false,
-     "health_green", 0, GATE_PASS, NULL, PASSES},
-    {"entry: two of three", NULL, {CI(true), HEALTH(true)}, INTERNAL_TEST, false, "ci_passed", 0,
-     GATE_PASS, NULL, FAILS},
+    {"ci: ok", NULL, {CI(true)}, INTERNAL_TEST, false, "ci_passed", 0, GATE_PASS, NULL, ANY},
+    {"ci: failed",
+     NULL,
+     {CI(false)},
+     INTERNAL_TEST,
+     false,
+     "ci_passed",
+     0,
+     GATE_FAIL,
+     "last ci.completed failed",
+     ANY},
+    {"ci: failed then ok",
+     NULL,
+     {CI(false), CI(true)},
+     INTERNAL_TEST,
+     false,
+     "ci_passed",
+     0,
+     GATE_PASS,
+     NULL,
+     ANY},
+    {"ci: ok then failed",
+     NULL,
+     {CI(true), CI(false)},
+     INTERNAL_TEST,
+     false,
+     "ci_passed",
+     0,
+     GATE_FAIL,
+     NULL,
+     ANY},
+    {"deploy: ok",
+     NULL,
+     {DEPLOY(true)},
+     INTERNAL_TEST,
+     false,
+     "deploy_succeeded",
+     0,
+     GATE_PASS,
+     NULL,
+     ANY},
+    {"deploy: failed",
+     NULL,
+     {DEPLOY(false)},
+     INTERNAL_TEST,
+     false,
+     "deploy_succeeded",
+     0,
+     GATE_FAIL,
+     "last deploy.completed failed",
+     ANY},
+    {"deploy: ok then failed",
+     NULL,
+     {DEPLOY(true), DEPLOY(false)},
+     INTERNAL_TEST,
+     false,
+     "deploy_succeeded",
+     0,
+     GATE_FAIL,
+     NULL,
+     ANY},
+    {"health: ok",
+     NULL,
+     {HEALTH(true)},
+     INTERNAL_TEST,
+     false,
+     "health_green",
+     0,
+     GATE_PASS,
+     NULL,
+     ANY},
+    {"health: failed",
+     NULL,
+     {HEALTH(false)},
+     INTERNAL_TEST,
+     false,
+     "health_green",
+     0,
+     GATE_FAIL,
+     "last health.checked failed",
+     ANY},
+    {"health: failed then ok",
+     NULL,
+     {HEALTH(false), HEALTH(true)},
+     INTERNAL_TEST,
+     false,
+     "health_green",
+     0,
+     GATE_PASS,
+     NULL,
+     ANY},
+    {"entry: all three ok",
+     NULL,
+     {CI(true), DEPLOY(true), HEALTH(true)},
+     INTERNAL_TEST,
+     false,
+     "health_green",
+     0,
+     GATE_PASS,
+     NULL,
+     PASSES},
+    {"entry: two of three",
+     NULL,
+     {CI(true), HEALTH(true)},
+     INTERNAL_TEST,
+     false,
+     "ci_passed",
+     0,
+     GATE_PASS,
+     NULL,
+     FAILS},
 
     /* smoke: ok with 0 failures; a failed test or a run that is not ok fails */
-    {"smoke: none yet", NULL, {{0}}, INTERNAL_TEST, true, "smoke_passed", 0, GATE_FAIL,
-     "waiting for smoke.completed", ANY},
-    {"smoke: ok, 0 failed", NULL, {SMOKE(true, 42, 0)}, INTERNAL_TEST, true, "smoke_passed", 0,
-     GATE_PASS, "42 passed, 0 failed", ANY},
-    {"smoke: ok, 1 failed", NULL, {SMOKE(true, 41, 1)}, INTERNAL_TEST, true, "smoke_passed", 0,
-     GATE_FAIL, "41 passed, 1 failed", ANY},
-    {"smoke: not ok, 0 failed", NULL, {SMOKE(false, 42, 0)}, INTERNAL_TEST, true, "smoke_passed",
-     0, GATE_FAIL, "(run not ok)", ANY},
-    {"smoke: failed then ok", NULL, {SMOKE(true, 41, 1), SMOKE(true, 42, 0)}, INTERNAL_TEST, true,
-     "smoke_passed", 0, GATE_PASS, NULL, ANY},
+    {"smoke: none yet",
+     NULL,
+     {{0}},
+     INTERNAL_TEST,
+     true,
+     "smoke_passed",
+     0,
+     GATE_FAIL,
+     "waiting for smoke.completed",
+     ANY},
+    {"smoke: ok, 0 failed",
+     NULL,
+     {SMOKE(true, 42, 0)},
+     INTERNAL_TEST,
+     true,
+     "smoke_passed",
+     0,
+     GATE_PASS,
+     "42 passed, 0 failed",
+     ANY},
+    {"smoke: ok, 1 failed",
+     NULL,
+     {SMOKE(true, 41, 1)},
+     INTERNAL_TEST,
+     true,
+     "smoke_passed",
+     0,
+     GATE_FAIL,
+     "41 passed, 1 failed",
+     ANY},
+    {"smoke: not ok, 0 failed",
+     NULL,
+     {SMOKE(false, 42, 0)},
+     INTERNAL_TEST,
+     true,
+     "smoke_passed",
+     0,
+     GATE_FAIL,
+     "(run not ok)",
+     ANY},
+    {"smoke: failed then ok",
+     NULL,
+     {SMOKE(true, 41, 1), SMOKE(true, 42, 0)},
+     INTERNAL_TEST,
+     true,
+     "smoke_passed",
+     0,
+     GATE_PASS,
+     NULL,
+     ANY},
 
     /* crashes count in the gate's own cohort only */
-    {"crashes: none", NULL, {SMOKE(true, 42, 0)}, INTERNAL_TEST, true, "no_crashes", 0, GATE_PASS,
-     "0 crash(es) reported in internal_test", PASSES},
-    {"crashes: 1 in the cohort", NULL, {SMOKE(true, 42, 0), CRASH("internal_test")},
-     INTERNAL_TEST, true, "no_crashes", 0, GATE_FAIL, "1 crash(es) reported in internal_test",
+    {"crashes: none",
+     NULL,
+     {SMOKE(true, 42, 0)},
+     INTERNAL_TEST,
+     true,
+     "no_crashes",
+     0,
+     GATE_PASS,
+     "0 crash(es) reported in internal_test",
+     PASSES},
+    {"crashes: 1 in the cohort",
+     NULL,
+     {SMOKE(true, 42, 0), CRASH("internal_test")},
+     INTERNAL_TEST,
+     true,
+     "no_crashes",
+     0,
+     GATE_FAIL,
+     "1 crash(es) reported in internal_test",
      FAILS},
-    {"crashes: 1 in another cohort", NULL, {SMOKE(true, 42, 0), CRASH("friendly_gp")},
-     INTERNAL_TEST, true, "no_crashes", 0, GATE_PASS, NULL, PASSES},
+    {"crashes: 1 in another cohort",
+     NULL,
+     {SMOKE(true, 42, 0), CRASH("friendly_gp")},
+     INTERNAL_TEST,
+     true,
+     "no_crashes",
+     0,
+     GATE_PASS,
+     NULL,
+     PASSES},
     /* the gate's own stage, not the stage the rollout is at (pending at internal_test here) */
-    {"crashes: friendly_gp's gate ignores internal_test", crashes_in_friendly_gp,
-     {CRASH("internal_test")}, FRIENDLY_GP, true, "no_crashes_gp", 0, GATE_PASS,
-     "0 crash(es) reported in friendly_gp", ANY},
-    {"crashes: friendly_gp's gate sees friendly_gp", crashes_in_friendly_gp,
-     {CRASH("friendly_gp")}, FRIENDLY_GP, true, "no_crashes_gp", 0, GATE_FAIL, NULL, ANY},
+    {"crashes: friendly_gp's gate ignores internal_test",
+     crashes_in_friendly_gp,
+     {CRASH("internal_test")},
+     FRIENDLY_GP,
+     true,
+     "no_crashes_gp",
+     0,
+     GATE_PASS,
+     "0 crash(es) reported in friendly_gp",
+     ANY},
+    {"crashes: friendly_gp's gate sees friendly_gp",
+     crashes_in_friendly_gp,
+     {CRASH("friendly_gp")},
+     FRIENDLY_GP,
+     true,
+     "no_crashes_gp",
+     0,
+     GATE_FAIL,
+     NULL,
+     ANY},
 
     /* no_open_incidents, max_severity 2 */
     {"open: none", NULL, {{0}}, FRIENDLY_GP, false, "no_open_sev1_2", 0, GATE_PASS, NULL, ANY},
-    {"open: Sev 2", NULL, {OPEN("INC-2", 2, 0)}, FRIENDLY_GP, false, "no_open_sev1_2", 0,
-     GATE_FAIL, "incident INC-2 (Sev 2) is open", ANY},
-    {"open: Sev 3", NULL, {OPEN("INC-3", 3, 0)}, FRIENDLY_GP, false, "no_open_sev1_2", 0,
-     GATE_PASS, NULL, ANY},
-    {"open: Sev 1", NULL, {OPEN("INC-1", 1, 0)}, FRIENDLY_GP, false, "no_open_sev1_2", 0,
-     GATE_FAIL, NULL, ANY},
-    {"open: Sev 1 resolved", NULL, {OPEN("INC-1", 1, 0), RESOLVE("INC-1", MIN_MS)}, FRIENDLY_GP,
-     false, "no_open_sev1_2", MIN_MS, GATE_PASS, NULL, ANY},
-    {"open: Sev 2 resolved, Sev 2 open", NULL,
-     {OPEN("INC-A", 2, 0), OPEN("INC-B", 2, 0), RESOLVE("INC-A", MIN_MS)}, FRIENDLY_GP, false,
-     "no_open_sev1_2", MIN_MS, GATE_FAIL, "INC-B", ANY},
+    {"open: Sev 2",
+     NULL,
+     {OPEN("INC-2", 2, 0)},
+     FRIENDLY_GP,
+     false,
+     "no_open_sev1_2",
+     0,
+     GATE_FAIL,
+     "incident INC-2 (Sev 2) is open",
+     ANY},
+    {"open: Sev 3",
+     NULL,
+     {OPEN("INC-3", 3, 0)},
+     FRIENDLY_GP,
+     false,
+     "no_open_sev1_2",
+     0,
+     GATE_PASS,
+     NULL,
+     ANY},
+    {"open: Sev 1",
+     NULL,
+     {OPEN("INC-1", 1, 0)},
+     FRIENDLY_GP,
+     false,
+     "no_open_sev1_2",
+     0,
+     GATE_FAIL,
+     NULL,
+     ANY},
+    {"open: Sev 1 resolved",
+     NULL,
+     {OPEN("INC-1", 1, 0), RESOLVE("INC-1", MIN_MS)},
+     FRIENDLY_GP,
+     false,
+     "no_open_sev1_2",
+     MIN_MS,
+     GATE_PASS,
+     NULL,
+     ANY},
+    {"open: Sev 2 resolved, Sev 2 open",
+     NULL,
+     {OPEN("INC-A", 2, 0), OPEN("INC-B", 2, 0), RESOLVE("INC-A", MIN_MS)},
+     FRIENDLY_GP,
+     false,
+     "no_open_sev1_2",
+     MIN_MS,
+     GATE_FAIL,
+     "INC-B",
+     ANY},
 
     /* no_incidents_within 48 h, max_severity 1: opened at T0 + 1 h */
-    {"window: Sev 1, 1 ms before it clears", NULL, {OPEN("INC-1", 1, HOUR_MS)}, BETA, true,
-     "no_sev1_48h", HOUR_MS + 48 * HOUR_MS - 1, GATE_FAIL, "incident INC-1 (Sev 1)", ANY},
-    {"window: Sev 1, exactly when it clears", NULL, {OPEN("INC-1", 1, HOUR_MS)}, BETA, true,
-     "no_sev1_48h", HOUR_MS + 48 * HOUR_MS, GATE_PASS, NULL, ANY},
-    {"window: Sev 1 resolved still counts", NULL,
-     {OPEN("INC-1", 1, HOUR_MS), RESOLVE("INC-1", 2 * HOUR_MS)}, BETA, true, "no_sev1_48h",
-     3 * HOUR_MS, GATE_FAIL, NULL, ANY},
-    {"window: Sev 2 does not count", NULL, {OPEN("INC-2", 2, HOUR_MS)}, BETA, true,
-     "no_sev1_48h", 2 * HOUR_MS, GATE_PASS, NULL, ANY},
+    {"window: Sev 1, 1 ms before it clears",
+     NULL,
+     {OPEN("INC-1", 1, HOUR_MS)},
+     BETA,
+     true,
+     "no_sev1_48h",
+     HOUR_MS + 48 * HOUR_MS - 1,
+     GATE_FAIL,
+     "incident INC-1 (Sev 1)",
+     ANY},
+    {"window: Sev 1, exactly when it clears",
+     NULL,
+     {OPEN("INC-1", 1, HOUR_MS)},
+     BETA,
+     true,
+     "no_sev1_48h",
+     HOUR_MS + 48 * HOUR_MS,
+     GATE_PASS,
+     NULL,
+     ANY},
+    {"window: Sev 1 resolved still counts",
+     NULL,
+     {OPEN("INC-1", 1, HOUR_MS), RESOLVE("INC-1", 2 * HOUR_MS)},
+     BETA,
+     true,
+     "no_sev1_48h",
+     3 * HOUR_MS,
+     GATE_FAIL,
+     NULL,
+     ANY},
+    {"window: Sev 2 does not count",
+     NULL,
+     {OPEN("INC-2", 2, HOUR_MS)},
+     BETA,
+     true,
+     "no_sev1_48h",
+     2 * HOUR_MS,
+     GATE_PASS,
+     NULL,
+     ANY},
 
     /* positive_feedback from friendly_gp, min_count 1 */
-    {"positive: none", NULL, {{0}}, BETA, false, "positive_feedback", 0, GATE_FAIL,
-     "0 positive, 0 negative from friendly_gp", ANY},
-    {"positive: 1", NULL, {POS("friendly_gp")}, BETA, false, "positive_feedback", 0, GATE_PASS,
-     "1 positive, 0 negative from friendly_gp", ANY},
-    {"positive: 1 from another cohort", NULL, {POS("beta")}, BETA, false, "positive_feedback", 0,
-     GATE_FAIL, NULL, ANY},
-    {"positive: only negative", NULL, {NEG("friendly_gp")}, BETA, false, "positive_feedback", 0,
-     GATE_FAIL, NULL, ANY},
-    {"positive: 4/1 = 0.8 is not above 0.8", ratio_0_8,
+    {"positive: none",
+     NULL,
+     {{0}},
+     BETA,
+     false,
+     "positive_feedback",
+     0,
+     GATE_FAIL,
+     "0 positive, 0 negative from friendly_gp",
+     ANY},
+    {"positive: 1",
+     NULL,
+     {POS("friendly_gp")},
+     BETA,
+     false,
+     "positive_feedback",
+     0,
+     GATE_PASS,
+     "1 positive, 0 negative from friendly_gp",
+     ANY},
+    {"positive: 1 from another cohort",
+     NULL,
+     {POS("beta")},
+     BETA,
+     false,
+     "positive_feedback",
+     0,
+     GATE_FAIL,
+     NULL,
+     ANY},
+    {"positive: only negative",
+     NULL,
+     {NEG("friendly_gp")},
+     BETA,
+     false,
+     "positive_feedback",
+     0,
+     GATE_FAIL,
+     NULL,
+     ANY},
+    {"positive: 4/1 = 0.8 is not above 0.8",
+     ratio_0_8,
      {POS("friendly_gp"), POS("friendly_gp"), POS("friendly_gp"), POS("friendly_gp"),
       NEG("friendly_gp")},
-     BETA, false, "positive_feedback", 0, GATE_FAIL, "4 positive, 1 negative", ANY},
-    {"positive: 5/1 is above 0.8", ratio_0_8,
+     BETA,
+     false,
+     "positive_feedback",
+     0,
+     GATE_FAIL,
+     "4 positive, 1 negative",
+     ANY},
+    {"positive: 5/1 is above 0.8",
+     ratio_0_8,
      {POS("friendly_gp"), POS("friendly_gp"), POS("friendly_gp"), POS("friendly_gp"),
       POS("friendly_gp"), NEG("friendly_gp")},
-     BETA, false, "positive_feedback", 0, GATE_PASS, NULL, ANY},
+     BETA,
+     false,
+     "positive_feedback",
+     0,
+     GATE_PASS,
+     NULL,
+     ANY},
 
     /* no_negative_feedback in friendly_gp */
-    {"negative: none", NULL, {POS("friendly_gp")}, FRIENDLY_GP, true, "no_negative_feedback", 0,
-     GATE_PASS, NULL, PASSES},
-    {"negative: 1", NULL, {NEG("friendly_gp")}, FRIENDLY_GP, true, "no_negative_feedback", 0,
-     GATE_FAIL, "1 negative feedback from friendly_gp", FAILS},
-    {"negative: 1 in another cohort", NULL, {NEG("internal_test")}, FRIENDLY_GP, true,
-     "no_negative_feedback", 0, GATE_PASS, NULL, PASSES},
+    {"negative: none",
+     NULL,
+     {POS("friendly_gp")},
+     FRIENDLY_GP,
+     true,
+     "no_negative_feedback",
+     0,
+     GATE_PASS,
+     NULL,
+     PASSES},
+    {"negative: 1",
+     NULL,
+     {NEG("friendly_gp")},
+     FRIENDLY_GP,
+     true,
+     "no_negative_feedback",
+     0,
+     GATE_FAIL,
+     "1 negative feedback from friendly_gp",
+     FAILS},
+    {"negative: 1 in another cohort",
+     NULL,
+     {NEG("internal_test")},
+     FRIENDLY_GP,
+     true,
+     "no_negative_feedback",
+     0,
+     GATE_PASS,
+     NULL,
+     PASSES},
 
     /* approvals for ga: each role is its own criterion */
-    {"approval: none", NULL, {{0}}, GA, false, "product_owner_approval", 0, GATE_FAIL,
-     "waiting for product_owner approval", FAILS},
-    {"approval: product owner", NULL, {APPROVE(APPROVAL_PRODUCT_OWNER)}, GA, false,
-     "product_owner_approval", 0, GATE_PASS, "product_owner approved by someone", FAILS},
-    {"approval: support", NULL, {APPROVE(APPROVAL_SUPPORT)}, GA, false, "support_ready", 0,
-     GATE_PASS, NULL, FAILS},
-    {"approval: docs", NULL, {APPROVE(APPROVAL_DOCS)}, GA, false, "docs_complete", 0, GATE_PASS,
-     NULL, FAILS},
-    {"approval: support is not docs", NULL, {APPROVE(APPROVAL_SUPPORT)}, GA, false,
-     "docs_complete", 0, GATE_FAIL, NULL, FAILS},
-    {"approval: two of three", NULL,
-     {APPROVE(APPROVAL_PRODUCT_OWNER), APPROVE(APPROVAL_SUPPORT)}, GA, false, "docs_complete", 0,
-     GATE_FAIL, NULL, FAILS},
+    {"approval: none",
+     NULL,
+     {{0}},
+     GA,
+     false,
+     "product_owner_approval",
+     0,
+     GATE_FAIL,
+     "waiting for product_owner approval",
+     FAILS},
+    {"approval: product owner",
+     NULL,
+     {APPROVE(APPROVAL_PRODUCT_OWNER)},
+     GA,
+     false,
+     "product_owner_approval",
+     0,
+     GATE_PASS,
+     "product_owner approved by someone",
+     FAILS},
+    {"approval: support",
+     NULL,
+     {APPROVE(APPROVAL_SUPPORT)},
+     GA,
+     false,
+     "support_ready",
+     0,
+     GATE_PASS,
+     NULL,
+     FAILS},
+    {"approval: docs",
+     NULL,
+     {APPROVE(APPROVAL_DOCS)},
+     GA,
+     false,
+     "docs_complete",
+     0,
+     GATE_PASS,
+     NULL,
+     FAILS},
+    {"approval: support is not docs",
+     NULL,
+     {APPROVE(APPROVAL_SUPPORT)},
+     GA,
+     false,
+     "docs_complete",
+     0,
+     GATE_FAIL,
+     NULL,
+     FAILS},
+    {"approval: two of three",
+     NULL,
+     {APPROVE(APPROVAL_PRODUCT_OWNER), APPROVE(APPROVAL_SUPPORT)},
+     GA,
+     false,
+     "docs_complete",
+     0,
+     GATE_FAIL,
+     NULL,
+     FAILS},
 
     /* metric criteria are kept but never pass until the metric engine evaluates them */
-    {"metric: not evaluated", metric_exit, {SMOKE(true, 42, 0)}, INTERNAL_TEST, true,
-     "error_rate", 0, GATE_NOT_EVALUATED, "not measured yet", FAILS},
-    {"metric: the others pass", metric_exit, {SMOKE(true, 42, 0)}, INTERNAL_TEST, true,
-     "smoke_passed", 0, GATE_PASS, NULL, FAILS},
+    {"metric: not evaluated",
+     metric_exit,
+     {SMOKE(true, 42, 0)},
+     INTERNAL_TEST,
+     true,
+     "error_rate",
+     0,
+     GATE_NOT_EVALUATED,
+     "not measured yet",
+     FAILS},
+    {"metric: the others pass",
+     metric_exit,
+     {SMOKE(true, 42, 0)},
+     INTERNAL_TEST,
+     true,
+     "smoke_passed",
+     0,
+     GATE_PASS,
+     NULL,
+     FAILS},
 };
 
 static void test_gate_table(void **state) {
@@ -509,8 +893,7 @@ static void test_gate_table(void **state) {
         fail_msg("%s: event %zu rejected: %s", c->name, i, t->why);
     }
     struct gate_check checks[PLAN_MAX_CRITERIA];
-    int n = rollout_gate(&t->r, &t->plan, c->stage, c->exit, T0 + c->at, checks,
-                         PLAN_MAX_CRITERIA);
+    int n = rollout_gate(&t->r, &t->plan, c->stage, c->exit, T0 + c->at, checks, PLAN_MAX_CRITERIA);
     const struct gate_check *found = NULL;
     bool all = true;
     for (int i = 0; i < n; i++) {
@@ -849,8 +1232,7 @@ static const struct command_case command_cases[] = {
     {ROLLOUT_ROLLED_BACK, PAUSE, NO, DECISION_HOLD, ROLLOUT_ROLLED_BACK, 0, 0, 0, "it has ended"},
     {ROLLOUT_ROLLED_BACK, RESUME, NO, DECISION_HOLD, ROLLOUT_ROLLED_BACK, 0, 0, 0,
      "only a paused rollout resumes"},
-    {ROLLOUT_ROLLED_BACK, PROMOTE, NO, DECISION_HOLD, ROLLOUT_ROLLED_BACK, 0, 0, 0,
-     "it has ended"},
+    {ROLLOUT_ROLLED_BACK, PROMOTE, NO, DECISION_HOLD, ROLLOUT_ROLLED_BACK, 0, 0, 0, "it has ended"},
     {ROLLOUT_ROLLED_BACK, FORCE, NO, DECISION_HOLD, ROLLOUT_ROLLED_BACK, 0, 0, 0,
      "promote --force rejected: rollout is rolled_back"},
     {ROLLOUT_ROLLED_BACK, ROLLBACK, NO, DECISION_HOLD, ROLLOUT_ROLLED_BACK, 0, 0, 0,
@@ -886,8 +1268,9 @@ static void test_command_table(void **state) {
   for (size_t k = 0; k < sizeof command_cases / sizeof command_cases[0]; k++) {
     const struct command_case *c = &command_cases[k];
     char name[96];
-    snprintf(name, sizeof name, "%s on %s", c->force ? "promote --force" :
-             command_action_name(c->action), rollout_state_name(c->from));
+    snprintf(name, sizeof name, "%s on %s",
+             c->force ? "promote --force" : command_action_name(c->action),
+             rollout_state_name(c->from));
     struct t *t = calloc(1, sizeof *t);
     assert_non_null(t);
     fixture_plan(&t->plan);
@@ -1199,8 +1582,7 @@ static void test_incident_table(void **state) {
 static const struct notification *note_on(const struct t *t, enum notify_channel ch,
                                           enum notify_severity sev) {
   for (size_t i = 0; i < t->fx.n; i++)
-    if (t->fx.items[i].kind == EFFECT_NOTIFICATION &&
-        t->fx.items[i].u.notification.channel == ch &&
+    if (t->fx.items[i].kind == EFFECT_NOTIFICATION && t->fx.items[i].u.notification.channel == ch &&
         t->fx.items[i].u.notification.severity == sev)
       return &t->fx.items[i].u.notification;
   return NULL;
@@ -1539,8 +1921,7 @@ static void test_kill_switch_unknown_cohort_rejected(void **state) {
   struct t *t = *state;
   start(t);
   struct rollout before = t->r;
-  assert_int_equal(flag(t, S0 + 5 * MIN_MS, "canary.cohort.gamma.enabled", false),
-                   CANARY_EINVALID);
+  assert_int_equal(flag(t, S0 + 5 * MIN_MS, "canary.cohort.gamma.enabled", false), CANARY_EINVALID);
   assert_contains(t->why, "canary.cohort.gamma.enabled");
   assert_int_equal(t->fx.n, 0);
   assert_memory_equal(&before, &t->r, sizeof before);
@@ -1591,7 +1972,8 @@ struct invalid_case {
 };
 
 static const struct invalid_case invalid_cases[] = {
-    {"crash in an unknown cohort", {.type = EVENT_CRASH_REPORTED, .cohort = "gamma", .count = 1},
+    {"crash in an unknown cohort",
+     {.type = EVENT_CRASH_REPORTED, .cohort = "gamma", .count = 1},
      "cohort: 'gamma'"},
     {"feedback from an unknown cohort",
      {.type = EVENT_FEEDBACK_RECEIVED, .cohort = "gamma", .sentiment = SENTIMENT_NEGATIVE},
@@ -1599,14 +1981,18 @@ static const struct invalid_case invalid_cases[] = {
     {"metrics for an unknown cohort",
      {.type = EVENT_METRICS, .cohort = "gamma", .metrics = {.interval_ms = 1000}},
      "cohort: 'gamma'"},
-    {"diff samples for an unknown cohort", {.type = EVENT_DIFF_SAMPLES, .cohort = "gamma"},
+    {"diff samples for an unknown cohort",
+     {.type = EVENT_DIFF_SAMPLES, .cohort = "gamma"},
      "cohort: 'gamma'"},
-    {"resolving an incident never opened", {.type = EVENT_INCIDENT_RESOLVED, .incident = "INC-X"},
+    {"resolving an incident never opened",
+     {.type = EVENT_INCIDENT_RESOLVED, .incident = "INC-X"},
      "INC-X"},
     {"opening an incident twice",
-     {.type = EVENT_INCIDENT_OPENED, .incident = "INC-1", .severity = 1}, "INC-1"},
+     {.type = EVENT_INCIDENT_OPENED, .incident = "INC-1", .severity = 1},
+     "INC-1"},
     {"a flag for an unknown cohort",
-     {.type = EVENT_FLAG_SET, .flag = "canary.cohort.gamma.enabled"}, "gamma"},
+     {.type = EVENT_FLAG_SET, .flag = "canary.cohort.gamma.enabled"},
+     "gamma"},
 };
 
 /* An event that cannot apply changes nothing: not a field, not a sequence number. */
@@ -1657,10 +2043,13 @@ static void test_flags_apply(void **state) {
   assert_false(f.cohort_enabled[FRIENDLY_GP]);
   assert_int_equal(flags_apply(&f, &t->plan, "system.canary.enabled", false), CANARY_OK);
   assert_false(f.canary_enabled);
-  static const char *const bad[] = {
-      "canary.cohort..enabled", "canary.cohort.gamma.enabled", "canary.cohort.beta",
-      "cohort.beta.enabled",    "system.canary",               "",
-      "canary.cohort.beta.enabledx"};
+  static const char *const bad[] = {"canary.cohort..enabled",
+                                    "canary.cohort.gamma.enabled",
+                                    "canary.cohort.beta",
+                                    "cohort.beta.enabled",
+                                    "system.canary",
+                                    "",
+                                    "canary.cohort.beta.enabledx"};
   struct flags g = f;
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     assert_int_equal(flags_apply(&f, &t->plan, bad[i], true), CANARY_EINVALID);
@@ -1734,7 +2123,7 @@ static void test_checklist_ticks_by_events_and_decisions(void **state) {
   assert_int_equal(k->at_ms, T0 + 2 * MIN_MS);
   k = ticked(t, "enable_internal_test");
   assert_int_equal(k->by, CHECKED_BY_DECISION);
-  assert_string_equal(k->evidence, only_decision(t)->id); /* the start decision */
+  assert_string_equal(k->evidence, only_decision(t)->id);          /* the start decision */
   assert_null(rollout_checked_find(&t->r, "daily_health_checks")); /* beta's, not yet */
   assert_null(rollout_checked_find(&t->r, "smoke_tests"));
   feedback(t, S0 + MIN_MS, "internal_test", SENTIMENT_POSITIVE); /* not friendly_gp's */
@@ -1945,11 +2334,11 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_metrics_and_diff_samples_are_counted, setup, teardown),
       cmocka_unit_test(test_invalid_events_change_nothing),
       cmocka_unit_test_setup_teardown(test_flags_apply, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_checklist_ticks_by_events_and_decisions,
-                                      setup_checklist, teardown),
+      cmocka_unit_test_setup_teardown(test_checklist_ticks_by_events_and_decisions, setup_checklist,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_checklist_manual_check, setup_checklist, teardown),
-      cmocka_unit_test_setup_teardown(test_ga_waits_for_required_checklist_items,
-                                      setup_checklist, teardown),
+      cmocka_unit_test_setup_teardown(test_ga_waits_for_required_checklist_items, setup_checklist,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_no_checklist_no_gate, setup, teardown),
       cmocka_unit_test_setup_teardown(test_split_carries_segments, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rollback_and_force_on_the_checklist, setup_checklist,

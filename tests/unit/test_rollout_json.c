@@ -71,17 +71,36 @@ static void full_rollout(struct rollout *r, int n_incidents) {
   r->traffic_sig = 0xdeadbeefu;
   r->metric_events = 123456789012345;
   r->last_metric_ms = -1;
-  r->readings[0] = (struct rollout_reading){
-      .kind = READING_RULE, .stage = 1, .truth = EXPR_TRUE, .state = EXPR_FOR_PENDING,
-      .canary = 0.05, .baseline = 0.001, .threshold = 0.01, .window_ms = 300000, .n = 4200,
-      .min_n = 100, .at_ms = 1767229200000, .since_ms = 1767229100000,
-      .log_e = 2.5, .log_needed = 7.0}; /* on evidence */
+  r->readings[0] = (struct rollout_reading){.kind = READING_RULE,
+                                            .stage = 1,
+                                            .truth = EXPR_TRUE,
+                                            .state = EXPR_FOR_PENDING,
+                                            .canary = 0.05,
+                                            .baseline = 0.001,
+                                            .threshold = 0.01,
+                                            .window_ms = 300000,
+                                            .n = 4200,
+                                            .min_n = 100,
+                                            .at_ms = 1767229200000,
+                                            .since_ms = 1767229100000,
+                                            .log_e = 2.5,
+                                            .log_needed = 7.0}; /* on evidence */
   snprintf(r->readings[0].name, sizeof r->readings[0].name, "error_rate");
   r->readings[1] = (struct rollout_reading){
-      .kind = READING_EXIT, .stage = 2, .truth = EXPR_INSUFFICIENT, .state = EXPR_FOR_INACTIVE,
-      .canary = NAN, .baseline = NAN, .threshold = 1.1, .window_ms = 86400000, .n = 3,
-      .min_n = 50, .at_ms = 1767229200000, .since_ms = 0,
-      .log_e = NAN, .log_needed = NAN}; /* an estimate: the two are left out, read back NaN */
+      .kind = READING_EXIT,
+      .stage = 2,
+      .truth = EXPR_INSUFFICIENT,
+      .state = EXPR_FOR_INACTIVE,
+      .canary = NAN,
+      .baseline = NAN,
+      .threshold = 1.1,
+      .window_ms = 86400000,
+      .n = 3,
+      .min_n = 50,
+      .at_ms = 1767229200000,
+      .since_ms = 0,
+      .log_e = NAN,
+      .log_needed = NAN}; /* an estimate: the two are left out, read back NaN */
   snprintf(r->readings[1].name, sizeof r->readings[1].name, "latency_p75");
   r->n_readings = 2;
   r->checked[0] = (struct rollout_checked){.by = CHECKED_BY_EVENT, .at_ms = 1767226000100};
@@ -245,8 +264,9 @@ static void test_document_shape(void **state) {
   assert_non_null(strstr(a.data, "\"approvals\":[\"product_owner\",\"docs\"]"));
   assert_non_null(strstr(a.data, "\"kind\":\"bug\""));
   assert_non_null(strstr(a.data, "\"exposure_percent\":0.30000000000000004"));
-  assert_non_null(strstr(a.data, "\"readings\":[{\"name\":\"error_rate\",\"kind\":\"rule\",\"stage\":1,"
-                                 "\"truth\":\"true\",\"state\":\"pending\",\"canary\":0.05,"));
+  assert_non_null(strstr(a.data,
+                         "\"readings\":[{\"name\":\"error_rate\",\"kind\":\"rule\",\"stage\":1,"
+                         "\"truth\":\"true\",\"state\":\"pending\",\"canary\":0.05,"));
   assert_non_null(strstr(a.data, "\"truth\":\"insufficient\",\"state\":\"inactive\","
                                  "\"canary\":null,\"baseline\":null,\"threshold\":1.1,"));
   assert_null(strchr(a.data, '\n'));
@@ -262,9 +282,8 @@ static void test_flags_round_trip(void **state) {
   struct jbuf a;
   jbuf_init(&a);
   flags_json_write(&f, &a);
-  assert_string_equal(a.data,
-                      "{\"v\":1,\"canary_enabled\":true,"
-                      "\"cohort_enabled\":[false,true,false,false,false,true]}");
+  assert_string_equal(a.data, "{\"v\":1,\"canary_enabled\":true,"
+                              "\"cohort_enabled\":[false,true,false,false,false,true]}");
   memset(&back, 0xA5, sizeof back);
   assert_int_equal(flags_json_read(a.data, a.len, &back, NULL, 0), CANARY_OK);
   assert_memory_equal(&f, &back, sizeof f);
@@ -333,8 +352,7 @@ static const struct bad_case bad_rollouts[] = {
     {"\"kind\":\"rule\"", "\"kind\":\"wish\"", CANARY_EINVALID,
      "readings.kind: unknown value 'wish'"},
     {",\"since_ms\":0}", "}", CANARY_EINVALID, "a reading needs every one of its fields"},
-    {"\"canary\":0.05", "\"canary\":\"high\"", CANARY_EINVALID,
-     "readings.canary: expected number"},
+    {"\"canary\":0.05", "\"canary\":\"high\"", CANARY_EINVALID, "readings.canary: expected number"},
     {"\"n\":4200", "\"n\":4200,\"extra\":1", CANARY_EINVALID, "unknown field 'extra'"},
     {"\"seq\":17", "\"seq\":17,\"seq\":18", CANARY_EPARSE, "duplicate"},
     {"\"rollback_verify\":2", "\"rollback_verify\":4", CANARY_EINVALID,
@@ -369,8 +387,8 @@ static void test_rejects_malformed_rollouts(void **state) {
     memset(&back, 0xA5, sizeof back);
     int rc = rollout_json_read(doc, strlen(doc), &back, why, sizeof why);
     if (rc != c->rc || !strstr(why, c->why))
-      fail_msg("case %zu (%s -> %s): rc %d, why '%s'; expected rc %d, '%s'", i, c->from, c->to,
-               rc, why, c->rc, c->why);
+      fail_msg("case %zu (%s -> %s): rc %d, why '%s'; expected rc %d, '%s'", i, c->from, c->to, rc,
+               why, c->rc, c->why);
     struct rollout zero;
     memset(&zero, 0, sizeof zero);
     assert_memory_equal(&back, &zero, sizeof zero); /* nothing half-read is left behind */

@@ -90,20 +90,36 @@ static void test_tampering_is_refused(void **state) {
   struct event signed_ev = force_promote("alice");
   char why[256];
   assert_int_equal(signing_sign(&alice, &signed_ev, why, sizeof why), CANARY_OK);
-  static const char *const what[] = {"reason changed", "force dropped", "action changed",
-                                     "another rollout", "another id", "another time",
+  static const char *const what[] = {"reason changed",      "force dropped",    "action changed",
+                                     "another rollout",     "another id",       "another time",
                                      "another actor named", "signature flipped"};
   for (size_t i = 0; i < sizeof what / sizeof *what; i++) {
     struct event ev = signed_ev;
     switch (i) {
-    case 0: strcpy(ev.reason, "hotfix verified!"); break;
-    case 1: ev.force = false; break;
-    case 2: ev.action = COMMAND_ROLLBACK; break;
-    case 3: strcpy(ev.rollout, "checkout-3.0.0"); break; /* replay onto another rollout */
-    case 4: strcpy(ev.id, "cmd-2"); break;               /* replay under a new id */
-    case 5: ev.time_ms += 1; break;
-    case 6: strcpy(ev.actor, "bob"); break;              /* bob's key did not sign it */
-    case 7: ev.signature[10] = ev.signature[10] == 'A' ? 'B' : 'A'; break;
+    case 0:
+      strcpy(ev.reason, "hotfix verified!");
+      break;
+    case 1:
+      ev.force = false;
+      break;
+    case 2:
+      ev.action = COMMAND_ROLLBACK;
+      break;
+    case 3:
+      strcpy(ev.rollout, "checkout-3.0.0");
+      break; /* replay onto another rollout */
+    case 4:
+      strcpy(ev.id, "cmd-2");
+      break; /* replay under a new id */
+    case 5:
+      ev.time_ms += 1;
+      break;
+    case 6:
+      strcpy(ev.actor, "bob");
+      break; /* bob's key did not sign it */
+    case 7:
+      ev.signature[10] = ev.signature[10] == 'A' ? 'B' : 'A';
+      break;
     }
     if (signing_check(&policy, &ev) != EVENT_AUTH_BAD)
       fail_msg("%s: %s", what[i], event_auth_name(ev.auth));

@@ -47,25 +47,35 @@ enum dataset {
 };
 
 static const char *const ds_names[DS_COUNT] = {
-    "uniform", "lognormal", "latency_int", "bimodal", "pareto",
-    "constant", "huge_range", "cls", "with_zeros",
+    "uniform",  "lognormal",  "latency_int", "bimodal",    "pareto",
+    "constant", "huge_range", "cls",         "with_zeros",
 };
 
 static double draw(enum dataset ds) {
   switch (ds) {
-  case DS_UNIFORM: return 1000 * uniform01();
-  case DS_LOGNORMAL: return exp(log(100) + 0.8 * normal());
-  case DS_LATENCY_INT: return round(exp(log(100) + 0.8 * normal()));
+  case DS_UNIFORM:
+    return 1000 * uniform01();
+  case DS_LOGNORMAL:
+    return exp(log(100) + 0.8 * normal());
+  case DS_LATENCY_INT:
+    return round(exp(log(100) + 0.8 * normal()));
   case DS_BIMODAL: {
     double v = uniform01() < 0.7 ? 50 + 5 * normal() : 800 + 80 * normal();
     return v < 0 ? 0 : v;
   }
-  case DS_PARETO: return 1 / pow(uniform01(), 1 / 1.1);
-  case DS_CONSTANT: return 42;
-  case DS_HUGE_RANGE: return pow(10, -3 + 10 * uniform01());
-  case DS_CLS: return uniform01() < 0.4 ? 0 : 0.3 * pow(uniform01(), 3);
-  case DS_WITH_ZEROS: return uniform01() < 0.2 ? 0 : exp(log(100) + 0.8 * normal());
-  default: fail(); return 0;
+  case DS_PARETO:
+    return 1 / pow(uniform01(), 1 / 1.1);
+  case DS_CONSTANT:
+    return 42;
+  case DS_HUGE_RANGE:
+    return pow(10, -3 + 10 * uniform01());
+  case DS_CLS:
+    return uniform01() < 0.4 ? 0 : 0.3 * pow(uniform01(), 3);
+  case DS_WITH_ZEROS:
+    return uniform01() < 0.2 ? 0 : exp(log(100) + 0.8 * normal());
+  default:
+    fail();
+    return 0;
   }
 }
 
@@ -701,8 +711,8 @@ static void test_encode_golden(void **state) {
   struct sketch s;
   assert_int_equal(sketch_init(&s, 0.01), CANARY_OK);
   uint8_t buf[64];
-  const uint8_t empty[] = {0x01, 0x00, 0x7b, 0x14, 0xae, 0x47, 0xe1, 0x7a, 0x84, 0x3f,
-                           0x80, 0x10, 0x00, 0x00};
+  const uint8_t empty[] = {0x01, 0x00, 0x7b, 0x14, 0xae, 0x47, 0xe1,
+                           0x7a, 0x84, 0x3f, 0x80, 0x10, 0x00, 0x00};
   assert_int_equal(sketch_encode(&s, buf, sizeof buf), sizeof empty);
   assert_memory_equal(buf, empty, sizeof empty);
   assert_int_equal(sketch_add(&s, 0), CANARY_OK);
@@ -711,24 +721,24 @@ static void test_encode_golden(void **state) {
       0x01, 0x00, 0x7b, 0x14, 0xae, 0x47, 0xe1, 0x7a, 0x84, 0x3f, /* version, flags, alpha */
       0x80, 0x10,                                                 /* max_bins 2048 */
       0x01, 0x01,                                                 /* zero_count 1, 1 bin */
-      0, 0, 0, 0, 0, 0, 0x00, 0x40,                               /* sum 2.0 */
-      0, 0, 0, 0, 0, 0, 0x00, 0x00,                               /* min 0.0 */
-      0, 0, 0, 0, 0, 0, 0xf0, 0x3f,                               /* max 1.0 */
+      0,    0,    0,    0,    0,    0,    0x00, 0x40,             /* sum 2.0 */
+      0,    0,    0,    0,    0,    0,    0x00, 0x00,             /* min 0.0 */
+      0,    0,    0,    0,    0,    0,    0xf0, 0x3f,             /* max 1.0 */
       0x00, 0x02,                                                 /* lo 0, bin count 2 */
   };
   assert_int_equal(sketch_encoded_size(&s), sizeof two);
   assert_int_equal(sketch_encode(&s, NULL, 0), sizeof two);
   memset(buf, 0xee, sizeof buf);
   assert_int_equal(sketch_encode(&s, buf, sizeof two - 1), sizeof two); /* too small */
-  assert_int_equal(buf[0], 0xee);                                      /* nothing written */
+  assert_int_equal(buf[0], 0xee);                                       /* nothing written */
   assert_int_equal(sketch_encode(&s, buf, sizeof two), sizeof two);
   assert_memory_equal(buf, two, sizeof two);
   assert_int_equal(sketch_add(&s, 0.5), CANARY_OK); /* negative index: zigzag */
   uint8_t enc[128];
   size_t n = sketch_encode(&s, enc, sizeof enc);
   assert_int_equal(sketch_index(&s, 0.5), -34);
-  assert_int_equal(n, 38 + 1 + 35);          /* lo, then bins -34 .. 0 */
-  assert_int_equal(enc[38], 67);             /* zigzag(-34) */
+  assert_int_equal(n, 38 + 1 + 35); /* lo, then bins -34 .. 0 */
+  assert_int_equal(enc[38], 67);    /* zigzag(-34) */
   sketch_free(&s);
 }
 

@@ -47,10 +47,9 @@ static void test_incomplete_gamma(void **state) {
   static const struct {
     double a, x, p;
   } cases[] = {
-      {0.5, 1.0, 0.8427007929497151}, /* erf(1) */
-      {1.0, 1.0, 0.6321205588285577}, /* 1 − 1/e */
-      {3.0, 2.0, 1 - 0.6766764161830634},
-      {10, 5, 0.03182805730620481},       /* series branch */
+      {0.5, 1.0, 0.8427007929497151},                                    /* erf(1) */
+      {1.0, 1.0, 0.6321205588285577},                                    /* 1 − 1/e */
+      {3.0, 2.0, 1 - 0.6766764161830634},  {10, 5, 0.03182805730620481}, /* series branch */
       {10, 20, 1 - 0.0049954123083075785}, /* continued-fraction branch */
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -107,7 +106,7 @@ static void test_binomial_tail(void **state) {
       {0, 10, 0.5, 1},
       {10, 10, 0.5, 1.0 / 1024},
       {11, 10, 0.5, 0},
-      {1, 51, 0.005, 0.22557900571670114},     /* 1 − 0.995^51: the lower-tail branch */
+      {1, 51, 0.005, 0.22557900571670114}, /* 1 − 0.995^51: the lower-tail branch */
       {5, 25, 0.004975124378109453, 1.4904403090308712e-07},
       {12, 1012, 0.005, 0.005834844163456554},
       {3, 103, 0.005, 0.015255868096748696},
@@ -140,7 +139,8 @@ static void test_binomial_switch(void **state) {
     double n = (double)cases[i].n, p = cases[i].p;
     double mean = n * p, sd = sqrt(n * p * (1 - p));
     uint64_t k = (uint64_t)ceil(mean + cases[i].z * sd);
-    double ex = stats_binom_sf_exact(k, cases[i].n, p), nm = stats_binom_sf_normal(k, cases[i].n, p);
+    double ex = stats_binom_sf_exact(k, cases[i].n, p),
+           nm = stats_binom_sf_normal(k, cases[i].n, p);
     near(nm, ex, cases[i].rel, "normal vs exact");
     double chosen = stats_binom_sf(k, cases[i].n, p);
     assert_true(chosen == (n * p * (1 - p) < STATS_BINOM_NORMAL_VAR ? ex : nm));
@@ -180,8 +180,8 @@ static double clopper_pearson_bisect(uint64_t x, uint64_t n, double alpha) {
 static void test_clopper_pearson_same_bits(void **state) {
   (void)state;
   static const double alphas[] = {0.01, 0.05, 0.001, 0.2};
-  static const uint64_t ns[] = {2, 7, 50, 400, 1000, 10007, 123457, 500000, 2000003, 8631084,
-                                 1000000007, 1000000000000ULL};
+  static const uint64_t ns[] = {2,      7,      50,      400,     1000,       10007,
+                                123457, 500000, 2000003, 8631084, 1000000007, 1000000000000ULL};
   uint64_t state64 = 88172645463325252ULL;
   int checked = 0;
   for (size_t ia = 0; ia < sizeof alphas / sizeof *alphas; ia++)
@@ -194,8 +194,8 @@ static void test_clopper_pearson_same_bits(void **state) {
         double got = stats_clopper_pearson_upper(x, n, alphas[ia]);
         double want = x == 0 || x >= n ? got : clopper_pearson_bisect(x, n, alphas[ia]);
         if (got != want) {
-          print_error("x %llu n %llu alpha %g: got %.17g, bisection %.17g\n",
-                      (unsigned long long)x, (unsigned long long)n, alphas[ia], got, want);
+          print_error("x %llu n %llu alpha %g: got %.17g, bisection %.17g\n", (unsigned long long)x,
+                      (unsigned long long)n, alphas[ia], got, want);
           fail();
         }
         checked++;
@@ -309,10 +309,10 @@ static void test_srm(void **state) {
     double p;
   } cases[] = {
       {500, 99500, 0.005, STATS_SPLIT_OK, 1},
-      {427, 99573, 0.005, STATS_SPLIT_OK, 0.001064683499131612},        /* just above 0.001 */
-      {426, 99574, 0.005, STATS_SPLIT_MISMATCH, 0.000907667153336127},  /* just below */
-      {573, 99427, 0.005, STATS_SPLIT_OK, 0.001064683499131612},        /* too many, not yet */
-      {574, 99426, 0.005, STATS_SPLIT_MISMATCH, 0.000907667153336127},  /* too many */
+      {427, 99573, 0.005, STATS_SPLIT_OK, 0.001064683499131612},       /* just above 0.001 */
+      {426, 99574, 0.005, STATS_SPLIT_MISMATCH, 0.000907667153336127}, /* just below */
+      {573, 99427, 0.005, STATS_SPLIT_OK, 0.001064683499131612},       /* too many, not yet */
+      {574, 99426, 0.005, STATS_SPLIT_MISMATCH, 0.000907667153336127}, /* too many */
       {5000, 5000, 0.5, STATS_SPLIT_OK, 1},
       {50, 9950, 0.005, STATS_SPLIT_OK, 1},
       {0, 9950, 0.005, STATS_SPLIT_MISMATCH, -1}, /* the canary gets nothing: 49.75 expected */
@@ -389,11 +389,13 @@ static void test_mann_whitney(void **state) {
                                 261, 411, 206, 521, 456, 446, 296, 51,  426, 261};
   struct stats_opts small = STATS_MW_DEFAULTS;
   small.min_count = 5;
-  const struct mw_case hw = {"hollander-wolfe", hw_x, hw_y, 10, 5, 35, 0.24462360512698333,
-                             0.12231180256349167, 0.9007753482039937, STATS_SIMILAR};
+  const struct mw_case hw = {
+      "hollander-wolfe",  hw_x,         hw_y, 10, 5, 35, 0.24462360512698333, 0.12231180256349167,
+      0.9007753482039937, STATS_SIMILAR};
   check_mw(&hw, &small);
-  const struct mw_case ch = {"clickhouse", ch_l, ch_r, 20, 20, 223, 0.5426959774289482,
-                             0.2713479887144741, 0.737545429642209, STATS_SIMILAR};
+  const struct mw_case ch = {
+      "clickhouse",      ch_l,         ch_r, 20, 20, 223, 0.5426959774289482, 0.2713479887144741,
+      0.737545429642209, STATS_SIMILAR};
   check_mw(&ch, &small);
 
   /* tie-heavy: latencies in four buckets; canary shifted up */
@@ -403,15 +405,31 @@ static void test_mann_whitney(void **state) {
     b[i] = i < 20 ? 1 : i < 40 ? 2 : i < 48 ? 3 : 4;
   }
   const struct stats_opts def = STATS_MW_DEFAULTS;
-  const struct mw_case ties = {"ties", c, b, 50, 50, 1605, 0.009852522205849378,
-                               0.004926261102924689, 0.9951766589356354, STATS_HIGHER};
+  const struct mw_case ties = {"ties",
+                               c,
+                               b,
+                               50,
+                               50,
+                               1605,
+                               0.009852522205849378,
+                               0.004926261102924689,
+                               0.9951766589356354,
+                               STATS_HIGHER};
   check_mw(&ties, &def);
   struct stats_mw r;
   assert_int_equal(stats_mann_whitney(c, 50, b, 50, &r), CANARY_OK);
   near(r.sigma, 137.35184856065936, 1e-12, "tie-corrected sigma"); /* untied: 145.06 */
   /* swapped, the same evidence the other way */
-  const struct mw_case swapped = {"ties swapped", b, c, 50, 50, 2500 - 1605, 0.009852522205849378,
-                                  0.9951766589356354, 0.004926261102924689, STATS_LOWER};
+  const struct mw_case swapped = {"ties swapped",
+                                  b,
+                                  c,
+                                  50,
+                                  50,
+                                  2500 - 1605,
+                                  0.009852522205849378,
+                                  0.9951766589356354,
+                                  0.004926261102924689,
+                                  STATS_LOWER};
   check_mw(&swapped, &def);
   /* an effect-size floor above the observed |r| = 0.284 keeps it SIMILAR */
   struct stats_opts floor = STATS_MW_DEFAULTS;
@@ -457,12 +475,17 @@ static void test_outcome_names(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_normal),          cmocka_unit_test(test_incomplete_gamma),
-      cmocka_unit_test(test_incomplete_beta), cmocka_unit_test(test_binomial_tail),
-      cmocka_unit_test(test_binomial_switch), cmocka_unit_test(test_clopper_pearson),
+      cmocka_unit_test(test_normal),
+      cmocka_unit_test(test_incomplete_gamma),
+      cmocka_unit_test(test_incomplete_beta),
+      cmocka_unit_test(test_binomial_tail),
+      cmocka_unit_test(test_binomial_switch),
+      cmocka_unit_test(test_clopper_pearson),
       cmocka_unit_test(test_clopper_pearson_same_bits),
-      cmocka_unit_test(test_binomial_excess), cmocka_unit_test(test_srm),
-      cmocka_unit_test(test_mann_whitney),    cmocka_unit_test(test_outcome_names),
+      cmocka_unit_test(test_binomial_excess),
+      cmocka_unit_test(test_srm),
+      cmocka_unit_test(test_mann_whitney),
+      cmocka_unit_test(test_outcome_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

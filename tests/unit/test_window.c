@@ -64,13 +64,13 @@ static void test_init(void **state) {
     int kind;
     struct window_config cfg;
   } bad[] = {
-      {WINDOW_COUNTER, {0, HOUR, HOUR, 5 * MIN, 0.01}},          /* no width */
-      {WINDOW_COUNTER, {-10, HOUR, HOUR, 5 * MIN, 0.01}},        /* negative width */
-      {WINDOW_COUNTER, {10 * SEC, 5 * SEC, HOUR, 5 * MIN, 0.01}}, /* retention < width */
-      {WINDOW_COUNTER, {10 * SEC, HOUR, 5 * SEC, 5 * MIN, 0.01}}, /* fine span < width */
+      {WINDOW_COUNTER, {0, HOUR, HOUR, 5 * MIN, 0.01}},             /* no width */
+      {WINDOW_COUNTER, {-10, HOUR, HOUR, 5 * MIN, 0.01}},           /* negative width */
+      {WINDOW_COUNTER, {10 * SEC, 5 * SEC, HOUR, 5 * MIN, 0.01}},   /* retention < width */
+      {WINDOW_COUNTER, {10 * SEC, HOUR, 5 * SEC, 5 * MIN, 0.01}},   /* fine span < width */
       {WINDOW_COUNTER, {10 * SEC, 2 * HOUR, HOUR, 45 * SEC, 0.01}}, /* coarse not a multiple */
-      {WINDOW_COUNTER, {1, 72 * HOUR, HOUR, 5 * MIN, 0.01}},     /* 3.6M fine slots */
-      {WINDOW_DISTRIBUTION, {10 * SEC, HOUR, HOUR, 5 * MIN, 0}}, /* alpha */
+      {WINDOW_COUNTER, {1, 72 * HOUR, HOUR, 5 * MIN, 0.01}},        /* 3.6M fine slots */
+      {WINDOW_DISTRIBUTION, {10 * SEC, HOUR, HOUR, 5 * MIN, 0}},    /* alpha */
       {WINDOW_KIND_COUNT, {10 * SEC, HOUR, HOUR, 5 * MIN, 0.01}},
       {-1, {10 * SEC, HOUR, HOUR, 5 * MIN, 0.01}},
   };
@@ -140,8 +140,8 @@ static void test_counter_spans(void **state) {
     window_stats(&w, cases[i].now, cases[i].span, &st);
     if (st.sum != cases[i].sum || st.n != cases[i].n ||
         fabs(st.coverage - cases[i].coverage) > 1e-12) {
-      print_error("case %zu (%s): now %lld span %lld: sum %g n %llu coverage %g\n", i,
-                  cases[i].why, (long long)cases[i].now, (long long)cases[i].span, st.sum,
+      print_error("case %zu (%s): now %lld span %lld: sum %g n %llu coverage %g\n", i, cases[i].why,
+                  (long long)cases[i].now, (long long)cases[i].span, st.sum,
                   (unsigned long long)st.n, st.coverage);
       fail();
     }
@@ -184,8 +184,8 @@ static void test_gauge_spans(void **state) {
     double avg, max, min, last;
   } cases[] = {
       {2000, 2000, true, 4, 5, 3, 3},
-      {15000, 0, true, 8, 9, 7, 7},          /* two samples at 15 s: the later add is last */
-      {29999, 10000, true, 6.5, 9, 4, 4},    /* [19999, 29999]: buckets 1 and 2 */
+      {15000, 0, true, 8, 9, 7, 7},            /* two samples at 15 s: the later add is last */
+      {29999, 10000, true, 6.5, 9, 4, 4},      /* [19999, 29999]: buckets 1 and 2 */
       {31000, 11000, true, 11.0 / 3, 6, 1, 1}, /* [20000, 31000]: buckets 2 and 3 */
       {31000, 31000, true, 5, 9, 1, 1},
       {45000, 5000, false, 0, 0, 0, 0},
@@ -282,12 +282,12 @@ static void test_late_data_coarse_tier_and_retention(void **state) {
   assert_int_equal(window_init(&w, WINDOW_COUNTER, 10 * SEC, 72 * HOUR), CANARY_OK);
   assert_int_equal(window_add_counter(&w, 80 * HOUR, 1), CANARY_OK);
   /* the fine tier starts at 79 h; the coarse tier keeps 5-min buckets from 8 h on */
-  assert_int_equal(window_add_counter(&w, 79 * HOUR, 2), CANARY_OK);     /* fine */
-  assert_int_equal(window_add_counter(&w, 79 * HOUR - 1, 4), CANARY_OK); /* coarse */
+  assert_int_equal(window_add_counter(&w, 79 * HOUR, 2), CANARY_OK);           /* fine */
+  assert_int_equal(window_add_counter(&w, 79 * HOUR - 1, 4), CANARY_OK);       /* coarse */
   assert_int_equal(window_add_counter(&w, 20 * HOUR + 7 * SEC, 8), CANARY_OK); /* coarse */
-  assert_int_equal(window_add_counter(&w, 8 * HOUR, 16), CANARY_OK);     /* the oldest kept */
-  assert_int_equal(window_add_counter(&w, 8 * HOUR - 1, 32), CANARY_OK); /* dropped */
-  assert_int_equal(window_add_counter(&w, 1 * HOUR, 64), CANARY_OK);     /* dropped */
+  assert_int_equal(window_add_counter(&w, 8 * HOUR, 16), CANARY_OK);           /* the oldest kept */
+  assert_int_equal(window_add_counter(&w, 8 * HOUR - 1, 32), CANARY_OK);       /* dropped */
+  assert_int_equal(window_add_counter(&w, 1 * HOUR, 64), CANARY_OK);           /* dropped */
   assert_int_equal(w.dropped, 2);
   assert_int_equal(w.clock_ms, 80 * HOUR);
   assert_non_null(w.tier[1].b);
@@ -295,14 +295,14 @@ static void test_late_data_coarse_tier_and_retention(void **state) {
     int64_t now, span;
     double sum;
   } cases[] = {
-      {80 * HOUR, HOUR, 3},                   /* [79 h, 80 h]: fine only */
-      {80 * HOUR, HOUR + 1, 7},               /* reaches the coarse bucket [78:55, 79:00) */
-      {80 * HOUR, 72 * HOUR, 31},             /* everything kept */
-      {80 * HOUR, 100 * HOUR, 31},            /* beyond the retention: nothing more */
-      {20 * HOUR + 7 * SEC, 0, 8},            /* a past instant reads its coarse bucket */
-      {20 * HOUR + 5 * MIN - 1, 0, 8},        /* ... whole */
-      {20 * HOUR + 5 * MIN, 0, 0},            /* the next one is empty */
-      {79 * HOUR - 1, 0, 4},                  /* coarse [78:55, 79:00) */
+      {80 * HOUR, HOUR, 3},            /* [79 h, 80 h]: fine only */
+      {80 * HOUR, HOUR + 1, 7},        /* reaches the coarse bucket [78:55, 79:00) */
+      {80 * HOUR, 72 * HOUR, 31},      /* everything kept */
+      {80 * HOUR, 100 * HOUR, 31},     /* beyond the retention: nothing more */
+      {20 * HOUR + 7 * SEC, 0, 8},     /* a past instant reads its coarse bucket */
+      {20 * HOUR + 5 * MIN - 1, 0, 8}, /* ... whole */
+      {20 * HOUR + 5 * MIN, 0, 0},     /* the next one is empty */
+      {79 * HOUR - 1, 0, 4},           /* coarse [78:55, 79:00) */
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     double sum = window_counter_sum(&w, cases[i].now, cases[i].span);
@@ -334,14 +334,14 @@ static void test_roll_up_boundaries(void **state) {
     int64_t now, span;
     uint64_t n;
   } cases[] = {
-      {100 * SEC, 30 * SEC, 31},  /* [70, 100] in fine buckets */
-      {100 * SEC, 31 * SEC, 41},  /* from 69 s: the coarse bucket [60, 70) whole */
-      {100 * SEC, 40 * SEC, 41},  /* from 60 s exactly */
+      {100 * SEC, 30 * SEC, 31}, /* [70, 100] in fine buckets */
+      {100 * SEC, 31 * SEC, 41}, /* from 69 s: the coarse bucket [60, 70) whole */
+      {100 * SEC, 40 * SEC, 41}, /* from 60 s exactly */
       {100 * SEC, 40 * SEC + 1, 51},
       {100 * SEC, 100 * SEC, 101},
-      {65 * SEC, 0, 10},          /* a past instant in the coarse tier: its 10 s */
-      {65 * SEC, 5 * SEC, 10},    /* [60, 65]: bucket [60, 70) whole — rounded out at the end too */
-      {75 * SEC, 5 * SEC, 6},     /* [70, 75] in fine buckets */
+      {65 * SEC, 0, 10},       /* a past instant in the coarse tier: its 10 s */
+      {65 * SEC, 5 * SEC, 10}, /* [60, 65]: bucket [60, 70) whole — rounded out at the end too */
+      {75 * SEC, 5 * SEC, 6},  /* [70, 75] in fine buckets */
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     uint64_t n = window_count(&w, cases[i].now, cases[i].span);
@@ -433,8 +433,8 @@ static void test_expiry_bounds_memory(void **state) {
   assert_true(mem100 < mem72 + mem72 / 10); /* flat after the retention filled */
   assert_int_equal(w.dropped, 0);
   assert_int_equal(window_count(&w, 100 * HOUR, 72 * HOUR), (72 * 360 + 1) * 20);
-  assert_int_equal(window_count(&w, 100 * HOUR, 200 * HOUR), window_count(&w, 100 * HOUR,
-                                                                           72 * HOUR));
+  assert_int_equal(window_count(&w, 100 * HOUR, 200 * HOUR),
+                   window_count(&w, 100 * HOUR, 72 * HOUR));
   /* three days without data: everything expires, sketches are freed, rings stay */
   assert_int_equal(window_expire(&w, 173 * HOUR), CANARY_OK);
   assert_int_equal(window_buckets(&w), 0);
@@ -601,13 +601,11 @@ static void test_count_above(void **state) {
     uint64_t lo, hi; /* the exact count of values > x is in [lo, hi]: values within alpha of x
                         may count either way */
   } cases[] = {
-      {-1, 1000, 1000}, /* below the minimum: all */
-      {0, 900, 900},    /* the zero bin is 0, not above 0 */
-      {1e-12, 900, 900},
-      {999, 0, 0},      /* the maximum: none above */
-      {1e9, 0, 0},
-      {500, 490, 510},  /* exact 499 */
-      {900, 90, 110},   /* exact 99 */
+      {-1, 1000, 1000},                   /* below the minimum: all */
+      {0, 900, 900},                      /* the zero bin is 0, not above 0 */
+      {1e-12, 900, 900}, {999, 0, 0},     /* the maximum: none above */
+      {1e9, 0, 0},       {500, 490, 510}, /* exact 499 */
+      {900, 90, 110},                     /* exact 99 */
       {150.5, 840, 860},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -664,13 +662,13 @@ static void test_coverage(void **state) {
     int64_t now, span;
     double coverage;
   } cases[] = {
-      {30 * MIN, 10 * MIN, 1},           /* [20, 30] min: every bucket; [30:00, 30:10) adds 0 */
-      {30 * MIN - 1, 10 * MIN, 1},       /* unaligned: the partial buckets count their part */
-      {HOUR, 10 * MIN, 0.5},             /* every other bucket */
+      {30 * MIN, 10 * MIN, 1},     /* [20, 30] min: every bucket; [30:00, 30:10) adds 0 */
+      {30 * MIN - 1, 10 * MIN, 1}, /* unaligned: the partial buckets count their part */
+      {HOUR, 10 * MIN, 0.5},       /* every other bucket */
       {HOUR, 20 * MIN, 0.5},
-      {HOUR, 40 * MIN, 0.625},           /* 10 min full + 30 min half */
-      {HOUR, 0, 1},                      /* now's bucket has data */
-      {HOUR - 10 * SEC, 0, 0},           /* an empty bucket */
+      {HOUR, 40 * MIN, 0.625},                 /* 10 min full + 30 min half */
+      {HOUR, 0, 1},                            /* now's bucket has data */
+      {HOUR - 10 * SEC, 0, 0},                 /* an empty bucket */
       {HOUR + 10 * MIN, 20 * MIN, 31.0 / 120}, /* 30 + 1 buckets, then 10 min of nothing */
       {2 * HOUR, 30 * MIN, 0},
   };
@@ -796,8 +794,17 @@ static void check_cache_agrees(enum window_kind kind, const struct window_config
   assert_int_equal(window_init_config(&b, kind, cfg), CANARY_OK);
   b.uncached = true;
   rng_state = seed;
-  const int64_t spans[] = {0, 1, cfg->bucket_ms - 1, cfg->bucket_ms, 5 * MIN, 10 * MIN, 15 * MIN,
-                           HOUR, HOUR + 7 * SEC, 24 * HOUR, cfg->retention_ms,
+  const int64_t spans[] = {0,
+                           1,
+                           cfg->bucket_ms - 1,
+                           cfg->bucket_ms,
+                           5 * MIN,
+                           10 * MIN,
+                           15 * MIN,
+                           HOUR,
+                           HOUR + 7 * SEC,
+                           24 * HOUR,
+                           cfg->retention_ms,
                            cfg->retention_ms + HOUR};
   int64_t t = 1767225600000LL;
   for (int i = 0; i < steps; i++) {
@@ -871,10 +878,15 @@ static void check_cache_agrees(enum window_kind kind, const struct window_config
 
 static void test_cache_agrees(void **state) {
   (void)state;
-  struct window_config cfg = {.bucket_ms = 10 * SEC, .retention_ms = 72 * HOUR,
-                              .fine_span_ms = HOUR, .coarse_ms = 5 * MIN, .alpha = 0.01};
-  struct window_config one_tier = {.bucket_ms = 10 * SEC, .retention_ms = 2 * HOUR,
-                                   .fine_span_ms = 2 * HOUR, .coarse_ms = 10 * SEC,
+  struct window_config cfg = {.bucket_ms = 10 * SEC,
+                              .retention_ms = 72 * HOUR,
+                              .fine_span_ms = HOUR,
+                              .coarse_ms = 5 * MIN,
+                              .alpha = 0.01};
+  struct window_config one_tier = {.bucket_ms = 10 * SEC,
+                                   .retention_ms = 2 * HOUR,
+                                   .fine_span_ms = 2 * HOUR,
+                                   .coarse_ms = 10 * SEC,
                                    .alpha = 0.01};
   for (uint64_t seed = 1; seed <= 3; seed++) {
     check_cache_agrees(WINDOW_COUNTER, &cfg, seed, 20000);
