@@ -15,14 +15,13 @@
 #include <time.h>
 
 #include "app/app_cli.h"
+#include "app/app_override_internal.h"
 #include "app/app_live.h"
 #include "app/app_status.h"
 #include "app/app_timeline.h"
 #include "app/signing.h"
 #include "codec/event_json.h"
 #include "codec/json.h"
-
-#define POLL_MS 150
 
 static const char command_usage[] =
     "usage: canaryctl pause    [ROLLOUT] [--reason TEXT] [--actor NAME] [--timeout SECONDS]\n"
@@ -100,20 +99,6 @@ static const char flag_usage[] =
     "2 usage error,\n"
     "3 Kafka/PostgreSQL unavailable or no decision within the timeout.\n";
 
-struct cmd_opts {
-  const char *prog, *usage;
-  const char *kafka, *pg, *plan;
-  const char *reason, *actor;
-  const char *key_path; /* --key, $CANARY_KEY */
-  struct signing_key key;
-  bool signed_;        /* key loaded: sign what is sent */
-  const char *args[4]; /* positional arguments */
-  int n_args;
-  const char *service; /* rollback --service */
-  int timeout_ms;
-  bool force, json;
-};
-
 static bool parse_seconds(const char *s, int *ms) {
   char *end;
   errno = 0;
@@ -125,7 +110,7 @@ static bool parse_seconds(const char *s, int *ms) {
 }
 
 /* Returns -1 when parsed, else the exit code (help: EXIT_OK). */
-static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
+int override_parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
   static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
                                        {"actor", required_argument, NULL, 'a'},
                                        {"timeout", required_argument, NULL, 't'},
@@ -229,8 +214,8 @@ static int parse(int argc, char **argv, struct cmd_opts *o, bool allow_force) {
  * The event as JSON, decoded by the same decoder as every other input: a reason longer than
  * the contract allows is refused, not cut. extra is the rest of the object (",\"k\":v...").
  */
-static int build_event(const struct cmd_opts *o, const char *type, const char *rollout,
-                       const char *extra, struct event *ev, struct event_scratch *scratch) {
+int override_build_event(const struct cmd_opts *o, const char *type, const char *rollout,
+                         const char *extra, struct event *ev, struct event_scratch *scratch) {
   const char *prog = o->prog;
   char id[EVENT_ID_MAX], why[512];
   struct jbuf b;
@@ -263,8 +248,8 @@ static int build_event(const struct cmd_opts *o, const char *type, const char *r
  * (may be NULL) runs once Kafka has said how many partitions canary.commands has (n), just
  * before the event is produced.
  */
-static int send_event(const struct cmd_opts *o, const struct event *ev,
-                      void (*before)(void *ctx, int partitions), void *ctx) {
+int override_send_event(const struct cmd_opts *o, const struct event *ev,
+                        void (*before)(void *ctx, int partitions), void *ctx) {
   struct live_sender s;
   char why[256];
   int code = live_sender_open(&s, o->prog, o->kafka);
@@ -285,7 +270,7 @@ static int send_event(const struct cmd_opts *o, const struct event *ev,
   return code;
 }
 
-static void sleep_ms(int ms) {
+void override_sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
   }
@@ -369,7 +354,7 @@ static int wait_decisions(const struct cmd_opts *o, store_t *st, const char *eve
       return EXIT_OK;
     if (live_now_ms() >= deadline)
       return EXIT_UNAVAILABLE;
-    sleep_ms(POLL_MS);
+    override_sleep_ms(POLL_MS);
   }
 }
 
@@ -404,7 +389,7 @@ static int wait_published(const struct cmd_opts *o, store_t *st, const struct wa
               o->prog);
       return EXIT_UNPUBLISHED;
     }
-    sleep_ms(POLL_MS);
+    override_sleep_ms(POLL_MS);
   }
 }
 
@@ -419,7 +404,7 @@ int app_override(int argc, char **argv) {
   char prog[48];
   snprintf(prog, sizeof prog, "canaryctl %s", argv[0]);
   struct cmd_opts o = {.prog = prog, .usage = command_usage};
-  int code = parse(argc, argv, &o, action == COMMAND_PROMOTE);
+  int code = override_parse(argc, argv, &o, action == COMMAND_PROMOTE);
   if (code >= 0)
     return code;
   const char *item = NULL;
@@ -486,11 +471,12 @@ int app_override(int argc, char **argv) {
       jbuf_puts(&extra, ",\"item\":");
       jbuf_string(&extra, item);
     }
-    code = build_event(&o, "command", row->rollout.id, extra.data ? extra.data : "", &ev, scratch);
+    code = override_build_event(&o, "command", row->rollout.id, extra.data ? extra.data : "", &ev,
+                                scratch);
     jbuf_free(&extra);
   }
   if (code == EXIT_OK)
-    code = send_event(&o, &ev, NULL, NULL);
+    code = override_send_event(&o, &ev, NULL, NULL);
   struct waited w = {.rollout = row ? row->rollout.id : NULL};
   int64_t deadline = live_now_ms() + o.timeout_ms;
   if (code == EXIT_OK) {
@@ -575,7 +561,7 @@ static int wait_global(const struct global_wait *g, const char *event_id) {
     }
     if (live_now_ms() >= deadline)
       return EXIT_UNAVAILABLE;
-    sleep_ms(POLL_MS);
+    override_sleep_ms(POLL_MS);
   }
 }
 
@@ -590,7 +576,7 @@ int app_flag_set(int argc, char **argv) {
     fprintf(stderr, "canaryctl flag: expected 'set'\n\n%s", flag_usage);
     return EXIT_USAGE;
   }
-  int code = parse(argc - 1, argv + 1, &o, false);
+  int code = override_parse(argc - 1, argv + 1, &o, false);
   if (code >= 0)
     return code;
   if (o.n_args < 2 || o.n_args > 3) {
@@ -653,12 +639,12 @@ int app_flag_set(int argc, char **argv) {
     jbuf_string(&extra, flag);
     jbuf_printf(&extra, ",\"value\":%s,\"actor\":", value ? "true" : "false");
     jbuf_string(&extra, o.actor);
-    code = build_event(&o, "flag.set", given, extra.data ? extra.data : "", &ev, scratch);
+    code = override_build_event(&o, "flag.set", given, extra.data ? extra.data : "", &ev, scratch);
     jbuf_free(&extra);
   }
   struct global_wait g = {.o = &o, .st = st, .plan = &plan, .flag = flag, .value = value};
   if (code == EXIT_OK)
-    code = send_event(&o, &ev, !given && !n_w ? global_before : NULL, &g);
+    code = override_send_event(&o, &ev, !given && !n_w ? global_before : NULL, &g);
   if (code == EXIT_OK && n_w) {
     code = wait_decisions(&o, st, ev.id, w, n_w);
     bool refused = false;
@@ -698,135 +684,6 @@ int app_flag_set(int argc, char **argv) {
   for (size_t i = 0; i < n_w; i++)
     free(w[i].d);
   free(w);
-  free(rows);
-  event_scratch_destroy(scratch);
-  store_close(st);
-  fflush(stdout);
-  return code;
-}
-
-/* ---- approve ------------------------------------------------------------------------------- */
-
-static const char approve_usage[] =
-    "usage: canaryctl approve ROLE [ROLLOUT] [--key FILE] [--actor NAME] [--timeout SECONDS]\n"
-    "                         [--json] [--kafka BROKERS] [--pg CONNINFO] [-v]\n"
-    "\n"
-    "Grant an approval the plan's gates ask for (beta's entry to ga: product_owner, support,\n"
-    "docs): an approval.granted event on canary.deploy, signed with --key FILE [CANARY_KEY] when\n"
-    "given. Waits for canaryd to take it and prints what its audit says: accepted, or refused by\n"
-    "the policy (who may approve what: docs/operations.md, \"Who may do what\").\n"
-    "Without ROLLOUT the only active rollout is meant.\n"
-    "\n"
-    "  --key FILE        sign with this private key (canaryctl keygen); the actor is the key's\n"
-    "  --actor NAME      who ($USER; with --key, the key's actor)\n"
-    "  --timeout SECONDS how long to wait for canaryd (30)\n"
-    "  --json            print the audit row as JSON\n"
-    "  --kafka BROKERS   Kafka bootstrap servers [CANARY_KAFKA]\n"
-    "  --pg CONNINFO     PostgreSQL connection string [CANARY_PG]\n"
-    "  -v, --verbose     log what the clients do\n"
-    "  -h, --help        this help\n"
-    "\n"
-    "Exit status: 0 accepted, 1 refused (the reason is printed), bad role or unknown rollout,\n"
-    "2 usage error, 3 Kafka/PostgreSQL unavailable or no answer within the timeout.\n";
-
-/* Until canaryd has audited event_id (in the transaction that applied it), or the timeout. */
-static int wait_audited(const struct cmd_opts *o, store_t *st, const char *event_id,
-                        struct store_audit_entry *e) {
-  int64_t deadline = live_now_ms() + o->timeout_ms;
-  for (;;) {
-    bool found = false;
-    int rc = store_audit_of(st, event_id, e, &found);
-    if (rc == CANARY_OK && found)
-      return EXIT_OK;
-    if (rc != CANARY_OK && store_reconnect(st, 0) != CANARY_OK && live_now_ms() >= deadline) {
-      fprintf(stderr, "%s: PostgreSQL unavailable while waiting: %s\n", o->prog,
-              store_last_error(st));
-      return EXIT_UNAVAILABLE;
-    }
-    if (live_now_ms() >= deadline) {
-      fprintf(stderr,
-              "%s: no answer within %g s: is canaryd running? (the approval was sent as "
-              "event %s)\n",
-              o->prog, o->timeout_ms / 1000.0, event_id);
-      return EXIT_UNAVAILABLE;
-    }
-    sleep_ms(POLL_MS);
-  }
-}
-
-int app_approve(int argc, char **argv) {
-  const char *prog = "canaryctl approve";
-  struct cmd_opts o = {.prog = prog, .usage = approve_usage};
-  int code = parse(argc, argv, &o, false);
-  if (code >= 0)
-    return code;
-  enum approval_role role;
-  if (o.n_args < 1 || o.n_args > 2) {
-    fprintf(stderr, "%s: expected ROLE [ROLLOUT]\n\n%s", prog, approve_usage);
-    return EXIT_USAGE;
-  }
-  if (!approval_role_parse(o.args[0], &role)) {
-    fprintf(stderr, "%s: '%s' is not an approval role (product_owner, support, docs)\n", prog,
-            o.args[0]);
-    return EXIT_USAGE;
-  }
-  if (!o.kafka || !o.pg) {
-    fprintf(stderr, "%s: %s is required (option or environment)\n", prog,
-            !o.kafka ? "--kafka/CANARY_KAFKA" : "--pg/CANARY_PG");
-    return EXIT_USAGE;
-  }
-  store_t *st;
-  if ((code = live_store_open(prog, o.pg, &st)) != EXIT_OK)
-    return code;
-  struct store_rollout_row *rows = NULL;
-  const struct store_rollout_row *row = NULL;
-  size_t n = 0;
-  struct event_scratch *scratch = event_scratch_new();
-  static struct event ev;
-  code = scratch ? live_list_rollouts(prog, st, &rows, &n) : EXIT_BAD_INPUT;
-  if (code == EXIT_OK)
-    code = live_pick_rollout(prog, rows, n, o.n_args == 2 ? o.args[1] : NULL, &row);
-  if (code == EXIT_OK) {
-    struct jbuf extra;
-    jbuf_init(&extra);
-    jbuf_puts(&extra, ",\"role\":");
-    jbuf_string(&extra, approval_role_name(role));
-    jbuf_puts(&extra, ",\"actor\":");
-    jbuf_string(&extra, o.actor);
-    code = build_event(&o, "approval.granted", row->rollout.id, extra.data ? extra.data : "", &ev,
-                       scratch);
-    jbuf_free(&extra);
-  }
-  if (code == EXIT_OK)
-    code = send_event(&o, &ev, NULL, NULL);
-  struct store_audit_entry e;
-  if (code == EXIT_OK)
-    code = wait_audited(&o, st, ev.id, &e);
-  if (code == EXIT_OK) {
-    if (o.json) {
-      struct jbuf b;
-      jbuf_init(&b);
-      jbuf_puts(&b, "{\"rollout\":");
-      jbuf_string(&b, e.rollout);
-      jbuf_puts(&b, ",\"action\":");
-      jbuf_string(&b, e.action);
-      jbuf_puts(&b, ",\"actor\":");
-      jbuf_string(&b, e.actor);
-      jbuf_printf(&b, ",\"verified\":%s,\"outcome\":", e.verified ? "true" : "false");
-      jbuf_string(&b, e.outcome);
-      jbuf_puts(&b, ",\"detail\":");
-      jbuf_string(&b, e.detail);
-      jbuf_puts(&b, "}\n");
-      fwrite(b.data, 1, b.len, stdout);
-      jbuf_free(&b);
-    } else {
-      printf("%s %s: %s\n", e.rollout, e.outcome, e.detail);
-    }
-    if (strcmp(e.outcome, "accepted")) {
-      fprintf(stderr, "%s: %s\n", prog, e.detail);
-      code = EXIT_BAD_INPUT;
-    }
-  }
   free(rows);
   event_scratch_destroy(scratch);
   store_close(st);

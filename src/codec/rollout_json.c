@@ -1,4 +1,8 @@
-/* A rollout and the kill switches to JSON and back: one field table drives both directions. */
+/*
+ * A rollout and the kill switches to JSON and back: one field table drives both directions.
+ * Over 800 lines and one file on purpose: the table, the writer and the reader are one job, and
+ * a field added to one direction without the other is what splitting them would invite.
+ */
 #include "codec/rollout_json.h"
 
 #include <limits.h>

@@ -4,6 +4,8 @@
  * whatever the batch size: every column travels as one array parameter in PostgreSQL's binary
  * format, unnest()ed on the server. Binary arrays cost the server no parsing but for the JSON
  * columns (a JSON array of rows via json_to_recordset spent more time parsing than inserting).
+ * Over 800 lines and one file on purpose: the statements, their binary array parameters and the
+ * pipeline that sends and reads them back are one transaction's code, read top to bottom.
  */
 #include <arpa/inet.h>
 #include <inttypes.h>
