@@ -71,7 +71,7 @@ double mstore_dispersion_of(double sum, double k, double prior_phi, double prior
    * service's dispersion from its earlier releases. prior_n steps of prior_phi come first,
    * then the reports outweigh them. No margin on top: the prior already errs up while the
    * reports are few, and once they are many the mean is good to a few percent. Measured
-   * (bench/README.md, "The dispersion's margin"): one standard error more cost a first release
+   * (docs/statistics.md, "The dispersion's margin"): one standard error more cost a first release
    * 1-2 failures at p90 in the detection targets; without it 7 of 1,000 healthy releases at 10x
    * less traffic halt instead of 3, within the 1% budget. */
   double n = k + prior_n;
