@@ -29,10 +29,15 @@ void bus_logf(log_sink_fn log, void *ctx, int level, const char *fmt, ...) {
   log(ctx, level, line);
 }
 
+/* Whether a NULL-terminated name/value list names a reconnect.backoff property. A name without
+ * a value ends the list (bus_conf_apply refuses it): never read past its NULL. */
 static bool sets_reconnect_backoff(const char *const *conf) {
-  for (size_t i = 0; conf && conf[i]; i += 2)
+  for (size_t i = 0; conf && conf[i]; i += 2) {
     if (!strncmp(conf[i], "reconnect.backoff.", 18))
       return true;
+    if (!conf[i + 1])
+      break;
+  }
   return false;
 }
 
