@@ -86,21 +86,20 @@ static const struct avro_field_spec notification_spec[NF_COUNT_] = {
     [NF_DECISION_ID] = {"decision_id", OS},
     [NF_SLACK] = {"slack", S},
 };
-static const struct avro_field_spec traffic_spec[TF_COUNT_] = {
-    [TF_ID] = {"id", S},
-    [TF_ROLLOUT] = {"rollout", S},
-    [TF_SERVICE] = {"service", S},
-    [TF_VERSION] = {"version", S},
-    [TF_BASELINE_VERSION] = {"baseline_version", S},
-    [TF_TIME] = {"time", "l"},
-    [TF_EXPOSURE_PERCENT] = {"exposure_percent", "d"},
-    [TF_CANARY_ENABLED] = {"canary_enabled", "b"},
-    [TF_BREAKER_OPEN] = {"breaker_open", "b"},
-    [TF_COHORTS] = {"cohorts",
-                    "[(name:s,percent:d,enabled:b,kill:b,segments:<n|[s]>,features:<n|[s]>)]"},
-    [TF_SALT] = {"salt", S},
-    [TF_BUCKETS] = {"buckets", "i"},
-};
+/* The split's versions differ only inside the Cohort record: schema id 12 ended it at kill. */
+#define TRAFFIC_SPEC(cohorts)                                                                      \
+  {                                                                                                \
+    [TF_ID] = {"id", S}, [TF_ROLLOUT] = {"rollout", S}, [TF_SERVICE] = {"service", S},             \
+    [TF_VERSION] = {"version", S}, [TF_BASELINE_VERSION] = {"baseline_version", S},                \
+    [TF_TIME] = {"time", "l"}, [TF_EXPOSURE_PERCENT] = {"exposure_percent", "d"},                  \
+    [TF_CANARY_ENABLED] = {"canary_enabled", "b"}, [TF_BREAKER_OPEN] = {"breaker_open", "b"},      \
+    [TF_COHORTS] = {"cohorts", cohorts}, [TF_SALT] = {"salt", S}, [TF_BUCKETS] = {"buckets", "i"}, \
+  }
+static const struct avro_field_spec traffic_spec[TF_COUNT_] =
+    TRAFFIC_SPEC("[(name:s,percent:d,enabled:b,kill:b,segments:<n|[s]>,features:<n|[s]>)]");
+static const struct avro_field_spec traffic_v1_spec[TF_COUNT_] =
+    TRAFFIC_SPEC("[(name:s,percent:d,enabled:b,kill:b)]");
+#undef TRAFFIC_SPEC
 static const struct avro_field_spec dlq_spec[LF_COUNT_] = {
     [LF_ORIGINAL] = {"original", "y"},   [LF_TOPIC] = {"topic", S},
     [LF_PARTITION] = {"partition", "i"}, [LF_OFFSET] = {"offset", "l"},
@@ -128,6 +127,8 @@ static const struct {
      * command: the checklist item and the signature) */
     [SLOT_DEPLOY_V1] = {TOPIC_DEPLOY, "DeployEvent", deploy_spec, DF_SIGNATURE},
     [SLOT_COMMANDS_V1] = {TOPIC_COMMANDS, "CommandEvent", command_spec, CF_ITEM},
+    /* the split: its top-level fields are the same, its Cohort record lacks the last two */
+    [SLOT_TRAFFIC_V1] = {TOPIC_FLAGS, "TrafficSplit", traffic_v1_spec, TF_COUNT_},
 };
 _Static_assert(DF_SIGNATURE == DF_COUNT_ - 1 && CF_ITEM == CF_COUNT_ - 2 &&
                    CF_SIGNATURE == CF_COUNT_ - 1,
@@ -135,7 +136,10 @@ _Static_assert(DF_SIGNATURE == DF_COUNT_ - 1 && CF_ITEM == CF_COUNT_ - 2 &&
 
 /* The older version's slot of a topic's current slot, or -1 when it has none. */
 static int older_slot(int s) {
-  return s == SLOT_DEPLOY ? SLOT_DEPLOY_V1 : s == SLOT_COMMANDS ? SLOT_COMMANDS_V1 : -1;
+  return s == SLOT_DEPLOY     ? SLOT_DEPLOY_V1
+         : s == SLOT_COMMANDS ? SLOT_COMMANDS_V1
+         : s == SLOT_TRAFFIC  ? SLOT_TRAFFIC_V1
+                              : -1;
 }
 
 _Static_assert(DF_COUNT_ <= AVRO_SLOT_MAX_FIELDS, "deploy fields");
@@ -341,10 +345,16 @@ int32_t avro_codec_schema_id(const void *buf, size_t len) {
 static const char *expected(unsigned allowed) {
   if (allowed == SLOTS_INPUT)
     return "an input event (canary.deploy, canary.commands or canary.metrics)";
-  for (int s = 0; s < SLOT_COUNT; s++)
-    if (allowed == 1u << s)
-      return topic_name(SLOTS[s].topic);
-  return "another schema";
+  /* One topic, any of its versions (canary.flags: ids 14 and 12). */
+  const char *topic = NULL;
+  for (int s = 0; s < SLOT_COUNT; s++) {
+    if (!(allowed & 1u << s))
+      continue;
+    if (topic && strcmp(topic, topic_name(SLOTS[s].topic)) != 0)
+      return "another schema";
+    topic = topic_name(SLOTS[s].topic);
+  }
+  return topic ? topic : "another schema";
 }
 
 int avro_codec_read(avro_codec_t *c, const void *buf, size_t len, unsigned allowed,

@@ -153,6 +153,7 @@ int avro_codec_decode_decision(avro_codec_t *c, const void *buf, size_t len, str
 int avro_codec_decode_notification(avro_codec_t *c, const void *buf, size_t len,
                                    struct notification *n, char *slack, size_t slack_len, char *why,
                                    size_t why_len) CANARY_MUSTCHECK;
+/* Schema id 14 (written) or 12 (the first version: its cohorts have no segments or features). */
 int avro_codec_decode_traffic(avro_codec_t *c, const void *buf, size_t len, struct traffic_split *t,
                               char *why, size_t why_len) CANARY_MUSTCHECK;
 /* The pointers in *d are owned by the codec: see struct avro_dlq. */

@@ -24,6 +24,9 @@ enum avro_slot {
    * with them stay in the topics across an upgrade; they read as unsigned (docs/schemas.md). */
   SLOT_DEPLOY_V1,
   SLOT_COMMANDS_V1,
+  /* The traffic split before the cohorts' segments and features (schema id 12): a consumer
+   * reading canary.flags from its start meets splits written with it; they read as none. */
+  SLOT_TRAFFIC_V1,
   SLOT_COUNT
 };
 /* The input slots, every version. */

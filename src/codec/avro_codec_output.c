@@ -399,8 +399,9 @@ int avro_codec_encode_traffic(avro_codec_t *c, const struct traffic_split *t,
   return avro_codec_finish(c, SLOT_TRAFFIC, out);
 }
 
-static int decode_cohorts(struct avro_codec_slot *sl, struct traffic_split *t, char *why,
-                          size_t why_len) {
+/* lists: the cohorts carry segments and features (schema id 14; id 12's do not: none). */
+static int decode_cohorts(struct avro_codec_slot *sl, bool lists, struct traffic_split *t,
+                          char *why, size_t why_len) {
   avro_value_t arr, item, f;
   size_t n;
   if (avro_codec_field(sl, &sl->dec, TF_COHORTS, &arr) || avro_value_get_size(&arr, &n))
@@ -425,6 +426,8 @@ static int decode_cohorts(struct avro_codec_slot *sl, struct traffic_split *t, c
       return INVALID(why, why_len, "cohorts: %s", avro_strerror());
     co->enabled = en != 0;
     co->kill = kill != 0;
+    if (!lists)
+      continue;
     if ((rc = get_names(&item, CO_SEGMENTS, "segments", i, co->segments, &co->n_segments, why,
                         why_len)) ||
         (rc = get_names(&item, CO_FEATURES, "features", i, co->features, &co->n_features, why,
@@ -440,7 +443,8 @@ int avro_codec_decode_traffic(avro_codec_t *c, const void *buf, size_t len, stru
   memset(t, 0, sizeof *t);
   struct avro_codec_slot *sl;
   int32_t buckets = 0;
-  int rc = avro_codec_read(c, buf, len, 1u << SLOT_TRAFFIC, &sl, why, why_len);
+  int rc =
+      avro_codec_read(c, buf, len, 1u << SLOT_TRAFFIC | 1u << SLOT_TRAFFIC_V1, &sl, why, why_len);
   if (rc || (rc = str(sl, TF_ID, t->id, sizeof t->id, why, why_len)) ||
       (rc = str(sl, TF_ROLLOUT, t->rollout, sizeof t->rollout, why, why_len)) ||
       (rc = str(sl, TF_SERVICE, t->service, sizeof t->service, why, why_len)) ||
@@ -451,7 +455,7 @@ int avro_codec_decode_traffic(avro_codec_t *c, const void *buf, size_t len, stru
       (rc = dbl(sl, TF_EXPOSURE_PERCENT, &t->exposure_percent, why, why_len)) ||
       (rc = boolean(sl, TF_CANARY_ENABLED, &t->canary_enabled, why, why_len)) ||
       (rc = boolean(sl, TF_BREAKER_OPEN, &t->breaker_open, why, why_len)) ||
-      (rc = decode_cohorts(sl, t, why, why_len)) ||
+      (rc = decode_cohorts(sl, sl != &c->slot[SLOT_TRAFFIC_V1], t, why, why_len)) ||
       (rc = str(sl, TF_SALT, t->salt, sizeof t->salt, why, why_len)) ||
       (rc = i32(sl, TF_BUCKETS, &buckets, why, why_len)))
     return rc;

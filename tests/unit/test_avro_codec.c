@@ -119,12 +119,16 @@ static void test_schemas_embedded(void **state) {
               {10, "canary.decisions", "Decision"},
               {11, "canary.notifications", "Notification"},
               {12, "canary.flags", "TrafficSplit"},
-              {13, "canary.dlq", "DeadLetter"}};
+              {13, "canary.dlq", "DeadLetter"},
+              {14, "canary.flags", "TrafficSplit"}};
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
     assert_string_equal(avro_codec_schema_topic(want[i].id), want[i].topic);
     assert_non_null(strstr(avro_codec_schema_json(want[i].id), want[i].record));
   }
   assert_null(avro_codec_schema_json(6));
+  /* the split's cohorts gained segments under a new id; id 12 stays the schema before them */
+  assert_null(strstr(avro_codec_schema_json(12), "segments"));
+  assert_non_null(strstr(avro_codec_schema_json(14), "segments"));
   assert_string_equal(avro_codec_topic_of(EVENT_CI_COMPLETED), "canary.deploy");
   assert_string_equal(avro_codec_topic_of(EVENT_FLAG_SET), "canary.commands");
   assert_string_equal(avro_codec_topic_of(EVENT_DIFF_SAMPLES), "canary.metrics");
@@ -477,7 +481,7 @@ static void test_traffic_round_trip(void **state) {
   struct traffic_split back;
   char why[256] = "";
   assert_int_equal(avro_codec_encode_traffic(c, &t, &buf), CANARY_OK);
-  assert_int_equal(avro_codec_schema_id(buf.data, buf.len), 12);
+  assert_int_equal(avro_codec_schema_id(buf.data, buf.len), 14);
   int rc = avro_codec_decode_traffic(c, buf.data, buf.len, &back, why, sizeof why);
   if (rc)
     fail_msg("%s", why);
@@ -506,6 +510,109 @@ static void test_traffic_round_trip(void **state) {
   assert_string_equal(back.salt, t.salt);
   assert_int_equal(back.buckets, 10000);
   avro_buf_free(&buf);
+}
+
+/* Set field name of rec, a string, double, boolean or int by type (avro-c's generic value). */
+static void put(avro_value_t *rec, const char *name, const char *s, double d, int i) {
+  avro_value_t f;
+  assert_int_equal(avro_value_get_by_name(rec, name, &f, NULL), 0);
+  switch (avro_value_get_type(&f)) {
+  case AVRO_STRING:
+    assert_int_equal(avro_value_set_string(&f, s), 0);
+    break;
+  case AVRO_DOUBLE:
+    assert_int_equal(avro_value_set_double(&f, d), 0);
+    break;
+  case AVRO_BOOLEAN:
+    assert_int_equal(avro_value_set_boolean(&f, i), 0);
+    break;
+  case AVRO_INT32:
+    assert_int_equal(avro_value_set_int(&f, i), 0);
+    break;
+  case AVRO_INT64:
+    assert_int_equal(avro_value_set_long(&f, i), 0);
+    break;
+  default:
+    fail_msg("%s: unexpected type", name);
+  }
+}
+
+/*
+ * A split written by a producer with the first version's schema (id 12, the Cohort record without
+ * segments and features: what a consumer's registry serves for 12) still decodes, with no
+ * segments or features; the current schema is id 14, and its bytes framed as 12 are refused.
+ */
+static void test_first_split_still_decodes(void **state) {
+  avro_codec_t *c = *state;
+  const char *json = avro_codec_schema_json(12);
+  avro_schema_t schema;
+  assert_non_null(json);
+  assert_int_equal(avro_schema_from_json_length(json, strlen(json), &schema), 0);
+  avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
+  avro_value_t rec, arr, co;
+  assert_int_equal(avro_generic_value_new(iface, &rec), 0);
+  put(&rec, "id", "checkout-v2/f3", 0, 0);
+  put(&rec, "rollout", "checkout-v2", 0, 0);
+  put(&rec, "service", "checkout", 0, 0);
+  put(&rec, "version", "2.0.0", 0, 0);
+  put(&rec, "baseline_version", "1.9.3", 0, 0);
+  put(&rec, "time", NULL, 0, 1000);
+  put(&rec, "exposure_percent", NULL, 5, 0);
+  put(&rec, "canary_enabled", NULL, 0, 1);
+  put(&rec, "breaker_open", NULL, 0, 0);
+  put(&rec, "salt", "checkout-v2", 0, 0);
+  put(&rec, "buckets", NULL, 0, 10000);
+  assert_int_equal(avro_value_get_by_name(&rec, "cohorts", &arr, NULL), 0);
+  static const char *const names[] = {"internal_test", "beta"};
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(avro_value_append(&arr, &co, NULL), 0);
+    put(&co, "name", names[i], 0, 0);
+    put(&co, "percent", NULL, i ? 25 : 0.5, 0);
+    put(&co, "enabled", NULL, 0, i == 0);
+    put(&co, "kill", NULL, 0, i == 1);
+  }
+  unsigned char buf[512] = {0x00, 0, 0, 0, 12};
+  avro_writer_t w = avro_writer_memory((char *)buf + 5, (int64_t)sizeof buf - 5);
+  assert_int_equal(avro_value_write(w, &rec), 0);
+  size_t len = 5 + (size_t)avro_writer_tell(w);
+  avro_writer_free(w);
+  avro_value_decref(&rec);
+  avro_value_iface_decref(iface);
+  avro_schema_decref(schema);
+
+  struct traffic_split back;
+  char why[256] = "";
+  int rc = avro_codec_decode_traffic(c, buf, len, &back, why, sizeof why);
+  if (rc)
+    fail_msg("%s", why);
+  assert_string_equal(back.id, "checkout-v2/f3");
+  assert_string_equal(back.service, "checkout");
+  assert_string_equal(back.baseline_version, "1.9.3");
+  assert_int_equal(back.time_ms, 1000);
+  assert_true(back.exposure_percent == 5);
+  assert_true(back.canary_enabled);
+  assert_false(back.breaker_open);
+  assert_string_equal(back.salt, "checkout-v2");
+  assert_int_equal(back.buckets, 10000);
+  assert_int_equal(back.n_cohorts, 2);
+  for (int i = 0; i < 2; i++) {
+    assert_string_equal(back.cohorts[i].name, names[i]);
+    assert_true(back.cohorts[i].percent == (i ? 25 : 0.5));
+    assert_int_equal(back.cohorts[i].enabled, i == 0);
+    assert_int_equal(back.cohorts[i].kill, i == 1);
+    assert_int_equal(back.cohorts[i].n_segments, 0);
+    assert_int_equal(back.cohorts[i].n_features, 0);
+  }
+
+  /* canaryd writes 14; the same split framed as 12 is not what schema 12 describes */
+  struct avro_buf cur = AVRO_BUF_INIT;
+  assert_int_equal(avro_codec_encode_traffic(c, &back, &cur), CANARY_OK);
+  assert_int_equal(avro_codec_schema_id(cur.data, cur.len), 14);
+  assert_true(cur.len > len); /* the two nullable arrays per cohort */
+  cur.data[4] = 12;
+  assert_int_equal(avro_codec_decode_traffic(c, cur.data, cur.len, &back, why, sizeof why),
+                   CANARY_EPARSE);
+  avro_buf_free(&cur);
 }
 
 static void test_dlq_round_trip(void **state) {
@@ -877,18 +984,18 @@ static void decode_all(avro_codec_t *c, const unsigned char *buf, size_t len) {
   why[0] = '\0';
   if ((rc = avro_codec_decode_traffic(c, buf, len, &t, why, sizeof why)))
     assert_true(why[0] != '\0');
-  if (id == 12)
+  if (id == 12 || id == 14)
     count(rc);
   why[0] = '\0';
   if ((rc = avro_codec_decode_dlq(c, buf, len, &q, why, sizeof why)))
     assert_true(why[0] != '\0');
-  if (id >= 13)
+  if (id == 13 || id > 14)
     count(rc);
 }
 
 static void test_random_buffers(void **state) {
   avro_codec_t *c = *state;
-  static const int32_t ids[] = {1, 2, 3, 10, 11, 12, 13};
+  static const int32_t ids[] = {1, 2, 3, 10, 11, 12, 13, 14};
   unsigned char buf[96];
   for (int i = 0; i < 10000; i++) {
     size_t len = next() % sizeof buf;
@@ -897,7 +1004,7 @@ static void test_random_buffers(void **state) {
     /* Two in three get a valid header, so that the body check sees them. */
     if (i % 3 && len >= 5) {
       buf[0] = buf[1] = buf[2] = buf[3] = 0;
-      buf[4] = (unsigned char)ids[next() % 7];
+      buf[4] = (unsigned char)ids[next() % (sizeof ids / sizeof *ids)];
     }
     decode_all(c, buf, len);
   }
@@ -1093,6 +1200,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_decision_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_notification_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_traffic_round_trip, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_first_split_still_decodes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dlq_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_frames, setup, teardown),
       cmocka_unit_test_setup_teardown(test_invalid_content, setup, teardown),
