@@ -192,6 +192,10 @@ static void stop(struct worker *w) {
   }
   store_close(w->relay_store);
   store_close(w->store);
+  worker_buffers_free(w);
+}
+
+void worker_buffers_free(struct worker *w) {
   avro_codec_destroy(w->codec);
   for (size_t i = 0; i < w->cap_enc; i++)
     avro_buf_free(&w->enc[i]);

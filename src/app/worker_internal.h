@@ -295,5 +295,8 @@ int worker_on_assigned(void *ctx, int id, int64_t next[BUS_INPUT_TOPICS]);
 void worker_on_revoked(void *ctx, int id);
 bool worker_shard_rewind(struct worker *w, struct shard *s);
 struct shard *worker_shard_settle(struct worker *w, struct shard *s);
+/* The codecs and scratch buffers of a worker (not its store, consumer or producer): stop(), and
+ * the rebuild, which drives a worker of its own. Zeroed fields are fine. */
+void worker_buffers_free(struct worker *w);
 
 #endif

@@ -266,18 +266,7 @@ static void finish(struct rebuild *rb) {
   for (int i = 0; i < MAX_SHARDS; i++)
     worker_shard_free(w->shards[i]);
   store_close(w->store);
-  avro_codec_destroy(w->codec);
-  for (size_t i = 0; i < w->cap_enc; i++)
-    avro_buf_free(&w->enc[i]);
-  free(w->enc);
-  free(w->rows);
-  free(w->decisions);
-  free(w->audit_rows);
-  free(w->metric_states);
-  free(w->zscores);
-  history_points_free(&w->history);
-  jbuf_free(&w->slack);
-  jbuf_free(&w->notice_slack);
+  worker_buffers_free(w);
   free(w);
 }
 
