@@ -258,8 +258,11 @@ int live_partitions(struct live_sender *s, const char *topic) {
   last_log[0] = '\0';
   int n = bus_partition_count(s->producer, topic, LIVE_CONNECT_TIMEOUT_MS);
   if (n <= 0) {
-    fprintf(stderr, "%s: Kafka at %s did not describe topic %s within %d s: %s\n", s->prog,
-            s->brokers, topic, LIVE_CONNECT_TIMEOUT_MS / 1000,
+    fprintf(stderr,
+            "%s: Kafka at %s did not describe topic %s within %d s: %s"
+            " (canaryd creates its topics when it starts; is it running, with the same"
+            " CANARY_TOPIC_PREFIX?)\n",
+            s->prog, s->brokers, topic, LIVE_CONNECT_TIMEOUT_MS / 1000,
             last_log[0] ? last_log : "no answer");
     return -1;
   }

@@ -246,7 +246,8 @@ void bus_producer_on_delivery(bus_producer_t *p, bus_delivery_fn fn, void *ctx);
 void bus_producer_poll(bus_producer_t *p, int timeout_ms);
 /* Wait until everything queued is delivered or timeout_ms passed; CANARY_ETIMEOUT then. */
 int bus_producer_flush(bus_producer_t *p, int timeout_ms) CANARY_MUSTCHECK;
-/* Number of partitions of topic (metadata), or -1 (unknown topic, broker unreachable). */
+/* Number of partitions of topic (metadata), or -1 (unknown topic, broker unreachable). A topic
+ * the broker does not know yet is asked for again until timeout_ms: it may be being created. */
 int bus_partition_count(bus_producer_t *p, const char *topic, int timeout_ms);
 /*
  * Free the producer. Messages not yet delivered are dropped without a delivery report:

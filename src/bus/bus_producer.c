@@ -12,6 +12,8 @@
 _Static_assert(sizeof(void *) >= sizeof(int64_t), "bus_produce's opaque needs 64-bit pointers");
 
 #define BUS_MESSAGE_TIMEOUT_MS 30000
+/* How long bus_partition_count waits before asking again for a topic still being created. */
+#define PARTITION_RETRY_MS 200
 
 struct bus_producer {
   rd_kafka_t *rk;
@@ -213,26 +215,52 @@ int bus_producer_flush(bus_producer_t *p, int timeout_ms) {
   return CANARY_OK;
 }
 
+/* One metadata request for topic: its partition count, 0 while the topic is being created
+ * (unknown to the broker yet, or no leader elected), -1 on any other error (logged). */
+static int partition_count_once(bus_producer_t *p, rd_kafka_topic_t *rkt, const char *topic,
+                                int timeout_ms, bool last) {
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(p->rk, 0, rkt, &md, timeout_ms);
+  int n = -1;
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1) {
+    err = md->topics[0].err;
+    if (!err && md->topics[0].partition_cnt > 0) {
+      n = md->topics[0].partition_cnt;
+    }
+  }
+  if (n < 0 && !last &&
+      (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+       err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE || err == RD_KAFKA_RESP_ERR_NO_ERROR)) {
+    n = 0; /* perhaps being created (canaryd creates its topics as it starts): ask again */
+  } else if (n < 0) {
+    bus_logf(p->log, p->log_ctx, LOG_LVL_WARNING, "kafka producer: metadata of %s: %s", topic,
+             err ? rd_kafka_err2str(err) : "no partitions");
+  }
+  if (md) {
+    rd_kafka_metadata_destroy(md);
+  }
+  return n;
+}
+
 int bus_partition_count(bus_producer_t *p, const char *contract_topic, int timeout_ms) {
   const char *topic = bus_topic(contract_topic);
   rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topic, NULL);
   if (!rkt) {
     return -1;
   }
-  const struct rd_kafka_metadata *md = NULL;
-  rd_kafka_resp_err_t err = rd_kafka_metadata(p->rk, 0, rkt, &md, timeout_ms);
-  int n = -1;
-  if (err) {
-    bus_logf(p->log, p->log_ctx, LOG_LVL_WARNING, "kafka producer: metadata of %s: %s", topic,
-             rd_kafka_err2str(err));
-  } else if (md->topic_cnt == 1 && md->topics[0].err) {
-    bus_logf(p->log, p->log_ctx, LOG_LVL_WARNING, "kafka producer: metadata of %s: %s", topic,
-             rd_kafka_err2str(md->topics[0].err));
-  } else if (md->topic_cnt == 1 && md->topics[0].partition_cnt > 0) {
-    n = md->topics[0].partition_cnt;
-  }
-  if (md) {
-    rd_kafka_metadata_destroy(md);
+  /* A topic that does not exist yet is asked for again until the deadline: a client started
+   * beside canaryd (a CI step, a test) may ask while canaryd is still creating the topics, and
+   * "did not describe the topic within 5 s" should then mean five seconds. */
+  int64_t deadline = bus_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+  int n;
+  for (;;) {
+    int64_t left = deadline - bus_now_ms();
+    bool last = left <= PARTITION_RETRY_MS;
+    n = partition_count_once(p, rkt, topic, left > 0 ? (int)left : 1, last);
+    if (n != 0) {
+      break;
+    }
+    rd_kafka_poll(p->rk, PARTITION_RETRY_MS); /* serves callbacks while it waits */
   }
   rd_kafka_topic_destroy(rkt);
   return n;
