@@ -228,12 +228,9 @@ void worker_config_defaults(struct worker_config *cfg) {
   cfg->create_topics = 3;
 }
 
-int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) {
-  struct worker *w = calloc(1, sizeof *w);
-  if (!w)
-    return -1;
-  w->cfg = cfg;
-  w->running = running;
+/* Fault injection for the tests (CANARY_FAULT_APPLY_EVERY, CANARY_FAULT_LOAD_EVERY): every n-th
+ * message fails to apply, every n-th shard load fails. Said loudly: never meant for production. */
+void worker_faults_from_env(struct worker *w) {
   const char *fault = getenv("CANARY_FAULT_APPLY_EVERY");
   w->fault_every = fault ? atol(fault) : 0;
   if (w->fault_every > 0)
@@ -244,6 +241,15 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
   if (w->fault_load_every > 0)
     log_msg(LOG_LVL_WARNING, NULL, "fault injection: every %ld-th shard load fails",
             w->fault_load_every);
+}
+
+int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) {
+  struct worker *w = calloc(1, sizeof *w);
+  if (!w)
+    return -1;
+  w->cfg = cfg;
+  w->running = running;
+  worker_faults_from_env(w);
   pthread_mutex_init(&w->relay_mu, NULL);
   pthread_cond_init(&w->relay_cv, NULL);
   jbuf_init(&w->slack);

@@ -29,10 +29,12 @@ struct worker_config {
   const char *http_listen; /* ADDR:PORT for /metrics, /healthz, /readyz; NULL: none */
   int64_t max_skew_ms;     /* an event dated further ahead of its message's Kafka timestamp is
                           * dead-lettered (a clock or unit error); 0 = no limit */
+  int load_attempts;       /* tries at loading a shard before giving up; 0 = as long as it takes
+                          * (canaryd: a shard given up on would be applied by nobody) */
 };
 
-/* Defaults: wall clock on, tick 500 ms, hold 1000 ms, grace 100 ms, batch 1000, relay on,
- * max skew 1 h. */
+/* Defaults: wall clock on, tick 500 ms, hold 1000 ms, grace 100 ms, batch 5000, relay on,
+ * max skew 1 h, shards loaded as long as it takes. */
 void worker_config_defaults(struct worker_config *cfg);
 
 /*

@@ -298,5 +298,7 @@ struct shard *worker_shard_settle(struct worker *w, struct shard *s);
 /* The codecs and scratch buffers of a worker (not its store, consumer or producer): stop(), and
  * the rebuild, which drives a worker of its own. Zeroed fields are fine. */
 void worker_buffers_free(struct worker *w);
+/* Read the tests' fault injection (CANARY_FAULT_*_EVERY) into w, saying so in the log. */
+void worker_faults_from_env(struct worker *w);
 
 #endif

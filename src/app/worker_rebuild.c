@@ -211,9 +211,11 @@ static int start(struct rebuild *rb) {
   rb->wc.wall_clock = false;
   rb->wc.create_topics = 0;
   rb->wc.max_skew_ms = cfg->max_skew_ms;
+  rb->wc.load_attempts = 4; /* 0.7 s of back-off in all, then the command fails with the cause */
   w->cfg = &rb->wc;
   rb->running = 1;
   w->running = &rb->running;
+  worker_faults_from_env(w);
   jbuf_init(&w->slack);
   jbuf_init(&w->notice_slack);
   if (avro_codec_new(&w->codec) != CANARY_OK)

@@ -242,16 +242,22 @@ static void nap_ms(int64_t ms) {
  * mode" — an I/O error, not "unavailable", for as long as that connection lives. Under load
  * test_survives_outages hit exactly that: the shard was left unloaded (its engine destroyed),
  * the loop applied the next message to it and the worker died on a NULL plan. False only when
- * the worker stops; the engine is then destroyed.
+ * the worker stops, or after cfg->load_attempts (canaryctl rebuild: a command should fail, not
+ * hang); the engine is then destroyed.
  */
 static bool shard_fill_retrying(struct worker *w, struct shard *s) {
   int64_t backoff = FILL_BACKOFF_FIRST_MS;
-  for (;;) {
+  for (int attempt = 1;; attempt++) {
     int rc = shard_fill(w, s);
     if (rc == CANARY_OK)
       return true;
     if (!*w->running)
       return false;
+    if (w->cfg->load_attempts > 0 && attempt >= w->cfg->load_attempts) {
+      log_msg(LOG_LVL_ERR, NULL, "shard %d: not loaded after %d attempts; giving up", s->id,
+              attempt);
+      return false;
+    }
     if (rc != CANARY_EUNAVAILABLE) {
       log_msg(LOG_LVL_WARNING, NULL,
               "shard %d: reconnecting to PostgreSQL in %" PRId64 " ms "

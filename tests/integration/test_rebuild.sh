@@ -140,6 +140,13 @@ has "$out" "identical"
 # the topics of another installation are not the log canaryd applied
 CANARY_TOPIC_PREFIX="elsewhere-$suffix." run 2 "$ctl" rebuild -q
 has "$err" "canaryctl rebuild: cannot read elsewhere-$suffix.canary.deploy from Kafka at"
+# a scratch schema whose shards cannot be loaded: the command gives up with the cause (exit 2);
+# it does not retry for ever as canaryd does (timeout: a hang fails the suite, not the CI run)
+rc=0
+CANARY_FAULT_LOAD_EVERY=1 timeout 60 "$ctl" rebuild -q >"$tmp/out" 2>"$tmp/err" || rc=$?
+((rc == 2)) || fail "a shard that cannot be loaded: exit $rc, want 2: $(cat "$tmp/err")"
+grep -qF "not loaded after 4 attempts; giving up" "$tmp/err" || fail "no reason: $(cat "$tmp/err")"
+grep -qF "canaryctl rebuild: cannot set up shard " "$tmp/err" || fail "no error: $(cat "$tmp/err")"
 
 step "a tampered live row is a difference"
 exposure=$(sql "SELECT exposure_percent FROM rollouts WHERE id = '$R2'")
