@@ -242,8 +242,8 @@ int app_audit(int argc, char **argv) {
   size_t n = 0;
   int rc = store_audit_list(st, rollout, actor, last, &e, &n);
   if (rc != CANARY_OK) {
-    fprintf(stderr, "%s: cannot read the audit: %s (%s)\n", prog, canary_strerror(rc),
-            store_last_error(st));
+    fprintf(stderr, "%s: cannot read the audit: %s (%s)%s\n", prog, canary_strerror(rc),
+            store_last_error(st), live_schema_hint(st));
     store_close(st);
     return EXIT_UNAVAILABLE;
   }

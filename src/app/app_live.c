@@ -79,10 +79,13 @@ int live_list_rollouts(const char *prog, store_t *st, struct store_rollout_row *
   if (rc == CANARY_OK)
     return EXIT_OK;
   fprintf(stderr, "%s: cannot read rollouts: %s (%s)%s\n", prog, canary_strerror(rc),
-          store_last_error(st),
-          strstr(store_last_error(st), "does not exist") ? "; has canaryd migrated the database?"
-                                                         : "");
+          store_last_error(st), live_schema_hint(st));
   return EXIT_UNAVAILABLE;
+}
+
+const char *live_schema_hint(store_t *st) {
+  /* SQLSTATE 42P01, undefined_table: the database canaryd has never started against */
+  return strstr(store_last_error(st), "42P01") ? "; has canaryd migrated the database?" : "";
 }
 
 bool live_is_active(const struct rollout *r) {

@@ -37,6 +37,9 @@ void live_set_verbose(bool verbose);
  */
 int live_store_open(const char *prog, const char *conninfo, store_t **out);
 
+/* "; has canaryd migrated the database?" after an error naming a missing table, else "": the
+ * likely cause when a command is pointed at a database canaryd has never started against. */
+const char *live_schema_hint(store_t *st);
 /*
  * Read every rollout (store_list_rollouts) or print why not ("PROG: cannot read rollouts: ...")
  * and return EXIT_UNAVAILABLE. The caller free()s *rows.

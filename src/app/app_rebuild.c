@@ -351,7 +351,8 @@ static int run(const struct opts *o, const struct plan *plan, store_t *live) {
   if (store_schema_current(live, live_schema, sizeof live_schema) != CANARY_OK ||
       store_freeze_get(live, &fr) != CANARY_OK ||
       store_offsets_all(live, &upto, &n_upto) != CANARY_OK) {
-    fprintf(stderr, "%s: cannot read the live state: %s\n", prog, store_last_error(live));
+    fprintf(stderr, "%s: cannot read the live state: %s%s\n", prog, store_last_error(live),
+            live_schema_hint(live));
     goto out;
   }
   if (!fr.frozen)
