@@ -482,8 +482,8 @@ void mstore_evidence(void *ctx, const struct expr_evq *q, struct expr_evidence *
  * 1 for independent events and about the mean burst weight E[k^2]/E[k] for bursts. From the
  * baseline's reports of the cohorts up to cohort (the canary's when the baseline sends none),
  * after the pair's prior (5 steps' worth of an assumed 3 — bursts are assumed until the reports
- * show otherwise — or what the plan learned from the service's earlier releases), raised by
- * about one standard error, never below 1; 1 while no bad event has been seen at all.
+ * show otherwise — or what the plan learned from the service's earlier releases), never below
+ * 1; 1 while no bad event has been seen at all.
  * The evidence divides the counts by it (an effective count).
  */
 double mstore_dispersion(const struct mstore *ms, int cohort, const char *num, const char *den);
