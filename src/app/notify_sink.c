@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "app/notify_sink.h"
+#include "codec/event_json.h"
 #include "codec/json.h"
 #include "codec/rfc3339.h"
 
@@ -144,34 +145,13 @@ bool notify_sink_configured(const struct notify_endpoints *ep, enum notify_sink 
 
 /* ---- bodies ------------------------------------------------------------------------------------- */
 
-/* Slack's mrkdwn: &, < and > escaped, so no text pings <!channel> or forges a link. */
-static void mrkdwn(struct jbuf *b, const char *s) {
-  for (; *s; s++)
-    switch (*s) {
-    case '&':
-      jbuf_puts(b, "&amp;");
-      break;
-    case '<':
-      jbuf_puts(b, "&lt;");
-      break;
-    case '>':
-      jbuf_puts(b, "&gt;");
-      break;
-    case '`':
-      jbuf_putc(b, '\'');
-      break; /* a name cannot close the code span it sits in */
-    default:
-      jbuf_putc(b, *s);
-    }
-}
-
 /* The commands people act with, for rollout r, as one mrkdwn line. */
 static void commands(struct jbuf *b, const char *r) {
   static const char *const verbs[] = {"status", "history", "pause", "resume", "rollback"};
   jbuf_puts(b, "*To act:* ");
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
     jbuf_printf(b, "%s`canaryctl %s ", i ? " · " : "", verbs[i]);
-    mrkdwn(b, r);
+    notification_mrkdwn(b, r, true);
     jbuf_putc(b, '`');
   }
 }
@@ -207,10 +187,10 @@ static void evidence_sections(struct jbuf *out, const struct decision *d) {
     evidence_value(&v, &d->evidence[i]);
     jbuf_reset(&f);
     jbuf_putc(&f, '*');
-    mrkdwn(&f, d->evidence[i].key);
+    notification_mrkdwn(&f, d->evidence[i].key, false);
     jbuf_puts(&f, ":* ");
     jbuf_putc(&v, '\0');
-    mrkdwn(&f, v.data ? v.data : "");
+    notification_mrkdwn(&f, v.data ? v.data : "", false);
     jbuf_puts(out, i % 10 ? ",{\"type\":\"mrkdwn\",\"text\":" : "{\"type\":\"mrkdwn\",\"text\":");
     jbuf_string_n(out, f.data ? f.data : "", f.len);
     jbuf_putc(out, '}');

@@ -600,8 +600,9 @@ static const char *severity_emoji(enum notify_severity s) {
   }
 }
 
-/* Slack treats &, < and > as control characters in mrkdwn and in the fallback text. */
-static void slack_escape(struct jbuf *b, const char *s) {
+/* Slack treats &, < and > as control characters in mrkdwn and in the fallback text: escaped, no
+ * text pings <!channel> or forges a link. In a code span a backtick would close it early. */
+void notification_mrkdwn(struct jbuf *b, const char *s, bool code_span) {
   for (; *s; s++) {
     switch (*s) {
     case '&':
@@ -612,6 +613,9 @@ static void slack_escape(struct jbuf *b, const char *s) {
       break;
     case '>':
       jbuf_puts(b, "&gt;");
+      break;
+    case '`':
+      jbuf_putc(b, code_span ? '\'' : '`');
       break;
     default:
       jbuf_putc(b, *s);
@@ -647,7 +651,7 @@ static void put_tmp(struct jbuf *out, struct jbuf *tmp) {
 static void context_item(struct jbuf *out, struct jbuf *tmp, const char *label, const char *value,
                          bool code, bool first) {
   jbuf_printf(tmp, "*%s:* %s", label, code ? "`" : "");
-  slack_escape(tmp, value);
+  notification_mrkdwn(tmp, value, code);
   if (code)
     jbuf_putc(tmp, '`');
   jbuf_puts(out, first ? "{\"type\":\"mrkdwn\",\"text\":" : ",{\"type\":\"mrkdwn\",\"text\":");
@@ -665,10 +669,10 @@ void notification_slack_payload(const struct notification *n, struct jbuf *out) 
 
   /* The fallback shown in notifications and by clients without blocks. */
   jbuf_puts(&tmp, emoji);
-  slack_escape(&tmp, n->title);
+  notification_mrkdwn(&tmp, n->title, false);
   if (n->text[0]) {
     jbuf_puts(&tmp, ": ");
-    slack_escape(&tmp, n->text);
+    notification_mrkdwn(&tmp, n->text, false);
   }
   jbuf_puts(out, ",\"text\":");
   put_tmp(out, &tmp);
@@ -680,7 +684,7 @@ void notification_slack_payload(const struct notification *n, struct jbuf *out) 
   jbuf_puts(out, ",\"emoji\":true}}");
 
   if (n->text[0]) { /* Slack rejects a section with empty text */
-    slack_escape(&tmp, n->text);
+    notification_mrkdwn(&tmp, n->text, false);
     jbuf_puts(out, ",{\"type\":\"section\",\"text\":{\"type\":\"mrkdwn\",\"text\":");
     put_tmp(out, &tmp);
     jbuf_puts(out, "}}");

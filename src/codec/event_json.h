@@ -69,6 +69,9 @@ void notification_to_json(const struct notification *n, struct jbuf *out);
  * with the text, and a context block with the rollout, severity, time and decision}.
  */
 void notification_slack_payload(const struct notification *n, struct jbuf *out);
+/* Append s as Slack mrkdwn: &, < and > escaped; in a code span (code_span) a backtick becomes
+ * an apostrophe, so a name cannot close the span it sits in. */
+void notification_mrkdwn(struct jbuf *b, const char *s, bool code_span);
 
 /*
  * Append t with the keys id, rollout, service, version, baseline_version, time (RFC 3339),

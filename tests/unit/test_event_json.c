@@ -965,6 +965,19 @@ static void test_slack_variants(void **state) {
   assert_string_equal(str_of(json_get(&json_get(p0, "blocks")->items[1], "text"), "text"),
                       "&lt;!channel&gt; &amp; &lt;https://x|y&gt;");
 
+  /* A backtick cannot close the code span the rollout's name sits in; outside one it stays. */
+  char rollout[sizeof n.rollout];
+  memcpy(rollout, n.rollout, sizeof rollout);
+  set(n.rollout, sizeof n.rollout, "web`x");
+  set(n.title, sizeof n.title, "a `b`");
+  jbuf_reset(&b);
+  notification_slack_payload(&n, &b);
+  p0 = parse_json(&doc, b.data, b.len);
+  const struct json_value *ctx = json_get(&json_get(p0, "blocks")->items[2], "elements");
+  assert_string_equal(str_of(&ctx->items[0], "text"), "*Rollout:* `web'x`");
+  assert_non_null(strstr(str_of(p0, "text"), "a `b`"));
+  memcpy(n.rollout, rollout, sizeof rollout);
+
   /* A long title is cut to Slack's 150 characters for a header, whole characters only. */
   memset(n.title, 0, sizeof n.title);
   memset(n.title, 'x', 120);
