@@ -13,6 +13,8 @@
 #include "app/app_cli.h"
 #include "app/app_live.h"
 #include "codec/json.h"
+#include "core/metric_store.h"
+#include "core/plan.h"
 #include "store/store.h"
 
 #define PROG "canaryctl dispersion"
@@ -21,7 +23,7 @@
 
 static const char usage[] =
     "usage: canaryctl dispersion [--service NAME] [--last N] [--format text|yaml|json]\n"
-    "                            [--pg CONNINFO] [-v]\n"
+    "                            [--check [--plan FILE]] [--pg CONNINFO] [-v]\n"
     "\n"
     "What the finished releases (completed or rolled back) of a service said about how bursty\n"
     "its bad events are, and the plan entries that let its next release use it. The evidence\n"
@@ -37,24 +39,34 @@ static const char usage[] =
     "  --last N         the newest N finished releases of each service (default 20)\n"
     "  --format F       text (a table and the entries, default), yaml (the entries alone,\n"
     "                   to paste under decisions:), json\n"
+    "  --check          instead: the plan's values against what the releases show now. A\n"
+    "                   value under the releases' 95% interval is STALE (the service's\n"
+    "                   clients retry harder than the plan says, and a healthy release's\n"
+    "                   first minutes can read as a regression): re-learn it. Over it: HIGH\n"
+    "                   (safe; proofs slower than they need be). For a CI step on the plan.\n"
+    "  --plan FILE      the plan canaryd runs [CANARY_PLAN]; default: the built-in plan\n"
     "  --pg CONNINFO    PostgreSQL (or CANARY_PG)\n"
     "  -v, --verbose    the store's log lines on stderr\n"
     "\n"
     "Exit status: 0 printed, 1 nothing learned yet (no finished release with reports),\n"
-    "2 usage error, 3 PostgreSQL unavailable.\n";
+    "2 usage error, 3 PostgreSQL unavailable. With --check: 0 no value stale (nothing to\n"
+    "check against included), 1 a value stale or the plan invalid.\n";
 
 enum format { FMT_TEXT, FMT_YAML, FMT_JSON };
 
 struct opts {
-  const char *service, *pg;
+  const char *service, *pg, *plan;
   int last;
   enum format format;
+  bool check;
 };
 
 static int parse(int argc, char **argv, struct opts *o) {
   static const struct option opts[] = {{"service", required_argument, NULL, 's'},
                                        {"last", required_argument, NULL, 'n'},
                                        {"format", required_argument, NULL, 'f'},
+                                       {"check", no_argument, NULL, 'c'},
+                                       {"plan", required_argument, NULL, 'P'},
                                        {"pg", required_argument, NULL, 'p'},
                                        {"verbose", no_argument, NULL, 'v'},
                                        {"help", no_argument, NULL, 'h'},
@@ -90,6 +102,12 @@ static int parse(int argc, char **argv, struct opts *o) {
         return EXIT_USAGE;
       }
       break;
+    case 'c':
+      o->check = true;
+      break;
+    case 'P':
+      o->plan = optarg;
+      break;
     case 'p':
       o->pg = optarg;
       break;
@@ -108,12 +126,21 @@ static int parse(int argc, char **argv, struct opts *o) {
     fprintf(stderr, PROG ": unexpected argument '%s'\n\n%s", argv[optind], usage);
     return EXIT_USAGE;
   }
+  if (o->plan && !o->check) {
+    fprintf(stderr, PROG ": --plan goes with --check\n");
+    return EXIT_USAGE;
+  }
+  if (o->check && o->format == FMT_YAML) {
+    fprintf(stderr, PROG ": --check prints text or json, not yaml\n");
+    return EXIT_USAGE;
+  }
   o->pg = live_env_or(o->pg, "CANARY_PG");
+  o->plan = live_env_or(o->plan, "CANARY_PLAN");
   return -1;
 }
 
-/* The learned value: the steps' mean (the evidence adds its own margin for the estimate's
- * error), never under 1; and the weight it carries in the plan. */
+/* The learned value: the steps' mean, never under 1 (as canaryd's estimate); and the weight it
+ * carries in the plan. */
 static double value_of(const struct store_dispersion_row *r) {
   double v = r->sum / r->k;
   return v > 1 ? v : 1;
@@ -165,11 +192,142 @@ static void print_json(const struct store_dispersion_row *rows, size_t n) {
   jbuf_free(&b);
 }
 
+/* ---- --check ---------------------------------------------------------------------------- */
+
+static const char *const verdict_names[] = {"current", "stale", "high"};
+
+/* The plan's value for a stored row: the service's own entry, any service's, or the assumption. */
+static double plan_value(const struct plan *plan, const struct store_dispersion_row *r,
+                         const char **source) {
+  const struct plan_dispersion *e = plan_dispersion_for(plan, r->counter, r->service);
+  *source = !e ? "assumed" : e->service[0] ? "learned" : "learned, any service";
+  return e ? e->value : MSTORE_DISP_PRIOR_PHI;
+}
+
+/* Whether plan entry e was checked: some stored row takes its value from it. */
+static bool entry_checked(const struct plan *plan, const struct plan_dispersion *e,
+                          const struct store_dispersion_row *rows, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (plan_dispersion_for(plan, rows[i].counter, rows[i].service) == e)
+      return true;
+  return false;
+}
+
+static void check_json(const struct plan *plan, const struct store_dispersion_row *rows, size_t n,
+                       const char *service, int stale) {
+  struct jbuf b;
+  jbuf_init(&b);
+  jbuf_puts(&b, "{\"checks\":[");
+  for (size_t i = 0; i < n; i++) {
+    const char *source;
+    double v = plan_value(plan, &rows[i], &source);
+    struct mstore_disp_check c = mstore_dispersion_check(rows[i].sum, rows[i].k, v);
+    jbuf_puts(&b, i ? ",{\"service\":" : "{\"service\":");
+    jbuf_string(&b, rows[i].service);
+    jbuf_puts(&b, ",\"counter\":");
+    jbuf_string(&b, rows[i].counter);
+    jbuf_puts(&b, ",\"plan\":");
+    jbuf_number(&b, v);
+    jbuf_puts(&b, ",\"source\":");
+    jbuf_string(&b, source);
+    jbuf_printf(&b, ",\"releases\":%ld,\"reports\":", rows[i].releases);
+    jbuf_number(&b, rows[i].k);
+    jbuf_puts(&b, ",\"shown\":");
+    jbuf_number(&b, c.mean);
+    jbuf_puts(&b, ",\"low\":");
+    jbuf_number(&b, c.lo);
+    jbuf_puts(&b, ",\"high\":");
+    jbuf_number(&b, c.hi);
+    jbuf_puts(&b, ",\"verdict\":");
+    jbuf_string(&b, verdict_names[c.verdict]);
+    jbuf_putc(&b, '}');
+  }
+  jbuf_puts(&b, "],\"unchecked\":[");
+  bool first = true;
+  for (int i = 0; i < plan->n_dispersion; i++) {
+    const struct plan_dispersion *e = &plan->dispersion[i];
+    if ((service[0] && e->service[0] && strcmp(e->service, service)) ||
+        entry_checked(plan, e, rows, n))
+      continue;
+    jbuf_puts(&b, first ? "{\"service\":" : ",{\"service\":");
+    first = false;
+    jbuf_string(&b, e->service);
+    jbuf_puts(&b, ",\"counter\":");
+    jbuf_string(&b, e->counter);
+    jbuf_puts(&b, ",\"plan\":");
+    jbuf_number(&b, e->value);
+    jbuf_putc(&b, '}');
+  }
+  jbuf_printf(&b, "],\"stale\":%d}\n", stale);
+  fwrite(b.data, 1, b.len, stdout);
+  jbuf_free(&b);
+}
+
+static void check_text(const struct plan *plan, const struct store_dispersion_row *rows, size_t n,
+                       const char *service) {
+  printf("%-24s %-20s %-26s %8s %8s %-18s %s\n", "service", "counter", "plan", "releases",
+         "reports", "shown (95%)", "verdict");
+  for (size_t i = 0; i < n; i++) {
+    const char *source;
+    double v = plan_value(plan, &rows[i], &source);
+    struct mstore_disp_check c = mstore_dispersion_check(rows[i].sum, rows[i].k, v);
+    char plan_col[48], shown[48];
+    snprintf(plan_col, sizeof plan_col, "%.3g (%s)", v, source);
+    snprintf(shown, sizeof shown, "%.3g (%.3g-%.3g)", c.mean, c.lo, c.hi);
+    static const char *const say[] = {"current", "STALE: re-learn",
+                                      "high: re-learn to prove sooner"};
+    printf("%-24s %-20s %-26s %8ld %8.0f %-18s %s\n", rows[i].service, rows[i].counter, plan_col,
+           rows[i].releases, rows[i].k, shown,
+           !strcmp(source, "assumed") && c.verdict != MSTORE_DISP_CURRENT
+               ? (c.verdict == MSTORE_DISP_STALE ? "STALE: burstier than assumed; learn it"
+                                                 : "not learned: learn it to prove sooner")
+               : say[c.verdict]);
+  }
+  for (int i = 0; i < plan->n_dispersion; i++) {
+    const struct plan_dispersion *e = &plan->dispersion[i];
+    if ((service[0] && e->service[0] && strcmp(e->service, service)) ||
+        entry_checked(plan, e, rows, n))
+      continue;
+    printf("%-24s %-20s %-26.3g %8s %8s %-18s %s\n", e->service[0] ? e->service : "(any)",
+           e->counter, e->value, "-", "-", "-", "unchecked: no finished release to check against");
+  }
+}
+
+/* --check: exit 1 when a value the plan gives is under what the releases show. */
+static int check(const struct opts *o, const struct plan *plan,
+                 const struct store_dispersion_row *rows, size_t n) {
+  int stale = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *source;
+    double v = plan_value(plan, &rows[i], &source);
+    stale += mstore_dispersion_check(rows[i].sum, rows[i].k, v).verdict == MSTORE_DISP_STALE;
+  }
+  if (o->format == FMT_JSON)
+    check_json(plan, rows, n, o->service, stale);
+  else
+    check_text(plan, rows, n, o->service);
+  if (stale)
+    fprintf(stderr,
+            PROG ": %d value%s under what the releases show: healthy releases may be halted on "
+                 "bursts the plan does not expect; re-learn (canaryctl dispersion --format yaml) "
+                 "and update decisions.dispersion\n",
+            stale, stale == 1 ? "" : "s");
+  else if (n == 0)
+    fprintf(stderr,
+            PROG ": nothing to check against yet: no finished release%s%s%s has "
+                 "baseline reports\n",
+            o->service[0] ? " of '" : "", o->service, o->service[0] ? "'" : "");
+  return stale ? EXIT_BAD_INPUT : EXIT_OK;
+}
+
 int app_dispersion(int argc, char **argv) {
   struct opts o;
   int code = parse(argc, argv, &o);
   if (code >= 0)
     return code;
+  static struct plan plan;
+  if (o.check && !cli_load_plan(PROG, o.plan, &plan)) /* before PostgreSQL: a bad plan is quick */
+    return EXIT_BAD_INPUT;
   store_t *st;
   if ((code = live_store_open(PROG, o.pg, &st)) != EXIT_OK)
     return code;
@@ -177,8 +335,8 @@ int app_dispersion(int argc, char **argv) {
   size_t n = 0;
   int rc = store_dispersion(st, o.service, o.last, &rows, &n);
   if (rc != CANARY_OK) {
-    fprintf(stderr, PROG ": cannot read the releases: %s (%s)\n", canary_strerror(rc),
-            store_last_error(st));
+    fprintf(stderr, PROG ": cannot read the releases: %s (%s)%s\n", canary_strerror(rc),
+            store_last_error(st), live_schema_hint(st));
     store_close(st);
     return EXIT_UNAVAILABLE;
   }
@@ -188,6 +346,15 @@ int app_dispersion(int argc, char **argv) {
   for (size_t i = 0; i < n; i++)
     if (rows[i].k > 0)
       rows[kept++] = rows[i];
+  if (o.check) {
+    code = check(&o, &plan, rows, kept);
+    free(rows);
+    if (fflush(stdout) != 0) {
+      perror(PROG);
+      return EXIT_BAD_INPUT;
+    }
+    return code;
+  }
   if (kept == 0) {
     fprintf(stderr,
             PROG ": nothing learned yet: no finished release%s%s%s has baseline reports "

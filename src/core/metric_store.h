@@ -103,9 +103,9 @@ struct mstore_name {
 #define MSTORE_SNAPS 8
 #define MSTORE_RECENT 8 /* counters: the last adds, to line up variants that report apart */
 #define MSTORE_SLICE_MS 900000LL /* 15 min: the start points of a test within a stage */
-#define MSTORE_DISP_CAP                                                                            \
-  20.0 /* one step's share of the dispersion estimate: an outage's jump
-                              * is one step, not a burst (mstore_dispersion) */
+/* One step's share of the dispersion estimate: an outage's jump is one step, not a burst
+ * (mstore_dispersion). */
+#define MSTORE_DISP_CAP 20.0
 
 struct mstore_series {
   int cohort;
@@ -494,6 +494,22 @@ double mstore_dispersion(const struct mstore *ms, int cohort, const char *num, c
 #define MSTORE_DISP_PRIOR_PHI 3.0 /* the assumption: bursts of about three */
 #define MSTORE_DISP_OWN_MIN 10    /* steps before the release's own estimate can overrule a prior */
 double mstore_dispersion_of(double sum, double k, double prior_phi, double prior_n);
+
+/*
+ * A plan's learned value against what finished releases show (canaryctl dispersion --check): the
+ * releases' k steps summing to sum give the mean and its one-sided 95% bounds, lo and hi (a step
+ * is a scaled chi-square of one degree: standard error mean·sqrt(2/k)), floored at 1 as the
+ * estimate is. STALE when value is under lo: the plan expects fewer bursts than the service has,
+ * and a healthy release's bursts read as a regression until its own reports overrule the prior
+ * (bench/README.md: 3.3% of healthy releases halted at half the true value). HIGH when value is
+ * over hi: safe, but proofs take longer than they need. CURRENT between. k must be > 0.
+ */
+enum mstore_disp_verdict { MSTORE_DISP_CURRENT, MSTORE_DISP_STALE, MSTORE_DISP_HIGH };
+struct mstore_disp_check {
+  double mean, lo, hi;
+  enum mstore_disp_verdict verdict;
+};
+struct mstore_disp_check mstore_dispersion_check(double sum, double k, double value);
 
 /*
  * The prior of each pair for a rollout of service: the plan's decisions.dispersion entry for

@@ -90,6 +90,21 @@ double mstore_dispersion_of(double sum, double k, double prior_phi, double prior
   return phi > 1 ? phi : 1;
 }
 
+struct mstore_disp_check mstore_dispersion_check(double sum, double k, double value) {
+  const double z = 1.6449; /* one-sided 95% */
+  struct mstore_disp_check c = {.mean = sum / k};
+  double se = c.mean * sqrt(2 / k);
+  c.lo = c.mean - z * se;
+  c.hi = c.mean + z * se;
+  c.mean = c.mean > 1 ? c.mean : 1;
+  c.lo = c.lo > 1 ? c.lo : 1;
+  c.hi = c.hi > 1 ? c.hi : 1;
+  c.verdict = value < c.lo   ? MSTORE_DISP_STALE
+              : value > c.hi ? MSTORE_DISP_HIGH
+                             : MSTORE_DISP_CURRENT;
+  return c;
+}
+
 /* The pair whose numerator is num, or NULL. */
 static const struct mstore_pair *pair_of(const struct mstore *ms, const char *num) {
   for (int i = 0; i < ms->cfg.n_pairs; i++)

@@ -101,6 +101,22 @@ suite_own_database() {
   export CANARY_PG="$CANARY_PG dbname=$suite_db" CANARY_TOPIC_PREFIX="$1-$suffix."
 }
 
+# suite_daemon NAME: start canaryd on $CANARY_PLAN as $pid (group and worker id NAME-$suffix;
+# /metrics, /healthz and /readyz on a free $port; its log $tmp/canaryd.log) and wait until it is
+# ready: its topics created and its shards loaded. A client's first emit could find no topic
+# before then (canaryd creates a suite's own topics as it starts).
+suite_daemon() {
+  port=$(free_port)
+  step "starting canaryd (group $1-$suffix; /metrics on $port)"
+  "$daemon" --plan "$CANARY_PLAN" --group "$1-$suffix" --worker-id "$1-$suffix" \
+    --http-listen "127.0.0.1:$port" >"$tmp/canaryd.log" 2>&1 &
+  pid=$!
+  wait_for 90 "canaryd to be ready" suite_ready || fail "canaryd not ready"
+}
+suite_ready() {
+  [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$port/readyz") == 200 ]]
+}
+
 # A port nobody listens on: the kernel picks one, we let it go and use it.
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -26,14 +26,7 @@ metric_is() { curl -s --max-time 5 "http://127.0.0.1:$port/metrics" | grep -qx -
 # The offsets the worker stored (its progress over the input topics, kept in the store).
 applied_upto() { psql "$CANARY_PG" -Atc "SELECT coalesce(sum(next_offset), 0) FROM offsets"; }
 
-port=$(free_port)
-step "starting canaryd (its own database and topics; /metrics on $port)"
-"$daemon" --plan "$plan" --group "freeze-$suffix" --worker-id "freeze-$suffix" \
-  --http-listen "127.0.0.1:$port" >"$tmp/canaryd.log" 2>&1 &
-pid=$!
-# Ready: its topics created and its shards loaded; an emit before then could find no topic.
-ready() { [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$port/readyz") == 200 ]]; }
-wait_for 90 "canaryd to be ready" ready || fail "canaryd not ready"
+suite_daemon freeze # $pid, $port; ready
 
 step "usage errors"
 run 2 "$ctl" freeze extra

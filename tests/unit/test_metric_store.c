@@ -1484,6 +1484,27 @@ static void test_evidence_finds_a_regression_mid_stage(void **state) {
  * learned nothing about; the plan's learned value for the service, or for any service, when
  * it has one; and the release's own reports overruling a prior they prove too small.
  */
+/* canaryctl dispersion --check: a plan's value against the releases' steps. */
+static void test_dispersion_check(void **state) {
+  (void)state;
+  /* 400 steps of mean 2 (bursts of 1.5): the 95% bounds are 2(1 -+ 1.645 sqrt(2/400)) */
+  struct mstore_disp_check c = mstore_dispersion_check(800, 400, 1);
+  assert_double_equal(c.mean, 2, 1e-12);
+  assert_double_equal(c.lo, 2 * (1 - 1.6449 * sqrt(2.0 / 400)), 1e-9);
+  assert_double_equal(c.hi, 2 * (1 + 1.6449 * sqrt(2.0 / 400)), 1e-9);
+  assert_int_equal(c.verdict, MSTORE_DISP_STALE); /* the stale bench's plan: 1 where it is 2 */
+  assert_int_equal(mstore_dispersion_check(800, 400, 1.9).verdict, MSTORE_DISP_CURRENT);
+  assert_int_equal(mstore_dispersion_check(800, 400, 2.2).verdict, MSTORE_DISP_CURRENT);
+  assert_int_equal(mstore_dispersion_check(800, 400, 3).verdict, MSTORE_DISP_HIGH);
+  /* few steps prove little: 1 is not shown stale by ten steps of mean 2 */
+  assert_int_equal(mstore_dispersion_check(20, 10, 1).verdict, MSTORE_DISP_CURRENT);
+  /* independent events (steps under 1): floored at 1 as the estimate is; 1 is current */
+  c = mstore_dispersion_check(0, 95, 1);
+  assert_true(c.mean == 1 && c.lo == 1 && c.hi == 1);
+  assert_int_equal(c.verdict, MSTORE_DISP_CURRENT);
+  assert_int_equal(mstore_dispersion_check(0, 95, MSTORE_DISP_PRIOR_PHI).verdict, MSTORE_DISP_HIGH);
+}
+
 static void test_learned_dispersion_prior(void **state) {
   (void)state;
   static struct plan learned;
@@ -1543,6 +1564,7 @@ int main(void) {
       cmocka_unit_test(test_evidence_two_failures_are_not_a_halt),
       cmocka_unit_test(test_evidence_finds_a_regression_mid_stage),
       cmocka_unit_test(test_learned_dispersion_prior),
+      cmocka_unit_test(test_dispersion_check),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
