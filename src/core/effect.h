@@ -47,7 +47,9 @@ enum decision_action {
 
 #define EVIDENCE_MAX 16
 #define EVIDENCE_KEY_MAX 40
-#define EVIDENCE_STR_MAX 160
+/* Room for a rule's whole explanation (a metric finding's explain[400]): cut at 160, the
+ * demo's halt notification ended "(lower bound 0.", a number cut in half. */
+#define EVIDENCE_STR_MAX 400
 
 enum evidence_kind { EVIDENCE_NUM, EVIDENCE_INT, EVIDENCE_STR, EVIDENCE_BOOL };
 

@@ -1122,6 +1122,12 @@ static void test_evidence_halts_a_worse_canary_on_its_counts(void **state) {
   assert_true(item(d, "alpha")->num < 0.01); /* a share of the plan's 1% budget */
   assert_true(item(d, "baseline_count")->num > 0);
   assert_non_null(strstr(d->reason, "evidence e = "));
+  /* the explanation whole, as the reason has it (it was cut at 160 bytes, a number in half) */
+  const char *x = item(d, "expression")->str;
+  size_t n = strlen(x);
+  assert_true(n > 160);
+  assert_string_equal(x + n - 6, ": true");
+  assert_non_null(strstr(d->reason, x));
 }
 
 /*
