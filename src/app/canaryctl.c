@@ -49,7 +49,7 @@ static const struct subcommand subcommands[] = {
     {"simulate", app_simulate, "run the plan on a JSON Lines file of events in virtual time"},
     {"plan", app_plan, "check or show a plan file, or what it can decide at a traffic (power)"},
     {"dispersion", app_dispersion,
-     "what a service's releases taught about its bursts: plan entries"},
+     "what a service's releases taught about its bursts: plan entries, or --check them"},
     {"dashboard", app_dashboard,
      "serve a read-only web dashboard of the rollouts (from PostgreSQL)"},
     {"keygen", app_keygen, "make a key pair for signing commands as an actor (the policy's key)"},
