@@ -18,13 +18,68 @@
 #include "app/worker.h"
 #include "app/worker_http.h"
 #include "bus/bus.h"
+#include "config/config.h"
 #include "store/store.h"
 
 static volatile sig_atomic_t running = 1;
+static volatile sig_atomic_t reload = 0;
 
 static void on_signal(int sig) {
   (void)sig;
   running = 0;
+}
+
+static void on_hangup(int sig) {
+  (void)sig;
+  reload = 1;
+}
+
+/* What SIGHUP reloads the policy of, and from where. */
+struct policy_source {
+  struct plan *plan;     /* the plan the worker runs: its policy is replaced in place */
+  const char *plan_path; /* NULL: the built-in plan */
+};
+
+/*
+ * SIGHUP: the policy again, from where it came (CANARY_POLICY, which --policy sets, or the plan
+ * file's policy:), so that a person can be given or denied a right without a restart. Only the
+ * policy: the rest of the plan decided the rollouts in flight and needs a restart. A file that
+ * does not load leaves the policy in force. The worker calls this between batches, and only its
+ * loop reads the policy, so the swap needs no lock.
+ */
+static void reload_policy(void *ctx) {
+  const struct policy_source *src = ctx;
+  static struct plan fresh; /* large: not on the stack */
+  static struct policy p;
+  struct config_error err;
+  const char *file = getenv("CANARY_POLICY"), *from;
+  int rc;
+  if (file && *file) {
+    from = file;
+    rc = config_load_policy_file(file, &p, &err);
+  } else if (src->plan_path) {
+    from = src->plan_path;
+    rc = config_load_file(src->plan_path, &fresh, &err);
+    p = fresh.policy;
+  } else {
+    log_msg(LOG_LVL_WARNING, NULL, "SIGHUP: no policy file to reload (the built-in plan)");
+    return;
+  }
+  if (rc != CANARY_OK) {
+    char msg[sizeof err.file + sizeof err.message + 32];
+    config_error_format(&err, msg, sizeof msg);
+    log_msg(LOG_LVL_ERR, NULL, "SIGHUP: policy not reloaded, the one in force stays: %s", msg);
+    return;
+  }
+  src->plan->policy = p;
+  if (p.enabled)
+    log_msg(LOG_LVL_NOTICE, NULL, "policy reloaded from %s: %d actors, %d roles", from, p.n_actors,
+            p.n_roles);
+  else
+    log_msg(LOG_LVL_WARNING, NULL,
+            "policy reloaded from %s: none: every command, kill switch and approval is accepted "
+            "from anyone, its actor unverified",
+            from);
 }
 
 static const char usage[] =
@@ -104,6 +159,9 @@ static const char usage[] =
     "  CANARY_SMTP_USER, CANARY_SMTP_PASSWORD  SMTP login (STARTTLS when offered)\n"
     "\n"
     "SIGTERM/SIGINT: finish the batch, commit, publish, leave the group, exit 0.\n"
+    "SIGHUP: reload the policy (CANARY_POLICY, or the plan file's policy:) between two\n"
+    "batches; one that does not load is logged and the policy in force stays. The rest of\n"
+    "the plan needs a restart. (canaryd notify ignores SIGHUP.)\n"
     "Exit status: 0 clean stop, 1 could not start (configuration, schemas, migrations),\n"
     "2 usage error.\n";
 
@@ -133,6 +191,7 @@ static void on_signals(void) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGHUP, SIG_IGN); /* nothing to reload: not a reason to die */
 }
 
 /* canaryd notify: the relay to people (src/app/notify.c). */
@@ -413,6 +472,14 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
+  struct sigaction hup = {.sa_handler = on_hangup, .sa_flags = SA_RESTART};
+  sigemptyset(&hup.sa_mask);
+  sigaction(SIGHUP, &hup, NULL);
+  static struct policy_source src;
+  src = (struct policy_source){.plan = &plan, .plan_path = plan_path};
+  cfg.reload = &reload;
+  cfg.on_reload = reload_policy;
+  cfg.reload_ctx = &src;
   log_msg(LOG_LVL_NOTICE, NULL, "canaryd %s starting: plan %s, %d stages", CANARY_VERSION,
           plan_path ? plan_path : "(built-in)", plan.n_stages);
   if (plan.policy.enabled)

@@ -283,6 +283,10 @@ int worker_run(const struct worker_config *cfg, volatile sig_atomic_t *running) 
       enqueue(w, &msgs[i], now);
     more = false;
     check_freeze(w, now);
+    if (cfg->reload && *cfg->reload) { /* between batches: no rollout is being decided */
+      *cfg->reload = 0;
+      cfg->on_reload(cfg->reload_ctx);
+    }
     bool tick = cfg->wall_clock && idle && now - w->last_tick_ms >= cfg->tick_ms;
     if (tick)
       w->last_tick_ms = now;

@@ -29,7 +29,12 @@ struct worker_config {
   const char *http_listen; /* ADDR:PORT for /metrics, /healthz, /readyz; NULL: none */
   int64_t max_skew_ms;     /* an event dated further ahead of its message's Kafka timestamp is
                           * dead-lettered (a clock or unit error); 0 = no limit */
-  int load_attempts;       /* tries at loading a shard before giving up; 0 = as long as it takes
+  /* SIGHUP (canaryd): when *reload is set, the loop clears it and calls on_reload(reload_ctx)
+   * between two batches, where nothing is being applied; NULL: nothing to reload. */
+  volatile sig_atomic_t *reload;
+  void (*on_reload)(void *ctx);
+  void *reload_ctx;
+  int load_attempts; /* tries at loading a shard before giving up; 0 = as long as it takes
                           * (canaryd: a shard given up on would be applied by nobody) */
 };
 

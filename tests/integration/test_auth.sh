@@ -10,7 +10,8 @@
 # a force-promote by someone without the role, an unsigned rollback, a kill switch flipped by
 # the product owner, an approval by the wrong person (canaryctl approve), a signed rollback
 # replayed onto another rollout (canaryctl emit) — and what it allows, signed: each is refused or accepted by canaryd with its reason,
-# and `canaryctl audit` lists every one with its actor, signature and outcome. Do not run it
+# and `canaryctl audit` lists every one with its actor, signature and outcome. Then SIGHUP: a
+# broken policy file is refused and the one in force stays; an edited one gives pat a right. Do not run it
 # while another canaryd works on the same database.
 set -euo pipefail
 
@@ -198,6 +199,33 @@ run 0 "$ctl" audit --rollout "$R" --actor eve --json
 [[ $(wc -l <<<"$out") == 2 ]] || fail "--actor eve: $out"
 run 2 "$ctl" audit --last 0
 has "$err" "--last: '0' is not a positive whole number"
+
+# ---- SIGHUP: the policy reloaded without a restart ---------------------------------------------------
+step "pat may not pause $R2 (a product owner)"
+run 1 "$ctl" pause "$R2" --key "$tmp/pat.key" --reason "before the reload"
+has "$out" "pause by pat refused: pause needs release_engineer, oncall or release_manager; pat has product_owner"
+cp "$tmp/policy.yaml" "$tmp/policy.good"
+hup_logged() { grep -qF -- "$1" "$tmp/canaryd.log"; }
+
+step "SIGHUP with a broken policy file: logged, the policy in force stays"
+printf 'actors:\n  pat: { roles: [product_owner, release_engineer], keys: [nope] }\n' >"$tmp/policy.yaml"
+kill -HUP "$pid"
+wait_for 30 "the refused reload" hup_logged \
+  "SIGHUP: policy not reloaded, the one in force stays: $tmp/policy.yaml:1:1: policy needs 'permissions'" ||
+  fail "no refused reload in the log"
+cp "$tmp/policy.good" "$tmp/policy.yaml" # canaryctl reads it too
+run 1 "$ctl" pause "$R2" --key "$tmp/pat.key" --reason "after a bad reload"
+has "$out" "pause by pat refused"
+
+step "SIGHUP after pat was made a release engineer too: pat may pause"
+sed -i 's/pat: { roles: \[product_owner\]/pat: { roles: [product_owner, release_engineer]/' "$tmp/policy.yaml"
+grep -qF "pat: { roles: [product_owner, release_engineer]" "$tmp/policy.yaml" || fail "policy not edited"
+kill -HUP "$pid"
+wait_for 30 "the reload" hup_logged "policy reloaded from $tmp/policy.yaml: 4 actors, 6 roles" ||
+  fail "no reload in the log"
+run 0 "$ctl" pause "$R2" --key "$tmp/pat.key" --reason "after the reload"
+has "$out" "paused by pat: after the reload"
+kill -0 "$pid" || fail "canaryd died on SIGHUP"
 
 step "$R2 rolled back by maria (signed): no pending rollout left behind"
 run 0 "$ctl" rollback "$R2" --key "$tmp/maria.key" --reason "test over"
