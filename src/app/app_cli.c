@@ -21,9 +21,14 @@ bool cli_parse_time(const char *s, int64_t *ms) {
 }
 
 /* $CANARY_POLICY, over the plan's own policy. */
-static bool load_policy(const char *prog, struct plan *plan, struct config_error *err) {
+const char *cli_policy_file(void) {
   const char *path = getenv("CANARY_POLICY");
-  if (!path || !*path || config_load_policy_file(path, &plan->policy, err) == CANARY_OK)
+  return path && *path ? path : NULL;
+}
+
+static bool load_policy(const char *prog, struct plan *plan, struct config_error *err) {
+  const char *path = cli_policy_file();
+  if (!path || config_load_policy_file(path, &plan->policy, err) == CANARY_OK)
     return true;
   char msg[sizeof err->file + sizeof err->message + 32];
   config_error_format(err, msg, sizeof msg);
@@ -52,7 +57,7 @@ bool cli_load_plan(const char *prog, const char *path, struct plan *plan) {
 }
 
 void cli_policy_line(FILE *f, const struct plan *plan, const char *plan_path) {
-  const char *file = getenv("CANARY_POLICY");
+  const char *file = cli_policy_file();
   if (!plan->policy.enabled) {
     fprintf(f,
             "policy: none (no CANARY_POLICY, no policy: in %s): every command, kill switch "
@@ -60,7 +65,7 @@ void cli_policy_line(FILE *f, const struct plan *plan, const char *plan_path) {
             plan_path ? plan_path : "the built-in plan");
     return;
   }
-  if (file && *file)
+  if (file)
     fprintf(f, "policy: %s (CANARY_POLICY)", file);
   else
     fprintf(f, "policy: the policy: of %s", plan_path ? plan_path : "the built-in plan");

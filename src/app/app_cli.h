@@ -26,6 +26,9 @@ bool cli_parse_time(const char *s, int64_t *ms);
  * "canaryctl: file:line:column: message" to stderr and return false.
  */
 bool cli_load_plan(const char *prog, const char *path, struct plan *plan);
+/* The policy file that replaces a plan's policy: ($CANARY_POLICY, which canaryd --policy sets),
+ * or NULL. cli_load_plan reads it; canaryd reads it again on SIGHUP. */
+const char *cli_policy_file(void);
 
 /*
  * One line saying which policy cli_load_plan gave plan (plan_path as given to it; NULL: the

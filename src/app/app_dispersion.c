@@ -196,21 +196,35 @@ static void print_json(const struct store_dispersion_row *rows, size_t n) {
 
 static const char *const verdict_names[] = {"current", "stale", "high"};
 
-/* The plan's value for a stored row: the service's own entry, any service's, or the assumption. */
-static double plan_value(const struct plan *plan, const struct store_dispersion_row *r,
-                         const char **source) {
-  const struct plan_dispersion *e = plan_dispersion_for(plan, r->counter, r->service);
-  *source = !e ? "assumed" : e->service[0] ? "learned" : "learned, any service";
-  return e ? e->value : MSTORE_DISP_PRIOR_PHI;
+/* A stored row against the plan: the entry it takes its value from (the service's own, any
+ * service's, or NULL: the assumption), that value, and the check. */
+struct judged {
+  const struct plan_dispersion *entry;
+  double value;
+  struct mstore_disp_check c;
+};
+
+static struct judged judge(const struct plan *plan, const struct store_dispersion_row *r) {
+  struct judged j = {.entry = plan_dispersion_for(plan, r->counter, r->service)};
+  j.value = j.entry ? j.entry->value : MSTORE_DISP_PRIOR_PHI;
+  j.c = mstore_dispersion_check(r->sum, r->k, j.value);
+  return j;
 }
 
-/* Whether plan entry e was checked: some stored row takes its value from it. */
-static bool entry_checked(const struct plan *plan, const struct plan_dispersion *e,
-                          const struct store_dispersion_row *rows, size_t n) {
+static const char *source_of(const struct judged *j) {
+  return !j->entry ? "assumed" : j->entry->service[0] ? "learned" : "learned, any service";
+}
+
+/* Whether plan entry e is listed as unchecked: it is for the service asked about (or any
+ * service), and no stored row takes its value from it. */
+static bool unchecked(const struct plan *plan, const struct plan_dispersion *e,
+                      const struct store_dispersion_row *rows, size_t n, const char *service) {
+  if (service[0] && e->service[0] && strcmp(e->service, service))
+    return false;
   for (size_t i = 0; i < n; i++)
     if (plan_dispersion_for(plan, rows[i].counter, rows[i].service) == e)
-      return true;
-  return false;
+      return false;
+  return true;
 }
 
 static void check_json(const struct plan *plan, const struct store_dispersion_row *rows, size_t n,
@@ -219,35 +233,32 @@ static void check_json(const struct plan *plan, const struct store_dispersion_ro
   jbuf_init(&b);
   jbuf_puts(&b, "{\"checks\":[");
   for (size_t i = 0; i < n; i++) {
-    const char *source;
-    double v = plan_value(plan, &rows[i], &source);
-    struct mstore_disp_check c = mstore_dispersion_check(rows[i].sum, rows[i].k, v);
+    struct judged j = judge(plan, &rows[i]);
     jbuf_puts(&b, i ? ",{\"service\":" : "{\"service\":");
     jbuf_string(&b, rows[i].service);
     jbuf_puts(&b, ",\"counter\":");
     jbuf_string(&b, rows[i].counter);
     jbuf_puts(&b, ",\"plan\":");
-    jbuf_number(&b, v);
+    jbuf_number(&b, j.value);
     jbuf_puts(&b, ",\"source\":");
-    jbuf_string(&b, source);
+    jbuf_string(&b, source_of(&j));
     jbuf_printf(&b, ",\"releases\":%ld,\"reports\":", rows[i].releases);
     jbuf_number(&b, rows[i].k);
     jbuf_puts(&b, ",\"shown\":");
-    jbuf_number(&b, c.mean);
+    jbuf_number(&b, j.c.mean);
     jbuf_puts(&b, ",\"low\":");
-    jbuf_number(&b, c.lo);
+    jbuf_number(&b, j.c.lo);
     jbuf_puts(&b, ",\"high\":");
-    jbuf_number(&b, c.hi);
+    jbuf_number(&b, j.c.hi);
     jbuf_puts(&b, ",\"verdict\":");
-    jbuf_string(&b, verdict_names[c.verdict]);
+    jbuf_string(&b, verdict_names[j.c.verdict]);
     jbuf_putc(&b, '}');
   }
   jbuf_puts(&b, "],\"unchecked\":[");
   bool first = true;
   for (int i = 0; i < plan->n_dispersion; i++) {
     const struct plan_dispersion *e = &plan->dispersion[i];
-    if ((service[0] && e->service[0] && strcmp(e->service, service)) ||
-        entry_checked(plan, e, rows, n))
+    if (!unchecked(plan, e, rows, n, service))
       continue;
     jbuf_puts(&b, first ? "{\"service\":" : ",{\"service\":");
     first = false;
@@ -268,25 +279,20 @@ static void check_text(const struct plan *plan, const struct store_dispersion_ro
   printf("%-24s %-20s %-26s %8s %8s %-18s %s\n", "service", "counter", "plan", "releases",
          "reports", "shown (95%)", "verdict");
   for (size_t i = 0; i < n; i++) {
-    const char *source;
-    double v = plan_value(plan, &rows[i], &source);
-    struct mstore_disp_check c = mstore_dispersion_check(rows[i].sum, rows[i].k, v);
+    struct judged j = judge(plan, &rows[i]);
     char plan_col[48], shown[48];
-    snprintf(plan_col, sizeof plan_col, "%.3g (%s)", v, source);
-    snprintf(shown, sizeof shown, "%.3g (%.3g-%.3g)", c.mean, c.lo, c.hi);
-    static const char *const say[] = {"current", "STALE: re-learn",
-                                      "high: re-learn to prove sooner"};
+    snprintf(plan_col, sizeof plan_col, "%.3g (%s)", j.value, source_of(&j));
+    snprintf(shown, sizeof shown, "%.3g (%.3g-%.3g)", j.c.mean, j.c.lo, j.c.hi);
+    static const char *const learned[] = {"current", "STALE: re-learn",
+                                          "high: re-learn to prove sooner"};
+    static const char *const assumed[] = {"current", "STALE: burstier than assumed; learn it",
+                                          "not learned: learn it to prove sooner"};
     printf("%-24s %-20s %-26s %8ld %8.0f %-18s %s\n", rows[i].service, rows[i].counter, plan_col,
-           rows[i].releases, rows[i].k, shown,
-           !strcmp(source, "assumed") && c.verdict != MSTORE_DISP_CURRENT
-               ? (c.verdict == MSTORE_DISP_STALE ? "STALE: burstier than assumed; learn it"
-                                                 : "not learned: learn it to prove sooner")
-               : say[c.verdict]);
+           rows[i].releases, rows[i].k, shown, (j.entry ? learned : assumed)[j.c.verdict]);
   }
   for (int i = 0; i < plan->n_dispersion; i++) {
     const struct plan_dispersion *e = &plan->dispersion[i];
-    if ((service[0] && e->service[0] && strcmp(e->service, service)) ||
-        entry_checked(plan, e, rows, n))
+    if (!unchecked(plan, e, rows, n, service))
       continue;
     printf("%-24s %-20s %-26.3g %8s %8s %-18s %s\n", e->service[0] ? e->service : "(any)",
            e->counter, e->value, "-", "-", "-", "unchecked: no finished release to check against");
@@ -297,11 +303,8 @@ static void check_text(const struct plan *plan, const struct store_dispersion_ro
 static int check(const struct opts *o, const struct plan *plan,
                  const struct store_dispersion_row *rows, size_t n) {
   int stale = 0;
-  for (size_t i = 0; i < n; i++) {
-    const char *source;
-    double v = plan_value(plan, &rows[i], &source);
-    stale += mstore_dispersion_check(rows[i].sum, rows[i].k, v).verdict == MSTORE_DISP_STALE;
-  }
+  for (size_t i = 0; i < n; i++)
+    stale += judge(plan, &rows[i]).c.verdict == MSTORE_DISP_STALE;
   if (o->format == FMT_JSON)
     check_json(plan, rows, n, o->service, stale);
   else

@@ -41,8 +41,8 @@ struct policy_source {
 };
 
 /*
- * SIGHUP: the policy again, from where it came (CANARY_POLICY, which --policy sets, or the plan
- * file's policy:), so that a person can be given or denied a right without a restart. Only the
+ * SIGHUP: the policy again, from where cli_load_plan took it at the start (cli_policy_file,
+ * else the plan file's policy:), so that a person can be given or denied a right without a restart. Only the
  * policy: the rest of the plan decided the rollouts in flight and needs a restart. A file that
  * does not load leaves the policy in force. The worker calls this between batches, and only its
  * loop reads the policy, so the swap needs no lock.
@@ -52,9 +52,9 @@ static void reload_policy(void *ctx) {
   static struct plan fresh; /* large: not on the stack */
   static struct policy p;
   struct config_error err;
-  const char *file = getenv("CANARY_POLICY"), *from;
+  const char *file = cli_policy_file(), *from;
   int rc;
-  if (file && *file) {
+  if (file) {
     from = file;
     rc = config_load_policy_file(file, &p, &err);
   } else if (src->plan_path) {
